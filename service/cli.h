@@ -1,0 +1,42 @@
+/* cli: what every subcommand shares — the global options, the lazily
+ * loaded configuration, a database connection for commands (blocking
+ * libpq; commands are not the service loop) and the exit codes. */
+#ifndef RELANCE_CLI_H
+#define RELANCE_CLI_H
+
+#include "config.h"
+#include "log.h"
+
+#include <libpq-fe.h>
+
+enum cli_exit { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
+
+struct cli {
+    const char *config_path;   /* --config, RELANCE_CONFIG, ./relance.yaml, or NULL */
+    enum log_format log_format;
+    int log_format_given;
+    struct config *config;     /* loaded by cli_config */
+};
+
+/* The configuration, loaded on first use. On error prints one line to
+ * stderr and returns NULL; the command then exits CLI_ERROR. */
+struct config *cli_config(struct cli *cli);
+
+/* A connected database for a command: prints a clear line and returns
+ * NULL when the database cannot be reached. When migrated is set, also
+ * refuses a database that `relance migrate` has not brought up to date. */
+PGconn *cli_db_connect(struct cli *cli, int migrated);
+
+/* True when argv holds -h or --help. */
+int cli_wants_help(int argc, char **argv);
+
+/* Prints "relance: <message>" to stderr; returns code. */
+int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Subcommands: argv[0] is the subcommand's name. */
+int cmd_serve(struct cli *cli, int argc, char **argv);
+int cmd_migrate(struct cli *cli, int argc, char **argv);
+int cmd_version(struct cli *cli, int argc, char **argv);
+int cmd_config_check(struct cli *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,611 @@
+/* config: YAML deployment configuration to struct config, checked key by
+ * key against tables of known keys. It owns parsing, defaults and the
+ * environment overrides; it does not read secrets (the sender reads
+ * password_env/password_file when it needs them). */
+#include "config.h"
+
+#include "duration.h"
+#include "ytree.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ftype { F_STR, F_INT, F_SECONDS, F_BOOL, F_NEST, F_STRLIST };
+
+/* One known key: where its value goes (an offset into the target struct)
+ * and how to read it. F_NEST reads a mapping with its own table into the
+ * same target struct. */
+struct field {
+    const char *key;
+    enum ftype type;
+    size_t off;
+    const struct field *nest;
+};
+
+struct parse {
+    const char *name;
+    char *err;
+    size_t errlen;
+};
+
+#define ACC(f) offsetof(struct config_account, f)
+static const struct field warmup_fields[] = {
+    {"start", F_INT, ACC(warmup_start), NULL},
+    {"increase_per_day", F_INT, ACC(warmup_increase_per_day), NULL},
+    {NULL, F_STR, 0, NULL},
+};
+static const struct field oauth2_fields[] = {
+    {"token_url", F_STR, ACC(oauth2.token_url), NULL},
+    {"client_id", F_STR, ACC(oauth2.client_id), NULL},
+    {"client_secret_env", F_STR, ACC(oauth2.client_secret_env), NULL},
+    {"refresh_token_env", F_STR, ACC(oauth2.refresh_token_env), NULL},
+    {NULL, F_STR, 0, NULL},
+};
+static const struct field account_fields[] = {
+    {"email", F_STR, ACC(email), NULL},
+    {"from_name", F_STR, ACC(from_name), NULL},
+    {"smtp", F_STR, ACC(smtp), NULL},
+    {"imap", F_STR, ACC(imap), NULL},
+    {"username", F_STR, ACC(username), NULL},
+    {"password_env", F_STR, ACC(password_env), NULL},
+    {"password_file", F_STR, ACC(password_file), NULL},
+    {"daily_limit", F_INT, ACC(daily_limit), NULL},
+    {"min_interval", F_SECONDS, ACC(min_interval), NULL},
+    {"interval_jitter", F_SECONDS, ACC(interval_jitter), NULL},
+    {"timezone", F_STR, ACC(timezone), NULL},
+    {"warmup", F_NEST, 0, warmup_fields},
+    {"tls_ca_file", F_STR, ACC(tls_ca_file), NULL},
+    {"tls", F_STR, ACC(tls), NULL},
+    {"auth", F_STR, ACC(auth), NULL},
+    {"watch_interval", F_SECONDS, ACC(watch_interval), NULL},
+    {"save_sent", F_BOOL, ACC(save_sent), NULL},
+    {"folders", F_STRLIST, ACC(folders), NULL},
+    {"oauth2", F_NEST, 0, oauth2_fields},
+    {NULL, F_STR, 0, NULL},
+};
+#undef ACC
+
+#define CFG(f) offsetof(struct config, f)
+static const struct field http_fields[] = {
+    {"listen", F_STR, CFG(http_listen), NULL},
+    {"public_url", F_STR, CFG(public_url), NULL},
+    {NULL, F_STR, 0, NULL},
+};
+/* pools and dkim are maps of names; they are read by their own code. */
+static const struct field top_fields[] = {
+    {"database_url", F_STR, CFG(database_url), NULL},
+    {"http", F_NEST, 0, http_fields},
+    {"state_dir", F_STR, CFG(state_dir), NULL},
+    {"log_format", F_STR, CFG(log_format), NULL},
+    {"transport", F_STR, CFG(transport), NULL},
+    {"capture_dir", F_STR, CFG(capture_dir), NULL},
+    {"tls_ca_file", F_STR, CFG(tls_ca_file), NULL},
+    {"pools", F_NEST, 0, NULL},
+    {"dkim", F_NEST, 0, NULL},
+    {NULL, F_STR, 0, NULL},
+};
+#undef CFG
+
+static int fail_at(struct parse *p, const struct ynode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_at(struct parse *p, const struct ynode *n, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n)
+        snprintf(p->err, p->errlen, "%s:%d:%d: %s", p->name, n->line, n->col, msg);
+    else
+        snprintf(p->err, p->errlen, "%s: %s", p->name, msg);
+    return -1;
+}
+
+char *config_expand(const char *s, char *err, size_t errlen)
+{
+    size_t cap = strlen(s) + 1, len = 0;
+    char *out = malloc(cap);
+    if (!out) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (const char *p = s; *p;) {
+        const char *piece = p;
+        size_t plen = 1;
+        char name[128];
+        if (p[0] == '$' && p[1] == '$') {
+            p += 2;
+        } else if (p[0] == '$' && p[1] == '{') {
+            const char *close = strchr(p, '}');
+            if (!close) {
+                snprintf(err, errlen, "unterminated ${ in '%s'", s);
+                free(out);
+                return NULL;
+            }
+            const char *body = p + 2, *dflt = NULL;
+            size_t nlen = (size_t)(close - body);
+            const char *sep = strstr(body, ":-");
+            if (sep && sep < close) {
+                dflt = sep + 2;
+                nlen = (size_t)(sep - body);
+            }
+            if (nlen == 0 || nlen >= sizeof name) {
+                snprintf(err, errlen, "bad variable name in '%s'", s);
+                free(out);
+                return NULL;
+            }
+            memcpy(name, body, nlen);
+            name[nlen] = '\0';
+            for (size_t i = 0; i < nlen; i++)
+                if (!(isalnum((unsigned char)name[i]) || name[i] == '_')) {
+                    snprintf(err, errlen, "bad variable name '%s'", name);
+                    free(out);
+                    return NULL;
+                }
+            const char *v = getenv(name);
+            if (v && *v) {
+                piece = v;
+                plen = strlen(v);
+            } else if (dflt) {
+                piece = dflt;
+                plen = (size_t)(close - dflt);
+            } else {
+                snprintf(err, errlen, "environment variable %s is not set", name);
+                free(out);
+                return NULL;
+            }
+            p = close + 1;
+        } else {
+            p++;
+        }
+        if (len + plen + 1 > cap) {
+            cap = (len + plen + 1) * 2;
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                free(out);
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
+            out = grown;
+        }
+        memcpy(out + len, piece, plen);
+        len += plen;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* A scalar's value with the environment expanded; NULL on error. */
+static char *scalar(struct parse *p, const struct ynode *key, const struct ynode *v)
+{
+    if (v->type != YNODE_SCALAR) {
+        fail_at(p, v, "'%s' must be a single value, not %s", key->value, ytree_type_name(v));
+        return NULL;
+    }
+    char why[300];
+    char *s = config_expand(v->value, why, sizeof why);
+    if (!s)
+        fail_at(p, v, "'%s': %s", key->value, why);
+    return s;
+}
+
+static int read_fields(struct parse *p, const struct ynode *map, const struct field *fields, void *target,
+                       const char *where);
+
+static int read_value(struct parse *p, const struct field *f, const struct ynode *key, const struct ynode *v,
+                      void *target)
+{
+    char *base = target;
+    if (f->type == F_NEST)
+        return read_fields(p, v, f->nest, target, key->value);
+    if (f->type == F_STRLIST) {
+        if (v->type != YNODE_SEQ)
+            return fail_at(p, v, "'%s' must be a list", key->value);
+        char **list = calloc(v->n + 1, sizeof *list);
+        if (!list)
+            return fail_at(p, v, "out of memory");
+        char ***slot = (char ***)(base + f->off);
+        for (size_t i = 0; i < v->n; i++) {
+            list[i] = scalar(p, key, v->items[i]);
+            if (!list[i]) {
+                for (size_t j = 0; j < i; j++)
+                    free(list[j]);
+                free(list);
+                return -1;
+            }
+        }
+        *slot = list;
+        return 0;
+    }
+    char *s = scalar(p, key, v);
+    if (!s)
+        return -1;
+    int rc = 0;
+    switch (f->type) {
+    case F_STR: {
+        char **slot = (char **)(base + f->off);
+        free(*slot);
+        *slot = s;
+        return 0;
+    }
+    case F_INT: {
+        char *end;
+        errno = 0;
+        long n = strtol(s, &end, 10);
+        if (errno || end == s || *end || n < 0)
+            rc = fail_at(p, v, "'%s' must be a whole number >= 0, not '%s'", key->value, s);
+        else
+            *(long *)(base + f->off) = n;
+        break;
+    }
+    case F_SECONDS: {
+        struct duration d;
+        char why[200];
+        if (duration_parse(s, &d, why, sizeof why) < 0)
+            rc = fail_at(p, v, "'%s': %s", key->value, why);
+        else if (!duration_is_elapsed(&d))
+            rc = fail_at(p, v, "'%s' must be in seconds, minutes or hours, not days", key->value);
+        else
+            *(long *)(base + f->off) = (long)d.seconds;
+        break;
+    }
+    case F_BOOL:
+        if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "on") == 0)
+            *(int *)(base + f->off) = 1;
+        else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0 || strcmp(s, "off") == 0)
+            *(int *)(base + f->off) = 0;
+        else
+            rc = fail_at(p, v, "'%s' must be true or false, not '%s'", key->value, s);
+        break;
+    default:
+        break;
+    }
+    free(s);
+    return rc;
+}
+
+static int unknown_key(struct parse *p, const struct ynode *k, const struct field *fields, const char *where)
+{
+    const char *names[64];
+    size_t n = 0;
+    for (const struct field *f = fields; f->key && n < 63; f++)
+        names[n++] = f->key;
+    names[n] = NULL;
+    const char *hint = ytree_suggest(k->value, names);
+    if (hint)
+        return fail_at(p, k, "unknown key '%s'%s%s (did you mean '%s'?)", k->value, where ? " in " : "",
+                       where ? where : "", hint);
+    return fail_at(p, k, "unknown key '%s'%s%s", k->value, where ? " in " : "", where ? where : "");
+}
+
+static int read_fields(struct parse *p, const struct ynode *map, const struct field *fields, void *target,
+                       const char *where)
+{
+    if (map->type != YNODE_MAP)
+        return fail_at(p, map, "'%s' must be a mapping of keys, not %s", where ? where : "the file",
+                       ytree_type_name(map));
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        const struct ynode *k = map->items[i], *v = map->items[i + 1];
+        if (k->type != YNODE_SCALAR)
+            return fail_at(p, k, "keys must be plain names");
+        for (size_t j = 0; j < i; j += 2)
+            if (strcmp(map->items[j]->value, k->value) == 0)
+                return fail_at(p, k, "duplicate key '%s'", k->value);
+        const struct field *f = fields;
+        while (f->key && strcmp(f->key, k->value) != 0)
+            f++;
+        if (!f->key)
+            return unknown_key(p, k, fields, where);
+        if (f->type == F_NEST && !f->nest)
+            continue; /* read by the caller */
+        if (ytree_is_null(v) && f->type != F_NEST)
+            continue; /* an empty value keeps the default */
+        if (read_value(p, f, k, v, target) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int read_pools(struct parse *p, struct config *cfg, const struct ynode *pools)
+{
+    if (pools->type != YNODE_MAP)
+        return fail_at(p, pools, "'pools' must map pool names to pools");
+    cfg->pools = calloc(pools->n / 2 + 1, sizeof *cfg->pools);
+    if (!cfg->pools)
+        return fail_at(p, pools, "out of memory");
+    for (size_t i = 0; i + 1 < pools->n; i += 2) {
+        const struct ynode *k = pools->items[i], *v = pools->items[i + 1];
+        struct config_pool *pool = &cfg->pools[cfg->n_pools++];
+        pool->name = strdup(k->value);
+        if (v->type != YNODE_MAP)
+            return fail_at(p, v, "pool '%s' must be a mapping with 'accounts'", k->value);
+        for (size_t j = 0; j + 1 < v->n; j += 2) {
+            const struct ynode *pk = v->items[j], *pv = v->items[j + 1];
+            if (strcmp(pk->value, "domain_hourly_limit") == 0) {
+                static const struct field f = {"domain_hourly_limit", F_INT,
+                                               offsetof(struct config_pool, domain_hourly_limit), NULL};
+                if (read_value(p, &f, pk, pv, pool) < 0)
+                    return -1;
+            } else if (strcmp(pk->value, "accounts") == 0) {
+                if (pv->type != YNODE_SEQ)
+                    return fail_at(p, pv, "'accounts' must be a list");
+                pool->accounts = calloc(pv->n + 1, sizeof *pool->accounts);
+                if (!pool->accounts)
+                    return fail_at(p, pv, "out of memory");
+                for (size_t a = 0; a < pv->n; a++) {
+                    struct config_account *acc = &pool->accounts[pool->n_accounts++];
+                    acc->watch_interval = 60;
+                    acc->line = pv->items[a]->line;
+                    if (read_fields(p, pv->items[a], account_fields, acc, "account") < 0)
+                        return -1;
+                    if (!acc->email || !strchr(acc->email, '@'))
+                        return fail_at(p, pv->items[a], "account in pool '%s' needs 'email' (an address)",
+                                       pool->name);
+                    if (acc->watch_interval < 1)
+                        return fail_at(p, pv->items[a], "'watch_interval' must be at least 1s");
+                    for (size_t q = 0; q < i / 2; q++)
+                        for (size_t r = 0; r < cfg->pools[q].n_accounts; r++)
+                            if (strcmp(cfg->pools[q].accounts[r].email, acc->email) == 0)
+                                return fail_at(p, pv->items[a], "account %s is already in pool '%s'",
+                                               acc->email, cfg->pools[q].name);
+                    for (size_t r = 0; r < a; r++)
+                        if (strcmp(pool->accounts[r].email, acc->email) == 0)
+                            return fail_at(p, pv->items[a], "duplicate account %s", acc->email);
+                }
+            } else {
+                static const struct field pool_fields[] = {
+                    {"accounts", F_STR, 0, NULL}, {"domain_hourly_limit", F_INT, 0, NULL}, {NULL, F_STR, 0, NULL}};
+                return unknown_key(p, pk, pool_fields, pool->name);
+            }
+        }
+    }
+    return 0;
+}
+
+static int read_dkim(struct parse *p, struct config *cfg, const struct ynode *dkim)
+{
+    static const struct field dkim_fields[] = {
+        {"selector", F_STR, offsetof(struct config_dkim, selector), NULL},
+        {"key_file", F_STR, offsetof(struct config_dkim, key_file), NULL},
+        {NULL, F_STR, 0, NULL},
+    };
+    if (dkim->type != YNODE_MAP)
+        return fail_at(p, dkim, "'dkim' must map domains to {selector, key_file}");
+    cfg->dkim = calloc(dkim->n / 2 + 1, sizeof *cfg->dkim);
+    if (!cfg->dkim)
+        return fail_at(p, dkim, "out of memory");
+    for (size_t i = 0; i + 1 < dkim->n; i += 2) {
+        struct config_dkim *d = &cfg->dkim[cfg->n_dkim++];
+        d->domain = strdup(dkim->items[i]->value);
+        if (read_fields(p, dkim->items[i + 1], dkim_fields, d, d->domain) < 0)
+            return -1;
+        if (!d->selector || !d->key_file)
+            return fail_at(p, dkim->items[i + 1], "dkim for %s needs 'selector' and 'key_file'", d->domain);
+    }
+    return 0;
+}
+
+static int set_default(char **slot, const char *value)
+{
+    if (*slot)
+        return 0;
+    *slot = strdup(value);
+    return *slot ? 0 : -1;
+}
+
+/* Environment first: each variable, when set and not empty, wins. */
+static int apply_env(struct config *cfg)
+{
+    static const struct {
+        const char *var;
+        size_t off;
+    } env[] = {
+        {"DATABASE_URL", offsetof(struct config, database_url)},
+        {"RELANCE_HTTP_LISTEN", offsetof(struct config, http_listen)},
+        {"RELANCE_PUBLIC_URL", offsetof(struct config, public_url)},
+        {"RELANCE_STATE_DIR", offsetof(struct config, state_dir)},
+        {"RELANCE_LOG_FORMAT", offsetof(struct config, log_format)},
+        {"RELANCE_TRANSPORT", offsetof(struct config, transport)},
+        {"RELANCE_CAPTURE_DIR", offsetof(struct config, capture_dir)},
+        {"RELANCE_TLS_CA_FILE", offsetof(struct config, tls_ca_file)},
+    };
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) {
+        const char *v = getenv(env[i].var);
+        if (!v || !*v)
+            continue;
+        char **slot = (char **)((char *)cfg + env[i].off);
+        free(*slot);
+        *slot = strdup(v);
+        if (!*slot)
+            return -1;
+    }
+    return 0;
+}
+
+static int check(struct parse *p, struct config *cfg)
+{
+    char host[256];
+    int port;
+    if (config_split_listen(cfg->http_listen, host, sizeof host, &port) < 0)
+        return fail_at(p, NULL, "http.listen '%s' must be host:port", cfg->http_listen);
+    if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
+        return fail_at(p, NULL, "log_format must be 'text' or 'json', not '%s'", cfg->log_format);
+    if (strcmp(cfg->transport, "smtp") != 0 && strcmp(cfg->transport, "capture") != 0)
+        return fail_at(p, NULL, "transport must be 'smtp' or 'capture', not '%s'", cfg->transport);
+    return 0;
+}
+
+struct config *config_parse(const char *name, const char *buf, size_t len, char *err, size_t errlen)
+{
+    struct parse p = {name ? name : "(defaults)", err, errlen};
+    struct config *cfg = calloc(1, sizeof *cfg);
+    struct ynode *root = NULL;
+    if (!cfg) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (name && !(cfg->path = strdup(name)))
+        goto fail;
+    if (buf) {
+        struct yerror yerr;
+        if (ytree_parse(buf, len, &root, &yerr) < 0) {
+            snprintf(err, errlen, "%s:%d:%d: %s", p.name, yerr.line, yerr.col, yerr.msg);
+            goto fail;
+        }
+        if (root && !ytree_is_null(root)) {
+            if (read_fields(&p, root, top_fields, cfg, NULL) < 0)
+                goto fail;
+            const struct ynode *pools = ytree_get(root, "pools");
+            if (pools && !ytree_is_null(pools) && read_pools(&p, cfg, pools) < 0)
+                goto fail;
+            const struct ynode *dkim = ytree_get(root, "dkim");
+            if (dkim && !ytree_is_null(dkim) && read_dkim(&p, cfg, dkim) < 0)
+                goto fail;
+        }
+    }
+    if (apply_env(cfg) < 0 || set_default(&cfg->database_url, "") < 0 ||
+        set_default(&cfg->http_listen, "127.0.0.1:8080") < 0 || set_default(&cfg->log_format, "text") < 0 ||
+        set_default(&cfg->transport, "smtp") < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (check(&p, cfg) < 0)
+        goto fail;
+    ytree_free(root);
+    return cfg;
+fail:
+    ytree_free(root);
+    config_free(cfg);
+    return NULL;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    if (!path)
+        return config_parse(NULL, NULL, 0, err, errlen);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read configuration: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *grown = cap > (16u << 20) ? NULL : realloc(buf, cap);
+            if (!grown) {
+                snprintf(err, errlen, "%s: configuration too large", path);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    fclose(f);
+    struct config *cfg = config_parse(path, buf, len, err, errlen);
+    free(buf);
+    return cfg;
+}
+
+static void free_account(struct config_account *a)
+{
+    char **strs[] = {&a->email, &a->from_name, &a->smtp, &a->imap, &a->username, &a->password_env,
+                     &a->password_file, &a->timezone, &a->tls_ca_file, &a->tls, &a->auth,
+                     &a->oauth2.token_url, &a->oauth2.client_id, &a->oauth2.client_secret_env,
+                     &a->oauth2.refresh_token_env};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        free(*strs[i]);
+    for (size_t i = 0; a->folders && a->folders[i]; i++)
+        free(a->folders[i]);
+    free(a->folders);
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        for (size_t j = 0; j < cfg->pools[i].n_accounts; j++)
+            free_account(&cfg->pools[i].accounts[j]);
+        free(cfg->pools[i].accounts);
+        free(cfg->pools[i].name);
+    }
+    free(cfg->pools);
+    for (size_t i = 0; i < cfg->n_dkim; i++) {
+        free(cfg->dkim[i].domain);
+        free(cfg->dkim[i].selector);
+        free(cfg->dkim[i].key_file);
+    }
+    free(cfg->dkim);
+    char **strs[] = {&cfg->path, &cfg->database_url, &cfg->http_listen, &cfg->public_url, &cfg->state_dir,
+                     &cfg->log_format, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        free(*strs[i]);
+    free(cfg);
+}
+
+void config_url_redact(const char *url, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", url);
+    /* scheme://user:password@host -> scheme://user:***@host */
+    char *scheme = strstr(buf, "://");
+    if (scheme) {
+        char *at = strchr(scheme + 3, '@');
+        char *colon = strchr(scheme + 3, ':');
+        if (at && colon && colon < at) {
+            size_t tail = strlen(at);
+            if ((size_t)(colon + 1 - buf) + 3 + tail < len) {
+                memmove(colon + 4, at, tail + 1);
+                memcpy(colon + 1, "***", 3);
+            }
+        }
+    }
+    /* key=value form: password=... */
+    char *pw = strstr(buf, "password=");
+    if (pw) {
+        char *v = pw + 9, *end = v;
+        while (*end && *end != ' ')
+            end++;
+        size_t tail = strlen(end);
+        if ((size_t)(v - buf) + 3 + tail < len) {
+            memmove(v + 3, end, tail + 1);
+            memcpy(v, "***", 3);
+        }
+    }
+}
+
+int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen)
+        return -1;
+    const char *h = listen;
+    size_t hl = (size_t)(colon - listen);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}

@@ -1,0 +1,82 @@
+/* config: the deployment configuration.
+ *
+ * Read from a YAML file (see deploy/relance.example.yaml), with ${NAME}
+ * and ${NAME:-default} expanded from the environment in every value, then
+ * overridden by environment variables (DATABASE_URL, RELANCE_HTTP_LISTEN,
+ * ...). Precedence: environment, then file, then built-in defaults. Every
+ * error names file:line:column and the key; unknown keys are errors.
+ * Secrets are never stored here: accounts name the variable or file that
+ * holds them (password_env, password_file). */
+#ifndef RELANCE_CONFIG_H
+#define RELANCE_CONFIG_H
+
+#include <stddef.h>
+
+struct config_oauth2 {
+    char *token_url, *client_id, *client_secret_env, *refresh_token_env;
+};
+
+struct config_account {
+    char *email, *from_name, *smtp, *imap, *username;
+    char *password_env, *password_file;
+    long daily_limit;          /* 0: no limit */
+    long min_interval;         /* seconds */
+    long interval_jitter;      /* seconds */
+    char *timezone;            /* the account's day, for daily_limit */
+    long warmup_start, warmup_increase_per_day; /* warm-up only when start > 0 */
+    char *tls_ca_file, *tls, *auth;
+    long watch_interval;       /* seconds */
+    int save_sent;
+    char **folders;            /* watched IMAP folders; NULL-terminated */
+    struct config_oauth2 oauth2;
+    int line;
+};
+
+struct config_pool {
+    char *name;
+    long domain_hourly_limit;  /* 0: none */
+    struct config_account *accounts;
+    size_t n_accounts;
+};
+
+struct config_dkim {
+    char *domain, *selector, *key_file;
+};
+
+struct config {
+    char *path;                /* the file read, or NULL */
+    char *database_url;        /* "" means libpq's defaults (PG* variables) */
+    char *http_listen;         /* host:port */
+    char *public_url;
+    char *state_dir;
+    char *log_format;          /* "text" or "json" */
+    char *transport;           /* "smtp" or "capture" */
+    char *capture_dir;
+    char *tls_ca_file;
+    struct config_pool *pools;
+    size_t n_pools;
+    struct config_dkim *dkim;
+    size_t n_dkim;
+};
+
+/* Loads path (NULL: defaults only) and applies the environment. Returns
+ * a config the caller frees with config_free, or NULL with a one-line
+ * message in err ("relance.yaml:3:1: unknown key 'databse_url' (did you
+ * mean 'database_url'?)"). */
+struct config *config_load(const char *path, char *err, size_t errlen);
+/* The same from a buffer; name is used in messages. */
+struct config *config_parse(const char *name, const char *buf, size_t len, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* Expands ${NAME} and ${NAME:-default} (and $$ as a literal $) in s.
+ * Returns a malloc'd string, or NULL with a reason in err. */
+char *config_expand(const char *s, char *err, size_t errlen);
+
+/* Copies url into buf with any password replaced by "***", for logs. */
+void config_url_redact(const char *url, char *buf, size_t len);
+
+/* Splits "host:port" ("[::1]:8080" too). Returns 0 or -1. */
+int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
+    __attribute__((warn_unused_result));
+
+#endif
