@@ -11,8 +11,7 @@
 #define MIGRATE_LOCK_KEY 7401720650
 
 const char migrate_status_sql[] =
-    "SELECT name, checksum FROM relance_migrations WHERE to_regclass('relance_migrations') IS NOT NULL "
-    "ORDER BY name";
+    "SELECT name, checksum FROM relance_migrations ORDER BY name";
 
 void migrate_checksum(const struct migration *m, char out[65])
 {
@@ -37,6 +36,14 @@ static int exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)
 
 int migrate_check_result(const PGresult *res, char *err, size_t errlen)
 {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "42P01") == 0) /* undefined_table: never migrated */
+            return 0;
+        snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+        err[strcspn(err, "\n")] = '\0';
+        return -1;
+    }
     int rows = PQntuples(res), found = 0;
     for (int i = 0; i < migrations_embedded_count; i++) {
         const struct migration *m = &migrations_embedded[i];
@@ -61,11 +68,6 @@ int migrate_check_result(const PGresult *res, char *err, size_t errlen)
 int migrate_check(PGconn *conn, char *err, size_t errlen)
 {
     PGresult *r = PQexec(conn, migrate_status_sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
     int rc = migrate_check_result(r, err, errlen);
     PQclear(r);
     return rc;

@@ -37,7 +37,8 @@ int migrate_check(PGconn *conn, char *err, size_t errlen) __attribute__((warn_un
 /* One query that answers the same question, for the service's async
  * connection: it returns one row per recorded migration (name, checksum). */
 extern const char migrate_status_sql[];
-/* Compares the rows of migrate_status_sql with the embedded list. */
+/* Compares the result of migrate_status_sql with the embedded list: 1
+ * up to date, 0 not (or never) migrated, -1 checksum differs or error. */
 int migrate_check_result(const PGresult *res, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 #endif

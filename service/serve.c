@@ -1,3 +1,179 @@
-/* serve: placeholder, replaced below. */
+/* serve: `relance serve`. Sets up the loop and its parts, keeps the
+ * readiness state (/readyz) true to the database, and shuts everything
+ * down in order on SIGINT/SIGTERM so that uv_loop_close returns 0. */
+#include "serve.h"
+
+#include "api.h"
 #include "cli.h"
-int cmd_serve(struct cli *cli, int argc, char **argv) { (void)cli; (void)argc; (void)argv; return 1; }
+#include "log.h"
+#include "migrate.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TICK_MS 1000
+
+static void on_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->pending_closes--;
+}
+
+static void on_part_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+}
+
+static void server_stop(struct server *srv, const char *why)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    log_event(LOG_INFO, "serve", "stopping", "reason", why, NULL);
+    uv_handle_t *own[] = {(uv_handle_t *)&srv->sigint, (uv_handle_t *)&srv->sigterm, (uv_handle_t *)&srv->tick};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        srv->pending_closes++;
+        uv_close(own[i], on_closed);
+    }
+    /* The database first: pending queries fail, their requests answer. */
+    if (srv->db) {
+        srv->pending_closes++;
+        db_close(srv->db, on_part_closed, srv);
+        srv->db = NULL;
+    }
+    if (srv->http) {
+        srv->pending_closes++;
+        http_close(srv->http, on_part_closed, srv);
+        srv->http = NULL;
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_migrations(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct server *srv = arg;
+    srv->checking = 0;
+    if (!res)
+        return; /* connection lost: on_db_state says why */
+    char err[300];
+    int was = srv->migrated;
+    int rc = migrate_check_result(res, err, sizeof err);
+    srv->migrated = rc > 0;
+    if (rc < 0)
+        snprintf(srv->not_ready, sizeof srv->not_ready, "%s", err);
+    else if (rc == 0)
+        snprintf(srv->not_ready, sizeof srv->not_ready, "database not migrated: run 'relance migrate'");
+    if (srv->migrated && !was)
+        log_event(LOG_INFO, "serve", "ready", NULL);
+    else if (!srv->migrated && was)
+        log_event(LOG_WARN, "serve", "not ready", "reason", srv->not_ready, NULL);
+    else if (!srv->migrated && !srv->told_not_migrated) {
+        srv->told_not_migrated = 1; /* say it once, not every tick */
+        log_event(LOG_WARN, "serve", "not ready", "reason", srv->not_ready, NULL);
+    }
+}
+
+static void check_ready(struct server *srv)
+{
+    if (srv->checking || !srv->db || !db_connected(srv->db))
+        return;
+    if (db_query(srv->db, migrate_status_sql, 0, NULL, on_migrations, srv) == 0)
+        srv->checking = 1;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    check_ready(t->data);
+}
+
+static void on_db_state(struct db *db, int connected, const char *reason, void *arg)
+{
+    (void)db;
+    struct server *srv = arg;
+    if (connected) {
+        check_ready(srv);
+        return;
+    }
+    if (srv->migrated)
+        log_event(LOG_WARN, "serve", "not ready", "reason", "database unreachable", NULL);
+    srv->migrated = 0;
+    snprintf(srv->not_ready, sizeof srv->not_ready, "database unreachable: %s", reason ? reason : "");
+}
+
+static int usage(void)
+{
+    printf("usage: relance serve\n\n"
+           "Runs the service in the foreground until SIGINT or SIGTERM: connects to\n"
+           "PostgreSQL (reconnecting with backoff), serves the HTTP API on http.listen\n"
+           "(RELANCE_HTTP_LISTEN; default 127.0.0.1:8080) with GET /healthz and\n"
+           "GET /readyz (200 only while the database is connected and migrated).\n");
+    return CLI_OK;
+}
+
+int cmd_serve(struct cli *cli, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv))
+        return usage();
+    if (argc > 1)
+        return cli_fail(CLI_USAGE, "serve: unexpected argument '%s' (see relance serve --help)", argv[1]);
+    struct config *cfg = cli_config(cli);
+    if (!cfg)
+        return CLI_ERROR;
+
+    uv_loop_t loop;
+    struct server srv = {0};
+    char err[512];
+    int rc = CLI_OK;
+
+    if (uv_loop_init(&loop) < 0)
+        return cli_fail(CLI_ERROR, "cannot start the event loop");
+    srv.loop = &loop;
+    srv.cfg = cfg;
+    snprintf(srv.not_ready, sizeof srv.not_ready, "database not connected yet");
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_signal_init(&loop, &srv.sigint);
+    uv_signal_init(&loop, &srv.sigterm);
+    uv_timer_init(&loop, &srv.tick);
+    srv.sigint.data = srv.sigterm.data = srv.tick.data = &srv;
+    uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_timer_start(&srv.tick, on_tick, TICK_MS, TICK_MS);
+
+    srv.http = http_new(&loop, cfg->http_listen, api_handle, &srv, err, sizeof err);
+    if (!srv.http) {
+        fprintf(stderr, "relance: %s\n", err);
+        fprintf(stderr, "relance: set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port\n");
+        rc = CLI_ERROR;
+        server_stop(&srv, "startup failed");
+    } else {
+        srv.db = db_new(&loop, cfg->database_url, on_db_state, &srv);
+        if (!srv.db || db_start(srv.db) < 0) {
+            fprintf(stderr, "relance: cannot set up the database connection\n");
+            rc = CLI_ERROR;
+            server_stop(&srv, "startup failed");
+        } else {
+            char db[512], port[16];
+            config_url_redact(cfg->database_url, db, sizeof db);
+            snprintf(port, sizeof port, "%d", http_port(srv.http));
+            log_event(LOG_INFO, "serve", "started", "version", RELANCE_VERSION, "listen", cfg->http_listen,
+                      "port", port, "database", *db ? db : "(libpq defaults)", NULL);
+        }
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int left = uv_loop_close(&loop);
+    if (left != 0) {
+        log_event(LOG_ERROR, "serve", "handles left open at exit", NULL);
+        rc = CLI_ERROR;
+    } else {
+        log_event(LOG_INFO, "serve", "stopped", NULL);
+    }
+    return rc;
+}

@@ -1,0 +1,16 @@
+/* api: the HTTP API's routes. It decides what each request means and
+ * answers with JSON; http.c carries the bytes, db.c runs the queries. */
+#ifndef RELANCE_API_H
+#define RELANCE_API_H
+
+#include "http.h"
+
+struct server;
+
+/* The http_handler for serve's listener; arg is the struct server. */
+void api_handle(struct http_request *req, void *arg);
+
+/* Writes s as a JSON string literal (with quotes) into buf. */
+void api_json_string(const char *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,446 @@
+/* db: the libpq-on-libuv adapter. It owns the connection's state machine
+ * (connecting, ready, backing off), its poll and timer handles and the
+ * query queue. It does not know what the queries mean. */
+#include "db.h"
+
+#include "config.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 2000
+#define CONNECT_TIMEOUT_MS 10000
+
+enum db_state { DB_IDLE_DOWN, DB_CONNECTING, DB_READY, DB_BACKOFF, DB_CLOSING };
+static const char *const db_state_names[] = {"down", "connecting", "ready", "backoff", "closing"};
+
+struct query {
+    struct query *next;
+    char *sql;
+    int nparams;
+    char **params;
+    db_result_cb cb;
+    void *arg;
+};
+
+/* A poll handle lives as long as the socket it watches; it is allocated
+ * apart from struct db so that a new one can watch a new socket while the
+ * old one is still closing. */
+struct db_poll {
+    uv_poll_t handle;
+    struct db *db;
+};
+
+struct db {
+    uv_loop_t *loop;
+    char *conninfo;
+    enum db_state state;
+    PGconn *conn;
+    struct db_poll *poll;
+    int poll_fd, poll_events;
+    uv_timer_t timer; /* backoff and connect timeout */
+    unsigned backoff_ms;
+    struct query *head, *tail; /* head is in flight when sent */
+    int in_flight;
+    PGresult *last;            /* result being collected for head */
+    db_state_cb on_state;
+    db_notify_cb on_notify;
+    void *arg;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+    int pending_closes;
+    char reason[256];
+};
+
+static void on_poll(uv_poll_t *h, int status, int events);
+static void start_connect(struct db *db);
+
+static void query_free(struct query *q)
+{
+    for (int i = 0; i < q->nparams; i++)
+        free(q->params[i]);
+    free(q->params);
+    free(q->sql);
+    free(q);
+}
+
+/* One handle finished closing; the last one to do so frees db. */
+static void close_done(struct db *db)
+{
+    if (--db->pending_closes > 0 || db->state != DB_CLOSING)
+        return;
+    void (*cb)(void *) = db->on_closed;
+    void *arg = db->closed_arg;
+    free(db->conninfo);
+    free(db);
+    if (cb)
+        cb(arg);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    struct db_poll *p = h->data;
+    struct db *db = p->db;
+    free(p);
+    close_done(db);
+}
+
+static void poll_stop(struct db *db)
+{
+    if (!db->poll)
+        return;
+    db->pending_closes++;
+    uv_close((uv_handle_t *)&db->poll->handle, on_poll_closed);
+    db->poll = NULL;
+    db->poll_fd = -1;
+    db->poll_events = 0;
+}
+
+/* Watches PQsocket for events; replaces the handle if the socket changed. */
+static int poll_watch(struct db *db, int events)
+{
+    int fd = PQsocket(db->conn);
+    if (fd < 0)
+        return -1;
+    if (db->poll && db->poll_fd != fd)
+        poll_stop(db);
+    if (!db->poll) {
+        struct db_poll *p = calloc(1, sizeof *p);
+        if (!p)
+            return -1;
+        p->db = db;
+        if (uv_poll_init(db->loop, &p->handle, fd) < 0) {
+            free(p);
+            return -1;
+        }
+        p->handle.data = p;
+        db->poll = p;
+        db->poll_fd = fd;
+        db->poll_events = 0;
+    }
+    if (db->poll_events != events) {
+        if (uv_poll_start(&db->poll->handle, events, on_poll) < 0)
+            return -1;
+        db->poll_events = events;
+    }
+    return 0;
+}
+
+/* Fails every queued query with NULL; callbacks may queue new ones, which
+ * then fail at once because the state is no longer ready. */
+static void fail_queue(struct db *db)
+{
+    struct query *q = db->head;
+    db->head = db->tail = NULL;
+    db->in_flight = 0;
+    if (db->last) {
+        PQclear(db->last);
+        db->last = NULL;
+    }
+    while (q) {
+        struct query *next = q->next;
+        q->cb(db, NULL, q->arg);
+        query_free(q);
+        q = next;
+    }
+}
+
+static void one_line(char *s)
+{
+    s[strcspn(s, "\n")] = '\0';
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* The connection is gone (or never came): drop it and back off. */
+static void connection_lost(struct db *db, const char *why)
+{
+    int was_ready = db->state == DB_READY;
+    snprintf(db->reason, sizeof db->reason, "%s", why && *why ? why : "connection lost");
+    one_line(db->reason);
+    poll_stop(db);
+    if (db->conn) {
+        PQfinish(db->conn);
+        db->conn = NULL;
+    }
+    db->state = DB_BACKOFF;
+    uv_timer_start(&db->timer, on_timer, db->backoff_ms, 0);
+    char ms[32];
+    snprintf(ms, sizeof ms, "%u", db->backoff_ms);
+    if (was_ready || db->backoff_ms == BACKOFF_MIN_MS)
+        log_event(LOG_WARN, "db", was_ready ? "connection lost" : "cannot connect", "reason", db->reason,
+                  "retry_ms", ms, NULL);
+    db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
+    fail_queue(db);
+    if (was_ready && db->on_state)
+        db->on_state(db, 0, db->reason, db->arg);
+}
+
+/* Sends the head of the queue if nothing is in flight. Returns -1 when
+ * libpq could not send (the connection is broken). */
+static int send_head(struct db *db)
+{
+    if (db->state != DB_READY || db->in_flight || !db->head)
+        return 0;
+    struct query *q = db->head;
+    int ok = q->nparams ? PQsendQueryParams(db->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
+                                            NULL, NULL, 0)
+                        : PQsendQuery(db->conn, q->sql);
+    if (!ok)
+        return -1;
+    db->in_flight = 1;
+    int fl = PQflush(db->conn);
+    if (fl < 0)
+        return -1;
+    /* watch writable only while libpq has output left to send */
+    return poll_watch(db, UV_READABLE | (fl == 1 ? UV_WRITABLE : 0));
+}
+
+static void send_next(struct db *db)
+{
+    if (send_head(db) < 0)
+        connection_lost(db, PQerrorMessage(db->conn));
+}
+
+static void deliver_notifies(struct db *db)
+{
+    PGnotify *n;
+    for (;;) {
+        n = PQnotifies(db->conn);
+        if (!n)
+            break;
+        if (db->on_notify)
+            db->on_notify(db, n->relname, n->extra, db->arg);
+        PQfreemem(n);
+    }
+}
+
+static void handle_io(struct db *db, int events)
+{
+    if (events & UV_WRITABLE) {
+        int fl = PQflush(db->conn);
+        if (fl < 0) {
+            connection_lost(db, PQerrorMessage(db->conn));
+            return;
+        }
+        if (poll_watch(db, UV_READABLE | (fl == 1 ? UV_WRITABLE : 0)) < 0) {
+            connection_lost(db, "cannot watch the database socket");
+            return;
+        }
+    }
+    if (!(events & UV_READABLE))
+        return;
+    if (!PQconsumeInput(db->conn) || PQstatus(db->conn) != CONNECTION_OK) {
+        connection_lost(db, PQerrorMessage(db->conn));
+        return;
+    }
+    while (db->in_flight && !PQisBusy(db->conn)) {
+        PGresult *r = PQgetResult(db->conn);
+        if (r) {
+            /* keep the last result of a multi-statement query */
+            if (db->last)
+                PQclear(db->last);
+            db->last = r;
+            continue;
+        }
+        struct query *q = db->head;
+        db->head = q->next;
+        if (!db->head)
+            db->tail = NULL;
+        db->in_flight = 0;
+        PGresult *res = db->last;
+        db->last = NULL;
+        q->cb(db, res, q->arg);
+        PQclear(res);
+        query_free(q);
+        if (db->state != DB_READY)
+            return; /* the callback closed us */
+    }
+    deliver_notifies(db);
+    if (PQstatus(db->conn) == CONNECTION_BAD) {
+        connection_lost(db, PQerrorMessage(db->conn));
+        return;
+    }
+    send_next(db);
+}
+
+static void connect_step(struct db *db)
+{
+    PostgresPollingStatusType st = PQconnectPoll(db->conn);
+    int rc = 0;
+    switch (st) {
+    case PGRES_POLLING_READING:
+        rc = poll_watch(db, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+        rc = poll_watch(db, UV_WRITABLE);
+        break;
+    case PGRES_POLLING_OK:
+        uv_timer_stop(&db->timer);
+        PQsetnonblocking(db->conn, 1);
+        db->state = DB_READY;
+        db->backoff_ms = BACKOFF_MIN_MS;
+        db->reason[0] = '\0';
+        rc = poll_watch(db, UV_READABLE);
+        if (rc == 0) {
+            log_event(LOG_INFO, "db", "connected", "server_version",
+                      PQparameterStatus(db->conn, "server_version"), NULL);
+            if (db->on_state)
+                db->on_state(db, 1, NULL, db->arg);
+            if (db->state == DB_READY)
+                send_next(db);
+        }
+        break;
+    default:
+        connection_lost(db, PQerrorMessage(db->conn));
+        return;
+    }
+    if (rc < 0)
+        connection_lost(db, "cannot watch the database socket");
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct db *db = ((struct db_poll *)h->data)->db;
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE; /* let libpq find out what broke */
+    if (db->state == DB_CONNECTING)
+        connect_step(db);
+    else if (db->state == DB_READY)
+        handle_io(db, events);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct db *db = t->data;
+    if (db->state == DB_BACKOFF)
+        start_connect(db);
+    else if (db->state == DB_CONNECTING)
+        connection_lost(db, "timed out connecting to the database");
+    else if (db->state == DB_READY)
+        connection_lost(db, PQerrorMessage(db->conn)); /* a send failed in db_query */
+}
+
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static void start_connect(struct db *db)
+{
+    db->state = DB_CONNECTING;
+    db->conn = PQconnectStart(db->conninfo);
+    if (!db->conn) {
+        connection_lost(db, "out of memory");
+        return;
+    }
+    if (PQstatus(db->conn) == CONNECTION_BAD) {
+        connection_lost(db, PQerrorMessage(db->conn));
+        return;
+    }
+    PQsetNoticeProcessor(db->conn, quiet_notice, NULL);
+    uv_timer_start(&db->timer, on_timer, CONNECT_TIMEOUT_MS, 0);
+    /* The first PQconnectPoll call is made as if the socket were writable. */
+    if (poll_watch(db, UV_WRITABLE) < 0)
+        connection_lost(db, "cannot watch the database socket");
+}
+
+struct db *db_new(uv_loop_t *loop, const char *conninfo, db_state_cb on_state, void *arg)
+{
+    struct db *db = calloc(1, sizeof *db);
+    if (!db)
+        return NULL;
+    db->conninfo = strdup(conninfo);
+    if (!db->conninfo || uv_timer_init(loop, &db->timer) < 0) {
+        free(db->conninfo);
+        free(db);
+        return NULL;
+    }
+    db->timer.data = db;
+    db->loop = loop;
+    db->on_state = on_state;
+    db->arg = arg;
+    db->poll_fd = -1;
+    db->backoff_ms = BACKOFF_MIN_MS;
+    db->state = DB_IDLE_DOWN;
+    snprintf(db->reason, sizeof db->reason, "not connected yet");
+    return db;
+}
+
+void db_set_notify(struct db *db, db_notify_cb on_notify)
+{
+    db->on_notify = on_notify;
+}
+
+int db_start(struct db *db)
+{
+    if (db->state != DB_IDLE_DOWN)
+        return -1;
+    start_connect(db);
+    return 0;
+}
+
+int db_connected(const struct db *db)
+{
+    return db->state == DB_READY;
+}
+
+int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb, void *arg)
+{
+    if (db->state != DB_READY)
+        return -1;
+    struct query *q = calloc(1, sizeof *q);
+    if (!q)
+        return -1;
+    q->sql = strdup(sql);
+    q->params = nparams ? calloc((size_t)nparams, sizeof *q->params) : NULL;
+    if (!q->sql || (nparams && !q->params))
+        goto fail;
+    q->nparams = nparams;
+    for (int i = 0; i < nparams; i++) {
+        if (params[i] && !(q->params[i] = strdup(params[i])))
+            goto fail;
+    }
+    q->cb = cb;
+    q->arg = arg;
+    if (db->tail)
+        db->tail->next = q;
+    else
+        db->head = q;
+    db->tail = q;
+    /* A send failure is reported from the loop (timer), never from inside
+     * db_query. */
+    if (send_head(db) < 0)
+        uv_timer_start(&db->timer, on_timer, 0, 0);
+    return 0;
+fail:
+    query_free(q);
+    return -1;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    close_done(h->data);
+}
+
+void db_close(struct db *db, void (*on_closed)(void *arg), void *arg)
+{
+    if (db->state == DB_CLOSING)
+        return;
+    log_event(LOG_DEBUG, "db", "closing", "state", db_state_names[db->state], NULL);
+    db->state = DB_CLOSING;
+    db->on_closed = on_closed;
+    db->closed_arg = arg;
+    db->pending_closes++; /* the timer */
+    poll_stop(db);
+    if (db->conn) {
+        PQfinish(db->conn);
+        db->conn = NULL;
+    }
+    fail_queue(db);
+    uv_close((uv_handle_t *)&db->timer, on_timer_closed);
+}

@@ -1,0 +1,43 @@
+/* db: one PostgreSQL connection driven by the libuv loop.
+ *
+ * libpq's asynchronous API (PQconnectStart/PQconnectPoll, PQsendQueryParams)
+ * with one uv_poll_t on PQsocket; nothing here blocks the loop. Queries are
+ * queued and sent one at a time in order. When the connection breaks, every
+ * queued query's callback fires with a NULL result, and the connection is
+ * re-established with capped exponential backoff (and a connect timeout),
+ * forever, until db_close. LISTEN notifications reach the notify callback.
+ *
+ * Callback contract (as libuv's): if db_query returns an error its callback
+ * never fires; otherwise it fires exactly once, never from inside db_query. */
+#ifndef RELANCE_DB_H
+#define RELANCE_DB_H
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+struct db;
+
+/* res is owned by db and valid only during the call; NULL when the
+ * connection was lost or closed before the query completed. */
+typedef void (*db_result_cb)(struct db *db, const PGresult *res, void *arg);
+/* Fires on every change: connected (1) or lost (0, with a reason). */
+typedef void (*db_state_cb)(struct db *db, int connected, const char *reason, void *arg);
+typedef void (*db_notify_cb)(struct db *db, const char *channel, const char *payload, void *arg);
+
+struct db *db_new(uv_loop_t *loop, const char *conninfo, db_state_cb on_state, void *arg);
+void db_set_notify(struct db *db, db_notify_cb on_notify);
+/* Starts connecting. Returns 0 or a negative error. */
+int db_start(struct db *db) __attribute__((warn_unused_result));
+int db_connected(const struct db *db);
+
+/* Queues a query with text parameters (params may be NULL for none). The
+ * strings are copied. Returns 0, or -1 when the connection is down (the
+ * caller decides what that means: retry later, answer 503, ...). */
+int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+             void *arg) __attribute__((warn_unused_result));
+
+/* Closes the connection and every handle; pending callbacks fire with
+ * NULL. on_closed fires once the last handle is closed; db is freed then. */
+void db_close(struct db *db, void (*on_closed)(void *arg), void *arg);
+
+#endif

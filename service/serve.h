@@ -1,0 +1,28 @@
+/* serve: the `relance serve` process — one libuv loop that owns the
+ * database connection, the HTTP listener and (in later parts) the
+ * scheduler, sender and mailbox watcher. */
+#ifndef RELANCE_SERVE_H
+#define RELANCE_SERVE_H
+
+#include "config.h"
+#include "db.h"
+#include "http.h"
+
+#include <uv.h>
+
+struct server {
+    uv_loop_t *loop;
+    struct config *cfg;
+    struct db *db;
+    struct http *http;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick;           /* housekeeping: readiness re-check */
+    int migrated;              /* 1 when the schema is up to date */
+    int checking;              /* a readiness query is in flight */
+    int told_not_migrated;     /* logged once */
+    int stopping;
+    int pending_closes;
+    char not_ready[300];       /* why /readyz says 503 */
+};
+
+#endif
