@@ -1,0 +1,218 @@
+/* Unit tests of config: parsing, ${ENV} expansion, precedence, errors
+ * with file:line:column, redaction, listen addresses. Table-driven. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static void test_expand(void **state)
+{
+    (void)state;
+    setenv("RT_A", "alpha", 1);
+    setenv("RT_EMPTY", "", 1);
+    unsetenv("RT_UNSET");
+    static const struct {
+        const char *in, *out, *err;
+    } rows[] = {
+        {"plain", "plain", NULL},
+        {"${RT_A}", "alpha", NULL},
+        {"x-${RT_A}-y", "x-alpha-y", NULL},
+        {"${RT_A}${RT_A}", "alphaalpha", NULL},
+        {"${RT_UNSET:-fallback}", "fallback", NULL},
+        {"${RT_EMPTY:-fallback}", "fallback", NULL},
+        {"${RT_A:-fallback}", "alpha", NULL},
+        {"$$ {RT_A}", "$ {RT_A}", NULL},
+        {"$${RT_A}", "${RT_A}", NULL},
+        {"cost $5", "cost $5", NULL},
+        {"${RT_UNSET}", NULL, "environment variable RT_UNSET is not set"},
+        {"${RT_EMPTY}", NULL, "environment variable RT_EMPTY is not set"},
+        {"${RT_A", NULL, "unterminated ${"},
+        {"${}", NULL, "bad variable name"},
+        {"${A-B}", NULL, "bad variable name 'A-B'"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char err[200] = "";
+        char *got = config_expand(rows[i].in, err, sizeof err);
+        if (rows[i].out) {
+            assert_non_null(got);
+            assert_string_equal(got, rows[i].out);
+        } else {
+            assert_null(got);
+            assert_non_null(strstr(err, rows[i].err));
+        }
+        free(got);
+    }
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    unsetenv("RT_UNSET");
+    static const struct {
+        const char *yaml, *err;
+    } rows[] = {
+        {"databse_url: x\n", "f.yaml:1:1: unknown key 'databse_url' (did you mean 'database_url'?)"},
+        {"http:\n  lisen: 1.2.3.4:5\n", "f.yaml:2:3: unknown key 'lisen' in http (did you mean 'listen'?)"},
+        {"zzz: 1\n", "f.yaml:1:1: unknown key 'zzz'"},
+        {"http: {listen: nope}\n", "f.yaml: http.listen 'nope' must be host:port"},
+        {"http: [a]\n", "f.yaml:1:7: 'http' must be a mapping of keys, not a list"},
+        {"database_url: [a]\n", "f.yaml:1:15: 'database_url' must be a single value, not a list"},
+        {"database_url: ${RT_UNSET}\n", "f.yaml:1:15: 'database_url': environment variable RT_UNSET is not set"},
+        {"a: [1\n", "f.yaml:2:1: invalid YAML"},
+        {"database_url: a\ndatabase_url: b\n", "f.yaml:2:1: duplicate key 'database_url'"},
+        {"log_format: xml\n", "log_format must be 'text' or 'json'"},
+        {"transport: pigeon\n", "transport must be 'smtp' or 'capture'"},
+        {"x: &a 1\ny: *a\n", "f.yaml:1:4: YAML anchors (&name) are not supported"},
+        {"pools:\n  p:\n    accounts:\n      - from_name: A\n", "f.yaml:4:9: account in pool 'p' needs 'email'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        daily_limit: lots\n",
+         "f.yaml:5:22: 'daily_limit' must be a whole number >= 0, not 'lots'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        min_interval: 3 days\n",
+         "f.yaml:5:23: 'min_interval' must be in seconds, minutes or hours, not days"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        min_interval: 9 parsecs\n",
+         "f.yaml:5:23: 'min_interval': unknown unit 'parsecs'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n      - email: a@b.c\n",
+         "f.yaml:5:9: duplicate account a@b.c"},
+        {"pools:\n  p:\n    acounts: []\n", "f.yaml:3:5: unknown key 'acounts' in p (did you mean 'accounts'?)"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        warmup: {start: 1, increse_per_day: 2}\n",
+         "unknown key 'increse_per_day' in warmup (did you mean 'increase_per_day'?)"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        save_sent: maybe\n",
+         "'save_sent' must be true or false, not 'maybe'"},
+        {"dkim:\n  a.example: {selector: s1}\n", "f.yaml:2:14: dkim for a.example needs 'selector' and 'key_file'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        watch_interval: 0\n",
+         "'watch_interval' must be at least 1s"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char err[400] = "";
+        struct config *cfg = config_parse("f.yaml", rows[i].yaml, strlen(rows[i].yaml), err, sizeof err);
+        if (cfg || !strstr(err, rows[i].err))
+            fail_msg("row %zu: yaml %s\n  got error: '%s'\n  want: '%s'", i, rows[i].yaml, err, rows[i].err);
+        config_free(cfg);
+    }
+}
+
+static void test_values_and_precedence(void **state)
+{
+    (void)state;
+    const char *yaml = "database_url: postgresql://file/db\n"
+                       "http: {listen: '0.0.0.0:9000', public_url: https://go.example.com}\n"
+                       "pools:\n"
+                       "  founders:\n"
+                       "    domain_hourly_limit: 7\n"
+                       "    accounts:\n"
+                       "      - email: alice@acme.example\n"
+                       "        daily_limit: 40\n"
+                       "        min_interval: 90s\n"
+                       "        interval_jitter: 1m\n"
+                       "        warmup: {start: 5, increase_per_day: 3}\n"
+                       "        save_sent: true\n"
+                       "        folders: [INBOX, Junk]\n"
+                       "dkim:\n"
+                       "  acme.example: {selector: s1, key_file: /k.pem}\n";
+    char err[400];
+    unsetenv("DATABASE_URL");
+    unsetenv("RELANCE_HTTP_LISTEN");
+    struct config *cfg = config_parse("f.yaml", yaml, strlen(yaml), err, sizeof err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->database_url, "postgresql://file/db");
+    assert_string_equal(cfg->http_listen, "0.0.0.0:9000");
+    assert_string_equal(cfg->transport, "smtp");
+    assert_int_equal(cfg->n_pools, 1);
+    assert_string_equal(cfg->pools[0].name, "founders");
+    assert_int_equal(cfg->pools[0].domain_hourly_limit, 7);
+    const struct config_account *a = &cfg->pools[0].accounts[0];
+    assert_int_equal(a->daily_limit, 40);
+    assert_int_equal(a->min_interval, 90);
+    assert_int_equal(a->interval_jitter, 60);
+    assert_int_equal(a->warmup_start, 5);
+    assert_int_equal(a->warmup_increase_per_day, 3);
+    assert_int_equal(a->watch_interval, 60); /* default */
+    assert_int_equal(a->save_sent, 1);
+    assert_string_equal(a->folders[1], "Junk");
+    assert_null(a->folders[2]);
+    assert_string_equal(cfg->dkim[0].selector, "s1");
+    config_free(cfg);
+
+    /* environment wins over the file */
+    setenv("DATABASE_URL", "postgresql://env/db", 1);
+    setenv("RELANCE_HTTP_LISTEN", "127.0.0.1:1234", 1);
+    cfg = config_parse("f.yaml", yaml, strlen(yaml), err, sizeof err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->database_url, "postgresql://env/db");
+    assert_string_equal(cfg->http_listen, "127.0.0.1:1234");
+    config_free(cfg);
+    unsetenv("DATABASE_URL");
+    unsetenv("RELANCE_HTTP_LISTEN");
+
+    /* no file: defaults */
+    cfg = config_parse(NULL, NULL, 0, err, sizeof err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->http_listen, "127.0.0.1:8080");
+    assert_string_equal(cfg->database_url, "");
+    assert_string_equal(cfg->log_format, "text");
+    config_free(cfg);
+
+    /* an empty file is the defaults too */
+    cfg = config_parse("f.yaml", "", 0, err, sizeof err);
+    assert_non_null(cfg);
+    config_free(cfg);
+}
+
+static void test_redact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } rows[] = {
+        {"postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"},
+        {"postgresql://u@h/db", "postgresql://u@h/db"},
+        {"postgresql://h:5432/db", "postgresql://h:5432/db"},
+        {"host=h password=secret dbname=x", "host=h password=*** dbname=x"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char buf[200];
+        config_url_redact(rows[i].in, buf, sizeof buf);
+        assert_string_equal(buf, rows[i].out);
+    }
+}
+
+static void test_listen(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *host;
+        int port, ok;
+    } rows[] = {
+        {"127.0.0.1:8080", "127.0.0.1", 8080, 1}, {"0.0.0.0:0", "0.0.0.0", 0, 1}, {"[::1]:80", "::1", 80, 1},
+        {"localhost:1", "localhost", 1, 1},      {"8080", NULL, 0, 0},            {":8080", NULL, 0, 0},
+        {"h:99999", NULL, 0, 0},                 {"h:x", NULL, 0, 0},             {"h:", NULL, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char host[64];
+        int port = -1;
+        int rc = config_split_listen(rows[i].in, host, sizeof host, &port);
+        assert_int_equal(rc == 0, rows[i].ok);
+        if (rows[i].ok) {
+            assert_string_equal(host, rows[i].host);
+            assert_int_equal(port, rows[i].port);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expand),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_values_and_precedence),
+        cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_listen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
