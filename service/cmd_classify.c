@@ -1,0 +1,152 @@
+/* cmd_classify: `relance classify FILE.eml...` — runs the classifier the
+ * mailbox watcher uses over files and prints one tab-separated line per
+ * file: file, kind, status (or -), bounced recipients (or -). With -v,
+ * three more columns: the reason, the Message-ID answered (or -) and the
+ * return date of an auto-reply (or -). Needs no configuration and no
+ * database. It owns reading the files and the output format; the
+ * decisions are classify's. */
+#include "classify.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: relance classify [-v] FILE.eml...\n"
+            "\n"
+            "Reads each message (RFC 5322, CRLF or LF) and prints one tab-separated line:\n"
+            "  file, kind, status (or -), bounced recipients comma-separated (or -)\n"
+            "Kinds: human_reply, auto_reply, hard_bounce, soft_bounce,\n"
+            "       unsubscribe_request, other.\n"
+            "\n"
+            "Options:\n"
+            "  -v, --verbose  add the bounce reason (with \"+block\" for a policy block),\n"
+            "                 the Message-ID answered and an auto-reply's return date\n"
+            "  -h, --help     this help\n"
+            "\n"
+            "Exit status: 0 all files read, 1 a file could not be read, 2 usage.\n");
+}
+
+#define MAX_FILE (64u << 20)
+
+static int read_file(const char *path, char **out, size_t *out_len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (!f)
+        return -errno;
+    for (;;) {
+        if (len + 65536 > cap) {
+            size_t ncap = cap ? cap * 2 : 65536 * 2;
+            char *n = realloc(buf, ncap);
+            if (!n) {
+                errno = ENOMEM;
+                goto fail;
+            }
+            buf = n;
+            cap = ncap;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0 || len >= MAX_FILE)
+            break;
+    }
+    if (ferror(f))
+        goto fail;
+    fclose(f);
+    *out = buf;
+    *out_len = len;
+    return 0;
+fail:;
+    int e = errno ? errno : EIO;
+    fclose(f);
+    free(buf);
+    return -e;
+}
+
+static void print_result(const char *path, const struct classify_result *r, int verbose)
+{
+    int bounce = r->kind == CLASSIFY_HARD_BOUNCE || r->kind == CLASSIFY_SOFT_BOUNCE;
+    printf("%s\t%s\t", path, classify_kind_names[r->kind]);
+    int any = 0;
+    if (bounce) {
+        for (size_t i = 0; i < r->recipient_count; i++)
+            if (r->recipients[i].status[0])
+                any = 1;
+    }
+    if (any) {
+        for (size_t i = 0; i < r->recipient_count; i++)
+            printf("%s%s", i ? "," : "", r->recipients[i].status[0] ? r->recipients[i].status : "-");
+    } else {
+        fputs("-", stdout);
+    }
+    fputc('\t', stdout);
+    if (bounce && r->recipient_count) {
+        for (size_t i = 0; i < r->recipient_count; i++)
+            printf("%s%s", i ? "," : "", r->recipients[i].address);
+    } else {
+        fputs("-", stdout);
+    }
+    if (verbose) {
+        printf("\t%s%s", classify_reason_names[r->reason], r->is_block ? "+block" : "");
+        printf("\t%s", r->message_id[0] ? r->message_id : "-");
+        if (r->has_return_date)
+            printf("\t%04d-%02d-%02d", r->return_year, r->return_month, r->return_day);
+        else
+            fputs("\t-", stdout);
+    }
+    fputc('\n', stdout);
+}
+
+int cmd_classify(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    int verbose = 0, first = 1, rc = CLI_OK;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    for (; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
+        if (strcmp(argv[first], "--") == 0) {
+            first++;
+            break;
+        }
+        if (strcmp(argv[first], "-v") == 0 || strcmp(argv[first], "--verbose") == 0) {
+            verbose = 1;
+            continue;
+        }
+        return cli_fail(CLI_USAGE, "classify: unknown option '%s' (see relance classify --help)",
+                        argv[first]);
+    }
+    if (first >= argc) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    for (int i = first; i < argc; i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        int e = read_file(argv[i], &buf, &len);
+        if (e < 0) {
+            cli_fail(CLI_ERROR, "classify: cannot read %s: %s", argv[i], strerror(-e));
+            rc = CLI_ERROR;
+            continue;
+        }
+        struct classify_result r;
+        e = classify_message(buf, len, &r);
+        free(buf);
+        if (e < 0) {
+            cli_fail(CLI_ERROR, "classify: %s: out of memory", argv[i]);
+            rc = CLI_ERROR;
+            continue;
+        }
+        print_result(argv[i], &r, verbose);
+    }
+    if (fflush(stdout) != 0)
+        return cli_fail(CLI_ERROR, "classify: cannot write the output");
+    return rc;
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""Runs `relance classify` over the shared mail corpus and compares kinds.
+
+Reads ../shared/corpora/mail/manifest.tsv (relative to $RELANCE_SOURCE_DIR),
+classifies every listed message in a few batched calls, prints the confusion
+table, per-kind agreement, and for bounces how often the status and the
+recipients agree with the labels. Fails below 97 % agreement on kind.
+Skips (exit 77) with a visible line only when the corpus is absent.
+
+Environment: RELANCE_BIN (the binary), RELANCE_SOURCE_DIR (the checkout),
+CLASSIFY_CORPUS_VERBOSE=1 to list every disagreement.
+Standard library only.
+"""
+import os
+import subprocess
+import sys
+
+KINDS = ["human_reply", "auto_reply", "hard_bounce", "soft_bounce",
+         "unsubscribe_request", "other"]
+THRESHOLD = 0.97
+
+
+def locate_corpus():
+    src = os.environ.get("RELANCE_SOURCE_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    corpus = os.path.normpath(os.path.join(src, "..", "shared", "corpora", "mail"))
+    if not os.path.isfile(os.path.join(corpus, "manifest.tsv")):
+        return None
+    return corpus
+
+
+def read_manifest(corpus):
+    rows = []
+    with open(os.path.join(corpus, "manifest.tsv"), encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            if not line.strip():
+                continue
+            cols = line.rstrip("\n").split("\t")
+            cols += [""] * (len(header) - len(cols))
+            rows.append(dict(zip(header, cols)))
+    return rows
+
+
+def classify(binary, corpus, files):
+    """Returns {file: (kind, status, recipients)}; files relative to corpus."""
+    out = {}
+    for i in range(0, len(files), 100):
+        batch = files[i:i + 100]
+        proc = subprocess.run([binary, "classify"] + batch, cwd=corpus,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=300)
+        if proc.returncode not in (0, 1):
+            sys.stderr.write(proc.stderr.decode("utf-8", "replace"))
+            raise SystemExit("relance classify exited with %d" % proc.returncode)
+        for line in proc.stdout.decode("utf-8", "replace").splitlines():
+            cols = line.split("\t")
+            if len(cols) < 4:
+                raise SystemExit("malformed output line: %r" % line)
+            out[cols[0]] = (cols[1], cols[2], cols[3])
+    return out
+
+
+def norm_list(value):
+    if value in ("", "-"):
+        return []
+    return [v.strip().lower() for v in value.split(",") if v.strip()]
+
+
+def main():
+    binary = os.environ.get("RELANCE_BIN")
+    corpus = locate_corpus()
+    if corpus is None:
+        print("SKIP: ../shared/corpora/mail not found")
+        return 77
+    if not binary or not os.access(binary, os.X_OK):
+        print("RELANCE_BIN is not set to an executable relance binary")
+        return 1
+    verbose = os.environ.get("CLASSIFY_CORPUS_VERBOSE") == "1"
+    rows = read_manifest(corpus)
+    got = classify(binary, corpus, [r["file"] for r in rows])
+
+    confusion = {k: {g: 0 for g in KINDS + ["missing"]} for k in KINDS}
+    agree = 0
+    status_total = status_agree = 0
+    rcpt_total = rcpt_agree = 0
+    misses = []
+    for r in rows:
+        want = r["kind"]
+        kind, status, rcpts = got.get(r["file"], ("missing", "-", "-"))
+        confusion.setdefault(want, {g: 0 for g in KINDS + ["missing"]})
+        confusion[want][kind if kind in confusion[want] else "missing"] += 1
+        if kind == want:
+            agree += 1
+        else:
+            misses.append((r["file"], want, kind, status, rcpts))
+        if want in ("hard_bounce", "soft_bounce"):
+            if r["status"]:
+                status_total += 1
+                if norm_list(status) == norm_list(r["status"]):
+                    status_agree += 1
+                elif verbose:
+                    print("status   %s: want %s got %s" % (r["file"], r["status"], status))
+            if r["final_recipient"]:
+                rcpt_total += 1
+                if sorted(norm_list(rcpts)) == sorted(norm_list(r["final_recipient"])):
+                    rcpt_agree += 1
+                elif verbose:
+                    print("rcpt     %s: want %s got %s" % (r["file"], r["final_recipient"], rcpts))
+
+    total = len(rows)
+    ratio = agree / total if total else 0.0
+    width = max(len(k) for k in KINDS)
+    cols = KINDS + ["missing"]
+    print("confusion (rows: expected, columns: classified)")
+    print("%-*s %s" % (width, "", " ".join("%6s" % c[:6] for c in cols)))
+    for k in KINDS:
+        print("%-*s %s" % (width, k, " ".join("%6d" % confusion[k][c] for c in cols)))
+    print()
+    for k in KINDS:
+        n = sum(confusion[k].values())
+        if n:
+            print("%-*s %3d/%3d  %5.1f %%" % (width, k, confusion[k][k], n,
+                                              100.0 * confusion[k][k] / n))
+    print("kind agreement: %d/%d = %.1f %% (needs %.0f %%)" % (
+        agree, total, 100.0 * ratio, 100 * THRESHOLD))
+    if status_total:
+        print("bounce status agreement: %d/%d = %.1f %%" % (
+            status_agree, status_total, 100.0 * status_agree / status_total))
+    if rcpt_total:
+        print("bounce recipient agreement: %d/%d = %.1f %%" % (
+            rcpt_agree, rcpt_total, 100.0 * rcpt_agree / rcpt_total))
+    if misses:
+        print("\ndisagreements:")
+        for f, want, kind, status, rcpts in misses:
+            print("  %s: expected %s, got %s (status %s, recipients %s)" % (
+                f, want, kind, status, rcpts))
+    return 0 if ratio >= THRESHOLD else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
