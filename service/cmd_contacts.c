@@ -1,0 +1,1035 @@
+/* cmd_contacts: `relance contacts import|show|list`.
+ *
+ * It owns the CSV import: the header and --map rules, the per-row checks
+ * done in C (CSV syntax, field count, email and company-domain syntax, the
+ * time zone against PostgreSQL's pg_timezone_names, read once before the
+ * load), streaming the good rows through COPY into a temporary staging
+ * table, and the SQL that refuses rows by line (crm_id taken, duplicate
+ * email or crm_id) and applies the rest in one upsert, all in one
+ * transaction. It does not parse CSV (csv.c) nor decide what a valid
+ * address is (contact.c).
+ *
+ * Import rules (also in `relance contacts import --help`):
+ * - a row's empty cell never wipes a stored value; custom fields are merged
+ *   into the stored ones, key by key;
+ * - the same email twice in a file: the last valid row wins, the earlier
+ *   ones are reported as duplicates (and counted as rejected);
+ * - a crm_id held by another contact, or given to two emails in the file
+ *   (the first row keeps it), rejects the row;
+ * - company_domain, when not given, is derived from the email (NULL for
+ *   free mail) for new contacts and for contacts that have none; a given
+ *   one replaces the stored one;
+ * - "updated" counts the existing contacts the file matched; one whose
+ *   values did not change is not rewritten (updated_at stays, and held
+ *   enrollments are not woken);
+ * - exit 0 once the file was read and applied, rejected rows or not; exit 1
+ *   when the file cannot be read, has no usable header, or the database
+ *   refuses the load (then nothing is applied). */
+#include "cli.h"
+#include "contact.h"
+#include "csv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum field {
+    F_EMAIL,
+    F_FIRST_NAME,
+    F_LAST_NAME,
+    F_TITLE,
+    F_COMPANY,
+    F_COMPANY_DOMAIN,
+    F_TIMEZONE,
+    F_CRM_ID,
+    F_COUNT,
+    F_CUSTOM = F_COUNT, /* a key of the fields object */
+    F_IGNORE,           /* a column with no header, or mapped to nothing */
+};
+
+static const char *const field_names[F_COUNT] = {
+    "email", "first_name", "last_name", "title", "company", "company_domain", "timezone", "crm_id",
+};
+
+#define READ_CHUNK (256 * 1024)
+#define COPY_FLUSH (256 * 1024)
+#define PROGRESS_MIN_BYTES (1024 * 1024)
+
+struct column {
+    enum field field;
+    char *name; /* the header, trimmed; the custom field's key for F_CUSTOM */
+};
+
+struct map {
+    const char *column, *target; /* from --map COLUMN=TARGET */
+    size_t column_len;
+    int used;
+};
+
+struct reject {
+    unsigned long line;
+    char *why;
+};
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+struct import {
+    const char *path;
+    int fd, eof;
+    char *chunk;
+    struct csv_reader *reader;
+    struct column *cols;
+    size_t n_cols;
+    int col_of[F_COUNT]; /* column index of each known field, or -1 */
+    struct map *maps;
+    size_t n_maps;
+    struct reject *rejects;
+    size_t n_rejects, cap_rejects;
+    struct buf copy, json;
+    PGconn *conn;
+    PGresult *zones; /* pg_timezone_names, when the file has a timezone column */
+    const char **zone_names; /* sorted case-insensitively */
+    size_t n_zones;
+    unsigned long rows;
+    long long size;
+    int progress, shown_pct;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int buf_reserve(struct buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + extra)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -ENOMEM;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static int buf_addc(struct buf *b, char c)
+{
+    return buf_add(b, &c, 1);
+}
+
+/* Trims spaces and tabs: the start of s and its new length in *n. */
+static const char *trimmed(const char *s, size_t *n)
+{
+    while (*n && (*s == ' ' || *s == '\t')) {
+        s++;
+        (*n)--;
+    }
+    while (*n && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
+        (*n)--;
+    return s;
+}
+
+static int reject_add(struct import *im, unsigned long line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int reject_add(struct import *im, unsigned long line, const char *fmt, ...)
+{
+    if (im->n_rejects == im->cap_rejects) {
+        size_t cap = im->cap_rejects ? 2 * im->cap_rejects : 64;
+        struct reject *v = realloc(im->rejects, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        im->rejects = v;
+        im->cap_rejects = cap;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *why = NULL;
+    int n = vasprintf(&why, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -ENOMEM;
+    im->rejects[im->n_rejects].line = line;
+    im->rejects[im->n_rejects].why = why;
+    im->n_rejects++;
+    return 0;
+}
+
+static int by_line(const void *a, const void *b)
+{
+    const struct reject *x = a, *y = b;
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+
+/* COPY text format: backslash, tab and line breaks escaped. */
+static int copy_value(struct buf *b, const char *s, size_t n)
+{
+    if (!s)
+        return buf_add(b, "\\N", 2);
+    if (buf_reserve(b, 2 * n) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\\' || c == '\t' || c == '\n' || c == '\r') {
+            b->p[b->len++] = '\\';
+            c = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
+        }
+        b->p[b->len++] = c;
+    }
+    return 0;
+}
+
+static int json_string(struct buf *b, const char *s, size_t n)
+{
+    if (buf_reserve(b, 6 * n + 2) < 0)
+        return -ENOMEM;
+    b->p[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            b->p[b->len++] = '\\';
+            b->p[b->len++] = (char)c;
+        } else if (c < 0x20) {
+            b->len += (size_t)snprintf(b->p + b->len, 7, "\\u%04x", c);
+        } else {
+            b->p[b->len++] = (char)c;
+        }
+    }
+    b->p[b->len++] = '"';
+    return 0;
+}
+
+static const char *pg_error(PGconn *conn, const PGresult *res)
+{
+    const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+    return m && *m ? m : PQerrorMessage(conn);
+}
+
+/* Runs sql (no parameters): 0, or -1 with the error printed. */
+static int exec_sql(PGconn *conn, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *m = pg_error(conn, r);
+        fprintf(stderr, "relance: %s: %.*s\n", what, (int)strcspn(m, "\n"), m);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* ---- time zones ------------------------------------------------------------ */
+
+static int zone_cmp(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Loads PostgreSQL's zone names (what the scheduler's SQL will accept),
+ * before the COPY starts. */
+static int zones_load(struct import *im)
+{
+    im->zones = PQexec(im->conn, "SELECT name FROM pg_timezone_names");
+    if (PQresultStatus(im->zones) != PGRES_TUPLES_OK) {
+        const char *m = pg_error(im->conn, im->zones);
+        fprintf(stderr, "relance: reading the time zone names: %.*s\n", (int)strcspn(m, "\n"), m);
+        return -1;
+    }
+    im->n_zones = (size_t)PQntuples(im->zones);
+    im->zone_names = calloc(im->n_zones ? im->n_zones : 1, sizeof *im->zone_names);
+    if (!im->zone_names)
+        return -1;
+    for (size_t i = 0; i < im->n_zones; i++)
+        im->zone_names[i] = PQgetvalue(im->zones, (int)i, 0);
+    qsort(im->zone_names, im->n_zones, sizeof *im->zone_names, zone_cmp);
+    return 0;
+}
+
+/* The zone's canonical spelling (America/New_York for america/new_york), or NULL. */
+static const char *zone_find(const struct import *im, const char *name)
+{
+    const char *const *hit = bsearch(&name, im->zone_names, im->n_zones, sizeof *im->zone_names, zone_cmp);
+    return hit ? *hit : NULL;
+}
+
+/* ---- reading the file ---------------------------------------------------- */
+
+/* The next CSV record: 1, 0 at the end of the file, -1 on a read error or
+ * out of memory (printed). */
+static int next_record(struct import *im, struct csv_record *rec)
+{
+    for (;;) {
+        int rc = csv_reader_next(im->reader, rec);
+        if (rc > 0)
+            return 1;
+        if (rc < 0) {
+            fprintf(stderr, "relance: %s: out of memory\n", im->path);
+            return -1;
+        }
+        if (im->eof)
+            return 0;
+        ssize_t n = read(im->fd, im->chunk, READ_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "relance: cannot read %s: %s\n", im->path, strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            csv_reader_finish(im->reader);
+            im->eof = 1;
+        } else {
+            csv_reader_feed(im->reader, im->chunk, (size_t)n);
+        }
+    }
+}
+
+static void progress_show(struct import *im, int done)
+{
+    if (!im->progress)
+        return;
+    if (done) {
+        fputs("\r\033[K", stderr);
+        return;
+    }
+    int pct = (int)(csv_reader_offset(im->reader) * 100 / (unsigned long long)im->size);
+    if (pct == im->shown_pct)
+        return;
+    im->shown_pct = pct;
+    int bar = pct * 30 / 100;
+    fprintf(stderr, "\rimporting %s [%.*s%*s] %3d%% %lu rows", im->path, bar, "##############################",
+            30 - bar, "", pct, im->rows);
+}
+
+/* ---- the header ------------------------------------------------------------ */
+
+static int field_lookup(const char *s, size_t n)
+{
+    for (int f = 0; f < F_COUNT; f++) {
+        if (strlen(field_names[f]) == n && strncasecmp(s, field_names[f], n) == 0)
+            return f;
+    }
+    return -1;
+}
+
+static void columns_list(const struct import *im, char *out, size_t size)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < im->n_cols && o + 1 < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s'%s'", i ? ", " : "", im->cols[i].name);
+}
+
+/* Gives each header column a meaning; -1 with the reason printed when the
+ * header cannot be used. */
+static int header_read(struct import *im, const struct csv_record *rec)
+{
+    if (rec->error) {
+        fprintf(stderr, "%s:%lu: the header row is broken: %s\n", im->path, rec->line, rec->error);
+        return -1;
+    }
+    im->cols = calloc(rec->n_fields, sizeof *im->cols);
+    if (!im->cols)
+        return -1;
+    im->n_cols = rec->n_fields;
+    for (int f = 0; f < F_COUNT; f++)
+        im->col_of[f] = -1;
+    for (size_t i = 0; i < rec->n_fields; i++) {
+        size_t n = rec->lengths[i];
+        const char *s = trimmed(rec->fields[i], &n);
+        im->cols[i].name = strndup(s, n);
+        if (!im->cols[i].name)
+            return -1;
+    }
+    for (size_t i = 0; i < im->n_cols; i++) {
+        struct column *c = &im->cols[i];
+        const char *target = c->name;
+        size_t n = strlen(c->name);
+        for (size_t m = 0; m < im->n_maps; m++) {
+            if (im->maps[m].column_len == n && strncasecmp(im->maps[m].column, c->name, n) == 0) {
+                im->maps[m].used = 1;
+                target = im->maps[m].target;
+            }
+        }
+        n = strlen(target);
+        const char *t = trimmed(target, &n);
+        int f = field_lookup(t, n);
+        if (n == 0) {
+            c->field = F_IGNORE;
+            continue;
+        }
+        if (f < 0) {
+            c->field = F_CUSTOM;
+            if (t != c->name || n != strlen(c->name)) {
+                char *key = strndup(t, n);
+                if (!key)
+                    return -1;
+                free(c->name);
+                c->name = key;
+            }
+            for (size_t j = 0; j < i; j++) {
+                if (im->cols[j].field == F_CUSTOM && strcmp(im->cols[j].name, c->name) == 0) {
+                    fprintf(stderr, "%s:%lu: two columns give the custom field '%s' (columns %zu and %zu)\n",
+                            im->path, rec->line, c->name, j + 1, i + 1);
+                    return -1;
+                }
+            }
+            continue;
+        }
+        if (im->col_of[f] >= 0) {
+            fprintf(stderr, "%s:%lu: columns %d and %zu both give %s; keep one, or rename one with --map\n",
+                    im->path, rec->line, im->col_of[f] + 1, i + 1, field_names[f]);
+            return -1;
+        }
+        c->field = (enum field)f;
+        im->col_of[f] = (int)i;
+    }
+    char cols[600];
+    columns_list(im, cols, sizeof cols);
+    for (size_t m = 0; m < im->n_maps; m++) {
+        if (!im->maps[m].used) {
+            fprintf(stderr, "relance: --map %s=%s: %s has no column '%.*s' (columns: %s)\n", im->maps[m].column,
+                    im->maps[m].target, im->path, (int)im->maps[m].column_len, im->maps[m].column, cols);
+            return -1;
+        }
+    }
+    if (im->col_of[F_EMAIL] < 0) {
+        const char *hint = NULL;
+        for (size_t i = 0; i < im->n_cols && !hint; i++) {
+            if (strcasestr(im->cols[i].name, "mail"))
+                hint = im->cols[i].name;
+        }
+        fprintf(stderr, "%s:%lu: the header has no email column (columns: %s)", im->path, rec->line, cols);
+        if (hint)
+            fprintf(stderr, "; to use '%s', add --map \"%s=email\"\n", hint, hint);
+        else
+            fprintf(stderr, "; the first row must name the columns, one of them email\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- one row ----------------------------------------------------------------- */
+
+static int row_add(struct import *im, const struct csv_record *rec)
+{
+    unsigned long line = rec->line;
+    if (rec->error) {
+        if (rec->error_line != line)
+            return reject_add(im, line, "%s (line %lu)", rec->error, rec->error_line);
+        return reject_add(im, line, "%s", rec->error);
+    }
+    if (rec->n_fields < im->n_cols)
+        return reject_add(im, line, "%zu fields, the header has %zu", rec->n_fields, im->n_cols);
+    for (size_t i = im->n_cols; i < rec->n_fields; i++) {
+        size_t n = rec->lengths[i];
+        trimmed(rec->fields[i], &n);
+        if (n)
+            return reject_add(im, line, "%zu fields, the header has %zu", rec->n_fields, im->n_cols);
+    }
+
+    const char *val[F_COUNT] = {0};
+    size_t len[F_COUNT] = {0};
+    for (int f = 0; f < F_COUNT; f++) {
+        int c = im->col_of[f];
+        if (c < 0)
+            continue;
+        size_t n = rec->lengths[c];
+        const char *s = trimmed(rec->fields[c], &n);
+        if (n) {
+            val[f] = s;
+            len[f] = n;
+        }
+    }
+    char email[CONTACT_EMAIL_MAX + 1], domain[CONTACT_DOMAIN_MAX + 1], err[300];
+    if (!val[F_EMAIL])
+        return reject_add(im, line, "missing email");
+    if (contact_email_normalize(rec->fields[im->col_of[F_EMAIL]], email, err, sizeof err) < 0)
+        return reject_add(im, line, "%s", err);
+    const char *given = NULL;
+    if (val[F_COMPANY_DOMAIN]) {
+        if (contact_company_domain_normalize(rec->fields[im->col_of[F_COMPANY_DOMAIN]], domain, err, sizeof err) < 0)
+            return reject_add(im, line, "%s", err);
+        given = domain;
+    }
+    const char *derived = contact_email_company_domain(email);
+    if (val[F_TIMEZONE]) {
+        char zone[128];
+        const char *canon = NULL;
+        if (len[F_TIMEZONE] < sizeof zone) {
+            memcpy(zone, val[F_TIMEZONE], len[F_TIMEZONE]);
+            zone[len[F_TIMEZONE]] = '\0';
+            canon = zone_find(im, zone);
+        }
+        if (!canon)
+            return reject_add(im, line, "unknown time zone '%.*s' (an IANA name such as Europe/Paris)",
+                              (int)(len[F_TIMEZONE] > 100 ? 100 : len[F_TIMEZONE]), val[F_TIMEZONE]);
+        val[F_TIMEZONE] = canon;
+        len[F_TIMEZONE] = strlen(canon);
+    }
+
+    /* Custom fields: non-empty cells only, so an empty one keeps the stored value. */
+    struct buf *j = &im->json;
+    j->len = 0;
+    for (size_t i = 0; i < im->n_cols; i++) {
+        if (im->cols[i].field != F_CUSTOM)
+            continue;
+        size_t n = rec->lengths[i];
+        const char *s = trimmed(rec->fields[i], &n);
+        if (!n)
+            continue;
+        if (buf_addc(j, j->len ? ',' : '{') < 0 || json_string(j, im->cols[i].name, strlen(im->cols[i].name)) < 0 ||
+            buf_addc(j, ':') < 0 || json_string(j, s, n) < 0)
+            return -ENOMEM;
+    }
+    if (buf_add(j, j->len ? "}" : "{}", j->len ? 1 : 2) < 0)
+        return -ENOMEM;
+
+    /* line, email, first_name, last_name, title, company, company_domain,
+     * derived_domain, timezone, crm_id, fields */
+    struct buf *b = &im->copy;
+    char num[32];
+    int k = snprintf(num, sizeof num, "%lu\t", line);
+    if (buf_add(b, num, (size_t)k) < 0 || copy_value(b, email, strlen(email)) < 0)
+        return -ENOMEM;
+    static const enum field order[] = {F_FIRST_NAME, F_LAST_NAME, F_TITLE, F_COMPANY};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        if (buf_addc(b, '\t') < 0 || copy_value(b, val[order[i]], len[order[i]]) < 0)
+            return -ENOMEM;
+    }
+    if (buf_addc(b, '\t') < 0 || copy_value(b, given, given ? strlen(given) : 0) < 0 || buf_addc(b, '\t') < 0 ||
+        copy_value(b, derived, derived ? strlen(derived) : 0) < 0 || buf_addc(b, '\t') < 0 ||
+        copy_value(b, val[F_TIMEZONE], len[F_TIMEZONE]) < 0 || buf_addc(b, '\t') < 0 ||
+        copy_value(b, val[F_CRM_ID], len[F_CRM_ID]) < 0 || buf_addc(b, '\t') < 0 ||
+        copy_value(b, j->p, j->len) < 0 || buf_addc(b, '\n') < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int copy_flush(struct import *im)
+{
+    if (im->copy.len == 0)
+        return 0;
+    if (PQputCopyData(im->conn, im->copy.p, (int)im->copy.len) != 1) {
+        fprintf(stderr, "relance: loading %s: %s", im->path, PQerrorMessage(im->conn));
+        return -1;
+    }
+    im->copy.len = 0;
+    return 0;
+}
+
+/* ---- the SQL ------------------------------------------------------------------- */
+
+/* No index: the checks below read the whole table once each anyway. */
+static const char sql_stage[] =
+    "CREATE TEMP TABLE contacts_import ("
+    " line bigint NOT NULL, email text NOT NULL,"
+    " email_key text GENERATED ALWAYS AS (lower(email)) STORED,"
+    " first_name text, last_name text, title text, company text,"
+    " company_domain text, derived_domain text, timezone text, crm_id text,"
+    " fields jsonb NOT NULL, reject text) ON COMMIT DROP";
+
+static const char sql_copy[] =
+    "COPY contacts_import (line, email, first_name, last_name, title, company,"
+    " company_domain, derived_domain, timezone, crm_id, fields) FROM STDIN";
+
+/* C has refused what one row shows (syntax, zone). In SQL: a crm_id held
+ * by another contact; then, only when the cheap count below finds any,
+ * duplicate emails (the last row wins) and a crm_id given to two emails
+ * (the first row keeps it); then the company domain resolved against the
+ * stored contact; then the one upsert. */
+static const char sql_crm_taken[] =
+    "UPDATE contacts_import s SET reject = format('crm_id ''%s'' already belongs to %s', s.crm_id, c.email)"
+    " FROM contacts c WHERE s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND c.email_key <> s.email_key";
+
+static const char sql_dup_count[] =
+    "SELECT EXISTS (SELECT FROM contacts_import WHERE reject IS NULL GROUP BY email_key HAVING count(*) > 1),"
+    "       EXISTS (SELECT FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL"
+    "               GROUP BY crm_id HAVING count(*) > 1)";
+
+static const char sql_dup_email[] =
+    "UPDATE contacts_import s SET reject = format('duplicate email %s: line %s has the same address and wins',"
+    " s.email, d.last_line)"
+    " FROM (SELECT line, max(line) OVER (PARTITION BY email_key) AS last_line"
+    "       FROM contacts_import WHERE reject IS NULL) d"
+    " WHERE s.line = d.line AND d.line < d.last_line";
+
+static const char sql_dup_crm[] =
+    "UPDATE contacts_import s SET reject = format('crm_id ''%s'' is also given to %s on line %s',"
+    " s.crm_id, d.first_email, d.first_line)"
+    " FROM (SELECT line, first_value(line) OVER w AS first_line, first_value(email) OVER w AS first_email"
+    "       FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL"
+    "       WINDOW w AS (PARTITION BY crm_id ORDER BY line)) d"
+    " WHERE s.line = d.line AND d.line <> d.first_line";
+
+static const char sql_domains[] =
+    "UPDATE contacts_import s SET company_domain = c.company_domain"
+    " FROM contacts c WHERE s.reject IS NULL AND c.email_key = s.email_key"
+    " AND s.company_domain IS NULL AND c.company_domain IS NOT NULL";
+
+#define KEEP(col) "COALESCE(EXCLUDED." col ", c." col ")"
+
+static const char sql_upsert[] =
+    "WITH up AS ("
+    " INSERT INTO contacts AS c (email, first_name, last_name, title, company, company_domain, timezone,"
+    "                            crm_id, fields)"
+    " SELECT email, first_name, last_name, title, company, COALESCE(company_domain, derived_domain),"
+    "        timezone, crm_id, fields"
+    "   FROM contacts_import WHERE reject IS NULL"
+    " ON CONFLICT (email_key) DO UPDATE SET"
+    "   first_name = " KEEP("first_name") ", last_name = " KEEP("last_name") ", title = " KEEP("title") ","
+    "   company = " KEEP("company") ", company_domain = " KEEP("company_domain") ","
+    "   timezone = " KEEP("timezone") ", crm_id = " KEEP("crm_id") ", fields = c.fields || EXCLUDED.fields,"
+    "   updated_at = now()"
+    " WHERE (c.first_name, c.last_name, c.title, c.company, c.company_domain, c.timezone, c.crm_id, c.fields)"
+    "   IS DISTINCT FROM (" KEEP("first_name") ", " KEEP("last_name") ", " KEEP("title") ", " KEEP("company") ","
+    "   " KEEP("company_domain") ", " KEEP("timezone") ", " KEEP("crm_id") ", c.fields || EXCLUDED.fields)"
+    " RETURNING (xmax = 0) AS inserted)"
+    " SELECT (SELECT count(*) FROM up WHERE inserted),"
+    "        (SELECT count(*) FROM contacts_import WHERE reject IS NULL)";
+
+static const char sql_rejects[] = "SELECT line, reject FROM contacts_import WHERE reject IS NOT NULL ORDER BY line";
+
+/* Runs the checks and the upsert, collecting SQL rejects; fills the counts. */
+static int apply(struct import *im, long long *inserted, long long *kept)
+{
+    if (exec_sql(im->conn, sql_crm_taken, "checking crm_id") < 0)
+        return -1;
+    PGresult *r = PQexec(im->conn, sql_dup_count);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = pg_error(im->conn, r);
+        fprintf(stderr, "relance: checking duplicates: %.*s\n", (int)strcspn(m, "\n"), m);
+        PQclear(r);
+        return -1;
+    }
+    int dup_email = PQgetvalue(r, 0, 0)[0] == 't', dup_crm = PQgetvalue(r, 0, 1)[0] == 't';
+    PQclear(r);
+    if ((dup_email && exec_sql(im->conn, sql_dup_email, "checking duplicate emails") < 0) ||
+        (dup_crm && exec_sql(im->conn, sql_dup_crm, "checking duplicate crm_id") < 0) ||
+        exec_sql(im->conn, sql_domains, "resolving company domains") < 0)
+        return -1;
+    r = PQexec(im->conn, sql_upsert);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = pg_error(im->conn, r);
+        fprintf(stderr, "relance: saving the contacts: %.*s\n", (int)strcspn(m, "\n"), m);
+        PQclear(r);
+        return -1;
+    }
+    *inserted = atoll(PQgetvalue(r, 0, 0));
+    *kept = atoll(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    r = PQexec(im->conn, sql_rejects);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = pg_error(im->conn, r);
+        fprintf(stderr, "relance: reading the rejected rows: %.*s\n", (int)strcspn(m, "\n"), m);
+        PQclear(r);
+        return -1;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (reject_add(im, strtoul(PQgetvalue(r, i, 0), NULL, 10), "%s", PQgetvalue(r, i, 1)) < 0) {
+            PQclear(r);
+            return -1;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* ---- import --------------------------------------------------------------------- */
+
+static void import_free(struct import *im)
+{
+    if (im->fd >= 0)
+        close(im->fd);
+    free(im->chunk);
+    csv_reader_free(im->reader);
+    for (size_t i = 0; i < im->n_cols; i++)
+        free(im->cols[i].name);
+    free(im->cols);
+    free(im->maps);
+    for (size_t i = 0; i < im->n_rejects; i++)
+        free(im->rejects[i].why);
+    free(im->rejects);
+    free(im->copy.p);
+    free(im->json.p);
+    free(im->zone_names);
+    PQclear(im->zones);
+    if (im->conn)
+        PQfinish(im->conn);
+}
+
+static void import_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: relance contacts import FILE.csv [--map COLUMN=FIELD ...]\n"
+            "\n"
+            "Adds or updates contacts from a CSV file (RFC 4180, UTF-8 with or without a BOM;\n"
+            "FILE '-' reads standard input). The first row names the columns, matched\n"
+            "case-insensitively: email (required), first_name, last_name, title, company,\n"
+            "company_domain, timezone (an IANA name), crm_id; any other column is a custom\n"
+            "field, stored under its header name and usable in templates.\n"
+            "\n"
+            "  --map COLUMN=FIELD  read COLUMN as FIELD (a field above or a custom field's\n"
+            "                      name); --map COLUMN= ignores the column. Repeatable.\n"
+            "\n"
+            "Rows are matched to contacts by email (case-insensitively). An empty cell never\n"
+            "erases a stored value; custom fields are merged. company_domain, when not\n"
+            "given, comes from the email's domain (none for free mail such as gmail.com).\n"
+            "A row is refused, and reported on stderr as FILE:LINE: reason, for broken CSV,\n"
+            "a bad address, an unknown time zone, a crm_id that belongs to another contact\n"
+            "(or to an earlier row), or an email that a later row repeats (the last wins).\n"
+            "The other rows are applied, all in one transaction; stdout gets one line:\n"
+            "  inserted N, updated N, rejected N\n"
+            "where updated counts the existing contacts the file matched.\n"
+            "\n"
+            "Exit status: 0 when the file was applied (even with rejected rows), 1 when it\n"
+            "cannot be read, its header is unusable or the database refused it (nothing is\n"
+            "applied then), 2 on a usage error.\n");
+}
+
+static int import_run(struct cli *cli, int argc, char **argv)
+{
+    struct import im = {.fd = -1, .shown_pct = -1};
+    int rc = CLI_ERROR, in_copy = 0;
+    struct csv_record rec;
+
+    im.maps = calloc((size_t)argc, sizeof *im.maps);
+    if (!im.maps)
+        goto fail;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *spec = NULL;
+        if (strcmp(a, "--map") == 0) {
+            if (i + 1 >= argc) {
+                rc = cli_fail(CLI_USAGE, "contacts import: --map needs COLUMN=FIELD");
+                goto fail;
+            }
+            spec = argv[++i];
+        } else if (strncmp(a, "--map=", 6) == 0) {
+            spec = a + 6;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            rc = cli_fail(CLI_USAGE, "contacts import: unknown option '%s' (see relance contacts import --help)", a);
+            goto fail;
+        } else if (im.path) {
+            rc = cli_fail(CLI_USAGE, "contacts import: one file at a time ('%s' and '%s')", im.path, a);
+            goto fail;
+        } else {
+            im.path = a;
+        }
+        if (spec) {
+            const char *eq = strrchr(spec, '=');
+            if (!eq || eq == spec) {
+                rc = cli_fail(CLI_USAGE, "contacts import: --map '%s' is not COLUMN=FIELD", spec);
+                goto fail;
+            }
+            size_t n = (size_t)(eq - spec);
+            struct map *m = &im.maps[im.n_maps++];
+            m->column = trimmed(spec, &n);
+            m->column_len = n;
+            m->target = eq + 1;
+        }
+    }
+    if (!im.path) {
+        rc = cli_fail(CLI_USAGE, "contacts import: which file? (relance contacts import FILE.csv)");
+        goto fail;
+    }
+
+    if (strcmp(im.path, "-") == 0) {
+        im.fd = dup(STDIN_FILENO);
+    } else {
+        im.fd = open(im.path, O_RDONLY | O_CLOEXEC);
+    }
+    if (im.fd < 0) {
+        fprintf(stderr, "relance: cannot read %s: %s\n", im.path, strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(im.fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "relance: cannot read %s: it is a directory\n", im.path);
+        goto fail;
+    }
+    im.size = S_ISREG(st.st_mode) ? (long long)st.st_size : 0;
+    im.progress = im.size >= PROGRESS_MIN_BYTES && isatty(STDERR_FILENO);
+    im.chunk = malloc(READ_CHUNK);
+    im.reader = csv_reader_new(NULL);
+    if (!im.chunk || !im.reader)
+        goto fail;
+
+    int got = next_record(&im, &rec);
+    if (got < 0)
+        goto fail;
+    if (got == 0) {
+        fprintf(stderr, "%s: the file is empty; the first row must name the columns, one of them email\n", im.path);
+        goto fail;
+    }
+    if (header_read(&im, &rec) < 0)
+        goto fail;
+
+    im.conn = cli_db_connect(cli, 1);
+    if (!im.conn)
+        goto fail;
+    if (im.col_of[F_TIMEZONE] >= 0 && zones_load(&im) < 0)
+        goto fail;
+    if (exec_sql(im.conn, "BEGIN", "starting the import") < 0 || exec_sql(im.conn, sql_stage, "staging") < 0)
+        goto fail;
+    PGresult *r = PQexec(im.conn, sql_copy);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        fprintf(stderr, "relance: loading %s: %s", im.path, pg_error(im.conn, r));
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    in_copy = 1;
+    for (;;) {
+        got = next_record(&im, &rec);
+        if (got < 0)
+            goto fail;
+        if (got == 0)
+            break;
+        im.rows++;
+        if (row_add(&im, &rec) < 0) {
+            fprintf(stderr, "relance: out of memory\n");
+            goto fail;
+        }
+        if (im.copy.len >= COPY_FLUSH && copy_flush(&im) < 0)
+            goto fail;
+        if ((im.rows & 1023) == 0)
+            progress_show(&im, 0);
+    }
+    if (copy_flush(&im) < 0)
+        goto fail;
+    in_copy = 0;
+    if (PQputCopyEnd(im.conn, NULL) != 1) {
+        fprintf(stderr, "relance: loading %s: %s", im.path, PQerrorMessage(im.conn));
+        goto fail;
+    }
+    r = PQgetResult(im.conn);
+    int copied = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!copied) {
+        const char *m = pg_error(im.conn, r);
+        fprintf(stderr, "relance: loading %s: %.*s\n", im.path, (int)strcspn(m, "\n"), m);
+    }
+    PQclear(r);
+    for (r = PQgetResult(im.conn); r; r = PQgetResult(im.conn))
+        PQclear(r);
+    if (!copied)
+        goto fail;
+    if (im.progress)
+        fprintf(stderr, "\r\033[Kimporting %s: checking and saving %lu rows", im.path, im.rows);
+
+    long long inserted = 0, kept = 0;
+    if (apply(&im, &inserted, &kept) < 0 || exec_sql(im.conn, "COMMIT", "committing the import") < 0)
+        goto fail;
+    progress_show(&im, 1);
+
+    if (im.n_rejects)
+        qsort(im.rejects, im.n_rejects, sizeof *im.rejects, by_line);
+    for (size_t i = 0; i < im.n_rejects; i++)
+        fprintf(stderr, "%s:%lu: %s\n", im.path, im.rejects[i].line, im.rejects[i].why);
+    printf("inserted %lld, updated %lld, rejected %zu\n", inserted, kept - inserted, im.n_rejects);
+    rc = CLI_OK;
+fail:
+    progress_show(&im, 1);
+    if (in_copy && im.conn)
+        (void)PQputCopyEnd(im.conn, "import abandoned");
+    if (rc != CLI_OK && im.conn && PQtransactionStatus(im.conn) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(im.conn, "ROLLBACK");
+        PQclear(rb);
+    }
+    if (rc == CLI_ERROR && im.conn)
+        fprintf(stderr, "relance: %s: nothing was imported\n", im.path);
+    import_free(&im);
+    return rc;
+}
+
+/* ---- show and list -------------------------------------------------------------- */
+
+/* Prints s with line breaks and backslashes escaped, so one value stays on one line. */
+static void print_value(const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\n')
+            fputs("\\n", stdout);
+        else if (*s == '\r')
+            fputs("\\r", stdout);
+        else if (*s == '\\')
+            fputs("\\\\", stdout);
+        else
+            putchar(*s);
+    }
+}
+
+static int show_run(struct cli *cli, int argc, char **argv)
+{
+    if (argc != 2)
+        return cli_fail(CLI_USAGE, "usage: relance contacts show EMAIL");
+    char email[CONTACT_EMAIL_MAX + 1], err[300];
+    if (contact_email_normalize(argv[1], email, err, sizeof err) < 0)
+        return cli_fail(CLI_ERROR, "%s", err);
+    PGconn *conn = cli_db_connect(cli, 1);
+    if (!conn)
+        return CLI_ERROR;
+    static const char *const keys[] = {
+        "email", "first_name", "last_name", "title", "company", "company_domain", "timezone", "crm_id",
+        "suppressed", "created_at", "updated_at",
+    };
+    const char *params[1] = {email};
+    int rc = CLI_ERROR;
+    PGresult *r = PQexecParams(conn,
+                               "SELECT email, first_name, last_name, title, company, company_domain, timezone,"
+                               " crm_id, CASE WHEN relance_suppressed(email) THEN 'yes' ELSE 'no' END,"
+                               " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+                               " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+                               " id FROM contacts WHERE email_key = lower($1)",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = pg_error(conn, r);
+        fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+        goto fail;
+    }
+    if (PQntuples(r) == 0) {
+        fprintf(stderr, "relance: no contact with the email %s\n", email);
+        goto fail;
+    }
+    for (int i = 0; i < (int)(sizeof keys / sizeof keys[0]); i++) {
+        printf("%s: ", keys[i]);
+        print_value(PQgetvalue(r, 0, i));
+        putchar('\n');
+    }
+    const char *id[1] = {PQgetvalue(r, 0, 11)};
+    PGresult *f = PQexecParams(conn, "SELECT key, value FROM contacts, jsonb_each_text(fields)"
+                                     " WHERE id = $1 ORDER BY key COLLATE \"C\"",
+                               1, NULL, id, NULL, NULL, 0);
+    if (PQresultStatus(f) != PGRES_TUPLES_OK) {
+        const char *m = pg_error(conn, f);
+        fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+        PQclear(f);
+        goto fail;
+    }
+    for (int i = 0; i < PQntuples(f); i++) {
+        printf("fields.");
+        print_value(PQgetvalue(f, i, 0));
+        printf(": ");
+        print_value(PQgetvalue(f, i, 1));
+        putchar('\n');
+    }
+    PQclear(f);
+    rc = CLI_OK;
+fail:
+    PQclear(r);
+    PQfinish(conn);
+    return rc;
+}
+
+static int list_run(struct cli *cli, int argc, char **argv)
+{
+    const char *limit = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
+            limit = argv[++i];
+        else if (strncmp(argv[i], "--limit=", 8) == 0)
+            limit = argv[i] + 8;
+        else
+            return cli_fail(CLI_USAGE, "contacts list: unexpected argument '%s' (usage: relance contacts list "
+                                       "[--limit N])", argv[i]);
+    }
+    if (limit) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(limit, &end, 10);
+        if (errno || end == limit || *end || n < 0)
+            return cli_fail(CLI_USAGE, "contacts list: --limit needs a number of contacts, not '%s'", limit);
+    }
+    PGconn *conn = cli_db_connect(cli, 1);
+    if (!conn)
+        return CLI_ERROR;
+    const char *params[1] = {limit};
+    int rc = CLI_ERROR;
+    if (!PQsendQueryParams(conn,
+                           "SELECT email, trim(concat_ws(' ', first_name, last_name)), coalesce(company, ''),"
+                           " coalesce(timezone, '') FROM contacts ORDER BY email_key COLLATE \"C\" LIMIT $1::bigint",
+                           1, NULL, params, NULL, NULL, 0) ||
+        !PQsetSingleRowMode(conn)) {
+        fprintf(stderr, "relance: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return CLI_ERROR;
+    }
+    rc = CLI_OK;
+    for (PGresult *r = PQgetResult(conn); r; r = PQgetResult(conn)) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            for (int c = 0; c < 4; c++) {
+                if (c)
+                    putchar('\t');
+                print_value(PQgetvalue(r, 0, c));
+            }
+            putchar('\n');
+        } else if (st != PGRES_TUPLES_OK) {
+            const char *m = pg_error(conn, r);
+            fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+            rc = CLI_ERROR;
+        }
+        PQclear(r);
+    }
+    PQfinish(conn);
+    return rc;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: relance contacts import FILE.csv [--map COLUMN=FIELD ...]\n"
+               "       relance contacts show EMAIL\n"
+               "       relance contacts list [--limit N]\n"
+               "\n"
+               "  import  add or update contacts from a CSV file (see relance contacts import --help)\n"
+               "  show    one contact, as 'key: value' lines (custom fields as fields.NAME)\n"
+               "  list    contacts sorted by email, one per line: email, name, company and time\n"
+               "          zone separated by tabs; --limit N prints the first N only\n");
+}
+
+int cmd_contacts(struct cli *cli, int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(sub, "import") == 0) {
+        if (cli_wants_help(argc - 1, argv + 1)) {
+            import_usage(stdout);
+            return CLI_OK;
+        }
+        return import_run(cli, argc - 1, argv + 1);
+    }
+    if (strcmp(sub, "show") == 0 || strcmp(sub, "list") == 0) {
+        if (cli_wants_help(argc - 1, argv + 1)) {
+            usage(stdout);
+            return CLI_OK;
+        }
+        return sub[0] == 's' ? show_run(cli, argc - 1, argv + 1) : list_run(cli, argc - 1, argv + 1);
+    }
+    return cli_fail(CLI_USAGE, "contacts: unknown subcommand '%s' (import, show or list)", sub);
+}

@@ -1,0 +1,46 @@
+/* contact: the rules a contact's fields obey before they reach the
+ * database — email normalisation and syntax, company domains and the
+ * free-mail list. Pure: no I/O, no DNS, no logging. */
+#ifndef RELANCE_CONTACT_H
+#define RELANCE_CONTACT_H
+
+#include <stddef.h>
+
+#define CONTACT_EMAIL_MAX 254  /* bytes, RFC 5321's path limit less the <> */
+#define CONTACT_DOMAIN_MAX 253 /* bytes, as written (UTF-8 for IDNs) */
+
+/* Normalises an email address into out: surrounding white space (ASCII and
+ * U+00A0, U+200B, U+FEFF) trimmed, the domain's ASCII letters lower-cased,
+ * the local part kept as given. Syntax only: a dot-atom local part of at
+ * most 64 bytes (ASCII; quoted local parts are refused), one '@', a domain
+ * of at least two dot-separated labels (LDH labels or UTF-8 labels for
+ * internationalised domains), not ending in a number. Returns 0, or
+ * -EINVAL with a sentence in err such as "invalid email address 'x@': no
+ * domain after '@'". */
+int contact_email_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Normalises a bare domain (for `suppress add @domain`): trimmed, ASCII
+ * letters lower-cased, then checked like an email's domain. Returns 0, or
+ * -EINVAL with "invalid domain 'x': <why>" in err. */
+int contact_domain_normalize(const char *in, char out[CONTACT_DOMAIN_MAX + 1], char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Normalises a company domain given by hand or by a CRM: like
+ * contact_domain_normalize, after dropping an "http(s)://" prefix, a
+ * leading "www.", a trailing dot and any port or path. Only white space
+ * gives 0 with out = "". Returns 0, or -EINVAL with "invalid company
+ * domain 'x': <why>" in err. */
+int contact_company_domain_normalize(const char *in, char out[CONTACT_DOMAIN_MAX + 1], char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* True when domain (lower-case) belongs to a free or consumer mail
+ * provider (gmail.com, yahoo.co.uk, gmx.de, orange.fr, qq.com, ...): its
+ * users are not a company. */
+int contact_domain_is_freemail(const char *domain);
+
+/* The company domain of a normalised email: a pointer to its domain
+ * inside email, or NULL for a free-mail domain (or no '@'). */
+const char *contact_email_company_domain(const char *email);
+
+#endif
