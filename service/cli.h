@@ -27,6 +27,10 @@ struct config *cli_config(struct cli *cli);
  * refuses a database that `relance migrate` has not brought up to date. */
 PGconn *cli_db_connect(struct cli *cli, int migrated);
 
+/* Runs one statement on a command's connection; prints the server's
+ * message and returns -1 when it fails. */
+int cli_exec(PGconn *conn, const char *sql) __attribute__((warn_unused_result));
+
 /* True when argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 
@@ -38,5 +42,18 @@ int cmd_serve(struct cli *cli, int argc, char **argv);
 int cmd_migrate(struct cli *cli, int argc, char **argv);
 int cmd_version(struct cli *cli, int argc, char **argv);
 int cmd_config_check(struct cli *cli, int argc, char **argv);
+int cmd_contacts(struct cli *cli, int argc, char **argv);
+int cmd_suppress(struct cli *cli, int argc, char **argv);
+int cmd_apply(struct cli *cli, int argc, char **argv);
+int cmd_sequences(struct cli *cli, int argc, char **argv);
+int cmd_preview(struct cli *cli, int argc, char **argv);
+int cmd_enroll(struct cli *cli, int argc, char **argv);
+int cmd_enrollments(struct cli *cli, int argc, char **argv);
+/* pause, resume and stop: argv[0] says which. */
+int cmd_pause(struct cli *cli, int argc, char **argv);
+int cmd_next_send_time(struct cli *cli, int argc, char **argv);
+int cmd_classify(struct cli *cli, int argc, char **argv);
+int cmd_lint(struct cli *cli, int argc, char **argv);
+int cmd_dkim_sign(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -211,7 +211,7 @@ const char *http_request_body(const struct http_request *req, size_t *len)
     return req->body ? req->body : "";
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[256];

@@ -17,7 +17,21 @@ static const struct command commands[] = {
     {"serve", cmd_serve, "run the service: scheduler, sender, mailbox watcher, HTTP API"},
     {"migrate", cmd_migrate, "apply the database migrations that are missing"},
     {"config", cmd_config_check, "check the configuration file and print what relance will use"},
+    {"next-send-time", cmd_next_send_time, "print when a step would go out: wait, window, weekdays, zone"},
+    {"classify", cmd_classify, "classify .eml files: reply, auto-reply, bounce, unsubscribe"},
+    {"lint", cmd_lint, "check sequence files: file:line:column for every problem"},
+    {"contacts", cmd_contacts, "import contacts from CSV, show and list them"},
+    {"suppress", cmd_suppress, "suppress addresses or domains: add, remove, list"},
+    {"apply", cmd_apply, "lint sequence files and store them: created, updated to vN, unchanged"},
+    {"sequences", cmd_sequences, "list applied sequences, or show one's versions and steps"},
+    {"preview", cmd_preview, "print the exact message a contact would get for a step"},
+    {"enroll", cmd_enroll, "enroll contacts into a sequence"},
+    {"enrollments", cmd_enrollments, "show a contact's enrollments: state, next send time and why"},
+    {"pause", cmd_pause, "pause an enrollment, a contact or a whole sequence"},
+    {"resume", cmd_pause, "resume what was paused (every send gate is checked again)"},
+    {"stop", cmd_pause, "stop an enrollment, a contact or a whole sequence for good"},
     {"version", cmd_version, "print relance's version"},
+    {"dkim-sign", cmd_dkim_sign, "sign a message with a DKIM key, or print the DNS record to publish"},
 };
 
 static void usage(FILE *f)

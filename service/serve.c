@@ -7,8 +7,11 @@
 #include "cli.h"
 #include "log.h"
 #include "migrate.h"
+#include "clock.h"
+#include "scheduler.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,7 +40,13 @@ static void server_stop(struct server *srv, const char *why)
         srv->pending_closes++;
         uv_close(own[i], on_closed);
     }
-    /* The database first: pending queries fail, their requests answer. */
+    /* The scheduler first (it stops starting queries), then the database:
+     * pending queries fail, their callbacks and requests see that. */
+    if (srv->scheduler) {
+        srv->pending_closes++;
+        scheduler_close(srv->scheduler, on_part_closed, srv);
+        srv->scheduler = NULL;
+    }
     if (srv->db) {
         srv->pending_closes++;
         db_close(srv->db, on_part_closed, srv);
@@ -70,8 +79,11 @@ static void on_migrations(struct db *db, const PGresult *res, void *arg)
         snprintf(srv->not_ready, sizeof srv->not_ready, "%s", err);
     else if (rc == 0)
         snprintf(srv->not_ready, sizeof srv->not_ready, "database not migrated: run 'relance migrate'");
-    if (srv->migrated && !was)
+    if (srv->migrated && !was) {
         log_event(LOG_INFO, "serve", "ready", NULL);
+        if (srv->scheduler)
+            scheduler_db_up(srv->scheduler);
+    }
     else if (!srv->migrated && was)
         log_event(LOG_WARN, "serve", "not ready", "reason", srv->not_ready, NULL);
     else if (!srv->migrated && !srv->told_not_migrated) {
@@ -107,6 +119,32 @@ static void on_db_state(struct db *db, int connected, const char *reason, void *
     snprintf(srv->not_ready, sizeof srv->not_ready, "database unreachable: %s", reason ? reason : "");
 }
 
+static void on_notify(struct db *db, const char *channel, const char *payload, void *arg)
+{
+    (void)db;
+    (void)channel;
+    (void)payload;
+    struct server *srv = arg;
+    if (srv->scheduler)
+        scheduler_wake(srv->scheduler);
+}
+
+/* state_dir from the configuration, else $XDG_STATE_HOME/relance, else
+ * ~/.local/state/relance: never the working directory, which may be a
+ * checkout. */
+static char *state_dir(const struct config *cfg)
+{
+    char *dir = NULL;
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (cfg->state_dir)
+        dir = strdup(cfg->state_dir);
+    else if (xdg && *xdg && asprintf(&dir, "%s/relance", xdg) < 0)
+        dir = NULL;
+    else if (!dir && asprintf(&dir, "%s/.local/state/relance", home && *home ? home : "/tmp") < 0)
+        dir = NULL;
+    return dir;
+}
+
 static int usage(void)
 {
     printf("usage: relance serve\n\n"
@@ -132,6 +170,12 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     char err[512];
     int rc = CLI_OK;
 
+    if (clock_setup(err, sizeof err) < 0)
+        return cli_fail(CLI_ERROR, "%s", err);
+    srv.state_dir = state_dir(cfg);
+    if (!srv.state_dir)
+        return cli_fail(CLI_ERROR, "out of memory");
+
     if (uv_loop_init(&loop) < 0)
         return cli_fail(CLI_ERROR, "cannot start the event loop");
     srv.loop = &loop;
@@ -155,7 +199,14 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         server_stop(&srv, "startup failed");
     } else {
         srv.db = db_new(&loop, cfg->database_url, on_db_state, &srv);
-        if (!srv.db || db_start(srv.db) < 0) {
+        if (srv.db)
+            db_set_notify(srv.db, on_notify);
+        srv.scheduler = scheduler_new(&srv, err, sizeof err);
+        if (!srv.scheduler) {
+            fprintf(stderr, "relance: %s\n", err);
+            rc = CLI_ERROR;
+            server_stop(&srv, "startup failed");
+        } else if (!srv.db || db_start(srv.db) < 0) {
             fprintf(stderr, "relance: cannot set up the database connection\n");
             rc = CLI_ERROR;
             server_stop(&srv, "startup failed");
@@ -175,5 +226,6 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     } else {
         log_event(LOG_INFO, "serve", "stopped", NULL);
     }
+    free(srv.state_dir);
     return rc;
 }

@@ -15,6 +15,8 @@ struct server {
     struct config *cfg;
     struct db *db;
     struct http *http;
+    struct scheduler *scheduler;
+    char *state_dir;           /* state_dir, else $XDG_STATE_HOME/relance */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;           /* housekeeping: readiness re-check */
     int migrated;              /* 1 when the schema is up to date */

@@ -73,6 +73,7 @@ CREATE TABLE messages (
     subject       text,
     attempts      int         NOT NULL DEFAULT 0,
     reply         text,                           -- the server's final reply
+    claimed_by    text,                           -- the replica sending it (see leases)
     created_at    timestamptz NOT NULL,
     sent_at       timestamptz,
     UNIQUE (enrollment_id, position)

@@ -1,0 +1,152 @@
+/* compose: sequence step + contact -> message. It owns the rules that
+ * make a follow-up a follow-up (subject, threading, sticky variant); the
+ * template language lives in template.c and MIME in message.c. */
+#include "compose.h"
+
+#include "message.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The subject, body and html a contact gets for a step (its variant's
+ * where it has variants). */
+static void step_content(const struct sequence_step *step, const char *email, const char **subject,
+                         const char **body, const char **html, int *variant)
+{
+    *subject = step->subject;
+    *body = step->body;
+    *html = step->html;
+    *variant = sequence_variant_choose(step, template_seed(email, step->id));
+    if (*variant >= 0) {
+        const struct sequence_variant *v = &step->variants[*variant];
+        *subject = v->subject;
+        *body = v->body;
+        *html = v->html;
+    }
+}
+
+static int render(const char *src, uint64_t seed, const struct compose_input *in, char **out,
+                  struct compose_result *res, char *err, size_t errlen)
+{
+    struct template_out t = {0};
+    int rc = template_render(src, strlen(src), seed, in->lookup, in->lookup_arg, &t);
+    if (rc == TEMPLATE_MISSING_FIELD) {
+        snprintf(res->missing, sizeof res->missing, "%s", t.missing);
+        return COMPOSE_MISSING_FIELD;
+    }
+    if (rc != TEMPLATE_OK) {
+        snprintf(err, errlen, "template %s", template_status_names[-rc]);
+        return -1;
+    }
+    *out = t.text;
+    return COMPOSE_OK;
+}
+
+int compose_message(const struct compose_input *in, struct compose_result *out, char *err, size_t errlen)
+{
+    const struct sequence_step *step = &in->seq->steps[in->position];
+    const char *subject_src, *body_src, *html_src;
+    char *subject = NULL, *body = NULL, *html = NULL, *first = NULL, *unsub = NULL;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    step_content(step, in->to_addr, &subject_src, &body_src, &html_src, &out->variant);
+    uint64_t seed = template_seed(in->to_addr, step->id);
+
+    if (subject_src) {
+        rc = render(subject_src, seed, in, &subject, out, err, errlen);
+        if (rc != COMPOSE_OK)
+            goto fail;
+    } else {
+        /* A follow-up without a subject answers the first step's. */
+        if (in->first_subject) {
+            first = strdup(in->first_subject);
+        } else {
+            const struct sequence_step *s0 = &in->seq->steps[0];
+            const char *fs, *fb, *fh;
+            int fv;
+            step_content(s0, in->to_addr, &fs, &fb, &fh, &fv);
+            rc = render(fs ? fs : "", template_seed(in->to_addr, s0->id), in, &first, out, err, errlen);
+            if (rc != COMPOSE_OK)
+                goto fail;
+        }
+        if (!first || asprintf(&subject, "%s%s", strncmp(first, "Re: ", 4) == 0 ? "" : "Re: ", first) < 0) {
+            subject = NULL;
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            goto fail;
+        }
+    }
+    rc = render(body_src ? body_src : "", seed, in, &body, out, err, errlen);
+    if (rc != COMPOSE_OK)
+        goto fail;
+    if (html_src) {
+        rc = render(html_src, seed, in, &html, out, err, errlen);
+        if (rc != COMPOSE_OK)
+            goto fail;
+    }
+    if (asprintf(&unsub, "<mailto:%s?subject=unsubscribe>", in->from_addr) < 0) {
+        unsub = NULL;
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+        goto fail;
+    }
+    int threaded = in->position > 0 && step->thread && in->n_thread > 0;
+    struct message m = {
+        .from_addr = in->from_addr,
+        .from_name = in->from_name,
+        .to_addr = in->to_addr,
+        .subject = subject,
+        .date = in->date,
+        .message_id = in->message_id,
+        .in_reply_to = threaded ? in->thread_ids[in->n_thread - 1] : NULL,
+        .references = threaded ? in->thread_ids : NULL,
+        .n_references = threaded ? in->n_thread : 0,
+        .list_unsubscribe = unsub,
+        .text = body,
+        .html = html,
+    };
+    if (message_build(&m, &out->text, &out->len, err, errlen) != 0) {
+        rc = -1;
+        goto fail;
+    }
+    out->subject = subject;
+    subject = NULL;
+    rc = COMPOSE_OK;
+fail:
+    free(subject);
+    free(body);
+    free(html);
+    free(first);
+    free(unsub);
+    return rc;
+}
+
+void compose_result_free(struct compose_result *r)
+{
+    free(r->text);
+    free(r->subject);
+    r->text = r->subject = NULL;
+}
+
+const char *compose_field_find(const char *packed, const char *field, char *buf, size_t len)
+{
+    size_t flen = strlen(field);
+    for (const char *p = packed; p && *p;) {
+        const char *us = strchr(p, '\x1f'), *rs = strchr(p, '\x1e');
+        if (!us || (rs && rs < us))
+            break;
+        const char *end = rs ? rs : p + strlen(p);
+        if ((size_t)(us - p) == flen && memcmp(p, field, flen) == 0) {
+            size_t n = (size_t)(end - us - 1);
+            if (n >= len)
+                n = len - 1;
+            memcpy(buf, us + 1, n);
+            buf[n] = '\0';
+            return buf;
+        }
+        p = rs ? rs + 1 : NULL;
+    }
+    return NULL;
+}

@@ -1,0 +1,50 @@
+/* compose: one step of a sequence, for one contact, as the exact message
+ * that goes out. Chooses the A/B variant, renders subject and bodies with
+ * the contact's fields, threads follow-ups (Re: subject, In-Reply-To,
+ * References) and builds the RFC 5322 text. The dispatcher and `relance
+ * preview` both call it, so a preview is what is sent. Pure: no I/O. */
+#ifndef RELANCE_COMPOSE_H
+#define RELANCE_COMPOSE_H
+
+#include "sequence.h"
+#include "template.h"
+
+#include <stddef.h>
+#include <time.h>
+
+struct compose_input {
+    const struct sequence *seq;
+    size_t position;                 /* the step's index in seq->steps */
+    const char *to_addr;             /* the contact's address */
+    const char *(*lookup)(const char *field, void *arg); /* the contact's fields */
+    void *lookup_arg;
+    const char *from_addr, *from_name;
+    const char *message_id;          /* "<id@domain>" */
+    time_t date;
+    const char *const *thread_ids;   /* "<id@domain>" of earlier messages, oldest first */
+    size_t n_thread;
+    const char *first_subject;       /* the first step's subject as sent, or NULL to render it */
+};
+
+struct compose_result {
+    char *text;                      /* the message, CRLF; caller frees */
+    size_t len;
+    char *subject;                   /* the rendered subject; caller frees */
+    int variant;                     /* index of the variant used, -1 without variants */
+    char missing[TEMPLATE_MAX_FIELD + 1]; /* on COMPOSE_MISSING_FIELD */
+};
+
+enum { COMPOSE_OK = 0, COMPOSE_MISSING_FIELD = 1 };
+
+/* Returns COMPOSE_OK (result filled), COMPOSE_MISSING_FIELD (result's
+ * missing names the field; nothing to free), or -1 with a reason in err. */
+int compose_message(const struct compose_input *in, struct compose_result *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void compose_result_free(struct compose_result *r);
+
+/* Looks field up in a contact's packed fields, "key<US>value<RS>..." as
+ * SQL's relance_contact_fields returns them (US = 0x1f, RS = 0x1e). The
+ * value is copied into buf (truncated to len). NULL when absent. */
+const char *compose_field_find(const char *packed, const char *field, char *buf, size_t len);
+
+#endif

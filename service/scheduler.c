@@ -1,0 +1,581 @@
+/* scheduler: one claim cycle at a time on the loop. It owns the cycle's
+ * state machine, the cache of parsed sequence versions and the replica
+ * lease; SQL owns the decisions (sql/005_dispatch.sql), compose.c the
+ * message, capture.c (for now the only transport) the delivery. */
+#include "scheduler.h"
+
+#include "capture.h"
+#include "clock.h"
+#include "compose.h"
+#include "log.h"
+#include "serve.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BATCH 200
+#define LEASE_TTL_S 30
+#define LEASE_EVERY_MS 5000
+#define RESCUE_EVERY_MS 30000
+#define IDLE_RECHECK_MS 60000
+
+struct job {
+    char *message_id, *step_id, *email, *fields, *thread_ids, *first_subject;
+    long long enrollment_id, sequence_id;
+    int position, version;
+};
+
+struct cached {
+    long long sequence_id;
+    int version;
+    struct sequence *seq;
+};
+
+struct scheduler {
+    struct server *srv;
+    uv_timer_t timer;        /* next due time */
+    uv_timer_t lease_timer;  /* lease renewal and rescue */
+    int running, again, closing, pending_closes;
+    struct job *jobs;
+    size_t n_jobs;
+    size_t outstanding;      /* outcome queries in flight */
+    struct cached *cache;
+    size_t n_cache;
+    char replica[96];
+    char id_domain[256];
+    char *capture_dir;
+    char *from_addr, *from_name;
+    double last_rescue;
+    double cycle_now;        /* the instant the batch was claimed at */
+    char cycle_now_s[40];
+    unsigned long sent_total;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+};
+
+static void cycle_start(struct scheduler *s);
+static void cycle_end(struct scheduler *s, int full);
+static void on_timer(uv_timer_t *t);
+
+static void jobs_free(struct scheduler *s)
+{
+    for (size_t i = 0; i < s->n_jobs; i++) {
+        struct job *j = &s->jobs[i];
+        free(j->message_id);
+        free(j->step_id);
+        free(j->email);
+        free(j->fields);
+        free(j->thread_ids);
+        free(j->first_subject);
+    }
+    free(s->jobs);
+    s->jobs = NULL;
+    s->n_jobs = 0;
+}
+
+static const struct sequence *cache_find(struct scheduler *s, long long id, int version)
+{
+    for (size_t i = 0; i < s->n_cache; i++)
+        if (s->cache[i].sequence_id == id && s->cache[i].version == version)
+            return s->cache[i].seq;
+    return NULL;
+}
+
+/* db_query, or -1 when the scheduler is closing or the database gone. */
+static int query(struct scheduler *s, const char *sql, int n, const char *const *params, db_result_cb cb)
+{
+    if (s->closing || !s->srv->db)
+        return -1;
+    return db_query(s->srv->db, sql, n, params, cb, s);
+}
+
+static void now_param(char *buf, size_t len)
+{
+    clock_format(clock_now(), buf, len);
+}
+
+/* ---- outcomes ---------------------------------------------------------- */
+
+static void on_outcome(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_event(LOG_ERROR, "scheduler", "recording an outcome failed", "error", msg, NULL);
+    }
+    if (--s->outstanding == 0)
+        cycle_end(s, s->n_jobs == BATCH);
+}
+
+static void record(struct scheduler *s, const char *sql, int n, const char *const *params)
+{
+    if (query(s, sql, n, params, on_outcome) == 0)
+        s->outstanding++;
+    /* else: the connection is down; the row stays 'sending' and is rescued */
+}
+
+static void hold(struct scheduler *s, const struct job *j, const char *reason)
+{
+    char now[40];
+    now_param(now, sizeof now);
+    const char *p[3] = {j->message_id, now, reason};
+    char enr[32];
+    snprintf(enr, sizeof enr, "%lld", j->enrollment_id);
+    log_event(LOG_WARN, "scheduler", "held", "enrollment", enr, "step", j->step_id, "reason", reason, NULL);
+    record(s, "SELECT relance_step_hold($1, $2, $3)", 3, p);
+}
+
+/* A job's contact fields, for template lookups. */
+struct fields {
+    const char *src;
+    char value[4096];
+};
+
+static const char *lookup(const char *field, void *arg)
+{
+    struct fields *f = arg;
+    return compose_field_find(f->src, field, f->value, sizeof f->value);
+}
+
+static void process(struct scheduler *s, const struct job *j)
+{
+    char enr[32], err[300];
+    snprintf(enr, sizeof enr, "%lld", j->enrollment_id);
+    const struct sequence *seq = cache_find(s, j->sequence_id, j->version);
+    if (!seq || (size_t)j->position >= seq->n_steps) {
+        hold(s, j, "sequence version unreadable");
+        return;
+    }
+    /* thread ids come bare and space-separated; the message wants <...> */
+    char *ids[64];
+    size_t n_ids = 0;
+    char *copy = strdup(j->thread_ids ? j->thread_ids : "");
+    for (char *save = NULL, *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && n_ids < 64;
+         tok = strtok_r(NULL, " ", &save)) {
+        if (asprintf(&ids[n_ids], "<%s>", tok) < 0)
+            break;
+        n_ids++;
+    }
+    char mid[300];
+    snprintf(mid, sizeof mid, "<%s>", j->message_id);
+    struct fields f = {j->fields, ""};
+    struct compose_input in = {
+        .seq = seq,
+        .position = (size_t)j->position,
+        .to_addr = j->email,
+        .lookup = lookup,
+        .lookup_arg = &f,
+        .from_addr = s->from_addr,
+        .from_name = s->from_name,
+        .message_id = mid,
+        .date = (time_t)s->cycle_now, /* the claim's instant: what the window check saw */
+        .thread_ids = (const char *const *)ids,
+        .n_thread = n_ids,
+        .first_subject = j->first_subject,
+    };
+    struct compose_result r;
+    int rc = compose_message(&in, &r, err, sizeof err);
+    for (size_t i = 0; i < n_ids; i++)
+        free(ids[i]);
+    free(copy);
+    if (rc == COMPOSE_MISSING_FIELD) {
+        char reason[120];
+        snprintf(reason, sizeof reason, "missing_field:%s", r.missing);
+        hold(s, j, reason);
+        return;
+    }
+    if (rc < 0) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "compose_error: %s", err);
+        hold(s, j, reason);
+        return;
+    }
+    if (capture_write(s->capture_dir, j->message_id, r.text, r.len) < 0) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "transport_error: cannot write into %s: %s", s->capture_dir,
+                 strerror(errno));
+        compose_result_free(&r);
+        hold(s, j, reason);
+        return;
+    }
+    char variant[16];
+    snprintf(variant, sizeof variant, "%d", r.variant);
+    const char *p[7] = {j->message_id, s->cycle_now_s, "sent", "captured", r.subject, s->from_addr,
+                        r.variant >= 0 ? variant : NULL};
+    record(s, "SELECT relance_step_done($1, $2, $3, $4, $5, $6, $7)", 7, p);
+    s->sent_total++;
+    log_event(LOG_DEBUG, "scheduler", "sent", "enrollment", enr, "step", j->step_id, "to", j->email, NULL);
+    compose_result_free(&r);
+}
+
+static void process_all(struct scheduler *s)
+{
+    s->outstanding++; /* guard: the cycle ends after the last outcome */
+    for (size_t i = 0; i < s->n_jobs && !s->closing; i++)
+        process(s, &s->jobs[i]);
+    if (--s->outstanding == 0)
+        cycle_end(s, s->n_jobs == BATCH);
+}
+
+/* ---- sequence versions ------------------------------------------------- */
+
+static void on_sources(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        for (int i = 0; i < PQntuples(res); i++) {
+            struct sequence *seq = NULL;
+            struct sequence_diags d = {0};
+            const char *src = PQgetvalue(res, i, 3);
+            if (sequence_parse(PQgetvalue(res, i, 2), src, strlen(src), NULL, &seq, &d) == 0) {
+                struct cached *grown = realloc(s->cache, (s->n_cache + 1) * sizeof *grown);
+                if (grown) {
+                    s->cache = grown;
+                    s->cache[s->n_cache++] =
+                        (struct cached){atoll(PQgetvalue(res, i, 0)), atoi(PQgetvalue(res, i, 1)), seq};
+                    seq = NULL;
+                }
+            }
+            sequence_free(seq);
+            sequence_diags_free(&d);
+        }
+    }
+    if (!res) {
+        jobs_free(s);
+        cycle_end(s, 0);
+        return;
+    }
+    process_all(s);
+}
+
+static void load_sequences(struct scheduler *s)
+{
+    char *ids = NULL, *vers = NULL;
+    size_t il = 0, vl = 0;
+    FILE *fi = open_memstream(&ids, &il), *fv = open_memstream(&vers, &vl);
+    int missing = 0;
+    if (!fi || !fv) {
+        if (fi)
+            fclose(fi);
+        if (fv)
+            fclose(fv);
+        free(ids);
+        free(vers);
+        process_all(s);
+        return;
+    }
+    fputc('{', fi);
+    fputc('{', fv);
+    for (size_t i = 0; i < s->n_jobs; i++) {
+        struct job *j = &s->jobs[i];
+        if (cache_find(s, j->sequence_id, j->version))
+            continue;
+        fprintf(fi, "%s%lld", missing ? "," : "", j->sequence_id);
+        fprintf(fv, "%s%d", missing ? "," : "", j->version);
+        missing++;
+    }
+    fputc('}', fi);
+    fputc('}', fv);
+    fclose(fi);
+    fclose(fv);
+    if (!missing) {
+        free(ids);
+        free(vers);
+        process_all(s);
+        return;
+    }
+    const char *p[2] = {ids, vers};
+    int rc = query(s,
+                      "SELECT v.sequence_id, v.version, v.source_file, v.source FROM sequence_versions v "
+                      "JOIN unnest($1::bigint[], $2::int[]) AS k(id, ver) "
+                      "ON v.sequence_id = k.id AND v.version = k.ver",
+                      2, p, on_sources);
+    free(ids);
+    free(vers);
+    if (rc < 0)
+        process_all(s); /* each job is held as unreadable; better than stuck */
+}
+
+/* ---- the cycle ---------------------------------------------------------- */
+
+static char *dup_value(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
+}
+
+static void on_claimed(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (!res) {
+        cycle_end(s, 0);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_event(LOG_ERROR, "scheduler", "claim failed", "error", msg, "retry_ms", "5000", NULL);
+        /* back off instead of retrying at once: the next try fails alike */
+        s->running = 0;
+        if (!s->closing)
+            uv_timer_start(&s->timer, on_timer, 5000, 0);
+        return;
+    }
+    int n = PQntuples(res);
+    s->jobs = n ? calloc((size_t)n, sizeof *s->jobs) : NULL;
+    if (n && !s->jobs) {
+        cycle_end(s, 0);
+        return;
+    }
+    s->n_jobs = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        struct job *j = &s->jobs[i];
+        j->message_id = dup_value(res, i, 0);
+        j->enrollment_id = atoll(PQgetvalue(res, i, 1));
+        j->position = atoi(PQgetvalue(res, i, 2));
+        j->step_id = dup_value(res, i, 3);
+        j->sequence_id = atoll(PQgetvalue(res, i, 4));
+        j->version = atoi(PQgetvalue(res, i, 5));
+        j->email = dup_value(res, i, 6);
+        j->fields = dup_value(res, i, 7);
+        j->thread_ids = dup_value(res, i, 8);
+        j->first_subject = dup_value(res, i, 9);
+    }
+    if (n == 0) {
+        cycle_end(s, 0);
+        return;
+    }
+    load_sequences(s);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    scheduler_wake(t->data);
+}
+
+static void on_next_due(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    uint64_t delay = IDLE_RECHECK_MS;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        double due;
+        if (clock_parse_iso(PQgetvalue(res, 0, 0), &due) == 0) {
+            double ms = (due - clock_now()) * 1000.0 / clock_speed();
+            if (ms < 0)
+                ms = 0;
+            if (ms < (double)delay)
+                delay = (uint64_t)ms + 1;
+        }
+    } else if (!res) {
+        delay = 1000;
+    }
+    s->running = 0;
+    if (s->closing)
+        return;
+    if (s->again) {
+        s->again = 0;
+        cycle_start(s);
+        return;
+    }
+    uv_timer_start(&s->timer, on_timer, delay, 0);
+}
+
+static void cycle_end(struct scheduler *s, int full)
+{
+    jobs_free(s);
+    if (s->closing) {
+        s->running = 0;
+        return;
+    }
+    if (full) { /* a full batch: more is probably due right now */
+        s->running = 0;
+        cycle_start(s);
+        return;
+    }
+    /* Due times come back in UTC ISO form for clock_parse_iso. */
+    if (query(s,
+                 "SELECT to_char(relance_next_due() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", 0,
+                 NULL, on_next_due) < 0) {
+        s->running = 0;
+        uv_timer_start(&s->timer, on_timer, 1000, 0);
+    }
+}
+
+static void cycle_start(struct scheduler *s)
+{
+    if (s->closing || !s->srv->db || !db_connected(s->srv->db) || !s->srv->migrated)
+        return;
+    if (s->running) {
+        s->again = 1;
+        return;
+    }
+    s->running = 1;
+    uv_timer_stop(&s->timer);
+    char batch[16];
+    s->cycle_now = clock_now();
+    clock_format(s->cycle_now, s->cycle_now_s, sizeof s->cycle_now_s);
+    snprintf(batch, sizeof batch, "%d", BATCH);
+    const char *p[4] = {s->cycle_now_s, batch, s->id_domain, s->replica};
+    if (query(s,
+                 "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, fields, "
+                 "thread_ids, first_subject FROM relance_claim_due($1, $2, $3, $4)",
+                 4, p, on_claimed) < 0) {
+        s->running = 0;
+        uv_timer_start(&s->timer, on_timer, 1000, 0);
+    }
+}
+
+void scheduler_wake(struct scheduler *s)
+{
+    cycle_start(s);
+}
+
+/* ---- lease and rescue ---------------------------------------------------- */
+
+static void on_rescued(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) > 0)
+        log_event(LOG_WARN, "scheduler", "rescued messages left sending by a stopped replica", "count",
+                  PQgetvalue(res, 0, 0), "state", "unknown", NULL);
+}
+
+static void on_ignore(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)res;
+    (void)arg;
+}
+
+static void lease_and_rescue(struct scheduler *s, int rescue)
+{
+    if (!s->srv->db || !db_connected(s->srv->db) || !s->srv->migrated)
+        return;
+    char ttl[16], now[40];
+    snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
+    const char *p[2] = {s->replica, ttl};
+    if (query(s, "SELECT relance_replica_alive($1, $2)", 2, p, on_ignore) < 0)
+        return;
+    if (rescue) {
+        now_param(now, sizeof now);
+        const char *q[2] = {now, s->replica};
+        if (query(s, "SELECT relance_rescue_sending($1, $2)", 2, q, on_rescued) < 0)
+            return;
+    }
+}
+
+static void on_lease_timer(uv_timer_t *t)
+{
+    struct scheduler *s = t->data;
+    double now = clock_now();
+    int rescue = (now - s->last_rescue) * 1000.0 / clock_speed() >= RESCUE_EVERY_MS;
+    if (rescue)
+        s->last_rescue = now;
+    lease_and_rescue(s, rescue);
+    /* also the safety net if a notification was missed */
+    if (!s->running)
+        cycle_start(s);
+}
+
+void scheduler_db_up(struct scheduler *s)
+{
+    if (!s->srv->migrated)
+        return;
+    if (query(s, "LISTEN relance_work", 0, NULL, on_ignore) < 0)
+        return;
+    s->last_rescue = clock_now();
+    lease_and_rescue(s, 1);
+    s->running = 0; /* a cycle cut by the lost connection has ended */
+    cycle_start(s);
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static int first_account(struct scheduler *s, const struct config *cfg)
+{
+    const char *addr = "capture@relance.invalid", *name = "relance capture";
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        if (cfg->pools[i].n_accounts) {
+            addr = cfg->pools[i].accounts[0].email;
+            name = cfg->pools[i].accounts[0].from_name;
+            break;
+        }
+    s->from_addr = strdup(addr);
+    s->from_name = name ? strdup(name) : NULL;
+    const char *at = strrchr(addr, '@');
+    snprintf(s->id_domain, sizeof s->id_domain, "%s", at ? at + 1 : "relance.invalid");
+    return s->from_addr ? 0 : -1;
+}
+
+struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long errlen)
+{
+    struct scheduler *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    const struct config *cfg = srv->cfg;
+    if (cfg->capture_dir)
+        s->capture_dir = strdup(cfg->capture_dir);
+    else if (asprintf(&s->capture_dir, "%s/capture", srv->state_dir) < 0)
+        s->capture_dir = NULL;
+    if (!s->capture_dir || first_account(s, cfg) < 0)
+        goto fail;
+    if (strcmp(cfg->transport, "capture") == 0 && capture_open(s->capture_dir) < 0) {
+        snprintf(err, errlen, "cannot create the capture directory %s: %s", s->capture_dir, strerror(errno));
+        goto fail;
+    }
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    srandom((unsigned)getpid() ^ (unsigned)uv_hrtime());
+    snprintf(s->replica, sizeof s->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
+    uv_timer_init(srv->loop, &s->timer);
+    uv_timer_init(srv->loop, &s->lease_timer);
+    s->timer.data = s->lease_timer.data = s;
+    uv_timer_start(&s->lease_timer, on_lease_timer, LEASE_EVERY_MS, LEASE_EVERY_MS);
+    return s;
+fail:
+    free(s->capture_dir);
+    free(s->from_addr);
+    free(s->from_name);
+    free(s);
+    return NULL;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct scheduler *s = h->data;
+    if (--s->pending_closes > 0)
+        return;
+    for (size_t i = 0; i < s->n_cache; i++)
+        sequence_free(s->cache[i].seq);
+    free(s->cache);
+    jobs_free(s);
+    free(s->capture_dir);
+    free(s->from_addr);
+    free(s->from_name);
+    void (*cb)(void *) = s->on_closed;
+    void *arg = s->closed_arg;
+    free(s);
+    if (cb)
+        cb(arg);
+}
+
+void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
+{
+    s->closing = 1;
+    s->on_closed = cb;
+    s->closed_arg = arg;
+    s->pending_closes = 2;
+    uv_close((uv_handle_t *)&s->timer, on_closed);
+    uv_close((uv_handle_t *)&s->lease_timer, on_closed);
+}

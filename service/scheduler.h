@@ -1,0 +1,26 @@
+/* scheduler: the dispatcher inside `relance serve`.
+ *
+ * Claims due steps in batches through relance_claim_due (FOR UPDATE SKIP
+ * LOCKED, so replicas never take the same enrollment), composes each
+ * message, hands it to the transport and records the outcome, which also
+ * schedules the next step. It wakes on LISTEN/NOTIFY (channel
+ * relance_work) when work arrives and on a timer set to the next due
+ * time; when idle it does nothing. Each replica holds a lease renewed
+ * while it lives; rows left 'sending' by a dead replica are rescued as
+ * 'unknown' (they may have gone out, so they are never sent again). */
+#ifndef RELANCE_SCHEDULER_H
+#define RELANCE_SCHEDULER_H
+
+struct server;
+struct scheduler;
+
+/* Returns NULL with a reason in err (e.g. the capture dir is unusable). */
+struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long errlen);
+/* The database (re)connected: listen, rescue, run. */
+void scheduler_db_up(struct scheduler *s);
+/* Something may have become due. */
+void scheduler_wake(struct scheduler *s);
+/* Stops; on_closed fires once its handles are closed and it is freed. */
+void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
+
+#endif
