@@ -363,6 +363,7 @@ int cmd_preview(struct cli *cli, int argc, char **argv)
         return CLI_OK;
     }
     const char *what = NULL, *step_id = NULL, *contact = NULL;
+    char *to_copy = NULL;
     struct vars v = {0};
     int rc = CLI_ERROR;
     PGconn *conn = NULL;
@@ -428,9 +429,12 @@ int cmd_preview(struct cli *cli, int argc, char **argv)
         v.contact = strdup(PQgetvalue(r, 0, 0));
         PQclear(r);
     }
-    const char *to = vars_lookup("email", &v);
-    if (!to)
-        to = "prospect@example.com";
+    /* copied: the lookup's buffer is reused by the next lookup */
+    const char *found = vars_lookup("email", &v);
+    to_copy = strdup(found ? found : "prospect@example.com");
+    if (!to_copy)
+        goto out;
+    const char *to = to_copy;
     const char *from_name = NULL, *from = pool_account(cli->config_path || getenv("RELANCE_CONFIG")
                                                            ? cli_config(cli) : NULL,
                                                        seq->sender_pool, &from_name);
@@ -483,5 +487,6 @@ out:
     free(v.keys);
     free(v.values);
     free(v.contact);
+    free(to_copy);
     return rc;
 }

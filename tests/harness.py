@@ -113,7 +113,7 @@ class Postgres:
     def psql(self, sql, db="relance", check=True):
         """Runs sql; returns the rows as lists of strings."""
         r = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", self.url(db),
-                            "-c", sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "-f", "-"], input=sql, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if check and r.returncode != 0:
             raise RuntimeError(f"psql failed: {r.stderr}")
         return [line.split("\t") for line in r.stdout.splitlines() if line]
@@ -123,12 +123,17 @@ class Postgres:
         return self.url(name)
 
 
-def relance(*args, env=None, input=None, timeout=120, cwd=None):
-    """Runs the relance binary; returns CompletedProcess (text)."""
+def relance(*args, env=None, input=None, timeout=120, cwd=None, raw=False):
+    """Runs the relance binary; returns CompletedProcess (text, or bytes
+    with raw=True: text mode would turn CRLF into LF)."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([RELANCE, *args], env=e, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=timeout, cwd=cwd)
+    r = subprocess.run([RELANCE, *args], env=e, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, cwd=cwd)
+    if not raw:
+        r.stdout = r.stdout.decode("utf-8", "replace").replace("\r\n", "\n")
+        r.stderr = r.stderr.decode("utf-8", "replace")
+    return r
 
 
 def http_get(url, timeout=5):
