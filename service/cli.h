@@ -48,6 +48,7 @@ int cmd_apply(struct cli *cli, int argc, char **argv);
 int cmd_sequences(struct cli *cli, int argc, char **argv);
 int cmd_preview(struct cli *cli, int argc, char **argv);
 int cmd_enroll(struct cli *cli, int argc, char **argv);
+int cmd_accounts(struct cli *cli, int argc, char **argv);
 int cmd_enrollments(struct cli *cli, int argc, char **argv);
 /* pause, resume and stop: argv[0] says which. */
 int cmd_pause(struct cli *cli, int argc, char **argv);

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"apply", cmd_apply, "lint sequence files and store them: created, updated to vN, unchanged"},
     {"sequences", cmd_sequences, "list applied sequences, or show one's versions and steps"},
     {"preview", cmd_preview, "print the exact message a contact would get for a step"},
+    {"accounts", cmd_accounts, "sender accounts: sync from the configuration, list usage, resume"},
     {"enroll", cmd_enroll, "enroll contacts into a sequence"},
     {"enrollments", cmd_enrollments, "show a contact's enrollments: state, next send time and why"},
     {"pause", cmd_pause, "pause an enrollment, a contact or a whole sequence"},

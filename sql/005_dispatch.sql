@@ -89,20 +89,17 @@ BEGIN
     RETURN 'enrolled';
 END $$;
 
--- Claims up to p_limit due steps for sending. For each due, active
--- enrollment (locked, SKIP LOCKED so replicas never take the same one):
--- a suppressed contact ends the enrollment; a step whose window is closed
--- at p_now (after a pause, say) is moved to the next opening; otherwise a
--- message row is written as 'sending' with its Message-ID — in the same
--- statement, so the claim and the row commit together — and the
--- enrollment leaves the due index (next_send_at NULL) until the outcome
--- is recorded. The unique (enrollment, position) key makes a second
--- attempt at the same step impossible.
-CREATE FUNCTION relance_claim_due(p_now timestamptz, p_limit int, p_id_domain text, p_replica text)
-RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
-               version int, email text, fields text, thread_ids text, first_subject text)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
+-- Takes one due step of a locked enrollment: a suppressed contact ends
+-- the enrollment; a step whose window is closed at p_now (after a pause,
+-- say) is moved to the next opening; otherwise the message row is
+-- written as 'sending' (a 'deferred' one is taken again, keeping its
+-- Message-ID) and the enrollment leaves the due index (next_send_at NULL)
+-- until the outcome is recorded. The unique (enrollment, position) key
+-- makes a second attempt at a step that went out impossible. Returns the
+-- Message-ID, or NULL when nothing is to be sent now.
+CREATE FUNCTION relance_take_step(p_enrollment bigint, p_now timestamptz, p_id_domain text, p_replica text,
+                                  p_account bigint, p_sender text)
+RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     r record;
     v_zone text;
@@ -110,69 +107,96 @@ DECLARE
     v_mid text;
     v_step text;
 BEGIN
-    -- thread_ids: the Message-IDs already sent to this enrollment, oldest
-    -- first, space-separated; first_subject: the subject the first step had.
-    FOR r IN
-        SELECT e.id, e.position, e.sequence_id, e.version, e.jitter_r, e.contact_id, c.email, c.timezone AS ctz,
-               v.timezone AS vtz, v.fallback_timezone, v.window_start_min, v.window_end_min, v.days,
-               v.jitter_seconds
-          FROM enrollments e
-          JOIN contacts c ON c.id = e.contact_id
-          JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
+    SELECT e.id, e.position, e.sequence_id, e.version, e.jitter_r, c.email, c.timezone AS ctz,
+           v.timezone AS vtz, v.fallback_timezone, v.window_start_min, v.window_end_min, v.days, v.jitter_seconds
+      INTO r
+      FROM enrollments e
+      JOIN contacts c ON c.id = e.contact_id
+      JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
+     WHERE e.id = p_enrollment;
+    IF relance_suppressed(r.email) THEN
+        UPDATE enrollments SET state = 'failed', state_reason = 'suppressed', state_changed_at = p_now,
+                               next_send_at = NULL
+         WHERE id = r.id;
+        RETURN NULL;
+    END IF;
+    v_zone := relance_zone(r.vtz, r.ctz, r.fallback_timezone);
+    v_open := relance_next_window(p_now, v_zone, r.window_start_min, r.window_end_min, r.days);
+    IF v_open > p_now THEN
+        UPDATE enrollments
+           SET next_send_at = relance_window_jitter(v_open, v_zone, r.window_start_min, r.window_end_min,
+                                                    r.jitter_seconds, r.jitter_r)
+         WHERE id = r.id;
+        RETURN NULL;
+    END IF;
+    SELECT s.step_id INTO v_step FROM sequence_steps s
+     WHERE s.sequence_id = r.sequence_id AND s.version = r.version AND s.position = r.position;
+    IF NOT FOUND THEN
+        UPDATE enrollments SET state = 'completed', state_reason = 'all steps sent', state_changed_at = p_now,
+                               next_send_at = NULL
+         WHERE id = r.id;
+        RETURN NULL;
+    END IF;
+    v_mid := replace(gen_random_uuid()::text, '-', '') || '@' || p_id_domain;
+    INSERT INTO messages AS m (enrollment_id, position, step_id, state, message_id, recipient, attempts,
+                               created_at, claimed_by, account_id, sender)
+    VALUES (r.id, r.position, v_step, 'sending', v_mid, r.email, 1, p_now, p_replica, p_account, p_sender)
+    ON CONFLICT (enrollment_id, position) DO UPDATE
+       SET state = 'sending', attempts = m.attempts + 1, claimed_by = p_replica
+     WHERE m.state = 'deferred'
+    RETURNING m.message_id INTO v_mid;
+    IF NOT FOUND THEN
+        -- This step went out (or may have) before: never again.
+        UPDATE enrollments SET state = 'failed', state_reason = 'step ' || v_step || ' already attempted',
+                               state_changed_at = p_now, next_send_at = NULL
+         WHERE id = r.id;
+        RETURN NULL;
+    END IF;
+    UPDATE enrollments SET next_send_at = NULL, account_id = coalesce(account_id, p_account) WHERE id = r.id;
+    RETURN v_mid;
+END $$;
+
+-- What the dispatcher needs to compose a claimed message. thread_ids:
+-- the Message-IDs already sent to this enrollment, oldest first,
+-- space-separated; first_subject: the subject the first step had.
+CREATE FUNCTION relance_claimed(p_message_id text)
+RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
+               version int, email text, fields text, thread_ids text, first_subject text)
+LANGUAGE sql STABLE AS $$
+    SELECT m.message_id, e.id, m.position, m.step_id, e.sequence_id, e.version, c.email,
+           relance_contact_fields(c.id),
+           (SELECT coalesce(string_agg(p.message_id, ' ' ORDER BY p.position), '') FROM messages p
+             WHERE p.enrollment_id = e.id AND p.position < m.position AND p.state IN ('sent', 'unknown')),
+           (SELECT p.subject FROM messages p WHERE p.enrollment_id = e.id AND p.position = 0)
+      FROM messages m
+      JOIN enrollments e ON e.id = m.enrollment_id
+      JOIN contacts c ON c.id = e.contact_id
+     WHERE m.message_id = p_message_id
+$$;
+
+-- Claims up to p_limit due steps, without sender accounts (the capture
+-- transport): due, active enrollments, oldest first, locked with SKIP
+-- LOCKED so replicas never take the same one; the message rows commit
+-- with the claim, in this one statement.
+CREATE FUNCTION relance_claim_due(p_now timestamptz, p_limit int, p_id_domain text, p_replica text)
+RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
+               version int, email text, fields text, thread_ids text, first_subject text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_mid text;
+BEGIN
+    FOR v_id IN
+        SELECT e.id FROM enrollments e
          WHERE e.state = 'active' AND e.next_send_at <= p_now
          ORDER BY e.next_send_at
          LIMIT p_limit
-           FOR UPDATE OF e SKIP LOCKED
+           FOR UPDATE SKIP LOCKED
     LOOP
-        IF relance_suppressed(r.email) THEN
-            UPDATE enrollments SET state = 'failed', state_reason = 'suppressed', state_changed_at = p_now,
-                                   next_send_at = NULL
-             WHERE id = r.id;
-            CONTINUE;
+        v_mid := relance_take_step(v_id, p_now, p_id_domain, p_replica, NULL, NULL);
+        IF v_mid IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM relance_claimed(v_mid);
         END IF;
-        v_zone := relance_zone(r.vtz, r.ctz, r.fallback_timezone);
-        v_open := relance_next_window(p_now, v_zone, r.window_start_min, r.window_end_min, r.days);
-        IF v_open > p_now THEN
-            UPDATE enrollments
-               SET next_send_at = relance_window_jitter(v_open, v_zone, r.window_start_min, r.window_end_min,
-                                                        r.jitter_seconds, r.jitter_r)
-             WHERE id = r.id;
-            CONTINUE;
-        END IF;
-        SELECT s.step_id INTO v_step FROM sequence_steps s
-         WHERE s.sequence_id = r.sequence_id AND s.version = r.version AND s.position = r.position;
-        IF NOT FOUND THEN
-            UPDATE enrollments SET state = 'completed', state_reason = 'all steps sent', state_changed_at = p_now,
-                                   next_send_at = NULL
-             WHERE id = r.id;
-            CONTINUE;
-        END IF;
-        v_mid := replace(gen_random_uuid()::text, '-', '') || '@' || p_id_domain;
-        INSERT INTO messages (enrollment_id, position, step_id, state, message_id, recipient, attempts, created_at,
-                              claimed_by)
-        VALUES (r.id, r.position, v_step, 'sending', v_mid, r.email, 1, p_now, p_replica)
-        ON CONFLICT (enrollment_id, position) DO NOTHING;
-        IF NOT FOUND THEN
-            -- This step was attempted before: never again.
-            UPDATE enrollments SET state = 'failed', state_reason = 'step ' || v_step || ' already attempted',
-                                   state_changed_at = p_now, next_send_at = NULL
-             WHERE id = r.id;
-            CONTINUE;
-        END IF;
-        UPDATE enrollments SET next_send_at = NULL WHERE id = r.id;
-        message_id := v_mid;
-        enrollment_id := r.id;
-        step_position := r.position;
-        step_id := v_step;
-        sequence_id := r.sequence_id;
-        version := r.version;
-        email := r.email;
-        fields := relance_contact_fields(r.contact_id);
-        SELECT coalesce(string_agg(m.message_id, ' ' ORDER BY m.position), '') INTO thread_ids
-          FROM messages m
-         WHERE m.enrollment_id = r.id AND m.position < r.position AND m.state IN ('sent', 'unknown');
-        SELECT m.subject INTO first_subject FROM messages m WHERE m.enrollment_id = r.id AND m.position = 0;
-        RETURN NEXT;
     END LOOP;
 END $$;
 

@@ -1,0 +1,18 @@
+/* accounts: sender accounts between the configuration and the database.
+ * The configuration declares pools and accounts; relance_sync_accounts
+ * (sql/006_accounts.sql) makes the database match, at serve's start and
+ * with `relance accounts sync`. Secrets never pass through here: the
+ * database holds no password, only what caps and rotation need. */
+#ifndef RELANCE_ACCOUNTS_H
+#define RELANCE_ACCOUNTS_H
+
+#include "config.h"
+
+/* The pools and accounts of cfg as the JSON relance_sync_accounts takes:
+ * malloc'd, the caller frees it; NULL when out of memory. */
+char *accounts_config_json(const struct config *cfg);
+
+/* The configured account with this address, or NULL. */
+const struct config_account *accounts_find(const struct config *cfg, const char *email);
+
+#endif
