@@ -4,6 +4,7 @@
  * message, capture.c (for now the only transport) the delivery. */
 #include "scheduler.h"
 
+#include "accounts.h"
 #include "capture.h"
 #include "clock.h"
 #include "compose.h"
@@ -51,12 +52,17 @@ struct scheduler {
     double last_rescue;
     double cycle_now;        /* the instant the batch was claimed at */
     char cycle_now_s[40];
+    /* the batch's sent messages, as array literals (flush_sent) */
+    FILE *sent_ids, *sent_subjects, *sent_variants;
+    char *ids_buf, *subjects_buf, *variants_buf;
+    size_t ids_len, subjects_len, variants_len, n_sent;
     unsigned long sent_total;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
 
 static void cycle_start(struct scheduler *s);
+static void array_item(FILE *f, const char *v, size_t index);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
 
@@ -204,21 +210,89 @@ static void process(struct scheduler *s, const struct job *j)
         hold(s, j, reason);
         return;
     }
-    char variant[16];
-    snprintf(variant, sizeof variant, "%d", r.variant);
-    const char *p[7] = {j->message_id, s->cycle_now_s, "sent", "captured", r.subject, s->from_addr,
-                        r.variant >= 0 ? variant : NULL};
-    record(s, "SELECT relance_step_done($1, $2, $3, $4, $5, $6, $7)", 7, p);
+    if (!s->sent_ids) { /* no memory for the batch: record this one alone */
+        char variant[16];
+        snprintf(variant, sizeof variant, "%d", r.variant);
+        const char *p[7] = {j->message_id, s->cycle_now_s, "sent", "captured", r.subject, s->from_addr,
+                            r.variant >= 0 ? variant : NULL};
+        record(s, "SELECT relance_step_done($1, $2, $3, $4, $5, $6, $7)", 7, p);
+        s->sent_total++;
+        compose_result_free(&r);
+        return;
+    }
+    /* recorded for the whole batch at once: see flush_sent */
+    fprintf(s->sent_ids, "%s%s", s->n_sent ? "," : "{", j->message_id);
+    array_item(s->sent_subjects, r.subject, s->n_sent);
+    fprintf(s->sent_variants, "%s%s", s->n_sent ? "," : "{", r.variant >= 0 ? "" : "NULL");
+    if (r.variant >= 0)
+        fprintf(s->sent_variants, "%d", r.variant);
+    s->n_sent++;
     s->sent_total++;
     log_event(LOG_DEBUG, "scheduler", "sent", "enrollment", enr, "step", j->step_id, "to", j->email, NULL);
     compose_result_free(&r);
 }
 
+/* Writes s as an element of a PostgreSQL array literal. */
+static void array_item(FILE *f, const char *v, size_t index)
+{
+    fputs(index ? ",\"" : "{\"", f);
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fputc('\\', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void batch_open(struct scheduler *s)
+{
+    s->sent_ids = open_memstream(&s->ids_buf, &s->ids_len);
+    s->sent_subjects = open_memstream(&s->subjects_buf, &s->subjects_len);
+    s->sent_variants = open_memstream(&s->variants_buf, &s->variants_len);
+    s->n_sent = 0;
+    if (!s->sent_ids || !s->sent_subjects || !s->sent_variants) {
+        FILE *fs[3] = {s->sent_ids, s->sent_subjects, s->sent_variants};
+        for (int i = 0; i < 3; i++)
+            if (fs[i])
+                fclose(fs[i]);
+        s->sent_ids = s->sent_subjects = s->sent_variants = NULL;
+    }
+}
+
+/* Records every message of the batch that went out in one statement:
+ * one round trip per batch instead of one per message. */
+static void flush_sent(struct scheduler *s)
+{
+    FILE *fs[3] = {s->sent_ids, s->sent_subjects, s->sent_variants};
+    for (int i = 0; i < 3; i++) {
+        if (!fs[i])
+            continue;
+        fputc('}', fs[i]);
+        fclose(fs[i]);
+    }
+    s->sent_ids = s->sent_subjects = s->sent_variants = NULL;
+    if (s->n_sent && s->ids_buf && s->subjects_buf && s->variants_buf) {
+        const char *p[5] = {s->ids_buf, s->cycle_now_s, s->subjects_buf, s->from_addr, s->variants_buf};
+        record(s,
+               "SELECT relance_step_done(x.mid, $2, 'sent', 'captured', x.subject, $4, x.variant) "
+               "FROM unnest($1::text[], $3::text[], $5::int[]) WITH ORDINALITY AS x(mid, subject, variant, n) "
+               "ORDER BY x.n",
+               5, p);
+    }
+    free(s->ids_buf);
+    free(s->subjects_buf);
+    free(s->variants_buf);
+    s->ids_buf = s->subjects_buf = s->variants_buf = NULL;
+    s->n_sent = 0;
+}
+
 static void process_all(struct scheduler *s)
 {
     s->outstanding++; /* guard: the cycle ends after the last outcome */
+    batch_open(s);
     for (size_t i = 0; i < s->n_jobs && !s->closing; i++)
         process(s, &s->jobs[i]);
+    flush_sent(s);
     if (--s->outstanding == 0)
         cycle_end(s, s->n_jobs == BATCH);
 }
@@ -487,10 +561,37 @@ static void on_lease_timer(uv_timer_t *t)
         cycle_start(s);
 }
 
+static void on_synced(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (!res)
+        return;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        log_event(LOG_INFO, "scheduler", "accounts synced from the configuration", "accounts", PQgetvalue(res, 0, 0),
+                  NULL);
+    } else {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_event(LOG_ERROR, "scheduler", "accounts sync failed", "error", msg, NULL);
+    }
+}
+
 void scheduler_db_up(struct scheduler *s)
 {
     if (!s->srv->migrated)
         return;
+    /* The configuration's accounts into the database, at every (re)start
+     * of the connection: caps and rotation read them there. */
+    char *json = accounts_config_json(s->srv->cfg);
+    if (json) {
+        const char *p[1] = {json};
+        int rc = query(s, "SELECT relance_sync_accounts($1::jsonb)", 1, p, on_synced);
+        free(json);
+        if (rc < 0)
+            return;
+    }
     if (query(s, "LISTEN relance_work", 0, NULL, on_ignore) < 0)
         return;
     s->last_rescue = clock_now();
