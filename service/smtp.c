@@ -1,0 +1,506 @@
+/* smtp: the SMTP transport on curl_uv. It owns one easy handle per
+ * channel, the per-send options (URL and TLS, AUTH, envelope, timeouts),
+ * the upload read callback that marks the point of no return, the capture
+ * of the server's replies (through libcurl's header callback, which gets
+ * every reply line of pingpong protocols) and the classification of the
+ * outcome. It does not know accounts, caps, retries or the database, and
+ * it logs nothing: it returns results.
+ *
+ * Connection reuse: libcurl keeps a finished transfer's connection in the
+ * multi's cache and hands it to the next transfer with the same URL, TLS
+ * settings and credentials, so a channel that sends its messages one after
+ * the other speaks over one connection: RSET-free, MAIL FROM right after
+ * the previous message's 250. A failed transaction makes libcurl close the
+ * connection; the next send opens a new one. CURLOPT_MAXAGE_CONN stops an
+ * idle connection from being reused; libcurl closes such connections when
+ * it next prunes its cache (on any new connection in the multi) or at
+ * curl_uv_close.
+ *
+ * A limit of libcurl 7.88 to know about: after the body, libcurl waits for
+ * the server's final reply inside its done phase, blocking (bounded by
+ * CURLOPT_SERVER_RESPONSE_TIMEOUT, the job's phase timeout). Servers
+ * answer in milliseconds to a second; the phase timeout bounds the rest. */
+#include "smtp.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 30000L
+#define DEFAULT_PHASE_TIMEOUT_MS 60000L
+#define DEFAULT_IDLE_TIMEOUT_S 60L
+#define ADDRESS_MAX 320
+#define UPLOAD_BUFFER 16384L   /* libcurl's minimum: memory stays flat with many channels */
+#define RECEIVE_BUFFER 4096L
+
+static const char *const outcome_names[SMTP_OUTCOME_COUNT] = {
+    "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
+};
+
+struct smtp {
+    struct curl_uv *cu;
+    CURL *easy;
+    char *default_cainfo; /* libcurl's built-in CA bundle, for jobs without ca_file */
+    char rcpt_buf[ADDRESS_MAX + 3];
+    struct curl_slist rcpt; /* one element, pointing into rcpt_buf */
+    char errbuf[CURL_ERROR_SIZE];
+
+    /* the send in flight */
+    int busy;
+    const char *data;
+    size_t len, off;
+    smtp_send_cb cb;
+    void *arg;
+    void (*on_body_start)(void *arg);
+    int mail_accepted; /* RCPT TO went out, so MAIL FROM got its 2xx */
+    int body_started;
+    int final_reply; /* a complete reply came after the body started */
+
+    /* replies: the one being read and the last complete one */
+    long cur_code;
+    char cur_text[SMTP_TEXT_MAX];
+    size_t cur_len;
+    long last_code;
+    char last_text[SMTP_TEXT_MAX];
+};
+
+const char *smtp_outcome_name(enum smtp_outcome outcome)
+{
+    if ((unsigned)outcome >= SMTP_OUTCOME_COUNT)
+        return "?";
+    return outcome_names[outcome];
+}
+
+/* ---- pure parts */
+
+/* Reads 1 to max digits; returns how many. */
+static size_t digits(const char *p, size_t max)
+{
+    size_t n = 0;
+    while (n < max && isdigit((unsigned char)p[n]))
+        n++;
+    return n;
+}
+
+size_t smtp_status_parse(const char *text, char *out, size_t out_size)
+{
+    if (out_size)
+        out[0] = '\0';
+    if (!text)
+        return 0;
+    const char *p = text;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    const char *start = p;
+    if (*p != '2' && *p != '4' && *p != '5')
+        return 0;
+    p++;
+    if (*p++ != '.')
+        return 0;
+    size_t n = digits(p, 3);
+    if (n == 0 || isdigit((unsigned char)p[n]))
+        return 0;
+    p += n;
+    if (*p++ != '.')
+        return 0;
+    n = digits(p, 3);
+    if (n == 0 || isdigit((unsigned char)p[n]))
+        return 0;
+    p += n;
+    if (*p && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+        return 0;
+    size_t len = (size_t)(p - start);
+    if (len + 1 > out_size)
+        return 0;
+    memcpy(out, start, len);
+    out[len] = '\0';
+    return len;
+}
+
+static int text_has(const char *text, const char *const *needles)
+{
+    if (!text)
+        return 0;
+    for (; *needles; needles++) {
+        if (strcasestr(text, *needles))
+            return 1;
+    }
+    return 0;
+}
+
+/* Replies without a precise enhanced status: what their words say. Words
+ * about the sender never make the recipient's address "unknown". */
+static const char *const hard_words[] = {
+    "user unknown", "unknown user", "no such user", "no such recipient", "unknown recipient",
+    "recipient not found", "mailbox not found", "does not exist", "doesn't exist", "invalid recipient",
+    "no such mailbox", "address not found", NULL,
+};
+static const char *const policy_words[] = {
+    "spam", "blocked", "blacklist", "blocklist", "block list", "reputation", "policy", "dnsbl", "spamhaus",
+    "denied", NULL,
+};
+static const char *const sender_words[] = {"sender", NULL};
+
+static enum smtp_outcome classify_5xx(const char *status, const char *text)
+{
+    /* status is "5.S.D": subject and detail decide when given */
+    if (status && status[0] == '5' && status[1] == '.') {
+        int subject = atoi(status + 2);
+        const char *dot = strchr(status + 2, '.');
+        int detail = dot ? atoi(dot + 1) : 0;
+        if (subject == 1) {
+            /* 5.1.7 and 5.1.8 are about the sender's address */
+            return detail == 7 || detail == 8 ? SMTP_REJECTED_OTHER : SMTP_REJECTED_HARD;
+        }
+        if (subject == 7)
+            return SMTP_REJECTED_POLICY;
+        if (!(subject == 0 && detail == 0))
+            return SMTP_REJECTED_OTHER;
+    }
+    /* no status, or the uninformative 5.0.0 */
+    if (text_has(text, hard_words) && !text_has(text, sender_words))
+        return SMTP_REJECTED_HARD;
+    if (text_has(text, policy_words))
+        return SMTP_REJECTED_POLICY;
+    return SMTP_REJECTED_OTHER;
+}
+
+enum smtp_outcome smtp_outcome_classify(CURLcode code, long reply_code, const char *status, const char *text,
+                                        int body_started, int final_reply)
+{
+    if (code == CURLE_OK)
+        return SMTP_SENT;
+    /* past the point of no return, only a final reply tells what happened */
+    if (body_started && !final_reply)
+        return SMTP_UNKNOWN;
+    if (reply_code >= 400 && reply_code < 500)
+        return SMTP_DEFERRED;
+    if (code == CURLE_LOGIN_DENIED)
+        return SMTP_AUTH_FAILED;
+    /* RFC 4954: 534 mechanism too weak, 535 invalid credentials, 538
+     * encryption required for the mechanism, 530 authentication required */
+    if (reply_code == 534 || reply_code == 535 || reply_code == 538 ||
+        (reply_code == 530 && text && strcasestr(text, "auth")))
+        return SMTP_AUTH_FAILED;
+    if (reply_code >= 500 && reply_code < 600)
+        return classify_5xx(status, text);
+    if (body_started)
+        return reply_code >= 200 && reply_code < 300 ? SMTP_SENT : SMTP_UNKNOWN;
+    /* connection, TLS, timeout: nothing was sent */
+    return SMTP_DEFERRED;
+}
+
+/* ---- libcurl callbacks */
+
+static void append_text(struct smtp *s, const char *p, size_t n)
+{
+    if (s->cur_len && s->cur_len + 1 < sizeof s->cur_text)
+        s->cur_text[s->cur_len++] = ' ';
+    size_t room = sizeof s->cur_text - 1 - s->cur_len;
+    if (n > room)
+        n = room;
+    memcpy(s->cur_text + s->cur_len, p, n);
+    s->cur_len += n;
+    s->cur_text[s->cur_len] = '\0';
+}
+
+/* One reply line: "250-text" continues, "250 text" (or "250") ends. */
+static void reply_line(struct smtp *s, const char *p, size_t n)
+{
+    while (n && (p[n - 1] == '\r' || p[n - 1] == '\n'))
+        n--;
+    if (n < 3 || digits(p, 3) != 3 || (n > 3 && p[3] != ' ' && p[3] != '-'))
+        return; /* not a reply line */
+    long code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    if (s->cur_len == 0 && s->cur_code == 0)
+        s->cur_code = code;
+    if (n > 4)
+        append_text(s, p + 4, n - 4);
+    if (n > 3 && p[3] == '-')
+        return;
+    if (s->cur_code == 221 && s->last_code) {
+        /* QUIT's answer when libcurl closes the connection after a failed
+         * transaction: the reply that failed it is the one to keep */
+        s->cur_code = 0;
+        s->cur_len = 0;
+        s->cur_text[0] = '\0';
+        return;
+    }
+    s->last_code = s->cur_code;
+    memcpy(s->last_text, s->cur_text, s->cur_len + 1);
+    s->cur_code = 0;
+    s->cur_len = 0;
+    s->cur_text[0] = '\0';
+    if (s->body_started)
+        s->final_reply = 1;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userp)
+{
+    struct smtp *s = userp;
+    size_t total = size * nitems;
+    const char *p = buf, *end = buf + total;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        reply_line(s, p, n);
+        p += n;
+    }
+    return total;
+}
+
+/* Sees the commands libcurl sends (CURLINFO_HEADER_OUT) and nothing else
+ * — not the AUTH lines' contents, not the body. libcurl sends RCPT TO only
+ * after a 2xx to MAIL FROM. */
+static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *userp)
+{
+    struct smtp *s = userp;
+    (void)easy;
+    if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0)
+        s->mail_accepted = 1;
+    return 0;
+}
+
+/* The upload read callback. libcurl calls it only once the server has
+ * answered DATA with 354: its first call is the point of no return. The
+ * bytes come straight from the caller's buffer. */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
+{
+    struct smtp *s = userp;
+    if (!s->body_started) {
+        s->body_started = 1;
+        if (s->on_body_start)
+            s->on_body_start(s->arg);
+    }
+    size_t room = size * nitems;
+    size_t left = s->len - s->off;
+    size_t n = left < room ? left : room;
+    memcpy(buf, s->data + s->off, n);
+    s->off += n;
+    return n;
+}
+
+/* ---- sending */
+
+static void copy_text(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+static void finish(struct smtp *s, CURLcode code)
+{
+    struct smtp_result r;
+    memset(&r, 0, sizeof r);
+    r.curl_code = code;
+    r.body_started = s->body_started;
+    r.mail_accepted = s->mail_accepted || s->body_started;
+    long info = 0;
+    if (curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &info) != CURLE_OK)
+        info = 0;
+    /* A reply seen in this transaction or nothing: never a stale code of
+     * the channel's previous message. */
+    r.reply_code = s->last_code ? (info ? info : s->last_code) : 0;
+    int reply_is_the_story = s->last_code && (code == CURLE_OK || s->last_code >= 400);
+    if (reply_is_the_story || (s->last_code && !s->errbuf[0])) {
+        copy_text(r.text, sizeof r.text, s->last_text);
+        char st[sizeof r.status];
+        /* the enhanced status's class must match the reply's */
+        if (smtp_status_parse(s->last_text, st, sizeof st) && st[0] == '0' + s->last_code / 100)
+            copy_text(r.status, sizeof r.status, st);
+    } else {
+        copy_text(r.text, sizeof r.text, s->errbuf[0] ? s->errbuf : curl_easy_strerror(code));
+    }
+    r.outcome = smtp_outcome_classify(code, r.reply_code, r.status, s->last_text, s->body_started,
+                                      s->final_reply);
+    smtp_send_cb cb = s->cb;
+    void *arg = s->arg;
+    s->busy = 0;
+    s->cb = NULL;
+    s->arg = NULL;
+    s->data = NULL;
+    cb(s, &r, arg);
+}
+
+static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
+{
+    struct smtp *s = arg;
+    (void)cu;
+    (void)easy;
+    if (result == CURLE_ABORTED_BY_CALLBACK) /* curl_uv ended it, not libcurl */
+        snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the transport was closed or lost its socket");
+    finish(s, result);
+}
+
+static int bad_address(const char *a)
+{
+    if (!a || !*a || strlen(a) > ADDRESS_MAX)
+        return 1;
+    for (const char *p = a; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f || c == '<' || c == '>')
+            return 1; /* would break or inject an SMTP command */
+    }
+    return 0;
+}
+
+static int url_scheme(const char *url, int *implicit_tls)
+{
+    if (!url)
+        return -1;
+    if (strncasecmp(url, "smtp://", 7) == 0) {
+        *implicit_tls = 0;
+        return 0;
+    }
+    if (strncasecmp(url, "smtps://", 8) == 0) {
+        *implicit_tls = 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Sets every per-send option; unused ones are reset, since the handle
+ * keeps options from the previous send. Returns 0 or -1. */
+static int configure(struct smtp *s, const struct smtp_job *job)
+{
+    CURL *e = s->easy;
+    long connect_ms = job->connect_timeout_ms > 0 ? job->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    long phase_ms = job->phase_timeout_ms > 0 ? job->phase_timeout_ms : DEFAULT_PHASE_TIMEOUT_MS;
+    long phase_s = (phase_ms + 999) / 1000;
+    long idle_s = job->idle_timeout_s > 0 ? job->idle_timeout_s : DEFAULT_IDLE_TIMEOUT_S;
+    int with_user = job->auth != SMTP_AUTH_NONE;
+    char login_options[64] = "";
+    if (job->sasl_mech && *job->sasl_mech)
+        snprintf(login_options, sizeof login_options, "AUTH=%s", job->sasl_mech);
+    else if (job->auth == SMTP_AUTH_XOAUTH2)
+        snprintf(login_options, sizeof login_options, "AUTH=XOAUTH2");
+
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_URL, job->url) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps") != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_USE_SSL, job->tls == SMTP_TLS_NONE ? (long)CURLUSESSL_NONE
+                                                                          : (long)CURLUSESSL_ALL) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, job->ca_file ? job->ca_file : s->default_cainfo) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_USERNAME, with_user ? job->username : NULL) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PASSWORD, job->auth == SMTP_AUTH_PASSWORD ? job->secret : NULL) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, job->auth == SMTP_AUTH_XOAUTH2 ? job->secret : NULL) !=
+           CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_LOGIN_OPTIONS, login_options[0] ? login_options : NULL) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_MAIL_FROM, job->mail_from) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_MAIL_RCPT, &s->rcpt) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)job->len) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT, phase_s) != CURLE_OK;
+    /* a body upload that stalls for a phase is as dead as a silent reply */
+    bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, phase_s) != CURLE_OK;
+    /* and a server that drips every reply just under the phase timeout
+     * still ends: connect plus ten phases in all */
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, connect_ms + 10 * phase_ms) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, idle_s) != CURLE_OK;
+    return bad ? -1 : 0;
+}
+
+int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void *arg)
+{
+    int implicit_tls;
+    if (s->busy)
+        return -EBUSY;
+    if (!job || !cb || url_scheme(job->url, &implicit_tls) < 0 || bad_address(job->mail_from) ||
+        bad_address(job->rcpt_to) || !job->data || job->len == 0)
+        return -EINVAL;
+    if (implicit_tls && job->tls == SMTP_TLS_NONE)
+        return -EINVAL; /* smtps:// is TLS by definition */
+    if (job->auth != SMTP_AUTH_NONE && (!job->username || !*job->username || !job->secret || !*job->secret))
+        return -EINVAL;
+
+    snprintf(s->rcpt_buf, sizeof s->rcpt_buf, "<%s>", job->rcpt_to);
+    s->rcpt.data = s->rcpt_buf;
+    s->rcpt.next = NULL;
+    if (configure(s, job) < 0)
+        return -EINVAL;
+
+    s->data = job->data;
+    s->len = job->len;
+    s->off = 0;
+    s->on_body_start = job->on_body_start;
+    s->mail_accepted = 0;
+    s->body_started = 0;
+    s->final_reply = 0;
+    s->cur_code = 0;
+    s->cur_len = 0;
+    s->cur_text[0] = '\0';
+    s->last_code = 0;
+    s->last_text[0] = '\0';
+    s->errbuf[0] = '\0';
+    s->cb = cb;
+    s->arg = arg;
+    if (curl_uv_transfer_start(s->cu, s->easy, on_done, s) < 0) {
+        s->cb = NULL;
+        s->arg = NULL;
+        s->data = NULL;
+        return -ENOMEM;
+    }
+    s->busy = 1;
+    return 0;
+}
+
+struct smtp *smtp_new(struct curl_uv *cu)
+{
+    struct smtp *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cu = cu;
+    s->easy = curl_easy_init();
+    if (!s->easy)
+        goto fail;
+    char *cainfo = NULL;
+    if (curl_easy_getinfo(s->easy, CURLINFO_CAINFO, &cainfo) == CURLE_OK && cainfo) {
+        s->default_cainfo = strdup(cainfo);
+        if (!s->default_cainfo)
+            goto fail;
+    }
+    int bad = 0;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_READDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+    /* verbose only feeds on_debug (which watches for RCPT TO); nothing is
+     * printed */
+    bad |= curl_easy_setopt(s->easy, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_DEBUGDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_VERBOSE, 1L) != CURLE_OK;
+    if (bad)
+        goto fail;
+    return s;
+fail:
+    if (s->easy)
+        curl_easy_cleanup(s->easy);
+    free(s->default_cainfo);
+    free(s);
+    return NULL;
+}
+
+void smtp_close(struct smtp *s)
+{
+    if (!s)
+        return;
+    if (s->busy && curl_uv_transfer_abort(s->cu, s->easy) == 0) {
+        snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the channel was closed");
+        finish(s, CURLE_ABORTED_BY_CALLBACK);
+    }
+    curl_easy_cleanup(s->easy);
+    free(s->default_cainfo);
+    free(s);
+}

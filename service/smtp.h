@@ -1,0 +1,120 @@
+/* smtp: the SMTP transport. One struct smtp is one sending account's
+ * channel: one libcurl easy handle, used for one message at a time, whose
+ * connection stays open between messages (libcurl reuses it when the next
+ * message goes to the same URL with the same credentials) until it has
+ * been idle for the job's idle_timeout_s. Transfers run on a shared
+ * struct curl_uv, whose limits cap the open connections pool-wide.
+ *
+ * One message, one recipient per smtp_send. The outcome says what the
+ * server answered (reply code, enhanced status, text), what it means
+ * (enum smtp_outcome, DESIGN semantic 6) and whether the point of no
+ * return was passed: the first call of libcurl's upload read callback,
+ * which libcurl makes only after the server's 354 to DATA.
+ *
+ * A pure transport: no logging, no database, no retries; secrets are
+ * handed to libcurl and never copied into results.
+ *
+ * Callback contract (as libuv's): if smtp_send returns an error its
+ * callback never fires; otherwise it fires exactly once, never from inside
+ * smtp_send. */
+#ifndef RELANCE_SMTP_H
+#define RELANCE_SMTP_H
+
+#include "curl_uv.h"
+
+#include <stddef.h>
+
+enum smtp_outcome {
+    SMTP_SENT,            /* 2xx to the message */
+    SMTP_DEFERRED,        /* 4xx at any phase; connection/TLS failure before the body */
+    SMTP_REJECTED_HARD,   /* 5xx: the address or its domain does not exist (5.1.x) */
+    SMTP_REJECTED_POLICY, /* 5xx block: 5.7.x, spam, reputation */
+    SMTP_REJECTED_OTHER,  /* any other 5xx */
+    SMTP_AUTH_FAILED,     /* the server refused our credentials */
+    SMTP_UNKNOWN,         /* failed after the body started, without a final reply */
+};
+#define SMTP_OUTCOME_COUNT 7
+
+/* "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other",
+ * "auth_failed", "unknown". */
+const char *smtp_outcome_name(enum smtp_outcome outcome);
+
+enum smtp_tls {
+    SMTP_TLS_REQUIRED, /* smtp:// with STARTTLS required, smtps:// implicit */
+    SMTP_TLS_NONE,     /* plaintext smtp:// (test sinks only) */
+};
+
+enum smtp_auth {
+    SMTP_AUTH_PASSWORD, /* AUTH with username + secret (PLAIN, LOGIN, ...) */
+    SMTP_AUTH_XOAUTH2,  /* AUTH XOAUTH2/OAUTHBEARER with username + secret as the bearer token */
+    SMTP_AUTH_NONE,     /* no AUTH (test sinks only) */
+};
+
+/* Everything one send needs. The strings and the message bytes are
+ * borrowed: they must stay valid until the callback has fired. */
+struct smtp_job {
+    const char *url;       /* smtp://host:587/ehlo-name or smtps://host:465/ehlo-name */
+    enum smtp_tls tls;
+    enum smtp_auth auth;
+    const char *username;  /* password and xoauth2 */
+    const char *secret;    /* the password or the bearer token */
+    const char *sasl_mech; /* e.g. "PLAIN" or "LOGIN"; NULL lets libcurl pick */
+    const char *ca_file;   /* extra trusted CAs (PEM); NULL: the system's */
+    const char *mail_from; /* envelope sender */
+    const char *rcpt_to;   /* the one recipient */
+    const char *data;      /* the RFC 5322 message, CRLF line ends */
+    size_t len;
+    long connect_timeout_ms; /* 0: 30 s */
+    long phase_timeout_ms;   /* each reply, and stalls while sending; 0: 60 s */
+    long idle_timeout_s;     /* close the connection after this idle; 0: 60 s */
+    /* Optional: called once when the point of no return is passed, from
+     * inside libcurl (call no smtp or curl_uv function from it). arg is
+     * smtp_send's. */
+    void (*on_body_start)(void *arg);
+};
+
+#define SMTP_TEXT_MAX 512
+
+struct smtp_result {
+    enum smtp_outcome outcome;
+    long reply_code;          /* CURLINFO_RESPONSE_CODE: the last reply's code, 0 if none */
+    char status[16];          /* enhanced status of that reply ("5.1.1"), "" if none */
+    char text[SMTP_TEXT_MAX]; /* the reply's text, else libcurl's error, else "" */
+    CURLcode curl_code;
+    int mail_accepted;        /* the server took MAIL FROM (what counts against an account's cap) */
+    int body_started;         /* the point of no return was passed */
+};
+
+struct smtp;
+
+/* r is valid only during the call. The callback may call smtp_send again
+ * (the next message on the same connection) or smtp_close. */
+typedef void (*smtp_send_cb)(struct smtp *s, const struct smtp_result *r, void *arg);
+
+/* A channel on cu (which must outlive it). NULL when out of memory. */
+struct smtp *smtp_new(struct curl_uv *cu);
+
+/* Sends job's message. Returns 0, -EBUSY while a send is in flight,
+ * -EINVAL for a job that cannot be sent (URL scheme, missing fields, TLS
+ * off on smtps), -ENOMEM. */
+int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Frees s. A send in flight is abandoned (its connection closed) and its
+ * callback fires inside this call: deferred, or unknown if the body had
+ * started. Must not be called from a libcurl callback (on_body_start). */
+void smtp_close(struct smtp *s);
+
+/* Pure parts, exposed for tests. */
+
+/* Copies the enhanced status code (RFC 3463: class.subject.detail, e.g.
+ * "5.1.1") at the start of text, after optional spaces, into out. Returns
+ * its length, or 0 (out = "") when text does not start with one. */
+size_t smtp_status_parse(const char *text, char *out, size_t out_size);
+
+/* The classification table. reply_code and status belong to the last
+ * reply; final_reply says a reply came after the body started. */
+enum smtp_outcome smtp_outcome_classify(CURLcode code, long reply_code, const char *status, const char *text,
+                                        int body_started, int final_reply);
+
+#endif

@@ -1,0 +1,178 @@
+/* Unit tests for smtp's pure parts: the enhanced status code at the start
+ * of a reply's text, and the classification of an outcome from libcurl's
+ * result, the reply and whether the body had started — both as tables. */
+#include "smtp.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+struct status_row {
+    const char *text;
+    const char *want; /* "" when there is none */
+};
+
+static const struct status_row status_rows[] = {
+    {"5.1.1 <x@bad.example>: Recipient address rejected: User unknown", "5.1.1"},
+    {"4.2.1 <x@slow.example>: Recipient address rejected: Try later", "4.2.1"},
+    {"2.0.0 Ok: queued as 3C9A3A7C651", "2.0.0"},
+    {"5.7.26 Unauthenticated email from example.com is not accepted", "5.7.26"},
+    {"5.1.10 Recipient address has null MX", "5.1.10"},
+    {"5.7.1", "5.7.1"},
+    {"  4.7.0 Temporary authentication failure", "4.7.0"},
+    {"\t5.2.2 Mailbox full", "5.2.2"},
+    {"5.123.456 widest legal", "5.123.456"},
+    {"5.1234.1 subject too long", ""},
+    {"5.1.1234 detail too long", ""},
+    {"5.1 missing detail", ""},
+    {"5..1 empty subject", ""},
+    {"3.1.1 no such class", ""},
+    {"6.1.1 no such class", ""},
+    {"5.1.1x glued to a word", ""},
+    {"5.1.1.2 four parts", ""},
+    {"User unknown", ""},
+    {"Requested action not taken: mailbox unavailable", ""},
+    {"", ""},
+    {"<x@y> 5.1.1 not at the start", ""},
+};
+
+static void test_status_parse(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof status_rows / sizeof status_rows[0]; i++) {
+        const struct status_row *r = &status_rows[i];
+        char out[16] = "junk";
+        size_t n = smtp_status_parse(r->text, out, sizeof out);
+        if (strcmp(out, r->want) != 0 || n != strlen(r->want)) {
+            fprintf(stderr, "row %zu '%s': got '%s' (%zu), want '%s'\n", i, r->text, out, n, r->want);
+            fail();
+        }
+    }
+}
+
+static void test_status_parse_edges(void **state)
+{
+    (void)state;
+    char out[16] = "junk";
+    assert_int_equal(smtp_status_parse(NULL, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    char small[4] = "abc";
+    assert_int_equal(smtp_status_parse("5.1.1 too small a buffer", small, sizeof small), 0);
+    assert_string_equal(small, "");
+}
+
+struct class_row {
+    CURLcode code;
+    long reply;
+    const char *status;
+    const char *text;
+    int body_started, final_reply;
+    enum smtp_outcome want;
+};
+
+static const struct class_row class_rows[] = {
+    /* sent */
+    {CURLE_OK, 250, "2.0.0", "2.0.0 Ok: queued", 1, 1, SMTP_SENT},
+    /* before the body: 4xx at any phase is deferred */
+    {CURLE_SEND_ERROR, 450, "4.2.1", "4.2.1 Try later", 0, 0, SMTP_DEFERRED},
+    {CURLE_WEIRD_SERVER_REPLY, 421, "4.3.2", "4.3.2 Service shutting down", 0, 0, SMTP_DEFERRED},
+    {CURLE_WEIRD_SERVER_REPLY, 451, "4.3.0", "4.3.0 Not now", 0, 0, SMTP_DEFERRED},
+    {CURLE_LOGIN_DENIED, 454, "4.7.0", "4.7.0 Temporary authentication failure", 0, 0, SMTP_DEFERRED},
+    /* connection, TLS, timeouts before the body: deferred */
+    {CURLE_COULDNT_CONNECT, 0, "", "", 0, 0, SMTP_DEFERRED},
+    {CURLE_PEER_FAILED_VERIFICATION, 220, "", "2.0.0 Ready to start TLS", 0, 0, SMTP_DEFERRED},
+    {CURLE_SSL_CONNECT_ERROR, 0, "", "", 0, 0, SMTP_DEFERRED},
+    {CURLE_OPERATION_TIMEDOUT, 250, "2.1.5", "2.1.5 Ok", 0, 0, SMTP_DEFERRED},
+    {CURLE_ABORTED_BY_CALLBACK, 0, "", "", 0, 0, SMTP_DEFERRED},
+    {CURLE_USE_SSL_FAILED, 250, "", "STARTTLS not offered", 0, 0, SMTP_DEFERRED},
+    /* authentication */
+    {CURLE_LOGIN_DENIED, 535, "5.7.8", "5.7.8 Error: authentication failed", 0, 0, SMTP_AUTH_FAILED},
+    {CURLE_LOGIN_DENIED, 0, "", "", 0, 0, SMTP_AUTH_FAILED},
+    {CURLE_SEND_ERROR, 530, "5.7.0", "5.7.0 Authentication required", 0, 0, SMTP_AUTH_FAILED},
+    {CURLE_LOGIN_DENIED, 534, "5.7.9", "5.7.9 Please log in with your web browser", 0, 0, SMTP_AUTH_FAILED},
+    /* hard: the address or its domain does not exist */
+    {CURLE_SEND_ERROR, 550, "5.1.1", "5.1.1 <x@bad.example>: Recipient address rejected: User unknown", 0, 0,
+     SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "5.1.1", "5.1.1 The email account that you tried to reach does not exist", 0, 0,
+     SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 553, "5.1.3", "5.1.3 Bad recipient address syntax", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 556, "5.1.10", "5.1.10 Recipient address has null MX", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "5.1.2", "5.1.2 Host unknown", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "Requested action not taken: User unknown", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "5.0.0", "5.0.0 <x@y>... No such user", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "mailbox not found", 0, 0, SMTP_REJECTED_HARD},
+    /* sender-side 5.1.x and "sender" words never make the recipient unknown */
+    {CURLE_SEND_ERROR, 553, "5.1.8", "5.1.8 <a@acme.example>: Sender address rejected: Domain not found", 0, 0,
+     SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 553, "5.1.7", "5.1.7 Bad sender address syntax", 0, 0, SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 550, "", "Sender unknown user", 0, 0, SMTP_REJECTED_OTHER},
+    /* policy: blocks, spam, reputation */
+    {CURLE_SEND_ERROR, 554, "5.7.1", "5.7.1 <x@blocked.example>: Recipient address rejected: Rejected for policy "
+                                     "reasons",
+     0, 0, SMTP_REJECTED_POLICY},
+    {CURLE_SEND_ERROR, 550, "5.7.26", "5.7.26 Unauthenticated email is not accepted", 0, 0, SMTP_REJECTED_POLICY},
+    {CURLE_SEND_ERROR, 554, "5.7.1", "5.7.1 Relay access denied", 0, 0, SMTP_REJECTED_POLICY},
+    {CURLE_SEND_ERROR, 554, "", "Message rejected as spam", 0, 0, SMTP_REJECTED_POLICY},
+    {CURLE_SEND_ERROR, 550, "", "Your IP is listed on Spamhaus", 0, 0, SMTP_REJECTED_POLICY},
+    {CURLE_SEND_ERROR, 550, "5.0.0", "5.0.0 Blocked due to poor reputation", 0, 0, SMTP_REJECTED_POLICY},
+    /* a precise status wins over words */
+    {CURLE_SEND_ERROR, 550, "5.1.1", "5.1.1 user unknown (policy)", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "5.7.1", "5.7.1 user unknown to our policy", 0, 0, SMTP_REJECTED_POLICY},
+    /* other 5xx */
+    {CURLE_SEND_ERROR, 552, "5.2.2", "5.2.2 Mailbox full", 0, 0, SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 552, "5.3.4", "5.3.4 Message too big", 1, 1, SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 500, "", "Syntax error", 0, 0, SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 554, "5.6.0", "5.6.0 Malformed message", 1, 1, SMTP_REJECTED_OTHER},
+    /* after the point of no return */
+    {CURLE_RECV_ERROR, 354, "", "End data with <CR><LF>.<CR><LF>", 1, 0, SMTP_UNKNOWN},
+    {CURLE_OPERATION_TIMEDOUT, 354, "", "go ahead", 1, 0, SMTP_UNKNOWN},
+    {CURLE_SEND_ERROR, 0, "", "", 1, 0, SMTP_UNKNOWN},
+    {CURLE_WEIRD_SERVER_REPLY, 452, "4.3.1", "4.3.1 Insufficient system storage", 1, 1, SMTP_DEFERRED},
+    {CURLE_WEIRD_SERVER_REPLY, 554, "5.7.1", "5.7.1 Message content rejected", 1, 1, SMTP_REJECTED_POLICY},
+    {CURLE_WEIRD_SERVER_REPLY, 550, "5.1.1", "5.1.1 No such user here", 1, 1, SMTP_REJECTED_HARD},
+    {CURLE_WEIRD_SERVER_REPLY, 250, "2.0.0", "2.0.0 Ok", 1, 1, SMTP_SENT},
+    {CURLE_WEIRD_SERVER_REPLY, 354, "", "odd", 1, 1, SMTP_UNKNOWN},
+};
+
+static void test_classify(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof class_rows / sizeof class_rows[0]; i++) {
+        const struct class_row *r = &class_rows[i];
+        enum smtp_outcome got =
+            smtp_outcome_classify(r->code, r->reply, r->status, r->text, r->body_started, r->final_reply);
+        if (got != r->want) {
+            fprintf(stderr, "row %zu (curl %d, %ld %s '%s', body %d/%d): got %s, want %s\n", i, (int)r->code,
+                    r->reply, r->status, r->text, r->body_started, r->final_reply, smtp_outcome_name(got),
+                    smtp_outcome_name(r->want));
+            fail();
+        }
+    }
+}
+
+static void test_outcome_names(void **state)
+{
+    (void)state;
+    static const char *const want[SMTP_OUTCOME_COUNT] = {
+        "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
+    };
+    for (int i = 0; i < SMTP_OUTCOME_COUNT; i++)
+        assert_string_equal(smtp_outcome_name((enum smtp_outcome)i), want[i]);
+    assert_string_equal(smtp_outcome_name((enum smtp_outcome)SMTP_OUTCOME_COUNT), "?");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_parse),
+        cmocka_unit_test(test_status_parse_edges),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_outcome_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
