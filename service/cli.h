@@ -56,5 +56,6 @@ int cmd_next_send_time(struct cli *cli, int argc, char **argv);
 int cmd_classify(struct cli *cli, int argc, char **argv);
 int cmd_lint(struct cli *cli, int argc, char **argv);
 int cmd_dkim_sign(struct cli *cli, int argc, char **argv);
+int cmd_smtp_send(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -33,6 +33,7 @@ static const struct command commands[] = {
     {"stop", cmd_pause, "stop an enrollment, a contact or a whole sequence for good"},
     {"version", cmd_version, "print relance's version"},
     {"dkim-sign", cmd_dkim_sign, "sign a message with a DKIM key, or print the DNS record to publish"},
+    {"smtp-send", cmd_smtp_send, "send message files through an SMTP account (a connection check)"},
 };
 
 static void usage(FILE *f)

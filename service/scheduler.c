@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "compose.h"
 #include "log.h"
+#include "sender.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -25,8 +26,19 @@
 
 struct job {
     char *message_id, *step_id, *email, *fields, *thread_ids, *first_subject;
+    const struct held *account; /* the sending account (smtp), or NULL (capture) */
     long long enrollment_id, sequence_id;
     int position, version;
+};
+
+/* An account this replica holds the lease of (smtp transport). */
+struct held {
+    long long id;
+    char id_s[24];
+    char *email;
+    const struct config_account *cfg;
+    int claiming;
+    int leased;
 };
 
 struct cached {
@@ -59,9 +71,16 @@ struct scheduler {
     unsigned long sent_total;
     void (*on_closed)(void *arg);
     void *closed_arg;
+    /* smtp transport */
+    struct sender *sender;
+    struct held **held;
+    size_t n_held;
+    size_t pending_claims;
+    int claim_full, claim_error, cycle_empty;
 };
 
 static void cycle_start(struct scheduler *s);
+static void on_ignore(struct db *db, const PGresult *res, void *arg);
 static void array_item(FILE *f, const char *v, size_t index);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
@@ -91,11 +110,17 @@ static const struct sequence *cache_find(struct scheduler *s, long long id, int 
 }
 
 /* db_query, or -1 when the scheduler is closing or the database gone. */
-static int query(struct scheduler *s, const char *sql, int n, const char *const *params, db_result_cb cb)
+static int query_arg(struct scheduler *s, const char *sql, int n, const char *const *params, db_result_cb cb,
+                     void *arg)
 {
     if (s->closing || !s->srv->db)
         return -1;
-    return db_query(s->srv->db, sql, n, params, cb, s);
+    return db_query(s->srv->db, sql, n, params, cb, arg);
+}
+
+static int query(struct scheduler *s, const char *sql, int n, const char *const *params, db_result_cb cb)
+{
+    return query_arg(s, sql, n, params, cb, s);
 }
 
 static void now_param(char *buf, size_t len)
@@ -116,7 +141,7 @@ static void on_outcome(struct db *db, const PGresult *res, void *arg)
         log_event(LOG_ERROR, "scheduler", "recording an outcome failed", "error", msg, NULL);
     }
     if (--s->outstanding == 0)
-        cycle_end(s, s->n_jobs == BATCH);
+        cycle_end(s, s->claim_full);
 }
 
 static void record(struct scheduler *s, const char *sql, int n, const char *const *params)
@@ -149,6 +174,98 @@ static const char *lookup(const char *field, void *arg)
     return compose_field_find(f->src, field, f->value, sizeof f->value);
 }
 
+/* ---- smtp ------------------------------------------------------------- */
+
+/* One message on its way out: what recording its outcome needs. */
+struct sending {
+    struct scheduler *s;
+    char *message_id, *subject, *sender;
+    int variant;
+};
+
+static void sending_free(struct sending *x)
+{
+    free(x->message_id);
+    free(x->subject);
+    free(x->sender);
+    free(x);
+}
+
+static void on_body_started(void *arg)
+{
+    struct sending *x = arg;
+    const char *p[1] = {x->message_id};
+    /* For reports; rescue never re-sends a 'sending' row either way. */
+    if (query(x->s, "UPDATE messages SET body_started = true WHERE message_id = $1", 1, p, on_ignore) < 0)
+        return;
+}
+
+/* Every outcome but 2xx and "maybe sent" is retried later from the same
+ * account (the window is checked again then). */
+#define RETRY_AFTER_S 600
+
+static void on_smtp_done(const struct smtp_result *r, void *arg)
+{
+    struct sending *x = arg;
+    struct scheduler *s = x->s;
+    char now[40], reply[600], variant[16];
+    double t = clock_now();
+    clock_format(t, now, sizeof now);
+    snprintf(reply, sizeof reply, "%ld %s%s%s", r->reply_code, r->status, *r->status ? " " : "", r->text);
+    snprintf(variant, sizeof variant, "%d", x->variant);
+    if (r->outcome == SMTP_SENT || r->outcome == SMTP_UNKNOWN) {
+        const char *p[7] = {x->message_id, now, r->outcome == SMTP_SENT ? "sent" : "unknown", reply, x->subject,
+                            x->sender, x->variant >= 0 ? variant : NULL};
+        record(s, "SELECT relance_step_done($1, $2, $3, $4, $5, $6, $7)", 7, p);
+    } else {
+        char retry[40];
+        clock_format(t + RETRY_AFTER_S, retry, sizeof retry);
+        const char *p[5] = {x->message_id, now, retry, reply, r->mail_accepted ? "true" : "false"};
+        record(s, "SELECT relance_step_deferred($1, $2, $3, $4, $5)", 5, p);
+        log_event(LOG_WARN, "sender", "deferred", "account", x->sender, "message", x->message_id, "outcome",
+                  smtp_outcome_name(r->outcome), "reply", reply, NULL);
+    }
+    if (r->outcome == SMTP_SENT)
+        s->sent_total++;
+    sending_free(x);
+    if (--s->outstanding == 0)
+        cycle_end(s, s->claim_full);
+}
+
+static void submit(struct scheduler *s, const struct job *j, struct compose_result *r)
+{
+    char err[300];
+    const char *at = strrchr(j->account->email, '@');
+    struct sending *x = calloc(1, sizeof *x);
+    if (!x || sender_dkim_sign(s->sender, at ? at + 1 : "", &r->text, &r->len, err, sizeof err) < 0) {
+        if (x)
+            hold(s, j, err);
+        free(x);
+        compose_result_free(r);
+        return;
+    }
+    x->s = s;
+    x->message_id = strdup(j->message_id);
+    x->subject = strdup(r->subject);
+    x->sender = strdup(j->account->email);
+    x->variant = r->variant;
+    if (!x->message_id || !x->subject || !x->sender) {
+        sending_free(x);
+        compose_result_free(r);
+        return; /* stays 'sending': rescued as unknown, never sent twice */
+    }
+    s->outstanding++;
+    if (sender_submit(s->sender, j->account->email, j->email, r->text, r->len, on_smtp_done, on_body_started, x) <
+        0) {
+        s->outstanding--;
+        sending_free(x);
+        compose_result_free(r);
+        return;
+    }
+    r->text = NULL; /* the sender owns it now */
+    compose_result_free(r);
+}
+
 static void process(struct scheduler *s, const struct job *j)
 {
     char enr[32], err[300];
@@ -171,14 +288,16 @@ static void process(struct scheduler *s, const struct job *j)
     char mid[300];
     snprintf(mid, sizeof mid, "<%s>", j->message_id);
     struct fields f = {j->fields, ""};
+    const char *from_addr = j->account ? j->account->email : s->from_addr;
+    const char *from_name = j->account ? (j->account->cfg ? j->account->cfg->from_name : NULL) : s->from_name;
     struct compose_input in = {
         .seq = seq,
         .position = (size_t)j->position,
         .to_addr = j->email,
         .lookup = lookup,
         .lookup_arg = &f,
-        .from_addr = s->from_addr,
-        .from_name = s->from_name,
+        .from_addr = from_addr,
+        .from_name = from_name,
         .message_id = mid,
         .date = (time_t)s->cycle_now, /* the claim's instant: what the window check saw */
         .thread_ids = (const char *const *)ids,
@@ -200,6 +319,10 @@ static void process(struct scheduler *s, const struct job *j)
         char reason[400];
         snprintf(reason, sizeof reason, "compose_error: %s", err);
         hold(s, j, reason);
+        return;
+    }
+    if (j->account) {
+        submit(s, j, &r);
         return;
     }
     if (capture_write(s->capture_dir, j->message_id, r.text, r.len) < 0) {
@@ -294,7 +417,7 @@ static void process_all(struct scheduler *s)
         process(s, &s->jobs[i]);
     flush_sent(s);
     if (--s->outstanding == 0)
-        cycle_end(s, s->n_jobs == BATCH);
+        cycle_end(s, s->claim_full);
 }
 
 /* ---- sequence versions ------------------------------------------------- */
@@ -384,34 +507,29 @@ static char *dup_value(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
 }
 
-static void on_claimed(struct db *db, const PGresult *res, void *arg)
+/* Adds a claim's rows to the cycle's jobs. Returns the number of rows,
+ * or -1 when the claim failed (logged). */
+static int append_jobs(struct scheduler *s, const PGresult *res, const struct held *account)
 {
-    (void)db;
-    struct scheduler *s = arg;
-    if (!res) {
-        cycle_end(s, 0);
-        return;
-    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
         msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "claim failed", "error", msg, "retry_ms", "5000", NULL);
-        /* back off instead of retrying at once: the next try fails alike */
-        s->running = 0;
-        if (!s->closing)
-            uv_timer_start(&s->timer, on_timer, 5000, 0);
-        return;
+        log_event(LOG_ERROR, "scheduler", "claim failed", "account", account ? account->email : NULL, "error", msg,
+                  "retry_ms", "5000", NULL);
+        return -1;
     }
     int n = PQntuples(res);
-    s->jobs = n ? calloc((size_t)n, sizeof *s->jobs) : NULL;
-    if (n && !s->jobs) {
-        cycle_end(s, 0);
-        return;
-    }
-    s->n_jobs = (size_t)n;
+    if (n == 0)
+        return 0;
+    struct job *grown = realloc(s->jobs, (s->n_jobs + (size_t)n) * sizeof *grown);
+    if (!grown)
+        return -1; /* the rows stay 'sending': rescued as unknown later */
+    s->jobs = grown;
     for (int i = 0; i < n; i++) {
-        struct job *j = &s->jobs[i];
+        struct job *j = &s->jobs[s->n_jobs++];
+        memset(j, 0, sizeof *j);
+        j->account = account;
         j->message_id = dup_value(res, i, 0);
         j->enrollment_id = atoll(PQgetvalue(res, i, 1));
         j->position = atoi(PQgetvalue(res, i, 2));
@@ -423,10 +541,72 @@ static void on_claimed(struct db *db, const PGresult *res, void *arg)
         j->thread_ids = dup_value(res, i, 8);
         j->first_subject = dup_value(res, i, 9);
     }
+    return n;
+}
+
+static void claim_failed(struct scheduler *s)
+{
+    /* back off instead of retrying at once: the next try fails alike */
+    s->running = 0;
+    if (!s->closing)
+        uv_timer_start(&s->timer, on_timer, 5000, 0);
+}
+
+static void on_claimed(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (!res) {
+        cycle_end(s, 0);
+        return;
+    }
+    int n = append_jobs(s, res, NULL);
+    if (n < 0) {
+        jobs_free(s);
+        claim_failed(s);
+        return;
+    }
+    s->claim_full = n == BATCH;
     if (n == 0) {
         cycle_end(s, 0);
         return;
     }
+    load_sequences(s);
+}
+
+struct account_claim {
+    struct scheduler *s;
+    struct held *account;
+};
+
+static void on_account_claimed(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct account_claim *c = arg;
+    struct scheduler *s = c->s;
+    c->account->claiming = 0;
+    if (res) {
+        int n = append_jobs(s, res, c->account);
+        if (n == BATCH)
+            s->claim_full = 1;
+        if (n < 0)
+            s->claim_error = 1;
+    } else {
+        s->claim_error = 1;
+    }
+    free(c);
+    if (--s->pending_claims > 0)
+        return;
+    if (s->n_jobs == 0) {
+        if (s->claim_error) {
+            s->claim_error = 0;
+            claim_failed(s);
+        } else {
+            cycle_end(s, 0);
+        }
+        return;
+    }
+    s->claim_error = 0;
     load_sequences(s);
 }
 
@@ -452,10 +632,14 @@ static void on_next_due(struct db *db, const PGresult *res, void *arg)
     } else if (!res) {
         delay = 1000;
     }
+    /* Due work that a cycle could not take (an account at its cap, rows
+     * locked by another replica) must not spin the loop. */
+    if (s->cycle_empty && delay < 1000)
+        delay = 1000;
     s->running = 0;
     if (s->closing)
         return;
-    if (s->again) {
+    if (s->again && !s->cycle_empty) {
         s->again = 0;
         cycle_start(s);
         return;
@@ -465,6 +649,7 @@ static void on_next_due(struct db *db, const PGresult *res, void *arg)
 
 static void cycle_end(struct scheduler *s, int full)
 {
+    s->cycle_empty = s->n_jobs == 0;
     jobs_free(s);
     if (s->closing) {
         s->running = 0;
@@ -498,6 +683,33 @@ static void cycle_start(struct scheduler *s)
     s->cycle_now = clock_now();
     clock_format(s->cycle_now, s->cycle_now_s, sizeof s->cycle_now_s);
     snprintf(batch, sizeof batch, "%d", BATCH);
+    s->claim_full = 0;
+    if (s->sender) {
+        /* one claim per account this replica holds; the cycle goes on
+         * when the last one has answered */
+        for (size_t i = 0; i < s->n_held; i++) {
+            if (!s->held[i]->leased)
+                continue;
+            struct account_claim *c = calloc(1, sizeof *c);
+            if (!c)
+                break;
+            c->s = s;
+            c->account = s->held[i];
+            const char *p[4] = {s->cycle_now_s, s->held[i]->id_s, batch, s->replica};
+            if (query_arg(s,
+                          "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, "
+                          "fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)",
+                          4, p, on_account_claimed, c) < 0) {
+                free(c);
+                break;
+            }
+            s->held[i]->claiming = 1;
+            s->pending_claims++;
+        }
+        if (s->pending_claims == 0)
+            cycle_end(s, 0);
+        return;
+    }
     const char *p[4] = {s->cycle_now_s, batch, s->id_domain, s->replica};
     if (query(s,
                  "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, fields, "
@@ -531,6 +743,46 @@ static void on_ignore(struct db *db, const PGresult *res, void *arg)
     (void)arg;
 }
 
+/* The accounts this replica holds leases on. Entries are never freed
+ * while the scheduler lives (jobs point at them); an account whose lease
+ * went elsewhere is only marked not leased. */
+static void on_held(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return;
+    for (size_t i = 0; i < s->n_held; i++)
+        s->held[i]->leased = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        long long id = atoll(PQgetvalue(res, r, 0));
+        struct held *x = NULL;
+        for (size_t i = 0; i < s->n_held && !x; i++)
+            if (s->held[i]->id == id)
+                x = s->held[i];
+        if (!x) {
+            const struct config_account *cfg = accounts_find(s->srv->cfg, PQgetvalue(res, r, 1));
+            struct held **grown = cfg ? realloc(s->held, (s->n_held + 1) * sizeof *grown) : NULL;
+            if (!grown)
+                continue; /* not configured here (or no memory): not ours to send from */
+            s->held = grown;
+            x = calloc(1, sizeof *x);
+            if (!x)
+                continue;
+            x->id = id;
+            snprintf(x->id_s, sizeof x->id_s, "%lld", id);
+            x->email = strdup(PQgetvalue(res, r, 1));
+            x->cfg = cfg;
+            if (!x->email) {
+                free(x);
+                continue;
+            }
+            s->held[s->n_held++] = x;
+        }
+        x->leased = 1;
+    }
+}
+
 static void lease_and_rescue(struct scheduler *s, int rescue)
 {
     if (!s->srv->db || !db_connected(s->srv->db) || !s->srv->migrated)
@@ -539,6 +791,11 @@ static void lease_and_rescue(struct scheduler *s, int rescue)
     snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
     const char *p[2] = {s->replica, ttl};
     if (query(s, "SELECT relance_replica_alive($1, $2)", 2, p, on_ignore) < 0)
+        return;
+    if (s->sender && query(s,
+                           "SELECT a.id, a.email FROM accounts a JOIN relance_account_leases($1, $2) AS l(id) "
+                           "ON l.id = a.id ORDER BY a.id",
+                           2, p, on_held) < 0)
         return;
     if (rescue) {
         now_param(now, sizeof now);
@@ -631,6 +888,11 @@ struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long err
         s->capture_dir = NULL;
     if (!s->capture_dir || first_account(s, cfg) < 0)
         goto fail;
+    if (strcmp(cfg->transport, "smtp") == 0 && cfg->n_pools) {
+        s->sender = sender_new(srv->loop, cfg, err, errlen);
+        if (!s->sender)
+            goto fail;
+    }
     if (strcmp(cfg->transport, "capture") == 0 && capture_open(s->capture_dir) < 0) {
         snprintf(err, errlen, "cannot create the capture directory %s: %s", s->capture_dir, strerror(errno));
         goto fail;
@@ -652,14 +914,19 @@ fail:
     return NULL;
 }
 
-static void on_closed(uv_handle_t *h)
+/* One part finished closing; the last frees the scheduler. */
+static void close_step(struct scheduler *s)
 {
-    struct scheduler *s = h->data;
     if (--s->pending_closes > 0)
         return;
     for (size_t i = 0; i < s->n_cache; i++)
         sequence_free(s->cache[i].seq);
     free(s->cache);
+    for (size_t i = 0; i < s->n_held; i++) {
+        free(s->held[i]->email);
+        free(s->held[i]);
+    }
+    free(s->held);
     jobs_free(s);
     free(s->capture_dir);
     free(s->from_addr);
@@ -671,12 +938,29 @@ static void on_closed(uv_handle_t *h)
         cb(arg);
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    close_step(h->data);
+}
+
+static void on_sender_closed(void *arg)
+{
+    close_step(arg);
+}
+
 void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
 {
     s->closing = 1;
     s->on_closed = cb;
     s->closed_arg = arg;
     s->pending_closes = 2;
+    if (s->sender) {
+        /* messages in flight are abandoned; their rows stay 'sending' and
+         * the next start rescues them as 'unknown', never re-sent */
+        s->pending_closes++;
+        sender_close(s->sender, on_sender_closed, s);
+        s->sender = NULL;
+    }
     uv_close((uv_handle_t *)&s->timer, on_closed);
     uv_close((uv_handle_t *)&s->lease_timer, on_closed);
 }

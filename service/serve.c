@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "scheduler.h"
 
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -172,6 +173,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
 
     if (clock_setup(err, sizeof err) < 0)
         return cli_fail(CLI_ERROR, "%s", err);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return cli_fail(CLI_ERROR, "cannot initialise libcurl");
     srv.state_dir = state_dir(cfg);
     if (!srv.state_dir)
         return cli_fail(CLI_ERROR, "out of memory");
@@ -227,5 +230,6 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         log_event(LOG_INFO, "serve", "stopped", NULL);
     }
     free(srv.state_dir);
+    curl_global_cleanup();
     return rc;
 }

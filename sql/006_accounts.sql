@@ -96,6 +96,11 @@ DECLARE
     v_rcpt text;
     v_mid text;
     v_taken int := 0;
+    v_new_due int;
+    v_peers int;
+    v_new_max int := 0;
+    v_new_taken int := 0;
+    v_is_new boolean;
 BEGIN
     SELECT * INTO a FROM accounts WHERE id = p_account FOR UPDATE;
     IF NOT FOUND OR a.state <> 'active' OR NOT a.configured
@@ -126,9 +131,26 @@ BEGIN
                   = coalesce(v_remaining, 2147483647)
                 AND coalesce(o.last_claim_at, '-infinity') < coalesce(a.last_claim_at, '-infinity')));
     v_take_new := v_best IS NULL;
+    -- Share the new enrollments due now among the accounts as available
+    -- as this one, so one claim does not take them all.
+    IF v_take_new THEN
+        SELECT count(*) INTO v_new_due FROM (
+            SELECT 1 FROM enrollments e
+              JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
+             WHERE e.state = 'active' AND e.next_send_at <= p_now AND e.account_id IS NULL AND v.sender_pool = a.pool
+             LIMIT p_limit) x;
+        -- peers: the available accounts that have not claimed at this
+        -- instant yet (a dispatcher cycle claims for all at one p_now)
+        SELECT count(*) INTO v_peers FROM accounts o
+         WHERE o.pool = a.pool AND o.id <> a.id AND o.state = 'active' AND o.configured
+           AND (o.next_send_after IS NULL OR o.next_send_after <= p_now)
+           AND o.last_claim_at IS DISTINCT FROM p_now
+           AND coalesce(relance_account_remaining(o.id, relance_local_day(p_now, o.timezone)), 2147483647) > 0;
+        v_new_max := ceil(v_new_due::numeric / (v_peers + 1));
+    END IF;
     SELECT domain_hourly_limit INTO v_domain_limit FROM pools WHERE name = a.pool;
-    FOR v_id, v_rcpt IN
-        SELECT e.id, c.email
+    FOR v_id, v_rcpt, v_is_new IN
+        SELECT e.id, c.email, e.account_id IS NULL
           FROM enrollments e
           JOIN contacts c ON c.id = e.contact_id
           JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
@@ -139,6 +161,9 @@ BEGIN
            FOR UPDATE OF e SKIP LOCKED
     LOOP
         EXIT WHEN v_taken >= v_n;
+        IF v_is_new AND v_new_taken >= v_new_max THEN
+            CONTINUE;
+        END IF;
         IF v_domain_limit > 0 AND (
                SELECT count(*) FROM messages m JOIN accounts x ON x.id = m.account_id
                 WHERE x.pool = a.pool AND m.created_at > p_now - interval '1 hour'
@@ -152,6 +177,9 @@ BEGIN
             CONTINUE;
         END IF;
         v_taken := v_taken + 1;
+        IF v_is_new THEN
+            v_new_taken := v_new_taken + 1;
+        END IF;
         RETURN QUERY SELECT * FROM relance_claimed(v_mid);
     END LOOP;
     IF v_taken > 0 THEN

@@ -1,0 +1,354 @@
+/* sender: per-account queues in front of smtp.c, the secrets and DKIM
+ * keys. It decides nothing about what to send or what an outcome means
+ * for an enrollment (the scheduler and SQL do); it only carries messages
+ * out and reports what the server said. */
+#include "sender.h"
+
+#include "dkim.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct outgoing {
+    struct outgoing *next;
+    char *msg;
+    size_t len;
+    char *rcpt;
+    sender_cb cb;
+    sender_body_cb on_body;
+    void *arg;
+};
+
+struct channel {
+    const struct config_account *cfg;
+    struct smtp *smtp;
+    char *secret;
+    struct smtp_job job;
+    struct outgoing *head, *tail; /* head is in flight when busy */
+    int busy;
+    struct sender *sender;
+};
+
+struct domain_key {
+    const struct config_dkim *cfg;
+    struct dkim_key *key;
+};
+
+struct sender {
+    struct curl_uv *cu;
+    struct channel *channels;
+    size_t n_channels;
+    struct domain_key *keys;
+    size_t n_keys;
+    size_t pending;
+    int closing;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+};
+
+static char *read_secret_file(const char *path, char *err, size_t errlen, const char *who)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "account %s: cannot read password_file %s: %s", who, path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *s = strdup(buf);
+    memset(buf, 0, sizeof buf);
+    return s;
+}
+
+static int channel_setup(struct channel *c, const struct config *cfg, char *err, size_t errlen)
+{
+    const struct config_account *a = c->cfg;
+    struct smtp_job *j = &c->job;
+    if (!a->smtp) {
+        snprintf(err, errlen, "account %s has no 'smtp' URL", a->email);
+        return -1;
+    }
+    j->url = a->smtp;
+    j->tls = a->tls && strcmp(a->tls, "none") == 0 ? SMTP_TLS_NONE : SMTP_TLS_REQUIRED;
+    if (a->tls && strcmp(a->tls, "none") != 0 && strcmp(a->tls, "required") != 0) {
+        snprintf(err, errlen, "account %s: tls must be 'none' (test sinks only) or left out", a->email);
+        return -1;
+    }
+    j->auth = !a->auth || strcmp(a->auth, "password") == 0 ? SMTP_AUTH_PASSWORD
+              : strcmp(a->auth, "none") == 0                ? SMTP_AUTH_NONE
+              : strcmp(a->auth, "xoauth2") == 0             ? SMTP_AUTH_XOAUTH2
+                                                            : (enum smtp_auth)-1;
+    if ((int)j->auth < 0) {
+        snprintf(err, errlen, "account %s: auth must be password, xoauth2 or none", a->email);
+        return -1;
+    }
+    if (j->auth == SMTP_AUTH_XOAUTH2) {
+        snprintf(err, errlen, "account %s: auth xoauth2 is not supported yet", a->email);
+        return -1;
+    }
+    j->username = a->username ? a->username : a->email;
+    j->ca_file = a->tls_ca_file ? a->tls_ca_file : cfg->tls_ca_file;
+    j->mail_from = a->email;
+    if (j->auth == SMTP_AUTH_PASSWORD) {
+        if (a->password_env) {
+            const char *v = getenv(a->password_env);
+            if (!v || !*v) {
+                snprintf(err, errlen, "account %s: environment variable %s (password_env) is not set", a->email,
+                         a->password_env);
+                return -1;
+            }
+            c->secret = strdup(v);
+        } else if (a->password_file) {
+            c->secret = read_secret_file(a->password_file, err, errlen, a->email);
+            if (!c->secret)
+                return -1;
+        } else {
+            snprintf(err, errlen, "account %s needs password_env or password_file (or auth: none for a test sink)",
+                     a->email);
+            return -1;
+        }
+        if (!c->secret) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        j->secret = c->secret;
+    }
+    return 0;
+}
+
+struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+{
+    struct sender *s = calloc(1, sizeof *s);
+    size_t n = 0;
+    if (!s)
+        goto nomem;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        n += cfg->pools[i].n_accounts;
+    s->channels = calloc(n + 1, sizeof *s->channels);
+    s->keys = calloc(cfg->n_dkim + 1, sizeof *s->keys);
+    if (!s->channels || !s->keys)
+        goto nomem;
+    s->cu = curl_uv_new(loop);
+    if (!s->cu)
+        goto nomem;
+    if (curl_uv_limits_set(s->cu, SENDER_MAX_CONNECTIONS, 0) < 0) {
+        snprintf(err, errlen, "cannot set libcurl's connection limits");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
+            struct channel *c = &s->channels[s->n_channels++];
+            c->cfg = &cfg->pools[i].accounts[k];
+            c->sender = s;
+            if (channel_setup(c, cfg, err, errlen) < 0)
+                goto fail;
+            c->smtp = smtp_new(s->cu);
+            if (!c->smtp)
+                goto nomem;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_dkim; i++) {
+        struct domain_key *k = &s->keys[s->n_keys++];
+        char why[256];
+        k->cfg = &cfg->dkim[i];
+        if (dkim_key_load_file(k->cfg->key_file, &k->key, why, sizeof why) != 0) {
+            snprintf(err, errlen, "dkim key for %s (%s): %s", k->cfg->domain, k->cfg->key_file, why);
+            goto fail;
+        }
+    }
+    return s;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (s) {
+        /* nothing is queued yet: close synchronously enough for set-up */
+        for (size_t i = 0; i < s->n_channels; i++) {
+            if (s->channels[i].smtp)
+                smtp_close(s->channels[i].smtp);
+            if (s->channels[i].secret) {
+                memset(s->channels[i].secret, 0, strlen(s->channels[i].secret));
+                free(s->channels[i].secret);
+            }
+        }
+        for (size_t i = 0; i < s->n_keys; i++)
+            dkim_key_free(s->keys[i].key);
+        free(s->channels);
+        free(s->keys);
+        if (s->cu)
+            curl_uv_close(s->cu, NULL, NULL);
+        free(s);
+    }
+    return NULL;
+}
+
+int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size_t *len, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->n_keys; i++) {
+        if (strcasecmp(s->keys[i].cfg->domain, from_domain) != 0)
+            continue;
+        char *header = NULL;
+        if (dkim_sign(s->keys[i].key, s->keys[i].cfg->domain, s->keys[i].cfg->selector, *msg, *len,
+                      (int64_t)time(NULL), &header, err, errlen) != 0)
+            return -1;
+        size_t hl = strlen(header);
+        char *signed_msg = malloc(hl + *len + 1);
+        if (!signed_msg) {
+            free(header);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(signed_msg, header, hl);
+        memcpy(signed_msg + hl, *msg, *len);
+        signed_msg[hl + *len] = '\0';
+        free(header);
+        free(*msg);
+        *msg = signed_msg;
+        *len += hl;
+        return 0;
+    }
+    return 0;
+}
+
+static void start_next(struct channel *c);
+
+static void outgoing_free(struct outgoing *o)
+{
+    free(o->msg);
+    free(o->rcpt);
+    free(o);
+}
+
+static void on_body(void *arg)
+{
+    struct channel *c = arg;
+    if (c->head && c->head->on_body)
+        c->head->on_body(c->head->arg);
+}
+
+static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
+{
+    (void)smtp;
+    struct channel *c = arg;
+    struct outgoing *o = c->head;
+    c->head = o->next;
+    if (!c->head)
+        c->tail = NULL;
+    c->busy = 0;
+    c->sender->pending--;
+    o->cb(r, o->arg);
+    outgoing_free(o);
+    if (!c->sender->closing)
+        start_next(c);
+}
+
+static void start_next(struct channel *c)
+{
+    while (!c->busy && c->head) {
+        struct outgoing *o = c->head;
+        c->job.rcpt_to = o->rcpt;
+        c->job.data = o->msg;
+        c->job.len = o->len;
+        c->job.on_body_start = on_body;
+        if (smtp_send(c->smtp, &c->job, on_sent, c) == 0) {
+            c->busy = 1;
+            return;
+        }
+        /* could not even start: report it as deferred, never silently drop */
+        struct smtp_result r = {0};
+        r.outcome = SMTP_DEFERRED;
+        snprintf(r.text, sizeof r.text, "could not start the SMTP transfer");
+        c->head = o->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->sender->pending--;
+        o->cb(&r, o->arg);
+        outgoing_free(o);
+    }
+}
+
+int sender_submit(struct sender *s, const char *account, const char *rcpt, char *msg, size_t len, sender_cb cb,
+                  sender_body_cb on_body_cb, void *arg)
+{
+    struct channel *c = NULL;
+    for (size_t i = 0; i < s->n_channels && !c; i++)
+        if (strcasecmp(s->channels[i].cfg->email, account) == 0)
+            c = &s->channels[i];
+    if (!c || s->closing)
+        return -1;
+    struct outgoing *o = calloc(1, sizeof *o);
+    if (!o)
+        return -1;
+    o->rcpt = strdup(rcpt);
+    if (!o->rcpt) {
+        free(o);
+        return -1;
+    }
+    o->msg = msg;
+    o->len = len;
+    o->cb = cb;
+    o->on_body = on_body_cb;
+    o->arg = arg;
+    if (c->tail)
+        c->tail->next = o;
+    else
+        c->head = o;
+    c->tail = o;
+    s->pending++;
+    if (!c->busy)
+        start_next(c);
+    return 0;
+}
+
+size_t sender_pending(const struct sender *s)
+{
+    return s->pending;
+}
+
+static void on_cu_closed(void *arg)
+{
+    struct sender *s = arg;
+    void (*cb)(void *) = s->on_closed;
+    void *cb_arg = s->closed_arg;
+    free(s);
+    if (cb)
+        cb(cb_arg);
+}
+
+void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
+{
+    s->closing = 1;
+    s->on_closed = on_closed;
+    s->closed_arg = arg;
+    for (size_t i = 0; i < s->n_channels; i++) {
+        struct channel *c = &s->channels[i];
+        /* smtp_close reports the message in flight (deferred or unknown) */
+        smtp_close(c->smtp);
+        c->smtp = NULL;
+        while (c->head) { /* what was still waiting for its turn */
+            struct outgoing *o = c->head;
+            c->head = o->next;
+            struct smtp_result r = {0};
+            r.outcome = SMTP_DEFERRED;
+            snprintf(r.text, sizeof r.text, "relance stopped before sending");
+            s->pending--;
+            o->cb(&r, o->arg);
+            outgoing_free(o);
+        }
+        if (c->secret) {
+            memset(c->secret, 0, strlen(c->secret));
+            free(c->secret);
+        }
+    }
+    for (size_t i = 0; i < s->n_keys; i++)
+        dkim_key_free(s->keys[i].key);
+    free(s->channels);
+    free(s->keys);
+    curl_uv_close(s->cu, on_cu_closed, s);
+}

@@ -1,0 +1,53 @@
+/* sender: the SMTP pool of `relance serve`. One smtp channel per
+ * configured account (its connection reused across messages), one
+ * libcurl multi on the loop for all of them with a pool-wide cap on open
+ * connections, the accounts' secrets (read from password_env or
+ * password_file at start, never logged) and the DKIM keys (loaded once).
+ * Messages for one account go out one after another, in submit order.
+ *
+ * Callback contract: if sender_submit fails its callback never fires;
+ * otherwise it fires exactly once — from the loop, or inside
+ * sender_submit itself when libcurl refuses to start the transfer (then
+ * as deferred). */
+#ifndef RELANCE_SENDER_H
+#define RELANCE_SENDER_H
+
+#include "config.h"
+#include "smtp.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+#define SENDER_MAX_CONNECTIONS 100
+
+struct sender;
+
+typedef void (*sender_cb)(const struct smtp_result *r, void *arg);
+/* Called when the account's message body starts to go out (libcurl asked
+ * for it after the server's 354): the point of no return. */
+typedef void (*sender_body_cb)(void *arg);
+
+/* Reads every account's secret and every DKIM key. NULL with a reason in
+ * err (naming the account or domain, never the secret). */
+struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Signs msg with the DKIM key of from_domain, if one is configured:
+ * *msg is replaced by a new buffer with the signature first. Returns 0
+ * (signed or nothing to sign) or -1 with a reason in err. */
+int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size_t *len, char *err,
+                     size_t errlen) __attribute__((warn_unused_result));
+
+/* Queues msg (ownership passes to the sender) from account to rcpt.
+ * Returns 0, or -1 when the account is unknown or memory is short. */
+int sender_submit(struct sender *s, const char *account, const char *rcpt, char *msg, size_t len,
+                  sender_cb cb, sender_body_cb on_body, void *arg) __attribute__((warn_unused_result));
+
+/* Messages queued or in flight. */
+size_t sender_pending(const struct sender *s);
+
+/* Abandons what is queued (callbacks fire: deferred, or unknown when a
+ * body had started), closes connections and handles; on_closed fires
+ * when done and s is freed. */
+void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg);
+
+#endif
