@@ -10,6 +10,8 @@
  * ever copies key material into a string it returns. */
 #include "dkim.h"
 
+#include "buf.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -41,38 +43,6 @@ static const char *const signed_headers[] = {
     "In-Reply-To", "References", "List-Unsubscribe", "MIME-Version", "Content-Type",
     "Content-Transfer-Encoding",
 };
-
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void buf_add(struct buf *b, const void *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_adds(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -273,7 +243,7 @@ int dkim_key_record(const struct dkim_key *key, char **out)
     return 0;
 fail:
     OPENSSL_free(der);
-    free(b.p);
+    buf_free(&b);
     ERR_clear_error();
     return rc;
 }
@@ -293,7 +263,7 @@ int dkim_header_relax(const char *field, size_t len, char **out)
         char c = field[k];
         if (c >= 'A' && c <= 'Z')
             c = (char)(c - 'A' + 'a');
-        buf_add(&b, &c, 1);
+        buf_addc(&b, c);
     }
     buf_add(&b, ":", 1);
     int space = 0, started = 0;
@@ -309,11 +279,11 @@ int dkim_header_relax(const char *field, size_t len, char **out)
             buf_add(&b, " ", 1);
         space = 0;
         started = 1;
-        buf_add(&b, &c, 1);
+        buf_addc(&b, c);
     }
     buf_add(&b, "\r\n", 2);
     if (b.oom) {
-        free(b.p);
+        buf_free(&b);
         return -ENOMEM;
     }
     *out = b.p;
@@ -384,7 +354,7 @@ int dkim_body_relax(const char *body, size_t len, char **out, size_t *out_len)
     buf_add(&b, "", 0);
     body_relax_run(body, len, sink_buf, &b);
     if (b.oom) {
-        free(b.p);
+        buf_free(&b);
         return -ENOMEM;
     }
     *out = b.p;
@@ -557,7 +527,7 @@ int dkim_sign(const struct dkim_key *key, const char *domain, const char *select
                 continue;
             rc = dkim_header_relax(message + f[i].start, f[i].end - f[i].start, &canon);
             if (rc < 0) {
-                free(h.p);
+                buf_free(&h);
                 goto fail;
             }
             buf_adds(&data, canon);
@@ -575,7 +545,7 @@ int dkim_sign(const struct dkim_key *key, const char *domain, const char *select
             have_from = count > 0;
     }
     if (!have_from) {
-        free(h.p);
+        buf_free(&h);
         seterr(err, errlen, "the message has no From header");
         rc = -EINVAL;
         goto fail;
@@ -615,7 +585,7 @@ int dkim_sign(const struct dkim_key *key, const char *domain, const char *select
         }
         i = j;
     }
-    free(h.p);
+    buf_free(&h);
     snprintf(tag, sizeof tag, "bh=%s;", bh);
     put_tag(&hdr, &col, tag);
     buf_adds(&hdr, "\r\n\tb=");
@@ -661,20 +631,20 @@ int dkim_sign(const struct dkim_key *key, const char *domain, const char *select
     }
     buf_adds(&hdr, "\r\n");
     if (hdr.oom || b64.oom) {
-        free(b64.p);
+        buf_free(&b64);
         rc = -ENOMEM;
         goto fail;
     }
-    free(b64.p);
+    buf_free(&b64);
     free(canon);
-    free(data.p);
+    buf_free(&data);
     free(f);
     *header_out = hdr.p;
     return 0;
 fail:
     free(canon);
-    free(data.p);
-    free(hdr.p);
+    buf_free(&data);
+    buf_free(&hdr);
     free(f);
     return rc;
 }

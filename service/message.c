@@ -9,9 +9,11 @@
  * sender) — and does no I/O and no logging. */
 #include "message.h"
 
+#include "buf.h"
+#include "utf8.h"
+
 #include <errno.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,47 +24,8 @@
 #define LINE_QP 76     /* RFC 2045 6.7 */
 #define WORD_MAX 900   /* an unbreakable ASCII run longer than this is encoded */
 
-/* A growing byte buffer; the first allocation failure sticks in oom so
- * callers check once at the end. Always NUL-terminated when p != NULL. */
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void buf_add(struct buf *b, const void *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_adds(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static void buf_addc(struct buf *b, char c)
-{
-    buf_add(b, &c, 1);
-}
-
 /* Column of the end of the buffer: characters since the last LF. */
-static size_t buf_col(const struct buf *b)
+static size_t end_column(const struct buf *b)
 {
     size_t i = b->len;
     while (i > 0 && b->p[i - 1] != '\n')
@@ -82,38 +45,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (at most n bytes), or 0
- * when it is not one (overlong forms, surrogates and values past
- * U+10FFFF are not). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, min = 0x80, cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, min = 0x800, cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /* Copies text into out with every control character — C0 (CR and LF
  * included), DEL, C1 and the Unicode line and paragraph separators —
  * replaced by a space, so that no header value can start a new line.
@@ -123,7 +54,7 @@ static int header_scrub(const char *text, struct buf *out)
     const unsigned char *s = (const unsigned char *)text;
     size_t n = strlen(text);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(s + i, n - i);
+        size_t k = utf8_decode(s + i, n - i, NULL);
         if (k == 0)
             return -EILSEQ;
         int ctl = 0;
@@ -206,13 +137,13 @@ static void encoded_words(struct buf *b, const char *text, size_t n)
     int use_q = q_cost(s, n) * 3 <= (n + 2) / 3 * 4 * 4;
     size_t i = 0;
     while (i < n) {
-        size_t col = buf_col(b);
+        size_t col = end_column(b);
         /* An encoded word must hold at least one 4-byte character. */
         size_t room = col + 24 <= LINE_EW ? LINE_EW - col : 24;
         size_t payload_max = room - 12;   /* "=?UTF-8?Q?" and "?=" */
         size_t j = i, cost = 0;
         while (j < n) {
-            size_t k = utf8_seq(s + j, n - j);
+            size_t k = utf8_decode(s + j, n - j, NULL);
             size_t c;
             if (use_q) {
                 c = cost + q_cost(s + j, k);
@@ -241,7 +172,7 @@ static void encoded_words(struct buf *b, const char *text, size_t n)
  * whitespace and unfolding gives the text back. */
 static void fold_ascii(struct buf *b, const char *s, size_t n)
 {
-    size_t col = buf_col(b);
+    size_t col = end_column(b);
     size_t i = 0;
     while (i < n) {
         /* segment: leading spaces up to and including the last before a word, then the word */
@@ -297,7 +228,7 @@ static int put_unstructured(struct buf *b, const char *text)
     else
         encoded_words(b, s, n);
 done:
-    free(clean.p);
+    buf_free(&clean);
     return rc;
 }
 
@@ -312,7 +243,7 @@ int message_header_encode(const char *text, size_t used, char **out)
     if (rc == 0 && b.oom)
         rc = -ENOMEM;
     if (rc < 0) {
-        free(b.p);
+        buf_free(&b);
         return rc;
     }
     memmove(b.p, b.p + skip, b.len - skip + 1);
@@ -356,7 +287,7 @@ static int put_phrase(struct buf *b, const char *name)
 done:
     if (clean.oom)
         b->oom = 1;
-    free(clean.p);
+    buf_free(&clean);
     return rc;
 }
 
@@ -477,7 +408,7 @@ static int put_address(struct buf *b, const char *hname, const char *addr, const
             seterr(err, errlen, "%s name is not valid UTF-8", hname);
             return rc;
         }
-        if (buf_col(b) + strlen(addr) + 3 > LINE_SOFT)
+        if (end_column(b) + strlen(addr) + 3 > LINE_SOFT)
             buf_adds(b, "\r\n");
         buf_adds(b, " <");
         buf_adds(b, addr);
@@ -524,7 +455,7 @@ static int normalise(const char *text, struct buf *out, int *seven_bit)
             line = 0;
             continue;
         }
-        size_t k = utf8_seq(s + i, n - i);
+        size_t k = utf8_decode(s + i, n - i, NULL);
         if (k == 0)
             return -EILSEQ;
         if (k > 1 || (s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7F)
@@ -550,7 +481,7 @@ static size_t qp_unit(const unsigned char *s, size_t n, size_t i, char *u, int a
         u[0] = (char)c;
         return 1;
     }
-    size_t k = c >= 0x80 ? utf8_seq(s + i, n - i) : 1;
+    size_t k = c >= 0x80 ? utf8_decode(s + i, n - i, NULL) : 1;
     if (k == 0)
         k = 1;
     for (size_t j = 0; j < k; j++) {
@@ -590,7 +521,7 @@ int message_qp_encode(const char *in, size_t len, char **out, size_t *out_len)
         i += consumed;
     }
     if (b.oom) {
-        free(b.p);
+        buf_free(&b);
         return -ENOMEM;
     }
     *out = b.p;
@@ -674,7 +605,7 @@ static int put_part(struct buf *b, const char *text, const char *subtype, const 
             buf_adds(b, "\r\n");
     }
 done:
-    free(norm.p);
+    buf_free(&norm);
     free(qp);
     return rc;
 }
@@ -778,7 +709,7 @@ int message_build(const struct message *m, char **out, size_t *out_len, char *er
         const char *v = clean.p ? clean.p : "";
         if (rc < 0 || !is_ascii(v, clean.len) || longest_word(v, clean.len) > WORD_MAX) {
             seterr(err, errlen, "List-Unsubscribe must be ASCII URIs in <>");
-            free(clean.p);
+            buf_free(&clean);
             rc = -EINVAL;
             goto fail;
         }
@@ -787,7 +718,7 @@ int message_build(const struct message *m, char **out, size_t *out_len, char *er
         buf_adds(&b, "\r\n");
         if (clean.oom)
             b.oom = 1;
-        free(clean.p);
+        buf_free(&clean);
     }
     for (size_t i = 0; i < m->n_extra; i++) {
         const struct message_header *h = &m->extra[i];
@@ -834,6 +765,6 @@ int message_build(const struct message *m, char **out, size_t *out_len, char *er
     *out_len = b.len;
     return 0;
 fail:
-    free(b.p);
+    buf_free(&b);
     return rc;
 }

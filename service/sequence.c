@@ -10,6 +10,7 @@
  * shows all of its problems at once; the list is kept in file order. */
 #include "sequence.h"
 
+#include "buf.h"
 #include "template.h"
 #include "ytree.h"
 
@@ -1043,60 +1044,15 @@ void sequence_free(struct sequence *seq)
 
 /* ---- canonical JSON ---- */
 
-struct jbuf {
-    char *p;
-    size_t len, cap;
-    int nomem;
-};
-
-static void jput(struct jbuf *b, const char *s, size_t n)
-{
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->nomem = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void jlit(struct jbuf *b, const char *s)
-{
-    jput(b, s, strlen(s));
-}
-
-static void jfmt(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void jfmt(struct jbuf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        jput(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* A JSON string, or null. Escapes '"', '\\' and control characters;
  * everything else (valid UTF-8 from the YAML reader) goes as is. */
-static void jstr(struct jbuf *b, const char *s)
+static void jstr(struct buf *b, const char *s)
 {
     if (!s) {
-        jlit(b, "null");
+        buf_adds(b, "null");
         return;
     }
-    jput(b, "\"", 1);
+    buf_add(b, "\"", 1);
     size_t run = 0, i = 0;
     for (; s[i]; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -1117,39 +1073,39 @@ static void jstr(struct jbuf *b, const char *s)
             esc = u;
         }
         if (esc) {
-            jput(b, s + run, i - run);
-            jlit(b, esc);
+            buf_add(b, s + run, i - run);
+            buf_adds(b, esc);
             run = i + 1;
         }
     }
-    jput(b, s + run, i - run);
-    jput(b, "\"", 1);
+    buf_add(b, s + run, i - run);
+    buf_add(b, "\"", 1);
 }
 
-static void jkey(struct jbuf *b, const char *key, int first)
+static void jkey(struct buf *b, const char *key, int first)
 {
     if (!first)
-        jput(b, ",", 1);
+        buf_add(b, ",", 1);
     jstr(b, key);
-    jput(b, ":", 1);
+    buf_add(b, ":", 1);
 }
 
-static void jbits(struct jbuf *b, unsigned bits, const char *const *names, size_t n)
+static void jbits(struct buf *b, unsigned bits, const char *const *names, size_t n)
 {
-    jput(b, "[", 1);
+    buf_add(b, "[", 1);
     int first = 1;
     for (size_t i = 0; i < n; i++) {
         if (!(bits & (1u << i)))
             continue;
         if (!first)
-            jput(b, ",", 1);
+            buf_add(b, ",", 1);
         jstr(b, names[i]);
         first = 0;
     }
-    jput(b, "]", 1);
+    buf_add(b, "]", 1);
 }
 
-static void jcontent(struct jbuf *b, const char *subject, const char *body, const char *html)
+static void jcontent(struct buf *b, const char *subject, const char *body, const char *html)
 {
     jkey(b, "subject", 0);
     jstr(b, subject);
@@ -1161,13 +1117,13 @@ static void jcontent(struct jbuf *b, const char *subject, const char *body, cons
 
 char *sequence_to_json(const struct sequence *seq)
 {
-    struct jbuf b = {0};
+    struct buf b = {0};
     const struct sequence_schedule *sc = &seq->schedule;
     char dur[96];
 
-    jput(&b, "{", 1);
+    buf_add(&b, "{", 1);
     jkey(&b, "format", 1);
-    jlit(&b, "1");
+    buf_adds(&b, "1");
     jkey(&b, "name", 0);
     jstr(&b, seq->name);
     jkey(&b, "description", 0);
@@ -1175,56 +1131,56 @@ char *sequence_to_json(const struct sequence *seq)
     jkey(&b, "sender_pool", 0);
     jstr(&b, seq->sender_pool);
     jkey(&b, "schedule", 0);
-    jput(&b, "{", 1);
+    buf_add(&b, "{", 1);
     jkey(&b, "timezone", 1);
     jstr(&b, sc->contact_zone ? "contact" : sc->timezone);
     jkey(&b, "fallback_timezone", 0);
     jstr(&b, sc->fallback_timezone);
     jkey(&b, "window", 0);
-    jfmt(&b, "{\"start\":\"%02d:%02d\",\"end\":\"%02d:%02d\",\"start_minute\":%d,\"end_minute\":%d}",
-         sc->window_start / 60, sc->window_start % 60, sc->window_end / 60, sc->window_end % 60, sc->window_start,
-         sc->window_end);
+    buf_addf(&b, "{\"start\":\"%02d:%02d\",\"end\":\"%02d:%02d\",\"start_minute\":%d,\"end_minute\":%d}",
+             sc->window_start / 60, sc->window_start % 60, sc->window_end / 60, sc->window_end % 60,
+             sc->window_start, sc->window_end);
     jkey(&b, "days", 0);
     jbits(&b, sc->days, sequence_day_names, 7);
     jkey(&b, "jitter_seconds", 0);
-    jfmt(&b, "%lld", (long long)sc->jitter);
-    jput(&b, "}", 1);
+    buf_addf(&b, "%lld", (long long)sc->jitter);
+    buf_add(&b, "}", 1);
     jkey(&b, "stop_on", 0);
     jbits(&b, seq->stop_on, sequence_stop_names, 4);
     jkey(&b, "steps", 0);
-    jput(&b, "[", 1);
+    buf_add(&b, "[", 1);
     for (size_t i = 0; i < seq->n_steps; i++) {
         const struct sequence_step *st = &seq->steps[i];
         if (i)
-            jput(&b, ",", 1);
-        jput(&b, "{", 1);
+            buf_add(&b, ",", 1);
+        buf_add(&b, "{", 1);
         jkey(&b, "id", 1);
         jstr(&b, st->id);
         jkey(&b, "wait", 0);
         duration_format(&st->wait, dur, sizeof dur);
-        jput(&b, "{", 1);
+        buf_add(&b, "{", 1);
         jkey(&b, "text", 1);
         jstr(&b, dur);
-        jfmt(&b, ",\"seconds\":%lld,\"days\":%d,\"business_days\":%d}", (long long)st->wait.seconds,
-             (int)st->wait.days, (int)st->wait.business_days);
+        buf_addf(&b, ",\"seconds\":%lld,\"days\":%d,\"business_days\":%d}", (long long)st->wait.seconds,
+                 (int)st->wait.days, (int)st->wait.business_days);
         jcontent(&b, st->subject, st->body, st->html);
         jkey(&b, "thread", 0);
-        jlit(&b, st->thread ? "true" : "false");
+        buf_adds(&b, st->thread ? "true" : "false");
         jkey(&b, "variants", 0);
-        jput(&b, "[", 1);
+        buf_add(&b, "[", 1);
         for (size_t j = 0; j < st->n_variants; j++) {
             const struct sequence_variant *v = &st->variants[j];
             if (j)
-                jput(&b, ",", 1);
-            jfmt(&b, "{\"weight\":%d", v->weight);
+                buf_add(&b, ",", 1);
+            buf_addf(&b, "{\"weight\":%d", v->weight);
             jcontent(&b, v->subject, v->body, v->html);
-            jput(&b, "}", 1);
+            buf_add(&b, "}", 1);
         }
-        jput(&b, "]}", 2);
+        buf_add(&b, "]}", 2);
     }
-    jput(&b, "]}", 2);
-    if (b.nomem) {
-        free(b.p);
+    buf_add(&b, "]}", 2);
+    if (b.oom) {
+        buf_free(&b);
         return NULL;
     }
     return b.p;

@@ -8,6 +8,9 @@
  * template_render, so what lint accepts is exactly what renders. */
 #include "template.h"
 
+#include "buf.h"
+#include "utf8.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,70 +259,6 @@ size_t template_check(const char *src, size_t len,
 
 /* ---- rendering ---- */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int nomem;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) {
-            if (cap > ((size_t)-1) / 4) {
-                b->nomem = 1;
-                return;
-            }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->nomem = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* Decodes one UTF-8 sequence at s (n bytes available). Returns its length
- * and the code point, or 0 when the bytes are not valid UTF-8. */
-static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *cp)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, c &= 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, c &= 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, c &= 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[k] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 /* Appends value with control characters made spaces, invalid UTF-8 made
  * U+FFFD and surrounding blanks trimmed. */
 static void put_clean(struct buf *b, const char *value, size_t n)
@@ -327,10 +266,10 @@ static void put_clean(struct buf *b, const char *value, size_t n)
     const unsigned char *s = (const unsigned char *)value;
     size_t start = b->len, lead = 1;
     for (size_t i = 0; i < n;) {
-        unsigned cp;
+        uint32_t cp;
         size_t k = utf8_decode(s + i, n - i, &cp);
         if (k == 0) {
-            put(b, "\xef\xbf\xbd", 3);
+            buf_add(b, "\xef\xbf\xbd", 3);
             i++;
             lead = 0;
             continue;
@@ -338,14 +277,14 @@ static void put_clean(struct buf *b, const char *value, size_t n)
         int space = cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029;
         if (space || cp == ' ') {
             if (!lead)
-                put(b, " ", 1);
+                buf_add(b, " ", 1);
         } else {
-            put(b, value + i, k);
+            buf_add(b, value + i, k);
             lead = 0;
         }
         i += k;
     }
-    while (!b->nomem && b->len > start && b->p[b->len - 1] == ' ')
+    while (!b->oom && b->len > start && b->p[b->len - 1] == ' ')
         b->p[--b->len] = '\0';
 }
 
@@ -355,12 +294,12 @@ static void put_text(struct buf *out, const char *s, size_t b, size_t e)
     size_t run = b;
     for (size_t j = b; j < e; j++) {
         if (s[j] == '\\' && j + 1 < e && is_escapable(s[j + 1])) {
-            put(out, s + run, j - run);
+            buf_add(out, s + run, j - run);
             run = j + 1;
             j++;
         }
     }
-    put(out, s + run, e - run);
+    buf_add(out, s + run, e - run);
 }
 
 struct render {
@@ -394,16 +333,16 @@ static void render_field(struct render *r, size_t i, size_t close)
     size_t before = r->out.len;
     if (v)
         put_clean(&r->out, v, strlen(v));
-    if (r->out.len != before || r->out.nomem)
+    if (r->out.len != before || r->out.oom)
         return;
     if (fp.has_fallback) {
         struct buf fb = {0};
         put_text(&fb, r->sc.s, fp.fb, fp.fe);
-        if (fb.nomem)
-            r->out.nomem = 1;
+        if (fb.oom)
+            r->out.oom = 1;
         else if (fb.len)
             put_clean(&r->out, fb.p, fb.len);
-        free(fb.p);
+        buf_free(&fb);
     } else if (!r->missing) {
         r->missing = 1;
         memcpy(r->result->missing, name, n + 1);
@@ -415,18 +354,18 @@ static void render_range(struct render *r, size_t b, size_t e, int spin)
 {
     const char *s = r->sc.s;
     size_t run = b;
-    for (size_t i = b; i < e && !r->out.nomem;) {
+    for (size_t i = b; i < e && !r->out.oom;) {
         if (s[i] == '\\' && i + 1 < e && is_escapable(s[i + 1])) {
-            put(&r->out, s + run, i - run);
+            buf_add(&r->out, s + run, i - run);
             run = i + 1;
             i += 2;
         } else if (at(&r->sc, i, "{{") && !(spin && at(&r->sc, i, "{{{"))) {
-            put(&r->out, s + run, i - run);
+            buf_add(&r->out, s + run, i - run);
             size_t close = field_close(&r->sc, i);
             render_field(r, i, close);
             i = run = close + 2;
         } else if (spin && s[i] == '{') {
-            put(&r->out, s + run, i - run);
+            buf_add(&r->out, s + run, i - run);
             size_t end, ob = i, oe = i;
             long n = spin_scan(&r->sc, i, -1, &ob, &oe, &end);
             long pick = (long)(mix64(r->seed ^ mix64(r->spin++)) % (uint64_t)n);
@@ -437,7 +376,7 @@ static void render_range(struct render *r, size_t b, size_t e, int spin)
             i++;
         }
     }
-    put(&r->out, s + run, (run < e ? e - run : 0));
+    buf_add(&r->out, s + run, (run < e ? e - run : 0));
 }
 
 int template_render(const char *src, size_t len, uint64_t seed,
@@ -448,14 +387,14 @@ int template_render(const char *src, size_t len, uint64_t seed,
         return TEMPLATE_INVALID;
     struct render r = {.sc = {src, len, NULL, NULL, 0}, .lookup = lookup, .arg = arg, .seed = seed,
                        .result = out};
-    put(&r.out, "", 0);
+    buf_add(&r.out, "", 0);
     render_range(&r, 0, len, 1);
-    if (r.out.nomem) {
-        free(r.out.p);
+    if (r.out.oom) {
+        buf_free(&r.out);
         return TEMPLATE_NOMEM;
     }
     if (r.missing) {
-        free(r.out.p);
+        buf_free(&r.out);
         return TEMPLATE_MISSING_FIELD;
     }
     out->text = r.out.p;
@@ -484,7 +423,7 @@ size_t template_value_clean(const char *value, char *buf, size_t len)
         return 0;
     struct buf b = {0};
     put_clean(&b, value, strlen(value));
-    size_t n = b.nomem ? 0 : b.len;
+    size_t n = b.oom ? 0 : b.len;
     if (n >= len) {
         n = len - 1;
         while (n > 0 && ((unsigned char)b.p[n] & 0xc0) == 0x80)
@@ -493,6 +432,6 @@ size_t template_value_clean(const char *value, char *buf, size_t len)
     if (n)
         memcpy(buf, b.p, n);
     buf[n] = '\0';
-    free(b.p);
+    buf_free(&b);
     return n;
 }
