@@ -246,6 +246,10 @@ int message_header_encode(const char *text, size_t used, char **out)
         buf_free(&b);
         return rc;
     }
+    if (!b.p) { /* nothing was written: an empty value with no prefix */
+        *out = strdup("");
+        return *out ? 0 : -ENOMEM;
+    }
     memmove(b.p, b.p + skip, b.len - skip + 1);
     *out = b.p;
     return 0;

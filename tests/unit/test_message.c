@@ -731,6 +731,23 @@ static void test_limits(void **state)
     free(msg);
 }
 
+/* An empty value with no header prefix: an empty result, not a crash. */
+static void test_header_encode_empty(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t used;
+    } rows[] = {{"", 0}, {"", 9}, {"\r\n", 0}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char *out = NULL;
+        assert_int_equal(message_header_encode(rows[i].in, rows[i].used, &out), 0);
+        assert_non_null(out);
+        assert_true(strspn(out, " ") == strlen(out));
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -742,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_bodies),         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_boundary_in_text),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_header_encode_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
