@@ -39,9 +39,12 @@ char *accounts_config_json(const struct config *cfg)
             json_str(f, "timezone", a->timezone ? a->timezone : "UTC", 1);
             fprintf(f,
                     ",\"daily_limit\":%ld,\"min_interval_s\":%ld,\"interval_jitter_s\":%ld,"
-                    "\"warmup_start\":%ld,\"warmup_increase\":%ld}",
+                    "\"warmup_start\":%ld,\"warmup_increase\":%ld,\"max_policy_blocks\":%ld",
                     a->daily_limit, a->min_interval, a->interval_jitter, a->warmup_start,
-                    a->warmup_increase_per_day);
+                    a->warmup_increase_per_day, a->max_policy_blocks > 0 ? a->max_policy_blocks : 3);
+            if (a->max_bounce_rate)
+                fprintf(f, ",\"max_bounce_rate\":%.6f", config_rate_parse(a->max_bounce_rate));
+            fputs("}", f);
         }
         fputs("]}", f);
     }

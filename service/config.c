@@ -63,6 +63,8 @@ static const struct field account_fields[] = {
     {"tls", F_STR, ACC(tls), NULL},
     {"auth", F_STR, ACC(auth), NULL},
     {"watch_interval", F_SECONDS, ACC(watch_interval), NULL},
+    {"max_bounce_rate", F_STR, ACC(max_bounce_rate), NULL},
+    {"max_policy_blocks", F_INT, ACC(max_policy_blocks), NULL},
     {"save_sent", F_BOOL, ACC(save_sent), NULL},
     {"folders", F_STRLIST, ACC(folders), NULL},
     {"oauth2", F_NEST, 0, oauth2_fields},
@@ -313,6 +315,23 @@ static int read_fields(struct parse *p, const struct ynode *map, const struct fi
     return 0;
 }
 
+/* "5%" or "0.05" as a fraction in [0, 1], or -1. */
+double config_rate_parse(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno)
+        return -1;
+    if (*end == '%') {
+        v /= 100;
+        end++;
+    }
+    if (*end || v < 0 || v > 1)
+        return -1;
+    return v;
+}
+
 static int read_pools(struct parse *p, struct config *cfg, const struct ynode *pools)
 {
     if (pools->type != YNODE_MAP)
@@ -342,12 +361,16 @@ static int read_pools(struct parse *p, struct config *cfg, const struct ynode *p
                 for (size_t a = 0; a < pv->n; a++) {
                     struct config_account *acc = &pool->accounts[pool->n_accounts++];
                     acc->watch_interval = 60;
+                    acc->max_policy_blocks = 3;
                     acc->line = pv->items[a]->line;
                     if (read_fields(p, pv->items[a], account_fields, acc, "account") < 0)
                         return -1;
                     if (!acc->email || !strchr(acc->email, '@'))
                         return fail_at(p, pv->items[a], "account in pool '%s' needs 'email' (an address)",
                                        pool->name);
+                    if (acc->max_bounce_rate && config_rate_parse(acc->max_bounce_rate) < 0)
+                        return fail_at(p, pv->items[a], "'max_bounce_rate' must be a percentage like 5%% or a "
+                                                         "fraction like 0.05, not '%s'", acc->max_bounce_rate);
                     if (acc->watch_interval < 1)
                         return fail_at(p, pv->items[a], "'watch_interval' must be at least 1s");
                     for (size_t q = 0; q < i / 2; q++)
@@ -522,7 +545,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 
 static void free_account(struct config_account *a)
 {
-    char **strs[] = {&a->email, &a->from_name, &a->smtp, &a->imap, &a->username, &a->password_env,
+    char **strs[] = {&a->email, &a->from_name, &a->smtp, &a->imap, &a->username, &a->password_env, &a->max_bounce_rate,
                      &a->password_file, &a->timezone, &a->tls_ca_file, &a->tls, &a->auth,
                      &a->oauth2.token_url, &a->oauth2.client_id, &a->oauth2.client_secret_env,
                      &a->oauth2.refresh_token_env};

@@ -26,6 +26,8 @@ struct config_account {
     long warmup_start, warmup_increase_per_day; /* warm-up only when start > 0 */
     char *tls_ca_file, *tls, *auth;
     long watch_interval;       /* seconds */
+    char *max_bounce_rate;     /* e.g. "5%" or "0.05": pause above this hard-bounce rate */
+    long max_policy_blocks;    /* pause after this many 5.7.x blocks within 24 h */
     int save_sent;
     char **folders;            /* watched IMAP folders; NULL-terminated */
     struct config_oauth2 oauth2;
@@ -71,6 +73,9 @@ void config_free(struct config *cfg);
 /* Expands ${NAME} and ${NAME:-default} (and $$ as a literal $) in s.
  * Returns a malloc'd string, or NULL with a reason in err. */
 char *config_expand(const char *s, char *err, size_t errlen);
+
+/* "5%" or "0.05" as a fraction in [0, 1], or -1 when it is neither. */
+double config_rate_parse(const char *s);
 
 /* Copies url into buf with any password replaced by "***", for logs. */
 void config_url_redact(const char *url, char *buf, size_t len);

@@ -200,10 +200,6 @@ static void on_body_started(void *arg)
         return;
 }
 
-/* Every outcome but 2xx and "maybe sent" is retried later from the same
- * account (the window is checked again then). */
-#define RETRY_AFTER_S 600
-
 static void on_smtp_done(const struct smtp_result *r, void *arg)
 {
     struct sending *x = arg;
@@ -213,18 +209,15 @@ static void on_smtp_done(const struct smtp_result *r, void *arg)
     clock_format(t, now, sizeof now);
     snprintf(reply, sizeof reply, "%ld %s%s%s", r->reply_code, r->status, *r->status ? " " : "", r->text);
     snprintf(variant, sizeof variant, "%d", x->variant);
-    if (r->outcome == SMTP_SENT || r->outcome == SMTP_UNKNOWN) {
-        const char *p[7] = {x->message_id, now, r->outcome == SMTP_SENT ? "sent" : "unknown", reply, x->subject,
-                            x->sender, x->variant >= 0 ? variant : NULL};
-        record(s, "SELECT relance_step_done($1, $2, $3, $4, $5, $6, $7)", 7, p);
-    } else {
-        char retry[40];
-        clock_format(t + RETRY_AFTER_S, retry, sizeof retry);
-        const char *p[5] = {x->message_id, now, retry, reply, r->mail_accepted ? "true" : "false"};
-        record(s, "SELECT relance_step_deferred($1, $2, $3, $4, $5)", 5, p);
-        log_event(LOG_WARN, "sender", "deferred", "account", x->sender, "message", x->message_id, "outcome",
-                  smtp_outcome_name(r->outcome), "reply", reply, NULL);
-    }
+    /* what each outcome means is SQL's: relance_step_outcome (007) */
+    const char *p[8] = {x->message_id, now, smtp_outcome_name(r->outcome), reply,
+                        r->mail_accepted ? "true" : "false", x->subject, x->sender,
+                        x->variant >= 0 ? variant : NULL};
+    record(s, "SELECT relance_step_outcome($1, $2, $3, $4, $5, $6, $7, $8)", 8, p);
+    if (r->outcome != SMTP_SENT)
+        log_event(r->outcome == SMTP_UNKNOWN || r->outcome == SMTP_AUTH_FAILED ? LOG_WARN : LOG_INFO, "sender",
+                  smtp_outcome_name(r->outcome), "account", x->sender, "message", x->message_id, "reply", reply,
+                  NULL);
     if (r->outcome == SMTP_SENT)
         s->sent_total++;
     sending_free(x);

@@ -86,6 +86,10 @@ static void test_errors(void **state)
         {"dkim:\n  a.example: {selector: s1}\n", "f.yaml:2:14: dkim for a.example needs 'selector' and 'key_file'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        watch_interval: 0\n",
          "'watch_interval' must be at least 1s"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        max_bounce_rate: lots\n",
+         "'max_bounce_rate' must be a percentage like 5% or a fraction like 0.05, not 'lots'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        max_bounce_rate: 150%\n",
+         "'max_bounce_rate' must be a percentage"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[400] = "";
