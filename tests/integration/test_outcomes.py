@@ -116,6 +116,12 @@ t.ok("badpw@acme.example\tpool wrong\tpaused: authentication failed" in r.stdout
      r.stdout)
 r = relance("enrollments", "show", "w@fine.example", env=env)
 t.ok("account paused: authentication failed" in r.stdout, "enrollments show: account paused", r.stdout)
+r = relance("messages", "list", "--state", "bounced", env=env)
+lines = r.stdout.splitlines()
+t.ok(r.returncode == 0 and len(lines) == 1 and "\tbounced\tx@gone.example\tmain-seq\tone\t" in lines[0]
+     and "550" in lines[0], "messages list --state bounced: one line with the address and the reply", r.stdout)
+r = relance("messages", "list", "--state", "nonsense", env=env)
+t.eq(r.returncode, 1, "an unknown state is an error")
 t.eq(s.stop(), 0, "serve stops cleanly")
 out = s.output()
 t.ok("not-the-password" not in out and "pw-good" not in out, "no password in the logs")
