@@ -75,12 +75,17 @@ struct scheduler {
     struct sender *sender;
     struct held **held;
     size_t n_held;
+    uv_timer_t release_timer;  /* on_release_failed */
+    struct sending *failed;
+    struct outbox_entry *outbox;
     size_t pending_claims;
     int claim_full, claim_error, cycle_empty;
 };
 
 static void cycle_start(struct scheduler *s);
 static void on_ignore(struct db *db, const PGresult *res, void *arg);
+struct sending;
+static void on_release_failed(uv_timer_t *t);
 static void array_item(FILE *f, const char *v, size_t index);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
@@ -144,11 +149,92 @@ static void on_outcome(struct db *db, const PGresult *res, void *arg)
         cycle_end(s, s->claim_full);
 }
 
+/* An outcome to write. Kept until the database has it: when the
+ * connection is down (or drops before the answer) it waits in the outbox
+ * and is written again on reconnect. Every outcome function only acts on
+ * a row still 'sending', so writing one twice changes nothing. */
+struct outbox_entry {
+    struct outbox_entry *next;
+    struct scheduler *s;
+    char *sql;
+    int n;
+    char **params;
+};
+
+static void outbox_free(struct outbox_entry *e)
+{
+    for (int i = 0; i < e->n; i++)
+        free(e->params[i]);
+    free(e->params);
+    free(e->sql);
+    free(e);
+}
+
+static void outbox_keep(struct scheduler *s, struct outbox_entry *e)
+{
+    e->next = s->outbox;
+    s->outbox = e;
+}
+
+static void on_replayed(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct outbox_entry *e = arg;
+    if (!res && !e->s->closing)
+        outbox_keep(e->s, e);
+    else
+        outbox_free(e);
+}
+
+/* Writes what the outbox holds; called when the database is back. */
+static void outbox_replay(struct scheduler *s)
+{
+    struct outbox_entry *e = s->outbox;
+    s->outbox = NULL;
+    while (e) {
+        struct outbox_entry *next = e->next;
+        if (query_arg(s, e->sql, e->n, (const char *const *)e->params, on_replayed, e) < 0)
+            outbox_keep(s, e);
+        e = next;
+    }
+}
+
+static void on_recorded(struct db *db, const PGresult *res, void *arg)
+{
+    struct outbox_entry *e = arg;
+    struct scheduler *s = e->s;
+    if (!res && !s->closing) {
+        outbox_keep(s, e);
+        e = NULL;
+    }
+    if (e)
+        outbox_free(e);
+    on_outcome(db, res, s);
+}
+
 static void record(struct scheduler *s, const char *sql, int n, const char *const *params)
 {
-    if (query(s, sql, n, params, on_outcome) == 0)
+    struct outbox_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return; /* the row stays 'sending' and is rescued as unknown */
+    e->s = s;
+    e->sql = strdup(sql);
+    e->params = calloc((size_t)n + 1, sizeof *e->params);
+    e->n = n;
+    int ok = e->sql && e->params;
+    for (int i = 0; ok && i < n; i++)
+        if (params[i] && !(e->params[i] = strdup(params[i])))
+            ok = 0;
+    if (!ok) {
+        outbox_free(e);
+        return;
+    }
+    if (query_arg(s, sql, n, params, on_recorded, e) == 0)
         s->outstanding++;
-    /* else: the connection is down; the row stays 'sending' and is rescued */
+    else if (!s->closing)
+        outbox_keep(s, e);
+    else
+        outbox_free(e);
 }
 
 static void hold(struct scheduler *s, const struct job *j, const char *reason)
@@ -181,6 +267,10 @@ struct sending {
     struct scheduler *s;
     char *message_id, *subject, *sender;
     int variant;
+    int body_pending;    /* the body_started write is in flight */
+    int release_failed;  /* it could not even be queued */
+    int finished;        /* the outcome came while body_pending */
+    struct sending *next_failed;
 };
 
 static void sending_free(struct sending *x)
@@ -191,13 +281,52 @@ static void sending_free(struct sending *x)
     free(x);
 }
 
+/* The point of no return is durable: the body may go. */
+static void on_body_recorded(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct sending *x = arg;
+    int ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    x->body_pending = 0;
+    if (x->finished) { /* the transfer ended meanwhile (timeout, close) */
+        sending_free(x);
+        return;
+    }
+    if (x->s->sender)
+        sender_body_release(x->s->sender, x->sender, ok);
+}
+
+/* Held bodies whose point of no return could not be recorded: given up,
+ * from the loop (never from inside libcurl's callback). */
+static void on_release_failed(uv_timer_t *t)
+{
+    struct scheduler *s = t->data;
+    while (s->failed) {
+        struct sending *x = s->failed;
+        s->failed = x->next_failed;
+        if (s->sender)
+            sender_body_release(s->sender, x->sender, 0);
+    }
+}
+
+/* The server said 354 and libcurl wants the body: record that first, so
+ * a crash from here on leaves 'unknown' (never re-sent), not 'deferred'. */
 static void on_body_started(void *arg)
 {
     struct sending *x = arg;
     const char *p[1] = {x->message_id};
-    /* For reports; rescue never re-sends a 'sending' row either way. */
-    if (query(x->s, "UPDATE messages SET body_started = true WHERE message_id = $1", 1, p, on_ignore) < 0)
-        return;
+    x->body_pending = 1;
+    if (query_arg(x->s, "UPDATE messages SET body_started = true WHERE message_id = $1 AND state = 'sending' "
+                  "RETURNING 1", 1,
+                  p, on_body_recorded, x) < 0) {
+        x->body_pending = 0;
+        /* cannot record it: do not send. Released from the loop, not
+         * from inside libcurl's read callback. */
+        x->release_failed = 1;
+        x->next_failed = x->s->failed;
+        x->s->failed = x;
+        uv_timer_start(&x->s->release_timer, on_release_failed, 0, 0);
+    }
 }
 
 static void on_smtp_done(const struct smtp_result *r, void *arg)
@@ -220,7 +349,10 @@ static void on_smtp_done(const struct smtp_result *r, void *arg)
                   NULL);
     if (r->outcome == SMTP_SENT)
         s->sent_total++;
-    sending_free(x);
+    if (x->body_pending)
+        x->finished = 1; /* on_body_recorded frees it */
+    else
+        sending_free(x);
     if (--s->outstanding == 0)
         cycle_end(s, s->claim_full);
 }
@@ -792,8 +924,12 @@ static void lease_and_rescue(struct scheduler *s, int rescue)
         return;
     if (rescue) {
         now_param(now, sizeof now);
-        const char *q[2] = {now, s->replica};
-        if (query(s, "SELECT relance_rescue_sending($1, $2)", 2, q, on_rescued) < 0)
+        /* Only rows of replicas that are gone. A row of this replica's
+         * whose claim answer was lost with the connection stays 'sending'
+         * until the next start: rescuing it here raced with sends still
+         * in flight (seen as duplicates in tests/integration/test_crash). */
+        const char *q[3] = {now, s->replica, "false"};
+        if (query(s, "SELECT relance_rescue_sending($1, $2, $3)", 3, q, on_rescued) < 0)
             return;
     }
 }
@@ -842,11 +978,13 @@ void scheduler_db_up(struct scheduler *s)
         if (rc < 0)
             return;
     }
+    outbox_replay(s);
     if (query(s, "LISTEN relance_work", 0, NULL, on_ignore) < 0)
         return;
     s->last_rescue = clock_now();
     lease_and_rescue(s, 1);
-    s->running = 0; /* a cycle cut by the lost connection has ended */
+    if (s->outstanding == 0 && s->n_jobs == 0)
+        s->running = 0; /* a cycle cut by the lost connection has ended */
     cycle_start(s);
 }
 
@@ -896,7 +1034,8 @@ struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long err
     snprintf(s->replica, sizeof s->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
     uv_timer_init(srv->loop, &s->timer);
     uv_timer_init(srv->loop, &s->lease_timer);
-    s->timer.data = s->lease_timer.data = s;
+    uv_timer_init(srv->loop, &s->release_timer);
+    s->timer.data = s->lease_timer.data = s->release_timer.data = s;
     uv_timer_start(&s->lease_timer, on_lease_timer, LEASE_EVERY_MS, LEASE_EVERY_MS);
     return s;
 fail:
@@ -915,6 +1054,11 @@ static void close_step(struct scheduler *s)
     for (size_t i = 0; i < s->n_cache; i++)
         sequence_free(s->cache[i].seq);
     free(s->cache);
+    while (s->outbox) {
+        struct outbox_entry *e = s->outbox;
+        s->outbox = e->next;
+        outbox_free(e);
+    }
     for (size_t i = 0; i < s->n_held; i++) {
         free(s->held[i]->email);
         free(s->held[i]);
@@ -946,7 +1090,8 @@ void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
     s->closing = 1;
     s->on_closed = cb;
     s->closed_arg = arg;
-    s->pending_closes = 2;
+    s->pending_closes = 3;
+    uv_close((uv_handle_t *)&s->release_timer, on_closed);
     if (s->sender) {
         /* messages in flight are abandoned; their rows stay 'sending' and
          * the next start rescues them as 'unknown', never re-sent */

@@ -256,6 +256,7 @@ static void start_next(struct channel *c)
         c->job.data = o->msg;
         c->job.len = o->len;
         c->job.on_body_start = on_body;
+        c->job.hold_body = 1;
         if (smtp_send(c->smtp, &c->job, on_sent, c) == 0) {
             c->busy = 1;
             return;
@@ -304,6 +305,21 @@ int sender_submit(struct sender *s, const char *account, const char *rcpt, char 
     if (!c->busy)
         start_next(c);
     return 0;
+}
+
+void sender_body_release(struct sender *s, const char *account, int ok)
+{
+    for (size_t i = 0; i < s->n_channels; i++) {
+        struct channel *c = &s->channels[i];
+        if (c->smtp && strcasecmp(c->cfg->email, account) == 0) {
+            if (smtp_body_release(c->smtp, ok) < 0 && ok) {
+                /* could not resume: give it up rather than leave it hanging */
+                if (smtp_body_release(c->smtp, 0) < 0)
+                    return;
+            }
+            return;
+        }
+    }
 }
 
 size_t sender_pending(const struct sender *s)

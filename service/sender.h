@@ -23,8 +23,9 @@
 struct sender;
 
 typedef void (*sender_cb)(const struct smtp_result *r, void *arg);
-/* Called when the account's message body starts to go out (libcurl asked
- * for it after the server's 354): the point of no return. */
+/* Called when the account's message body is about to go out (libcurl
+ * asked for it after the server's 354): the point of no return. The body
+ * is held until sender_body_release. */
 typedef void (*sender_body_cb)(void *arg);
 
 /* Reads every account's secret and every DKIM key. NULL with a reason in
@@ -41,6 +42,11 @@ int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size
  * Returns 0, or -1 when the account is unknown or memory is short. */
 int sender_submit(struct sender *s, const char *account, const char *rcpt, char *msg, size_t len,
                   sender_cb cb, sender_body_cb on_body, void *arg) __attribute__((warn_unused_result));
+
+/* The body of account's message in flight is held at the point of no
+ * return (sender_body_cb has fired): let it go once that is recorded
+ * (ok), or give the message up (!ok; its callback fires, deferred). */
+void sender_body_release(struct sender *s, const char *account, int ok);
 
 /* Messages queued or in flight. */
 size_t sender_pending(const struct sender *s);

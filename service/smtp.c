@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000L
@@ -57,6 +58,8 @@ struct smtp {
     void (*on_body_start)(void *arg);
     int mail_accepted; /* RCPT TO went out, so MAIL FROM got its 2xx */
     int body_started;
+    int hold_body;
+    int held;        /* the transfer is paused before its first body byte */
     int final_reply; /* a complete reply came after the body started */
 
     /* replies: the one being read and the last complete one */
@@ -176,6 +179,12 @@ enum smtp_outcome smtp_outcome_classify(CURLcode code, long reply_code, const ch
     /* past the point of no return, only a final reply tells what happened */
     if (body_started && !final_reply)
         return SMTP_UNKNOWN;
+    /* 421 after the body: the server is closing the channel, a reply that
+     * can come from a server shutting down after it queued the message
+     * (seen with Postfix stopped mid-transaction). Retrying could deliver
+     * twice; the step counts as maybe sent. */
+    if (body_started && reply_code == 421)
+        return SMTP_UNKNOWN;
     if (reply_code >= 400 && reply_code < 500)
         return SMTP_DEFERRED;
     if (code == CURLE_LOGIN_DENIED)
@@ -274,6 +283,10 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
         s->body_started = 1;
         if (s->on_body_start)
             s->on_body_start(s->arg);
+        if (s->hold_body) {
+            s->held = 1;
+            return CURL_READFUNC_PAUSE; /* libcurl asks again once released */
+        }
     }
     size_t room = size * nitems;
     size_t left = s->len - s->off;
@@ -430,6 +443,8 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->len = job->len;
     s->off = 0;
     s->on_body_start = job->on_body_start;
+    s->hold_body = job->hold_body;
+    s->held = 0;
     s->mail_accepted = 0;
     s->body_started = 0;
     s->final_reply = 0;
@@ -492,11 +507,44 @@ fail:
     return NULL;
 }
 
+/* Cuts the connection of a held transfer before libcurl ends it. Taking a
+ * transfer out of the multi makes libcurl 7.88 finish the DATA phase as
+ * if the upload were complete: it would send the end-of-data mark and the
+ * server would deliver an empty message. With the socket shut down first,
+ * that mark goes nowhere and the server drops the half-received message. */
+static void drop_connection(struct smtp *s)
+{
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK && sock != CURL_SOCKET_BAD)
+        shutdown(sock, SHUT_RDWR);
+}
+
+int smtp_body_release(struct smtp *s, int ok)
+{
+    if (!s->busy || !s->held)
+        return -1;
+    s->held = 0;
+    if (ok)
+        return curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK ? 0 : -1;
+    /* not one byte of the body left: the message was never sent */
+    drop_connection(s);
+    if (curl_uv_transfer_abort(s->cu, s->easy) < 0)
+        return -1;
+    s->body_started = 0;
+    snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
+    finish(s, CURLE_ABORTED_BY_CALLBACK);
+    return 0;
+}
+
 void smtp_close(struct smtp *s)
 {
     if (!s)
         return;
+    if (s->busy && s->held)
+        drop_connection(s);
     if (s->busy && curl_uv_transfer_abort(s->cu, s->easy) == 0) {
+        if (s->held)
+            s->body_started = 0; /* held before its first byte: never sent */
         snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the channel was closed");
         finish(s, CURLE_ABORTED_BY_CALLBACK);
     }

@@ -71,6 +71,12 @@ struct smtp_job {
      * inside libcurl (call no smtp or curl_uv function from it). arg is
      * smtp_send's. */
     void (*on_body_start)(void *arg);
+    /* With hold_body set, the transfer stops right there, before a byte
+     * of the body is sent, until smtp_body_release: the caller makes the
+     * point of no return durable first (so a crash can never make it send
+     * a step twice), then releases — or gives up with ok = 0, and the
+     * message ends deferred, no byte of it sent. */
+    int hold_body;
 };
 
 #define SMTP_TEXT_MAX 512
@@ -99,6 +105,11 @@ struct smtp *smtp_new(struct curl_uv *cu);
  * off on smtps), -ENOMEM. */
 int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void *arg)
     __attribute__((warn_unused_result));
+
+/* Lets a held body go (ok) or abandons the message (!ok: the callback
+ * fires, deferred). Call it from the loop, never from a libcurl callback.
+ * Returns 0, or -1 when no body is held. */
+int smtp_body_release(struct smtp *s, int ok) __attribute__((warn_unused_result));
 
 /* Frees s. A send in flight is abandoned (its connection closed) and its
  * callback fires inside this call: deferred, or unknown if the body had

@@ -74,6 +74,10 @@ CREATE TABLE messages (
     attempts      int         NOT NULL DEFAULT 0,
     reply         text,                           -- the server's final reply
     claimed_by    text,                           -- the replica sending it (see leases)
+    -- The point of no return was passed (for SMTP: the server said 354 and
+    -- the body was about to go; recorded before it goes). A row left
+    -- 'sending' with it may have been delivered; without it, it was not.
+    body_started  boolean     NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL,
     sent_at       timestamptz,
     UNIQUE (enrollment_id, position)

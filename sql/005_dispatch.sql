@@ -195,6 +195,9 @@ BEGIN
     LOOP
         v_mid := relance_take_step(v_id, p_now, p_id_domain, p_replica, NULL, NULL);
         IF v_mid IS NOT NULL THEN
+            -- Without an account (capture) the message is written right
+            -- after the claim: the claim is its point of no return.
+            UPDATE messages SET body_started = true WHERE message_id = v_mid;
             RETURN QUERY SELECT * FROM relance_claimed(v_mid);
         END IF;
     END LOOP;

@@ -41,9 +41,6 @@ CREATE TABLE account_days (
 
 ALTER TABLE enrollments ADD FOREIGN KEY (account_id) REFERENCES accounts (id);
 ALTER TABLE messages ADD FOREIGN KEY (account_id) REFERENCES accounts (id);
--- The point of no return: libcurl asked for the body (after the server's
--- 354). A row left 'sending' without it was never sent and is retried.
-ALTER TABLE messages ADD COLUMN body_started boolean NOT NULL DEFAULT false;
 CREATE INDEX enrollments_account_due ON enrollments (account_id, next_send_at)
     WHERE state = 'active' AND account_id IS NOT NULL;
 
@@ -237,9 +234,12 @@ $$;
 -- Rows left 'sending' by a replica that is gone: if the body had started
 -- to go out the step may have been delivered, so it becomes 'unknown'
 -- (counts as sent, never re-sent); if not, nothing left and it is
--- deferred, to be retried. Replaces 005's version, which predates
--- body_started.
-CREATE OR REPLACE FUNCTION relance_rescue_sending(p_now timestamptz, p_replica text)
+-- deferred, to be retried. Replaces 005's version, which had no
+-- body_started and deferred steps. With p_include_own, also this replica's
+-- own rows: the caller says it has nothing in flight (its claim or its
+-- outcome was lost with a database connection).
+DROP FUNCTION relance_rescue_sending(timestamptz, text);
+CREATE FUNCTION relance_rescue_sending(p_now timestamptz, p_replica text, p_include_own boolean)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     m record;
@@ -247,9 +247,10 @@ DECLARE
 BEGIN
     FOR m IN SELECT ms.message_id, ms.body_started FROM messages ms
               WHERE ms.state = 'sending'
-                AND ms.claimed_by IS DISTINCT FROM p_replica
-                AND NOT EXISTS (SELECT 1 FROM leases l
-                                 WHERE l.name = 'replica:' || ms.claimed_by AND l.expires_at > clock_timestamp())
+                AND ((p_include_own AND ms.claimed_by = p_replica)
+                     OR (ms.claimed_by IS DISTINCT FROM p_replica
+                         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'replica:' || ms.claimed_by
+                                                                  AND l.expires_at > clock_timestamp())))
                 FOR UPDATE SKIP LOCKED
     LOOP
         IF m.body_started THEN

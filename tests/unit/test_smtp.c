@@ -81,6 +81,7 @@ static const struct class_row class_rows[] = {
     /* before the body: 4xx at any phase is deferred */
     {CURLE_SEND_ERROR, 450, "4.2.1", "4.2.1 Try later", 0, 0, SMTP_DEFERRED},
     {CURLE_WEIRD_SERVER_REPLY, 421, "4.3.2", "4.3.2 Service shutting down", 0, 0, SMTP_DEFERRED},
+    {CURLE_WEIRD_SERVER_REPLY, 421, "4.3.2", "4.3.2 Service shutting down", 1, 1, SMTP_UNKNOWN},
     {CURLE_WEIRD_SERVER_REPLY, 451, "4.3.0", "4.3.0 Not now", 0, 0, SMTP_DEFERRED},
     {CURLE_LOGIN_DENIED, 454, "4.7.0", "4.7.0 Temporary authentication failure", 0, 0, SMTP_DEFERRED},
     /* connection, TLS, timeouts before the body: deferred */
