@@ -71,6 +71,11 @@ t.ok(r.returncode == 0 and "http.listen: 127.0.0.1:4" in r.stdout, "./relance.ya
 r = relance("config", cwd="/")
 t.ok(r.returncode == 0 and "127.0.0.1:8080" in r.stdout, "no file: built-in defaults", r.stdout)
 
+example = os.path.join(harness.SOURCE, "deploy", "relance.example.yaml")
+r = relance("--config", example, "config", env={"DATABASE_URL": ""})
+t.ok(r.returncode == 0 and "pool founders: 1 account" in r.stdout, "the annotated example configuration parses",
+     r.stdout + r.stderr)
+
 # --- unreachable database ------------------------------------------------
 dead = {"DATABASE_URL": f"postgresql://relance@127.0.0.1:{harness.free_port()}/x?connect_timeout=3"}
 start = time.time()
