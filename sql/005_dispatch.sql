@@ -197,7 +197,7 @@ BEGIN
         IF v_mid IS NOT NULL THEN
             -- Without an account (capture) the message is written right
             -- after the claim: the claim is its point of no return.
-            UPDATE messages SET body_started = true WHERE message_id = v_mid;
+            UPDATE messages m SET body_started = true WHERE m.message_id = v_mid;
             RETURN QUERY SELECT * FROM relance_claimed(v_mid);
         END IF;
     END LOOP;
