@@ -928,8 +928,8 @@ static void lease_and_rescue(struct scheduler *s, int rescue)
          * whose claim answer was lost with the connection stays 'sending'
          * until the next start: rescuing it here raced with sends still
          * in flight (seen as duplicates in tests/integration/test_crash). */
-        const char *q[3] = {now, s->replica, "false"};
-        if (query(s, "SELECT relance_rescue_sending($1, $2, $3)", 3, q, on_rescued) < 0)
+        const char *q[2] = {now, s->replica};
+        if (query(s, "SELECT relance_rescue_sending($1, $2)", 2, q, on_rescued) < 0)
             return;
     }
 }

@@ -272,29 +272,8 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at
 $$;
 
--- Rows left 'sending' by a replica that is gone (its lease expired, or
--- it is this replica starting again): the step may have gone out, so it
--- counts as sent ('unknown', never re-sent) and the enrollment moves on.
--- Returns how many were rescued.
-CREATE FUNCTION relance_rescue_sending(p_now timestamptz, p_replica text)
-RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-    m record;
-    n int := 0;
-BEGIN
-    FOR m IN SELECT ms.message_id FROM messages ms
-              WHERE ms.state = 'sending'
-                AND (ms.claimed_by IS DISTINCT FROM p_replica)
-                AND NOT EXISTS (SELECT 1 FROM leases l
-                                 WHERE l.name = 'replica:' || ms.claimed_by AND l.expires_at > clock_timestamp())
-                FOR UPDATE SKIP LOCKED
-    LOOP
-        PERFORM relance_step_done(m.message_id, p_now, 'unknown', 'process stopped while sending', NULL, NULL, NULL);
-        n := n + 1;
-    END LOOP;
-    DELETE FROM leases WHERE name LIKE 'replica:%' AND expires_at < clock_timestamp() - interval '1 hour';
-    RETURN n;
-END $$;
+-- (relance_rescue_sending, which turns rows of dead replicas into
+-- 'unknown' or 'deferred', is in 006: it needs relance_step_deferred.)
 
 -- The earliest due time of any active enrollment, for the dispatcher's timer.
 CREATE FUNCTION relance_next_due() RETURNS timestamptz

@@ -234,12 +234,9 @@ $$;
 -- Rows left 'sending' by a replica that is gone: if the body had started
 -- to go out the step may have been delivered, so it becomes 'unknown'
 -- (counts as sent, never re-sent); if not, nothing left and it is
--- deferred, to be retried. Replaces 005's version, which had no
--- body_started and deferred steps. With p_include_own, also this replica's
--- own rows: the caller says it has nothing in flight (its claim or its
--- outcome was lost with a database connection).
-DROP FUNCTION relance_rescue_sending(timestamptz, text);
-CREATE FUNCTION relance_rescue_sending(p_now timestamptz, p_replica text, p_include_own boolean)
+-- deferred, to be retried. Never this replica's own rows: it may still
+-- have them in flight.
+CREATE FUNCTION relance_rescue_sending(p_now timestamptz, p_replica text)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     m record;
@@ -247,10 +244,9 @@ DECLARE
 BEGIN
     FOR m IN SELECT ms.message_id, ms.body_started FROM messages ms
               WHERE ms.state = 'sending'
-                AND ((p_include_own AND ms.claimed_by = p_replica)
-                     OR (ms.claimed_by IS DISTINCT FROM p_replica
-                         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'replica:' || ms.claimed_by
-                                                                  AND l.expires_at > clock_timestamp())))
+                AND ms.claimed_by IS DISTINCT FROM p_replica
+                AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'replica:' || ms.claimed_by
+                                                         AND l.expires_at > clock_timestamp())
                 FOR UPDATE SKIP LOCKED
     LOOP
         IF m.body_started THEN
@@ -265,41 +261,5 @@ BEGIN
     RETURN n;
 END $$;
 
--- Makes pools and accounts match the configuration (a JSON document built
--- by relance from its YAML: {"pools": [{"name", "domain_hourly_limit",
--- "accounts": [{"email", "from_name", "daily_limit", "min_interval_s",
--- "interval_jitter_s", "timezone", "warmup_start", "warmup_increase"}]}]}).
--- Accounts gone from the configuration stay (their history does) but are
--- marked configured = false and never claimed. Returns the number of
--- configured accounts.
-CREATE FUNCTION relance_sync_accounts(p_config jsonb) RETURNS int
-LANGUAGE plpgsql AS $$
-DECLARE
-    n int;
-BEGIN
-    INSERT INTO pools (name, domain_hourly_limit)
-    SELECT p->>'name', coalesce((p->>'domain_hourly_limit')::int, 0)
-      FROM jsonb_array_elements(p_config->'pools') p
-    ON CONFLICT (name) DO UPDATE SET domain_hourly_limit = EXCLUDED.domain_hourly_limit;
-    WITH cfg AS (
-        SELECT p->>'name' AS pool, a
-          FROM jsonb_array_elements(p_config->'pools') p, jsonb_array_elements(p->'accounts') a
-    )
-    INSERT INTO accounts (email, pool, from_name, daily_limit, min_interval_s, interval_jitter_s, timezone,
-                          warmup_start, warmup_increase, configured)
-    SELECT lower(a->>'email'), pool, a->>'from_name', coalesce((a->>'daily_limit')::int, 0),
-           coalesce((a->>'min_interval_s')::int, 0), coalesce((a->>'interval_jitter_s')::int, 0),
-           coalesce(a->>'timezone', 'UTC'), coalesce((a->>'warmup_start')::int, 0),
-           coalesce((a->>'warmup_increase')::int, 0), true
-      FROM cfg
-    ON CONFLICT (email) DO UPDATE
-       SET pool = EXCLUDED.pool, from_name = EXCLUDED.from_name, daily_limit = EXCLUDED.daily_limit,
-           min_interval_s = EXCLUDED.min_interval_s, interval_jitter_s = EXCLUDED.interval_jitter_s,
-           timezone = EXCLUDED.timezone, warmup_start = EXCLUDED.warmup_start,
-           warmup_increase = EXCLUDED.warmup_increase, configured = true;
-    UPDATE accounts SET configured = false
-     WHERE email NOT IN (SELECT lower(a->>'email')
-                           FROM jsonb_array_elements(p_config->'pools') p, jsonb_array_elements(p->'accounts') a);
-    SELECT count(*) INTO n FROM accounts WHERE configured;
-    RETURN n;
-END $$;
+-- relance_sync_accounts, which makes pools and accounts match the
+-- configuration, is in 007 with the health thresholds it also syncs.

@@ -140,8 +140,14 @@ BEGIN
     PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, coalesce(p_mail_accepted, false));
 END $$;
 
--- relance_sync_accounts, now with the health thresholds.
-CREATE OR REPLACE FUNCTION relance_sync_accounts(p_config jsonb) RETURNS int
+-- Makes pools and accounts match the configuration (a JSON document built
+-- by relance from its YAML: {"pools": [{"name", "domain_hourly_limit",
+-- "accounts": [{"email", "from_name", "daily_limit", "min_interval_s",
+-- "interval_jitter_s", "timezone", "warmup_start", "warmup_increase",
+-- "max_bounce_rate", "max_policy_blocks"}]}]}). Accounts gone from the
+-- configuration stay (their history does) but are marked configured =
+-- false and never claimed. Returns the number of configured accounts.
+CREATE FUNCTION relance_sync_accounts(p_config jsonb) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
     n int;
