@@ -77,6 +77,7 @@ struct scheduler {
     size_t n_held;
     uv_timer_t release_timer;  /* on_release_failed */
     struct sending *failed;
+    struct sending *live;    /* every message handed to the sender, until its outcome */
     struct outbox_entry *outbox;
     size_t pending_claims;
     int claim_full, claim_error, cycle_empty;
@@ -271,10 +272,17 @@ struct sending {
     int release_failed;  /* it could not even be queued */
     int finished;        /* the outcome came while body_pending */
     struct sending *next_failed;
+    struct sending *live_prev, *live_next;
 };
 
 static void sending_free(struct sending *x)
 {
+    if (x->live_prev)
+        x->live_prev->live_next = x->live_next;
+    else if (x->s && x->s->live == x)
+        x->s->live = x->live_next;
+    if (x->live_next)
+        x->live_next->live_prev = x->live_prev;
     free(x->message_id);
     free(x->subject);
     free(x->sender);
@@ -379,6 +387,10 @@ static void submit(struct scheduler *s, const struct job *j, struct compose_resu
         compose_result_free(r);
         return; /* stays 'sending': rescued as unknown, never sent twice */
     }
+    x->live_next = s->live;
+    if (s->live)
+        s->live->live_prev = x;
+    s->live = x;
     s->outstanding++;
     if (sender_submit(s->sender, j->account->email, j->email, r->text, r->len, on_smtp_done, on_body_started, x) <
         0) {
@@ -924,14 +936,51 @@ static void lease_and_rescue(struct scheduler *s, int rescue)
         return;
     if (rescue) {
         now_param(now, sizeof now);
-        /* Only rows of replicas that are gone. A row of this replica's
-         * whose claim answer was lost with the connection stays 'sending'
-         * until the next start: rescuing it here raced with sends still
-         * in flight (seen as duplicates in tests/integration/test_crash). */
+        /* Only rows of replicas that are gone; this replica's own lost
+         * claims are rescued at reconnect (rescue_own), when it knows
+         * exactly what it has in flight. */
         const char *q[2] = {now, s->replica};
         if (query(s, "SELECT relance_rescue_sending($1, $2)", 2, q, on_rescued) < 0)
             return;
     }
+}
+
+static void on_rescued_own(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) > 0)
+        log_event(LOG_WARN, "scheduler", "rescued messages whose claim was lost with the connection", "count",
+                  PQgetvalue(res, 0, 0), NULL);
+}
+
+/* Right after a reconnect, before any new claim: this replica's rows
+ * still 'sending' that it neither holds as jobs nor has in flight lost
+ * their claim answer with the connection. Nothing else is queued ahead
+ * but the outbox, whose outcomes land first. */
+static void rescue_own(struct scheduler *s)
+{
+    char *keep = NULL, now[40];
+    size_t len = 0, n = 0;
+    FILE *f = open_memstream(&keep, &len);
+    if (!f)
+        return;
+    for (size_t i = 0; i < s->n_jobs; i++)
+        if (s->jobs[i].message_id)
+            array_item(f, s->jobs[i].message_id, n++);
+    for (struct sending *x = s->live; x; x = x->live_next)
+        array_item(f, x->message_id, n++);
+    fputs(n ? "}" : "{}", f);
+    if (fclose(f) != 0) {
+        free(keep);
+        return;
+    }
+    now_param(now, sizeof now);
+    const char *p[3] = {now, s->replica, keep};
+    if (query(s, "SELECT relance_rescue_own($1, $2, $3)", 3, p, on_rescued_own) < 0) {
+        /* the connection went again: the next reconnect tries again */
+    }
+    free(keep);
 }
 
 static void on_lease_timer(uv_timer_t *t)
@@ -979,6 +1028,7 @@ void scheduler_db_up(struct scheduler *s)
             return;
     }
     outbox_replay(s);
+    rescue_own(s);
     if (query(s, "LISTEN relance_work", 0, NULL, on_ignore) < 0)
         return;
     s->last_rescue = clock_now();

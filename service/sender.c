@@ -30,6 +30,7 @@ struct channel {
     struct smtp_job job;
     struct outgoing *head, *tail; /* head is in flight when busy */
     int busy;
+    int draining;                 /* its body is finishing while the sender closes */
     struct sender *sender;
 };
 
@@ -46,6 +47,9 @@ struct sender {
     size_t n_keys;
     size_t pending;
     int closing;
+    size_t draining;          /* channels finishing a body while closing */
+    uv_timer_t drain_timer;   /* bounds that wait */
+    int pending_closes;       /* the timer and the multi */
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -163,6 +167,8 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
             goto fail;
         }
     }
+    uv_timer_init(loop, &s->drain_timer);
+    s->drain_timer.data = s;
     return s;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -217,6 +223,7 @@ int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size
 }
 
 static void start_next(struct channel *c);
+static void close_now(struct sender *s);
 
 static void outgoing_free(struct outgoing *o)
 {
@@ -246,6 +253,11 @@ static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
     outgoing_free(o);
     if (!c->sender->closing)
         start_next(c);
+    else if (c->draining) {
+        c->draining = 0;
+        if (--c->sender->draining == 0)
+            close_now(c->sender);
+    }
 }
 
 static void start_next(struct channel *c)
@@ -327,9 +339,10 @@ size_t sender_pending(const struct sender *s)
     return s->pending;
 }
 
-static void on_cu_closed(void *arg)
+static void on_part_closed(struct sender *s)
 {
-    struct sender *s = arg;
+    if (--s->pending_closes > 0)
+        return;
     void (*cb)(void *) = s->on_closed;
     void *cb_arg = s->closed_arg;
     free(s);
@@ -337,26 +350,48 @@ static void on_cu_closed(void *arg)
         cb(cb_arg);
 }
 
-void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
+static void on_cu_closed(void *arg)
 {
-    s->closing = 1;
-    s->on_closed = on_closed;
-    s->closed_arg = arg;
+    on_part_closed(arg);
+}
+
+static void on_drain_timer_closed(uv_handle_t *h)
+{
+    on_part_closed(h->data);
+}
+
+/* Reports what still waits for its turn on c as deferred. */
+static void channel_flush_queue(struct sender *s, struct channel *c, struct outgoing **from)
+{
+    while (*from) {
+        struct outgoing *o = *from;
+        *from = o->next;
+        struct smtp_result r = {0};
+        r.outcome = SMTP_DEFERRED;
+        snprintf(r.text, sizeof r.text, "relance stopped before sending");
+        s->pending--;
+        o->cb(&r, o->arg);
+        outgoing_free(o);
+    }
+    c->tail = c->head;
+}
+
+/* The second phase: whatever still runs is abandoned (deferred, or
+ * unknown when its body had started), connections and handles close. */
+static void close_now(struct sender *s)
+{
+    if (s->pending_closes)
+        return; /* already closing */
+    s->pending_closes = 2;
+    uv_timer_stop(&s->drain_timer);
+    uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_closed);
     for (size_t i = 0; i < s->n_channels; i++) {
         struct channel *c = &s->channels[i];
+        c->draining = 0;
         /* smtp_close reports the message in flight (deferred or unknown) */
         smtp_close(c->smtp);
         c->smtp = NULL;
-        while (c->head) { /* what was still waiting for its turn */
-            struct outgoing *o = c->head;
-            c->head = o->next;
-            struct smtp_result r = {0};
-            r.outcome = SMTP_DEFERRED;
-            snprintf(r.text, sizeof r.text, "relance stopped before sending");
-            s->pending--;
-            o->cb(&r, o->arg);
-            outgoing_free(o);
-        }
+        channel_flush_queue(s, c, &c->head);
         if (c->secret) {
             memset(c->secret, 0, strlen(c->secret));
             free(c->secret);
@@ -367,4 +402,44 @@ void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
     free(s->channels);
     free(s->keys);
     curl_uv_close(s->cu, on_cu_closed, s);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    close_now(t->data);
+}
+
+/* The first phase: nothing new starts; queued messages are deferred;
+ * a transfer before its point of no return is cut at once (the server
+ * is not in DATA, so nothing can be delivered); a held body is given up
+ * from inside libcurl; a body on the wire is let finish, for at most
+ * SENDER_DRAIN_MS, so that no prospect gets half a message. */
+void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
+{
+    s->closing = 1;
+    s->on_closed = on_closed;
+    s->closed_arg = arg;
+    for (size_t i = 0; i < s->n_channels; i++) {
+        struct channel *c = &s->channels[i];
+        if (!c->smtp)
+            continue;
+        if (c->busy && c->head && smtp_in_body(c->smtp)) {
+            channel_flush_queue(s, c, &c->head->next);
+            if (smtp_body_held(c->smtp) && smtp_body_release(c->smtp, 0) < 0)
+                continue; /* could not give it up: close_now cuts it */
+            if (!c->busy)
+                continue; /* given up at once */
+            c->draining = 1;
+            s->draining++;
+        } else {
+            smtp_close(c->smtp);
+            c->smtp = NULL;
+            channel_flush_queue(s, c, &c->head);
+        }
+    }
+    if (s->draining == 0) {
+        close_now(s);
+        return;
+    }
+    uv_timer_start(&s->drain_timer, on_drain_timeout, SENDER_DRAIN_MS, 0);
 }

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #define SENDER_MAX_CONNECTIONS 100
+#define SENDER_DRAIN_MS 10000 /* closing: how long a body on the wire may take to finish */
 
 struct sender;
 
@@ -51,9 +52,12 @@ void sender_body_release(struct sender *s, const char *account, int ok);
 /* Messages queued or in flight. */
 size_t sender_pending(const struct sender *s);
 
-/* Abandons what is queued (callbacks fire: deferred, or unknown when a
- * body had started), closes connections and handles; on_closed fires
- * when done and s is freed. */
+/* Closes in two phases. What is queued is deferred at once, a transfer
+ * before its body is cut (deferred), a held body is given up (deferred);
+ * a body on the wire finishes first (its real outcome), for at most
+ * SENDER_DRAIN_MS, else it is cut (unknown). Every callback fires once,
+ * some from inside this call. Then connections and handles close,
+ * on_closed fires and s is freed. */
 void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg);
 
 #endif

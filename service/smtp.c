@@ -60,6 +60,7 @@ struct smtp {
     int body_started;
     int hold_body;
     int held;        /* the transfer is paused before its first body byte */
+    int abandon;     /* a held body was given up: the read callback aborts */
     int final_reply; /* a complete reply came after the body started */
 
     /* replies: the one being read and the last complete one */
@@ -279,6 +280,8 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
 {
     struct smtp *s = userp;
+    if (s->abandon)
+        return CURL_READFUNC_ABORT; /* libcurl fails the transfer: no end-of-data mark */
     if (!s->body_started) {
         s->body_started = 1;
         if (s->on_body_start)
@@ -342,7 +345,10 @@ static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
     struct smtp *s = arg;
     (void)cu;
     (void)easy;
-    if (result == CURLE_ABORTED_BY_CALLBACK) /* curl_uv ended it, not libcurl */
+    if (s->abandon) {
+        s->body_started = 0; /* not one byte of the body went out */
+        snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
+    } else if (result == CURLE_ABORTED_BY_CALLBACK) /* curl_uv ended it, not libcurl */
         snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the transport was closed or lost its socket");
     finish(s, result);
 }
@@ -445,6 +451,7 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->on_body_start = job->on_body_start;
     s->hold_body = job->hold_body;
     s->held = 0;
+    s->abandon = 0;
     s->mail_accepted = 0;
     s->body_started = 0;
     s->final_reply = 0;
@@ -507,16 +514,28 @@ fail:
     return NULL;
 }
 
-/* Cuts the connection of a held transfer before libcurl ends it. Taking a
- * transfer out of the multi makes libcurl 7.88 finish the DATA phase as
- * if the upload were complete: it would send the end-of-data mark and the
- * server would deliver an empty message. With the socket shut down first,
- * that mark goes nowhere and the server drops the half-received message. */
+/* Cuts the connection of a held transfer before libcurl ends it: the
+ * last resort when the transfer cannot be resumed to abort itself. Taking
+ * a transfer out of the multi makes libcurl 7.88 finish the DATA phase as
+ * if the upload were complete (it would send the end-of-data mark and the
+ * server would deliver an empty message); with the socket shut down that
+ * mark goes nowhere. CURLINFO_ACTIVESOCKET does not know a connection on
+ * its first transfer, hence only a last resort. */
 static void drop_connection(struct smtp *s)
 {
     curl_socket_t sock = CURL_SOCKET_BAD;
     if (curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK && sock != CURL_SOCKET_BAD)
         shutdown(sock, SHUT_RDWR);
+}
+
+int smtp_body_held(const struct smtp *s)
+{
+    return s->busy && s->held;
+}
+
+int smtp_in_body(const struct smtp *s)
+{
+    return s->busy && s->body_started;
 }
 
 int smtp_body_release(struct smtp *s, int ok)
@@ -526,7 +545,12 @@ int smtp_body_release(struct smtp *s, int ok)
     s->held = 0;
     if (ok)
         return curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK ? 0 : -1;
-    /* not one byte of the body left: the message was never sent */
+    /* Give it up from inside libcurl: resumed, the read callback aborts,
+     * and libcurl fails the transfer and closes the connection without
+     * the end-of-data mark. The callback fires from the loop, deferred. */
+    s->abandon = 1;
+    if (curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK)
+        return 0;
     drop_connection(s);
     if (curl_uv_transfer_abort(s->cu, s->easy) < 0)
         return -1;

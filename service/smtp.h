@@ -107,9 +107,15 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     __attribute__((warn_unused_result));
 
 /* Lets a held body go (ok) or abandons the message (!ok: the callback
- * fires, deferred). Call it from the loop, never from a libcurl callback.
- * Returns 0, or -1 when no body is held. */
+ * fires later from the loop, deferred; libcurl ends the transfer itself,
+ * so the server never sees an end-of-data mark). Call it from the loop,
+ * never from a libcurl callback. Returns 0, or -1 when no body is held. */
 int smtp_body_release(struct smtp *s, int ok) __attribute__((warn_unused_result));
+
+/* True while a send is paused at its point of no return. */
+int smtp_body_held(const struct smtp *s);
+/* True while a send is past its point of no return (held or not). */
+int smtp_in_body(const struct smtp *s);
 
 /* Frees s. A send in flight is abandoned (its connection closed) and its
  * callback fires inside this call: deferred, or unknown if the body had
