@@ -350,9 +350,9 @@ static int check_oauth2(struct parse *p, const struct ynode *n, const struct con
                                                   : NULL;
     if (missing)
         return fail_at(p, n, "account %s: auth xoauth2 needs 'oauth2.%s'", acc->email, missing);
+    /* the URL is not repeated: it may carry a credential */
     if (strncasecmp(o->token_url, "https://", 8) != 0 || !o->token_url[8])
-        return fail_at(p, n, "account %s: 'oauth2.token_url' must be an https:// URL, not '%s'", acc->email,
-                       o->token_url);
+        return fail_at(p, n, "account %s: 'oauth2.token_url' must be an https:// URL", acc->email);
     return 0;
 }
 

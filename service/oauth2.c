@@ -482,7 +482,7 @@ struct account {
     char url_shown[200];                                   /* token_url, redacted */
     char *client_secret, *refresh_token;                   /* secrets */
     char *access_token;
-    uint64_t issued_at, expires_at, refresh_at;            /* loop time, ms */
+    uint64_t expires_at, refresh_at;                       /* loop time, ms */
     uint64_t life_ms;
     int used;            /* the token was handed out since it came */
     CURL *easy;
@@ -639,7 +639,6 @@ static void granted(struct account *a, struct oauth2_response *r)
         r->refresh_token = NULL;
         rotated = 1;
     }
-    a->issued_at = now;
     a->life_ms = (uint64_t)life * 1000;
     a->expires_at = now + a->life_ms;
     a->refresh_at = now + oauth2_refresh_after_ms(life);

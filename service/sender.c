@@ -31,7 +31,6 @@ struct channel {
     struct smtp_job job;
     struct outgoing *head, *tail; /* head is in flight when busy */
     int busy;
-    int token_wait;    /* xoauth2: busy asking oauth2 for the head's token */
     int token_retried; /* xoauth2: the server refused a token for the head once */
     char *bearer;      /* xoauth2: a copy of the token the head is sent with */
     struct sender *sender;
@@ -317,7 +316,6 @@ static void on_token(int status, const char *token, const char *reason, void *ar
 {
     struct channel *c = arg;
     c->busy = 0;
-    c->token_wait = 0;
     if (status == -ECANCELED || c->sender->closing || !c->head)
         return; /* sender_close reports what is queued */
     if (status == 0) {
@@ -343,8 +341,7 @@ static void start_next(struct channel *c)
         if (c->job.auth == SMTP_AUTH_XOAUTH2) {
             /* a token for each message: the current one, or a fresh one */
             if (oauth2_token_get(c->sender->oauth2, c->cfg->email, on_token, c) == 0) {
-                c->busy = 1;
-                c->token_wait = 1;
+                c->busy = 1; /* until on_token */
                 return;
             }
             head_fail(c, SMTP_DEFERRED, "could not ask for an OAuth2 token");

@@ -8,7 +8,9 @@ OAuthServer runs in a thread of the test, Python's standard library only:
   set, a new refresh token that replaces the one used (reusing an old one is
   `invalid_grant`, as rotating providers do). A revoked grant, a wrong
   client or an unknown refresh token get 400/401 with RFC 6749 5.2's error
-  codes. `down(True)` makes it answer 503 until `down(False)`.
+  codes (an unknown refresh token is echoed in error_description, as
+  careless servers do). `down(True)` makes it answer 503 until
+  `down(False)`.
 - `POST /introspect` (and GET with `?token=`): token introspection (RFC
   7662) for Dovecot's oauth2 passdb: `{"active": true, "username": ...}`
   while a token is live, `{"active": false}` once it expired or its grant
@@ -142,8 +144,10 @@ class OAuthServer:
             if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
                 return 401, {"error": "invalid_client", "error_description": "Client authentication failed."}, owner
             if email is None:
+                # echoing what was presented, as careless servers do: the
+                # client must keep it out of its logs all the same
                 return 400, {"error": "invalid_grant",
-                             "error_description": "Token has been expired or revoked."}, owner
+                             "error_description": f"Token {rt} has been expired or revoked."}, owner
             access = "at-" + _secrets.token_urlsafe(24)
             self._tokens[access] = (email, time.time() + self.lifetime)
             self._issued.append(access)

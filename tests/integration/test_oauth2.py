@@ -17,7 +17,8 @@ tls_ca_file. Tokens live 5 s and every refresh rotates the refresh token.
   `relance accounts list` and sends nothing more, while a password account
   keeps sending.
 - No secret (client secret, refresh tokens, access tokens, password) in
-  relance's output."""
+  relance's output or in what it stores, even the refresh token a server
+  echoes in its error."""
 import os
 import sys
 import time
@@ -176,6 +177,8 @@ r = relance("accounts", "list", env=env)
 line = next((ln for ln in r.stdout.splitlines() if ln.startswith(OA)), "")
 t.ok("\tpaused: authentication failed:" in line and "OAuth2 token refresh refused: HTTP 400 invalid_grant" in line,
      "accounts list shows the account paused with the reason", r.stdout)
+t.ok("(Token *** has been expired or revoked.)" in line,
+     "the refresh token the server echoed in its error is masked", line)
 t.ok(next((ln for ln in r.stdout.splitlines() if ln.startswith(PW)), "").split("\t")[2:3] == ["active"],
      "the password account stays active", r.stdout)
 requests_d = oa.token_requests(OA)
@@ -187,5 +190,8 @@ t.eq(s.stop(), 0, "serve stops cleanly")
 out = s.output()
 leaked = [x for x in oa.secrets() + ["pw-secret-7"] if x in out]
 t.eq(leaked, [], f"no secret in relance's output ({len(oa.secrets())} client secret and tokens checked)")
+stored = "\n".join(row[0] for row in q("SELECT data::text FROM events UNION ALL SELECT coalesce(reply, '') FROM messages "
+                                      "UNION ALL SELECT coalesce(state_reason, '') FROM accounts"))
+t.eq([x for x in oa.secrets() if x in stored], [], "nor in the database (events, replies, account reasons)")
 t.ok("runtime error" not in out and "AddressSanitizer" not in out, "sanitizers quiet", out[-2000:])
 t.done()

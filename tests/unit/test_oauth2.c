@@ -267,7 +267,7 @@ static const struct config_row config_rows[] = {
     {"        auth: xoauth2\n        oauth2: {token_url: https://o.example/t, client_id: c}\n",
      "4:9: account a@x.example: auth xoauth2 needs 'oauth2.refresh_token_env'"},
     {"        auth: xoauth2\n        oauth2: {token_url: http://o.example/t, client_id: c, refresh_token_env: R}\n",
-     "4:9: account a@x.example: 'oauth2.token_url' must be an https:// URL, not 'http://o.example/t'"},
+     "4:9: account a@x.example: 'oauth2.token_url' must be an https:// URL"},
     {"        password_env: P\n        oauth2: {token_url: https://o.example/t, client_id: c}\n",
      "4:9: account a@x.example has 'oauth2' settings but not 'auth: xoauth2'"},
     {"        auth: xoauth2\n        oauth2: {token_url: https://o.example/t, client_id: c, refresh_token: R}\n",
