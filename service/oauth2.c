@@ -539,24 +539,32 @@ static struct account *find(const struct oauth2 *o, const char *email)
     return NULL;
 }
 
-/* Copies a server's words into dst for a reason: printable ASCII only,
- * cut short, and any of our secrets in them masked. */
+/* Copies a server's words into dst for a reason: any of our secrets in
+ * them masked (before anything is cut, so no part of one survives), then
+ * printable ASCII only, cut short. */
 static void server_text(const struct account *a, char *dst, size_t size, const char *src)
 {
-    size_t n = 0;
-    for (const char *p = src; p && *p && n + 1 < size && n < TEXT_MAX; p++)
-        dst[n++] = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f ? *p : '?';
-    dst[n] = '\0';
+    dst[0] = '\0';
+    char *t = strdup(src ? src : "");
+    if (!t)
+        return; /* rather nothing than unmasked words */
     const char *secrets[] = {a->client_secret, a->refresh_token, a->access_token};
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
         const char *s = secrets[i];
         size_t sl = s ? strlen(s) : 0;
-        char *hit;
-        while (sl >= 4 && (hit = strstr(dst, s)) != NULL) {
+        char *hit = sl >= 4 ? strstr(t, s) : NULL;
+        while (hit) {
             memmove(hit + 3, hit + sl, strlen(hit + sl) + 1);
             memcpy(hit, "***", 3);
+            hit = strstr(hit + 3, s);
         }
     }
+    size_t n = 0;
+    for (const char *p = t; *p && n + 1 < size && n < TEXT_MAX; p++)
+        dst[n++] = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f ? *p : '?';
+    dst[n] = '\0';
+    explicit_bzero(t, strlen(t));
+    free(t);
 }
 
 static int token_usable(const struct account *a, uint64_t now)
