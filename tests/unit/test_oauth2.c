@@ -1,10 +1,15 @@
 /* Unit tests for oauth2's pure parts, as tables: the JSON reader behind
  * the token endpoint's answer, the verdict on an answer, the form
  * encoding of the request, the refresh and backoff schedules, and the
- * configuration checks of auth: xoauth2 accounts. */
+ * configuration checks of auth: xoauth2 accounts. One loop test checks
+ * the callback contract against a port that refuses connections; the
+ * token endpoint's answers themselves are tested end to end in
+ * tests/integration/test_oauth2.py. */
 #include "config.h"
+#include "curl_uv.h"
 #include "oauth2.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -296,11 +301,106 @@ static void test_config(void **state)
     }
 }
 
+/* ---- on the loop: a token endpoint nobody listens at ---- */
+
+struct got {
+    int calls, status;
+    char reason[800];
+};
+
+static void on_token(int status, const char *token, const char *reason, void *arg)
+{
+    struct got *g = arg;
+    g->calls++;
+    g->status = status;
+    snprintf(g->reason, sizeof g->reason, "%s", reason ? reason : "");
+    (void)token;
+}
+
+static void on_closed(void *arg)
+{
+    ++*(int *)arg;
+}
+
+static void run_until(uv_loop_t *loop, const int *calls, int want)
+{
+    uint64_t deadline = uv_now(loop) + 10000;
+    while (*calls < want && uv_now(loop) < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+}
+
+/* Several callers, one request; each callback once, from the loop, never
+ * from inside oauth2_token_get; a failure backs off instead of asking
+ * again at once; its reason holds no secret; close cancels what waits and
+ * leaves a loop that closes. Port 1 on 127.0.0.1 refuses at once: no
+ * server, no mock. */
+static void test_loop_unreachable(void **state)
+{
+    (void)state;
+    assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+    setenv("RELANCE_T_REFRESH", "rt-unit-secret-0123456789", 1);
+    setenv("RELANCE_T_CLIENT", "cs-unit-secret-abcdefghij", 1);
+    const char *yaml = "pools:\n  p:\n    accounts:\n      - email: a@x.example\n        auth: xoauth2\n"
+                       "        oauth2: {token_url: https://127.0.0.1:1/token, client_id: c,"
+                       " client_secret_env: RELANCE_T_CLIENT, refresh_token_env: RELANCE_T_REFRESH}\n"
+                       "      - email: b@x.example\n        password_env: NOT_READ_HERE\n";
+    char err[300] = "";
+    struct config *cfg = config_parse("t.yaml", yaml, strlen(yaml), err, sizeof err);
+    assert_non_null(cfg);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct curl_uv *cu = curl_uv_new(&loop);
+    assert_non_null(cu);
+    struct oauth2 *o = oauth2_new(&loop, cu, cfg, err, sizeof err);
+    if (!o)
+        fail_msg("oauth2_new: %s", err);
+    assert_int_equal(oauth2_has(o, "A@X.example"), 1);
+    assert_int_equal(oauth2_has(o, "b@x.example"), 0);
+
+    struct got g[6];
+    memset(g, 0, sizeof g);
+    assert_int_equal(oauth2_token_get(o, "b@x.example", on_token, &g[0]), -ENOENT);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(oauth2_token_get(o, "a@x.example", on_token, &g[i]), 0);
+    oauth2_token_cancel(o, on_token, &g[3]);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(g[i].calls, 0); /* never from inside the call */
+    run_until(&loop, &g[2].calls, 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(g[i].calls, 1);
+        assert_int_equal(g[i].status, -EAGAIN);
+        if (!strstr(g[i].reason, "OAuth2 token endpoint unavailable: ") || strstr(g[i].reason, "unit-secret"))
+            fail_msg("reason: %s", g[i].reason);
+    }
+    assert_int_equal(g[3].calls, 0); /* taken back */
+    assert_int_equal(oauth2_refresh_count(o, "a@x.example"), 1); /* one request for three callers */
+
+    /* within the backoff: an answer at once, no new request */
+    assert_int_equal(oauth2_token_get(o, "a@x.example", on_token, &g[4]), 0);
+    run_until(&loop, &g[4].calls, 1);
+    assert_int_equal(g[4].status, -EAGAIN);
+    assert_int_equal(oauth2_refresh_count(o, "a@x.example"), 1);
+
+    /* close: what still waits is cancelled, inside the call */
+    assert_int_equal(oauth2_token_get(o, "a@x.example", on_token, &g[5]), 0);
+    int closed = 0;
+    oauth2_close(o, on_closed, &closed);
+    assert_int_equal(g[5].calls, 1);
+    assert_int_equal(g[5].status, -ECANCELED);
+    curl_uv_close(cu, on_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 2);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    config_free(cfg);
+    curl_global_cleanup();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),   cmocka_unit_test(test_parse_truncated), cmocka_unit_test(test_verdict),
         cmocka_unit_test(test_form),    cmocka_unit_test(test_schedules),       cmocka_unit_test(test_config),
+        cmocka_unit_test(test_loop_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
