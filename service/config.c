@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum ftype { F_STR, F_INT, F_SECONDS, F_BOOL, F_NEST, F_STRLIST };
 
@@ -332,6 +333,29 @@ double config_rate_parse(const char *s)
     return v;
 }
 
+/* auth: xoauth2 and the oauth2 block go together; the secrets themselves
+ * are read by oauth2.c when serving. */
+static int check_oauth2(struct parse *p, const struct ynode *n, const struct config_account *acc)
+{
+    const struct config_oauth2 *o = &acc->oauth2;
+    int xoauth2 = acc->auth && strcmp(acc->auth, "xoauth2") == 0;
+    if (!xoauth2) {
+        if (o->token_url || o->client_id || o->client_secret_env || o->refresh_token_env)
+            return fail_at(p, n, "account %s has 'oauth2' settings but not 'auth: xoauth2'", acc->email);
+        return 0;
+    }
+    const char *missing = !o->token_url           ? "token_url"
+                          : !o->client_id         ? "client_id"
+                          : !o->refresh_token_env ? "refresh_token_env"
+                                                  : NULL;
+    if (missing)
+        return fail_at(p, n, "account %s: auth xoauth2 needs 'oauth2.%s'", acc->email, missing);
+    /* the URL is not repeated: it may carry a credential */
+    if (strncasecmp(o->token_url, "https://", 8) != 0 || !o->token_url[8])
+        return fail_at(p, n, "account %s: 'oauth2.token_url' must be an https:// URL", acc->email);
+    return 0;
+}
+
 static int read_pools(struct parse *p, struct config *cfg, const struct ynode *pools)
 {
     if (pools->type != YNODE_MAP)
@@ -373,6 +397,8 @@ static int read_pools(struct parse *p, struct config *cfg, const struct ynode *p
                                                          "fraction like 0.05, not '%s'", acc->max_bounce_rate);
                     if (acc->watch_interval < 1)
                         return fail_at(p, pv->items[a], "'watch_interval' must be at least 1s");
+                    if (check_oauth2(p, pv->items[a], acc) < 0)
+                        return -1;
                     for (size_t q = 0; q < i / 2; q++)
                         for (size_t r = 0; r < cfg->pools[q].n_accounts; r++)
                             if (strcmp(cfg->pools[q].accounts[r].email, acc->email) == 0)

@@ -8,6 +8,8 @@
  * costs at most a few passes over its bytes. Pure: no I/O, no logging. */
 #include "mime.h"
 
+#include "utf8.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <iconv.h>
@@ -65,27 +67,7 @@ static void buf_addc(struct buf *b, char c)
 static void buf_add_cp(struct buf *b, uint32_t cp)
 {
     char t[4];
-    size_t n;
-    if (cp < 0x80) {
-        t[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        t[0] = (char)(0xC0 | (cp >> 6));
-        t[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        t[0] = (char)(0xE0 | (cp >> 12));
-        t[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        t[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        t[0] = (char)(0xF0 | (cp >> 18));
-        t[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        t[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        t[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    buf_add(b, t, n);
+    buf_add(b, t, utf8_encode(cp, t));
 }
 
 /* Hands the buffer over as a NUL-terminated string (never NULL unless

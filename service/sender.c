@@ -5,6 +5,7 @@
 #include "sender.h"
 
 #include "dkim.h"
+#include "oauth2.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,7 +31,9 @@ struct channel {
     struct smtp_job job;
     struct outgoing *head, *tail; /* head is in flight when busy */
     int busy;
-    int draining;                 /* its body is finishing while the sender closes */
+    int draining;      /* its body is finishing while the sender closes */
+    int token_retried; /* xoauth2: the server refused a token for the head once */
+    char *bearer;      /* xoauth2: a copy of the token the head is sent with */
     struct sender *sender;
 };
 
@@ -41,6 +44,8 @@ struct domain_key {
 
 struct sender {
     struct curl_uv *cu;
+    struct oauth2 *oauth2; /* the tokens of xoauth2 accounts */
+    int closes;            /* oauth2, the drain timer and curl_uv still closing */
     struct channel *channels;
     size_t n_channels;
     struct domain_key *keys;
@@ -49,7 +54,6 @@ struct sender {
     int closing;
     size_t draining;          /* channels finishing a body while closing */
     uv_timer_t drain_timer;   /* bounds that wait */
-    int pending_closes;       /* the timer and the multi */
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -93,8 +97,8 @@ static int channel_setup(struct channel *c, const struct config *cfg, char *err,
         snprintf(err, errlen, "account %s: auth must be password, xoauth2 or none", a->email);
         return -1;
     }
-    if (j->auth == SMTP_AUTH_XOAUTH2) {
-        snprintf(err, errlen, "account %s: auth xoauth2 is not supported yet", a->email);
+    if (j->auth == SMTP_AUTH_XOAUTH2 && !oauth2_has(c->sender->oauth2, a->email)) {
+        snprintf(err, errlen, "account %s: auth xoauth2 needs its oauth2 settings", a->email);
         return -1;
     }
     j->username = a->username ? a->username : a->email;
@@ -146,6 +150,9 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
         snprintf(err, errlen, "cannot set libcurl's connection limits");
         goto fail;
     }
+    s->oauth2 = oauth2_new(loop, s->cu, cfg, err, errlen);
+    if (!s->oauth2)
+        goto fail;
     for (size_t i = 0; i < cfg->n_pools; i++) {
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
             struct channel *c = &s->channels[s->n_channels++];
@@ -187,6 +194,8 @@ fail:
             dkim_key_free(s->keys[i].key);
         free(s->channels);
         free(s->keys);
+        if (s->oauth2)
+            oauth2_close(s->oauth2, NULL, NULL);
         if (s->cu)
             curl_uv_close(s->cu, NULL, NULL);
         free(s);
@@ -239,18 +248,100 @@ static void on_body(void *arg)
         c->head->on_body(c->head->arg);
 }
 
-static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
+static void bearer_wipe(struct channel *c)
 {
-    (void)smtp;
-    struct channel *c = arg;
+    if (c->bearer) {
+        memset(c->bearer, 0, strlen(c->bearer));
+        free(c->bearer);
+        c->bearer = NULL;
+    }
+    c->job.secret = c->secret;
+}
+
+/* The head message is done: reports r and takes it off the queue. */
+static void head_done(struct channel *c, const struct smtp_result *r)
+{
     struct outgoing *o = c->head;
     c->head = o->next;
     if (!c->head)
         c->tail = NULL;
-    c->busy = 0;
+    c->token_retried = 0;
     c->sender->pending--;
     o->cb(r, o->arg);
     outgoing_free(o);
+}
+
+/* The head message could not be tried: reported with no reply, never
+ * silently dropped. */
+static void head_fail(struct channel *c, enum smtp_outcome outcome, const char *text)
+{
+    struct smtp_result r = {0};
+    r.outcome = outcome;
+    snprintf(r.text, sizeof r.text, "%s", text);
+    head_done(c, &r);
+}
+
+static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
+{
+    (void)smtp;
+    struct channel *c = arg;
+    c->busy = 0;
+    if (r->outcome == SMTP_AUTH_FAILED && c->job.auth == SMTP_AUTH_XOAUTH2 && !r->body_started &&
+        !c->token_retried && !c->sender->closing) {
+        /* the token may have ended early or been revoked: one refresh,
+         * one more try, before it counts as an authentication failure */
+        c->token_retried = 1;
+        oauth2_token_reject(c->sender->oauth2, c->cfg->email, c->bearer);
+        bearer_wipe(c);
+        start_next(c);
+        return;
+    }
+    bearer_wipe(c);
+    head_done(c, r);
+    if (!c->sender->closing)
+        start_next(c);
+    else if (c->draining) {
+        c->draining = 0;
+        if (--c->sender->draining == 0)
+            close_now(c->sender);
+    }
+}
+
+/* Sends the head message with the channel's job. 0, or -1 when the
+ * transfer could not start. */
+static int send_head(struct channel *c)
+{
+    struct outgoing *o = c->head;
+    c->job.rcpt_to = o->rcpt;
+    c->job.data = o->msg;
+    c->job.len = o->len;
+    c->job.on_body_start = on_body;
+    c->job.hold_body = 1;
+    if (smtp_send(c->smtp, &c->job, on_sent, c) != 0)
+        return -1;
+    c->busy = 1;
+    return 0;
+}
+
+static void on_token(int status, const char *token, const char *reason, void *arg)
+{
+    struct channel *c = arg;
+    c->busy = 0;
+    if (status == -ECANCELED || c->sender->closing || !c->head)
+        return; /* sender_close reports what is queued */
+    if (status == 0) {
+        bearer_wipe(c);
+        c->bearer = strdup(token);
+        c->job.secret = c->bearer;
+        if (c->bearer && send_head(c) == 0)
+            return;
+        bearer_wipe(c);
+        head_fail(c, SMTP_DEFERRED, "could not start the SMTP transfer");
+    } else {
+        /* a refused grant is the account's authentication failing (it
+         * pauses); an unreachable token endpoint only defers */
+        head_fail(c, status == -EACCES ? SMTP_AUTH_FAILED : SMTP_DEFERRED, reason ? reason : "no OAuth2 token");
+    }
     if (!c->sender->closing)
         start_next(c);
     else if (c->draining) {
@@ -263,26 +354,18 @@ static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
 static void start_next(struct channel *c)
 {
     while (!c->busy && c->head) {
-        struct outgoing *o = c->head;
-        c->job.rcpt_to = o->rcpt;
-        c->job.data = o->msg;
-        c->job.len = o->len;
-        c->job.on_body_start = on_body;
-        c->job.hold_body = 1;
-        if (smtp_send(c->smtp, &c->job, on_sent, c) == 0) {
-            c->busy = 1;
-            return;
+        if (c->job.auth == SMTP_AUTH_XOAUTH2) {
+            /* a token for each message: the current one, or a fresh one */
+            if (oauth2_token_get(c->sender->oauth2, c->cfg->email, on_token, c) == 0) {
+                c->busy = 1; /* until on_token */
+                return;
+            }
+            head_fail(c, SMTP_DEFERRED, "could not ask for an OAuth2 token");
+            continue;
         }
-        /* could not even start: report it as deferred, never silently drop */
-        struct smtp_result r = {0};
-        r.outcome = SMTP_DEFERRED;
-        snprintf(r.text, sizeof r.text, "could not start the SMTP transfer");
-        c->head = o->next;
-        if (!c->head)
-            c->tail = NULL;
-        c->sender->pending--;
-        o->cb(&r, o->arg);
-        outgoing_free(o);
+        if (send_head(c) == 0)
+            return;
+        head_fail(c, SMTP_DEFERRED, "could not start the SMTP transfer");
     }
 }
 
@@ -339,20 +422,18 @@ size_t sender_pending(const struct sender *s)
     return s->pending;
 }
 
-static void on_part_closed(struct sender *s)
+/* oauth2, the drain timer and curl_uv each report their close; the
+ * last frees s. */
+static void on_part_closed(void *arg)
 {
-    if (--s->pending_closes > 0)
+    struct sender *s = arg;
+    if (--s->closes > 0)
         return;
     void (*cb)(void *) = s->on_closed;
     void *cb_arg = s->closed_arg;
     free(s);
     if (cb)
         cb(cb_arg);
-}
-
-static void on_cu_closed(void *arg)
-{
-    on_part_closed(arg);
 }
 
 static void on_drain_timer_closed(uv_handle_t *h)
@@ -380,11 +461,15 @@ static void channel_flush_queue(struct sender *s, struct channel *c, struct outg
  * unknown when its body had started), connections and handles close. */
 static void close_now(struct sender *s)
 {
-    if (s->pending_closes)
+    if (s->closes)
         return; /* already closing */
-    s->pending_closes = 2;
+    s->closes = 3;
     uv_timer_stop(&s->drain_timer);
     uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_closed);
+    /* token requests end (their callbacks see closing), so no token
+     * transfer is left for curl_uv_close to end */
+    oauth2_close(s->oauth2, on_part_closed, s);
+    s->oauth2 = NULL;
     for (size_t i = 0; i < s->n_channels; i++) {
         struct channel *c = &s->channels[i];
         c->draining = 0;
@@ -392,6 +477,7 @@ static void close_now(struct sender *s)
         smtp_close(c->smtp);
         c->smtp = NULL;
         channel_flush_queue(s, c, &c->head);
+        bearer_wipe(c);
         if (c->secret) {
             memset(c->secret, 0, strlen(c->secret));
             free(c->secret);
@@ -401,7 +487,7 @@ static void close_now(struct sender *s)
         dkim_key_free(s->keys[i].key);
     free(s->channels);
     free(s->keys);
-    curl_uv_close(s->cu, on_cu_closed, s);
+    curl_uv_close(s->cu, on_part_closed, s);
 }
 
 static void on_drain_timeout(uv_timer_t *t)

@@ -2,7 +2,9 @@
  * configured account (its connection reused across messages), one
  * libcurl multi on the loop for all of them with a pool-wide cap on open
  * connections, the accounts' secrets (read from password_env or
- * password_file at start, never logged) and the DKIM keys (loaded once).
+ * password_file at start, never logged; xoauth2 accounts take a bearer
+ * token from oauth2.c before each message, refreshed once and tried again
+ * if the server refuses it) and the DKIM keys (loaded once).
  * Messages for one account go out one after another, in submit order.
  *
  * Callback contract: if sender_submit fails its callback never fires;

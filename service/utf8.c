@@ -1,8 +1,9 @@
-/* utf8: decoding one UTF-8 sequence, strictly.
+/* utf8: decoding one UTF-8 sequence, strictly, and encoding one.
  *
  * Owns the one decoder that message (header scrubbing, encoded words,
  * quoted-printable) and template (cleaning contact values) share, so
- * both agree on what is valid. Does not own validating whole strings
+ * both agree on what is valid, and the one encoder (mime's charset
+ * conversion, oauth2's JSON \u escapes). Does not own validating whole strings
  * or converting charsets (mime does). Pure: no I/O, no logging. */
 #include "utf8.h"
 
@@ -36,4 +37,28 @@ size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
     if (cp)
         *cp = c;
     return len;
+}
+
+size_t utf8_encode(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
 }

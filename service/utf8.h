@@ -1,4 +1,4 @@
-/* utf8: decoding one UTF-8 sequence, strictly.
+/* utf8: decoding one UTF-8 sequence, strictly, and encoding one.
  *
  * Owns what counts as well-formed UTF-8 for relance (RFC 3629): no
  * overlong forms, no surrogates, nothing past U+10FFFF, no truncated
@@ -15,5 +15,9 @@
  * returns 0 and leaves *cp alone when the bytes are not well-formed
  * UTF-8 (or n is 0). */
 size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* Writes cp (at most U+10FFFF, not a surrogate: the caller's to check)
+ * as UTF-8 into out. Returns its length, 1 to 4. */
+size_t utf8_encode(uint32_t cp, char out[4]);
 
 #endif
