@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"enroll", cmd_enroll, "enroll contacts into a sequence"},
     {"enrollments", cmd_enrollments, "show a contact's enrollments: state, next send time and why"},
     {"messages", cmd_messages, "list messages by state (sent, deferred, bounced, unknown...)"},
+    {"stats", cmd_stats, "per step and variant: sent, replied, auto-replied, bounced, reply rate"},
     {"pause", cmd_pause, "pause an enrollment, a contact or a whole sequence"},
     {"resume", cmd_pause, "resume what was paused (every send gate is checked again)"},
     {"stop", cmd_pause, "stop an enrollment, a contact or a whole sequence for good"},
