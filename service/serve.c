@@ -9,6 +9,7 @@
 #include "migrate.h"
 #include "clock.h"
 #include "scheduler.h"
+#include "watcher.h"
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -41,8 +42,14 @@ static void server_stop(struct server *srv, const char *why)
         srv->pending_closes++;
         uv_close(own[i], on_closed);
     }
-    /* The scheduler first (it stops starting queries), then the database:
-     * pending queries fail, their callbacks and requests see that. */
+    /* The scheduler and the watcher first (they stop starting queries and
+     * IMAP commands), then the database: pending queries fail, their
+     * callbacks and requests see that. */
+    if (srv->watcher) {
+        srv->pending_closes++;
+        watcher_close(srv->watcher, on_part_closed, srv);
+        srv->watcher = NULL;
+    }
     if (srv->scheduler) {
         srv->pending_closes++;
         scheduler_close(srv->scheduler, on_part_closed, srv);
@@ -84,6 +91,9 @@ static void on_migrations(struct db *db, const PGresult *res, void *arg)
         log_event(LOG_INFO, "serve", "ready", NULL);
         if (srv->scheduler)
             scheduler_db_up(srv->scheduler);
+        /* after the scheduler's: its account sync is queued first */
+        if (srv->watcher)
+            watcher_db_up(srv->watcher);
     }
     else if (!srv->migrated && was)
         log_event(LOG_WARN, "serve", "not ready", "reason", srv->not_ready, NULL);
@@ -152,7 +162,10 @@ static int usage(void)
            "Runs the service in the foreground until SIGINT or SIGTERM: connects to\n"
            "PostgreSQL (reconnecting with backoff), serves the HTTP API on http.listen\n"
            "(RELANCE_HTTP_LISTEN; default 127.0.0.1:8080) with GET /healthz and\n"
-           "GET /readyz (200 only while the database is connected and migrated).\n");
+           "GET /readyz (200 only while the database is connected and migrated).\n"
+           "With transport smtp, sends due steps through the accounts' SMTP servers\n"
+           "and watches the mailboxes of accounts with an imap URL for replies,\n"
+           "auto-replies and bounces (every watch_interval; one replica per mailbox).\n");
     return CLI_OK;
 }
 
@@ -205,7 +218,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         if (srv.db)
             db_set_notify(srv.db, on_notify);
         srv.scheduler = scheduler_new(&srv, err, sizeof err);
-        if (!srv.scheduler) {
+        if (srv.scheduler && watcher_wanted(cfg))
+            srv.watcher = watcher_new(&srv, err, sizeof err);
+        if (!srv.scheduler || (watcher_wanted(cfg) && !srv.watcher)) {
             fprintf(stderr, "relance: %s\n", err);
             rc = CLI_ERROR;
             server_stop(&srv, "startup failed");

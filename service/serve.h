@@ -1,6 +1,6 @@
 /* serve: the `relance serve` process — one libuv loop that owns the
- * database connection, the HTTP listener and (in later parts) the
- * scheduler, sender and mailbox watcher. */
+ * database connection, the HTTP listener, the scheduler (with the SMTP
+ * sender) and the mailbox watcher. */
 #ifndef RELANCE_SERVE_H
 #define RELANCE_SERVE_H
 
@@ -16,6 +16,7 @@ struct server {
     struct db *db;
     struct http *http;
     struct scheduler *scheduler;
+    struct watcher *watcher;   /* NULL unless an account has imap (transport smtp) */
     char *state_dir;           /* state_dir, else $XDG_STATE_HOME/relance */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;           /* housekeeping: readiness re-check */
