@@ -59,5 +59,6 @@ int cmd_classify(struct cli *cli, int argc, char **argv);
 int cmd_lint(struct cli *cli, int argc, char **argv);
 int cmd_dkim_sign(struct cli *cli, int argc, char **argv);
 int cmd_smtp_send(struct cli *cli, int argc, char **argv);
+int cmd_imap_check(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -36,6 +36,7 @@ static const struct command commands[] = {
     {"version", cmd_version, "print relance's version"},
     {"dkim-sign", cmd_dkim_sign, "sign a message with a DKIM key, or print the DNS record to publish"},
     {"smtp-send", cmd_smtp_send, "send message files through an SMTP account (a connection check)"},
+    {"imap-check", cmd_imap_check, "log in to an account's mailbox: folder status, or save a copy in Sent"},
 };
 
 static void usage(FILE *f)

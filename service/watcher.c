@@ -326,15 +326,15 @@ void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg,
     w->token_arg = arg;
 }
 
-static int box_setup(struct watcher *w, struct box *b, const struct config_account *a, char *err, size_t errlen)
+int watcher_imap_account(const struct config *cfg, const struct config_account *a, struct imap_account *x,
+                         char **password, char *err, size_t errlen)
 {
-    static const char *const inbox_only[] = {"INBOX", NULL};
-    const struct config *cfg = w->srv->cfg;
-    b->w = w;
-    b->cfg = a;
-    b->email = a->email;
-    b->folders = a->folders && a->folders[0] ? a->folders : (char **)inbox_only;
-    struct imap_account *x = &b->acct;
+    memset(x, 0, sizeof *x);
+    *password = NULL;
+    if (!a->imap) {
+        snprintf(err, errlen, "account %s has no 'imap' URL", a->email);
+        return -1;
+    }
     x->url = a->imap;
     if (a->tls && strcmp(a->tls, "none") != 0 && strcmp(a->tls, "required") != 0) {
         snprintf(err, errlen, "account %s: tls must be 'none' (test servers only) or left out", a->email);
@@ -354,17 +354,30 @@ static int box_setup(struct watcher *w, struct box *b, const struct config_accou
     x->idle_timeout_s = 2 * a->watch_interval + 60;
     if (!a->auth || strcmp(a->auth, "password") == 0) {
         x->auth = IMAP_AUTH_PASSWORD;
-        if (secret_account_password(a, &b->password, err, errlen) < 0)
+        if (secret_account_password(a, password, err, errlen) < 0)
             return -1;
-        x->password = b->password;
+        x->password = *password;
     } else if (strcmp(a->auth, "xoauth2") == 0) {
-        x->auth = IMAP_AUTH_XOAUTH2;
-        x->bearer = box_bearer;
-        x->bearer_arg = b;
+        x->auth = IMAP_AUTH_XOAUTH2; /* the caller sets bearer */
     } else {
-        snprintf(err, errlen, "account %s: watching its mailbox needs a login (auth: password or xoauth2)",
-                 a->email);
+        snprintf(err, errlen, "account %s: IMAP needs a login (auth: password or xoauth2)", a->email);
         return -1;
+    }
+    return 0;
+}
+
+static int box_setup(struct watcher *w, struct box *b, const struct config_account *a, char *err, size_t errlen)
+{
+    static const char *const inbox_only[] = {"INBOX", NULL};
+    b->w = w;
+    b->cfg = a;
+    b->email = a->email;
+    b->folders = a->folders && a->folders[0] ? a->folders : (char **)inbox_only;
+    if (watcher_imap_account(w->srv->cfg, a, &b->acct, &b->password, err, errlen) < 0)
+        return -1;
+    if (b->acct.auth == IMAP_AUTH_XOAUTH2) {
+        b->acct.bearer = box_bearer;
+        b->acct.bearer_arg = b;
     }
     return 0;
 }
@@ -1130,10 +1143,26 @@ static void on_cu_closed(void *arg)
     on_part_closed(arg);
 }
 
+static void on_released(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)res; /* not given up: they expire in LEASE_TTL_S */
+    struct watcher *w = arg;
+    w->outstanding--;
+    maybe_free(w);
+}
+
 void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg)
 {
     if (w->closing)
         return;
+    /* a clean stop gives the mailboxes up at once: another replica takes
+     * them at its next renewal instead of after the expiry */
+    if (db_ready(w)) {
+        const char *p[1] = {w->replica};
+        if (db_query(w->srv->db, "SELECT relance_watch_release($1)", 1, p, on_released, w) == 0)
+            w->outstanding++;
+    }
     w->closing = 1;
     w->on_closed = on_closed;
     w->closed_arg = arg;

@@ -71,9 +71,21 @@ int watcher_save_sent(struct watcher *w, const char *account_email, const char *
                       void (*cb)(void *arg, int status), void *arg) __attribute__((warn_unused_result));
 
 /* Stops: passes in flight are abandoned (their progress is in the
- * database), pending callbacks fire with -ECANCELED, connections close.
- * on_closed fires once everything is closed; w is freed then. */
+ * database), pending callbacks fire with -ECANCELED, connections close,
+ * and the mailbox leases are given up (a query: keep the database open
+ * until on_closed, or close it, which ends that query). on_closed fires
+ * once everything is closed; w is freed then. */
 void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg);
+
+/* How to log in to account's mailbox, from the configuration: URL, TLS
+ * (tls: none only on imap://), username (else the address), CA file
+ * (the account's, else the top-level one) and the password, read into
+ * *password (the caller frees it with secret_free; NULL for xoauth2,
+ * whose bearer the caller sets). Returns 0, or -1 with a reason in err
+ * naming the account, never the secret. */
+struct imap_account;
+int watcher_imap_account(const struct config *cfg, const struct config_account *account, struct imap_account *out,
+                         char **password, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* ---- pure parts, exposed for tests ------------------------------------ */
 

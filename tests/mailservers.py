@@ -278,7 +278,7 @@ class MailServers:
 
     def imap_logins(self, email=None):
         """IMAP logins seen in Dovecot's log (of one user when email)."""
-        users = re.findall(r"imap-login: Login: user=<([^>]*)>", self.dovecot_log_text())
+        users = re.findall(r"imap-login: (?:Info: )?Login: user=<([^>]*)>", self.dovecot_log_text())
         return len([u for u in users if email is None or u.lower() == email.lower()])
 
     def imap_bytes_out(self, email=None):
