@@ -51,6 +51,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv);
 int cmd_accounts(struct cli *cli, int argc, char **argv);
 int cmd_enrollments(struct cli *cli, int argc, char **argv);
 int cmd_messages(struct cli *cli, int argc, char **argv);
+int cmd_stats(struct cli *cli, int argc, char **argv);
 /* pause, resume and stop: argv[0] says which. */
 int cmd_pause(struct cli *cli, int argc, char **argv);
 int cmd_next_send_time(struct cli *cli, int argc, char **argv);
@@ -58,5 +59,6 @@ int cmd_classify(struct cli *cli, int argc, char **argv);
 int cmd_lint(struct cli *cli, int argc, char **argv);
 int cmd_dkim_sign(struct cli *cli, int argc, char **argv);
 int cmd_smtp_send(struct cli *cli, int argc, char **argv);
+int cmd_imap_check(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -88,6 +88,7 @@ static const struct field top_fields[] = {
     {"transport", F_STR, CFG(transport), NULL},
     {"capture_dir", F_STR, CFG(capture_dir), NULL},
     {"tls_ca_file", F_STR, CFG(tls_ca_file), NULL},
+    {"imap_max_connections", F_INT, CFG(imap_max_connections), NULL},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
     {NULL, F_STR, 0, NULL},
@@ -488,6 +489,8 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "log_format must be 'text' or 'json', not '%s'", cfg->log_format);
     if (strcmp(cfg->transport, "smtp") != 0 && strcmp(cfg->transport, "capture") != 0)
         return fail_at(p, NULL, "transport must be 'smtp' or 'capture', not '%s'", cfg->transport);
+    if (cfg->imap_max_connections < 1)
+        return fail_at(p, NULL, "imap_max_connections must be at least 1");
     return 0;
 }
 
@@ -502,6 +505,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     }
     if (name && !(cfg->path = strdup(name)))
         goto fail;
+    cfg->imap_max_connections = 20;
     if (buf) {
         struct yerror yerr;
         if (ytree_parse(buf, len, &root, &yerr) < 0) {

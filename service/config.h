@@ -55,6 +55,7 @@ struct config {
     char *transport;           /* "smtp" or "capture" */
     char *capture_dir;
     char *tls_ca_file;
+    long imap_max_connections; /* pool-wide cap on open IMAP connections (default 20) */
     struct config_pool *pools;
     size_t n_pools;
     struct config_dkim *dkim;

@@ -29,12 +29,14 @@ static const struct command commands[] = {
     {"enroll", cmd_enroll, "enroll contacts into a sequence"},
     {"enrollments", cmd_enrollments, "show a contact's enrollments: state, next send time and why"},
     {"messages", cmd_messages, "list messages by state (sent, deferred, bounced, unknown...)"},
+    {"stats", cmd_stats, "per step and variant: sent, replied, auto-replied, bounced, reply rate"},
     {"pause", cmd_pause, "pause an enrollment, a contact or a whole sequence"},
     {"resume", cmd_pause, "resume what was paused (every send gate is checked again)"},
     {"stop", cmd_pause, "stop an enrollment, a contact or a whole sequence for good"},
     {"version", cmd_version, "print relance's version"},
     {"dkim-sign", cmd_dkim_sign, "sign a message with a DKIM key, or print the DNS record to publish"},
     {"smtp-send", cmd_smtp_send, "send message files through an SMTP account (a connection check)"},
+    {"imap-check", cmd_imap_check, "log in to an account's mailbox: folder status, or save a copy in Sent"},
 };
 
 static void usage(FILE *f)

@@ -9,8 +9,10 @@
 #include "migrate.h"
 #include "clock.h"
 #include "scheduler.h"
+#include "watcher.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -30,13 +32,17 @@ static void on_part_closed(void *arg)
     srv->pending_closes--;
 }
 
-static void server_stop(struct server *srv, const char *why)
+#define STOP_WATCHER_DEADLINE_MS 3000
+
+/* Everything but the watcher: own handles, the scheduler, the database,
+ * the HTTP listener. */
+static void server_stop_rest(struct server *srv)
 {
-    if (srv->stopping)
+    if (srv->stopping_rest)
         return;
-    srv->stopping = 1;
-    log_event(LOG_INFO, "serve", "stopping", "reason", why, NULL);
-    uv_handle_t *own[] = {(uv_handle_t *)&srv->sigint, (uv_handle_t *)&srv->sigterm, (uv_handle_t *)&srv->tick};
+    srv->stopping_rest = 1;
+    uv_handle_t *own[] = {(uv_handle_t *)&srv->sigint, (uv_handle_t *)&srv->sigterm, (uv_handle_t *)&srv->sigusr1,
+                          (uv_handle_t *)&srv->tick};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         srv->pending_closes++;
         uv_close(own[i], on_closed);
@@ -60,9 +66,78 @@ static void server_stop(struct server *srv, const char *why)
     }
 }
 
+static void on_watcher_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+    server_stop_rest(srv);
+}
+
+static void on_stop_deadline(uv_timer_t *t)
+{
+    server_stop_rest(t->data); /* the database's close ends the watcher's last query */
+}
+
+/* The watcher first: it gives its mailbox leases up through the database,
+ * which stays open until it is done (at most STOP_WATCHER_DEADLINE_MS);
+ * then the rest. */
+static void server_stop(struct server *srv, const char *why)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    log_event(LOG_INFO, "serve", "stopping", "reason", why, NULL);
+    if (srv->watcher) {
+        struct watcher *w = srv->watcher;
+        srv->watcher = NULL;
+        srv->pending_closes++;
+        uv_timer_start(&srv->tick, on_stop_deadline, STOP_WATCHER_DEADLINE_MS, 0);
+        watcher_close(w, on_watcher_closed, srv);
+        return;
+    }
+    server_stop_rest(srv);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+struct check_request {
+    char account[320];
+};
+
+static void on_checked(void *arg, int changed)
+{
+    struct check_request *r = arg;
+    char n[16];
+    snprintf(n, sizeof n, "%d", changed);
+    if (changed >= 0)
+        log_event(LOG_INFO, "serve", "mailbox checked on request", "account", r->account, "new_messages", n, NULL);
+    else
+        log_event(LOG_WARN, "serve", "mailbox check on request failed", "account", r->account, "error",
+                  strerror(-changed), NULL);
+    free(r);
+}
+
+/* SIGUSR1: every mailbox this replica watches is checked at once (a pass
+ * that starts now), as the scheduler does before a follow-up. */
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct server *srv = s->data;
+    if (!srv->watcher)
+        return;
+    for (size_t i = 0; i < srv->cfg->n_pools; i++)
+        for (size_t k = 0; k < srv->cfg->pools[i].n_accounts; k++) {
+            const struct config_account *a = &srv->cfg->pools[i].accounts[k];
+            struct check_request *r = a->imap ? calloc(1, sizeof *r) : NULL;
+            if (!r)
+                continue;
+            snprintf(r->account, sizeof r->account, "%s", a->email);
+            if (watcher_check_now(srv->watcher, a->email, on_checked, r) < 0)
+                free(r); /* not leased here, or closing: nothing to say */
+        }
 }
 
 static void on_migrations(struct db *db, const PGresult *res, void *arg)
@@ -84,6 +159,9 @@ static void on_migrations(struct db *db, const PGresult *res, void *arg)
         log_event(LOG_INFO, "serve", "ready", NULL);
         if (srv->scheduler)
             scheduler_db_up(srv->scheduler);
+        /* after the scheduler's: its account sync is queued first */
+        if (srv->watcher)
+            watcher_db_up(srv->watcher);
     }
     else if (!srv->migrated && was)
         log_event(LOG_WARN, "serve", "not ready", "reason", srv->not_ready, NULL);
@@ -152,7 +230,11 @@ static int usage(void)
            "Runs the service in the foreground until SIGINT or SIGTERM: connects to\n"
            "PostgreSQL (reconnecting with backoff), serves the HTTP API on http.listen\n"
            "(RELANCE_HTTP_LISTEN; default 127.0.0.1:8080) with GET /healthz and\n"
-           "GET /readyz (200 only while the database is connected and migrated).\n");
+           "GET /readyz (200 only while the database is connected and migrated).\n"
+           "With transport smtp, sends due steps through the accounts' SMTP servers\n"
+           "and watches the mailboxes of accounts with an imap URL for replies,\n"
+           "auto-replies and bounces (every watch_interval; one replica per mailbox).\n"
+           "SIGUSR1 checks every mailbox this replica watches at once.\n");
     return CLI_OK;
 }
 
@@ -188,10 +270,12 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
 
     uv_signal_init(&loop, &srv.sigint);
     uv_signal_init(&loop, &srv.sigterm);
+    uv_signal_init(&loop, &srv.sigusr1);
     uv_timer_init(&loop, &srv.tick);
-    srv.sigint.data = srv.sigterm.data = srv.tick.data = &srv;
+    srv.sigint.data = srv.sigterm.data = srv.sigusr1.data = srv.tick.data = &srv;
     uv_signal_start(&srv.sigint, on_signal, SIGINT);
     uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv.sigusr1, on_sigusr1, SIGUSR1);
     uv_timer_start(&srv.tick, on_tick, TICK_MS, TICK_MS);
 
     srv.http = http_new(&loop, cfg->http_listen, api_handle, &srv, err, sizeof err);
@@ -205,7 +289,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         if (srv.db)
             db_set_notify(srv.db, on_notify);
         srv.scheduler = scheduler_new(&srv, err, sizeof err);
-        if (!srv.scheduler) {
+        if (srv.scheduler && watcher_wanted(cfg))
+            srv.watcher = watcher_new(&srv, err, sizeof err);
+        if (!srv.scheduler || (watcher_wanted(cfg) && !srv.watcher)) {
             fprintf(stderr, "relance: %s\n", err);
             rc = CLI_ERROR;
             server_stop(&srv, "startup failed");

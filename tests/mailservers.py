@@ -10,7 +10,11 @@ describes, and tears both down when the test ends however it ends:
   (smtpd_sasl_type = dovecot); every accepted message goes to Dovecot's
   LMTP, which stores it in a Maildir per address (catch-all: any address at
   any domain has a mailbox).
-- Dovecot IMAP: `imap_port` (STARTTLS offered) and `imaps_port`.
+- Dovecot IMAP: `imap_port` (STARTTLS offered) and `imaps_port`, with
+  special-use folders Sent (\\Sent) and Junk (\\Junk) created for every
+  user. stop_imap()/start_imap() take Dovecot away and bring it back on the
+  same ports; reset_uidvalidity() makes a mailbox's UIDVALIDITY change.
+  imap_logins() and imap_bytes_out() read Dovecot's log.
 - Users (for AUTH and IMAP login) come from a passwd-file: the `users`
   argument or add_user(); the file is re-read by Dovecot, so users may be
   added while the servers run.
@@ -204,6 +208,39 @@ class MailServers:
                 pass
         return out
 
+    def folder_files(self, email, folder="INBOX"):
+        """Paths of the message files of a folder (new/ and cur/)."""
+        md = self.maildir(email)
+        if folder != "INBOX":
+            md = os.path.join(md, "." + folder.replace("/", "."))
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(md, sub)
+            try:
+                out += [os.path.join(d, n) for n in sorted(os.listdir(d))]
+            except FileNotFoundError:
+                pass
+        return out
+
+    def flags(self, path):
+        """The Maildir flags of a message file ("" for none; "S" is \\Seen)."""
+        base = os.path.basename(path)
+        return base.split(":2,", 1)[1] if ":2," in base else ""
+
+    def find_file(self, email, needle, folder="INBOX"):
+        """The current path of the message whose bytes contain needle (it
+        moves from new/ to cur/ when a client selects the folder)."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        for p in self.folder_files(email, folder):
+            try:
+                with open(p, "rb") as f:
+                    if needle in f.read():
+                        return p
+            except FileNotFoundError:
+                pass
+        return None
+
     def wait_for(self, email, n, timeout=10):
         """Waits until email's INBOX holds at least n messages; returns them."""
         deadline = time.time() + timeout
@@ -244,6 +281,19 @@ class MailServers:
                     os.chown(t, self._mail_uid, self._mail_gid)
 
     # ---- logs
+
+    def imap_logins(self, email=None):
+        """IMAP logins seen in Dovecot's log (of one user when email)."""
+        users = re.findall(r"imap-login: (?:Info: )?Login: user=<([^>]*)>", self.dovecot_log_text())
+        return len([u for u in users if email is None or u.lower() == email.lower()])
+
+    def imap_bytes_out(self, email=None):
+        """Bytes Dovecot sent over the IMAP sessions that have ended."""
+        total = 0
+        for user, out in re.findall(r"imap\(([^)]*)\).*?Disconnected.*?\bout=(\d+)", self.dovecot_log_text()):
+            if email is None or user.lower() == email.lower():
+                total += int(out)
+        return total
 
     def smtp_log(self):
         try:
@@ -342,6 +392,18 @@ auth_username_format = %Lu
 auth_failure_delay = 0
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = subscribe
+  }}
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dv}/passwd
@@ -573,6 +635,31 @@ postlog unix-dgram n - n - 1 postlogd
         pid = self._postfix_pid or _read_pid(os.path.join(self.dir, "q", "pid", "master.pid"))
         _kill_group(pid)
         self._postfix_pid = None
+
+    def stop_imap(self):
+        """Kills Dovecot at once: IMAP connections drop, the ports close
+        (delivery and SMTP AUTH stop too until start_imap)."""
+        _kill_group(self._dovecot_pid or _read_pid(os.path.join(self.dv, "run", "master.pid")))
+        self._dovecot_pid = None
+
+    def start_imap(self):
+        """Starts Dovecot again on the same ports."""
+        self._start_dovecot()
+        for port in (self.imap_port, self.imaps_port):
+            if not _wait_listening(port, 10):
+                raise RuntimeError(f"Dovecot is not listening on {port}:\n{self.dovecot_log_text()}")
+
+    def reset_uidvalidity(self, email):
+        """Makes email's INBOX get a new UIDVALIDITY (and renumbered UIDs), as
+        a restored or rebuilt mailbox does: Dovecot stops, its UID list and
+        indexes go, Dovecot starts again."""
+        self.stop_imap()
+        md = self.maildir(email)
+        for n in os.listdir(md):
+            if n == "dovecot-uidlist" or n.startswith("dovecot.index"):
+                os.unlink(os.path.join(md, n))
+        time.sleep(1.1)  # UIDVALIDITY is a time in seconds: make it differ
+        self.start_imap()
 
     def stop(self):
         if not self._started:

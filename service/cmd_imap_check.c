@@ -1,0 +1,227 @@
+/* cmd_imap_check: `relance imap-check`, the operator's "can relance read
+ * this mailbox?" check and the integration tests' entry to the IMAP
+ * client outside `relance serve`.
+ *
+ * Logs in as a configured account (its imap URL, TLS, CA file and
+ * secret, as the watcher does), prints STATUS (UIDNEXT UIDVALIDITY) of
+ * each watched folder — read-only, nothing is selected or flagged — and
+ * with --append saves a message file into the account's Sent folder (the
+ * folder save_sent uses). Owns the command line, the file and the loop's
+ * lifetime; the IMAP is imap.c's. Never prints the password. */
+#include "accounts.h"
+#include "cli.h"
+#include "curl_uv.h"
+#include "imap.h"
+#include "secret.h"
+#include "watcher.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MESSAGE_MAX (32u << 20)
+
+struct run {
+    struct imap *imap;
+    char **folders;
+    size_t next;
+    const char *append_path;
+    char *msg;
+    size_t len;
+    int appending;
+    int failed;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: relance imap-check ACCOUNT [--folder NAME]... [--append FILE]\n"
+               "\n"
+               "Logs in to the IMAP mailbox of ACCOUNT (a configured sender account with an\n"
+               "imap URL, its credentials and TLS settings) and prints, for each folder it\n"
+               "watches (or each --folder):\n"
+               "  FOLDER<TAB>uidnext=N<TAB>uidvalidity=N\n"
+               "Nothing is selected, read or flagged. With --append, also saves FILE (a whole\n"
+               "RFC 5322 message; line ends become CRLF) into the account's Sent folder,\n"
+               "found by its \\Sent special-use flag, else named Sent, and prints\n"
+               "  appended<TAB>FOLDER<TAB>special-use|by-name\n"
+               "Exits 0 when everything worked, 1 otherwise (the server's words on stderr).\n");
+}
+
+static void step(struct run *r);
+
+static void on_reply(struct imap *im, const struct imap_reply *rep, void *arg)
+{
+    (void)im;
+    struct run *r = arg;
+    if (rep->status < 0) {
+        fprintf(stderr, "relance: %s: %s\n", r->appending ? "append" : r->folders[r->next - 1], rep->text);
+        r->failed = 1;
+        return; /* stop at the first failure */
+    }
+    if (r->appending == 1) { /* the folder list */
+        static char folder[512];
+        snprintf(folder, sizeof folder, "%s", rep->folder);
+        r->appending = 2;
+        int rc = imap_append(r->imap, folder, r->msg, r->len, on_reply, r);
+        if (rc < 0) {
+            fprintf(stderr, "relance: cannot append: %s\n", strerror(-rc));
+            r->failed = 1;
+            return;
+        }
+        printf("appended\t%s\t%s\n", folder, rep->special_use ? "special-use" : "by-name");
+        return;
+    }
+    if (r->appending == 2)
+        return;
+    printf("%s\tuidnext=%lu\tuidvalidity=%lu\n", r->folders[r->next - 1], (unsigned long)rep->uidnext,
+           (unsigned long)rep->uidvalidity);
+    step(r);
+}
+
+static void step(struct run *r)
+{
+    int rc;
+    if (r->folders[r->next]) {
+        rc = imap_status(r->imap, r->folders[r->next++], on_reply, r);
+    } else if (r->append_path && !r->appending) {
+        r->appending = 1;
+        rc = imap_sent_folder(r->imap, on_reply, r);
+    } else {
+        return;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "relance: cannot start an IMAP command: %s\n", strerror(-rc));
+        r->failed = 1;
+    }
+}
+
+/* The file with CRLF line ends. */
+static char *read_message(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *out = NULL;
+    size_t n = 0, cap = 0;
+    int c, prev = 0;
+    while ((c = fgetc(f)) != EOF) {
+        if (n + 3 > cap) {
+            cap = cap ? cap * 2 : 4096;
+            char *grown = cap > MESSAGE_MAX ? NULL : realloc(out, cap);
+            if (!grown) {
+                free(out);
+                fclose(f);
+                return NULL;
+            }
+            out = grown;
+        }
+        if (c == '\n' && prev != '\r')
+            out[n++] = '\r';
+        out[n++] = (char)c;
+        prev = c;
+    }
+    fclose(f);
+    *len = n;
+    return out;
+}
+
+static void on_closed(void *arg)
+{
+    *(int *)arg = 1;
+}
+
+int cmd_imap_check(struct cli *cli, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    const char *account = NULL, *append = NULL;
+    char **folders = calloc((size_t)argc + 1, sizeof *folders);
+    size_t n_folders = 0;
+    if (!folders)
+        return cli_fail(CLI_ERROR, "out of memory");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--folder") == 0 && i + 1 < argc) {
+            folders[n_folders++] = argv[++i];
+        } else if (strcmp(argv[i], "--append") == 0 && i + 1 < argc) {
+            append = argv[++i];
+        } else if (argv[i][0] != '-' && !account) {
+            account = argv[i];
+        } else {
+            free(folders);
+            usage(stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (!account) {
+        free(folders);
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    struct config *cfg = cli_config(cli);
+    const struct config_account *a = cfg ? accounts_find(cfg, account) : NULL;
+    if (!a) {
+        free(folders);
+        return cfg ? cli_fail(CLI_ERROR, "no account %s in the configuration", account) : CLI_ERROR;
+    }
+    if (!n_folders) {
+        static char inbox[] = "INBOX";
+        for (size_t i = 0; a->folders && a->folders[i]; i++)
+            folders[n_folders++] = a->folders[i];
+        if (!n_folders)
+            folders[n_folders++] = inbox;
+    }
+    struct run r = {0};
+    r.folders = folders;
+    r.append_path = append;
+    if (append && !(r.msg = read_message(append, &r.len))) {
+        free(folders);
+        return cli_fail(CLI_ERROR, "cannot read %s", append);
+    }
+    struct imap_account acct;
+    char *password = NULL, err[512];
+    if (watcher_imap_account(cfg, a, &acct, &password, err, sizeof err) < 0) {
+        free(folders);
+        free(r.msg);
+        return cli_fail(CLI_ERROR, "%s", err);
+    }
+    if (acct.auth == IMAP_AUTH_XOAUTH2) {
+        free(folders);
+        free(r.msg);
+        return cli_fail(CLI_ERROR, "account %s uses xoauth2: imap-check cannot fetch OAuth2 tokens yet", a->email);
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        secret_free(password);
+        free(folders);
+        free(r.msg);
+        return cli_fail(CLI_ERROR, "cannot initialise libcurl");
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct curl_uv *cu = curl_uv_new(&loop);
+    r.imap = cu ? imap_new(cu, &acct) : NULL;
+    int closed = 0, rc = CLI_OK;
+    if (!r.imap) {
+        fprintf(stderr, "relance: cannot set up the IMAP client for %s\n", a->email);
+        rc = CLI_ERROR;
+    } else {
+        step(&r);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (r.failed)
+            rc = CLI_ERROR;
+    }
+    imap_close(r.imap);
+    if (cu) {
+        curl_uv_close(cu, on_closed, &closed);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    if (uv_loop_close(&loop) != 0)
+        rc = CLI_ERROR;
+    curl_global_cleanup();
+    secret_free(password);
+    free(folders);
+    free(r.msg);
+    return rc;
+}

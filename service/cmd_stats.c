@@ -1,0 +1,169 @@
+/* cmd_stats: `relance stats SEQUENCE [--since DATE] [--json]`.
+ *
+ * It owns the command-line face of a sequence's results: per step and
+ * A/B variant, how many messages went out and how many got a reply, an
+ * auto-reply, a hard bounce or an unsubscribe request, and the reply
+ * rate, as an aligned table or one JSON document. What counts is SQL's
+ * (relance_stats and relance_stats_json in sql/008_inbound.sql, on the
+ * detection events the mailbox watcher writes); this file checks the
+ * arguments and lays the rows out. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { COL_STEP, COL_POSITION, COL_VARIANT, COL_SENT, COL_REPLIED, COL_AUTO, COL_BOUNCED, COL_UNSUB, COL_N };
+
+static const char *const headers[COL_N] = {"step",    "position", "variant", "sent",
+                                           "replied", "auto-replied", "bounced", "unsubscribed"};
+
+static int usage(FILE *f, int code)
+{
+    fprintf(f, "usage: relance stats SEQUENCE [--since DATE] [--json]\n"
+               "\n"
+               "Per step and A/B variant (A is the first variant in the file, '-' a step\n"
+               "without variants), over every version of the sequence: messages sent,\n"
+               "replied, auto-replied, bounced (hard, at sending or as a returned message),\n"
+               "unsubscribed, and the reply rate (replied / sent). A reply counts for the\n"
+               "message it answers. --since DATE (YYYY-MM-DD, UTC) keeps the messages sent\n"
+               "from that day on; their replies count whenever they came. --json prints one\n"
+               "JSON document with the same figures.\n");
+    return code;
+}
+
+/* YYYY-MM-DD with digits where digits go; PostgreSQL then refuses a
+ * day that does not exist. */
+static int date_shaped(const char *s)
+{
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return 0;
+    return 1;
+}
+
+static void print_error(const PGresult *r)
+{
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    fprintf(stderr, "relance: stats: %s\n", msg ? msg : PQresultErrorMessage(r));
+    if (hint)
+        fprintf(stderr, "relance: %s\n", hint);
+}
+
+/* The text of one cell as the table shows it: the variant as a letter,
+ * the total row's step as "total". */
+static const char *cell(const PGresult *r, int row, int col, char *tmp, size_t len)
+{
+    if (col == COL_STEP && PQgetisnull(r, row, col))
+        return "total";
+    if (col == COL_VARIANT) {
+        if (PQgetisnull(r, row, col))
+            return "-";
+        long v = strtol(PQgetvalue(r, row, col), NULL, 10);
+        if (v >= 0 && v < 26)
+            snprintf(tmp, len, "%c", (char)('A' + v));
+        else
+            snprintf(tmp, len, "%ld", v + 1);
+        return tmp;
+    }
+    return PQgetisnull(r, row, col) ? "-" : PQgetvalue(r, row, col);
+}
+
+static void reply_rate(const PGresult *r, int row, char *out, size_t len)
+{
+    long sent = strtol(PQgetvalue(r, row, COL_SENT), NULL, 10);
+    long replied = strtol(PQgetvalue(r, row, COL_REPLIED), NULL, 10);
+    if (sent > 0)
+        snprintf(out, len, "%.1f%%", 100.0 * (double)replied / (double)sent);
+    else
+        snprintf(out, len, "-");
+}
+
+/* Columns sized to their widest cell; text left, figures right. The
+ * position column is for --json and ordering only. */
+static void print_table(const char *sequence, const char *since, const PGresult *r)
+{
+    int n = PQntuples(r);
+    size_t w[COL_N + 1];
+    char tmp[32];
+    for (int c = 0; c < COL_N; c++)
+        w[c] = strlen(headers[c]);
+    w[COL_N] = strlen("reply rate");
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < COL_N; c++) {
+            size_t l = strlen(cell(r, i, c, tmp, sizeof tmp));
+            if (l > w[c])
+                w[c] = l;
+        }
+        reply_rate(r, i, tmp, sizeof tmp);
+        if (strlen(tmp) > w[COL_N])
+            w[COL_N] = strlen(tmp);
+    }
+    if (since)
+        printf("%s: messages sent since %s (UTC)\n", sequence, since);
+    else
+        printf("%s: all messages sent\n", sequence);
+    for (int c = 0; c < COL_N; c++) {
+        if (c == COL_POSITION)
+            continue;
+        printf(c <= COL_VARIANT ? "%-*s  " : "%*s  ", (int)w[c], headers[c]);
+    }
+    printf("%*s\n", (int)w[COL_N], "reply rate");
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < COL_N; c++) {
+            if (c == COL_POSITION)
+                continue;
+            printf(c <= COL_VARIANT ? "%-*s  " : "%*s  ", (int)w[c], cell(r, i, c, tmp, sizeof tmp));
+        }
+        reply_rate(r, i, tmp, sizeof tmp);
+        printf("%*s\n", (int)w[COL_N], tmp);
+    }
+}
+
+int cmd_stats(struct cli *cli, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv))
+        return usage(stdout, CLI_OK);
+    const char *sequence = NULL, *since = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc)
+            since = argv[++i];
+        else if (strncmp(argv[i], "--since=", 8) == 0)
+            since = argv[i] + 8;
+        else if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (argv[i][0] != '-' && !sequence)
+            sequence = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "stats: unexpected argument '%s' (see relance stats --help)", argv[i]);
+    }
+    if (!sequence)
+        return usage(stderr, CLI_USAGE);
+    if (since && !date_shaped(since))
+        return cli_fail(CLI_ERROR, "stats: --since takes a date written YYYY-MM-DD, not '%s'", since);
+    PGconn *conn = cli_db_connect(cli, 1);
+    if (!conn)
+        return CLI_ERROR;
+    const char *p[2] = {sequence, since};
+    PGresult *r = json ? PQexecParams(conn, "SELECT jsonb_pretty(relance_stats_json($1, $2::date))", 2, NULL, p,
+                                      NULL, NULL, 0)
+                       : PQexecParams(conn,
+                                      "SELECT * FROM relance_stats($1, $2::date::timestamp AT TIME ZONE 'UTC')", 2,
+                                      NULL, p, NULL, NULL, 0);
+    int rc = CLI_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        print_error(r);
+        rc = CLI_ERROR;
+    } else if (json) {
+        printf("%s\n", PQgetvalue(r, 0, 0));
+    } else {
+        print_table(sequence, since, r);
+    }
+    PQclear(r);
+    PQfinish(conn);
+    return rc;
+}

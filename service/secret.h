@@ -1,0 +1,23 @@
+/* secret: an account's password, read from where the configuration says
+ * it is (password_env: an environment variable; password_file: the first
+ * line of a file). Used by every part that logs in as an account (the
+ * SMTP pool, the mailbox watcher). The secret is never logged and never
+ * copied into an error message; callers wipe it with secret_free. */
+#ifndef RELANCE_SECRET_H
+#define RELANCE_SECRET_H
+
+#include "config.h"
+
+#include <stddef.h>
+
+/* Sets *out to a malloc'd copy of account's password. Returns 0, or -1
+ * with a reason in err that names the account and the variable or file,
+ * never the secret (unset variable, unreadable file, neither configured,
+ * out of memory). */
+int secret_account_password(const struct config_account *account, char **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Overwrites s with zeros and frees it; NULL is fine. */
+void secret_free(char *s);
+
+#endif

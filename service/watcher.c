@@ -1,0 +1,1190 @@
+/* watcher: the mailbox leases, the per-mailbox pass state machine and the
+ * glue from fetched bytes to relance_inbound. It owns one curl_uv (the
+ * IMAP pool, capped), one box per watched account (its secret, its
+ * imap_account, its pass), the lease and tick timers, and the waiters of
+ * watcher_check_now and watcher_save_sent. The IMAP protocol is imap.c's,
+ * what a message is classify.c's, what it does sql/008's; where a folder
+ * was left is sql/009's. Passes are one task per box at a time; at most
+ * imap_max_connections boxes run a task at once, and a box's imap channel
+ * (with its receive buffer) exists only while it runs one, so memory stays
+ * flat with a thousand accounts while connections stay cached in the
+ * multi for the next pass. */
+#include "watcher.h"
+
+#include "clock.h"
+#include "curl_uv.h"
+#include "db.h"
+#include "imap.h"
+#include "log.h"
+#include "mime.h"
+#include "secret.h"
+#include "serve.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define LEASE_TTL_S 30
+#define LEASE_EVERY_MS 5000
+#define TICK_MS 100
+#define MAX_PER_PASS 200        /* messages fetched in one pass; the rest next pass, at once */
+#define BACKOFF_MAX_MS 60000
+#define REFS_MAX 64
+
+struct waiter {
+    struct waiter *next;
+    void (*cb)(void *arg, int changed);
+    void *arg;
+};
+
+struct sent_job {
+    struct sent_job *next;
+    char *msg;
+    size_t len;
+    void (*cb)(void *arg, int status);
+    void *arg;
+};
+
+enum task { TASK_NONE, TASK_PASS, TASK_SENT };
+
+struct box {
+    struct watcher *w;
+    const struct config_account *cfg;
+    char *email;
+    char *password;
+    char **folders;             /* the account's, or {"INBOX", NULL} */
+    int own_folders;
+    struct imap_account acct;
+    struct imap *imap;          /* while a task runs */
+    int leased;
+    enum task task;
+    uint64_t next_ms;           /* uv_now when the next pass is due */
+    double last_check;          /* clock_now() of the last successful STATUS; 0 none */
+    int failures;               /* passes failed in a row */
+    char last_error[IMAP_TEXT_MAX];
+    /* the pass */
+    size_t folder_i;
+    uint32_t uidvalidity, uidnext;
+    int since_used;             /* a bounded rescan: the folder is read to uidnext - 1 after */
+    uint32_t *todo;
+    size_t n_todo, i_todo;
+    int more;                   /* MAX_PER_PASS cut the pass short */
+    int processed;
+    int db_busy;                /* a query of this box is in flight */
+    struct waiter *waiting;     /* check_now callers for the next pass */
+    struct waiter *in_pass;     /* ... for this one */
+    /* Sent copies */
+    struct sent_job *sent_head, *sent_tail;
+    char sent_folder[512];
+};
+
+struct watcher {
+    struct server *srv;
+    struct curl_uv *cu;
+    struct box *boxes;
+    size_t n_boxes;
+    size_t active;              /* boxes running a task */
+    size_t max_active;
+    uv_timer_t tick, lease_timer;
+    char replica[96];
+    int db_up;
+    int leasing;                /* a lease query is in flight */
+    int closing;
+    int pending;                /* handles and parts still closing */
+    size_t outstanding;         /* db queries in flight */
+    const char *(*token)(void *arg, const char *account);
+    void *token_arg;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+};
+
+static void box_next_folder(struct box *b);
+static void box_task_end(struct box *b, int status);
+static void sent_next(struct box *b);
+static void maybe_free(struct watcher *w);
+
+/* ======================================================================
+ * Pure parts
+ * ====================================================================== */
+
+/* Appends s (len n) to *buf as one quoted array element. */
+static int array_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n, int lower)
+{
+    size_t need = *len + 2 * n + 4;
+    if (need > *cap) {
+        size_t c = *cap ? *cap : 64;
+        while (c < need)
+            c *= 2;
+        char *grown = realloc(*buf, c);
+        if (!grown)
+            return -ENOMEM;
+        *buf = grown;
+        *cap = c;
+    }
+    char *p = *buf + *len;
+    if (*len > 1)
+        *p++ = ',';
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        char ch = lower ? (char)tolower((unsigned char)s[i]) : s[i];
+        if (ch == '"' || ch == '\\')
+            *p++ = '\\';
+        *p++ = ch;
+    }
+    *p++ = '"';
+    *p = '\0';
+    *len = (size_t)(p - *buf);
+    return 0;
+}
+
+static int array_close(char **buf, size_t *len, size_t *cap)
+{
+    if (*len + 2 > *cap) {
+        char *grown = realloc(*buf, *len + 2);
+        if (!grown)
+            return -ENOMEM;
+        *buf = grown;
+        *cap = *len + 2;
+    }
+    (*buf)[(*len)++] = '}';
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+static int array_open(char **buf, size_t *len, size_t *cap)
+{
+    *cap = 64;
+    *buf = malloc(*cap);
+    if (!*buf)
+        return -ENOMEM;
+    (*buf)[0] = '{';
+    (*buf)[1] = '\0';
+    *len = 1;
+    return 0;
+}
+
+/* The msg-ids (<...> without spaces) of a header value, in order. */
+static size_t msgids(const char *v, const char **starts, size_t *lens, size_t max)
+{
+    size_t n = 0;
+    for (const char *s = v ? strchr(v, '<') : NULL; s && n < max; s = strchr(s + 1, '<')) {
+        const char *e = strchr(s + 1, '>');
+        if (!e)
+            break;
+        size_t len = (size_t)(e - s - 1);
+        if (len > 0 && len < 500 && !memchr(s + 1, ' ', len) && !memchr(s + 1, '<', len)) {
+            starts[n] = s + 1;
+            lens[n] = len;
+            n++;
+            s = e;
+        }
+    }
+    return n;
+}
+
+/* The address of a From value: inside <...>, else the word with an @. */
+static void from_address(const char *v, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (!v)
+        return;
+    const char *b = NULL, *e = NULL;
+    const char *lt = strrchr(v, '<');
+    if (lt && strchr(lt, '>') && memchr(lt, '@', (size_t)(strchr(lt, '>') - lt))) {
+        b = lt + 1;
+        e = strchr(lt, '>');
+    } else {
+        const char *at = strchr(v, '@');
+        if (!at)
+            return;
+        b = at;
+        while (b > v && !isspace((unsigned char)b[-1]) && b[-1] != '<' && b[-1] != '"' && b[-1] != ',')
+            b--;
+        e = at;
+        while (*e && !isspace((unsigned char)*e) && *e != '>' && *e != ',' && *e != '(')
+            e++;
+    }
+    while (b < e && isspace((unsigned char)*b))
+        b++;
+    while (e > b && isspace((unsigned char)e[-1]))
+        e--;
+    size_t n = (size_t)(e - b);
+    if (n == 0 || n >= size)
+        return;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)b[i]);
+    out[n] = '\0';
+}
+
+static int seen_before(const char **starts, const size_t *lens, size_t n, const char *s, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lens[i] == len && memcmp(starts[i], s, len) == 0)
+            return 1;
+    return 0;
+}
+
+int watcher_inbound_read(const char *raw, size_t len, const struct classify_result *c, struct watcher_inbound *out)
+{
+    memset(out, 0, sizeof *out);
+    struct mime_headers h = {0};
+    size_t consumed = 0;
+    size_t rlen = 0, rcap = 0, tlen = 0, tcap = 0;
+    int rc = -ENOMEM;
+    if (mime_headers_parse(raw, len, &h, &consumed) < 0)
+        goto done;
+    const char *ids[1];
+    size_t id_lens[1];
+    if (msgids(mime_headers_get(&h, "Message-ID"), ids, id_lens, 1) == 1)
+        snprintf(out->message_id, sizeof out->message_id, "%.*s", (int)id_lens[0], ids[0]);
+    from_address(mime_headers_get(&h, "From"), out->from, sizeof out->from);
+
+    /* refs: classify's (the id our message had, read from a reply or a
+     * bounce's returned headers), In-Reply-To, References newest first */
+    const char *refs[REFS_MAX];
+    size_t ref_lens[REFS_MAX], n = 0;
+    if (c && c->message_id[0])
+        n += msgids(c->message_id, refs, ref_lens, 1);
+    const char *tmp[REFS_MAX];
+    size_t tmp_lens[REFS_MAX];
+    size_t k = msgids(mime_headers_get(&h, "In-Reply-To"), tmp, tmp_lens, REFS_MAX);
+    for (size_t i = 0; i < k && n < REFS_MAX; i++)
+        if (!seen_before(refs, ref_lens, n, tmp[i], tmp_lens[i])) {
+            refs[n] = tmp[i];
+            ref_lens[n++] = tmp_lens[i];
+        }
+    k = msgids(mime_headers_get(&h, "References"), tmp, tmp_lens, REFS_MAX);
+    for (size_t i = k; i-- > 0 && n < REFS_MAX;)
+        if (!seen_before(refs, ref_lens, n, tmp[i], tmp_lens[i])) {
+            refs[n] = tmp[i];
+            ref_lens[n++] = tmp_lens[i];
+        }
+    if (array_open(&out->refs, &rlen, &rcap) < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if (array_add(&out->refs, &rlen, &rcap, refs[i], ref_lens[i], 0) < 0)
+            goto done;
+    if (array_close(&out->refs, &rlen, &rcap) < 0)
+        goto done;
+
+    if (array_open(&out->recipients, &tlen, &tcap) < 0)
+        goto done;
+    if (c && (c->kind == CLASSIFY_HARD_BOUNCE || c->kind == CLASSIFY_SOFT_BOUNCE))
+        for (size_t i = 0; i < c->recipient_count && i < CLASSIFY_MAX_RECIPIENTS; i++)
+            if (c->recipients[i].address[0] &&
+                array_add(&out->recipients, &tlen, &tcap, c->recipients[i].address,
+                          strlen(c->recipients[i].address), 1) < 0)
+                goto done;
+    if (array_close(&out->recipients, &tlen, &tcap) < 0)
+        goto done;
+    if (c && c->kind == CLASSIFY_AUTO_REPLY && c->has_return_date)
+        snprintf(out->return_date, sizeof out->return_date, "%04d-%02d-%02d", c->return_year, c->return_month,
+                 c->return_day);
+    rc = 0;
+done:
+    mime_headers_free(&h);
+    if (rc < 0)
+        watcher_inbound_free(out);
+    return rc;
+}
+
+void watcher_inbound_free(struct watcher_inbound *in)
+{
+    free(in->refs);
+    free(in->recipients);
+    in->refs = in->recipients = NULL;
+}
+
+/* ======================================================================
+ * Set-up
+ * ====================================================================== */
+
+int watcher_wanted(const struct config *cfg)
+{
+    if (!cfg->transport || strcmp(cfg->transport, "smtp") != 0)
+        return 0;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        for (size_t k = 0; k < cfg->pools[i].n_accounts; k++)
+            if (cfg->pools[i].accounts[k].imap)
+                return 1;
+    return 0;
+}
+
+static const char *box_bearer(void *arg)
+{
+    struct box *b = arg;
+    return b->w->token ? b->w->token(b->w->token_arg, b->email) : NULL;
+}
+
+void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account), void *arg)
+{
+    w->token = token;
+    w->token_arg = arg;
+}
+
+int watcher_imap_account(const struct config *cfg, const struct config_account *a, struct imap_account *x,
+                         char **password, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    *password = NULL;
+    if (!a->imap) {
+        snprintf(err, errlen, "account %s has no 'imap' URL", a->email);
+        return -1;
+    }
+    x->url = a->imap;
+    if (a->tls && strcmp(a->tls, "none") != 0 && strcmp(a->tls, "required") != 0) {
+        snprintf(err, errlen, "account %s: tls must be 'none' (test servers only) or left out", a->email);
+        return -1;
+    }
+    x->tls = a->tls && strcmp(a->tls, "none") == 0 ? IMAP_TLS_NONE : IMAP_TLS_REQUIRED;
+    if (strncasecmp(a->imap, "imap://", 7) != 0 && strncasecmp(a->imap, "imaps://", 8) != 0) {
+        snprintf(err, errlen, "account %s: imap must be an imap:// (STARTTLS) or imaps:// URL", a->email);
+        return -1;
+    }
+    if (x->tls == IMAP_TLS_NONE && strncasecmp(a->imap, "imaps://", 8) == 0) {
+        snprintf(err, errlen, "account %s: imaps:// is TLS; tls: none contradicts it", a->email);
+        return -1;
+    }
+    x->username = a->username ? a->username : a->email;
+    x->ca_file = a->tls_ca_file ? a->tls_ca_file : cfg->tls_ca_file;
+    x->idle_timeout_s = 2 * a->watch_interval + 60;
+    if (!a->auth || strcmp(a->auth, "password") == 0) {
+        x->auth = IMAP_AUTH_PASSWORD;
+        if (secret_account_password(a, password, err, errlen) < 0)
+            return -1;
+        x->password = *password;
+    } else if (strcmp(a->auth, "xoauth2") == 0) {
+        x->auth = IMAP_AUTH_XOAUTH2; /* the caller sets bearer */
+    } else {
+        snprintf(err, errlen, "account %s: IMAP needs a login (auth: password or xoauth2)", a->email);
+        return -1;
+    }
+    return 0;
+}
+
+static int box_setup(struct watcher *w, struct box *b, const struct config_account *a, char *err, size_t errlen)
+{
+    static const char *const inbox_only[] = {"INBOX", NULL};
+    b->w = w;
+    b->cfg = a;
+    b->email = a->email;
+    b->folders = a->folders && a->folders[0] ? a->folders : (char **)inbox_only;
+    if (watcher_imap_account(w->srv->cfg, a, &b->acct, &b->password, err, errlen) < 0)
+        return -1;
+    if (b->acct.auth == IMAP_AUTH_XOAUTH2) {
+        b->acct.bearer = box_bearer;
+        b->acct.bearer_arg = b;
+    }
+    return 0;
+}
+
+static void boxes_free(struct watcher *w)
+{
+    for (size_t i = 0; i < w->n_boxes; i++) {
+        struct box *b = &w->boxes[i];
+        secret_free(b->password);
+        free(b->todo);
+    }
+    free(w->boxes);
+    w->boxes = NULL;
+    w->n_boxes = 0;
+}
+
+static void on_tick(uv_timer_t *t);
+static void on_lease_timer(uv_timer_t *t);
+
+struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    struct watcher *w = calloc(1, sizeof *w);
+    if (!w)
+        goto nomem;
+    w->srv = srv;
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        for (size_t k = 0; k < cfg->pools[i].n_accounts; k++)
+            n += cfg->pools[i].accounts[k].imap != NULL;
+    w->boxes = calloc(n + 1, sizeof *w->boxes);
+    if (!w->boxes)
+        goto nomem;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
+            const struct config_account *a = &cfg->pools[i].accounts[k];
+            if (!a->imap)
+                continue;
+            if (box_setup(w, &w->boxes[w->n_boxes++], a, err, errlen) < 0)
+                goto fail;
+        }
+    w->max_active = cfg->imap_max_connections > 0 ? (size_t)cfg->imap_max_connections : 20;
+    w->cu = curl_uv_new(srv->loop);
+    if (!w->cu)
+        goto nomem;
+    /* the idle cache holds one connection per account up to the cap */
+    if (curl_uv_limits_set(w->cu, (long)w->max_active, 0) < 0) {
+        snprintf(err, errlen, "cannot set libcurl's IMAP connection limits");
+        goto fail;
+    }
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    snprintf(w->replica, sizeof w->replica, "%s-%ld-%lx", host, (long)getpid(),
+             (unsigned long)(uv_hrtime() ^ (uint64_t)random()));
+    uv_timer_init(srv->loop, &w->tick);
+    uv_timer_init(srv->loop, &w->lease_timer);
+    w->tick.data = w->lease_timer.data = w;
+    uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_start(&w->lease_timer, on_lease_timer, LEASE_EVERY_MS, LEASE_EVERY_MS);
+    return w;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (w) {
+        boxes_free(w);
+        if (w->cu)
+            curl_uv_close(w->cu, NULL, NULL);
+        free(w);
+    }
+    return NULL;
+}
+
+/* ======================================================================
+ * Database helpers
+ * ====================================================================== */
+
+static int db_ready(const struct watcher *w)
+{
+    return !w->closing && w->srv->db && db_connected(w->srv->db) && w->srv->migrated;
+}
+
+struct query_ctx {
+    struct watcher *w;
+    struct box *b;
+    void (*done)(struct box *b, const PGresult *res);
+};
+
+static void on_query(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct query_ctx *q = arg;
+    struct watcher *w = q->w;
+    struct box *b = q->b;
+    void (*done)(struct box *, const PGresult *) = q->done;
+    free(q);
+    w->outstanding--;
+    if (b)
+        b->db_busy = 0;
+    if (!w->closing)
+        done(b, res);
+    else
+        maybe_free(w);
+}
+
+/* A query for box b (or the watcher, b NULL). Returns 0 or -1. */
+static int query(struct watcher *w, struct box *b, const char *sql, int n, const char *const *params,
+                 void (*done)(struct box *b, const PGresult *res))
+{
+    if (!db_ready(w))
+        return -1;
+    struct query_ctx *q = malloc(sizeof *q);
+    if (!q)
+        return -1;
+    q->w = w;
+    q->b = b;
+    q->done = done;
+    if (db_query(w->srv->db, sql, n, params, on_query, q) < 0) {
+        free(q);
+        return -1;
+    }
+    w->outstanding++;
+    if (b)
+        b->db_busy = 1;
+    return 0;
+}
+
+static void db_error_text(const PGresult *res, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", res ? PQresultErrorMessage(res) : "database connection lost");
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* ======================================================================
+ * Leases
+ * ====================================================================== */
+
+static struct box *box_find(const struct watcher *w, const char *email)
+{
+    for (size_t i = 0; email && i < w->n_boxes; i++)
+        if (strcasecmp(w->boxes[i].email, email) == 0)
+            return &w->boxes[i];
+    return NULL;
+}
+
+static void on_leases_result(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct watcher *w = arg;
+    w->outstanding--;
+    w->leasing = 0;
+    if (w->closing) {
+        maybe_free(w);
+        return;
+    }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res) {
+            char msg[300];
+            db_error_text(res, msg, sizeof msg);
+            log_event(LOG_ERROR, "watcher", "mailbox leases failed", "error", msg, NULL);
+        }
+        return; /* leases stay as they were; they expire if this goes on */
+    }
+    int *held = calloc(w->n_boxes + 1, sizeof *held);
+    if (!held)
+        return;
+    for (int r = 0; r < PQntuples(res); r++) {
+        struct box *b = box_find(w, PQgetvalue(res, r, 0));
+        if (b)
+            held[b - w->boxes] = 1;
+    }
+    for (size_t i = 0; i < w->n_boxes; i++) {
+        struct box *b = &w->boxes[i];
+        if (held[i] && !b->leased) {
+            char interval[24];
+            snprintf(interval, sizeof interval, "%lds", b->cfg->watch_interval);
+            log_event(LOG_INFO, "watcher", "watching mailbox", "account", b->email, "interval", interval,
+                      "replica", w->replica, NULL);
+            b->next_ms = 0; /* a pass at once */
+        } else if (!held[i] && b->leased) {
+            log_event(LOG_WARN, "watcher", "mailbox lease lost: another replica watches it", "account", b->email,
+                      NULL);
+        }
+        b->leased = held[i];
+    }
+    free(held);
+}
+
+static void leases_renew(struct watcher *w)
+{
+    if (w->leasing || !db_ready(w) || w->n_boxes == 0)
+        return;
+    size_t len = 0, cap = 0;
+    char *arr = NULL;
+    if (array_open(&arr, &len, &cap) < 0)
+        return;
+    for (size_t i = 0; i < w->n_boxes; i++)
+        if (array_add(&arr, &len, &cap, w->boxes[i].email, strlen(w->boxes[i].email), 1) < 0) {
+            free(arr);
+            return;
+        }
+    if (array_close(&arr, &len, &cap) < 0) {
+        free(arr);
+        return;
+    }
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
+    const char *p[3] = {w->replica, arr, ttl};
+    if (db_query(w->srv->db, "SELECT relance_watch_leases($1, $2::text[], $3)", 3, p, on_leases_result, w) == 0) {
+        w->outstanding++;
+        w->leasing = 1;
+    }
+    free(arr);
+}
+
+static void on_lease_timer(uv_timer_t *t)
+{
+    leases_renew(t->data);
+}
+
+void watcher_db_up(struct watcher *w)
+{
+    w->db_up = 1;
+    leases_renew(w);
+}
+
+/* ======================================================================
+ * Passes
+ * ====================================================================== */
+
+static void waiters_fire(struct waiter **list, int changed)
+{
+    struct waiter *x = *list;
+    *list = NULL;
+    while (x) {
+        struct waiter *next = x->next;
+        x->cb(x->arg, changed);
+        free(x);
+        x = next;
+    }
+}
+
+static const char *folder_of(const struct box *b)
+{
+    return b->folders[b->folder_i];
+}
+
+static void box_fail(struct box *b, const char *what, const char *why)
+{
+    /* said once per outage (later errors at debug); the recovery is said too */
+    log_event(b->failures == 0 ? LOG_WARN : LOG_DEBUG, "watcher", what, "account", b->email, "folder",
+              b->task == TASK_PASS && b->folders[b->folder_i] ? folder_of(b) : "-", "error", why, NULL);
+    snprintf(b->last_error, sizeof b->last_error, "%s", why ? why : "");
+    box_task_end(b, -EIO);
+}
+
+static void record_next(struct box *b);
+
+static void on_advanced(struct box *b, const PGresult *res)
+{
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[300];
+        db_error_text(res, msg, sizeof msg);
+        box_fail(b, "cannot record the mailbox's progress", msg);
+        return;
+    }
+    b->folder_i++;
+    box_next_folder(b);
+}
+
+/* The folder's list is done: a bounded rescan also moves past what it
+ * skipped as older than the watch. */
+static void folder_done(struct box *b)
+{
+    if (b->more || !b->since_used || b->uidnext < 2) {
+        b->folder_i++;
+        box_next_folder(b);
+        return;
+    }
+    char validity[16], uid[16];
+    snprintf(validity, sizeof validity, "%lu", (unsigned long)b->uidvalidity);
+    snprintf(uid, sizeof uid, "%lu", (unsigned long)(b->uidnext - 1));
+    const char *p[4] = {b->email, folder_of(b), validity, uid};
+    if (query(b->w, b, "SELECT relance_watch_advance($1, $2, $3, $4)", 4, p, on_advanced) < 0)
+        box_fail(b, "cannot record the mailbox's progress", "database unavailable");
+}
+
+static void on_recorded(struct box *b, const PGresult *res)
+{
+    uint32_t uid = b->todo[b->i_todo];
+    char uid_s[16];
+    snprintf(uid_s, sizeof uid_s, "%lu", (unsigned long)uid);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[300];
+        db_error_text(res, msg, sizeof msg);
+        log_event(LOG_ERROR, "watcher", "cannot record an inbound message; retried next pass", "account", b->email,
+                  "folder", folder_of(b), "uid", uid_s, "error", msg, NULL);
+        box_task_end(b, -EIO);
+        return;
+    }
+    b->processed++;
+    b->i_todo++;
+    record_next(b);
+}
+
+static const char *json_field(const char *json, const char *key, char *out, size_t size)
+{
+    /* {"effect": "replied", "enrollment": 12, ...}: enough for a log line */
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    out[0] = '\0';
+    if (!p)
+        return out;
+    p += strlen(pat);
+    if (*p == '"')
+        p++;
+    size_t n = strcspn(p, "\",}");
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return out;
+}
+
+static void on_inbound(struct box *b, const PGresult *res)
+{
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        const char *json = PQgetvalue(res, 0, 0);
+        char effect[32], enrollment[24], reason[160], uid_s[16];
+        snprintf(uid_s, sizeof uid_s, "%lu", (unsigned long)b->todo[b->i_todo]);
+        json_field(json, "effect", effect, sizeof effect);
+        json_field(json, "enrollment", enrollment, sizeof enrollment);
+        json_field(json, "reason", reason, sizeof reason);
+        log_event(LOG_INFO, "watcher", "inbound message", "account", b->email, "folder", folder_of(b), "uid", uid_s,
+                  "effect", effect, "enrollment", strcmp(enrollment, "null") && enrollment[0] ? enrollment : "-",
+                  "reason", reason[0] && strcmp(reason, "null") ? reason : NULL, NULL);
+    }
+    on_recorded(b, res);
+}
+
+static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
+{
+    (void)im;
+    struct box *b = arg;
+    if (r->status == -ECANCELED)
+        return; /* closing: box_task_end already ran */
+    if (r->status < 0) {
+        box_fail(b, "mailbox unreachable; retrying", r->text);
+        return;
+    }
+    char uid[16], validity[16], now[40];
+    snprintf(uid, sizeof uid, "%lu", (unsigned long)b->todo[b->i_todo]);
+    snprintf(validity, sizeof validity, "%lu", (unsigned long)b->uidvalidity);
+    clock_format(clock_now(), now, sizeof now);
+    if (!r->found) {
+        /* expunged since the search: nothing to read, move past it */
+        const char *p[4] = {b->email, folder_of(b), validity, uid};
+        if (query(b->w, b, "SELECT relance_watch_advance($1, $2, $3, $4)", 4, p, on_recorded) < 0)
+            box_fail(b, "cannot record the mailbox's progress", "database unavailable");
+        return;
+    }
+    /* header and body prefix, as one message for the classifier */
+    size_t len = r->header_len + 4 + r->body_len;
+    char *raw = malloc(len + 1);
+    if (!raw) {
+        box_fail(b, "out of memory", "cannot hold a fetched message");
+        return;
+    }
+    size_t k = 0;
+    memcpy(raw, r->header, r->header_len);
+    k = r->header_len;
+    if (k < 2 || memcmp(raw + k - 2, "\n\n", 2) != 0) {
+        if (k < 4 || memcmp(raw + k - 4, "\r\n\r\n", 4) != 0) {
+            memcpy(raw + k, "\r\n\r\n", 4); /* a header cut at its bound */
+            k += 4;
+        }
+    }
+    memcpy(raw + k, r->body, r->body_len);
+    k += r->body_len;
+    raw[k] = '\0';
+    struct classify_result c;
+    struct watcher_inbound in;
+    int rc = classify_message(raw, k, &c);
+    if (rc == 0)
+        rc = watcher_inbound_read(raw, k, &c, &in);
+    free(raw);
+    if (rc < 0) {
+        box_fail(b, "out of memory", "cannot classify a fetched message");
+        return;
+    }
+    const char *p[13] = {
+        b->email, folder_of(b), validity, uid, in.message_id, in.refs, in.from, classify_kind_names[c.kind],
+        classify_reason_names[c.reason], c.is_block ? "true" : "false", in.recipients,
+        in.return_date[0] ? in.return_date : NULL, now,
+    };
+    rc = query(b->w, b,
+               "SELECT relance_watch_inbound($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11::text[], "
+               "$12::date, $13)",
+               13, p, on_inbound);
+    watcher_inbound_free(&in);
+    if (rc < 0)
+        box_fail(b, "cannot record an inbound message", "database unavailable");
+}
+
+static void record_next(struct box *b)
+{
+    if (b->w->closing)
+        return;
+    if (b->i_todo >= b->n_todo) {
+        folder_done(b);
+        return;
+    }
+    int rc = imap_fetch(b->imap, folder_of(b), b->todo[b->i_todo], IMAP_FETCH_BODY_MAX, on_fetched, b);
+    if (rc < 0)
+        box_fail(b, "cannot start an IMAP fetch", strerror(-rc));
+}
+
+static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
+{
+    (void)im;
+    struct box *b = arg;
+    if (r->status == -ECANCELED)
+        return;
+    if (r->status < 0) {
+        box_fail(b, "mailbox unreachable; retrying", r->text);
+        return;
+    }
+    size_t n = r->n_uids > MAX_PER_PASS ? MAX_PER_PASS : r->n_uids;
+    b->more = r->n_uids > MAX_PER_PASS;
+    free(b->todo);
+    b->todo = n ? malloc(n * sizeof *b->todo) : NULL;
+    if (n && !b->todo) {
+        box_fail(b, "out of memory", "cannot hold the new UIDs");
+        return;
+    }
+    if (n)
+        memcpy(b->todo, r->uids, n * sizeof *b->todo);
+    b->n_todo = n;
+    b->i_todo = 0;
+    record_next(b);
+}
+
+static time_t parse_date(const char *s)
+{
+    int y, m, d;
+    if (!s || sscanf(s, "%d-%d-%d", &y, &m, &d) != 3)
+        return 0;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    return timegm(&tm);
+}
+
+static void on_decided(struct box *b, const PGresult *res)
+{
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[300];
+        db_error_text(res, msg, sizeof msg);
+        box_fail(b, "cannot read the mailbox's state", msg);
+        return;
+    }
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        b->folder_i++;
+        box_next_folder(b);
+        return;
+    }
+    unsigned long from = strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    time_t since = PQgetisnull(res, 0, 1) ? 0 : parse_date(PQgetvalue(res, 0, 1));
+    b->since_used = since != 0;
+    if (from == 1 && b->since_used) {
+        char uv[16];
+        snprintf(uv, sizeof uv, "%lu", (unsigned long)b->uidvalidity);
+        log_event(LOG_INFO, "watcher", "reading the folder from its start", "account", b->email, "folder",
+                  folder_of(b), "uidvalidity", uv, "since", PQgetvalue(res, 0, 1), NULL);
+    }
+    int rc = imap_search(b->imap, folder_of(b), (uint32_t)(from ? from : 1), since, on_searched, b);
+    if (rc < 0)
+        box_fail(b, "cannot start an IMAP search", strerror(-rc));
+}
+
+static void on_status(struct imap *im, const struct imap_reply *r, void *arg)
+{
+    (void)im;
+    struct box *b = arg;
+    if (r->status == -ECANCELED)
+        return;
+    if (r->status < 0) {
+        box_fail(b, r->status == -EACCES ? "mailbox login refused; retrying" : "mailbox unreachable; retrying",
+                 r->text);
+        return;
+    }
+    b->uidvalidity = r->uidvalidity;
+    b->uidnext = r->uidnext;
+    char validity[16], next[16];
+    snprintf(validity, sizeof validity, "%lu", (unsigned long)r->uidvalidity);
+    snprintf(next, sizeof next, "%lu", (unsigned long)r->uidnext);
+    const char *p[4] = {b->email, folder_of(b), validity, next};
+    if (query(b->w, b, "SELECT from_uid, since FROM relance_watch_status($1, $2, $3, $4)", 4, p, on_decided) < 0)
+        box_fail(b, "cannot read the mailbox's state", "database unavailable");
+}
+
+static void box_next_folder(struct box *b)
+{
+    if (b->w->closing)
+        return;
+    if (!b->folders[b->folder_i]) {
+        box_task_end(b, b->processed);
+        return;
+    }
+    b->since_used = 0;
+    b->more = 0;
+    int rc = imap_status(b->imap, folder_of(b), on_status, b);
+    if (rc < 0)
+        box_fail(b, "cannot start an IMAP STATUS", strerror(-rc));
+}
+
+static int box_task_begin(struct box *b, enum task task)
+{
+    struct watcher *w = b->w;
+    b->imap = imap_new(w->cu, &b->acct);
+    if (!b->imap)
+        return -ENOMEM;
+    b->task = task;
+    w->active++;
+    return 0;
+}
+
+static void box_task_end(struct box *b, int status)
+{
+    struct watcher *w = b->w;
+    enum task task = b->task;
+    if (task == TASK_NONE)
+        return;
+    b->task = TASK_NONE;
+    w->active--;
+    struct imap *im = b->imap;
+    b->imap = NULL;
+    uint64_t now = uv_now(w->srv->loop);
+    if (task == TASK_PASS) {
+        long interval_ms = b->cfg->watch_interval * 1000L;
+        if (status >= 0) {
+            if (b->failures) {
+                log_event(LOG_INFO, "watcher", "mailbox reachable again", "account", b->email, NULL);
+                b->failures = 0;
+                b->last_error[0] = '\0';
+            }
+            b->last_check = clock_now();
+            b->next_ms = b->more ? now : now + (uint64_t)interval_ms;
+        } else {
+            b->failures++;
+            long backoff = interval_ms;
+            for (int i = 1; i < b->failures && backoff < BACKOFF_MAX_MS; i++)
+                backoff *= 2;
+            if (backoff > BACKOFF_MAX_MS && interval_ms < BACKOFF_MAX_MS)
+                backoff = BACKOFF_MAX_MS;
+            b->next_ms = now + (uint64_t)backoff;
+        }
+        free(b->todo);
+        b->todo = NULL;
+        b->n_todo = b->i_todo = 0;
+        waiters_fire(&b->in_pass, status);
+    }
+    /* closing the channel ends nothing in flight here: the task is over */
+    imap_close(im);
+}
+
+static void box_pass_start(struct box *b)
+{
+    if (box_task_begin(b, TASK_PASS) < 0) {
+        b->next_ms = uv_now(b->w->srv->loop) + 1000;
+        return;
+    }
+    b->in_pass = b->waiting;
+    b->waiting = NULL;
+    b->folder_i = 0;
+    b->processed = 0;
+    box_next_folder(b);
+}
+
+/* ---- Sent copies ------------------------------------------------------- */
+
+static void sent_job_finish(struct box *b, int status)
+{
+    struct sent_job *j = b->sent_head;
+    b->sent_head = j->next;
+    if (!b->sent_head)
+        b->sent_tail = NULL;
+    j->cb(j->arg, status);
+    free(j->msg);
+    free(j);
+}
+
+static void on_appended(struct imap *im, const struct imap_reply *r, void *arg)
+{
+    (void)im;
+    struct box *b = arg;
+    if (r->status == -ECANCELED)
+        return;
+    if (r->status < 0)
+        log_event(LOG_WARN, "watcher", "cannot save a copy in the Sent folder", "account", b->email, "folder",
+                  b->sent_folder, "error", r->text, NULL);
+    if (r->status == -ENOENT)
+        b->sent_folder[0] = '\0'; /* look for it again next time */
+    sent_job_finish(b, r->status);
+    sent_next(b);
+}
+
+static void on_sent_listed(struct imap *im, const struct imap_reply *r, void *arg)
+{
+    (void)im;
+    struct box *b = arg;
+    if (r->status == -ECANCELED)
+        return;
+    if (r->status < 0) {
+        log_event(LOG_WARN, "watcher", "cannot list the mailbox's folders", "account", b->email, "error", r->text,
+                  NULL);
+        while (b->sent_head)
+            sent_job_finish(b, r->status);
+        box_task_end(b, r->status);
+        return;
+    }
+    snprintf(b->sent_folder, sizeof b->sent_folder, "%s", r->folder);
+    sent_next(b);
+}
+
+static void sent_next(struct box *b)
+{
+    if (b->w->closing)
+        return;
+    if (!b->sent_head) {
+        box_task_end(b, 0);
+        return;
+    }
+    int rc = b->sent_folder[0] ? imap_append(b->imap, b->sent_folder, b->sent_head->msg, b->sent_head->len,
+                                              on_appended, b)
+                               : imap_sent_folder(b->imap, on_sent_listed, b);
+    if (rc < 0) {
+        sent_job_finish(b, rc);
+        sent_next(b);
+    }
+}
+
+static void box_sent_start(struct box *b)
+{
+    if (box_task_begin(b, TASK_SENT) < 0)
+        return;
+    sent_next(b);
+}
+
+/* ---- the tick ----------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct watcher *w = t->data;
+    if (w->closing)
+        return;
+    uint64_t now = uv_now(w->srv->loop);
+    for (size_t i = 0; i < w->n_boxes && w->active < w->max_active; i++) {
+        struct box *b = &w->boxes[i];
+        if (b->task != TASK_NONE || b->db_busy)
+            continue;
+        if (b->sent_head) {
+            box_sent_start(b);
+            continue;
+        }
+        if (!b->leased || !db_ready(w))
+            continue;
+        if (now >= b->next_ms || (b->waiting && b->failures == 0))
+            box_pass_start(b);
+    }
+}
+
+/* ======================================================================
+ * The public calls
+ * ====================================================================== */
+
+int watcher_check_now(struct watcher *w, const char *account_email, void (*cb)(void *arg, int changed), void *arg)
+{
+    if (w->closing)
+        return -ECANCELED;
+    struct box *b = box_find(w, account_email);
+    if (!b)
+        return -ENOENT;
+    if (!b->leased)
+        return -EAGAIN;
+    struct waiter *x = calloc(1, sizeof *x);
+    if (!x)
+        return -ENOMEM;
+    x->cb = cb;
+    x->arg = arg;
+    x->next = b->waiting;
+    b->waiting = x;
+    if (b->failures) /* a mailbox failing now waits no longer than its backoff */
+        b->next_ms = uv_now(w->srv->loop);
+    uv_timer_start(&w->tick, on_tick, 0, TICK_MS); /* from the loop, never from here */
+    return 0;
+}
+
+double watcher_last_check_age(const struct watcher *w, const char *account_email)
+{
+    const struct box *b = box_find(w, account_email);
+    if (!b || !b->leased || b->last_check == 0)
+        return -1;
+    return (clock_now() - b->last_check) / clock_speed();
+}
+
+int watcher_save_sent(struct watcher *w, const char *account_email, const char *msg, size_t len,
+                      void (*cb)(void *arg, int status), void *arg)
+{
+    if (w->closing)
+        return -ECANCELED;
+    struct box *b = box_find(w, account_email);
+    if (!b)
+        return -ENOENT;
+    struct sent_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->msg = malloc(len ? len : 1))) {
+        free(j);
+        return -ENOMEM;
+    }
+    memcpy(j->msg, msg, len);
+    j->len = len;
+    j->cb = cb;
+    j->arg = arg;
+    if (b->sent_tail)
+        b->sent_tail->next = j;
+    else
+        b->sent_head = j;
+    b->sent_tail = j;
+    uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
+    return 0;
+}
+
+/* ======================================================================
+ * Closing
+ * ====================================================================== */
+
+static void maybe_free(struct watcher *w)
+{
+    if (!w->closing || w->pending > 0 || w->outstanding > 0)
+        return;
+    void (*cb)(void *) = w->on_closed;
+    void *arg = w->closed_arg;
+    boxes_free(w);
+    free(w);
+    if (cb)
+        cb(arg);
+}
+
+static void on_part_closed(struct watcher *w)
+{
+    w->pending--;
+    maybe_free(w);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    on_part_closed(h->data);
+}
+
+static void on_cu_closed(void *arg)
+{
+    on_part_closed(arg);
+}
+
+static void on_released(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)res; /* not given up: they expire in LEASE_TTL_S */
+    struct watcher *w = arg;
+    w->outstanding--;
+    maybe_free(w);
+}
+
+void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg)
+{
+    if (w->closing)
+        return;
+    /* a clean stop gives the mailboxes up at once: another replica takes
+     * them at its next renewal instead of after the expiry */
+    if (db_ready(w)) {
+        const char *p[1] = {w->replica};
+        if (db_query(w->srv->db, "SELECT relance_watch_release($1)", 1, p, on_released, w) == 0)
+            w->outstanding++;
+    }
+    w->closing = 1;
+    w->on_closed = on_closed;
+    w->closed_arg = arg;
+    w->pending = 3;
+    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&w->lease_timer, on_handle_closed);
+    for (size_t i = 0; i < w->n_boxes; i++) {
+        struct box *b = &w->boxes[i];
+        if (b->task != TASK_NONE) {
+            /* the command in flight ends inside imap_close (-ECANCELED);
+             * its handler sees the watcher closing and does nothing */
+            struct imap *im = b->imap;
+            b->imap = NULL;
+            b->task = TASK_NONE;
+            w->active--;
+            imap_close(im);
+        }
+        waiters_fire(&b->in_pass, -ECANCELED);
+        waiters_fire(&b->waiting, -ECANCELED);
+        while (b->sent_head)
+            sent_job_finish(b, -ECANCELED);
+    }
+    curl_uv_close(w->cu, on_cu_closed, w);
+    w->cu = NULL;
+}

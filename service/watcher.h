@@ -1,0 +1,108 @@
+/* watcher: the mailbox watcher inside `relance serve` (issue 8).
+ *
+ * Every sender account with an `imap` URL has its mailbox watched by
+ * exactly one replica at a time: a lease 'watch:<address>' in the
+ * database, renewed every few seconds and expiring after 30 s, so another
+ * replica takes over when this one dies. For each leased mailbox, a pass
+ * every watch_interval seconds reads each configured folder (INBOX by
+ * default): STATUS (UIDNEXT UIDVALIDITY); when UIDNEXT moved past the last
+ * UID read, UID SEARCH for the new UIDs and, one by one, a bounded
+ * UID FETCH (header and body prefixes, BODY.PEEK: nothing is flagged,
+ * moved or deleted), classify_message, and relance_inbound (sql/008) with
+ * the folder's progress in the same transaction (sql/009). A UIDVALIDITY
+ * change rescans the folder; relance_inbound's Message-ID dedupe keeps
+ * anything from counting twice.
+ *
+ * All IMAP connections of the process run on one libcurl multi capped at
+ * imap_max_connections; passes beyond the cap wait their turn. Nothing
+ * blocks the loop. Each detection is logged at info; a mailbox that
+ * cannot be reached is logged once, retried with backoff, and its lease
+ * kept. */
+#ifndef RELANCE_WATCHER_H
+#define RELANCE_WATCHER_H
+
+#include "classify.h"
+#include "config.h"
+
+#include <stddef.h>
+
+struct server;
+struct watcher;
+
+/* True when cfg asks for watching: transport smtp and at least one
+ * account with an imap URL. */
+int watcher_wanted(const struct config *cfg);
+
+/* Reads the watched accounts' secrets. NULL with a reason in err (naming
+ * the account, never the secret). Does nothing until watcher_db_up. */
+struct watcher *watcher_new(struct server *srv, char *err, size_t errlen);
+
+/* The database is (again) connected and migrated, accounts synced: take
+ * leases and watch. */
+void watcher_db_up(struct watcher *w);
+
+/* Where OAuth2 access tokens come from for accounts with auth: xoauth2:
+ * token(arg, account) returns the current token (NULL while there is
+ * none; the string must stay valid until the next call for that account).
+ * Until this is set such accounts' passes fail with "no OAuth2 token". */
+void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account), void *arg);
+
+/* Checks account's mailbox now: a pass (STATUS, and anything new fetched,
+ * classified and recorded) that starts after this call. cb fires once,
+ * from the loop, when that pass ends: changed > 0 is the number of new
+ * messages recorded, 0 nothing new, < 0 the check failed (-EIO: the
+ * mailbox could not be read; -ECANCELED: the watcher closed). Returns 0,
+ * or (cb never fires) -ENOENT when the account is not watched, -EAGAIN
+ * when this replica does not hold its lease (another one watches it),
+ * -ECANCELED while closing, -ENOMEM. */
+int watcher_check_now(struct watcher *w, const char *account_email, void (*cb)(void *arg, int changed), void *arg)
+    __attribute__((warn_unused_result));
+
+/* Seconds since account's last successful STATUS on this replica, or -1
+ * when there was none (not watched here, not leased, not yet read). */
+double watcher_last_check_age(const struct watcher *w, const char *account_email);
+
+/* Appends a copy of msg[0..len) (CRLF line ends; copied) to account's
+ * \Sent folder (found with LIST ... RETURN (SPECIAL-USE), else "Sent"),
+ * flagged \Seen, over the account's IMAP channel and within the pool cap.
+ * cb fires once from the loop with 0 or a negative error. Returns 0, or
+ * -ENOENT (the account has no imap), -ECANCELED, -ENOMEM. */
+int watcher_save_sent(struct watcher *w, const char *account_email, const char *msg, size_t len,
+                      void (*cb)(void *arg, int status), void *arg) __attribute__((warn_unused_result));
+
+/* Stops: passes in flight are abandoned (their progress is in the
+ * database), pending callbacks fire with -ECANCELED, connections close,
+ * and the mailbox leases are given up (a query: keep the database open
+ * until on_closed, or close it, which ends that query). on_closed fires
+ * once everything is closed; w is freed then. */
+void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg);
+
+/* How to log in to account's mailbox, from the configuration: URL, TLS
+ * (tls: none only on imap://), username (else the address), CA file
+ * (the account's, else the top-level one) and the password, read into
+ * *password (the caller frees it with secret_free; NULL for xoauth2,
+ * whose bearer the caller sets). Returns 0, or -1 with a reason in err
+ * naming the account, never the secret. */
+struct imap_account;
+int watcher_imap_account(const struct config *cfg, const struct config_account *account, struct imap_account *out,
+                         char **password, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* ---- pure parts, exposed for tests ------------------------------------ */
+
+/* What relance_inbound needs from one message besides classify's result. */
+struct watcher_inbound {
+    char message_id[512]; /* its own Message-ID without <>; "" when none */
+    char from[320];       /* its From address, lower-case; "" when none */
+    char *refs;           /* PostgreSQL text[] literal: classify's id, In-Reply-To, References newest first */
+    char *recipients;     /* text[] literal: a bounce's failed recipients, lower-case */
+    char return_date[16]; /* "YYYY-MM-DD", "" when none */
+};
+
+/* Reads raw[0..len) (the fetched header and body prefix) and c (its
+ * classification) into out (free with watcher_inbound_free). Returns 0
+ * or -ENOMEM. */
+int watcher_inbound_read(const char *raw, size_t len, const struct classify_result *c, struct watcher_inbound *out)
+    __attribute__((warn_unused_result));
+void watcher_inbound_free(struct watcher_inbound *in);
+
+#endif

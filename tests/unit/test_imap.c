@@ -1,0 +1,362 @@
+/* Unit tests for the pure parts of the IMAP client and the watcher: the
+ * response reader (literals, pieces of any size, the size cap, an answer
+ * cut inside a literal), the STATUS, SEARCH, FETCH, LIST and tagged
+ * parsers as tables, folder quoting, and what the watcher hands
+ * relance_inbound (its Message-ID, From, the references newest first and
+ * a bounce's recipients as PostgreSQL arrays). */
+#include "classify.h"
+#include "imap.h"
+#include "watcher.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* ---- the reader */
+
+struct collected {
+    char resp[8][1024];
+    size_t len[8];
+    int truncated[8];
+    int n;
+};
+
+static void collect(void *arg, const char *resp, size_t len, int truncated)
+{
+    struct collected *c = arg;
+    assert_true(c->n < 8);
+    assert_true(len < sizeof c->resp[0]);
+    memcpy(c->resp[c->n], resp, len);
+    c->resp[c->n][len] = '\0';
+    c->len[c->n] = len;
+    c->truncated[c->n] = truncated;
+    c->n++;
+}
+
+static const char stream[] = "* OK [CAPABILITY IMAP4rev1] ready\r\n"
+                             "* 3 FETCH (UID 7 RFC822.SIZE 120 FLAGS (\\Recent) BODY[HEADER]<0> {23}\r\n"
+                             "Subject: hi\r\nX: {5}\r\n\r\n BODY[TEXT]<0> {5}\r\nbody!)\r\n"
+                             "A005 OK Fetch completed.\r\n";
+
+static void test_reader_pieces(void **state)
+{
+    (void)state;
+    /* every way of cutting the stream gives the same three responses */
+    size_t total = sizeof stream - 1;
+    for (size_t piece = 1; piece <= total; piece++) {
+        struct imap_reader r;
+        struct collected c;
+        memset(&c, 0, sizeof c);
+        imap_reader_init(&r, 4096);
+        for (size_t off = 0; off < total; off += piece) {
+            size_t n = total - off < piece ? total - off : piece;
+            assert_int_equal(imap_reader_feed(&r, stream + off, n, collect, &c), 0);
+        }
+        assert_int_equal(c.n, 3);
+        assert_false(imap_reader_pending(&r));
+        assert_string_equal(c.resp[0], "* OK [CAPABILITY IMAP4rev1] ready\r\n");
+        assert_true(strncmp(c.resp[1], "* 3 FETCH", 9) == 0);
+        assert_non_null(strstr(c.resp[1], "body!)\r\n"));
+        assert_string_equal(c.resp[2], "A005 OK Fetch completed.\r\n");
+        struct imap_fetch_data f;
+        assert_int_equal(imap_parse_fetch(c.resp[1], c.len[1], &f), 0);
+        assert_int_equal(f.uid, 7);
+        assert_int_equal(f.size, 120);
+        assert_int_equal(f.seen, 0);
+        assert_int_equal(f.header_len, 23);
+        /* the "{5}" inside the literal is data, not a literal marker */
+        assert_memory_equal(f.header, "Subject: hi\r\nX: {5}\r\n\r\n", 23);
+        assert_int_equal(f.body_len, 5);
+        assert_memory_equal(f.body, "body!", 5);
+        imap_reader_free(&r);
+    }
+}
+
+static void test_reader_cap_and_cut(void **state)
+{
+    (void)state;
+    struct imap_reader r;
+    struct collected c;
+    memset(&c, 0, sizeof c);
+    imap_reader_init(&r, 40);
+    const char big[] = "* 1 FETCH (UID 1 BODY[TEXT]<0> {60}\r\n"
+                       "012345678901234567890123456789012345678901234567890123456789)\r\n";
+    assert_int_equal(imap_reader_feed(&r, big, sizeof big - 1, collect, &c), 0);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.len[0], 40);
+    assert_int_equal(c.truncated[0], 1);
+    assert_false(imap_reader_pending(&r));
+
+    /* the stream ends inside a literal: what was read cannot be trusted */
+    imap_reader_reset(&r);
+    memset(&c, 0, sizeof c);
+    const char cut[] = "* 1 FETCH (UID 1 BODY[TEXT]<0> {60}\r\n0123456789";
+    assert_int_equal(imap_reader_feed(&r, cut, sizeof cut - 1, collect, &c), 0);
+    assert_int_equal(c.n, 0);
+    assert_true(imap_reader_pending(&r));
+    imap_reader_free(&r);
+}
+
+/* ---- parsers */
+
+struct status_row {
+    const char *resp;
+    int rc;
+    const char *mailbox;
+    uint32_t uidnext, uidvalidity;
+};
+
+static const struct status_row status_rows[] = {
+    {"* STATUS INBOX (UIDNEXT 3 UIDVALIDITY 1795743692)\r\n", 0, "INBOX", 3, 1795743692u},
+    {"* STATUS \"INBOX\" (UIDVALIDITY 9 UIDNEXT 12 MESSAGES 4)\r\n", 0, "INBOX", 12, 9},
+    {"* STATUS \"Sent Items\" (MESSAGES 2 UIDNEXT 5 UIDVALIDITY 7)\r\n", 0, "Sent Items", 5, 7},
+    {"* STATUS {7}\r\nA \"b\\ c (UIDNEXT 1 UIDVALIDITY 2)\r\n", 0, "A \"b\\ c", 1, 2},
+    {"* status inbox (uidnext 8 uidvalidity 1)\r\n", 0, "inbox", 8, 1},
+    {"* STATUS \"a\\\"q\" (UIDNEXT 4)\r\n", 0, "a\"q", 4, 0},
+    {"* STATUS INBOX (UIDNEXT 99999999999 UIDVALIDITY 1)\r\n", -1, NULL, 0, 0},
+    {"* STATUS INBOX (UIDNEXT x)\r\n", -1, NULL, 0, 0},
+    {"* STATUS INBOX UIDNEXT 3\r\n", -1, NULL, 0, 0},
+    {"* LIST () \"/\" INBOX\r\n", -1, NULL, 0, 0},
+    {"A1 OK STATUS done\r\n", -1, NULL, 0, 0},
+    {"* STATUS INBOX (UIDNEXT 3\r\n", -1, NULL, 0, 0},
+};
+
+static void test_status(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof status_rows / sizeof status_rows[0]; i++) {
+        const struct status_row *row = &status_rows[i];
+        char name[64];
+        uint32_t next = 0, validity = 0;
+        int rc = imap_parse_status(row->resp, strlen(row->resp), name, sizeof name, &next, &validity);
+        if (rc != row->rc)
+            fail_msg("row %zu (%s): rc %d, want %d", i, row->resp, rc, row->rc);
+        if (rc == 0) {
+            assert_string_equal(name, row->mailbox);
+            assert_int_equal(next, row->uidnext);
+            assert_int_equal(validity, row->uidvalidity);
+        }
+    }
+}
+
+struct uids {
+    uint32_t v[16];
+    int n;
+};
+
+static void add_uid(void *arg, uint32_t n)
+{
+    struct uids *u = arg;
+    if (u->n < 16)
+        u->v[u->n++] = n;
+}
+
+static void test_search(void **state)
+{
+    (void)state;
+    struct {
+        const char *resp;
+        int rc, n;
+        uint32_t first, last;
+    } rows[] = {
+        {"* SEARCH 1 2 10 4294967295\r\n", 0, 4, 1, 4294967295u},
+        {"* SEARCH\r\n", 0, 0, 0, 0},
+        {"* SEARCH 5 (MODSEQ 917162500)\r\n", 0, 1, 5, 5},
+        {"* search 3\r\n", 0, 1, 3, 3},
+        {"* SEARCH 1 x\r\n", -1, 1, 1, 1},
+        {"* SEARCHING 1\r\n", -1, 0, 0, 0},
+        {"* 3 EXISTS\r\n", -1, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct uids u = {{0}, 0};
+        int rc = imap_parse_search(rows[i].resp, strlen(rows[i].resp), add_uid, &u);
+        if (rc != rows[i].rc || u.n != rows[i].n)
+            fail_msg("row %zu (%s): rc %d n %d", i, rows[i].resp, rc, u.n);
+        if (u.n) {
+            assert_int_equal(u.v[0], rows[i].first);
+            assert_int_equal(u.v[u.n - 1], rows[i].last);
+        }
+    }
+}
+
+static void test_fetch(void **state)
+{
+    (void)state;
+    struct imap_fetch_data f;
+    const char *seen = "* 12 FETCH (FLAGS (\\Seen \\Answered) UID 40 RFC822.SIZE 5242880 "
+                       "BODY[HEADER]<0> {4}\r\nA: b BODY[TEXT]<0> \"x\\\"y\" MODSEQ (12))\r\n";
+    assert_int_equal(imap_parse_fetch(seen, strlen(seen), &f), 0);
+    assert_int_equal(f.seq, 12);
+    assert_int_equal(f.uid, 40);
+    assert_int_equal(f.size, 5242880);
+    assert_int_equal(f.seen, 1);
+    assert_int_equal(f.has_header, 1);
+    assert_int_equal(f.header_len, 4);
+    assert_int_equal(f.has_body, 1);
+    assert_int_equal(f.body_len, 4); /* raw, still escaped */
+
+    const char *flags_only = "* 3 FETCH (FLAGS (\\Seen))\r\n"; /* another client's change */
+    assert_int_equal(imap_parse_fetch(flags_only, strlen(flags_only), &f), 0);
+    assert_int_equal(f.has_uid, 0);
+    assert_int_equal(f.has_header, 0);
+
+    const char *nil = "* 1 FETCH (UID 2 BODY[HEADER] NIL BODY[TEXT]<0> {0}\r\n)\r\n";
+    assert_int_equal(imap_parse_fetch(nil, strlen(nil), &f), 0);
+    assert_int_equal(f.has_header, 1);
+    assert_int_equal(f.header_len, 0);
+    assert_int_equal(f.has_body, 1);
+    assert_int_equal(f.body_len, 0);
+
+    const char *other = "* 1 FETCH (UID 2 BODY[HEADER.FIELDS (FROM TO)] {3}\r\nabc INTERNALDATE "
+                        "\"02-Mar-2026 10:00:00 +0000\" BODY[HEADER]<0> {2}\r\nhi)\r\n";
+    assert_int_equal(imap_parse_fetch(other, strlen(other), &f), 0);
+    assert_int_equal(f.header_len, 2); /* HEADER.FIELDS is skipped, HEADER read */
+    assert_memory_equal(f.header, "hi", 2);
+
+    const char *bad[] = {
+        "* 1 FETCH UID 2\r\n", "* FETCH (UID 2)\r\n", "* 1 FETCH (UID x)\r\n",
+        "* 1 FETCH (BODY[HEADER] {9}\r\nshort)\r\n" /* a cut literal is kept as far as it goes */,
+    };
+    assert_int_equal(imap_parse_fetch(bad[0], strlen(bad[0]), &f), -1);
+    assert_int_equal(imap_parse_fetch(bad[1], strlen(bad[1]), &f), -1);
+    assert_int_equal(imap_parse_fetch(bad[2], strlen(bad[2]), &f), -1);
+    assert_int_equal(imap_parse_fetch(bad[3], strlen(bad[3]), &f), -1);
+    assert_int_equal(f.header_len, 8);
+}
+
+static void test_list(void **state)
+{
+    (void)state;
+    struct {
+        const char *resp;
+        int rc, flags;
+        const char *name;
+    } rows[] = {
+        {"* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n", 0, IMAP_LIST_SENT, "Sent"},
+        {"* LIST (\\Junk) \".\" \"Spam Box\"\r\n", 0, IMAP_LIST_JUNK, "Spam Box"},
+        {"* LIST (\\HasNoChildren) \"/\" INBOX\r\n", 0, 0, "INBOX"},
+        {"* LIST (\\Noselect \\HasChildren) \"/\" \"[Gmail]\"\r\n", 0, IMAP_LIST_NOSELECT, "[Gmail]"},
+        {"* LIST (\\All \\HasNoChildren) NIL {16}\r\n[Gmail]/All Mail\r\n", 0, IMAP_LIST_ALL, "[Gmail]/All Mail"},
+        {"* LIST (\\sent) \"/\" \"Sent Messages\"\r\n", 0, IMAP_LIST_SENT, "Sent Messages"},
+        {"* LIST \\Sent \"/\" Sent\r\n", -1, 0, NULL},
+        {"* LSUB () \"/\" Sent\r\n", -1, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int flags;
+        char name[64];
+        int rc = imap_parse_list(rows[i].resp, strlen(rows[i].resp), &flags, name, sizeof name);
+        if (rc != rows[i].rc)
+            fail_msg("row %zu (%s): rc %d", i, rows[i].resp, rc);
+        if (rc == 0) {
+            assert_int_equal(flags, rows[i].flags);
+            assert_string_equal(name, rows[i].name);
+        }
+    }
+}
+
+static void test_tagged_and_quote(void **state)
+{
+    (void)state;
+    char text[64];
+    assert_int_equal(imap_parse_tagged("A003 OK Logged in\r\n", 19, text, sizeof text), 1);
+    assert_string_equal(text, "OK Logged in");
+    assert_int_equal(imap_parse_tagged("B12 NO [TRYCREATE] Mailbox doesn't exist: Sent\r\n", 48, text, 20), 1);
+    assert_string_equal(text, "NO [TRYCREATE] Mail");
+    assert_int_equal(imap_parse_tagged("* OK ready\r\n", 12, text, sizeof text), 0);
+    assert_int_equal(imap_parse_tagged("+ go ahead\r\n", 12, text, sizeof text), 0);
+    assert_int_equal(imap_parse_tagged("Subject: hi\r\n", 13, text, sizeof text), 0);
+
+    char q[32];
+    assert_int_equal(imap_quote("INBOX", q, sizeof q), 0);
+    assert_string_equal(q, "\"INBOX\"");
+    assert_int_equal(imap_quote("a \"b\" \\c", q, sizeof q), 0);
+    assert_string_equal(q, "\"a \\\"b\\\" \\\\c\"");
+    assert_int_equal(imap_quote("x\r\nA1 LOGOUT", q, sizeof q), -1);
+    assert_int_equal(imap_quote("INBOX", q, 7), -1);
+}
+
+/* ---- what the watcher hands relance_inbound */
+
+static void test_inbound_reply(void **state)
+{
+    (void)state;
+    const char msg[] = "From: =?utf-8?q?Zo=C3=A9?= <Zoe@Prospects.Example>\r\n"
+                       "To: alice@acme.example\r\n"
+                       "Subject: Re: An idea\r\n"
+                       "Message-ID: <r1@mail.prospects.example>\r\n"
+                       "In-Reply-To: <s2@acme.example>\r\n"
+                       "References: <s1@acme.example>\r\n <s2@acme.example> <x\"y@z>\r\n"
+                       "\r\n"
+                       "Yes.\r\n";
+    struct classify_result c;
+    struct watcher_inbound in;
+    assert_int_equal(classify_message(msg, sizeof msg - 1, &c), 0);
+    assert_int_equal(c.kind, CLASSIFY_HUMAN_REPLY);
+    assert_int_equal(watcher_inbound_read(msg, sizeof msg - 1, &c, &in), 0);
+    assert_string_equal(in.message_id, "r1@mail.prospects.example");
+    assert_string_equal(in.from, "zoe@prospects.example");
+    /* classify's id (In-Reply-To), then References newest first, once each */
+    assert_string_equal(in.refs, "{\"s2@acme.example\",\"x\\\"y@z\",\"s1@acme.example\"}");
+    assert_string_equal(in.recipients, "{}");
+    assert_string_equal(in.return_date, "");
+    watcher_inbound_free(&in);
+}
+
+static void test_inbound_bounce(void **state)
+{
+    (void)state;
+    const char msg[] = "From: MAILER-DAEMON@mx.example (Mail Delivery System)\r\n"
+                       "To: alice@acme.example\r\n"
+                       "Subject: Undelivered Mail Returned to Sender\r\n"
+                       "MIME-Version: 1.0\r\n"
+                       "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n"
+                       "\r\n"
+                       "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+                       "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+                       "Reporting-MTA: dns; mx.example\r\n\r\n"
+                       "Final-Recipient: rfc822; P3@Gone.Example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+                       "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
+                       "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+                       "From: alice@acme.example\r\nTo: p3@gone.example\r\nMessage-ID: <s9@acme.example>\r\n"
+                       "Subject: An idea\r\n\r\n"
+                       "--B--\r\n";
+    struct classify_result c;
+    struct watcher_inbound in;
+    assert_int_equal(classify_message(msg, sizeof msg - 1, &c), 0);
+    assert_int_equal(c.kind, CLASSIFY_HARD_BOUNCE);
+    assert_int_equal(watcher_inbound_read(msg, sizeof msg - 1, &c, &in), 0);
+    assert_string_equal(in.message_id, "");
+    assert_string_equal(in.from, "mailer-daemon@mx.example");
+    assert_string_equal(in.refs, "{\"s9@acme.example\"}");
+    assert_string_equal(in.recipients, "{\"p3@gone.example\"}");
+    watcher_inbound_free(&in);
+}
+
+static void test_inbound_plain_from(void **state)
+{
+    (void)state;
+    const char msg[] = "From: bob@b.example (Bob)\r\nSubject: x\r\n\r\nhello\r\n";
+    struct watcher_inbound in;
+    assert_int_equal(watcher_inbound_read(msg, sizeof msg - 1, NULL, &in), 0);
+    assert_string_equal(in.from, "bob@b.example");
+    assert_string_equal(in.refs, "{}");
+    watcher_inbound_free(&in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reader_pieces),  cmocka_unit_test(test_reader_cap_and_cut),
+        cmocka_unit_test(test_status),         cmocka_unit_test(test_search),
+        cmocka_unit_test(test_fetch),          cmocka_unit_test(test_list),
+        cmocka_unit_test(test_tagged_and_quote), cmocka_unit_test(test_inbound_reply),
+        cmocka_unit_test(test_inbound_bounce), cmocka_unit_test(test_inbound_plain_from),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
