@@ -339,6 +339,8 @@ double config_rate_parse(const char *s)
 static int check_oauth2(struct parse *p, const struct ynode *n, const struct config_account *acc)
 {
     const struct config_oauth2 *o = &acc->oauth2;
+    if (acc->save_sent && !acc->imap)
+        return fail_at(p, n, "account %s: 'save_sent' needs the account's 'imap' URL", acc->email);
     int xoauth2 = acc->auth && strcmp(acc->auth, "xoauth2") == 0;
     if (!xoauth2) {
         if (o->token_url || o->client_id || o->client_secret_env || o->refresh_token_env)

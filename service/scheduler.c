@@ -11,6 +11,7 @@
 #include "log.h"
 #include "sender.h"
 #include "serve.h"
+#include "watcher.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #define LEASE_EVERY_MS 5000
 #define RESCUE_EVERY_MS 30000
 #define IDLE_RECHECK_MS 60000
+#define RACE_CHECK_S 5.0 /* a mailbox read longer ago than this is read again before a follow-up */
 
 struct job {
     char *message_id, *step_id, *email, *fields, *thread_ids, *first_subject;
@@ -271,6 +273,8 @@ struct sending {
     int body_pending;    /* the body_started write is in flight */
     int release_failed;  /* it could not even be queued */
     int finished;        /* the outcome came while body_pending */
+    char *copy;          /* save_sent: the message as sent, for the Sent folder */
+    size_t copy_len;
     struct sending *next_failed;
     struct sending *live_prev, *live_next;
 };
@@ -283,6 +287,7 @@ static void sending_free(struct sending *x)
         x->s->live = x->live_next;
     if (x->live_next)
         x->live_next->live_prev = x->live_prev;
+    free(x->copy);
     free(x->message_id);
     free(x->subject);
     free(x->sender);
@@ -337,6 +342,27 @@ static void on_body_started(void *arg)
     }
 }
 
+static void on_saved(void *arg, int status)
+{
+    char *message_id = arg;
+    if (status < 0 && status != -ECANCELED) {
+        char st[16];
+        snprintf(st, sizeof st, "%d", status);
+        log_event(LOG_WARN, "sender", "copy to the Sent folder failed", "message", message_id, "status", st, NULL);
+    }
+    free(message_id);
+}
+
+/* save_sent: one copy of what went out in the account's Sent folder. */
+static void save_sent(struct scheduler *s, const struct sending *x)
+{
+    char *id = strdup(x->message_id);
+    if (!id || watcher_save_sent(s->srv->watcher, x->sender, x->copy, x->copy_len, on_saved, id) < 0) {
+        log_event(LOG_WARN, "sender", "copy to the Sent folder failed", "message", x->message_id, NULL);
+        free(id);
+    }
+}
+
 static void on_smtp_done(const struct smtp_result *r, void *arg)
 {
     struct sending *x = arg;
@@ -357,6 +383,8 @@ static void on_smtp_done(const struct smtp_result *r, void *arg)
                   NULL);
     if (r->outcome == SMTP_SENT)
         s->sent_total++;
+    if (r->outcome == SMTP_SENT && x->copy)
+        save_sent(s, x);
     if (x->body_pending)
         x->finished = 1; /* on_body_recorded frees it */
     else
@@ -382,6 +410,10 @@ static void submit(struct scheduler *s, const struct job *j, struct compose_resu
     x->subject = strdup(r->subject);
     x->sender = strdup(j->account->email);
     x->variant = r->variant;
+    if (j->account->cfg->save_sent && s->srv->watcher && (x->copy = malloc(r->len ? r->len : 1))) {
+        memcpy(x->copy, r->text, r->len);
+        x->copy_len = r->len;
+    }
     if (!x->message_id || !x->subject || !x->sender) {
         sending_free(x);
         compose_result_free(r);
@@ -806,6 +838,106 @@ static void cycle_end(struct scheduler *s, int full)
     }
 }
 
+/* Claims account c's due steps; its answer comes to on_account_claimed.
+ * Returns 0, or -1 when the query could not be queued (c is not freed). */
+static int claim_account(struct account_claim *c)
+{
+    struct scheduler *s = c->s;
+    char batch[16];
+    snprintf(batch, sizeof batch, "%d", BATCH);
+    const char *p[4] = {s->cycle_now_s, c->account->id_s, batch, s->replica};
+    return query_arg(s,
+                     "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, "
+                     "fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)",
+                     4, p, on_account_claimed, c);
+}
+
+/* The mailbox check before a follow-up's claim has ended (whatever it
+ * found is recorded, so a reply now wins): claim. */
+static void on_race_checked(void *arg, int changed)
+{
+    struct account_claim *c = arg;
+    (void)changed;
+    if (c->s->closing || claim_account(c) < 0)
+        on_account_claimed(NULL, NULL, c);
+}
+
+/* One claim per account this replica holds; the cycle goes on when the
+ * last one has answered. An account with follow-ups due whose mailbox
+ * this replica watches and last read more than RACE_CHECK_S ago has it
+ * read first (a STATUS, and whatever is new): a reply that came since
+ * the last pass then stops the follow-up instead of racing it. */
+static void claim_accounts_with(struct scheduler *s, const PGresult *followups)
+{
+    for (size_t i = 0; i < s->n_held; i++) {
+        struct held *h = s->held[i];
+        if (!h->leased)
+            continue;
+        struct account_claim *c = calloc(1, sizeof *c);
+        if (!c)
+            break;
+        c->s = s;
+        c->account = h;
+        h->claiming = 1;
+        s->pending_claims++;
+        int check = 0;
+        for (int r = 0; followups && r < PQntuples(followups) && !check; r++)
+            check = atoll(PQgetvalue(followups, r, 0)) == h->id;
+        if (check && watcher_check_now(s->srv->watcher, h->email, on_race_checked, c) == 0)
+            continue;
+        if (claim_account(c) < 0) {
+            h->claiming = 0;
+            s->pending_claims--;
+            free(c);
+            break;
+        }
+    }
+    if (s->pending_claims == 0)
+        cycle_end(s, 0);
+}
+
+static void on_followups(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (s->closing)
+        return;
+    claim_accounts_with(s, res && PQresultStatus(res) == PGRES_TUPLES_OK ? res : NULL);
+}
+
+static void claim_accounts(struct scheduler *s)
+{
+    struct watcher *w = s->srv->watcher;
+    char *ids = NULL;
+    size_t len = 0, n = 0;
+    FILE *f = w ? open_memstream(&ids, &len) : NULL;
+    for (size_t i = 0; f && i < s->n_held; i++) {
+        double age = watcher_last_check_age(w, s->held[i]->email);
+        if (s->held[i]->leased && age > RACE_CHECK_S)
+            array_item(f, s->held[i]->id_s, n++);
+    }
+    if (f) {
+        fputs(n ? "}" : "{}", f);
+        if (fclose(f) != 0)
+            n = 0;
+    }
+    if (n > 0) {
+        const char *p[2] = {ids, s->cycle_now_s};
+        int rc = query(s,
+                       "SELECT DISTINCT account_id FROM enrollments WHERE account_id = ANY($1::bigint[]) "
+                       "AND state = 'active' AND position > 0 AND next_send_at <= $2",
+                       2, p, on_followups);
+        free(ids);
+        if (rc == 0)
+            return;
+        s->running = 0;
+        uv_timer_start(&s->timer, on_timer, 1000, 0);
+        return;
+    }
+    free(ids);
+    claim_accounts_with(s, NULL);
+}
+
 static void cycle_start(struct scheduler *s)
 {
     if (s->closing || !s->srv->db || !db_connected(s->srv->db) || !s->srv->migrated)
@@ -822,29 +954,7 @@ static void cycle_start(struct scheduler *s)
     snprintf(batch, sizeof batch, "%d", BATCH);
     s->claim_full = 0;
     if (s->sender) {
-        /* one claim per account this replica holds; the cycle goes on
-         * when the last one has answered */
-        for (size_t i = 0; i < s->n_held; i++) {
-            if (!s->held[i]->leased)
-                continue;
-            struct account_claim *c = calloc(1, sizeof *c);
-            if (!c)
-                break;
-            c->s = s;
-            c->account = s->held[i];
-            const char *p[4] = {s->cycle_now_s, s->held[i]->id_s, batch, s->replica};
-            if (query_arg(s,
-                          "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, "
-                          "fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)",
-                          4, p, on_account_claimed, c) < 0) {
-                free(c);
-                break;
-            }
-            s->held[i]->claiming = 1;
-            s->pending_claims++;
-        }
-        if (s->pending_claims == 0)
-            cycle_end(s, 0);
+        claim_accounts(s);
         return;
     }
     const char *p[4] = {s->cycle_now_s, batch, s->id_domain, s->replica};

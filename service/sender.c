@@ -6,6 +6,7 @@
 
 #include "dkim.h"
 #include "oauth2.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -58,23 +59,6 @@ struct sender {
     void *closed_arg;
 };
 
-static char *read_secret_file(const char *path, char *err, size_t errlen, const char *who)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "account %s: cannot read password_file %s: %s", who, path, strerror(errno));
-        return NULL;
-    }
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    char *s = strdup(buf);
-    memset(buf, 0, sizeof buf);
-    return s;
-}
-
 static int channel_setup(struct channel *c, const struct config *cfg, char *err, size_t errlen)
 {
     const struct config_account *a = c->cfg;
@@ -105,27 +89,8 @@ static int channel_setup(struct channel *c, const struct config *cfg, char *err,
     j->ca_file = a->tls_ca_file ? a->tls_ca_file : cfg->tls_ca_file;
     j->mail_from = a->email;
     if (j->auth == SMTP_AUTH_PASSWORD) {
-        if (a->password_env) {
-            const char *v = getenv(a->password_env);
-            if (!v || !*v) {
-                snprintf(err, errlen, "account %s: environment variable %s (password_env) is not set", a->email,
-                         a->password_env);
-                return -1;
-            }
-            c->secret = strdup(v);
-        } else if (a->password_file) {
-            c->secret = read_secret_file(a->password_file, err, errlen, a->email);
-            if (!c->secret)
-                return -1;
-        } else {
-            snprintf(err, errlen, "account %s needs password_env or password_file (or auth: none for a test sink)",
-                     a->email);
+        if (secret_account_password(a, &c->secret, err, errlen) < 0)
             return -1;
-        }
-        if (!c->secret) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
         j->secret = c->secret;
     }
     return 0;
@@ -185,10 +150,7 @@ fail:
         for (size_t i = 0; i < s->n_channels; i++) {
             if (s->channels[i].smtp)
                 smtp_close(s->channels[i].smtp);
-            if (s->channels[i].secret) {
-                memset(s->channels[i].secret, 0, strlen(s->channels[i].secret));
-                free(s->channels[i].secret);
-            }
+            secret_free(s->channels[i].secret);
         }
         for (size_t i = 0; i < s->n_keys; i++)
             dkim_key_free(s->keys[i].key);
@@ -478,10 +440,7 @@ static void close_now(struct sender *s)
         c->smtp = NULL;
         channel_flush_queue(s, c, &c->head);
         bearer_wipe(c);
-        if (c->secret) {
-            memset(c->secret, 0, strlen(c->secret));
-            free(c->secret);
-        }
+        secret_free(c->secret);
     }
     for (size_t i = 0; i < s->n_keys; i++)
         dkim_key_free(s->keys[i].key);

@@ -12,6 +12,8 @@ Only Python's standard library is used (Debian's python3)."""
 import atexit
 import glob
 import json
+import email
+import email.policy
 import os
 import pwd
 import shutil
@@ -59,6 +61,22 @@ def pg_bindir():
         if os.path.exists(os.path.join(d, "initdb")):
             return d
     raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql-15)")
+
+
+def wait_until(fn, timeout, step=0.2):
+    """Calls fn until it returns something true or timeout seconds pass;
+    returns its last value."""
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() >= deadline:
+            return v
+        time.sleep(step)
+
+
+def parsed(raw):
+    """An RFC 5322 message (bytes) as an email.message.EmailMessage."""
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 def short_tempdir(prefix):

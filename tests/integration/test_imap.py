@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
 import mailservers  # noqa: E402
-from harness import relance  # noqa: E402
+from harness import relance, wait_until  # noqa: E402
 
 t = harness.Check("imap")
 ALICE, BOB, CAROL = "alice@acme.example", "bob@acme.example", "carol@acme.example"
@@ -109,15 +109,6 @@ t.eq(len(ms.folder_files(ALICE)), 0, "nothing went to INBOX")
 t.eq(relance("migrate", env=env).returncode, 0, "migrate")
 s = harness.Serve(env)
 s.wait_status("/readyz", 200)
-
-
-def wait_until(fn, timeout, step=0.1):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() >= deadline:
-            return v
-        time.sleep(step)
 
 
 def states():

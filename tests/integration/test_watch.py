@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
 import mailservers  # noqa: E402
-from harness import relance  # noqa: E402
+from harness import relance, wait_until, parsed  # noqa: E402
 
 t = harness.Check("watch")
 ALICE, BOB = "alice@acme.example", "bob@acme.example"
@@ -90,19 +90,6 @@ def enroll(*addrs):
         args += ["--contact", a]
     r = relance(*args, env={**env, "RELANCE_TEST_CLOCK": START})
     t.ok(f"enrolled {len(addrs)}" in r.stdout, f"enroll {' '.join(addrs)}", r.stdout + r.stderr)
-
-
-def wait_until(fn, timeout, step=0.2):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() >= deadline:
-            return v
-        time.sleep(step)
-
-
-def parsed(raw):
-    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 def first_step(addr, timeout=30):
@@ -228,6 +215,12 @@ t.ok("mailbox reachable again" in s.output()[log_mark:], "the recovery is logged
 # ---------------------------------------------------------------------------
 # two replicas: one watcher per mailbox
 
+# both mailboxes read again after the outage (a mailbox still in its
+# backoff would log in again later and be counted against the replica)
+mark = len(s.output())
+s.proc.send_signal(signal.SIGUSR1)
+t.ok(wait_until(lambda: s.output()[mark:].count("mailbox checked on request") >= 2, 30),
+     "both mailboxes are read again after the outage", s.output()[-2000:])
 logins_before = {a: ms.imap_logins(a) for a in (ALICE, BOB)}
 s2 = harness.Serve({**env, **clock})
 s2.wait_status("/readyz", 200)

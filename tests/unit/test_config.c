@@ -83,6 +83,8 @@ static void test_errors(void **state)
          "unknown key 'increse_per_day' in warmup (did you mean 'increase_per_day'?)"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        save_sent: maybe\n",
          "'save_sent' must be true or false, not 'maybe'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        save_sent: true\n",
+         "f.yaml:4:9: account a@b.c: 'save_sent' needs the account's 'imap' URL"},
         {"dkim:\n  a.example: {selector: s1}\n", "f.yaml:2:14: dkim for a.example needs 'selector' and 'key_file'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        watch_interval: 0\n",
          "'watch_interval' must be at least 1s"},
@@ -115,6 +117,7 @@ static void test_values_and_precedence(void **state)
                        "        interval_jitter: 1m\n"
                        "        warmup: {start: 5, increase_per_day: 3}\n"
                        "        save_sent: true\n"
+                       "        imap: imaps://imap.acme.example\n"
                        "        folders: [INBOX, Junk]\n"
                        "dkim:\n"
                        "  acme.example: {selector: s1, key_file: /k.pem}\n";
