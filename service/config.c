@@ -89,6 +89,7 @@ static const struct field top_fields[] = {
     {"capture_dir", F_STR, CFG(capture_dir), NULL},
     {"tls_ca_file", F_STR, CFG(tls_ca_file), NULL},
     {"imap_max_connections", F_INT, CFG(imap_max_connections), NULL},
+    {"smtp_idle_timeout", F_SECONDS, CFG(smtp_idle_timeout), NULL},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
     {NULL, F_STR, 0, NULL},
@@ -493,6 +494,8 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "transport must be 'smtp' or 'capture', not '%s'", cfg->transport);
     if (cfg->imap_max_connections < 1)
         return fail_at(p, NULL, "imap_max_connections must be at least 1");
+    if (cfg->smtp_idle_timeout < 1)
+        return fail_at(p, NULL, "smtp_idle_timeout must be at least 1s");
     return 0;
 }
 
@@ -508,6 +511,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     if (name && !(cfg->path = strdup(name)))
         goto fail;
     cfg->imap_max_connections = 20;
+    cfg->smtp_idle_timeout = 60;
     if (buf) {
         struct yerror yerr;
         if (ytree_parse(buf, len, &root, &yerr) < 0) {

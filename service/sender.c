@@ -33,6 +33,8 @@ struct channel {
     struct outgoing *head, *tail; /* head is in flight when busy */
     int busy;
     int draining;      /* its body is finishing while the sender closes */
+    int connected;     /* a send left a connection in libcurl's cache */
+    uint64_t last_used; /* loop time (ms) its last send ended */
     int token_retried; /* xoauth2: the server refused a token for the head once */
     char *bearer;      /* xoauth2: a copy of the token the head is sent with */
     struct sender *sender;
@@ -46,7 +48,7 @@ struct domain_key {
 struct sender {
     struct curl_uv *cu;
     struct oauth2 *oauth2; /* the tokens of xoauth2 accounts */
-    int closes;            /* oauth2, the drain timer and curl_uv still closing */
+    int closes;            /* oauth2, the two timers and curl_uv still closing */
     struct channel *channels;
     size_t n_channels;
     struct domain_key *keys;
@@ -55,6 +57,8 @@ struct sender {
     int closing;
     size_t draining;          /* channels finishing a body while closing */
     uv_timer_t drain_timer;   /* bounds that wait */
+    uv_timer_t idle_timer;    /* closes connections left unused for smtp_idle_timeout */
+    uint64_t idle_ms;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -68,6 +72,7 @@ static int channel_setup(struct channel *c, const struct config *cfg, char *err,
         return -1;
     }
     j->url = a->smtp;
+    j->idle_timeout_s = cfg->smtp_idle_timeout;
     j->tls = a->tls && strcmp(a->tls, "none") == 0 ? SMTP_TLS_NONE : SMTP_TLS_REQUIRED;
     if (a->tls && strcmp(a->tls, "none") != 0 && strcmp(a->tls, "required") != 0) {
         snprintf(err, errlen, "account %s: tls must be 'none' (test sinks only) or left out", a->email);
@@ -95,6 +100,8 @@ static int channel_setup(struct channel *c, const struct config *cfg, char *err,
     }
     return 0;
 }
+
+static void on_idle_sweep(uv_timer_t *t);
 
 struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
 {
@@ -141,6 +148,11 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
     }
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(loop, &s->idle_timer);
+    s->idle_timer.data = s;
+    s->idle_ms = (uint64_t)cfg->smtp_idle_timeout * 1000;
+    uint64_t every = s->idle_ms / 4 < 250 ? 250 : s->idle_ms / 4 > 5000 ? 5000 : s->idle_ms / 4;
+    uv_timer_start(&s->idle_timer, on_idle_sweep, every, every);
     return s;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -196,6 +208,36 @@ int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size
 static void start_next(struct channel *c);
 static void close_now(struct sender *s);
 
+static void on_quit(struct smtp *smtp, void *arg)
+{
+    (void)smtp;
+    struct channel *c = arg;
+    c->busy = 0;
+    c->connected = 0;
+    if (!c->sender->closing)
+        start_next(c); /* what was queued meanwhile */
+}
+
+/* Connections unused for smtp_idle_timeout are closed with QUIT (libcurl
+ * itself would only drop them when the next transfer looks for one).
+ * xoauth2 channels are left to that: their token, part of the connection's
+ * identity, is not kept between sends. */
+static void on_idle_sweep(uv_timer_t *t)
+{
+    struct sender *s = t->data;
+    uint64_t now = uv_now(t->loop);
+    for (size_t i = 0; i < s->n_channels && !s->closing; i++) {
+        struct channel *c = &s->channels[i];
+        if (!c->smtp || c->busy || c->head || !c->connected || c->job.auth == SMTP_AUTH_XOAUTH2 ||
+            now - c->last_used < s->idle_ms)
+            continue;
+        if (smtp_quit(c->smtp, &c->job, on_quit, c) == 0)
+            c->busy = 1;
+        else
+            c->connected = 0; /* could not even try: libcurl's own pruning will */
+    }
+}
+
 static void outgoing_free(struct outgoing *o)
 {
     free(o->msg);
@@ -248,6 +290,8 @@ static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
     (void)smtp;
     struct channel *c = arg;
     c->busy = 0;
+    c->connected = r->reply_code != 0; /* a server answered: libcurl keeps its connection unless it failed */
+    c->last_used = uv_now(c->sender->idle_timer.loop);
     if (r->outcome == SMTP_AUTH_FAILED && c->job.auth == SMTP_AUTH_XOAUTH2 && !r->body_started &&
         !c->token_retried && !c->sender->closing) {
         /* the token may have ended early or been revoked: one refresh,
@@ -384,8 +428,8 @@ size_t sender_pending(const struct sender *s)
     return s->pending;
 }
 
-/* oauth2, the drain timer and curl_uv each report their close; the
- * last frees s. */
+/* oauth2, the timers and curl_uv each report their close; the last
+ * frees s. */
 static void on_part_closed(void *arg)
 {
     struct sender *s = arg;
@@ -398,7 +442,7 @@ static void on_part_closed(void *arg)
         cb(cb_arg);
 }
 
-static void on_drain_timer_closed(uv_handle_t *h)
+static void on_timer_closed(uv_handle_t *h)
 {
     on_part_closed(h->data);
 }
@@ -425,9 +469,10 @@ static void close_now(struct sender *s)
 {
     if (s->closes)
         return; /* already closing */
-    s->closes = 3;
+    s->closes = 4;
     uv_timer_stop(&s->drain_timer);
-    uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_closed);
+    uv_close((uv_handle_t *)&s->drain_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&s->idle_timer, on_timer_closed);
     /* token requests end (their callbacks see closing), so no token
      * transfer is left for curl_uv_close to end */
     oauth2_close(s->oauth2, on_part_closed, s);

@@ -61,6 +61,9 @@ struct smtp {
     int hold_body;
     int held;        /* the transfer is paused before its first body byte */
     int abandon;     /* a held body was given up: the read callback aborts */
+    int quitting;    /* the transfer in flight is smtp_quit's */
+    void (*quit_cb)(struct smtp *s, void *arg);
+    void *quit_arg;
     int final_reply; /* a complete reply came after the body started */
 
     /* replies: the one being read and the last complete one */
@@ -340,11 +343,29 @@ static void finish(struct smtp *s, CURLcode code)
     cb(s, &r, arg);
 }
 
+static void quit_done(struct smtp *s)
+{
+    void (*cb)(struct smtp *, void *) = s->quit_cb;
+    void *arg = s->quit_arg;
+    curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
+    s->busy = 0;
+    s->quitting = 0;
+    s->quit_cb = NULL;
+    s->quit_arg = NULL;
+    if (cb)
+        cb(s, arg);
+}
+
 static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
 {
     struct smtp *s = arg;
     (void)cu;
     (void)easy;
+    if (s->quitting) {
+        quit_done(s);
+        return;
+    }
     if (s->abandon) {
         s->body_started = 0; /* not one byte of the body went out */
         snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
@@ -426,6 +447,49 @@ static int configure(struct smtp *s, const struct smtp_job *job)
     return bad ? -1 : 0;
 }
 
+/* Replies to the NOOP of smtp_quit: read and dropped. */
+static size_t on_write(char *p, size_t size, size_t nmemb, void *userp)
+{
+    (void)p;
+    (void)userp;
+    return size * nmemb;
+}
+
+int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp *s, void *arg), void *arg)
+{
+    int implicit_tls;
+    if (s->busy)
+        return -EBUSY;
+    if (!job || !cb || url_scheme(job->url, &implicit_tls) < 0 || (implicit_tls && job->tls == SMTP_TLS_NONE))
+        return -EINVAL;
+    if (job->auth != SMTP_AUTH_NONE && (!job->username || !*job->username || !job->secret || !*job->secret))
+        return -EINVAL; /* another login than the cached connection's: it would not be reused */
+    if (configure(s, job) < 0)
+        return -EINVAL;
+    /* no MAIL transaction: one NOOP on the cached connection, which
+     * FORBID_REUSE then closes with QUIT */
+    int bad = 0;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_MAIL_RCPT, NULL) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, "NOOP") != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
+    if (bad || curl_uv_transfer_start(s->cu, s->easy, on_done, s) < 0) {
+        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
+        return bad ? -EINVAL : -ENOMEM;
+    }
+    s->cb = NULL;
+    s->data = NULL;
+    s->held = 0;
+    s->abandon = 0;
+    s->body_started = 0;
+    s->quitting = 1;
+    s->quit_cb = cb;
+    s->quit_arg = arg;
+    s->busy = 1;
+    return 0;
+}
+
 int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void *arg)
 {
     int implicit_tls;
@@ -495,6 +559,7 @@ struct smtp *smtp_new(struct curl_uv *cu)
     bad |= curl_easy_setopt(s->easy, CURLOPT_READDATA, s) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
@@ -535,7 +600,7 @@ int smtp_body_held(const struct smtp *s)
 
 int smtp_in_body(const struct smtp *s)
 {
-    return s->busy && s->body_started;
+    return s->busy && !s->quitting && s->body_started;
 }
 
 int smtp_body_release(struct smtp *s, int ok)
@@ -564,6 +629,12 @@ void smtp_close(struct smtp *s)
 {
     if (!s)
         return;
+    if (s->busy && s->quitting) {
+        if (curl_uv_transfer_abort(s->cu, s->easy) < 0) {
+            /* not running: nothing to end */
+        }
+        s->busy = 0; /* the channel is going: its quit callback is not wanted */
+    }
     if (s->busy && s->held)
         drop_connection(s);
     if (s->busy && curl_uv_transfer_abort(s->cu, s->easy) == 0) {

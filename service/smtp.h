@@ -112,6 +112,16 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
  * never from a libcurl callback. Returns 0, or -1 when no body is held. */
 int smtp_body_release(struct smtp *s, int ok) __attribute__((warn_unused_result));
 
+/* Closes the channel's idle connection politely: one NOOP on the cached
+ * connection of job's server and login, then QUIT. job is the channel's
+ * (only its connection settings are read; borrowed until cb). cb fires
+ * once from the loop when done, whatever happened; sends wait until then
+ * (-EBUSY). Returns 0, -EBUSY, -EINVAL, -ENOMEM. If no cached connection
+ * is left (the server closed it), libcurl opens one for the NOOP: the
+ * caller quits only connections it believes open. */
+int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp *s, void *arg), void *arg)
+    __attribute__((warn_unused_result));
+
 /* True while a send is paused at its point of no return. */
 int smtp_body_held(const struct smtp *s);
 /* True while a send is past its point of no return (held or not). */

@@ -3,12 +3,14 @@ on 127.0.0.1: a 3-step sequence to 30 contacts across 3 accounts arrives
 with correct headers, threading and a sticky sender, rotated across the
 pool, DKIM-signed (RSA-2048 and Ed25519) as an independent verifier
 (python3-dkim, given the public keys locally) confirms; each account's
-messages travel over one reused connection (counted in Postfix's log); and
+messages travel over one reused connection (counted in Postfix's log),
+closed with QUIT once unused for smtp_idle_timeout; and
 preview equals what arrived, Date/Message-ID/signature aside."""
 import collections
 import email
 import email.policy
 import os
+import re
 import subprocess
 import sys
 import time
@@ -41,8 +43,9 @@ for domain, alg in (("acme.example", "RSA"), ("beta.example", "ED25519")):
     keys[domain] = key
 
 cfg = os.path.join(tmp, "relance.yaml")
+IDLE = 15  # seconds; steps come 6 s apart, so each account keeps one connection throughout
 with open(cfg, "w") as f:
-    f.write("pools:\n  founders:\n    accounts:\n")
+    f.write(f"smtp_idle_timeout: {IDLE}s\npools:\n  founders:\n    accounts:\n")
     for i, (addr, _) in enumerate(ACCOUNTS):
         f.write(f"      - email: {addr}\n        from_name: Account {i}\n"
                 f"        smtp: smtp://127.0.0.1:{ms.submission_port}/relance.test\n"
@@ -88,6 +91,12 @@ for i in range(N):
 t.ok(all(len(m) == 3 for m in got.values()), "every contact got exactly its 3 steps",
      str({i: len(m) for i, m in got.items() if len(m) != 3}) + s.output()[-3000:])
 connections = ms.count_connections() - before
+# idle connections are closed politely (NOOP, QUIT) while serve runs on
+idle_quits = harness.wait_until(lambda: len(re.findall(r"disconnect from \S+ .*noop=1 quit=1", ms.smtp_log())) >=
+                                len(ACCOUNTS), 40)
+t.ok(idle_quits, f"each account's connection was closed with QUIT after {IDLE}s unused, relance still running",
+     "\n".join(ln for ln in ms.smtp_log().splitlines() if "disconnect from" in ln))
+t.eq(s.proc.poll(), None, "(relance was still running then)")
 t.eq(s.stop(), 0, "serve stops cleanly")
 out = s.output()
 t.ok("runtime error" not in out and "AddressSanitizer" not in out and "pw-" not in out, "no sanitizer report, "
