@@ -485,6 +485,8 @@ struct account {
     uint64_t expires_at, refresh_at;                       /* loop time, ms */
     uint64_t life_ms;
     int used;            /* the token was handed out since it came */
+    int peeked;          /* oauth2_token_peek wants a token: settle fetches */
+    char *lent;          /* oauth2_token_peek's copy, valid until its next call */
     CURL *easy;
     int fetching;
     struct buf form;     /* the request body (holds secrets) */
@@ -548,7 +550,7 @@ static void server_text(const struct account *a, char *dst, size_t size, const c
     char *t = strdup(src ? src : "");
     if (!t)
         return; /* rather nothing than unmasked words */
-    const char *secrets[] = {a->client_secret, a->refresh_token, a->access_token};
+    const char *secrets[] = {a->client_secret, a->refresh_token, a->access_token, a->lent};
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
         const char *s = secrets[i];
         size_t sl = s ? strlen(s) : 0;
@@ -759,7 +761,9 @@ static void settle(struct account *a)
     if (a->o->closing)
         return;
     uint64_t now = uv_now(a->o->loop);
-    if (a->refused && now >= a->refused_at + REFUSED_RETRY_MS && a->waiters)
+    int asked = a->waiters || a->peeked;
+    a->peeked = 0;
+    if (a->refused && now >= a->refused_at + REFUSED_RETRY_MS && asked)
         a->refused = 0; /* someone asks again a while later: try again */
     if (token_usable(a, now)) {
         deliver(a, 0, NULL);
@@ -774,7 +778,7 @@ static void settle(struct account *a)
         deliver(a, -EACCES, a->reason);
         return;
     }
-    if (a->fetching || !a->waiters)
+    if (a->fetching || !asked)
         return; /* the answer settles it */
     if (now < a->retry_at || fetch(a) < 0)
         deliver(a, -EAGAIN, a->reason);
@@ -819,6 +823,30 @@ int oauth2_token_get(struct oauth2 *o, const char *email, oauth2_token_cb cb, vo
     if (!a->fetching || token_usable(a, uv_now(o->loop)))
         uv_timer_start(&a->kick, on_kick, 0, 0);
     return 0;
+}
+
+const char *oauth2_token_peek(struct oauth2 *o, const char *email)
+{
+    struct account *a = o->closing ? NULL : find(o, email);
+    if (!a)
+        return NULL;
+    uint64_t now = uv_now(o->loop);
+    int usable = token_usable(a, now);
+    if (!a->fetching && (!usable || now >= a->refresh_at)) {
+        /* none, or one due for renewal: settle asks for it, from the loop */
+        a->peeked = 1;
+        uv_timer_start(&a->kick, on_kick, 0, 0);
+    }
+    if (!usable) {
+        wipe(&a->lent); /* the last one lent is over: no copy outlives its use */
+        return NULL;
+    }
+    a->used = 1;
+    if (!a->lent || strcmp(a->lent, a->access_token) != 0) {
+        wipe(&a->lent);
+        a->lent = strdup(a->access_token);
+    }
+    return a->lent;
 }
 
 void oauth2_token_cancel(struct oauth2 *o, oauth2_token_cb cb, void *arg)
@@ -948,6 +976,7 @@ static void account_free(struct account *a)
     wipe(&a->client_secret);
     wipe(&a->refresh_token);
     wipe(&a->access_token);
+    wipe(&a->lent);
     buf_wipe(&a->form);
     buf_wipe(&a->answer);
 }

@@ -6,8 +6,8 @@
  * form-encoded POST over HTTPS, client_secret in the body, a JSON
  * answer), fetched through the caller's struct curl_uv on the loop, so
  * nothing blocks. Anyone holding an account's email asks for its token —
- * the SMTP sender now, the IMAP watcher next — and all of them share one
- * token and one request in flight per account.
+ * the SMTP sender with a callback, the IMAP watcher by peeking — and all
+ * of them share one token and one request in flight per account.
  *
  * Lifetimes: a token is refreshed before it expires (at 80 % of
  * expires_in, or 60 s before, whichever comes first, never earlier than
@@ -66,6 +66,17 @@ int oauth2_has(const struct oauth2 *o, const char *email);
  * -ENOMEM. */
 int oauth2_token_get(struct oauth2 *o, const char *email, oauth2_token_cb cb, void *arg)
     __attribute__((warn_unused_result));
+
+/* The synchronous way, for callers that cannot wait on a callback (the
+ * IMAP watcher sets its bearer as a command starts): email's access token
+ * when one is good now, else NULL (no such account, none yet, a refused
+ * grant, closing). With none, or one due for renewal, it starts a refresh
+ * from the loop as oauth2_token_get would (the same single request, the
+ * same backoff and refusal rules); call again later. A token returned
+ * counts as used, so it is renewed before it ends. The string is a copy
+ * owned here, valid until the next oauth2_token_peek for that account or
+ * oauth2_close, whichever comes first. */
+const char *oauth2_token_peek(struct oauth2 *o, const char *email);
 
 /* Takes back every pending request made with cb and arg: their callbacks
  * never fire. */

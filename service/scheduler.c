@@ -1262,3 +1262,8 @@ void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
     uv_close((uv_handle_t *)&s->timer, on_closed);
     uv_close((uv_handle_t *)&s->lease_timer, on_closed);
 }
+
+struct oauth2 *scheduler_oauth2(struct scheduler *s)
+{
+    return s->sender ? sender_oauth2(s->sender) : NULL;
+}

@@ -23,4 +23,9 @@ void scheduler_wake(struct scheduler *s);
 /* Stops; on_closed fires once its handles are closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
 
+/* The sender's OAuth2 tokens (see sender_oauth2): NULL without an SMTP
+ * sender or once it closes. */
+struct oauth2;
+struct oauth2 *scheduler_oauth2(struct scheduler *s);
+
 #endif

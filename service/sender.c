@@ -428,6 +428,11 @@ size_t sender_pending(const struct sender *s)
     return s->pending;
 }
 
+struct oauth2 *sender_oauth2(struct sender *s)
+{
+    return s->oauth2;
+}
+
 /* oauth2, the timers and curl_uv each report their close; the last
  * frees s. */
 static void on_part_closed(void *arg)

@@ -54,6 +54,11 @@ void sender_body_release(struct sender *s, const char *account, int ok);
 /* Messages queued or in flight. */
 size_t sender_pending(const struct sender *s);
 
+/* The OAuth2 tokens of the xoauth2 accounts, for others who log in as
+ * them (the IMAP watcher). Owned by the sender: NULL once sender_close
+ * has begun to close it, so ask again each time rather than keep it. */
+struct oauth2 *sender_oauth2(struct sender *s);
+
 /* Closes in two phases. What is queued is deferred at once, a transfer
  * before its body is cut (deferred), a held body is given up (deferred);
  * a body on the wire finishes first (its real outcome), for at most

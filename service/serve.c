@@ -8,6 +8,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "clock.h"
+#include "oauth2.h"
 #include "scheduler.h"
 #include "watcher.h"
 
@@ -101,6 +102,17 @@ static void server_stop(struct server *srv, const char *why)
 static void on_signal(uv_signal_t *s, int signum)
 {
     server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* The watcher's bearer tokens for xoauth2 accounts: the sender's, so that
+ * SMTP and IMAP share one token and one refresh per account. Looked up at
+ * each call: the watcher closes first, but should it still ask after the
+ * scheduler closed (stop deadline), it only gets NULL. */
+static const char *watch_token(void *arg, const char *account)
+{
+    struct server *srv = arg;
+    struct oauth2 *o = srv->scheduler ? scheduler_oauth2(srv->scheduler) : NULL;
+    return o ? oauth2_token_peek(o, account) : NULL;
 }
 
 struct check_request {
@@ -291,6 +303,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         srv.scheduler = scheduler_new(&srv, err, sizeof err);
         if (srv.scheduler && watcher_wanted(cfg))
             srv.watcher = watcher_new(&srv, err, sizeof err);
+        if (srv.watcher)
+            watcher_set_token_source(srv.watcher, watch_token, &srv);
         if (!srv.scheduler || (watcher_wanted(cfg) && !srv.watcher)) {
             fprintf(stderr, "relance: %s\n", err);
             rc = CLI_ERROR;

@@ -33,6 +33,7 @@
 #define TICK_MS 100
 #define MAX_PER_PASS 200        /* messages fetched in one pass; the rest next pass, at once */
 #define BACKOFF_MAX_MS 60000
+#define TOKEN_WAIT_MS 10000     /* xoauth2: how long a due pass waits for its first token */
 #define REFS_MAX 64
 
 struct waiter {
@@ -65,6 +66,7 @@ struct box {
     uint64_t next_ms;           /* uv_now when the next pass is due */
     double last_check;          /* clock_now() of the last successful STATUS; 0 none */
     int failures;               /* passes failed in a row */
+    uint64_t token_wait_end;    /* xoauth2: a due pass waits for a token until then; 0 not waiting */
     char last_error[IMAP_TEXT_MAX];
     /* the pass */
     size_t folder_i;
@@ -635,6 +637,12 @@ static void box_fail(struct box *b, const char *what, const char *why)
 
 static void record_next(struct box *b);
 
+/* Why an IMAP command could not start. */
+static const char *start_error(int rc)
+{
+    return rc == -EAGAIN ? "no OAuth2 access token (see the oauth2 lines)" : strerror(-rc);
+}
+
 static void on_advanced(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -792,7 +800,7 @@ static void record_next(struct box *b)
     }
     int rc = imap_fetch(b->imap, folder_of(b), b->todo[b->i_todo], IMAP_FETCH_BODY_MAX, on_fetched, b);
     if (rc < 0)
-        box_fail(b, "cannot start an IMAP fetch", strerror(-rc));
+        box_fail(b, "cannot start an IMAP fetch", start_error(rc));
 }
 
 static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
@@ -856,7 +864,7 @@ static void on_decided(struct box *b, const PGresult *res)
     }
     int rc = imap_search(b->imap, folder_of(b), (uint32_t)(from ? from : 1), since, on_searched, b);
     if (rc < 0)
-        box_fail(b, "cannot start an IMAP search", strerror(-rc));
+        box_fail(b, "cannot start an IMAP search", start_error(rc));
 }
 
 static void on_status(struct imap *im, const struct imap_reply *r, void *arg)
@@ -892,7 +900,7 @@ static void box_next_folder(struct box *b)
     b->more = 0;
     int rc = imap_status(b->imap, folder_of(b), on_status, b);
     if (rc < 0)
-        box_fail(b, "cannot start an IMAP STATUS", strerror(-rc));
+        box_fail(b, "cannot start an IMAP STATUS", start_error(rc));
 }
 
 static int box_task_begin(struct box *b, enum task task)
@@ -1030,6 +1038,25 @@ static void box_sent_start(struct box *b)
 
 /* ---- the tick ----------------------------------------------------------- */
 
+/* xoauth2: asking for the token starts its refresh when there is none
+ * (after a start, or when it lapsed between passes); rather than fail the
+ * pass and back off a whole watch_interval, a due pass waits for it from
+ * the tick, up to TOKEN_WAIT_MS. Then it runs anyway and fails with "no
+ * OAuth2 access token", logged and backed off like any failure. */
+static int box_token_wait(struct box *b, uint64_t now)
+{
+    if (b->acct.auth != IMAP_AUTH_XOAUTH2 || box_bearer(b)) {
+        b->token_wait_end = 0;
+        return 0;
+    }
+    if (!b->token_wait_end)
+        b->token_wait_end = now + TOKEN_WAIT_MS;
+    if (now < b->token_wait_end)
+        return 1;
+    b->token_wait_end = 0;
+    return 0;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct watcher *w = t->data;
@@ -1041,12 +1068,13 @@ static void on_tick(uv_timer_t *t)
         if (b->task != TASK_NONE || b->db_busy)
             continue;
         if (b->sent_head) {
-            box_sent_start(b);
+            if (!box_token_wait(b, now))
+                box_sent_start(b);
             continue;
         }
         if (!b->leased || !db_ready(w))
             continue;
-        if (now >= b->next_ms || (b->waiting && b->failures == 0))
+        if ((now >= b->next_ms || (b->waiting && b->failures == 0)) && !box_token_wait(b, now))
             box_pass_start(b);
     }
 }

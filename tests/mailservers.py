@@ -26,11 +26,12 @@ describes, and tears both down when the test ends however it ends:
   transport). Failed logins are not penalised (no anvil auth penalty, no
   auth failure delay, no smtpd error sleep), so a wrong-password test does
   not slow the tests after it.
-- OAuth2: with `oauth2_introspection_url`, Dovecot (and so Postfix's AUTH)
-  also accepts XOAUTH2 and OAUTHBEARER, checking each bearer token against
-  that RFC 7662 introspection endpoint (POST token=..., an `active: true`
-  answer whose `username` is the login); passwords keep working for PLAIN
-  and LOGIN. tests/oauth_server.py provides such an endpoint.
+- OAuth2: with `oauth2_introspection_url`, Dovecot's IMAP logins (and so
+  Postfix's AUTH) also accept XOAUTH2 and OAUTHBEARER, checking each bearer
+  token against that RFC 7662 introspection endpoint (POST token=..., an
+  `active: true` answer whose `username` is the login); passwords keep
+  working for PLAIN and LOGIN. tests/oauth_server.py provides such an
+  endpoint; imap_login_methods() tells how each IMAP login was made.
 
 Only Python's standard library; must run as root (Postfix needs it)."""
 import os
@@ -286,6 +287,13 @@ class MailServers:
         """IMAP logins seen in Dovecot's log (of one user when email)."""
         users = re.findall(r"imap-login: (?:Info: )?Login: user=<([^>]*)>", self.dovecot_log_text())
         return len([u for u in users if email is None or u.lower() == email.lower()])
+
+    def imap_login_methods(self, email):
+        """The SASL mechanism of each of email's IMAP logins in Dovecot's
+        log, oldest first ("PLAIN", "XOAUTH2", ...)."""
+        found = re.findall(r"imap-login: (?:Info: )?Login: user=<([^>]*)>, method=([A-Z0-9-]+)",
+                           self.dovecot_log_text())
+        return [m for u, m in found if u.lower() == email.lower()]
 
     def imap_bytes_out(self, email=None):
         """Bytes Dovecot sent over the IMAP sessions that have ended."""

@@ -17,13 +17,14 @@ OAuthServer runs in a thread of the test, Python's standard library only:
   was revoked — or, after `refuse_next_introspections(n)`, for the next n
   live tokens.
 
-It serves HTTPS with the certificate of tests/mailservers.py (clients trust
-`ms.ca_file`) on `url` and, for Dovecot's HTTP client, plain HTTP on
+It serves HTTPS with the certificate of tests/mailservers.py (`start_for(ms)`;
+clients trust `ms.ca_file`) on `url` and, for Dovecot's HTTP client, plain HTTP on
 `introspection_url`. Every request is counted (`token_requests(email)`),
 and every secret it hands out or accepts is listed in `secrets()`, so a
 test can check that none of them reached a log."""
 import http.server
 import json
+import os
 import secrets as _secrets
 import socketserver
 import ssl
@@ -73,6 +74,20 @@ class OAuthServer:
             self._grants[token] = self._owners[token] = email.lower()
             self._issued.append(token)
         return token
+
+    def account_yaml(self, indent, secret_env="OA_CLIENT_SECRET", refresh_env="OA_REFRESH_TOKEN"):
+        """The lines that make an account of relance's configuration log in
+        with this server's tokens (`auth: xoauth2` and its `oauth2` block),
+        each indented by indent spaces; the secrets come from the two
+        environment variables named."""
+        pad = " " * indent
+        return (f"{pad}auth: xoauth2\n{pad}oauth2:\n{pad}  token_url: {self.url}\n"
+                f"{pad}  client_id: {self.client_id}\n{pad}  client_secret_env: {secret_env}\n"
+                f"{pad}  refresh_token_env: {refresh_env}\n")
+
+    def start_for(self, ms):
+        """Starts with the certificate of mailservers.MailServers ms."""
+        return self.start(os.path.join(ms.tls, "server.crt"), os.path.join(ms.tls, "server.key"))
 
     def start(self, cert_file, key_file):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -34,7 +34,7 @@ LIFETIME = 5
 OA, PW = "oa@acme.example", "pw@acme.example"
 oa = oauth_server.OAuthServer(lifetime=LIFETIME, rotate=True)
 ms = mailservers.MailServers(users=[(PW, "pw-secret-7")], oauth2_introspection_url=oa.introspection_url)
-oa.start(os.path.join(ms.tls, "server.crt"), os.path.join(ms.tls, "server.key"))
+oa.start_for(ms)
 refresh_token = oa.grant(OA)
 pg = harness.Postgres()
 tmp = harness.short_tempdir("roa")
@@ -45,13 +45,7 @@ with open(cfg, "w") as f:
     accounts:
       - email: {OA}
         smtp: smtp://127.0.0.1:{ms.submission_port}/relance.test
-        auth: xoauth2
-        oauth2:
-          token_url: {oa.url}
-          client_id: {oa.client_id}
-          client_secret_env: OA_CLIENT_SECRET
-          refresh_token_env: OA_REFRESH_TOKEN
-        tls_ca_file: {ms.ca_file}
+{oa.account_yaml(8)}        tls_ca_file: {ms.ca_file}
   pw:
     accounts:
       - email: {PW}
