@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
 import mailservers  # noqa: E402
 import oauth_server  # noqa: E402
-from harness import relance  # noqa: E402
+from harness import relance, wait_until  # noqa: E402
 
 t = harness.Check("oauth2")
 LIFETIME = 5
@@ -84,15 +84,6 @@ def enroll(seq, who):
 
 def q(sql):
     return pg.psql(sql)
-
-
-def wait_until(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
 
 
 def xoauth2_logins():

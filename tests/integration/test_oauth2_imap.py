@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
 import mailservers  # noqa: E402
 import oauth_server  # noqa: E402
-from harness import relance  # noqa: E402
+from harness import relance, wait_until  # noqa: E402
 
 t = harness.Check("oauth2_imap")
 LIFETIME = 5
@@ -78,15 +78,6 @@ SPEED = 600  # the 12 h wait before the follow-up passes in 72 s
 def q1(sql):
     rows = pg.psql(sql)
     return rows[0][0] if rows else None
-
-
-def wait_until(fn, timeout, step=0.2):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() >= deadline:
-            return v
-        time.sleep(step)
 
 
 def state(addr):
