@@ -291,6 +291,19 @@ class RssSampler:
         return self.peak
 
 
+def settle(db, timeout=120):
+    """Waits until the stopped relance's sessions have left the database:
+    a statement it sent before it stopped (a claim) runs to its end and
+    commits. Past the timeout they are terminated."""
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    deadline = time.time() + timeout
+    while int(db.psql(f"SELECT count(*) {others}")[0][0]):
+        if time.time() > deadline:
+            db.psql(f"SELECT pg_terminate_backend(pid) {others}")
+            deadline = time.time() + timeout
+        time.sleep(0.2)
+
+
 def run_relance(db, env, config, contacts, timeout, want=None, window=None, sample_rss=False):
     """Starts `relance serve` with `config` and the test clock at START,
     then stops it once `want` of the benchmark's messages (enrollments
@@ -304,7 +317,8 @@ def run_relance(db, env, config, contacts, timeout, want=None, window=None, samp
     deadline = time.time() + timeout
     done, first = 0, None
     # an index range scan over the benchmark's rows only: cheap to poll
-    poll = f"SELECT count(*) FROM messages WHERE enrollment_id <= {contacts} AND state <> 'sending'"
+    poll = (f"SELECT count(*) FROM messages WHERE enrollment_id <= {contacts} "
+            "AND state NOT IN ('sending', 'deferred')")
     try:
         while time.time() < deadline:
             if serve.proc.poll() is not None:
@@ -318,6 +332,7 @@ def run_relance(db, env, config, contacts, timeout, want=None, window=None, samp
         peak = sampler.stop() if sampler else None
     finally:
         code = serve.stop() if serve.proc.poll() is None else serve.proc.returncode
+        settle(db)
     out = serve.output()
     if code != 0 or SANITIZER.search(out):
         raise RuntimeError(f"relance serve stopped with {code}: {out[-2000:]}")
