@@ -3,9 +3,11 @@
 its quick mode (small sizes, 2 interleaved rounds, its own PostgreSQL)
 against $RELANCE_BIN and checks that every expected figure was produced,
 with a positive median and a well-formed JSON row, and that the table was
-printed. It never checks a ratio against its target: figures on a shared
-machine under sanitizers say nothing about speed; they only prove that
-the harness and each scenario still run."""
+printed. It never checks a ratio against its target, nor how long the run
+took (it prints that, against --quick's 2-minute budget): figures and
+times on a shared machine under sanitizers say nothing about speed; they
+only prove that the harness and each scenario still run. A run that hangs
+is cut by the timeout."""
 import json
 import math
 import os
@@ -36,7 +38,8 @@ print(p.stdout)
 t.eq(p.returncode, 0, "tests/bench/run --quick exits 0 (every scenario ran)")
 if p.returncode != 0:
     print(p.stderr[-4000:])
-t.ok(took < 120, f"--quick finished in {took:.0f}s (< 120 s)")
+print(f"--quick took {took:.0f}s ({'within' if took < 120 else 'over'} its 2-minute budget; not a check: "
+      "the machine may be loaded)")
 t.ok("figure" in p.stdout and "ratio" in p.stdout and "met?" in p.stdout, "the table is printed")
 
 try:
