@@ -44,6 +44,7 @@ Only Python's standard library; must run as root (MailServers needs it)."""
 import imaplib
 import os
 import random
+import re
 import socket
 import statistics
 import struct
@@ -282,7 +283,7 @@ class PassCounter:
     def __init__(self, db, every=1.0):
         self.db, self.every = db, every
         self.last = self._read()
-        self.passes, self.gaps = 0, []
+        self.passes, self.gaps, self.read = 0, [], set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -297,6 +298,7 @@ class PassCounter:
             before = self.last.get(k)
             if before != v:
                 self.passes += 1
+                self.read.add(k)
                 if before is not None:
                     self.gaps.append(v - before)
         self.last = now
@@ -341,10 +343,11 @@ class Watching:
         if self.serve.proc.poll() is not None:
             raise RuntimeError(f"relance serve exited {self.serve.proc.returncode}: {self.serve.output()[-2000:]}")
 
-    def passed(self):
-        """How many mailboxes had a pass (a STATUS) since relance started."""
+    def passed(self, since=None):
+        """How many mailboxes had a pass (a STATUS) since `since` (epoch),
+        by default since relance started."""
         return int(self.db.psql(f"SELECT count(*) FROM mailbox_state "
-                                f"WHERE checked_at >= to_timestamp({self.started})")[0][0])
+                                f"WHERE checked_at >= to_timestamp({since or self.started})")[0][0])
 
     def wait_first_passes(self, timeout):
         """Waits until every mailbox had its first pass of this run, or
@@ -391,7 +394,7 @@ class Watching:
         if cpu0 is None or cpu1 is None:
             raise RuntimeError("relance serve went away during the window")
         return {"dropped": dropped, "cpu": cpu1 - cpu0, "pg_cpu": pg1 - pg0, "passes": counter.passes,
-                "gaps": counter.gaps, "window": seconds, "peak_connections": sampler.peak,
+                "gaps": counter.gaps, "read": len(counter.read), "window": seconds, "peak_connections": sampler.peak,
                 "peak_states": sampler.peak_states, "logins": self.ms.imap_logins() - logins0}
 
     def detections(self, dropped, timeout):
@@ -410,10 +413,14 @@ class Watching:
             self.check()
             time.sleep(0.5)
 
+    def kill(self):
+        self.serve.kill()
+
     def stop(self):
         code = self.serve.stop() if self.serve.proc.poll() is None else self.serve.proc.returncode
-        if code != 0:
-            raise RuntimeError(f"relance serve stopped with {code}: {self.serve.output()[-2000:]}")
+        out = self.serve.output()
+        if code != 0 or re.search(r"AddressSanitizer|LeakSanitizer|runtime error:", out):
+            raise RuntimeError(f"relance serve stopped with {code}: {out[-2000:]}")
 
 
 # ---------------------------------------------------------------- the bound
@@ -434,6 +441,36 @@ def imaplib_pass_cpu(port, mailboxes):
     return (time.process_time() - c0) / len(mailboxes), (time.monotonic() - w0) / len(mailboxes)
 
 
+def imaplib_ceiling(port, mailboxes, parallel, ops):
+    """For the note: how many connect+LOGIN+STATUS+LOGOUT a second the
+    server gives `parallel` imaplib clients (threads) together, over `ops`
+    of them spread over the mailboxes: the most passes a second any client
+    can make when every pass must log in."""
+    errors = []
+
+    def client(k):
+        try:
+            for j in range(ops // parallel):
+                i = (k * (ops // parallel) + j) % mailboxes
+                im = imaplib.IMAP4("127.0.0.1", port)
+                im.login(account_email(i), PASSWORD)
+                im.status("INBOX", "(UIDNEXT UIDVALIDITY)")
+                im.logout()
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(parallel)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - t0
+    if errors:
+        raise RuntimeError(f"imaplib clients failed: {errors[0]}")
+    return (ops // parallel) * parallel / took
+
+
 def imaplib_status_cpu(port, count):
     """For the note: STATUS alone on one held connection, `count` times;
     CPU seconds per STATUS."""
@@ -449,16 +486,69 @@ def imaplib_status_cpu(port, count):
     return cpu
 
 
-BOUND_MAILBOXES = 200  # per round: enough for a stable mean, short enough to interleave
+BOUND_MAILBOXES = 100  # per round: enough for a stable mean, short enough to interleave
 
 
-def run(ctx, db, env, mailboxes, replies, interval):
+def latencies(res, seen, t_end):
+    """Fills res (a window) with "latencies" (seconds, one per reply) and
+    "effects" ({"effect/matched_by/enrollment state": count}) from seen
+    (Watching.detections). A reply never seen counts as seen at t_end,
+    when the wait gave up: a latency it exceeds."""
+    res["latencies"], res["effects"] = [], {}
+    for mid, (i, t_drop) in res["dropped"].items():
+        if mid in seen:
+            detected, effect, matched_by, state = seen[mid]
+            res["latencies"].append(detected - t_drop)
+            key = f"{effect}/{matched_by or '-'}/{state or '-'}"
+        else:
+            res["latencies"].append(t_end - t_drop)
+            key = "undetected"
+        res["effects"][key] = res["effects"].get(key, 0) + 1
+
+
+def window_line(res):
+    """A window's figures for the progress log."""
+    gaps = res["gaps"] or [0]
+    return (f"{len(res['dropped'])} replies dropped; {res['passes']:,} passes of {res['read']:,} mailboxes in "
+            f"{res['window']:.1f}s (a mailbox every {statistics.median(gaps):.1f}s, at most {max(gaps):.1f}s), "
+            f"CPU {res['cpu']:.2f}s = {1000 * res['cpu'] / max(1, res['passes']):.3f} ms/pass, PostgreSQL "
+            f"{res['pg_cpu']:.2f}s; peak {res['peak_connections']} IMAP connections "
+            f"({', '.join(sorted(set(res['peak_states'])))}); {res['logins']:,} logins")
+
+
+def isolated(ctx, w, db, chosen, interval):
+    """The diagnosis: every account paused (relance_claim_account then
+    returns at once, so the scheduler's claims stop competing with the
+    watcher for relance's database connection; the watcher goes on), the
+    watcher catches up, then one window like a round's. Returns the
+    window with its latencies, and "catch_up" (seconds until every
+    mailbox had a pass after the pause, or None)."""
+    db.psql("UPDATE accounts SET state = 'paused', state_reason = 'bench: out of the scheduler''s way', "
+            "state_changed_at = now()")
+    since = time.time()
+    deadline = since + 30
+    while w.passed(since) < w.mailboxes and time.time() < deadline:
+        w.check()
+        time.sleep(0.5)
+    catch_up = time.time() - since if w.passed(since) >= w.mailboxes else None
+    res = w.window(chosen, interval)
+    seen = w.detections(res["dropped"], 2 * interval + 10)
+    latencies(res, seen, time.time())
+    res["catch_up"] = catch_up
+    ctx.log(f"watch_latency diagnosis (accounts paused): caught up in "
+            f"{'more than 30' if catch_up is None else f'{catch_up:.1f}'}s; {window_line(res)}")
+    return res
+
+
+def run(ctx, db, env, mailboxes, replies, interval, diagnose):
     """The whole scenario: servers, data, one relance serve, ctx.rounds
-    interleaved rounds (a measured window, then the bound's loop), and the
-    replies' detections. Returns {"rounds": [window dicts, each with
-    "latencies" and "effects"], "bound": [CPU s per mailbox], "bound_wall",
-    "held": [CPU s per STATUS on a held connection], "first_pass":
-    (mailboxes, seconds), "undetected": count, "wait": seconds}."""
+    interleaved rounds (a measured window, then the bound's loop), the
+    replies' detections, and with `diagnose` the isolated() window.
+    Returns {"rounds": [windows, with "latencies" and "effects"], "bound":
+    [CPU s per mailbox], "bound_wall", "held": [CPU s per STATUS on a held
+    connection], "first_pass": (mailboxes, seconds), "undetected": count,
+    "wait": seconds, "never_read": mailboxes never read, "isolated": a
+    window or None, "ceiling": imaplib_ceiling() with `diagnose`}."""
     if mailboxes <= MAX_CONNECTIONS:
         raise ValueError("the bound assumes more mailboxes than imap_max_connections")
     work = harness.short_tempdir("rbw")
@@ -471,16 +561,16 @@ def run(ctx, db, env, mailboxes, replies, interval):
     load(db, cenv, work, mailboxes)
     ctx.log(f"watch_latency: Dovecot with {mailboxes:,} mailboxes and the data ready in {time.monotonic() - t0:.1f}s")
     rng = random.Random(20260302)
-    # each round's replies go to mailboxes no earlier round wrote to (while
+    # each window's replies go to mailboxes no earlier one wrote to (while
     # there are), so every reply finds its enrollment still active
     order = list(range(mailboxes))
     rng.shuffle(order)
-    order *= -(-ctx.rounds * replies // mailboxes)
+    order *= -(-(ctx.rounds + 1) * replies // mailboxes)
     per = min(mailboxes, BOUND_MAILBOXES)
-    got = {"rounds": [], "bound": [], "bound_wall": [], "held": []}
+    got = {"rounds": [], "bound": [], "bound_wall": [], "held": [], "isolated": None, "ceiling": None}
     w = Watching(db, cenv, ms, config, mailboxes)
     try:
-        first_timeout = 30 if ctx.quick else 240
+        first_timeout = 30 if ctx.quick else 60
         got["first_pass"] = w.wait_first_passes(first_timeout)
         n, secs = got["first_pass"]
         ctx.log(f"watch_latency: {n:,} of {mailboxes:,} mailboxes had their first pass within {secs:.1f}s")
@@ -491,11 +581,7 @@ def run(ctx, db, env, mailboxes, replies, interval):
             tag = f"watch_latency round {rnd + 1}/{ctx.rounds}"
             res = w.window(order[rnd * replies:(rnd + 1) * replies], interval)
             got["rounds"].append(res)
-            ctx.log(f"{tag} relance: {len(res['dropped'])} replies dropped; {res['passes']:,} passes in "
-                    f"{res['window']:.1f}s (a mailbox every {statistics.median(res['gaps'] or [0]):.1f}s, at "
-                    f"most {max(res['gaps'] or [0]):.1f}s), CPU {res['cpu']:.2f}s = "
-                    f"{1000 * res['cpu'] / max(1, res['passes']):.3f} ms/pass; peak {res['peak_connections']} "
-                    f"IMAP connections ({', '.join(sorted(set(res['peak_states'])))}); {res['logins']:,} logins")
+            ctx.log(f"{tag} relance: {window_line(res)}")
             sample = [(rnd * per + k) % mailboxes for k in range(per)]
             cpu, wall = imaplib_pass_cpu(ms.imap_port, sample)
             got["bound"].append(cpu)
@@ -507,24 +593,21 @@ def run(ctx, db, env, mailboxes, replies, interval):
         for res in got["rounds"]:
             dropped.update(res["dropped"])
         t1 = time.time()
-        seen = w.detections(dropped, 4 * interval + 30)
+        seen = w.detections(dropped, 2 * interval + 20)
         t_end = time.time()
         got["wait"] = t_end - t1
-    finally:
+        got["never_read"] = w.mailboxes - w.passed(w.started)
+        if diagnose:
+            got["isolated"] = isolated(ctx, w, db, order[ctx.rounds * replies:(ctx.rounds + 1) * replies], interval)
         w.stop()
+        if diagnose:
+            got["ceiling"] = imaplib_ceiling(ms.imap_port, mailboxes, MAX_CONNECTIONS, 20 * MAX_CONNECTIONS)
+            ctx.log(f"watch_latency: {MAX_CONNECTIONS} parallel imaplib clients made {got['ceiling']:.0f} "
+                    "connect+LOGIN+STATUS+LOGOUT a second")
+    finally:
+        w.kill()
         ms.stop()
     got["undetected"] = len(dropped) - len(seen)
     for res in got["rounds"]:
-        res["latencies"], res["effects"] = [], {}
-        for mid, (i, t_drop) in res["dropped"].items():
-            if mid not in seen:
-                # never seen: counted as seen when the wait gave up, a
-                # latency it exceeds
-                res["latencies"].append(t_end - t_drop)
-                res["effects"]["undetected"] = res["effects"].get("undetected", 0) + 1
-                continue
-            detected, effect, matched_by, state = seen[mid]
-            res["latencies"].append(detected - t_drop)
-            key = f"{effect}/{matched_by or '-'}/{state or '-'}"
-            res["effects"][key] = res["effects"].get(key, 0) + 1
+        latencies(res, seen, t_end)
     return got
