@@ -243,7 +243,8 @@ static void lint_dir(struct lint_run *l, const char *path)
         fprintf(stderr, "relance: lint: no .yaml or .yml files in '%s'\n", path);
         l->errors++;
     }
-    qsort(files, n, sizeof *files, by_name);
+    if (n > 1)
+        qsort(files, n, sizeof *files, by_name);
     for (size_t i = 0; i < n; i++) {
         lint_file(l, files[i]);
         free(files[i]);

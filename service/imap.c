@@ -880,7 +880,8 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
             r.uidvalidity = im->uidvalidity;
             break;
         case OP_SEARCH:
-            qsort(im->uids, im->n_uids, sizeof *im->uids, cmp_uid);
+            if (im->n_uids > 1) /* an empty search has no array: qsort(NULL, 0) is undefined */
+                qsort(im->uids, im->n_uids, sizeof *im->uids, cmp_uid);
             r.uids = im->uids;
             r.n_uids = im->n_uids;
             break;

@@ -4,10 +4,9 @@ its quick mode (small sizes, 2 interleaved rounds, its own PostgreSQL)
 against $RELANCE_BIN and checks that every expected figure was produced,
 with a positive median and a well-formed JSON row, and that the table was
 printed. It never checks a ratio against its target, nor how long the run
-took (it prints that, against --quick's 2-minute budget): figures and
-times on a shared machine under sanitizers say nothing about speed; they
-only prove that the harness and each scenario still run. A run that hangs
-is cut by the timeout."""
+took (it prints that): figures and times on a shared machine under
+sanitizers say nothing about speed; they only prove that the harness and
+each scenario still run. A run that hangs is cut by the timeout."""
 import json
 import math
 import os
@@ -21,8 +20,9 @@ import harness  # noqa: E402
 # Figure names start with the scenario's own name; each scenario of
 # tests/bench/run adds its prefix here, with how many figures --quick
 # gives (send_throughput: no DKIM, RSA-2048, Ed25519; the nodemailer
-# rows need npm and are left out of --quick).
-EXPECTED = {"claim_rate": 1, "import": 1, "send_throughput": 3, "memory": 1}
+# rows need npm and are left out of --quick; watch: reply-to-stop p50,
+# p95 and max, IMAP connections held, CPU per mailbox pass).
+EXPECTED = {"claim_rate": 1, "import": 1, "send_throughput": 3, "memory": 1, "watch ": 5}
 KEYS = {"name": str, "unit": str, "median": (int, float), "min": (int, float), "max": (int, float),
         "bound_name": str, "bound_median": (int, float), "ratio": (int, float), "target": (int, float)}
 
@@ -38,8 +38,8 @@ print(p.stdout)
 t.eq(p.returncode, 0, "tests/bench/run --quick exits 0 (every scenario ran)")
 if p.returncode != 0:
     print(p.stderr[-4000:])
-print(f"--quick took {took:.0f}s ({'within' if took < 120 else 'over'} its 2-minute budget; not a check: "
-      "the machine may be loaded)")
+# tests never fail on timing: the duration is reported, not judged
+print(f"     --quick took {took:.0f}s (its budget is 2 minutes on a quiet machine; sanitizers slow it)")
 t.ok("figure" in p.stdout and "ratio" in p.stdout and "met?" in p.stdout, "the table is printed")
 
 try:
