@@ -54,11 +54,13 @@ struct config *cli_config(struct cli *cli)
         fprintf(stderr, "relance: config error: %s\n", err);
         return NULL;
     }
-    if (!cli->log_format_given) {
-        enum log_format f;
-        if (log_format_parse(cli->config->log_format, &f) == 0)
-            log_setup(f, LOG_INFO);
-    }
+    enum log_format f = cli->log_format;
+    enum log_level level = LOG_INFO;
+    if (!cli->log_format_given && log_format_parse(cli->config->log_format, &f) < 0)
+        f = cli->log_format;
+    if (log_level_parse(cli->config->log_level, &level) < 0)
+        level = LOG_INFO;
+    log_setup(f, level);
     return cli->config;
 }
 

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "duration.h"
+#include "log.h"
 #include "ytree.h"
 
 #include <ctype.h>
@@ -85,6 +86,7 @@ static const struct field top_fields[] = {
     {"http", F_NEST, 0, http_fields},
     {"state_dir", F_STR, CFG(state_dir), NULL},
     {"log_format", F_STR, CFG(log_format), NULL},
+    {"log_level", F_STR, CFG(log_level), NULL},
     {"transport", F_STR, CFG(transport), NULL},
     {"capture_dir", F_STR, CFG(capture_dir), NULL},
     {"tls_ca_file", F_STR, CFG(tls_ca_file), NULL},
@@ -465,6 +467,7 @@ static int apply_env(struct config *cfg)
         {"RELANCE_PUBLIC_URL", offsetof(struct config, public_url)},
         {"RELANCE_STATE_DIR", offsetof(struct config, state_dir)},
         {"RELANCE_LOG_FORMAT", offsetof(struct config, log_format)},
+        {"RELANCE_LOG_LEVEL", offsetof(struct config, log_level)},
         {"RELANCE_TRANSPORT", offsetof(struct config, transport)},
         {"RELANCE_CAPTURE_DIR", offsetof(struct config, capture_dir)},
         {"RELANCE_TLS_CA_FILE", offsetof(struct config, tls_ca_file)},
@@ -490,6 +493,9 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "http.listen '%s' must be host:port", cfg->http_listen);
     if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
         return fail_at(p, NULL, "log_format must be 'text' or 'json', not '%s'", cfg->log_format);
+    enum log_level level;
+    if (log_level_parse(cfg->log_level, &level) < 0)
+        return fail_at(p, NULL, "log_level must be 'debug', 'info', 'warn' or 'error', not '%s'", cfg->log_level);
     if (strcmp(cfg->transport, "smtp") != 0 && strcmp(cfg->transport, "capture") != 0)
         return fail_at(p, NULL, "transport must be 'smtp' or 'capture', not '%s'", cfg->transport);
     if (cfg->imap_max_connections < 1)
@@ -531,6 +537,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     }
     if (apply_env(cfg) < 0 || set_default(&cfg->database_url, "") < 0 ||
         set_default(&cfg->http_listen, "127.0.0.1:8080") < 0 || set_default(&cfg->log_format, "text") < 0 ||
+        set_default(&cfg->log_level, "info") < 0 ||
         set_default(&cfg->transport, "smtp") < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -610,7 +617,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->dkim);
     char **strs[] = {&cfg->path, &cfg->database_url, &cfg->http_listen, &cfg->public_url, &cfg->state_dir,
-                     &cfg->log_format, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file};
+                     &cfg->log_format, &cfg->log_level, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(cfg);

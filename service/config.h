@@ -52,6 +52,7 @@ struct config {
     char *public_url;
     char *state_dir;
     char *log_format;          /* "text" or "json" */
+    char *log_level;           /* "debug", "info", "warn" or "error" */
     char *transport;           /* "smtp" or "capture" */
     char *capture_dir;
     char *tls_ca_file;

@@ -30,6 +30,16 @@ int log_format_parse(const char *s, enum log_format *out)
     return 0;
 }
 
+int log_level_parse(const char *s, enum log_level *out)
+{
+    for (int i = LOG_DEBUG; i <= LOG_ERROR; i++)
+        if (strcmp(s, log_level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
 static void json_string(FILE *f, const char *s)
 {
     fputc('"', f);

@@ -18,6 +18,8 @@ extern const char *const log_level_names[];
 void log_setup(enum log_format format, enum log_level min_level);
 /* Parses "text" or "json"; returns 0 or -1. */
 int log_format_parse(const char *s, enum log_format *out) __attribute__((warn_unused_result));
+/* Parses "debug", "info", "warn" or "error"; returns 0 or -1. */
+int log_level_parse(const char *s, enum log_level *out) __attribute__((warn_unused_result));
 
 /* log_event(LOG_INFO, "db", "connected", "host", h, "port", p, NULL):
  * the module, a short event text, then NULL-terminated key/value pairs

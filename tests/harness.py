@@ -180,7 +180,14 @@ class Serve:
         e = dict(os.environ)
         e.update(env)
         e["RELANCE_HTTP_LISTEN"] = f"127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile(mode="w+")
+        # RELANCE_TEST_LOG_DIR keeps each serve's whole log, for a run to
+        # be studied after it failed
+        keep = os.environ.get("RELANCE_TEST_LOG_DIR")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            self.log = tempfile.NamedTemporaryFile(mode="w+", dir=keep, prefix="serve-", suffix=".log", delete=False)
+        else:
+            self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([RELANCE, *args, "serve"], env=e, stdout=self.log, stderr=subprocess.STDOUT)
         at_exit(self.kill)
 

@@ -67,6 +67,7 @@ static void test_errors(void **state)
         {"a: [1\n", "f.yaml:2:1: invalid YAML"},
         {"database_url: a\ndatabase_url: b\n", "f.yaml:2:1: duplicate key 'database_url'"},
         {"log_format: xml\n", "log_format must be 'text' or 'json'"},
+        {"log_level: verbose\n", "log_level must be 'debug', 'info', 'warn' or 'error', not 'verbose'"},
         {"transport: pigeon\n", "transport must be 'smtp' or 'capture'"},
         {"x: &a 1\ny: *a\n", "f.yaml:1:4: YAML anchors (&name) are not supported"},
         {"pools:\n  p:\n    accounts:\n      - from_name: A\n", "f.yaml:4:9: account in pool 'p' needs 'email'"},
@@ -162,6 +163,7 @@ static void test_values_and_precedence(void **state)
     assert_string_equal(cfg->http_listen, "127.0.0.1:8080");
     assert_string_equal(cfg->database_url, "");
     assert_string_equal(cfg->log_format, "text");
+    assert_string_equal(cfg->log_level, "info");
     config_free(cfg);
 
     /* an empty file is the defaults too */
