@@ -185,6 +185,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
             flags |= CURL_CSELECT_OUT;
     }
     socket_action(w->cu, w->fd, flags);
+    /* On POLLERR libuv has stopped the handle. libcurl asks for the
+     * socket again only when what it wants changes, so a socket it keeps
+     * is watched again here; one it gave up is closing by now. */
+    if (status < 0 && !uv_is_closing((uv_handle_t *)h) && !uv_is_active((uv_handle_t *)h) && w->events &&
+        uv_poll_start(h, w->events, on_poll) < 0) {
+        /* cannot watch it: libcurl's own timeouts end its transfers */
+    }
 }
 
 static void on_timeout(uv_timer_t *timer)

@@ -302,15 +302,27 @@ static void connect_step(struct db *db)
         connection_lost(db, "cannot watch the database socket");
 }
 
+/* On a socket error (POLLERR) libuv stops the poll handle before it
+ * calls back with a negative status. libpq may not see the error yet (the
+ * server's last message is still to be read, and its end after it): the
+ * handle is started again, else nothing would ever be read from this
+ * socket and the query in flight would wait forever. */
 static void on_poll(uv_poll_t *h, int status, int events)
 {
-    struct db *db = ((struct db_poll *)h->data)->db;
-    if (status < 0)
+    struct db_poll *p = h->data;
+    struct db *db = p->db;
+    if (status < 0) {
         events = UV_READABLE | UV_WRITABLE; /* let libpq find out what broke */
+        if (db->poll == p)
+            db->poll_events = 0; /* stopped by libuv */
+    }
     if (db->state == DB_CONNECTING)
         connect_step(db);
     else if (db->state == DB_READY)
         handle_io(db, events);
+    if (status < 0 && db->state == DB_READY && db->poll == p && db->poll_events == 0 &&
+        poll_watch(db, UV_READABLE | UV_WRITABLE) < 0)
+        connection_lost(db, "cannot watch the database socket");
 }
 
 static void on_timer(uv_timer_t *t)
