@@ -5,6 +5,7 @@
 #include "sender.h"
 
 #include "dkim.h"
+#include "log.h"
 #include "oauth2.h"
 #include "secret.h"
 
@@ -35,6 +36,7 @@ struct channel {
     int draining;      /* its body is finishing while the sender closes */
     int connected;     /* a send left a connection in libcurl's cache */
     uint64_t last_used; /* loop time (ms) its last send ended */
+    uint64_t held_since; /* loop time (ms) its body reached the point of no return */
     int token_retried; /* xoauth2: the server refused a token for the head once */
     char *bearer;      /* xoauth2: a copy of the token the head is sent with */
     struct sender *sender;
@@ -218,16 +220,30 @@ static void on_quit(struct smtp *smtp, void *arg)
         start_next(c); /* what was queued meanwhile */
 }
 
+/* A body held at its point of no return waits for the caller to record
+ * that point (a database write). If no answer comes within this long, the
+ * message is given up (nothing of the body was sent: it is deferred), so
+ * one lost answer cannot stall the account's queue. */
+#define HOLD_MAX_MS 30000
+
 /* Connections unused for smtp_idle_timeout are closed with QUIT (libcurl
  * itself would only drop them when the next transfer looks for one).
  * xoauth2 channels are left to that: their token, part of the connection's
- * identity, is not kept between sends. */
+ * identity, is not kept between sends. Bodies held too long are given up. */
 static void on_idle_sweep(uv_timer_t *t)
 {
     struct sender *s = t->data;
     uint64_t now = uv_now(t->loop);
     for (size_t i = 0; i < s->n_channels && !s->closing; i++) {
         struct channel *c = &s->channels[i];
+        if (c->smtp && c->busy && smtp_body_held(c->smtp) && now - c->held_since >= HOLD_MAX_MS) {
+            log_event(LOG_WARN, "sender", "giving up a body whose point of no return was not confirmed",
+                      "account", c->cfg->email, NULL);
+            if (smtp_body_release(c->smtp, 0) < 0) {
+                /* not held any more: nothing to give up */
+            }
+            continue;
+        }
         if (!c->smtp || c->busy || c->head || !c->connected || c->job.auth == SMTP_AUTH_XOAUTH2 ||
             now - c->last_used < s->idle_ms)
             continue;
@@ -248,6 +264,7 @@ static void outgoing_free(struct outgoing *o)
 static void on_body(void *arg)
 {
     struct channel *c = arg;
+    c->held_since = uv_now(c->sender->idle_timer.loop);
     if (c->head && c->head->on_body)
         c->head->on_body(c->head->arg);
 }
@@ -413,6 +430,8 @@ void sender_body_release(struct sender *s, const char *account, int ok)
     for (size_t i = 0; i < s->n_channels; i++) {
         struct channel *c = &s->channels[i];
         if (c->smtp && strcasecmp(c->cfg->email, account) == 0) {
+            log_event(LOG_DEBUG, "sender", ok ? "body released" : "body given up", "account", account, "held",
+                      smtp_body_held(c->smtp) ? "yes" : "no", NULL);
             if (smtp_body_release(c->smtp, ok) < 0 && ok) {
                 /* could not resume: give it up rather than leave it hanging */
                 if (smtp_body_release(c->smtp, 0) < 0)
