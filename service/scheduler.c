@@ -81,6 +81,12 @@ struct scheduler {
     struct sending *failed;
     struct sending *live;    /* every message handed to the sender, until its outcome */
     struct outbox_entry *outbox;
+    /* outcomes that came in while a batch of them was being written */
+    struct outcome_row *outcomes;
+    size_t n_outcomes, cap_outcomes;
+    int outcomes_in_flight;
+    /* points of no return to record: gathered, then written at once */
+    struct sending *started, *started_in_flight;
     size_t pending_claims;
     int claim_full, claim_error, cycle_empty;
 };
@@ -92,6 +98,7 @@ static void on_release_failed(uv_timer_t *t);
 static void array_item(FILE *f, const char *v, size_t index);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
+static void outcomes_flush(struct scheduler *s);
 
 static void jobs_free(struct scheduler *s)
 {
@@ -162,6 +169,7 @@ struct outbox_entry {
     char *sql;
     int n;
     char **params;
+    int outcomes; /* a batch of relance_step_outcomes: its rows are failures */
 };
 
 static void outbox_free(struct outbox_entry *e)
@@ -202,10 +210,29 @@ static void outbox_replay(struct scheduler *s)
     }
 }
 
+/* A batch's outcomes that failed alone (each in its own subtransaction). */
+static void log_failed_outcomes(const PGresult *res)
+{
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return;
+    for (int i = 0; i < PQntuples(res); i++) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQgetvalue(res, i, 1));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_event(LOG_ERROR, "scheduler", "recording an outcome failed", "message", PQgetvalue(res, i, 0), "error",
+                  msg, NULL);
+    }
+}
+
 static void on_recorded(struct db *db, const PGresult *res, void *arg)
 {
     struct outbox_entry *e = arg;
     struct scheduler *s = e->s;
+    if (e->outcomes) {
+        log_failed_outcomes(res);
+        s->outcomes_in_flight = 0;
+        outcomes_flush(s); /* what came in meanwhile */
+    }
     if (!res && !s->closing) {
         outbox_keep(s, e);
         e = NULL;
@@ -215,12 +242,15 @@ static void on_recorded(struct db *db, const PGresult *res, void *arg)
     on_outcome(db, res, s);
 }
 
-static void record(struct scheduler *s, const char *sql, int n, const char *const *params)
+/* Writes a statement whose effect must not be lost: kept in the outbox
+ * while the database is away. Returns 0 when it was queued now. */
+static int record_kind(struct scheduler *s, const char *sql, int n, const char *const *params, int outcomes)
 {
     struct outbox_entry *e = calloc(1, sizeof *e);
     if (!e)
-        return; /* the row stays 'sending' and is rescued as unknown */
+        return -1; /* the row stays 'sending' and is rescued as unknown */
     e->s = s;
+    e->outcomes = outcomes;
     e->sql = strdup(sql);
     e->params = calloc((size_t)n + 1, sizeof *e->params);
     e->n = n;
@@ -230,14 +260,91 @@ static void record(struct scheduler *s, const char *sql, int n, const char *cons
             ok = 0;
     if (!ok) {
         outbox_free(e);
-        return;
+        return -1;
     }
-    if (query_arg(s, sql, n, params, on_recorded, e) == 0)
+    if (query_arg(s, sql, n, params, on_recorded, e) == 0) {
         s->outstanding++;
-    else if (!s->closing)
+        return 0;
+    }
+    if (!s->closing)
         outbox_keep(s, e);
     else
         outbox_free(e);
+    return -1;
+}
+
+static void record(struct scheduler *s, const char *sql, int n, const char *const *params)
+{
+    if (record_kind(s, sql, n, params, 0) < 0) {
+        /* kept in the outbox, or (closing, no memory) left 'sending' */
+    }
+}
+
+/* ---- batched outcomes ---------------------------------------------------- */
+
+/* relance_step_outcome's eight arguments, for one message. */
+#define OUTCOME_ARGS 8
+struct outcome_row {
+    char *v[OUTCOME_ARGS];
+};
+
+static void array_value(FILE *f, const char *v, size_t index);
+
+/* One send's outcome. Written at once if no batch is being written, else
+ * with the next batch: the database connection is shared, and under load
+ * one statement for many outcomes is what keeps up. A batch waiting to be
+ * written holds the cycle open (outstanding) like a query in flight. */
+static void outcome_add(struct scheduler *s, const char *const *p)
+{
+    if (s->n_outcomes == s->cap_outcomes) {
+        size_t cap = s->cap_outcomes ? 2 * s->cap_outcomes : 16;
+        struct outcome_row *grown = realloc(s->outcomes, cap * sizeof *grown);
+        if (!grown)
+            return; /* the row stays 'sending' and is rescued as unknown */
+        s->outcomes = grown;
+        s->cap_outcomes = cap;
+    }
+    struct outcome_row *r = &s->outcomes[s->n_outcomes];
+    for (int i = 0; i < OUTCOME_ARGS; i++)
+        r->v[i] = p[i] ? strdup(p[i]) : NULL;
+    if (s->n_outcomes++ == 0)
+        s->outstanding++; /* the pending batch */
+    if (!s->outcomes_in_flight)
+        outcomes_flush(s);
+}
+
+static void outcomes_flush(struct scheduler *s)
+{
+    if (s->n_outcomes == 0)
+        return;
+    char *buf[OUTCOME_ARGS] = {0};
+    size_t len[OUTCOME_ARGS];
+    int ok = 1;
+    for (int c = 0; c < OUTCOME_ARGS; c++) {
+        FILE *f = open_memstream(&buf[c], &len[c]);
+        if (!f) {
+            ok = 0;
+            continue;
+        }
+        for (size_t i = 0; i < s->n_outcomes; i++)
+            array_value(f, s->outcomes[i].v[c], i);
+        fputs(s->n_outcomes ? "}" : "{}", f);
+        if (fclose(f) != 0)
+            ok = 0;
+    }
+    if (ok && record_kind(s,
+                          "SELECT * FROM relance_step_outcomes($1::text[], $2::timestamptz[], $3::text[], "
+                          "$4::text[], $5::boolean[], $6::text[], $7::text[], $8::int[])",
+                          OUTCOME_ARGS, (const char *const *)buf, 1) == 0)
+        s->outcomes_in_flight = 1;
+    for (int c = 0; c < OUTCOME_ARGS; c++)
+        free(buf[c]);
+    for (size_t i = 0; i < s->n_outcomes; i++)
+        for (int c = 0; c < OUTCOME_ARGS; c++)
+            free(s->outcomes[i].v[c]);
+    s->n_outcomes = 0;
+    if (--s->outstanding == 0) /* the pending batch's hold */
+        cycle_end(s, s->claim_full);
 }
 
 static void hold(struct scheduler *s, const struct job *j, const char *reason)
@@ -276,6 +383,7 @@ struct sending {
     char *copy;          /* save_sent: the message as sent, for the Sent folder */
     size_t copy_len;
     struct sending *next_failed;
+    struct sending *next_started; /* s->started or s->started_in_flight */
     struct sending *live_prev, *live_next;
 };
 
@@ -294,12 +402,12 @@ static void sending_free(struct sending *x)
     free(x);
 }
 
-/* The point of no return is durable: the body may go. */
-static void on_body_recorded(struct db *db, const PGresult *res, void *arg)
+/* The point of no return of x is durable (ok), or could not be made so:
+ * the body may go, or is given up. */
+static void body_recorded(struct sending *x, int ok)
 {
-    (void)db;
-    struct sending *x = arg;
-    int ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    log_event(LOG_DEBUG, "scheduler", "point of no return recorded", "message", x->message_id, "ok", ok ? "yes" : "no",
+              "finished", x->finished ? "yes" : "no", NULL);
     x->body_pending = 0;
     if (x->finished) { /* the transfer ended meanwhile (timeout, close) */
         sending_free(x);
@@ -307,6 +415,35 @@ static void on_body_recorded(struct db *db, const PGresult *res, void *arg)
     }
     if (x->s->sender)
         sender_body_release(x->s->sender, x->sender, ok);
+}
+
+static void started_flush(struct scheduler *s);
+
+/* The answer to a batch of points of no return: the rows it names were
+ * still 'sending' and are now marked; any other was not (rescued
+ * meanwhile) and its body must not go. */
+static void on_started_recorded(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    struct sending *x = s->started_in_flight;
+    s->started_in_flight = NULL;
+    int good = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (res && !good) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_event(LOG_ERROR, "scheduler", "recording points of no return failed", "error", msg, NULL);
+    }
+    while (x) {
+        struct sending *next = x->next_started;
+        int ok = 0;
+        for (int i = 0; good && i < PQntuples(res) && !ok; i++)
+            ok = strcmp(PQgetvalue(res, i, 0), x->message_id) == 0;
+        body_recorded(x, ok);
+        x = next;
+    }
+    started_flush(s); /* what came in meanwhile */
 }
 
 /* Held bodies whose point of no return could not be recorded: given up,
@@ -322,24 +459,68 @@ static void on_release_failed(uv_timer_t *t)
     }
 }
 
+/* Writes the gathered points of no return in one statement, unless a
+ * batch is already being written (its answer flushes the rest). A batch
+ * that cannot even be queued gives its bodies up, from the loop. */
+static void started_flush(struct scheduler *s)
+{
+    if (s->started_in_flight || !s->started)
+        return;
+    char *ids = NULL;
+    size_t len = 0, n = 0;
+    FILE *f = open_memstream(&ids, &len);
+    for (struct sending *x = s->started; f && x; x = x->next_started)
+        array_item(f, x->message_id, n++);
+    if (f)
+        fputc('}', f);
+    if (f && fclose(f) == 0) {
+        const char *p[1] = {ids};
+        if (query_arg(s, "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
+                      "AND state = 'sending' RETURNING message_id",
+                      1, p, on_started_recorded, s) == 0) {
+            s->started_in_flight = s->started;
+            s->started = NULL;
+            free(ids);
+            return;
+        }
+    }
+    free(ids);
+    if (s->closing) { /* no sender any more: only the bookkeeping is left */
+        while (s->started) {
+            struct sending *x = s->started;
+            s->started = x->next_started;
+            body_recorded(x, 0);
+        }
+        return;
+    }
+    /* cannot record them: do not send. Released from the loop, not from
+     * inside libcurl's read callback. */
+    while (s->started) {
+        struct sending *x = s->started;
+        s->started = x->next_started;
+        x->body_pending = 0;
+        x->release_failed = 1;
+        x->next_failed = s->failed;
+        s->failed = x;
+    }
+    uv_timer_start(&s->release_timer, on_release_failed, 0, 0);
+}
+
 /* The server said 354 and libcurl wants the body: record that first, so
- * a crash from here on leaves 'unknown' (never re-sent), not 'deferred'. */
+ * a crash from here on leaves 'unknown' (never re-sent), not 'deferred'.
+ * Called from inside libcurl's read callback: the write is only queued. */
 static void on_body_started(void *arg)
 {
     struct sending *x = arg;
-    const char *p[1] = {x->message_id};
+    struct scheduler *s = x->s;
+    log_event(LOG_DEBUG, "scheduler", "point of no return", "message", x->message_id, NULL);
     x->body_pending = 1;
-    if (query_arg(x->s, "UPDATE messages SET body_started = true WHERE message_id = $1 AND state = 'sending' "
-                  "RETURNING 1", 1,
-                  p, on_body_recorded, x) < 0) {
-        x->body_pending = 0;
-        /* cannot record it: do not send. Released from the loop, not
-         * from inside libcurl's read callback. */
-        x->release_failed = 1;
-        x->next_failed = x->s->failed;
-        x->s->failed = x;
-        uv_timer_start(&x->s->release_timer, on_release_failed, 0, 0);
-    }
+    struct sending **tail = &s->started;
+    while (*tail)
+        tail = &(*tail)->next_started;
+    x->next_started = NULL;
+    *tail = x;
+    started_flush(s);
 }
 
 static void on_saved(void *arg, int status)
@@ -376,7 +557,7 @@ static void on_smtp_done(const struct smtp_result *r, void *arg)
     const char *p[8] = {x->message_id, now, smtp_outcome_name(r->outcome), reply,
                         r->mail_accepted ? "true" : "false", x->subject, x->sender,
                         x->variant >= 0 ? variant : NULL};
-    record(s, "SELECT relance_step_outcome($1, $2, $3, $4, $5, $6, $7, $8)", 8, p);
+    outcome_add(s, p);
     if (r->outcome != SMTP_SENT)
         log_event(r->outcome == SMTP_UNKNOWN || r->outcome == SMTP_AUTH_FAILED ? LOG_WARN : LOG_INFO, "sender",
                   smtp_outcome_name(r->outcome), "account", x->sender, "message", x->message_id, "reply", reply,
@@ -385,6 +566,12 @@ static void on_smtp_done(const struct smtp_result *r, void *arg)
         s->sent_total++;
     if (r->outcome == SMTP_SENT && x->copy)
         save_sent(s, x);
+    if (x->release_failed) /* ended before its give-up ran (a timeout) */
+        for (struct sending **pp = &s->failed; *pp; pp = &(*pp)->next_failed)
+            if (*pp == x) {
+                *pp = x->next_failed;
+                break;
+            }
     if (x->body_pending)
         x->finished = 1; /* on_body_recorded frees it */
     else
@@ -524,6 +711,15 @@ static void process(struct scheduler *s, const struct job *j)
     compose_result_free(&r);
 }
 
+/* Writes v (or NULL) as an element of a PostgreSQL array literal. */
+static void array_value(FILE *f, const char *v, size_t index)
+{
+    if (v)
+        array_item(f, v, index);
+    else
+        fputs(index ? ",NULL" : "{NULL", f);
+}
+
 /* Writes s as an element of a PostgreSQL array literal. */
 static void array_item(FILE *f, const char *v, size_t index)
 {
@@ -600,6 +796,8 @@ static void on_sources(struct db *db, const PGresult *res, void *arg)
             struct sequence *seq = NULL;
             struct sequence_diags d = {0};
             const char *src = PQgetvalue(res, i, 3);
+            if (cache_find(s, atoll(PQgetvalue(res, i, 0)), atoi(PQgetvalue(res, i, 1))))
+                continue;
             if (sequence_parse(PQgetvalue(res, i, 2), src, strlen(src), NULL, &seq, &d) == 0) {
                 struct cached *grown = realloc(s->cache, (s->n_cache + 1) * sizeof *grown);
                 if (grown) {
@@ -619,6 +817,16 @@ static void on_sources(struct db *db, const PGresult *res, void *arg)
         return;
     }
     process_all(s);
+}
+
+/* Whether an earlier job of the cycle has job i's sequence version: each
+ * version is asked for and parsed once, not once per job. */
+static int listed_before(const struct scheduler *s, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (s->jobs[k].sequence_id == s->jobs[i].sequence_id && s->jobs[k].version == s->jobs[i].version)
+            return 1;
+    return 0;
 }
 
 static void load_sequences(struct scheduler *s)
@@ -641,7 +849,7 @@ static void load_sequences(struct scheduler *s)
     fputc('{', fv);
     for (size_t i = 0; i < s->n_jobs; i++) {
         struct job *j = &s->jobs[i];
-        if (cache_find(s, j->sequence_id, j->version))
+        if (cache_find(s, j->sequence_id, j->version) || listed_before(s, i))
             continue;
         fprintf(fi, "%s%lld", missing ? "," : "", j->sequence_id);
         fprintf(fv, "%s%d", missing ? "," : "", j->version);
@@ -746,6 +954,7 @@ static void on_claimed(struct db *db, const PGresult *res, void *arg)
 struct account_claim {
     struct scheduler *s;
     struct held *account;
+    uint64_t asked; /* uv_hrtime when the claim was queued */
 };
 
 static void on_account_claimed(struct db *db, const PGresult *res, void *arg)
@@ -756,6 +965,10 @@ static void on_account_claimed(struct db *db, const PGresult *res, void *arg)
     c->account->claiming = 0;
     if (res) {
         int n = append_jobs(s, res, c->account);
+        char rows[16], ms[32];
+        snprintf(rows, sizeof rows, "%d", n);
+        snprintf(ms, sizeof ms, "%.1f", (double)(uv_hrtime() - c->asked) / 1e6);
+        log_event(LOG_DEBUG, "scheduler", "claimed", "account", c->account->email, "rows", rows, "ms", ms, NULL);
         if (n == BATCH)
             s->claim_full = 1;
         if (n < 0)
@@ -846,6 +1059,7 @@ static int claim_account(struct account_claim *c)
     char batch[16];
     snprintf(batch, sizeof batch, "%d", BATCH);
     const char *p[4] = {s->cycle_now_s, c->account->id_s, batch, s->replica};
+    c->asked = uv_hrtime();
     return query_arg(s,
                      "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, "
                      "fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)",
@@ -1214,6 +1428,10 @@ static void close_step(struct scheduler *s)
     for (size_t i = 0; i < s->n_cache; i++)
         sequence_free(s->cache[i].seq);
     free(s->cache);
+    for (size_t i = 0; i < s->n_outcomes; i++)
+        for (int c = 0; c < OUTCOME_ARGS; c++)
+            free(s->outcomes[i].v[c]);
+    free(s->outcomes);
     while (s->outbox) {
         struct outbox_entry *e = s->outbox;
         s->outbox = e->next;
