@@ -1,12 +1,4 @@
-"""NOT RUN BY CTEST (the name does not match test_*.py): it passed 9 of 10
-runs, but in one run the account's channel stalled right after the
-PostgreSQL restart: one body stayed held at its point of no return
-(its body_started answer apparently never came back) and every message
-queued behind it waited until relance stopped. Nothing was sent twice
-or empty; the stall is the open bug of issue 6. Run it by hand with
-RELANCE_BIN=... python3 tests/integration/known_failing_crash.py.
-
-At most once through crashes (DESIGN semantic 1), against Postfix +
+"""At most once through crashes (DESIGN semantic 1), against Postfix +
 Dovecot and a real PostgreSQL: while a batch is going out, relance is
 killed with SIGKILL and restarted, PostgreSQL is restarted, and the SMTP
 server is killed and started again. Afterwards no step arrived twice
@@ -30,31 +22,10 @@ import mailservers  # noqa: E402
 from harness import relance  # noqa: E402
 
 t = harness.Check("crash")
-ms = mailservers.MailServers(users=[("sender@acme.example", "pw")])
-pg = harness.Postgres()
-tmp = harness.short_tempdir("rcr")
-cfg = os.path.join(tmp, "relance.yaml")
-with open(cfg, "w") as f:
-    f.write(f"""pools:
-  main:
-    accounts:
-      - email: sender@acme.example
-        smtp: smtp://127.0.0.1:{ms.submission_port}
-        password_env: PW
-        tls_ca_file: {ms.ca_file}
-""")
-env = {"DATABASE_URL": pg.url(), "RELANCE_CONFIG": cfg, "PW": "pw"}
-t.eq(relance("migrate", env=env).returncode, 0, "migrate")
-seq = os.path.join(tmp, "s.yaml")
-with open(seq, "w") as f:
-    f.write("""name: crash
-sender_pool: main
-schedule: {timezone: UTC, window: "00:00-24:00", days: [mon, tue, wed, thu, fri, sat, sun], jitter: 0}
-steps:
-  - {id: one, subject: "Step one", body: "One."}
+setup = mailservers.OneSender(t, "rcr", "crash", """  - {id: one, subject: "Step one", body: "One."}
   - {id: two, wait: 30m, body: "Two."}
 """)
-t.eq(relance("apply", seq, env=env).returncode, 0, "apply")
+ms, pg, env = setup.ms, setup.pg, setup.env
 N = int(os.environ.get("RELANCE_TEST_CONTACTS", "150"))
 pg.psql("INSERT INTO contacts (email) VALUES " + ",".join(f"('c{i}@prospects.example')" for i in range(N)))
 START = "2026-03-02T09:00:00Z"
