@@ -1076,17 +1076,34 @@ static void on_race_checked(void *arg, int changed)
         on_account_claimed(NULL, NULL, c);
 }
 
-/* One claim per account this replica holds; the cycle goes on when the
- * last one has answered. An account with follow-ups due whose mailbox
- * this replica watches and last read more than RACE_CHECK_S ago has it
- * read first (a STATUS, and whatever is new): a reply that came since
- * the last pass then stops the follow-up instead of racing it. */
-static void claim_accounts_with(struct scheduler *s, const PGresult *followups)
+/* One claim per account this replica holds that has something to claim
+ * (work, below); the cycle goes on when the last one has answered. An
+ * account with follow-ups due whose mailbox this replica watches and last
+ * read more than RACE_CHECK_S ago has it read first (a STATUS, and
+ * whatever is new): a reply that came since the last pass then stops the
+ * follow-up instead of racing it. Without work (the query failed), every
+ * account claims and none is checked. */
+static void claim_accounts_with(struct scheduler *s, const PGresult *work)
 {
+    int rows = work ? PQntuples(work) : 0;
+    long long *ids = rows ? calloc((size_t)rows, sizeof *ids) : NULL;
+    if (rows && !ids) {
+        work = NULL;
+        rows = 0;
+    }
+    for (int r = 0; r < rows; r++)
+        ids[r] = atoll(PQgetvalue(work, r, 0));
+    struct watcher *w = s->srv->watcher;
     for (size_t i = 0; i < s->n_held; i++) {
         struct held *h = s->held[i];
         if (!h->leased)
             continue;
+        int row = -1;
+        for (int r = 0; r < rows && row < 0; r++)
+            if (ids[r] == h->id)
+                row = r;
+        if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
+            continue; /* nothing due for it: no claim */
         struct account_claim *c = calloc(1, sizeof *c);
         if (!c)
             break;
@@ -1094,10 +1111,9 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *followups)
         c->account = h;
         h->claiming = 1;
         s->pending_claims++;
-        int check = 0;
-        for (int r = 0; followups && r < PQntuples(followups) && !check; r++)
-            check = atoll(PQgetvalue(followups, r, 0)) == h->id;
-        if (check && watcher_check_now(s->srv->watcher, h->email, on_race_checked, c) == 0)
+        int check = row >= 0 && strcmp(PQgetvalue(work, row, 1), "t") == 0 && w &&
+                    watcher_last_check_age(w, h->email) > RACE_CHECK_S;
+        if (check && watcher_check_now(w, h->email, on_race_checked, c) == 0)
             continue;
         if (claim_account(c) < 0) {
             h->claiming = 0;
@@ -1106,11 +1122,12 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *followups)
             break;
         }
     }
+    free(ids);
     if (s->pending_claims == 0)
         cycle_end(s, 0);
 }
 
-static void on_followups(struct db *db, const PGresult *res, void *arg)
+static void on_work(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct scheduler *s = arg;
@@ -1119,37 +1136,50 @@ static void on_followups(struct db *db, const PGresult *res, void *arg)
     claim_accounts_with(s, res && PQresultStatus(res) == PGRES_TUPLES_OK ? res : NULL);
 }
 
+/* Asks which held accounts have work: a step of their own due (a
+ * follow-up, or a deferred retry), or new enrollments due in their pool
+ * (the rotation then needs every account's claim); and which have a
+ * follow-up due (the race check's case). An idle cycle is this one
+ * statement, whatever the number of accounts: a claim for each would cost
+ * a round trip and a row lock per account, queued ahead of the watcher's
+ * and the leases' statements on the one connection. */
 static void claim_accounts(struct scheduler *s)
 {
-    struct watcher *w = s->srv->watcher;
     char *ids = NULL;
     size_t len = 0, n = 0;
-    FILE *f = w ? open_memstream(&ids, &len) : NULL;
-    for (size_t i = 0; f && i < s->n_held; i++) {
-        double age = watcher_last_check_age(w, s->held[i]->email);
-        if (s->held[i]->leased && age > RACE_CHECK_S)
+    FILE *f = open_memstream(&ids, &len);
+    for (size_t i = 0; f && i < s->n_held; i++)
+        if (s->held[i]->leased)
             array_item(f, s->held[i]->id_s, n++);
-    }
     if (f) {
         fputs(n ? "}" : "{}", f);
         if (fclose(f) != 0)
             n = 0;
     }
-    if (n > 0) {
-        const char *p[2] = {ids, s->cycle_now_s};
-        int rc = query(s,
-                       "SELECT DISTINCT account_id FROM enrollments WHERE account_id = ANY($1::bigint[]) "
-                       "AND state = 'active' AND position > 0 AND next_send_at <= $2",
-                       2, p, on_followups);
+    if (n == 0) {
         free(ids);
-        if (rc == 0)
-            return;
-        s->running = 0;
-        uv_timer_start(&s->timer, on_timer, 1000, 0);
+        cycle_end(s, 0);
         return;
     }
+    const char *p[2] = {ids, s->cycle_now_s};
+    int rc = query(s,
+                   "WITH h AS (SELECT id, pool FROM accounts WHERE id = ANY($1::bigint[])), "
+                   "busy AS (SELECT p.pool FROM (SELECT DISTINCT pool FROM h) p WHERE EXISTS ("
+                   "SELECT 1 FROM enrollments e "
+                   "JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version "
+                   "WHERE e.state = 'active' AND e.account_id IS NULL AND e.next_send_at <= $2 "
+                   "AND v.sender_pool = p.pool)) "
+                   "SELECT h.id, EXISTS (SELECT 1 FROM enrollments e WHERE e.account_id = h.id "
+                   "AND e.state = 'active' AND e.position > 0 AND e.next_send_at <= $2), "
+                   "h.pool IN (SELECT pool FROM busy) OR EXISTS (SELECT 1 FROM enrollments e "
+                   "WHERE e.account_id = h.id AND e.state = 'active' AND e.next_send_at <= $2) "
+                   "FROM h",
+                   2, p, on_work);
     free(ids);
-    claim_accounts_with(s, NULL);
+    if (rc == 0)
+        return;
+    s->running = 0;
+    uv_timer_start(&s->timer, on_timer, 1000, 0);
 }
 
 static void cycle_start(struct scheduler *s)
