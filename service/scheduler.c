@@ -347,15 +347,21 @@ static void outcomes_flush(struct scheduler *s)
         cycle_end(s, s->claim_full);
 }
 
-static void hold(struct scheduler *s, const struct job *j, const char *reason)
+static void hold_message(struct scheduler *s, const char *message_id, long long enrollment_id, const char *step_id,
+                         const char *reason)
 {
     char now[40];
     now_param(now, sizeof now);
-    const char *p[3] = {j->message_id, now, reason};
+    const char *p[3] = {message_id, now, reason};
     char enr[32];
-    snprintf(enr, sizeof enr, "%lld", j->enrollment_id);
-    log_event(LOG_WARN, "scheduler", "held", "enrollment", enr, "step", j->step_id, "reason", reason, NULL);
+    snprintf(enr, sizeof enr, "%lld", enrollment_id);
+    log_event(LOG_WARN, "scheduler", "held", "enrollment", enr, "step", step_id, "reason", reason, NULL);
     record(s, "SELECT relance_step_hold($1, $2, $3)", 3, p);
+}
+
+static void hold(struct scheduler *s, const struct job *j, const char *reason)
+{
+    hold_message(s, j->message_id, j->enrollment_id, j->step_id, reason);
 }
 
 /* A job's contact fields, for template lookups. */
@@ -375,7 +381,9 @@ static const char *lookup(const char *field, void *arg)
 /* One message on its way out: what recording its outcome needs. */
 struct sending {
     struct scheduler *s;
-    char *message_id, *subject, *sender;
+    char *message_id, *subject, *sender, *rcpt, *step_id;
+    long long enrollment_id;
+    int save;            /* save_sent: keep a copy once signed */
     int variant;
     int body_pending;    /* the body_started write is in flight */
     int release_failed;  /* it could not even be queued */
@@ -396,6 +404,8 @@ static void sending_free(struct sending *x)
     if (x->live_next)
         x->live_next->live_prev = x->live_prev;
     free(x->copy);
+    free(x->rcpt);
+    free(x->step_id);
     free(x->message_id);
     free(x->subject);
     free(x->sender);
@@ -580,28 +590,63 @@ static void on_smtp_done(const struct smtp_result *r, void *arg)
         cycle_end(s, s->claim_full);
 }
 
+/* A message that will not reach the sender after all (its row stays
+ * 'sending', or was held): the cycle stops waiting for it. */
+static void sending_drop(struct sending *x)
+{
+    struct scheduler *s = x->s;
+    sending_free(x);
+    if (--s->outstanding == 0)
+        cycle_end(s, s->claim_full);
+}
+
+/* The message as it will go out (signed, if its domain has a key): a copy
+ * for the Sent folder, then the sender's queue. */
+static void hand_over(struct sending *x, char *text, size_t len)
+{
+    struct scheduler *s = x->s;
+    if (x->save && (x->copy = malloc(len ? len : 1))) {
+        memcpy(x->copy, text, len);
+        x->copy_len = len;
+    }
+    if (sender_submit(s->sender, x->sender, x->rcpt, text, len, on_smtp_done, on_body_started, x) < 0) {
+        free(text);
+        sending_drop(x); /* stays 'sending': rescued, never sent twice */
+    }
+}
+
+static void on_signed(void *arg, int rc, char *text, size_t len, const char *err)
+{
+    struct sending *x = arg;
+    struct scheduler *s = x->s;
+    if (rc < 0 || s->closing || !s->sender) {
+        if (rc < 0 && !s->closing)
+            hold_message(s, x->message_id, x->enrollment_id, x->step_id, err);
+        free(text);
+        sending_drop(x);
+        return;
+    }
+    hand_over(x, text, len);
+}
+
 static void submit(struct scheduler *s, const struct job *j, struct compose_result *r)
 {
-    char err[300];
     const char *at = strrchr(j->account->email, '@');
     struct sending *x = calloc(1, sizeof *x);
-    if (!x || sender_dkim_sign(s->sender, at ? at + 1 : "", &r->text, &r->len, err, sizeof err) < 0) {
-        if (x)
-            hold(s, j, err);
-        free(x);
+    if (!x) {
         compose_result_free(r);
-        return;
+        return; /* stays 'sending': rescued as unknown, never sent twice */
     }
     x->s = s;
     x->message_id = strdup(j->message_id);
     x->subject = strdup(r->subject);
     x->sender = strdup(j->account->email);
+    x->rcpt = strdup(j->email);
+    x->step_id = strdup(j->step_id ? j->step_id : "");
+    x->enrollment_id = j->enrollment_id;
     x->variant = r->variant;
-    if (j->account->cfg->save_sent && s->srv->watcher && (x->copy = malloc(r->len ? r->len : 1))) {
-        memcpy(x->copy, r->text, r->len);
-        x->copy_len = r->len;
-    }
-    if (!x->message_id || !x->subject || !x->sender) {
+    x->save = j->account->cfg->save_sent && s->srv->watcher;
+    if (!x->message_id || !x->subject || !x->sender || !x->rcpt || !x->step_id) {
         sending_free(x);
         compose_result_free(r);
         return; /* stays 'sending': rescued as unknown, never sent twice */
@@ -611,15 +656,17 @@ static void submit(struct scheduler *s, const struct job *j, struct compose_resu
         s->live->live_prev = x;
     s->live = x;
     s->outstanding++;
-    if (sender_submit(s->sender, j->account->email, j->email, r->text, r->len, on_smtp_done, on_body_started, x) <
-        0) {
-        s->outstanding--;
-        sending_free(x);
-        compose_result_free(r);
-        return;
-    }
-    r->text = NULL; /* the sender owns it now */
+    char *text = r->text;
+    size_t len = r->len;
+    r->text = NULL; /* ours now */
     compose_result_free(r);
+    int rc = sender_sign(s->sender, at ? at + 1 : "", text, len, on_signed, x);
+    if (rc == 1)
+        hand_over(x, text, len);
+    else if (rc < 0) {
+        free(text);
+        sending_drop(x);
+    }
 }
 
 static void process(struct scheduler *s, const struct job *j)

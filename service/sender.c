@@ -58,6 +58,9 @@ struct sender {
     size_t pending;
     int closing;
     size_t draining;          /* channels finishing a body while closing */
+    size_t signing;           /* signatures in the thread pool */
+    int close_after_signing;  /* close_now waits for them: they read the keys */
+    uv_loop_t *loop;
     uv_timer_t drain_timer;   /* bounds that wait */
     uv_timer_t idle_timer;    /* closes connections left unused for smtp_idle_timeout */
     uint64_t idle_ms;
@@ -117,6 +120,7 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
     s->keys = calloc(cfg->n_dkim + 1, sizeof *s->keys);
     if (!s->channels || !s->keys)
         goto nomem;
+    s->loop = loop;
     s->cu = curl_uv_new(loop);
     if (!s->cu)
         goto nomem;
@@ -179,36 +183,83 @@ fail:
     return NULL;
 }
 
-int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size_t *len, char *err, size_t errlen)
+static void close_now(struct sender *s);
+
+/* One signature on its way through the thread pool. The worker reads
+ * only the job and the key, which the sender keeps until every job is
+ * back (close_now waits for them). */
+struct sign_job {
+    uv_work_t req; /* first: the job is found from its request */
+    struct sender *s;
+    const struct domain_key *key;
+    char *msg;
+    size_t len;
+    int64_t now;
+    char *header;
+    int rc;
+    char err[300];
+    sender_signed_cb cb;
+    void *arg;
+};
+
+static void sign_work(uv_work_t *req)
 {
-    for (size_t i = 0; i < s->n_keys; i++) {
-        if (strcasecmp(s->keys[i].cfg->domain, from_domain) != 0)
-            continue;
-        char *header = NULL;
-        if (dkim_sign(s->keys[i].key, s->keys[i].cfg->domain, s->keys[i].cfg->selector, *msg, *len,
-                      (int64_t)time(NULL), &header, err, errlen) != 0)
-            return -1;
-        size_t hl = strlen(header);
-        char *signed_msg = malloc(hl + *len + 1);
-        if (!signed_msg) {
-            free(header);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        memcpy(signed_msg, header, hl);
-        memcpy(signed_msg + hl, *msg, *len);
-        signed_msg[hl + *len] = '\0';
-        free(header);
-        free(*msg);
-        *msg = signed_msg;
-        *len += hl;
-        return 0;
+    struct sign_job *j = (struct sign_job *)req;
+    j->rc = dkim_sign(j->key->key, j->key->cfg->domain, j->key->cfg->selector, j->msg, j->len, j->now, &j->header,
+                      j->err, sizeof j->err);
+}
+
+static void sign_done(uv_work_t *req, int status)
+{
+    struct sign_job *j = (struct sign_job *)req;
+    struct sender *s = j->s;
+    char *out = NULL;
+    size_t hl = j->header ? strlen(j->header) : 0;
+    if (status == 0 && j->rc == 0 && (out = malloc(hl + j->len + 1))) {
+        memcpy(out, j->header, hl);
+        memcpy(out + hl, j->msg, j->len);
+        out[hl + j->len] = '\0';
+    } else if (status == 0 && j->rc == 0) {
+        snprintf(j->err, sizeof j->err, "out of memory");
+    } else if (status < 0) {
+        snprintf(j->err, sizeof j->err, "signing cancelled");
     }
+    free(j->msg);
+    free(j->header);
+    s->signing--;
+    j->cb(j->arg, out ? 0 : -1, out, out ? hl + j->len : 0, j->err);
+    free(j);
+    if (s->close_after_signing && s->signing == 0)
+        close_now(s);
+}
+
+int sender_sign(struct sender *s, const char *from_domain, char *msg, size_t len, sender_signed_cb cb, void *arg)
+{
+    const struct domain_key *key = NULL;
+    for (size_t i = 0; i < s->n_keys && !key; i++)
+        if (strcasecmp(s->keys[i].cfg->domain, from_domain) == 0)
+            key = &s->keys[i];
+    if (!key)
+        return 1;
+    struct sign_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->s = s;
+    j->key = key;
+    j->msg = msg;
+    j->len = len;
+    j->now = (int64_t)time(NULL);
+    j->cb = cb;
+    j->arg = arg;
+    if (uv_queue_work(s->loop, &j->req, sign_work, sign_done) < 0) {
+        free(j);
+        return -1;
+    }
+    s->signing++;
     return 0;
 }
 
 static void start_next(struct channel *c);
-static void close_now(struct sender *s);
 
 static void on_quit(struct smtp *smtp, void *arg)
 {
@@ -493,6 +544,10 @@ static void close_now(struct sender *s)
 {
     if (s->closes)
         return; /* already closing */
+    if (s->signing) { /* their workers read the keys: the last one back closes */
+        s->close_after_signing = 1;
+        return;
+    }
     s->closes = 4;
     uv_timer_stop(&s->drain_timer);
     uv_close((uv_handle_t *)&s->drain_timer, on_timer_closed);

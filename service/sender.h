@@ -35,11 +35,19 @@ typedef void (*sender_body_cb)(void *arg);
  * err (naming the account or domain, never the secret). */
 struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
 
-/* Signs msg with the DKIM key of from_domain, if one is configured:
- * *msg is replaced by a new buffer with the signature first. Returns 0
- * (signed or nothing to sign) or -1 with a reason in err. */
-int sender_dkim_sign(struct sender *s, const char *from_domain, char **msg, size_t *len, char *err,
-                     size_t errlen) __attribute__((warn_unused_result));
+/* A signed message (rc 0: msg is the new buffer, the signature first) or
+ * a reason (rc -1: msg is NULL; the unsigned message has been freed). */
+typedef void (*sender_signed_cb)(void *arg, int rc, char *msg, size_t len, const char *err);
+
+/* Signs msg with the DKIM key of from_domain, if one is configured, in
+ * libuv's thread pool (an RSA signature costs about a millisecond, which
+ * on the loop would hold every connection up). Returns 1 when there is
+ * nothing to sign (msg untouched, cb never fires), 0 when queued (msg
+ * passes to the sender; cb fires exactly once, also while the sender
+ * closes, which waits for it), or -1 when memory is short (msg
+ * untouched). */
+int sender_sign(struct sender *s, const char *from_domain, char *msg, size_t len, sender_signed_cb cb, void *arg)
+    __attribute__((warn_unused_result));
 
 /* Queues msg (ownership passes to the sender) from account to rcpt.
  * Returns 0, or -1 when the account is unknown or memory is short. */
