@@ -115,6 +115,14 @@ static const char *watch_token(void *arg, const char *account)
     return o ? oauth2_token_peek(o, account) : NULL;
 }
 
+static void watch_token_reject(void *arg, const char *account, const char *token)
+{
+    struct server *srv = arg;
+    struct oauth2 *o = srv->scheduler ? scheduler_oauth2(srv->scheduler) : NULL;
+    if (o)
+        oauth2_token_reject(o, account, token);
+}
+
 struct check_request {
     char account[320];
 };
@@ -304,7 +312,7 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         if (srv.scheduler && watcher_wanted(cfg))
             srv.watcher = watcher_new(&srv, err, sizeof err);
         if (srv.watcher)
-            watcher_set_token_source(srv.watcher, watch_token, &srv);
+            watcher_set_token_source(srv.watcher, watch_token, watch_token_reject, &srv);
         if (!srv.scheduler || (watcher_wanted(cfg) && !srv.watcher)) {
             fprintf(stderr, "relance: %s\n", err);
             rc = CLI_ERROR;

@@ -57,6 +57,8 @@ struct box {
     const struct config_account *cfg;
     char *email;
     char *password;
+    char *bearer;               /* xoauth2: a copy of the token last handed to IMAP */
+    int token_retry;            /* xoauth2: a refused token was dropped; the pass is tried again at once */
     char **folders;             /* the account's, or {"INBOX", NULL} */
     int own_folders;
     struct imap_account acct;
@@ -100,6 +102,7 @@ struct watcher {
     int pending;                /* handles and parts still closing */
     size_t outstanding;         /* db queries in flight */
     const char *(*token)(void *arg, const char *account);
+    void (*token_reject)(void *arg, const char *account, const char *token);
     void *token_arg;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -317,15 +320,33 @@ int watcher_wanted(const struct config *cfg)
     return 0;
 }
 
+static void box_bearer_wipe(struct box *b)
+{
+    if (b->bearer) {
+        memset(b->bearer, 0, strlen(b->bearer));
+        free(b->bearer);
+        b->bearer = NULL;
+    }
+}
+
+/* The token a command logs in with; a copy is kept to name it should the
+ * server refuse it. */
 static const char *box_bearer(void *arg)
 {
     struct box *b = arg;
-    return b->w->token ? b->w->token(b->w->token_arg, b->email) : NULL;
+    const char *t = b->w->token ? b->w->token(b->w->token_arg, b->email) : NULL;
+    if (t && (!b->bearer || strcmp(b->bearer, t) != 0)) {
+        box_bearer_wipe(b);
+        b->bearer = strdup(t);
+    }
+    return t;
 }
 
-void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account), void *arg)
+void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account),
+                              void (*reject)(void *arg, const char *account, const char *token), void *arg)
 {
     w->token = token;
+    w->token_reject = reject;
     w->token_arg = arg;
 }
 
@@ -390,6 +411,7 @@ static void boxes_free(struct watcher *w)
     for (size_t i = 0; i < w->n_boxes; i++) {
         struct box *b = &w->boxes[i];
         secret_free(b->password);
+        box_bearer_wipe(b);
         free(b->todo);
     }
     free(w->boxes);
@@ -874,6 +896,16 @@ static void on_status(struct imap *im, const struct imap_reply *r, void *arg)
     struct box *b = arg;
     if (r->status == -ECANCELED)
         return;
+    if (r->status == -EACCES && b->acct.auth == IMAP_AUTH_XOAUTH2 && b->bearer && b->w->token_reject &&
+        b->failures == 0) {
+        /* expired early or revoked: dropped, so the next login brings a
+         * fresh one; tried again at once, once */
+        log_event(LOG_WARN, "watcher", "the IMAP server refused the OAuth2 token; refreshing it", "account", b->email,
+                  NULL);
+        b->w->token_reject(b->w->token_arg, b->email, b->bearer);
+        box_bearer_wipe(b);
+        b->token_retry = 1;
+    }
     if (r->status < 0) {
         box_fail(b, r->status == -EACCES ? "mailbox login refused; retrying" : "mailbox unreachable; retrying",
                  r->text);
@@ -938,7 +970,8 @@ static void box_task_end(struct box *b, int status)
             b->next_ms = b->more ? now : now + (uint64_t)interval_ms;
         } else {
             b->failures++;
-            long backoff = interval_ms;
+            long backoff = b->token_retry ? 0 : interval_ms;
+            b->token_retry = 0;
             for (int i = 1; i < b->failures && backoff < BACKOFF_MAX_MS; i++)
                 backoff *= 2;
             if (backoff > BACKOFF_MAX_MS && interval_ms < BACKOFF_MAX_MS)

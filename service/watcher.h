@@ -43,9 +43,12 @@ void watcher_db_up(struct watcher *w);
 
 /* Where OAuth2 access tokens come from for accounts with auth: xoauth2:
  * token(arg, account) returns the current token (NULL while there is
- * none; the string must stay valid until the next call for that account).
- * Until this is set such accounts' passes fail with "no OAuth2 token". */
-void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account), void *arg);
+ * none; the string must stay valid until the next call for that account);
+ * reject(arg, account, token) says the IMAP server refused that token, so
+ * that the next call brings a fresh one. Until this is set such accounts'
+ * passes fail with "no OAuth2 token". */
+void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account),
+                              void (*reject)(void *arg, const char *account, const char *token), void *arg);
 
 /* Checks account's mailbox now: a pass (STATUS, and anything new fetched,
  * classified and recorded) that starts after this call. cb fires once,

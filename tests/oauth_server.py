@@ -61,6 +61,7 @@ class OAuthServer:
         self._down = False
         self.introspections = 0
         self.introspections_refused = 0  # live tokens answered inactive on purpose
+        self.introspected = []  # (token, active) in the order asked
         self._refuse_next = 0
         self._servers = []
         harness.at_exit(self.stop)
@@ -185,7 +186,9 @@ class OAuthServer:
             if self._refuse_next > 0:
                 self._refuse_next -= 1
                 self.introspections_refused += 1
+                self.introspected.append((token, False))
                 return {"active": False}
+            self.introspected.append((token, True))
             return {"active": True, "username": email, "token_type": "Bearer",
                     "exp": int(expires), "client_id": self.client_id}
 

@@ -16,6 +16,8 @@ share them.
   login, which an expired token would not pass), the watcher keeps
   working: the token endpoint was asked again, the new login used a live
   token, a reply that came meanwhile is read.
+- A live token the IMAP server refuses (dropped early): the watcher
+  drops it, gets a fresh one and logs in again at once.
 - The token endpoint down until the watcher's token lapses: the watcher
   says once that it has no token, and reads the reply that came
   meanwhile once the endpoint is back.
@@ -154,6 +156,22 @@ t.ok(wait_until(lambda: state(P[2]) == "replied", 40), "with the endpoint back, 
 lines = [ln for ln in s.output()[log_mark:].splitlines() if "no OAuth2 access token" in ln]
 t.eq(len([ln for ln in lines if " warn " in ln]), 1, "said once, not at every retry")
 t.ok("mailbox reachable again" in s.output()[log_mark:], "the recovery is logged", s.output()[log_mark:][-2000:])
+
+# ---- a live token the IMAP server refuses (revoked early) -----------------
+log_mark = len(s.output())
+seen = len(oa.introspected)
+oa.refuse_next_introspections(1)
+ms.stop_imap()  # the next pass must log in again, and that login is refused
+ms.start_imap()
+t.ok(wait_until(lambda: "refused the OAuth2 token" in s.output()[log_mark:], 30),
+     "the watcher says the IMAP server refused its token", s.output()[log_mark:][-3000:])
+t.ok(wait_until(lambda: "mailbox reachable again" in s.output()[log_mark:], 30),
+     "and logs in again with a fresh one", s.output()[log_mark:][-3000:])
+after = oa.introspected[seen:]
+refused = [i for i, (_, active) in enumerate(after) if not active]
+t.ok(refused and len(after) > refused[0] + 1 and after[refused[0] + 1][0] != after[refused[0]][0],
+     "the login after the refusal used another token (the refused one was dropped, not tried again)",
+     f"{len(after)} introspections, refused at {refused}")
 
 # ---- the follow-ups ------------------------------------------------------
 t.eq(len(ms.wait_for(P[3], 2, timeout=90)), 2, "the contact who did not reply got the follow-up")
