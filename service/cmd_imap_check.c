@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "curl_uv.h"
 #include "imap.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "watcher.h"
 
@@ -31,14 +32,36 @@ struct run {
     size_t len;
     int appending;
     int failed;
+    char *bearer; /* xoauth2: the access token, for the command to log in with */
 };
+
+static void step(struct run *r);
+
+static const char *run_bearer(void *arg)
+{
+    return ((struct run *)arg)->bearer;
+}
+
+/* xoauth2: with the token, the checks start; without, say why. */
+static void on_token(int status, const char *token, const char *reason, void *arg)
+{
+    struct run *r = arg;
+    if (status < 0 || !(r->bearer = strdup(token))) {
+        if (status != -ECANCELED)
+            fprintf(stderr, "relance: no OAuth2 access token: %s\n", reason ? reason : "out of memory");
+        r->failed = 1;
+        return;
+    }
+    step(r);
+}
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: relance imap-check ACCOUNT [--folder NAME]... [--append FILE]\n"
                "\n"
                "Logs in to the IMAP mailbox of ACCOUNT (a configured sender account with an\n"
-               "imap URL, its credentials and TLS settings) and prints, for each folder it\n"
+               "imap URL, its credentials and TLS settings; for auth: xoauth2, an access token\n"
+               "fetched from its token_url first) and prints, for each folder it\n"
                "watches (or each --folder):\n"
                "  FOLDER<TAB>uidnext=N<TAB>uidvalidity=N\n"
                "Nothing is selected, read or flagged. With --append, also saves FILE (a whole\n"
@@ -47,8 +70,6 @@ static void usage(FILE *f)
                "  appended<TAB>FOLDER<TAB>special-use|by-name\n"
                "Exits 0 when everything worked, 1 otherwise (the server's words on stderr).\n");
 }
-
-static void step(struct run *r);
 
 static void on_reply(struct imap *im, const struct imap_reply *rep, void *arg)
 {
@@ -187,11 +208,6 @@ int cmd_imap_check(struct cli *cli, int argc, char **argv)
         free(r.msg);
         return cli_fail(CLI_ERROR, "%s", err);
     }
-    if (acct.auth == IMAP_AUTH_XOAUTH2) {
-        free(folders);
-        free(r.msg);
-        return cli_fail(CLI_ERROR, "account %s uses xoauth2: imap-check cannot fetch OAuth2 tokens yet", a->email);
-    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         secret_free(password);
         free(folders);
@@ -201,11 +217,29 @@ int cmd_imap_check(struct cli *cli, int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct curl_uv *cu = curl_uv_new(&loop);
+    struct oauth2 *oauth2 = NULL;
+    if (acct.auth == IMAP_AUTH_XOAUTH2) {
+        acct.bearer = run_bearer;
+        acct.bearer_arg = &r;
+    }
     r.imap = cu ? imap_new(cu, &acct) : NULL;
     int closed = 0, rc = CLI_OK;
     if (!r.imap) {
         fprintf(stderr, "relance: cannot set up the IMAP client for %s\n", a->email);
         rc = CLI_ERROR;
+    } else if (acct.auth == IMAP_AUTH_XOAUTH2) {
+        /* the token first (over HTTPS, from the account's token_url) */
+        if (!(oauth2 = oauth2_new(&loop, cu, cfg, err, sizeof err))) {
+            fprintf(stderr, "relance: %s\n", err);
+            rc = CLI_ERROR;
+        } else if (oauth2_token_get(oauth2, a->email, on_token, &r) < 0) {
+            fprintf(stderr, "relance: cannot ask for the OAuth2 token of %s\n", a->email);
+            rc = CLI_ERROR;
+        } else {
+            uv_run(&loop, UV_RUN_DEFAULT);
+            if (r.failed)
+                rc = CLI_ERROR;
+        }
     } else {
         step(&r);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -213,6 +247,15 @@ int cmd_imap_check(struct cli *cli, int argc, char **argv)
             rc = CLI_ERROR;
     }
     imap_close(r.imap);
+    if (oauth2) {
+        oauth2_close(oauth2, on_closed, &closed);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        closed = 0;
+    }
+    if (r.bearer) {
+        memset(r.bearer, 0, strlen(r.bearer));
+        free(r.bearer);
+    }
     if (cu) {
         curl_uv_close(cu, on_closed, &closed);
         uv_run(&loop, UV_RUN_DEFAULT);

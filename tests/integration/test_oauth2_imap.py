@@ -16,6 +16,7 @@ share them.
   login, which an expired token would not pass), the watcher keeps
   working: the token endpoint was asked again, the new login used a live
   token, a reply that came meanwhile is read.
+- `relance imap-check` works with the xoauth2 account too.
 - A live token the IMAP server refuses (dropped early): the watcher
   drops it, gets a fresh one and logs in again at once.
 - The token endpoint down until the watcher's token lapses: the watcher
@@ -156,6 +157,14 @@ t.ok(wait_until(lambda: state(P[2]) == "replied", 40), "with the endpoint back, 
 lines = [ln for ln in s.output()[log_mark:].splitlines() if "no OAuth2 access token" in ln]
 t.eq(len([ln for ln in lines if " warn " in ln]), 1, "said once, not at every retry")
 t.ok("mailbox reachable again" in s.output()[log_mark:], "the recovery is logged", s.output()[log_mark:][-2000:])
+
+# ---- relance imap-check with an xoauth2 account ---------------------------
+# its own grant: the server rotates refresh tokens, so serve's first one
+# is spent (what a second process of a real deployment would have too)
+r = relance("imap-check", OA, env={**env, "OA_REFRESH_TOKEN": oa.grant(OA)})
+t.ok(r.returncode == 0 and r.stdout.startswith("INBOX\tuidnext="),
+     "imap-check logs in to the xoauth2 account's mailbox with a token it fetched", r.stdout + r.stderr)
+t.ok(not any(x in r.stdout + r.stderr for x in oa.secrets()), "imap-check shows no secret")
 
 # ---- a live token the IMAP server refuses (revoked early) -----------------
 log_mark = len(s.output())
