@@ -275,9 +275,14 @@ static int put_phrase(struct buf *b, const char *name)
     for (size_t i = 0; i < n && plain; i++)
         if (!atext((unsigned char)s[i]) && !(s[i] == ' ' && s[i + 1] != ' '))
             plain = 0;
+    /* the quoted string's length: a backslash before each quote and
+     * backslash, and the two quotes (it cannot be folded: it must fit) */
+    size_t quoted = n + 2;
+    for (size_t i = 0; i < n; i++)
+        quoted += s[i] == '"' || s[i] == '\\';
     if (ascii && n <= WORD_MAX && plain && !strstr(s, "=?")) {
         fold_ascii(b, s, n);
-    } else if (ascii && n <= WORD_MAX && !strstr(s, "=?")) {
+    } else if (ascii && quoted <= WORD_MAX && !strstr(s, "=?")) {
         buf_addc(b, '"');
         for (size_t i = 0; i < n; i++) {
             if (s[i] == '"' || s[i] == '\\')
