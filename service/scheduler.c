@@ -5,6 +5,7 @@
 #include "scheduler.h"
 
 #include "accounts.h"
+#include "buf.h"
 #include "capture.h"
 #include "clock.h"
 #include "compose.h"
@@ -67,9 +68,7 @@ struct scheduler {
     double cycle_now;        /* the instant the batch was claimed at */
     char cycle_now_s[40];
     /* the batch's sent messages, as array literals (flush_sent) */
-    FILE *sent_ids, *sent_subjects, *sent_variants;
-    char *ids_buf, *subjects_buf, *variants_buf;
-    size_t ids_len, subjects_len, variants_len, n_sent;
+    struct buf sent_ids, sent_subjects, sent_variants;
     unsigned long sent_total;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -95,7 +94,8 @@ static void cycle_start(struct scheduler *s);
 static void on_ignore(struct db *db, const PGresult *res, void *arg);
 struct sending;
 static void on_release_failed(uv_timer_t *t);
-static void array_item(FILE *f, const char *v, size_t index);
+static void array_add(struct buf *b, const char *v);
+static const char *array_end(struct buf *b);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
 static void outcomes_flush(struct scheduler *s);
@@ -288,8 +288,6 @@ struct outcome_row {
     char *v[OUTCOME_ARGS];
 };
 
-static void array_value(FILE *f, const char *v, size_t index);
-
 /* One send's outcome. Written at once if no batch is being written, else
  * with the next batch: the database connection is shared, and under load
  * one statement for many outcomes is what keeps up. A batch waiting to be
@@ -317,28 +315,21 @@ static void outcomes_flush(struct scheduler *s)
 {
     if (s->n_outcomes == 0)
         return;
-    char *buf[OUTCOME_ARGS] = {0};
-    size_t len[OUTCOME_ARGS];
+    struct buf col[OUTCOME_ARGS] = {0};
+    const char *p[OUTCOME_ARGS];
     int ok = 1;
     for (int c = 0; c < OUTCOME_ARGS; c++) {
-        FILE *f = open_memstream(&buf[c], &len[c]);
-        if (!f) {
-            ok = 0;
-            continue;
-        }
         for (size_t i = 0; i < s->n_outcomes; i++)
-            array_value(f, s->outcomes[i].v[c], i);
-        fputs(s->n_outcomes ? "}" : "{}", f);
-        if (fclose(f) != 0)
-            ok = 0;
+            array_add(&col[c], s->outcomes[i].v[c]);
+        ok &= (p[c] = array_end(&col[c])) != NULL;
     }
     if (ok && record_kind(s,
                           "SELECT * FROM relance_step_outcomes($1::text[], $2::timestamptz[], $3::text[], "
                           "$4::text[], $5::boolean[], $6::text[], $7::text[], $8::int[])",
-                          OUTCOME_ARGS, (const char *const *)buf, 1) == 0)
+                          OUTCOME_ARGS, p, 1) == 0)
         s->outcomes_in_flight = 1;
     for (int c = 0; c < OUTCOME_ARGS; c++)
-        free(buf[c]);
+        buf_free(&col[c]);
     for (size_t i = 0; i < s->n_outcomes; i++)
         for (int c = 0; c < OUTCOME_ARGS; c++)
             free(s->outcomes[i].v[c]);
@@ -476,25 +467,19 @@ static void started_flush(struct scheduler *s)
 {
     if (s->started_in_flight || !s->started)
         return;
-    char *ids = NULL;
-    size_t len = 0, n = 0;
-    FILE *f = open_memstream(&ids, &len);
-    for (struct sending *x = s->started; f && x; x = x->next_started)
-        array_item(f, x->message_id, n++);
-    if (f)
-        fputc('}', f);
-    if (f && fclose(f) == 0) {
-        const char *p[1] = {ids};
-        if (query_arg(s, "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
-                      "AND state = 'sending' RETURNING message_id",
-                      1, p, on_started_recorded, s) == 0) {
-            s->started_in_flight = s->started;
-            s->started = NULL;
-            free(ids);
-            return;
-        }
+    struct buf ids = {0};
+    for (struct sending *x = s->started; x; x = x->next_started)
+        array_add(&ids, x->message_id);
+    const char *p[1] = {array_end(&ids)};
+    if (p[0] && query_arg(s, "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
+                          "AND state = 'sending' RETURNING message_id",
+                          1, p, on_started_recorded, s) == 0) {
+        s->started_in_flight = s->started;
+        s->started = NULL;
+        buf_free(&ids);
+        return;
     }
-    free(ids);
+    buf_free(&ids);
     if (s->closing) { /* no sender any more: only the bookkeeping is left */
         while (s->started) {
             struct sending *x = s->started;
@@ -736,95 +721,65 @@ static void process(struct scheduler *s, const struct job *j)
         hold(s, j, reason);
         return;
     }
-    if (!s->sent_ids) { /* no memory for the batch: record this one alone */
-        char variant[16];
-        snprintf(variant, sizeof variant, "%d", r.variant);
-        const char *p[7] = {j->message_id, s->cycle_now_s, "sent", "captured", r.subject, s->from_addr,
-                            r.variant >= 0 ? variant : NULL};
-        record(s, "SELECT relance_step_done($1, $2, $3, $4, $5, $6, $7)", 7, p);
-        s->sent_total++;
-        compose_result_free(&r);
-        return;
-    }
     /* recorded for the whole batch at once: see flush_sent */
-    fprintf(s->sent_ids, "%s%s", s->n_sent ? "," : "{", j->message_id);
-    array_item(s->sent_subjects, r.subject, s->n_sent);
-    fprintf(s->sent_variants, "%s%s", s->n_sent ? "," : "{", r.variant >= 0 ? "" : "NULL");
-    if (r.variant >= 0)
-        fprintf(s->sent_variants, "%d", r.variant);
-    s->n_sent++;
+    char variant[16];
+    snprintf(variant, sizeof variant, "%d", r.variant);
+    array_add(&s->sent_ids, j->message_id);
+    array_add(&s->sent_subjects, r.subject);
+    array_add(&s->sent_variants, r.variant >= 0 ? variant : NULL);
     s->sent_total++;
     log_event(LOG_DEBUG, "scheduler", "sent", "enrollment", enr, "step", j->step_id, "to", j->email, NULL);
     compose_result_free(&r);
 }
 
-/* Writes v (or NULL) as an element of a PostgreSQL array literal. */
-static void array_value(FILE *f, const char *v, size_t index)
+/* A PostgreSQL array literal built in a buf (start from {0}), element by
+ * element: array_add writes v quoted, or SQL NULL for NULL; array_end
+ * closes it ("{}" when empty) and returns its text, or NULL when memory
+ * ran out. The buf is freed with buf_free either way. */
+static void array_add(struct buf *b, const char *v)
 {
-    if (v)
-        array_item(f, v, index);
-    else
-        fputs(index ? ",NULL" : "{NULL", f);
-}
-
-/* Writes s as an element of a PostgreSQL array literal. */
-static void array_item(FILE *f, const char *v, size_t index)
-{
-    fputs(index ? ",\"" : "{\"", f);
+    buf_addc(b, b->len ? ',' : '{');
+    if (!v) {
+        buf_adds(b, "NULL");
+        return;
+    }
+    buf_addc(b, '"');
     for (const char *p = v; *p; p++) {
         if (*p == '"' || *p == '\\')
-            fputc('\\', f);
-        fputc(*p, f);
+            buf_addc(b, '\\');
+        buf_addc(b, *p);
     }
-    fputc('"', f);
+    buf_addc(b, '"');
 }
 
-static void batch_open(struct scheduler *s)
+static const char *array_end(struct buf *b)
 {
-    s->sent_ids = open_memstream(&s->ids_buf, &s->ids_len);
-    s->sent_subjects = open_memstream(&s->subjects_buf, &s->subjects_len);
-    s->sent_variants = open_memstream(&s->variants_buf, &s->variants_len);
-    s->n_sent = 0;
-    if (!s->sent_ids || !s->sent_subjects || !s->sent_variants) {
-        FILE *fs[3] = {s->sent_ids, s->sent_subjects, s->sent_variants};
-        for (int i = 0; i < 3; i++)
-            if (fs[i])
-                fclose(fs[i]);
-        s->sent_ids = s->sent_subjects = s->sent_variants = NULL;
-    }
+    buf_adds(b, b->len ? "}" : "{}");
+    return b->oom ? NULL : b->p;
 }
 
 /* Records every message of the batch that went out in one statement:
- * one round trip per batch instead of one per message. */
+ * one round trip per batch instead of one per message. Out of memory the
+ * batch is not recorded: its rows stay 'sending' until the rescue. */
 static void flush_sent(struct scheduler *s)
 {
-    FILE *fs[3] = {s->sent_ids, s->sent_subjects, s->sent_variants};
-    for (int i = 0; i < 3; i++) {
-        if (!fs[i])
-            continue;
-        fputc('}', fs[i]);
-        fclose(fs[i]);
-    }
-    s->sent_ids = s->sent_subjects = s->sent_variants = NULL;
-    if (s->n_sent && s->ids_buf && s->subjects_buf && s->variants_buf) {
-        const char *p[5] = {s->ids_buf, s->cycle_now_s, s->subjects_buf, s->from_addr, s->variants_buf};
+    int any = s->sent_ids.len > 0;
+    const char *p[5] = {array_end(&s->sent_ids), s->cycle_now_s, array_end(&s->sent_subjects), s->from_addr,
+                        array_end(&s->sent_variants)};
+    if (any && p[0] && p[2] && p[4])
         record(s,
                "SELECT relance_step_done(x.mid, $2, 'sent', 'captured', x.subject, $4, x.variant) "
                "FROM unnest($1::text[], $3::text[], $5::int[]) WITH ORDINALITY AS x(mid, subject, variant, n) "
                "ORDER BY x.n",
                5, p);
-    }
-    free(s->ids_buf);
-    free(s->subjects_buf);
-    free(s->variants_buf);
-    s->ids_buf = s->subjects_buf = s->variants_buf = NULL;
-    s->n_sent = 0;
+    buf_free(&s->sent_ids);
+    buf_free(&s->sent_subjects);
+    buf_free(&s->sent_variants);
 }
 
 static void process_all(struct scheduler *s)
 {
     s->outstanding++; /* guard: the cycle ends after the last outcome */
-    batch_open(s);
     for (size_t i = 0; i < s->n_jobs && !s->closing; i++)
         process(s, &s->jobs[i]);
     flush_sent(s);
@@ -878,50 +833,32 @@ static int listed_before(const struct scheduler *s, size_t i)
 
 static void load_sequences(struct scheduler *s)
 {
-    char *ids = NULL, *vers = NULL;
-    size_t il = 0, vl = 0;
-    FILE *fi = open_memstream(&ids, &il), *fv = open_memstream(&vers, &vl);
-    int missing = 0;
-    if (!fi || !fv) {
-        if (fi)
-            fclose(fi);
-        if (fv)
-            fclose(fv);
-        free(ids);
-        free(vers);
-        process_all(s);
-        return;
-    }
-    fputc('{', fi);
-    fputc('{', fv);
+    struct buf ids = {0}, vers = {0};
     for (size_t i = 0; i < s->n_jobs; i++) {
         struct job *j = &s->jobs[i];
         if (cache_find(s, j->sequence_id, j->version) || listed_before(s, i))
             continue;
-        fprintf(fi, "%s%lld", missing ? "," : "", j->sequence_id);
-        fprintf(fv, "%s%d", missing ? "," : "", j->version);
-        missing++;
+        char id[24], ver[16];
+        snprintf(id, sizeof id, "%lld", j->sequence_id);
+        snprintf(ver, sizeof ver, "%d", j->version);
+        array_add(&ids, id);
+        array_add(&vers, ver);
     }
-    fputc('}', fi);
-    fputc('}', fv);
-    fclose(fi);
-    fclose(fv);
-    if (!missing) {
-        free(ids);
-        free(vers);
-        process_all(s);
-        return;
-    }
-    const char *p[2] = {ids, vers};
-    int rc = query(s,
-                      "SELECT v.sequence_id, v.version, v.source_file, v.source FROM sequence_versions v "
-                      "JOIN unnest($1::bigint[], $2::int[]) AS k(id, ver) "
-                      "ON v.sequence_id = k.id AND v.version = k.ver",
-                      2, p, on_sources);
-    free(ids);
-    free(vers);
+    int missing = ids.len > 0;
+    const char *p[2] = {array_end(&ids), array_end(&vers)};
+    /* without memory for the question, each job is held as unreadable:
+     * better than stuck */
+    int rc = missing && p[0] && p[1]
+                 ? query(s,
+                         "SELECT v.sequence_id, v.version, v.source_file, v.source FROM sequence_versions v "
+                         "JOIN unnest($1::bigint[], $2::int[]) AS k(id, ver) "
+                         "ON v.sequence_id = k.id AND v.version = k.ver",
+                         2, p, on_sources)
+                 : -1;
+    buf_free(&ids);
+    buf_free(&vers);
     if (rc < 0)
-        process_all(s); /* each job is held as unreadable; better than stuck */
+        process_all(s);
 }
 
 /* ---- the cycle ---------------------------------------------------------- */
@@ -1192,23 +1129,17 @@ static void on_work(struct db *db, const PGresult *res, void *arg)
  * and the leases' statements on the one connection. */
 static void claim_accounts(struct scheduler *s)
 {
-    char *ids = NULL;
-    size_t len = 0, n = 0;
-    FILE *f = open_memstream(&ids, &len);
-    for (size_t i = 0; f && i < s->n_held; i++)
+    struct buf ids = {0};
+    for (size_t i = 0; i < s->n_held; i++)
         if (s->held[i]->leased)
-            array_item(f, s->held[i]->id_s, n++);
-    if (f) {
-        fputs(n ? "}" : "{}", f);
-        if (fclose(f) != 0)
-            n = 0;
-    }
-    if (n == 0) {
-        free(ids);
+            array_add(&ids, s->held[i]->id_s);
+    int any = ids.len > 0;
+    const char *p[2] = {array_end(&ids), s->cycle_now_s};
+    if (!any || !p[0]) {
+        buf_free(&ids);
         cycle_end(s, 0);
         return;
     }
-    const char *p[2] = {ids, s->cycle_now_s};
     int rc = query(s,
                    "WITH h AS (SELECT id, pool FROM accounts WHERE id = ANY($1::bigint[])), "
                    "busy AS (SELECT p.pool FROM (SELECT DISTINCT pool FROM h) p WHERE EXISTS ("
@@ -1222,7 +1153,7 @@ static void claim_accounts(struct scheduler *s)
                    "WHERE e.account_id = h.id AND e.state = 'active' AND e.next_send_at <= $2) "
                    "FROM h",
                    2, p, on_work);
-    free(ids);
+    buf_free(&ids);
     if (rc == 0)
         return;
     s->running = 0;
@@ -1361,27 +1292,19 @@ static void on_rescued_own(struct db *db, const PGresult *res, void *arg)
  * but the outbox, whose outcomes land first. */
 static void rescue_own(struct scheduler *s)
 {
-    char *keep = NULL, now[40];
-    size_t len = 0, n = 0;
-    FILE *f = open_memstream(&keep, &len);
-    if (!f)
-        return;
+    char now[40];
+    struct buf keep = {0};
     for (size_t i = 0; i < s->n_jobs; i++)
         if (s->jobs[i].message_id)
-            array_item(f, s->jobs[i].message_id, n++);
+            array_add(&keep, s->jobs[i].message_id);
     for (struct sending *x = s->live; x; x = x->live_next)
-        array_item(f, x->message_id, n++);
-    fputs(n ? "}" : "{}", f);
-    if (fclose(f) != 0) {
-        free(keep);
-        return;
-    }
+        array_add(&keep, x->message_id);
     now_param(now, sizeof now);
-    const char *p[3] = {now, s->replica, keep};
-    if (query(s, "SELECT relance_rescue_own($1, $2, $3)", 3, p, on_rescued_own) < 0) {
+    const char *p[3] = {now, s->replica, array_end(&keep)};
+    if (p[2] && query(s, "SELECT relance_rescue_own($1, $2, $3)", 3, p, on_rescued_own) < 0) {
         /* the connection went again: the next reconnect tries again */
     }
-    free(keep);
+    buf_free(&keep);
 }
 
 static void on_lease_timer(uv_timer_t *t)
