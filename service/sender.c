@@ -187,47 +187,59 @@ static void close_now(struct sender *s);
 
 /* One signature on its way through the thread pool. The worker reads
  * only the job and the key, which the sender keeps until every job is
- * back (close_now waits for them). */
+ * back (close_now waits for them), and writes only the job. */
 struct sign_job {
     uv_work_t req; /* first: the job is found from its request */
     struct sender *s;
     const struct domain_key *key;
-    char *msg;
+    char *msg; /* the message; then, signed, the signature and the message */
     size_t len;
     int64_t now;
-    char *header;
     int rc;
     char err[300];
     sender_signed_cb cb;
     void *arg;
 };
 
+/* In a worker thread: signs, and puts the signature in front (a copy of
+ * the whole message, made here rather than on the loop). */
 static void sign_work(uv_work_t *req)
 {
     struct sign_job *j = (struct sign_job *)req;
-    j->rc = dkim_sign(j->key->key, j->key->cfg->domain, j->key->cfg->selector, j->msg, j->len, j->now, &j->header,
+    char *header = NULL;
+    j->rc = dkim_sign(j->key->key, j->key->cfg->domain, j->key->cfg->selector, j->msg, j->len, j->now, &header,
                       j->err, sizeof j->err);
+    if (j->rc != 0)
+        return;
+    size_t hl = strlen(header);
+    char *out = malloc(hl + j->len + 1);
+    if (!out) {
+        j->rc = -ENOMEM;
+        snprintf(j->err, sizeof j->err, "out of memory");
+    } else {
+        memcpy(out, header, hl);
+        memcpy(out + hl, j->msg, j->len);
+        out[hl + j->len] = '\0';
+        free(j->msg);
+        j->msg = out;
+        j->len += hl;
+    }
+    free(header);
 }
 
 static void sign_done(uv_work_t *req, int status)
 {
     struct sign_job *j = (struct sign_job *)req;
     struct sender *s = j->s;
-    char *out = NULL;
-    size_t hl = j->header ? strlen(j->header) : 0;
-    if (status == 0 && j->rc == 0 && (out = malloc(hl + j->len + 1))) {
-        memcpy(out, j->header, hl);
-        memcpy(out + hl, j->msg, j->len);
-        out[hl + j->len] = '\0';
-    } else if (status == 0 && j->rc == 0) {
-        snprintf(j->err, sizeof j->err, "out of memory");
-    } else if (status < 0) {
+    int ok = status == 0 && j->rc == 0;
+    if (status < 0)
         snprintf(j->err, sizeof j->err, "signing cancelled");
+    if (!ok) {
+        free(j->msg);
+        j->msg = NULL;
     }
-    free(j->msg);
-    free(j->header);
     s->signing--;
-    j->cb(j->arg, out ? 0 : -1, out, out ? hl + j->len : 0, j->err);
+    j->cb(j->arg, ok ? 0 : -1, j->msg, ok ? j->len : 0, j->err);
     free(j);
     if (s->close_after_signing && s->signing == 0)
         close_now(s);
