@@ -56,10 +56,12 @@ struct config *cli_config(struct cli *cli)
     }
     enum log_format f = cli->log_format;
     enum log_level level = LOG_INFO;
-    if (!cli->log_format_given && log_format_parse(cli->config->log_format, &f) < 0)
-        f = cli->log_format;
-    if (log_level_parse(cli->config->log_level, &level) < 0)
-        level = LOG_INFO;
+    if (!cli->log_format_given && log_format_parse(cli->config->log_format, &f) < 0) {
+        /* config_load checked it; a failed parse leaves the default */
+    }
+    if (log_level_parse(cli->config->log_level, &level) < 0) {
+        /* likewise */
+    }
     log_setup(f, level);
     return cli->config;
 }

@@ -108,17 +108,21 @@ static void on_signal(uv_signal_t *s, int signum)
  * SMTP and IMAP share one token and one refresh per account. Looked up at
  * each call: the watcher closes first, but should it still ask after the
  * scheduler closed (stop deadline), it only gets NULL. */
-static const char *watch_token(void *arg, const char *account)
+static struct oauth2 *tokens(void *arg)
 {
     struct server *srv = arg;
-    struct oauth2 *o = srv->scheduler ? scheduler_oauth2(srv->scheduler) : NULL;
+    return srv->scheduler ? scheduler_oauth2(srv->scheduler) : NULL;
+}
+
+static const char *watch_token(void *arg, const char *account)
+{
+    struct oauth2 *o = tokens(arg);
     return o ? oauth2_token_peek(o, account) : NULL;
 }
 
 static void watch_token_reject(void *arg, const char *account, const char *token)
 {
-    struct server *srv = arg;
-    struct oauth2 *o = srv->scheduler ? scheduler_oauth2(srv->scheduler) : NULL;
+    struct oauth2 *o = tokens(arg);
     if (o)
         oauth2_token_reject(o, account, token);
 }
