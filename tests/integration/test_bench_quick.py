@@ -22,7 +22,7 @@ import harness  # noqa: E402
 # gives (send_throughput: no DKIM, RSA-2048, Ed25519; the nodemailer
 # rows need npm and are left out of --quick; watch: reply-to-stop p50,
 # p95 and max, IMAP connections held, CPU per mailbox pass).
-EXPECTED = {"claim_rate": 1, "import": 1, "send_throughput": 3, "memory": 1, "watch ": 5}
+EXPECTED = {"claim_rate": 1, "idle tick": 1, "import": 1, "send_throughput": 3, "memory": 1, "watch ": 5}
 KEYS = {"name": str, "unit": str, "median": (int, float), "min": (int, float), "max": (int, float),
         "bound_name": str, "bound_median": (int, float), "ratio": (int, float), "target": (int, float)}
 
