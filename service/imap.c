@@ -9,7 +9,7 @@
  * for its tagged answer. libcurl hands every line the server sends —
  * literals included — to the header callback, and only there do we read
  * them: a response reader (pure, below) reassembles responses with their
- * literals from those pieces, and pure parsers read STATUS, SEARCH, FETCH
+ * literals from those pieces, and pure parsers read STATUS, EXAMINE, SEARCH, FETCH
  * and LIST out of them. libcurl's own URL fetch sends BODY[] and its URL
  * search returns sequence numbers: neither is used.
  *
@@ -417,6 +417,39 @@ int imap_parse_status(const char *resp, size_t len, char *mailbox, size_t mailbo
     }
 }
 
+int imap_parse_select(const char *resp, size_t len, struct imap_select *sel)
+{
+    struct cur c = {resp, resp + len};
+    if (!untagged(&c))
+        return -1;
+    uint32_t v;
+    if (eat_word(&c, "OK")) {
+        skip_sp(&c);
+        if (!eat(&c, '['))
+            return -1;
+        int which = eat_word(&c, "UIDNEXT") ? 1 : eat_word(&c, "UIDVALIDITY") ? 2 : 0;
+        if (!which)
+            return -1;
+        skip_sp(&c);
+        if (number32(&c, &v) < 0 || !eat(&c, ']'))
+            return -1;
+        if (which == 1) {
+            sel->uidnext = v;
+            sel->has_uidnext = 1;
+        } else {
+            sel->uidvalidity = v;
+        }
+        return 0;
+    }
+    if (number32(&c, &v) < 0)
+        return -1;
+    skip_sp(&c);
+    if (!eat_word(&c, "EXISTS"))
+        return -1;
+    sel->exists = v;
+    return 0;
+}
+
 int imap_parse_search(const char *resp, size_t len, void (*each)(void *arg, uint32_t n), void *arg)
 {
     struct cur c = {resp, resp + len};
@@ -629,7 +662,7 @@ int imap_quote(const char *folder, char *out, size_t out_size)
  * The client
  * ====================================================================== */
 
-enum op { OP_NONE, OP_STATUS, OP_SEARCH, OP_FETCH, OP_LIST, OP_APPEND };
+enum op { OP_NONE, OP_STATUS, OP_EXAMINE, OP_SEARCH, OP_FETCH, OP_LIST, OP_APPEND };
 
 struct imap {
     struct curl_uv *cu;
@@ -652,7 +685,9 @@ struct imap {
     char *url;
     char cmd[FOLDER_MAX * 2 + 128];
     char folder[FOLDER_MAX];
-    uint32_t want_uid, from_uid;
+    uint32_t from_uid;
+    uint32_t want[IMAP_FETCH_BATCH]; /* the UIDs a fetch asked for, ascending */
+    size_t n_want;
     const char *data;     /* APPEND */
     size_t len, off;
     char tagged[IMAP_TEXT_MAX];
@@ -665,8 +700,10 @@ struct imap {
     uint32_t uidnext, uidvalidity;
     uint32_t *uids;
     size_t n_uids, cap_uids;
-    char *fetched;        /* the FETCH response of the asked UID */
-    size_t fetched_len;
+    struct imap_select sel;
+    char *fetched[IMAP_FETCH_BATCH]; /* the FETCH response of each asked UID, by index in want */
+    size_t fetched_len[IMAP_FETCH_BATCH];
+    struct imap_message msgs[IMAP_FETCH_BATCH];
     char sent[FOLDER_MAX];
     int sent_special;
     int sent_named;
@@ -688,6 +725,30 @@ static void on_search_uid(void *arg, uint32_t n)
         im->cap_uids = cap;
     }
     im->uids[im->n_uids++] = n;
+}
+
+/* The index of uid in the fetch's want list, or SIZE_MAX. */
+static size_t want_index(const struct imap *im, uint32_t uid)
+{
+    size_t lo = 0, hi = im->n_want;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (im->want[mid] == uid)
+            return mid;
+        if (im->want[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return SIZE_MAX;
+}
+
+static void fetched_free(struct imap *im)
+{
+    for (size_t i = 0; i < IMAP_FETCH_BATCH; i++) {
+        free(im->fetched[i]);
+        im->fetched[i] = NULL;
+    }
 }
 
 static void on_response(void *arg, const char *resp, size_t len, int truncated)
@@ -715,6 +776,9 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
         }
         break;
     }
+    case OP_EXAMINE:
+        (void)imap_parse_select(resp, len, &im->sel); /* other untagged answers are not ours */
+        break;
     case OP_SEARCH:
         if (len >= 8 && strncasecmp(resp, "* SEARCH", 8) == 0 &&
             imap_parse_search(resp, len, on_search_uid, im) < 0)
@@ -722,18 +786,20 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
         break;
     case OP_FETCH: {
         struct imap_fetch_data f;
-        if (im->fetched || imap_parse_fetch(resp, len, &f) < 0 || !f.has_uid || f.uid != im->want_uid ||
-            !f.has_header)
+        if (imap_parse_fetch(resp, len, &f) < 0 || !f.has_uid || !f.has_header)
             break;
+        size_t i = want_index(im, f.uid);
+        if (i == SIZE_MAX || im->fetched[i])
+            break; /* not asked for (an unsolicited FETCH of flags), or seen already */
         (void)truncated; /* a cut response still holds a readable prefix */
-        im->fetched = malloc(len + 1);
-        if (!im->fetched) {
+        im->fetched[i] = malloc(len + 1);
+        if (!im->fetched[i]) {
             im->oom = 1;
             break;
         }
-        memcpy(im->fetched, resp, len);
-        im->fetched[len] = '\0';
-        im->fetched_len = len;
+        memcpy(im->fetched[i], resp, len);
+        im->fetched[i][len] = '\0';
+        im->fetched_len[i] = len;
         break;
     }
     case OP_LIST: {
@@ -851,7 +917,7 @@ static void channel_free(struct imap *im)
     free(im->default_cainfo);
     free(im->url);
     free(im->uids);
-    free(im->fetched);
+    fetched_free(im);
     imap_reader_free(&im->reader);
     free(im);
 }
@@ -868,9 +934,18 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
     } else {
         r.status = outcome(im, code, &r);
     }
-    struct imap_fetch_data f;
     if (r.status == 0) {
         switch (im->op) {
+        case OP_EXAMINE:
+            if (!im->sel.uidvalidity || !im->sel.has_uidnext) {
+                r.status = -EPROTO;
+                copy_text(r.text, sizeof r.text,
+                          im->sel.uidvalidity ? "no UIDNEXT in the EXAMINE answer" : "no UIDVALIDITY in the EXAMINE answer");
+            }
+            r.uidnext = im->sel.uidnext;
+            r.uidvalidity = im->sel.uidvalidity;
+            r.exists = im->sel.exists;
+            break;
         case OP_STATUS:
             if (!im->got_status || !im->uidvalidity) {
                 r.status = -EPROTO;
@@ -886,16 +961,20 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
             r.n_uids = im->n_uids;
             break;
         case OP_FETCH:
-            r.uid = im->want_uid;
-            if (im->fetched && imap_parse_fetch(im->fetched, im->fetched_len, &f) == 0) {
-                r.found = 1;
-                r.size = f.size;
-                r.seen = f.seen;
-                r.header = f.header;
-                r.header_len = f.header_len;
-                r.body = f.has_body ? f.body : "";
-                r.body_len = f.body_len;
+            for (size_t i = 0; i < im->n_want; i++) {
+                struct imap_fetch_data f;
+                if (!im->fetched[i] || imap_parse_fetch(im->fetched[i], im->fetched_len[i], &f) < 0)
+                    continue; /* expunged since the search */
+                struct imap_message *m = &im->msgs[r.n_messages++];
+                m->uid = im->want[i];
+                m->size = f.size;
+                m->seen = f.seen;
+                m->header = f.header;
+                m->header_len = f.header_len;
+                m->body = f.has_body ? f.body : "";
+                m->body_len = f.body_len;
             }
+            r.messages = im->msgs;
             break;
         case OP_LIST:
             r.folder = im->sent[0] ? im->sent : "Sent";
@@ -905,6 +984,8 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
             break;
         }
     }
+    if (im->op == OP_EXAMINE && r.status < 0)
+        im->fresh = 1; /* the server may have nothing selected now; libcurl thinks otherwise */
     imap_cb cb = im->cb;
     void *arg = im->arg;
     im->busy = 0;
@@ -918,9 +999,9 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
         channel_free(im);
         return;
     }
-    /* what the reply pointed into */
-    free(im->fetched);
-    im->fetched = NULL;
+    /* what the reply pointed into (a command started from inside the
+     * callback has received nothing yet: its want list stays) */
+    fetched_free(im);
     im->n_uids = 0;
     if (im->cap_uids > 4096) {
         free(im->uids);
@@ -1014,9 +1095,9 @@ static int start(struct imap *im, enum op op, const char *path, const char *cust
     im->refused = 0;
     im->got_status = 0;
     im->uidnext = im->uidvalidity = 0;
+    memset(&im->sel, 0, sizeof im->sel);
     im->n_uids = 0;
-    free(im->fetched);
-    im->fetched = NULL;
+    fetched_free(im);
     im->sent[0] = '\0';
     im->sent_special = im->sent_named = 0;
     im->cb = cb;
@@ -1035,7 +1116,10 @@ static int folder_ok(const char *folder)
     return folder && *folder && strlen(folder) < FOLDER_MAX && !strpbrk(folder, "\r\n");
 }
 
-int imap_status(struct imap *im, const char *folder, imap_cb cb, void *arg)
+/* "VERB "folder"TAIL" as a command of ours, with no mailbox in the URL:
+ * libcurl sends it without a SELECT of its own. */
+static int folder_command(struct imap *im, enum op op, const char *verb, const char *folder, const char *tail,
+                          imap_cb cb, void *arg)
 {
     char q[FOLDER_MAX * 2 + 3];
     if (im->busy)
@@ -1043,9 +1127,24 @@ int imap_status(struct imap *im, const char *folder, imap_cb cb, void *arg)
     if (!folder_ok(folder) || imap_quote(folder, q, sizeof q) < 0)
         return -EINVAL;
     snprintf(im->folder, sizeof im->folder, "%s", folder);
-    snprintf(im->cmd, sizeof im->cmd, "STATUS %s (UIDNEXT UIDVALIDITY)", q);
-    /* no mailbox in the URL: libcurl sends the command without a SELECT */
-    return start(im, OP_STATUS, NULL, im->cmd, cb, arg);
+    snprintf(im->cmd, sizeof im->cmd, "%s %s%s", verb, q, tail);
+    return start(im, op, NULL, im->cmd, cb, arg);
+}
+
+int imap_status(struct imap *im, const char *folder, imap_cb cb, void *arg)
+{
+    return folder_command(im, OP_STATUS, "STATUS", folder, " (UIDNEXT UIDVALIDITY)", cb, arg);
+}
+
+/* libcurl keeps its own idea of the selected mailbox and skips its SELECT
+ * when a later command's URL names the one it selected last: after this
+ * EXAMINE of F, the next command here is for F (the search), so either
+ * libcurl selects F again or F is already what the server has selected.
+ * Should EXAMINE fail, the server has nothing selected while libcurl may
+ * think otherwise: the next command opens a new connection (finish). */
+int imap_examine(struct imap *im, const char *folder, imap_cb cb, void *arg)
+{
+    return folder_command(im, OP_EXAMINE, "EXAMINE", folder, "", cb, arg);
 }
 
 int imap_search(struct imap *im, const char *folder, uint32_t from, time_t since, imap_cb cb, void *arg)
@@ -1066,22 +1165,49 @@ int imap_search(struct imap *im, const char *folder, uint32_t from, time_t since
     return start(im, OP_SEARCH, folder, im->cmd, cb, arg);
 }
 
-int imap_fetch(struct imap *im, const char *folder, uint32_t uid, size_t body_max, imap_cb cb, void *arg)
+int imap_fetch(struct imap *im, const char *folder, const uint32_t *uids, size_t n, size_t body_max, imap_cb cb,
+               void *arg)
 {
     if (im->busy)
         return -EBUSY;
-    if (!folder_ok(folder) || uid == 0)
+    if (!folder_ok(folder) || !uids || n == 0 || n > IMAP_FETCH_BATCH)
         return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (uids[i] == 0 || (i > 0 && uids[i] <= uids[i - 1]))
+            return -EINVAL;
     if (body_max > IMAP_FETCH_BODY_MAX)
         body_max = IMAP_FETCH_BODY_MAX;
     snprintf(im->folder, sizeof im->folder, "%s", folder);
-    im->want_uid = uid;
+    /* the UID set, runs of consecutive UIDs as a:b; at most
+     * IMAP_FETCH_BATCH numbers of 10 digits and a separator each */
+    char set[IMAP_FETCH_BATCH * 11 + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+            j++;
+        if (j > i)
+            k += (size_t)snprintf(set + k, sizeof set - k, "%s%lu:%lu", i ? "," : "", (unsigned long)uids[i],
+                                  (unsigned long)uids[j]);
+        else
+            k += (size_t)snprintf(set + k, sizeof set - k, "%s%lu", i ? "," : "", (unsigned long)uids[i]);
+        i = j + 1;
+    }
     char body[64] = "";
     if (body_max)
         snprintf(body, sizeof body, " BODY.PEEK[TEXT]<0.%zu>", body_max);
-    snprintf(im->cmd, sizeof im->cmd, "UID FETCH %lu (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER]<0.%d>%s)",
-             (unsigned long)uid, IMAP_FETCH_HEADER_MAX, body);
-    return start(im, OP_FETCH, folder, im->cmd, cb, arg);
+    char *cmd = NULL;
+    if (asprintf(&cmd, "UID FETCH %s (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER]<0.%d>%s)", set,
+                 IMAP_FETCH_HEADER_MAX, body) < 0)
+        return -ENOMEM;
+    memcpy(im->want, uids, n * sizeof *uids);
+    im->n_want = n;
+    /* libcurl copies the command string */
+    int rc = start(im, OP_FETCH, folder, cmd, cb, arg);
+    free(cmd);
+    if (rc < 0)
+        im->n_want = 0;
+    return rc;
 }
 
 int imap_sent_folder(struct imap *im, imap_cb cb, void *arg)

@@ -5,10 +5,12 @@
  * TLS settings and credentials), so a watcher pass of STATUS, UID SEARCH
  * and several UID FETCHes speaks over one login.
  *
- * Read-only by construction where it reads: STATUS, UID SEARCH and
- * UID FETCH with BODY.PEEK (never BODY[], which sets \Seen), and fetches
- * are bounded (a header prefix and a body prefix, never a whole large
- * message). The one write is APPEND, for copies of sent messages.
+ * Read-only by construction where it reads: EXAMINE (SELECT's read-only
+ * twin), STATUS, UID SEARCH and UID FETCH with BODY.PEEK (never BODY[],
+ * which sets \Seen), and fetches are bounded (a header prefix and a body
+ * prefix, never a whole large message). The one write is APPEND, for
+ * copies of sent messages. CLOSE is never sent: on a mailbox opened with
+ * SELECT it expunges what the user's own client flagged \Deleted.
  *
  * A pure transport: no logging, no database, no retries; the secret is
  * handed to libcurl and never copied into results. The response parsing
@@ -72,7 +74,21 @@ enum {
 #define IMAP_FETCH_HEADER_MAX 65536
 #define IMAP_FETCH_BODY_MAX 65536
 
+/* UIDs in one fetch: one round trip for many messages (one at a time
+ * read about 200 a second), while a batch of prefixes stays a few MB. */
+#define IMAP_FETCH_BATCH 50
+
 #define IMAP_TEXT_MAX 256
+
+/* One message of a fetch. */
+struct imap_message {
+    uint32_t uid, size;       /* size: RFC822.SIZE, the whole message */
+    int seen;                 /* \Seen was set when fetched */
+    const char *header;       /* raw header prefix (with its blank line when whole) */
+    size_t header_len;
+    const char *body;         /* raw body prefix */
+    size_t body_len;
+};
 
 /* What an operation found. Pointers are valid only during the callback. */
 struct imap_reply {
@@ -83,19 +99,16 @@ struct imap_reply {
     int status;
     CURLcode curl_code;
     char text[IMAP_TEXT_MAX]; /* the server's last tagged answer, else libcurl's error */
-    /* imap_status */
+    /* imap_status and imap_examine */
     uint32_t uidnext, uidvalidity;
+    uint32_t exists;          /* imap_examine: messages in the folder */
     /* imap_search: the UIDs at or above the asked one, ascending */
     const uint32_t *uids;
     size_t n_uids;
-    /* imap_fetch: found is 0 when the message is gone (expunged) */
-    int found;
-    uint32_t uid, size;       /* size: RFC822.SIZE, the whole message */
-    int seen;                 /* \Seen was set when fetched */
-    const char *header;       /* raw header prefix (with its blank line when whole) */
-    size_t header_len;
-    const char *body;         /* raw body prefix */
-    size_t body_len;
+    /* imap_fetch: the asked messages that still exist, by UID ascending
+     * (an expunged one is simply absent) */
+    const struct imap_message *messages;
+    size_t n_messages;
     size_t bytes_read;        /* bytes of responses this command read */
     /* imap_sent_folder: the \Sent folder, else "Sent" (special_use 0) */
     const char *folder;
@@ -114,17 +127,28 @@ struct imap *imap_new(struct curl_uv *cu, const struct imap_account *account);
 /* Each returns 0, -EBUSY while a command is in flight, -EINVAL for bad
  * arguments, -ENOMEM. */
 
-/* STATUS folder (UIDNEXT UIDVALIDITY), without selecting it. */
+/* STATUS folder (UIDNEXT UIDVALIDITY), without selecting it. Only for a
+ * connection that has no folder selected (RFC 3501 6.3.10: a server may
+ * answer STATUS on the selected folder from a stale view; Dovecot does);
+ * the watcher uses imap_examine. */
 int imap_status(struct imap *im, const char *folder, imap_cb cb, void *arg) __attribute__((warn_unused_result));
+/* EXAMINE folder: selects it read-only, which refreshes the connection's
+ * view of it (new mail included, on a connection held since the last
+ * pass), and reads UIDVALIDITY, UIDNEXT and EXISTS from the answer. The
+ * commands that follow on this channel for the same folder run on that
+ * view. A server that does not send UIDNEXT fails it with -EPROTO. */
+int imap_examine(struct imap *im, const char *folder, imap_cb cb, void *arg) __attribute__((warn_unused_result));
 /* UID SEARCH UID from:* in folder: the UIDs >= from; with since (not
  * 0), only messages the server received on or after that day (UTC). */
 int imap_search(struct imap *im, const char *folder, uint32_t from, time_t since, imap_cb cb, void *arg)
     __attribute__((warn_unused_result));
-/* UID FETCH uid with BODY.PEEK: RFC822.SIZE, FLAGS, the first
- * IMAP_FETCH_HEADER_MAX bytes of the header and the first body_max
- * (<= IMAP_FETCH_BODY_MAX; 0: none) bytes of the body. Never sets \Seen. */
-int imap_fetch(struct imap *im, const char *folder, uint32_t uid, size_t body_max, imap_cb cb, void *arg)
-    __attribute__((warn_unused_result));
+/* UID FETCH of uids[0..n) (n <= IMAP_FETCH_BATCH, ascending, borrowed
+ * until the call returns) in one command, with BODY.PEEK: RFC822.SIZE,
+ * FLAGS, the first IMAP_FETCH_HEADER_MAX bytes of each header and the
+ * first body_max (<= IMAP_FETCH_BODY_MAX; 0: none) bytes of each body.
+ * Never sets \Seen. */
+int imap_fetch(struct imap *im, const char *folder, const uint32_t *uids, size_t n, size_t body_max, imap_cb cb,
+               void *arg) __attribute__((warn_unused_result));
 /* LIST "" "*" RETURN (SPECIAL-USE): the folder flagged \Sent, else a
  * folder named Sent, else "Sent" (which may not exist). */
 int imap_sent_folder(struct imap *im, imap_cb cb, void *arg) __attribute__((warn_unused_result));
@@ -181,6 +205,16 @@ void imap_reader_free(struct imap_reader *r);
  * is left 0. */
 int imap_parse_status(const char *resp, size_t len, char *mailbox, size_t mailbox_size, uint32_t *uidnext,
                       uint32_t *uidvalidity);
+
+/* What a SELECT or EXAMINE answer says of the folder. */
+struct imap_select {
+    uint32_t uidvalidity, uidnext, exists;
+    int has_uidnext;
+};
+/* One untagged response of a SELECT or EXAMINE answer: "* OK [UIDNEXT n]",
+ * "* OK [UIDVALIDITY n]" or "* n EXISTS" sets its field of sel (the
+ * others are left as they are). */
+int imap_parse_select(const char *resp, size_t len, struct imap_select *sel);
 
 /* "* SEARCH n n ...": calls each(arg, n) for every number. */
 int imap_parse_search(const char *resp, size_t len, void (*each)(void *arg, uint32_t n), void *arg);

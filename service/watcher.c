@@ -17,6 +17,7 @@
 #include "imap.h"
 #include "log.h"
 #include "mime.h"
+#include "pgarray.h"
 #include "secret.h"
 #include "serve.h"
 
@@ -31,7 +32,7 @@
 #define LEASE_TTL_S 30
 #define LEASE_EVERY_MS 5000
 #define TICK_MS 100
-#define MAX_PER_PASS 200        /* messages fetched in one pass; the rest next pass, at once */
+#define MAX_PER_PASS 1000       /* new UIDs of a folder read in one pass; the rest next pass, at once */
 #define BACKOFF_MAX_MS 60000
 #define TOKEN_WAIT_MS 10000     /* xoauth2: how long a due pass waits for its first token */
 #define REFS_MAX 64
@@ -66,7 +67,8 @@ struct box {
     int leased;
     enum task task;
     uint64_t next_ms;           /* uv_now when the next pass is due */
-    double last_check;          /* clock_now() of the last successful STATUS; 0 none */
+    double last_check;          /* clock_now() when the last pass that read everything began; 0 none */
+    double pass_began;          /* clock_now() when this pass began */
     int failures;               /* passes failed in a row */
     uint64_t token_wait_end;    /* xoauth2: a due pass waits for a token until then; 0 not waiting */
     char last_error[IMAP_TEXT_MAX];
@@ -76,8 +78,11 @@ struct box {
     int since_used;             /* a bounded rescan: the folder is read to uidnext - 1 after */
     uint32_t *todo;
     size_t n_todo, i_todo;
-    int more;                   /* MAX_PER_PASS cut the pass short */
-    int processed;
+    size_t n_batch;             /* UIDs of todo in the fetch or record in flight, from i_todo */
+    int folder_more;            /* MAX_PER_PASS cut this folder's list short */
+    int more;                   /* ... some folder's, in this pass */
+    int processed;              /* messages recorded in this pass */
+    int carried;                /* ... in the passes before it that the waiters in_pass waited through */
     int db_busy;                /* a query of this box is in flight */
     struct waiter *waiting;     /* check_now callers for the next pass */
     struct waiter *in_pass;     /* ... for this one */
@@ -116,62 +121,6 @@ static void maybe_free(struct watcher *w);
 /* ======================================================================
  * Pure parts
  * ====================================================================== */
-
-/* Appends s (len n) to *buf as one quoted array element. */
-static int array_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n, int lower)
-{
-    size_t need = *len + 2 * n + 4;
-    if (need > *cap) {
-        size_t c = *cap ? *cap : 64;
-        while (c < need)
-            c *= 2;
-        char *grown = realloc(*buf, c);
-        if (!grown)
-            return -ENOMEM;
-        *buf = grown;
-        *cap = c;
-    }
-    char *p = *buf + *len;
-    if (*len > 1)
-        *p++ = ',';
-    *p++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        char ch = lower ? (char)tolower((unsigned char)s[i]) : s[i];
-        if (ch == '"' || ch == '\\')
-            *p++ = '\\';
-        *p++ = ch;
-    }
-    *p++ = '"';
-    *p = '\0';
-    *len = (size_t)(p - *buf);
-    return 0;
-}
-
-static int array_close(char **buf, size_t *len, size_t *cap)
-{
-    if (*len + 2 > *cap) {
-        char *grown = realloc(*buf, *len + 2);
-        if (!grown)
-            return -ENOMEM;
-        *buf = grown;
-        *cap = *len + 2;
-    }
-    (*buf)[(*len)++] = '}';
-    (*buf)[*len] = '\0';
-    return 0;
-}
-
-static int array_open(char **buf, size_t *len, size_t *cap)
-{
-    *cap = 64;
-    *buf = malloc(*cap);
-    if (!*buf)
-        return -ENOMEM;
-    (*buf)[0] = '{';
-    (*buf)[1] = '\0';
-    *len = 1;
-    return 0;
-}
 
 /* The msg-ids (<...> without spaces) of a header value, in order. */
 static size_t msgids(const char *v, const char **starts, size_t *lens, size_t max)
@@ -239,7 +188,7 @@ int watcher_inbound_read(const char *raw, size_t len, const struct classify_resu
     memset(out, 0, sizeof *out);
     struct mime_headers h = {0};
     size_t consumed = 0;
-    size_t rlen = 0, rcap = 0, tlen = 0, tcap = 0;
+    struct buf refs_b = {0}, rcpt_b = {0};
     int rc = -ENOMEM;
     if (mime_headers_parse(raw, len, &h, &consumed) < 0)
         goto done;
@@ -269,30 +218,25 @@ int watcher_inbound_read(const char *raw, size_t len, const struct classify_resu
             refs[n] = tmp[i];
             ref_lens[n++] = tmp_lens[i];
         }
-    if (array_open(&out->refs, &rlen, &rcap) < 0)
-        goto done;
     for (size_t i = 0; i < n; i++)
-        if (array_add(&out->refs, &rlen, &rcap, refs[i], ref_lens[i], 0) < 0)
-            goto done;
-    if (array_close(&out->refs, &rlen, &rcap) < 0)
-        goto done;
-
-    if (array_open(&out->recipients, &tlen, &tcap) < 0)
-        goto done;
+        pgarray_addn(&refs_b, refs[i], ref_lens[i], 0);
     if (c && (c->kind == CLASSIFY_HARD_BOUNCE || c->kind == CLASSIFY_SOFT_BOUNCE))
         for (size_t i = 0; i < c->recipient_count && i < CLASSIFY_MAX_RECIPIENTS; i++)
-            if (c->recipients[i].address[0] &&
-                array_add(&out->recipients, &tlen, &tcap, c->recipients[i].address,
-                          strlen(c->recipients[i].address), 1) < 0)
-                goto done;
-    if (array_close(&out->recipients, &tlen, &tcap) < 0)
+            if (c->recipients[i].address[0])
+                pgarray_addn(&rcpt_b, c->recipients[i].address, strlen(c->recipients[i].address), 1);
+    if (!pgarray_end(&refs_b) || !pgarray_end(&rcpt_b))
         goto done;
+    out->refs = refs_b.p;
+    out->recipients = rcpt_b.p;
+    refs_b = rcpt_b = (struct buf){0};
     if (c && c->kind == CLASSIFY_AUTO_REPLY && c->has_return_date)
         snprintf(out->return_date, sizeof out->return_date, "%04d-%02d-%02d", c->return_year, c->return_month,
                  c->return_day);
     rc = 0;
 done:
     mime_headers_free(&h);
+    buf_free(&refs_b);
+    buf_free(&rcpt_b);
     if (rc < 0)
         watcher_inbound_free(out);
     return rc;
@@ -594,17 +538,12 @@ static void leases_renew(struct watcher *w)
 {
     if (w->leasing || !db_ready(w) || w->n_boxes == 0)
         return;
-    size_t len = 0, cap = 0;
-    char *arr = NULL;
-    if (array_open(&arr, &len, &cap) < 0)
-        return;
+    struct buf emails = {0};
     for (size_t i = 0; i < w->n_boxes; i++)
-        if (array_add(&arr, &len, &cap, w->boxes[i].email, strlen(w->boxes[i].email), 1) < 0) {
-            free(arr);
-            return;
-        }
-    if (array_close(&arr, &len, &cap) < 0) {
-        free(arr);
+        pgarray_addn(&emails, w->boxes[i].email, strlen(w->boxes[i].email), 1);
+    const char *arr = pgarray_end(&emails);
+    if (!arr) {
+        buf_free(&emails);
         return;
     }
     char ttl[16];
@@ -614,7 +553,7 @@ static void leases_renew(struct watcher *w)
         w->outstanding++;
         w->leasing = 1;
     }
-    free(arr);
+    buf_free(&emails);
 }
 
 static void on_lease_timer(uv_timer_t *t)
@@ -682,7 +621,7 @@ static void on_advanced(struct box *b, const PGresult *res)
  * skipped as older than the watch. */
 static void folder_done(struct box *b)
 {
-    if (b->more || !b->since_used || b->uidnext < 2) {
+    if (b->folder_more || !b->since_used || b->uidnext < 2) {
         b->folder_i++;
         box_next_folder(b);
         return;
@@ -693,24 +632,6 @@ static void folder_done(struct box *b)
     const char *p[4] = {b->email, folder_of(b), validity, uid};
     if (query(b->w, b, "SELECT relance_watch_advance($1, $2, $3, $4)", 4, p, on_advanced) < 0)
         box_fail(b, "cannot record the mailbox's progress", "database unavailable");
-}
-
-static void on_recorded(struct box *b, const PGresult *res)
-{
-    uint32_t uid = b->todo[b->i_todo];
-    char uid_s[16];
-    snprintf(uid_s, sizeof uid_s, "%lu", (unsigned long)uid);
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char msg[300];
-        db_error_text(res, msg, sizeof msg);
-        log_event(LOG_ERROR, "watcher", "cannot record an inbound message; retried next pass", "account", b->email,
-                  "folder", folder_of(b), "uid", uid_s, "error", msg, NULL);
-        box_task_end(b, -EIO);
-        return;
-    }
-    b->processed++;
-    b->i_todo++;
-    record_next(b);
 }
 
 static const char *json_field(const char *json, const char *key, char *out, size_t size)
@@ -733,21 +654,60 @@ static const char *json_field(const char *json, const char *key, char *out, size
     return out;
 }
 
-static void on_inbound(struct box *b, const PGresult *res)
+/* The batch is recorded (relance_inbound for each message, and the
+ * folder's progress past the batch, in one transaction): one line per
+ * message, then the next batch. */
+static void on_batch_recorded(struct box *b, const PGresult *res)
 {
-    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        const char *json = PQgetvalue(res, 0, 0);
-        char effect[32], enrollment[24], reason[160], uid_s[16];
-        snprintf(uid_s, sizeof uid_s, "%lu", (unsigned long)b->todo[b->i_todo]);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[300], from[16], to[16];
+        db_error_text(res, msg, sizeof msg);
+        snprintf(from, sizeof from, "%lu", (unsigned long)b->todo[b->i_todo]);
+        snprintf(to, sizeof to, "%lu", (unsigned long)b->todo[b->i_todo + b->n_batch - 1]);
+        log_event(LOG_ERROR, "watcher", "cannot record inbound messages; retried next pass", "account", b->email,
+                  "folder", folder_of(b), "uids", from, "through", to, "error", msg, NULL);
+        box_task_end(b, -EIO);
+        return;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *json = PQgetvalue(res, row, 1);
+        char effect[32], enrollment[24], reason[160];
         json_field(json, "effect", effect, sizeof effect);
         json_field(json, "enrollment", enrollment, sizeof enrollment);
         json_field(json, "reason", reason, sizeof reason);
-        log_event(LOG_INFO, "watcher", "inbound message", "account", b->email, "folder", folder_of(b), "uid", uid_s,
-                  "effect", effect, "enrollment", strcmp(enrollment, "null") && enrollment[0] ? enrollment : "-",
-                  "reason", reason[0] && strcmp(reason, "null") ? reason : NULL, NULL);
+        log_event(LOG_INFO, "watcher", "inbound message", "account", b->email, "folder", folder_of(b), "uid",
+                  PQgetvalue(res, row, 0), "effect", effect, "enrollment",
+                  strcmp(enrollment, "null") && enrollment[0] ? enrollment : "-", "reason",
+                  reason[0] && strcmp(reason, "null") ? reason : NULL, NULL);
     }
-    on_recorded(b, res);
+    b->processed += PQntuples(res);
+    b->i_todo += b->n_batch;
+    b->n_batch = 0;
+    record_next(b);
 }
+
+/* m's header and body prefixes as one message for the classifier (a
+ * header cut at its bound gets its blank line). NULL out of memory. */
+static char *message_raw(const struct imap_message *m, size_t *len)
+{
+    char *raw = malloc(m->header_len + 4 + m->body_len + 1);
+    if (!raw)
+        return NULL;
+    size_t k = m->header_len;
+    memcpy(raw, m->header, k);
+    if ((k < 2 || memcmp(raw + k - 2, "\n\n", 2) != 0) && (k < 4 || memcmp(raw + k - 4, "\r\n\r\n", 4) != 0)) {
+        memcpy(raw + k, "\r\n\r\n", 4);
+        k += 4;
+    }
+    memcpy(raw + k, m->body, m->body_len);
+    k += m->body_len;
+    raw[k] = '\0';
+    *len = k;
+    return raw;
+}
+
+/* The columns of one batch, one PostgreSQL array each. */
+enum { COL_UID, COL_MSGID, COL_REFS, COL_FROM, COL_KIND, COL_REASON, COL_BLOCK, COL_RCPT, COL_DATE, N_COLS };
 
 static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
 {
@@ -759,60 +719,64 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
         box_fail(b, "mailbox unreachable; retrying", r->text);
         return;
     }
-    char uid[16], validity[16], now[40];
-    snprintf(uid, sizeof uid, "%lu", (unsigned long)b->todo[b->i_todo]);
+    char asked[16], got[16];
+    snprintf(asked, sizeof asked, "%zu", b->n_batch);
+    snprintf(got, sizeof got, "%zu", r->n_messages);
+    log_event(LOG_DEBUG, "watcher", "fetched", "account", b->email, "folder", folder_of(b), "asked", asked, "got", got,
+              NULL);
+    struct buf col[N_COLS] = {0};
+    int oom = 0;
+    for (size_t i = 0; i < r->n_messages && !oom; i++) {
+        const struct imap_message *m = &r->messages[i];
+        size_t len;
+        char *raw = message_raw(m, &len);
+        struct classify_result c;
+        struct watcher_inbound in;
+        oom = !raw || classify_message(raw, len, &c) < 0 || watcher_inbound_read(raw, len, &c, &in) < 0;
+        free(raw);
+        if (oom)
+            break;
+        char uid[16];
+        snprintf(uid, sizeof uid, "%lu", (unsigned long)m->uid);
+        pgarray_add(&col[COL_UID], uid);
+        pgarray_add(&col[COL_MSGID], in.message_id);
+        pgarray_add(&col[COL_REFS], in.refs);
+        pgarray_add(&col[COL_FROM], in.from);
+        pgarray_add(&col[COL_KIND], classify_kind_names[c.kind]);
+        pgarray_add(&col[COL_REASON], classify_reason_names[c.reason]);
+        pgarray_add(&col[COL_BLOCK], c.is_block ? "true" : "false");
+        pgarray_add(&col[COL_RCPT], in.recipients);
+        pgarray_add(&col[COL_DATE], in.return_date[0] ? in.return_date : NULL);
+        watcher_inbound_free(&in);
+    }
+    const char *p[14];
+    char validity[16], through[16], now[40];
     snprintf(validity, sizeof validity, "%lu", (unsigned long)b->uidvalidity);
+    /* the batch's last asked UID: past an expunged message too */
+    snprintf(through, sizeof through, "%lu", (unsigned long)b->todo[b->i_todo + b->n_batch - 1]);
     clock_format(clock_now(), now, sizeof now);
-    if (!r->found) {
-        /* expunged since the search: nothing to read, move past it */
-        const char *p[4] = {b->email, folder_of(b), validity, uid};
-        if (query(b->w, b, "SELECT relance_watch_advance($1, $2, $3, $4)", 4, p, on_recorded) < 0)
-            box_fail(b, "cannot record the mailbox's progress", "database unavailable");
-        return;
-    }
-    /* header and body prefix, as one message for the classifier */
-    size_t len = r->header_len + 4 + r->body_len;
-    char *raw = malloc(len + 1);
-    if (!raw) {
-        box_fail(b, "out of memory", "cannot hold a fetched message");
-        return;
-    }
-    size_t k = 0;
-    memcpy(raw, r->header, r->header_len);
-    k = r->header_len;
-    if (k < 2 || memcmp(raw + k - 2, "\n\n", 2) != 0) {
-        if (k < 4 || memcmp(raw + k - 4, "\r\n\r\n", 4) != 0) {
-            memcpy(raw + k, "\r\n\r\n", 4); /* a header cut at its bound */
-            k += 4;
-        }
-    }
-    memcpy(raw + k, r->body, r->body_len);
-    k += r->body_len;
-    raw[k] = '\0';
-    struct classify_result c;
-    struct watcher_inbound in;
-    int rc = classify_message(raw, k, &c);
-    if (rc == 0)
-        rc = watcher_inbound_read(raw, k, &c, &in);
-    free(raw);
-    if (rc < 0) {
-        box_fail(b, "out of memory", "cannot classify a fetched message");
-        return;
-    }
-    const char *p[13] = {
-        b->email, folder_of(b), validity, uid, in.message_id, in.refs, in.from, classify_kind_names[c.kind],
-        classify_reason_names[c.reason], c.is_block ? "true" : "false", in.recipients,
-        in.return_date[0] ? in.return_date : NULL, now,
-    };
-    rc = query(b->w, b,
-               "SELECT relance_watch_inbound($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11::text[], "
-               "$12::date, $13)",
-               13, p, on_inbound);
-    watcher_inbound_free(&in);
-    if (rc < 0)
-        box_fail(b, "cannot record an inbound message", "database unavailable");
+    p[0] = b->email;
+    p[1] = folder_of(b);
+    p[2] = validity;
+    for (int k = 0; k < N_COLS; k++)
+        oom |= (p[3 + k] = pgarray_end(&col[k])) == NULL;
+    p[12] = through;
+    p[13] = now;
+    int rc = oom ? -1
+                 : query(b->w, b,
+                         "SELECT uid, result FROM relance_watch_inbound_batch($1, $2, $3, $4::bigint[], $5::text[], "
+                         "$6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::text[], $12::date[], "
+                         "$13, $14)",
+                         14, p, on_batch_recorded);
+    for (int k = 0; k < N_COLS; k++)
+        buf_free(&col[k]);
+    if (oom)
+        box_fail(b, "out of memory", "cannot classify fetched messages");
+    else if (rc < 0)
+        box_fail(b, "cannot record inbound messages", "database unavailable");
 }
 
+/* The next batch of the folder's new UIDs, or the folder's end. */
 static void record_next(struct box *b)
 {
     if (b->w->closing)
@@ -821,7 +785,9 @@ static void record_next(struct box *b)
         folder_done(b);
         return;
     }
-    int rc = imap_fetch(b->imap, folder_of(b), b->todo[b->i_todo], IMAP_FETCH_BODY_MAX, on_fetched, b);
+    size_t left = b->n_todo - b->i_todo;
+    b->n_batch = left < IMAP_FETCH_BATCH ? left : IMAP_FETCH_BATCH;
+    int rc = imap_fetch(b->imap, folder_of(b), b->todo + b->i_todo, b->n_batch, IMAP_FETCH_BODY_MAX, on_fetched, b);
     if (rc < 0)
         box_fail(b, "cannot start an IMAP fetch", start_error(rc));
 }
@@ -837,7 +803,8 @@ static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
         return;
     }
     size_t n = r->n_uids > MAX_PER_PASS ? MAX_PER_PASS : r->n_uids;
-    b->more = r->n_uids > MAX_PER_PASS;
+    b->folder_more = r->n_uids > MAX_PER_PASS;
+    b->more |= b->folder_more;
     free(b->todo);
     b->todo = n ? malloc(n * sizeof *b->todo) : NULL;
     if (n && !b->todo) {
@@ -848,6 +815,7 @@ static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
         memcpy(b->todo, r->uids, n * sizeof *b->todo);
     b->n_todo = n;
     b->i_todo = 0;
+    b->n_batch = 0;
     record_next(b);
 }
 
@@ -890,7 +858,7 @@ static void on_decided(struct box *b, const PGresult *res)
         box_fail(b, "cannot start an IMAP search", start_error(rc));
 }
 
-static void on_status(struct imap *im, const struct imap_reply *r, void *arg)
+static void on_examined(struct imap *im, const struct imap_reply *r, void *arg)
 {
     (void)im;
     struct box *b = arg;
@@ -916,6 +884,10 @@ static void on_status(struct imap *im, const struct imap_reply *r, void *arg)
     char validity[16], next[16];
     snprintf(validity, sizeof validity, "%lu", (unsigned long)r->uidvalidity);
     snprintf(next, sizeof next, "%lu", (unsigned long)r->uidnext);
+    char exists[16];
+    snprintf(exists, sizeof exists, "%lu", (unsigned long)r->exists);
+    log_event(LOG_DEBUG, "watcher", "folder examined", "account", b->email, "folder", folder_of(b), "uidvalidity",
+              validity, "uidnext", next, "exists", exists, NULL);
     const char *p[4] = {b->email, folder_of(b), validity, next};
     if (query(b->w, b, "SELECT from_uid, since FROM relance_watch_status($1, $2, $3, $4)", 4, p, on_decided) < 0)
         box_fail(b, "cannot read the mailbox's state", "database unavailable");
@@ -930,10 +902,15 @@ static void box_next_folder(struct box *b)
         return;
     }
     b->since_used = 0;
-    b->more = 0;
-    int rc = imap_status(b->imap, folder_of(b), on_status, b);
+    b->folder_more = 0;
+    /* EXAMINE, not STATUS: the connection is held between passes and the
+     * folder read last is still selected on it; a server answers STATUS
+     * on the selected folder from a stale view (RFC 3501 6.3.10; Dovecot
+     * does), which hid every reply after the first. EXAMINE selects the
+     * folder afresh, read-only, and says UIDVALIDITY and UIDNEXT. */
+    int rc = imap_examine(b->imap, folder_of(b), on_examined, b);
     if (rc < 0)
-        box_fail(b, "cannot start an IMAP STATUS", start_error(rc));
+        box_fail(b, "cannot start an IMAP EXAMINE", start_error(rc));
 }
 
 static int box_task_begin(struct box *b, enum task task)
@@ -966,8 +943,24 @@ static void box_task_end(struct box *b, int status)
                 b->failures = 0;
                 b->last_error[0] = '\0';
             }
-            b->last_check = clock_now();
             b->next_ms = b->more ? now : now + (uint64_t)interval_ms;
+            if (b->more) {
+                /* A backlog is not read yet: whoever waits for this check
+                 * (the race check before a follow-up) waits for the rest,
+                 * so a reply already in the mailbox stops the follow-up
+                 * however many messages came before it. */
+                if (b->in_pass)
+                    b->carried += b->processed;
+                struct waiter **tail = &b->in_pass;
+                while (*tail)
+                    tail = &(*tail)->next;
+                *tail = b->waiting;
+                b->waiting = b->in_pass;
+                b->in_pass = NULL;
+            } else {
+                b->last_check = b->pass_began;
+                status += b->carried;
+            }
         } else {
             b->failures++;
             long backoff = b->token_retry ? 0 : interval_ms;
@@ -980,7 +973,9 @@ static void box_task_end(struct box *b, int status)
         }
         free(b->todo);
         b->todo = NULL;
-        b->n_todo = b->i_todo = 0;
+        b->n_todo = b->i_todo = b->n_batch = 0;
+        if (b->in_pass)
+            b->carried = 0;
         waiters_fire(&b->in_pass, status);
     }
     /* closing the channel ends nothing in flight here: the task is over */
@@ -997,6 +992,8 @@ static void box_pass_start(struct box *b)
     b->waiting = NULL;
     b->folder_i = 0;
     b->processed = 0;
+    b->more = 0;
+    b->pass_began = clock_now();
     box_next_folder(b);
 }
 

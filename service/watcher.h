@@ -5,11 +5,15 @@
  * database, renewed every few seconds and expiring after 30 s, so another
  * replica takes over when this one dies. For each leased mailbox, a pass
  * every watch_interval seconds reads each configured folder (INBOX by
- * default): STATUS (UIDNEXT UIDVALIDITY); when UIDNEXT moved past the last
- * UID read, UID SEARCH for the new UIDs and, one by one, a bounded
+ * default): EXAMINE (a fresh read-only view, with UIDNEXT and UIDVALIDITY:
+ * never STATUS on a held connection, whose selected folder a server may
+ * describe from a stale view); when UIDNEXT moved past the last UID read,
+ * UID SEARCH for the new UIDs and, IMAP_FETCH_BATCH at a time, a bounded
  * UID FETCH (header and body prefixes, BODY.PEEK: nothing is flagged,
- * moved or deleted), classify_message, and relance_inbound (sql/008) with
- * the folder's progress in the same transaction (sql/009). A UIDVALIDITY
+ * moved or deleted), classify_message, and relance_inbound (sql/008) for
+ * the batch with the folder's progress in the same transaction (sql/014).
+ * CLOSE is never sent (it would expunge what the user flagged \Deleted).
+ * A UIDVALIDITY
  * change rescans the folder; relance_inbound's Message-ID dedupe keeps
  * anything from counting twice.
  *
@@ -50,9 +54,11 @@ void watcher_db_up(struct watcher *w);
 void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account),
                               void (*reject)(void *arg, const char *account, const char *token), void *arg);
 
-/* Checks account's mailbox now: a pass (STATUS, and anything new fetched,
- * classified and recorded) that starts after this call. cb fires once,
- * from the loop, when that pass ends: changed > 0 is the number of new
+/* Checks account's mailbox now: a pass (EXAMINE, and anything new
+ * fetched, classified and recorded) that starts after this call. cb fires
+ * once, from the loop, when that pass ends having read everything that
+ * was there (a backlog larger than one pass takes the passes it needs,
+ * back to back): changed > 0 is the number of new
  * messages recorded, 0 nothing new, < 0 the check failed (-EIO: the
  * mailbox could not be read; -ECANCELED: the watcher closed). Returns 0,
  * or (cb never fires) -ENOENT when the account is not watched, -EAGAIN
@@ -61,7 +67,8 @@ void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg,
 int watcher_check_now(struct watcher *w, const char *account_email, void (*cb)(void *arg, int changed), void *arg)
     __attribute__((warn_unused_result));
 
-/* Seconds since account's last successful STATUS on this replica, or -1
+/* Seconds since the start of account's last pass on this replica that
+ * read everything there was, or -1
  * when there was none (not watched here, not leased, not yet read). */
 double watcher_last_check_age(const struct watcher *w, const char *account_email);
 

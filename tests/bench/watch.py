@@ -102,10 +102,10 @@ def mail_servers(mailboxes):
     return mailservers.MailServers(users=[(account_email(i), PASSWORD) for i in range(mailboxes)])
 
 
-def write_config(path, ms, mailboxes, interval):
+def write_config(path, ms, mailboxes, interval, max_connections=MAX_CONNECTIONS):
     """relance's configuration: `mailboxes` accounts in pool 'bench', each
     watched every `interval` seconds over plaintext IMAP on ms."""
-    lines = ["transport: smtp", f"imap_max_connections: {MAX_CONNECTIONS}", "pools:", "  bench:", "    accounts:"]
+    lines = ["transport: smtp", f"imap_max_connections: {max_connections}", "pools:", "  bench:", "    accounts:"]
     for i in range(mailboxes):
         lines += [f"      - email: {account_email(i)}",
                   f"        smtp: smtp://127.0.0.1:{ms.smtp_port}/relance.bench",
@@ -540,6 +540,20 @@ def isolated(ctx, w, db, chosen, interval):
     return res
 
 
+def wait_detections(w, got, interval):
+    """After the last round: waits for every reply of got["rounds"] to be
+    recorded (2 intervals + 20 s at most); sets got["wait"]; returns
+    (dropped, seen, t_end)."""
+    dropped = {}
+    for res in got["rounds"]:
+        dropped.update(res["dropped"])
+    t1 = time.time()
+    seen = w.detections(dropped, 2 * interval + 20)
+    t_end = time.time()
+    got["wait"] = t_end - t1
+    return dropped, seen, t_end
+
+
 def run(ctx, db, env, mailboxes, replies, interval, diagnose):
     """The whole scenario: servers, data, one relance serve, ctx.rounds
     interleaved rounds (a measured window, then the bound's loop), the
@@ -589,13 +603,7 @@ def run(ctx, db, env, mailboxes, replies, interval, diagnose):
             got["held"].append(imaplib_status_cpu(ms.imap_port, per))
             ctx.log(f"{tag} imaplib: {1000 * cpu:.3f} ms CPU per login+STATUS+LOGOUT ({1000 * wall:.2f} ms wall) "
                     f"over {per} mailboxes; {1000 * got['held'][-1]:.3f} ms per STATUS on a held connection")
-        dropped = {}
-        for res in got["rounds"]:
-            dropped.update(res["dropped"])
-        t1 = time.time()
-        seen = w.detections(dropped, 2 * interval + 20)
-        t_end = time.time()
-        got["wait"] = t_end - t1
+        dropped, seen, t_end = wait_detections(w, got, interval)
         got["never_read"] = w.mailboxes - w.passed(w.started)
         if diagnose:
             got["isolated"] = isolated(ctx, w, db, order[ctx.rounds * replies:(ctx.rounds + 1) * replies], interval)
@@ -604,6 +612,43 @@ def run(ctx, db, env, mailboxes, replies, interval, diagnose):
             got["ceiling"] = imaplib_ceiling(ms.imap_port, mailboxes, MAX_CONNECTIONS, 20 * MAX_CONNECTIONS)
             ctx.log(f"watch_latency: {MAX_CONNECTIONS} parallel imaplib clients made {got['ceiling']:.0f} "
                     "connect+LOGIN+STATUS+LOGOUT a second")
+    finally:
+        w.kill()
+        ms.stop()
+    got["undetected"] = len(dropped) - len(seen)
+    for res in got["rounds"]:
+        latencies(res, seen, t_end)
+    return got
+
+
+def run_held(ctx, db, env, mailboxes, replies, interval):
+    """The held-connection scenario (issue 14): imap_max_connections is
+    the number of mailboxes, so relance holds one connection per mailbox
+    and the folder it read last stays selected on it between passes (what
+    README recommends, and where a STATUS-based check saw only the first
+    new message of a mailbox). Every round drops a reply into the SAME
+    `replies` mailboxes, so from the second round on each reply lands in a
+    mailbox already read on its held connection. Returns {"rounds":
+    [windows with "latencies" and "effects"], "first_pass", "undetected",
+    "wait"}."""
+    work = harness.short_tempdir("rbh")
+    ms = mail_servers(mailboxes)
+    config = os.path.join(work, "relance.yaml")
+    write_config(config, ms, mailboxes, interval, max_connections=mailboxes)
+    cenv = dict(env, RELANCE_CONFIG=config)
+    cenv[PASSWORD_ENV] = PASSWORD
+    load(db, cenv, work, mailboxes)
+    chosen = random.Random(20261207).sample(range(mailboxes), replies)
+    got = {"rounds": []}
+    w = Watching(db, cenv, ms, config, mailboxes)
+    try:
+        got["first_pass"] = w.wait_first_passes(30 if ctx.quick else 60)
+        for rnd in range(ctx.rounds):
+            res = w.window(chosen, interval)
+            got["rounds"].append(res)
+            ctx.log(f"watch_held round {rnd + 1}/{ctx.rounds}: {window_line(res)}")
+        dropped, seen, t_end = wait_detections(w, got, interval)
+        w.stop()
     finally:
         w.kill()
         ms.stop()

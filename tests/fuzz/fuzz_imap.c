@@ -1,5 +1,5 @@
 /* libFuzzer target for what an IMAP server sends back: any bytes, in
- * pieces of any size, must go through the response reader and the STATUS,
+ * pieces of any size, must go through the response reader and the STATUS, SELECT,
  * SEARCH, FETCH, LIST and tagged parsers without a crash, a leak or
  * undefined behaviour, and what they return must point inside the
  * response. The first byte chooses the piece size. Then the watcher's
@@ -38,6 +38,8 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
     struct imap_fetch_data f;
     if (imap_parse_status(resp, len, name, sizeof name, &a, &b) == 0 && strlen(name) >= sizeof name)
         abort();
+    struct imap_select sel = {0};
+    (void)imap_parse_select(resp, len, &sel);
     (void)imap_parse_search(resp, len, count, &uids);
     if (imap_parse_fetch(resp, len, &f) == 0) {
         if (f.has_header)

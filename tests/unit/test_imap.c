@@ -145,6 +145,48 @@ static void test_status(void **state)
     }
 }
 
+/* Each row is one SELECT/EXAMINE answer line applied to a struct
+ * starting from {1, 2, 3, 0}: rc, then the fields after. */
+struct select_row {
+    const char *resp;
+    int rc;
+    uint32_t uidvalidity, uidnext, exists;
+    int has_uidnext;
+};
+
+static const struct select_row select_rows[] = {
+    {"* OK [UIDVALIDITY 1796618884] UIDs valid\r\n", 0, 1796618884u, 2, 3, 0},
+    {"* OK [UIDNEXT 4] Predicted next UID\r\n", 0, 1, 4, 3, 1},
+    {"* ok [uidnext 9]\r\n", 0, 1, 9, 3, 1},
+    {"* 17 EXISTS\r\n", 0, 1, 2, 17, 0},
+    {"* 0 exists\r\n", 0, 1, 2, 0, 0},
+    {"* 5 RECENT\r\n", -1, 1, 2, 3, 0},
+    {"* OK [UNSEEN 3] First unseen.\r\n", -1, 1, 2, 3, 0},
+    {"* OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Flags permitted.\r\n", -1, 1, 2, 3, 0},
+    {"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n", -1, 1, 2, 3, 0},
+    {"* OK [UIDNEXT 99999999999]\r\n", -1, 1, 2, 3, 0},
+    {"* OK [UIDNEXT x]\r\n", -1, 1, 2, 3, 0},
+    {"* OK [UIDNEXT 4\r\n", -1, 1, 2, 3, 0},
+    {"* OK UIDNEXT 4\r\n", -1, 1, 2, 3, 0},
+    {"* 3 FETCH (FLAGS (\\Seen))\r\n", -1, 1, 2, 3, 0},
+    {"A4 OK [READ-ONLY] Examine completed\r\n", -1, 1, 2, 3, 0},
+    {"* STATUS INBOX (UIDNEXT 3 UIDVALIDITY 1)\r\n", -1, 1, 2, 3, 0},
+};
+
+static void test_select(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof select_rows / sizeof select_rows[0]; i++) {
+        const struct select_row *row = &select_rows[i];
+        struct imap_select sel = {1, 2, 3, 0};
+        int rc = imap_parse_select(row->resp, strlen(row->resp), &sel);
+        if (rc != row->rc || sel.uidvalidity != row->uidvalidity || sel.uidnext != row->uidnext ||
+            sel.exists != row->exists || sel.has_uidnext != row->has_uidnext)
+            fail_msg("row %zu (%s): rc %d validity %u next %u exists %u has_next %d", i, row->resp, rc,
+                     sel.uidvalidity, sel.uidnext, sel.exists, sel.has_uidnext);
+    }
+}
+
 struct uids {
     uint32_t v[16];
     int n;
@@ -353,7 +395,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_pieces),  cmocka_unit_test(test_reader_cap_and_cut),
-        cmocka_unit_test(test_status),         cmocka_unit_test(test_search),
+        cmocka_unit_test(test_status),         cmocka_unit_test(test_select),
+        cmocka_unit_test(test_search),
         cmocka_unit_test(test_fetch),          cmocka_unit_test(test_list),
         cmocka_unit_test(test_tagged_and_quote), cmocka_unit_test(test_inbound_reply),
         cmocka_unit_test(test_inbound_bounce), cmocka_unit_test(test_inbound_plain_from),
