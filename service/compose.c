@@ -26,11 +26,14 @@ static void step_content(const struct sequence_step *step, const char *email, co
     }
 }
 
-static int render(const char *src, uint64_t seed, const struct compose_input *in, char **out,
-                  struct compose_result *res, char *err, size_t errlen)
+/* Renders one part. escape is what the part is: TEMPLATE_ESCAPE_HTML for
+ * the html body only; the subject (a header, encoded later by the message
+ * module) and the text body take values as they are. */
+static int render(const char *src, uint64_t seed, enum template_escape escape, const struct compose_input *in,
+                  char **out, struct compose_result *res, char *err, size_t errlen)
 {
     struct template_out t = {0};
-    int rc = template_render(src, strlen(src), seed, in->lookup, in->lookup_arg, &t);
+    int rc = template_render(src, strlen(src), seed, escape, in->lookup, in->lookup_arg, &t);
     if (rc == TEMPLATE_MISSING_FIELD) {
         snprintf(res->missing, sizeof res->missing, "%s", t.missing);
         return COMPOSE_MISSING_FIELD;
@@ -55,7 +58,7 @@ int compose_message(const struct compose_input *in, struct compose_result *out, 
     uint64_t seed = template_seed(in->to_addr, step->id);
 
     if (subject_src) {
-        rc = render(subject_src, seed, in, &subject, out, err, errlen);
+        rc = render(subject_src, seed, TEMPLATE_ESCAPE_NONE, in, &subject, out, err, errlen);
         if (rc != COMPOSE_OK)
             goto fail;
     } else {
@@ -67,7 +70,8 @@ int compose_message(const struct compose_input *in, struct compose_result *out, 
             const char *fs, *fb, *fh;
             int fv;
             step_content(s0, in->to_addr, &fs, &fb, &fh, &fv);
-            rc = render(fs ? fs : "", template_seed(in->to_addr, s0->id), in, &first, out, err, errlen);
+            rc = render(fs ? fs : "", template_seed(in->to_addr, s0->id), TEMPLATE_ESCAPE_NONE, in, &first, out,
+                        err, errlen);
             if (rc != COMPOSE_OK)
                 goto fail;
         }
@@ -78,11 +82,11 @@ int compose_message(const struct compose_input *in, struct compose_result *out, 
             goto fail;
         }
     }
-    rc = render(body_src ? body_src : "", seed, in, &body, out, err, errlen);
+    rc = render(body_src ? body_src : "", seed, TEMPLATE_ESCAPE_NONE, in, &body, out, err, errlen);
     if (rc != COMPOSE_OK)
         goto fail;
     if (html_src) {
-        rc = render(html_src, seed, in, &html, out, err, errlen);
+        rc = render(html_src, seed, TEMPLATE_ESCAPE_HTML, in, &html, out, err, errlen);
         if (rc != COMPOSE_OK)
             goto fail;
     }

@@ -1,8 +1,10 @@
 /* compose: one step of a sequence, for one contact, as the exact message
  * that goes out. Chooses the A/B variant, renders subject and bodies with
- * the contact's fields, threads follow-ups (Re: subject, In-Reply-To,
- * References) and builds the RFC 5322 text. The dispatcher and `relance
- * preview` both call it, so a preview is what is sent. Pure: no I/O. */
+ * the contact's fields (HTML-escaped in the html body, as they are in
+ * the subject and the text body), threads follow-ups (Re: subject,
+ * In-Reply-To, References) and builds the RFC 5322 text. The dispatcher
+ * and `relance preview` both call it, so a preview is what is sent.
+ * Pure: no I/O. */
 #ifndef RELANCE_COMPOSE_H
 #define RELANCE_COMPOSE_H
 

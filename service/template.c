@@ -1,7 +1,9 @@
 /* template: syntax checking and rendering of message templates.
  *
  * It owns the template grammar (fields, fallbacks, spintax, escapes), the
- * deterministic spintax choice and the sanitising of contact values. It
+ * deterministic spintax choice, the sanitising of contact values and
+ * their escaping when the caller renders HTML (done as each value is
+ * written, so the author's markup around it is never touched). It
  * does not know where values come from (the caller's lookup does), what
  * a sequence or step is, nor how headers are encoded (the MIME module
  * does RFC 2047). One scanner serves both template_check and
@@ -259,9 +261,31 @@ size_t template_check(const char *src, size_t len,
 
 /* ---- rendering ---- */
 
+/* The entity for an HTML-special byte, or NULL. These five are enough
+ * for text and for attribute values in either kind of quotes. */
+static const char *html_entity(char c)
+{
+    switch (c) {
+    case '&':
+        return "&amp;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '"':
+        return "&quot;";
+    case '\'':
+        return "&#39;";
+    default:
+        return NULL;
+    }
+}
+
 /* Appends value with control characters made spaces, invalid UTF-8 made
- * U+FFFD and surrounding blanks trimmed. */
-static void put_clean(struct buf *b, const char *value, size_t n)
+ * U+FFFD and surrounding blanks trimmed; with TEMPLATE_ESCAPE_HTML the
+ * special characters become entities as they are copied (none of them is
+ * a blank, so the trimming is the same in both modes). */
+static void put_clean(struct buf *b, const char *value, size_t n, enum template_escape escape)
 {
     const unsigned char *s = (const unsigned char *)value;
     size_t start = b->len, lead = 1;
@@ -279,7 +303,11 @@ static void put_clean(struct buf *b, const char *value, size_t n)
             if (!lead)
                 buf_add(b, " ", 1);
         } else {
-            buf_add(b, value + i, k);
+            const char *ent = escape == TEMPLATE_ESCAPE_HTML && k == 1 ? html_entity(value[i]) : NULL;
+            if (ent)
+                buf_adds(b, ent);
+            else
+                buf_add(b, value + i, k);
             lead = 0;
         }
         i += k;
@@ -307,6 +335,7 @@ struct render {
     const char *(*lookup)(const char *field, void *arg);
     void *arg;
     uint64_t seed;
+    enum template_escape escape; /* of values and fallbacks, never of the author's text */
     unsigned long spin;    /* index of the next spintax group */
     struct buf out;
     struct template_out *result;
@@ -332,16 +361,18 @@ static void render_field(struct render *r, size_t i, size_t close)
     const char *v = r->lookup ? r->lookup(name, r->arg) : NULL;
     size_t before = r->out.len;
     if (v)
-        put_clean(&r->out, v, strlen(v));
+        put_clean(&r->out, v, strlen(v), r->escape);
     if (r->out.len != before || r->out.oom)
         return;
     if (fp.has_fallback) {
+        /* a fallback stands for a value: the same text must read the
+         * same in the text part and in the html part, so it is escaped */
         struct buf fb = {0};
         put_text(&fb, r->sc.s, fp.fb, fp.fe);
         if (fb.oom)
             r->out.oom = 1;
         else if (fb.len)
-            put_clean(&r->out, fb.p, fb.len);
+            put_clean(&r->out, fb.p, fb.len, r->escape);
         buf_free(&fb);
     } else if (!r->missing) {
         r->missing = 1;
@@ -379,14 +410,14 @@ static void render_range(struct render *r, size_t b, size_t e, int spin)
     buf_add(&r->out, s + run, (run < e ? e - run : 0));
 }
 
-int template_render(const char *src, size_t len, uint64_t seed,
+int template_render(const char *src, size_t len, uint64_t seed, enum template_escape escape,
                     const char *(*lookup)(const char *field, void *arg), void *arg, struct template_out *out)
 {
     memset(out, 0, sizeof *out);
     if (template_check(src, len, NULL, NULL) != 0)
         return TEMPLATE_INVALID;
     struct render r = {.sc = {src, len, NULL, NULL, 0}, .lookup = lookup, .arg = arg, .seed = seed,
-                       .result = out};
+                       .escape = escape, .result = out};
     buf_add(&r.out, "", 0);
     render_range(&r, 0, len, 1);
     if (r.out.oom) {
@@ -422,7 +453,7 @@ size_t template_value_clean(const char *value, char *buf, size_t len)
     if (len == 0)
         return 0;
     struct buf b = {0};
-    put_clean(&b, value, strlen(value));
+    put_clean(&b, value, strlen(value), TEMPLATE_ESCAPE_NONE);
     size_t n = b.oom ? 0 : b.len;
     if (n >= len) {
         n = len - 1;

@@ -17,6 +17,13 @@
  * space, invalid UTF-8 becomes U+FFFD, and surrounding blanks are trimmed.
  * A value that is empty after that counts as missing.
  *
+ * Where the output is HTML (a step's html part) the caller renders with
+ * TEMPLATE_ESCAPE_HTML: every value, and every fallback, is written as
+ * text, with & < > " ' as entities, so data can neither add markup nor
+ * leave a quoted attribute. What the author wrote (markup, entities,
+ * spintax options) is output as written. Subjects and text parts use
+ * TEMPLATE_ESCAPE_NONE and get values as they are.
+ *
  * Spintax choices come from a 64-bit seed (template_seed: the contact's
  * e-mail and the step id), so a preview renders exactly what is sent.
  * Pure: no I/O, no logging. */
@@ -44,20 +51,27 @@ extern const char *const template_status_names[4];
 size_t template_check(const char *src, size_t len,
                       void (*on_error)(size_t offset, const char *message, void *arg), void *arg);
 
+/* How values (and fallbacks) are written into the output. */
+enum template_escape {
+    TEMPLATE_ESCAPE_NONE = 0, /* plain text: subjects, text parts */
+    TEMPLATE_ESCAPE_HTML = 1, /* HTML text or a quoted attribute value */
+};
+
 struct template_out {
     char *text;                            /* malloc'd, NUL-terminated; caller frees */
     size_t len;
     char missing[TEMPLATE_MAX_FIELD + 1];  /* the field, on TEMPLATE_MISSING_FIELD */
 };
 
-/* Renders src for one contact. On TEMPLATE_OK out->text holds the result
+/* Renders src for one contact, values escaped as escape says (the
+ * caller knows what the output is; the template does not). On TEMPLATE_OK out->text holds the result
  * (the caller frees it); otherwise out->text is NULL and, for
  * TEMPLATE_MISSING_FIELD, out->missing names the first field that has no
  * value and no fallback (the scheduler records missing_field:<name>).
  * lookup(field, arg) returns the contact's value or NULL when it has none;
  * it is called synchronously, only for fields in the chosen text, and its
  * result must stay valid until the next call. */
-int template_render(const char *src, size_t len, uint64_t seed,
+int template_render(const char *src, size_t len, uint64_t seed, enum template_escape escape,
                     const char *(*lookup)(const char *field, void *arg), void *arg,
                     struct template_out *out) __attribute__((warn_unused_result));
 

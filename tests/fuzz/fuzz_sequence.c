@@ -40,7 +40,8 @@ static void render(const char *src, const char *step)
     if (!src)
         return;
     struct template_out out;
-    if (template_render(src, strlen(src), template_seed("a@b.example", step), lookup, NULL, &out) == TEMPLATE_OK) {
+    if (template_render(src, strlen(src), template_seed("a@b.example", step), TEMPLATE_ESCAPE_NONE, lookup, NULL,
+                        &out) == TEMPLATE_OK) {
         /* sanitised values never bring a line break into the text */
         free(out.text);
     }
@@ -91,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = strlen(s);
         size_t problems = template_check(s, n, NULL, NULL);
         struct template_out out;
-        int rc = template_render(s, n, 42, lookup, NULL, &out);
+        int rc = template_render(s, n, 42, size & 1 ? TEMPLATE_ESCAPE_HTML : TEMPLATE_ESCAPE_NONE, lookup, NULL, &out);
         if ((problems == 0) != (rc != TEMPLATE_INVALID))
             abort();
         if (rc == TEMPLATE_OK)

@@ -1,6 +1,7 @@
 /* Unit tests for template: syntax checks with offsets, rendering with
  * fields, fallbacks, spintax and escapes, missing fields, sanitising of
- * values, and the determinism of spintax. Table-driven. */
+ * values, HTML escaping of values (and only of values), and the
+ * determinism of spintax. Table-driven. */
 #include "template.h"
 
 #include <setjmp.h>
@@ -167,7 +168,7 @@ static void test_render(void **state)
         const struct render_row *r = &render_rows[i];
         struct fields f = {r->fields, "", 0};
         struct template_out out;
-        int rc = template_render(r->src, strlen(r->src), seed, lookup, &f, &out);
+        int rc = template_render(r->src, strlen(r->src), seed, TEMPLATE_ESCAPE_NONE, lookup, &f, &out);
         if (rc != r->status)
             fail_msg("'%s': status %s, expected %s", r->src, template_status_names[-rc],
                      template_status_names[-r->status]);
@@ -186,8 +187,109 @@ static void test_render(void **state)
     }
 }
 
-/* The same contact and step always get the same text; across contacts
- * every option is used, roughly evenly. */
+/* ---- HTML escaping ---- */
+
+/* One value, v, given whole (it may hold ';' and '='); NULL: no value. */
+static const char *lookup_v(const char *field, void *arg)
+{
+    return strcmp(field, "v") == 0 ? arg : NULL;
+}
+
+struct escape_row {
+    const char *src;
+    const char *v;
+    const char *html;   /* rendered with TEMPLATE_ESCAPE_HTML */
+    const char *text;   /* rendered with TEMPLATE_ESCAPE_NONE */
+};
+
+static const struct escape_row escape_rows[] = {
+    /* each special character, in text and in a quoted attribute */
+    {"[{{v}}]", "&", "[&amp;]", "[&]"},
+    {"[{{v}}]", "<", "[&lt;]", "[<]"},
+    {"[{{v}}]", ">", "[&gt;]", "[>]"},
+    {"[{{v}}]", "\"", "[&quot;]", "[\"]"},
+    {"[{{v}}]", "'", "[&#39;]", "[']"},
+    {"[{{v}}]", "Tom & <Jerry>", "[Tom &amp; &lt;Jerry&gt;]", "[Tom & <Jerry>]"},
+    {"<p>{{v}}</p>", "</p><a href=\"https://evil.test\">x</a>",
+     "<p>&lt;/p&gt;&lt;a href=&quot;https://evil.test&quot;&gt;x&lt;/a&gt;</p>",
+     "<p></p><a href=\"https://evil.test\">x</a></p>"},
+    {"<p>{{v}}</p>", "<script>alert(1)</script>", "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>",
+     "<p><script>alert(1)</script></p>"},
+    {"<a title=\"{{v}}\">", "\" onclick=\"x", "<a title=\"&quot; onclick=&quot;x\">", "<a title=\"\" onclick=\"x\">"},
+    {"<a title='{{v}}'>", "' onclick='x", "<a title='&#39; onclick=&#39;x'>", "<a title='' onclick='x'>"},
+    /* a value is text, even when it looks escaped already */
+    {"[{{v}}]", "&amp;", "[&amp;amp;]", "[&amp;]"},
+    {"[{{v}}]", "&lt;b&gt;", "[&amp;lt;b&amp;gt;]", "[&lt;b&gt;]"},
+    /* UTF-8 passes unchanged, other characters too */
+    {"[{{v}}]", "Zoé 東京 😀 ;=/", "[Zoé 東京 😀 ;=/]", "[Zoé 東京 😀 ;=/]"},
+    /* sanitising then escaping: controls are spaces, blanks trimmed,
+     * invalid UTF-8 is U+FFFD */
+    {"[{{v}}]", "  <\r\n>\t ", "[&lt;  &gt;]", "[<  >]"},
+    {"[{{v}}]", "\xff<", "[\xef\xbf\xbd&lt;]", "[\xef\xbf\xbd<]"},
+    /* a fallback is a value: escaped in html, as written in text */
+    {"Hi {{v | R&D <lead>}}", NULL, "Hi R&amp;D &lt;lead&gt;", "Hi R&D <lead>"},
+    {"Hi {{v | R&D <lead>}}", "   ", "Hi R&amp;D &lt;lead&gt;", "Hi R&D <lead>"},
+    {"Hi {{v | \"a\\|b\"}}", NULL, "Hi &quot;a|b&quot;", "Hi \"a|b\""},
+    {"Hi {{v | R&D}}", "<x>", "Hi &lt;x&gt;", "Hi <x>"},
+    /* the author's markup, entities and escapes are untouched */
+    {"<p class=\"a\">&amp; &copy; <b>{{v}}</b></p>", "x", "<p class=\"a\">&amp; &copy; <b>x</b></p>",
+     "<p class=\"a\">&amp; &copy; <b>x</b></p>"},
+    {"<i>\\{{{v}}\\}</i> a | b", "&", "<i>{&amp;}</i> a | b", "<i>{&}</i> a | b"},
+    {"<p>'\"&<>'</p>", NULL, "<p>'\"&<>'</p>", "<p>'\"&<>'</p>"},
+    /* spintax is the author's: options are markup, fields in them values */
+    {"{<b>a</b>|<b>a</b>}", NULL, "<b>a</b>", "<b>a</b>"},
+    {"{<i>{{v}}</i>|<i>{{v}}</i>}", "<&>", "<i>&lt;&amp;&gt;</i>", "<i><&></i>"},
+    {"{{{v}}|{{v}}}", "'", "&#39;", "'"},
+};
+
+static void test_escape_html(void **state)
+{
+    (void)state;
+    uint64_t seed = template_seed("ada@example.com", "intro");
+    for (size_t i = 0; i < sizeof escape_rows / sizeof escape_rows[0]; i++) {
+        const struct escape_row *r = &escape_rows[i];
+        struct template_out html, text;
+        int rc = template_render(r->src, strlen(r->src), seed, TEMPLATE_ESCAPE_HTML, lookup_v, (void *)r->v, &html);
+        if (rc != TEMPLATE_OK)
+            fail_msg("row %zu '%s': html status %s", i, r->src, template_status_names[-rc]);
+        rc = template_render(r->src, strlen(r->src), seed, TEMPLATE_ESCAPE_NONE, lookup_v, (void *)r->v, &text);
+        if (rc != TEMPLATE_OK)
+            fail_msg("row %zu '%s': text status %s", i, r->src, template_status_names[-rc]);
+        if (strcmp(html.text, r->html) != 0)
+            fail_msg("row %zu '%s' v='%s': html '%s', expected '%s'", i, r->src, r->v ? r->v : "(none)", html.text,
+                     r->html);
+        if (strcmp(text.text, r->text) != 0)
+            fail_msg("row %zu '%s' v='%s': text '%s', expected '%s'", i, r->src, r->v ? r->v : "(none)", text.text,
+                     r->text);
+        assert_int_equal(html.len, strlen(html.text));
+        assert_int_equal(text.len, strlen(text.text));
+        free(html.text);
+        free(text.text);
+    }
+}
+
+/* Escaping does not change what counts as missing: a value of only
+ * blanks is missing in both modes, and a value of only '&' is not. */
+static void test_escape_missing(void **state)
+{
+    (void)state;
+    struct template_out out;
+    const char *src = "[{{v}}]";
+    assert_int_equal(template_render(src, strlen(src), 1, TEMPLATE_ESCAPE_HTML, lookup_v, " \r\n ", &out),
+                     TEMPLATE_MISSING_FIELD);
+    assert_null(out.text);
+    assert_string_equal(out.missing, "v");
+    assert_int_equal(template_render(src, strlen(src), 1, TEMPLATE_ESCAPE_HTML, lookup_v, NULL, &out),
+                     TEMPLATE_MISSING_FIELD);
+    assert_string_equal(out.missing, "v");
+    assert_int_equal(template_render(src, strlen(src), 1, TEMPLATE_ESCAPE_HTML, lookup_v, "&", &out), TEMPLATE_OK);
+    assert_string_equal(out.text, "[&amp;]");
+    free(out.text);
+}
+
+/* The same contact and step always get the same text, and the same
+ * choices in text and html mode (the two parts of a message agree);
+ * across contacts every option is used, roughly evenly. */
 static void test_spintax_deterministic(void **state)
 {
     (void)state;
@@ -198,8 +300,8 @@ static void test_spintax_deterministic(void **state)
         snprintf(email, sizeof email, "contact%d@example.com", i);
         uint64_t seed = template_seed(email, "bump");
         struct template_out a, b;
-        assert_int_equal(template_render(src, strlen(src), seed, NULL, NULL, &a), TEMPLATE_OK);
-        assert_int_equal(template_render(src, strlen(src), seed, NULL, NULL, &b), TEMPLATE_OK);
+        assert_int_equal(template_render(src, strlen(src), seed, TEMPLATE_ESCAPE_NONE, NULL, NULL, &a), TEMPLATE_OK);
+        assert_int_equal(template_render(src, strlen(src), seed, TEMPLATE_ESCAPE_HTML, NULL, NULL, &b), TEMPLATE_OK);
         assert_string_equal(a.text, b.text);
         counts[a.text[0] - 'a']++;
         free(a.text);
@@ -223,7 +325,7 @@ static void test_lookup_only_chosen(void **state)
         snprintf(email, sizeof email, "u%d@x.example", i);
         struct fields f = {"a=1", "", 0};
         struct template_out out;
-        int rc = template_render(src, strlen(src), template_seed(email, "s"), lookup, &f, &out);
+        int rc = template_render(src, strlen(src), template_seed(email, "s"), TEMPLATE_ESCAPE_NONE, lookup, &f, &out);
         assert_int_equal(f.calls, 1);
         if (rc == TEMPLATE_OK) {
             assert_string_equal(out.text, "1");
@@ -270,6 +372,8 @@ int main(void)
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_spintax_deterministic),
         cmocka_unit_test(test_lookup_only_chosen),
+        cmocka_unit_test(test_escape_html),
+        cmocka_unit_test(test_escape_missing),
         cmocka_unit_test(test_value_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
