@@ -22,6 +22,8 @@
  * with -EPROTO and the next one opens a new connection. */
 #include "imap.h"
 
+#include "buf.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -417,6 +419,23 @@ int imap_parse_status(const char *resp, size_t len, char *mailbox, size_t mailbo
     }
 }
 
+size_t imap_fetch_plan(const uint32_t *sizes, size_t n, size_t cap)
+{
+    const uint64_t most = IMAP_FETCH_HEADER_MAX + IMAP_FETCH_BODY_MAX;
+    if (cap > IMAP_FETCH_BATCH)
+        cap = IMAP_FETCH_BATCH;
+    uint64_t weight = 0;
+    size_t k = 0;
+    while (k < n && k < cap) {
+        uint64_t w = weight + (sizes[k] ? (sizes[k] < most ? sizes[k] : most) + 256 : 64);
+        if (k > 0 && w * (k + 1) / 2 > IMAP_FETCH_CHARGE_MAX)
+            break;
+        weight = w;
+        k++;
+    }
+    return k ? k : (n ? 1 : 0);
+}
+
 int imap_parse_select(const char *resp, size_t len, struct imap_select *sel)
 {
     struct cur c = {resp, resp + len};
@@ -664,6 +683,27 @@ int imap_quote(const char *folder, char *out, size_t out_size)
 
 enum op { OP_NONE, OP_STATUS, OP_EXAMINE, OP_SEARCH, OP_FETCH, OP_LIST, OP_APPEND };
 
+/* What one fetch asked for and what came back, by index in want. */
+struct fetch_state {
+    uint32_t *want;           /* the UIDs asked for, ascending */
+    size_t n;
+    int sizes_only;           /* imap_fetch_sizes */
+    char **fetched;           /* the FETCH response of each (imap_fetch) */
+    size_t *fetched_len;
+    struct imap_message *msgs; /* what the reply gives; uid 0: not (yet) seen */
+};
+
+static void fetch_state_free(struct fetch_state *f)
+{
+    for (size_t i = 0; f->fetched && i < f->n; i++)
+        free(f->fetched[i]);
+    free(f->fetched);
+    free(f->fetched_len);
+    free(f->want);
+    free(f->msgs);
+    memset(f, 0, sizeof *f);
+}
+
 struct imap {
     struct curl_uv *cu;
     CURL *easy;
@@ -686,8 +726,7 @@ struct imap {
     char cmd[FOLDER_MAX * 2 + 128];
     char folder[FOLDER_MAX];
     uint32_t from_uid;
-    uint32_t want[IMAP_FETCH_BATCH]; /* the UIDs a fetch asked for, ascending */
-    size_t n_want;
+    struct fetch_state fx; /* a fetch's, from its start to the end of its callback */
     const char *data;     /* APPEND */
     size_t len, off;
     char tagged[IMAP_TEXT_MAX];
@@ -701,9 +740,6 @@ struct imap {
     uint32_t *uids;
     size_t n_uids, cap_uids;
     struct imap_select sel;
-    char *fetched[IMAP_FETCH_BATCH]; /* the FETCH response of each asked UID, by index in want */
-    size_t fetched_len[IMAP_FETCH_BATCH];
-    struct imap_message msgs[IMAP_FETCH_BATCH];
     char sent[FOLDER_MAX];
     int sent_special;
     int sent_named;
@@ -728,27 +764,19 @@ static void on_search_uid(void *arg, uint32_t n)
 }
 
 /* The index of uid in the fetch's want list, or SIZE_MAX. */
-static size_t want_index(const struct imap *im, uint32_t uid)
+static size_t want_index(const struct fetch_state *f, uint32_t uid)
 {
-    size_t lo = 0, hi = im->n_want;
+    size_t lo = 0, hi = f->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (im->want[mid] == uid)
+        if (f->want[mid] == uid)
             return mid;
-        if (im->want[mid] < uid)
+        if (f->want[mid] < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
     return SIZE_MAX;
-}
-
-static void fetched_free(struct imap *im)
-{
-    for (size_t i = 0; i < IMAP_FETCH_BATCH; i++) {
-        free(im->fetched[i]);
-        im->fetched[i] = NULL;
-    }
 }
 
 static void on_response(void *arg, const char *resp, size_t len, int truncated)
@@ -785,21 +813,26 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
             im->unreadable = 1; /* a partial list would skip messages for good */
         break;
     case OP_FETCH: {
+        struct fetch_state *fx = &im->fx;
         struct imap_fetch_data f;
-        if (imap_parse_fetch(resp, len, &f) < 0 || !f.has_uid || !f.has_header)
+        if (imap_parse_fetch(resp, len, &f) < 0 || !f.has_uid || !(fx->sizes_only ? f.has_size : f.has_header))
+            break; /* an unsolicited FETCH (flags) is no answer */
+        size_t i = want_index(fx, f.uid);
+        if (i == SIZE_MAX || fx->msgs[i].uid)
+            break; /* not asked for, or seen already */
+        fx->msgs[i].uid = f.uid;
+        fx->msgs[i].size = f.size;
+        if (fx->sizes_only)
             break;
-        size_t i = want_index(im, f.uid);
-        if (i == SIZE_MAX || im->fetched[i])
-            break; /* not asked for (an unsolicited FETCH of flags), or seen already */
         (void)truncated; /* a cut response still holds a readable prefix */
-        im->fetched[i] = malloc(len + 1);
-        if (!im->fetched[i]) {
+        fx->fetched[i] = malloc(len + 1);
+        if (!fx->fetched[i]) {
             im->oom = 1;
             break;
         }
-        memcpy(im->fetched[i], resp, len);
-        im->fetched[i][len] = '\0';
-        im->fetched_len[i] = len;
+        memcpy(fx->fetched[i], resp, len);
+        fx->fetched[i][len] = '\0';
+        fx->fetched_len[i] = len;
         break;
     }
     case OP_LIST: {
@@ -901,7 +934,9 @@ static int outcome(struct imap *im, CURLcode code, struct imap_reply *r)
     default:
         copy_text(r->text, sizeof r->text, why);
         im->fresh = 1;
-        return -EIO;
+        /* libcurl's charge for the answer's lines (imap.h): the command
+         * asked for too much at once, the server is fine */
+        return code == CURLE_RECV_ERROR && text_has(why, "Too large response") ? -E2BIG : -EIO;
     }
 }
 
@@ -917,7 +952,7 @@ static void channel_free(struct imap *im)
     free(im->default_cainfo);
     free(im->url);
     free(im->uids);
-    fetched_free(im);
+    fetch_state_free(&im->fx);
     imap_reader_free(&im->reader);
     free(im);
 }
@@ -934,6 +969,9 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
     } else {
         r.status = outcome(im, code, &r);
     }
+    /* the fetch's state leaves im: the callback may start another command */
+    struct fetch_state fx = im->fx;
+    memset(&im->fx, 0, sizeof im->fx);
     if (r.status == 0) {
         switch (im->op) {
         case OP_EXAMINE:
@@ -961,20 +999,24 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
             r.n_uids = im->n_uids;
             break;
         case OP_FETCH:
-            for (size_t i = 0; i < im->n_want; i++) {
+            /* in place: the k-th found message moves to k <= i */
+            for (size_t i = 0; i < fx.n; i++) {
                 struct imap_fetch_data f;
-                if (!im->fetched[i] || imap_parse_fetch(im->fetched[i], im->fetched_len[i], &f) < 0)
+                if (!fx.msgs[i].uid)
                     continue; /* expunged since the search */
-                struct imap_message *m = &im->msgs[r.n_messages++];
-                m->uid = im->want[i];
-                m->size = f.size;
-                m->seen = f.seen;
-                m->header = f.header;
-                m->header_len = f.header_len;
-                m->body = f.has_body ? f.body : "";
-                m->body_len = f.body_len;
+                struct imap_message m = {.uid = fx.msgs[i].uid, .size = fx.msgs[i].size};
+                if (!fx.sizes_only) {
+                    if (!fx.fetched[i] || imap_parse_fetch(fx.fetched[i], fx.fetched_len[i], &f) < 0)
+                        continue;
+                    m.seen = f.seen;
+                    m.header = f.header;
+                    m.header_len = f.header_len;
+                    m.body = f.has_body ? f.body : "";
+                    m.body_len = f.body_len;
+                }
+                fx.msgs[r.n_messages++] = m;
             }
-            r.messages = im->msgs;
+            r.messages = fx.msgs;
             break;
         case OP_LIST:
             r.folder = im->sent[0] ? im->sent : "Sent";
@@ -995,13 +1037,11 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
     im->in_cb = 1;
     cb(im, &r, arg);
     im->in_cb = 0;
+    fetch_state_free(&fx); /* what the reply pointed into */
     if (im->close_pending) {
         channel_free(im);
         return;
     }
-    /* what the reply pointed into (a command started from inside the
-     * callback has received nothing yet: its want list stays) */
-    fetched_free(im);
     im->n_uids = 0;
     if (im->cap_uids > 4096) {
         free(im->uids);
@@ -1097,7 +1137,6 @@ static int start(struct imap *im, enum op op, const char *path, const char *cust
     im->uidnext = im->uidvalidity = 0;
     memset(&im->sel, 0, sizeof im->sel);
     im->n_uids = 0;
-    fetched_free(im);
     im->sent[0] = '\0';
     im->sent_special = im->sent_named = 0;
     im->cb = cb;
@@ -1165,49 +1204,68 @@ int imap_search(struct imap *im, const char *folder, uint32_t from, time_t since
     return start(im, OP_SEARCH, folder, im->cmd, cb, arg);
 }
 
-int imap_fetch(struct imap *im, const char *folder, const uint32_t *uids, size_t n, size_t body_max, imap_cb cb,
-               void *arg)
+/* UID FETCH uids[0..n) (items), as one command. */
+static int fetch_start(struct imap *im, const char *folder, const uint32_t *uids, size_t n, size_t max,
+                       const char *items, int sizes_only, imap_cb cb, void *arg)
 {
     if (im->busy)
         return -EBUSY;
-    if (!folder_ok(folder) || !uids || n == 0 || n > IMAP_FETCH_BATCH)
+    if (!folder_ok(folder) || !uids || n == 0 || n > max)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
         if (uids[i] == 0 || (i > 0 && uids[i] <= uids[i - 1]))
             return -EINVAL;
-    if (body_max > IMAP_FETCH_BODY_MAX)
-        body_max = IMAP_FETCH_BODY_MAX;
     snprintf(im->folder, sizeof im->folder, "%s", folder);
-    /* the UID set, runs of consecutive UIDs as a:b; at most
-     * IMAP_FETCH_BATCH numbers of 10 digits and a separator each */
-    char set[IMAP_FETCH_BATCH * 11 + 1];
-    size_t k = 0;
+    /* the UID set, runs of consecutive UIDs as a:b */
+    struct buf cmd = {0};
+    buf_adds(&cmd, "UID FETCH ");
     for (size_t i = 0; i < n;) {
         size_t j = i;
         while (j + 1 < n && uids[j + 1] == uids[j] + 1)
             j++;
         if (j > i)
-            k += (size_t)snprintf(set + k, sizeof set - k, "%s%lu:%lu", i ? "," : "", (unsigned long)uids[i],
-                                  (unsigned long)uids[j]);
+            buf_addf(&cmd, "%s%lu:%lu", i ? "," : "", (unsigned long)uids[i], (unsigned long)uids[j]);
         else
-            k += (size_t)snprintf(set + k, sizeof set - k, "%s%lu", i ? "," : "", (unsigned long)uids[i]);
+            buf_addf(&cmd, "%s%lu", i ? "," : "", (unsigned long)uids[i]);
         i = j + 1;
     }
-    char body[64] = "";
-    if (body_max)
-        snprintf(body, sizeof body, " BODY.PEEK[TEXT]<0.%zu>", body_max);
-    char *cmd = NULL;
-    if (asprintf(&cmd, "UID FETCH %s (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER]<0.%d>%s)", set,
-                 IMAP_FETCH_HEADER_MAX, body) < 0)
-        return -ENOMEM;
-    memcpy(im->want, uids, n * sizeof *uids);
-    im->n_want = n;
-    /* libcurl copies the command string */
-    int rc = start(im, OP_FETCH, folder, cmd, cb, arg);
-    free(cmd);
+    buf_addf(&cmd, " (%s)", items);
+    struct fetch_state *fx = &im->fx;
+    fetch_state_free(fx);
+    fx->n = n;
+    fx->sizes_only = sizes_only;
+    fx->want = malloc(n * sizeof *fx->want);
+    fx->msgs = calloc(n, sizeof *fx->msgs);
+    if (!sizes_only) {
+        fx->fetched = calloc(n, sizeof *fx->fetched);
+        fx->fetched_len = calloc(n, sizeof *fx->fetched_len);
+    }
+    int rc = -ENOMEM;
+    if (!cmd.oom && fx->want && fx->msgs && (sizes_only || (fx->fetched && fx->fetched_len))) {
+        memcpy(fx->want, uids, n * sizeof *uids);
+        rc = start(im, OP_FETCH, folder, cmd.p, cb, arg); /* libcurl copies the command */
+    }
+    buf_free(&cmd);
     if (rc < 0)
-        im->n_want = 0;
+        fetch_state_free(fx);
     return rc;
+}
+
+int imap_fetch(struct imap *im, const char *folder, const uint32_t *uids, size_t n, size_t body_max, imap_cb cb,
+               void *arg)
+{
+    if (body_max > IMAP_FETCH_BODY_MAX)
+        body_max = IMAP_FETCH_BODY_MAX;
+    char items[128];
+    snprintf(items, sizeof items, "UID RFC822.SIZE FLAGS BODY.PEEK[HEADER]<0.%d>", IMAP_FETCH_HEADER_MAX);
+    if (body_max)
+        snprintf(items + strlen(items), sizeof items - strlen(items), " BODY.PEEK[TEXT]<0.%zu>", body_max);
+    return fetch_start(im, folder, uids, n, IMAP_FETCH_BATCH, items, 0, cb, arg);
+}
+
+int imap_fetch_sizes(struct imap *im, const char *folder, const uint32_t *uids, size_t n, imap_cb cb, void *arg)
+{
+    return fetch_start(im, folder, uids, n, IMAP_SIZES_MAX, "UID RFC822.SIZE", 1, cb, arg);
 }
 
 int imap_sent_folder(struct imap *im, imap_cb cb, void *arg)

@@ -75,8 +75,20 @@ enum {
 #define IMAP_FETCH_BODY_MAX 65536
 
 /* UIDs in one fetch: one round trip for many messages (one at a time
- * read about 200 a second), while a batch of prefixes stays a few MB. */
+ * read about 200 a second). */
 #define IMAP_FETCH_BATCH 50
+/* libcurl 7.88.1 (as Debian ships it) fails a command with "Too large
+ * response headers" (-E2BIG here) once what it charges for the answer's
+ * lines passes 300 KiB, and every IMAP response counts: measured against
+ * Dovecot, each response is charged about what is left of the read behind
+ * it, so an answer of k responses weighing W bytes costs about W * k / 2
+ * (10 messages of 1.4 KB pass, 20 fail; 100 sizes pass, 200 fail; one
+ * 64 KiB message passes). imap_fetch_plan keeps that under
+ * IMAP_FETCH_CHARGE_MAX, a third below libcurl's limit. */
+#define IMAP_FETCH_CHARGE_MAX (200 * 1024)
+/* UIDs in one imap_fetch_sizes (about 45 bytes of answer each: 64 of
+ * them are charged about 90 KiB). */
+#define IMAP_SIZES_MAX 64
 
 #define IMAP_TEXT_MAX 256
 
@@ -94,7 +106,8 @@ struct imap_message {
 struct imap_reply {
     /* 0, or: -ECANCELED (imap_close), -EACCES (login refused), -ENOENT
      * (the folder does not exist or cannot be selected), -EIO (connection,
-     * TLS, timeout), -EPROTO (the server's answer could not be read or
+     * TLS, timeout), -E2BIG (libcurl refused an answer as too large:
+     * ask for fewer messages at once), -EPROTO (the server's answer could not be read or
      * the command was refused), -EAGAIN (no OAuth2 token yet). */
     int status;
     CURLcode curl_code;
@@ -143,12 +156,19 @@ int imap_examine(struct imap *im, const char *folder, imap_cb cb, void *arg) __a
 int imap_search(struct imap *im, const char *folder, uint32_t from, time_t since, imap_cb cb, void *arg)
     __attribute__((warn_unused_result));
 /* UID FETCH of uids[0..n) (n <= IMAP_FETCH_BATCH, ascending, borrowed
- * until the call returns) in one command, with BODY.PEEK: RFC822.SIZE,
+ * until the call returns; as many as imap_fetch_plan says, else libcurl
+ * may fail the answer with -E2BIG) in one command, with
+ * BODY.PEEK: RFC822.SIZE,
  * FLAGS, the first IMAP_FETCH_HEADER_MAX bytes of each header and the
  * first body_max (<= IMAP_FETCH_BODY_MAX; 0: none) bytes of each body.
  * Never sets \Seen. */
 int imap_fetch(struct imap *im, const char *folder, const uint32_t *uids, size_t n, size_t body_max, imap_cb cb,
                void *arg) __attribute__((warn_unused_result));
+/* UID FETCH of uids[0..n) (n <= IMAP_SIZES_MAX, ascending) asking only
+ * RFC822.SIZE: messages gives each one's uid and size (no header, no
+ * body), so the caller can plan its fetches (imap_fetch_plan). */
+int imap_fetch_sizes(struct imap *im, const char *folder, const uint32_t *uids, size_t n, imap_cb cb, void *arg)
+    __attribute__((warn_unused_result));
 /* LIST "" "*" RETURN (SPECIAL-USE): the folder flagged \Sent, else a
  * folder named Sent, else "Sent" (which may not exist). */
 int imap_sent_folder(struct imap *im, imap_cb cb, void *arg) __attribute__((warn_unused_result));
@@ -205,6 +225,14 @@ void imap_reader_free(struct imap_reader *r);
  * is left 0. */
 int imap_parse_status(const char *resp, size_t len, char *mailbox, size_t mailbox_size, uint32_t *uidnext,
                       uint32_t *uidvalidity);
+
+/* How many of the messages of sizes[0..n) (RFC822.SIZE; 0 for one known
+ * gone) one imap_fetch should ask for: at most cap (<= IMAP_FETCH_BATCH),
+ * at least 1, and no more than keeps libcurl's charge for the answer
+ * under IMAP_FETCH_CHARGE_MAX (each message weighs its fetched prefixes,
+ * at most IMAP_FETCH_HEADER_MAX + IMAP_FETCH_BODY_MAX, and its FETCH
+ * line). */
+size_t imap_fetch_plan(const uint32_t *sizes, size_t n, size_t cap);
 
 /* What a SELECT or EXAMINE answer says of the folder. */
 struct imap_select {

@@ -77,7 +77,9 @@ struct box {
     uint32_t uidvalidity, uidnext;
     int since_used;             /* a bounded rescan: the folder is read to uidnext - 1 after */
     uint32_t *todo;
-    size_t n_todo, i_todo;
+    uint32_t *sizes;            /* RFC822.SIZE of each of todo[0..sized); 0: expunged since the search */
+    size_t n_todo, i_todo, sized;
+    size_t fetch_cap;           /* most UIDs a fetch asks for; halved when libcurl finds an answer too large */
     size_t n_batch;             /* UIDs of todo in the fetch or record in flight, from i_todo */
     int folder_more;            /* MAX_PER_PASS cut this folder's list short */
     int more;                   /* ... some folder's, in this pass */
@@ -357,6 +359,7 @@ static void boxes_free(struct watcher *w)
         secret_free(b->password);
         box_bearer_wipe(b);
         free(b->todo);
+        free(b->sizes);
     }
     free(w->boxes);
     w->boxes = NULL;
@@ -598,6 +601,7 @@ static void box_fail(struct box *b, const char *what, const char *why)
 }
 
 static void record_next(struct box *b);
+static void on_sized(struct imap *im, const struct imap_reply *r, void *arg);
 
 /* Why an IMAP command could not start. */
 static const char *start_error(int rc)
@@ -715,6 +719,16 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
     struct box *b = arg;
     if (r->status == -ECANCELED)
         return; /* closing: box_task_end already ran */
+    if (r->status == -E2BIG && b->n_batch > 1) {
+        /* more than libcurl takes in one answer: the same messages, fewer
+         * at a time (one at a time always passed) */
+        b->fetch_cap = b->n_batch / 2;
+        log_event(LOG_DEBUG, "watcher", "fetching fewer messages at once", "account", b->email, "folder",
+                  folder_of(b), "error", r->text, NULL);
+        b->n_batch = 0;
+        record_next(b);
+        return;
+    }
     if (r->status < 0) {
         box_fail(b, "mailbox unreachable; retrying", r->text);
         return;
@@ -785,11 +799,43 @@ static void record_next(struct box *b)
         folder_done(b);
         return;
     }
-    size_t left = b->n_todo - b->i_todo;
-    b->n_batch = left < IMAP_FETCH_BATCH ? left : IMAP_FETCH_BATCH;
-    int rc = imap_fetch(b->imap, folder_of(b), b->todo + b->i_todo, b->n_batch, IMAP_FETCH_BODY_MAX, on_fetched, b);
+    int rc;
+    if (b->i_todo >= b->sized) {
+        /* the sizes first, IMAP_SIZES_MAX at a time, to plan the fetches */
+        size_t left = b->n_todo - b->i_todo;
+        rc = imap_fetch_sizes(b->imap, folder_of(b), b->todo + b->i_todo, left < IMAP_SIZES_MAX ? left : IMAP_SIZES_MAX,
+                              on_sized, b);
+        if (rc < 0)
+            box_fail(b, "cannot start an IMAP fetch", start_error(rc));
+        return;
+    }
+    b->n_batch = imap_fetch_plan(b->sizes + b->i_todo, b->sized - b->i_todo, b->fetch_cap);
+    rc = imap_fetch(b->imap, folder_of(b), b->todo + b->i_todo, b->n_batch, IMAP_FETCH_BODY_MAX, on_fetched, b);
     if (rc < 0)
         box_fail(b, "cannot start an IMAP fetch", start_error(rc));
+}
+
+/* The sizes of the next todo[sized..]: the batches can be planned. */
+static void on_sized(struct imap *im, const struct imap_reply *r, void *arg)
+{
+    (void)im;
+    struct box *b = arg;
+    if (r->status == -ECANCELED)
+        return;
+    if (r->status < 0) {
+        box_fail(b, "mailbox unreachable; retrying", r->text);
+        return;
+    }
+    size_t end = b->sized + (b->n_todo - b->sized < IMAP_SIZES_MAX ? b->n_todo - b->sized : IMAP_SIZES_MAX);
+    /* both ascending by UID */
+    for (size_t i = 0, k = b->sized; i < r->n_messages && k < end; k++) {
+        if (b->todo[k] != r->messages[i].uid)
+            continue;
+        uint32_t size = r->messages[i++].size;
+        b->sizes[k] = size ? size : 1; /* 0 says gone */
+    }
+    b->sized = end;
+    record_next(b);
 }
 
 static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
@@ -816,6 +862,13 @@ static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
     b->n_todo = n;
     b->i_todo = 0;
     b->n_batch = 0;
+    free(b->sizes);
+    b->sizes = n ? calloc(n, sizeof *b->sizes) : NULL;
+    if (n && !b->sizes) {
+        box_fail(b, "out of memory", "cannot hold the new messages' sizes");
+        return;
+    }
+    b->sized = 0;
     record_next(b);
 }
 
@@ -972,8 +1025,10 @@ static void box_task_end(struct box *b, int status)
             b->next_ms = now + (uint64_t)backoff;
         }
         free(b->todo);
+        free(b->sizes);
         b->todo = NULL;
-        b->n_todo = b->i_todo = b->n_batch = 0;
+        b->sizes = NULL;
+        b->n_todo = b->i_todo = b->n_batch = b->sized = 0;
         if (b->in_pass)
             b->carried = 0;
         waiters_fire(&b->in_pass, status);
@@ -993,6 +1048,7 @@ static void box_pass_start(struct box *b)
     b->folder_i = 0;
     b->processed = 0;
     b->more = 0;
+    b->fetch_cap = IMAP_FETCH_BATCH;
     b->pass_began = clock_now();
     box_next_folder(b);
 }

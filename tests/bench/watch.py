@@ -656,3 +656,81 @@ def run_held(ctx, db, env, mailboxes, replies, interval):
     for res in got["rounds"]:
         latencies(res, seen, t_end)
     return got
+
+
+def digest_message(i, k):
+    """The k-th newsletter of a backlog in mailbox i: not a reply."""
+    return (f"From: Weekly Letter <news@letters.example>\r\nTo: {account_email(i)}\r\n"
+            f"Subject: Digest number {k}\r\nDate: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
+            f"Message-ID: <digest{k}.{os.urandom(4).hex()}@letters.example>\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+            + "Nothing that needs an answer, just the week's news.\r\n" * 20)
+
+
+def imaplib_fetch_rate(port, mailbox, count):
+    """The bound of the backlog figure: a bare Python imaplib client
+    fetching the last `count` messages of one mailbox the way a pass must
+    (UID FETCH of header and body prefixes with BODY.PEEK, 50 a command,
+    on one connection); returns messages a second of wall time."""
+    im = imaplib.IMAP4("127.0.0.1", port)
+    im.login(account_email(mailbox), PASSWORD)
+    im.select("INBOX", readonly=True)
+    typ, data = im.uid("SEARCH", None, "ALL")
+    uids = data[0].split()[-count:]
+    t0 = time.perf_counter()
+    got = 0
+    for k in range(0, len(uids), 50):
+        batch = uids[k:k + 50]
+        typ, data = im.uid("FETCH", b",".join(batch).decode(),
+                           "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER]<0.65536> BODY.PEEK[TEXT]<0.65536>)")
+        if typ != "OK":
+            raise RuntimeError("imaplib UID FETCH failed")
+        got += sum(1 for d in data if isinstance(d, tuple)) // 2
+    secs = time.perf_counter() - t0
+    im.logout()
+    return len(uids) / secs
+
+
+def run_backlog(ctx, db, env, backlog, interval):
+    """The backlog scenario (issue 14): `backlog` newsletters and then a
+    prospect's reply land at once in one watched mailbox, round after
+    round. Returns {"rate": [messages recorded a second], "latency":
+    [seconds from the drop's start to the reply's record], "bound":
+    [imaplib messages a second]}."""
+    work = harness.short_tempdir("rbb")
+    ms = mail_servers(1)
+    config = os.path.join(work, "relance.yaml")
+    write_config(config, ms, 1, interval, max_connections=1)
+    cenv = dict(env, RELANCE_CONFIG=config)
+    cenv[PASSWORD_ENV] = PASSWORD
+    load(db, cenv, work, 1)
+    got = {"rate": [], "latency": [], "bound": []}
+    w = Watching(db, cenv, ms, config, 1)
+    try:
+        w.wait_first_passes(30)
+        for rnd in range(ctx.rounds):
+            before = int(db.psql("SELECT count(*) FROM inbound_messages")[0][0])
+            t0 = time.time()
+            for k in range(backlog):
+                ms.deliver(account_email(0), digest_message(0, k))
+            mid = f"r{os.urandom(6).hex()}.1@{PROSPECTS}"
+            ms.deliver(account_email(0), reply_message(0, mid))
+            t_drop = time.time() - t0
+            seen = w.detections({mid: (0, t0)}, 120)
+            if mid not in seen:
+                raise RuntimeError(f"the reply behind {backlog:,} messages was not recorded within 120 s")
+            n = int(db.psql("SELECT count(*) FROM inbound_messages")[0][0]) - before
+            first = float(db.psql("SELECT extract(epoch FROM min(detected_at)) FROM inbound_messages "
+                                  f"WHERE id > (SELECT coalesce(max(id), 0) - {n} FROM inbound_messages)")[0][0])
+            rate = n / max(1e-6, seen[mid][0] - first)
+            got["rate"].append(rate)
+            got["latency"].append(seen[mid][0] - t0)
+            got["bound"].append(imaplib_fetch_rate(ms.imap_port, 0, backlog + 1))
+            ctx.log(f"watch_backlog round {rnd + 1}/{ctx.rounds}: {backlog:,} messages and a reply dropped in "
+                    f"{t_drop:.1f}s; relance recorded {n:,} at {rate:,.0f}/s, the reply {got['latency'][-1]:.1f}s "
+                    f"after the drop began; imaplib fetched them at {got['bound'][-1]:,.0f}/s")
+        w.stop()
+    finally:
+        w.kill()
+        ms.stop()
+    return got

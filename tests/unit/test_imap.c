@@ -187,6 +187,41 @@ static void test_select(void **state)
     }
 }
 
+/* imap_fetch_plan: how many messages one fetch asks for. */
+struct plan_row {
+    uint32_t size; /* every message of the row is this big */
+    size_t n, cap, want;
+};
+
+static const struct plan_row plan_rows[] = {
+    {1400, 40, 50, 15},     /* 10 such passed against Dovecot, 20 failed */
+    {1400, 5, 50, 5},       /* fewer than the plan: all of them */
+    {1400, 40, 8, 8},       /* the cap (halved after -E2BIG) wins */
+    {1400, 40, 500, 15},    /* a cap above IMAP_FETCH_BATCH is IMAP_FETCH_BATCH */
+    {200, 500, 50, 29},     /* small replies: many at once */
+    {200, 500, 20, 20},
+    {10000, 40, 50, 6},
+    {65536, 10, 50, 2},
+    {5000000, 10, 50, 1},   /* bigger than the prefixes: weighs the prefixes, and one always goes */
+    {0, 100, 50, 50},       /* all gone: they weigh nothing */
+    {1400, 0, 50, 0},
+};
+
+static void test_fetch_plan(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof plan_rows / sizeof plan_rows[0]; i++) {
+        const struct plan_row *row = &plan_rows[i];
+        uint32_t sizes[500];
+        for (size_t k = 0; k < row->n; k++)
+            sizes[k] = row->size;
+        size_t got = imap_fetch_plan(sizes, row->n, row->cap);
+        if (got != row->want)
+            fail_msg("row %zu (size %u, n %zu, cap %zu): %zu, want %zu", i, row->size, row->n, row->cap, got,
+                     row->want);
+    }
+}
+
 struct uids {
     uint32_t v[16];
     int n;
@@ -396,6 +431,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_pieces),  cmocka_unit_test(test_reader_cap_and_cut),
         cmocka_unit_test(test_status),         cmocka_unit_test(test_select),
+        cmocka_unit_test(test_fetch_plan),
         cmocka_unit_test(test_search),
         cmocka_unit_test(test_fetch),          cmocka_unit_test(test_list),
         cmocka_unit_test(test_tagged_and_quote), cmocka_unit_test(test_inbound_reply),
