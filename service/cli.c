@@ -79,11 +79,14 @@ PGconn *cli_db_connect(struct cli *cli, int migrated)
         return NULL;
     PGconn *conn = PQconnectdb(cfg->database_url);
     if (PQstatus(conn) != CONNECTION_OK) {
-        char where[512], *msg = PQerrorMessage(conn);
-        config_url_redact(cfg->database_url, where, sizeof where);
-        size_t n = strcspn(msg, "\n");
-        fprintf(stderr, "relance: cannot connect to the database%s%s%s: %.*s\n", *where ? " (" : "", where,
-                *where ? ")" : "", (int)n, msg);
+        char where[512], why[512];
+        config_conninfo_redact(cfg->database_url, where, sizeof where);
+        config_conninfo_error(cfg->database_url, PQerrorMessage(conn), why, sizeof why);
+        /* no "(where)" for libpq's defaults, nor for the placeholder of a
+         * string that does not parse: why says that */
+        int shown = *where && *where != '(';
+        fprintf(stderr, "relance: cannot connect to the database%s%s%s: %s\n", shown ? " (" : "", shown ? where : "",
+                shown ? ")" : "", why);
         fprintf(stderr, "relance: set DATABASE_URL (or database_url in the configuration) to a reachable "
                         "PostgreSQL\n");
         PQfinish(conn);
@@ -170,7 +173,7 @@ int cmd_config_check(struct cli *cli, int argc, char **argv)
     if (!cfg)
         return CLI_ERROR;
     char db[512];
-    config_url_redact(cfg->database_url, db, sizeof db);
+    config_conninfo_redact(cfg->database_url, db, sizeof db);
     printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
     printf("database_url: %s\n", *db ? db : "(libpq defaults)");
     printf("http.listen: %s\n", cfg->http_listen);

@@ -1,15 +1,18 @@
 /* config: YAML deployment configuration to struct config, checked key by
  * key against tables of known keys. It owns parsing, defaults and the
- * environment overrides; it does not read secrets (the sender reads
- * password_env/password_file when it needs them). */
+ * environment overrides, and how a URL or the database connection string
+ * is shown without its password; it does not read secrets (the sender
+ * reads password_env/password_file when it needs them). */
 #include "config.h"
 
+#include "buf.h"
 #include "duration.h"
 #include "log.h"
 #include "ytree.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -639,18 +642,199 @@ void config_url_redact(const char *url, char *buf, size_t len)
             }
         }
     }
-    /* key=value form: password=... */
-    char *pw = strstr(buf, "password=");
-    if (pw) {
-        char *v = pw + 9, *end = v;
-        while (*end && *end != ' ')
-            end++;
-        size_t tail = strlen(end);
-        if ((size_t)(v - buf) + 3 + tail < len) {
-            memmove(v + 3, end, tail + 1);
-            memcpy(v, "***", 3);
+}
+
+/* ---- the database connection string --------------------------------------
+ * Shown only as libpq reads it: parsed by PQconninfoParse and rebuilt from
+ * its options, never copied from the text, so no spelling of a password
+ * (spaces around '=', quotes, escapes, a URL's query) can slip through a
+ * pattern. libpq marks its secret options ("password", "sslpassword") with
+ * a '*' in dispchar; their values are never written. */
+
+#define CONNINFO_HIDDEN "***"
+
+static int conninfo_secret(const PQconninfoOption *o)
+{
+    return o->dispchar && strchr(o->dispchar, '*') != NULL;
+}
+
+/* libpq's own test for the URL form: one of its two prefixes. */
+static int conninfo_is_url(const char *s)
+{
+    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
+static const char *conninfo_get(const PQconninfoOption *opts, const char *key)
+{
+    for (const PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, key) == 0)
+            return o->val && *o->val ? o->val : NULL;
+    return NULL;
+}
+
+/* Percent-encodes s for a URL, leaving unreserved characters and those in
+ * keep as they are. */
+static void url_add(struct buf *b, const char *s, size_t n, const char *keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || strchr("-._~", c) || strchr(keep, c))
+            buf_addc(b, (char)c);
+        else
+            buf_addf(b, "%%%02X", c);
+    }
+}
+
+/* The i-th item of a comma-separated list (libpq's multi-host host and
+ * port), or the only item when the list has one: libpq gives a single
+ * port to every host. */
+static const char *list_item(const char *list, size_t i, size_t *n)
+{
+    if (!list || !strchr(list, ','))
+        i = 0;
+    for (const char *p = list; p; i--) {
+        const char *comma = strchr(p, ',');
+        if (i == 0) {
+            *n = comma ? (size_t)(comma - p) : strlen(p);
+            return p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    *n = 0;
+    return NULL;
+}
+
+static size_t list_len(const char *list)
+{
+    size_t n = list ? 1 : 0;
+    for (const char *p = list; p && *p; p++)
+        n += *p == ',';
+    return n;
+}
+
+/* postgresql://user:***@host:port,host2:port2/dbname?key=value&... */
+static void conninfo_url(struct buf *b, const PQconninfoOption *opts)
+{
+    const char *user = conninfo_get(opts, "user"), *host = conninfo_get(opts, "host");
+    const char *port = conninfo_get(opts, "port"), *dbname = conninfo_get(opts, "dbname");
+    buf_adds(b, "postgresql://");
+    if (user)
+        url_add(b, user, strlen(user), "");
+    if (conninfo_get(opts, "password"))
+        buf_adds(b, ":" CONNINFO_HIDDEN);
+    if (user || conninfo_get(opts, "password"))
+        buf_addc(b, '@');
+    size_t hosts = list_len(host) > list_len(port) ? list_len(host) : list_len(port);
+    for (size_t i = 0; i < hosts; i++) {
+        size_t hn, pn;
+        const char *h = list_item(host, i, &hn), *p = list_item(port, i, &pn);
+        if (i)
+            buf_addc(b, ',');
+        if (h && memchr(h, ':', hn)) { /* IPv6 */
+            buf_addc(b, '[');
+            url_add(b, h, hn, ":");
+            buf_addc(b, ']');
+        } else if (h) {
+            url_add(b, h, hn, "");
+        }
+        if (p && pn) {
+            buf_addc(b, ':');
+            url_add(b, p, pn, "");
         }
     }
+    if (dbname) {
+        buf_addc(b, '/');
+        url_add(b, dbname, strlen(dbname), "");
+    }
+    char sep = '?';
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        static const char *const in_path[] = {"user", "password", "host", "port", "dbname"};
+        int skip = !o->val;
+        for (size_t i = 0; i < sizeof in_path / sizeof in_path[0] && !skip; i++)
+            skip = strcmp(o->keyword, in_path[i]) == 0;
+        if (skip)
+            continue;
+        buf_addf(b, "%c%s=", sep, o->keyword);
+        if (conninfo_secret(o))
+            buf_adds(b, CONNINFO_HIDDEN);
+        else
+            url_add(b, o->val, strlen(o->val), "");
+        sep = '&';
+    }
+}
+
+/* key=value key='quoted value' ..., quoting as libpq reads it back. */
+static void conninfo_keywords(struct buf *b, const PQconninfoOption *opts)
+{
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        buf_addf(b, "%s%s=", b->len ? " " : "", o->keyword);
+        if (conninfo_secret(o)) {
+            buf_adds(b, CONNINFO_HIDDEN);
+            continue;
+        }
+        int plain = *o->val != '\0';
+        for (const char *p = o->val; *p && plain; p++)
+            plain = !isspace((unsigned char)*p) && *p != '\'' && *p != '\\';
+        if (plain) {
+            buf_adds(b, o->val);
+            continue;
+        }
+        buf_addc(b, '\'');
+        for (const char *p = o->val; *p; p++) {
+            if (*p == '\'' || *p == '\\')
+                buf_addc(b, '\\');
+            buf_addc(b, *p);
+        }
+        buf_addc(b, '\'');
+    }
+}
+
+void config_conninfo_redact(const char *conninfo, char *buf, size_t len)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    if (!opts) {
+        snprintf(buf, len, "(unparseable connection string)");
+        return;
+    }
+    struct buf b = {0};
+    if (conninfo_is_url(conninfo))
+        conninfo_url(&b, opts);
+    else
+        conninfo_keywords(&b, opts);
+    snprintf(buf, len, "%s", b.oom ? "(out of memory)" : b.p ? b.p : "");
+    buf_free(&b);
+    PQconninfoFree(opts);
+}
+
+void config_conninfo_error(const char *conninfo, const char *msg, char *buf, size_t len)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    if (!opts) {
+        /* libpq's parse errors quote the text around the fault */
+        snprintf(buf, len, "libpq cannot parse the connection string (check the quoting of its values)");
+        return;
+    }
+    /* Masked over the whole message before it is cut to its first line
+     * and to len, so that no cut leaves a part of a secret. */
+    struct buf b = {0};
+    for (const char *p = msg ? msg : ""; *p;) {
+        size_t hit = 0;
+        for (const PQconninfoOption *o = opts; o->keyword && !hit; o++)
+            if (conninfo_secret(o) && o->val && *o->val && strncmp(p, o->val, strlen(o->val)) == 0)
+                hit = strlen(o->val);
+        if (hit) {
+            buf_adds(&b, CONNINFO_HIDDEN);
+            p += hit;
+        } else {
+            buf_addc(&b, *p++);
+        }
+    }
+    const char *text = b.oom ? "(out of memory)" : b.p ? b.p : "";
+    snprintf(buf, len, "%.*s", (int)strcspn(text, "\n"), text);
+    buf_free(&b);
+    PQconninfoFree(opts);
 }
 
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)

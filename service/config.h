@@ -80,8 +80,24 @@ char *config_expand(const char *s, char *err, size_t errlen);
 /* "5%" or "0.05" as a fraction in [0, 1], or -1 when it is neither. */
 double config_rate_parse(const char *s);
 
-/* Copies url into buf with any password replaced by "***", for logs. */
+/* Copies a URL (an OAuth2 token endpoint's) into buf with the password of
+ * its user:password@ part replaced by "***", for logs. Not for the
+ * database's connection string: config_conninfo_redact. */
 void config_url_redact(const char *url, char *buf, size_t len);
+
+/* The database connection string (database_url: a libpq URL or
+ * keyword/value string) for logs and output: parsed by libpq and rebuilt
+ * from its options with every secret one (password, sslpassword) as
+ * "***"; a URL stays a URL. "" (libpq's defaults) stays "". A string libpq
+ * cannot parse is not shown at all: "(unparseable connection string)".
+ * Every place that shows database_url goes through here. */
+void config_conninfo_redact(const char *conninfo, char *buf, size_t len);
+
+/* The first line of libpq's error message msg about a connection made
+ * from conninfo, safe to show: a secret option's value is masked should
+ * libpq ever echo it, and when conninfo does not parse (libpq's parse
+ * errors quote the string) a fixed text replaces msg. */
+void config_conninfo_error(const char *conninfo, const char *msg, char *buf, size_t len);
 
 /* Splits "host:port" ("[::1]:8080" too). Returns 0 or -1. */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)

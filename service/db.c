@@ -1,6 +1,8 @@
 /* db: the libpq-on-libuv adapter. It owns the connection's state machine
- * (connecting, ready, backing off), its poll and timer handles and the
- * query queue. It does not know what the queries mean. */
+ * (connecting, checking that the server takes writes, ready, backing off),
+ * its poll and timer handles and the query queue. It does not know what
+ * the queries mean, only that a server refusing writes is not the one
+ * relance needs. */
 #include "db.h"
 
 #include "config.h"
@@ -14,8 +16,14 @@
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 10000
 
-enum db_state { DB_IDLE_DOWN, DB_CONNECTING, DB_READY, DB_BACKOFF, DB_CLOSING };
-static const char *const db_state_names[] = {"down", "connecting", "ready", "backoff", "closing"};
+enum db_state { DB_IDLE_DOWN, DB_CONNECTING, DB_CHECKING, DB_READY, DB_BACKOFF, DB_CLOSING };
+static const char *const db_state_names[] = {"down", "connecting", "checking", "ready", "backoff", "closing"};
+
+/* The first statement on every new connection: a standby, or a session
+ * that starts read-only (default_transaction_read_only for the server,
+ * database or role), cannot be relance's database. */
+static const char writable_sql[] = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')";
+#define SQLSTATE_READ_ONLY "25006" /* read_only_sql_transaction */
 
 struct query {
     struct query *next;
@@ -58,6 +66,12 @@ struct db {
 static void on_poll(uv_poll_t *h, int status, int events);
 static void start_connect(struct db *db);
 
+/* Queries go out while ready, and the check while checking. */
+static int live(const struct db *db)
+{
+    return db->state == DB_READY || db->state == DB_CHECKING;
+}
+
 static void query_free(struct query *q)
 {
     for (int i = 0; i < q->nparams; i++)
@@ -65,6 +79,30 @@ static void query_free(struct query *q)
     free(q->params);
     free(q->sql);
     free(q);
+}
+
+/* A query with copies of sql and params, or NULL (out of memory). */
+static struct query *query_new(const char *sql, int nparams, const char *const *params, db_result_cb cb, void *arg)
+{
+    struct query *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->sql = strdup(sql);
+    q->params = nparams ? calloc((size_t)nparams, sizeof *q->params) : NULL;
+    if (!q->sql || (nparams && !q->params))
+        goto fail;
+    q->nparams = nparams;
+    for (int i = 0; i < nparams; i++) {
+        q->params[i] = params[i] ? strdup(params[i]) : NULL;
+        if (params[i] && !q->params[i])
+            goto fail;
+    }
+    q->cb = cb;
+    q->arg = arg;
+    return q;
+fail:
+    query_free(q);
+    return NULL;
 }
 
 /* One handle finished closing; the last one to do so frees db. */
@@ -155,12 +193,18 @@ static void one_line(char *s)
 
 static void on_timer(uv_timer_t *t);
 
-/* The connection is gone (or never came): drop it and back off. */
-static void connection_lost(struct db *db, const char *why)
+/* The connection is gone (or never came, or is to a server that takes no
+ * writes: link DB_LINK_READ_ONLY): drop it and back off. Logged, and told
+ * to on_state, when it was ready or the reason is new, so that a server
+ * down for an hour, or read-only for one, makes one line. */
+static void connection_lost(struct db *db, const char *why, enum db_link link)
 {
     int was_ready = db->state == DB_READY;
+    char before[sizeof db->reason];
+    memcpy(before, db->reason, sizeof before);
     snprintf(db->reason, sizeof db->reason, "%s", why && *why ? why : "connection lost");
     one_line(db->reason);
+    int changed = strcmp(before, db->reason) != 0;
     poll_stop(db);
     if (db->conn) {
         PQfinish(db->conn);
@@ -170,20 +214,31 @@ static void connection_lost(struct db *db, const char *why)
     uv_timer_start(&db->timer, on_timer, db->backoff_ms, 0);
     char ms[32];
     snprintf(ms, sizeof ms, "%u", db->backoff_ms);
-    if (was_ready || db->backoff_ms == BACKOFF_MIN_MS)
-        log_event(LOG_WARN, "db", was_ready ? "connection lost" : "cannot connect", "reason", db->reason,
-                  "retry_ms", ms, NULL);
+    const char *event = link != DB_LINK_READ_ONLY ? (was_ready ? "connection lost" : "cannot connect")
+                        : was_ready ? "connection dropped: the server takes no writes"
+                                    : "connected, but the server takes no writes";
+    if (was_ready || changed || db->backoff_ms == BACKOFF_MIN_MS)
+        log_event(LOG_WARN, "db", event, "reason", db->reason, "retry_ms", ms, NULL);
     db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
     fail_queue(db);
-    if (was_ready && db->on_state)
-        db->on_state(db, 0, db->reason, db->arg);
+    if ((was_ready || changed) && db->on_state)
+        db->on_state(db, link, db->reason, db->arg);
+}
+
+/* Lost, with libpq's message: made safe to show first, as libpq quotes
+ * the connection string when it cannot parse it. */
+static void connection_lost_pq(struct db *db)
+{
+    char why[sizeof db->reason];
+    config_conninfo_error(db->conninfo, PQerrorMessage(db->conn), why, sizeof why);
+    connection_lost(db, why, DB_LINK_DOWN);
 }
 
 /* Sends the head of the queue if nothing is in flight. Returns -1 when
  * libpq could not send (the connection is broken). */
 static int send_head(struct db *db)
 {
-    if (db->state != DB_READY || db->in_flight || !db->head)
+    if (!live(db) || db->in_flight || !db->head)
         return 0;
     struct query *q = db->head;
     int ok = q->nparams ? PQsendQueryParams(db->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
@@ -202,7 +257,7 @@ static int send_head(struct db *db)
 static void send_next(struct db *db)
 {
     if (send_head(db) < 0)
-        connection_lost(db, PQerrorMessage(db->conn));
+        connection_lost_pq(db);
 }
 
 static void deliver_notifies(struct db *db)
@@ -218,27 +273,44 @@ static void deliver_notifies(struct db *db)
     }
 }
 
+/* A statement refused because the transaction is read-only: the server
+ * takes no writes any more. Returns 1 after dropping the connection. */
+static int dropped_read_only(struct db *db, PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (!state || strcmp(state, SQLSTATE_READ_ONLY) != 0)
+        return 0;
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    char why[sizeof db->reason];
+    snprintf(why, sizeof why, "a statement failed: %s", msg ? msg : "read-only transaction (25006)");
+    PQclear(r);
+    connection_lost(db, why, DB_LINK_READ_ONLY);
+    return 1;
+}
+
 static void handle_io(struct db *db, int events)
 {
     if (events & UV_WRITABLE) {
         int fl = PQflush(db->conn);
         if (fl < 0) {
-            connection_lost(db, PQerrorMessage(db->conn));
+            connection_lost_pq(db);
             return;
         }
         if (poll_watch(db, UV_READABLE | (fl == 1 ? UV_WRITABLE : 0)) < 0) {
-            connection_lost(db, "cannot watch the database socket");
+            connection_lost(db, "cannot watch the database socket", DB_LINK_DOWN);
             return;
         }
     }
     if (!(events & UV_READABLE))
         return;
     if (!PQconsumeInput(db->conn) || PQstatus(db->conn) != CONNECTION_OK) {
-        connection_lost(db, PQerrorMessage(db->conn));
+        connection_lost_pq(db);
         return;
     }
     while (db->in_flight && !PQisBusy(db->conn)) {
         PGresult *r = PQgetResult(db->conn);
+        if (r && dropped_read_only(db, r))
+            return;
         if (r) {
             /* keep the last result of a multi-statement query */
             if (db->last)
@@ -256,15 +328,58 @@ static void handle_io(struct db *db, int events)
         q->cb(db, res, q->arg);
         PQclear(res);
         query_free(q);
-        if (db->state != DB_READY)
-            return; /* the callback closed us */
+        if (!live(db))
+            return; /* the callback closed us, or the check dropped the connection */
     }
     deliver_notifies(db);
     if (PQstatus(db->conn) == CONNECTION_BAD) {
-        connection_lost(db, PQerrorMessage(db->conn));
+        connection_lost_pq(db);
         return;
     }
     send_next(db);
+}
+
+/* The answer to writable_sql: ready, or dropped. */
+static void on_checked(struct db *db, const PGresult *res, void *arg)
+{
+    (void)arg;
+    if (!res)
+        return; /* lost meanwhile: connection_lost said why */
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 2) {
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        char why[sizeof db->reason];
+        snprintf(why, sizeof why, "cannot check that the server takes writes: %s", msg ? msg : "unexpected answer");
+        connection_lost(db, why, DB_LINK_DOWN);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+        connection_lost(db, "the server is a standby (in recovery)", DB_LINK_READ_ONLY);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "on") == 0) {
+        connection_lost(db, "default_transaction_read_only is on", DB_LINK_READ_ONLY);
+        return;
+    }
+    uv_timer_stop(&db->timer); /* the connect timeout */
+    db->state = DB_READY;
+    db->backoff_ms = BACKOFF_MIN_MS;
+    db->reason[0] = '\0';
+    log_event(LOG_INFO, "db", "connected", "server_version", PQparameterStatus(db->conn, "server_version"), NULL);
+    if (db->on_state)
+        db->on_state(db, DB_LINK_UP, NULL, db->arg);
+}
+
+/* Connected: the server is asked whether it takes writes before anything
+ * else (the queue is empty: db_query refuses until ready). The connect
+ * timeout keeps running until it answers. */
+static int check_start(struct db *db)
+{
+    struct query *q = query_new(writable_sql, 0, NULL, on_checked, NULL);
+    if (!q)
+        return -1;
+    db->head = db->tail = q;
+    db->state = DB_CHECKING;
+    return send_head(db);
 }
 
 static void connect_step(struct db *db)
@@ -279,27 +394,18 @@ static void connect_step(struct db *db)
         rc = poll_watch(db, UV_WRITABLE);
         break;
     case PGRES_POLLING_OK:
-        uv_timer_stop(&db->timer);
         PQsetnonblocking(db->conn, 1);
-        db->state = DB_READY;
-        db->backoff_ms = BACKOFF_MIN_MS;
-        db->reason[0] = '\0';
-        rc = poll_watch(db, UV_READABLE);
-        if (rc == 0) {
-            log_event(LOG_INFO, "db", "connected", "server_version",
-                      PQparameterStatus(db->conn, "server_version"), NULL);
-            if (db->on_state)
-                db->on_state(db, 1, NULL, db->arg);
-            if (db->state == DB_READY)
-                send_next(db);
+        if (check_start(db) < 0) {
+            connection_lost_pq(db);
+            return;
         }
         break;
     default:
-        connection_lost(db, PQerrorMessage(db->conn));
+        connection_lost_pq(db);
         return;
     }
     if (rc < 0)
-        connection_lost(db, "cannot watch the database socket");
+        connection_lost(db, "cannot watch the database socket", DB_LINK_DOWN);
 }
 
 /* On a socket error (POLLERR) libuv stops the poll handle before it
@@ -318,11 +424,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
     }
     if (db->state == DB_CONNECTING)
         connect_step(db);
-    else if (db->state == DB_READY)
+    else if (live(db))
         handle_io(db, events);
-    if (status < 0 && db->state == DB_READY && db->poll == p && db->poll_events == 0 &&
+    if (status < 0 && live(db) && db->poll == p && db->poll_events == 0 &&
         poll_watch(db, UV_READABLE | UV_WRITABLE) < 0)
-        connection_lost(db, "cannot watch the database socket");
+        connection_lost(db, "cannot watch the database socket", DB_LINK_DOWN);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -330,10 +436,10 @@ static void on_timer(uv_timer_t *t)
     struct db *db = t->data;
     if (db->state == DB_BACKOFF)
         start_connect(db);
-    else if (db->state == DB_CONNECTING)
-        connection_lost(db, "timed out connecting to the database");
+    else if (db->state == DB_CONNECTING || db->state == DB_CHECKING)
+        connection_lost(db, "timed out connecting to the database", DB_LINK_DOWN);
     else if (db->state == DB_READY)
-        connection_lost(db, PQerrorMessage(db->conn)); /* a send failed in db_query */
+        connection_lost_pq(db); /* a send failed in db_query */
 }
 
 static void quiet_notice(void *arg, const char *msg)
@@ -347,18 +453,18 @@ static void start_connect(struct db *db)
     db->state = DB_CONNECTING;
     db->conn = PQconnectStart(db->conninfo);
     if (!db->conn) {
-        connection_lost(db, "out of memory");
+        connection_lost(db, "out of memory", DB_LINK_DOWN);
         return;
     }
     if (PQstatus(db->conn) == CONNECTION_BAD) {
-        connection_lost(db, PQerrorMessage(db->conn));
+        connection_lost_pq(db);
         return;
     }
     PQsetNoticeProcessor(db->conn, quiet_notice, NULL);
     uv_timer_start(&db->timer, on_timer, CONNECT_TIMEOUT_MS, 0);
     /* The first PQconnectPoll call is made as if the socket were writable. */
     if (poll_watch(db, UV_WRITABLE) < 0)
-        connection_lost(db, "cannot watch the database socket");
+        connection_lost(db, "cannot watch the database socket", DB_LINK_DOWN);
 }
 
 struct db *db_new(uv_loop_t *loop, const char *conninfo, db_state_cb on_state, void *arg)
@@ -405,20 +511,9 @@ int db_query(struct db *db, const char *sql, int nparams, const char *const *par
 {
     if (db->state != DB_READY)
         return -1;
-    struct query *q = calloc(1, sizeof *q);
+    struct query *q = query_new(sql, nparams, params, cb, arg);
     if (!q)
         return -1;
-    q->sql = strdup(sql);
-    q->params = nparams ? calloc((size_t)nparams, sizeof *q->params) : NULL;
-    if (!q->sql || (nparams && !q->params))
-        goto fail;
-    q->nparams = nparams;
-    for (int i = 0; i < nparams; i++) {
-        if (params[i] && !(q->params[i] = strdup(params[i])))
-            goto fail;
-    }
-    q->cb = cb;
-    q->arg = arg;
     if (db->tail)
         db->tail->next = q;
     else
@@ -429,9 +524,6 @@ int db_query(struct db *db, const char *sql, int nparams, const char *const *par
     if (send_head(db) < 0)
         uv_timer_start(&db->timer, on_timer, 0, 0);
     return 0;
-fail:
-    query_free(q);
-    return -1;
 }
 
 static void on_timer_closed(uv_handle_t *h)

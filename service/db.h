@@ -7,6 +7,16 @@
  * re-established with capped exponential backoff (and a connect timeout),
  * forever, until db_close. LISTEN notifications reach the notify callback.
  *
+ * Only a server that takes writes counts as connected: relance needs the
+ * primary. A new connection is checked first (pg_is_in_recovery(),
+ * transaction_read_only) and dropped if it is read-only; a statement that
+ * fails with SQLSTATE 25006 (read_only_sql_transaction) on a live one
+ * means the server stopped taking writes (a failover, or
+ * default_transaction_read_only switched on), and drops it the same way,
+ * its query's callback firing with NULL like the rest of the queue. So no
+ * deliberately read-only transaction is ever run on this connection.
+ * Either way it is made again with backoff until a server takes writes.
+ *
  * Callback contract (as libuv's): if db_query returns an error its callback
  * never fires; otherwise it fires exactly once, never from inside db_query. */
 #ifndef RELANCE_DB_H
@@ -20,8 +30,16 @@ struct db;
 /* res is owned by db and valid only during the call; NULL when the
  * connection was lost or closed before the query completed. */
 typedef void (*db_result_cb)(struct db *db, const PGresult *res, void *arg);
-/* Fires on every change: connected (1) or lost (0, with a reason). */
-typedef void (*db_state_cb)(struct db *db, int connected, const char *reason, void *arg);
+/* What the state callback reports. */
+enum db_link {
+    DB_LINK_UP,        /* connected to a server that takes writes */
+    DB_LINK_DOWN,      /* lost, or cannot connect */
+    DB_LINK_READ_ONLY, /* dropped: the server takes no writes (not a primary) */
+};
+/* Fires when the connection comes up (reason NULL), when it is lost, and
+ * when an attempt to make it again fails for another reason than the last
+ * one (reason: one line, never a secret). */
+typedef void (*db_state_cb)(struct db *db, enum db_link link, const char *reason, void *arg);
 typedef void (*db_notify_cb)(struct db *db, const char *channel, const char *payload, void *arg);
 
 struct db *db_new(uv_loop_t *loop, const char *conninfo, db_state_cb on_state, void *arg);

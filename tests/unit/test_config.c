@@ -181,7 +181,7 @@ static void test_redact(void **state)
         {"postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"},
         {"postgresql://u@h/db", "postgresql://u@h/db"},
         {"postgresql://h:5432/db", "postgresql://h:5432/db"},
-        {"host=h password=secret dbname=x", "host=h password=*** dbname=x"},
+        {"https://u:secret@h/token", "https://u:***@h/token"},
         {"", ""},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -189,6 +189,41 @@ static void test_redact(void **state)
         config_url_redact(rows[i].in, buf, sizeof buf);
         assert_string_equal(buf, rows[i].out);
     }
+}
+
+/* The database's connection string as libpq reads it, rebuilt: a URL
+ * stays a URL, and no spelling of the password shows. */
+static void test_conninfo_redact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } rows[] = {
+        {"postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"},
+        {"postgres://u@h/db?password=secret&sslmode=disable", "postgresql://u:***@h/db?sslmode=disable"},
+        {"postgresql://h1:1,h2:2/db", "postgresql://h1:1,h2:2/db"},
+        {"postgresql://[::1]:5432/db?sslpassword=secret", "postgresql://[::1]:5432/db?sslpassword=***"},
+        {"postgresql://%2Ftmp/db", "postgresql://%2Ftmp/db"},
+        {"host=h password=secret dbname=x", "password=*** dbname=x host=h"},
+        {"host=h password = secret", "password=*** host=h"},
+        {"password= secret host=h", "password=*** host=h"},
+        {"password='a b c' host=h", "password=*** host=h"},
+        {"password=a\\ b host=h", "password=*** host=h"},
+        {"application_name='a b\\'c' host=h", "host=h application_name='a b\\'c'"},
+        {"host=h password=a b", "(unparseable connection string)"},
+        {"postgresql://u:se%zzcret@h/db", "(unparseable connection string)"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char buf[200];
+        config_conninfo_redact(rows[i].in, buf, sizeof buf);
+        assert_string_equal(buf, rows[i].out);
+    }
+    char buf[200];
+    config_conninfo_error("host=h password='pw 1'", "FATAL: pw 1 rejected\nsecond line", buf, sizeof buf);
+    assert_string_equal(buf, "FATAL: *** rejected");
+    config_conninfo_error("host=h password=a b", "missing \"=\" after \"b\"", buf, sizeof buf);
+    assert_null(strstr(buf, "\"b\""));
 }
 
 static void test_listen(void **state)
@@ -221,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_values_and_precedence),
         cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_conninfo_redact),
         cmocka_unit_test(test_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
