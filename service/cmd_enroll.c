@@ -5,6 +5,7 @@
  * move it (RELANCE_TEST_CLOCK). */
 #include "cli.h"
 #include "clock.h"
+#include "contact.h"
 #include "csv.h"
 
 #include <errno.h>
@@ -56,6 +57,25 @@ static int emails_add(struct emails *e, const char *s, size_t len)
     return e->v[e->n++] ? 0 : -1;
 }
 
+/* Adds the address in the spelling contacts are stored under (contact.c's:
+ * user@Bücher.example is user@xn--bcher-kva.example). One that contact.c
+ * refuses goes as given, and SQL reports it as an unknown contact. */
+static int emails_add_address(struct emails *e, const char *s)
+{
+    char norm[CONTACT_EMAIL_MAX + 1], err[300];
+    if (contact_email_normalize(s, norm, err, sizeof err) == 0)
+        s = norm;
+    return emails_add(e, s, strlen(s));
+}
+
+/* The stored spelling of a command-line address, or the address as given
+ * when it is not one (an unknown contact to SQL). */
+static const char *address_key(const char *s, char norm[CONTACT_EMAIL_MAX + 1])
+{
+    char err[300];
+    return contact_email_normalize(s, norm, err, sizeof err) == 0 ? norm : s;
+}
+
 static void emails_free(struct emails *e)
 {
     for (size_t i = 0; i < e->n; i++)
@@ -80,7 +100,7 @@ static int enroll_record(const char *path, const struct csv_record *rec, int *co
         return 0;
     }
     if ((size_t)*col < rec->n_fields && rec->lengths[*col] > 0)
-        return emails_add(out, rec->fields[*col], rec->lengths[*col]);
+        return emails_add_address(out, rec->fields[*col]);
     return 0;
 }
 
@@ -148,7 +168,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
         if (strcmp(a, "--sequence") == 0 && has)
             sequence = argv[++i];
         else if (strcmp(a, "--contact") == 0 && has) {
-            if (emails_add(&emails, argv[i + 1], strlen(argv[i + 1])) < 0)
+            if (emails_add_address(&emails, argv[i + 1]) < 0)
                 goto out;
             i++;
         } else if (strcmp(a, "--csv") == 0 && has)
@@ -313,7 +333,8 @@ int cmd_enrollments(struct cli *cli, int argc, char **argv)
     PGconn *conn = cli_db_connect(cli, 1);
     if (!conn)
         return CLI_ERROR;
-    const char *p[2] = {argv[2], now};
+    char norm[CONTACT_EMAIL_MAX + 1];
+    const char *p[2] = {address_key(argv[2], norm), now};
     PGresult *r = PQexecParams(conn, show_sql, 2, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -388,7 +409,8 @@ int cmd_pause(struct cli *cli, int argc, char **argv)
         free(sql);
         return CLI_ERROR;
     }
-    const char *p[2] = {argv[2], now};
+    char norm[CONTACT_EMAIL_MAX + 1];
+    const char *p[2] = {strcmp(argv[1], "--contact") == 0 ? address_key(argv[2], norm) : argv[2], now};
     PGresult *r = PQexecParams(conn, sql, 2, NULL, p, NULL, NULL, 0);
     free(sql);
     int rc = CLI_OK;

@@ -1,10 +1,11 @@
 /* cmd_suppress: `relance suppress add|remove|list`.
  *
  * It owns the command-line face of the suppressions table: checking each
- * address or @domain (contact.c's syntax rules), storing it lower-case,
- * and listing the table. It does not decide who is suppressed at send or
- * enrollment time (relance_suppressed() in SQL does), nor what a bounce or
- * an unsubscribe suppresses (the classifier and the mailbox watcher do).
+ * address or @domain (contact.c's syntax rules), storing it lower-case
+ * with internationalised domains as A-labels, and listing the table. It
+ * does not decide who is suppressed at send or enrollment time
+ * (relance_suppressed() in SQL does), nor what a bounce or an unsubscribe
+ * suppresses (the classifier and the mailbox watcher do).
  *
  * Every argument is checked before the database is touched, so a bad one
  * changes nothing. Adding a pattern that is already there keeps its first
@@ -23,9 +24,10 @@ static void usage(FILE *f)
                "       relance suppress list\n"
                "\n"
                "A suppressed address, or any address at a suppressed @domain, is never enrolled\n"
-               "and never mailed. Patterns are stored lower-case. 'list' prints one address or\n"
-               "@domain per line, sorted. An invalid address or domain is refused (exit 1) and\n"
-               "nothing is changed. --reason defaults to 'manual'.\n");
+               "and never mailed. Patterns are stored lower-case, internationalised domains as\n"
+               "A-labels (@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). 'list' prints one\n"
+               "address or @domain per line, sorted. An invalid address or domain is refused\n"
+               "(exit 1) and nothing is changed. --reason defaults to 'manual'.\n");
 }
 
 /* Normalises each pattern into a newly allocated lower-case-domain form;

@@ -3,11 +3,19 @@
  *
  * It owns what a valid address looks like to relance (syntax only: no DNS,
  * so reserved names like example.com or .test pass) and which domains are
- * consumer mail rather than companies. It does not read CSV, talk to the
- * database, check suppressions or time zones (cmd_contacts.c and SQL do),
- * and it does not map internationalised domains to punycode: they are kept
- * in UTF-8, with only ASCII letters lower-cased. */
+ * consumer mail rather than companies. Every address and domain that
+ * enters relance (CSV import, enroll, suppress, contacts show) comes
+ * through here, so one mailbox is one spelling: internationalised domains
+ * are stored as A-labels (idn.c: user@Bücher.example is
+ * user@xn--bcher-kva.example), lower case. A UTF-8 local part (RFC 6531) is
+ * accepted and kept as given; such an address can only be sent to over
+ * SMTPUTF8, which the sender checks per server (smtp.c). It does not read
+ * CSV, talk to the database, check suppressions or time zones
+ * (cmd_contacts.c and SQL do). */
 #include "contact.h"
+
+#include "idn.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -64,11 +72,6 @@ static const char *const freemail_domains[] = {
 static const char *const freemail_brands[] = {
     "yahoo", "hotmail", "outlook", "live", "windowslive", "gmx", "aol", "yandex",
 };
-
-static int ascii_lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
 
 static int is_alpha(int c)
 {
@@ -132,60 +135,51 @@ static void trim(const char *s, size_t *start, size_t *end)
     *end = b;
 }
 
-/* One UTF-8 code point at s (n bytes left): its length, or 0 when the
- * sequence is invalid. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t c;
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    } else if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        len = 2;
-        c = s[0] & 0x1F;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        len = 3;
-        c = s[0] & 0x0F;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        len = 4;
-        c = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[k] & 0x3F);
-    }
-    if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10FFFF)) || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return len;
-}
-
-/* Code points that may appear in an internationalised label: letters and
- * the like, not controls, spaces, invisible marks or separators. */
-static int idn_allowed(uint32_t cp)
+/* Code points that may appear in an internationalised label or a UTF-8
+ * local part: not controls, spaces, invisible marks or separators, which
+ * UTS #46 would silently drop or turn into spaces and which are never what
+ * someone meant to type. The ideographic and full-width full stops are
+ * allowed: UTS #46 maps them to '.'. */
+static int visible(uint32_t cp)
 {
     if (cp < 0xA1)
         return 0;
-    if (cp == 0xAD || (cp >= 0x2000 && cp <= 0x206F) || cp == 0x3000 || cp == 0x3002 || cp == 0xFEFF ||
-        (cp >= 0xFFF0 && cp <= 0xFFFF) || cp == 0xFF0E || cp == 0xFF61)
+    if (cp == 0xAD || (cp >= 0x2000 && cp <= 0x206F) || cp == 0x3000 || cp == 0xFEFF ||
+        (cp >= 0xFFF0 && cp <= 0xFFFF))
         return 0;
     return 1;
 }
 
-/* Checks a domain (not yet lower-cased) of n bytes: NULL, or why not. */
-static const char *domain_check(const char *d, size_t n)
+/* Checks a domain as written, before any mapping, for what the mapping
+ * would hide or mangle: NULL, or why not. */
+static const char *domain_raw_check(const char *d, size_t n)
 {
     const unsigned char *u = (const unsigned char *)d;
     if (n == 0)
         return "no domain";
     if (d[0] == '[')
         return "address literals ([1.2.3.4]) are not supported";
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] < 0x80)
+            continue;
+        uint32_t cp;
+        size_t k = utf8_decode(u + i, n - i, &cp);
+        if (!k)
+            return "the domain is not valid UTF-8";
+        if (!visible(cp))
+            return "the domain holds a space or an invisible character";
+        i += k - 1;
+    }
+    return NULL;
+}
+
+/* Checks a domain in its ASCII form (A-labels, lower case) of n bytes:
+ * NULL, or why not. */
+static const char *domain_ascii_check(const char *d, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)d;
+    if (n == 0)
+        return "no domain";
     if (n > CONTACT_DOMAIN_MAX)
         return "the domain is longer than 253 bytes";
     if (!memchr(d, '.', n))
@@ -205,39 +199,40 @@ static const char *domain_check(const char *d, size_t n)
             label = i + 1;
             continue;
         }
-        if (u[i] >= 0x80) {
-            uint32_t cp;
-            size_t k = utf8_decode(u + i, n - i, &cp);
-            if (!k)
-                return "the domain is not valid UTF-8";
-            if (!idn_allowed(cp))
-                return "the domain holds a space or an invisible character";
-            i += k - 1;
-            continue;
-        }
         if (!is_alpha(u[i]) && !is_digit(u[i]) && u[i] != '-') {
             if (u[i] == ' ' || u[i] == '\t')
                 return "the domain holds a space";
             return "the domain holds a character other than letters, digits, '-' and '.'";
         }
     }
-    /* The top-level domain: letters, or an IDN (UTF-8 or xn--). */
+    /* The top-level domain: letters, or an A-label. */
     size_t tld_len = n - last;
     const char *tld = d + last;
-    int utf8_tld = 0, letters = 1;
-    for (size_t i = 0; i < tld_len; i++) {
-        if (u[last + i] >= 0x80)
-            utf8_tld = 1;
-        else if (!is_alpha(u[last + i]))
-            letters = 0;
-    }
-    if (!utf8_tld && !(tld_len > 4 && strncasecmp(tld, "xn--", 4) == 0)) {
-        if (!letters)
-            return "the top-level domain is not made of letters";
+    if (!(tld_len > 4 && strncmp(tld, "xn--", 4) == 0)) {
+        for (size_t i = 0; i < tld_len; i++)
+            if (!is_alpha(u[last + i]))
+                return "the top-level domain is not made of letters";
         if (tld_len < 2)
             return "the top-level domain is one letter";
     }
     return NULL;
+}
+
+/* The domain d (n bytes, as written) in its ASCII form into out:
+ * checked, mapped and checked again. NULL, or why not (in whybuf when
+ * the reason is libidn2's). */
+static const char *domain_to_ascii(const char *d, size_t n, char out[CONTACT_DOMAIN_MAX + 1], char *whybuf,
+                                   size_t whylen)
+{
+    const char *why = domain_raw_check(d, n);
+    if (why)
+        return why;
+    int rc = idn_domain_to_ascii(d, n, out, CONTACT_DOMAIN_MAX + 1, whybuf, whylen);
+    if (rc == -ENOMEM)
+        return "out of memory";
+    if (rc < 0)
+        return whybuf;
+    return domain_ascii_check(out, strlen(out));
 }
 
 /* Writes in[a..b) into shown for an error message, controls as '?'. */
@@ -253,8 +248,11 @@ static void show(char *shown, size_t size, const char *in, size_t a, size_t b)
     shown[k] = '\0';
 }
 
+/* A dot-atom local part, its atoms made of RFC 5322 atext or (RFC 6531)
+ * UTF-8 letters: NULL, or why not. */
 static const char *local_check(const char *l, size_t n)
 {
+    const unsigned char *u = (const unsigned char *)l;
     if (n == 0)
         return "nothing before '@'";
     if (l[0] == '"')
@@ -264,14 +262,22 @@ static const char *local_check(const char *l, size_t n)
     if (l[0] == '.' || l[n - 1] == '.')
         return "the part before '@' starts or ends with a dot";
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)l[i];
+        unsigned char c = u[i];
         if (c == '.') {
             if (l[i + 1] == '.')
                 return "two dots in a row before '@'";
             continue;
         }
-        if (c >= 0x80)
-            return "non-ASCII characters before '@' are not supported";
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t k = utf8_decode(u + i, n - i, &cp);
+            if (!k)
+                return "the part before '@' is not valid UTF-8";
+            if (!visible(cp))
+                return "the part before '@' holds a space or an invisible character";
+            i += k - 1;
+            continue;
+        }
         if (c == ' ' || c == '\t')
             return "the address holds a space";
         if (c == '<' || c == '>')
@@ -289,6 +295,7 @@ int contact_email_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], cha
     const char *s = in + a;
     size_t n = b - a;
     const char *why = NULL;
+    char domain[CONTACT_DOMAIN_MAX + 1] = "", whybuf[200];
     out[0] = '\0';
 
     if (n == 0) {
@@ -297,47 +304,47 @@ int contact_email_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], cha
     }
     const char *at = memchr(s, '@', n);
     const char *at2 = at ? memchr(at + 1, '@', n - (size_t)(at - s) - 1) : NULL;
+    size_t local = at ? (size_t)(at - s) : 0;
     if (memchr(s, '<', n) || memchr(s, '>', n))
         why = "write the bare address, without a name or <>";
     else if (!at)
         why = "no '@'";
     else if (at2 && s[0] != '"')
         why = "more than one '@'";
-    else if (n > CONTACT_EMAIL_MAX)
+    else if (n > 4 * CONTACT_EMAIL_MAX) /* whatever the domain maps to, too long */
         why = "longer than 254 bytes";
     if (!why)
-        why = local_check(s, (size_t)(at - s));
+        why = local_check(s, local);
     if (!why) {
-        size_t dn = n - (size_t)(at - s) - 1;
-        why = dn == 0 ? "no domain after '@'" : domain_check(at + 1, dn);
+        size_t dn = n - local - 1;
+        why = dn == 0 ? "no domain after '@'" : domain_to_ascii(at + 1, dn, domain, whybuf, sizeof whybuf);
     }
+    if (!why && local + 1 + strlen(domain) > CONTACT_EMAIL_MAX)
+        why = "longer than 254 bytes";
     if (why) {
         char shown[120];
         show(shown, sizeof shown, in, a, b);
         snprintf(err, errlen, "invalid email address '%s': %s", shown, why);
         return -EINVAL;
     }
-    size_t local = (size_t)(at - s);
-    memcpy(out, s, n);
-    out[n] = '\0';
-    for (size_t i = local + 1; i < n; i++)
-        out[i] = (char)ascii_lower((unsigned char)out[i]);
+    memcpy(out, s, local);
+    out[local] = '@';
+    memcpy(out + local + 1, domain, strlen(domain) + 1);
     return 0;
 }
 
 static int domain_finish(const char *in, size_t a, size_t b, const char *s, size_t n, const char *what,
                          char out[CONTACT_DOMAIN_MAX + 1], char *err, size_t errlen)
 {
-    const char *why = n == 0 ? "no domain" : domain_check(s, n);
+    char whybuf[200];
+    const char *why = n == 0 ? "no domain" : domain_to_ascii(s, n, out, whybuf, sizeof whybuf);
     if (why) {
         char shown[120];
         show(shown, sizeof shown, in, a, b);
         snprintf(err, errlen, "invalid %s '%s': %s", what, shown, why);
+        out[0] = '\0';
         return -EINVAL;
     }
-    for (size_t i = 0; i < n; i++)
-        out[i] = (char)ascii_lower((unsigned char)s[i]);
-    out[n] = '\0';
     return 0;
 }
 

@@ -7,22 +7,26 @@
 #include <stddef.h>
 
 #define CONTACT_EMAIL_MAX 254  /* bytes, RFC 5321's path limit less the <> */
-#define CONTACT_DOMAIN_MAX 253 /* bytes, as written (UTF-8 for IDNs) */
+#define CONTACT_DOMAIN_MAX 253 /* bytes, in ASCII form (A-labels for IDNs) */
 
-/* Normalises an email address into out: surrounding white space (ASCII and
- * U+00A0, U+200B, U+FEFF) trimmed, the domain's ASCII letters lower-cased,
- * the local part kept as given. Syntax only: a dot-atom local part of at
- * most 64 bytes (ASCII; quoted local parts are refused), one '@', a domain
- * of at least two dot-separated labels (LDH labels or UTF-8 labels for
- * internationalised domains), not ending in a number. Returns 0, or
- * -EINVAL with a sentence in err such as "invalid email address 'x@': no
- * domain after '@'". */
+/* Normalises an email address into out, the one spelling relance stores
+ * and compares: surrounding white space (ASCII and U+00A0, U+200B, U+FEFF)
+ * trimmed; the domain in ASCII form, lower case, an internationalised one
+ * mapped (UTS #46 non-transitional) to A-labels (idn.h), so
+ * "USER@BÜCHER.example" gives "USER@xn--bcher-kva.example"; the local part
+ * kept as given (its case too: SQL compares lower(email)). Syntax only: a
+ * dot-atom local part of at most 64 bytes, of ASCII atext or UTF-8 letters
+ * (RFC 6531: such an address needs a server offering SMTPUTF8; quoted
+ * local parts are refused), one '@', a domain of at least two
+ * dot-separated LDH labels once mapped, not ending in a number. Returns 0,
+ * or -EINVAL with a sentence in err such as "invalid email address 'x@':
+ * no domain after '@'". */
 int contact_email_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Normalises a bare domain (for `suppress add @domain`): trimmed, ASCII
- * letters lower-cased, then checked like an email's domain. Returns 0, or
- * -EINVAL with "invalid domain 'x': <why>" in err. */
+/* Normalises a bare domain (for `suppress add @domain`): trimmed, then
+ * mapped and checked like an email's domain (ASCII form, lower case).
+ * Returns 0, or -EINVAL with "invalid domain 'x': <why>" in err. */
 int contact_domain_normalize(const char *in, char out[CONTACT_DOMAIN_MAX + 1], char *err, size_t errlen)
     __attribute__((warn_unused_result));
 

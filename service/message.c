@@ -10,6 +10,7 @@
 #include "message.h"
 
 #include "buf.h"
+#include "idn.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -300,23 +301,58 @@ done:
     return rc;
 }
 
-/* addr-spec limited to what we send to: dot-atom local part, LDH domain. */
-static int addr_ok(const char *a)
+/* An LDH domain of dot-separated labels. */
+static int ldh_domain(const char *d)
 {
-    const char *at = strrchr(a, '@');
-    size_t n = strlen(a);
-    if (!at || at == a || n > 254 || !at[1] || a[0] == '.' || at[-1] == '.')
+    if (!*d || *d == '.')
         return 0;
-    for (const char *p = a; p < at; p++)
-        if (!atext((unsigned char)*p) && !(*p == '.' && p[1] != '.'))
-            return 0;
-    for (const char *p = at + 1; *p; p++) {
+    for (const char *p = d; *p; p++) {
         unsigned char c = (unsigned char)*p;
         int ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ldh && !(c == '.' && p > at + 1 && p[1] && p[1] != '.'))
+        if (!ldh && !(c == '.' && p[1] && p[1] != '.'))
             return 0;
     }
     return 1;
+}
+
+/* The addr-spec relance writes, into out: a dot-atom local part of atext
+ * or UTF-8 letters (RFC 6532: raw UTF-8 in a header, which only an
+ * SMTPUTF8 transaction may carry — the sender sends such a message only
+ * to a server that offers it), and the domain in ASCII form, U-labels as
+ * A-labels (idn.c), so that an address stored with a UTF-8 domain still
+ * makes a valid header. Returns 0, or -EINVAL with why. */
+static int addr_spec(const char *a, char *out, size_t outlen, char *why, size_t whylen)
+{
+    const char *at = a ? strrchr(a, '@') : NULL;
+    size_t n = a ? strlen(a) : 0;
+    snprintf(why, whylen, "not an address like name@example.com");
+    if (!at || at == a || n > 254 || !at[1] || a[0] == '.' || at[-1] == '.')
+        return -EINVAL;
+    const unsigned char *u = (const unsigned char *)a;
+    for (size_t i = 0; a + i < at; i++) {
+        if (u[i] >= 0x80) {
+            uint32_t cp = 0;
+            size_t k = utf8_decode(u + i, (size_t)(at - a) - i, &cp);
+            /* no C1 control, no space or separator (U+2000-U+206F, U+3000) */
+            if (!k || cp < 0xA0 || (cp >= 0x2000 && cp <= 0x206F) || cp == 0x3000 || cp == 0xFEFF)
+                return -EINVAL;
+            i += k - 1;
+        } else if (!atext(u[i]) && !(u[i] == '.' && u[i + 1] != '.')) {
+            return -EINVAL;
+        }
+    }
+    size_t local = (size_t)(at - a);
+    if (local + 2 > outlen)
+        return -EINVAL;
+    memcpy(out, a, local);
+    out[local] = '@';
+    if (idn_domain_to_ascii(at + 1, n - local - 1, out + local + 1, outlen - local - 1, why, whylen) < 0)
+        return -EINVAL;
+    if (!ldh_domain(out + local + 1)) {
+        snprintf(why, whylen, "not an address like name@example.com");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* "<left@right>" with printable ASCII and no specials that would end it. */
@@ -404,9 +440,9 @@ static int put_date(struct buf *b, time_t date, int offset)
 static int put_address(struct buf *b, const char *hname, const char *addr, const char *name, char *err,
                        size_t errlen)
 {
-    if (!addr || !addr_ok(addr)) {
-        seterr(err, errlen, "%s address '%.100s' is not a plain ASCII address like name@example.com", hname,
-               addr ? addr : "(none)");
+    char spec[320], why[200];
+    if (addr_spec(addr, spec, sizeof spec, why, sizeof why) < 0) {
+        seterr(err, errlen, "%s address '%.100s' cannot be written: %s", hname, addr ? addr : "(none)", why);
         return -EINVAL;
     }
     buf_adds(b, hname);
@@ -417,13 +453,13 @@ static int put_address(struct buf *b, const char *hname, const char *addr, const
             seterr(err, errlen, "%s name is not valid UTF-8", hname);
             return rc;
         }
-        if (end_column(b) + strlen(addr) + 3 > LINE_SOFT)
+        if (end_column(b) + strlen(spec) + 3 > LINE_SOFT)
             buf_adds(b, "\r\n");
         buf_adds(b, " <");
-        buf_adds(b, addr);
+        buf_adds(b, spec);
         buf_addc(b, '>');
     } else {
-        buf_adds(b, addr);
+        buf_adds(b, spec);
     }
     buf_adds(b, "\r\n");
     return 0;

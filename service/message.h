@@ -23,6 +23,9 @@ struct message_header {
 
 /* All strings are borrowed, NUL-terminated UTF-8. */
 struct message {
+    /* Addresses: a dot-atom local part and a domain. A UTF-8 domain is
+     * written as A-labels; a UTF-8 local part is written as is (RFC 6532),
+     * so such a message may only travel over SMTPUTF8 (RFC 6531). */
     const char *from_addr;          /* required: "alice@acme.example" */
     const char *from_name;          /* display name, or NULL */
     const char *to_addr;            /* required */

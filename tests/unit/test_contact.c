@@ -30,9 +30,11 @@ static void test_email_valid(void **state)
         {"t@foo.test", "t@foo.test"},
         {"t@mail.invalid", "t@mail.invalid"},
         {"t@xn--mnchen-3ya.de", "t@xn--mnchen-3ya.de"},
-        {"t@M\xC3\xBCnchen.DE", "t@m\xC3\xBCnchen.de"},          /* ASCII lower-cased, ü kept */
+        {"t@M\xC3\xBCnchen.DE", "t@xn--mnchen-3ya.de"},        /* IDNs as A-labels (test_idn.c has more) */
         {"t@\xE4\xBE\x8B\xE5\xAD\x90.\xE4\xB8\xAD\xE5\x9B\xBD", /* 例子.中国 */
-         "t@\xE4\xBE\x8B\xE5\xAD\x90.\xE4\xB8\xAD\xE5\x9B\xBD"},
+         "t@xn--fsqu00a.xn--fiqs8s"},
+        {"j\xC3\xB6rg@acme.example", "j\xC3\xB6rg@acme.example"}, /* RFC 6531 local part, as given */
+        {"alice@acme\xE3\x80\x82" "example", "alice@acme.example"}, /* UTS #46: an ideographic full stop is a dot */
         {"t@1und1.de", "t@1und1.de"},
         {"t@a-b.example", "t@a-b.example"},
         {"UPPER@Acme.EXAMPLE", "UPPER@acme.example"},
@@ -76,14 +78,12 @@ static void test_email_invalid(void **state)
         {"al,ice@acme.example", "a character not allowed before '@'"},
         {"Alice <alice@acme.example>", "without a name or <>"},
         {"<alice@acme.example>", "without a name or <>"},
-        {"j\xC3\xB6rg@acme.example", "non-ASCII characters before '@'"},
         {"alice@[192.0.2.1]", "address literals"},
         {"alice@192.0.2.1", "the top-level domain is not made of letters"},
         {"alice@acme.c", "the top-level domain is one letter"},
         {"alice@acme.c0m", "the top-level domain is not made of letters"},
         {"alice@acme.\xff", "not valid UTF-8"},
         {"alice@ac\xC2\xA0me.example", "a space or an invisible character"},
-        {"alice@acme\xE3\x80\x82" "example", "the domain needs a dot"}, /* ideographic full stop */
         {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@acme.example",
          "longer than 64 bytes"},
         {"a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example", "longer than 63 bytes"},
