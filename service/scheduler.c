@@ -1,7 +1,9 @@
 /* scheduler: one claim cycle at a time on the loop. It owns the cycle's
- * state machine, the cache of parsed sequence versions and the replica
- * lease; SQL owns the decisions (sql/005_dispatch.sql), compose.c the
- * message, capture.c (for now the only transport) the delivery. */
+ * state machine, the cache of parsed sequence versions, the replica lease
+ * and the account leases (taken and renewed while it runs, given up when
+ * it stops cleanly); SQL owns the decisions (sql/005_dispatch.sql),
+ * compose.c the message, capture.c (for now the only transport) the
+ * delivery. */
 #include "scheduler.h"
 
 #include "accounts.h"
@@ -10,6 +12,7 @@
 #include "clock.h"
 #include "compose.h"
 #include "log.h"
+#include "pgarray.h"
 #include "sender.h"
 #include "serve.h"
 #include "watcher.h"
@@ -27,6 +30,9 @@
 #define IDLE_RECHECK_MS 60000
 #define RACE_CHECK_S 5.0 /* a mailbox read longer ago than this is read again before a follow-up */
 
+/* scheduler_close's bound covers the sender's drain and a moment for the release */
+_Static_assert(SCHEDULER_CLOSE_MS >= SENDER_DRAIN_MS + 1000, "SCHEDULER_CLOSE_MS too short for the drain");
+
 struct job {
     char *message_id, *step_id, *email, *fields, *thread_ids, *first_subject;
     const struct held *account; /* the sending account (smtp), or NULL (capture) */
@@ -42,6 +48,7 @@ struct held {
     const struct config_account *cfg;
     int claiming;
     int leased;
+    int was_leased; /* on_held: before this answer */
 };
 
 struct cached {
@@ -74,6 +81,8 @@ struct scheduler {
     void *closed_arg;
     /* smtp transport */
     struct sender *sender;
+    int leasing;             /* it takes account leases (smtp): it gives them up when it stops */
+    int lease_gained;        /* an account became leased since the cycle started: claim again now */
     struct held **held;
     size_t n_held;
     uv_timer_t release_timer;  /* on_release_failed */
@@ -94,8 +103,6 @@ static void cycle_start(struct scheduler *s);
 static void on_ignore(struct db *db, const PGresult *res, void *arg);
 struct sending;
 static void on_release_failed(uv_timer_t *t);
-static void array_add(struct buf *b, const char *v);
-static const char *array_end(struct buf *b);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
 static void outcomes_flush(struct scheduler *s);
@@ -320,8 +327,8 @@ static void outcomes_flush(struct scheduler *s)
     int ok = 1;
     for (int c = 0; c < OUTCOME_ARGS; c++) {
         for (size_t i = 0; i < s->n_outcomes; i++)
-            array_add(&col[c], s->outcomes[i].v[c]);
-        ok &= (p[c] = array_end(&col[c])) != NULL;
+            pgarray_add(&col[c], s->outcomes[i].v[c]);
+        ok &= (p[c] = pgarray_end(&col[c])) != NULL;
     }
     if (ok && record_kind(s,
                           "SELECT * FROM relance_step_outcomes($1::text[], $2::timestamptz[], $3::text[], "
@@ -469,8 +476,8 @@ static void started_flush(struct scheduler *s)
         return;
     struct buf ids = {0};
     for (struct sending *x = s->started; x; x = x->next_started)
-        array_add(&ids, x->message_id);
-    const char *p[1] = {array_end(&ids)};
+        pgarray_add(&ids, x->message_id);
+    const char *p[1] = {pgarray_end(&ids)};
     if (p[0] && query_arg(s, "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
                           "AND state = 'sending' RETURNING message_id",
                           1, p, on_started_recorded, s) == 0) {
@@ -724,38 +731,12 @@ static void process(struct scheduler *s, const struct job *j)
     /* recorded for the whole batch at once: see flush_sent */
     char variant[16];
     snprintf(variant, sizeof variant, "%d", r.variant);
-    array_add(&s->sent_ids, j->message_id);
-    array_add(&s->sent_subjects, r.subject);
-    array_add(&s->sent_variants, r.variant >= 0 ? variant : NULL);
+    pgarray_add(&s->sent_ids, j->message_id);
+    pgarray_add(&s->sent_subjects, r.subject);
+    pgarray_add(&s->sent_variants, r.variant >= 0 ? variant : NULL);
     s->sent_total++;
     log_event(LOG_DEBUG, "scheduler", "sent", "enrollment", enr, "step", j->step_id, "to", j->email, NULL);
     compose_result_free(&r);
-}
-
-/* A PostgreSQL array literal built in a buf (start from {0}), element by
- * element: array_add writes v quoted, or SQL NULL for NULL; array_end
- * closes it ("{}" when empty) and returns its text, or NULL when memory
- * ran out. The buf is freed with buf_free either way. */
-static void array_add(struct buf *b, const char *v)
-{
-    buf_addc(b, b->len ? ',' : '{');
-    if (!v) {
-        buf_adds(b, "NULL");
-        return;
-    }
-    buf_addc(b, '"');
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_addc(b, '\\');
-        buf_addc(b, *p);
-    }
-    buf_addc(b, '"');
-}
-
-static const char *array_end(struct buf *b)
-{
-    buf_adds(b, b->len ? "}" : "{}");
-    return b->oom ? NULL : b->p;
 }
 
 /* Records every message of the batch that went out in one statement:
@@ -764,8 +745,8 @@ static const char *array_end(struct buf *b)
 static void flush_sent(struct scheduler *s)
 {
     int any = s->sent_ids.len > 0;
-    const char *p[5] = {array_end(&s->sent_ids), s->cycle_now_s, array_end(&s->sent_subjects), s->from_addr,
-                        array_end(&s->sent_variants)};
+    const char *p[5] = {pgarray_end(&s->sent_ids), s->cycle_now_s, pgarray_end(&s->sent_subjects), s->from_addr,
+                        pgarray_end(&s->sent_variants)};
     if (any && p[0] && p[2] && p[4])
         record(s,
                "SELECT relance_step_done(x.mid, $2, 'sent', 'captured', x.subject, $4, x.variant) "
@@ -841,11 +822,11 @@ static void load_sequences(struct scheduler *s)
         char id[24], ver[16];
         snprintf(id, sizeof id, "%lld", j->sequence_id);
         snprintf(ver, sizeof ver, "%d", j->version);
-        array_add(&ids, id);
-        array_add(&vers, ver);
+        pgarray_add(&ids, id);
+        pgarray_add(&vers, ver);
     }
     int missing = ids.len > 0;
-    const char *p[2] = {array_end(&ids), array_end(&vers)};
+    const char *p[2] = {pgarray_end(&ids), pgarray_end(&vers)};
     /* without memory for the question, each job is held as unreadable:
      * better than stuck */
     int rc = missing && p[0] && p[1]
@@ -1005,7 +986,7 @@ static void on_next_due(struct db *db, const PGresult *res, void *arg)
     s->running = 0;
     if (s->closing)
         return;
-    if (s->again && !s->cycle_empty) {
+    if (s->again && (!s->cycle_empty || s->lease_gained)) {
         s->again = 0;
         cycle_start(s);
         return;
@@ -1132,9 +1113,9 @@ static void claim_accounts(struct scheduler *s)
     struct buf ids = {0};
     for (size_t i = 0; i < s->n_held; i++)
         if (s->held[i]->leased)
-            array_add(&ids, s->held[i]->id_s);
+            pgarray_add(&ids, s->held[i]->id_s);
     int any = ids.len > 0;
-    const char *p[2] = {array_end(&ids), s->cycle_now_s};
+    const char *p[2] = {pgarray_end(&ids), s->cycle_now_s};
     if (!any || !p[0]) {
         buf_free(&ids);
         cycle_end(s, 0);
@@ -1169,6 +1150,7 @@ static void cycle_start(struct scheduler *s)
         return;
     }
     s->running = 1;
+    s->lease_gained = 0; /* this cycle asks with every account leased so far */
     uv_timer_stop(&s->timer);
     char batch[16];
     s->cycle_now = clock_now();
@@ -1214,15 +1196,21 @@ static void on_ignore(struct db *db, const PGresult *res, void *arg)
 
 /* The accounts this replica holds leases on. Entries are never freed
  * while the scheduler lives (jobs point at them); an account whose lease
- * went elsewhere is only marked not leased. */
+ * went elsewhere is only marked not leased. An account newly leased (at
+ * the start, or given up or left to expire by another replica) is
+ * claimed for at once, not at the next timer: the cycle that runs
+ * meanwhile asked without it. */
 static void on_held(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct scheduler *s = arg;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
         return;
-    for (size_t i = 0; i < s->n_held; i++)
+    int gained = 0;
+    for (size_t i = 0; i < s->n_held; i++) {
+        s->held[i]->was_leased = s->held[i]->leased;
         s->held[i]->leased = 0;
+    }
     for (int r = 0; r < PQntuples(res); r++) {
         long long id = atoll(PQgetvalue(res, r, 0));
         struct held *x = NULL;
@@ -1248,7 +1236,12 @@ static void on_held(struct db *db, const PGresult *res, void *arg)
             }
             s->held[s->n_held++] = x;
         }
+        gained |= !x->was_leased;
         x->leased = 1;
+    }
+    if (gained && !s->closing) {
+        s->lease_gained = 1;
+        cycle_start(s);
     }
 }
 
@@ -1296,11 +1289,11 @@ static void rescue_own(struct scheduler *s)
     struct buf keep = {0};
     for (size_t i = 0; i < s->n_jobs; i++)
         if (s->jobs[i].message_id)
-            array_add(&keep, s->jobs[i].message_id);
+            pgarray_add(&keep, s->jobs[i].message_id);
     for (struct sending *x = s->live; x; x = x->live_next)
-        array_add(&keep, x->message_id);
+        pgarray_add(&keep, x->message_id);
     now_param(now, sizeof now);
-    const char *p[3] = {now, s->replica, array_end(&keep)};
+    const char *p[3] = {now, s->replica, pgarray_end(&keep)};
     if (p[2] && query(s, "SELECT relance_rescue_own($1, $2, $3)", 3, p, on_rescued_own) < 0) {
         /* the connection went again: the next reconnect tries again */
     }
@@ -1397,6 +1390,7 @@ struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long err
         s->sender = sender_new(srv->loop, cfg, err, errlen);
         if (!s->sender)
             goto fail;
+        s->leasing = 1;
     }
     if (strcmp(cfg->transport, "capture") == 0 && capture_open(s->capture_dir) < 0) {
         snprintf(err, errlen, "cannot create the capture directory %s: %s", s->capture_dir, strerror(errno));
@@ -1458,9 +1452,52 @@ static void on_closed(uv_handle_t *h)
     close_step(h->data);
 }
 
+/* The answer to the release, or its failure (the connection went, or
+ * the server closed the database at SCHEDULER_CLOSE_MS). The release is
+ * the scheduler's last query: every earlier one has been answered or
+ * failed before it, so nothing of the database calls back after this. */
+static void on_leases_released(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    int ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok && s->leasing)
+        log_event(LOG_INFO, "scheduler", "account leases given up", "count", PQgetvalue(res, 0, 0), NULL);
+    else if (!ok && s->n_held) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : "no answer before the database closed");
+        msg[strcspn(msg, "\n")] = '\0';
+        log_event(LOG_WARN, "scheduler", "account leases not given up: they expire", "error", msg, NULL);
+    }
+    close_step(s);
+}
+
+/* The last step of the close, once nothing of this replica can go out
+ * any more (the sender has closed: every message is finished or given
+ * up): its account leases are given up in one statement, so that another
+ * replica takes them at its next renewal, not LEASE_TTL_S later. Given
+ * up earlier, another replica could claim from an account while a body
+ * of it is still on the wire here. Sent whenever the database is
+ * connected, leases or not: its answer is also the sign that no earlier
+ * query of the scheduler is pending. */
+static void leases_release(struct scheduler *s)
+{
+    struct db *db = s->srv->db;
+    const char *p[1] = {s->replica};
+    if (db && db_connected(db) &&
+        db_query(db, "SELECT relance_release_account_leases($1)", 1, p, on_leases_released, s) == 0)
+        return;
+    if (s->n_held)
+        log_event(LOG_WARN, "scheduler", "account leases not given up: they expire", "error", "database unavailable",
+                  NULL);
+    close_step(s);
+}
+
 static void on_sender_closed(void *arg)
 {
-    close_step(arg);
+    struct scheduler *s = arg;
+    leases_release(s);
+    close_step(s);
 }
 
 void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
@@ -1468,17 +1505,22 @@ void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
     s->closing = 1;
     s->on_closed = cb;
     s->closed_arg = arg;
-    s->pending_closes = 3;
+    s->pending_closes = 4; /* three timers, and the release */
     uv_close((uv_handle_t *)&s->release_timer, on_closed);
+    uv_close((uv_handle_t *)&s->timer, on_closed);
+    uv_close((uv_handle_t *)&s->lease_timer, on_closed);
     if (s->sender) {
-        /* messages in flight are abandoned; their rows stay 'sending' and
-         * the next start rescues them as 'unknown', never re-sent */
+        /* A body on the wire finishes, anything else is cut or
+         * deferred; either way its row stays 'sending' (outcomes are not
+         * written while closing) and a replica rescues it as 'unknown'
+         * (its body had started) or 'deferred' (nothing went out): never
+         * sent twice. The leases go once the sender has closed. */
         s->pending_closes++;
         sender_close(s->sender, on_sender_closed, s);
         s->sender = NULL;
+        return;
     }
-    uv_close((uv_handle_t *)&s->timer, on_closed);
-    uv_close((uv_handle_t *)&s->lease_timer, on_closed);
+    leases_release(s);
 }
 
 struct oauth2 *scheduler_oauth2(struct scheduler *s)

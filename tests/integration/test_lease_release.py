@@ -1,0 +1,279 @@
+"""A clean stop gives the account leases up (issue 14): replicas share one
+PostgreSQL and each sender account is leased by one of them at a time
+(renewed every 5 s, valid 30 s). Before, a replica stopped with SIGTERM
+kept its leases until they expired, so one restarted right after it sent
+nothing for up to 30 s.
+
+Two accounts: one on Postfix (tests/mailservers.py), one on a scripted
+plaintext SMTP server in this file that stops reading a body for HOLD
+seconds, for the one thing Postfix will not do on demand: keep a body on
+the wire while the replica stops. (Its socket takes little at a time and
+the body is large, so that the body cannot all sit in kernel buffers:
+relance is then still sending it. A held final reply would not do: libcurl
+7.88 waits for that reply blocking the loop, so the stop would only begin
+after it.)
+
+- replica A holds both leases; SIGTERM: it exits 0 and no lease of it is
+  left right after.
+- replica B, started at once, takes the leases and sends a due step within
+  a few seconds (far below the 30 s expiry; the figure is printed).
+- SIGTERM to B while a body of the slow account is being sent:
+  that account's lease stays B's while the body drains (another replica
+  could otherwise claim from it while a message of it may still go out),
+  and is gone once B exits.
+- replica C takes the leases; SIGKILL leaves them held (they expire as
+  before: nothing can give them up).
+- a database that does not answer (the leases table locked) does not hang
+  the stop: it ends within SCHEDULER_CLOSE_MS and the leases are left to
+  expire; nor does a database that is down."""
+import datetime
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness  # noqa: E402
+import mailservers  # noqa: E402
+from harness import relance  # noqa: E402
+
+HOLD = 3.0  # seconds the scripted server stops reading a body
+CLOSE_S = 12  # SCHEDULER_CLOSE_MS: how long a stop waits for the database
+FAST = "sender@acme.example"
+SLOW = "slow@acme.example"
+
+
+class SlowSMTP:
+    """A plaintext SMTP sink that, after the first bytes of a body, stops
+    reading for HOLD seconds; records when each body ended."""
+
+    def __init__(self):
+        self.stalled = False   # a body's first bytes came; the rest waits
+        self.resumed = False   # set just before the body is read on
+        self.bodies = []       # the time each final dot came
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # small windows and segments: what relance's kernel may buffer
+        # for us stays far below the body's size
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+        harness.at_exit(self.sock.close)
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def session(self, conn):
+        with conn:
+            try:
+                f = conn.makefile("rb")
+                conn.sendall(b"220 slow ESMTP\r\n")
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    verb = line.decode(errors="replace").strip().split(" ")[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        conn.sendall(b"250-slow\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n")
+                    elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+                        conn.sendall(b"250 2.0.0 Ok\r\n")
+                    elif verb == "DATA":
+                        conn.sendall(b"354 go ahead\r\n")
+                        got = 0
+                        while True:
+                            chunk = f.readline()
+                            if not chunk:
+                                return
+                            if chunk == b".\r\n":
+                                break
+                            got += len(chunk)
+                            if got > 2048 and not self.stalled:
+                                self.stalled = True
+                                time.sleep(HOLD)
+                                self.resumed = True
+                        self.bodies.append(time.time())
+                        conn.sendall(b"250 2.0.0 queued\r\n")
+                    elif verb == "QUIT":
+                        conn.sendall(b"221 2.0.0 Bye\r\n")
+                        return
+                    else:
+                        conn.sendall(b"502 5.5.2 Unknown command\r\n")
+            except OSError:
+                pass
+
+
+t = harness.Check("lease_release")
+t0 = time.time()
+ms = mailservers.MailServers(users=[(FAST, "pw")])
+slow = SlowSMTP()
+pg = harness.Postgres()
+tmp = harness.short_tempdir("rlr")
+cfg = os.path.join(tmp, "relance.yaml")
+with open(cfg, "w") as f:
+    f.write(f"""pools:
+  main:
+    accounts:
+      - email: {FAST}
+        smtp: smtp://127.0.0.1:{ms.submission_port}
+        password_env: PW
+        tls_ca_file: {ms.ca_file}
+  slow:
+    accounts:
+      - email: {SLOW}
+        smtp: smtp://127.0.0.1:{slow.port}
+        tls: none
+        auth: none
+""")
+env = {"DATABASE_URL": pg.url(), "RELANCE_CONFIG": cfg, "PW": "pw"}
+t.eq(relance("migrate", env=env).returncode, 0, "migrate")
+t.ok(pg.psql("SELECT count(*) FROM relance_migrations WHERE name = '015_release_account_leases.sql'") == [["1"]],
+     "relance migrate applied 015_release_account_leases.sql")
+# ~84 KB of text that goes out quoted-printable (~250 KB): far more than
+# the kernel buffers between relance and the slow server
+BIG = "".join(f"      {chr(0xe9) * 60}\n" for _ in range(700))
+for name, pool, body in (("fast", "main", "      Hi.\n"), ("slow", "slow", BIG)):
+    seq = os.path.join(tmp, f"{name}.yaml")
+    with open(seq, "w") as f:
+        f.write(f"name: {name}\nsender_pool: {pool}\n{mailservers.ALL_WEEK}\n"
+                f"steps:\n  - id: one\n    subject: Hello\n    body: |\n{body}")
+    t.eq(relance("apply", seq, env=env).returncode, 0, f"apply {name}")
+pg.psql("INSERT INTO contacts (email) VALUES ('b@prospects.example'), ('s@prospects.example')")
+
+
+def leases():
+    """{account email: (holder, unexpired)} for the account leases."""
+    rows = pg.psql("SELECT a.email, l.holder, l.expires_at > clock_timestamp() FROM leases l "
+                   "JOIN accounts a ON l.name = 'account:' || a.id ORDER BY a.email")
+    return {r[0]: (r[1], r[2] == "t") for r in rows}
+
+
+def held_by(serve):
+    """The accounts whose lease serve's replica holds, unexpired (the
+    replica's name carries its pid)."""
+    return sorted(e for e, (holder, live) in leases().items() if live and f"-{serve.proc.pid}-" in holder)
+
+
+def start():
+    s = harness.Serve(env)
+    s.wait_status("/readyz", 200)
+    return s
+
+
+def quiet(s, who):
+    out = s.output()
+    t.ok("runtime error" not in out and "AddressSanitizer" not in out and "handles left open" not in out,
+         f"{who}: sanitizers quiet, no handle left open", out[-2000:])
+
+
+# ---- A holds the leases; a clean stop gives them up
+a = start()
+t.eq(harness.wait_until(lambda: held_by(a) == [FAST, SLOW], 10), True, "replica A holds both account leases")
+stop_at = time.time()
+t.eq(a.stop(), 0, "A exits 0 on SIGTERM")
+left = leases()
+print(f"     A stopped in {time.time() - stop_at:.2f} s; account leases left: {left}")
+t.ok(all(not live for _, live in left.values()), "no unexpired account lease is left once A has stopped", str(left))
+quiet(a, "A")
+
+# ---- B, started right after, takes them and sends at once
+t.ok("enrolled 1" in relance("enroll", "--sequence", "fast", "--contact", "b@prospects.example", env=env).stdout,
+     "a step is due for the Postfix account")
+b_start = time.time()
+b = harness.Serve(env)
+sent = harness.wait_until(lambda: pg.psql("SELECT state FROM messages WHERE recipient = 'b@prospects.example'")
+                          == [["sent"]], 10, 0.05)
+took = time.time() - b_start
+print(f"     replica B sent the due step {took:.2f} s after it started (lease TTL 30 s)")
+t.ok(sent and took < 10, f"B took the released lease and sent within 10 s ({took:.2f} s)")
+t.eq(held_by(b), [FAST, SLOW], "B holds both account leases")
+t.eq(len(ms.wait_for("b@prospects.example", 1, 5)), 1, "the step arrived at Postfix's mailbox")
+
+# ---- SIGTERM to B while a body of the slow account is on the wire
+t.ok("enrolled 1" in relance("enroll", "--sequence", "slow", "--contact", "s@prospects.example", env=env).stdout,
+     "a step is due for the slow account")
+t.ok(harness.wait_until(lambda: slow.stalled, 10, 0.02), "B is sending a body the slow server does not read")
+time.sleep(0.3)  # relance fills what the kernel buffers, then waits to send the rest
+stop_at = time.time()
+b.proc.send_signal(signal.SIGTERM)
+draining = []  # whether the slow account was still B's, looked at while its body could not end
+while b.proc.poll() is None and time.time() - stop_at < 20:
+    held = SLOW in held_by(b)
+    if not slow.resumed:
+        draining.append(held)
+    time.sleep(0.1)
+rc = b.proc.wait(timeout=20)
+exited = time.time()
+t.eq(rc, 0, "B exits 0 on SIGTERM")
+t.ok(slow.bodies and slow.bodies[0] <= exited and exited - stop_at > HOLD - 1,
+     "B finished sending the body on the wire before exiting", f"{slow.bodies} exited {exited}")
+# The stop began while the body was still going out (the loop was free to
+# take the signal), not after it: else nothing here would be draining.
+began = re.search(r"^(\S+) info serve: stopping reason=SIGTERM", b.output(), re.M)
+began = began and datetime.datetime.fromisoformat(began.group(1).replace("Z", "+00:00")).timestamp()
+t.ok(began and slow.bodies and began < slow.bodies[0] - 1, "B began its stop while the body was still on the wire",
+     f"stop logged at {began}, body ended at {slow.bodies}")
+print(f"     B stopped in {exited - stop_at:.2f} s with a body stalled {HOLD} s by the server; "
+      f"{len(draining)} looks at the lease meanwhile")
+t.ok(len(draining) >= 3 and all(draining), "the slow account's lease stayed B's while its body drained",
+     str(draining))
+left = leases()
+t.ok(all(not live for _, live in left.values()), "no unexpired account lease is left once B has stopped", str(left))
+quiet(b, "B")
+
+# ---- SIGKILL: nothing gives the leases up, they expire as before
+c = start()
+t.eq(harness.wait_until(lambda: held_by(c) == [FAST, SLOW], 10), True, "replica C takes both leases at once")
+c.proc.send_signal(signal.SIGKILL)
+c.proc.wait()
+t.eq(held_by(c), [FAST, SLOW], "after SIGKILL the leases are still C's until they expire")
+quiet(c, "C")
+pg.psql("UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'")  # as 30 s later
+
+# ---- a database that does not answer: the stop ends all the same
+d = start()
+t.eq(harness.wait_until(lambda: held_by(d) == [FAST, SLOW], 10), True, "replica D takes the expired leases")
+# EXCLUSIVE: writes to leases wait (renewals, the release), reads do not
+locker = subprocess.Popen(["psql", "-X", "-q", pg.url() + "?application_name=locker", "-c",
+                           "BEGIN; LOCK TABLE leases IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+harness.at_exit(locker.kill)
+t.ok(harness.wait_until(lambda: pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                        "WHERE c.relname = 'leases' AND l.mode = 'ExclusiveLock' AND l.granted")
+                        == [["1"]], 10), "the leases table is locked")
+stop_at = time.time()
+rc = d.stop(timeout=CLOSE_S + 10)
+took = time.time() - stop_at
+print(f"     D stopped in {took:.2f} s with the leases table locked (bound {CLOSE_S} s)")
+t.eq(rc, 0, "D exits 0 on SIGTERM with a database that does not answer")
+t.ok(took < CLOSE_S + 3, f"D's stop is bounded ({took:.2f} s)")
+t.ok("account leases not given up" in d.output(), "D says its leases were not given up", d.output()[-2000:])
+t.eq(held_by(d), [FAST, SLOW], "D's leases are left to expire")
+quiet(d, "D")
+pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'")
+locker.wait()
+
+# ---- a database that is down: the stop does not wait for it
+e = start()
+pg.stop()
+time.sleep(0.5)
+stop_at = time.time()
+rc = e.stop(timeout=CLOSE_S + 10)
+took = time.time() - stop_at
+print(f"     E stopped in {took:.2f} s with PostgreSQL down")
+t.eq(rc, 0, "E exits 0 on SIGTERM with the database down")
+t.ok(took < 3, f"E's stop does not wait for a database that is down ({took:.2f} s)")
+quiet(e, "E")
+print(f"     wall time {time.time() - t0:.1f} s")
+t.done()
