@@ -38,6 +38,8 @@ struct channel {
     uint64_t last_used; /* loop time (ms) its last send ended */
     uint64_t held_since; /* loop time (ms) its body reached the point of no return */
     int token_retried; /* xoauth2: the server refused a token for the head once */
+    int local_retries; /* the head was tried again for want of descriptors (LOCAL_RETRIES) */
+    uint64_t retry_at; /* loop time (ms) to try the head again; 0: none due */
     char *bearer;      /* xoauth2: a copy of the token the head is sent with */
     struct sender *sender;
 };
@@ -64,6 +66,7 @@ struct sender {
     uv_timer_t drain_timer;   /* bounds that wait */
     uv_timer_t idle_timer;    /* closes connections left unused for smtp_idle_timeout */
     uint64_t idle_ms;
+    uint64_t sweep_ms;        /* idle_timer's period */
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -158,6 +161,7 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
     s->idle_timer.data = s;
     s->idle_ms = (uint64_t)cfg->smtp_idle_timeout * 1000;
     uint64_t every = s->idle_ms / 4 < 250 ? 250 : s->idle_ms / 4 > 5000 ? 5000 : s->idle_ms / 4;
+    s->sweep_ms = every;
     uv_timer_start(&s->idle_timer, on_idle_sweep, every, every);
     return s;
 nomem:
@@ -289,6 +293,15 @@ static void on_quit(struct smtp *smtp, void *arg)
  * one lost answer cannot stall the account's queue. */
 #define HOLD_MAX_MS 30000
 
+/* A send that failed for want of a descriptor here (smtp.c's local_errno)
+ * is relance's shortage, not the server's failure nor the account's: the
+ * message stays at the head and goes again after LOCAL_RETRY_MS, up to
+ * LOCAL_RETRIES times, before it is reported (deferred, retried in 10 min,
+ * not counted against the cap). Descriptors held by a burst come back
+ * within seconds (HTTP idle connections are closed after 10 s). */
+#define LOCAL_RETRY_MS 1000
+#define LOCAL_RETRIES 10
+
 /* Connections unused for smtp_idle_timeout are closed with QUIT (libcurl
  * itself would only drop them when the next transfer looks for one).
  * xoauth2 channels are left to that: their token, part of the connection's
@@ -305,6 +318,10 @@ static void on_idle_sweep(uv_timer_t *t)
             if (smtp_body_release(c->smtp, 0) < 0) {
                 /* not held any more: nothing to give up */
             }
+            continue;
+        }
+        if (c->smtp && !c->busy && c->head && c->retry_at && now >= c->retry_at) {
+            start_next(c); /* after a descriptor shortage */
             continue;
         }
         if (!c->smtp || c->busy || c->head || !c->connected || c->job.auth == SMTP_AUTH_XOAUTH2 ||
@@ -350,6 +367,7 @@ static void head_done(struct channel *c, const struct smtp_result *r)
     if (!c->head)
         c->tail = NULL;
     c->token_retried = 0;
+    c->local_retries = 0;
     c->sender->pending--;
     o->cb(r, o->arg);
     outgoing_free(o);
@@ -372,6 +390,16 @@ static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
     c->busy = 0;
     c->connected = r->reply_code != 0; /* a server answered: libcurl keeps its connection unless it failed */
     c->last_used = uv_now(c->sender->idle_timer.loop);
+    if (r->local_errno && !r->body_started && !c->sender->closing && c->local_retries < LOCAL_RETRIES) {
+        if (c->local_retries++ == 0)
+            log_event(LOG_WARN, "sender", "out of file descriptors: trying again shortly", "account", c->cfg->email,
+                      "error", r->text, NULL);
+        c->retry_at = c->last_used + LOCAL_RETRY_MS;
+        bearer_wipe(c);
+        /* the sweep picks it up: its next run, sooner */
+        uv_timer_start(&c->sender->idle_timer, on_idle_sweep, LOCAL_RETRY_MS, c->sender->sweep_ms);
+        return;
+    }
     if (r->outcome == SMTP_AUTH_FAILED && c->job.auth == SMTP_AUTH_XOAUTH2 && !r->body_started &&
         !c->token_retried && !c->sender->closing) {
         /* the token may have ended early or been revoked: one refresh,
@@ -439,6 +467,7 @@ static void on_token(int status, const char *token, const char *reason, void *ar
 
 static void start_next(struct channel *c)
 {
+    c->retry_at = 0;
     while (!c->busy && c->head) {
         if (c->job.auth == SMTP_AUTH_XOAUTH2) {
             /* a token for each message: the current one, or a fresh one */

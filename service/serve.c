@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "cli.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "migrate.h"
 #include "clock.h"
@@ -35,6 +36,35 @@ static void on_part_closed(void *arg)
 
 #define STOP_WATCHER_DEADLINE_MS 3000
 
+/* The database (pending queries fail, their callbacks see that), and the
+ * tick that bounded the wait for it. Those callbacks may end the
+ * scheduler's close, which comes back here: srv->db is cleared first. */
+static void close_db(struct server *srv)
+{
+    struct db *db = srv->db;
+    srv->db = NULL;
+    if (db) {
+        srv->pending_closes++;
+        db_close(db, on_part_closed, srv);
+    }
+    if (!uv_is_closing((uv_handle_t *)&srv->tick)) {
+        srv->pending_closes++;
+        uv_close((uv_handle_t *)&srv->tick, on_closed);
+    }
+}
+
+static void on_scheduler_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+    close_db(srv);
+}
+
+static void on_close_deadline(uv_timer_t *t)
+{
+    close_db(t->data); /* the scheduler's last query fails: its close goes on */
+}
+
 /* Everything but the watcher: own handles, the scheduler, the database,
  * the HTTP listener. */
 static void server_stop_rest(struct server *srv)
@@ -42,23 +72,22 @@ static void server_stop_rest(struct server *srv)
     if (srv->stopping_rest)
         return;
     srv->stopping_rest = 1;
-    uv_handle_t *own[] = {(uv_handle_t *)&srv->sigint, (uv_handle_t *)&srv->sigterm, (uv_handle_t *)&srv->sigusr1,
-                          (uv_handle_t *)&srv->tick};
+    uv_handle_t *own[] = {(uv_handle_t *)&srv->sigint, (uv_handle_t *)&srv->sigterm, (uv_handle_t *)&srv->sigusr1};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         srv->pending_closes++;
         uv_close(own[i], on_closed);
     }
-    /* The scheduler first (it stops starting queries), then the database:
-     * pending queries fail, their callbacks and requests see that. */
+    /* The scheduler first: it stops starting queries, lets its sender
+     * drain and gives its account leases up through the database, which
+     * stays open until it has closed, for at most SCHEDULER_CLOSE_MS
+     * (the tick then closes it). Then the database. */
     if (srv->scheduler) {
         srv->pending_closes++;
-        scheduler_close(srv->scheduler, on_part_closed, srv);
+        uv_timer_start(&srv->tick, on_close_deadline, SCHEDULER_CLOSE_MS, 0);
+        scheduler_close(srv->scheduler, on_scheduler_closed, srv);
         srv->scheduler = NULL;
-    }
-    if (srv->db) {
-        srv->pending_closes++;
-        db_close(srv->db, on_part_closed, srv);
-        srv->db = NULL;
+    } else {
+        close_db(srv);
     }
     if (srv->http) {
         srv->pending_closes++;
@@ -76,7 +105,7 @@ static void on_watcher_closed(void *arg)
 
 static void on_stop_deadline(uv_timer_t *t)
 {
-    server_stop_rest(t->data); /* the database's close ends the watcher's last query */
+    server_stop_rest(t->data); /* the database's close, once the scheduler's is done, ends the watcher's last query */
 }
 
 /* The watcher first: it gives its mailbox leases up through the database,
@@ -208,18 +237,26 @@ static void on_tick(uv_timer_t *t)
     check_ready(t->data);
 }
 
-static void on_db_state(struct db *db, int connected, const char *reason, void *arg)
+/* Up: readiness is checked at once (the schema). Down or read-only: not
+ * ready until the database is back, and /readyz says why; a read-only
+ * server is a lost primary, which db keeps reconnecting to find again. */
+static void on_db_state(struct db *db, enum db_link link, const char *reason, void *arg)
 {
     (void)db;
     struct server *srv = arg;
-    if (connected) {
+    if (link == DB_LINK_UP) {
         check_ready(srv);
         return;
     }
+    if (link == DB_LINK_READ_ONLY)
+        snprintf(srv->not_ready, sizeof srv->not_ready,
+                 "database is read-only, not the primary (%s): reconnecting until it takes writes",
+                 reason ? reason : "");
+    else
+        snprintf(srv->not_ready, sizeof srv->not_ready, "database unreachable: %s", reason ? reason : "");
     if (srv->migrated)
-        log_event(LOG_WARN, "serve", "not ready", "reason", "database unreachable", NULL);
+        log_event(LOG_WARN, "serve", "not ready", "reason", srv->not_ready, NULL);
     srv->migrated = 0;
-    snprintf(srv->not_ready, sizeof srv->not_ready, "database unreachable: %s", reason ? reason : "");
 }
 
 static void on_notify(struct db *db, const char *channel, const char *payload, void *arg)
@@ -302,7 +339,10 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     uv_signal_start(&srv.sigusr1, on_sigusr1, SIGUSR1);
     uv_timer_start(&srv.tick, on_tick, TICK_MS, TICK_MS);
 
-    srv.http = http_new(&loop, cfg->http_listen, api_handle, &srv, err, sizeof err);
+    /* before anything opens descriptors in numbers: raises the soft limit,
+     * and the HTTP listener gets what SMTP, IMAP and PostgreSQL leave */
+    unsigned http_max = fdlimit_raise(cfg);
+    srv.http = http_new(&loop, cfg->http_listen, http_max, api_handle, &srv, err, sizeof err);
     if (!srv.http) {
         fprintf(stderr, "relance: %s\n", err);
         fprintf(stderr, "relance: set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port\n");
@@ -327,7 +367,7 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
             server_stop(&srv, "startup failed");
         } else {
             char db[512], port[16];
-            config_url_redact(cfg->database_url, db, sizeof db);
+            config_conninfo_redact(cfg->database_url, db, sizeof db);
             snprintf(port, sizeof port, "%d", http_port(srv.http));
             log_event(LOG_INFO, "serve", "started", "version", RELANCE_VERSION, "listen", cfg->http_listen,
                       "port", port, "database", *db ? db : "(libpq defaults)", NULL);

@@ -24,11 +24,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000L
 #define DEFAULT_PHASE_TIMEOUT_MS 60000L
@@ -65,6 +68,9 @@ struct smtp {
     void (*quit_cb)(struct smtp *s, void *arg);
     void *quit_arg;
     int final_reply; /* a complete reply came after the body started */
+    int socket_errno; /* why libcurl's last socket() of this send failed, else 0 */
+    int utf8_rcpt;    /* the recipient's local part is UTF-8: SMTPUTF8 needed */
+    int utf8_refused; /* ...and MAIL FROM went without it: stop before RCPT */
 
     /* replies: the one being read and the last complete one */
     long cur_code;
@@ -206,7 +212,121 @@ enum smtp_outcome smtp_outcome_classify(CURLcode code, long reply_code, const ch
     return SMTP_DEFERRED;
 }
 
+/* ---- SMTPUTF8 (RFC 6531)
+ *
+ * libcurl 7.88 writes a recipient's domain as A-labels, and adds SMTPUTF8
+ * to MAIL FROM by itself when the server's EHLO offered it and an address
+ * of the transaction is not ASCII (lib/smtp.c, smtp_perform_mail); but it
+ * sends a UTF-8 local part in RCPT TO whether or not the server offered
+ * SMTPUTF8, which RFC 6531 3.2 forbids (and the message's To: header then
+ * holds raw UTF-8, valid only under SMTPUTF8: RFC 6532). So the channel
+ * reads the MAIL FROM libcurl wrote (on reused connections too, where no
+ * EHLO is seen) and, when it lacks SMTPUTF8 for such a recipient, ends the
+ * transfer at the server's reply to it: RCPT TO never goes out, and the
+ * message is refused for good, as a relaying MTA would bounce it (5.6.7). */
+
+static int utf8_local_part(const char *addr)
+{
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    for (const char *p = addr; p && p < at; p++)
+        if ((unsigned char)*p >= 0x80)
+            return 1;
+    return 0;
+}
+
+/* A command libcurl sent (CURLINFO_HEADER_OUT). */
+static void utf8_command(struct smtp *s, const char *data, size_t size)
+{
+    if (s->utf8_rcpt && size >= 10 && strncasecmp(data, "MAIL FROM:", 10) == 0)
+        s->utf8_refused = !memmem(data, size, " SMTPUTF8", 9);
+}
+
+/* The outcome of a transaction ended by utf8_command's finding. */
+static void utf8_refusal(struct smtp_result *r)
+{
+    r->outcome = SMTP_REJECTED_HARD; /* no retry can change the server's extensions */
+    r->reply_code = 553;
+    r->mail_accepted = 0;
+    snprintf(r->status, sizeof r->status, "5.6.7");
+    snprintf(r->text, sizeof r->text,
+             "not sent: the recipient's address has a non-ASCII local part, which needs SMTPUTF8 (RFC 6531), "
+             "and this server does not offer SMTPUTF8");
+}
+
+/* ---- out of descriptors
+ *
+ * libcurl 7.88 reports a socket() that failed as CURLE_COULDNT_CONNECT,
+ * the code of a server that does not answer, and keeps no errno for it
+ * (lib/cf-socket.c); its resolver's socket pair failing reads as a host
+ * that cannot be resolved, and the CA file that cannot be opened for TLS
+ * as a bad certificate file, after the server's greeting. Either way
+ * relance is short of descriptors, not the server at fault:
+ * on_open_socket keeps socket()'s errno, and a failure that can come from
+ * a local resource, with no error reply to explain it, also looks whether
+ * a descriptor can be had right now. */
+
+static int descriptors_short(int err)
+{
+    return err == EMFILE || err == ENFILE;
+}
+
+/* What libcurl says when a descriptor it needed could not be had. */
+static int may_be_local(CURLcode code)
+{
+    return code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_SSL_CACERT_BADFILE ||
+           code == CURLE_SSL_CERTPROBLEM || code == CURLE_SSL_CONNECT_ERROR || code == CURLE_FAILED_INIT;
+}
+
+/* EMFILE or ENFILE when the descriptors a connection needs at once (its
+ * socket, and the resolver's pair or the CA file) cannot be had now,
+ * else 0. Asked after the failed attempt let its own go, hence all three. */
+static int descriptors_short_now(void)
+{
+    int fds[3], n = 0, err = 0;
+    while (n < 3) {
+        fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fds[n] < 0) {
+            err = errno;
+            break;
+        }
+        n++;
+    }
+    while (n > 0)
+        close(fds[--n]);
+    return descriptors_short(err) ? err : 0;
+}
+
+/* The outcome of a send that could not get a descriptor: deferred, with
+ * what happened and the limit, no reply and nothing counted. */
+static void descriptor_shortage(struct smtp_result *r, int err)
+{
+    struct rlimit rl;
+    char limit[24] = "?";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        snprintf(limit, sizeof limit, "%llu", (unsigned long long)rl.rlim_cur);
+    r->outcome = SMTP_DEFERRED;
+    r->local_errno = err;
+    r->reply_code = 0;
+    r->status[0] = '\0';
+    r->mail_accepted = 0;
+    snprintf(r->text, sizeof r->text,
+             "out of file descriptors (limit %s): relance could not open a socket or file it needed (%s); "
+             "the server is not at fault",
+             limit, strerror(err));
+}
+
 /* ---- libcurl callbacks */
+
+/* libcurl's socket(), made here to keep errno when it fails. */
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct smtp *s = userp;
+    (void)purpose;
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        s->socket_errno = errno;
+    return fd;
+}
 
 static void append_text(struct smtp *s, const char *p, size_t n)
 {
@@ -255,6 +375,8 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userp)
 {
     struct smtp *s = userp;
     size_t total = size * nitems;
+    if (s->utf8_refused)
+        return 0; /* the reply to MAIL FROM: libcurl fails the transfer before RCPT TO */
     const char *p = buf, *end = buf + total;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -267,13 +389,15 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userp)
 
 /* Sees the commands libcurl sends (CURLINFO_HEADER_OUT) and nothing else
  * — not the AUTH lines' contents, not the body. libcurl sends RCPT TO only
- * after a 2xx to MAIL FROM. */
+ * after a 2xx to MAIL FROM; MAIL FROM tells whether it asked for SMTPUTF8. */
 static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *userp)
 {
     struct smtp *s = userp;
     (void)easy;
     if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0)
         s->mail_accepted = 1;
+    if (type == CURLINFO_HEADER_OUT)
+        utf8_command(s, data, size);
     return 0;
 }
 
@@ -334,6 +458,14 @@ static void finish(struct smtp *s, CURLcode code)
     }
     r.outcome = smtp_outcome_classify(code, r.reply_code, r.status, s->last_text, s->body_started,
                                       s->final_reply);
+    if (may_be_local(code) && !s->body_started && s->last_code < 400) {
+        int shortage = descriptors_short(s->socket_errno) ? s->socket_errno : descriptors_short_now();
+        if (shortage)
+            descriptor_shortage(&r, shortage);
+    }
+    if (s->utf8_refused)
+        utf8_refusal(&r);
+    s->utf8_refused = s->utf8_rcpt = 0;
     smtp_send_cb cb = s->cb;
     void *arg = s->arg;
     s->busy = 0;
@@ -519,6 +651,9 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->mail_accepted = 0;
     s->body_started = 0;
     s->final_reply = 0;
+    s->socket_errno = 0;
+    s->utf8_rcpt = utf8_local_part(job->rcpt_to);
+    s->utf8_refused = 0;
     s->cur_code = 0;
     s->cur_len = 0;
     s->cur_text[0] = '\0';
@@ -563,6 +698,8 @@ struct smtp *smtp_new(struct curl_uv *cu)
     bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETDATA, s) != CURLE_OK;
     /* verbose only feeds on_debug (which watches for RCPT TO); nothing is
      * printed */
     bad |= curl_easy_setopt(s->easy, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK;

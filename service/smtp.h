@@ -5,6 +5,11 @@
  * been idle for the job's idle_timeout_s. Transfers run on a shared
  * struct curl_uv, whose limits cap the open connections pool-wide.
  *
+ * A recipient with a UTF-8 local part goes only to a server that offers
+ * SMTPUTF8 (RFC 6531); elsewhere the send stops before RCPT TO, refused
+ * for good (rejected_hard, "553 5.6.7 not sent: ...": relance's words, not
+ * the server's).
+ *
  * One message, one recipient per smtp_send. The outcome says what the
  * server answered (reply code, enhanced status, text), what it means
  * (enum smtp_outcome, DESIGN semantic 6) and whether the point of no
@@ -89,6 +94,8 @@ struct smtp_result {
     CURLcode curl_code;
     int mail_accepted;        /* the server took MAIL FROM (what counts against an account's cap) */
     int body_started;         /* the point of no return was passed */
+    int local_errno;          /* EMFILE or ENFILE: relance was out of descriptors, the server had not refused
+                                 anything (deferred; the server is not at fault); else 0 */
 };
 
 struct smtp;

@@ -21,7 +21,7 @@ intervals (MailServers.deliver renames the file into the Maildir's new/:
 the moment it becomes visible over IMAP); relance's IMAP connections (its
 sockets to Dovecot's port, /proc/PID/fd against a sock_diag dump) are
 sampled every 0.1 s; its CPU (utime + stime, /proc/PID/stat) is read at
-both ends; its passes are counted: every pass's STATUS stamps
+both ends; its passes are counted: every pass's EXAMINE stamps
 mailbox_state.checked_at, polled every second (less than any interval, so
 a mailbox cannot be read twice between polls): each change is one pass.
 After the last round the replies are waited for; a reply's latency is its
@@ -274,7 +274,7 @@ class ConnectionSampler:
 
 
 class PassCounter:
-    """Counts the mailbox passes relance makes: every pass's STATUS stamps
+    """Counts the mailbox passes relance makes: every pass's EXAMINE stamps
     mailbox_state.checked_at; polled every `every` seconds (less than any
     watch interval, so a mailbox cannot be checked twice between polls),
     each change of a row's stamp is one pass. .gaps holds the seconds
@@ -344,7 +344,7 @@ class Watching:
             raise RuntimeError(f"relance serve exited {self.serve.proc.returncode}: {self.serve.output()[-2000:]}")
 
     def passed(self, since=None):
-        """How many mailboxes had a pass (a STATUS) since `since` (epoch),
+        """How many mailboxes had a pass (an EXAMINE) since `since` (epoch),
         by default since relance started."""
         return int(self.db.psql(f"SELECT count(*) FROM mailbox_state "
                                 f"WHERE checked_at >= to_timestamp({since or self.started})")[0][0])
@@ -540,6 +540,20 @@ def isolated(ctx, w, db, chosen, interval):
     return res
 
 
+def prepare(db, env, mailboxes, interval, max_connections, prefix):
+    """Dovecot with `mailboxes` logins, relance's configuration for them
+    and the database loaded (load()); returns (ms, config, cenv), cenv the
+    environment that runs relance with that configuration."""
+    work = harness.short_tempdir(prefix)
+    ms = mail_servers(mailboxes)
+    config = os.path.join(work, "relance.yaml")
+    write_config(config, ms, mailboxes, interval, max_connections=max_connections)
+    cenv = dict(env, RELANCE_CONFIG=config)
+    cenv[PASSWORD_ENV] = PASSWORD
+    load(db, cenv, work, mailboxes)
+    return ms, config, cenv
+
+
 def wait_detections(w, got, interval):
     """After the last round: waits for every reply of got["rounds"] to be
     recorded (2 intervals + 20 s at most); sets got["wait"]; returns
@@ -565,14 +579,8 @@ def run(ctx, db, env, mailboxes, replies, interval, diagnose):
     window or None, "ceiling": imaplib_ceiling() with `diagnose`}."""
     if mailboxes <= MAX_CONNECTIONS:
         raise ValueError("the bound assumes more mailboxes than imap_max_connections")
-    work = harness.short_tempdir("rbw")
     t0 = time.monotonic()
-    ms = mail_servers(mailboxes)
-    config = os.path.join(work, "relance.yaml")
-    write_config(config, ms, mailboxes, interval)
-    cenv = dict(env, RELANCE_CONFIG=config)
-    cenv[PASSWORD_ENV] = PASSWORD
-    load(db, cenv, work, mailboxes)
+    ms, config, cenv = prepare(db, env, mailboxes, interval, MAX_CONNECTIONS, "rbw")
     ctx.log(f"watch_latency: Dovecot with {mailboxes:,} mailboxes and the data ready in {time.monotonic() - t0:.1f}s")
     rng = random.Random(20260302)
     # each window's replies go to mailboxes no earlier one wrote to (while
@@ -631,13 +639,7 @@ def run_held(ctx, db, env, mailboxes, replies, interval):
     mailbox already read on its held connection. Returns {"rounds":
     [windows with "latencies" and "effects"], "first_pass", "undetected",
     "wait"}."""
-    work = harness.short_tempdir("rbh")
-    ms = mail_servers(mailboxes)
-    config = os.path.join(work, "relance.yaml")
-    write_config(config, ms, mailboxes, interval, max_connections=mailboxes)
-    cenv = dict(env, RELANCE_CONFIG=config)
-    cenv[PASSWORD_ENV] = PASSWORD
-    load(db, cenv, work, mailboxes)
+    ms, config, cenv = prepare(db, env, mailboxes, interval, mailboxes, "rbh")
     chosen = random.Random(20261207).sample(range(mailboxes), replies)
     got = {"rounds": []}
     w = Watching(db, cenv, ms, config, mailboxes)
@@ -697,13 +699,7 @@ def run_backlog(ctx, db, env, backlog, interval):
     round. Returns {"rate": [messages recorded a second], "latency":
     [seconds from the drop's start to the reply's record], "bound":
     [imaplib messages a second]}."""
-    work = harness.short_tempdir("rbb")
-    ms = mail_servers(1)
-    config = os.path.join(work, "relance.yaml")
-    write_config(config, ms, 1, interval, max_connections=1)
-    cenv = dict(env, RELANCE_CONFIG=config)
-    cenv[PASSWORD_ENV] = PASSWORD
-    load(db, cenv, work, 1)
+    ms, config, cenv = prepare(db, env, 1, interval, 1, "rbb")
     got = {"rate": [], "latency": [], "bound": []}
     w = Watching(db, cenv, ms, config, 1)
     try:
