@@ -603,6 +603,19 @@ static void box_fail(struct box *b, const char *what, const char *why)
 static void record_next(struct box *b);
 static void on_sized(struct imap *im, const struct imap_reply *r, void *arg);
 
+/* An IMAP command of a pass ended: 1 when it failed (the pass is over,
+ * or the watcher closing ended it), else 0. */
+static int pass_reply_failed(struct box *b, const struct imap_reply *r)
+{
+    if (r->status == -ECANCELED)
+        return 1; /* closing: box_task_end already ran */
+    if (r->status < 0) {
+        box_fail(b, "mailbox unreachable; retrying", r->text);
+        return 1;
+    }
+    return 0;
+}
+
 /* Why an IMAP command could not start. */
 static const char *start_error(int rc)
 {
@@ -717,8 +730,6 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
 {
     (void)im;
     struct box *b = arg;
-    if (r->status == -ECANCELED)
-        return; /* closing: box_task_end already ran */
     if (r->status == -E2BIG && b->n_batch > 1) {
         /* more than libcurl takes in one answer: the same messages, fewer
          * at a time (one at a time always passed) */
@@ -729,10 +740,8 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
         record_next(b);
         return;
     }
-    if (r->status < 0) {
-        box_fail(b, "mailbox unreachable; retrying", r->text);
+    if (pass_reply_failed(b, r))
         return;
-    }
     char asked[16], got[16];
     snprintf(asked, sizeof asked, "%zu", b->n_batch);
     snprintf(got, sizeof got, "%zu", r->n_messages);
@@ -820,12 +829,8 @@ static void on_sized(struct imap *im, const struct imap_reply *r, void *arg)
 {
     (void)im;
     struct box *b = arg;
-    if (r->status == -ECANCELED)
+    if (pass_reply_failed(b, r))
         return;
-    if (r->status < 0) {
-        box_fail(b, "mailbox unreachable; retrying", r->text);
-        return;
-    }
     size_t end = b->sized + (b->n_todo - b->sized < IMAP_SIZES_MAX ? b->n_todo - b->sized : IMAP_SIZES_MAX);
     /* both ascending by UID */
     for (size_t i = 0, k = b->sized; i < r->n_messages && k < end; k++) {
@@ -842,12 +847,8 @@ static void on_searched(struct imap *im, const struct imap_reply *r, void *arg)
 {
     (void)im;
     struct box *b = arg;
-    if (r->status == -ECANCELED)
+    if (pass_reply_failed(b, r))
         return;
-    if (r->status < 0) {
-        box_fail(b, "mailbox unreachable; retrying", r->text);
-        return;
-    }
     size_t n = r->n_uids > MAX_PER_PASS ? MAX_PER_PASS : r->n_uids;
     b->folder_more = r->n_uids > MAX_PER_PASS;
     b->more |= b->folder_more;
