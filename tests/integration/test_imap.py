@@ -191,14 +191,18 @@ stop_counting = threading.Event()
 
 
 def count_connections():
-    # ESTABLISHED TCP connections to Dovecot's ports, from /proc (no probe)
+    # ESTABLISHED TCP connections to Dovecot's ports, from /proc (no
+    # probe): the client ends, whose remote port is Dovecot's. (Matching
+    # the local port counted any other test's client socket that happened
+    # to get the same number as an ephemeral port: test_http_limits opens
+    # 2,000 of them.)
     ports = {f"{ms.imap_port:04X}", f"{ms.imaps_port:04X}"}
     while not stop_counting.is_set():
         n = 0
         with open("/proc/net/tcp") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) > 3 and fields[3] == "01" and fields[1].split(":")[1] in ports:
+                if len(fields) > 3 and fields[3] == "01" and fields[2].split(":")[1] in ports:
                     n += 1
         conns.append(n)
         time.sleep(0.01)
