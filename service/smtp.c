@@ -22,6 +22,8 @@
  * answer in milliseconds to a second; the phase timeout bounds the rest. */
 #include "smtp.h"
 
+#include "mta_words.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -133,30 +135,6 @@ size_t smtp_status_parse(const char *text, char *out, size_t out_size)
     return len;
 }
 
-static int text_has(const char *text, const char *const *needles)
-{
-    if (!text)
-        return 0;
-    for (; *needles; needles++) {
-        if (strcasestr(text, *needles))
-            return 1;
-    }
-    return 0;
-}
-
-/* Replies without a precise enhanced status: what their words say. Words
- * about the sender never make the recipient's address "unknown". */
-static const char *const hard_words[] = {
-    "user unknown", "unknown user", "no such user", "no such recipient", "unknown recipient",
-    "recipient not found", "mailbox not found", "does not exist", "doesn't exist", "invalid recipient",
-    "no such mailbox", "address not found", NULL,
-};
-static const char *const policy_words[] = {
-    "spam", "blocked", "blacklist", "blocklist", "block list", "reputation", "policy", "dnsbl", "spamhaus",
-    "denied", NULL,
-};
-static const char *const sender_words[] = {"sender", NULL};
-
 static enum smtp_outcome classify_5xx(const char *status, const char *text)
 {
     /* status is "5.S.D": subject and detail decide when given */
@@ -173,11 +151,24 @@ static enum smtp_outcome classify_5xx(const char *status, const char *text)
         if (!(subject == 0 && detail == 0))
             return SMTP_REJECTED_OTHER;
     }
-    /* no status, or the uninformative 5.0.0 */
-    if (text_has(text, hard_words) && !text_has(text, sender_words))
+    /* No status, or the uninformative 5.0.0: the words decide, read from
+     * the table the bounce classifier reads too (mta_words). Ambiguous
+     * wordings (OpenSMTPD's "Invalid recipient", also said for a routing
+     * rule's refusal) are rejected_other: retried, hard only after the
+     * third refusal, because suppressing a deliverable prospect for good
+     * costs more than two retries of an address that is really gone. */
+    switch (mta_words_reason(text)) {
+    case MTA_WORDS_USER_UNKNOWN:
+    case MTA_WORDS_HOST_UNKNOWN:
         return SMTP_REJECTED_HARD;
-    if (text_has(text, policy_words))
+    case MTA_WORDS_POLICY:
         return SMTP_REJECTED_POLICY;
+    case MTA_WORDS_AMBIGUOUS:
+    case MTA_WORDS_MAILBOX_FULL:
+    case MTA_WORDS_NONE:
+    case MTA_WORDS_REASON_COUNT:
+        break;
+    }
     return SMTP_REJECTED_OTHER;
 }
 

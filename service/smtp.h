@@ -32,7 +32,8 @@
 enum smtp_outcome {
     SMTP_SENT,            /* 2xx to the message */
     SMTP_DEFERRED,        /* 4xx at any phase; connection/TLS failure before the body */
-    SMTP_REJECTED_HARD,   /* 5xx: the address or its domain does not exist (5.1.x) */
+    SMTP_REJECTED_HARD,   /* 5xx: the address or its domain does not exist (5.1.x, or words that
+                             say so unambiguously when no precise status does: mta_words) */
     SMTP_REJECTED_POLICY, /* 5xx block: 5.7.x, spam, reputation */
     SMTP_REJECTED_OTHER,  /* any other 5xx */
     SMTP_AUTH_FAILED,     /* the server refused our credentials */

@@ -107,6 +107,29 @@ static const struct class_row class_rows[] = {
     {CURLE_SEND_ERROR, 550, "", "Requested action not taken: User unknown", 0, 0, SMTP_REJECTED_HARD},
     {CURLE_SEND_ERROR, 550, "5.0.0", "5.0.0 <x@y>... No such user", 0, 0, SMTP_REJECTED_HARD},
     {CURLE_SEND_ERROR, 550, "", "mailbox not found", 0, 0, SMTP_REJECTED_HARD},
+    /* "no such user" without an enhanced status, in each MTA's words
+     * (mta_words' table): hard at once */
+    {CURLE_SEND_ERROR, 550, "", "Unrouteable address", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "unrouteable ADDRESS", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "5.0.0", "5.0.0 <x@y>: Recipient address rejected: Unrouteable address", 0, 0,
+     SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "<x@y>: Recipient address rejected: User unknown in local recipient table", 0, 0,
+     SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "<x@y>... User unknown", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "sorry, no mailbox here by that name. (#5.1.1)", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "RESOLVER.ADR.RecipNotFound; not found", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "The email account that you tried to reach does not exist", 0, 0,
+     SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 550, "", "Unrouteable mail domain \"nowhere.example\"", 0, 0, SMTP_REJECTED_HARD},
+    /* ambiguous wordings are not hard on first sight: OpenSMTPD says
+     * "Invalid recipient" for routing-rule refusals too */
+    {CURLE_SEND_ERROR, 550, "", "Invalid recipient", 0, 0, SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 550, "5.0.0", "5.0.0 <x@y>: Recipient address rejected: Invalid recipient", 0, 0,
+     SMTP_REJECTED_OTHER},
+    {CURLE_SEND_ERROR, 550, "", "Requested action not taken: mailbox unavailable", 0, 0, SMTP_REJECTED_OTHER},
+    /* ...but a precise status still decides */
+    {CURLE_SEND_ERROR, 550, "5.1.1", "5.1.1 Invalid recipient", 0, 0, SMTP_REJECTED_HARD},
+    {CURLE_SEND_ERROR, 552, "", "Mailbox full", 0, 0, SMTP_REJECTED_OTHER},
     /* sender-side 5.1.x and "sender" words never make the recipient unknown */
     {CURLE_SEND_ERROR, 553, "5.1.8", "5.1.8 <a@acme.example>: Sender address rejected: Domain not found", 0, 0,
      SMTP_REJECTED_OTHER},
