@@ -17,6 +17,7 @@
 #include "classify.h"
 
 #include "mime.h"
+#include "mta_words.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1259,6 +1260,23 @@ static enum classify_reason reason_from_text(const char *ntext)
     for (size_t i = 0; i < sizeof reason_rules / sizeof reason_rules[0]; i++)
         if (wfind(ntext, reason_rules[i].pat))
             return reason_rules[i].reason;
+    /* The MTA wordings SMTP-time classification reads (mta_words), so a
+     * reply refused at RCPT and the same reply in a DSN mean the same.
+     * Ambiguous wording leaves the decision to the status code. */
+    switch (mta_words_reason(ntext)) {
+    case MTA_WORDS_USER_UNKNOWN:
+        return CLASSIFY_REASON_USER_UNKNOWN;
+    case MTA_WORDS_HOST_UNKNOWN:
+        return CLASSIFY_REASON_HOST_UNKNOWN;
+    case MTA_WORDS_MAILBOX_FULL:
+        return CLASSIFY_REASON_MAILBOX_FULL;
+    case MTA_WORDS_POLICY:
+        return CLASSIFY_REASON_POLICY;
+    case MTA_WORDS_AMBIGUOUS:
+    case MTA_WORDS_NONE:
+    case MTA_WORDS_REASON_COUNT:
+        break;
+    }
     return CLASSIFY_REASON_NONE;
 }
 
@@ -1328,11 +1346,24 @@ static const char *quoted_reply(const char *s)
 }
 
 /* A transcript that shows the reply to DATA, not to RCPT (Sendmail's
- * pipelined transcripts print ">>> DATA" too, then "503 need RCPT"). */
+ * pipelined transcripts print ">>> DATA" too, then the RCPT replies, then
+ * a 503 to DATA itself: no recipient was accepted). */
 static int data_stage_reply(const char *t)
 {
     return t && wfind(t, ">>> data <<< 5") && !wfind(t, "need rcpt") &&
-           !wfind(t, "no valid recipient");
+           !wfind(t, "no valid recipient") && !wfind(t, "<<< 503");
+}
+
+/* The refusal came at MAIL FROM: it is about our sender address or
+ * domain, whatever words it uses about "no such domain" (sisimai calls
+ * this "rejected"; it never makes the recipient's address hard). */
+static const char *const sender_stage[] = {"after mail from", "in reply to mail from",
+                                           "sender address rejected", NULL};
+
+static int sender_stage_reply(const char *ndiag, const char *nctx, const char *nwhole)
+{
+    return (ndiag && any_match(ndiag, sender_stage)) || (nctx && any_match(nctx, sender_stage)) ||
+           (nwhole && wfind(nwhole, "after mail from"));
 }
 
 static const char *const weak_unknown[] = {"user unknown", "unknown user", "no such user",
@@ -1376,6 +1407,16 @@ static enum classify_reason decide_reason(const char *ndiag, const char *nctx, c
         r = reason_from_status(status);
     if (r == CLASSIFY_REASON_NONE)
         r = CLASSIFY_REASON_UNKNOWN;
+    /* RFC 3463 X.3.2 "system not accepting network messages" in the
+     * permanent class (RFC 7504's 521): the host takes no mail at all */
+    if (status && status[0] == '5' && strncmp(status + 1, ".3.2", 4) == 0 &&
+        ((ndiag && wfind(ndiag, "not accepting network messages")) ||
+         (nctx && wfind(nctx, "not accepting network messages"))))
+        r = CLASSIFY_REASON_NOT_ACCEPT;
+    if (sender_stage_reply(ndiag, nctx, nwhole) ||
+        (status && status[0] && (strncmp(status + 1, ".1.7", 4) == 0 ||
+                                 strncmp(status + 1, ".1.8", 4) == 0)))
+        return CLASSIFY_REASON_SENDER;
     /* Bare "user unknown" wording without a 5.1.x code and without a
      * sign that RCPT was refused is how content and sender filters
      * answer too (after DATA, or behind a gateway). */
@@ -1387,7 +1428,11 @@ static enum classify_reason decide_reason(const char *ndiag, const char *nctx, c
             (nwhole && any_match(nwhole, data_stage)) || data_stage_reply(ndiag) ||
             data_stage_reply(nctx) || data_stage_reply(nwhole))
             r = CLASSIFY_REASON_FILTERED;
-        else if (status && status[0] == '4')
+        /* a generic 4.0.0 says nothing about time; "no MX found" for
+         * the domain does (sisimai: notaccept) */
+        else if (status && status[0] == '4' &&
+                 !(r == CLASSIFY_REASON_HOST_UNKNOWN && status_is_generic(status) &&
+                   ((ndiag && wfind(ndiag, "no mx found")) || (nctx && wfind(nctx, "no mx found")))))
             r = r == CLASSIFY_REASON_USER_UNKNOWN ? CLASSIFY_REASON_SYSTEM
                                                   : CLASSIFY_REASON_NETWORK;
     }
@@ -1875,8 +1920,11 @@ static char *new_text(const char *t)
             break;
         if (strncmp(l, "________________", 16) == 0 || strncmp(l, "begin forwarded", 15) == 0)
             break;
+        /* the attribution line of a quoted original, in each language */
         if (ll > 6 && (strcmp(l + ll - 6, "wrote:") == 0 || strstr(l, "a écrit") ||
-                       strstr(l, "schrieb") || strstr(l, "escribió:")))
+                       strstr(l, "schrieb") || strstr(l, "escribió:") ||
+                       strstr(l, "ha scritto") || strstr(l, "escreveu:") ||
+                       (strncmp(l, "op ", 3) == 0 && strstr(l, " schreef "))))
             break;
         if (strncmp(l, "on ", 3) == 0) {
             /* "On <date>, <name>" wrapped before "wrote:" */
@@ -1889,11 +1937,16 @@ static char *new_text(const char *t)
             if (l2l >= 6 && strcmp(l2 + l2l - 6, "wrote:") == 0)
                 break;
         }
+        /* an Outlook-style header block of the original: From / Sent in
+         * the reader's language */
         if ((strncmp(l, "from:", 5) == 0 || strncmp(l, "de :", 4) == 0 ||
-             strncmp(l, "de:", 3) == 0 || strncmp(l, "von:", 4) == 0) &&
+             strncmp(l, "de:", 3) == 0 || strncmp(l, "von:", 4) == 0 ||
+             strncmp(l, "da:", 3) == 0 || strncmp(l, "van:", 4) == 0) &&
             (strcasestr(next, "sent:") || strcasestr(next, "date:") ||
              strcasestr(next, "envoyé") || strcasestr(next, "gesendet:") ||
-             strcasestr(next, "enviado:") || strcasestr(next, "datum:")) &&
+             strcasestr(next, "enviado:") || strcasestr(next, "datum:") ||
+             strcasestr(next, "inviato:") || strcasestr(next, "verzonden:") ||
+             strcasestr(next, "data:") || strcasestr(next, "fecha:")) &&
             (size_t)(strcasestr(next, "\n") ? strcasestr(next, "\n") - next : 0) < 300)
             break;
         if (l[0] != '>') {
@@ -1912,56 +1965,135 @@ static char *new_text(const char *t)
     return b.p;
 }
 
+/* Subjects that vacation programs and mail clients put on their
+ * out-of-office answers ("Away:", "Auto:", "Automatic reply:",
+ * "Abwesenheitsnotiz:", "Réponse automatique :" ...), in the seven
+ * languages the lexicons cover. A subject is evidence, not proof: a
+ * person may answer "Re: absence policy". */
 static const char *const auto_subjects[] = {
-    "automatic reply", "auto reply", "autoreply", "auto-reply", "autoresponse",
-    "auto-response", "auto response", "autorespons", "auto:", "out of office",
-    "out of the office", "~ooo~", "away until", "away from", "on vacation", "vacation reply",
-    "on holiday", "on leave", "abwesenheit", "automatische antwort", "autoantwort",
-    "abwesend", "urlaub", "réponse automatique", "reponse automatique", "absence",
-    "absent", "en congé", "respuesta automática", "respuesta automatica",
-    "fuera de la oficina", "fuera de oficina", "ausente", "vacaciones", "autosvar", NULL};
+    /* en */
+    "automatic reply", "automated reply", "auto reply", "autoreply", "auto-reply",
+    "autoresponse", "auto-response", "auto response", "autorespons", "~auto:", "~away:",
+    "out of office", "out of the office", "out-of-office", "~ooo~", "away until", "away from",
+    "on vacation", "vacation reply", "on holiday", "on leave", "annual leave",
+    /* de */
+    "abwesenheit", "automatische antwort", "autoantwort", "abwesend", "urlaub",
+    "nicht im büro",
+    /* fr */
+    "réponse automatique", "reponse automatique", "~absence", "~absent", "en congé",
+    "hors du bureau", "auto-réponse",
+    /* es */
+    "respuesta automática", "respuesta automatica", "fuera de la oficina", "fuera de oficina",
+    "~ausente", "~ausencia", "vacaciones",
+    /* it */
+    "risposta automatica", "fuori ufficio", "fuori sede", "~assente", "~in ferie",
+    /* pt */
+    "resposta automática", "resposta automatica", "fora do escritório", "~férias",
+    "~ausência",
+    /* nl */
+    "automatisch antwoord", "~afwezig", "niet aanwezig", "~vakantie", "~autosvar", NULL};
 
+/* Out-of-office wording: each match is one point of evidence. */
 static const char *const ooo_phrases[] = {
+    /* en */
     "out of the office", "out of office", "away from the office", "away from my desk",
-    "currently away", "currently out", "i am away", "i'm away", "on vacation", "on holiday",
-    "on annual leave", "on leave", "on maternity", "on paternity", "limited access to",
-    "upon my return", "on my return", "when i return", "after my return", "i will be back",
-    "i'll be back", "will return on", "returning on", "returning to the office",
-    "back in the office", "back in office", "no longer with", "no longer in use",
-    "no longer monitored", "not monitored", "no longer work", "thank you for your e-mail",
-    "thank you for your email", "thank you for your message", "thanks for your email",
-    "thanks for your message", "will endeavour to", "will reply as soon as",
-    "will respond as soon as", "get back to you as soon", "respond to your email",
-    "automatic reply", "automated response", "automatic response", "auto-reply",
-    "this is an automat", "je suis absent", "je serai absent", "absent du bureau",
-    "absente du bureau", "en congé", "en vacances", "de retour le", "de retour au bureau",
-    "accès limité", "réponse automatique", "ne serai pas disponible",
+    "currently away", "currently out", "i am away", "i'm away", "~will be away",
+    "~away until", "on vacation", "on holiday", "on annual leave", "on leave", "on maternity",
+    "on paternity", "on parental leave", "on sick leave", "limited access to",
+    "upon my return", "on my return", "when i return", "after my return", "when i get back",
+    "when i'm back", "i will be back", "i'll be back", "will return on", "returning on",
+    "returning to the office", "back in the office", "back in office", "no longer with",
+    "no longer in use", "no longer monitored", "not monitored", "no longer work",
+    "thank you for your e-mail", "thank you for your email", "thank you for your message",
+    "thanks for your email", "thanks for your message", "will endeavour to",
+    "will reply as soon as", "will respond as soon as", "get back to you as soon",
+    "respond to your email", "automatic reply", "automated response", "automatic response",
+    "auto-reply", "this is an automat", "will read your mail", "will read your e-mail",
+    "will read your message", "urgent matters", "for anything urgent",
+    /* fr */
+    "je suis absent", "je serai absent", "absent du bureau", "absente du bureau", "en congé",
+    "en vacances", "de retour le", "de retour au bureau", "je serai de retour",
+    "accès limité", "réponse automatique", "ne serai pas disponible", "hors du bureau",
+    "à mon retour", "dès mon retour", "je prendrai connaissance", "en déplacement jusqu",
+    "en cas d'urgence",
+    /* de */
     "nicht im büro", "außer haus", "ausser haus", "abwesend", "im urlaub", "wieder im büro",
     "wieder erreichbar", "keinen zugriff", "automatische antwort", "eingeschränkt",
-    "estoy fuera", "fuera de la oficina", "de vacaciones", "ausente", "regresaré",
-    "volveré", "estaré de vuelta", "acceso limitado", "respuesta automática",
-    "no estaré disponible", NULL};
+    "nach meiner rückkehr", "nicht weitergeleitet", "in dringenden fällen",
+    "vielen dank für ihre nachricht", "bin ich wieder",
+    /* es */
+    "estoy fuera", "estaré fuera", "me encuentro fuera", "fuera de la oficina",
+    "de vacaciones", "ausente", "regresaré", "volveré", "estaré de vuelta", "acceso limitado",
+    "respuesta automática", "no estaré disponible", "a mi regreso", "a mi vuelta",
+    "gracias por su mensaje", "asuntos urgentes", "en caso de urgencia",
+    /* it */
+    "fuori ufficio", "fuori sede", "in ferie", "sarò assente", "sono assente",
+    "al mio rientro", "accesso limitato", "risposta automatica", "non sarò raggiungibile",
+    "per urgenze", "grazie per la sua email", "grazie per il suo messaggio",
+    /* pt */
+    "fora do escritório", "de férias", "acesso limitado", "quando regressar",
+    "assim que regressar", "no meu regresso", "quando voltar", "estarei fora",
+    "estou fora", "resposta automática", "assuntos urgentes", "obrigado pela sua mensagem",
+    /* nl */
+    "~afwezig", "met vakantie", "op vakantie", "niet aanwezig", "beperkt toegang",
+    "na terugkomst", "na mijn terugkomst", "weer aanwezig", "weer bereikbaar",
+    "automatisch antwoord", "dringende zaken", "niet op kantoor", "bedankt voor uw bericht",
+    NULL};
 
 static const char *const interest_phrases[] = {
     "interested", "let's", "lets talk", "sounds good", "sounds great", "happy to",
     "schedule a", "book a", "set up a call", "send me more", "tell me more", "intéress",
-    "interessiert", "interesa", "parlons", "gerne", "me gustaría", NULL};
+    "interessiert", "interesa", "parlons", "gerne", "me gustaría", "possiamo sentirci",
+    "podemos falar", "graag even", NULL};
 
+/* A person asking to be taken off the list, in the seven languages. Read
+ * only in what the person wrote (new_text): our own footer quoted below
+ * a reply says "unsubscribe" too. */
 static const char *const unsub_phrases[] = {
+    /* en */
     "unsubscribe", "remove me", "take me off", "remove my email", "remove my address",
     "remove us from", "remove from your list", "remove from your mailing",
+    "remove * from your * list", "take * off your * list", "off your mailing list",
+    "off your distribution list", "delete * from your * list",
     "stop emailing", "stop sending", "stop contacting", "stop writing",
     "do not contact me", "don't contact me", "do not email me", "don't email me",
     "do not send me", "don't send me", "opt me out", "opt out", "no more emails",
+    /* fr */
     "désinscri", "desinscri", "désabonn", "desabonn", "retirez-moi", "retirez moi",
     "supprimez-moi", "supprimez moi", "ne plus recevoir", "ne me contactez plus",
     "arrêtez de m'envoyer", "retirer de votre liste", "retirez mon adresse",
+    "supprimer mon adresse", "supprimez mon adresse", "retirer mon adresse",
+    "me retirer de", "de vos listes", "de votre liste de diffusion", "de votre fichier",
+    "ne plus m'écrire", "ne plus me contacter", "ne plus m'envoyer",
+    /* de */
     "abmelden", "austragen", "tragen sie mich", "entfernen sie mich", "löschen sie mich",
+    "nehmen sie mich aus", "streichen sie mich", "aus ihrem verteiler",
+    "aus dem verteiler", "aus ihrer liste", "aus ihrem e-mail-verteiler", "abbestellen",
     "keine weiteren e-mails", "keine e-mails mehr", "keine emails mehr",
-    "nicht mehr kontaktieren", "nicht mehr anschreiben", "darme de baja", "dar de baja",
-    "dame de baja", "denme de baja", "elimíname", "eliminarme", "elimínenme", "bórrame",
-    "borrarme", "no me contacte", "no me contactes", "no me escriba", "no me escribas",
-    "no quiero recibir", "quitarme de", "sacarme de", NULL};
+    "keine weiteren nachrichten", "nicht mehr kontaktieren", "nicht mehr anschreiben",
+    /* es */
+    "darme de baja", "dar de baja", "dame de baja", "denme de baja", "elimíname",
+    "eliminarme", "elimínenme", "elimíneme", "elimineme", "eliminen mi", "elimine mi",
+    "bórrame", "borrarme", "bórrenme", "borren mi", "no me contacte", "no me contactes",
+    "no me escriba", "no me escribas", "no me envíen", "no me envíe", "dejen de enviar",
+    "deje de enviar", "no quiero recibir", "quitarme de", "sacarme de",
+    "de su lista de correo", "de vuestra lista",
+    /* it */
+    "cancellarmi", "cancellami", "cancellatemi", "rimuovermi", "rimuovetemi",
+    "rimuovere il mio indirizzo", "dalla vostra lista", "dalla vostra mailing list",
+    "dalla sua lista", "non contattarmi", "non scrivermi", "non inviatemi", "disiscriv",
+    "non voglio più ricevere",
+    /* pt */
+    "remover meu", "remover o meu", "removam o meu", "retirem o meu", "retire o meu",
+    "retire meu", "da vossa lista", "da sua lista", "descadastr", "cancelar a subscrição",
+    "não quero receber", "deixem de enviar", "parem de enviar", "não me enviem",
+    "remova-me", "removam-me", "tirem-me",
+    /* nl */
+    "afmelden", "uitschrijven", "schrijf mij uit", "schrijf me uit", "van uw verzendlijst",
+    "van uw mailinglijst", "uit uw mailinglijst", "van jullie lijst", "van uw lijst",
+    "uit uw bestand", "mij verwijderen", "me verwijderen", "verwijder mij", "verwijder me",
+    "haal mij", "haal me", "geen e-mails meer", "niet meer mailen", "niet meer benaderen",
+    NULL};
 
 static int subject_is_unsubscribe(const char *subj)
 {
@@ -1969,8 +2101,11 @@ static int subject_is_unsubscribe(const char *subj)
     for (;;) {
         while (*s == ' ')
             s++;
-        if (strncmp(s, "re:", 3) == 0 || strncmp(s, "aw:", 3) == 0 || strncmp(s, "tr:", 3) == 0)
+        if (strncmp(s, "re:", 3) == 0 || strncmp(s, "aw:", 3) == 0 || strncmp(s, "tr:", 3) == 0 ||
+            strncmp(s, "sv:", 3) == 0 || strncmp(s, "ri:", 3) == 0)
             s += 3;
+        else if (strncmp(s, "r:", 2) == 0)
+            s += 2;
         else if (strncmp(s, "re :", 4) == 0)
             s += 4;
         else
@@ -1978,8 +2113,10 @@ static int subject_is_unsubscribe(const char *subj)
     }
     static const char *const words[] = {"unsubscribe", "remove", "remove me", "stop",
                                         "désinscription", "desinscription", "désabonnement",
-                                        "abmelden", "baja", "darse de baja", "opt out",
-                                        "opt-out", NULL};
+                                        "désinscrire", "abmelden", "austragen", "baja",
+                                        "darse de baja", "opt out", "opt-out", "cancellami",
+                                        "cancellazione", "disiscrivimi", "remover",
+                                        "descadastrar", "afmelden", "uitschrijven", NULL};
     for (size_t i = 0; words[i]; i++) {
         size_t l = strlen(words[i]);
         if (strncmp(s, words[i], l) == 0) {
@@ -2001,7 +2138,8 @@ static int header_says_auto(const struct msg *m)
         return 1;
     static const char *const flags[] = {"X-Autoreply", "X-Autorespond", "X-Autoresponder",
                                         "X-AutoReply-From", "X-Mail-Autoreply",
-                                        "X-Autogenerated", "X-Vacation", "X-Auto-Reply", NULL};
+                                        "X-Autogenerated", "X-Vacation", "X-Auto-Reply",
+                                        "X-Autoresponse", "X-Auto-Response", NULL};
     for (size_t i = 0; flags[i]; i++) {
         const char *v = mime_headers_get(h, flags[i]);
         if (v && strncasecmp(v, "no", 2) != 0 && strncasecmp(v, "false", 5) != 0)
@@ -2011,8 +2149,9 @@ static int header_says_auto(const struct msg *m)
     if (apple && strcasestr(apple, "vacation"))
         return 1;
     const char *prec = mime_headers_get(h, "Precedence");
+    /* vacation(1) and most list servers mark what no person wrote */
     if (prec && (strcasestr(prec, "auto_reply") || strcasestr(prec, "bulk") ||
-                 strcasestr(prec, "junk")))
+                 strcasestr(prec, "junk") || strcasestr(prec, "list")))
         return 1;
     return 0;
 }

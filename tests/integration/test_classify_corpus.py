@@ -1,10 +1,16 @@
 #!/usr/bin/python3
 """Runs `relance classify` over the shared mail corpus and compares kinds.
 
-Reads ../shared/corpora/mail/manifest.tsv (relative to $RELANCE_SOURCE_DIR),
-classifies every listed message in a few batched calls, prints the confusion
-table, per-kind agreement, and for bounces how often the status and the
-recipients agree with the labels. Fails below 97 % agreement on kind.
+Reads ../shared/corpora/mail/manifest.tsv and manifest-2.tsv (relative to
+$RELANCE_SOURCE_DIR), classifies every listed message in a few batched calls,
+prints the confusion table, per-kind agreement for each manifest and over
+both, the hard/soft bounce confusion (a soft bounce called hard suppresses a
+deliverable address), and for bounces how often the status and the
+recipients agree with the labels. Fails below 97 % agreement on kind on
+manifest.tsv (the bar since it was written), or below 96.5 % over both
+manifests: today's figure, held so that it can only go up. The target over
+both is 97 % (issue 15, open); the disagreements left are listed, several
+of them labels that contradict the message's own words.
 Skips (exit 77) with a visible line only when the corpus is absent.
 
 Environment: RELANCE_BIN (the binary), RELANCE_SOURCE_DIR (the checkout),
@@ -17,7 +23,8 @@ import sys
 
 KINDS = ["human_reply", "auto_reply", "hard_bounce", "soft_bounce",
          "unsubscribe_request", "other"]
-THRESHOLD = 0.97
+THRESHOLD = 0.965        # over every manifest: a ratchet at today's 472/489 (the target is 0.97)
+MANIFEST_THRESHOLD = {"manifest.tsv": 0.97}
 
 
 def locate_corpus():
@@ -29,16 +36,24 @@ def locate_corpus():
     return corpus
 
 
-def read_manifest(corpus):
+MANIFESTS = ["manifest.tsv", "manifest-2.tsv"]
+
+
+def read_manifest(corpus, name):
     rows = []
-    with open(os.path.join(corpus, "manifest.tsv"), encoding="utf-8") as f:
+    path = os.path.join(corpus, name)
+    if not os.path.isfile(path):
+        return rows
+    with open(path, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
         for line in f:
             if not line.strip():
                 continue
             cols = line.rstrip("\n").split("\t")
             cols += [""] * (len(header) - len(cols))
-            rows.append(dict(zip(header, cols)))
+            row = dict(zip(header, cols))
+            row["manifest"] = name
+            rows.append(row)
     return rows
 
 
@@ -77,8 +92,10 @@ def main():
         print("RELANCE_BIN is not set to an executable relance binary")
         return 1
     verbose = os.environ.get("CLASSIFY_CORPUS_VERBOSE") == "1"
-    rows = read_manifest(corpus)
-    got = classify(binary, corpus, [r["file"] for r in rows])
+    rows = []
+    for name in MANIFESTS:
+        rows += read_manifest(corpus, name)
+    got = classify(binary, corpus, sorted({r["file"] for r in rows}))
 
     confusion = {k: {g: 0 for g in KINDS + ["missing"]} for k in KINDS}
     agree = 0
@@ -122,7 +139,7 @@ def main():
         if n:
             print("%-*s %3d/%3d  %5.1f %%" % (width, k, confusion[k][k], n,
                                               100.0 * confusion[k][k] / n))
-    print("kind agreement: %d/%d = %.1f %% (needs %.0f %%)" % (
+    print("kind agreement: %d/%d = %.1f %% (needs %.1f %%; the target is 97 %%)" % (
         agree, total, 100.0 * ratio, 100 * THRESHOLD))
     if status_total:
         print("bounce status agreement: %d/%d = %.1f %%" % (
@@ -130,12 +147,42 @@ def main():
     if rcpt_total:
         print("bounce recipient agreement: %d/%d = %.1f %%" % (
             rcpt_agree, rcpt_total, 100.0 * rcpt_agree / rcpt_total))
+    print()
+    failed = ratio < THRESHOLD
+    for name in MANIFESTS:
+        sub = [r for r in rows if r["manifest"] == name]
+        if not sub:
+            continue
+        ok = sum(1 for r in sub if got.get(r["file"], ("missing",))[0] == r["kind"])
+        need = MANIFEST_THRESHOLD.get(name)
+        print("%s: %d/%d = %.1f %%%s" % (name, ok, len(sub), 100.0 * ok / len(sub),
+                                         " (needs %.0f %%)" % (100 * need) if need else ""))
+        if need and ok < need * len(sub):
+            failed = True
+        for k in KINDS:
+            n = sum(1 for r in sub if r["kind"] == k)
+            if n:
+                m = sum(1 for r in sub if r["kind"] == k
+                        and got.get(r["file"], ("missing",))[0] == k)
+                print("  %-*s %3d/%3d  %5.1f %%" % (width, k, m, n, 100.0 * m / n))
+    print()
+    print("hard/soft bounce confusion (rows: expected, columns: classified)")
+    bounce_cols = ["hard_bounce", "soft_bounce", "not a bounce"]
+    print("%-12s %s" % ("", " ".join("%12s" % c for c in bounce_cols)))
+    for want in ("hard_bounce", "soft_bounce"):
+        counts = {c: 0 for c in bounce_cols}
+        for r in rows:
+            if r["kind"] != want:
+                continue
+            kind = got.get(r["file"], ("missing",))[0]
+            counts[kind if kind in counts else "not a bounce"] += 1
+        print("%-12s %s" % (want, " ".join("%12d" % counts[c] for c in bounce_cols)))
     if misses:
         print("\ndisagreements:")
         for f, want, kind, status, rcpts in misses:
             print("  %s: expected %s, got %s (status %s, recipients %s)" % (
                 f, want, kind, status, rcpts))
-    return 0 if ratio >= THRESHOLD else 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-/* Unit tests of classify: the kinds in English, French, German and
- * Spanish, return dates, the traps (a person who mentions being out of
+/* Unit tests of classify: the kinds in English, French, German,
+ * Spanish, Italian, Portuguese and Dutch, vacation-program replies, return dates, the traps (a person who mentions being out of
  * office, a quoted auto-reply, a DSN that carries Auto-Submitted),
  * bounce status/recipient/Message-ID, encodings and hostile input.
  * Table-driven. */
@@ -203,6 +203,62 @@ static const struct row rows[] = {
      "Final-Recipient: rfc822; bob@prospect.example\nAction: failed\nStatus: 5.0.0\n"
      "Diagnostic-Code: smtp; 550 Unknown user\n--B--\n",
      CLASSIFY_SOFT_BOUNCE, NULL, "bob@prospect.example", NULL},
+
+    /* ---- generalisation: vacation programs, seven languages, MAIL FROM ---- */
+    {"vacation program: Away subject, no Auto-Submitted",
+     HDR("Sam <sam@prospect.example>", "Away: faster follow-ups", "")
+     "I am on vacation until Monday 2 December and will read your mail when I get back.\n",
+     CLASSIFY_AUTO_REPLY, NULL, NULL, "2024-12-02"},
+    {"Precedence: bulk and an away text", HDR("Sam <sam@prospect.example>", "Re: faster follow-ups",
+                                             "Precedence: bulk\n")
+     "I am away until 2 December.\n",
+     CLASSIFY_AUTO_REPLY, NULL, NULL, NULL},
+    {"it vacation, no header", HDR("Marco <marco@prospect.example>", "Fuori sede: la vostra offerta", "")
+     "Grazie per la sua email. Sarò in ferie e risponderò al mio rientro.\n",
+     CLASSIFY_AUTO_REPLY, NULL, NULL, NULL},
+    {"nl vacation, no header", HDR("Daan <daan@prospect.example>", "Afwezig: uw aanbod", "")
+     "Bedankt voor uw bericht. Ik ben met vakantie en lees mijn e-mail na terugkomst.\n",
+     CLASSIFY_AUTO_REPLY, NULL, NULL, NULL},
+    {"pt vacation, no header", HDR("Joao <joao@prospect.example>", "Ausente: a sua proposta", "")
+     "Obrigado pela sua mensagem. Estarei de f\xc3\xa9rias e responderei assim que regressar.\n",
+     CLASSIFY_AUTO_REPLY, NULL, NULL, NULL},
+    {"es unsubscribe in words", HDR("Ana <ana@prospect.example>", "RE: su oferta", REPLY)
+     "Por favor, elim\xc3\xadneme de su lista de correo.\n",
+     CLASSIFY_UNSUBSCRIBE_REQUEST, NULL, NULL, NULL},
+    {"de unsubscribe in words", HDR("Jan <jan@prospect.example>", "AW: Ihr Angebot", REPLY)
+     "Bitte nehmen Sie mich aus Ihrem Verteiler.\n",
+     CLASSIFY_UNSUBSCRIBE_REQUEST, NULL, NULL, NULL},
+    {"nl unsubscribe in words", HDR("Daan <daan@prospect.example>", "Re: uw aanbod", REPLY)
+     "Haal mij alstublieft van uw verzendlijst.\n",
+     CLASSIFY_UNSUBSCRIBE_REQUEST, NULL, NULL, NULL},
+    {"it short no over an Outlook-quoted footer", HDR("Marco <marco@prospect.example>",
+                                                     "R: la vostra offerta", REPLY)
+     "Non mi interessa, grazie.\n\nDa: Alice <alice@acme.example>\nInviato: luned\xc3\xac 25 novembre 2024\n"
+     "Oggetto: la vostra offerta\n\nSe non desidera altre email, risponda cancellami.\n",
+     CLASSIFY_HUMAN_REPLY, NULL, NULL, NULL},
+    {"nl short no over a quoted footer", HDR("Daan <daan@prospect.example>", "Re: uw aanbod", REPLY)
+     "Geen interesse, bedankt.\n\nOp ma 25 nov. 2024 om 09:00 schreef Alice <alice@acme.example>:\n"
+     "Wilt u geen e-mails meer? Antwoord met afmelden.\n",
+     CLASSIFY_HUMAN_REPLY, NULL, NULL, NULL},
+    {"exim: refused after MAIL FROM is about our sender (soft)",
+     HDR("Mail Delivery System <Mailer-Daemon@mx.acme.example>",
+         "Mail delivery failed: returning message to sender",
+         "X-Failed-Recipients: bob@prospect.example\nAuto-Submitted: auto-replied\n")
+     "A message that you sent could not be delivered to one or more of its\n"
+     "recipients. This is a permanent error. The following address(es) failed:\n\n"
+     "  bob@prospect.example\n    host mx.prospect.example [192.0.2.1]\n"
+     "    SMTP error from remote mail server after MAIL FROM:<alice@acme.example>:\n"
+     "    550 5.1.7 No such domain acme.example\n\n"
+     "------ This is a copy of the message, including all the headers. ------\n\n"
+     "Message-ID: <step2@acme.example>\nTo: bob@prospect.example\n\nHi Bob\n",
+     CLASSIFY_SOFT_BOUNCE, "5.1.7", "bob@prospect.example", NULL},
+    {"521 5.3.2 not accepting network messages (hard)",
+     HDR("MAILER-DAEMON@mx.acme.example", "Undelivered Mail Returned to Sender",
+         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n")
+     "--B\nContent-Type: message/delivery-status\n\n"
+     "Final-Recipient: rfc822; bob@prospect.example\nAction: failed\nStatus: 5.3.2\n"
+     "Diagnostic-Code: smtp; 521 5.3.2 <bob@prospect.example>: System not accepting network messages\n--B--\n",
+     CLASSIFY_HARD_BOUNCE, "5.3.2", "bob@prospect.example", NULL},
 
     /* ---- others ---- */
     {"feedback report", HDR("feedback@isp.example", "Abuse report",
