@@ -31,6 +31,8 @@ struct run {
     char *msg;
     size_t len;
     int appending;
+    char sent[512];       /* the folder appended to, and how it was found */
+    int sent_special;
     int failed;
     char *bearer; /* xoauth2: the access token, for the command to log in with */
 };
@@ -66,7 +68,8 @@ static void usage(FILE *f)
                "  FOLDER<TAB>uidnext=N<TAB>uidvalidity=N\n"
                "Nothing is selected, read or flagged. With --append, also saves FILE (a whole\n"
                "RFC 5322 message; line ends become CRLF) into the account's Sent folder,\n"
-               "found by its \\Sent special-use flag, else named Sent, and prints\n"
+               "found by its \\Sent special-use flag, else by name (Sent, Sent Items,\n"
+               "INBOX.Sent, Gesendet, ...), and once the server has accepted it prints\n"
                "  appended<TAB>FOLDER<TAB>special-use|by-name\n"
                "Exits 0 when everything worked, 1 otherwise (the server's words on stderr).\n");
 }
@@ -81,20 +84,20 @@ static void on_reply(struct imap *im, const struct imap_reply *rep, void *arg)
         return; /* stop at the first failure */
     }
     if (r->appending == 1) { /* the folder list */
-        static char folder[512];
-        snprintf(folder, sizeof folder, "%s", rep->folder);
+        snprintf(r->sent, sizeof r->sent, "%s", rep->folder);
+        r->sent_special = rep->special_use;
         r->appending = 2;
-        int rc = imap_append(r->imap, folder, r->msg, r->len, on_reply, r);
+        int rc = imap_append(r->imap, r->sent, r->msg, r->len, on_reply, r);
         if (rc < 0) {
             fprintf(stderr, "relance: cannot append: %s\n", strerror(-rc));
             r->failed = 1;
-            return;
         }
-        printf("appended\t%s\t%s\n", folder, rep->special_use ? "special-use" : "by-name");
         return;
     }
-    if (r->appending == 2)
+    if (r->appending == 2) { /* the server's OK to the APPEND: only now is it saved */
+        printf("appended\t%s\t%s\n", r->sent, r->sent_special ? "special-use" : "by-name");
         return;
+    }
     printf("%s\tuidnext=%lu\tuidvalidity=%lu\n", r->folders[r->next - 1], (unsigned long)rep->uidnext,
            (unsigned long)rep->uidvalidity);
     step(r);
@@ -159,6 +162,8 @@ int cmd_imap_check(struct cli *cli, int argc, char **argv)
         return CLI_OK;
     }
     const char *account = NULL, *append = NULL;
+    /* room for every --folder, or else for the account's folders (which
+     * are only known after the command line is read) and a NULL */
     char **folders = calloc((size_t)argc + 1, sizeof *folders);
     size_t n_folders = 0;
     if (!folders)
@@ -189,6 +194,18 @@ int cmd_imap_check(struct cli *cli, int argc, char **argv)
     }
     if (!n_folders) {
         static char inbox[] = "INBOX";
+        size_t n = 0;
+        while (a->folders && a->folders[n])
+            n++;
+        if (n > (size_t)argc) {
+            char **grown = realloc(folders, (n + 1) * sizeof *folders);
+            if (!grown) {
+                free(folders);
+                return cli_fail(CLI_ERROR, "out of memory");
+            }
+            folders = grown;
+            memset(folders, 0, (n + 1) * sizeof *folders);
+        }
         for (size_t i = 0; a->folders && a->folders[i]; i++)
             folders[n_folders++] = a->folders[i];
         if (!n_folders)

@@ -594,10 +594,12 @@ static const struct {
     {"\\Noselect", IMAP_LIST_NOSELECT}, {"\\NonExistent", IMAP_LIST_NOSELECT},
 };
 
-int imap_parse_list(const char *resp, size_t len, int *flags, char *name, size_t name_size)
+/* imap_parse_list, with the hierarchy delimiter (0 for NIL). */
+static int list_parse(const char *resp, size_t len, int *flags, char *delim_out, char *name, size_t name_size)
 {
     struct cur c = {resp, resp + len};
     *flags = 0;
+    *delim_out = 0;
     if (!untagged(&c) || !eat_word(&c, "LIST"))
         return -1;
     skip_sp(&c);
@@ -619,10 +621,236 @@ int imap_parse_list(const char *resp, size_t len, int *flags, char *name, size_t
     char delim[8];
     if (string_copy(&c, delim, sizeof delim) < 0) /* "/" or NIL */
         return -1;
+    *delim_out = delim[0];
     skip_sp(&c);
     if (string_copy(&c, name, name_size) < 0)
         return -1;
     return 0;
+}
+
+int imap_parse_list(const char *resp, size_t len, int *flags, char *name, size_t name_size)
+{
+    char delim;
+    return list_parse(resp, len, flags, &delim, name, name_size);
+}
+
+static const struct {
+    const char *name;
+    int cap;
+} cap_names[] = {
+    {"SPECIAL-USE", IMAP_CAP_SPECIAL_USE},
+    {"LIST-EXTENDED", IMAP_CAP_LIST_EXTENDED},
+    {"IDLE", IMAP_CAP_IDLE},
+    {"UNSELECT", IMAP_CAP_UNSELECT},
+};
+
+int imap_parse_capability(const char *resp, size_t len, int *caps)
+{
+    struct cur c = {resp, resp + len};
+    int bracketed = 0;
+    *caps = 0;
+    if (!untagged(&c))
+        return -1;
+    if (eat_word(&c, "OK")) { /* a greeting's or a login's [CAPABILITY ...] */
+        skip_sp(&c);
+        if (!eat(&c, '['))
+            return -1;
+        bracketed = 1;
+    }
+    if (c.e - c.p < 10 || strncasecmp(c.p, "CAPABILITY", 10) != 0)
+        return -1;
+    c.p += 10;
+    if (!at_end(&c) && *c.p != ' ' && *c.p != ']')
+        return -1;
+    for (;;) {
+        skip_sp(&c);
+        if (at_end(&c) || (bracketed && *c.p == ']'))
+            return 0;
+        const char *w = c.p;
+        while (c.p < c.e && *c.p != ' ' && *c.p != '\r' && *c.p != '\n' && !(bracketed && *c.p == ']'))
+            c.p++;
+        size_t n = (size_t)(c.p - w);
+        for (size_t i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
+            if (n == strlen(cap_names[i].name) && strncasecmp(w, cap_names[i].name, n) == 0)
+                *caps |= cap_names[i].cap;
+    }
+}
+
+/* Names of the folder for sent mail, best first, in UTF-8: the common
+ * English ones, then what Outlook/Exchange, Apple Mail, Thunderbird and
+ * webmails create in other languages. */
+static const char *const sent_names[] = {
+    "Sent",
+    "Sent Items",
+    "Sent Messages",
+    "Sent Mail",
+    "Sent Mails",
+    "Sent-Mail",
+    "Gesendete Elemente",
+    "Gesendete Objekte",
+    "Gesendet",
+    "Éléments envoyés",
+    "Messages envoyés",
+    "Envoyés",
+    "Elementos enviados",
+    "Enviados",
+    "Enviadas",
+    "Posta inviata",
+    "Inviati",
+    "Verzonden items",
+    "Verzonden",
+    "Skickat",
+    "Skickade objekt",
+    "Sendt",
+    "Sendte elementer",
+    "Wysłane",
+    "Odeslaná pošta",
+    "Отправленные",
+};
+
+/* base64 value of a modified UTF-7 character (RFC 3501 5.1.3: ',' for '/'),
+ * or -1. */
+static int mutf7_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    return ch == '+' ? 62 : ch == ',' ? 63 : -1;
+}
+
+static size_t utf8_put(char *out, size_t k, size_t size, uint32_t cp)
+{
+    char b[4];
+    size_t n;
+    if (cp < 0x80) {
+        b[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (char)(0xc0 | cp >> 6);
+        b[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (char)(0xe0 | cp >> 12);
+        b[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        b[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        b[0] = (char)(0xf0 | cp >> 18);
+        b[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+        b[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+        b[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    if (k + n >= size)
+        return SIZE_MAX;
+    memcpy(out + k, b, n);
+    return k + n;
+}
+
+/* A folder name from modified UTF-7 (what LIST gives) into UTF-8 (what
+ * sent_names holds). -1 when it is not valid modified UTF-7 or does not
+ * fit. */
+static int mutf7_decode(const char *in, char *out, size_t size)
+{
+    size_t k = 0;
+    for (const char *p = in; *p;) {
+        if (*p != '&') {
+            if (k + 1 >= size)
+                return -1;
+            out[k++] = *p++;
+            continue;
+        }
+        p++;
+        if (*p == '-') { /* "&-" is '&' */
+            if (k + 1 >= size)
+                return -1;
+            out[k++] = '&';
+            p++;
+            continue;
+        }
+        uint32_t bits = 0, high = 0;
+        int nbits = 0;
+        while (*p && *p != '-') {
+            int v = mutf7_value(*p++);
+            if (v < 0)
+                return -1;
+            bits = (bits << 6 | (uint32_t)v) & 0xffffff;
+            nbits += 6;
+            if (nbits < 16)
+                continue;
+            nbits -= 16;
+            uint32_t unit = bits >> nbits & 0xffff;
+            if (unit >= 0xd800 && unit < 0xdc00) {
+                if (high)
+                    return -1;
+                high = unit;
+                continue;
+            }
+            uint32_t cp = unit;
+            if (unit >= 0xdc00 && unit < 0xe000) {
+                if (!high)
+                    return -1;
+                cp = 0x10000 + ((high - 0xd800) << 10) + (unit - 0xdc00);
+                high = 0;
+            } else if (high) {
+                return -1;
+            }
+            k = utf8_put(out, k, size, cp);
+            if (k == SIZE_MAX)
+                return -1;
+        }
+        if (*p != '-' || high)
+            return -1;
+        p++;
+    }
+    out[k] = '\0';
+    return 0;
+}
+
+/* A byte of UTF-8 lower-cased: ASCII, and the Latin-1 capitals
+ * (U+00C0-U+00DE but U+00D7, "\xC3\x80"-"\xC3\x9E") when prev is 0xC3. */
+static unsigned char fold(unsigned char prev, unsigned char ch)
+{
+    if (ch < 0x80)
+        return (unsigned char)tolower(ch);
+    if (prev == 0xc3 && ch >= 0x80 && ch <= 0x9e && ch != 0x97)
+        return (unsigned char)(ch + 0x20);
+    return ch;
+}
+
+/* a and b the same UTF-8, ignoring the case of ASCII and Latin-1. */
+static int same_name(const char *a, const char *b)
+{
+    unsigned char pa = 0, pb = 0;
+    for (;; a++, b++) {
+        unsigned char ca = (unsigned char)*a, cb = (unsigned char)*b;
+        if (fold(pa, ca) != fold(pb, cb))
+            return 0;
+        if (!ca)
+            return 1;
+        pa = ca;
+        pb = cb;
+    }
+}
+
+int imap_sent_rank(const char *name, char delim)
+{
+    char utf8[FOLDER_MAX * 2];
+    if (!name || mutf7_decode(name, utf8, sizeof utf8) < 0)
+        return -1;
+    const char *leaf = utf8;
+    int under_inbox = 0;
+    if (delim && strncasecmp(utf8, "INBOX", 5) == 0 && utf8[5] == delim) {
+        leaf = utf8 + 6;
+        under_inbox = 1;
+    }
+    for (size_t i = 0; i < sizeof sent_names / sizeof sent_names[0]; i++)
+        if (same_name(leaf, sent_names[i]))
+            return (int)i * 2 + under_inbox;
+    return -1;
 }
 
 int imap_parse_tagged(const char *resp, size_t len, char *text, size_t text_size)
@@ -681,7 +909,7 @@ int imap_quote(const char *folder, char *out, size_t out_size)
  * The client
  * ====================================================================== */
 
-enum op { OP_NONE, OP_STATUS, OP_EXAMINE, OP_SEARCH, OP_FETCH, OP_LIST, OP_APPEND };
+enum op { OP_NONE, OP_STATUS, OP_EXAMINE, OP_SEARCH, OP_FETCH, OP_LIST, OP_APPEND, OP_CAPABILITY };
 
 /* What one fetch asked for and what came back, by index in want. */
 struct fetch_state {
@@ -743,6 +971,10 @@ struct imap {
     char sent[FOLDER_MAX];
     int sent_special;
     int sent_named;
+    int sent_rank;        /* imap_sent_rank of sent, when sent_named */
+    /* the server's CAPABILITY, read once before the first LIST */
+    int caps;             /* IMAP_CAP_* */
+    int caps_known;
 };
 
 static void on_search_uid(void *arg, uint32_t n)
@@ -835,17 +1067,30 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
         fx->fetched_len[i] = len;
         break;
     }
+    case OP_CAPABILITY: {
+        int caps;
+        if (imap_parse_capability(resp, len, &caps) == 0)
+            im->caps |= caps;
+        break;
+    }
     case OP_LIST: {
         char name[FOLDER_MAX];
-        int flags;
-        if (imap_parse_list(resp, len, &flags, name, sizeof name) < 0 || (flags & IMAP_LIST_NOSELECT))
+        char delim;
+        int flags, rank;
+        if (list_parse(resp, len, &flags, &delim, name, sizeof name) < 0 || (flags & IMAP_LIST_NOSELECT))
             break;
-        if ((flags & IMAP_LIST_SENT) && !im->sent_special) {
+        if (im->sent_special)
+            break; /* the \Sent folder wins over any name */
+        if (flags & IMAP_LIST_SENT) {
             snprintf(im->sent, sizeof im->sent, "%s", name);
             im->sent_special = 1;
-        } else if (!im->sent_special && !im->sent_named && strcasecmp(name, "Sent") == 0) {
+            break;
+        }
+        rank = imap_sent_rank(name, delim);
+        if (rank >= 0 && (!im->sent_named || rank < im->sent_rank)) {
             snprintf(im->sent, sizeof im->sent, "%s", name);
             im->sent_named = 1;
+            im->sent_rank = rank;
         }
         break;
     }
@@ -957,6 +1202,8 @@ static void channel_free(struct imap *im)
     free(im);
 }
 
+static int list_after_capability(struct imap *im, struct imap_reply *r);
+
 static void finish(struct imap *im, CURLcode code, int cancelled)
 {
     struct imap_reply r;
@@ -969,6 +1216,8 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
     } else {
         r.status = outcome(im, code, &r);
     }
+    if (im->op == OP_CAPABILITY && !cancelled && list_after_capability(im, &r) == 0)
+        return; /* the LIST runs now; its end fires the callback */
     /* the fetch's state leaves im: the callback may start another command */
     struct fetch_state fx = im->fx;
     memset(&im->fx, 0, sizeof im->fx);
@@ -1268,12 +1517,51 @@ int imap_fetch_sizes(struct imap *im, const char *folder, const uint32_t *uids, 
     return fetch_start(im, folder, uids, n, IMAP_SIZES_MAX, "UID RFC822.SIZE", 1, cb, arg);
 }
 
+/* RETURN (SPECIAL-USE) is LIST-EXTENDED syntax flagging SPECIAL-USE
+ * folders: a server that lacks either may refuse the whole command
+ * (Courier answers NO). A plain LIST still carries \Sent on servers
+ * that flag folders without LIST-EXTENDED; else the name decides. */
+static int list_start(struct imap *im, imap_cb cb, void *arg)
+{
+    const int both = IMAP_CAP_SPECIAL_USE | IMAP_CAP_LIST_EXTENDED;
+    snprintf(im->cmd, sizeof im->cmd, "%s",
+             (im->caps & both) == both ? "LIST \"\" \"*\" RETURN (SPECIAL-USE)" : "LIST \"\" \"*\"");
+    return start(im, OP_LIST, NULL, im->cmd, cb, arg);
+}
+
+/* finish() of a CAPABILITY sent for imap_sent_folder: the LIST follows on
+ * the same callback. Returns 0 when it started (the callback is now the
+ * LIST's), else -1 with r saying why for the callback to hear. A refused
+ * CAPABILITY (every IMAP server has it, but) is taken as "nothing
+ * extended"; a transport failure is reported as it is. */
+static int list_after_capability(struct imap *im, struct imap_reply *r)
+{
+    if (r->status < 0 && r->status != -EPROTO)
+        return -1;
+    im->caps_known = 1;
+    imap_cb cb = im->cb;
+    void *arg = im->arg;
+    im->busy = 0;
+    int rc = list_start(im, cb, arg);
+    if (rc == 0)
+        return 0;
+    im->busy = 1; /* finish() ends the command as a failure */
+    im->cb = cb;
+    im->arg = arg;
+    r->status = rc;
+    copy_text(r->text, sizeof r->text, "cannot start LIST");
+    return -1;
+}
+
 int imap_sent_folder(struct imap *im, imap_cb cb, void *arg)
 {
     if (im->busy)
         return -EBUSY;
-    snprintf(im->cmd, sizeof im->cmd, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
-    return start(im, OP_LIST, NULL, im->cmd, cb, arg);
+    if (im->caps_known)
+        return list_start(im, cb, arg);
+    im->caps = 0;
+    snprintf(im->cmd, sizeof im->cmd, "CAPABILITY");
+    return start(im, OP_CAPABILITY, NULL, im->cmd, cb, arg);
 }
 
 int imap_append(struct imap *im, const char *folder, const char *data, size_t len, imap_cb cb, void *arg)

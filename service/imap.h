@@ -169,8 +169,11 @@ int imap_fetch(struct imap *im, const char *folder, const uint32_t *uids, size_t
  * body), so the caller can plan its fetches (imap_fetch_plan). */
 int imap_fetch_sizes(struct imap *im, const char *folder, const uint32_t *uids, size_t n, imap_cb cb, void *arg)
     __attribute__((warn_unused_result));
-/* LIST "" "*" RETURN (SPECIAL-USE): the folder flagged \Sent, else a
- * folder named Sent, else "Sent" (which may not exist). */
+/* The folder for copies of sent mail: the one flagged \Sent, else the
+ * best by name (imap_sent_rank), else "Sent" (which may not exist).
+ * Reads CAPABILITY first, once per channel (cached for its life): with
+ * SPECIAL-USE and LIST-EXTENDED it lists with RETURN (SPECIAL-USE), else
+ * with a plain LIST "" "*" (Courier answers NO to the RETURN form). */
 int imap_sent_folder(struct imap *im, imap_cb cb, void *arg) __attribute__((warn_unused_result));
 /* APPEND data[0..len) (an RFC 5322 message, CRLF line ends; borrowed
  * until the callback) to folder, flagged \Seen. */
@@ -262,6 +265,25 @@ int imap_parse_fetch(const char *resp, size_t len, struct imap_fetch_data *out);
 
 /* "* LIST (\flags) "/" name": the IMAP_LIST_* flags and the name. */
 int imap_parse_list(const char *resp, size_t len, int *flags, char *name, size_t name_size);
+
+/* Capabilities (RFC 3501 CAPABILITY) that change what the client sends. */
+enum {
+    IMAP_CAP_SPECIAL_USE = 1 << 0,   /* RFC 6154 */
+    IMAP_CAP_LIST_EXTENDED = 1 << 1, /* RFC 5258: LIST ... RETURN (...) */
+    IMAP_CAP_IDLE = 1 << 2,
+    IMAP_CAP_UNSELECT = 1 << 3,
+};
+/* "* CAPABILITY IMAP4rev1 IDLE ..." or "* OK [CAPABILITY ...] text": the
+ * IMAP_CAP_* it lists (names case-insensitive; others ignored). */
+int imap_parse_capability(const char *resp, size_t len, int *caps);
+
+/* How much a folder's name (as LIST gives it: modified UTF-7, delim its
+ * hierarchy delimiter, 0 for none) says "sent mail", for servers that
+ * flag no folder \Sent: 0 is best ("Sent"), then "Sent Items", "Sent
+ * Messages", "Sent Mail" and the usual localised names (compared in
+ * UTF-8, case-insensitively); the same under "INBOX" + delim (Courier's
+ * INBOX.Sent) ranks just after its top-level twin. -1: not such a name. */
+int imap_sent_rank(const char *name, char delim);
 
 /* "A003 OK text": 1 when resp is a tagged answer (copies "OK text" into
  * text), else 0. */

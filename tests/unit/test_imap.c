@@ -360,6 +360,104 @@ static void test_tagged_and_quote(void **state)
 
 /* ---- what the watcher hands relance_inbound */
 
+/* ---- CAPABILITY and the Sent folder by name */
+
+struct capability_row {
+    const char *resp;
+    int rc, caps;
+};
+
+static const struct capability_row capability_rows[] = {
+    {"* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE SORT LIST-EXTENDED SPECIAL-USE UNSELECT\r\n", 0,
+     IMAP_CAP_IDLE | IMAP_CAP_LIST_EXTENDED | IMAP_CAP_SPECIAL_USE | IMAP_CAP_UNSELECT},
+    /* Courier: neither SPECIAL-USE nor LIST-EXTENDED */
+    {"* CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT SORT QUOTA IDLE\r\n", 0,
+     IMAP_CAP_IDLE},
+    {"* capability imap4rev1 special-use\r\n", 0, IMAP_CAP_SPECIAL_USE},
+    {"* CAPABILITY IMAP4rev1\r\n", 0, 0},
+    {"* CAPABILITY\r\n", 0, 0},
+    /* names are whole words */
+    {"* CAPABILITY IDLEX XLIST SPECIAL-USEFUL LIST-EXTENDED2\r\n", 0, 0},
+    /* the greeting's and the login's form */
+    {"* OK [CAPABILITY IMAP4rev1 IDLE SPECIAL-USE] Dovecot ready.\r\n", 0, IMAP_CAP_IDLE | IMAP_CAP_SPECIAL_USE},
+    {"* OK [CAPABILITY IMAP4rev1 LIST-EXTENDED]\r\n", 0, IMAP_CAP_LIST_EXTENDED},
+    {"* OK ready\r\n", -1, 0},
+    {"* OK [ALERT] CAPABILITY IDLE\r\n", -1, 0},
+    {"* CAPABILITYX IDLE\r\n", -1, 0},
+    {"A001 CAPABILITY IDLE\r\n", -1, 0},
+    {"* LIST () \"/\" INBOX\r\n", -1, 0},
+    {"", -1, 0},
+};
+
+static void test_capability(void **state)
+{
+    (void)state;
+    const struct capability_row *rows = capability_rows;
+    for (size_t i = 0; i < sizeof capability_rows / sizeof capability_rows[0]; i++) {
+        int caps = -1;
+        int rc = imap_parse_capability(rows[i].resp, strlen(rows[i].resp), &caps);
+        if (rc != rows[i].rc || (rc == 0 && caps != rows[i].caps))
+            fail_msg("row %zu (%s): rc %d caps %#x", i, rows[i].resp, rc, (unsigned)caps);
+    }
+}
+
+struct sent_rank_row {
+    const char *name; /* as LIST gives it: modified UTF-7 */
+    char delim;
+    int rank;         /* -1: not a Sent folder; else compared with the rows' order below */
+};
+
+static const struct sent_rank_row sent_rank_rows[] = {
+    {"Sent", '/', 0},
+    {"sent", '/', 0},
+    {"INBOX/Sent", '/', 1},
+    {"INBOX.Sent", '.', 1},
+    {"inbox.sent", '.', 1},
+    {"Sent Items", '/', 2},
+    {"SENT ITEMS", '.', 2},
+    {"INBOX.Sent Items", '.', 3},
+    {"Sent Messages", '/', 4},
+    {"Sent Mail", '/', 6},
+    {"Gesendete Elemente", '/', 12},
+    {"Gesendet", '/', 16},
+    {"&AMk-l&AOk-ments envoy&AOk-s", '/', 18},     /* Éléments envoyés */
+    {"&AMk-L&AMk-MENTS ENVOY&AMk-S", '/', 18},     /* ÉLÉMENTS ENVOYÉS */
+    {"INBOX/&AMk-l&AOk-ments envoy&AOk-s", '/', 19},
+    {"Elementos enviados", '/', 24},
+    {"Posta inviata", '/', 30},
+    {"Verzonden items", '/', 34},
+    {"Wys&AUI-ane", '/', 46},                       /* Wysłane */
+    {"&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-", '/', 50}, /* Отправленные */
+    /* not a Sent folder */
+    {"INBOX", '/', -1},
+    {"Drafts", '/', -1},
+    {"Sent Items Archive", '/', -1},
+    {"Archive/Sent", '/', -1},
+    {"INBOX.Sent", '/', -1}, /* '.' is not this server's delimiter: a folder named so */
+    {"INBOX/Sent", 0, -1},    /* a flat namespace */
+    {"INBOX/", '/', -1},
+    {"Sentx", '/', -1},
+    {"", '/', -1},
+    {"&AMk-l&AOk", '/', -1}, /* broken modified UTF-7 */
+    {"&Zm9v", '/', -1},
+    {"S&-nt", '/', -1},      /* "S&nt" */
+};
+
+static void test_sent_rank(void **state)
+{
+    (void)state;
+    const struct sent_rank_row *rows = sent_rank_rows;
+    for (size_t i = 0; i < sizeof sent_rank_rows / sizeof sent_rank_rows[0]; i++) {
+        int rank = imap_sent_rank(rows[i].name, rows[i].delim);
+        if (rank != rows[i].rank)
+            fail_msg("row %zu (%s): rank %d, want %d", i, rows[i].name, rank, rows[i].rank);
+    }
+    /* the order that matters: Sent, then its INBOX twin, then Sent Items */
+    assert_true(imap_sent_rank("Sent", '.') < imap_sent_rank("INBOX.Sent", '.'));
+    assert_true(imap_sent_rank("INBOX.Sent", '.') < imap_sent_rank("Sent Items", '.'));
+    assert_int_equal(imap_sent_rank(NULL, '/'), -1);
+}
+
 static void test_inbound_reply(void **state)
 {
     (void)state;
@@ -436,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_fetch),          cmocka_unit_test(test_list),
         cmocka_unit_test(test_tagged_and_quote), cmocka_unit_test(test_inbound_reply),
         cmocka_unit_test(test_inbound_bounce), cmocka_unit_test(test_inbound_plain_from),
+        cmocka_unit_test(test_capability),     cmocka_unit_test(test_sent_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
