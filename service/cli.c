@@ -181,8 +181,15 @@ int cmd_config_check(struct cli *cli, int argc, char **argv)
     for (size_t i = 0; i < cfg->n_pools; i++) {
         printf("pool %s: %zu account%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,
                cfg->pools[i].n_accounts == 1 ? "" : "s");
-        for (size_t j = 0; j < cfg->pools[i].n_accounts; j++)
-            printf("  %s\n", cfg->pools[i].accounts[j].email);
+        for (size_t j = 0; j < cfg->pools[i].n_accounts; j++) {
+            /* the two logins apart: auth: none no longer implies the
+             * mailbox has none */
+            const struct config_account *a = &cfg->pools[i].accounts[j];
+            printf("  %s (smtp auth: %s", a->email, a->auth ? a->auth : "password");
+            if (a->imap)
+                printf(", imap auth: %s", a->imap_auth ? a->imap_auth : "password");
+            printf(")\n");
+        }
     }
     for (size_t i = 0; i < cfg->n_dkim; i++)
         printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);

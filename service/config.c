@@ -67,6 +67,7 @@ static const struct field account_fields[] = {
     {"tls_ca_file", F_STR, ACC(tls_ca_file), NULL},
     {"tls", F_STR, ACC(tls), NULL},
     {"auth", F_STR, ACC(auth), NULL},
+    {"imap_auth", F_STR, ACC(imap_auth), NULL},
     {"watch_interval", F_SECONDS, ACC(watch_interval), NULL},
     {"max_bounce_rate", F_STR, ACC(max_bounce_rate), NULL},
     {"max_policy_blocks", F_INT, ACC(max_policy_blocks), NULL},
@@ -365,6 +366,53 @@ static int check_oauth2(struct parse *p, const struct ynode *n, const struct con
     return 0;
 }
 
+static int set_default(char **slot, const char *value);
+
+/* imap_auth: by default what auth says (as before the key existed), so
+ * only a written imap_auth splits the two sides: an account that sends
+ * through an IP-allow-listed relay (auth: none) still logs in to its
+ * mailbox with imap_auth: password. "login" is accepted for "password".
+ * auth's own values are checked here too, since the default copies it.
+ * An IMAP server always needs a login, so none with an imap URL is an
+ * error here rather than when serve starts the watcher. */
+static int check_imap_auth(struct parse *p, const struct ynode *item, struct config_account *acc)
+{
+    const struct ynode *written = ytree_get(item, "imap_auth"), *auth = ytree_get(item, "auth");
+    if (written && ytree_is_null(written))
+        written = NULL;
+    if (acc->auth && strcmp(acc->auth, "password") != 0 && strcmp(acc->auth, "xoauth2") != 0 &&
+        strcmp(acc->auth, "none") != 0)
+        return fail_at(p, auth ? auth : item, "'auth' must be password, xoauth2 or none, not '%s'", acc->auth);
+    if (acc->imap_auth && strcmp(acc->imap_auth, "login") == 0) {
+        free(acc->imap_auth);
+        acc->imap_auth = NULL;
+        if (set_default(&acc->imap_auth, "password") < 0)
+            return fail_at(p, item, "out of memory");
+    }
+    if (set_default(&acc->imap_auth, acc->auth ? acc->auth : "password") < 0)
+        return fail_at(p, item, "out of memory");
+    const char *v = acc->imap_auth;
+    if (strcmp(v, "password") != 0 && strcmp(v, "xoauth2") != 0 && strcmp(v, "none") != 0)
+        return fail_at(p, written ? written : item, "'imap_auth' must be password (or login), xoauth2 or none, not '%s'",
+                       v);
+    if (strcmp(v, "none") == 0 && acc->imap) {
+        if (written)
+            return fail_at(p, written,
+                           "account %s: 'imap_auth: none' with an 'imap' URL: an IMAP server always needs a login "
+                           "(imap_auth: password or xoauth2)",
+                           acc->email);
+        return fail_at(p, auth ? auth : item,
+                       "account %s: 'auth: none' also means no IMAP login, and an IMAP server always needs one: "
+                       "add 'imap_auth: password' (or xoauth2)",
+                       acc->email);
+    }
+    /* the token source (oauth2.c) and the oauth2 block follow auth */
+    if (strcmp(v, "xoauth2") == 0 && (!acc->auth || strcmp(acc->auth, "xoauth2") != 0))
+        return fail_at(p, written ? written : item,
+                       "account %s: 'imap_auth: xoauth2' needs 'auth: xoauth2' and its 'oauth2' settings", acc->email);
+    return 0;
+}
+
 static int read_pools(struct parse *p, struct config *cfg, const struct ynode *pools)
 {
     if (pools->type != YNODE_MAP)
@@ -407,6 +455,8 @@ static int read_pools(struct parse *p, struct config *cfg, const struct ynode *p
                     if (acc->watch_interval < 1)
                         return fail_at(p, pv->items[a], "'watch_interval' must be at least 1s");
                     if (check_oauth2(p, pv->items[a], acc) < 0)
+                        return -1;
+                    if (check_imap_auth(p, pv->items[a], acc) < 0)
                         return -1;
                     for (size_t q = 0; q < i / 2; q++)
                         for (size_t r = 0; r < cfg->pools[q].n_accounts; r++)
@@ -592,7 +642,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 static void free_account(struct config_account *a)
 {
     char **strs[] = {&a->email, &a->from_name, &a->smtp, &a->imap, &a->username, &a->password_env, &a->max_bounce_rate,
-                     &a->password_file, &a->timezone, &a->tls_ca_file, &a->tls, &a->auth,
+                     &a->password_file, &a->timezone, &a->tls_ca_file, &a->tls, &a->auth, &a->imap_auth,
                      &a->oauth2.token_url, &a->oauth2.client_id, &a->oauth2.client_secret_env,
                      &a->oauth2.refresh_token_env};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)

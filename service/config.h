@@ -25,6 +25,10 @@ struct config_account {
     char *timezone;            /* the account's day, for daily_limit */
     long warmup_start, warmup_increase_per_day; /* warm-up only when start > 0 */
     char *tls_ca_file, *tls, *auth;
+    /* the IMAP login: "password", "xoauth2" or "none"; never NULL after
+     * config_parse (by default what auth says, so auth: none alone still
+     * means no login on either side). auth stays the SMTP side's. */
+    char *imap_auth;
     long watch_interval;       /* seconds */
     char *max_bounce_rate;     /* e.g. "5%" or "0.05": pause above this hard-bounce rate */
     long max_policy_blocks;    /* pause after this many 5.7.x blocks within 24 h */

@@ -322,15 +322,19 @@ int watcher_imap_account(const struct config *cfg, const struct config_account *
     x->username = a->username ? a->username : a->email;
     x->ca_file = a->tls_ca_file ? a->tls_ca_file : cfg->tls_ca_file;
     x->idle_timeout_s = 2 * a->watch_interval + 60;
-    if (!a->auth || strcmp(a->auth, "password") == 0) {
+    /* imap_auth, not auth: auth is the SMTP side's (an account sending
+     * through an IP-allow-listed relay has auth: none and still logs in
+     * here); config_parse defaults it to auth's value */
+    const char *login = a->imap_auth ? a->imap_auth : a->auth;
+    if (!login || strcmp(login, "password") == 0 || strcmp(login, "login") == 0) {
         x->auth = IMAP_AUTH_PASSWORD;
         if (secret_account_password(a, password, err, errlen) < 0)
             return -1;
         x->password = *password;
-    } else if (strcmp(a->auth, "xoauth2") == 0) {
+    } else if (strcmp(login, "xoauth2") == 0) {
         x->auth = IMAP_AUTH_XOAUTH2; /* the caller sets bearer */
     } else {
-        snprintf(err, errlen, "account %s: IMAP needs a login (auth: password or xoauth2)", a->email);
+        snprintf(err, errlen, "account %s: IMAP needs a login (imap_auth: password or xoauth2)", a->email);
         return -1;
     }
     return 0;
@@ -942,8 +946,8 @@ static void on_examined(struct imap *im, const struct imap_reply *r, void *arg)
     snprintf(exists, sizeof exists, "%lu", (unsigned long)r->exists);
     log_event(LOG_DEBUG, "watcher", "folder examined", "account", b->email, "folder", folder_of(b), "uidvalidity",
               validity, "uidnext", next, "exists", exists, NULL);
-    const char *p[4] = {b->email, folder_of(b), validity, next};
-    if (query(b->w, b, "SELECT from_uid, since FROM relance_watch_status($1, $2, $3, $4)", 4, p, on_decided) < 0)
+    const char *p[5] = {b->email, folder_of(b), validity, next, exists};
+    if (query(b->w, b, "SELECT from_uid, since FROM relance_watch_status($1, $2, $3, $4, $5)", 5, p, on_decided) < 0)
         box_fail(b, "cannot read the mailbox's state", "database unavailable");
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +94,19 @@ static void test_errors(void **state)
          "'max_bounce_rate' must be a percentage like 5% or a fraction like 0.05, not 'lots'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        max_bounce_rate: 150%\n",
          "'max_bounce_rate' must be a percentage"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        imap_auth: kerberos\n",
+         "f.yaml:5:20: 'imap_auth' must be password (or login), xoauth2 or none, not 'kerberos'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        imap: imaps://h\n        imap_auth: none\n",
+         "f.yaml:6:20: account a@b.c: 'imap_auth: none' with an 'imap' URL: an IMAP server always needs a login "
+         "(imap_auth: password or xoauth2)"},
+        /* the default follows auth: auth none leaves the IMAP side without a login */
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        imap: imaps://h\n        auth: none\n",
+         "f.yaml:6:15: account a@b.c: 'auth: none' also means no IMAP login, and an IMAP server always needs one: "
+         "add 'imap_auth: password' (or xoauth2)"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        auth: login\n",
+         "f.yaml:5:15: 'auth' must be password, xoauth2 or none, not 'login'"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        imap: imaps://h\n        imap_auth: xoauth2\n",
+         "f.yaml:6:20: account a@b.c: 'imap_auth: xoauth2' needs 'auth: xoauth2' and its 'oauth2' settings"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[400] = "";
@@ -170,6 +184,43 @@ static void test_values_and_precedence(void **state)
     cfg = config_parse("f.yaml", "", 0, err, sizeof err);
     assert_non_null(cfg);
     config_free(cfg);
+}
+
+/* imap_auth: the IMAP side's login, by default the same as auth's */
+static void test_imap_auth(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys, *auth, *imap_auth;
+    } rows[] = {
+        {"", NULL, "password"},
+        {"        auth: password\n", "password", "password"},
+        {"        auth: none\n", "none", "none"},
+        {"        auth: xoauth2\n        oauth2: {token_url: https://t.example/token, client_id: c, "
+         "refresh_token_env: R}\n        imap: imaps://h\n",
+         "xoauth2", "xoauth2"},
+        {"        auth: none\n        imap_auth: login\n        imap: imaps://h\n", "none", "password"},
+        {"        auth: none\n        imap_auth: password\n        imap: imaps://h\n", "none", "password"},
+        {"        auth: xoauth2\n        oauth2: {token_url: https://t.example/token, client_id: c, "
+         "refresh_token_env: R}\n        imap_auth: password\n        imap: imaps://h\n",
+         "xoauth2", "password"},
+        {"        imap_auth: none\n", NULL, "none"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char yaml[600], err[400] = "";
+        snprintf(yaml, sizeof yaml, "pools:\n  p:\n    accounts:\n      - email: a@b.c\n%s", rows[i].keys);
+        struct config *cfg = config_parse("f.yaml", yaml, strlen(yaml), err, sizeof err);
+        if (!cfg)
+            fail_msg("row %zu: %s", i, err);
+        const struct config_account *a = &cfg->pools[0].accounts[0];
+        if (rows[i].auth)
+            assert_string_equal(a->auth, rows[i].auth);
+        else
+            assert_null(a->auth);
+        assert_non_null(a->imap_auth);
+        assert_string_equal(a->imap_auth, rows[i].imap_auth);
+        config_free(cfg);
+    }
 }
 
 static void test_redact(void **state)
@@ -255,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_expand),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_values_and_precedence),
+        cmocka_unit_test(test_imap_auth),
         cmocka_unit_test(test_redact),
         cmocka_unit_test(test_conninfo_redact),
         cmocka_unit_test(test_listen),
