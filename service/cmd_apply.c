@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "compose.h"
+#include "contact.h"
 #include "lint.h"
 #include "sequence.h"
 
@@ -415,7 +416,8 @@ int cmd_preview(struct cli *cli, int argc, char **argv)
             conn = cli_db_connect(cli, 1);
         if (!conn)
             goto out;
-        const char *p[1] = {contact};
+        char norm[CONTACT_EMAIL_MAX + 1];
+        const char *p[1] = {contact_email_key(contact, norm)}; /* user@Bücher.example as stored */
         PGresult *r = exec_params(conn,
                                   "SELECT relance_contact_fields(id) FROM contacts WHERE email_key = lower(btrim($1))",
                                   1, p);

@@ -62,18 +62,9 @@ static int emails_add(struct emails *e, const char *s, size_t len)
  * refuses goes as given, and SQL reports it as an unknown contact. */
 static int emails_add_address(struct emails *e, const char *s)
 {
-    char norm[CONTACT_EMAIL_MAX + 1], err[300];
-    if (contact_email_normalize(s, norm, err, sizeof err) == 0)
-        s = norm;
+    char norm[CONTACT_EMAIL_MAX + 1];
+    s = contact_email_key(s, norm);
     return emails_add(e, s, strlen(s));
-}
-
-/* The stored spelling of a command-line address, or the address as given
- * when it is not one (an unknown contact to SQL). */
-static const char *address_key(const char *s, char norm[CONTACT_EMAIL_MAX + 1])
-{
-    char err[300];
-    return contact_email_normalize(s, norm, err, sizeof err) == 0 ? norm : s;
 }
 
 static void emails_free(struct emails *e)
@@ -334,7 +325,7 @@ int cmd_enrollments(struct cli *cli, int argc, char **argv)
     if (!conn)
         return CLI_ERROR;
     char norm[CONTACT_EMAIL_MAX + 1];
-    const char *p[2] = {address_key(argv[2], norm), now};
+    const char *p[2] = {contact_email_key(argv[2], norm), now};
     PGresult *r = PQexecParams(conn, show_sql, 2, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -410,7 +401,7 @@ int cmd_pause(struct cli *cli, int argc, char **argv)
         return CLI_ERROR;
     }
     char norm[CONTACT_EMAIL_MAX + 1];
-    const char *p[2] = {strcmp(argv[1], "--contact") == 0 ? address_key(argv[2], norm) : argv[2], now};
+    const char *p[2] = {strcmp(argv[1], "--contact") == 0 ? contact_email_key(argv[2], norm) : argv[2], now};
     PGresult *r = PQexecParams(conn, sql, 2, NULL, p, NULL, NULL, 0);
     free(sql);
     int rc = CLI_OK;

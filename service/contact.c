@@ -430,3 +430,9 @@ const char *contact_email_company_domain(const char *email)
         return NULL;
     return at + 1;
 }
+
+const char *contact_email_key(const char *s, char norm[CONTACT_EMAIL_MAX + 1])
+{
+    char err[300];
+    return contact_email_normalize(s, norm, err, sizeof err) == 0 ? norm : s;
+}

@@ -24,6 +24,11 @@
 int contact_email_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* The spelling contacts are stored under for an address given on a
+ * command line (contact_email_normalize's), or s itself when it is not
+ * one: SQL then reports an unknown contact. Returns norm or s. */
+const char *contact_email_key(const char *s, char norm[CONTACT_EMAIL_MAX + 1]);
+
 /* Normalises a bare domain (for `suppress add @domain`): trimmed, then
  * mapped and checked like an email's domain (ASCII form, lower case).
  * Returns 0, or -EINVAL with "invalid domain 'x': <why>" in err. */

@@ -48,7 +48,7 @@ int secret_account_password(const struct config_account *a, char **out, char *er
         *out = read_file(a->password_file, a->email, err, errlen);
         return *out ? 0 : -1;
     }
-    snprintf(err, errlen, "account %s needs password_env or password_file (or auth: none for a test sink)",
+    snprintf(err, errlen, "account %s needs password_env or password_file (or, for SMTP only, auth: none)",
              a->email);
     return -1;
 }

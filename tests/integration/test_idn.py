@@ -179,4 +179,7 @@ t.ok(len(smtps) == 1 and " mail=1" in smtps[0] and "rcpt=" not in smtps[0] and "
 t.eq(ms.messages(JURGEN), [], "nothing delivered to the UTF-8 local part through that server")
 held = pg.psql("SELECT count(*) FROM enrollments WHERE state = 'held'")
 t.eq(held, [["0"]], "no enrollment is held")
+r = relance("preview", "idn", "--step", "intro", "--contact", "User@B\u00fccher.example", env=env)
+t.ok(r.returncode == 0 and "xn--bcher-kva.example" in r.stdout, "preview --contact takes the U-label spelling",
+     r.stdout + r.stderr)
 t.done()
