@@ -1375,6 +1375,29 @@ static const char *const strong_unknown_evidence[] = {
     "no mailbox", "mailbox not found", "no such mailbox", "mail.local", "local recipient",
     "not an active", "inactive", "no longer", "mail-box not found", "no mail box", NULL};
 
+/* A 5xx reply that echoes a path: "550 <a@b>: ...", "550: <a@b> ...",
+ * "550-<a@b>...". A server echoes the recipient's path when it refuses
+ * RCPT TO (RFC 5321 4.2: the reply is about that address); a refusal
+ * after DATA is about the message and names none. So this is the sign
+ * that RCPT was refused which bare "user unknown" wording lacks. */
+static int reply_echoes_path(const char *t)
+{
+    for (const char *p = t ? strchr(t, '<') : NULL; p; p = strchr(p + 1, '<')) {
+        const char *close = strchr(p, '>');
+        const char *at = strchr(p, '@');
+        if (!close || !at || at > close || close - p > 256)
+            continue;
+        /* up to four separators back to the code: "550 <", "550: <", "550 - <" */
+        const char *q = p;
+        for (int k = 0; k < 4 && q > t && (q[-1] == ' ' || q[-1] == ':' || q[-1] == '-'); k++)
+            q--;
+        if (q - t >= 3 && q[-3] == '5' && isdigit((unsigned char)q[-2]) && isdigit((unsigned char)q[-1]) &&
+            (q - t == 3 || !isdigit((unsigned char)q[-4])))
+            return 1;
+    }
+    return 0;
+}
+
 /* True when the user-unknown wording is backed by more than a bare
  * phrase, or is not one of the bare phrases at all. */
 static int weak_user_unknown_ok(const char *a, const char *b, const char *c)
@@ -1384,7 +1407,7 @@ static int weak_user_unknown_ok(const char *a, const char *b, const char *c)
     for (int i = 0; i < 3; i++) {
         if (!texts[i])
             continue;
-        if (any_match(texts[i], strong_unknown_evidence))
+        if (any_match(texts[i], strong_unknown_evidence) || reply_echoes_path(texts[i]))
             return 1;
         if (any_match(texts[i], weak_unknown))
             weak = 1;
@@ -1635,6 +1658,16 @@ static int classify_dsn(const struct msg *m, const struct mime_part *ds,
              (ctx && find_status(ctx, strlen(ctx), better, sizeof better) == 0)))
             snprintf(st, sizeof st, "%s", better);
         enum classify_reason r = decide_reason(nd, ctx, st, m->ntext);
+        /* Action: failed is final (RFC 3464 2.3.3: the MTA abandoned
+         * delivery). A transient-class code that says the mailbox or its
+         * system does not exist (X.1.1 bad destination mailbox, X.1.2 bad
+         * destination system: a server in soft-bounce mode, Postfix's
+         * 450 4.1.1) then describes the address, not a moment: as hard as
+         * its 5.x.x twin. */
+        if (action && strncasecmp(action, "failed", 6) == 0 && st[0] == '4' &&
+            (strncmp(st + 1, ".1.1", 4) == 0 || strncmp(st + 1, ".1.2", 4) == 0) &&
+            (r == CLASSIFY_REASON_SYSTEM || r == CLASSIFY_REASON_NETWORK))
+            r = st[4] == '1' ? CLASSIFY_REASON_USER_UNKNOWN : CLASSIFY_REASON_HOST_UNKNOWN;
         /* a local delivery program failed (procmail, maildrop): the
          * mailbox is there, the program around it is not */
         if (dc && strncasecmp(dc, "x-unix", 6) == 0 && classify_reason_is_hard(r))
@@ -1839,10 +1872,9 @@ static int classify_text_bounce(const struct msg *m, struct classify_result *out
     return 1;
 }
 
-/* Amazon SES notifications delivered as mail (JSON body). */
-static int classify_ses_json(const struct msg *m, struct classify_result *out)
+/* Amazon SES notifications delivered as mail: the JSON body t. */
+static int ses_json_read(const char *t, struct classify_result *out)
 {
-    const char *t = sb_str(&m->text);
     const char *nt = strstr(t, "\"notificationType\"");
     if (!nt)
         return 0;
@@ -1891,6 +1923,30 @@ static int classify_ses_json(const struct msg *m, struct classify_result *out)
     }
     finish_bounce(out, permanent ? CLASSIFY_REASON_USER_UNKNOWN : CLASSIFY_REASON_UNKNOWN);
     return 1;
+}
+
+/* The SES notification as it comes: its own JSON body, or (through an
+ * SNS topic subscribed by e-mail) a JSON string inside the SNS envelope's
+ * "Message" field, quotes escaped as \" one level down. */
+static int classify_ses_json(const struct msg *m, struct classify_result *out)
+{
+    const char *t = sb_str(&m->text);
+    if (strstr(t, "\"notificationType\"") || !strstr(t, "\\\"notificationType\\\""))
+        return ses_json_read(t, out);
+    size_t n = strlen(t);
+    char *u = malloc(n + 1);
+    if (!u)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == '\\' && i + 1 < n && (t[i + 1] == '"' || t[i + 1] == '\\'))
+            i++; /* one level of JSON string escaping */
+        u[k++] = t[i];
+    }
+    u[k] = '\0';
+    int rc = ses_json_read(u, out);
+    free(u);
+    return rc;
 }
 
 /* ---- replies ---- */

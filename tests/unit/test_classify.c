@@ -164,6 +164,36 @@ static const struct row rows[] = {
      "Final-Recipient: rfc822; bob@prospect.example\nAction: failed\nStatus: 5.7.1\n"
      "Diagnostic-Code: smtp; 554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org\n--B--\n",
      CLASSIFY_SOFT_BOUNCE, "5.7.1", "bob@prospect.example", NULL},
+    {"450 4.1.1 and Action: failed: final, the mailbox does not exist (hard)",
+     HDR("MAILER-DAEMON@mx.acme.example", "Undelivered Mail Returned to Sender",
+         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n")
+     "--B\nContent-Type: message/delivery-status\n\n"
+     "Final-Recipient: rfc822; bob@prospect.example\nAction: failed\nStatus: 4.1.1\n"
+     "Diagnostic-Code: smtp; 450 4.1.1 <bob@prospect.example>: Recipient address rejected: User unknown in "
+     "local recipient table\n--B--\n",
+     CLASSIFY_HARD_BOUNCE, "4.1.1", "bob@prospect.example", NULL},
+    {"450 4.1.1 still being retried (delayed): soft",
+     HDR("MAILER-DAEMON@mx.acme.example", "Delayed Mail (still being retried)",
+         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n")
+     "--B\nContent-Type: message/delivery-status\n\n"
+     "Final-Recipient: rfc822; bob@prospect.example\nAction: delayed\nStatus: 4.1.1\n"
+     "Diagnostic-Code: smtp; 450 4.1.1 <bob@prospect.example>: Recipient address rejected: User unknown in "
+     "local recipient table\n--B--\n",
+     CLASSIFY_SOFT_BOUNCE, "4.1.1", "bob@prospect.example", NULL},
+    {"bare user unknown, the 550 reply echoes the recipient's path: RCPT refused (hard)",
+     HDR("MAILER-DAEMON@mx.acme.example", "Failure Notice", "")
+     "Sorry, we were unable to deliver your message to the following address.\n\n"
+     "<bob@prospect.example>:\n550: <bob@prospect.example>: User unknown\n\n"
+     "--- Below this line is a copy of the message.\n\nMessage-ID: <step1@acme.example>\n"
+     "To: bob@prospect.example\n",
+     CLASSIFY_HARD_BOUNCE, NULL, "bob@prospect.example", NULL},
+    {"SES bounce notification through SNS (JSON inside a JSON string)",
+     HDR("AWS Notifications <no-reply@sns.amazonaws.com>", "AWS Notification Message", "")
+     "{\n  \"Type\" : \"Notification\",\n  \"Message\" : \"{\\\"notificationType\\\":\\\"Bounce\\\","
+     "\\\"bounce\\\":{\\\"bounceType\\\":\\\"Permanent\\\",\\\"bouncedRecipients\\\":[{"
+     "\\\"emailAddress\\\":\\\"bob@prospect.example\\\",\\\"status\\\":\\\"5.1.1\\\","
+     "\\\"diagnosticCode\\\":\\\"smtp; 550 5.1.1 user unknown\\\"}]}}\"\n}\n",
+     CLASSIFY_HARD_BOUNCE, "5.1.1", "bob@prospect.example", NULL},
     {"delayed dsn (soft)",
      HDR("MAILER-DAEMON@mx.acme.example", "Delayed Mail (still being retried)",
          "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n")
