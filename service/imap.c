@@ -23,6 +23,7 @@
 #include "imap.h"
 
 #include "buf.h"
+#include "utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -721,35 +722,6 @@ static int mutf7_value(char ch)
     return ch == '+' ? 62 : ch == ',' ? 63 : -1;
 }
 
-static size_t utf8_put(char *out, size_t k, size_t size, uint32_t cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xc0 | cp >> 6);
-        b[1] = (char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xe0 | cp >> 12);
-        b[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        b[2] = (char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (char)(0xf0 | cp >> 18);
-        b[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-        b[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-        b[3] = (char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    if (k + n >= size)
-        return SIZE_MAX;
-    memcpy(out + k, b, n);
-    return k + n;
-}
-
 /* A folder name from modified UTF-7 (what LIST gives) into UTF-8 (what
  * sent_names holds). -1 when it is not valid modified UTF-7 or does not
  * fit. */
@@ -798,9 +770,12 @@ static int mutf7_decode(const char *in, char *out, size_t size)
             } else if (high) {
                 return -1;
             }
-            k = utf8_put(out, k, size, cp);
-            if (k == SIZE_MAX)
+            char u[4];
+            size_t n = utf8_encode(cp, u);
+            if (k + n >= size)
                 return -1;
+            memcpy(out + k, u, n);
+            k += n;
         }
         if (*p != '-' || high)
             return -1;
