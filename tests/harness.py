@@ -141,10 +141,25 @@ class Postgres:
         return self.url(name)
 
 
+# The harness's own knobs; every other RELANCE_* is one of relance's
+# settings (README's table) and, like DATABASE_URL and libpq's PG*, is the
+# caller's, never the test's: exported in the shell that runs the suite it
+# must not change a result.
+HARNESS_VARS = {"RELANCE_BIN", "RELANCE_SOURCE_DIR", "RELANCE_TEST_LOG_DIR"}
+
+
+def base_env():
+    """os.environ without relance's and libpq's settings: the environment
+    every relance a test starts begins from."""
+    return {k: v for k, v in os.environ.items()
+            if not ((k.startswith("RELANCE_") and k not in HARNESS_VARS) or k == "DATABASE_URL"
+                    or k.startswith("PG"))}
+
+
 def relance(*args, env=None, input=None, timeout=120, cwd=None, raw=False):
     """Runs the relance binary; returns CompletedProcess (text, or bytes
     with raw=True: text mode would turn CRLF into LF)."""
-    e = dict(os.environ)
+    e = base_env()
     e.update(env or {})
     r = subprocess.run([RELANCE, *args], env=e, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout, cwd=cwd)
@@ -174,10 +189,10 @@ def http_get(url, timeout=5):
 class Serve:
     """A `relance serve` in the background."""
 
-    def __init__(self, env, args=()):
+    def __init__(self, env, args=(), preexec_fn=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        e = dict(os.environ)
+        e = base_env()
         e.update(env)
         e["RELANCE_HTTP_LISTEN"] = f"127.0.0.1:{self.port}"
         # RELANCE_TEST_LOG_DIR keeps each serve's whole log, for a run to
@@ -188,7 +203,8 @@ class Serve:
             self.log = tempfile.NamedTemporaryFile(mode="w+", dir=keep, prefix="serve-", suffix=".log", delete=False)
         else:
             self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([RELANCE, *args, "serve"], env=e, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([RELANCE, *args, "serve"], env=e, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec_fn)
         at_exit(self.kill)
 
     def get(self, path):

@@ -97,7 +97,7 @@ t.ok(int(applied) >= 1 and pg.psql("SELECT to_regclass('events') IS NOT NULL")[0
 
 # concurrent: four processes on a fresh database at once
 url2 = pg.new_database("concurrent")
-procs = [subprocess.Popen([harness.RELANCE, "migrate"], env={**os.environ, "DATABASE_URL": url2},
+procs = [subprocess.Popen([harness.RELANCE, "migrate"], env={**harness.base_env(), "DATABASE_URL": url2},
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
 outs = [p.communicate(timeout=60) for p in procs]
 codes = [p.returncode for p in procs]

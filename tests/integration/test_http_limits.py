@@ -25,9 +25,7 @@ import re
 import resource
 import select
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,20 +54,7 @@ class LimitedServe(harness.Serve):
     """harness.Serve with RLIMIT_NOFILE set in the child before exec."""
 
     def __init__(self, env, nofile):
-        self.port = harness.free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        e = dict(os.environ)
-        e.update(env)
-        e["RELANCE_HTTP_LISTEN"] = f"127.0.0.1:{self.port}"
-        keep = os.environ.get("RELANCE_TEST_LOG_DIR")  # as harness.Serve
-        if keep:
-            os.makedirs(keep, exist_ok=True)
-            self.log = tempfile.NamedTemporaryFile(mode="w+", dir=keep, prefix="serve-", suffix=".log", delete=False)
-        else:
-            self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([harness.RELANCE, "serve"], env=e, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
-        harness.at_exit(self.kill)
+        super().__init__(env, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
 
 
 def open_idle(port, sources, n, timeout=5):

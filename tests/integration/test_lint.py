@@ -20,13 +20,15 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness  # noqa: E402
+
 BIN = os.environ.get("RELANCE_BIN", "")
 SRC = os.environ.get("RELANCE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def lint(*args, cwd=None, env_extra=None, timeout=60):
-    env = dict(os.environ)
-    env.pop("RELANCE_CONFIG", None)
+    env = harness.base_env()
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
     if env_extra:
         env.update(env_extra)
