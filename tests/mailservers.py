@@ -642,6 +642,16 @@ postlog unix-dgram n - n - 1 postlogd
     def start_smtp(self):
         """Starts (or restarts after stop_smtp) the Postfix instance."""
         pidfile = os.path.join(self.dir, "q", "pid", "master.pid")
+        # Before postlogd runs, Postfix programs write maillog_file
+        # themselves, and postsuper does so as mail_owner: after a kill
+        # that left a half-written queue file, its warning about it could
+        # not open the root-owned log and the restart failed ("open
+        # logfile: Permission denied", one test_crash run in several).
+        pf_pw = pwd.getpwnam("postfix")
+        if not os.path.exists(self.maillog):
+            open(self.maillog, "a").close()
+        os.chown(self.maillog, pf_pw.pw_uid, pf_pw.pw_gid)
+        os.chmod(self.maillog, 0o600)
         try:
             _run(["postfix", "-c", self.pf, "start"], "postfix start")
         except RuntimeError as e:
