@@ -190,27 +190,42 @@ conns = []
 stop_counting = threading.Event()
 
 
-def count_connections():
-    # ESTABLISHED TCP connections to Dovecot's ports, from /proc (no
-    # probe): the client ends, whose remote port is Dovecot's. (Matching
-    # the local port counted any other test's client socket that happened
-    # to get the same number as an ephemeral port: test_http_limits opens
-    # 2,000 of them.)
+def count_connections(pid):
+    # relance's ESTABLISHED TCP connections to Dovecot's ports, from /proc
+    # (no probe): /proc/net/tcp's entries whose remote port is Dovecot's
+    # and whose socket inode is one of relance's descriptors. Counting by
+    # port alone also counted other tests' sockets that drew the same
+    # number (test_http_limits opens 2,000).
     ports = {f"{ms.imap_port:04X}", f"{ms.imaps_port:04X}"}
     while not stop_counting.is_set():
-        n = 0
+        mine = set()
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    mine.add(link[8:-1])
+        except OSError:
+            pass
+        seen = []
         with open("/proc/net/tcp") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) > 3 and fields[3] == "01" and fields[2].split(":")[1] in ports:
-                    n += 1
-        conns.append(n)
+                if (len(fields) > 9 and fields[3] == "01" and fields[2].split(":")[1] in ports
+                        and fields[9] in mine):
+                    seen.append(fields[1])
+        conns.append(len(seen))
+        if len(seen) > 1:
+            crowded.append(seen)
         time.sleep(0.01)
 
 
-counter = threading.Thread(target=count_connections)
-counter.start()
 s = harness.Serve({**env, "RELANCE_CONFIG": capped})
+crowded = []
+counter = threading.Thread(target=count_connections, args=(s.proc.pid,))
+counter.start()
 s.wait_status("/readyz", 200)
 for who in (ALICE, BOB, CAROL):
     ms.deliver(who, f"From: x@y.example\r\nTo: {who}\r\nSubject: hi\r\nMessage-ID: <cap-{who}>\r\n\r\nhi\r\n")
@@ -218,7 +233,8 @@ ok = wait_until(lambda: all(f"cap-{w}" in inbound() for w in (ALICE, BOB, CAROL)
 stop_counting.set()
 counter.join()
 t.ok(ok, "with imap_max_connections: 1 every mailbox is still read", str(inbound()) + s.output()[-2000:])
-t.ok(conns and max(conns) <= 1, f"never more than one IMAP connection open (max seen {max(conns or [0])})")
+t.ok(conns and max(conns) <= 1, f"never more than one IMAP connection open (max seen {max(conns or [0])})",
+     f"relance's local ends when more: {crowded[:3]}\n" + s.output()[-3000:])
 t.eq(s.stop(), 0, "serve stops cleanly")
 
 # ---------------------------------------------------------------------------
