@@ -97,22 +97,4 @@ struct imap_account;
 int watcher_imap_account(const struct config *cfg, const struct config_account *account, struct imap_account *out,
                          char **password, char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* ---- pure parts, exposed for tests ------------------------------------ */
-
-/* What relance_inbound needs from one message besides classify's result. */
-struct watcher_inbound {
-    char message_id[512]; /* its own Message-ID without <>; "" when none */
-    char from[320];       /* its From address, lower-case; "" when none */
-    char *refs;           /* PostgreSQL text[] literal: classify's id, In-Reply-To, References newest first */
-    char *recipients;     /* text[] literal: a bounce's failed recipients, lower-case */
-    char return_date[16]; /* "YYYY-MM-DD", "" when none */
-};
-
-/* Reads raw[0..len) (the fetched header and body prefix) and c (its
- * classification) into out (free with watcher_inbound_free). Returns 0
- * or -ENOMEM. */
-int watcher_inbound_read(const char *raw, size_t len, const struct classify_result *c, struct watcher_inbound *out)
-    __attribute__((warn_unused_result));
-void watcher_inbound_free(struct watcher_inbound *in);
-
 #endif

@@ -5,8 +5,8 @@
  * response. The first byte chooses the piece size. Then the watcher's
  * reading of a message (Message-ID, From, references) on the same bytes. */
 #include "classify.h"
-#include "imap.h"
-#include "watcher.h"
+#include "imap_parse.h"
+#include "inbound.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +34,7 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
     char name[64], text[64];
     uint32_t a, b;
     int flags;
+    char delim;
     size_t uids = 0;
     struct imap_fetch_data f;
     if (imap_parse_status(resp, len, name, sizeof name, &a, &b) == 0 && strlen(name) >= sizeof name)
@@ -47,7 +48,7 @@ static void on_response(void *arg, const char *resp, size_t len, int truncated)
         if (f.has_body)
             inside(f.body, f.body_len, resp, len);
     }
-    if (imap_parse_list(resp, len, &flags, name, sizeof name) == 0 && strlen(name) >= sizeof name)
+    if (imap_parse_list(resp, len, &flags, &delim, name, sizeof name) == 0 && strlen(name) >= sizeof name)
         abort();
     if (imap_parse_tagged(resp, len, text, sizeof text) && strlen(text) >= sizeof text)
         abort();
@@ -68,11 +69,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     imap_reader_free(&r);
 
     struct classify_result c;
-    struct watcher_inbound in;
-    if (classify_message(p, n, &c) == 0 && watcher_inbound_read(p, n, &c, &in) == 0) {
+    struct inbound in;
+    if (classify_message(p, n, &c) == 0 && inbound_read(p, n, &c, &in) == 0) {
         if (!in.refs || in.refs[0] != '{' || !in.recipients || in.recipients[0] != '{')
             abort();
-        watcher_inbound_free(&in);
+        inbound_free(&in);
     }
     return 0;
 }

@@ -1,12 +1,7 @@
-/* Unit tests for the pure parts of the IMAP client and the watcher: the
- * response reader (literals, pieces of any size, the size cap, an answer
- * cut inside a literal), the STATUS, SEARCH, FETCH, LIST and tagged
- * parsers as tables, folder quoting, and what the watcher hands
- * relance_inbound (its Message-ID, From, the references newest first and
- * a bounce's recipients as PostgreSQL arrays). */
-#include "classify.h"
-#include "imap.h"
-#include "watcher.h"
+/* Unit tests for lib/imap_parse: the response reader (literals, pieces
+ * of any size, the size cap, an answer cut inside a literal), the STATUS,
+ * SEARCH, FETCH, LIST and tagged parsers as tables, folder quoting. */
+#include "imap_parse.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -326,8 +321,8 @@ static void test_list(void **state)
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         int flags;
-        char name[64];
-        int rc = imap_parse_list(rows[i].resp, strlen(rows[i].resp), &flags, name, sizeof name);
+        char name[64], delim;
+        int rc = imap_parse_list(rows[i].resp, strlen(rows[i].resp), &flags, &delim, name, sizeof name);
         if (rc != rows[i].rc)
             fail_msg("row %zu (%s): rc %d", i, rows[i].resp, rc);
         if (rc == 0) {
@@ -458,72 +453,6 @@ static void test_sent_rank(void **state)
     assert_int_equal(imap_sent_rank(NULL, '/'), -1);
 }
 
-static void test_inbound_reply(void **state)
-{
-    (void)state;
-    const char msg[] = "From: =?utf-8?q?Zo=C3=A9?= <Zoe@Prospects.Example>\r\n"
-                       "To: alice@acme.example\r\n"
-                       "Subject: Re: An idea\r\n"
-                       "Message-ID: <r1@mail.prospects.example>\r\n"
-                       "In-Reply-To: <s2@acme.example>\r\n"
-                       "References: <s1@acme.example>\r\n <s2@acme.example> <x\"y@z>\r\n"
-                       "\r\n"
-                       "Yes.\r\n";
-    struct classify_result c;
-    struct watcher_inbound in;
-    assert_int_equal(classify_message(msg, sizeof msg - 1, &c), 0);
-    assert_int_equal(c.kind, CLASSIFY_HUMAN_REPLY);
-    assert_int_equal(watcher_inbound_read(msg, sizeof msg - 1, &c, &in), 0);
-    assert_string_equal(in.message_id, "r1@mail.prospects.example");
-    assert_string_equal(in.from, "zoe@prospects.example");
-    /* classify's id (In-Reply-To), then References newest first, once each */
-    assert_string_equal(in.refs, "{\"s2@acme.example\",\"x\\\"y@z\",\"s1@acme.example\"}");
-    assert_string_equal(in.recipients, "{}");
-    assert_string_equal(in.return_date, "");
-    watcher_inbound_free(&in);
-}
-
-static void test_inbound_bounce(void **state)
-{
-    (void)state;
-    const char msg[] = "From: MAILER-DAEMON@mx.example (Mail Delivery System)\r\n"
-                       "To: alice@acme.example\r\n"
-                       "Subject: Undelivered Mail Returned to Sender\r\n"
-                       "MIME-Version: 1.0\r\n"
-                       "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n"
-                       "\r\n"
-                       "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-                       "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-                       "Reporting-MTA: dns; mx.example\r\n\r\n"
-                       "Final-Recipient: rfc822; P3@Gone.Example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-                       "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
-                       "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-                       "From: alice@acme.example\r\nTo: p3@gone.example\r\nMessage-ID: <s9@acme.example>\r\n"
-                       "Subject: An idea\r\n\r\n"
-                       "--B--\r\n";
-    struct classify_result c;
-    struct watcher_inbound in;
-    assert_int_equal(classify_message(msg, sizeof msg - 1, &c), 0);
-    assert_int_equal(c.kind, CLASSIFY_HARD_BOUNCE);
-    assert_int_equal(watcher_inbound_read(msg, sizeof msg - 1, &c, &in), 0);
-    assert_string_equal(in.message_id, "");
-    assert_string_equal(in.from, "mailer-daemon@mx.example");
-    assert_string_equal(in.refs, "{\"s9@acme.example\"}");
-    assert_string_equal(in.recipients, "{\"p3@gone.example\"}");
-    watcher_inbound_free(&in);
-}
-
-static void test_inbound_plain_from(void **state)
-{
-    (void)state;
-    const char msg[] = "From: bob@b.example (Bob)\r\nSubject: x\r\n\r\nhello\r\n";
-    struct watcher_inbound in;
-    assert_int_equal(watcher_inbound_read(msg, sizeof msg - 1, NULL, &in), 0);
-    assert_string_equal(in.from, "bob@b.example");
-    assert_string_equal(in.refs, "{}");
-    watcher_inbound_free(&in);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,8 +461,7 @@ int main(void)
         cmocka_unit_test(test_fetch_plan),
         cmocka_unit_test(test_search),
         cmocka_unit_test(test_fetch),          cmocka_unit_test(test_list),
-        cmocka_unit_test(test_tagged_and_quote), cmocka_unit_test(test_inbound_reply),
-        cmocka_unit_test(test_inbound_bounce), cmocka_unit_test(test_inbound_plain_from),
+        cmocka_unit_test(test_tagged_and_quote),
         cmocka_unit_test(test_capability),     cmocka_unit_test(test_sent_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
