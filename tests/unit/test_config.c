@@ -300,8 +300,30 @@ static void test_listen(void **state)
     }
 }
 
+/* What the caller exported — relance's settings, DATABASE_URL, libpq's
+ * PG* — must not change a result: every RELANCE_* but the harness's own,
+ * DATABASE_URL and PG* leave this process's environment first. */
+static void clear_callers_settings(void)
+{
+    extern char **environ;
+    for (size_t i = 0; environ[i];) {
+        const char *e = environ[i];
+        size_t n = strcspn(e, "=");
+        char name[256];
+        if (n < sizeof name && (strncmp(e, "RELANCE_", 8) == 0 || strncmp(e, "PG", 2) == 0 ||
+                                (n == 12 && strncmp(e, "DATABASE_URL", 12) == 0))) {
+            memcpy(name, e, n);
+            name[n] = '\0';
+            unsetenv(name); /* environ shifts down: look at index i again */
+            continue;
+        }
+        i++;
+    }
+}
+
 int main(void)
 {
+    clear_callers_settings();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expand),
         cmocka_unit_test(test_errors),
