@@ -53,7 +53,7 @@ static void add_html(struct sbuf *b, const char *s, size_t len)
                                        "appendonsend", "moz-cite-prefix", "yahoo_quoted",
                                        "<hr", NULL};
     size_t end = len;
-    for (size_t i = 0; i < len && i < TEXT_CAP; i++) {
+    for (size_t i = 0; i < len && i < CLS_TEXT_CAP; i++) {
         if (s[i] != '<' && s[i] != 'g' && s[i] != 'd' && s[i] != 'a' && s[i] != 'm' &&
             s[i] != 'y')
             continue;
@@ -156,12 +156,12 @@ static char *decoded_norm(const char *v)
     char *d = mime_words_decode(v ? v : "");
     if (!d)
         return NULL;
-    char *n = norm(d, strlen(d));
+    char *n = cls_norm(d, strlen(d));
     free(d);
     return n;
 }
 
-static void msg_free(struct msg *m)
+static void msg_free(struct cls_msg *m)
 {
     free(m->subject);
     free(m->from);
@@ -169,7 +169,7 @@ static void msg_free(struct msg *m)
     free(m->ntext);
 }
 
-static int msg_load(struct msg *m, const struct mime_part *root)
+static int msg_load(struct cls_msg *m, const struct mime_part *root)
 {
     memset(m, 0, sizeof *m);
     m->root = root;
@@ -178,11 +178,11 @@ static int msg_load(struct msg *m, const struct mime_part *root)
     m->from = decoded_norm(mime_headers_get(m->h, "From"));
     if (!m->subject || !m->from)
         return -ENOMEM;
-    if (first_address(mime_headers_get(m->h, "From"), m->from_addr, sizeof m->from_addr) < 0)
+    if (cls_first_address(mime_headers_get(m->h, "From"), m->from_addr, sizeof m->from_addr) < 0)
         m->from_addr[0] = '\0';
-    if (first_address(mime_headers_get(m->h, "To"), m->to_addr, sizeof m->to_addr) < 0)
+    if (cls_first_address(mime_headers_get(m->h, "To"), m->to_addr, sizeof m->to_addr) < 0)
         m->to_addr[0] = '\0';
-    m->date = parse_rfc_date(mime_headers_get(m->h, "Date"));
+    m->date = cls_parse_rfc_date(mime_headers_get(m->h, "Date"));
     struct sbuf html = {0};
     collect_text(root, &m->text, &html, 1);
     if (m->text.len == 0 && html.len)
@@ -191,7 +191,7 @@ static int msg_load(struct msg *m, const struct mime_part *root)
     free(html.p);
     if (oom)
         return -ENOMEM;
-    m->ntext = norm(sb_str(&m->text), m->text.len);
+    m->ntext = cls_norm(sb_str(&m->text), m->text.len);
     if (!m->ntext)
         return -ENOMEM;
     m->returned = find_returned(root);
@@ -212,7 +212,7 @@ static char *new_text(const char *t)
         size_t k = 0;
         while (k < n && (line[k] == ' ' || line[k] == '\t'))
             k++;
-        copy_str(l, sizeof l, line + k, n - k);
+        cls_copy_str(l, sizeof l, line + k, n - k);
         for (char *c = l; *c; c++)
             *c = (char)tolower((unsigned char)*c);
         size_t ll = strlen(l);
@@ -235,7 +235,7 @@ static char *new_text(const char *t)
             /* "On <date>, <name>" wrapped before "wrote:" */
             size_t n2 = strcspn(next, "\n");
             char l2[256];
-            copy_str(l2, sizeof l2, next, n2);
+            cls_copy_str(l2, sizeof l2, next, n2);
             size_t l2l = strlen(l2);
             while (l2l > 0 && (l2[l2l - 1] == '\r' || l2[l2l - 1] == ' '))
                 l2[--l2l] = '\0';
@@ -435,7 +435,7 @@ static int subject_is_unsubscribe(const char *subj)
     return 0;
 }
 
-static int header_says_auto(const struct msg *m)
+static int header_says_auto(const struct cls_msg *m)
 {
     const struct mime_headers *h = m->h;
     const char *as = mime_headers_get(h, "Auto-Submitted");
@@ -463,23 +463,23 @@ static int header_says_auto(const struct msg *m)
 
 /* ---- the entry point ---- */
 
-static void reply_message_id(const struct msg *m, struct classify_result *out)
+static void reply_message_id(const struct cls_msg *m, struct classify_result *out)
 {
-    if (extract_msgid(mime_headers_get(m->h, "In-Reply-To"), 0, out->message_id,
+    if (cls_extract_msgid(mime_headers_get(m->h, "In-Reply-To"), 0, out->message_id,
                       sizeof out->message_id) == 0)
         return;
-    extract_msgid(mime_headers_get(m->h, "References"), 1, out->message_id,
+    cls_extract_msgid(mime_headers_get(m->h, "References"), 1, out->message_id,
                   sizeof out->message_id);
 }
 
-static int is_machine_notice(const struct msg *m)
+static int is_machine_notice(const struct cls_msg *m)
 {
     static const char *const senders[] = {"no-reply", "noreply", "do-not-reply", "donotreply",
                                           "do_not_reply", "notifications@", "notification@",
                                           NULL};
     if (mime_headers_get(m->h, "In-Reply-To") || mime_headers_get(m->h, "References"))
         return 0;
-    if (any_match(m->from, senders))
+    if (cls_any_match(m->from, senders))
         return 1;
     if (mime_headers_get(m->h, "List-Id") || mime_headers_get(m->h, "List-Unsubscribe"))
         return 1;
@@ -489,7 +489,7 @@ static int is_machine_notice(const struct msg *m)
 int classify_message(const char *raw, size_t len, struct classify_result *out)
 {
     struct mime_part root;
-    struct msg m;
+    struct cls_msg m;
     int rc;
     char *fresh = NULL;
     memset(out, 0, sizeof *out);
@@ -552,7 +552,7 @@ int classify_message(const char *raw, size_t len, struct classify_result *out)
         rc = -ENOMEM;
         goto done;
     }
-    char *nfresh = norm(fresh, strlen(fresh));
+    char *nfresh = cls_norm(fresh, strlen(fresh));
     if (!nfresh) {
         rc = -ENOMEM;
         goto done;
@@ -562,7 +562,7 @@ int classify_message(const char *raw, size_t len, struct classify_result *out)
     int score = 0;
     if (header_says_auto(&m))
         score += 3;
-    if (any_match(m.subject, auto_subjects))
+    if (cls_any_match(m.subject, auto_subjects))
         score += strncmp(m.subject, "re:", 3) == 0 ? 1 : 2;
     const char *xars = mime_headers_get(m.h, "X-Auto-Response-Suppress");
     if (xars && (mime_headers_get(m.h, "X-MS-Exchange-Inbox-Rules-Loop") ||
@@ -570,13 +570,13 @@ int classify_message(const char *raw, size_t len, struct classify_result *out)
         score += 2;
     else if (xars)
         score += 1;
-    int ooo = count_matches(nfresh, ooo_phrases);
+    int ooo = cls_count_matches(nfresh, ooo_phrases);
     score += ooo;
     if (score < 3)
-        score -= count_matches(nfresh, interest_phrases);
+        score -= cls_count_matches(nfresh, interest_phrases);
     if (score >= 3 || (score >= 2 && ooo > 0 && xars)) {
         out->kind = CLASSIFY_AUTO_REPLY;
-        set_return_date(&m, fresh, out);
+        cls_set_return_date(&m, fresh, out);
         free(nfresh);
         rc = 0;
         goto done;
@@ -585,7 +585,7 @@ int classify_message(const char *raw, size_t len, struct classify_result *out)
     /* 3. removal requests, from a person (a newsletter's own footer
      * says "unsubscribe" too) */
     if (!is_machine_notice(&m) &&
-        (subject_is_unsubscribe(m.subject) || any_match(nfresh, unsub_phrases))) {
+        (subject_is_unsubscribe(m.subject) || cls_any_match(nfresh, unsub_phrases))) {
         out->kind = CLASSIFY_UNSUBSCRIBE_REQUEST;
         free(nfresh);
         rc = 0;

@@ -57,10 +57,10 @@ static char *recipient_context(const char *text, const char *addr)
     }
     if (e - s > 1200)
         e = s + 1200;
-    return norm(s, (size_t)(e - s));
+    return cls_norm(s, (size_t)(e - s));
 }
 
-static int skip_address(const struct msg *m, const char *a)
+static int skip_address(const struct cls_msg *m, const char *a)
 {
     static const char *const locals[] = {"mailer-daemon@", "mailer_daemon@",
                                          "double-bounce@", "mail-daemon@", NULL};
@@ -123,10 +123,10 @@ static void finish_bounce(struct classify_result *out, enum classify_reason fall
     out->kind = hard ? CLASSIFY_HARD_BOUNCE : CLASSIFY_SOFT_BOUNCE;
 }
 
-static void returned_message_id(const struct msg *m, struct classify_result *out)
+static void returned_message_id(const struct cls_msg *m, struct classify_result *out)
 {
     if (m->returned &&
-        extract_msgid(mime_headers_get(&m->returned->headers, "Message-ID"), 0, out->message_id,
+        cls_extract_msgid(mime_headers_get(&m->returned->headers, "Message-ID"), 0, out->message_id,
                       sizeof out->message_id) == 0)
         return;
     /* inline returned headers in a plain-text bounce */
@@ -135,8 +135,8 @@ static void returned_message_id(const struct msg *m, struct classify_result *out
         if (p == t || p[-1] == '\n' || p[-1] == ' ') {
             char line[600];
             size_t n = strcspn(p, "\n");
-            copy_str(line, sizeof line, p, n);
-            if (extract_msgid(line + 11, 0, out->message_id, sizeof out->message_id) == 0)
+            cls_copy_str(line, sizeof line, p, n);
+            if (cls_extract_msgid(line + 11, 0, out->message_id, sizeof out->message_id) == 0)
                 return;
         }
     }
@@ -154,8 +154,8 @@ static void strip_diag_type(const char *v, char *out, size_t outlen)
 }
 
 /* RFC 3464 report. Returns 1 when it decided the message. */
-int classify_dsn(const struct msg *m, const struct mime_part *ds,
-                        struct classify_result *out)
+int classify_dsn(const struct cls_msg *m, const struct mime_part *ds,
+                 struct classify_result *out)
 {
     struct mime_dsn dsn;
     if (mime_dsn_parse(ds->body ? ds->body : "", ds->body_len, &dsn) < 0)
@@ -174,9 +174,9 @@ int classify_dsn(const struct msg *m, const struct mime_part *ds,
             size_t k = 0;
             while (status[k] == ' ')
                 k++;
-            size_t n = status_at(status + k, status + k);
+            size_t n = cls_status_at(status + k, status + k);
             if (n)
-                copy_str(st, sizeof st, status + k, n);
+                cls_copy_str(st, sizeof st, status + k, n);
         }
         int is_fail = 0;
         if (action) {
@@ -195,12 +195,13 @@ int classify_dsn(const struct msg *m, const struct mime_part *ds,
             continue;
         failed++;
         char addr[256] = "";
-        if (first_address(fr, addr, sizeof addr) < 0 && first_address(or, addr, sizeof addr) < 0)
+        if (cls_first_address(fr, addr, sizeof addr) < 0 &&
+            cls_first_address(or, addr, sizeof addr) < 0)
             addr[0] = '\0';
         char diag[1024];
         const char *dc = mime_headers_get(b, "Diagnostic-Code");
         strip_diag_type(dc, diag, sizeof diag);
-        char *nd = norm(diag, strlen(diag));
+        char *nd = cls_norm(diag, strlen(diag));
         char *ctx = recipient_context(sb_str(&m->text), addr);
         if (!nd) {
             free(ctx);
@@ -209,11 +210,11 @@ int classify_dsn(const struct msg *m, const struct mime_part *ds,
         }
         /* a bare 5.0.0 says less than the code the text quotes */
         char better[16] = "";
-        if (status_is_generic(st) &&
-            (find_status(diag, strlen(diag), better, sizeof better) == 0 ||
-             (ctx && find_status(ctx, strlen(ctx), better, sizeof better) == 0)))
+        if (cls_status_is_generic(st) &&
+            (cls_find_status(diag, strlen(diag), better, sizeof better) == 0 ||
+             (ctx && cls_find_status(ctx, strlen(ctx), better, sizeof better) == 0)))
             snprintf(st, sizeof st, "%s", better);
-        enum classify_reason r = decide_reason(nd, ctx, st, m->ntext);
+        enum classify_reason r = cls_decide_reason(nd, ctx, st, m->ntext);
         /* Action: failed is final (RFC 3464 2.3.3: the MTA abandoned
          * delivery). A transient-class code that says the mailbox or its
          * system does not exist (X.1.1 bad destination mailbox, X.1.2 bad
@@ -246,7 +247,7 @@ int classify_dsn(const struct msg *m, const struct mime_part *ds,
     }
     finish_bounce(out, out->reason != CLASSIFY_REASON_NONE
                            ? out->reason
-                           : decide_reason(m->ntext, NULL, "", m->ntext));
+                           : cls_decide_reason(m->ntext, NULL, "", m->ntext));
     returned_message_id(m, out);
     rc = 1;
 done:
@@ -284,7 +285,7 @@ static const char *const bounce_bodies[] = {
     "error de entrega", "trouble delivering", "failed addresses follow",
     "requested action not taken", "invalid user address", NULL};
 
-static int daemon_sender(const struct msg *m)
+static int daemon_sender(const struct cls_msg *m)
 {
     static const char *const names[] = {"mailer-daemon", "mailer_daemon", "mail-daemon",
                                         "mailer daemon", "post_master",
@@ -293,7 +294,7 @@ static int daemon_sender(const struct msg *m)
                                         "mail delivery subsystem", "mailerdaemon",
                                         "mdaemon", "bounce", "mail system", "mailadmin",
                                         "ezweb", NULL};
-    if (any_match(m->from, names))
+    if (cls_any_match(m->from, names))
         return 1;
     /* "From: <>" */
     return m->from_addr[0] == '\0' && strstr(m->from, "<>") != NULL;
@@ -301,12 +302,12 @@ static int daemon_sender(const struct msg *m)
 
 /* Bounces without a machine-readable report: Exim, qmail, old Sendmail,
  * Exchange, Lotus, providers. Returns 1 when it decided the message. */
-int classify_text_bounce(const struct msg *m, struct classify_result *out)
+int classify_text_bounce(const struct cls_msg *m, struct classify_result *out)
 {
     const char *xfr = mime_headers_get(m->h, "X-Failed-Recipients");
     const char *rp = mime_headers_get(m->h, "Return-Path");
     int null_sender = rp && (strstr(rp, "<>") != NULL || rp[0] == '\0');
-    int subj = any_match(m->subject, bounce_subjects);
+    int subj = cls_any_match(m->subject, bounce_subjects);
     const char *t = sb_str(&m->text);
 
     /* The notification ends where the returned message starts. */
@@ -331,15 +332,15 @@ int classify_text_bounce(const struct msg *m, struct classify_result *out)
             break;
         }
     }
-    char *head = norm(t, cut);
+    char *head = cls_norm(t, cut);
     if (!head)
         return -ENOMEM;
-    int body = any_match(head, bounce_bodies);
+    int body = cls_any_match(head, bounce_bodies);
     int daemon = daemon_sender(m);
     /* a list manager refusing our post (not a member, loop) */
     static const char *const list_admin[] = {"-admin@", "-owner@", "owner-", "-request@", NULL};
     int list_refusal = (mime_headers_get(m->h, "X-MLServer") || mime_headers_get(m->h, "X-ML-Server")) &&
-                       any_match(m->from, list_admin);
+                       cls_any_match(m->from, list_admin);
     int is_bounce = xfr != NULL || (daemon && (subj || body)) || (null_sender && body) ||
                     list_refusal;
     if (!is_bounce) {
@@ -348,11 +349,11 @@ int classify_text_bounce(const struct msg *m, struct classify_result *out)
     }
 
     char status[16] = "";
-    find_status(t, cut, status, sizeof status);
+    cls_find_status(t, cut, status, sizeof status);
     if (xfr) {
         size_t pos = 0;
         char a[256];
-        while (next_address(xfr, &pos, a, sizeof a))
+        while (cls_next_address(xfr, &pos, a, sizeof a))
             add_recipient(out, a, status, CLASSIFY_REASON_NONE);
     }
     /* Addresses in the notification, each with the text after it as its
@@ -368,7 +369,8 @@ int classify_text_bounce(const struct msg *m, struct classify_result *out)
         return -ENOMEM;
     }
     const char *s;
-    while (n < CLASSIFY_MAX_RECIPIENTS && (s = next_address(tcopy, &pos, a, sizeof a)) != NULL) {
+    while (n < CLASSIFY_MAX_RECIPIENTS &&
+           (s = cls_next_address(tcopy, &pos, a, sizeof a)) != NULL) {
         /* skip message ids and mailto links */
         if (s > tcopy && (s[-1] == '<') && strchr(a, '$'))
             continue;
@@ -400,9 +402,9 @@ int classify_text_bounce(const struct msg *m, struct classify_result *out)
         if (end - off > 2000)
             end = off + 2000;
         char st[16] = "";
-        if (find_status(tcopy + off, end - off, st, sizeof st) < 0)
+        if (cls_find_status(tcopy + off, end - off, st, sizeof st) < 0)
             snprintf(st, sizeof st, "%s", status);
-        char *nd = norm(tcopy + off, end - off);
+        char *nd = cls_norm(tcopy + off, end - off);
         if (!nd) {
             free(tcopy);
             free(head);
@@ -410,18 +412,18 @@ int classify_text_bounce(const struct msg *m, struct classify_result *out)
         }
         struct classify_recipient *r = &out->recipients[idx[i]];
         snprintf(r->status, sizeof r->status, "%s", st);
-        r->reason = decide_reason(nd, NULL, st, head);
+        r->reason = cls_decide_reason(nd, NULL, st, head);
         free(nd);
     }
     for (size_t i = 0; i < out->recipient_count; i++)
         if (out->recipients[i].reason == CLASSIFY_REASON_NONE)
-            out->recipients[i].reason = decide_reason(head, NULL, status, head);
+            out->recipients[i].reason = cls_decide_reason(head, NULL, status, head);
     if (out->recipient_count == 0 && m->returned) {
         char to[256];
-        if (first_address(mime_headers_get(&m->returned->headers, "To"), to, sizeof to) == 0)
-            add_recipient(out, to, status, decide_reason(head, NULL, status, head));
+        if (cls_first_address(mime_headers_get(&m->returned->headers, "To"), to, sizeof to) == 0)
+            add_recipient(out, to, status, cls_decide_reason(head, NULL, status, head));
     }
-    finish_bounce(out, decide_reason(head, NULL, status, head));
+    finish_bounce(out, cls_decide_reason(head, NULL, status, head));
     free(tcopy);
     free(head);
     returned_message_id(m, out);
@@ -452,24 +454,24 @@ static int ses_json_read(const char *t, struct classify_result *out)
         if (!end)
             break;
         char tmp[300];
-        copy_str(tmp, sizeof tmp, ea + 15, (size_t)(end - ea - 15));
-        if (next_address(tmp, &pos, a, sizeof a)) {
+        cls_copy_str(tmp, sizeof tmp, ea + 15, (size_t)(end - ea - 15));
+        if (cls_next_address(tmp, &pos, a, sizeof a)) {
             char st[16] = "";
             const char *sp = strstr(ea, "\"status\"");
             if (sp && sp - ea < 400)
-                find_status(sp, 30, st, sizeof st);
+                cls_find_status(sp, 30, st, sizeof st);
             char diag[512] = "";
             const char *dp = strstr(ea, "\"diagnosticCode\"");
             if (dp && dp - ea < 600) {
                 const char *q = strchr(dp + 16, '"');
                 const char *qe = q ? strchr(q + 1, '"') : NULL;
                 if (q && qe)
-                    copy_str(diag, sizeof diag, q + 1, (size_t)(qe - q - 1));
+                    cls_copy_str(diag, sizeof diag, q + 1, (size_t)(qe - q - 1));
             }
-            char *nd = norm(diag, strlen(diag));
+            char *nd = cls_norm(diag, strlen(diag));
             if (!nd)
                 return -ENOMEM;
-            enum classify_reason r = decide_reason(nd, NULL, st, NULL);
+            enum classify_reason r = cls_decide_reason(nd, NULL, st, NULL);
             free(nd);
             if (r == CLASSIFY_REASON_UNKNOWN && permanent)
                 r = CLASSIFY_REASON_USER_UNKNOWN;
@@ -484,7 +486,7 @@ static int ses_json_read(const char *t, struct classify_result *out)
 /* The SES notification as it comes: its own JSON body, or (through an
  * SNS topic subscribed by e-mail) a JSON string inside the SNS envelope's
  * "Message" field, quotes escaped as \" one level down. */
-int classify_ses_json(const struct msg *m, struct classify_result *out)
+int classify_ses_json(const struct cls_msg *m, struct classify_result *out)
 {
     const char *t = sb_str(&m->text);
     if (strstr(t, "\"notificationType\"") || !strstr(t, "\\\"notificationType\\\""))

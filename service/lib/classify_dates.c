@@ -66,7 +66,7 @@ static int take_num(const char **s, int maxd)
 
 /* RFC 5322 date ("Thu, 15 Jul 2010 14:33:27 +0200"), leniently; every
  * field is range-checked, 0 when unreadable. */
-time_t parse_rfc_date(const char *v)
+time_t cls_parse_rfc_date(const char *v)
 {
     if (!v)
         return 0;
@@ -158,7 +158,7 @@ static int name_at(const char *s, const struct month_name *tab, size_t n, size_t
     int val = -1;
     for (size_t i = 0; i < n; i++) {
         size_t l = strlen(tab[i].name);
-        if (l > best && strncmp(s, tab[i].name, l) == 0 && !alnum_at(s, s + l)) {
+        if (l > best && strncmp(s, tab[i].name, l) == 0 && !cls_alnum_at(s, s + l)) {
             best = l;
             val = tab[i].month;
         }
@@ -233,7 +233,7 @@ static size_t date_at(const char *text, size_t i, int month_first_numeric, struc
     memset(h, 0, sizeof *h);
     h->weekday = -1;
     h->pos = i;
-    if (alnum_at(text, s - 1))
+    if (cls_alnum_at(text, s - 1))
         return 0;
     if (isdigit((unsigned char)*s)) {
         if (read_int(s, 4, &a, &l1) < 0)
@@ -337,7 +337,7 @@ static const char *const return_cues[] = {
 
 int classify_return_date_parse(const char *text, time_t sent, int *year, int *month, int *day)
 {
-    char *t = norm(text, strlen(text));
+    char *t = cls_norm(text, strlen(text));
     if (!t)
         return -1;
     int64_t sent_day = sent > 0 ? (int64_t)(sent / 86400) : 0;
@@ -408,7 +408,7 @@ int classify_return_date_parse(const char *text, time_t sent, int *year, int *mo
     return 0;
 }
 
-void set_return_date(const struct msg *m, const char *text, struct classify_result *out)
+void cls_set_return_date(const struct cls_msg *m, const char *text, struct classify_result *out)
 {
     struct sbuf all = {0};
     sb_adds(&all, m->subject);

@@ -1,7 +1,9 @@
 /* classify_int.h: what the parts of classify share (classify.c,
  * classify_text.c, classify_reason.c, classify_bounce.c,
  * classify_dates.c). Nothing else includes it: the public face is
- * classify.h. Pure: no I/O, no logging. */
+ * classify.h. The cls_ prefix marks a name shared between these files
+ * only, as curl's Curl_ marks its internal functions; what one file
+ * alone uses stays static there. Pure: no I/O, no logging. */
 #ifndef RELANCE_CLASSIFY_INT_H
 #define RELANCE_CLASSIFY_INT_H
 
@@ -13,7 +15,7 @@
 
 /* ---- classify_text.c: text buffer, normalised text, patterns ---- */
 
-#define TEXT_CAP (256u << 10) /* bytes of text any rule looks at */
+#define CLS_TEXT_CAP (256u << 10) /* bytes of text any rule looks at */
 
 struct sbuf {
     char *p;
@@ -25,27 +27,33 @@ void sb_add(struct sbuf *b, const char *s, size_t n);
 void sb_adds(struct sbuf *b, const char *s);
 const char *sb_str(const struct sbuf *b);
 
-/* A malloc'd normalised copy of s[0..len) (at most TEXT_CAP), or NULL. */
-char *norm(const char *s, size_t len);
+/* A malloc'd normalised copy of s[0..len) (at most CLS_TEXT_CAP), or NULL. */
+char *cls_norm(const char *s, size_t len);
 /* True when s (inside the text that starts at base) is a letter or digit. */
-int alnum_at(const char *base, const char *s);
+int cls_alnum_at(const char *base, const char *s);
 /* Where pattern pat first matches in text, or NULL. */
-const char *wfind(const char *text, const char *pat);
+const char *cls_wfind(const char *text, const char *pat);
 /* Whether any pattern of the NULL-ended pats matches; how many do. */
-int any_match(const char *text, const char *const *pats);
-int count_matches(const char *text, const char *const *pats);
+int cls_any_match(const char *text, const char *const *pats);
+int cls_count_matches(const char *text, const char *const *pats);
 /* src[0..n) into dst[len], truncated and NUL-terminated. */
-void copy_str(char *dst, size_t len, const char *src, size_t n);
+void cls_copy_str(char *dst, size_t len, const char *src, size_t n);
 
 /* ---- classify_text.c: addresses and message ids ---- */
 
-const char *next_address(const char *s, size_t *pos, char *out, size_t outlen);
-int first_address(const char *v, char *out, size_t outlen);
-int extract_msgid(const char *v, int last, char *out, size_t outlen);
+/* The next address in s at or after *pos, copied into out; returns
+ * where it starts in s (and moves *pos past it), or NULL. */
+const char *cls_next_address(const char *s, size_t *pos, char *out, size_t outlen);
+/* The first address in a header-ish value ("Name <a@b>", "rfc822; a@b"):
+ * 0, or -1 when v is NULL or holds none. */
+int cls_first_address(const char *v, char *out, size_t outlen);
+/* "<id@host>" from a Message-ID-ish value, the last one when last: 0,
+ * or -1 when there is none. */
+int cls_extract_msgid(const char *v, int last, char *out, size_t outlen);
 
 /* ---- classify.c: the facts read once from the message ---- */
 
-struct msg {
+struct cls_msg {
     const struct mime_part *root;
     const struct mime_headers *h;
     char *subject;        /* normalised */
@@ -60,22 +68,32 @@ struct msg {
 
 /* ---- classify_dates.c ---- */
 
-time_t parse_rfc_date(const char *v);
-void set_return_date(const struct msg *m, const char *text, struct classify_result *out);
+/* An RFC 5322 Date value as a time, 0 when unreadable. */
+time_t cls_parse_rfc_date(const char *v);
+/* Fills out's return date from an auto-reply's subject and text (the
+ * part its author wrote), when one is readable. */
+void cls_set_return_date(const struct cls_msg *m, const char *text, struct classify_result *out);
 
 /* ---- classify_reason.c ---- */
 
-size_t status_at(const char *base, const char *s);
-int find_status(const char *text, size_t len, char *out, size_t outlen);
-int status_is_generic(const char *st);
-enum classify_reason decide_reason(const char *ndiag, const char *nctx, const char *status,
-                                   const char *nwhole);
+/* The length of an enhanced status code "c.s.d" at s, or 0. */
+size_t cls_status_at(const char *base, const char *s);
+/* The failure status in text[0..len) into out: 0, or -1 when none. */
+int cls_find_status(const char *text, size_t len, char *out, size_t outlen);
+/* True for "" and X.0.0, which say less than the text around them. */
+int cls_status_is_generic(const char *st);
+/* The reason of one failed recipient from its own diagnostic (ndiag),
+ * the lines about it in the notification (nctx), its status code and
+ * the whole notification (nwhole); texts normalised, any may be NULL.
+ * Never CLASSIFY_REASON_NONE. */
+enum classify_reason cls_decide_reason(const char *ndiag, const char *nctx, const char *status,
+                                       const char *nwhole);
 
 /* ---- classify_bounce.c: each returns 1 when it decided the message,
  * 0 when it is not its kind, or -ENOMEM ---- */
 
-int classify_dsn(const struct msg *m, const struct mime_part *ds, struct classify_result *out);
-int classify_text_bounce(const struct msg *m, struct classify_result *out);
-int classify_ses_json(const struct msg *m, struct classify_result *out);
+int classify_dsn(const struct cls_msg *m, const struct mime_part *ds, struct classify_result *out);
+int classify_text_bounce(const struct cls_msg *m, struct classify_result *out);
+int classify_ses_json(const struct cls_msg *m, struct classify_result *out);
 
 #endif

@@ -49,7 +49,7 @@ int classify_reason_is_block(enum classify_reason r)
 
 /* An enhanced status code "c.s.d" at s (class 2, 4 or 5). Returns its
  * length or 0. */
-size_t status_at(const char *base, const char *s)
+size_t cls_status_at(const char *base, const char *s)
 {
     if (s > base && (isdigit((unsigned char)s[-1]) || s[-1] == '.'))
         return 0;
@@ -94,18 +94,18 @@ static int after_reply_code(const char *base, const char *s)
 
 /* The failure status (4.x.x or 5.x.x) in text[0..len): the first one
  * that follows an SMTP reply code, else the first one. */
-int find_status(const char *text, size_t len, char *out, size_t outlen)
+int cls_find_status(const char *text, size_t len, char *out, size_t outlen)
 {
     const char *first = NULL;
     size_t first_n = 0;
     for (size_t i = 0; i < len && text[i]; i++) {
         if (text[i] != '4' && text[i] != '5')
             continue;
-        size_t n = status_at(text, text + i);
+        size_t n = cls_status_at(text, text + i);
         if (!n)
             continue;
         if (after_reply_code(text, text + i)) {
-            copy_str(out, outlen, text + i, n);
+            cls_copy_str(out, outlen, text + i, n);
             return 0;
         }
         if (!first) {
@@ -115,12 +115,12 @@ int find_status(const char *text, size_t len, char *out, size_t outlen)
     }
     if (!first)
         return -1;
-    copy_str(out, outlen, first, first_n);
+    cls_copy_str(out, outlen, first, first_n);
     return 0;
 }
 
 /* A status with a zero subject ("5.0.0") says less than one in text. */
-int status_is_generic(const char *st)
+int cls_status_is_generic(const char *st)
 {
     return st[0] == '\0' || (strlen(st) == 5 && strcmp(st + 1, ".0.0") == 0);
 }
@@ -422,7 +422,7 @@ static enum classify_reason reason_from_text(const char *ntext)
     if (!ntext || !*ntext)
         return CLASSIFY_REASON_NONE;
     for (size_t i = 0; i < sizeof reason_rules / sizeof reason_rules[0]; i++)
-        if (wfind(ntext, reason_rules[i].pat))
+        if (cls_wfind(ntext, reason_rules[i].pat))
             return reason_rules[i].reason;
     /* The MTA wordings SMTP-time classification reads (mta_words), so a
      * reply refused at RCPT and the same reply in a DSN mean the same.
@@ -496,7 +496,7 @@ static const char *quoted_reply(const char *s)
     while (*lead == ' ')
         lead++;
     for (const char *p = s; *p; p++) {
-        if (!isdigit((unsigned char)*p) || !after_reply_code(s, p) || !status_at(s, p))
+        if (!isdigit((unsigned char)*p) || !after_reply_code(s, p) || !cls_status_at(s, p))
             continue;
         const char *code = p;
         while (code > s && !(isdigit((unsigned char)code[-1]) && code - s >= 3 &&
@@ -514,8 +514,8 @@ static const char *quoted_reply(const char *s)
  * a 503 to DATA itself: no recipient was accepted). */
 static int data_stage_reply(const char *t)
 {
-    return t && wfind(t, ">>> data <<< 5") && !wfind(t, "need rcpt") &&
-           !wfind(t, "no valid recipient") && !wfind(t, "<<< 503");
+    return t && cls_wfind(t, ">>> data <<< 5") && !cls_wfind(t, "need rcpt") &&
+           !cls_wfind(t, "no valid recipient") && !cls_wfind(t, "<<< 503");
 }
 
 /* The refusal came at MAIL FROM: it is about our sender address or
@@ -526,8 +526,9 @@ static const char *const sender_stage[] = {"after mail from", "in reply to mail 
 
 static int sender_stage_reply(const char *ndiag, const char *nctx, const char *nwhole)
 {
-    return (ndiag && any_match(ndiag, sender_stage)) || (nctx && any_match(nctx, sender_stage)) ||
-           (nwhole && wfind(nwhole, "after mail from"));
+    return (ndiag && cls_any_match(ndiag, sender_stage)) ||
+           (nctx && cls_any_match(nctx, sender_stage)) ||
+           (nwhole && cls_wfind(nwhole, "after mail from"));
 }
 
 static const char *const weak_unknown[] = {"user unknown", "unknown user", "no such user",
@@ -571,16 +572,16 @@ static int weak_user_unknown_ok(const char *a, const char *b, const char *c)
     for (int i = 0; i < 3; i++) {
         if (!texts[i])
             continue;
-        if (any_match(texts[i], strong_unknown_evidence) || reply_echoes_path(texts[i]))
+        if (cls_any_match(texts[i], strong_unknown_evidence) || reply_echoes_path(texts[i]))
             return 1;
-        if (any_match(texts[i], weak_unknown))
+        if (cls_any_match(texts[i], weak_unknown))
             weak = 1;
     }
     return !weak;
 }
 
-enum classify_reason decide_reason(const char *ndiag, const char *nctx, const char *status,
-                                          const char *nwhole)
+enum classify_reason cls_decide_reason(const char *ndiag, const char *nctx, const char *status,
+                                       const char *nwhole)
 {
     enum classify_reason r = CLASSIFY_REASON_NONE;
     const char *q = ndiag ? quoted_reply(ndiag) : NULL;
@@ -597,8 +598,8 @@ enum classify_reason decide_reason(const char *ndiag, const char *nctx, const ch
     /* RFC 3463 X.3.2 "system not accepting network messages" in the
      * permanent class (RFC 7504's 521): the host takes no mail at all */
     if (status && status[0] == '5' && strncmp(status + 1, ".3.2", 4) == 0 &&
-        ((ndiag && wfind(ndiag, "not accepting network messages")) ||
-         (nctx && wfind(nctx, "not accepting network messages"))))
+        ((ndiag && cls_wfind(ndiag, "not accepting network messages")) ||
+         (nctx && cls_wfind(nctx, "not accepting network messages"))))
         r = CLASSIFY_REASON_NOT_ACCEPT;
     if (sender_stage_reply(ndiag, nctx, nwhole) ||
         (status && status[0] && (strncmp(status + 1, ".1.7", 4) == 0 ||
@@ -611,15 +612,17 @@ enum classify_reason decide_reason(const char *ndiag, const char *nctx, const ch
         !weak_user_unknown_ok(ndiag, nctx, nwhole))
         r = CLASSIFY_REASON_FILTERED;
     if (classify_reason_is_hard(r)) {
-        if ((ndiag && any_match(ndiag, data_stage)) || (nctx && any_match(nctx, data_stage)) ||
-            (nwhole && any_match(nwhole, data_stage)) || data_stage_reply(ndiag) ||
+        if ((ndiag && cls_any_match(ndiag, data_stage)) ||
+            (nctx && cls_any_match(nctx, data_stage)) ||
+            (nwhole && cls_any_match(nwhole, data_stage)) || data_stage_reply(ndiag) ||
             data_stage_reply(nctx) || data_stage_reply(nwhole))
             r = CLASSIFY_REASON_FILTERED;
         /* a generic 4.0.0 says nothing about time; "no MX found" for
          * the domain does (sisimai: notaccept) */
         else if (status && status[0] == '4' &&
-                 !(r == CLASSIFY_REASON_HOST_UNKNOWN && status_is_generic(status) &&
-                   ((ndiag && wfind(ndiag, "no mx found")) || (nctx && wfind(nctx, "no mx found")))))
+                 !(r == CLASSIFY_REASON_HOST_UNKNOWN && cls_status_is_generic(status) &&
+                   ((ndiag && cls_wfind(ndiag, "no mx found")) ||
+                    (nctx && cls_wfind(nctx, "no mx found")))))
             r = r == CLASSIFY_REASON_USER_UNKNOWN ? CLASSIFY_REASON_SYSTEM
                                                   : CLASSIFY_REASON_NETWORK;
     }

@@ -16,8 +16,8 @@ void sb_add(struct sbuf *b, const char *s, size_t n)
 {
     if (b->oom || n == 0)
         return;
-    if (b->len + n > TEXT_CAP)
-        n = TEXT_CAP > b->len ? TEXT_CAP - b->len : 0;
+    if (b->len + n > CLS_TEXT_CAP)
+        n = CLS_TEXT_CAP > b->len ? CLS_TEXT_CAP - b->len : 0;
     if (n == 0)
         return;
     if (b->len + n + 1 > b->cap) {
@@ -49,10 +49,10 @@ const char *sb_str(const struct sbuf *b)
 
 /* Lower-cases ASCII and Latin-1 capitals (U+00C0..U+00DE) and folds
  * white space runs into one space; typographic apostrophes become '. */
-char *norm(const char *s, size_t len)
+char *cls_norm(const char *s, size_t len)
 {
-    if (len > TEXT_CAP)
-        len = TEXT_CAP;
+    if (len > CLS_TEXT_CAP)
+        len = CLS_TEXT_CAP;
     char *out = malloc(len + 1);
     if (!out)
         return NULL;
@@ -88,7 +88,7 @@ char *norm(const char *s, size_t len)
     return out;
 }
 
-int alnum_at(const char *base, const char *s)
+int cls_alnum_at(const char *base, const char *s)
 {
     if (s < base || *s == '\0')
         return 0;
@@ -102,7 +102,7 @@ static int amatch(const char *base, const char *s, const char *p, int budget)
 {
     while (*p && *p != '*') {
         if (*p == '~') {
-            if (alnum_at(base, s - 1) && alnum_at(base, s))
+            if (cls_alnum_at(base, s - 1) && cls_alnum_at(base, s))
                 return 0;
             p++;
             continue;
@@ -127,7 +127,7 @@ static int amatch(const char *base, const char *s, const char *p, int budget)
 }
 
 /* Where pattern pat first matches in text, or NULL. */
-const char *wfind(const char *text, const char *pat)
+const char *cls_wfind(const char *text, const char *pat)
 {
     char lit[64];
     size_t n = 0;
@@ -149,24 +149,24 @@ const char *wfind(const char *text, const char *pat)
     return NULL;
 }
 
-int any_match(const char *text, const char *const *pats)
+int cls_any_match(const char *text, const char *const *pats)
 {
     for (size_t i = 0; pats[i]; i++)
-        if (wfind(text, pats[i]))
+        if (cls_wfind(text, pats[i]))
             return 1;
     return 0;
 }
 
-int count_matches(const char *text, const char *const *pats)
+int cls_count_matches(const char *text, const char *const *pats)
 {
     int n = 0;
     for (size_t i = 0; pats[i]; i++)
-        if (wfind(text, pats[i]))
+        if (cls_wfind(text, pats[i]))
             n++;
     return n;
 }
 
-void copy_str(char *dst, size_t len, const char *src, size_t n)
+void cls_copy_str(char *dst, size_t len, const char *src, size_t n)
 {
     if (n >= len)
         n = len - 1;
@@ -189,7 +189,7 @@ static int domain_char(unsigned char c)
 
 /* Finds the next address in s at or after *pos; copies it into out.
  * Returns the start of the address or NULL. */
-const char *next_address(const char *s, size_t *pos, char *out, size_t outlen)
+const char *cls_next_address(const char *s, size_t *pos, char *out, size_t outlen)
 {
     const char *at = strchr(s + *pos, '@');
     while (at) {
@@ -205,7 +205,7 @@ const char *next_address(const char *s, size_t *pos, char *out, size_t outlen)
             r--;
         *pos = (size_t)(r - s);
         if (l < at && r > at + 1 && memchr(at + 1, '.', (size_t)(r - at - 1))) {
-            copy_str(out, outlen, l, (size_t)(r - l));
+            cls_copy_str(out, outlen, l, (size_t)(r - l));
             return l;
         }
         if (*pos <= (size_t)(at - s))
@@ -216,16 +216,16 @@ const char *next_address(const char *s, size_t *pos, char *out, size_t outlen)
 }
 
 /* The first address in a header-ish value ("Name <a@b>", "rfc822; a@b"). */
-int first_address(const char *v, char *out, size_t outlen)
+int cls_first_address(const char *v, char *out, size_t outlen)
 {
     size_t pos = 0;
     if (!v)
         return -1;
-    return next_address(v, &pos, out, outlen) ? 0 : -1;
+    return cls_next_address(v, &pos, out, outlen) ? 0 : -1;
 }
 
 /* "<id@host>" from a Message-ID-ish value; the last one when last. */
-int extract_msgid(const char *v, int last, char *out, size_t outlen)
+int cls_extract_msgid(const char *v, int last, char *out, size_t outlen)
 {
     const char *found = NULL, *found_end = NULL;
     if (!v)
@@ -243,6 +243,6 @@ int extract_msgid(const char *v, int last, char *out, size_t outlen)
     }
     if (!found)
         return -1;
-    copy_str(out, outlen, found, (size_t)(found_end - found + 1));
+    cls_copy_str(out, outlen, found, (size_t)(found_end - found + 1));
     return 0;
 }
