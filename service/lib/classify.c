@@ -518,30 +518,9 @@ int classify_message(const char *raw, size_t len, struct classify_result *out)
         rc = 0;
         goto done;
     }
-    const struct mime_part *ds = mime_part_find(&root, "message/delivery-status");
-    if (!ds)
-        ds = mime_part_find(&root, "message/global-delivery-status");
-    if (ds) {
-        rc = classify_dsn(&m, ds, out);
-        if (rc < 0)
-            goto done;
-        if (rc == 1) {
-            rc = 0;
-            goto done;
-        }
-    }
-    rc = classify_ses_json(&m, out);
-    if (rc < 0)
-        goto done;
-    if (rc == 1) {
-        rc = 0;
-        goto done;
-    }
-    rc = classify_text_bounce(&m, out);
-    if (rc < 0)
-        goto done;
-    if (rc == 1) {
-        rc = 0;
+    rc = cls_bounce_read(&m, out);
+    if (rc != 0) {
+        rc = rc < 0 ? rc : 0;
         goto done;
     }
 

@@ -154,8 +154,8 @@ static void strip_diag_type(const char *v, char *out, size_t outlen)
 }
 
 /* RFC 3464 report. Returns 1 when it decided the message. */
-int classify_dsn(const struct cls_msg *m, const struct mime_part *ds,
-                 struct classify_result *out)
+static int dsn_read(const struct cls_msg *m, const struct mime_part *ds,
+                    struct classify_result *out)
 {
     struct mime_dsn dsn;
     if (mime_dsn_parse(ds->body ? ds->body : "", ds->body_len, &dsn) < 0)
@@ -302,7 +302,7 @@ static int daemon_sender(const struct cls_msg *m)
 
 /* Bounces without a machine-readable report: Exim, qmail, old Sendmail,
  * Exchange, Lotus, providers. Returns 1 when it decided the message. */
-int classify_text_bounce(const struct cls_msg *m, struct classify_result *out)
+static int text_bounce_read(const struct cls_msg *m, struct classify_result *out)
 {
     const char *xfr = mime_headers_get(m->h, "X-Failed-Recipients");
     const char *rp = mime_headers_get(m->h, "Return-Path");
@@ -486,7 +486,7 @@ static int ses_json_read(const char *t, struct classify_result *out)
 /* The SES notification as it comes: its own JSON body, or (through an
  * SNS topic subscribed by e-mail) a JSON string inside the SNS envelope's
  * "Message" field, quotes escaped as \" one level down. */
-int classify_ses_json(const struct cls_msg *m, struct classify_result *out)
+static int ses_read(const struct cls_msg *m, struct classify_result *out)
 {
     const char *t = sb_str(&m->text);
     if (strstr(t, "\"notificationType\"") || !strstr(t, "\\\"notificationType\\\""))
@@ -504,5 +504,20 @@ int classify_ses_json(const struct cls_msg *m, struct classify_result *out)
     u[k] = '\0';
     int rc = ses_json_read(u, out);
     free(u);
+    return rc;
+}
+
+/* A delivery report first (it is exact where it is present), then an
+ * SES notification, then the free text of MTAs that write no report. */
+int cls_bounce_read(const struct cls_msg *m, struct classify_result *out)
+{
+    const struct mime_part *ds = mime_part_find(m->root, "message/delivery-status");
+    if (!ds)
+        ds = mime_part_find(m->root, "message/global-delivery-status");
+    int rc = ds ? dsn_read(m, ds, out) : 0;
+    if (rc == 0)
+        rc = ses_read(m, out);
+    if (rc == 0)
+        rc = text_bounce_read(m, out);
     return rc;
 }

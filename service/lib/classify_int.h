@@ -89,11 +89,12 @@ int cls_status_is_generic(const char *st);
 enum classify_reason cls_decide_reason(const char *ndiag, const char *nctx, const char *status,
                                        const char *nwhole);
 
-/* ---- classify_bounce.c: each returns 1 when it decided the message,
- * 0 when it is not its kind, or -ENOMEM ---- */
+/* ---- classify_bounce.c ---- */
 
-int classify_dsn(const struct cls_msg *m, const struct mime_part *ds, struct classify_result *out);
-int classify_text_bounce(const struct cls_msg *m, struct classify_result *out);
-int classify_ses_json(const struct cls_msg *m, struct classify_result *out);
+/* Reads m as a bounce (a delivery report, an SES notification or an
+ * MTA's free text) into out. Returns 1 when that decided the message (a
+ * report of delivery, or an SES notification other than a bounce, gives
+ * CLASSIFY_OTHER), 0 when m is none of these, or -ENOMEM. */
+int cls_bounce_read(const struct cls_msg *m, struct classify_result *out);
 
 #endif
