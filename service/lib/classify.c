@@ -47,7 +47,7 @@ static int is_attachment(const struct mime_part *p)
 
 /* Crude HTML to text: tags dropped, block ends as line breaks, a few
  * entities; quoted history (blockquote, Gmail/Outlook markers) cut. */
-static void add_html(struct sbuf *b, const char *s, size_t len)
+static void add_html(struct buf *b, const char *s, size_t len)
 {
     static const char *const cuts[] = {"<blockquote", "gmail_quote", "divrplyfwdmsg",
                                        "appendonsend", "moz-cite-prefix", "yahoo_quoted",
@@ -82,7 +82,7 @@ static void add_html(struct sbuf *b, const char *s, size_t len)
                 in_style = 0;
             if (strncasecmp(s + i, "<br", 3) == 0 || strncasecmp(s + i, "</p", 3) == 0 ||
                 strncasecmp(s + i, "</div", 5) == 0 || strncasecmp(s + i, "<tr", 3) == 0)
-                sb_adds(b, "\n");
+                cls_text_adds(b, "\n");
             in_tag = 1;
             continue;
         }
@@ -99,7 +99,7 @@ static void add_html(struct sbuf *b, const char *s, size_t len)
             for (k = 0; k < sizeof ents / sizeof ents[0]; k++) {
                 size_t el = strlen(ents[k].ent);
                 if (i + el <= end && strncasecmp(s + i, ents[k].ent, el) == 0) {
-                    sb_adds(b, ents[k].txt);
+                    cls_text_adds(b, ents[k].txt);
                     i += el - 1;
                     break;
                 }
@@ -107,14 +107,13 @@ static void add_html(struct sbuf *b, const char *s, size_t len)
             if (k < sizeof ents / sizeof ents[0])
                 continue;
         }
-        sb_add(b, &c, 1);
+        cls_text_add(b, &c, 1);
     }
-    sb_adds(b, "\n");
+    cls_text_adds(b, "\n");
 }
 
 /* Text leaves outside embedded messages; html only when no plain. */
-static void collect_text(const struct mime_part *p, struct sbuf *plain, struct sbuf *html,
-                         int top)
+static void collect_text(const struct mime_part *p, struct buf *plain, struct buf *html, int top)
 {
     if (p->part_count > 0) {
         if (strcmp(p->type, "message/rfc822") == 0 || strcmp(p->type, "message/global") == 0)
@@ -126,8 +125,8 @@ static void collect_text(const struct mime_part *p, struct sbuf *plain, struct s
     if (!p->body || (!top && is_attachment(p) && strcmp(p->type, "text/plain") != 0))
         return;
     if (strcmp(p->type, "text/plain") == 0 || strcmp(p->type, "text/enriched") == 0) {
-        sb_add(plain, p->body, p->body_len);
-        sb_adds(plain, "\n");
+        cls_text_add(plain, p->body, p->body_len);
+        cls_text_adds(plain, "\n");
     } else if (strcmp(p->type, "text/html") == 0) {
         add_html(html, p->body, p->body_len);
     }
@@ -165,7 +164,7 @@ static void msg_free(struct cls_msg *m)
 {
     free(m->subject);
     free(m->from);
-    free(m->text.p);
+    buf_free(&m->text);
     free(m->ntext);
 }
 
@@ -183,15 +182,15 @@ static int msg_load(struct cls_msg *m, const struct mime_part *root)
     if (cls_first_address(mime_headers_get(m->h, "To"), m->to_addr, sizeof m->to_addr) < 0)
         m->to_addr[0] = '\0';
     m->date = cls_parse_rfc_date(mime_headers_get(m->h, "Date"));
-    struct sbuf html = {0};
+    struct buf html = {0};
     collect_text(root, &m->text, &html, 1);
     if (m->text.len == 0 && html.len)
-        sb_add(&m->text, html.p, html.len);
+        cls_text_add(&m->text, html.p, html.len);
     int oom = html.oom || m->text.oom;
-    free(html.p);
+    buf_free(&html);
     if (oom)
         return -ENOMEM;
-    m->ntext = cls_norm(sb_str(&m->text), m->text.len);
+    m->ntext = cls_norm(cls_text_str(&m->text), m->text.len);
     if (!m->ntext)
         return -ENOMEM;
     m->returned = find_returned(root);
@@ -203,7 +202,7 @@ static int msg_load(struct cls_msg *m, const struct mime_part *root)
 /* The part a person wrote: lines before the quoted original. */
 static char *new_text(const char *t)
 {
-    struct sbuf b = {0};
+    struct buf b = {0};
     const char *line = t;
     size_t lines = 0;
     while (*line && lines < 400) {
@@ -255,14 +254,14 @@ static char *new_text(const char *t)
             (size_t)(strcasestr(next, "\n") ? strcasestr(next, "\n") - next : 0) < 300)
             break;
         if (l[0] != '>') {
-            sb_add(&b, line, n);
-            sb_adds(&b, "\n");
+            cls_text_add(&b, line, n);
+            cls_text_adds(&b, "\n");
         }
         line = next;
         lines++;
     }
     if (b.oom) {
-        free(b.p);
+        buf_free(&b);
         return NULL;
     }
     if (!b.p)
@@ -526,7 +525,7 @@ int classify_message(const char *raw, size_t len, struct classify_result *out)
 
     /* 2. auto-replies */
     reply_message_id(&m, out);
-    fresh = new_text(sb_str(&m.text));
+    fresh = new_text(cls_text_str(&m.text));
     if (!fresh) {
         rc = -ENOMEM;
         goto done;

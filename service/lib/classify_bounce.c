@@ -130,7 +130,7 @@ static void returned_message_id(const struct cls_msg *m, struct classify_result 
                       sizeof out->message_id) == 0)
         return;
     /* inline returned headers in a plain-text bounce */
-    const char *t = sb_str(&m->text);
+    const char *t = cls_text_str(&m->text);
     for (const char *p = strcasestr(t, "message-id:"); p; p = strcasestr(p + 1, "message-id:")) {
         if (p == t || p[-1] == '\n' || p[-1] == ' ') {
             char line[600];
@@ -202,7 +202,7 @@ static int dsn_read(const struct cls_msg *m, const struct mime_part *ds,
         const char *dc = mime_headers_get(b, "Diagnostic-Code");
         strip_diag_type(dc, diag, sizeof diag);
         char *nd = cls_norm(diag, strlen(diag));
-        char *ctx = recipient_context(sb_str(&m->text), addr);
+        char *ctx = recipient_context(cls_text_str(&m->text), addr);
         if (!nd) {
             free(ctx);
             rc = -ENOMEM;
@@ -308,7 +308,7 @@ static int text_bounce_read(const struct cls_msg *m, struct classify_result *out
     const char *rp = mime_headers_get(m->h, "Return-Path");
     int null_sender = rp && (strstr(rp, "<>") != NULL || rp[0] == '\0');
     int subj = cls_any_match(m->subject, bounce_subjects);
-    const char *t = sb_str(&m->text);
+    const char *t = cls_text_str(&m->text);
 
     /* The notification ends where the returned message starts. */
     static const char *const cut_marks[] = {
@@ -488,7 +488,7 @@ static int ses_json_read(const char *t, struct classify_result *out)
  * "Message" field, quotes escaped as \" one level down. */
 static int ses_read(const struct cls_msg *m, struct classify_result *out)
 {
-    const char *t = sb_str(&m->text);
+    const char *t = cls_text_str(&m->text);
     if (strstr(t, "\"notificationType\"") || !strstr(t, "\\\"notificationType\\\""))
         return ses_json_read(t, out);
     size_t n = strlen(t);

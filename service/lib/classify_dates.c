@@ -410,17 +410,17 @@ int classify_return_date_parse(const char *text, time_t sent, int *year, int *mo
 
 void cls_set_return_date(const struct cls_msg *m, const char *text, struct classify_result *out)
 {
-    struct sbuf all = {0};
-    sb_adds(&all, m->subject);
-    sb_adds(&all, "\n");
-    sb_adds(&all, text);
+    struct buf all = {0};
+    cls_text_adds(&all, m->subject);
+    cls_text_adds(&all, "\n");
+    cls_text_adds(&all, text);
     int y, mo, d;
-    if (!all.oom && classify_return_date_parse(sb_str(&all), m->date, &y, &mo, &d) == 0) {
+    if (!all.oom && classify_return_date_parse(cls_text_str(&all), m->date, &y, &mo, &d) == 0) {
         out->has_return_date = 1;
         out->return_year = y;
         out->return_month = mo;
         out->return_day = d;
         out->return_date = (time_t)(days_from_civil(y, mo, d) * 86400);
     }
-    free(all.p);
+    buf_free(&all);
 }

@@ -7,6 +7,7 @@
 #ifndef RELANCE_CLASSIFY_INT_H
 #define RELANCE_CLASSIFY_INT_H
 
+#include "buf.h"
 #include "classify.h"
 #include "mime.h"
 
@@ -17,15 +18,12 @@
 
 #define CLS_TEXT_CAP (256u << 10) /* bytes of text any rule looks at */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-void sb_add(struct sbuf *b, const char *s, size_t n);
-void sb_adds(struct sbuf *b, const char *s);
-const char *sb_str(const struct sbuf *b);
+/* buf_add and buf_adds (buf.h) that stop at CLS_TEXT_CAP bytes in all:
+ * hostile input cannot make the copies grow past what the rules read. */
+void cls_text_add(struct buf *b, const char *s, size_t n);
+void cls_text_adds(struct buf *b, const char *s);
+/* b's text, "" before anything was added. */
+const char *cls_text_str(const struct buf *b);
 
 /* A malloc'd normalised copy of s[0..len) (at most CLS_TEXT_CAP), or NULL. */
 char *cls_norm(const char *s, size_t len);
@@ -61,7 +59,7 @@ struct cls_msg {
     char from_addr[256];
     char to_addr[256];
     time_t date;
-    struct sbuf text;      /* the notification / reply text, outside embedded mail */
+    struct buf text;       /* the notification / reply text, outside embedded mail */
     char *ntext;           /* normalised text */
     const struct mime_part *returned; /* embedded original message or headers */
 };

@@ -12,37 +12,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sb_add(struct sbuf *b, const char *s, size_t n)
+void cls_text_add(struct buf *b, const char *s, size_t n)
 {
-    if (b->oom || n == 0)
-        return;
+    /* what lies past the cap is never read: drop it rather than copy it */
     if (b->len + n > CLS_TEXT_CAP)
         n = CLS_TEXT_CAP > b->len ? CLS_TEXT_CAP - b->len : 0;
     if (n == 0)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+        return; /* b->p stays NULL until there is text */
+    buf_add(b, s, n);
 }
 
-void sb_adds(struct sbuf *b, const char *s)
+void cls_text_adds(struct buf *b, const char *s)
 {
-    sb_add(b, s, strlen(s));
+    cls_text_add(b, s, strlen(s));
 }
 
-const char *sb_str(const struct sbuf *b)
+const char *cls_text_str(const struct buf *b)
 {
     return b->p ? b->p : "";
 }
