@@ -50,17 +50,31 @@ static int days_in_month(int y, int m)
     return dm[m - 1];
 }
 
-/* A bounded unsigned number at *s (at most maxd digits); -1 if none. */
-static int take_num(const char **s, int maxd)
+/* An unsigned number of 1 to maxdigits digits at s, not followed by
+ * another digit: 0 with its value and length, or -1. */
+static int read_int(const char *s, int maxdigits, int *v, size_t *len)
 {
-    int v = 0, n = 0;
-    while (n < maxd && isdigit((unsigned char)**s)) {
-        v = v * 10 + (**s - '0');
-        (*s)++;
+    int n = 0, x = 0;
+    while (n < maxdigits && isdigit((unsigned char)s[n])) {
+        x = x * 10 + (s[n] - '0');
         n++;
     }
-    if (n == 0 || isdigit((unsigned char)**s))
+    if (n == 0 || isdigit((unsigned char)s[n]))
         return -1;
+    *v = x;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* read_int at *s, moving *s past the number: its value, or -1 (and *s
+ * unmoved). */
+static int take_num(const char **s, int maxd)
+{
+    int v;
+    size_t len;
+    if (read_int(*s, maxd, &v, &len) < 0)
+        return -1;
+    *s += len;
     return v;
 }
 
@@ -169,20 +183,6 @@ static int name_at(const char *s, const struct month_name *tab, size_t n, size_t
             (*len)++;
     }
     return val;
-}
-
-static int read_int(const char *s, int maxdigits, int *v, size_t *len)
-{
-    int n = 0, x = 0;
-    while (n < maxdigits && isdigit((unsigned char)s[n])) {
-        x = x * 10 + (s[n] - '0');
-        n++;
-    }
-    if (n == 0 || isdigit((unsigned char)s[n]))
-        return -1;
-    *v = x;
-    *len = (size_t)n;
-    return 0;
 }
 
 /* Day suffixes: 1st 2nd 3rd 4th, 1er, 4., "de", "of". */
