@@ -331,12 +331,10 @@ static const struct rule reason_rules[] = {
     {"reputation", CLASSIFY_REASON_BLOCKED},
     {"listed at", CLASSIFY_REASON_BLOCKED},
     {"listed on", CLASSIFY_REASON_BLOCKED},
-    /* our sender refused */
-    {"sender address rejected", CLASSIFY_REASON_SENDER},
+    /* our sender refused (the wordings that must come before "does not
+     * exist" are at the top) */
     {"sender rejected", CLASSIFY_REASON_SENDER},
     {"sender domain", CLASSIFY_REASON_SENDER},
-    {"domain of sender", CLASSIFY_REASON_SENDER},
-    {"sender verify failed", CLASSIFY_REASON_SENDER},
     {"sender verification", CLASSIFY_REASON_SENDER},
     {"invalid sender", CLASSIFY_REASON_SENDER},
     {"sender unknown", CLASSIFY_REASON_SENDER},
@@ -451,7 +449,7 @@ static enum classify_reason reason_from_status(const char *st)
     int c = 0, s = 0, d = 0;
     if (sscanf(st, "%d.%d.%d", &c, &s, &d) != 3)
         return CLASSIFY_REASON_NONE;
-    if (c == 5 && s == 1 && (d == 1 || d == 0 + 1))
+    if (c == 5 && s == 1 && d == 1)
         return CLASSIFY_REASON_USER_UNKNOWN;
     if (c == 5 && s == 1 && d == 2)
         return CLASSIFY_REASON_HOST_UNKNOWN;
@@ -485,8 +483,6 @@ static enum classify_reason reason_from_status(const char *st)
 static const char *const data_stage[] = {"end of data", "after data", "command data",
                                          "data command", NULL};
 
-/* Reason of one failed recipient: its own diagnostic, then the lines
- * about it in the notification, then its status code. */
 /* Where a relay's summary quotes the remote server's own reply
  * ("5.1.0 - Unknown address error 550-'5.7.1 ... Access denied'"): the
  * start of that reply, or NULL when the text starts with it. */
@@ -580,6 +576,10 @@ static int weak_user_unknown_ok(const char *a, const char *b, const char *c)
     return !weak;
 }
 
+/* Reason of one failed recipient: its own diagnostic (a server's reply
+ * quoted inside a relay's summary first), then the lines about it in
+ * the notification, then its status code; then what the SMTP stage and
+ * the status class correct. */
 enum classify_reason cls_decide_reason(const char *ndiag, const char *nctx, const char *status,
                                        const char *nwhole)
 {
