@@ -199,6 +199,16 @@ static int msg_load(struct cls_msg *m, const struct mime_part *root)
 
 /* ---- replies ---- */
 
+/* s[0..n) into dst[cap], without trailing spaces and CR: its length. */
+static size_t copy_line(char *dst, size_t cap, const char *s, size_t n)
+{
+    cls_copy_str(dst, cap, s, n);
+    size_t len = strlen(dst);
+    while (len > 0 && (dst[len - 1] == '\r' || dst[len - 1] == ' '))
+        dst[--len] = '\0';
+    return len;
+}
+
 /* The part a person wrote: lines before the quoted original. */
 static char *new_text(const char *t)
 {
@@ -211,12 +221,9 @@ static char *new_text(const char *t)
         size_t k = 0;
         while (k < n && (line[k] == ' ' || line[k] == '\t'))
             k++;
-        cls_copy_str(l, sizeof l, line + k, n - k);
+        size_t ll = copy_line(l, sizeof l, line + k, n - k);
         for (char *c = l; *c; c++)
             *c = (char)tolower((unsigned char)*c);
-        size_t ll = strlen(l);
-        while (ll > 0 && (l[ll - 1] == '\r' || l[ll - 1] == ' '))
-            l[--ll] = '\0';
         const char *next = line[n] ? line + n + 1 : line + n;
         if (strncmp(l, "-----", 5) == 0 && (strstr(l, "original") || strstr(l, "ursprüngliche") ||
                                             strstr(l, "origine") || strstr(l, "forward") ||
@@ -232,12 +239,8 @@ static char *new_text(const char *t)
             break;
         if (strncmp(l, "on ", 3) == 0) {
             /* "On <date>, <name>" wrapped before "wrote:" */
-            size_t n2 = strcspn(next, "\n");
             char l2[256];
-            cls_copy_str(l2, sizeof l2, next, n2);
-            size_t l2l = strlen(l2);
-            while (l2l > 0 && (l2[l2l - 1] == '\r' || l2[l2l - 1] == ' '))
-                l2[--l2l] = '\0';
+            size_t l2l = copy_line(l2, sizeof l2, next, strcspn(next, "\n"));
             if (l2l >= 6 && strcmp(l2 + l2l - 6, "wrote:") == 0)
                 break;
         }
