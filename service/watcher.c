@@ -20,7 +20,8 @@
 #include "mime.h"
 #include "pgarray.h"
 #include "secret.h"
-#include "serve.h"
+#include "oauth2.h"
+#include "ready.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -94,7 +95,10 @@ struct box {
 };
 
 struct watcher {
-    struct server *srv;
+    uv_loop_t *loop;
+    const struct config *cfg;
+    const struct ready *ready;
+    struct oauth2 *oauth2;     /* tokens of xoauth2 accounts (borrowed) */
     struct curl_uv *cu;
     struct box *boxes;
     size_t n_boxes;
@@ -108,9 +112,6 @@ struct watcher {
     int closing;
     int pending;                /* handles and parts still closing */
     size_t outstanding;         /* db queries in flight */
-    const char *(*token)(void *arg, const char *account);
-    void (*token_reject)(void *arg, const char *account, const char *token);
-    void *token_arg;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -149,7 +150,7 @@ static void box_bearer_wipe(struct box *b)
 static const char *box_bearer(void *arg)
 {
     struct box *b = arg;
-    const char *t = b->w->token ? b->w->token(b->w->token_arg, b->email) : NULL;
+    const char *t = b->w->oauth2 ? oauth2_token_peek(b->w->oauth2, b->email) : NULL;
     if (t && (!b->bearer || strcmp(b->bearer, t) != 0)) {
         box_bearer_wipe(b);
         b->bearer = strdup(t);
@@ -157,13 +158,6 @@ static const char *box_bearer(void *arg)
     return t;
 }
 
-void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account),
-                              void (*reject)(void *arg, const char *account, const char *token), void *arg)
-{
-    w->token = token;
-    w->token_reject = reject;
-    w->token_arg = arg;
-}
 
 int watcher_imap_account(const struct config *cfg, const struct config_account *a, struct imap_account *x,
                          char **password, char *err, size_t errlen)
@@ -216,7 +210,7 @@ static int box_setup(struct watcher *w, struct box *b, const struct config_accou
     b->cfg = a;
     b->email = a->email;
     b->folders = a->folders && a->folders[0] ? a->folders : (char **)inbox_only;
-    if (watcher_imap_account(w->srv->cfg, a, &b->acct, &b->password, err, errlen) < 0)
+    if (watcher_imap_account(w->cfg, a, &b->acct, &b->password, err, errlen) < 0)
         return -1;
     if (b->acct.auth == IMAP_AUTH_XOAUTH2) {
         b->acct.bearer = box_bearer;
@@ -242,13 +236,16 @@ static void boxes_free(struct watcher *w)
 static void on_tick(uv_timer_t *t);
 static void on_lease_timer(uv_timer_t *t);
 
-struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
+struct watcher *watcher_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
+                            struct oauth2 *oauth2, char *err, size_t errlen)
 {
-    const struct config *cfg = srv->cfg;
     struct watcher *w = calloc(1, sizeof *w);
     if (!w)
         goto nomem;
-    w->srv = srv;
+    w->loop = loop;
+    w->cfg = cfg;
+    w->ready = ready;
+    w->oauth2 = oauth2;
     size_t n = 0;
     for (size_t i = 0; i < cfg->n_pools; i++)
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++)
@@ -265,7 +262,7 @@ struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
                 goto fail;
         }
     w->max_active = cfg->imap_max_connections > 0 ? (size_t)cfg->imap_max_connections : 20;
-    w->cu = curl_uv_new(srv->loop);
+    w->cu = curl_uv_new(loop);
     if (!w->cu)
         goto nomem;
     /* the idle cache holds one connection per account up to the cap */
@@ -277,8 +274,8 @@ struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
     gethostname(host, sizeof host - 1);
     snprintf(w->replica, sizeof w->replica, "%s-%ld-%lx", host, (long)getpid(),
              (unsigned long)(uv_hrtime() ^ (uint64_t)random()));
-    uv_timer_init(srv->loop, &w->tick);
-    uv_timer_init(srv->loop, &w->lease_timer);
+    uv_timer_init(loop, &w->tick);
+    uv_timer_init(loop, &w->lease_timer);
     w->tick.data = w->lease_timer.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_start(&w->lease_timer, on_lease_timer, LEASE_EVERY_MS, LEASE_EVERY_MS);
@@ -301,7 +298,7 @@ fail:
 
 static int db_ready(const struct watcher *w)
 {
-    return !w->closing && w->srv->db && db_connected(w->srv->db) && w->srv->migrated;
+    return !w->closing && ready_db(w->ready);
 }
 
 struct query_ctx {
@@ -339,7 +336,7 @@ static int query(struct watcher *w, struct box *b, const char *sql, int n, const
     q->w = w;
     q->b = b;
     q->done = done;
-    if (db_query(w->srv->db, sql, n, params, on_query, q) < 0) {
+    if (db_query(w->ready->db, sql, n, params, on_query, q) < 0) {
         free(q);
         return -1;
     }
@@ -425,7 +422,7 @@ static void leases_renew(struct watcher *w)
     char ttl[16];
     snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
     const char *p[3] = {w->replica, arr, ttl};
-    if (db_query(w->srv->db, "SELECT relance_watch_leases($1, $2::text[], $3)", 3, p, on_leases_result, w) == 0) {
+    if (db_query(w->ready->db, "SELECT relance_watch_leases($1, $2::text[], $3)", 3, p, on_leases_result, w) == 0) {
         w->outstanding++;
         w->leasing = 1;
     }
@@ -791,13 +788,13 @@ static void on_examined(struct imap *im, const struct imap_reply *r, void *arg)
     struct box *b = arg;
     if (r->status == -ECANCELED)
         return;
-    if (r->status == -EACCES && b->acct.auth == IMAP_AUTH_XOAUTH2 && b->bearer && b->w->token_reject &&
+    if (r->status == -EACCES && b->acct.auth == IMAP_AUTH_XOAUTH2 && b->bearer && b->w->oauth2 &&
         b->failures == 0) {
         /* expired early or revoked: dropped, so the next login brings a
          * fresh one; tried again at once, once */
         log_event(LOG_WARN, "watcher", "the IMAP server refused the OAuth2 token; refreshing it", "account", b->email,
                   NULL);
-        b->w->token_reject(b->w->token_arg, b->email, b->bearer);
+        oauth2_token_reject(b->w->oauth2, b->email, b->bearer);
         box_bearer_wipe(b);
         b->token_retry = 1;
     }
@@ -861,7 +858,7 @@ static void box_task_end(struct box *b, int status)
     w->active--;
     struct imap *im = b->imap;
     b->imap = NULL;
-    uint64_t now = uv_now(w->srv->loop);
+    uint64_t now = uv_now(w->loop);
     if (task == TASK_PASS) {
         long interval_ms = b->cfg->watch_interval * 1000L;
         if (status >= 0) {
@@ -914,7 +911,7 @@ static void box_task_end(struct box *b, int status)
 static void box_pass_start(struct box *b)
 {
     if (box_task_begin(b, TASK_PASS) < 0) {
-        b->next_ms = uv_now(b->w->srv->loop) + 1000;
+        b->next_ms = uv_now(b->w->loop) + 1000;
         return;
     }
     b->in_pass = b->waiting;
@@ -1023,7 +1020,7 @@ static void on_tick(uv_timer_t *t)
     struct watcher *w = t->data;
     if (w->closing)
         return;
-    uint64_t now = uv_now(w->srv->loop);
+    uint64_t now = uv_now(w->loop);
     /* Round robin: when passes are due faster than the connection cap
      * lets them run, every mailbox gets its turn, not only the first
      * ones of the configuration (the watch_latency benchmark saw 860 of
@@ -1068,7 +1065,7 @@ int watcher_check_now(struct watcher *w, const char *account_email, void (*cb)(v
     x->next = b->waiting;
     b->waiting = x;
     if (b->failures) /* a mailbox failing now waits no longer than its backoff */
-        b->next_ms = uv_now(w->srv->loop);
+        b->next_ms = uv_now(w->loop);
     uv_timer_start(&w->tick, on_tick, 0, TICK_MS); /* from the loop, never from here */
     return 0;
 }
@@ -1156,7 +1153,7 @@ void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg)
      * them at its next renewal instead of after the expiry */
     if (db_ready(w)) {
         const char *p[1] = {w->replica};
-        if (db_query(w->srv->db, "SELECT relance_watch_release($1)", 1, p, on_released, w) == 0)
+        if (db_query(w->ready->db, "SELECT relance_watch_release($1)", 1, p, on_released, w) == 0)
             w->outstanding++;
     }
     w->closing = 1;
