@@ -22,6 +22,7 @@
 #include "secret.h"
 #include "serve.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -51,7 +52,36 @@ struct sent_job {
     void *arg;
 };
 
-enum task { TASK_NONE, TASK_PASS, TASK_SENT };
+/* A mailbox's lifecycle: between tasks it rests (IDLE, or BACKOFF after
+ * a failed pass); a due task may first wait for an OAuth2 token; then a
+ * pass or the saving of Sent copies runs, one task at a time, and the box
+ * rests again. Whether this replica holds the box's lease is the lease
+ * loop's business, kept apart (a lease can be lost during a pass, and
+ * Sent copies are saved without one). */
+enum box_state {
+    BOX_IDLE,       /* no task; the next pass is due at next_ms */
+    BOX_BACKOFF,    /* no task; the last pass failed (failures), the next one waits longer */
+    BOX_TOKEN_WAIT, /* xoauth2: a due task waits for its token, until token_wait_end */
+    BOX_PASS,       /* a pass runs: imap exists */
+    BOX_SENT,       /* Sent copies are being saved: imap exists */
+    BOX_CLOSED,     /* watcher_close */
+    BOX_STATE_COUNT
+};
+static const char *const box_state_names[] = {"IDLE", "BACKOFF", "TOKEN_WAIT", "PASS", "SENT", "CLOSED"};
+_Static_assert(sizeof box_state_names / sizeof box_state_names[0] == BOX_STATE_COUNT, "a name for every state");
+
+/* The transitions, one bit per target state. A task that cannot begin
+ * (out of memory) leaves a box that waited for its token resting. */
+#define TO(st) (1u << (st))
+static const unsigned box_state_next[BOX_STATE_COUNT] = {
+    [BOX_IDLE] = TO(BOX_TOKEN_WAIT) | TO(BOX_PASS) | TO(BOX_SENT) | TO(BOX_CLOSED),
+    [BOX_BACKOFF] = TO(BOX_TOKEN_WAIT) | TO(BOX_PASS) | TO(BOX_SENT) | TO(BOX_CLOSED),
+    [BOX_TOKEN_WAIT] = TO(BOX_PASS) | TO(BOX_SENT) | TO(BOX_IDLE) | TO(BOX_BACKOFF) | TO(BOX_CLOSED),
+    [BOX_PASS] = TO(BOX_IDLE) | TO(BOX_BACKOFF) | TO(BOX_CLOSED),
+    [BOX_SENT] = TO(BOX_IDLE) | TO(BOX_BACKOFF) | TO(BOX_CLOSED),
+    [BOX_CLOSED] = 0,
+};
+#undef TO
 
 struct box {
     struct watcher *w;
@@ -65,12 +95,12 @@ struct box {
     struct imap_account acct;
     struct imap *imap;          /* while a task runs */
     int leased;
-    enum task task;
+    enum box_state state;
     uint64_t next_ms;           /* uv_now when the next pass is due */
     double last_check;          /* clock_now() when the last pass that read everything began; 0 none */
     double pass_began;          /* clock_now() when this pass began */
     int failures;               /* passes failed in a row */
-    uint64_t token_wait_end;    /* xoauth2: a due pass waits for a token until then; 0 not waiting */
+    uint64_t token_wait_end;    /* xoauth2: in BOX_TOKEN_WAIT, a due task waits for a token until then */
     char last_error[IMAP_TEXT_MAX];
     /* the pass */
     size_t folder_i;
@@ -447,6 +477,28 @@ void watcher_db_up(struct watcher *w)
  * Passes
  * ====================================================================== */
 
+/* The one place a box's state changes, said at debug level:
+ * "mailbox PASS -> IDLE account=alice@acme.example". */
+static void box_state_set(struct box *b, enum box_state to)
+{
+    assert(box_state_next[b->state] & (1u << to));
+    char event[64];
+    snprintf(event, sizeof event, "mailbox %s -> %s", box_state_names[b->state], box_state_names[to]);
+    log_event(LOG_DEBUG, "watcher", event, "account", b->email, NULL);
+    b->state = to;
+}
+
+/* Where a box goes between tasks. */
+static enum box_state box_rest(const struct box *b)
+{
+    return b->failures ? BOX_BACKOFF : BOX_IDLE;
+}
+
+static int box_in_task(const struct box *b)
+{
+    return b->state == BOX_PASS || b->state == BOX_SENT;
+}
+
 static void waiters_fire(struct waiter **list, int changed)
 {
     struct waiter *x = *list;
@@ -468,7 +520,7 @@ static void box_fail(struct box *b, const char *what, const char *why)
 {
     /* said once per outage (later errors at debug); the recovery is said too */
     log_event(b->failures == 0 ? LOG_WARN : LOG_DEBUG, "watcher", what, "account", b->email, "folder",
-              b->task == TASK_PASS && b->folders[b->folder_i] ? folder_of(b) : "-", "error", why, NULL);
+              b->state == BOX_PASS && b->folders[b->folder_i] ? folder_of(b) : "-", "error", why, NULL);
     snprintf(b->last_error, sizeof b->last_error, "%s", why ? why : "");
     box_task_end(b, -EIO);
 }
@@ -840,13 +892,17 @@ static void box_next_folder(struct box *b)
         box_fail(b, "cannot start an IMAP EXAMINE", start_error(rc));
 }
 
-static int box_task_begin(struct box *b, enum task task)
+/* task is BOX_PASS or BOX_SENT. */
+static int box_task_begin(struct box *b, enum box_state task)
 {
     struct watcher *w = b->w;
     b->imap = imap_new(w->cu, &b->acct);
-    if (!b->imap)
+    if (!b->imap) {
+        if (b->state == BOX_TOKEN_WAIT)
+            box_state_set(b, box_rest(b)); /* the wait is over: the task was due */
         return -ENOMEM;
-    b->task = task;
+    }
+    box_state_set(b, task);
     w->active++;
     return 0;
 }
@@ -854,15 +910,14 @@ static int box_task_begin(struct box *b, enum task task)
 static void box_task_end(struct box *b, int status)
 {
     struct watcher *w = b->w;
-    enum task task = b->task;
-    if (task == TASK_NONE)
+    enum box_state task = b->state;
+    if (!box_in_task(b))
         return;
-    b->task = TASK_NONE;
     w->active--;
     struct imap *im = b->imap;
     b->imap = NULL;
     uint64_t now = uv_now(w->srv->loop);
-    if (task == TASK_PASS) {
+    if (task == BOX_PASS) {
         long interval_ms = b->cfg->watch_interval * 1000L;
         if (status >= 0) {
             if (b->failures) {
@@ -898,6 +953,9 @@ static void box_task_end(struct box *b, int status)
                 backoff = BACKOFF_MAX_MS;
             b->next_ms = now + (uint64_t)backoff;
         }
+    }
+    box_state_set(b, box_rest(b));
+    if (task == BOX_PASS) {
         free(b->todo);
         free(b->sizes);
         b->todo = NULL;
@@ -913,7 +971,7 @@ static void box_task_end(struct box *b, int status)
 
 static void box_pass_start(struct box *b)
 {
-    if (box_task_begin(b, TASK_PASS) < 0) {
+    if (box_task_begin(b, BOX_PASS) < 0) {
         b->next_ms = uv_now(b->w->srv->loop) + 1000;
         return;
     }
@@ -992,7 +1050,7 @@ static void sent_next(struct box *b)
 
 static void box_sent_start(struct box *b)
 {
-    if (box_task_begin(b, TASK_SENT) < 0)
+    if (box_task_begin(b, BOX_SENT) < 0)
         return;
     sent_next(b);
 }
@@ -1008,10 +1066,12 @@ static int box_token_wait(struct box *b, uint64_t now)
 {
     if (b->acct.auth != IMAP_AUTH_XOAUTH2 || box_bearer(b)) {
         b->token_wait_end = 0;
-        return 0;
+        return 0; /* the task begins: out of TOKEN_WAIT if it waited */
     }
-    if (!b->token_wait_end)
+    if (b->state != BOX_TOKEN_WAIT) {
         b->token_wait_end = now + TOKEN_WAIT_MS;
+        box_state_set(b, BOX_TOKEN_WAIT);
+    }
     if (now < b->token_wait_end)
         return 1;
     b->token_wait_end = 0;
@@ -1031,7 +1091,7 @@ static void on_tick(uv_timer_t *t)
     size_t k = 0;
     for (; k < w->n_boxes && w->active < w->max_active; k++) {
         struct box *b = &w->boxes[(w->tick_from + k) % w->n_boxes];
-        if (b->task != TASK_NONE || b->db_busy)
+        if (box_in_task(b) || b->db_busy)
             continue;
         if (b->sent_head) {
             if (!box_token_wait(b, now))
@@ -1167,14 +1227,16 @@ void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg)
     uv_close((uv_handle_t *)&w->lease_timer, on_handle_closed);
     for (size_t i = 0; i < w->n_boxes; i++) {
         struct box *b = &w->boxes[i];
-        if (b->task != TASK_NONE) {
+        if (box_in_task(b)) {
             /* the command in flight ends inside imap_close (-ECANCELED);
              * its handler sees the watcher closing and does nothing */
             struct imap *im = b->imap;
             b->imap = NULL;
-            b->task = TASK_NONE;
+            box_state_set(b, BOX_CLOSED);
             w->active--;
             imap_close(im);
+        } else {
+            box_state_set(b, BOX_CLOSED);
         }
         waiters_fire(&b->in_pass, -ECANCELED);
         waiters_fire(&b->waiting, -ECANCELED);
