@@ -58,7 +58,7 @@ struct held {
  * and waits until everything settled; ENDING asks when the next step is
  * due. STOPPED is final (scheduler_stop). */
 enum cycle_state { CYCLE_IDLE, CYCLE_CLAIMING, CYCLE_DELIVERING, CYCLE_ENDING, CYCLE_STOPPED };
-static const char *const cycle_state_names[] = {"idle", "claiming", "delivering", "ending", "stopped"};
+static const char *const cycle_state_names[] = {"IDLE", "CLAIMING", "DELIVERING", "ENDING", "STOPPED"};
 
 struct cached {
     long long sequence_id;
@@ -111,7 +111,9 @@ static void cycle_state_set(struct scheduler *s, enum cycle_state to)
 {
     if (s->state == to || s->state == CYCLE_STOPPED)
         return;
-    log_event(LOG_DEBUG, "scheduler", "cycle", "from", cycle_state_names[s->state], "to", cycle_state_names[to], NULL);
+    char event[64];
+    snprintf(event, sizeof event, "cycle %s -> %s", cycle_state_names[s->state], cycle_state_names[to]);
+    log_event(LOG_DEBUG, "scheduler", event, NULL);
     s->state = to;
 }
 

@@ -38,7 +38,7 @@ struct outgoing {
  * connection is being closed with QUIT. Only channel_state_set changes
  * it. */
 enum channel_state { CHANNEL_IDLE, CHANNEL_TOKEN, CHANNEL_SENDING, CHANNEL_DRAINING, CHANNEL_QUITTING };
-static const char *const channel_state_names[] = {"idle", "token", "sending", "draining", "quitting"};
+static const char *const channel_state_names[] = {"IDLE", "TOKEN", "SENDING", "DRAINING", "QUITTING"};
 
 struct channel {
     const struct config_account *cfg;
@@ -132,8 +132,9 @@ static void channel_state_set(struct channel *c, enum channel_state to)
 {
     if (c->state == to)
         return;
-    log_event(LOG_DEBUG, "sender", "channel", "account", c->cfg->email, "from", channel_state_names[c->state], "to",
-              channel_state_names[to], NULL);
+    char event[64];
+    snprintf(event, sizeof event, "channel %s -> %s", channel_state_names[c->state], channel_state_names[to]);
+    log_event(LOG_DEBUG, "sender", event, "account", c->cfg->email, NULL);
     c->state = to;
 }
 
