@@ -5,7 +5,7 @@
  * Unknown paths get 404 and wrong methods 405, both with a JSON reason. */
 #include "api.h"
 
-#include "serve.h"
+#include "ready.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,26 +33,26 @@ void api_json_string(const char *s, char *buf, size_t len)
     buf[n] = '\0';
 }
 
-static void readyz(struct http_request *req, struct server *srv)
+static void readyz(struct http_request *req, const struct ready *ready)
 {
-    if (srv->migrated && db_connected(srv->db)) {
+    if (ready_db(ready)) {
         http_respond_json(req, 200, "{\"status\":\"ready\"}");
         return;
     }
     char reason[400], body[512];
-    api_json_string(srv->not_ready, reason, sizeof reason);
+    api_json_string(ready->reason, reason, sizeof reason);
     snprintf(body, sizeof body, "{\"status\":\"not ready\",\"reason\":%s}", reason);
     http_respond_json(req, 503, body);
 }
 
 struct route {
     const char *method, *path;
-    void (*run)(struct http_request *req, struct server *srv);
+    void (*run)(struct http_request *req, const struct ready *ready);
 };
 
-static void healthz(struct http_request *req, struct server *srv)
+static void healthz(struct http_request *req, const struct ready *ready)
 {
-    (void)srv;
+    (void)ready;
     http_respond_json(req, 200, "{\"status\":\"ok\"}");
 }
 
@@ -63,7 +63,7 @@ static const struct route routes[] = {
 
 void api_handle(struct http_request *req, void *arg)
 {
-    struct server *srv = arg;
+    const struct ready *ready = arg;
     const char *path = http_request_path(req), *method = http_request_method(req);
     int path_known = 0;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -72,7 +72,7 @@ void api_handle(struct http_request *req, void *arg)
         path_known = 1;
         if (strcmp(routes[i].method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
-            routes[i].run(req, srv);
+            routes[i].run(req, ready);
             return;
         }
     }

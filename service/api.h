@@ -5,9 +5,8 @@
 
 #include "http.h"
 
-struct server;
-
-/* The http_handler for serve's listener; arg is the struct server. */
+/* The http_handler for serve's listener; arg is the process's struct
+ * ready (ready.h), which the probes report. */
 void api_handle(struct http_request *req, void *arg);
 
 /* Writes s as a JSON string literal (with quotes) into buf. */

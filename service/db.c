@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,31 @@
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 10000
 
-enum db_state { DB_IDLE_DOWN, DB_CONNECTING, DB_CHECKING, DB_READY, DB_BACKOFF, DB_CLOSING };
-static const char *const db_state_names[] = {"down", "connecting", "checking", "ready", "backoff", "closing"};
+enum db_state {
+    DB_IDLE_DOWN,  /* made, db_start not called yet */
+    DB_CONNECTING, /* PQconnectPoll until the connection is up, under the connect timeout */
+    DB_CHECKING,   /* connected: asking whether the server takes writes, still under the timeout */
+    DB_READY,      /* queries go out */
+    DB_BACKOFF,    /* lost, refused or read-only: waiting to connect again */
+    DB_CLOSING,    /* db_close: the handles close, then db is freed */
+    DB_STATE_COUNT
+};
+static const char *const db_state_names[] = {"DOWN", "CONNECTING", "CHECKING", "READY", "BACKOFF", "CLOSING"};
+_Static_assert(sizeof db_state_names / sizeof db_state_names[0] == DB_STATE_COUNT, "a name for every state");
+
+/* The transitions the machine has, one bit per target state. Any state
+ * can close; losing the connection backs off from wherever it was tried
+ * or used; only the backoff timer (or db_start) connects again. */
+#define TO(s) (1u << (s))
+static const unsigned db_state_next[DB_STATE_COUNT] = {
+    [DB_IDLE_DOWN] = TO(DB_CONNECTING) | TO(DB_CLOSING),
+    [DB_CONNECTING] = TO(DB_CHECKING) | TO(DB_BACKOFF) | TO(DB_CLOSING),
+    [DB_CHECKING] = TO(DB_READY) | TO(DB_BACKOFF) | TO(DB_CLOSING),
+    [DB_READY] = TO(DB_BACKOFF) | TO(DB_CLOSING),
+    [DB_BACKOFF] = TO(DB_CONNECTING) | TO(DB_CLOSING),
+    [DB_CLOSING] = 0,
+};
+#undef TO
 
 /* The first statement on every new connection: a standby, or a session
  * that starts read-only (default_transaction_read_only for the server,
@@ -65,6 +89,18 @@ struct db {
 
 static void on_poll(uv_poll_t *h, int status, int events);
 static void start_connect(struct db *db);
+
+/* The one place the connection's state changes: said at debug level
+ * ("connection READY -> BACKOFF"); the warnings and the info line of
+ * connecting are the callers', who know why. */
+static void state_set(struct db *db, enum db_state to)
+{
+    assert(db_state_next[db->state] & (1u << to));
+    char event[64];
+    snprintf(event, sizeof event, "connection %s -> %s", db_state_names[db->state], db_state_names[to]);
+    log_event(LOG_DEBUG, "db", event, NULL);
+    db->state = to;
+}
 
 /* Queries go out while ready, and the check while checking. */
 static int live(const struct db *db)
@@ -210,7 +246,7 @@ static void connection_lost(struct db *db, const char *why, enum db_link link)
         PQfinish(db->conn);
         db->conn = NULL;
     }
-    db->state = DB_BACKOFF;
+    state_set(db, DB_BACKOFF);
     uv_timer_start(&db->timer, on_timer, db->backoff_ms, 0);
     char ms[32];
     snprintf(ms, sizeof ms, "%u", db->backoff_ms);
@@ -361,7 +397,7 @@ static void on_checked(struct db *db, const PGresult *res, void *arg)
         return;
     }
     uv_timer_stop(&db->timer); /* the connect timeout */
-    db->state = DB_READY;
+    state_set(db, DB_READY);
     db->backoff_ms = BACKOFF_MIN_MS;
     db->reason[0] = '\0';
     log_event(LOG_INFO, "db", "connected", "server_version", PQparameterStatus(db->conn, "server_version"), NULL);
@@ -378,7 +414,7 @@ static int check_start(struct db *db)
     if (!q)
         return -1;
     db->head = db->tail = q;
-    db->state = DB_CHECKING;
+    state_set(db, DB_CHECKING);
     return send_head(db);
 }
 
@@ -450,7 +486,7 @@ static void quiet_notice(void *arg, const char *msg)
 
 static void start_connect(struct db *db)
 {
-    db->state = DB_CONNECTING;
+    state_set(db, DB_CONNECTING);
     db->conn = PQconnectStart(db->conninfo);
     if (!db->conn) {
         connection_lost(db, "out of memory", DB_LINK_DOWN);
@@ -535,8 +571,7 @@ void db_close(struct db *db, void (*on_closed)(void *arg), void *arg)
 {
     if (db->state == DB_CLOSING)
         return;
-    log_event(LOG_DEBUG, "db", "closing", "state", db_state_names[db->state], NULL);
-    db->state = DB_CLOSING;
+    state_set(db, DB_CLOSING);
     db->on_closed = on_closed;
     db->closed_arg = arg;
     db->pending_closes++; /* the timer */

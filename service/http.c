@@ -227,10 +227,10 @@ static void conn_set_state(struct http *http, struct http_conn *c, enum conn_sta
 {
     if (c->state == to || c->state == CONN_EVICTED)
         return;
-    char fd[16];
+    char fd[16], event[64];
     snprintf(fd, sizeof fd, "%d", c->fd);
-    log_event(LOG_DEBUG, "http", "connection", "fd", fd, "from", conn_state_names[c->state], "to",
-              conn_state_names[to], NULL);
+    snprintf(event, sizeof event, "connection %s -> %s", conn_state_names[c->state], conn_state_names[to]);
+    log_event(LOG_DEBUG, "http", event, "fd", fd, NULL);
     if (to == CONN_IDLE) {
         conn_unlink(http, c);
         conn_append(http, c);

@@ -1,10 +1,11 @@
 /* oauth2: the access tokens of xoauth2 accounts. It owns, per account,
  * the secrets (client secret and refresh token, read once from the
- * environment), the current access token and its expiry, the one token
- * request in flight (an easy handle run on the caller's curl_uv), the
- * callers waiting for it, and two timers: one that refreshes before
- * expiry or retries after a failure, one that hands results to callers
- * from the loop. It also holds the small pure pieces that the requests
+ * environment), the current access token and its expiry, the token's
+ * lifecycle (enum token_state, each change logged at debug level), the
+ * one token request in flight (an easy handle run on the caller's
+ * curl_uv), the callers waiting for it, and two timers: one that
+ * refreshes before expiry or retries after a failure, one that hands
+ * results to callers from the loop. It also holds the small pure pieces that the requests
  * need: a JSON reader for the token endpoint's answer, the verdict on
  * that answer, the form encoder and the refresh and backoff schedules.
  *
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "utf8.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -476,6 +478,37 @@ struct waiter {
     void *arg;
 };
 
+/* An account's token lifecycle. A token held is handed out while the
+ * clock says it is good (token_usable), whatever the state: a refresh in
+ * flight or a backoff does not take it away. */
+enum token_state {
+    TOKEN_EMPTY,    /* no token and no request: none asked for yet, or a server refused the last one */
+    TOKEN_FETCHING, /* a request to the token endpoint is in flight */
+    TOKEN_HELD,     /* a token came; renewed in its refresh window if someone used it */
+    TOKEN_BACKOFF,  /* the last request failed for now: none before retry_at */
+    TOKEN_REFUSED,  /* the endpoint refused the grant: a person must act; asked again
+                       after REFUSED_RETRY_MS, the next request tries */
+    TOKEN_CLOSED,   /* oauth2_close */
+    TOKEN_STATE_COUNT
+};
+static const char *const token_state_names[] = {"EMPTY", "FETCHING", "HELD", "BACKOFF", "REFUSED", "CLOSED"};
+_Static_assert(sizeof token_state_names / sizeof token_state_names[0] == TOKEN_STATE_COUNT,
+               "a name for every state");
+
+/* The transitions, one bit per target state. A request that cannot even
+ * start counts as a failure, hence BACKOFF straight from any state that
+ * may start one (BACKOFF itself included: its count grows). */
+#define TO(st) (1u << (st))
+static const unsigned token_state_next[TOKEN_STATE_COUNT] = {
+    [TOKEN_EMPTY] = TO(TOKEN_FETCHING) | TO(TOKEN_BACKOFF) | TO(TOKEN_CLOSED),
+    [TOKEN_FETCHING] = TO(TOKEN_HELD) | TO(TOKEN_BACKOFF) | TO(TOKEN_REFUSED) | TO(TOKEN_CLOSED),
+    [TOKEN_HELD] = TO(TOKEN_FETCHING) | TO(TOKEN_BACKOFF) | TO(TOKEN_EMPTY) | TO(TOKEN_CLOSED),
+    [TOKEN_BACKOFF] = TO(TOKEN_FETCHING) | TO(TOKEN_BACKOFF) | TO(TOKEN_CLOSED),
+    [TOKEN_REFUSED] = TO(TOKEN_FETCHING) | TO(TOKEN_BACKOFF) | TO(TOKEN_CLOSED),
+    [TOKEN_CLOSED] = 0,
+};
+#undef TO
+
 struct account {
     struct oauth2 *o;
     const char *email, *token_url, *client_id, *ca_file; /* borrowed from the config */
@@ -487,8 +520,8 @@ struct account {
     int used;            /* the token was handed out since it came */
     int peeked;          /* oauth2_token_peek wants a token: settle fetches */
     char *lent;          /* oauth2_token_peek's copy, valid until its next call */
+    enum token_state state;
     CURL *easy;
-    int fetching;
     struct buf form;     /* the request body (holds secrets) */
     struct buf answer;   /* the response body (may hold a token) */
     int too_long;        /* the answer passed RESPONSE_MAX */
@@ -496,7 +529,6 @@ struct account {
     struct curl_slist *headers;
     unsigned failures;   /* consecutive transient failures */
     uint64_t retry_at;   /* no new request before this after a failure */
-    int refused;
     uint64_t refused_at;
     char reason[REASON_MAX];
     unsigned long requests;
@@ -569,6 +601,19 @@ static void server_text(const struct account *a, char *dst, size_t size, const c
     free(t);
 }
 
+/* The one place an account's token state changes, said at debug level:
+ * "token HELD -> FETCHING account=alice@acme.example". Never a token. */
+static void state_set(struct account *a, enum token_state to)
+{
+    assert(token_state_next[a->state] & (1u << to));
+    if (a->state != to) {
+        char event[64];
+        snprintf(event, sizeof event, "token %s -> %s", token_state_names[a->state], token_state_names[to]);
+        log_event(LOG_DEBUG, "oauth2", event, "account", a->email, NULL);
+    }
+    a->state = to;
+}
+
 static int token_usable(const struct account *a, uint64_t now)
 {
     /* a margin for the time a send takes to reach the server */
@@ -603,6 +648,7 @@ static void schedule(struct account *a, uint64_t at)
 
 static void failed(struct account *a, const char *why)
 {
+    state_set(a, TOKEN_BACKOFF);
     a->failures++;
     uint64_t wait = oauth2_backoff_ms(a->failures);
     a->retry_at = uv_now(a->o->loop) + wait;
@@ -625,7 +671,7 @@ static void refused(struct account *a, long status, const struct oauth2_response
     /* what went wrong first: the database keeps the start of a reason */
     snprintf(a->reason, sizeof a->reason, "OAuth2 token refresh refused: HTTP %ld%s%s%s%s%s by %s", status,
              *code ? " " : "", code, *desc ? " (" : "", desc, *desc ? ")" : "", a->url_shown);
-    a->refused = 1;
+    state_set(a, TOKEN_REFUSED);
     a->refused_at = uv_now(a->o->loop);
     a->failures = 0;
     a->retry_at = 0;
@@ -655,7 +701,7 @@ static void granted(struct account *a, struct oauth2_response *r)
     a->used = 0;
     a->failures = 0;
     a->retry_at = 0;
-    a->refused = 0;
+    state_set(a, TOKEN_HELD);
     a->reason[0] = '\0';
     schedule(a, a->refresh_at);
     char exp[24], n[24];
@@ -670,7 +716,6 @@ static void on_fetched(struct curl_uv *cu, CURL *easy, CURLcode result, void *ar
     (void)cu;
     struct account *a = arg;
     long status = 0;
-    a->fetching = 0;
     buf_wipe(&a->form);
     if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
         status = 0;
@@ -749,7 +794,7 @@ static int fetch(struct account *a)
         failed(a, "could not start the request");
         return -1;
     }
-    a->fetching = 1;
+    state_set(a, TOKEN_FETCHING);
     a->requests++;
     return 0;
 }
@@ -763,22 +808,22 @@ static void settle(struct account *a)
     uint64_t now = uv_now(a->o->loop);
     int asked = a->waiters || a->peeked;
     a->peeked = 0;
-    if (a->refused && now >= a->refused_at + REFUSED_RETRY_MS && asked)
-        a->refused = 0; /* someone asks again a while later: try again */
+    /* someone asks again a while after a refusal: the request below tries again */
+    int refused = a->state == TOKEN_REFUSED && !(now >= a->refused_at + REFUSED_RETRY_MS && asked);
     if (token_usable(a, now)) {
         deliver(a, 0, NULL);
         if (a->o->closing) /* a callback closed everything */
             return;
         /* in its refresh window with someone using it: renew it now */
-        if (!a->fetching && now >= a->refresh_at && now >= a->retry_at && a->used)
+        if (a->state != TOKEN_FETCHING && now >= a->refresh_at && now >= a->retry_at && a->used)
             (void)fetch(a);
         return;
     }
-    if (a->refused) {
+    if (refused) {
         deliver(a, -EACCES, a->reason);
         return;
     }
-    if (a->fetching || !asked)
+    if (a->state == TOKEN_FETCHING || !asked)
         return; /* the answer settles it */
     if (now < a->retry_at || fetch(a) < 0)
         deliver(a, -EAGAIN, a->reason);
@@ -792,7 +837,7 @@ static void on_kick(uv_timer_t *t)
 static void on_timer(uv_timer_t *t)
 {
     struct account *a = t->data;
-    if (a->o->closing || a->fetching || a->refused)
+    if (a->o->closing || a->state == TOKEN_FETCHING || a->state == TOKEN_REFUSED)
         return;
     /* only a token someone used is worth renewing ahead of time */
     if (a->used || a->waiters)
@@ -820,7 +865,7 @@ int oauth2_token_get(struct oauth2 *o, const char *email, oauth2_token_cb cb, vo
     while (*tail)
         tail = &(*tail)->next;
     *tail = w;
-    if (!a->fetching || token_usable(a, uv_now(o->loop)))
+    if (a->state != TOKEN_FETCHING || token_usable(a, uv_now(o->loop)))
         uv_timer_start(&a->kick, on_kick, 0, 0);
     return 0;
 }
@@ -832,7 +877,7 @@ const char *oauth2_token_peek(struct oauth2 *o, const char *email)
         return NULL;
     uint64_t now = uv_now(o->loop);
     int usable = token_usable(a, now);
-    if (!a->fetching && (!usable || now >= a->refresh_at)) {
+    if (a->state != TOKEN_FETCHING && (!usable || now >= a->refresh_at)) {
         /* none, or one due for renewal: settle asks for it, from the loop */
         a->peeked = 1;
         uv_timer_start(&a->kick, on_kick, 0, 0);
@@ -872,6 +917,8 @@ void oauth2_token_reject(struct oauth2 *o, const char *email, const char *token)
         return;
     wipe(&a->access_token);
     a->expires_at = 0;
+    if (a->state == TOKEN_HELD)
+        state_set(a, TOKEN_EMPTY); /* a request in flight or a backoff stays what it is */
     log_event(LOG_WARN, "oauth2", "a server refused the access token; it will be refreshed", "account", a->email,
               NULL);
 }
@@ -1052,8 +1099,10 @@ void oauth2_close(struct oauth2 *o, void (*on_closed)(void *arg), void *arg)
     o->closed_arg = arg;
     for (size_t i = 0; i < o->n; i++) {
         struct account *a = &o->accounts[i];
-        if (a->fetching && curl_uv_transfer_abort(o->cu, a->easy) == 0)
-            a->fetching = 0;
+        if (a->state == TOKEN_FETCHING && curl_uv_transfer_abort(o->cu, a->easy) < 0) {
+            /* not running: nothing to end */
+        }
+        state_set(a, TOKEN_CLOSED);
         deliver(a, -ECANCELED, NULL);
         account_free(a);
         o->pending_closes += a->timers;

@@ -1,20 +1,22 @@
 /* scheduler: one claim cycle at a time on the loop. It owns the cycle's
  * state machine, the cache of parsed sequence versions, the replica lease
  * and the account leases (taken and renewed while it runs, given up when
- * it stops cleanly); SQL owns the decisions (sql/005_dispatch.sql),
- * compose.c the message, capture.c (for now the only transport) the
- * delivery. */
+ * it stops cleanly) with the rescues of rows left 'sending'. SQL owns the
+ * decisions (relance_claim_account, relance_claim_due), compose.c the
+ * message, delivery.c everything from the composed message to its
+ * recorded outcome (through the sender: SMTP, or capture). */
 #include "scheduler.h"
 
 #include "accounts.h"
 #include "buf.h"
-#include "capture.h"
 #include "clock.h"
 #include "compose.h"
+#include "delivery.h"
+#include "leases.h"
 #include "log.h"
 #include "pgarray.h"
+#include "ready.h"
 #include "sender.h"
-#include "serve.h"
 #include "watcher.h"
 
 #include <errno.h>
@@ -24,8 +26,8 @@
 #include <unistd.h>
 
 #define BATCH 200
-#define LEASE_TTL_S 30
-#define LEASE_EVERY_MS 5000
+#define LEASE_TTL_S LEASES_TTL_S /* the replica's own lease */
+#define LEASE_EVERY_MS LEASES_EVERY_MS
 #define RESCUE_EVERY_MS 30000
 #define IDLE_RECHECK_MS 60000
 #define RACE_CHECK_S 5.0 /* a mailbox read longer ago than this is read again before a follow-up */
@@ -40,16 +42,23 @@ struct job {
     int position, version;
 };
 
-/* An account this replica holds the lease of (smtp transport). */
+/* An account this replica has held the lease of (smtp transport), and
+ * its configuration here. Never freed while the scheduler lives (jobs
+ * point at it); whether it is held now is its lease's. */
 struct held {
-    long long id;
-    char id_s[24];
-    char *email;
+    const struct lease *lease; /* id, address, held */
     const struct config_account *cfg;
     int claiming;
-    int leased;
-    int was_leased; /* on_held: before this answer */
 };
+
+/* The claim cycle: at most one at a time. IDLE waits for the timer (the
+ * next due time) or a wake; CLAIMING asks which accounts have work, reads
+ * their mailboxes first where a follow-up races a reply, claims and loads
+ * sequence versions; DELIVERING hands the composed messages to delivery.c
+ * and waits until everything settled; ENDING asks when the next step is
+ * due. STOPPED is final (scheduler_stop). */
+enum cycle_state { CYCLE_IDLE, CYCLE_CLAIMING, CYCLE_DELIVERING, CYCLE_ENDING, CYCLE_STOPPED };
+static const char *const cycle_state_names[] = {"IDLE", "CLAIMING", "DELIVERING", "ENDING", "STOPPED"};
 
 struct cached {
     long long sequence_id;
@@ -58,54 +67,60 @@ struct cached {
 };
 
 struct scheduler {
-    struct server *srv;
+    uv_loop_t *loop;
+    const struct config *cfg;
+    const struct ready *ready;
+    struct delivery *delivery;
+    struct watcher *watcher; /* the race check before a follow-up; NULL when no mailbox is watched */
+    int smtp;                /* transport smtp: claims per leased account; else capture (relance_claim_due) */
     uv_timer_t timer;        /* next due time */
     uv_timer_t lease_timer;  /* lease renewal and rescue */
-    int running, again, closing, pending_closes;
+    enum cycle_state state;  /* only cycle_state_set changes it */
+    int again;               /* woken while a cycle ran: run another when it ends */
+    int processing;          /* process_all is handing the cycle's jobs over */
+    int pending_closes;
     struct job *jobs;
     size_t n_jobs;
-    size_t outstanding;      /* outcome queries in flight */
     struct cached *cache;
     size_t n_cache;
     char replica[96];
     char id_domain[256];
-    char *capture_dir;
     char *from_addr, *from_name;
     double last_rescue;
     double cycle_now;        /* the instant the batch was claimed at */
     char cycle_now_s[40];
-    /* the batch's sent messages, as array literals (flush_sent) */
-    struct buf sent_ids, sent_subjects, sent_variants;
-    unsigned long sent_total;
     void (*on_closed)(void *arg);
     void *closed_arg;
-    /* smtp transport */
-    struct sender *sender;
-    int leasing;             /* it takes account leases (smtp): it gives them up when it stops */
     int lease_gained;        /* an account became leased since the cycle started: claim again now */
+    struct leases *leases;   /* smtp: the accounts this replica sends from */
     struct held **held;
     size_t n_held;
-    uv_timer_t release_timer;  /* on_release_failed */
-    struct sending *failed;
-    struct sending *live;    /* every message handed to the sender, until its outcome */
-    struct outbox_entry *outbox;
-    /* outcomes that came in while a batch of them was being written */
-    struct outcome_row *outcomes;
-    size_t n_outcomes, cap_outcomes;
-    int outcomes_in_flight;
-    /* points of no return to record: gathered, then written at once */
-    struct sending *started, *started_in_flight;
     size_t pending_claims;
     int claim_full, claim_error, cycle_empty;
 };
 
 static void cycle_start(struct scheduler *s);
 static void on_ignore(struct db *db, const PGresult *res, void *arg);
-struct sending;
-static void on_release_failed(uv_timer_t *t);
+static void on_settled(void *arg);
 static void cycle_end(struct scheduler *s, int full);
 static void on_timer(uv_timer_t *t);
-static void outcomes_flush(struct scheduler *s);
+
+/* The one place the cycle's state changes: logged at debug level. STOPPED
+ * is never left. */
+static void cycle_state_set(struct scheduler *s, enum cycle_state to)
+{
+    if (s->state == to || s->state == CYCLE_STOPPED)
+        return;
+    char event[64];
+    snprintf(event, sizeof event, "cycle %s -> %s", cycle_state_names[s->state], cycle_state_names[to]);
+    log_event(LOG_DEBUG, "scheduler", event, NULL);
+    s->state = to;
+}
+
+static int stopped(const struct scheduler *s)
+{
+    return s->state == CYCLE_STOPPED;
+}
 
 static void jobs_free(struct scheduler *s)
 {
@@ -135,9 +150,8 @@ static const struct sequence *cache_find(struct scheduler *s, long long id, int 
 static int query_arg(struct scheduler *s, const char *sql, int n, const char *const *params, db_result_cb cb,
                      void *arg)
 {
-    if (s->closing || !s->srv->db)
-        return -1;
-    return db_query(s->srv->db, sql, n, params, cb, arg);
+    struct db *db = stopped(s) ? NULL : ready_db(s->ready);
+    return db ? db_query(db, sql, n, params, cb, arg) : -1;
 }
 
 static int query(struct scheduler *s, const char *sql, int n, const char *const *params, db_result_cb cb)
@@ -150,216 +164,9 @@ static void now_param(char *buf, size_t len)
     clock_format(clock_now(), buf, len);
 }
 
-/* ---- outcomes ---------------------------------------------------------- */
-
-static void on_outcome(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    struct scheduler *s = arg;
-    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "recording an outcome failed", "error", msg, NULL);
-    }
-    if (--s->outstanding == 0)
-        cycle_end(s, s->claim_full);
-}
-
-/* An outcome to write. Kept until the database has it: when the
- * connection is down (or drops before the answer) it waits in the outbox
- * and is written again on reconnect. Every outcome function only acts on
- * a row still 'sending', so writing one twice changes nothing. */
-struct outbox_entry {
-    struct outbox_entry *next;
-    struct scheduler *s;
-    char *sql;
-    int n;
-    char **params;
-    int outcomes; /* a batch of relance_step_outcomes: its rows are failures */
-};
-
-static void outbox_free(struct outbox_entry *e)
-{
-    for (int i = 0; i < e->n; i++)
-        free(e->params[i]);
-    free(e->params);
-    free(e->sql);
-    free(e);
-}
-
-static void outbox_keep(struct scheduler *s, struct outbox_entry *e)
-{
-    e->next = s->outbox;
-    s->outbox = e;
-}
-
-static void on_replayed(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    struct outbox_entry *e = arg;
-    if (!res && !e->s->closing)
-        outbox_keep(e->s, e);
-    else
-        outbox_free(e);
-}
-
-/* Writes what the outbox holds; called when the database is back. */
-static void outbox_replay(struct scheduler *s)
-{
-    struct outbox_entry *e = s->outbox;
-    s->outbox = NULL;
-    while (e) {
-        struct outbox_entry *next = e->next;
-        if (query_arg(s, e->sql, e->n, (const char *const *)e->params, on_replayed, e) < 0)
-            outbox_keep(s, e);
-        e = next;
-    }
-}
-
-/* A batch's outcomes that failed alone (each in its own subtransaction). */
-static void log_failed_outcomes(const PGresult *res)
-{
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
-        return;
-    for (int i = 0; i < PQntuples(res); i++) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQgetvalue(res, i, 1));
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "recording an outcome failed", "message", PQgetvalue(res, i, 0), "error",
-                  msg, NULL);
-    }
-}
-
-static void on_recorded(struct db *db, const PGresult *res, void *arg)
-{
-    struct outbox_entry *e = arg;
-    struct scheduler *s = e->s;
-    if (e->outcomes) {
-        log_failed_outcomes(res);
-        s->outcomes_in_flight = 0;
-        outcomes_flush(s); /* what came in meanwhile */
-    }
-    if (!res && !s->closing) {
-        outbox_keep(s, e);
-        e = NULL;
-    }
-    if (e)
-        outbox_free(e);
-    on_outcome(db, res, s);
-}
-
-/* Writes a statement whose effect must not be lost: kept in the outbox
- * while the database is away. Returns 0 when it was queued now. */
-static int record_kind(struct scheduler *s, const char *sql, int n, const char *const *params, int outcomes)
-{
-    struct outbox_entry *e = calloc(1, sizeof *e);
-    if (!e)
-        return -1; /* the row stays 'sending' and is rescued as unknown */
-    e->s = s;
-    e->outcomes = outcomes;
-    e->sql = strdup(sql);
-    e->params = calloc((size_t)n + 1, sizeof *e->params);
-    e->n = n;
-    int ok = e->sql && e->params;
-    for (int i = 0; ok && i < n; i++)
-        if (params[i] && !(e->params[i] = strdup(params[i])))
-            ok = 0;
-    if (!ok) {
-        outbox_free(e);
-        return -1;
-    }
-    if (query_arg(s, sql, n, params, on_recorded, e) == 0) {
-        s->outstanding++;
-        return 0;
-    }
-    if (!s->closing)
-        outbox_keep(s, e);
-    else
-        outbox_free(e);
-    return -1;
-}
-
-static void record(struct scheduler *s, const char *sql, int n, const char *const *params)
-{
-    if (record_kind(s, sql, n, params, 0) < 0) {
-        /* kept in the outbox, or (closing, no memory) left 'sending' */
-    }
-}
-
-/* ---- batched outcomes ---------------------------------------------------- */
-
-/* relance_step_outcome's eight arguments, for one message. */
-#define OUTCOME_ARGS 8
-struct outcome_row {
-    char *v[OUTCOME_ARGS];
-};
-
-/* One send's outcome. Written at once if no batch is being written, else
- * with the next batch: the database connection is shared, and under load
- * one statement for many outcomes is what keeps up. A batch waiting to be
- * written holds the cycle open (outstanding) like a query in flight. */
-static void outcome_add(struct scheduler *s, const char *const *p)
-{
-    if (s->n_outcomes == s->cap_outcomes) {
-        size_t cap = s->cap_outcomes ? 2 * s->cap_outcomes : 16;
-        struct outcome_row *grown = realloc(s->outcomes, cap * sizeof *grown);
-        if (!grown)
-            return; /* the row stays 'sending' and is rescued as unknown */
-        s->outcomes = grown;
-        s->cap_outcomes = cap;
-    }
-    struct outcome_row *r = &s->outcomes[s->n_outcomes];
-    for (int i = 0; i < OUTCOME_ARGS; i++)
-        r->v[i] = p[i] ? strdup(p[i]) : NULL;
-    if (s->n_outcomes++ == 0)
-        s->outstanding++; /* the pending batch */
-    if (!s->outcomes_in_flight)
-        outcomes_flush(s);
-}
-
-static void outcomes_flush(struct scheduler *s)
-{
-    if (s->n_outcomes == 0)
-        return;
-    struct buf col[OUTCOME_ARGS] = {0};
-    const char *p[OUTCOME_ARGS];
-    int ok = 1;
-    for (int c = 0; c < OUTCOME_ARGS; c++) {
-        for (size_t i = 0; i < s->n_outcomes; i++)
-            pgarray_add(&col[c], s->outcomes[i].v[c]);
-        ok &= (p[c] = pgarray_end(&col[c])) != NULL;
-    }
-    if (ok && record_kind(s,
-                          "SELECT * FROM relance_step_outcomes($1::text[], $2::timestamptz[], $3::text[], "
-                          "$4::text[], $5::boolean[], $6::text[], $7::text[], $8::int[])",
-                          OUTCOME_ARGS, p, 1) == 0)
-        s->outcomes_in_flight = 1;
-    for (int c = 0; c < OUTCOME_ARGS; c++)
-        buf_free(&col[c]);
-    for (size_t i = 0; i < s->n_outcomes; i++)
-        for (int c = 0; c < OUTCOME_ARGS; c++)
-            free(s->outcomes[i].v[c]);
-    s->n_outcomes = 0;
-    if (--s->outstanding == 0) /* the pending batch's hold */
-        cycle_end(s, s->claim_full);
-}
-
-static void hold_message(struct scheduler *s, const char *message_id, long long enrollment_id, const char *step_id,
-                         const char *reason)
-{
-    char now[40];
-    now_param(now, sizeof now);
-    const char *p[3] = {message_id, now, reason};
-    char enr[32];
-    snprintf(enr, sizeof enr, "%lld", enrollment_id);
-    log_event(LOG_WARN, "scheduler", "held", "enrollment", enr, "step", step_id, "reason", reason, NULL);
-    record(s, "SELECT relance_step_hold($1, $2, $3)", 3, p);
-}
-
 static void hold(struct scheduler *s, const struct job *j, const char *reason)
 {
-    hold_message(s, j->message_id, j->enrollment_id, j->step_id, reason);
+    delivery_hold(s->delivery, j->message_id, j->enrollment_id, j->step_id, reason);
 }
 
 /* A job's contact fields, for template lookups. */
@@ -372,293 +179,6 @@ static const char *lookup(const char *field, void *arg)
 {
     struct fields *f = arg;
     return compose_field_find(f->src, field, f->value, sizeof f->value);
-}
-
-/* ---- smtp ------------------------------------------------------------- */
-
-/* One message on its way out: what recording its outcome needs. */
-struct sending {
-    struct scheduler *s;
-    char *message_id, *subject, *sender, *rcpt, *step_id;
-    long long enrollment_id;
-    int save;            /* save_sent: keep a copy once signed */
-    int variant;
-    int body_pending;    /* the body_started write is in flight */
-    int release_failed;  /* it could not even be queued */
-    int finished;        /* the outcome came while body_pending */
-    char *copy;          /* save_sent: the message as sent, for the Sent folder */
-    size_t copy_len;
-    struct sending *next_failed;
-    struct sending *next_started; /* s->started or s->started_in_flight */
-    struct sending *live_prev, *live_next;
-};
-
-static void sending_free(struct sending *x)
-{
-    if (x->live_prev)
-        x->live_prev->live_next = x->live_next;
-    else if (x->s && x->s->live == x)
-        x->s->live = x->live_next;
-    if (x->live_next)
-        x->live_next->live_prev = x->live_prev;
-    free(x->copy);
-    free(x->rcpt);
-    free(x->step_id);
-    free(x->message_id);
-    free(x->subject);
-    free(x->sender);
-    free(x);
-}
-
-/* The point of no return of x is durable (ok), or could not be made so:
- * the body may go, or is given up. */
-static void body_recorded(struct sending *x, int ok)
-{
-    log_event(LOG_DEBUG, "scheduler", "point of no return recorded", "message", x->message_id, "ok", ok ? "yes" : "no",
-              "finished", x->finished ? "yes" : "no", NULL);
-    x->body_pending = 0;
-    if (x->finished) { /* the transfer ended meanwhile (timeout, close) */
-        sending_free(x);
-        return;
-    }
-    if (x->s->sender)
-        sender_body_release(x->s->sender, x->sender, ok);
-}
-
-static void started_flush(struct scheduler *s);
-
-/* The answer to a batch of points of no return: the rows it names were
- * still 'sending' and are now marked; any other was not (rescued
- * meanwhile) and its body must not go. */
-static void on_started_recorded(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    struct scheduler *s = arg;
-    struct sending *x = s->started_in_flight;
-    s->started_in_flight = NULL;
-    int good = res && PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (res && !good) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "recording points of no return failed", "error", msg, NULL);
-    }
-    while (x) {
-        struct sending *next = x->next_started;
-        int ok = 0;
-        for (int i = 0; good && i < PQntuples(res) && !ok; i++)
-            ok = strcmp(PQgetvalue(res, i, 0), x->message_id) == 0;
-        body_recorded(x, ok);
-        x = next;
-    }
-    started_flush(s); /* what came in meanwhile */
-}
-
-/* Held bodies whose point of no return could not be recorded: given up,
- * from the loop (never from inside libcurl's callback). */
-static void on_release_failed(uv_timer_t *t)
-{
-    struct scheduler *s = t->data;
-    while (s->failed) {
-        struct sending *x = s->failed;
-        s->failed = x->next_failed;
-        if (s->sender)
-            sender_body_release(s->sender, x->sender, 0);
-    }
-}
-
-/* Writes the gathered points of no return in one statement, unless a
- * batch is already being written (its answer flushes the rest). A batch
- * that cannot even be queued gives its bodies up, from the loop. */
-static void started_flush(struct scheduler *s)
-{
-    if (s->started_in_flight || !s->started)
-        return;
-    struct buf ids = {0};
-    for (struct sending *x = s->started; x; x = x->next_started)
-        pgarray_add(&ids, x->message_id);
-    const char *p[1] = {pgarray_end(&ids)};
-    if (p[0] && query_arg(s, "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
-                          "AND state = 'sending' RETURNING message_id",
-                          1, p, on_started_recorded, s) == 0) {
-        s->started_in_flight = s->started;
-        s->started = NULL;
-        buf_free(&ids);
-        return;
-    }
-    buf_free(&ids);
-    if (s->closing) { /* no sender any more: only the bookkeeping is left */
-        while (s->started) {
-            struct sending *x = s->started;
-            s->started = x->next_started;
-            body_recorded(x, 0);
-        }
-        return;
-    }
-    /* cannot record them: do not send. Released from the loop, not from
-     * inside libcurl's read callback. */
-    while (s->started) {
-        struct sending *x = s->started;
-        s->started = x->next_started;
-        x->body_pending = 0;
-        x->release_failed = 1;
-        x->next_failed = s->failed;
-        s->failed = x;
-    }
-    uv_timer_start(&s->release_timer, on_release_failed, 0, 0);
-}
-
-/* The server said 354 and libcurl wants the body: record that first, so
- * a crash from here on leaves 'unknown' (never re-sent), not 'deferred'.
- * Called from inside libcurl's read callback: the write is only queued. */
-static void on_body_started(void *arg)
-{
-    struct sending *x = arg;
-    struct scheduler *s = x->s;
-    log_event(LOG_DEBUG, "scheduler", "point of no return", "message", x->message_id, NULL);
-    x->body_pending = 1;
-    struct sending **tail = &s->started;
-    while (*tail)
-        tail = &(*tail)->next_started;
-    x->next_started = NULL;
-    *tail = x;
-    started_flush(s);
-}
-
-static void on_saved(void *arg, int status)
-{
-    char *message_id = arg;
-    if (status < 0 && status != -ECANCELED) {
-        char st[16];
-        snprintf(st, sizeof st, "%d", status);
-        log_event(LOG_WARN, "sender", "copy to the Sent folder failed", "message", message_id, "status", st, NULL);
-    }
-    free(message_id);
-}
-
-/* save_sent: one copy of what went out in the account's Sent folder. */
-static void save_sent(struct scheduler *s, const struct sending *x)
-{
-    char *id = strdup(x->message_id);
-    if (!id || watcher_save_sent(s->srv->watcher, x->sender, x->copy, x->copy_len, on_saved, id) < 0) {
-        log_event(LOG_WARN, "sender", "copy to the Sent folder failed", "message", x->message_id, NULL);
-        free(id);
-    }
-}
-
-static void on_smtp_done(const struct smtp_result *r, void *arg)
-{
-    struct sending *x = arg;
-    struct scheduler *s = x->s;
-    char now[40], reply[600], variant[16];
-    double t = clock_now();
-    clock_format(t, now, sizeof now);
-    snprintf(reply, sizeof reply, "%ld %s%s%s", r->reply_code, r->status, *r->status ? " " : "", r->text);
-    snprintf(variant, sizeof variant, "%d", x->variant);
-    /* what each outcome means is SQL's: relance_step_outcome (007) */
-    const char *p[8] = {x->message_id, now, smtp_outcome_name(r->outcome), reply,
-                        r->mail_accepted ? "true" : "false", x->subject, x->sender,
-                        x->variant >= 0 ? variant : NULL};
-    outcome_add(s, p);
-    if (r->outcome != SMTP_SENT)
-        log_event(r->outcome == SMTP_UNKNOWN || r->outcome == SMTP_AUTH_FAILED ? LOG_WARN : LOG_INFO, "sender",
-                  smtp_outcome_name(r->outcome), "account", x->sender, "message", x->message_id, "reply", reply,
-                  NULL);
-    if (r->outcome == SMTP_SENT)
-        s->sent_total++;
-    if (r->outcome == SMTP_SENT && x->copy)
-        save_sent(s, x);
-    if (x->release_failed) /* ended before its give-up ran (a timeout) */
-        for (struct sending **pp = &s->failed; *pp; pp = &(*pp)->next_failed)
-            if (*pp == x) {
-                *pp = x->next_failed;
-                break;
-            }
-    if (x->body_pending)
-        x->finished = 1; /* on_body_recorded frees it */
-    else
-        sending_free(x);
-    if (--s->outstanding == 0)
-        cycle_end(s, s->claim_full);
-}
-
-/* A message that will not reach the sender after all (its row stays
- * 'sending', or was held): the cycle stops waiting for it. */
-static void sending_drop(struct sending *x)
-{
-    struct scheduler *s = x->s;
-    sending_free(x);
-    if (--s->outstanding == 0)
-        cycle_end(s, s->claim_full);
-}
-
-/* The message as it will go out (signed, if its domain has a key): a copy
- * for the Sent folder, then the sender's queue. */
-static void hand_over(struct sending *x, char *text, size_t len)
-{
-    struct scheduler *s = x->s;
-    if (x->save && (x->copy = malloc(len ? len : 1))) {
-        memcpy(x->copy, text, len);
-        x->copy_len = len;
-    }
-    if (sender_submit(s->sender, x->sender, x->rcpt, text, len, on_smtp_done, on_body_started, x) < 0) {
-        free(text);
-        sending_drop(x); /* stays 'sending': rescued, never sent twice */
-    }
-}
-
-static void on_signed(void *arg, int rc, char *text, size_t len, const char *err)
-{
-    struct sending *x = arg;
-    struct scheduler *s = x->s;
-    if (rc < 0 || s->closing || !s->sender) {
-        if (rc < 0 && !s->closing)
-            hold_message(s, x->message_id, x->enrollment_id, x->step_id, err);
-        free(text);
-        sending_drop(x);
-        return;
-    }
-    hand_over(x, text, len);
-}
-
-static void submit(struct scheduler *s, const struct job *j, struct compose_result *r)
-{
-    const char *at = strrchr(j->account->email, '@');
-    struct sending *x = calloc(1, sizeof *x);
-    if (!x) {
-        compose_result_free(r);
-        return; /* stays 'sending': rescued as unknown, never sent twice */
-    }
-    x->s = s;
-    x->message_id = strdup(j->message_id);
-    x->subject = strdup(r->subject);
-    x->sender = strdup(j->account->email);
-    x->rcpt = strdup(j->email);
-    x->step_id = strdup(j->step_id ? j->step_id : "");
-    x->enrollment_id = j->enrollment_id;
-    x->variant = r->variant;
-    x->save = j->account->cfg->save_sent && s->srv->watcher;
-    if (!x->message_id || !x->subject || !x->sender || !x->rcpt || !x->step_id) {
-        sending_free(x);
-        compose_result_free(r);
-        return; /* stays 'sending': rescued as unknown, never sent twice */
-    }
-    x->live_next = s->live;
-    if (s->live)
-        s->live->live_prev = x;
-    s->live = x;
-    s->outstanding++;
-    char *text = r->text;
-    size_t len = r->len;
-    r->text = NULL; /* ours now */
-    compose_result_free(r);
-    int rc = sender_sign(s->sender, at ? at + 1 : "", text, len, on_signed, x);
-    if (rc == 1)
-        hand_over(x, text, len);
-    else if (rc < 0) {
-        free(text);
-        sending_drop(x);
-    }
 }
 
 static void process(struct scheduler *s, const struct job *j)
@@ -683,7 +203,7 @@ static void process(struct scheduler *s, const struct job *j)
     char mid[300];
     snprintf(mid, sizeof mid, "<%s>", j->message_id);
     struct fields f = {j->fields, ""};
-    const char *from_addr = j->account ? j->account->email : s->from_addr;
+    const char *from_addr = j->account ? j->account->lease->name : s->from_addr;
     const char *from_name = j->account ? (j->account->cfg ? j->account->cfg->from_name : NULL) : s->from_name;
     struct compose_input in = {
         .seq = seq,
@@ -716,56 +236,47 @@ static void process(struct scheduler *s, const struct job *j)
         hold(s, j, reason);
         return;
     }
-    if (j->account) {
-        submit(s, j, &r);
-        return;
-    }
-    if (capture_write(s->capture_dir, j->message_id, r.text, r.len) < 0) {
-        char reason[400];
-        snprintf(reason, sizeof reason, "transport_error: cannot write into %s: %s", s->capture_dir,
-                 strerror(errno));
-        compose_result_free(&r);
-        hold(s, j, reason);
-        return;
-    }
-    /* recorded for the whole batch at once: see flush_sent */
-    char variant[16];
-    snprintf(variant, sizeof variant, "%d", r.variant);
-    pgarray_add(&s->sent_ids, j->message_id);
-    pgarray_add(&s->sent_subjects, r.subject);
-    pgarray_add(&s->sent_variants, r.variant >= 0 ? variant : NULL);
-    s->sent_total++;
-    log_event(LOG_DEBUG, "scheduler", "sent", "enrollment", enr, "step", j->step_id, "to", j->email, NULL);
+    struct delivery_message m = {
+        .message_id = j->message_id,
+        .step_id = j->step_id,
+        .enrollment_id = j->enrollment_id,
+        .account = from_addr,
+        .rcpt = j->email,
+        .subject = r.subject,
+        .variant = r.variant,
+        .save_sent = j->account && j->account->cfg->save_sent,
+        /* captured: sent at the claim's instant, as its Date says */
+        .at = j->account ? 0 : s->cycle_now,
+    };
+    char *text = r.text;
+    r.text = NULL; /* delivery's now */
+    log_event(LOG_DEBUG, "scheduler", "composed", "enrollment", enr, "step", j->step_id, "to", j->email, NULL);
+    delivery_send(s->delivery, &m, text, r.len);
     compose_result_free(&r);
 }
 
-/* Records every message of the batch that went out in one statement:
- * one round trip per batch instead of one per message. Out of memory the
- * batch is not recorded: its rows stay 'sending' until the rescue. */
-static void flush_sent(struct scheduler *s)
+/* The cycle's last claimed message has been handed over and everything
+ * in flight has settled: the cycle ends. */
+static void maybe_cycle_end(struct scheduler *s)
 {
-    int any = s->sent_ids.len > 0;
-    const char *p[5] = {pgarray_end(&s->sent_ids), s->cycle_now_s, pgarray_end(&s->sent_subjects), s->from_addr,
-                        pgarray_end(&s->sent_variants)};
-    if (any && p[0] && p[2] && p[4])
-        record(s,
-               "SELECT relance_step_done(x.mid, $2, 'sent', 'captured', x.subject, $4, x.variant) "
-               "FROM unnest($1::text[], $3::text[], $5::int[]) WITH ORDINALITY AS x(mid, subject, variant, n) "
-               "ORDER BY x.n",
-               5, p);
-    buf_free(&s->sent_ids);
-    buf_free(&s->sent_subjects);
-    buf_free(&s->sent_variants);
+    if (s->processing || s->state != CYCLE_DELIVERING || delivery_pending(s->delivery) > 0)
+        return;
+    cycle_end(s, s->claim_full);
+}
+
+static void on_settled(void *arg)
+{
+    maybe_cycle_end(arg);
 }
 
 static void process_all(struct scheduler *s)
 {
-    s->outstanding++; /* guard: the cycle ends after the last outcome */
-    for (size_t i = 0; i < s->n_jobs && !s->closing; i++)
+    cycle_state_set(s, CYCLE_DELIVERING);
+    s->processing = 1; /* the cycle ends after the last outcome, not before the last job */
+    for (size_t i = 0; i < s->n_jobs && !stopped(s); i++)
         process(s, &s->jobs[i]);
-    flush_sent(s);
-    if (--s->outstanding == 0)
-        cycle_end(s, s->claim_full);
+    s->processing = 0;
+    maybe_cycle_end(s);
 }
 
 /* ---- sequence versions ------------------------------------------------- */
@@ -857,7 +368,7 @@ static int append_jobs(struct scheduler *s, const PGresult *res, const struct he
         char msg[300];
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
         msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "claim failed", "account", account ? account->email : NULL, "error", msg,
+        log_event(LOG_ERROR, "scheduler", "claim failed", "account", account ? account->lease->name : NULL, "error", msg,
                   "retry_ms", "5000", NULL);
         return -1;
     }
@@ -889,8 +400,8 @@ static int append_jobs(struct scheduler *s, const PGresult *res, const struct he
 static void claim_failed(struct scheduler *s)
 {
     /* back off instead of retrying at once: the next try fails alike */
-    s->running = 0;
-    if (!s->closing)
+    cycle_state_set(s, CYCLE_IDLE);
+    if (!stopped(s))
         uv_timer_start(&s->timer, on_timer, 5000, 0);
 }
 
@@ -933,7 +444,7 @@ static void on_account_claimed(struct db *db, const PGresult *res, void *arg)
         char rows[16], ms[32];
         snprintf(rows, sizeof rows, "%d", n);
         snprintf(ms, sizeof ms, "%.1f", (double)(uv_hrtime() - c->asked) / 1e6);
-        log_event(LOG_DEBUG, "scheduler", "claimed", "account", c->account->email, "rows", rows, "ms", ms, NULL);
+        log_event(LOG_DEBUG, "scheduler", "claimed", "account", c->account->lease->name, "rows", rows, "ms", ms, NULL);
         if (n == BATCH)
             s->claim_full = 1;
         if (n < 0)
@@ -983,8 +494,8 @@ static void on_next_due(struct db *db, const PGresult *res, void *arg)
      * locked by another replica) must not spin the loop. */
     if (s->cycle_empty && delay < 1000)
         delay = 1000;
-    s->running = 0;
-    if (s->closing)
+    cycle_state_set(s, CYCLE_IDLE);
+    if (stopped(s))
         return;
     if (s->again && (!s->cycle_empty || s->lease_gained)) {
         s->again = 0;
@@ -998,20 +509,19 @@ static void cycle_end(struct scheduler *s, int full)
 {
     s->cycle_empty = s->n_jobs == 0;
     jobs_free(s);
-    if (s->closing) {
-        s->running = 0;
+    if (stopped(s))
         return;
-    }
     if (full) { /* a full batch: more is probably due right now */
-        s->running = 0;
+        cycle_state_set(s, CYCLE_IDLE);
         cycle_start(s);
         return;
     }
+    cycle_state_set(s, CYCLE_ENDING);
     /* Due times come back in UTC ISO form for clock_parse_iso. */
     if (query(s,
                  "SELECT to_char(relance_next_due() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", 0,
                  NULL, on_next_due) < 0) {
-        s->running = 0;
+        cycle_state_set(s, CYCLE_IDLE);
         uv_timer_start(&s->timer, on_timer, 1000, 0);
     }
 }
@@ -1023,7 +533,7 @@ static int claim_account(struct account_claim *c)
     struct scheduler *s = c->s;
     char batch[16];
     snprintf(batch, sizeof batch, "%d", BATCH);
-    const char *p[4] = {s->cycle_now_s, c->account->id_s, batch, s->replica};
+    const char *p[4] = {s->cycle_now_s, c->account->lease->id_s, batch, s->replica};
     c->asked = uv_hrtime();
     return query_arg(s,
                      "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, "
@@ -1037,7 +547,7 @@ static void on_race_checked(void *arg, int changed)
 {
     struct account_claim *c = arg;
     (void)changed;
-    if (c->s->closing || claim_account(c) < 0)
+    if (stopped(c->s) || claim_account(c) < 0)
         on_account_claimed(NULL, NULL, c);
 }
 
@@ -1058,14 +568,14 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *work)
     }
     for (int r = 0; r < rows; r++)
         ids[r] = atoll(PQgetvalue(work, r, 0));
-    struct watcher *w = s->srv->watcher;
+    struct watcher *w = s->watcher;
     for (size_t i = 0; i < s->n_held; i++) {
         struct held *h = s->held[i];
-        if (!h->leased)
+        if (!h->lease->held)
             continue;
         int row = -1;
         for (int r = 0; r < rows && row < 0; r++)
-            if (ids[r] == h->id)
+            if (ids[r] == h->lease->id)
                 row = r;
         if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
             continue; /* nothing due for it: no claim */
@@ -1077,8 +587,8 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *work)
         h->claiming = 1;
         s->pending_claims++;
         int check = row >= 0 && strcmp(PQgetvalue(work, row, 1), "t") == 0 && w &&
-                    watcher_last_check_age(w, h->email) > RACE_CHECK_S;
-        if (check && watcher_check_now(w, h->email, on_race_checked, c) == 0)
+                    watcher_last_check_age(w, h->lease->name) > RACE_CHECK_S;
+        if (check && watcher_check_now(w, h->lease->name, on_race_checked, c) == 0)
             continue;
         if (claim_account(c) < 0) {
             h->claiming = 0;
@@ -1096,7 +606,7 @@ static void on_work(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct scheduler *s = arg;
-    if (s->closing)
+    if (stopped(s))
         return;
     claim_accounts_with(s, res && PQresultStatus(res) == PGRES_TUPLES_OK ? res : NULL);
 }
@@ -1112,8 +622,8 @@ static void claim_accounts(struct scheduler *s)
 {
     struct buf ids = {0};
     for (size_t i = 0; i < s->n_held; i++)
-        if (s->held[i]->leased)
-            pgarray_add(&ids, s->held[i]->id_s);
+        if (s->held[i]->lease->held)
+            pgarray_add(&ids, s->held[i]->lease->id_s);
     int any = ids.len > 0;
     const char *p[2] = {pgarray_end(&ids), s->cycle_now_s};
     if (!any || !p[0]) {
@@ -1137,19 +647,19 @@ static void claim_accounts(struct scheduler *s)
     buf_free(&ids);
     if (rc == 0)
         return;
-    s->running = 0;
+    cycle_state_set(s, CYCLE_IDLE);
     uv_timer_start(&s->timer, on_timer, 1000, 0);
 }
 
 static void cycle_start(struct scheduler *s)
 {
-    if (s->closing || !s->srv->db || !db_connected(s->srv->db) || !s->srv->migrated)
+    if (stopped(s) || !ready_db(s->ready))
         return;
-    if (s->running) {
+    if (s->state != CYCLE_IDLE) {
         s->again = 1;
         return;
     }
-    s->running = 1;
+    cycle_state_set(s, CYCLE_CLAIMING);
     s->lease_gained = 0; /* this cycle asks with every account leased so far */
     uv_timer_stop(&s->timer);
     char batch[16];
@@ -1157,7 +667,7 @@ static void cycle_start(struct scheduler *s)
     clock_format(s->cycle_now, s->cycle_now_s, sizeof s->cycle_now_s);
     snprintf(batch, sizeof batch, "%d", BATCH);
     s->claim_full = 0;
-    if (s->sender) {
+    if (s->smtp) {
         claim_accounts(s);
         return;
     }
@@ -1166,7 +676,7 @@ static void cycle_start(struct scheduler *s)
                  "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, fields, "
                  "thread_ids, first_subject FROM relance_claim_due($1, $2, $3, $4)",
                  4, p, on_claimed) < 0) {
-        s->running = 0;
+        cycle_state_set(s, CYCLE_IDLE);
         uv_timer_start(&s->timer, on_timer, 1000, 0);
     }
 }
@@ -1194,52 +704,29 @@ static void on_ignore(struct db *db, const PGresult *res, void *arg)
     (void)arg;
 }
 
-/* The accounts this replica holds leases on. Entries are never freed
- * while the scheduler lives (jobs point at them); an account whose lease
- * went elsewhere is only marked not leased. An account newly leased (at
- * the start, or given up or left to expire by another replica) is
- * claimed for at once, not at the next timer: the cycle that runs
- * meanwhile asked without it. */
-static void on_held(struct db *db, const PGresult *res, void *arg)
+/* An account's lease came (at the start, or given up or left to expire by
+ * another replica) or went. One newly held is claimed for at once, not at
+ * the next timer: the cycle that runs meanwhile asked without it. */
+static void on_lease_changed(void *arg, const struct lease *l)
 {
-    (void)db;
     struct scheduler *s = arg;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
-        return;
-    int gained = 0;
-    for (size_t i = 0; i < s->n_held; i++) {
-        s->held[i]->was_leased = s->held[i]->leased;
-        s->held[i]->leased = 0;
+    struct held *x = NULL;
+    for (size_t i = 0; i < s->n_held && !x; i++)
+        if (s->held[i]->lease == l)
+            x = s->held[i];
+    if (!x && l->held) {
+        const struct config_account *cfg = accounts_find(s->cfg, l->name);
+        struct held **grown = cfg ? realloc(s->held, (s->n_held + 1) * sizeof *grown) : NULL;
+        if (!grown)
+            return; /* not configured here (or no memory): not ours to send from */
+        s->held = grown;
+        if (!(x = calloc(1, sizeof *x)))
+            return;
+        x->lease = l;
+        x->cfg = cfg;
+        s->held[s->n_held++] = x;
     }
-    for (int r = 0; r < PQntuples(res); r++) {
-        long long id = atoll(PQgetvalue(res, r, 0));
-        struct held *x = NULL;
-        for (size_t i = 0; i < s->n_held && !x; i++)
-            if (s->held[i]->id == id)
-                x = s->held[i];
-        if (!x) {
-            const struct config_account *cfg = accounts_find(s->srv->cfg, PQgetvalue(res, r, 1));
-            struct held **grown = cfg ? realloc(s->held, (s->n_held + 1) * sizeof *grown) : NULL;
-            if (!grown)
-                continue; /* not configured here (or no memory): not ours to send from */
-            s->held = grown;
-            x = calloc(1, sizeof *x);
-            if (!x)
-                continue;
-            x->id = id;
-            snprintf(x->id_s, sizeof x->id_s, "%lld", id);
-            x->email = strdup(PQgetvalue(res, r, 1));
-            x->cfg = cfg;
-            if (!x->email) {
-                free(x);
-                continue;
-            }
-            s->held[s->n_held++] = x;
-        }
-        gained |= !x->was_leased;
-        x->leased = 1;
-    }
-    if (gained && !s->closing) {
+    if (x && l->held && !stopped(s)) {
         s->lease_gained = 1;
         cycle_start(s);
     }
@@ -1247,17 +734,12 @@ static void on_held(struct db *db, const PGresult *res, void *arg)
 
 static void lease_and_rescue(struct scheduler *s, int rescue)
 {
-    if (!s->srv->db || !db_connected(s->srv->db) || !s->srv->migrated)
+    if (!ready_db(s->ready))
         return;
     char ttl[16], now[40];
     snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
     const char *p[2] = {s->replica, ttl};
     if (query(s, "SELECT relance_replica_alive($1, $2)", 2, p, on_ignore) < 0)
-        return;
-    if (s->sender && query(s,
-                           "SELECT a.id, a.email FROM accounts a JOIN relance_account_leases($1, $2) AS l(id) "
-                           "ON l.id = a.id ORDER BY a.id",
-                           2, p, on_held) < 0)
         return;
     if (rescue) {
         now_param(now, sizeof now);
@@ -1290,8 +772,7 @@ static void rescue_own(struct scheduler *s)
     for (size_t i = 0; i < s->n_jobs; i++)
         if (s->jobs[i].message_id)
             pgarray_add(&keep, s->jobs[i].message_id);
-    for (struct sending *x = s->live; x; x = x->live_next)
-        pgarray_add(&keep, x->message_id);
+    delivery_live_ids(s->delivery, &keep);
     now_param(now, sizeof now);
     const char *p[3] = {now, s->replica, pgarray_end(&keep)};
     if (p[2] && query(s, "SELECT relance_rescue_own($1, $2, $3)", 3, p, on_rescued_own) < 0) {
@@ -1309,7 +790,7 @@ static void on_lease_timer(uv_timer_t *t)
         s->last_rescue = now;
     lease_and_rescue(s, rescue);
     /* also the safety net if a notification was missed */
-    if (!s->running)
+    if (s->state == CYCLE_IDLE)
         cycle_start(s);
 }
 
@@ -1332,11 +813,11 @@ static void on_synced(struct db *db, const PGresult *res, void *arg)
 
 void scheduler_db_up(struct scheduler *s)
 {
-    if (!s->srv->migrated)
+    if (!ready_db(s->ready))
         return;
     /* The configuration's accounts into the database, at every (re)start
      * of the connection: caps and rotation read them there. */
-    char *json = accounts_config_json(s->srv->cfg);
+    char *json = accounts_config_json(s->cfg);
     if (json) {
         const char *p[1] = {json};
         int rc = query(s, "SELECT relance_sync_accounts($1::jsonb)", 1, p, on_synced);
@@ -1344,19 +825,23 @@ void scheduler_db_up(struct scheduler *s)
         if (rc < 0)
             return;
     }
-    outbox_replay(s);
+    delivery_db_up(s->delivery);
     rescue_own(s);
     if (query(s, "LISTEN relance_work", 0, NULL, on_ignore) < 0)
         return;
     s->last_rescue = clock_now();
     lease_and_rescue(s, 1);
-    if (s->outstanding == 0 && s->n_jobs == 0)
-        s->running = 0; /* a cycle cut by the lost connection has ended */
+    if (s->leases)
+        leases_renew(s->leases);
+    if (delivery_pending(s->delivery) == 0 && s->n_jobs == 0)
+        cycle_state_set(s, CYCLE_IDLE); /* a cycle cut by the lost connection has ended */
     cycle_start(s);
 }
 
 /* ---- set-up ------------------------------------------------------------ */
 
+/* The From of captured messages (transport capture): the first account
+ * configured, else a placeholder. */
 static int first_account(struct scheduler *s, const struct config *cfg)
 {
     const char *addr = "capture@relance.invalid", *name = "relance capture";
@@ -1373,41 +858,38 @@ static int first_account(struct scheduler *s, const struct config *cfg)
     return s->from_addr ? 0 : -1;
 }
 
-struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long errlen)
+struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
+                                struct sender *sender, struct watcher *watcher, char *err, size_t errlen)
 {
     struct scheduler *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->srv = srv;
-    const struct config *cfg = srv->cfg;
-    if (cfg->capture_dir)
-        s->capture_dir = strdup(cfg->capture_dir);
-    else if (asprintf(&s->capture_dir, "%s/capture", srv->state_dir) < 0)
-        s->capture_dir = NULL;
-    if (!s->capture_dir || first_account(s, cfg) < 0)
-        goto fail;
-    if (strcmp(cfg->transport, "smtp") == 0 && cfg->n_pools) {
-        s->sender = sender_new(srv->loop, cfg, err, errlen);
-        if (!s->sender)
-            goto fail;
-        s->leasing = 1;
-    }
-    if (strcmp(cfg->transport, "capture") == 0 && capture_open(s->capture_dir) < 0) {
-        snprintf(err, errlen, "cannot create the capture directory %s: %s", s->capture_dir, strerror(errno));
-        goto fail;
-    }
+    s->loop = loop;
+    s->cfg = cfg;
+    s->ready = ready;
+    s->watcher = watcher;
+    s->smtp = strcmp(cfg->transport, "smtp") == 0;
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     srandom((unsigned)getpid() ^ (unsigned)uv_hrtime());
     snprintf(s->replica, sizeof s->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
-    uv_timer_init(srv->loop, &s->timer);
-    uv_timer_init(srv->loop, &s->lease_timer);
-    uv_timer_init(srv->loop, &s->release_timer);
-    s->timer.data = s->lease_timer.data = s->release_timer.data = s;
+    s->delivery = delivery_new(loop, ready, sender, watcher, on_settled, s);
+    if (s->smtp)
+        s->leases = leases_new(loop, ready, LEASES_ACCOUNTS, s->replica, NULL, 0, on_lease_changed, s);
+    if (!s->delivery || (s->smtp && !s->leases) || first_account(s, cfg) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    uv_timer_init(loop, &s->timer);
+    uv_timer_init(loop, &s->lease_timer);
+    s->timer.data = s->lease_timer.data = s;
     uv_timer_start(&s->lease_timer, on_lease_timer, LEASE_EVERY_MS, LEASE_EVERY_MS);
     return s;
 fail:
-    free(s->capture_dir);
+    if (s->delivery)
+        delivery_close(s->delivery, NULL, NULL); /* its timer closes with the loop's first run */
+    if (s->leases)
+        leases_close(s->leases, NULL, NULL);
     free(s->from_addr);
     free(s->from_name);
     free(s);
@@ -1422,22 +904,10 @@ static void close_step(struct scheduler *s)
     for (size_t i = 0; i < s->n_cache; i++)
         sequence_free(s->cache[i].seq);
     free(s->cache);
-    for (size_t i = 0; i < s->n_outcomes; i++)
-        for (int c = 0; c < OUTCOME_ARGS; c++)
-            free(s->outcomes[i].v[c]);
-    free(s->outcomes);
-    while (s->outbox) {
-        struct outbox_entry *e = s->outbox;
-        s->outbox = e->next;
-        outbox_free(e);
-    }
-    for (size_t i = 0; i < s->n_held; i++) {
-        free(s->held[i]->email);
+    for (size_t i = 0; i < s->n_held; i++)
         free(s->held[i]);
-    }
     free(s->held);
     jobs_free(s);
-    free(s->capture_dir);
     free(s->from_addr);
     free(s->from_name);
     void (*cb)(void *) = s->on_closed;
@@ -1452,78 +922,70 @@ static void on_closed(uv_handle_t *h)
     close_step(h->data);
 }
 
-/* The answer to the release, or its failure (the connection went, or
- * the server closed the database at SCHEDULER_CLOSE_MS). The release is
- * the scheduler's last query: every earlier one has been answered or
- * failed before it, so nothing of the database calls back after this. */
-static void on_leases_released(struct db *db, const PGresult *res, void *arg)
+static void on_delivery_closed(void *arg)
 {
-    (void)db;
+    close_step(arg);
+}
+
+static void on_leases_given_up(void *arg, long given)
+{
     struct scheduler *s = arg;
-    int ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-    if (ok && s->leasing)
-        log_event(LOG_INFO, "scheduler", "account leases given up", "count", PQgetvalue(res, 0, 0), NULL);
-    else if (!ok && s->n_held) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : "no answer before the database closed");
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_WARN, "scheduler", "account leases not given up: they expire", "error", msg, NULL);
+    if (given >= 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%ld", given);
+        log_event(LOG_INFO, "scheduler", "account leases given up", "count", n, NULL);
     }
     close_step(s);
 }
 
-/* The last step of the close, once nothing of this replica can go out
- * any more (the sender has closed: every message is finished or given
- * up): its account leases are given up in one statement, so that another
- * replica takes them at its next renewal, not LEASE_TTL_S later. Given
- * up earlier, another replica could claim from an account while a body
- * of it is still on the wire here. Sent whenever the database is
- * connected, leases or not: its answer is also the sign that no earlier
- * query of the scheduler is pending. */
-static void leases_release(struct scheduler *s)
+static void on_last_answer(struct db *db, const PGresult *res, void *arg)
 {
-    struct db *db = s->srv->db;
-    const char *p[1] = {s->replica};
-    if (db && db_connected(db) &&
-        db_query(db, "SELECT relance_release_account_leases($1)", 1, p, on_leases_released, s) == 0)
-        return;
-    if (s->n_held)
-        log_event(LOG_WARN, "scheduler", "account leases not given up: they expire", "error", "database unavailable",
-                  NULL);
-    close_step(s);
+    (void)db;
+    (void)res;
+    close_step(arg);
 }
 
-static void on_sender_closed(void *arg)
+/* Once nothing of this replica can go out any more (the sender has
+ * closed: every message is finished or given up), its account leases are
+ * given up in one statement (leases_close), so that another replica takes
+ * them at its next renewal, not LEASES_TTL_S later. Given up earlier,
+ * another replica could claim from an account while a body of it is still
+ * on the wire here. That statement is the scheduler's last: its answer is
+ * also the sign that no earlier query is pending — which, without
+ * leases (capture), a statement of no effect gives. */
+static void leases_release(struct scheduler *s)
 {
-    struct scheduler *s = arg;
-    leases_release(s);
-    close_step(s);
+    if (s->leases) {
+        leases_close(s->leases, on_leases_given_up, s);
+        s->leases = NULL;
+        return;
+    }
+    struct db *db = s->ready->db;
+    if (!db || !db_connected(db) || db_query(db, "SELECT 1", 0, NULL, on_last_answer, s) < 0)
+        close_step(s);
+}
+
+void scheduler_stop(struct scheduler *s)
+{
+    /* A body on the wire finishes, anything else is cut or deferred;
+     * either way its row stays 'sending' (outcomes are not written from
+     * now on) and a replica rescues it as 'unknown' (its body had
+     * started) or 'deferred' (nothing went out): never sent twice. */
+    cycle_state_set(s, CYCLE_STOPPED);
+    uv_timer_stop(&s->timer);
+    uv_timer_stop(&s->lease_timer);
+    delivery_stop(s->delivery);
 }
 
 void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
 {
-    s->closing = 1;
+    scheduler_stop(s);
     s->on_closed = cb;
     s->closed_arg = arg;
-    s->pending_closes = 4; /* three timers, and the release */
-    uv_close((uv_handle_t *)&s->release_timer, on_closed);
+    s->pending_closes = 4; /* two timers, delivery, and the release */
     uv_close((uv_handle_t *)&s->timer, on_closed);
     uv_close((uv_handle_t *)&s->lease_timer, on_closed);
-    if (s->sender) {
-        /* A body on the wire finishes, anything else is cut or
-         * deferred; either way its row stays 'sending' (outcomes are not
-         * written while closing) and a replica rescues it as 'unknown'
-         * (its body had started) or 'deferred' (nothing went out): never
-         * sent twice. The leases go once the sender has closed. */
-        s->pending_closes++;
-        sender_close(s->sender, on_sender_closed, s);
-        s->sender = NULL;
-        return;
-    }
+    delivery_close(s->delivery, on_delivery_closed, s);
+    s->delivery = NULL;
     leases_release(s);
-}
-
-struct oauth2 *scheduler_oauth2(struct scheduler *s)
-{
-    return s->sender ? sender_oauth2(s->sender) : NULL;
 }

@@ -12,33 +12,41 @@
 #ifndef RELANCE_SCHEDULER_H
 #define RELANCE_SCHEDULER_H
 
-struct server;
-struct scheduler;
+#include "config.h"
 
-/* Returns NULL with a reason in err (e.g. the capture dir is unusable). */
-struct scheduler *scheduler_new(struct server *srv, char *err, unsigned long errlen);
-/* The database (re)connected: listen, rescue, run. */
+#include <stddef.h>
+#include <uv.h>
+
+struct ready;
+struct scheduler;
+struct sender;
+struct watcher;
+
+/* loop, cfg, ready, sender (where composed messages go: SMTP or capture)
+ * and watcher (NULL when no mailbox is watched) are borrowed and must
+ * outlive it. Returns NULL with a reason in err. */
+struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
+                                struct sender *sender, struct watcher *watcher, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* The database (re)connected and migrated: sync accounts, listen, rescue, run. */
 void scheduler_db_up(struct scheduler *s);
 /* Something may have become due. */
 void scheduler_wake(struct scheduler *s);
-/* How long scheduler_close may need the database: the sender's drain
+/* How long a stop may need the database: the sender's drain
  * (SENDER_DRAIN_MS) and then the answer to the lease release. */
 #define SCHEDULER_CLOSE_MS 12000
-
-/* Stops: nothing new is claimed, the sender drains (see sender_close),
- * then this replica's account leases are given up through the database
- * in one statement, the scheduler's last: another replica takes them at
- * its next renewal instead of after their expiry. So the database must
- * stay open until on_closed fires; once it has, no query of the
- * scheduler is pending. Should the answer not come, closing the database
- * (after SCHEDULER_CLOSE_MS) fails it and the close goes on: the leases
- * then expire. on_closed fires once its handles are closed and it is
- * freed. */
+/* The first half of a stop: nothing new is claimed and no outcome is
+ * written any more. Then close the sender (its drain: see sender_close),
+ * then scheduler_close. */
+void scheduler_stop(struct scheduler *s);
+/* Once the sender has closed: this replica's account leases are given
+ * up through the database in one statement, the scheduler's last:
+ * another replica takes them at its next renewal instead of after their
+ * expiry. So the database must stay open until on_closed fires; once it
+ * has, no query of the scheduler is pending. Should the answer not come,
+ * closing the database (after SCHEDULER_CLOSE_MS) fails it and the close
+ * goes on: the leases then expire. on_closed fires once its handles are
+ * closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
-
-/* The sender's OAuth2 tokens (see sender_oauth2): NULL without an SMTP
- * sender or once it closes. */
-struct oauth2;
-struct oauth2 *scheduler_oauth2(struct scheduler *s);
 
 #endif

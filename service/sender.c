@@ -1,9 +1,12 @@
 /* sender: per-account queues in front of smtp.c, the secrets and DKIM
- * keys. It decides nothing about what to send or what an outcome means
- * for an enrollment (the scheduler and SQL do); it only carries messages
- * out and reports what the server said. */
+ * keys, and the capture channel (transport: capture), which writes each
+ * message into a Maildir and reports it sent through the same callback.
+ * It decides nothing about what to send or what an outcome means for an
+ * enrollment (delivery.c and SQL do); it signs, carries messages out and
+ * reports what the server said. */
 #include "sender.h"
 
+#include "capture.h"
 #include "dkim.h"
 #include "log.h"
 #include "oauth2.h"
@@ -18,22 +21,32 @@
 
 struct outgoing {
     struct outgoing *next;
+    struct channel *channel; /* NULL: the capture channel */
     char *msg;
     size_t len;
     char *rcpt;
+    char *id;                /* the Message-ID, naming a captured file */
     sender_cb cb;
     sender_body_cb on_body;
     void *arg;
 };
+
+/* One account's channel. IDLE: nothing in flight (a connection may be
+ * cached: connected); TOKEN: waiting for an OAuth2 token for the head;
+ * SENDING: the head is being sent; DRAINING: the same while the sender
+ * closes (its body finishes, then the close goes on); QUITTING: an idle
+ * connection is being closed with QUIT. Only channel_state_set changes
+ * it. */
+enum channel_state { CHANNEL_IDLE, CHANNEL_TOKEN, CHANNEL_SENDING, CHANNEL_DRAINING, CHANNEL_QUITTING };
+static const char *const channel_state_names[] = {"IDLE", "TOKEN", "SENDING", "DRAINING", "QUITTING"};
 
 struct channel {
     const struct config_account *cfg;
     struct smtp *smtp;
     char *secret;
     struct smtp_job job;
-    struct outgoing *head, *tail; /* head is in flight when busy */
-    int busy;
-    int draining;      /* its body is finishing while the sender closes */
+    struct outgoing *head, *tail; /* head is in flight unless IDLE */
+    enum channel_state state;
     int connected;     /* a send left a connection in libcurl's cache */
     uint64_t last_used; /* loop time (ms) its last send ended */
     uint64_t held_since; /* loop time (ms) its body reached the point of no return */
@@ -51,8 +64,8 @@ struct domain_key {
 
 struct sender {
     struct curl_uv *cu;
-    struct oauth2 *oauth2; /* the tokens of xoauth2 accounts */
-    int closes;            /* oauth2, the two timers and curl_uv still closing */
+    struct oauth2 *oauth2; /* the tokens of xoauth2 accounts (borrowed: the server's) */
+    int closes;            /* the two timers and curl_uv still closing */
     struct channel *channels;
     size_t n_channels;
     struct domain_key *keys;
@@ -67,6 +80,9 @@ struct sender {
     uv_timer_t idle_timer;    /* closes connections left unused for smtp_idle_timeout */
     uint64_t idle_ms;
     uint64_t sweep_ms;        /* idle_timer's period */
+    char *capture_dir;        /* transport capture: where messages are written; else NULL */
+    struct outgoing *captured, *captured_tail; /* written, reported from capture_timer */
+    uv_timer_t capture_timer;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -111,19 +127,44 @@ static int channel_setup(struct channel *c, const struct config *cfg, char *err,
 
 static void on_idle_sweep(uv_timer_t *t);
 
-struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+/* The one place a channel's state changes: logged at debug level. */
+static void channel_state_set(struct channel *c, enum channel_state to)
+{
+    if (c->state == to)
+        return;
+    char event[64];
+    snprintf(event, sizeof event, "channel %s -> %s", channel_state_names[c->state], channel_state_names[to]);
+    log_event(LOG_DEBUG, "sender", event, "account", c->cfg->email, NULL);
+    c->state = to;
+}
+
+/* A draining channel's body ended: the close goes on when it was the last. */
+static void channel_drained(struct channel *c);
+
+struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oauth2 *oauth2, const char *capture_dir,
+                          char *err, size_t errlen)
 {
     struct sender *s = calloc(1, sizeof *s);
     size_t n = 0;
     if (!s)
         goto nomem;
-    for (size_t i = 0; i < cfg->n_pools; i++)
+    if (capture_dir) {
+        if (capture_open(capture_dir) < 0) {
+            snprintf(err, errlen, "cannot create the capture directory %s: %s", capture_dir, strerror(errno));
+            goto fail;
+        }
+        s->capture_dir = strdup(capture_dir);
+        if (!s->capture_dir)
+            goto nomem;
+    }
+    for (size_t i = 0; !capture_dir && i < cfg->n_pools; i++)
         n += cfg->pools[i].n_accounts;
     s->channels = calloc(n + 1, sizeof *s->channels);
     s->keys = calloc(cfg->n_dkim + 1, sizeof *s->keys);
     if (!s->channels || !s->keys)
         goto nomem;
     s->loop = loop;
+    s->oauth2 = oauth2;
     s->cu = curl_uv_new(loop);
     if (!s->cu)
         goto nomem;
@@ -131,10 +172,7 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
         snprintf(err, errlen, "cannot set libcurl's connection limits");
         goto fail;
     }
-    s->oauth2 = oauth2_new(loop, s->cu, cfg, err, errlen);
-    if (!s->oauth2)
-        goto fail;
-    for (size_t i = 0; i < cfg->n_pools; i++) {
+    for (size_t i = 0; !capture_dir && i < cfg->n_pools; i++) {
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
             struct channel *c = &s->channels[s->n_channels++];
             c->cfg = &cfg->pools[i].accounts[k];
@@ -157,6 +195,8 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, 
     }
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(loop, &s->capture_timer);
+    s->capture_timer.data = s;
     uv_timer_init(loop, &s->idle_timer);
     s->idle_timer.data = s;
     s->idle_ms = (uint64_t)cfg->smtp_idle_timeout * 1000;
@@ -178,8 +218,7 @@ fail:
             dkim_key_free(s->keys[i].key);
         free(s->channels);
         free(s->keys);
-        if (s->oauth2)
-            oauth2_close(s->oauth2, NULL, NULL);
+        free(s->capture_dir);
         if (s->cu)
             curl_uv_close(s->cu, NULL, NULL);
         free(s);
@@ -188,6 +227,8 @@ fail:
 }
 
 static void close_now(struct sender *s);
+static void outgoing_report(struct outgoing *o, const struct smtp_result *r, const char *held);
+static void on_token(int status, const char *token, const char *reason, void *arg);
 
 /* One signature on its way through the thread pool. The worker reads
  * only the job and the key, which the sender keeps until every job is
@@ -196,13 +237,10 @@ struct sign_job {
     uv_work_t req; /* first: the job is found from its request */
     struct sender *s;
     const struct domain_key *key;
-    char *msg; /* the message; then, signed, the signature and the message */
-    size_t len;
+    struct outgoing *o; /* its msg becomes the signature and the message */
     int64_t now;
     int rc;
     char err[300];
-    sender_signed_cb cb;
-    void *arg;
 };
 
 /* In a worker thread: signs, and puts the signature in front (a copy of
@@ -210,50 +248,64 @@ struct sign_job {
 static void sign_work(uv_work_t *req)
 {
     struct sign_job *j = (struct sign_job *)req;
+    struct outgoing *o = j->o;
     char *header = NULL;
-    j->rc = dkim_sign(j->key->key, j->key->cfg->domain, j->key->cfg->selector, j->msg, j->len, j->now, &header,
+    j->rc = dkim_sign(j->key->key, j->key->cfg->domain, j->key->cfg->selector, o->msg, o->len, j->now, &header,
                       j->err, sizeof j->err);
     if (j->rc != 0)
         return;
     size_t hl = strlen(header);
-    char *out = malloc(hl + j->len + 1);
+    char *out = malloc(hl + o->len + 1);
     if (!out) {
         j->rc = -ENOMEM;
         snprintf(j->err, sizeof j->err, "out of memory");
     } else {
         memcpy(out, header, hl);
-        memcpy(out + hl, j->msg, j->len);
-        out[hl + j->len] = '\0';
-        free(j->msg);
-        j->msg = out;
-        j->len += hl;
+        memcpy(out + hl, o->msg, o->len);
+        out[hl + o->len] = '\0';
+        free(o->msg);
+        o->msg = out;
+        o->len += hl;
     }
     free(header);
 }
+
+static void enqueue(struct sender *s, struct outgoing *o);
 
 static void sign_done(uv_work_t *req, int status)
 {
     struct sign_job *j = (struct sign_job *)req;
     struct sender *s = j->s;
-    int ok = status == 0 && j->rc == 0;
-    if (status < 0)
-        snprintf(j->err, sizeof j->err, "signing cancelled");
-    if (!ok) {
-        free(j->msg);
-        j->msg = NULL;
-    }
+    struct outgoing *o = j->o;
     s->signing--;
-    j->cb(j->arg, ok ? 0 : -1, j->msg, ok ? j->len : 0, j->err);
+    if (status < 0 || s->closing) {
+        /* nothing went out: the row stays 'sending' and is rescued as deferred */
+        struct smtp_result r = {0};
+        r.outcome = SMTP_DEFERRED;
+        snprintf(r.text, sizeof r.text, "relance stopped before sending");
+        s->pending--;
+        outgoing_report(o, &r, NULL);
+    } else if (j->rc != 0) {
+        s->pending--;
+        outgoing_report(o, NULL, j->err); /* cannot be signed: held, never sent unsigned */
+    } else {
+        enqueue(s, o);
+    }
     free(j);
     if (s->close_after_signing && s->signing == 0)
         close_now(s);
 }
 
-int sender_sign(struct sender *s, const char *from_domain, char *msg, size_t len, sender_signed_cb cb, void *arg)
+/* Queues o's signature in the thread pool when its domain has a DKIM key
+ * (an RSA signature costs about a millisecond, which on the loop would
+ * hold every connection up). Returns 1 when there is nothing to sign, 0
+ * when queued, -1 when it could not be. */
+static int sign(struct sender *s, const char *from, struct outgoing *o)
 {
+    const char *at = strrchr(from, '@');
     const struct domain_key *key = NULL;
-    for (size_t i = 0; i < s->n_keys && !key; i++)
-        if (strcasecmp(s->keys[i].cfg->domain, from_domain) == 0)
+    for (size_t i = 0; at && i < s->n_keys && !key; i++)
+        if (strcasecmp(s->keys[i].cfg->domain, at + 1) == 0)
             key = &s->keys[i];
     if (!key)
         return 1;
@@ -262,11 +314,8 @@ int sender_sign(struct sender *s, const char *from_domain, char *msg, size_t len
         return -1;
     j->s = s;
     j->key = key;
-    j->msg = msg;
-    j->len = len;
+    j->o = o;
     j->now = (int64_t)time(NULL);
-    j->cb = cb;
-    j->arg = arg;
     if (uv_queue_work(s->loop, &j->req, sign_work, sign_done) < 0) {
         free(j);
         return -1;
@@ -275,13 +324,50 @@ int sender_sign(struct sender *s, const char *from_domain, char *msg, size_t len
     return 0;
 }
 
+/* The capture channel: written messages are reported from the loop,
+ * never from inside sender_submit. */
+static void on_capture_timer(uv_timer_t *t)
+{
+    struct sender *s = t->data;
+    struct outgoing *o = s->captured;
+    s->captured = s->captured_tail = NULL;
+    while (o) {
+        struct outgoing *next = o->next;
+        struct smtp_result r = {0};
+        r.outcome = SMTP_SENT;
+        snprintf(r.text, sizeof r.text, "captured");
+        s->pending--;
+        outgoing_report(o, &r, NULL);
+        o = next;
+    }
+}
+
+static void capture(struct sender *s, struct outgoing *o)
+{
+    if (capture_write(s->capture_dir, o->id, o->msg, o->len) < 0) {
+        /* the step is held with the reason: a dry run that cannot write is the user's to fix */
+        char why[400];
+        snprintf(why, sizeof why, "transport_error: cannot write into %s: %s", s->capture_dir, strerror(errno));
+        s->pending--;
+        outgoing_report(o, NULL, why);
+        return;
+    }
+    o->next = NULL;
+    if (s->captured_tail)
+        s->captured_tail->next = o;
+    else
+        s->captured = o;
+    s->captured_tail = o;
+    uv_timer_start(&s->capture_timer, on_capture_timer, 0, 0);
+}
+
 static void start_next(struct channel *c);
 
 static void on_quit(struct smtp *smtp, void *arg)
 {
     (void)smtp;
     struct channel *c = arg;
-    c->busy = 0;
+    channel_state_set(c, CHANNEL_IDLE);
     c->connected = 0;
     if (!c->sender->closing)
         start_next(c); /* what was queued meanwhile */
@@ -312,7 +398,7 @@ static void on_idle_sweep(uv_timer_t *t)
     uint64_t now = uv_now(t->loop);
     for (size_t i = 0; i < s->n_channels && !s->closing; i++) {
         struct channel *c = &s->channels[i];
-        if (c->smtp && c->busy && smtp_body_held(c->smtp) && now - c->held_since >= HOLD_MAX_MS) {
+        if (c->smtp && c->state == CHANNEL_SENDING && smtp_body_held(c->smtp) && now - c->held_since >= HOLD_MAX_MS) {
             log_event(LOG_WARN, "sender", "giving up a body whose point of no return was not confirmed",
                       "account", c->cfg->email, NULL);
             if (smtp_body_release(c->smtp, 0) < 0) {
@@ -320,15 +406,15 @@ static void on_idle_sweep(uv_timer_t *t)
             }
             continue;
         }
-        if (c->smtp && !c->busy && c->head && c->retry_at && now >= c->retry_at) {
+        if (c->smtp && c->state == CHANNEL_IDLE && c->head && c->retry_at && now >= c->retry_at) {
             start_next(c); /* after a descriptor shortage */
             continue;
         }
-        if (!c->smtp || c->busy || c->head || !c->connected || c->job.auth == SMTP_AUTH_XOAUTH2 ||
+        if (!c->smtp || c->state != CHANNEL_IDLE || c->head || !c->connected || c->job.auth == SMTP_AUTH_XOAUTH2 ||
             now - c->last_used < s->idle_ms)
             continue;
         if (smtp_quit(c->smtp, &c->job, on_quit, c) == 0)
-            c->busy = 1;
+            channel_state_set(c, CHANNEL_QUITTING);
         else
             c->connected = 0; /* could not even try: libcurl's own pruning will */
     }
@@ -338,7 +424,16 @@ static void outgoing_free(struct outgoing *o)
 {
     free(o->msg);
     free(o->rcpt);
+    free(o->id);
     free(o);
+}
+
+/* Reports o's end to its owner and frees o. */
+static void outgoing_report(struct outgoing *o, const struct smtp_result *r, const char *held)
+{
+    struct sender_report rep = {r, held, o->msg, o->len};
+    o->cb(&rep, o->arg);
+    outgoing_free(o);
 }
 
 static void on_body(void *arg)
@@ -369,8 +464,7 @@ static void head_done(struct channel *c, const struct smtp_result *r)
     c->token_retried = 0;
     c->local_retries = 0;
     c->sender->pending--;
-    o->cb(r, o->arg);
-    outgoing_free(o);
+    outgoing_report(o, r, NULL);
 }
 
 /* The head message could not be tried: reported with no reply, never
@@ -387,7 +481,8 @@ static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
 {
     (void)smtp;
     struct channel *c = arg;
-    c->busy = 0;
+    int drained = c->state == CHANNEL_DRAINING;
+    channel_state_set(c, CHANNEL_IDLE);
     c->connected = r->reply_code != 0; /* a server answered: libcurl keeps its connection unless it failed */
     c->last_used = uv_now(c->sender->idle_timer.loop);
     if (r->local_errno && !r->body_started && !c->sender->closing && c->local_retries < LOCAL_RETRIES) {
@@ -414,11 +509,14 @@ static void on_sent(struct smtp *smtp, const struct smtp_result *r, void *arg)
     head_done(c, r);
     if (!c->sender->closing)
         start_next(c);
-    else if (c->draining) {
-        c->draining = 0;
-        if (--c->sender->draining == 0)
-            close_now(c->sender);
-    }
+    else if (drained)
+        channel_drained(c);
+}
+
+static void channel_drained(struct channel *c)
+{
+    if (--c->sender->draining == 0)
+        close_now(c->sender);
 }
 
 /* Sends the head message with the channel's job. 0, or -1 when the
@@ -433,14 +531,14 @@ static int send_head(struct channel *c)
     c->job.hold_body = 1;
     if (smtp_send(c->smtp, &c->job, on_sent, c) != 0)
         return -1;
-    c->busy = 1;
+    channel_state_set(c, CHANNEL_SENDING);
     return 0;
 }
 
 static void on_token(int status, const char *token, const char *reason, void *arg)
 {
     struct channel *c = arg;
-    c->busy = 0;
+    channel_state_set(c, CHANNEL_IDLE);
     if (status == -ECANCELED || c->sender->closing || !c->head)
         return; /* sender_close reports what is queued */
     if (status == 0) {
@@ -456,23 +554,17 @@ static void on_token(int status, const char *token, const char *reason, void *ar
          * pauses); an unreachable token endpoint only defers */
         head_fail(c, status == -EACCES ? SMTP_AUTH_FAILED : SMTP_DEFERRED, reason ? reason : "no OAuth2 token");
     }
-    if (!c->sender->closing)
-        start_next(c);
-    else if (c->draining) {
-        c->draining = 0;
-        if (--c->sender->draining == 0)
-            close_now(c->sender);
-    }
+    start_next(c);
 }
 
 static void start_next(struct channel *c)
 {
     c->retry_at = 0;
-    while (!c->busy && c->head) {
+    while (c->state == CHANNEL_IDLE && c->head) {
         if (c->job.auth == SMTP_AUTH_XOAUTH2) {
             /* a token for each message: the current one, or a fresh one */
             if (oauth2_token_get(c->sender->oauth2, c->cfg->email, on_token, c) == 0) {
-                c->busy = 1; /* until on_token */
+                channel_state_set(c, CHANNEL_TOKEN); /* until on_token */
                 return;
             }
             head_fail(c, SMTP_DEFERRED, "could not ask for an OAuth2 token");
@@ -484,36 +576,56 @@ static void start_next(struct channel *c)
     }
 }
 
-int sender_submit(struct sender *s, const char *account, const char *rcpt, char *msg, size_t len, sender_cb cb,
-                  sender_body_cb on_body_cb, void *arg)
+static void enqueue(struct sender *s, struct outgoing *o)
 {
-    struct channel *c = NULL;
-    for (size_t i = 0; i < s->n_channels && !c; i++)
-        if (strcasecmp(s->channels[i].cfg->email, account) == 0)
-            c = &s->channels[i];
-    if (!c || s->closing)
-        return -1;
-    struct outgoing *o = calloc(1, sizeof *o);
-    if (!o)
-        return -1;
-    o->rcpt = strdup(rcpt);
-    if (!o->rcpt) {
-        free(o);
-        return -1;
+    struct channel *c = o->channel;
+    if (!c) {
+        capture(s, o);
+        return;
     }
-    o->msg = msg;
-    o->len = len;
-    o->cb = cb;
-    o->on_body = on_body_cb;
-    o->arg = arg;
     if (c->tail)
         c->tail->next = o;
     else
         c->head = o;
     c->tail = o;
-    s->pending++;
-    if (!c->busy)
+    if (c->state == CHANNEL_IDLE)
         start_next(c);
+}
+
+int sender_submit(struct sender *s, const struct sender_message *m, sender_cb cb, sender_body_cb on_body_cb, void *arg)
+{
+    struct channel *c = NULL;
+    for (size_t i = 0; !s->capture_dir && i < s->n_channels && !c; i++)
+        if (strcasecmp(s->channels[i].cfg->email, m->account) == 0)
+            c = &s->channels[i];
+    if ((!c && !s->capture_dir) || s->closing)
+        return -1;
+    struct outgoing *o = calloc(1, sizeof *o);
+    if (!o)
+        return -1;
+    o->rcpt = strdup(m->rcpt);
+    o->id = strdup(m->id ? m->id : "message");
+    if (!o->rcpt || !o->id) {
+        free(o->rcpt);
+        free(o->id);
+        free(o);
+        return -1;
+    }
+    o->channel = c;
+    o->cb = cb;
+    o->on_body = on_body_cb;
+    o->arg = arg;
+    o->msg = m->msg; /* ours, unless this call fails */
+    o->len = m->len;
+    int rc = sign(s, m->account, o);
+    if (rc < 0) {
+        o->msg = NULL; /* still the caller's */
+        outgoing_free(o);
+        return -1;
+    }
+    s->pending++;
+    if (rc == 1)
+        enqueue(s, o);
     return 0;
 }
 
@@ -539,13 +651,7 @@ size_t sender_pending(const struct sender *s)
     return s->pending;
 }
 
-struct oauth2 *sender_oauth2(struct sender *s)
-{
-    return s->oauth2;
-}
-
-/* oauth2, the timers and curl_uv each report their close; the last
- * frees s. */
+/* The timers and curl_uv each report their close; the last frees s. */
 static void on_part_closed(void *arg)
 {
     struct sender *s = arg;
@@ -573,8 +679,7 @@ static void channel_flush_queue(struct sender *s, struct channel *c, struct outg
         r.outcome = SMTP_DEFERRED;
         snprintf(r.text, sizeof r.text, "relance stopped before sending");
         s->pending--;
-        o->cb(&r, o->arg);
-        outgoing_free(o);
+        outgoing_report(o, &r, NULL);
     }
     c->tail = c->head;
 }
@@ -593,13 +698,16 @@ static void close_now(struct sender *s)
     uv_timer_stop(&s->drain_timer);
     uv_close((uv_handle_t *)&s->drain_timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->idle_timer, on_timer_closed);
-    /* token requests end (their callbacks see closing), so no token
-     * transfer is left for curl_uv_close to end */
-    oauth2_close(s->oauth2, on_part_closed, s);
-    s->oauth2 = NULL;
+    on_capture_timer(&s->capture_timer); /* what was written is reported */
+    uv_close((uv_handle_t *)&s->capture_timer, on_timer_closed);
     for (size_t i = 0; i < s->n_channels; i++) {
         struct channel *c = &s->channels[i];
-        c->draining = 0;
+        /* the token store outlives the sender: a request still waiting
+         * is taken back, so its callback never reaches a freed channel */
+        if (s->oauth2)
+            oauth2_token_cancel(s->oauth2, on_token, c);
+        if (c->state == CHANNEL_DRAINING)
+            channel_state_set(c, CHANNEL_SENDING); /* cut now: the drain is over */
         /* smtp_close reports the message in flight (deferred or unknown) */
         smtp_close(c->smtp);
         c->smtp = NULL;
@@ -611,6 +719,8 @@ static void close_now(struct sender *s)
         dkim_key_free(s->keys[i].key);
     free(s->channels);
     free(s->keys);
+    free(s->capture_dir);
+    s->capture_dir = NULL;
     curl_uv_close(s->cu, on_part_closed, s);
 }
 
@@ -633,13 +743,13 @@ void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
         struct channel *c = &s->channels[i];
         if (!c->smtp)
             continue;
-        if (c->busy && c->head && smtp_in_body(c->smtp)) {
+        if (c->state == CHANNEL_SENDING && c->head && smtp_in_body(c->smtp)) {
             channel_flush_queue(s, c, &c->head->next);
             if (smtp_body_held(c->smtp) && smtp_body_release(c->smtp, 0) < 0)
                 continue; /* could not give it up: close_now cuts it */
-            if (!c->busy)
+            if (c->state != CHANNEL_SENDING)
                 continue; /* given up at once */
-            c->draining = 1;
+            channel_state_set(c, CHANNEL_DRAINING);
             s->draining++;
         } else {
             smtp_close(c->smtp);

@@ -1,11 +1,16 @@
-/* sender: the SMTP pool of `relance serve`. One smtp channel per
- * configured account (its connection reused across messages), one
- * libcurl multi on the loop for all of them with a pool-wide cap on open
- * connections, the accounts' secrets (read from password_env or
- * password_file at start, never logged; xoauth2 accounts take a bearer
- * token from oauth2.c before each message, refreshed once and tried again
- * if the server refuses it) and the DKIM keys (loaded once).
- * Messages for one account go out one after another, in submit order.
+/* sender: the way out. With transport smtp, the SMTP pool of `relance
+ * serve`: one smtp channel per configured account (its connection reused
+ * across messages), one libcurl multi on the loop for all of them with a
+ * pool-wide cap on open connections, the accounts' secrets (read from
+ * password_env or password_file at start, never logged; xoauth2 accounts
+ * take a bearer token from the server's oauth2 store before each message,
+ * refreshed once and tried again if the server refuses it). With
+ * transport capture, one capture channel that writes each message into a
+ * Maildir (how users try a sequence end to end, and how the scheduler is
+ * tested) and reports it sent through the same callback. Both sign with
+ * the DKIM keys (loaded once) before anything goes out, so a captured
+ * message is what would really be sent. Messages for one account go out
+ * one after another, in submit order.
  *
  * Callback contract: if sender_submit fails its callback never fires;
  * otherwise it fires exactly once — from the loop, or inside
@@ -25,34 +30,48 @@
 
 struct sender;
 
-typedef void (*sender_cb)(const struct smtp_result *r, void *arg);
+/* What became of one message. r is the SMTP outcome (capture: sent, with
+ * the text "captured"); or r is NULL and held says why the message could
+ * not be made ready to go (its DKIM signature failed, the capture folder
+ * cannot be written): nothing went out, and the step is to be held. msg
+ * is the message as it went out (signed), valid during the call only. */
+struct sender_report {
+    const struct smtp_result *r;
+    const char *held;
+    const char *msg;
+    size_t len;
+};
+typedef void (*sender_cb)(const struct sender_report *rep, void *arg);
 /* Called when the account's message body is about to go out (libcurl
  * asked for it after the server's 354): the point of no return. The body
- * is held until sender_body_release. */
+ * is held until sender_body_release. Never called for capture. */
 typedef void (*sender_body_cb)(void *arg);
 
-/* Reads every account's secret and every DKIM key. NULL with a reason in
- * err (naming the account or domain, never the secret). */
-struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+/* Reads every account's secret and every DKIM key. oauth2 (the tokens of
+ * xoauth2 accounts; the server's, shared with the IMAP watcher) is
+ * borrowed and must outlive the sender. With capture_dir (transport
+ * capture) it creates that Maildir and has no SMTP channel. NULL with a
+ * reason in err (naming the account or domain, never the secret). */
+struct oauth2;
+struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oauth2 *oauth2, const char *capture_dir,
+                          char *err, size_t errlen);
 
-/* A signed message (rc 0: msg is the new buffer, the signature first) or
- * a reason (rc -1: msg is NULL; the unsigned message has been freed). */
-typedef void (*sender_signed_cb)(void *arg, int rc, char *msg, size_t len, const char *err);
+/* One message to send. The strings are borrowed during the call. */
+struct sender_message {
+    const char *account; /* the sending account's address (capture: the From address) */
+    const char *rcpt;
+    const char *id;      /* its Message-ID without <> (names a captured file) */
+    char *msg;           /* RFC 5322, CRLF; ownership passes when the call succeeds */
+    size_t len;
+};
 
-/* Signs msg with the DKIM key of from_domain, if one is configured, in
- * libuv's thread pool (an RSA signature costs about a millisecond, which
- * on the loop would hold every connection up). Returns 1 when there is
- * nothing to sign (msg untouched, cb never fires), 0 when queued (msg
- * passes to the sender; cb fires exactly once, also while the sender
- * closes, which waits for it), or -1 when memory is short (msg
- * untouched). */
-int sender_sign(struct sender *s, const char *from_domain, char *msg, size_t len, sender_signed_cb cb, void *arg)
+/* Signs m's message with its domain's DKIM key when one is configured
+ * (in libuv's thread pool: an RSA signature costs about a millisecond,
+ * which on the loop would hold every connection up) and queues it on its
+ * account's channel. Returns 0, or -1 when the account is unknown, the
+ * sender is closing or memory is short (m->msg is still the caller's). */
+int sender_submit(struct sender *s, const struct sender_message *m, sender_cb cb, sender_body_cb on_body, void *arg)
     __attribute__((warn_unused_result));
-
-/* Queues msg (ownership passes to the sender) from account to rcpt.
- * Returns 0, or -1 when the account is unknown or memory is short. */
-int sender_submit(struct sender *s, const char *account, const char *rcpt, char *msg, size_t len,
-                  sender_cb cb, sender_body_cb on_body, void *arg) __attribute__((warn_unused_result));
 
 /* The body of account's message in flight is held at the point of no
  * return (sender_body_cb has fired): let it go once that is recorded
@@ -61,11 +80,6 @@ void sender_body_release(struct sender *s, const char *account, int ok);
 
 /* Messages queued or in flight. */
 size_t sender_pending(const struct sender *s);
-
-/* The OAuth2 tokens of the xoauth2 accounts, for others who log in as
- * them (the IMAP watcher). Owned by the sender: NULL once sender_close
- * has begun to close it, so ask again each time rather than keep it. */
-struct oauth2 *sender_oauth2(struct sender *s);
 
 /* Closes in two phases. What is queued is deferred at once, a transfer
  * before its body is cut (deferred), a held body is given up (deferred);

@@ -4,7 +4,8 @@
  * of the server's replies (through libcurl's header callback, which gets
  * every reply line of pingpong protocols) and the classification of the
  * outcome. It does not know accounts, caps, retries or the database, and
- * it logs nothing: it returns results.
+ * it logs nothing but its channel's state changes, at debug level: it
+ * returns results.
  *
  * Connection reuse: libcurl keeps a finished transfer's connection in the
  * multi's cache and hands it to the next transfer with the same URL, TLS
@@ -22,8 +23,10 @@
  * answer in milliseconds to a second; the phase timeout bounds the rest. */
 #include "smtp.h"
 
+#include "log.h"
 #include "mta_words.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +49,40 @@ static const char *const outcome_names[SMTP_OUTCOME_COUNT] = {
     "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
 };
 
+/* The channel's lifecycle. A send goes IDLE -> ENVELOPE -> RCPT ->
+ * (HELD ->) BODY -> IDLE, or back to IDLE from any of them when it fails;
+ * a held body given up goes HELD -> ABANDONING -> IDLE; smtp_quit's
+ * transfer is IDLE -> QUITTING -> IDLE. */
+enum smtp_state {
+    SMTP_IDLE,       /* no transfer */
+    SMTP_ENVELOPE,   /* a send's transfer: connecting, greeting, EHLO, AUTH, MAIL FROM */
+    SMTP_RCPT,       /* RCPT TO went out, so MAIL FROM got its 2xx; DATA is next */
+    SMTP_HELD,       /* the point of no return is passed (354 to DATA) and the
+                        transfer paused before its first body byte (hold_body) */
+    SMTP_ABANDONING, /* a held body was given up: the read callback aborts when
+                        libcurl asks it again, no byte of the body sent */
+    SMTP_BODY,       /* past the point of no return: the body goes out, then the final reply */
+    SMTP_QUITTING,   /* smtp_quit's NOOP and QUIT */
+    SMTP_STATE_COUNT
+};
+static const char *const state_names[] = {"IDLE", "ENVELOPE", "RCPT", "HELD", "ABANDONING", "BODY", "QUITTING"};
+_Static_assert(sizeof state_names / sizeof state_names[0] == SMTP_STATE_COUNT, "a name for every state");
+
+/* The transitions, one bit per target state. ENVELOPE may skip RCPT:
+ * libcurl tells of RCPT TO through its debug output, whose details are
+ * not an invariant of ours. */
+#define TO(st) (1u << (st))
+static const unsigned state_next[SMTP_STATE_COUNT] = {
+    [SMTP_IDLE] = TO(SMTP_ENVELOPE) | TO(SMTP_QUITTING),
+    [SMTP_ENVELOPE] = TO(SMTP_RCPT) | TO(SMTP_HELD) | TO(SMTP_BODY) | TO(SMTP_IDLE),
+    [SMTP_RCPT] = TO(SMTP_HELD) | TO(SMTP_BODY) | TO(SMTP_IDLE),
+    [SMTP_HELD] = TO(SMTP_BODY) | TO(SMTP_ABANDONING) | TO(SMTP_IDLE),
+    [SMTP_ABANDONING] = TO(SMTP_IDLE),
+    [SMTP_BODY] = TO(SMTP_IDLE),
+    [SMTP_QUITTING] = TO(SMTP_IDLE),
+};
+#undef TO
+
 struct smtp {
     struct curl_uv *cu;
     CURL *easy;
@@ -53,20 +90,16 @@ struct smtp {
     char rcpt_buf[ADDRESS_MAX + 3];
     struct curl_slist rcpt; /* one element, pointing into rcpt_buf */
     char errbuf[CURL_ERROR_SIZE];
+    enum smtp_state state;
+    char name[ADDRESS_MAX + 1]; /* the last job's envelope sender, naming the channel in logs */
 
     /* the send in flight */
-    int busy;
     const char *data;
     size_t len, off;
     smtp_send_cb cb;
     void *arg;
     void (*on_body_start)(void *arg);
-    int mail_accepted; /* RCPT TO went out, so MAIL FROM got its 2xx */
-    int body_started;
-    int hold_body;
-    int held;        /* the transfer is paused before its first body byte */
-    int abandon;     /* a held body was given up: the read callback aborts */
-    int quitting;    /* the transfer in flight is smtp_quit's */
+    int hold_body;   /* the job's: pause at the point of no return */
     void (*quit_cb)(struct smtp *s, void *arg);
     void *quit_arg;
     int final_reply; /* a complete reply came after the body started */
@@ -87,6 +120,24 @@ const char *smtp_outcome_name(enum smtp_outcome outcome)
     if ((unsigned)outcome >= SMTP_OUTCOME_COUNT)
         return "?";
     return outcome_names[outcome];
+}
+
+/* The one place the channel's state changes, said at debug level:
+ * "channel HELD -> BODY account=alice@acme.example". The channel is
+ * named by its envelope sender, its account's address; nothing secret. */
+static void state_set(struct smtp *s, enum smtp_state to)
+{
+    assert(state_next[s->state] & (1u << to));
+    char event[64];
+    snprintf(event, sizeof event, "channel %s -> %s", state_names[s->state], state_names[to]);
+    log_event(LOG_DEBUG, "smtp", event, "account", s->name[0] ? s->name : NULL, NULL);
+    s->state = to;
+}
+
+/* Past the point of no return: the server answered DATA with 354. */
+static int past_no_return(enum smtp_state st)
+{
+    return st == SMTP_HELD || st == SMTP_ABANDONING || st == SMTP_BODY;
 }
 
 /* ---- pure parts */
@@ -358,7 +409,7 @@ static void reply_line(struct smtp *s, const char *p, size_t n)
     s->cur_code = 0;
     s->cur_len = 0;
     s->cur_text[0] = '\0';
-    if (s->body_started)
+    if (past_no_return(s->state))
         s->final_reply = 1;
 }
 
@@ -385,8 +436,9 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 {
     struct smtp *s = userp;
     (void)easy;
-    if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0)
-        s->mail_accepted = 1;
+    if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0 &&
+        s->state == SMTP_ENVELOPE)
+        state_set(s, SMTP_RCPT);
     if (type == CURLINFO_HEADER_OUT)
         utf8_command(s, data, size);
     return 0;
@@ -398,16 +450,14 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
 {
     struct smtp *s = userp;
-    if (s->abandon)
+    if (s->state == SMTP_ABANDONING)
         return CURL_READFUNC_ABORT; /* libcurl fails the transfer: no end-of-data mark */
-    if (!s->body_started) {
-        s->body_started = 1;
+    if (!past_no_return(s->state)) {
+        state_set(s, s->hold_body ? SMTP_HELD : SMTP_BODY);
         if (s->on_body_start)
             s->on_body_start(s->arg);
-        if (s->hold_body) {
-            s->held = 1;
+        if (s->state == SMTP_HELD)
             return CURL_READFUNC_PAUSE; /* libcurl asks again once released */
-        }
     }
     size_t room = size * nitems;
     size_t left = s->len - s->off;
@@ -424,13 +474,15 @@ static void copy_text(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src ? src : "");
 }
 
-static void finish(struct smtp *s, CURLcode code)
+/* Reports the send: body_started says whether a byte of the body may have
+ * gone (a held body given up, or cut, never did). */
+static void finish(struct smtp *s, CURLcode code, int body_started)
 {
     struct smtp_result r;
     memset(&r, 0, sizeof r);
     r.curl_code = code;
-    r.body_started = s->body_started;
-    r.mail_accepted = s->mail_accepted || s->body_started;
+    r.body_started = body_started;
+    r.mail_accepted = s->state != SMTP_ENVELOPE; /* RCPT TO went out */
     long info = 0;
     if (curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &info) != CURLE_OK)
         info = 0;
@@ -447,9 +499,8 @@ static void finish(struct smtp *s, CURLcode code)
     } else {
         copy_text(r.text, sizeof r.text, s->errbuf[0] ? s->errbuf : curl_easy_strerror(code));
     }
-    r.outcome = smtp_outcome_classify(code, r.reply_code, r.status, s->last_text, s->body_started,
-                                      s->final_reply);
-    if (may_be_local(code) && !s->body_started && s->last_code < 400) {
+    r.outcome = smtp_outcome_classify(code, r.reply_code, r.status, s->last_text, body_started, s->final_reply);
+    if (may_be_local(code) && !body_started && s->last_code < 400) {
         int shortage = descriptors_short(s->socket_errno) ? s->socket_errno : descriptors_short_now();
         if (shortage)
             descriptor_shortage(&r, shortage);
@@ -459,7 +510,7 @@ static void finish(struct smtp *s, CURLcode code)
     s->utf8_refused = s->utf8_rcpt = 0;
     smtp_send_cb cb = s->cb;
     void *arg = s->arg;
-    s->busy = 0;
+    state_set(s, SMTP_IDLE);
     s->cb = NULL;
     s->arg = NULL;
     s->data = NULL;
@@ -472,8 +523,7 @@ static void quit_done(struct smtp *s)
     void *arg = s->quit_arg;
     curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
     curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
-    s->busy = 0;
-    s->quitting = 0;
+    state_set(s, SMTP_IDLE);
     s->quit_cb = NULL;
     s->quit_arg = NULL;
     if (cb)
@@ -485,16 +535,17 @@ static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
     struct smtp *s = arg;
     (void)cu;
     (void)easy;
-    if (s->quitting) {
+    if (s->state == SMTP_QUITTING) {
         quit_done(s);
         return;
     }
-    if (s->abandon) {
-        s->body_started = 0; /* not one byte of the body went out */
+    int body_started = past_no_return(s->state);
+    if (s->state == SMTP_ABANDONING) {
+        body_started = 0; /* not one byte of the body went out */
         snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
     } else if (result == CURLE_ABORTED_BY_CALLBACK) /* curl_uv ended it, not libcurl */
         snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the transport was closed or lost its socket");
-    finish(s, result);
+    finish(s, result, body_started);
 }
 
 static int bad_address(const char *a)
@@ -581,7 +632,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userp)
 int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp *s, void *arg), void *arg)
 {
     int implicit_tls;
-    if (s->busy)
+    if (s->state != SMTP_IDLE)
         return -EBUSY;
     if (!job || !cb || url_scheme(job->url, &implicit_tls) < 0 || (implicit_tls && job->tls == SMTP_TLS_NONE))
         return -EINVAL;
@@ -603,20 +654,17 @@ int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp
     }
     s->cb = NULL;
     s->data = NULL;
-    s->held = 0;
-    s->abandon = 0;
-    s->body_started = 0;
-    s->quitting = 1;
     s->quit_cb = cb;
     s->quit_arg = arg;
-    s->busy = 1;
+    snprintf(s->name, sizeof s->name, "%s", job->mail_from ? job->mail_from : "");
+    state_set(s, SMTP_QUITTING);
     return 0;
 }
 
 int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void *arg)
 {
     int implicit_tls;
-    if (s->busy)
+    if (s->state != SMTP_IDLE)
         return -EBUSY;
     if (!job || !cb || url_scheme(job->url, &implicit_tls) < 0 || bad_address(job->mail_from) ||
         bad_address(job->rcpt_to) || !job->data || job->len == 0)
@@ -637,10 +685,6 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->off = 0;
     s->on_body_start = job->on_body_start;
     s->hold_body = job->hold_body;
-    s->held = 0;
-    s->abandon = 0;
-    s->mail_accepted = 0;
-    s->body_started = 0;
     s->final_reply = 0;
     s->socket_errno = 0;
     s->utf8_rcpt = utf8_local_part(job->rcpt_to);
@@ -659,7 +703,8 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
         s->data = NULL;
         return -ENOMEM;
     }
-    s->busy = 1;
+    snprintf(s->name, sizeof s->name, "%s", job->mail_from);
+    state_set(s, SMTP_ENVELOPE);
     return 0;
 }
 
@@ -723,33 +768,33 @@ static void drop_connection(struct smtp *s)
 
 int smtp_body_held(const struct smtp *s)
 {
-    return s->busy && s->held;
+    return s->state == SMTP_HELD;
 }
 
 int smtp_in_body(const struct smtp *s)
 {
-    return s->busy && !s->quitting && s->body_started;
+    return past_no_return(s->state);
 }
 
 int smtp_body_release(struct smtp *s, int ok)
 {
-    if (!s->busy || !s->held)
+    if (s->state != SMTP_HELD)
         return -1;
-    s->held = 0;
-    if (ok)
+    if (ok) {
+        state_set(s, SMTP_BODY);
         return curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK ? 0 : -1;
+    }
     /* Give it up from inside libcurl: resumed, the read callback aborts,
      * and libcurl fails the transfer and closes the connection without
      * the end-of-data mark. The callback fires from the loop, deferred. */
-    s->abandon = 1;
+    state_set(s, SMTP_ABANDONING);
     if (curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK)
         return 0;
     drop_connection(s);
     if (curl_uv_transfer_abort(s->cu, s->easy) < 0)
         return -1;
-    s->body_started = 0;
     snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
-    finish(s, CURLE_ABORTED_BY_CALLBACK);
+    finish(s, CURLE_ABORTED_BY_CALLBACK, 0);
     return 0;
 }
 
@@ -757,19 +802,20 @@ void smtp_close(struct smtp *s)
 {
     if (!s)
         return;
-    if (s->busy && s->quitting) {
+    if (s->state == SMTP_QUITTING) {
         if (curl_uv_transfer_abort(s->cu, s->easy) < 0) {
             /* not running: nothing to end */
         }
-        s->busy = 0; /* the channel is going: its quit callback is not wanted */
+        state_set(s, SMTP_IDLE); /* the channel is going: its quit callback is not wanted */
     }
-    if (s->busy && s->held)
+    if (s->state == SMTP_HELD)
         drop_connection(s);
-    if (s->busy && curl_uv_transfer_abort(s->cu, s->easy) == 0) {
-        if (s->held)
-            s->body_started = 0; /* held before its first byte: never sent */
+    if (s->state != SMTP_IDLE && curl_uv_transfer_abort(s->cu, s->easy) == 0) {
+        /* held before its first byte: never sent. A body given up but not
+         * yet aborted by libcurl counts as maybe sent, as it always has. */
+        int body_started = s->state != SMTP_HELD && past_no_return(s->state);
         snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the channel was closed");
-        finish(s, CURLE_ABORTED_BY_CALLBACK);
+        finish(s, CURLE_ABORTED_BY_CALLBACK, body_started);
     }
     curl_easy_cleanup(s->easy);
     free(s->default_cainfo);

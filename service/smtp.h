@@ -16,8 +16,9 @@
  * return was passed: the first call of libcurl's upload read callback,
  * which libcurl makes only after the server's 354 to DATA.
  *
- * A pure transport: no logging, no database, no retries; secrets are
- * handed to libcurl and never copied into results.
+ * A pure transport: no database, no retries, and no logging but the
+ * channel's state changes at debug level (named by the envelope sender);
+ * secrets are handed to libcurl and never copied into results or logs.
  *
  * Callback contract (as libuv's): if smtp_send returns an error its
  * callback never fires; otherwise it fires exactly once, never from inside

@@ -16,12 +16,15 @@
 #include "db.h"
 #include "imap.h"
 #include "inbound.h"
+#include "leases.h"
 #include "log.h"
 #include "mime.h"
 #include "pgarray.h"
 #include "secret.h"
-#include "serve.h"
+#include "oauth2.h"
+#include "ready.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -30,8 +33,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define LEASE_TTL_S 30
-#define LEASE_EVERY_MS 5000
 #define TICK_MS 100
 #define MAX_PER_PASS 1000       /* new UIDs of a folder read in one pass; the rest next pass, at once */
 #define BACKOFF_MAX_MS 60000
@@ -51,7 +52,36 @@ struct sent_job {
     void *arg;
 };
 
-enum task { TASK_NONE, TASK_PASS, TASK_SENT };
+/* A mailbox's lifecycle: between tasks it rests (IDLE, or BACKOFF after
+ * a failed pass); a due task may first wait for an OAuth2 token; then a
+ * pass or the saving of Sent copies runs, one task at a time, and the box
+ * rests again. Whether this replica holds the box's lease is the lease
+ * loop's business, kept apart (a lease can be lost during a pass, and
+ * Sent copies are saved without one). */
+enum box_state {
+    BOX_IDLE,       /* no task; the next pass is due at next_ms */
+    BOX_BACKOFF,    /* no task; the last pass failed (failures), the next one waits longer */
+    BOX_TOKEN_WAIT, /* xoauth2: a due task waits for its token, until token_wait_end */
+    BOX_PASS,       /* a pass runs: imap exists */
+    BOX_SENT,       /* Sent copies are being saved: imap exists */
+    BOX_CLOSED,     /* watcher_close */
+    BOX_STATE_COUNT
+};
+static const char *const box_state_names[] = {"IDLE", "BACKOFF", "TOKEN_WAIT", "PASS", "SENT", "CLOSED"};
+_Static_assert(sizeof box_state_names / sizeof box_state_names[0] == BOX_STATE_COUNT, "a name for every state");
+
+/* The transitions, one bit per target state. A task that cannot begin
+ * (out of memory) leaves a box that waited for its token resting. */
+#define TO(st) (1u << (st))
+static const unsigned box_state_next[BOX_STATE_COUNT] = {
+    [BOX_IDLE] = TO(BOX_TOKEN_WAIT) | TO(BOX_PASS) | TO(BOX_SENT) | TO(BOX_CLOSED),
+    [BOX_BACKOFF] = TO(BOX_TOKEN_WAIT) | TO(BOX_PASS) | TO(BOX_SENT) | TO(BOX_CLOSED),
+    [BOX_TOKEN_WAIT] = TO(BOX_PASS) | TO(BOX_SENT) | TO(BOX_IDLE) | TO(BOX_BACKOFF) | TO(BOX_CLOSED),
+    [BOX_PASS] = TO(BOX_IDLE) | TO(BOX_BACKOFF) | TO(BOX_CLOSED),
+    [BOX_SENT] = TO(BOX_IDLE) | TO(BOX_BACKOFF) | TO(BOX_CLOSED),
+    [BOX_CLOSED] = 0,
+};
+#undef TO
 
 struct box {
     struct watcher *w;
@@ -65,12 +95,12 @@ struct box {
     struct imap_account acct;
     struct imap *imap;          /* while a task runs */
     int leased;
-    enum task task;
+    enum box_state state;
     uint64_t next_ms;           /* uv_now when the next pass is due */
     double last_check;          /* clock_now() when the last pass that read everything began; 0 none */
     double pass_began;          /* clock_now() when this pass began */
     int failures;               /* passes failed in a row */
-    uint64_t token_wait_end;    /* xoauth2: a due pass waits for a token until then; 0 not waiting */
+    uint64_t token_wait_end;    /* xoauth2: in BOX_TOKEN_WAIT, a due task waits for a token until then */
     char last_error[IMAP_TEXT_MAX];
     /* the pass */
     size_t folder_i;
@@ -94,23 +124,23 @@ struct box {
 };
 
 struct watcher {
-    struct server *srv;
+    uv_loop_t *loop;
+    const struct config *cfg;
+    const struct ready *ready;
+    struct oauth2 *oauth2;     /* tokens of xoauth2 accounts (borrowed) */
     struct curl_uv *cu;
     struct box *boxes;
     size_t n_boxes;
     size_t active;              /* boxes running a task */
     size_t max_active;
     size_t tick_from;       /* where the next tick starts looking: round robin */
-    uv_timer_t tick, lease_timer;
+    uv_timer_t tick;
+    struct leases *leases;      /* of the mailboxes below */
     char replica[96];
     int db_up;
-    int leasing;                /* a lease query is in flight */
     int closing;
     int pending;                /* handles and parts still closing */
     size_t outstanding;         /* db queries in flight */
-    const char *(*token)(void *arg, const char *account);
-    void (*token_reject)(void *arg, const char *account, const char *token);
-    void *token_arg;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -149,7 +179,7 @@ static void box_bearer_wipe(struct box *b)
 static const char *box_bearer(void *arg)
 {
     struct box *b = arg;
-    const char *t = b->w->token ? b->w->token(b->w->token_arg, b->email) : NULL;
+    const char *t = b->w->oauth2 ? oauth2_token_peek(b->w->oauth2, b->email) : NULL;
     if (t && (!b->bearer || strcmp(b->bearer, t) != 0)) {
         box_bearer_wipe(b);
         b->bearer = strdup(t);
@@ -157,13 +187,6 @@ static const char *box_bearer(void *arg)
     return t;
 }
 
-void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account),
-                              void (*reject)(void *arg, const char *account, const char *token), void *arg)
-{
-    w->token = token;
-    w->token_reject = reject;
-    w->token_arg = arg;
-}
 
 int watcher_imap_account(const struct config *cfg, const struct config_account *a, struct imap_account *x,
                          char **password, char *err, size_t errlen)
@@ -216,7 +239,7 @@ static int box_setup(struct watcher *w, struct box *b, const struct config_accou
     b->cfg = a;
     b->email = a->email;
     b->folders = a->folders && a->folders[0] ? a->folders : (char **)inbox_only;
-    if (watcher_imap_account(w->srv->cfg, a, &b->acct, &b->password, err, errlen) < 0)
+    if (watcher_imap_account(w->cfg, a, &b->acct, &b->password, err, errlen) < 0)
         return -1;
     if (b->acct.auth == IMAP_AUTH_XOAUTH2) {
         b->acct.bearer = box_bearer;
@@ -240,15 +263,18 @@ static void boxes_free(struct watcher *w)
 }
 
 static void on_tick(uv_timer_t *t);
-static void on_lease_timer(uv_timer_t *t);
+static void on_lease_changed(void *arg, const struct lease *l);
 
-struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
+struct watcher *watcher_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
+                            struct oauth2 *oauth2, char *err, size_t errlen)
 {
-    const struct config *cfg = srv->cfg;
     struct watcher *w = calloc(1, sizeof *w);
     if (!w)
         goto nomem;
-    w->srv = srv;
+    w->loop = loop;
+    w->cfg = cfg;
+    w->ready = ready;
+    w->oauth2 = oauth2;
     size_t n = 0;
     for (size_t i = 0; i < cfg->n_pools; i++)
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++)
@@ -265,7 +291,7 @@ struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
                 goto fail;
         }
     w->max_active = cfg->imap_max_connections > 0 ? (size_t)cfg->imap_max_connections : 20;
-    w->cu = curl_uv_new(srv->loop);
+    w->cu = curl_uv_new(loop);
     if (!w->cu)
         goto nomem;
     /* the idle cache holds one connection per account up to the cap */
@@ -277,11 +303,17 @@ struct watcher *watcher_new(struct server *srv, char *err, size_t errlen)
     gethostname(host, sizeof host - 1);
     snprintf(w->replica, sizeof w->replica, "%s-%ld-%lx", host, (long)getpid(),
              (unsigned long)(uv_hrtime() ^ (uint64_t)random()));
-    uv_timer_init(srv->loop, &w->tick);
-    uv_timer_init(srv->loop, &w->lease_timer);
-    w->tick.data = w->lease_timer.data = w;
+    const char **names = calloc(w->n_boxes + 1, sizeof *names);
+    for (size_t i = 0; names && i < w->n_boxes; i++)
+        names[i] = w->boxes[i].email;
+    w->leases = names ? leases_new(loop, ready, LEASES_MAILBOXES, w->replica, names, w->n_boxes, on_lease_changed, w)
+                      : NULL;
+    free(names);
+    if (!w->leases)
+        goto nomem;
+    uv_timer_init(loop, &w->tick);
+    w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-    uv_timer_start(&w->lease_timer, on_lease_timer, LEASE_EVERY_MS, LEASE_EVERY_MS);
     return w;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -301,7 +333,7 @@ fail:
 
 static int db_ready(const struct watcher *w)
 {
-    return !w->closing && w->srv->db && db_connected(w->srv->db) && w->srv->migrated;
+    return !w->closing && ready_db(w->ready);
 }
 
 struct query_ctx {
@@ -339,7 +371,7 @@ static int query(struct watcher *w, struct box *b, const char *sql, int n, const
     q->w = w;
     q->b = b;
     q->done = done;
-    if (db_query(w->srv->db, sql, n, params, on_query, q) < 0) {
+    if (db_query(w->ready->db, sql, n, params, on_query, q) < 0) {
         free(q);
         return -1;
     }
@@ -367,85 +399,56 @@ static struct box *box_find(const struct watcher *w, const char *email)
     return NULL;
 }
 
-static void on_leases_result(struct db *db, const PGresult *res, void *arg)
+/* A mailbox's lease came or went (leases.c renews them all at once). */
+static void on_lease_changed(void *arg, const struct lease *l)
 {
-    (void)db;
     struct watcher *w = arg;
-    w->outstanding--;
-    w->leasing = 0;
-    if (w->closing) {
-        maybe_free(w);
+    struct box *b = box_find(w, l->name);
+    if (!b || w->closing)
         return;
+    if (l->held && !b->leased) {
+        char interval[24];
+        snprintf(interval, sizeof interval, "%lds", b->cfg->watch_interval);
+        log_event(LOG_INFO, "watcher", "watching mailbox", "account", b->email, "interval", interval, "replica",
+                  w->replica, NULL);
+        b->next_ms = 0; /* a pass at once */
+    } else if (!l->held && b->leased) {
+        log_event(LOG_WARN, "watcher", "mailbox lease lost: another replica watches it", "account", b->email, NULL);
     }
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (res) {
-            char msg[300];
-            db_error_text(res, msg, sizeof msg);
-            log_event(LOG_ERROR, "watcher", "mailbox leases failed", "error", msg, NULL);
-        }
-        return; /* leases stay as they were; they expire if this goes on */
-    }
-    int *held = calloc(w->n_boxes + 1, sizeof *held);
-    if (!held)
-        return;
-    for (int r = 0; r < PQntuples(res); r++) {
-        struct box *b = box_find(w, PQgetvalue(res, r, 0));
-        if (b)
-            held[b - w->boxes] = 1;
-    }
-    for (size_t i = 0; i < w->n_boxes; i++) {
-        struct box *b = &w->boxes[i];
-        if (held[i] && !b->leased) {
-            char interval[24];
-            snprintf(interval, sizeof interval, "%lds", b->cfg->watch_interval);
-            log_event(LOG_INFO, "watcher", "watching mailbox", "account", b->email, "interval", interval,
-                      "replica", w->replica, NULL);
-            b->next_ms = 0; /* a pass at once */
-        } else if (!held[i] && b->leased) {
-            log_event(LOG_WARN, "watcher", "mailbox lease lost: another replica watches it", "account", b->email,
-                      NULL);
-        }
-        b->leased = held[i];
-    }
-    free(held);
-}
-
-static void leases_renew(struct watcher *w)
-{
-    if (w->leasing || !db_ready(w) || w->n_boxes == 0)
-        return;
-    struct buf emails = {0};
-    for (size_t i = 0; i < w->n_boxes; i++)
-        pgarray_addn(&emails, w->boxes[i].email, strlen(w->boxes[i].email), 1);
-    const char *arr = pgarray_end(&emails);
-    if (!arr) {
-        buf_free(&emails);
-        return;
-    }
-    char ttl[16];
-    snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
-    const char *p[3] = {w->replica, arr, ttl};
-    if (db_query(w->srv->db, "SELECT relance_watch_leases($1, $2::text[], $3)", 3, p, on_leases_result, w) == 0) {
-        w->outstanding++;
-        w->leasing = 1;
-    }
-    buf_free(&emails);
-}
-
-static void on_lease_timer(uv_timer_t *t)
-{
-    leases_renew(t->data);
+    b->leased = l->held;
 }
 
 void watcher_db_up(struct watcher *w)
 {
     w->db_up = 1;
-    leases_renew(w);
+    leases_renew(w->leases);
 }
 
 /* ======================================================================
  * Passes
  * ====================================================================== */
+
+/* The one place a box's state changes, said at debug level:
+ * "mailbox PASS -> IDLE account=alice@acme.example". */
+static void box_state_set(struct box *b, enum box_state to)
+{
+    assert(box_state_next[b->state] & (1u << to));
+    char event[64];
+    snprintf(event, sizeof event, "mailbox %s -> %s", box_state_names[b->state], box_state_names[to]);
+    log_event(LOG_DEBUG, "watcher", event, "account", b->email, NULL);
+    b->state = to;
+}
+
+/* Where a box goes between tasks. */
+static enum box_state box_rest(const struct box *b)
+{
+    return b->failures ? BOX_BACKOFF : BOX_IDLE;
+}
+
+static int box_in_task(const struct box *b)
+{
+    return b->state == BOX_PASS || b->state == BOX_SENT;
+}
 
 static void waiters_fire(struct waiter **list, int changed)
 {
@@ -468,7 +471,7 @@ static void box_fail(struct box *b, const char *what, const char *why)
 {
     /* said once per outage (later errors at debug); the recovery is said too */
     log_event(b->failures == 0 ? LOG_WARN : LOG_DEBUG, "watcher", what, "account", b->email, "folder",
-              b->task == TASK_PASS && b->folders[b->folder_i] ? folder_of(b) : "-", "error", why, NULL);
+              b->state == BOX_PASS && b->folders[b->folder_i] ? folder_of(b) : "-", "error", why, NULL);
     snprintf(b->last_error, sizeof b->last_error, "%s", why ? why : "");
     box_task_end(b, -EIO);
 }
@@ -791,13 +794,13 @@ static void on_examined(struct imap *im, const struct imap_reply *r, void *arg)
     struct box *b = arg;
     if (r->status == -ECANCELED)
         return;
-    if (r->status == -EACCES && b->acct.auth == IMAP_AUTH_XOAUTH2 && b->bearer && b->w->token_reject &&
+    if (r->status == -EACCES && b->acct.auth == IMAP_AUTH_XOAUTH2 && b->bearer && b->w->oauth2 &&
         b->failures == 0) {
         /* expired early or revoked: dropped, so the next login brings a
          * fresh one; tried again at once, once */
         log_event(LOG_WARN, "watcher", "the IMAP server refused the OAuth2 token; refreshing it", "account", b->email,
                   NULL);
-        b->w->token_reject(b->w->token_arg, b->email, b->bearer);
+        oauth2_token_reject(b->w->oauth2, b->email, b->bearer);
         box_bearer_wipe(b);
         b->token_retry = 1;
     }
@@ -840,13 +843,17 @@ static void box_next_folder(struct box *b)
         box_fail(b, "cannot start an IMAP EXAMINE", start_error(rc));
 }
 
-static int box_task_begin(struct box *b, enum task task)
+/* task is BOX_PASS or BOX_SENT. */
+static int box_task_begin(struct box *b, enum box_state task)
 {
     struct watcher *w = b->w;
     b->imap = imap_new(w->cu, &b->acct);
-    if (!b->imap)
+    if (!b->imap) {
+        if (b->state == BOX_TOKEN_WAIT)
+            box_state_set(b, box_rest(b)); /* the wait is over: the task was due */
         return -ENOMEM;
-    b->task = task;
+    }
+    box_state_set(b, task);
     w->active++;
     return 0;
 }
@@ -854,15 +861,14 @@ static int box_task_begin(struct box *b, enum task task)
 static void box_task_end(struct box *b, int status)
 {
     struct watcher *w = b->w;
-    enum task task = b->task;
-    if (task == TASK_NONE)
+    enum box_state task = b->state;
+    if (!box_in_task(b))
         return;
-    b->task = TASK_NONE;
     w->active--;
     struct imap *im = b->imap;
     b->imap = NULL;
-    uint64_t now = uv_now(w->srv->loop);
-    if (task == TASK_PASS) {
+    uint64_t now = uv_now(w->loop);
+    if (task == BOX_PASS) {
         long interval_ms = b->cfg->watch_interval * 1000L;
         if (status >= 0) {
             if (b->failures) {
@@ -898,6 +904,9 @@ static void box_task_end(struct box *b, int status)
                 backoff = BACKOFF_MAX_MS;
             b->next_ms = now + (uint64_t)backoff;
         }
+    }
+    box_state_set(b, box_rest(b));
+    if (task == BOX_PASS) {
         free(b->todo);
         free(b->sizes);
         b->todo = NULL;
@@ -913,8 +922,8 @@ static void box_task_end(struct box *b, int status)
 
 static void box_pass_start(struct box *b)
 {
-    if (box_task_begin(b, TASK_PASS) < 0) {
-        b->next_ms = uv_now(b->w->srv->loop) + 1000;
+    if (box_task_begin(b, BOX_PASS) < 0) {
+        b->next_ms = uv_now(b->w->loop) + 1000;
         return;
     }
     b->in_pass = b->waiting;
@@ -992,7 +1001,7 @@ static void sent_next(struct box *b)
 
 static void box_sent_start(struct box *b)
 {
-    if (box_task_begin(b, TASK_SENT) < 0)
+    if (box_task_begin(b, BOX_SENT) < 0)
         return;
     sent_next(b);
 }
@@ -1008,10 +1017,12 @@ static int box_token_wait(struct box *b, uint64_t now)
 {
     if (b->acct.auth != IMAP_AUTH_XOAUTH2 || box_bearer(b)) {
         b->token_wait_end = 0;
-        return 0;
+        return 0; /* the task begins: out of TOKEN_WAIT if it waited */
     }
-    if (!b->token_wait_end)
+    if (b->state != BOX_TOKEN_WAIT) {
         b->token_wait_end = now + TOKEN_WAIT_MS;
+        box_state_set(b, BOX_TOKEN_WAIT);
+    }
     if (now < b->token_wait_end)
         return 1;
     b->token_wait_end = 0;
@@ -1023,7 +1034,7 @@ static void on_tick(uv_timer_t *t)
     struct watcher *w = t->data;
     if (w->closing)
         return;
-    uint64_t now = uv_now(w->srv->loop);
+    uint64_t now = uv_now(w->loop);
     /* Round robin: when passes are due faster than the connection cap
      * lets them run, every mailbox gets its turn, not only the first
      * ones of the configuration (the watch_latency benchmark saw 860 of
@@ -1031,7 +1042,7 @@ static void on_tick(uv_timer_t *t)
     size_t k = 0;
     for (; k < w->n_boxes && w->active < w->max_active; k++) {
         struct box *b = &w->boxes[(w->tick_from + k) % w->n_boxes];
-        if (b->task != TASK_NONE || b->db_busy)
+        if (box_in_task(b) || b->db_busy)
             continue;
         if (b->sent_head) {
             if (!box_token_wait(b, now))
@@ -1068,7 +1079,7 @@ int watcher_check_now(struct watcher *w, const char *account_email, void (*cb)(v
     x->next = b->waiting;
     b->waiting = x;
     if (b->failures) /* a mailbox failing now waits no longer than its backoff */
-        b->next_ms = uv_now(w->srv->loop);
+        b->next_ms = uv_now(w->loop);
     uv_timer_start(&w->tick, on_tick, 0, TICK_MS); /* from the loop, never from here */
     return 0;
 }
@@ -1139,10 +1150,9 @@ static void on_cu_closed(void *arg)
     on_part_closed(arg);
 }
 
-static void on_released(struct db *db, const PGresult *res, void *arg)
+static void on_released(void *arg, long given)
 {
-    (void)db;
-    (void)res; /* not given up: they expire in LEASE_TTL_S */
+    (void)given; /* not given up: they expire in LEASES_TTL_S */
     struct watcher *w = arg;
     w->outstanding--;
     maybe_free(w);
@@ -1154,27 +1164,26 @@ void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg)
         return;
     /* a clean stop gives the mailboxes up at once: another replica takes
      * them at its next renewal instead of after the expiry */
-    if (db_ready(w)) {
-        const char *p[1] = {w->replica};
-        if (db_query(w->srv->db, "SELECT relance_watch_release($1)", 1, p, on_released, w) == 0)
-            w->outstanding++;
-    }
+    w->outstanding++;
+    leases_close(w->leases, on_released, w);
+    w->leases = NULL;
     w->closing = 1;
     w->on_closed = on_closed;
     w->closed_arg = arg;
-    w->pending = 3;
+    w->pending = 2;
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&w->lease_timer, on_handle_closed);
     for (size_t i = 0; i < w->n_boxes; i++) {
         struct box *b = &w->boxes[i];
-        if (b->task != TASK_NONE) {
+        if (box_in_task(b)) {
             /* the command in flight ends inside imap_close (-ECANCELED);
              * its handler sees the watcher closing and does nothing */
             struct imap *im = b->imap;
             b->imap = NULL;
-            b->task = TASK_NONE;
+            box_state_set(b, BOX_CLOSED);
             w->active--;
             imap_close(im);
+        } else {
+            box_state_set(b, BOX_CLOSED);
         }
         waiters_fire(&b->in_pass, -ECANCELED);
         waiters_fire(&b->waiting, -ECANCELED);

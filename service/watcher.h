@@ -29,30 +29,26 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <uv.h>
 
-struct server;
 struct watcher;
 
 /* True when cfg asks for watching: transport smtp and at least one
  * account with an imap URL. */
 int watcher_wanted(const struct config *cfg);
 
-/* Reads the watched accounts' secrets. NULL with a reason in err (naming
- * the account, never the secret). Does nothing until watcher_db_up. */
-struct watcher *watcher_new(struct server *srv, char *err, size_t errlen);
+/* Reads the watched accounts' secrets. loop, cfg, ready and oauth2 (the
+ * tokens of xoauth2 accounts; NULL when none) are borrowed and must
+ * outlive the watcher. NULL with a reason in err (naming the account,
+ * never the secret). Does nothing until watcher_db_up. */
+struct ready;
+struct oauth2;
+struct watcher *watcher_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
+                            struct oauth2 *oauth2, char *err, size_t errlen);
 
 /* The database is (again) connected and migrated, accounts synced: take
  * leases and watch. */
 void watcher_db_up(struct watcher *w);
-
-/* Where OAuth2 access tokens come from for accounts with auth: xoauth2:
- * token(arg, account) returns the current token (NULL while there is
- * none; the string must stay valid until the next call for that account);
- * reject(arg, account, token) says the IMAP server refused that token, so
- * that the next call brings a fresh one. Until this is set such accounts'
- * passes fail with "no OAuth2 token". */
-void watcher_set_token_source(struct watcher *w, const char *(*token)(void *arg, const char *account),
-                              void (*reject)(void *arg, const char *account, const char *token), void *arg);
 
 /* Checks account's mailbox now: a pass (EXAMINE, and anything new
  * fetched, classified and recorded) that starts after this call. cb fires

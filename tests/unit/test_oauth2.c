@@ -1,12 +1,14 @@
 /* Unit tests for oauth2's pure parts, as tables: the JSON reader behind
  * the token endpoint's answer, the verdict on an answer, the form
  * encoding of the request, the refresh and backoff schedules, and the
- * configuration checks of auth: xoauth2 accounts. One loop test checks
- * the callback contract against a port that refuses connections; the
- * token endpoint's answers themselves are tested end to end in
+ * configuration checks of auth: xoauth2 accounts. Two loop tests check
+ * the callback contract, and the token's lifecycle as its debug lines
+ * tell it, against a port that refuses connections; the token endpoint's
+ * answers themselves are tested end to end in
  * tests/integration/test_oauth2.py. */
 #include "config.h"
 #include "curl_uv.h"
+#include "log_capture.h"
 #include "oauth2.h"
 
 #include <errno.h>
@@ -395,12 +397,64 @@ static void test_loop_unreachable(void **state)
     curl_global_cleanup();
 }
 
+/* The token's lifecycle on the same refusing port: asked, fetched, failed
+ * for now; asked again within the backoff, no change; closed. Secrets
+ * never reach a debug line. */
+static void test_lifecycle_unreachable(void **state)
+{
+    (void)state;
+    assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+    setenv("RELANCE_T_REFRESH", "rt-unit-secret-0123456789", 1);
+    const char *yaml = "pools:\n  p:\n    accounts:\n      - email: a@x.example\n        auth: xoauth2\n"
+                       "        oauth2: {token_url: https://127.0.0.1:1/token, client_id: c,"
+                       " refresh_token_env: RELANCE_T_REFRESH}\n";
+    char err[300] = "";
+    struct config *cfg = config_parse("t.yaml", yaml, strlen(yaml), err, sizeof err);
+    assert_non_null(cfg);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct curl_uv *cu = curl_uv_new(&loop);
+    assert_non_null(cu);
+    struct oauth2 *o = oauth2_new(&loop, cu, cfg, err, sizeof err);
+    if (!o)
+        fail_msg("oauth2_new: %s", err);
+
+    struct log_capture cap;
+    assert_int_equal(log_capture_begin(&cap), 0);
+    struct got g[2];
+    memset(g, 0, sizeof g);
+    int rc0 = oauth2_token_get(o, "a@x.example", on_token, &g[0]);
+    run_until(&loop, &g[0].calls, 1);
+    int rc1 = oauth2_token_get(o, "a@x.example", on_token, &g[1]);
+    run_until(&loop, &g[1].calls, 1);
+    int closed = 0;
+    oauth2_close(o, on_closed, &closed);
+    curl_uv_close(cu, on_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    char *lines = log_capture_end(&cap, "oauth2", "token");
+
+    assert_int_equal(rc0, 0);
+    assert_int_equal(rc1, 0);
+    assert_int_equal(g[0].status, -EAGAIN);
+    assert_int_equal(g[1].status, -EAGAIN);
+    assert_int_equal(closed, 2);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    const char *want = "token EMPTY -> FETCHING account=a@x.example\n"
+                       "token FETCHING -> BACKOFF account=a@x.example\n"
+                       "token BACKOFF -> CLOSED account=a@x.example\n";
+    if (!lines || strcmp(lines, want) != 0 || strstr(lines, "unit-secret"))
+        fail_msg("the token's debug lines were\n%s\nwant\n%s", lines ? lines : "(out of memory)", want);
+    free(lines);
+    config_free(cfg);
+    curl_global_cleanup();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),   cmocka_unit_test(test_parse_truncated), cmocka_unit_test(test_verdict),
         cmocka_unit_test(test_form),    cmocka_unit_test(test_schedules),       cmocka_unit_test(test_config),
-        cmocka_unit_test(test_loop_unreachable),
+        cmocka_unit_test(test_loop_unreachable), cmocka_unit_test(test_lifecycle_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,14 +1,25 @@
 /* Unit tests for smtp's pure parts: the enhanced status code at the start
  * of a reply's text, and the classification of an outcome from libcurl's
- * result, the reply and whether the body had started — both as tables. */
+ * result, the reply and whether the body had started — both as tables.
+ * On the loop, against a port that refuses connections (no server, no
+ * mock), the channel's lifecycle as its debug lines tell it: a send, a
+ * quit, a close with a send in flight. What needs a server (RCPT, HELD,
+ * BODY) is tested end to end in tests/integration. */
+#include "curl_uv.h"
+#include "log_capture.h"
 #include "smtp.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -190,6 +201,147 @@ static void test_outcome_names(void **state)
     assert_string_equal(smtp_outcome_name((enum smtp_outcome)SMTP_OUTCOME_COUNT), "?");
 }
 
+/* ---- on the loop: a port nobody listens at ---- */
+
+/* A TCP port on 127.0.0.1 bound but not listening: connecting to it is
+ * refused at once, and no one else can take it while fd is open. */
+static int refusing_port(int *fd)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(*fd >= 0);
+    assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+struct sent {
+    int calls;
+    struct smtp_result r;
+};
+
+static void on_sent(struct smtp *s, const struct smtp_result *r, void *arg)
+{
+    (void)s;
+    struct sent *x = arg;
+    x->calls++;
+    x->r = *r;
+}
+
+static void on_quit(struct smtp *s, void *arg)
+{
+    (void)s;
+    ++*(int *)arg;
+}
+
+static void on_closed(void *arg)
+{
+    ++*(int *)arg;
+}
+
+static void run_until(uv_loop_t *loop, const int *calls, int want)
+{
+    uint64_t deadline = uv_now(loop) + 10000;
+    while (*calls < want && uv_now(loop) < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+}
+
+static void check_lines(const char *got, const char *want, const char *what)
+{
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("%s: the channel's debug lines were\n%s\nwant\n%s", what, got ? got : "(out of memory)", want);
+}
+
+static void test_lifecycle_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+    int port_fd, port = refusing_port(&port_fd);
+    char url[64];
+    snprintf(url, sizeof url, "smtp://127.0.0.1:%d/relance.test", port);
+    static const char msg[] = "Subject: hi\r\n\r\nHello.\r\n";
+    struct smtp_job job = {
+        .url = url, .tls = SMTP_TLS_NONE, .auth = SMTP_AUTH_NONE, .mail_from = "a@x.example",
+        .rcpt_to = "b@y.example", .data = msg, .len = sizeof msg - 1, .hold_body = 1,
+    };
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct curl_uv *cu = curl_uv_new(&loop);
+    assert_non_null(cu);
+    struct smtp *s = smtp_new(cu);
+    assert_non_null(s);
+    struct log_capture cap;
+
+    /* a send: refused before anything was said, deferred, from the loop */
+    assert_int_equal(log_capture_begin(&cap), 0);
+    struct sent x = {0};
+    int send_rc = smtp_send(s, &job, on_sent, &x);
+    int calls_inside = x.calls;
+    int held = smtp_body_held(s), in_body = smtp_in_body(s), release_rc = smtp_body_release(s, 1);
+    int busy_rc = smtp_send(s, &job, on_sent, &x);
+    run_until(&loop, &x.calls, 1);
+    char *lines = log_capture_end(&cap, "smtp", "channel");
+    assert_int_equal(send_rc, 0);
+    assert_int_equal(calls_inside, 0);
+    assert_int_equal(held, 0);
+    assert_int_equal(in_body, 0);
+    assert_int_equal(release_rc, -1); /* nothing held */
+    assert_int_equal(busy_rc, -EBUSY);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.r.outcome, SMTP_DEFERRED);
+    assert_int_equal(x.r.mail_accepted, 0);
+    assert_int_equal(x.r.body_started, 0);
+    check_lines(lines,
+                "channel IDLE -> ENVELOPE account=a@x.example\n"
+                "channel ENVELOPE -> IDLE account=a@x.example\n",
+                "a refused send");
+    free(lines);
+
+    /* a quit: its callback once, from the loop; sends wait meanwhile */
+    assert_int_equal(log_capture_begin(&cap), 0);
+    int quits = 0;
+    int quit_rc = smtp_quit(s, &job, on_quit, &quits);
+    busy_rc = smtp_send(s, &job, on_sent, &x);
+    int quits_inside = quits;
+    run_until(&loop, &quits, 1);
+    lines = log_capture_end(&cap, "smtp", "channel");
+    assert_int_equal(quit_rc, 0);
+    assert_int_equal(busy_rc, -EBUSY);
+    assert_int_equal(quits_inside, 0);
+    assert_int_equal(quits, 1);
+    check_lines(lines,
+                "channel IDLE -> QUITTING account=a@x.example\n"
+                "channel QUITTING -> IDLE account=a@x.example\n",
+                "a quit");
+    free(lines);
+
+    /* a close with a send in flight: its callback inside smtp_close */
+    assert_int_equal(log_capture_begin(&cap), 0);
+    memset(&x, 0, sizeof x);
+    send_rc = smtp_send(s, &job, on_sent, &x);
+    smtp_close(s);
+    lines = log_capture_end(&cap, "smtp", "channel");
+    assert_int_equal(send_rc, 0);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.r.outcome, SMTP_DEFERRED);
+    assert_int_equal(x.r.body_started, 0);
+    assert_string_equal(x.r.text, "send abandoned: the channel was closed");
+    check_lines(lines,
+                "channel IDLE -> ENVELOPE account=a@x.example\n"
+                "channel ENVELOPE -> IDLE account=a@x.example\n",
+                "a close with a send in flight");
+    free(lines);
+
+    int closed = 0;
+    curl_uv_close(cu, on_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(port_fd);
+    curl_global_cleanup();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_status_parse_edges),
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_outcome_names),
+        cmocka_unit_test(test_lifecycle_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,453 @@
+/* server: `relance serve` (see server.h). It owns the loop, the signals,
+ * the housekeeping tick and the one struct ready the parts read; it
+ * creates the parts as siblings — database, HTTPS pool and OAuth2 token
+ * store, sender, watcher, scheduler, HTTP listener — handing each what it
+ * works with, keeps readiness true to the database (/readyz), and on
+ * SIGINT/SIGTERM stops them in the one order that loses nothing:
+ *
+ *   watcher (gives its mailbox leases up)
+ *   -> scheduler_stop (no new claim, no more writes)
+ *   -> sender (bodies on the wire finish, the rest is deferred)
+ *   -> scheduler_close (gives its account leases up)
+ *   -> OAuth2 store, HTTPS pool, database, HTTP listener
+ *
+ * so that uv_loop_close returns 0. The database stays open until the
+ * scheduler's last query, bounded by SCHEDULER_CLOSE_MS. */
+#include "server.h"
+
+#include "api.h"
+#include "clock.h"
+#include "curl_uv.h"
+#include "db.h"
+#include "fdlimit.h"
+#include "http.h"
+#include "log.h"
+#include "migrate.h"
+#include "oauth2.h"
+#include "ready.h"
+#include "scheduler.h"
+#include "sender.h"
+#include "watcher.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct server {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct ready ready;        /* what the parts and /readyz read */
+    struct http *http;
+    struct curl_uv *https;     /* the HTTPS pool: OAuth2 token endpoints */
+    struct oauth2 *oauth2;
+    struct sender *sender;
+    struct watcher *watcher;   /* NULL unless an account has imap (transport smtp) */
+    struct scheduler *scheduler;
+    char *state_dir;           /* state_dir, else $XDG_STATE_HOME/relance */
+    uv_signal_t sigint, sigterm;
+    uv_signal_t sigusr1;       /* check every watched mailbox now */
+    uv_timer_t tick;           /* housekeeping: readiness re-check; the stop's deadlines */
+    int checking;              /* a readiness query is in flight */
+    int told_not_migrated;     /* logged once */
+    int stopping;
+    int stopping_rest;         /* the parts after the watcher are closing */
+    int pending_closes;
+};
+
+#define TICK_MS 1000
+
+static void on_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->pending_closes--;
+}
+
+static void on_part_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+}
+
+#define STOP_WATCHER_DEADLINE_MS 3000
+
+/* The database (pending queries fail, their callbacks see that), and the
+ * tick that bounded the wait for it. Those callbacks may end the
+ * scheduler's close, which comes back here: ready.db is cleared first. */
+static void close_db(struct server *srv)
+{
+    struct db *db = srv->ready.db;
+    srv->ready.db = NULL;
+    if (db) {
+        srv->pending_closes++;
+        db_close(db, on_part_closed, srv);
+    }
+    if (!uv_is_closing((uv_handle_t *)&srv->tick)) {
+        srv->pending_closes++;
+        uv_close((uv_handle_t *)&srv->tick, on_closed);
+    }
+}
+
+/* Last of the parts: the token store (no one asks for a token any more),
+ * then the HTTPS pool it used, then the database. */
+static void close_tokens_and_db(struct server *srv)
+{
+    if (srv->oauth2) {
+        srv->pending_closes++;
+        oauth2_close(srv->oauth2, on_part_closed, srv);
+        srv->oauth2 = NULL;
+    }
+    if (srv->https) {
+        srv->pending_closes++;
+        curl_uv_close(srv->https, on_part_closed, srv);
+        srv->https = NULL;
+    }
+    close_db(srv);
+}
+
+static void on_scheduler_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+    close_tokens_and_db(srv);
+}
+
+static void on_close_deadline(uv_timer_t *t)
+{
+    close_db(t->data); /* the scheduler's last query fails: its close goes on */
+}
+
+/* The sender has drained: nothing of this replica can go out any more, so
+ * the scheduler may give its account leases up. */
+static void on_sender_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+    if (srv->scheduler) {
+        srv->pending_closes++;
+        scheduler_close(srv->scheduler, on_scheduler_closed, srv);
+        srv->scheduler = NULL;
+    } else {
+        close_tokens_and_db(srv);
+    }
+}
+
+/* Everything but the watcher: own handles, the scheduler and sender, the
+ * token store, the database, the HTTP listener. */
+static void server_stop_rest(struct server *srv)
+{
+    if (srv->stopping_rest)
+        return;
+    srv->stopping_rest = 1;
+    uv_handle_t *own[] = {(uv_handle_t *)&srv->sigint, (uv_handle_t *)&srv->sigterm, (uv_handle_t *)&srv->sigusr1};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        srv->pending_closes++;
+        uv_close(own[i], on_closed);
+    }
+    /* The scheduler stops claiming and writing, the sender drains, the
+     * scheduler gives its account leases up through the database, which
+     * stays open until then, for at most SCHEDULER_CLOSE_MS (the tick then
+     * closes it). Then the rest. */
+    uv_timer_start(&srv->tick, on_close_deadline, SCHEDULER_CLOSE_MS, 0);
+    if (srv->scheduler)
+        scheduler_stop(srv->scheduler);
+    if (srv->sender) {
+        srv->pending_closes++;
+        sender_close(srv->sender, on_sender_closed, srv);
+        srv->sender = NULL;
+    } else {
+        srv->pending_closes++;
+        on_sender_closed(srv);
+    }
+    if (srv->http) {
+        srv->pending_closes++;
+        http_close(srv->http, on_part_closed, srv);
+        srv->http = NULL;
+    }
+}
+
+static void on_watcher_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->pending_closes--;
+    server_stop_rest(srv);
+}
+
+static void on_stop_deadline(uv_timer_t *t)
+{
+    server_stop_rest(t->data); /* the database's close, once the scheduler's is done, ends the watcher's last query */
+}
+
+/* The watcher first: it gives its mailbox leases up through the database,
+ * which stays open until it is done (at most STOP_WATCHER_DEADLINE_MS);
+ * then the rest. */
+static void server_stop(struct server *srv, const char *why)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    log_event(LOG_INFO, "serve", "stopping", "reason", why, NULL);
+    if (srv->watcher) {
+        struct watcher *w = srv->watcher;
+        srv->watcher = NULL;
+        srv->pending_closes++;
+        uv_timer_start(&srv->tick, on_stop_deadline, STOP_WATCHER_DEADLINE_MS, 0);
+        watcher_close(w, on_watcher_closed, srv);
+        return;
+    }
+    server_stop_rest(srv);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+struct check_request {
+    char account[320];
+};
+
+static void on_checked(void *arg, int changed)
+{
+    struct check_request *r = arg;
+    char n[16];
+    snprintf(n, sizeof n, "%d", changed);
+    if (changed >= 0)
+        log_event(LOG_INFO, "serve", "mailbox checked on request", "account", r->account, "new_messages", n, NULL);
+    else
+        log_event(LOG_WARN, "serve", "mailbox check on request failed", "account", r->account, "error",
+                  strerror(-changed), NULL);
+    free(r);
+}
+
+/* SIGUSR1: every mailbox this replica watches is checked at once (a pass
+ * that starts now), as the scheduler does before a follow-up. */
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct server *srv = s->data;
+    if (!srv->watcher)
+        return;
+    for (size_t i = 0; i < srv->cfg->n_pools; i++)
+        for (size_t k = 0; k < srv->cfg->pools[i].n_accounts; k++) {
+            const struct config_account *a = &srv->cfg->pools[i].accounts[k];
+            struct check_request *r = a->imap ? calloc(1, sizeof *r) : NULL;
+            if (!r)
+                continue;
+            snprintf(r->account, sizeof r->account, "%s", a->email);
+            if (watcher_check_now(srv->watcher, a->email, on_checked, r) < 0)
+                free(r); /* not leased here, or closing: nothing to say */
+        }
+}
+
+static void on_migrations(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct server *srv = arg;
+    srv->checking = 0;
+    if (!res)
+        return; /* connection lost: on_db_state says why */
+    char err[300];
+    int was = srv->ready.migrated;
+    int rc = migrate_check_result(res, err, sizeof err);
+    srv->ready.migrated = rc > 0;
+    if (rc < 0)
+        snprintf(srv->ready.reason, sizeof srv->ready.reason, "%s", err);
+    else if (rc == 0)
+        snprintf(srv->ready.reason, sizeof srv->ready.reason, "database not migrated: run 'relance migrate'");
+    if (srv->ready.migrated && !was) {
+        log_event(LOG_INFO, "serve", "ready", NULL);
+        if (srv->scheduler)
+            scheduler_db_up(srv->scheduler);
+        /* after the scheduler's: its account sync is queued first */
+        if (srv->watcher)
+            watcher_db_up(srv->watcher);
+    }
+    else if (!srv->ready.migrated && was)
+        log_event(LOG_WARN, "serve", "not ready", "reason", srv->ready.reason, NULL);
+    else if (!srv->ready.migrated && !srv->told_not_migrated) {
+        srv->told_not_migrated = 1; /* say it once, not every tick */
+        log_event(LOG_WARN, "serve", "not ready", "reason", srv->ready.reason, NULL);
+    }
+}
+
+static void check_ready(struct server *srv)
+{
+    if (srv->checking || !srv->ready.db || !db_connected(srv->ready.db))
+        return;
+    if (db_query(srv->ready.db, migrate_status_sql, 0, NULL, on_migrations, srv) == 0)
+        srv->checking = 1;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    check_ready(t->data);
+}
+
+/* Up: readiness is checked at once (the schema). Down or read-only: not
+ * ready until the database is back, and /readyz says why; a read-only
+ * server is a lost primary, which db keeps reconnecting to find again. */
+static void on_db_state(struct db *db, enum db_link link, const char *reason, void *arg)
+{
+    (void)db;
+    struct server *srv = arg;
+    if (link == DB_LINK_UP) {
+        check_ready(srv);
+        return;
+    }
+    if (link == DB_LINK_READ_ONLY)
+        snprintf(srv->ready.reason, sizeof srv->ready.reason,
+                 "database is read-only, not the primary (%s): reconnecting until it takes writes",
+                 reason ? reason : "");
+    else
+        snprintf(srv->ready.reason, sizeof srv->ready.reason, "database unreachable: %s", reason ? reason : "");
+    if (srv->ready.migrated)
+        log_event(LOG_WARN, "serve", "not ready", "reason", srv->ready.reason, NULL);
+    srv->ready.migrated = 0;
+}
+
+static void on_notify(struct db *db, const char *channel, const char *payload, void *arg)
+{
+    (void)db;
+    (void)channel;
+    (void)payload;
+    struct server *srv = arg;
+    if (srv->scheduler)
+        scheduler_wake(srv->scheduler);
+}
+
+/* state_dir from the configuration, else $XDG_STATE_HOME/relance, else
+ * ~/.local/state/relance: never the working directory, which may be a
+ * checkout. */
+static char *state_dir(const struct config *cfg)
+{
+    char *dir = NULL;
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (cfg->state_dir)
+        dir = strdup(cfg->state_dir);
+    else if (xdg && *xdg && asprintf(&dir, "%s/relance", xdg) < 0)
+        dir = NULL;
+    else if (!dir && asprintf(&dir, "%s/.local/state/relance", home && *home ? home : "/tmp") < 0)
+        dir = NULL;
+    return dir;
+}
+
+/* The parts, each handed what it works with. Returns 0, or -1 with the
+ * reason in err. */
+static int parts_new(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    char *capture_dir = NULL;
+    int rc = -1;
+    srv->ready.db = db_new(srv->loop, cfg->database_url, on_db_state, srv);
+    if (!srv->ready.db) {
+        snprintf(err, errlen, "cannot set up the database connection");
+        return -1;
+    }
+    db_set_notify(srv->ready.db, on_notify);
+    srv->https = curl_uv_new(srv->loop);
+    if (!srv->https) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    srv->oauth2 = oauth2_new(srv->loop, srv->https, cfg, err, errlen);
+    if (!srv->oauth2)
+        return -1;
+    if (strcmp(cfg->transport, "capture") == 0) {
+        if (cfg->capture_dir)
+            capture_dir = strdup(cfg->capture_dir);
+        else if (asprintf(&capture_dir, "%s/capture", srv->state_dir) < 0)
+            capture_dir = NULL;
+        if (!capture_dir) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    srv->sender = sender_new(srv->loop, cfg, srv->oauth2, capture_dir, err, errlen);
+    if (!srv->sender)
+        goto done;
+    if (watcher_wanted(cfg)) {
+        srv->watcher = watcher_new(srv->loop, cfg, &srv->ready, srv->oauth2, err, errlen);
+        if (!srv->watcher)
+            goto done;
+    }
+    srv->scheduler = scheduler_new(srv->loop, cfg, &srv->ready, srv->sender, srv->watcher, err, errlen);
+    if (!srv->scheduler)
+        goto done;
+    rc = 0;
+done:
+    free(capture_dir);
+    return rc;
+}
+
+int server_run(const struct config *cfg, char *err, size_t errlen)
+{
+    uv_loop_t loop;
+    struct server srv = {0};
+    int rc = 0;
+
+    if (clock_setup(err, errlen) < 0)
+        return -1;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return -1;
+    }
+    srv.state_dir = state_dir(cfg);
+    if (!srv.state_dir || uv_loop_init(&loop) < 0) {
+        snprintf(err, errlen, srv.state_dir ? "cannot start the event loop" : "out of memory");
+        free(srv.state_dir);
+        curl_global_cleanup();
+        return -1;
+    }
+    srv.loop = &loop;
+    srv.cfg = cfg;
+    snprintf(srv.ready.reason, sizeof srv.ready.reason, "database not connected yet");
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_signal_init(&loop, &srv.sigint);
+    uv_signal_init(&loop, &srv.sigterm);
+    uv_signal_init(&loop, &srv.sigusr1);
+    uv_timer_init(&loop, &srv.tick);
+    srv.sigint.data = srv.sigterm.data = srv.sigusr1.data = srv.tick.data = &srv;
+    uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv.sigusr1, on_sigusr1, SIGUSR1);
+    uv_timer_start(&srv.tick, on_tick, TICK_MS, TICK_MS);
+
+    /* before anything opens descriptors in numbers: raises the soft limit,
+     * and the HTTP listener gets what SMTP, IMAP and PostgreSQL leave */
+    unsigned http_max = fdlimit_raise(cfg);
+    char why[512];
+    srv.http = http_new(&loop, cfg->http_listen, http_max, api_handle, &srv.ready, why, sizeof why);
+    if (!srv.http) {
+        snprintf(err, errlen, "%s; set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port", why);
+        rc = -1;
+        server_stop(&srv, "startup failed");
+    } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0) {
+        if (srv.ready.db && srv.scheduler)
+            snprintf(err, errlen, "cannot set up the database connection");
+        rc = -1;
+        server_stop(&srv, "startup failed");
+    } else {
+        char db[512], port[16];
+        config_conninfo_redact(cfg->database_url, db, sizeof db);
+        snprintf(port, sizeof port, "%d", http_port(srv.http));
+        log_event(LOG_INFO, "serve", "started", "version", RELANCE_VERSION, "listen", cfg->http_listen, "port", port,
+                  "database", *db ? db : "(libpq defaults)", NULL);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int left = uv_loop_close(&loop);
+    if (left != 0) {
+        log_event(LOG_ERROR, "serve", "handles left open at exit", NULL);
+        if (rc == 0)
+            snprintf(err, errlen, "handles left open at exit");
+        rc = -1;
+    } else {
+        log_event(LOG_INFO, "serve", "stopped", NULL);
+    }
+    free(srv.state_dir);
+    curl_global_cleanup();
+    return rc;
+}
