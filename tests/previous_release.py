@@ -5,7 +5,7 @@ current line of work. binary() builds it once from the source checkout
 (git archive of that commit, cmake RelWithDebInfo without the unit tests,
 only the relance target) into a cache beside the binary under test, and
 returns the cached binary on every later call, so only the first run pays
-for the build (about 3 minutes on two cores). A lock file serialises two
+for the build (about 20 s on two cores here). A lock file serialises two
 tests building it at once.
 
 Move PREVIOUS_RELEASE forward at each release (sql/README.md, "Rolling

@@ -12,7 +12,7 @@ transport and the test clock:
   - the previous release's serve also runs on a database this relance
     migrated from scratch, and sends.
 Wall time: about 40 s, plus the first build of the previous release
-(about 15 s to several minutes, then cached)."""
+(about 20 s on two cores, then cached)."""
 import glob
 import os
 import signal
