@@ -123,9 +123,10 @@ int cmd_migrate(struct cli *cli, int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
         printf("usage: relance migrate [--status]\n\n"
-               "Applies the embedded migrations (sql/NNN_*.sql) that the database lacks, each\n"
-               "in its own transaction, under an advisory lock. Running it twice is a no-op;\n"
-               "a migration changed after it was applied is an error.\n"
+               "Applies the embedded migrations (sql/migrations/NNN_*.sql) that the database\n"
+               "lacks, then the function files (sql/functions/) whose content changed, in one\n"
+               "transaction, under an advisory lock. Running it twice is a no-op; a migration\n"
+               "changed after it was applied is an error.\n"
                "  --status   only report whether the database is up to date (exit 1 if not)\n");
         return CLI_OK;
     }
@@ -144,7 +145,8 @@ int cmd_migrate(struct cli *cli, int argc, char **argv)
     if (status_only) {
         rc = migrate_check(conn, err, sizeof err);
         if (rc > 0)
-            printf("up to date (%d migrations)\n", migrations_embedded_count);
+            printf("up to date (%d migrations, %d function files)\n", migrations_embedded_count,
+                   functions_embedded_count);
         else if (rc == 0)
             printf("not migrated: run 'relance migrate'\n");
         else

@@ -3,7 +3,8 @@
  *
  * apply lints first (the same code as `relance lint`, see lint.h) and
  * applies nothing unless every file is clean; then it upserts every
- * sequence in one transaction: a new name is created at v1, a changed
+ * sequence in one transaction (relance_sequence_apply, in
+ * sql/functions/sequences.sql): a new name is created at v1, a changed
  * model becomes vN+1, an identical one is left alone. The YAML source is
  * stored as applied, so every version stays readable and the scheduler,
  * show and preview re-read it with the same loader. */
@@ -32,59 +33,8 @@ static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *c
     return r;
 }
 
-static void stop_on_array(unsigned bits, char *buf, size_t len)
-{
-    size_t n = (size_t)snprintf(buf, len, "{");
-    for (int i = 0; i < 4; i++)
-        if (bits & (1u << i))
-            n += (size_t)snprintf(buf + n, len - n, "%s%s", n > 1 ? "," : "", sequence_stop_names[i]);
-    snprintf(buf + n, len - n, "}");
-}
-
-/* Writes one version's rows. */
-static int insert_version(PGconn *conn, const char *seq_id, int version, const struct lint_file *f,
-                          const char *hash, const char *json)
-{
-    const struct sequence *s = f->seq;
-    char ver[16], ws[16], we[16], days[16], jitter[32], stop[80];
-    snprintf(ver, sizeof ver, "%d", version);
-    snprintf(ws, sizeof ws, "%d", s->schedule.window_start);
-    snprintf(we, sizeof we, "%d", s->schedule.window_end);
-    snprintf(days, sizeof days, "%u", s->schedule.days);
-    snprintf(jitter, sizeof jitter, "%lld", (long long)s->schedule.jitter);
-    stop_on_array(s->stop_on, stop, sizeof stop);
-    const char *p[14] = {seq_id, ver, hash, f->path, f->source, json, s->sender_pool,
-                         s->schedule.contact_zone ? NULL : s->schedule.timezone,
-                         s->schedule.fallback_timezone, ws, we, days, jitter, stop};
-    PGresult *r = exec_params(conn,
-                              "INSERT INTO sequence_versions (sequence_id, version, content_hash, source_file, "
-                              "source, model, sender_pool, timezone, fallback_timezone, window_start_min, "
-                              "window_end_min, days, jitter_seconds, stop_on) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                              "$8, $9, $10, $11, $12, $13, $14)",
-                              14, p);
-    if (!r)
-        return -1;
-    PQclear(r);
-    for (size_t i = 0; i < s->n_steps; i++) {
-        const struct sequence_step *st = &s->steps[i];
-        char pos[24], secs[32], d[16], bd[16];
-        snprintf(pos, sizeof pos, "%zu", i);
-        snprintf(secs, sizeof secs, "%lld", (long long)st->wait.seconds);
-        snprintf(d, sizeof d, "%d", st->wait.days);
-        snprintf(bd, sizeof bd, "%d", st->wait.business_days);
-        const char *q[8] = {seq_id, ver, pos, st->id, secs, d, bd, st->thread ? "true" : "false"};
-        r = exec_params(conn,
-                        "INSERT INTO sequence_steps (sequence_id, version, position, step_id, wait_seconds, "
-                        "wait_days, wait_business_days, thread) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        8, q);
-        if (!r)
-            return -1;
-        PQclear(r);
-    }
-    return 0;
-}
-
-/* Upserts one sequence; prints what happened. */
+/* Upserts one sequence (relance_sequence_apply, sql/functions/
+ * sequences.sql); prints what happened. */
 static int apply_one(PGconn *conn, const struct lint_file *f, const char *now)
 {
     char hash[65];
@@ -94,47 +44,18 @@ static int apply_one(PGconn *conn, const struct lint_file *f, const char *now)
         fprintf(stderr, "relance: out of memory\n");
         return -1;
     }
-    int rc = -1;
-    const char *p[2] = {f->seq->name, now};
-    PGresult *r = exec_params(conn,
-                              "SELECT s.id, s.current_version, v.content_hash FROM sequences s "
-                              "JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version "
-                              "WHERE s.name = $1 FOR UPDATE OF s",
-                              1, p);
-    if (!r)
-        goto out;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        r = exec_params(conn,
-                        "INSERT INTO sequences (name, current_version, created_at, updated_at) "
-                        "VALUES ($1, 1, $2, $2) RETURNING id",
-                        2, p);
-        if (!r || insert_version(conn, PQgetvalue(r, 0, 0), 1, f, hash, json) < 0)
-            goto out;
-        printf("%s: created\n", f->seq->name);
-    } else if (strcmp(PQgetvalue(r, 0, 2), hash) == 0) {
-        printf("%s: unchanged\n", f->seq->name);
-    } else {
-        int version = atoi(PQgetvalue(r, 0, 1)) + 1;
-        char id[32], ver[16];
-        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
-        snprintf(ver, sizeof ver, "%d", version);
-        PQclear(r);
-        r = NULL;
-        if (insert_version(conn, id, version, f, hash, json) < 0)
-            goto out;
-        const char *q[3] = {id, ver, now};
-        r = exec_params(conn, "UPDATE sequences SET current_version = $2, updated_at = $3 WHERE id = $1", 3, q);
-        if (!r)
-            goto out;
-        printf("%s: updated to v%d\n", f->seq->name, version);
-    }
-    rc = 0;
-out:
-    if (r)
-        PQclear(r);
+    const char *p[5] = {json, hash, f->path, f->source, now};
+    PGresult *r = exec_params(conn, "SELECT result, version FROM relance_sequence_apply($1, $2, $3, $4, $5)", 5, p);
     free(json);
-    return rc;
+    if (!r)
+        return -1;
+    const char *result = PQgetvalue(r, 0, 0);
+    if (strcmp(result, "updated") == 0)
+        printf("%s: updated to v%s\n", f->seq->name, PQgetvalue(r, 0, 1));
+    else
+        printf("%s: %s\n", f->seq->name, result);
+    PQclear(r);
+    return 0;
 }
 
 int cmd_apply(struct cli *cli, int argc, char **argv)
@@ -168,8 +89,8 @@ int cmd_apply(struct cli *cli, int argc, char **argv)
     int rc = CLI_ERROR;
     if (!conn)
         goto out;
-    /* One apply at a time: versions are numbered by reading the last. */
-    if (cli_exec(conn, "BEGIN") < 0 || cli_exec(conn, "LOCK TABLE sequences IN SHARE ROW EXCLUSIVE MODE") < 0)
+    /* one transaction; relance_sequence_apply locks out other applies */
+    if (cli_exec(conn, "BEGIN") < 0)
         goto rollback;
     for (size_t i = 0; i < files.n; i++)
         if (apply_one(conn, &files.items[i], now) < 0)

@@ -3,11 +3,11 @@
  * It owns the CSV import: the header and --map rules, the per-row checks
  * done in C (CSV syntax, field count, email and company-domain syntax, the
  * time zone against PostgreSQL's pg_timezone_names, read once before the
- * load), streaming the good rows through COPY into a temporary staging
- * table, and the SQL that refuses rows by line (crm_id taken, duplicate
- * email or crm_id) and applies the rest in one upsert, all in one
- * transaction. It does not parse CSV (csv.c) nor decide what a valid
- * address is (contact.c).
+ * load), and streaming the good rows through COPY into a temporary staging
+ * table, all in one transaction. It does not parse CSV (csv.c), decide what
+ * a valid address is (contact.c), nor hold the SQL that refuses rows by line
+ * (crm_id taken, duplicate email or crm_id) and applies the rest in one
+ * upsert (relance_contacts_import_* in sql/functions/contacts.sql).
  *
  * Import rules (also in `relance contacts import --help`):
  * - a row's empty cell never wipes a stored value; custom fields are merged
@@ -540,95 +540,17 @@ static int copy_flush(struct import *im)
 
 /* ---- the SQL ------------------------------------------------------------------- */
 
-/* No index: the checks below read the whole table once each anyway. */
-static const char sql_stage[] =
-    "CREATE TEMP TABLE contacts_import ("
-    " line bigint NOT NULL, email text NOT NULL,"
-    " email_key text GENERATED ALWAYS AS (lower(email)) STORED,"
-    " first_name text, last_name text, title text, company text,"
-    " company_domain text, derived_domain text, timezone text, crm_id text,"
-    " fields jsonb NOT NULL, reject text) ON COMMIT DROP";
-
+/* The checks and the upsert are relance_contacts_import_* (sql/functions/
+ * contacts.sql, which says the rules); only the COPY, which a function
+ * cannot run, is here. */
 static const char sql_copy[] =
     "COPY contacts_import (line, email, first_name, last_name, title, company,"
     " company_domain, derived_domain, timezone, crm_id, fields) FROM STDIN";
 
-/* C has refused what one row shows (syntax, zone). In SQL: a crm_id held
- * by another contact; then, only when the cheap count below finds any,
- * duplicate emails (the last row wins) and a crm_id given to two emails
- * (the first row keeps it); then the company domain resolved against the
- * stored contact; then the one upsert. */
-static const char sql_crm_taken[] =
-    "UPDATE contacts_import s SET reject = format('crm_id ''%s'' already belongs to %s', s.crm_id, c.email)"
-    " FROM contacts c WHERE s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND c.email_key <> s.email_key";
-
-static const char sql_dup_count[] =
-    "SELECT EXISTS (SELECT FROM contacts_import WHERE reject IS NULL GROUP BY email_key HAVING count(*) > 1),"
-    "       EXISTS (SELECT FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL"
-    "               GROUP BY crm_id HAVING count(*) > 1)";
-
-static const char sql_dup_email[] =
-    "UPDATE contacts_import s SET reject = format('duplicate email %s: line %s has the same address and wins',"
-    " s.email, d.last_line)"
-    " FROM (SELECT line, max(line) OVER (PARTITION BY email_key) AS last_line"
-    "       FROM contacts_import WHERE reject IS NULL) d"
-    " WHERE s.line = d.line AND d.line < d.last_line";
-
-static const char sql_dup_crm[] =
-    "UPDATE contacts_import s SET reject = format('crm_id ''%s'' is also given to %s on line %s',"
-    " s.crm_id, d.first_email, d.first_line)"
-    " FROM (SELECT line, first_value(line) OVER w AS first_line, first_value(email) OVER w AS first_email"
-    "       FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL"
-    "       WINDOW w AS (PARTITION BY crm_id ORDER BY line)) d"
-    " WHERE s.line = d.line AND d.line <> d.first_line";
-
-static const char sql_domains[] =
-    "UPDATE contacts_import s SET company_domain = c.company_domain"
-    " FROM contacts c WHERE s.reject IS NULL AND c.email_key = s.email_key"
-    " AND s.company_domain IS NULL AND c.company_domain IS NOT NULL";
-
-#define KEEP(col) "COALESCE(EXCLUDED." col ", c." col ")"
-
-static const char sql_upsert[] =
-    "WITH up AS ("
-    " INSERT INTO contacts AS c (email, first_name, last_name, title, company, company_domain, timezone,"
-    "                            crm_id, fields)"
-    " SELECT email, first_name, last_name, title, company, COALESCE(company_domain, derived_domain),"
-    "        timezone, crm_id, fields"
-    "   FROM contacts_import WHERE reject IS NULL"
-    " ON CONFLICT (email_key) DO UPDATE SET"
-    "   first_name = " KEEP("first_name") ", last_name = " KEEP("last_name") ", title = " KEEP("title") ","
-    "   company = " KEEP("company") ", company_domain = " KEEP("company_domain") ","
-    "   timezone = " KEEP("timezone") ", crm_id = " KEEP("crm_id") ", fields = c.fields || EXCLUDED.fields,"
-    "   updated_at = now()"
-    " WHERE (c.first_name, c.last_name, c.title, c.company, c.company_domain, c.timezone, c.crm_id, c.fields)"
-    "   IS DISTINCT FROM (" KEEP("first_name") ", " KEEP("last_name") ", " KEEP("title") ", " KEEP("company") ","
-    "   " KEEP("company_domain") ", " KEEP("timezone") ", " KEEP("crm_id") ", c.fields || EXCLUDED.fields)"
-    " RETURNING (xmax = 0) AS inserted)"
-    " SELECT (SELECT count(*) FROM up WHERE inserted),"
-    "        (SELECT count(*) FROM contacts_import WHERE reject IS NULL)";
-
-static const char sql_rejects[] = "SELECT line, reject FROM contacts_import WHERE reject IS NOT NULL ORDER BY line";
-
 /* Runs the checks and the upsert, collecting SQL rejects; fills the counts. */
 static int apply(struct import *im, long long *inserted, long long *kept)
 {
-    if (exec_sql(im->conn, sql_crm_taken, "checking crm_id") < 0)
-        return -1;
-    PGresult *r = PQexec(im->conn, sql_dup_count);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, r);
-        fprintf(stderr, "relance: checking duplicates: %.*s\n", (int)strcspn(m, "\n"), m);
-        PQclear(r);
-        return -1;
-    }
-    int dup_email = PQgetvalue(r, 0, 0)[0] == 't', dup_crm = PQgetvalue(r, 0, 1)[0] == 't';
-    PQclear(r);
-    if ((dup_email && exec_sql(im->conn, sql_dup_email, "checking duplicate emails") < 0) ||
-        (dup_crm && exec_sql(im->conn, sql_dup_crm, "checking duplicate crm_id") < 0) ||
-        exec_sql(im->conn, sql_domains, "resolving company domains") < 0)
-        return -1;
-    r = PQexec(im->conn, sql_upsert);
+    PGresult *r = PQexec(im->conn, "SELECT inserted, applied FROM relance_contacts_import_apply()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *m = pg_error(im->conn, r);
         fprintf(stderr, "relance: saving the contacts: %.*s\n", (int)strcspn(m, "\n"), m);
@@ -638,7 +560,7 @@ static int apply(struct import *im, long long *inserted, long long *kept)
     *inserted = atoll(PQgetvalue(r, 0, 0));
     *kept = atoll(PQgetvalue(r, 0, 1));
     PQclear(r);
-    r = PQexec(im->conn, sql_rejects);
+    r = PQexec(im->conn, "SELECT line, reject FROM relance_contacts_import_rejects()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *m = pg_error(im->conn, r);
         fprintf(stderr, "relance: reading the rejected rows: %.*s\n", (int)strcspn(m, "\n"), m);
@@ -792,7 +714,7 @@ static int import_run(struct cli *cli, int argc, char **argv)
         goto fail;
     if (im.col_of[F_TIMEZONE] >= 0 && zones_load(&im) < 0)
         goto fail;
-    if (exec_sql(im.conn, "BEGIN", "starting the import") < 0 || exec_sql(im.conn, sql_stage, "staging") < 0)
+    if (exec_sql(im.conn, "BEGIN", "starting the import") < 0 || exec_sql(im.conn, "SELECT relance_contacts_import_stage()", "staging") < 0)
         goto fail;
     PGresult *r = PQexec(im.conn, sql_copy);
     if (PQresultStatus(r) != PGRES_COPY_IN) {

@@ -1,0 +1,176 @@
+-- contacts: the prospects, the addresses never to mail, what a change to
+-- a contact does, and the CSV import.
+--
+-- Today's tables (sql/schema.sql holds every constraint and index;
+-- sql/migrations/ how they came to be):
+--
+-- TABLE contacts (
+--     id             bigserial   PRIMARY KEY
+--     email          text        NOT NULL          -- trimmed, domain lower-cased
+--     email_key      text        GENERATED ALWAYS AS (lower(email)) STORED UNIQUE
+--     first_name     text
+--     last_name      text
+--     title          text
+--     company        text
+--     company_domain text                          -- from the email unless given; NULL for free mail
+--     timezone       text                          -- IANA name, validated on the way in
+--     crm_id         text        UNIQUE
+--     fields         jsonb       NOT NULL DEFAULT '{}' -- custom fields, an object
+--     created_at     timestamptz NOT NULL DEFAULT now()
+--     updated_at     timestamptz NOT NULL DEFAULT now()
+-- )
+--
+-- An address ('a@b.example') or a whole domain ('@b.example'), lower-case.
+-- Suppressed addresses are never enrolled and never mailed.
+-- TABLE suppressions (
+--     pattern        text        PRIMARY KEY       -- lower-case, holds an @
+--     reason         text        NOT NULL DEFAULT 'manual'
+--     created_at     timestamptz NOT NULL DEFAULT now()
+-- )
+
+-- True when the address is suppressed, by itself or by its domain.
+CREATE OR REPLACE FUNCTION relance_suppressed(addr text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM suppressions
+                   WHERE pattern = lower(addr) OR pattern = '@' || split_part(lower(addr), '@', 2))
+$$;
+
+-- A contact's template fields as 'key<US>value<RS>key<US>value...' (US =
+-- chr(31), RS = chr(30); both removed from values): the standard fields
+-- and the custom ones, easy to split in C without a JSON parser.
+CREATE OR REPLACE FUNCTION relance_contact_fields(p_contact bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(translate(kv.key, chr(30) || chr(31), '  ') || chr(31) || translate(kv.value, chr(30) || chr(31), '  '), chr(30))
+      FROM contacts c
+     CROSS JOIN LATERAL jsonb_each_text(
+               c.fields || jsonb_strip_nulls(jsonb_build_object(
+                   'email', c.email, 'first_name', c.first_name, 'last_name', c.last_name, 'title', c.title,
+                   'company', c.company, 'company_domain', c.company_domain, 'timezone', c.timezone))) kv
+     WHERE c.id = p_contact
+$$;
+
+-- A held enrollment waiting for a contact field resumes by itself when the
+-- contact changes; the dispatcher renders again and holds again if the
+-- field is still missing.
+CREATE OR REPLACE FUNCTION relance_contact_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE enrollments SET state = 'active', state_reason = 'contact updated',
+                           state_changed_at = NEW.updated_at
+     WHERE contact_id = NEW.id AND state = 'held' AND state_reason LIKE 'missing_field:%';
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER contacts_changed AFTER UPDATE ON contacts
+    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION relance_contact_changed();
+
+-- The CSV import (`relance contacts import`), in one transaction that
+-- the caller opens and commits:
+--   1. relance_contacts_import_stage() creates the staging table
+--      contacts_import, dropped at commit;
+--   2. the caller loads the rows that passed its own per-row checks
+--      (syntax, address, time zone): COPY contacts_import (line, email,
+--      first_name, last_name, title, company, company_domain,
+--      derived_domain, timezone, crm_id, fields) FROM STDIN;
+--   3. relance_contacts_import_apply() refuses rows by line and upserts the
+--      rest (the rules below), returning how many rows it inserted and
+--      applied (applied - inserted existing contacts were matched);
+--   4. relance_contacts_import_rejects() lists the refused rows.
+-- Rules: a row's empty cell never wipes a stored value; custom fields are
+-- merged key by key; the same email twice in a file: the last row wins;
+-- a crm_id held by another contact, or given to two emails in the file
+-- (the first row keeps it), refuses the row; company_domain, when not
+-- given, is derived from the email (derived_domain, NULL for free mail)
+-- for new contacts and for contacts that have none; a given one replaces
+-- the stored one; a contact whose values do not change is not rewritten
+-- (updated_at stays, held enrollments are not woken).
+CREATE OR REPLACE FUNCTION relance_contacts_import_stage() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- No index: the checks read the whole table once each anyway.
+    CREATE TEMP TABLE contacts_import (
+        line           bigint NOT NULL,        -- the row's line in the file
+        email          text   NOT NULL,
+        email_key      text   GENERATED ALWAYS AS (lower(email)) STORED,
+        first_name     text,
+        last_name      text,
+        title          text,
+        company        text,
+        company_domain text,                   -- as given
+        derived_domain text,                   -- from the email, NULL for free mail
+        timezone       text,
+        crm_id         text,
+        fields         jsonb  NOT NULL,
+        reject         text                    -- why the row is refused
+    ) ON COMMIT DROP;
+END $$;
+
+-- Refuses rows by line (a crm_id held by another contact; then, only
+-- when a cheap check finds any, duplicate emails and crm_ids), resolves
+-- the company domain against the stored contact, and applies the other
+-- rows in one upsert.
+CREATE OR REPLACE FUNCTION relance_contacts_import_apply() RETURNS TABLE (inserted bigint, applied bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_dup_email boolean;
+    v_dup_crm boolean;
+BEGIN
+    UPDATE contacts_import s SET reject = format('crm_id ''%s'' already belongs to %s', s.crm_id, c.email)
+      FROM contacts c WHERE s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND c.email_key <> s.email_key;
+    SELECT EXISTS (SELECT FROM contacts_import WHERE reject IS NULL GROUP BY email_key HAVING count(*) > 1),
+           EXISTS (SELECT FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL
+                   GROUP BY crm_id HAVING count(*) > 1)
+      INTO v_dup_email, v_dup_crm;
+    IF v_dup_email THEN
+        UPDATE contacts_import s
+           SET reject = format('duplicate email %s: line %s has the same address and wins', s.email, d.last_line)
+          FROM (SELECT line, max(line) OVER (PARTITION BY email_key) AS last_line
+                  FROM contacts_import WHERE reject IS NULL) d
+         WHERE s.line = d.line AND d.line < d.last_line;
+    END IF;
+    IF v_dup_crm THEN
+        UPDATE contacts_import s
+           SET reject = format('crm_id ''%s'' is also given to %s on line %s', s.crm_id, d.first_email, d.first_line)
+          FROM (SELECT line, first_value(line) OVER w AS first_line, first_value(email) OVER w AS first_email
+                  FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL
+                WINDOW w AS (PARTITION BY crm_id ORDER BY line)) d
+         WHERE s.line = d.line AND d.line <> d.first_line;
+    END IF;
+    UPDATE contacts_import s SET company_domain = c.company_domain
+      FROM contacts c WHERE s.reject IS NULL AND c.email_key = s.email_key
+       AND s.company_domain IS NULL AND c.company_domain IS NOT NULL;
+    RETURN QUERY
+    WITH up AS (
+        INSERT INTO contacts AS c (email, first_name, last_name, title, company, company_domain, timezone, crm_id,
+                                   fields)
+        SELECT email, first_name, last_name, title, company, coalesce(company_domain, derived_domain), timezone,
+               crm_id, fields
+          FROM contacts_import WHERE reject IS NULL
+        ON CONFLICT (email_key) DO UPDATE
+           SET first_name = coalesce(EXCLUDED.first_name, c.first_name),
+               last_name = coalesce(EXCLUDED.last_name, c.last_name),
+               title = coalesce(EXCLUDED.title, c.title),
+               company = coalesce(EXCLUDED.company, c.company),
+               company_domain = coalesce(EXCLUDED.company_domain, c.company_domain),
+               timezone = coalesce(EXCLUDED.timezone, c.timezone),
+               crm_id = coalesce(EXCLUDED.crm_id, c.crm_id),
+               fields = c.fields || EXCLUDED.fields,
+               updated_at = now()
+         WHERE (c.first_name, c.last_name, c.title, c.company, c.company_domain, c.timezone, c.crm_id, c.fields)
+               IS DISTINCT FROM
+               (coalesce(EXCLUDED.first_name, c.first_name), coalesce(EXCLUDED.last_name, c.last_name),
+                coalesce(EXCLUDED.title, c.title), coalesce(EXCLUDED.company, c.company),
+                coalesce(EXCLUDED.company_domain, c.company_domain), coalesce(EXCLUDED.timezone, c.timezone),
+                coalesce(EXCLUDED.crm_id, c.crm_id), c.fields || EXCLUDED.fields)
+        RETURNING (xmax = 0) AS inserted)
+    SELECT (SELECT count(*) FROM up WHERE inserted),
+           (SELECT count(*) FROM contacts_import WHERE reject IS NULL);
+END $$;
+
+-- The rows relance_contacts_import_apply refused, by line.
+CREATE OR REPLACE FUNCTION relance_contacts_import_rejects() RETURNS TABLE (line bigint, reject text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT i.line, i.reject FROM contacts_import i WHERE i.reject IS NOT NULL ORDER BY i.line;
+END $$;

@@ -1,0 +1,273 @@
+-- outcomes: what happened to a claimed message, and what it does to the
+-- enrollment, the address and the account (DESIGN semantic 6).
+--
+--   sent / unknown     the step counts as sent (unknown: maybe; never re-sent)
+--   deferred           4xx, or a connection/TLS failure before the body:
+--                      retried from the same account with capped
+--                      exponential backoff, the window re-checked each try
+--   rejected_hard      the address or its domain does not exist: the contact
+--                      is bounced and the address suppressed everywhere, at once
+--   rejected_other     a recipient-side 5xx (mailbox full, too large): a soft
+--                      bounce, retried; the third soft bounce makes it hard
+--   rejected_policy    a block (5.7.x, spam, reputation): a soft bounce that
+--                      never suppresses the address; it counts against the
+--                      account, which pauses after max_policy_blocks in 24 h
+--   auth_failed        the account pauses at once, with the reason
+-- An account also pauses when its hard-bounce rate over its last 100 sends
+-- exceeds max_bounce_rate (relance_account_health, accounts.sql). A pause
+-- writes an event; the account's enrollments wait for it (sticky sender),
+-- never re-routed.
+--
+-- The messages table is described in claim.sql, where its rows are born.
+
+-- Records that a claimed step went out (p_state 'sent', or 'unknown' when
+-- it may have) and schedules the next one, or completes the enrollment.
+-- An enrollment that stopped meanwhile (a reply won the race) keeps its
+-- state.
+CREATE OR REPLACE FUNCTION relance_step_done(p_message_id text, p_now timestamptz, p_state text, p_reply text,
+                                  p_subject text, p_sender text, p_variant int)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_enrollment bigint;
+    v_position int;
+    v_r double precision := random();
+    v_more boolean;
+BEGIN
+    UPDATE messages SET state = p_state, sent_at = p_now, reply = p_reply,
+                        subject = coalesce(p_subject, subject), sender = coalesce(p_sender, sender),
+                        variant = coalesce(p_variant, variant)
+     WHERE message_id = p_message_id AND state = 'sending'
+    RETURNING enrollment_id, position INTO v_enrollment, v_position;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT EXISTS (SELECT 1 FROM enrollments e JOIN sequence_steps s
+                     ON s.sequence_id = e.sequence_id AND s.version = e.version AND s.position = v_position + 1
+                    WHERE e.id = v_enrollment) INTO v_more;
+    IF v_more THEN
+        UPDATE enrollments
+           SET position = v_position + 1, jitter_r = v_r,
+               next_send_at = relance_step_due(v_enrollment, v_position + 1, p_now, v_r)
+         WHERE id = v_enrollment AND state = 'active';
+        UPDATE enrollments SET position = v_position + 1
+         WHERE id = v_enrollment AND state <> 'active' AND position = v_position;
+    ELSE
+        UPDATE enrollments SET position = v_position + 1, next_send_at = NULL,
+                               state = CASE WHEN state = 'active' THEN 'completed' ELSE state END,
+                               state_reason = CASE WHEN state = 'active' THEN 'all steps sent' ELSE state_reason END,
+                               state_changed_at = CASE WHEN state = 'active' THEN p_now ELSE state_changed_at END
+         WHERE id = v_enrollment;
+    END IF;
+    INSERT INTO events (kind, occurred_at, data)
+    VALUES ('message.' || p_state, p_now,
+            jsonb_build_object('message_id', p_message_id, 'enrollment_id', v_enrollment, 'position', v_position));
+END $$;
+
+-- A claimed step that could not be rendered (a field without value nor
+-- fallback): nothing went out, so the message row goes and the
+-- enrollment is held with the reason until the contact changes.
+CREATE OR REPLACE FUNCTION relance_step_hold(p_message_id text, p_now timestamptz, p_reason text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_enrollment bigint;
+BEGIN
+    DELETE FROM messages WHERE message_id = p_message_id AND state = 'sending'
+    RETURNING enrollment_id INTO v_enrollment;
+    IF FOUND THEN
+        UPDATE enrollments SET state = 'held', state_reason = p_reason, state_changed_at = p_now, next_send_at = p_now
+         WHERE id = v_enrollment AND state = 'active';
+    END IF;
+END $$;
+
+-- A claimed message did not leave (a failure before the point of no
+-- return): it becomes 'deferred' and the step is retried from the same
+-- account after p_retry_at (the window is checked again then). When the
+-- transaction never got past MAIL FROM the cap's count is given back.
+CREATE OR REPLACE FUNCTION relance_step_deferred(p_message_id text, p_now timestamptz, p_retry_at timestamptz, p_reply text,
+                                      p_counted boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    m messages%ROWTYPE;
+BEGIN
+    UPDATE messages SET state = 'deferred', reply = p_reply
+     WHERE message_id = p_message_id AND state = 'sending'
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE enrollments SET next_send_at = p_retry_at WHERE id = m.enrollment_id AND state = 'active';
+    IF NOT p_counted AND m.account_id IS NOT NULL THEN
+        UPDATE account_days d SET sent = greatest(d.sent - 1, 0)
+          FROM accounts a
+         WHERE a.id = m.account_id AND d.account_id = a.id AND d.day = relance_local_day(m.created_at, a.timezone);
+    END IF;
+    INSERT INTO events (kind, occurred_at, data)
+    VALUES ('message.deferred', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                           'enrollment_id', m.enrollment_id));
+END $$;
+
+-- The one entry point for an SMTP outcome (names as smtp.c's): records the
+-- message, moves the enrollment and the account as the table above says.
+CREATE OR REPLACE FUNCTION relance_step_outcome(p_message_id text, p_now timestamptz, p_outcome text, p_reply text,
+                                     p_mail_accepted boolean, p_subject text, p_sender text, p_variant int)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    m messages%ROWTYPE;
+    v_retry timestamptz;
+    v_hard boolean;
+BEGIN
+    UPDATE messages SET outcome = p_outcome WHERE message_id = p_message_id AND state = 'sending'
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_outcome IN ('sent', 'unknown') THEN
+        PERFORM relance_step_done(p_message_id, p_now, p_outcome, p_reply, p_subject, p_sender, p_variant);
+        RETURN;
+    END IF;
+    -- Backoff: 10 min, 20, 40 ... capped at 6 h.
+    v_retry := p_now + least(interval '10 minutes' * power(2, greatest(m.attempts - 1, 0)), interval '6 hours');
+    IF p_outcome = 'rejected_other' THEN
+        UPDATE messages SET soft_bounces = soft_bounces + 1 WHERE message_id = p_message_id
+        RETURNING soft_bounces >= 3 INTO v_hard;
+        IF NOT v_hard THEN
+            -- a bounce, so it counted against the cap, and is retried
+            PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, true);
+            INSERT INTO events (kind, occurred_at, data)
+            VALUES ('message.soft_bounce', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                                     'enrollment_id', m.enrollment_id));
+            RETURN;
+        END IF;
+        p_outcome := 'rejected_hard';  -- the third soft bounce is hard
+    END IF;
+    IF p_outcome = 'rejected_hard' THEN
+        UPDATE messages SET state = 'bounced', reply = p_reply, sent_at = p_now, outcome = 'rejected_hard'
+         WHERE message_id = p_message_id;
+        UPDATE enrollments SET state = 'bounced', state_reason = 'hard bounce: ' || left(p_reply, 200),
+                               state_changed_at = p_now, next_send_at = NULL
+         WHERE id = m.enrollment_id AND state IN ('active', 'paused', 'held');
+        INSERT INTO suppressions (pattern, reason) VALUES (lower(m.recipient), 'hard bounce: ' || left(p_reply, 200))
+        ON CONFLICT (pattern) DO NOTHING;
+        -- every live enrollment of the address stops, not only this one
+        UPDATE enrollments e SET state = 'bounced', state_reason = 'address suppressed after a hard bounce',
+                                 state_changed_at = p_now, next_send_at = NULL
+          FROM contacts c
+         WHERE c.id = e.contact_id AND c.email_key = lower(m.recipient) AND e.state IN ('active', 'paused', 'held');
+        INSERT INTO events (kind, occurred_at, data)
+        VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                              'enrollment_id', m.enrollment_id, 'hard', true));
+        IF m.account_id IS NOT NULL THEN
+            PERFORM relance_account_health(m.account_id, p_now);
+        END IF;
+        RETURN;
+    END IF;
+    IF p_outcome = 'rejected_policy' THEN
+        -- the recipient is fine; the sender was refused: retry later, count it
+        PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, true);
+        INSERT INTO events (kind, occurred_at, data)
+        VALUES ('message.blocked', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                              'enrollment_id', m.enrollment_id));
+        IF m.account_id IS NOT NULL THEN
+            PERFORM relance_account_health(m.account_id, p_now);
+        END IF;
+        RETURN;
+    END IF;
+    IF p_outcome = 'auth_failed' THEN
+        PERFORM relance_step_deferred(p_message_id, p_now, p_now, p_reply, false);
+        IF m.account_id IS NOT NULL THEN
+            PERFORM relance_account_pause(m.account_id, p_now, 'authentication failed: ' || left(p_reply, 200));
+        END IF;
+        RETURN;
+    END IF;
+    -- deferred, and anything unforeseen
+    PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, coalesce(p_mail_accepted, false));
+END $$;
+
+-- The outcomes of many sends written in one statement: one round trip for
+-- a batch instead of one per message (relance gathers the outcomes that
+-- come in while the previous batch is being written). Each outcome runs in
+-- its own subtransaction, so one that fails cannot undo the others: it is
+-- returned with its error for relance to log, and its row stays 'sending'
+-- to be rescued as when a single outcome write failed. A message refused
+-- at SMTP time keeps its A/B variant too (relance_step_outcome records it
+-- only with 'sent' and 'unknown'), so stats count its bounce under it.
+CREATE OR REPLACE FUNCTION relance_step_outcomes(p_message_ids text[], p_nows timestamptz[], p_outcomes text[],
+                                      p_replies text[], p_accepted boolean[], p_subjects text[],
+                                      p_senders text[], p_variants int[])
+RETURNS TABLE (failed_message_id text, error text) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_message_ids, 1), 0) LOOP
+        BEGIN
+            PERFORM relance_step_outcome(p_message_ids[i], p_nows[i], p_outcomes[i], p_replies[i], p_accepted[i],
+                                         p_subjects[i], p_senders[i], p_variants[i]);
+            IF p_variants[i] IS NOT NULL AND p_outcomes[i] NOT IN ('sent', 'unknown') THEN
+                UPDATE messages SET variant = p_variants[i]
+                 WHERE message_id = p_message_ids[i] AND variant IS NULL;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            failed_message_id := p_message_ids[i];
+            error := SQLERRM;
+            RETURN NEXT;
+        END;
+    END LOOP;
+END $$;
+
+-- Rows left 'sending' by a replica that is gone: if the body had started
+-- to go out the step may have been delivered, so it becomes 'unknown'
+-- (counts as sent, never re-sent); if not, nothing left and it is
+-- deferred, to be retried. Never this replica's own rows: it may still
+-- have them in flight.
+CREATE OR REPLACE FUNCTION relance_rescue_sending(p_now timestamptz, p_replica text)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    m record;
+    n int := 0;
+BEGIN
+    FOR m IN SELECT ms.message_id, ms.body_started FROM messages ms
+              WHERE ms.state = 'sending'
+                AND ms.claimed_by IS DISTINCT FROM p_replica
+                AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'replica:' || ms.claimed_by
+                                                         AND l.expires_at > clock_timestamp())
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        IF m.body_started THEN
+            PERFORM relance_step_done(m.message_id, p_now, 'unknown', 'process stopped while sending', NULL, NULL,
+                                      NULL);
+        ELSE
+            PERFORM relance_step_deferred(m.message_id, p_now, p_now, 'process stopped before sending', false);
+        END IF;
+        n := n + 1;
+    END LOOP;
+    DELETE FROM leases WHERE name LIKE 'replica:%' AND expires_at < clock_timestamp() - interval '1 hour';
+    RETURN n;
+END $$;
+
+-- A replica's own rows whose claim answer was lost with the database
+-- connection: claimed (state 'sending', claimed_by this replica) but never
+-- seen by the process, so nothing will ever finish them. The replica
+-- rescues them itself as soon as the connection is back, naming the rows
+-- it does have in flight (p_keep), instead of leaving them 'sending' until
+-- its next start. Same rule as relance_rescue_sending: a row whose body
+-- had started is 'unknown' (never re-sent), else 'deferred'.
+CREATE OR REPLACE FUNCTION relance_rescue_own(p_now timestamptz, p_replica text, p_keep text[])
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    m record;
+    n int := 0;
+BEGIN
+    FOR m IN SELECT ms.message_id, ms.body_started FROM messages ms
+              WHERE ms.state = 'sending' AND ms.claimed_by = p_replica
+                AND NOT (ms.message_id = ANY (coalesce(p_keep, '{}')))
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        IF m.body_started THEN
+            PERFORM relance_step_done(m.message_id, p_now, 'unknown', 'claim answer lost with the connection',
+                                      NULL, NULL, NULL);
+        ELSE
+            PERFORM relance_step_deferred(m.message_id, p_now, p_now, 'claim answer lost with the connection',
+                                          false);
+        END IF;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;

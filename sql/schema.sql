@@ -1,0 +1,440 @@
+-- The schema of a freshly migrated database: tables, sequences, indexes,
+-- constraints and triggers (the functions are sql/functions/'s). Generated
+-- from pg_dump --schema-only, never edited: after a migration, run
+--   RELANCE_BIN=build/relance python3 tests/schema_dump.py
+
+CREATE TABLE public.account_days (
+    account_id bigint NOT NULL,
+    day date NOT NULL,
+    sent integer DEFAULT 0 NOT NULL,
+    CONSTRAINT account_days_sent_check CHECK ((sent >= 0))
+);
+
+CREATE TABLE public.accounts (
+    id bigint NOT NULL,
+    email text NOT NULL,
+    pool text NOT NULL,
+    from_name text,
+    daily_limit integer DEFAULT 0 NOT NULL,
+    min_interval_s integer DEFAULT 0 NOT NULL,
+    interval_jitter_s integer DEFAULT 0 NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    warmup_start integer DEFAULT 0 NOT NULL,
+    warmup_increase integer DEFAULT 0 NOT NULL,
+    configured boolean DEFAULT true NOT NULL,
+    state text DEFAULT 'active'::text NOT NULL,
+    state_reason text,
+    state_changed_at timestamp with time zone,
+    next_send_after timestamp with time zone,
+    last_claim_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_bounce_rate double precision DEFAULT 0.05 NOT NULL,
+    max_policy_blocks integer DEFAULT 3 NOT NULL,
+    CONSTRAINT accounts_daily_limit_check CHECK ((daily_limit >= 0)),
+    CONSTRAINT accounts_interval_jitter_s_check CHECK ((interval_jitter_s >= 0)),
+    CONSTRAINT accounts_max_bounce_rate_check CHECK (((max_bounce_rate >= (0)::double precision) AND (max_bounce_rate <= (1)::double precision))),
+    CONSTRAINT accounts_max_policy_blocks_check CHECK ((max_policy_blocks >= 1)),
+    CONSTRAINT accounts_min_interval_s_check CHECK ((min_interval_s >= 0)),
+    CONSTRAINT accounts_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text]))),
+    CONSTRAINT accounts_warmup_increase_check CHECK ((warmup_increase >= 0)),
+    CONSTRAINT accounts_warmup_start_check CHECK ((warmup_start >= 0))
+);
+
+CREATE SEQUENCE public.accounts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.accounts_id_seq OWNED BY public.accounts.id;
+
+CREATE TABLE public.contacts (
+    id bigint NOT NULL,
+    email text NOT NULL,
+    email_key text GENERATED ALWAYS AS (lower(email)) STORED,
+    first_name text,
+    last_name text,
+    title text,
+    company text,
+    company_domain text,
+    timezone text,
+    crm_id text,
+    fields jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
+);
+
+CREATE SEQUENCE public.contacts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.contacts_id_seq OWNED BY public.contacts.id;
+
+CREATE TABLE public.enrollments (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    sequence_id bigint NOT NULL,
+    version integer NOT NULL,
+    state text DEFAULT 'active'::text NOT NULL,
+    state_reason text DEFAULT 'enrolled'::text NOT NULL,
+    state_changed_at timestamp with time zone NOT NULL,
+    "position" integer DEFAULT 0 NOT NULL,
+    next_send_at timestamp with time zone,
+    jitter_r double precision DEFAULT 0 NOT NULL,
+    account_id bigint,
+    created_at timestamp with time zone NOT NULL,
+    not_before timestamp with time zone,
+    CONSTRAINT enrollments_jitter_r_check CHECK (((jitter_r >= (0)::double precision) AND (jitter_r < (1)::double precision))),
+    CONSTRAINT enrollments_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text, 'replied'::text, 'bounced'::text, 'unsubscribed'::text, 'completed'::text, 'failed'::text])))
+);
+
+CREATE SEQUENCE public.enrollments_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.enrollments_id_seq OWNED BY public.enrollments.id;
+
+CREATE TABLE public.events (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT events_kind_check CHECK ((kind ~ '^[a-z_.]+$'::text))
+);
+
+CREATE SEQUENCE public.events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.events_id_seq OWNED BY public.events.id;
+
+CREATE TABLE public.inbound_messages (
+    id bigint NOT NULL,
+    account_id bigint NOT NULL,
+    folder text NOT NULL,
+    uidvalidity bigint NOT NULL,
+    uid bigint NOT NULL,
+    message_id text,
+    sender text NOT NULL,
+    kind text NOT NULL,
+    reason text DEFAULT 'none'::text NOT NULL,
+    is_block boolean DEFAULT false NOT NULL,
+    return_date date,
+    effect text DEFAULT 'pending'::text NOT NULL,
+    effect_reason text,
+    matched_by text,
+    enrollment_id bigint,
+    matched_message bigint,
+    detected_at timestamp with time zone NOT NULL,
+    CONSTRAINT inbound_messages_effect_check CHECK ((effect = ANY (ARRAY['pending'::text, 'replied'::text, 'unsubscribed'::text, 'bounced'::text, 'soft_bounce'::text, 'blocked'::text, 'auto_reply'::text, 'ignored'::text, 'unmatched'::text]))),
+    CONSTRAINT inbound_messages_kind_check CHECK ((kind = ANY (ARRAY['human_reply'::text, 'auto_reply'::text, 'hard_bounce'::text, 'soft_bounce'::text, 'unsubscribe_request'::text, 'other'::text]))),
+    CONSTRAINT inbound_messages_matched_by_check CHECK ((matched_by = ANY (ARRAY['message-id'::text, 'sender'::text, 'recipient'::text])))
+);
+
+CREATE SEQUENCE public.inbound_messages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.inbound_messages_id_seq OWNED BY public.inbound_messages.id;
+
+CREATE TABLE public.leases (
+    name text NOT NULL,
+    holder text NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE public.mailbox_state (
+    account_id bigint NOT NULL,
+    folder text NOT NULL,
+    uidvalidity bigint NOT NULL,
+    last_uid bigint DEFAULT 0 NOT NULL,
+    uidnext bigint,
+    watching_since date NOT NULL,
+    checked_at timestamp with time zone,
+    CONSTRAINT mailbox_state_last_uid_check CHECK ((last_uid >= 0))
+);
+
+CREATE TABLE public.messages (
+    id bigint NOT NULL,
+    enrollment_id bigint NOT NULL,
+    "position" integer NOT NULL,
+    step_id text NOT NULL,
+    variant integer,
+    state text NOT NULL,
+    message_id text NOT NULL,
+    account_id bigint,
+    sender text,
+    recipient text NOT NULL,
+    subject text,
+    attempts integer DEFAULT 0 NOT NULL,
+    reply text,
+    claimed_by text,
+    body_started boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    sent_at timestamp with time zone,
+    outcome text,
+    soft_bounces integer DEFAULT 0 NOT NULL,
+    CONSTRAINT messages_state_check CHECK ((state = ANY (ARRAY['sending'::text, 'sent'::text, 'deferred'::text, 'bounced'::text, 'unknown'::text, 'failed'::text])))
+);
+
+CREATE SEQUENCE public.messages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.messages_id_seq OWNED BY public.messages.id;
+
+CREATE TABLE public.pools (
+    name text NOT NULL,
+    domain_hourly_limit integer DEFAULT 0 NOT NULL,
+    CONSTRAINT pools_domain_hourly_limit_check CHECK ((domain_hourly_limit >= 0))
+);
+
+CREATE TABLE public.relance_functions (
+    name text NOT NULL,
+    checksum text NOT NULL,
+    release text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.relance_migrations (
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.sequence_steps (
+    sequence_id bigint NOT NULL,
+    version integer NOT NULL,
+    "position" integer NOT NULL,
+    step_id text NOT NULL,
+    wait_seconds bigint DEFAULT 0 NOT NULL,
+    wait_days integer DEFAULT 0 NOT NULL,
+    wait_business_days integer DEFAULT 0 NOT NULL,
+    thread boolean DEFAULT true NOT NULL,
+    CONSTRAINT sequence_steps_position_check CHECK (("position" >= 0)),
+    CONSTRAINT sequence_steps_wait_business_days_check CHECK ((wait_business_days >= 0)),
+    CONSTRAINT sequence_steps_wait_days_check CHECK ((wait_days >= 0)),
+    CONSTRAINT sequence_steps_wait_seconds_check CHECK ((wait_seconds >= 0))
+);
+
+CREATE TABLE public.sequence_versions (
+    sequence_id bigint NOT NULL,
+    version integer NOT NULL,
+    content_hash text NOT NULL,
+    source_file text NOT NULL,
+    source text NOT NULL,
+    model jsonb NOT NULL,
+    sender_pool text NOT NULL,
+    timezone text,
+    fallback_timezone text,
+    window_start_min integer NOT NULL,
+    window_end_min integer NOT NULL,
+    days integer NOT NULL,
+    jitter_seconds integer DEFAULT 600 NOT NULL,
+    stop_on text[] NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT sequence_versions_check CHECK ((window_start_min < window_end_min)),
+    CONSTRAINT sequence_versions_check1 CHECK (((timezone IS NOT NULL) OR (fallback_timezone IS NOT NULL))),
+    CONSTRAINT sequence_versions_days_check CHECK (((days >= 1) AND (days <= 127))),
+    CONSTRAINT sequence_versions_jitter_seconds_check CHECK ((jitter_seconds >= 0)),
+    CONSTRAINT sequence_versions_version_check CHECK ((version >= 1)),
+    CONSTRAINT sequence_versions_window_end_min_check CHECK (((window_end_min >= 1) AND (window_end_min <= 1440))),
+    CONSTRAINT sequence_versions_window_start_min_check CHECK (((window_start_min >= 0) AND (window_start_min <= 1439)))
+);
+
+CREATE TABLE public.sequences (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    current_version integer DEFAULT 1 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT sequences_name_check CHECK ((name ~ '^[a-z0-9]+(-[a-z0-9]+)*$'::text))
+);
+
+CREATE SEQUENCE public.sequences_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.sequences_id_seq OWNED BY public.sequences.id;
+
+CREATE TABLE public.suppressions (
+    pattern text NOT NULL,
+    reason text DEFAULT 'manual'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT suppressions_pattern_check CHECK (((pattern = lower(pattern)) AND (pattern ~~ '%@%'::text)))
+);
+
+ALTER TABLE ONLY public.accounts ALTER COLUMN id SET DEFAULT nextval('public.accounts_id_seq'::regclass);
+
+ALTER TABLE ONLY public.contacts ALTER COLUMN id SET DEFAULT nextval('public.contacts_id_seq'::regclass);
+
+ALTER TABLE ONLY public.enrollments ALTER COLUMN id SET DEFAULT nextval('public.enrollments_id_seq'::regclass);
+
+ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.events_id_seq'::regclass);
+
+ALTER TABLE ONLY public.inbound_messages ALTER COLUMN id SET DEFAULT nextval('public.inbound_messages_id_seq'::regclass);
+
+ALTER TABLE ONLY public.messages ALTER COLUMN id SET DEFAULT nextval('public.messages_id_seq'::regclass);
+
+ALTER TABLE ONLY public.sequences ALTER COLUMN id SET DEFAULT nextval('public.sequences_id_seq'::regclass);
+
+ALTER TABLE ONLY public.account_days
+    ADD CONSTRAINT account_days_pkey PRIMARY KEY (account_id, day);
+
+ALTER TABLE ONLY public.accounts
+    ADD CONSTRAINT accounts_email_key UNIQUE (email);
+
+ALTER TABLE ONLY public.accounts
+    ADD CONSTRAINT accounts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.contacts
+    ADD CONSTRAINT contacts_crm_id_key UNIQUE (crm_id);
+
+ALTER TABLE ONLY public.contacts
+    ADD CONSTRAINT contacts_email_key_key UNIQUE (email_key);
+
+ALTER TABLE ONLY public.contacts
+    ADD CONSTRAINT contacts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.enrollments
+    ADD CONSTRAINT enrollments_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.inbound_messages
+    ADD CONSTRAINT inbound_messages_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.leases
+    ADD CONSTRAINT leases_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY public.mailbox_state
+    ADD CONSTRAINT mailbox_state_pkey PRIMARY KEY (account_id, folder);
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_enrollment_id_position_key UNIQUE (enrollment_id, "position");
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_message_id_key UNIQUE (message_id);
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.pools
+    ADD CONSTRAINT pools_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY public.relance_functions
+    ADD CONSTRAINT relance_functions_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY public.relance_migrations
+    ADD CONSTRAINT relance_migrations_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY public.sequence_steps
+    ADD CONSTRAINT sequence_steps_pkey PRIMARY KEY (sequence_id, version, "position");
+
+ALTER TABLE ONLY public.sequence_steps
+    ADD CONSTRAINT sequence_steps_sequence_id_version_step_id_key UNIQUE (sequence_id, version, step_id);
+
+ALTER TABLE ONLY public.sequence_versions
+    ADD CONSTRAINT sequence_versions_pkey PRIMARY KEY (sequence_id, version);
+
+ALTER TABLE ONLY public.sequences
+    ADD CONSTRAINT sequences_name_key UNIQUE (name);
+
+ALTER TABLE ONLY public.sequences
+    ADD CONSTRAINT sequences_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.suppressions
+    ADD CONSTRAINT suppressions_pkey PRIMARY KEY (pattern);
+
+CREATE INDEX contacts_company_domain ON public.contacts USING btree (company_domain) WHERE (company_domain IS NOT NULL);
+
+CREATE INDEX enrollments_account_due ON public.enrollments USING btree (account_id, next_send_at) WHERE ((state = 'active'::text) AND (account_id IS NOT NULL));
+
+CREATE INDEX enrollments_contact ON public.enrollments USING btree (contact_id);
+
+CREATE INDEX enrollments_due ON public.enrollments USING btree (next_send_at) WHERE (state = 'active'::text);
+
+CREATE UNIQUE INDEX enrollments_live ON public.enrollments USING btree (contact_id, sequence_id) WHERE (state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text]));
+
+CREATE INDEX enrollments_new_due ON public.enrollments USING btree (next_send_at) WHERE ((state = 'active'::text) AND (account_id IS NULL));
+
+CREATE INDEX events_kind_occurred_at ON public.events USING btree (kind, occurred_at);
+
+CREATE INDEX inbound_messages_blocks ON public.inbound_messages USING btree (account_id, detected_at) WHERE (effect = 'blocked'::text);
+
+CREATE UNIQUE INDEX inbound_messages_message_id ON public.inbound_messages USING btree (account_id, message_id) WHERE (message_id IS NOT NULL);
+
+CREATE UNIQUE INDEX inbound_messages_place ON public.inbound_messages USING btree (account_id, folder, uidvalidity, uid);
+
+CREATE INDEX messages_account_created ON public.messages USING btree (account_id, created_at) WHERE (account_id IS NOT NULL);
+
+CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state = ANY (ARRAY['sending'::text, 'deferred'::text, 'unknown'::text]));
+
+CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.relance_contact_changed();
+
+CREATE TRIGGER enrollments_not_before BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.not_before IS NOT NULL) AND (new.next_send_at < new.not_before))) EXECUTE FUNCTION public.relance_hold_not_before();
+
+CREATE TRIGGER enrollments_work AFTER INSERT OR UPDATE OF state, next_send_at ON public.enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_notify_work();
+
+ALTER TABLE ONLY public.account_days
+    ADD CONSTRAINT account_days_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.accounts
+    ADD CONSTRAINT accounts_pool_fkey FOREIGN KEY (pool) REFERENCES public.pools(name);
+
+ALTER TABLE ONLY public.enrollments
+    ADD CONSTRAINT enrollments_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.enrollments
+    ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES public.contacts(id);
+
+ALTER TABLE ONLY public.enrollments
+    ADD CONSTRAINT enrollments_sequence_id_fkey FOREIGN KEY (sequence_id) REFERENCES public.sequences(id);
+
+ALTER TABLE ONLY public.enrollments
+    ADD CONSTRAINT enrollments_sequence_id_version_fkey FOREIGN KEY (sequence_id, version) REFERENCES public.sequence_versions(sequence_id, version);
+
+ALTER TABLE ONLY public.inbound_messages
+    ADD CONSTRAINT inbound_messages_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.inbound_messages
+    ADD CONSTRAINT inbound_messages_enrollment_id_fkey FOREIGN KEY (enrollment_id) REFERENCES public.enrollments(id);
+
+ALTER TABLE ONLY public.inbound_messages
+    ADD CONSTRAINT inbound_messages_matched_message_fkey FOREIGN KEY (matched_message) REFERENCES public.messages(id);
+
+ALTER TABLE ONLY public.mailbox_state
+    ADD CONSTRAINT mailbox_state_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_enrollment_id_fkey FOREIGN KEY (enrollment_id) REFERENCES public.enrollments(id);
+
+ALTER TABLE ONLY public.sequence_steps
+    ADD CONSTRAINT sequence_steps_sequence_id_version_fkey FOREIGN KEY (sequence_id, version) REFERENCES public.sequence_versions(sequence_id, version);
+
+ALTER TABLE ONLY public.sequence_versions
+    ADD CONSTRAINT sequence_versions_sequence_id_fkey FOREIGN KEY (sequence_id) REFERENCES public.sequences(id);
