@@ -1,6 +1,7 @@
-/* cli: what every subcommand shares — the global options, the lazily
+/* cli: what every command shares — the global options, the lazily
  * loaded configuration, a database connection for commands (blocking
- * libpq; commands are not the service loop) and the exit codes. */
+ * libpq; commands are not the service loop), the exit codes, and the
+ * commands main dispatches (one file each in service/cmd/). */
 #ifndef RELANCE_CLI_H
 #define RELANCE_CLI_H
 
@@ -8,6 +9,7 @@
 #include "log.h"
 
 #include <libpq-fe.h>
+#include <stddef.h>
 
 enum cli_exit { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
 
@@ -30,6 +32,14 @@ PGconn *cli_db_connect(struct cli *cli, int migrated);
 /* Runs one statement on a command's connection; prints the server's
  * message and returns -1 when it fails. */
 int cli_exec(PGconn *conn, const char *sql) __attribute__((warn_unused_result));
+
+/* Runs one statement with text parameters; NULL after printing the
+ * server's message when it fails. The caller PQclear()s the result. */
+PGresult *cli_query(PGconn *conn, const char *sql, int n, const char *const *params);
+
+/* Now, by relance's clock (RELANCE_TEST_CLOCK moves it in tests), as
+ * PostgreSQL reads it. Returns 0, or -1 after printing why. */
+int cli_now(char *buf, size_t len) __attribute__((warn_unused_result));
 
 /* True when argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);

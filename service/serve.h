@@ -30,4 +30,8 @@ struct server {
     char not_ready[300];       /* why /readyz says 503 */
 };
 
+/* Runs `relance serve` with cfg until SIGINT or SIGTERM; returns the
+ * process's exit code (CLI_OK, or CLI_ERROR after printing why). */
+int serve_run(struct config *cfg) __attribute__((warn_unused_result));
+
 #endif

@@ -1,4 +1,4 @@
-/* cmd_dkim: `relance dkim-sign`, the operator's tool for DKIM keys.
+/* cmd/dkim_sign: `relance dkim-sign`, the operator's tool for DKIM keys.
  *
  * Signs a message read from a file or stdin with a key file and prints
  * it with the DKIM-Signature in front (to check a key against a verifier

@@ -1,4 +1,4 @@
-/* cmd_next_send_time: the `relance next-send-time` command. It owns the
+/* cmd/next_send_time: the `relance next-send-time` command. It owns the
  * reading and checking of its options (time zone, window, weekdays, --from,
  * --wait) and prints what the database's relance_next_send_time() answers.
  * It does no time-zone arithmetic of its own: that lives in

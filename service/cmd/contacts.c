@@ -1,4 +1,4 @@
-/* cmd_contacts: `relance contacts import|show|list`.
+/* cmd/contacts: `relance contacts import|show|list`.
  *
  * It owns the CSV import: the header and --map rules, the per-row checks
  * done in C (CSV syntax, field count, email and company-domain syntax, the

@@ -1,4 +1,4 @@
-/* cmd_imap_check: `relance imap-check`, the operator's "can relance read
+/* cmd/imap_check: `relance imap-check`, the operator's "can relance read
  * this mailbox?" check and the integration tests' entry to the IMAP
  * client outside `relance serve`.
  *

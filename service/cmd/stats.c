@@ -1,4 +1,4 @@
-/* cmd_stats: `relance stats SEQUENCE [--since DATE] [--json]`.
+/* cmd/stats: `relance stats SEQUENCE [--since DATE] [--json]`.
  *
  * It owns the command-line face of a sequence's results: per step and
  * A/B variant, how many messages went out and how many got a reply, an

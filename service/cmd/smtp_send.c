@@ -1,4 +1,4 @@
-/* cmd_smtp_test: `relance smtp-send`, the operator's "can this account
+/* cmd/smtp_send: `relance smtp-send`, the operator's "can this account
  * send?" check and the integration tests' entry to the SMTP transport.
  *
  * Sends each message file, one after the other, through one smtp channel

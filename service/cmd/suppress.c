@@ -1,4 +1,4 @@
-/* cmd_suppress: `relance suppress add|remove|list`.
+/* cmd/suppress: `relance suppress add|remove|list`.
  *
  * It owns the command-line face of the suppressions table: checking each
  * address or @domain (contact.c's syntax rules), storing it lower-case

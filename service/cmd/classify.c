@@ -1,4 +1,4 @@
-/* cmd_classify: `relance classify FILE.eml...` — runs the classifier the
+/* cmd/classify: `relance classify FILE.eml...` — runs the classifier the
  * mailbox watcher uses over files and prints one tab-separated line per
  * file: file, kind, status (or -), bounced recipients (or -). With -v,
  * three more columns: the reason, the Message-ID answered (or -) and the
