@@ -1,6 +1,9 @@
-/* cli: the plumbing every command shares — the configuration, the
- * database connection, blocking libpq helpers and the one-line error.
- * The commands themselves are in service/cmd/. */
+/* cli: the plumbing every command shares — the configuration and the
+ * database connection (main sets them up for a command whose table entry
+ * asks; a command that needs them only sometimes, like preview, asks here
+ * itself), blocking libpq helpers and the one-line error. The commands
+ * themselves are in service/cmd/; their command lines are read by
+ * cli_options.c. */
 #include "cli.h"
 
 #include "clock.h"
@@ -55,17 +58,6 @@ int cli_now(char *buf, size_t len)
     return 0;
 }
 
-int cli_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return 1;
-    }
-    return 0;
-}
-
 struct config *cli_config(struct cli *cli)
 {
     if (cli->config)
@@ -99,6 +91,8 @@ static void quiet_notice(void *arg, const char *msg)
 
 PGconn *cli_db_connect(struct cli *cli, int migrated)
 {
+    if (cli->conn)
+        return cli->conn;
     struct config *cfg = cli_config(cli);
     if (!cfg)
         return NULL;
@@ -130,5 +124,6 @@ PGconn *cli_db_connect(struct cli *cli, int migrated)
             return NULL;
         }
     }
+    cli->conn = conn;
     return conn;
 }

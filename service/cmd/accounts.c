@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int sync_accounts(PGconn *conn, const struct config *cfg)
+static int sync_accounts(struct cli *cli, const struct cli_args *args)
 {
+    (void)args;
+    PGconn *conn = cli->conn;
+    const struct config *cfg = cli->config;
     char *json = accounts_config_json(cfg);
     if (!json)
         return cli_fail(CLI_ERROR, "out of memory");
@@ -29,8 +32,10 @@ static int sync_accounts(PGconn *conn, const struct config *cfg)
     return rc;
 }
 
-static int list_accounts(PGconn *conn)
+static int list_accounts(struct cli *cli, const struct cli_args *args)
 {
+    (void)args;
+    PGconn *conn = cli->conn;
     char now[40];
     if (cli_now(now, sizeof now) < 0)
         return CLI_ERROR;
@@ -56,8 +61,10 @@ static int list_accounts(PGconn *conn)
     return CLI_OK;
 }
 
-static int resume(PGconn *conn, const char *email)
+static int resume(struct cli *cli, const struct cli_args *args)
 {
+    PGconn *conn = cli->conn;
+    const char *email = args->operands[0];
     const char *p[1] = {email};
     PGresult *r = PQexecParams(conn,
                                "UPDATE accounts SET state = 'active', state_reason = 'resumed by user', "
@@ -77,30 +84,18 @@ static int resume(PGconn *conn, const char *email)
     return rc;
 }
 
-int cmd_accounts(struct cli *cli, int argc, char **argv)
-{
-    if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: relance accounts sync\n"
-               "       relance accounts list\n"
-               "       relance accounts resume ACCOUNT\n\n"
-               "sync: make the database's pools and accounts match the configuration (serve\n"
-               "      does it at start). list: each account's pool, state (and why it is\n"
-               "      paused), today's usage and limit in the account's own day.\n"
-               "resume: un-pause an account paused by relance or by hand.\n");
-        return argc < 2 && !cli_wants_help(argc, argv) ? CLI_USAGE : CLI_OK;
-    }
-    int is_sync = strcmp(argv[1], "sync") == 0 && argc == 2;
-    int is_list = strcmp(argv[1], "list") == 0 && argc == 2;
-    int is_resume = strcmp(argv[1], "resume") == 0 && argc == 3;
-    if (!is_sync && !is_list && !is_resume)
-        return cli_fail(CLI_USAGE, "accounts: use sync, list or resume ACCOUNT (see relance accounts --help)");
-    struct config *cfg = cli_config(cli);
-    if (!cfg)
-        return CLI_ERROR;
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
-    int rc = is_sync ? sync_accounts(conn, cfg) : is_list ? list_accounts(conn) : resume(conn, argv[2]);
-    PQfinish(conn);
-    return rc;
-}
+static const struct cli_command subcommands[] = {
+    {.name = "sync", .summary = "make the database's pools and accounts match the configuration (serve\n"
+                                "does it at start)", .run = sync_accounts},
+    {.name = "list", .summary = "each account's pool, state (and why it is paused), today's usage and\n"
+                                "limit in the account's own day", .run = list_accounts},
+    {.name = "resume", .summary = "un-pause an account paused by relance or by hand", .operands = "ACCOUNT",
+     .min_operands = 1, .max_operands = 1, .run = resume},
+    {0},
+};
+
+const struct cli_command cmd_accounts = {
+    .name = "accounts",
+    .summary = "sender accounts: sync from the configuration, list usage, resume",
+    .subcommands = subcommands,
+};

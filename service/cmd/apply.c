@@ -40,11 +40,11 @@ static int insert_version(PGconn *conn, const char *seq_id, int version, const s
                          s->schedule.contact_zone ? NULL : s->schedule.timezone,
                          s->schedule.fallback_timezone, ws, we, days, jitter, stop};
     PGresult *r = cli_query(conn,
-                              "INSERT INTO sequence_versions (sequence_id, version, content_hash, source_file, "
-                              "source, model, sender_pool, timezone, fallback_timezone, window_start_min, "
-                              "window_end_min, days, jitter_seconds, stop_on) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                              "$8, $9, $10, $11, $12, $13, $14)",
-                              14, p);
+                            "INSERT INTO sequence_versions (sequence_id, version, content_hash, source_file, "
+                            "source, model, sender_pool, timezone, fallback_timezone, window_start_min, "
+                            "window_end_min, days, jitter_seconds, stop_on) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                            "$8, $9, $10, $11, $12, $13, $14)",
+                            14, p);
     if (!r)
         return -1;
     PQclear(r);
@@ -57,9 +57,9 @@ static int insert_version(PGconn *conn, const char *seq_id, int version, const s
         snprintf(bd, sizeof bd, "%d", st->wait.business_days);
         const char *q[8] = {seq_id, ver, pos, st->id, secs, d, bd, st->thread ? "true" : "false"};
         r = cli_query(conn,
-                        "INSERT INTO sequence_steps (sequence_id, version, position, step_id, wait_seconds, "
-                        "wait_days, wait_business_days, thread) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        8, q);
+                      "INSERT INTO sequence_steps (sequence_id, version, position, step_id, wait_seconds, "
+                      "wait_days, wait_business_days, thread) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      8, q);
         if (!r)
             return -1;
         PQclear(r);
@@ -80,18 +80,18 @@ static int apply_one(PGconn *conn, const struct lint_file *f, const char *now)
     int rc = -1;
     const char *p[2] = {f->seq->name, now};
     PGresult *r = cli_query(conn,
-                              "SELECT s.id, s.current_version, v.content_hash FROM sequences s "
-                              "JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version "
-                              "WHERE s.name = $1 FOR UPDATE OF s",
-                              1, p);
+                            "SELECT s.id, s.current_version, v.content_hash FROM sequences s "
+                            "JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version "
+                            "WHERE s.name = $1 FOR UPDATE OF s",
+                            1, p);
     if (!r)
         goto out;
     if (PQntuples(r) == 0) {
         PQclear(r);
         r = cli_query(conn,
-                        "INSERT INTO sequences (name, current_version, created_at, updated_at) "
-                        "VALUES ($1, 1, $2, $2) RETURNING id",
-                        2, p);
+                      "INSERT INTO sequences (name, current_version, created_at, updated_at) "
+                      "VALUES ($1, 1, $2, $2) RETURNING id",
+                      2, p);
         if (!r || insert_version(conn, PQgetvalue(r, 0, 0), 1, f, hash, json) < 0)
             goto out;
         printf("%s: created\n", f->seq->name);
@@ -120,35 +120,19 @@ out:
     return rc;
 }
 
-int cmd_apply(struct cli *cli, int argc, char **argv)
+static int run(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance apply PATH...\n\n"
-               "Lints the sequence files (files or folders, as relance lint) and, when there\n"
-               "is no error, applies them all in one transaction: a new sequence is created,\n"
-               "a changed one gets a new version (enrollments keep the version they started\n"
-               "with), an unchanged one is left alone. Prints one line per sequence:\n"
-               "'NAME: created', 'NAME: updated to vN' or 'NAME: unchanged'. With any error\n"
-               "nothing is applied (exit 1).\n");
-        return CLI_OK;
-    }
-    if (argc < 2)
-        return cli_fail(CLI_USAGE, "apply: give sequence files or folders (see relance apply --help)");
     struct lint_files files = {0};
     /* An unknown sender_pool is not an error here: accounts may come later. */
-    if (lint_collect(argc - 1, argv + 1, NULL, &files) != 0) {
+    if (lint_collect(args->n_operands, args->operands, NULL, &files) != 0) {
         lint_files_free(&files);
         fprintf(stderr, "relance: nothing applied: fix the errors above first\n");
         return CLI_ERROR;
     }
     char now[40];
-    if (cli_now(now, sizeof now) < 0) {
-        lint_files_free(&files);
-        return CLI_ERROR;
-    }
-    PGconn *conn = cli_db_connect(cli, 1);
+    PGconn *conn = cli->conn;
     int rc = CLI_ERROR;
-    if (!conn)
+    if (cli_now(now, sizeof now) < 0)
         goto out;
     /* One apply at a time: versions are numbered by reading the last. */
     if (cli_exec(conn, "BEGIN") < 0 || cli_exec(conn, "LOCK TABLE sequences IN SHARE ROW EXCLUSIVE MODE") < 0)
@@ -158,14 +142,27 @@ int cmd_apply(struct cli *cli, int argc, char **argv)
             goto rollback;
     if (cli_exec(conn, "COMMIT") == 0)
         rc = CLI_OK;
-    goto close;
+    goto out;
 rollback:
     if (cli_exec(conn, "ROLLBACK") < 0)
         fprintf(stderr, "relance: rollback failed\n");
     fprintf(stderr, "relance: nothing applied\n");
-close:
-    PQfinish(conn);
 out:
     lint_files_free(&files);
     return rc;
 }
+
+const struct cli_command cmd_apply = {
+    .name = "apply",
+    .summary = "lint sequence files and store them: created, updated to vN, unchanged",
+    .operands = "PATH...",
+    .min_operands = 1,
+    .max_operands = -1,
+    .about = "Lints the sequence files (files or folders, as relance lint) and, when there\n"
+             "is no error, applies them all in one transaction: a new sequence is created,\n"
+             "a changed one gets a new version (enrollments keep the version they started\n"
+             "with), an unchanged one is left alone. Prints one line per sequence:\n"
+             "'NAME: created', 'NAME: updated to vN' or 'NAME: unchanged'. With any error\n"
+             "nothing is applied (exit 1).\n",
+    .run = run,
+};

@@ -2,24 +2,15 @@
  * then environment) and prints the settings relance will use with every
  * secret left out: the database connection string as libpq reads it with
  * its password as ***, each account's logins by kind, never a password.
- * Reading and checking the configuration is config.c's. */
+ * Reading and checking the configuration is config.c's; main loads it. */
 #include "cli.h"
 
 #include <stdio.h>
 
-int cmd_config_check(struct cli *cli, int argc, char **argv)
+static int run(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance config\n\n"
-               "Reads the configuration (file, then environment) and prints the settings\n"
-               "relance will use, with secrets left out. Exit 1 on any error.\n");
-        return CLI_OK;
-    }
-    if (argc > 1)
-        return cli_fail(CLI_USAGE, "config: unexpected argument '%s'", argv[1]);
-    struct config *cfg = cli_config(cli);
-    if (!cfg)
-        return CLI_ERROR;
+    (void)args;
+    const struct config *cfg = cli->config;
     char db[512];
     config_conninfo_redact(cfg->database_url, db, sizeof db);
     printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
@@ -43,3 +34,11 @@ int cmd_config_check(struct cli *cli, int argc, char **argv)
         printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);
     return CLI_OK;
 }
+
+const struct cli_command cmd_config = {
+    .name = "config",
+    .summary = "check the configuration file and print what relance will use",
+    .about = "Reads the configuration (file, then environment) and prints the settings\n"
+             "relance will use, with secrets left out. Exit 1 on any error.\n",
+    .run = run,
+};

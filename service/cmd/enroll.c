@@ -14,19 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage_enroll(void)
-{
-    printf("usage: relance enroll --sequence NAME (--contact EMAIL... | --csv FILE | --where SQL)\n"
-           "                      [--allow-parallel]\n\n"
-           "Enrolls contacts into the current version of a sequence (the enrollment keeps\n"
-           "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
-           "and contacts active in another sequence (unless --allow-parallel), are skipped\n"
-           "with a reason. --csv reads a header row with an 'email' column (other columns\n"
-           "are ignored); --where selects contacts with a SQL condition on the contacts\n"
-           "table, e.g. --where \"company_domain = 'acme.example'\".\n");
-    return CLI_OK;
-}
-
 /* The list of addresses to enroll, growing. */
 struct emails {
     char **v;
@@ -136,49 +123,38 @@ static int read_csv_emails(const char *path, struct emails *out)
     return rc;
 }
 
-int cmd_enroll(struct cli *cli, int argc, char **argv)
+enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_WHERE, OPT_ALLOW_PARALLEL };
+
+static const struct cli_option options[] = {
+    [OPT_SEQUENCE] = {"sequence", 0, "NAME", "the sequence (its current version)", CLI_OPTION_REQUIRED, 0},
+    [OPT_CONTACT] = {"contact", 0, "EMAIL", "a contact's address; repeatable", CLI_OPTION_REPEAT, 1},
+    [OPT_CSV] = {"csv", 0, "FILE",
+                 "the 'email' column of a CSV file with a header row (other\n"
+                 "columns are ignored)", 0, 1},
+    [OPT_WHERE] = {"where", 0, "SQL",
+                   "a condition on the contacts table, run read-only, e.g.\n"
+                   "--where \"company_domain = 'acme.example'\"", 0, 1},
+    [OPT_ALLOW_PARALLEL] = {"allow-parallel", 0, NULL, "enroll contacts active in another sequence too", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv))
-        return usage_enroll();
-    const char *sequence = NULL, *csv = NULL, *where = NULL;
-    int parallel = 0, rc = CLI_ERROR;
+    const char *sequence = cli_args_value(args, OPT_SEQUENCE), *csv = cli_args_value(args, OPT_CSV);
+    const char *where = cli_args_value(args, OPT_WHERE);
+    int parallel = cli_args_count(args, OPT_ALLOW_PARALLEL) > 0, rc = CLI_ERROR, pos = 0;
+    PGconn *conn = cli->conn;
     struct emails emails = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (strcmp(a, "--sequence") == 0 && has)
-            sequence = argv[++i];
-        else if (strcmp(a, "--contact") == 0 && has) {
-            if (emails_add_address(&emails, argv[i + 1]) < 0)
-                goto out;
-            i++;
-        } else if (strcmp(a, "--csv") == 0 && has)
-            csv = argv[++i];
-        else if (strcmp(a, "--where") == 0 && has)
-            where = argv[++i];
-        else if (strcmp(a, "--allow-parallel") == 0)
-            parallel = 1;
-        else {
-            emails_free(&emails);
-            return cli_fail(CLI_USAGE, "enroll: unexpected argument '%s' (see relance enroll --help)", a);
-        }
-    }
-    int sources = (emails.n > 0) + (csv != NULL) + (where != NULL);
-    if (!sequence || sources != 1) {
-        emails_free(&emails);
-        return cli_fail(CLI_USAGE, "enroll: give --sequence and one of --contact, --csv or --where "
-                                   "(see relance enroll --help)");
-    }
+    for (const char *c = cli_args_next(args, OPT_CONTACT, &pos); c; c = cli_args_next(args, OPT_CONTACT, &pos))
+        if (emails_add_address(&emails, c) < 0)
+            goto out;
     if (csv && read_csv_emails(csv, &emails) < 0)
         goto out;
     char now[40];
     if (cli_now(now, sizeof now) < 0)
         goto out;
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        goto out;
     if (cli_exec(conn, "BEGIN") < 0)
-        goto close;
+        goto out;
     if (where) {
         /* The condition is the operator's own SQL: read-only, inside a
          * subtransaction, so it can select but never change anything. */
@@ -231,16 +207,25 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
         PQclear(r);
     }
     if (cli_exec(conn, "COMMIT") < 0)
-        goto close;
+        goto out;
     printf("enrolled %zu, skipped %zu\n", enrolled, skipped);
     rc = CLI_OK;
-    goto close;
+    goto out;
 rollback:
     if (cli_exec(conn, "ROLLBACK") < 0)
         fprintf(stderr, "relance: rollback failed\n");
-close:
-    PQfinish(conn);
 out:
     emails_free(&emails);
     return rc;
 }
+
+const struct cli_command cmd_enroll = {
+    .name = "enroll",
+    .summary = "enroll contacts into a sequence",
+    .about = "Enrolls contacts into the current version of a sequence (the enrollment keeps\n"
+             "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
+             "and contacts active in another sequence (unless --allow-parallel), are skipped\n"
+             "with a reason.\n",
+    .options = options,
+    .run = run,
+};

@@ -7,7 +7,6 @@
 #include "contact.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* One row per enrollment of the contact, with the reason the next step is
@@ -60,32 +59,22 @@ static const char show_sql[] =
     "  ELSE 'jitter: a random delay inside the window' END"
     " FROM e ORDER BY e.id";
 
-int cmd_enrollments(struct cli *cli, int argc, char **argv)
+static int show(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: relance enrollments show EMAIL\n\n"
-               "Shows each enrollment of a contact: sequence and version, state and why,\n"
-               "the current step, the next send time in UTC and in the contact's local\n"
-               "time, and why it is not sooner (wait, window, weekday, held for a field).\n");
-        return argc < 2 && !cli_wants_help(argc, argv) ? CLI_USAGE : CLI_OK;
-    }
-    if (strcmp(argv[1], "show") != 0 || argc != 3)
-        return cli_fail(CLI_USAGE, "enrollments: usage: relance enrollments show EMAIL");
+    const char *email = args->operands[0];
     char now[40];
     if (cli_now(now, sizeof now) < 0)
         return CLI_ERROR;
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
+    PGconn *conn = cli->conn;
     char norm[CONTACT_EMAIL_MAX + 1];
-    const char *p[2] = {contact_email_key(argv[2], norm), now};
+    const char *p[2] = {contact_email_key(email, norm), now};
     PGresult *r = PQexecParams(conn, show_sql, 2, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
         rc = CLI_ERROR;
     } else if (PQntuples(r) == 0) {
-        fprintf(stderr, "relance: no enrollment for %s\n", argv[2]);
+        fprintf(stderr, "relance: no enrollment for %s\n", email);
         rc = CLI_ERROR;
     }
     for (int i = 0; rc == CLI_OK && i < PQntuples(r); i++) {
@@ -99,7 +88,20 @@ int cmd_enrollments(struct cli *cli, int argc, char **argv)
         printf("  why not sooner: %s\n", PQgetvalue(r, i, 12));
     }
     PQclear(r);
-    PQfinish(conn);
     return rc;
 }
 
+static const struct cli_command subcommands[] = {
+    {.name = "show", .summary = "each enrollment of the contact with this address", .operands = "EMAIL",
+     .min_operands = 1, .max_operands = 1, .run = show},
+    {0},
+};
+
+const struct cli_command cmd_enrollments = {
+    .name = "enrollments",
+    .summary = "show a contact's enrollments: state, next send time and why",
+    .about = "Shows each enrollment of a contact: sequence and version, state and why,\n"
+             "the current step, the next send time in UTC and in the contact's local\n"
+             "time, and why it is not sooner (wait, window, weekday, held for a field).\n",
+    .subcommands = subcommands,
+};

@@ -6,26 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 
-int cmd_messages(struct cli *cli, int argc, char **argv)
+enum { OPT_STATE, OPT_LIMIT };
+
+static const struct cli_option options[] = {
+    [OPT_STATE] = {"state", 0, "STATE", "sending, sent, deferred, bounced, unknown or failed", 0, 0},
+    [OPT_LIMIT] = {"limit", 0, "N", "at most N messages (default 1000)", 0, 0},
+    {0},
+};
+
+static int list(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: relance messages list [--state STATE] [--limit N]\n\n"
-               "One message a line: time (UTC), state, recipient, sequence, step, sender, last\n"
-               "reply. STATE is sending, sent, deferred, bounced, unknown or failed. 'unknown'\n"
-               "messages may have been delivered: relance never sends them again.\n");
-        return argc < 2 && !cli_wants_help(argc, argv) ? CLI_USAGE : CLI_OK;
-    }
-    if (strcmp(argv[1], "list") != 0)
-        return cli_fail(CLI_USAGE, "messages: use 'list' (see relance messages --help)");
-    const char *state = NULL, *limit = "1000";
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
-            state = argv[++i];
-        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
-            limit = argv[++i];
-        else
-            return cli_fail(CLI_USAGE, "messages: unexpected argument '%s'", argv[i]);
-    }
+    const char *state = cli_args_value(args, OPT_STATE), *limit = cli_args_value(args, OPT_LIMIT);
+    if (!limit)
+        limit = "1000";
     static const char *const states[] = {"sending", "sent", "deferred", "bounced", "unknown", "failed", NULL};
     int known = !state;
     for (size_t i = 0; state && states[i]; i++)
@@ -35,9 +28,7 @@ int cmd_messages(struct cli *cli, int argc, char **argv)
                         state);
     if (strspn(limit, "0123456789") != strlen(limit) || !*limit)
         return cli_fail(CLI_ERROR, "messages: --limit takes a number");
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
+    PGconn *conn = cli->conn;
     const char *p[2] = {state, limit};
     PGresult *r = PQexecParams(conn,
                                "SELECT to_char(coalesce(m.sent_at, m.created_at) AT TIME ZONE 'UTC', "
@@ -56,6 +47,19 @@ int cmd_messages(struct cli *cli, int argc, char **argv)
         printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
                PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
     PQclear(r);
-    PQfinish(conn);
     return rc;
 }
+
+static const struct cli_command subcommands[] = {
+    {.name = "list", .summary = "messages in the order they were claimed", .options = options, .run = list},
+    {0},
+};
+
+const struct cli_command cmd_messages = {
+    .name = "messages",
+    .summary = "list messages by state (sent, deferred, bounced, unknown...)",
+    .about = "One message a line: time (UTC), state, recipient, sequence, step, sender, last\n"
+             "reply. 'unknown' messages may have been delivered: relance never sends them\n"
+             "again.\n",
+    .subcommands = subcommands,
+};

@@ -35,22 +35,21 @@ static const char *vars_lookup(const char *field, void *arg)
 }
 
 /* The sequence to preview: a file path, else an applied sequence's name. */
-static int preview_load(struct cli *cli, const char *what, PGconn **conn, struct lint_files *files)
+static int preview_load(struct cli *cli, const char *what, struct lint_files *files)
 {
     struct stat st;
     if (stat(what, &st) == 0) {
         char *paths[1] = {(char *)what};
         return lint_collect(1, paths, NULL, files) == 0 && files->n == 1 ? 0 : -1;
     }
-    if (!*conn)
-        *conn = cli_db_connect(cli, 1);
-    if (!*conn)
+    PGconn *conn = cli_db_connect(cli, 1);
+    if (!conn)
         return -1;
     const char *p[1] = {what};
-    PGresult *r = cli_query(*conn,
-                              "SELECT v.source_file, v.source FROM sequences s JOIN sequence_versions v "
-                              "ON v.sequence_id = s.id AND v.version = s.current_version WHERE s.name = $1",
-                              1, p);
+    PGresult *r = cli_query(conn,
+                            "SELECT v.source_file, v.source FROM sequences s JOIN sequence_versions v "
+                            "ON v.sequence_id = s.id AND v.version = s.current_version WHERE s.name = $1",
+                            1, p);
     if (!r)
         return -1;
     if (PQntuples(r) == 0) {
@@ -74,56 +73,39 @@ static const char *pool_account(struct config *cfg, const char *pool, const char
     return NULL;
 }
 
-int cmd_preview(struct cli *cli, int argc, char **argv)
+enum { OPT_STEP, OPT_VAR, OPT_CONTACT };
+
+static const struct cli_option options[] = {
+    [OPT_STEP] = {"step", 0, "ID", "the step to preview", CLI_OPTION_REQUIRED, 0},
+    [OPT_VAR] = {"var", 0, "KEY=VALUE", "a field's value (wins over --contact's); repeatable", CLI_OPTION_REPEAT, 0},
+    [OPT_CONTACT] = {"contact", 0, "EMAIL", "take the fields of this contact in the database", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance preview SEQUENCE --step ID [--var KEY=VALUE]... [--contact EMAIL]\n\n"
-               "Prints the message a contact would receive for one step: the exact RFC 5322\n"
-               "text relance sends, except the Date and Message-ID values (and, once DKIM\n"
-               "signing is configured, the signature). SEQUENCE is a file or the name of an\n"
-               "applied sequence. Fields come from --contact (a contact in the database) and\n"
-               "--var (which wins); spintax and A/B variants are chosen exactly as for the\n"
-               "real send, from the contact's address (--var email=...).\n");
-        return CLI_OK;
-    }
-    const char *what = NULL, *step_id = NULL, *contact = NULL;
+    const char *what = args->operands[0], *step_id = cli_args_value(args, OPT_STEP);
+    const char *contact = cli_args_value(args, OPT_CONTACT);
     char *to_copy = NULL;
     struct vars v = {0};
-    int rc = CLI_ERROR;
-    PGconn *conn = NULL;
+    int rc = CLI_ERROR, n = cli_args_count(args, OPT_VAR) + 1, pos = 0;
     struct lint_files files = {0};
-    v.keys = calloc((size_t)argc, sizeof *v.keys);
-    v.values = calloc((size_t)argc, sizeof *v.values);
-    char **owned = calloc((size_t)argc, sizeof *owned);
+    v.keys = calloc((size_t)n, sizeof *v.keys);
+    v.values = calloc((size_t)n, sizeof *v.values);
+    char **owned = calloc((size_t)n, sizeof *owned);
     if (!v.keys || !v.values || !owned)
         goto out;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--step") == 0 && i + 1 < argc) {
-            step_id = argv[++i];
-        } else if (strcmp(a, "--contact") == 0 && i + 1 < argc) {
-            contact = argv[++i];
-        } else if (strcmp(a, "--var") == 0 && i + 1 < argc) {
-            const char *kv = argv[++i], *eq = strchr(kv, '=');
-            if (!eq || eq == kv) {
-                rc = cli_fail(CLI_USAGE, "preview: --var takes KEY=VALUE, not '%s'", kv);
-                goto out;
-            }
-            owned[v.n] = strndup(kv, (size_t)(eq - kv));
-            v.keys[v.n] = owned[v.n];
-            v.values[v.n++] = eq + 1;
-        } else if (a[0] != '-' && !what) {
-            what = a;
-        } else {
-            rc = cli_fail(CLI_USAGE, "preview: unexpected argument '%s' (see relance preview --help)", a);
+    for (const char *kv = cli_args_next(args, OPT_VAR, &pos); kv; kv = cli_args_next(args, OPT_VAR, &pos)) {
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) {
+            rc = cli_fail(CLI_USAGE, "preview: --var takes KEY=VALUE, not '%s'", kv);
             goto out;
         }
+        owned[v.n] = strndup(kv, (size_t)(eq - kv));
+        v.keys[v.n] = owned[v.n];
+        v.values[v.n++] = eq + 1;
     }
-    if (!what || !step_id) {
-        rc = cli_fail(CLI_USAGE, "preview: give a SEQUENCE and --step ID (see relance preview --help)");
-        goto out;
-    }
-    if (preview_load(cli, what, &conn, &files) < 0)
+    if (preview_load(cli, what, &files) < 0)
         goto out;
     const struct sequence *seq = files.items[0].seq;
     const struct sequence_step *step = sequence_step_find(seq, step_id);
@@ -135,15 +117,14 @@ int cmd_preview(struct cli *cli, int argc, char **argv)
         goto out;
     }
     if (contact) {
-        if (!conn)
-            conn = cli_db_connect(cli, 1);
+        PGconn *conn = cli_db_connect(cli, 1);
         if (!conn)
             goto out;
         char norm[CONTACT_EMAIL_MAX + 1];
         const char *p[1] = {contact_email_key(contact, norm)}; /* user@Bücher.example as stored */
         PGresult *r = cli_query(conn,
-                                  "SELECT relance_contact_fields(id) FROM contacts WHERE email_key = lower(btrim($1))",
-                                  1, p);
+                                "SELECT relance_contact_fields(id) FROM contacts WHERE email_key = lower(btrim($1))",
+                                1, p);
         if (!r)
             goto out;
         if (PQntuples(r) == 0) {
@@ -203,8 +184,6 @@ int cmd_preview(struct cli *cli, int argc, char **argv)
     compose_result_free(&res);
     rc = CLI_OK;
 out:
-    if (conn)
-        PQfinish(conn);
     lint_files_free(&files);
     for (size_t i = 0; owned && i < v.n; i++)
         free(owned[i]);
@@ -215,3 +194,19 @@ out:
     free(to_copy);
     return rc;
 }
+
+const struct cli_command cmd_preview = {
+    .name = "preview",
+    .summary = "print the exact message a contact would get for a step",
+    .operands = "SEQUENCE",
+    .min_operands = 1,
+    .max_operands = 1,
+    .about = "Prints the message a contact would receive for one step: the exact RFC 5322\n"
+             "text relance sends, except the Date and Message-ID values (and, once DKIM\n"
+             "signing is configured, the signature). SEQUENCE is a file or the name of an\n"
+             "applied sequence. Fields come from --contact (a contact in the database) and\n"
+             "--var (which wins); spintax and A/B variants are chosen exactly as for the\n"
+             "real send, from the contact's address (--var email=...).\n",
+    .options = options,
+    .run = run,
+};

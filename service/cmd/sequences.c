@@ -18,21 +18,23 @@ static void print_wait(const char *secs, const char *days, const char *bdays)
     printf("%s", buf);
 }
 
-static int sequences_show(PGconn *conn, const char *name)
+static int show(struct cli *cli, const struct cli_args *args)
 {
+    PGconn *conn = cli->conn;
+    const char *name = args->operands[0];
     const char *p[1] = {name};
     PGresult *r = cli_query(conn,
-                              "SELECT s.id, s.current_version, v.version, v.source_file, "
-                              "to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
-                              "v.sender_pool, coalesce(v.timezone, 'contact (fallback ' || v.fallback_timezone || ')'), "
-                              "lpad((v.window_start_min / 60)::text, 2, '0') || ':' || "
-                              "lpad((v.window_start_min % 60)::text, 2, '0') || '-' || "
-                              "lpad((v.window_end_min / 60)::text, 2, '0') || ':' || "
-                              "lpad((v.window_end_min % 60)::text, 2, '0'), v.days, "
-                              "(SELECT count(*) FROM enrollments e WHERE e.sequence_id = s.id AND e.version = v.version) "
-                              "FROM sequences s JOIN sequence_versions v ON v.sequence_id = s.id "
-                              "WHERE s.name = $1 ORDER BY v.version",
-                              1, p);
+                            "SELECT s.id, s.current_version, v.version, v.source_file, "
+                            "to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
+                            "v.sender_pool, coalesce(v.timezone, 'contact (fallback ' || v.fallback_timezone || ')'), "
+                            "lpad((v.window_start_min / 60)::text, 2, '0') || ':' || "
+                            "lpad((v.window_start_min % 60)::text, 2, '0') || '-' || "
+                            "lpad((v.window_end_min / 60)::text, 2, '0') || ':' || "
+                            "lpad((v.window_end_min % 60)::text, 2, '0'), v.days, "
+                            "(SELECT count(*) FROM enrollments e WHERE e.sequence_id = s.id AND e.version = v.version) "
+                            "FROM sequences s JOIN sequence_versions v ON v.sequence_id = s.id "
+                            "WHERE s.name = $1 ORDER BY v.version",
+                            1, p);
     if (!r)
         return CLI_ERROR;
     if (PQntuples(r) == 0) {
@@ -53,9 +55,9 @@ static int sequences_show(PGconn *conn, const char *name)
         printf("\n");
         const char *q[2] = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 2)};
         PGresult *st = cli_query(conn,
-                                   "SELECT position + 1, step_id, wait_seconds, wait_days, wait_business_days, thread "
-                                   "FROM sequence_steps WHERE sequence_id = $1 AND version = $2 ORDER BY position",
-                                   2, q);
+                                 "SELECT position + 1, step_id, wait_seconds, wait_days, wait_business_days, thread "
+                                 "FROM sequence_steps WHERE sequence_id = $1 AND version = $2 ORDER BY position",
+                                 2, q);
         if (!st) {
             PQclear(r);
             return CLI_ERROR;
@@ -71,45 +73,36 @@ static int sequences_show(PGconn *conn, const char *name)
     return CLI_OK;
 }
 
-int cmd_sequences(struct cli *cli, int argc, char **argv)
+static int list(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: relance sequences list\n"
-               "       relance sequences show NAME\n\n"
-               "list: every applied sequence with its current version and step count.\n"
-               "show: every version of one sequence, its schedule and its steps with waits.\n");
-        return argc < 2 && !cli_wants_help(argc, argv) ? CLI_USAGE : CLI_OK;
-    }
-    int list = strcmp(argv[1], "list") == 0 && argc == 2;
-    int show = strcmp(argv[1], "show") == 0 && argc == 3;
-    if (!list && !show)
-        return cli_fail(CLI_USAGE, "sequences: use 'list' or 'show NAME' (see relance sequences --help)");
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
+    (void)args;
+    PGresult *r = cli_query(cli->conn,
+                            "SELECT s.name, s.current_version, "
+                            "(SELECT count(*) FROM sequence_steps t WHERE t.sequence_id = s.id "
+                            " AND t.version = s.current_version), v.sender_pool, "
+                            "(SELECT count(*) FROM enrollments e WHERE e.sequence_id = s.id "
+                            " AND e.state = 'active') "
+                            "FROM sequences s JOIN sequence_versions v ON v.sequence_id = s.id "
+                            "AND v.version = s.current_version ORDER BY s.name",
+                            0, NULL);
+    if (!r)
         return CLI_ERROR;
-    int rc = CLI_OK;
-    if (show) {
-        rc = sequences_show(conn, argv[2]);
-    } else {
-        PGresult *r = cli_query(conn,
-                                  "SELECT s.name, s.current_version, "
-                                  "(SELECT count(*) FROM sequence_steps t WHERE t.sequence_id = s.id "
-                                  " AND t.version = s.current_version), v.sender_pool, "
-                                  "(SELECT count(*) FROM enrollments e WHERE e.sequence_id = s.id "
-                                  " AND e.state = 'active') "
-                                  "FROM sequences s JOIN sequence_versions v ON v.sequence_id = s.id "
-                                  "AND v.version = s.current_version ORDER BY s.name",
-                                  0, NULL);
-        if (!r) {
-            rc = CLI_ERROR;
-        } else {
-            for (int i = 0; i < PQntuples(r); i++)
-                printf("%s\tv%s\t%s steps\tpool %s\t%s active\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-                       PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
-            PQclear(r);
-        }
-    }
-    PQfinish(conn);
-    return rc;
+    for (int i = 0; i < PQntuples(r); i++)
+        printf("%s\tv%s\t%s steps\tpool %s\t%s active\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+               PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+    PQclear(r);
+    return CLI_OK;
 }
 
+static const struct cli_command subcommands[] = {
+    {.name = "list", .summary = "every applied sequence with its current version and step count", .run = list},
+    {.name = "show", .summary = "every version of one sequence, its schedule and its steps with waits",
+     .operands = "NAME", .min_operands = 1, .max_operands = 1, .run = show},
+    {0},
+};
+
+const struct cli_command cmd_sequences = {
+    .name = "sequences",
+    .summary = "list applied sequences, or show one's versions and steps",
+    .subcommands = subcommands,
+};

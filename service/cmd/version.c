@@ -4,13 +4,17 @@
 
 #include <stdio.h>
 
-int cmd_version(struct cli *cli, int argc, char **argv)
+static int run(struct cli *cli, const struct cli_args *args)
 {
     (void)cli;
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance version\n\nPrints relance's version.\n");
-        return CLI_OK;
-    }
+    (void)args;
     printf("relance %s\n", RELANCE_VERSION);
     return CLI_OK;
 }
+
+const struct cli_command cmd_version = {
+    .name = "version",
+    .summary = "print relance's version",
+    .about = "Prints relance's version.\n",
+    .run = run,
+};

@@ -17,13 +17,13 @@
 
 #include <cmocka.h>
 
-enum { O_SEQUENCE, O_CONTACT, O_JSON, O_VERBOSE };
+enum { OPT_SEQUENCE, OPT_CONTACT, OPT_JSON, OPT_VERBOSE };
 
 static const struct cli_option plain_options[] = {
-    [O_SEQUENCE] = {"sequence", 0, "NAME", "the sequence", CLI_OPTION_REQUIRED, 0},
-    [O_CONTACT] = {"contact", 0, "EMAIL", "a contact's address;\nrepeatable", CLI_OPTION_REPEAT, 0},
-    [O_JSON] = {"json", 0, NULL, "print JSON", 0, 0},
-    [O_VERBOSE] = {"verbose", 'v', NULL, "say more", 0, 0},
+    [OPT_SEQUENCE] = {"sequence", 0, "NAME", "the sequence", CLI_OPTION_REQUIRED, 0},
+    [OPT_CONTACT] = {"contact", 0, "EMAIL", "a contact's address;\nrepeatable", CLI_OPTION_REPEAT, 0},
+    [OPT_JSON] = {"json", 0, NULL, "print JSON", 0, 0},
+    [OPT_VERBOSE] = {"verbose", 'v', NULL, "say more", 0, 0},
     {0},
 };
 
@@ -117,14 +117,16 @@ static const struct row rows[] = {
     /* usage errors: one line each */
     {&plain, "plain --frobnicate a", -EINVAL,
      "relance: plain: unknown option '--frobnicate' (see relance plain --help)\n"},
-    {&plain, "plain --sequence=s --jso a", -EINVAL, "relance: plain: unknown option '--jso' (see relance plain --help)\n"},
+    {&plain, "plain --sequence=s --jso a", -EINVAL,
+     "relance: plain: unknown option '--jso' (see relance plain --help)\n"},
     {&plain, "plain -x a", -EINVAL, "relance: plain: unknown option '-x' (see relance plain --help)\n"},
     {&plain, "plain -vx a", -EINVAL, "relance: plain: unknown option '-vx' (see relance plain --help)\n"},
     {&plain, "plain a --sequence", -EINVAL, "relance: plain: --sequence needs a value (see relance plain --help)\n"},
     {&plain, "plain --sequence s --json=yes a", -EINVAL,
      "relance: plain: --json takes no value (see relance plain --help)\n"},
     {&plain, "plain a", -EINVAL, "relance: plain: --sequence is required (see relance plain --help)\n"},
-    {&plain, "plain --sequence s a b c", -EINVAL, "relance: plain: unexpected argument 'c' (see relance plain --help)\n"},
+    {&plain, "plain --sequence s a b c", -EINVAL,
+     "relance: plain: unexpected argument 'c' (see relance plain --help)\n"},
     {&worded, "worded --frobnicate a", -EINVAL,
      "relance: worded: unexpected argument '--frobnicate' (see relance worded --help)\n"},
     /* one of a group */
@@ -143,7 +145,8 @@ static const struct row rows[] = {
     {&parent, "parent list --help", CLI_ARGS_HELP, "parent list"},
     {&parent, "parent frob", -EINVAL,
      "relance: parent: unknown subcommand 'frob' (show or list; see relance parent --help)\n"},
-    {&parent, "parent list x", -EINVAL, "relance: parent list: unexpected argument 'x' (see relance parent list --help)\n"},
+    {&parent, "parent list x", -EINVAL,
+     "relance: parent list: unexpected argument 'x' (see relance parent list --help)\n"},
     /* relance's own options stop at the command */
     {&global, "relance --config f stats --json x", 0, " [stats,--json,x] config=f"},
     {&global, "relance --config=f -- stats", 0, " [stats] config=f"},
@@ -212,14 +215,14 @@ static void test_values(void **state)
     struct cli_args a;
     assert_int_equal(cli_args_parse(&plain, "plain", 10, argv, &a, stderr), 0);
     int pos = 0;
-    assert_string_equal(cli_args_next(&a, O_CONTACT, &pos), "x");
-    assert_string_equal(cli_args_next(&a, O_CONTACT, &pos), "y");
-    assert_null(cli_args_next(&a, O_CONTACT, &pos));
-    assert_string_equal(cli_args_value(&a, O_SEQUENCE), "t");
-    assert_int_equal(cli_args_count(&a, O_SEQUENCE), 2);
-    assert_int_equal(cli_args_count(&a, O_VERBOSE), 1);
-    assert_int_equal(cli_args_count(&a, O_JSON), 0);
-    assert_null(cli_args_value(&a, O_JSON));
+    assert_string_equal(cli_args_next(&a, OPT_CONTACT, &pos), "x");
+    assert_string_equal(cli_args_next(&a, OPT_CONTACT, &pos), "y");
+    assert_null(cli_args_next(&a, OPT_CONTACT, &pos));
+    assert_string_equal(cli_args_value(&a, OPT_SEQUENCE), "t");
+    assert_int_equal(cli_args_count(&a, OPT_SEQUENCE), 2);
+    assert_int_equal(cli_args_count(&a, OPT_VERBOSE), 1);
+    assert_int_equal(cli_args_count(&a, OPT_JSON), 0);
+    assert_null(cli_args_value(&a, OPT_JSON));
     assert_int_equal(a.n_operands, 1);
     cli_args_free(&a);
 }
