@@ -1,10 +1,9 @@
-/* accounts: the configuration's pools as JSON for the database, lookups
- * of configured accounts, and `relance accounts sync|list|resume`. */
+/* accounts: the configuration's pools as the JSON relance_sync_accounts
+ * takes (serve syncs at start, `relance accounts sync` by hand), and
+ * lookups of configured accounts. The command is cmd/accounts.c. */
 #include "accounts.h"
 
 #include "api.h"
-#include "cli.h"
-#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,100 +62,4 @@ const struct config_account *accounts_find(const struct config *cfg, const char 
             if (strcasecmp(cfg->pools[i].accounts[j].email, email) == 0)
                 return &cfg->pools[i].accounts[j];
     return NULL;
-}
-
-static int sync_accounts(PGconn *conn, const struct config *cfg)
-{
-    char *json = accounts_config_json(cfg);
-    if (!json)
-        return cli_fail(CLI_ERROR, "out of memory");
-    const char *p[1] = {json};
-    PGresult *r = PQexecParams(conn, "SELECT relance_sync_accounts($1::jsonb)", 1, NULL, p, NULL, NULL, 0);
-    free(json);
-    int rc = CLI_OK;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "relance: accounts sync: %s", PQresultErrorMessage(r));
-        rc = CLI_ERROR;
-    } else {
-        printf("synced %s account%s\n", PQgetvalue(r, 0, 0), strcmp(PQgetvalue(r, 0, 0), "1") == 0 ? "" : "s");
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int list_accounts(PGconn *conn)
-{
-    char now[40], err[200];
-    if (clock_setup(err, sizeof err) < 0)
-        return cli_fail(CLI_ERROR, "%s", err);
-    clock_format(clock_now(), now, sizeof now);
-    const char *p[1] = {now};
-    PGresult *r = PQexecParams(conn,
-                               "SELECT a.email, a.pool, CASE WHEN NOT a.configured THEN 'not configured' "
-                               "ELSE a.state END, coalesce(a.state_reason, ''), "
-                               "coalesce((SELECT sent FROM account_days d WHERE d.account_id = a.id "
-                               " AND d.day = relance_local_day($1, a.timezone)), 0), "
-                               "coalesce(relance_account_limit(a.id, relance_local_day($1, a.timezone))::text, "
-                               "'no limit') FROM accounts a ORDER BY a.pool, a.email",
-                               1, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        return CLI_ERROR;
-    }
-    for (int i = 0; i < PQntuples(r); i++) {
-        printf("%s\tpool %s\t%s%s%s\ttoday %s/%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-               *PQgetvalue(r, i, 3) ? ": " : "", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
-    }
-    PQclear(r);
-    return CLI_OK;
-}
-
-static int resume(PGconn *conn, const char *email)
-{
-    const char *p[1] = {email};
-    PGresult *r = PQexecParams(conn,
-                               "UPDATE accounts SET state = 'active', state_reason = 'resumed by user', "
-                               "state_changed_at = now() WHERE email = lower($1) AND state = 'paused'",
-                               1, NULL, p, NULL, NULL, 0);
-    int rc = CLI_OK;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
-        rc = CLI_ERROR;
-    } else if (strcmp(PQcmdTuples(r), "1") != 0) {
-        fprintf(stderr, "relance: no paused account %s (relance accounts list shows them)\n", email);
-        rc = CLI_ERROR;
-    } else {
-        printf("resumed %s\n", email);
-    }
-    PQclear(r);
-    return rc;
-}
-
-int cmd_accounts(struct cli *cli, int argc, char **argv)
-{
-    if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: relance accounts sync\n"
-               "       relance accounts list\n"
-               "       relance accounts resume ACCOUNT\n\n"
-               "sync: make the database's pools and accounts match the configuration (serve\n"
-               "      does it at start). list: each account's pool, state (and why it is\n"
-               "      paused), today's usage and limit in the account's own day.\n"
-               "resume: un-pause an account paused by relance or by hand.\n");
-        return argc < 2 && !cli_wants_help(argc, argv) ? CLI_USAGE : CLI_OK;
-    }
-    int is_sync = strcmp(argv[1], "sync") == 0 && argc == 2;
-    int is_list = strcmp(argv[1], "list") == 0 && argc == 2;
-    int is_resume = strcmp(argv[1], "resume") == 0 && argc == 3;
-    if (!is_sync && !is_list && !is_resume)
-        return cli_fail(CLI_USAGE, "accounts: use sync, list or resume ACCOUNT (see relance accounts --help)");
-    struct config *cfg = cli_config(cli);
-    if (!cfg)
-        return CLI_ERROR;
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
-    int rc = is_sync ? sync_accounts(conn, cfg) : is_list ? list_accounts(conn) : resume(conn, argv[2]);
-    PQfinish(conn);
-    return rc;
 }

@@ -1,6 +1,6 @@
 /* accounts: sender accounts between the configuration and the database.
  * The configuration declares pools and accounts; relance_sync_accounts
- * (sql/006_accounts.sql) makes the database match, at serve's start and
+ * (relance_sync_accounts, sql/functions/accounts.sql) makes the database match, at serve's start and
  * with `relance accounts sync`. Secrets never pass through here: the
  * database holds no password, only what caps and rotation need. */
 #ifndef RELANCE_ACCOUNTS_H

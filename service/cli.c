@@ -1,7 +1,12 @@
-/* cli: shared plumbing of the subcommands, and the small commands that
- * need nothing else (version, migrate, config). */
+/* cli: the plumbing every command shares — the configuration and the
+ * database connection (main sets them up for a command whose table entry
+ * asks; a command that needs them only sometimes, like preview, asks here
+ * itself), blocking libpq helpers and the one-line error. The commands
+ * themselves are in service/cmd/; their command lines are read by
+ * cli_options.c. */
 #include "cli.h"
 
+#include "clock.h"
 #include "migrate.h"
 
 #include <stdarg.h>
@@ -30,14 +35,26 @@ int cli_exec(PGconn *conn, const char *sql)
     return ok ? 0 : -1;
 }
 
-int cli_wants_help(int argc, char **argv)
+PGresult *cli_query(PGconn *conn, const char *sql, int n, const char *const *params)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return 1;
+    PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
     }
+    return r;
+}
+
+int cli_now(char *buf, size_t len)
+{
+    char err[200];
+    if (clock_setup(err, sizeof err) < 0) {
+        fprintf(stderr, "relance: %s\n", err);
+        return -1;
+    }
+    clock_format(clock_now(), buf, len);
     return 0;
 }
 
@@ -74,6 +91,8 @@ static void quiet_notice(void *arg, const char *msg)
 
 PGconn *cli_db_connect(struct cli *cli, int migrated)
 {
+    if (cli->conn)
+        return cli->conn;
     struct config *cfg = cli_config(cli);
     if (!cfg)
         return NULL;
@@ -105,95 +124,6 @@ PGconn *cli_db_connect(struct cli *cli, int migrated)
             return NULL;
         }
     }
+    cli->conn = conn;
     return conn;
-}
-
-int cmd_version(struct cli *cli, int argc, char **argv)
-{
-    (void)cli;
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance version\n\nPrints relance's version.\n");
-        return CLI_OK;
-    }
-    printf("relance %s\n", RELANCE_VERSION);
-    return CLI_OK;
-}
-
-int cmd_migrate(struct cli *cli, int argc, char **argv)
-{
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance migrate [--status]\n\n"
-               "Applies the embedded migrations (sql/migrations/NNN_*.sql) that the database\n"
-               "lacks, then the function files (sql/functions/) whose content changed, in one\n"
-               "transaction, under an advisory lock. Running it twice is a no-op; a migration\n"
-               "changed after it was applied is an error.\n"
-               "  --status   only report whether the database is up to date (exit 1 if not)\n");
-        return CLI_OK;
-    }
-    int status_only = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--status") == 0)
-            status_only = 1;
-        else
-            return cli_fail(CLI_USAGE, "migrate: unknown argument '%s' (see relance migrate --help)", argv[i]);
-    }
-    PGconn *conn = cli_db_connect(cli, 0);
-    if (!conn)
-        return CLI_ERROR;
-    char err[1024];
-    int rc;
-    if (status_only) {
-        rc = migrate_check(conn, err, sizeof err);
-        if (rc > 0)
-            printf("up to date (%d migrations, %d function files)\n", migrations_embedded_count,
-                   functions_embedded_count);
-        else if (rc == 0)
-            printf("not migrated: run 'relance migrate'\n");
-        else
-            fprintf(stderr, "relance: %s\n", err);
-        rc = rc > 0 ? CLI_OK : CLI_ERROR;
-    } else {
-        rc = migrate_run(conn, stdout, err, sizeof err) == 0 ? CLI_OK : CLI_ERROR;
-        if (rc != CLI_OK)
-            fprintf(stderr, "relance: %s\n", err);
-    }
-    PQfinish(conn);
-    return rc;
-}
-
-int cmd_config_check(struct cli *cli, int argc, char **argv)
-{
-    if (cli_wants_help(argc, argv)) {
-        printf("usage: relance config\n\n"
-               "Reads the configuration (file, then environment) and prints the settings\n"
-               "relance will use, with secrets left out. Exit 1 on any error.\n");
-        return CLI_OK;
-    }
-    if (argc > 1)
-        return cli_fail(CLI_USAGE, "config: unexpected argument '%s'", argv[1]);
-    struct config *cfg = cli_config(cli);
-    if (!cfg)
-        return CLI_ERROR;
-    char db[512];
-    config_conninfo_redact(cfg->database_url, db, sizeof db);
-    printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
-    printf("database_url: %s\n", *db ? db : "(libpq defaults)");
-    printf("http.listen: %s\n", cfg->http_listen);
-    printf("transport: %s\n", cfg->transport);
-    for (size_t i = 0; i < cfg->n_pools; i++) {
-        printf("pool %s: %zu account%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,
-               cfg->pools[i].n_accounts == 1 ? "" : "s");
-        for (size_t j = 0; j < cfg->pools[i].n_accounts; j++) {
-            /* the two logins apart: auth: none no longer implies the
-             * mailbox has none */
-            const struct config_account *a = &cfg->pools[i].accounts[j];
-            printf("  %s (smtp auth: %s", a->email, a->auth ? a->auth : "password");
-            if (a->imap)
-                printf(", imap auth: %s", a->imap_auth ? a->imap_auth : "password");
-            printf(")\n");
-        }
-    }
-    for (size_t i = 0; i < cfg->n_dkim; i++)
-        printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);
-    return CLI_OK;
 }

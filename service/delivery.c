@@ -439,7 +439,7 @@ static void on_sent(const struct sender_report *rep, void *arg)
         else
             snprintf(reply, sizeof reply, "%s", r->text);
         snprintf(variant, sizeof variant, "%d", x->variant);
-        /* what each outcome means is SQL's: relance_step_outcome (007) */
+        /* what each outcome means is SQL's: relance_step_outcome (sql/functions/outcomes.sql) */
         const char *p[OUTCOME_ARGS] = {x->message_id, now, smtp_outcome_name(r->outcome), reply,
                                        r->mail_accepted ? "true" : "false", x->subject, x->account,
                                        x->variant >= 0 ? variant : NULL};

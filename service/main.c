@@ -1,98 +1,156 @@
-/* main: command-line dispatch. Global options come before the subcommand;
- * each subcommand parses its own options and answers --help. Exit codes:
- * 0 ok, 1 a user error (with a message that says what to do), 2 usage. */
+/* main: the command table and its dispatch, as git.c's. relance's own
+ * options come before the command; each command's options are read from
+ * its table (cli_options.c), so a usage error or --help needs nothing
+ * else; then main sets up what the command's entry says it needs — the
+ * configuration, a database connection, a migrated database — once, hands
+ * it to the command in struct cli, and closes it after. Exit codes: 0 ok,
+ * 1 an error (with a message that says what to do), 2 usage. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* What a command needs before it runs. A command that needs one only
+ * sometimes (preview's database, lint's configuration) asks cli.c
+ * itself, and declares nothing. */
+enum needs {
+    NEEDS_CONFIG = 1u << 0,                /* the configuration, checked; logging set from it */
+    NEEDS_DB = 1u << 1 | NEEDS_CONFIG,     /* a database connection (its URL is configuration) */
+    NEEDS_MIGRATED = 1u << 2 | NEEDS_DB,   /* ... to a database `relance migrate` brought up to date */
+};
+
 struct command {
-    const char *name;
-    int (*run)(struct cli *cli, int argc, char **argv);
-    const char *summary;
+    const struct cli_command *cmd;
+    unsigned needs;
 };
 
 static const struct command commands[] = {
-    {"serve", cmd_serve, "run the service: scheduler, sender, mailbox watcher, HTTP API"},
-    {"migrate", cmd_migrate, "apply the database migrations that are missing"},
-    {"config", cmd_config_check, "check the configuration file and print what relance will use"},
-    {"next-send-time", cmd_next_send_time, "print when a step would go out: wait, window, weekdays, zone"},
-    {"classify", cmd_classify, "classify .eml files: reply, auto-reply, bounce, unsubscribe"},
-    {"lint", cmd_lint, "check sequence files: file:line:column for every problem"},
-    {"contacts", cmd_contacts, "import contacts from CSV, show and list them"},
-    {"suppress", cmd_suppress, "suppress addresses or domains: add, remove, list"},
-    {"apply", cmd_apply, "lint sequence files and store them: created, updated to vN, unchanged"},
-    {"sequences", cmd_sequences, "list applied sequences, or show one's versions and steps"},
-    {"preview", cmd_preview, "print the exact message a contact would get for a step"},
-    {"accounts", cmd_accounts, "sender accounts: sync from the configuration, list usage, resume"},
-    {"enroll", cmd_enroll, "enroll contacts into a sequence"},
-    {"enrollments", cmd_enrollments, "show a contact's enrollments: state, next send time and why"},
-    {"messages", cmd_messages, "list messages by state (sent, deferred, bounced, unknown...)"},
-    {"stats", cmd_stats, "per step and variant: sent, replied, auto-replied, bounced, reply rate"},
-    {"pause", cmd_pause, "pause an enrollment, a contact or a whole sequence"},
-    {"resume", cmd_pause, "resume what was paused (every send gate is checked again)"},
-    {"stop", cmd_pause, "stop an enrollment, a contact or a whole sequence for good"},
-    {"version", cmd_version, "print relance's version"},
-    {"dkim-sign", cmd_dkim_sign, "sign a message with a DKIM key, or print the DNS record to publish"},
-    {"smtp-send", cmd_smtp_send, "send message files through an SMTP account (a connection check)"},
-    {"imap-check", cmd_imap_check, "log in to an account's mailbox: folder status, or save a copy in Sent"},
+    {&cmd_serve, NEEDS_CONFIG}, /* it connects on its own loop, and keeps running without a database */
+    {&cmd_migrate, NEEDS_DB},
+    {&cmd_config, NEEDS_CONFIG},
+    {&cmd_next_send_time, NEEDS_MIGRATED},
+    {&cmd_classify, 0},
+    {&cmd_lint, 0},
+    {&cmd_contacts, NEEDS_MIGRATED},
+    {&cmd_suppress, NEEDS_MIGRATED},
+    {&cmd_apply, NEEDS_MIGRATED},
+    {&cmd_sequences, NEEDS_MIGRATED},
+    {&cmd_preview, 0},
+    {&cmd_accounts, NEEDS_MIGRATED},
+    {&cmd_enroll, NEEDS_MIGRATED},
+    {&cmd_enrollments, NEEDS_MIGRATED},
+    {&cmd_messages, NEEDS_MIGRATED},
+    {&cmd_stats, NEEDS_MIGRATED},
+    {&cmd_pause, NEEDS_MIGRATED},
+    {&cmd_resume, NEEDS_MIGRATED},
+    {&cmd_stop, NEEDS_MIGRATED},
+    {&cmd_version, 0},
+    {&cmd_dkim_sign, 0},
+    {&cmd_smtp_send, 0},
+    {&cmd_imap_check, NEEDS_CONFIG},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+enum { OPT_CONFIG, OPT_LOG_FORMAT, OPT_VERSION };
+
+static const struct cli_option global_options[] = {
+    [OPT_CONFIG] = {"config", 0, "FILE",
+                    "configuration file (default: $RELANCE_CONFIG, else\n"
+                    "./relance.yaml when present, else built-in defaults)", 0, 0},
+    [OPT_LOG_FORMAT] = {"log-format", 0, "FORMAT", "text (default) or json lines", 0, 0},
+    [OPT_VERSION] = {"version", 0, NULL, "print relance's version", 0, 0},
+    {0},
+};
+
+static const struct cli_command relance = {
+    .name = "",
+    .operands = "COMMAND [ARGS]",
+    .max_operands = -1,
+    .about = "Runs B2B follow-up cadences: sequences in YAML, sent over SMTP pools,\n"
+             "stopped on replies seen over IMAP.\n",
+    .options = global_options,
+    .stop_at_operand = 1,
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: relance [--config FILE] [--log-format text|json] COMMAND [ARGS]\n"
-            "\n"
-            "Runs B2B follow-up cadences: sequences in YAML, sent over SMTP pools,\n"
-            "stopped on replies seen over IMAP.\n"
-            "\n"
-            "Commands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f,
-            "\n"
-            "Global options:\n"
-            "  --config FILE        configuration file (default: $RELANCE_CONFIG, else\n"
-            "                       ./relance.yaml when present, else built-in defaults)\n"
-            "  --log-format FORMAT  text (default) or json lines\n"
-            "  -h, --help           this help; 'relance COMMAND --help' for a command\n"
-            "\n"
-            "Environment: DATABASE_URL, RELANCE_HTTP_LISTEN, RELANCE_CONFIG, ... override\n"
-            "the file; see deploy/relance.example.yaml.\n");
+    cli_command_help(&relance, "", f);
+    int width = 0;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if ((int)strlen(commands[i].cmd->name) > width)
+            width = (int)strlen(commands[i].cmd->name);
+    fprintf(f, "\nCommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-*s  %s\n", width, commands[i].cmd->name, commands[i].cmd->summary);
+    fprintf(f, "\n"
+               "'relance COMMAND --help' describes a command and its options.\n"
+               "Environment: DATABASE_URL, RELANCE_HTTP_LISTEN, RELANCE_CONFIG, ... override\n"
+               "the file; see deploy/relance.example.yaml.\n");
+}
+
+/* Each level includes the ones below it: all of its bits must be set. */
+static int needs(const struct command *c, unsigned what)
+{
+    return (c->needs & what) == what;
+}
+
+/* Parses the command's line, sets up what it needs, runs it. */
+static int dispatch(struct cli *cli, const struct command *c, int argc, char **argv)
+{
+    struct cli_args args;
+    int rc = cli_args_parse(c->cmd, c->cmd->name, argc, argv, &args, stderr);
+    if (rc == CLI_ARGS_HELP) {
+        cli_command_help(args.command, args.name, stdout);
+        cli_args_free(&args);
+        return CLI_OK;
+    }
+    if (rc < 0)
+        return rc == -ENOMEM ? CLI_ERROR : CLI_USAGE;
+    rc = CLI_ERROR;
+    if (needs(c, NEEDS_CONFIG) && !cli_config(cli))
+        goto out;
+    if (needs(c, NEEDS_DB) && !cli_db_connect(cli, needs(c, NEEDS_MIGRATED)))
+        goto out;
+    rc = args.command->run(cli, &args);
+out:
+    cli_args_free(&args);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
     struct cli cli = {0};
-    int i = 1;
-
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return CLI_OK;
-        } else if (strcmp(a, "--version") == 0) {
-            return cmd_version(&cli, 1, argv);
-        } else if (strcmp(a, "--config") == 0 || strcmp(a, "--log-format") == 0) {
-            if (i + 1 >= argc)
-                return cli_fail(CLI_USAGE, "%s needs a value (see relance --help)", a);
-            if (a[2] == 'c') {
-                cli.config_path = argv[++i];
-            } else if (log_format_parse(argv[++i], &cli.log_format) < 0) {
-                return cli_fail(CLI_USAGE, "--log-format must be text or json, not '%s'", argv[i]);
-            } else {
-                cli.log_format_given = 1;
-            }
-        } else if (strncmp(a, "--config=", 9) == 0) {
-            cli.config_path = a + 9;
-        } else {
-            return cli_fail(CLI_USAGE, "unknown option '%s' (see relance --help)", a);
-        }
+    struct cli_args global;
+    int rc = cli_args_parse(&relance, "", argc, argv, &global, stderr);
+    if (rc == CLI_ARGS_HELP) {
+        usage(stdout);
+        cli_args_free(&global);
+        return CLI_OK;
     }
-    if (i >= argc) {
+    if (rc < 0)
+        return rc == -ENOMEM ? CLI_ERROR : CLI_USAGE;
+    static char version[] = "version";
+    char *version_argv[] = {version};
+    int n = global.n_operands;
+    char **rest = global.operands;
+    if (cli_args_count(&global, OPT_VERSION)) {
+        n = 1;
+        rest = version_argv;
+    }
+    cli.config_path = cli_args_value(&global, OPT_CONFIG);
+    const char *format = cli_args_value(&global, OPT_LOG_FORMAT);
+    if (format && log_format_parse(format, &cli.log_format) < 0) {
+        rc = cli_fail(CLI_USAGE, "--log-format must be text or json, not '%s'", format);
+        goto out;
+    }
+    cli.log_format_given = format != NULL;
+    if (n == 0) {
         usage(stderr);
-        return CLI_USAGE;
+        rc = CLI_USAGE;
+        goto out;
     }
     if (!cli.config_path) {
         const char *env = getenv("RELANCE_CONFIG");
@@ -101,13 +159,18 @@ int main(int argc, char **argv)
     }
     log_setup(cli.log_format, LOG_INFO);
 
-    const char *name = argv[i];
-    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
-        if (strcmp(commands[c].name, name) == 0) {
-            int rc = commands[c].run(&cli, argc - i, argv + i);
-            config_free(cli.config);
-            return rc;
-        }
-    }
-    return cli_fail(CLI_USAGE, "unknown command '%s' (see relance --help)", name);
+    const struct command *c = NULL;
+    for (size_t i = 0; i < N_COMMANDS && !c; i++)
+        if (strcmp(commands[i].cmd->name, rest[0]) == 0)
+            c = &commands[i];
+    if (c)
+        rc = dispatch(&cli, c, n, rest);
+    else
+        rc = cli_fail(CLI_USAGE, "unknown command '%s' (see relance --help)", rest[0]);
+out:
+    if (cli.conn)
+        PQfinish(cli.conn);
+    config_free(cli.config);
+    cli_args_free(&global);
+    return rc;
 }

@@ -3,8 +3,8 @@
  * IMAP pool, capped), one box per watched account (its secret, its
  * imap_account, its pass), the lease and tick timers, and the waiters of
  * watcher_check_now and watcher_save_sent. The IMAP protocol is imap.c's,
- * what a message is classify.c's, what it does sql/008's; where a folder
- * was left is sql/009's. Passes are one task per box at a time; at most
+ * what a message is classify.c's, what it does sql/functions/inbound.sql's; where a folder
+ * was left is sql/functions/watch.sql's. Passes are one task per box at a time; at most
  * imap_max_connections boxes run a task at once, and a box's imap channel
  * (with its receive buffer) exists only while it runs one, so memory stays
  * flat with a thousand accounts while connections stay cached in the

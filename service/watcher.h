@@ -10,8 +10,8 @@
  * describe from a stale view); when UIDNEXT moved past the last UID read,
  * UID SEARCH for the new UIDs and, IMAP_FETCH_BATCH at a time, a bounded
  * UID FETCH (header and body prefixes, BODY.PEEK: nothing is flagged,
- * moved or deleted), classify_message, and relance_inbound (sql/008) for
- * the batch with the folder's progress in the same transaction (sql/014).
+ * moved or deleted), classify_message, and relance_inbound (sql/functions/inbound.sql) for
+ * the batch with the folder's progress in the same transaction (relance_watch_inbound_batch, sql/functions/watch.sql).
  * CLOSE is never sent (it would expunge what the user flagged \Deleted).
  * A UIDVALIDITY
  * change rescans the folder; relance_inbound's Message-ID dedupe keeps

@@ -11,7 +11,7 @@
  * accepted and kept as given; such an address can only be sent to over
  * SMTPUTF8, which the sender checks per server (smtp.c). It does not read
  * CSV, talk to the database, check suppressions or time zones
- * (cmd_contacts.c and SQL do). */
+ * (cmd/contacts.c and SQL do). */
 #include "contact.h"
 
 #include "idn.h"

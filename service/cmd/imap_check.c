@@ -1,4 +1,4 @@
-/* cmd_imap_check: `relance imap-check`, the operator's "can relance read
+/* cmd/imap_check: `relance imap-check`, the operator's "can relance read
  * this mailbox?" check and the integration tests' entry to the IMAP
  * client outside `relance serve`.
  *
@@ -25,7 +25,7 @@
 
 struct run {
     struct imap *imap;
-    char **folders;
+    const char **folders;
     size_t next;
     const char *append_path;
     char *msg;
@@ -55,23 +55,6 @@ static void on_token(int status, const char *token, const char *reason, void *ar
         return;
     }
     step(r);
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: relance imap-check ACCOUNT [--folder NAME]... [--append FILE]\n"
-               "\n"
-               "Logs in to the IMAP mailbox of ACCOUNT (a configured sender account with an\n"
-               "imap URL, its credentials and TLS settings; for auth: xoauth2, an access token\n"
-               "fetched from its token_url first) and prints, for each folder it\n"
-               "watches (or each --folder):\n"
-               "  FOLDER<TAB>uidnext=N<TAB>uidvalidity=N\n"
-               "Nothing is selected, read or flagged. With --append, also saves FILE (a whole\n"
-               "RFC 5322 message; line ends become CRLF) into the account's Sent folder,\n"
-               "found by its \\Sent special-use flag, else by name (Sent, Sent Items,\n"
-               "INBOX.Sent, Gesendet, ...), and once the server has accepted it prints\n"
-               "  appended<TAB>FOLDER<TAB>special-use|by-name\n"
-               "Exits 0 when everything worked, 1 otherwise (the server's words on stderr).\n");
 }
 
 static void on_reply(struct imap *im, const struct imap_reply *rep, void *arg)
@@ -155,50 +138,40 @@ static void on_closed(void *arg)
     *(int *)arg = 1;
 }
 
-int cmd_imap_check(struct cli *cli, int argc, char **argv)
+enum { OPT_FOLDER, OPT_APPEND };
+
+static const struct cli_option options[] = {
+    [OPT_FOLDER] = {"folder", 0, "NAME", "this folder rather than the ones the account watches", CLI_OPTION_REPEAT, 0},
+    [OPT_APPEND] = {"append", 0, "FILE", "also save FILE into the account's Sent folder", 0, 0},
+    {0},
+};
+
+static int run_command(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return CLI_OK;
-    }
-    const char *account = NULL, *append = NULL;
-    /* room for every --folder, or else for the account's folders (which
-     * are only known after the command line is read) and a NULL */
-    char **folders = calloc((size_t)argc + 1, sizeof *folders);
+    const char *account = args->operands[0], *append = cli_args_value(args, OPT_APPEND);
+    const struct config *cfg = cli->config;
+    /* room for every --folder, or else for INBOX, and a NULL; more below
+     * when the account's own folders need it */
+    size_t room = (size_t)cli_args_count(args, OPT_FOLDER) + 2;
+    const char **folders = calloc(room, sizeof *folders);
     size_t n_folders = 0;
     if (!folders)
         return cli_fail(CLI_ERROR, "out of memory");
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--folder") == 0 && i + 1 < argc) {
-            folders[n_folders++] = argv[++i];
-        } else if (strcmp(argv[i], "--append") == 0 && i + 1 < argc) {
-            append = argv[++i];
-        } else if (argv[i][0] != '-' && !account) {
-            account = argv[i];
-        } else {
-            free(folders);
-            usage(stderr);
-            return CLI_USAGE;
-        }
-    }
-    if (!account) {
-        free(folders);
-        usage(stderr);
-        return CLI_USAGE;
-    }
-    struct config *cfg = cli_config(cli);
-    const struct config_account *a = cfg ? accounts_find(cfg, account) : NULL;
+    int pos = 0;
+    for (const char *f = cli_args_next(args, OPT_FOLDER, &pos); f; f = cli_args_next(args, OPT_FOLDER, &pos))
+        folders[n_folders++] = f;
+    const struct config_account *a = accounts_find(cfg, account);
     if (!a) {
         free(folders);
-        return cfg ? cli_fail(CLI_ERROR, "no account %s in the configuration", account) : CLI_ERROR;
+        return cli_fail(CLI_ERROR, "no account %s in the configuration", account);
     }
     if (!n_folders) {
         static char inbox[] = "INBOX";
         size_t n = 0;
         while (a->folders && a->folders[n])
             n++;
-        if (n > (size_t)argc) {
-            char **grown = realloc(folders, (n + 1) * sizeof *folders);
+        if (n + 1 > room) {
+            const char **grown = realloc(folders, (n + 1) * sizeof *folders);
             if (!grown) {
                 free(folders);
                 return cli_fail(CLI_ERROR, "out of memory");
@@ -285,3 +258,24 @@ int cmd_imap_check(struct cli *cli, int argc, char **argv)
     free(r.msg);
     return rc;
 }
+
+const struct cli_command cmd_imap_check = {
+    .name = "imap-check",
+    .summary = "log in to an account's mailbox: folder status, or save a copy in Sent",
+    .operands = "ACCOUNT",
+    .min_operands = 1,
+    .max_operands = 1,
+    .about = "Logs in to the IMAP mailbox of ACCOUNT (a configured sender account with an\n"
+             "imap URL, its credentials and TLS settings; for auth: xoauth2, an access token\n"
+             "fetched from its token_url first) and prints, for each folder it\n"
+             "watches (or each --folder):\n"
+             "  FOLDER<TAB>uidnext=N<TAB>uidvalidity=N\n"
+             "Nothing is selected, read or flagged. With --append, also saves FILE (a whole\n"
+             "RFC 5322 message; line ends become CRLF) into the account's Sent folder,\n"
+             "found by its \\Sent special-use flag, else by name (Sent, Sent Items,\n"
+             "INBOX.Sent, Gesendet, ...), and once the server has accepted it prints\n"
+             "  appended<TAB>FOLDER<TAB>special-use|by-name\n"
+             "Exits 0 when everything worked, 1 otherwise (the server's words on stderr).\n",
+    .options = options,
+    .run = run_command,
+};

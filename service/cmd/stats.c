@@ -1,10 +1,10 @@
-/* cmd_stats: `relance stats SEQUENCE [--since DATE] [--json]`.
+/* cmd/stats: `relance stats SEQUENCE [--since DATE] [--json]`.
  *
  * It owns the command-line face of a sequence's results: per step and
  * A/B variant, how many messages went out and how many got a reply, an
  * auto-reply, a hard bounce or an unsubscribe request, and the reply
  * rate, as an aligned table or one JSON document. What counts is SQL's
- * (relance_stats and relance_stats_json in sql/008_inbound.sql, on the
+ * (relance_stats and relance_stats_json in sql/functions/stats.sql, on the
  * detection events the mailbox watcher writes); this file checks the
  * arguments and lays the rows out. */
 #include "cli.h"
@@ -17,20 +17,6 @@ enum { COL_STEP, COL_POSITION, COL_VARIANT, COL_SENT, COL_REPLIED, COL_AUTO, COL
 
 static const char *const headers[COL_N] = {"step",    "position", "variant", "sent",
                                            "replied", "auto-replied", "bounced", "unsubscribed"};
-
-static int usage(FILE *f, int code)
-{
-    fprintf(f, "usage: relance stats SEQUENCE [--since DATE] [--json]\n"
-               "\n"
-               "Per step and A/B variant (A is the first variant in the file, '-' a step\n"
-               "without variants), over every version of the sequence: messages sent,\n"
-               "replied, auto-replied, bounced (hard, at sending or as a returned message),\n"
-               "unsubscribed, and the reply rate (replied / sent). A reply counts for the\n"
-               "message it answers. --since DATE (YYYY-MM-DD, UTC) keeps the messages sent\n"
-               "from that day on; their replies count whenever they came. --json prints one\n"
-               "JSON document with the same figures.\n");
-    return code;
-}
 
 /* YYYY-MM-DD with digits where digits go; PostgreSQL then refuses a
  * day that does not exist. */
@@ -123,31 +109,23 @@ static void print_table(const char *sequence, const char *since, const PGresult 
     }
 }
 
-int cmd_stats(struct cli *cli, int argc, char **argv)
+enum { OPT_SINCE, OPT_JSON };
+
+static const struct cli_option options[] = {
+    [OPT_SINCE] = {"since", 0, "DATE",
+                   "keep the messages sent from that day on (YYYY-MM-DD, UTC);\n"
+                   "their replies count whenever they came", 0, 0},
+    [OPT_JSON] = {"json", 0, NULL, "print one JSON document with the same figures", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
 {
-    if (cli_wants_help(argc, argv))
-        return usage(stdout, CLI_OK);
-    const char *sequence = NULL, *since = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc)
-            since = argv[++i];
-        else if (strncmp(argv[i], "--since=", 8) == 0)
-            since = argv[i] + 8;
-        else if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (argv[i][0] != '-' && !sequence)
-            sequence = argv[i];
-        else
-            return cli_fail(CLI_USAGE, "stats: unexpected argument '%s' (see relance stats --help)", argv[i]);
-    }
-    if (!sequence)
-        return usage(stderr, CLI_USAGE);
+    const char *sequence = args->operands[0], *since = cli_args_value(args, OPT_SINCE);
+    int json = cli_args_count(args, OPT_JSON) > 0;
     if (since && !date_shaped(since))
         return cli_fail(CLI_ERROR, "stats: --since takes a date written YYYY-MM-DD, not '%s'", since);
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
+    PGconn *conn = cli->conn;
     const char *p[2] = {sequence, since};
     PGresult *r = json ? PQexecParams(conn, "SELECT jsonb_pretty(relance_stats_json($1, $2::date))", 2, NULL, p,
                                       NULL, NULL, 0)
@@ -164,6 +142,21 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
         print_table(sequence, since, r);
     }
     PQclear(r);
-    PQfinish(conn);
     return rc;
 }
+
+const struct cli_command cmd_stats = {
+    .name = "stats",
+    .summary = "per step and variant: sent, replied, auto-replied, bounced, reply rate",
+    .operands = "SEQUENCE",
+    .min_operands = 1,
+    .max_operands = 1,
+    .about = "Per step and A/B variant (A is the first variant in the file, '-' a step\n"
+             "without variants), over every version of the sequence: messages sent,\n"
+             "replied, auto-replied, bounced (hard, at sending or as a returned message),\n"
+             "unsubscribed, and the reply rate (replied / sent). A reply counts for the\n"
+             "message it answers.\n",
+    .options = options,
+    .unknown = "unexpected argument", /* the words scripts and tests match */
+    .run = run,
+};

@@ -1,4 +1,4 @@
-/* cmd_suppress: `relance suppress add|remove|list`.
+/* cmd/suppress: `relance suppress add|remove|list`.
  *
  * It owns the command-line face of the suppressions table: checking each
  * address or @domain (contact.c's syntax rules), storing it lower-case
@@ -7,7 +7,7 @@
  * (relance_suppressed() in SQL does), nor what a bounce or an unsubscribe
  * suppresses (the classifier and the mailbox watcher do).
  *
- * Every argument is checked before the database is touched, so a bad one
+ * Every argument is checked before any statement runs, so a bad one
  * changes nothing. Adding a pattern that is already there keeps its first
  * reason; removing one that is not there is not an error. */
 #include "cli.h"
@@ -16,19 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: relance suppress add ADDRESS|@DOMAIN... [--reason TEXT]\n"
-               "       relance suppress remove ADDRESS|@DOMAIN...\n"
-               "       relance suppress list\n"
-               "\n"
-               "A suppressed address, or any address at a suppressed @domain, is never enrolled\n"
-               "and never mailed. Patterns are stored lower-case, internationalised domains as\n"
-               "A-labels (@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). 'list' prints one\n"
-               "address or @domain per line, sorted. An invalid address or domain is refused\n"
-               "(exit 1) and nothing is changed. --reason defaults to 'manual'.\n");
-}
 
 /* Normalises each pattern into a newly allocated lower-case-domain form;
  * -1 with the reason printed on the first bad one. */
@@ -87,10 +74,9 @@ static char *array_literal(char **p, int n)
     return s;
 }
 
-static int change(struct cli *cli, int add, char **args, int n, const char *reason)
+static int change(PGconn *conn, int add, char **args, int n, const char *reason)
 {
     int rc = CLI_ERROR;
-    PGconn *conn = NULL;
     PGresult *r = NULL;
     char *array = NULL;
     char **pats = calloc((size_t)n, sizeof *pats);
@@ -100,9 +86,6 @@ static int change(struct cli *cli, int add, char **args, int n, const char *reas
         goto fail;
     array = array_literal(pats, n);
     if (!array)
-        goto fail;
-    conn = cli_db_connect(cli, 1);
-    if (!conn)
         goto fail;
     const char *params[2] = {array, reason};
     if (add)
@@ -130,8 +113,6 @@ static int change(struct cli *cli, int add, char **args, int n, const char *reas
     rc = CLI_OK;
 fail:
     PQclear(r);
-    if (conn)
-        PQfinish(conn);
     free(array);
     for (int i = 0; pats && i < n; i++)
         free(pats[i]);
@@ -139,13 +120,11 @@ fail:
     return rc;
 }
 
-static int list(struct cli *cli)
+static int list(struct cli *cli, const struct cli_args *args)
 {
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
+    (void)args;
     int rc = CLI_OK;
-    PGresult *r = PQexec(conn, "SELECT pattern FROM suppressions ORDER BY pattern COLLATE \"C\"");
+    PGresult *r = PQexec(cli->conn, "SELECT pattern FROM suppressions ORDER BY pattern COLLATE \"C\"");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *m = PQresultErrorMessage(r);
         fprintf(stderr, "relance: suppress: %.*s\n", (int)strcspn(m, "\n"), m);
@@ -155,60 +134,45 @@ static int list(struct cli *cli)
             printf("%s\n", PQgetvalue(r, i, 0));
     }
     PQclear(r);
-    PQfinish(conn);
     return rc;
 }
 
-int cmd_suppress(struct cli *cli, int argc, char **argv)
+enum { OPT_REASON };
+
+static const struct cli_option add_options[] = {
+    [OPT_REASON] = {"reason", 0, "TEXT", "why (default: manual)", 0, 0},
+    {0},
+};
+
+static int add(struct cli *cli, const struct cli_args *args)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return CLI_USAGE;
-    }
-    if (cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return CLI_OK;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "list") == 0) {
-        if (argc > 2)
-            return cli_fail(CLI_USAGE, "suppress list: unexpected argument '%s'", argv[2]);
-        return list(cli);
-    }
-    int add = strcmp(sub, "add") == 0;
-    if (!add && strcmp(sub, "remove") != 0)
-        return cli_fail(CLI_USAGE, "suppress: unknown subcommand '%s' (add, remove or list)", sub);
-
-    const char *reason = "manual";
-    char **pats = calloc((size_t)argc, sizeof *pats);
-    if (!pats)
-        return cli_fail(CLI_ERROR, "out of memory");
-    int n = 0, rc;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (add && strcmp(a, "--reason") == 0 && i + 1 < argc) {
-            reason = argv[++i];
-        } else if (add && strncmp(a, "--reason=", 9) == 0) {
-            reason = a + 9;
-        } else if (strcmp(a, "--") == 0) {
-            for (i++; i < argc; i++)
-                pats[n++] = argv[i];
-        } else if (a[0] == '-' && a[1] == '-') {
-            free(pats);
-            return cli_fail(CLI_USAGE, "suppress %s: unknown option '%s' (see relance suppress --help)", sub, a);
-        } else {
-            pats[n++] = argv[i];
-        }
-    }
-    if (n == 0) {
-        free(pats);
-        return cli_fail(CLI_USAGE, "suppress %s: which addresses? (ADDRESS or @DOMAIN, one or more)", sub);
-    }
-    if (!*reason) {
-        free(pats);
+    const char *reason = cli_args_value(args, OPT_REASON);
+    if (reason && !*reason)
         return cli_fail(CLI_USAGE, "suppress add: --reason must not be empty");
-    }
-    rc = change(cli, add, pats, n, reason);
-    free(pats);
-    return rc;
+    return change(cli->conn, 1, args->operands, args->n_operands, reason ? reason : "manual");
 }
+
+static int remove_patterns(struct cli *cli, const struct cli_args *args)
+{
+    return change(cli->conn, 0, args->operands, args->n_operands, NULL);
+}
+
+static const struct cli_command subcommands[] = {
+    {.name = "add", .summary = "suppress addresses or @domains (adding one twice keeps its first reason)",
+     .operands = "ADDRESS|@DOMAIN...", .min_operands = 1, .max_operands = -1, .options = add_options, .run = add},
+    {.name = "remove", .summary = "lift suppressions (one that is not there is not an error)",
+     .operands = "ADDRESS|@DOMAIN...", .min_operands = 1, .max_operands = -1, .run = remove_patterns},
+    {.name = "list", .summary = "one address or @domain per line, sorted", .run = list},
+    {0},
+};
+
+const struct cli_command cmd_suppress = {
+    .name = "suppress",
+    .summary = "suppress addresses or domains: add, remove, list",
+    .about = "A suppressed address, or any address at a suppressed @domain, is never enrolled\n"
+             "and never mailed. Patterns are stored lower-case, internationalised domains as\n"
+             "A-labels (@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). An invalid address\n"
+             "or domain is refused (exit 1) and nothing is changed. A pattern that starts\n"
+             "with '-' goes after '--'.\n",
+    .subcommands = subcommands,
+};

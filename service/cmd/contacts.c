@@ -1,4 +1,4 @@
-/* cmd_contacts: `relance contacts import|show|list`.
+/* cmd/contacts: `relance contacts import|show|list`.
  *
  * It owns the CSV import: the header and --map rules, the per-row checks
  * done in C (CSV syntax, field count, email and company-domain syntax, the
@@ -596,86 +596,37 @@ static void import_free(struct import *im)
     free(im->json.p);
     free(im->zone_names);
     PQclear(im->zones);
-    if (im->conn)
-        PQfinish(im->conn);
 }
 
-static void import_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: relance contacts import FILE.csv [--map COLUMN=FIELD ...]\n"
-            "\n"
-            "Adds or updates contacts from a CSV file (RFC 4180, UTF-8 with or without a BOM;\n"
-            "FILE '-' reads standard input). The first row names the columns, matched\n"
-            "case-insensitively: email (required), first_name, last_name, title, company,\n"
-            "company_domain, timezone (an IANA name), crm_id; any other column is a custom\n"
-            "field, stored under its header name and usable in templates.\n"
-            "\n"
-            "  --map COLUMN=FIELD  read COLUMN as FIELD (a field above or a custom field's\n"
-            "                      name); --map COLUMN= ignores the column. Repeatable.\n"
-            "\n"
-            "Rows are matched to contacts by email (case-insensitively); an internationalised\n"
-            "domain is stored as its A-labels, so user@b\xC3\xBC" "cher.example and\n"
-            "user@xn--bcher-kva.example are one contact. A non-ASCII local part is kept as\n"
-            "written and is sent only through servers that offer SMTPUTF8. An empty cell\n"
-            "never erases a stored value; custom fields are merged. company_domain, when not\n"
-            "given, comes from the email's domain (none for free mail such as gmail.com).\n"
-            "A row is refused, and reported on stderr as FILE:LINE: reason, for broken CSV,\n"
-            "a bad address, an unknown time zone, a crm_id that belongs to another contact\n"
-            "(or to an earlier row), or an email that a later row repeats (the last wins).\n"
-            "The other rows are applied, all in one transaction; stdout gets one line:\n"
-            "  inserted N, updated N, rejected N\n"
-            "where updated counts the existing contacts the file matched.\n"
-            "\n"
-            "Exit status: 0 when the file was applied (even with rejected rows), 1 when it\n"
-            "cannot be read, its header is unusable or the database refused it (nothing is\n"
-            "applied then), 2 on a usage error.\n");
-}
+enum { OPT_MAP };
 
-static int import_run(struct cli *cli, int argc, char **argv)
+static const struct cli_option import_options[] = {
+    [OPT_MAP] = {"map", 0, "COLUMN=FIELD",
+                 "read COLUMN as FIELD (a field above or a custom field's\n"
+                 "name); --map COLUMN= ignores the column. Repeatable.", CLI_OPTION_REPEAT, 0},
+    {0},
+};
+
+static int import_run(struct cli *cli, const struct cli_args *args)
 {
-    struct import im = {.fd = -1, .shown_pct = -1};
-    int rc = CLI_ERROR, in_copy = 0;
+    struct import im = {.fd = -1, .shown_pct = -1, .path = args->operands[0]};
+    int rc = CLI_ERROR, in_copy = 0, pos = 0;
     struct csv_record rec;
 
-    im.maps = calloc((size_t)argc, sizeof *im.maps);
+    im.maps = calloc((size_t)cli_args_count(args, OPT_MAP) + 1, sizeof *im.maps);
     if (!im.maps)
         goto fail;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *spec = NULL;
-        if (strcmp(a, "--map") == 0) {
-            if (i + 1 >= argc) {
-                rc = cli_fail(CLI_USAGE, "contacts import: --map needs COLUMN=FIELD");
-                goto fail;
-            }
-            spec = argv[++i];
-        } else if (strncmp(a, "--map=", 6) == 0) {
-            spec = a + 6;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            rc = cli_fail(CLI_USAGE, "contacts import: unknown option '%s' (see relance contacts import --help)", a);
+    for (const char *spec = cli_args_next(args, OPT_MAP, &pos); spec; spec = cli_args_next(args, OPT_MAP, &pos)) {
+        const char *eq = strrchr(spec, '=');
+        if (!eq || eq == spec) {
+            rc = cli_fail(CLI_USAGE, "contacts import: --map '%s' is not COLUMN=FIELD", spec);
             goto fail;
-        } else if (im.path) {
-            rc = cli_fail(CLI_USAGE, "contacts import: one file at a time ('%s' and '%s')", im.path, a);
-            goto fail;
-        } else {
-            im.path = a;
         }
-        if (spec) {
-            const char *eq = strrchr(spec, '=');
-            if (!eq || eq == spec) {
-                rc = cli_fail(CLI_USAGE, "contacts import: --map '%s' is not COLUMN=FIELD", spec);
-                goto fail;
-            }
-            size_t n = (size_t)(eq - spec);
-            struct map *m = &im.maps[im.n_maps++];
-            m->column = trimmed(spec, &n);
-            m->column_len = n;
-            m->target = eq + 1;
-        }
-    }
-    if (!im.path) {
-        rc = cli_fail(CLI_USAGE, "contacts import: which file? (relance contacts import FILE.csv)");
-        goto fail;
+        size_t n = (size_t)(eq - spec);
+        struct map *m = &im.maps[im.n_maps++];
+        m->column = trimmed(spec, &n);
+        m->column_len = n;
+        m->target = eq + 1;
     }
 
     if (strcmp(im.path, "-") == 0) {
@@ -709,9 +660,7 @@ static int import_run(struct cli *cli, int argc, char **argv)
     if (header_read(&im, &rec) < 0)
         goto fail;
 
-    im.conn = cli_db_connect(cli, 1);
-    if (!im.conn)
-        goto fail;
+    im.conn = cli->conn; /* from here on, a failure means nothing was imported */
     if (im.col_of[F_TIMEZONE] >= 0 && zones_load(&im) < 0)
         goto fail;
     if (exec_sql(im.conn, "BEGIN", "starting the import") < 0 || exec_sql(im.conn, "SELECT relance_contacts_import_stage()", "staging") < 0)
@@ -803,16 +752,12 @@ static void print_value(const char *s)
     }
 }
 
-static int show_run(struct cli *cli, int argc, char **argv)
+static int show_run(struct cli *cli, const struct cli_args *args)
 {
-    if (argc != 2)
-        return cli_fail(CLI_USAGE, "usage: relance contacts show EMAIL");
     char email[CONTACT_EMAIL_MAX + 1], err[300];
-    if (contact_email_normalize(argv[1], email, err, sizeof err) < 0)
+    if (contact_email_normalize(args->operands[0], email, err, sizeof err) < 0)
         return cli_fail(CLI_ERROR, "%s", err);
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
+    PGconn *conn = cli->conn;
     static const char *const keys[] = {
         "email", "first_name", "last_name", "title", "company", "company_domain", "timezone", "crm_id",
         "suppressed", "created_at", "updated_at",
@@ -861,22 +806,19 @@ static int show_run(struct cli *cli, int argc, char **argv)
     rc = CLI_OK;
 fail:
     PQclear(r);
-    PQfinish(conn);
     return rc;
 }
 
-static int list_run(struct cli *cli, int argc, char **argv)
+enum { OPT_LIMIT };
+
+static const struct cli_option list_options[] = {
+    [OPT_LIMIT] = {"limit", 0, "N", "print the first N only", 0, 0},
+    {0},
+};
+
+static int list_run(struct cli *cli, const struct cli_args *args)
 {
-    const char *limit = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
-            limit = argv[++i];
-        else if (strncmp(argv[i], "--limit=", 8) == 0)
-            limit = argv[i] + 8;
-        else
-            return cli_fail(CLI_USAGE, "contacts list: unexpected argument '%s' (usage: relance contacts list "
-                                       "[--limit N])", argv[i]);
-    }
+    const char *limit = cli_args_value(args, OPT_LIMIT);
     if (limit) {
         char *end;
         errno = 0;
@@ -884,9 +826,7 @@ static int list_run(struct cli *cli, int argc, char **argv)
         if (errno || end == limit || *end || n < 0)
             return cli_fail(CLI_USAGE, "contacts list: --limit needs a number of contacts, not '%s'", limit);
     }
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
+    PGconn *conn = cli->conn;
     const char *params[1] = {limit};
     int rc = CLI_ERROR;
     if (!PQsendQueryParams(conn,
@@ -895,7 +835,6 @@ static int list_run(struct cli *cli, int argc, char **argv)
                            1, NULL, params, NULL, NULL, 0) ||
         !PQsetSingleRowMode(conn)) {
         fprintf(stderr, "relance: %s", PQerrorMessage(conn));
-        PQfinish(conn);
         return CLI_ERROR;
     }
     rc = CLI_OK;
@@ -915,46 +854,61 @@ static int list_run(struct cli *cli, int argc, char **argv)
         }
         PQclear(r);
     }
-    PQfinish(conn);
     return rc;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: relance contacts import FILE.csv [--map COLUMN=FIELD ...]\n"
-               "       relance contacts show EMAIL\n"
-               "       relance contacts list [--limit N]\n"
-               "\n"
-               "  import  add or update contacts from a CSV file (see relance contacts import --help)\n"
-               "  show    one contact, as 'key: value' lines (custom fields as fields.NAME)\n"
-               "  list    contacts sorted by email, one per line: email, name, company and time\n"
-               "          zone separated by tabs; --limit N prints the first N only\n");
-}
+static const struct cli_command subcommands[] = {
+    {
+        .name = "import",
+        .summary = "add or update contacts from a CSV file",
+        .operands = "FILE.csv",
+        .min_operands = 1,
+        .max_operands = 1,
+        .about = "Adds or updates contacts from a CSV file (RFC 4180, UTF-8 with or without a BOM;\n"
+                 "FILE '-' reads standard input). The first row names the columns, matched\n"
+                 "case-insensitively: email (required), first_name, last_name, title, company,\n"
+                 "company_domain, timezone (an IANA name), crm_id; any other column is a custom\n"
+                 "field, stored under its header name and usable in templates.\n"
+                 "\n"
+                 "Rows are matched to contacts by email (case-insensitively); an internationalised\n"
+                 "domain is stored as its A-labels, so user@b\xC3\xBC" "cher.example and\n"
+                 "user@xn--bcher-kva.example are one contact. A non-ASCII local part is kept as\n"
+                 "written and is sent only through servers that offer SMTPUTF8. An empty cell\n"
+                 "never erases a stored value; custom fields are merged. company_domain, when not\n"
+                 "given, comes from the email's domain (none for free mail such as gmail.com).\n"
+                 "A row is refused, and reported on stderr as FILE:LINE: reason, for broken CSV,\n"
+                 "a bad address, an unknown time zone, a crm_id that belongs to another contact\n"
+                 "(or to an earlier row), or an email that a later row repeats (the last wins).\n"
+                 "The other rows are applied, all in one transaction; stdout gets one line:\n"
+                 "  inserted N, updated N, rejected N\n"
+                 "where updated counts the existing contacts the file matched.\n"
+                 "\n"
+                 "Exit status: 0 when the file was applied (even with rejected rows), 1 when it\n"
+                 "cannot be read, its header is unusable or the database refused it (nothing is\n"
+                 "applied then), 2 on a usage error.\n",
+        .options = import_options,
+        .run = import_run,
+    },
+    {
+        .name = "show",
+        .summary = "one contact, as 'key: value' lines (custom fields as fields.NAME)",
+        .operands = "EMAIL",
+        .min_operands = 1,
+        .max_operands = 1,
+        .run = show_run,
+    },
+    {
+        .name = "list",
+        .summary = "contacts sorted by email, one per line: email, name, company and\n"
+                   "time zone separated by tabs",
+        .options = list_options,
+        .run = list_run,
+    },
+    {0},
+};
 
-int cmd_contacts(struct cli *cli, int argc, char **argv)
-{
-    if (argc < 2) {
-        usage(stderr);
-        return CLI_USAGE;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        usage(stdout);
-        return CLI_OK;
-    }
-    if (strcmp(sub, "import") == 0) {
-        if (cli_wants_help(argc - 1, argv + 1)) {
-            import_usage(stdout);
-            return CLI_OK;
-        }
-        return import_run(cli, argc - 1, argv + 1);
-    }
-    if (strcmp(sub, "show") == 0 || strcmp(sub, "list") == 0) {
-        if (cli_wants_help(argc - 1, argv + 1)) {
-            usage(stdout);
-            return CLI_OK;
-        }
-        return sub[0] == 's' ? show_run(cli, argc - 1, argv + 1) : list_run(cli, argc - 1, argv + 1);
-    }
-    return cli_fail(CLI_USAGE, "contacts: unknown subcommand '%s' (import, show or list)", sub);
-}
+const struct cli_command cmd_contacts = {
+    .name = "contacts",
+    .summary = "import contacts from CSV, show and list them",
+    .subcommands = subcommands,
+};

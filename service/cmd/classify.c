@@ -1,4 +1,4 @@
-/* cmd_classify: `relance classify FILE.eml...` — runs the classifier the
+/* cmd/classify: `relance classify FILE.eml...` — runs the classifier the
  * mailbox watcher uses over files and prints one tab-separated line per
  * file: file, kind, status (or -), bounced recipients (or -). With -v,
  * three more columns: the reason, the Message-ID answered (or -) and the
@@ -12,24 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: relance classify [-v] FILE.eml...\n"
-            "\n"
-            "Reads each message (RFC 5322, CRLF or LF) and prints one tab-separated line:\n"
-            "  file, kind, status (or -), bounced recipients comma-separated (or -)\n"
-            "Kinds: human_reply, auto_reply, hard_bounce, soft_bounce,\n"
-            "       unsubscribe_request, other.\n"
-            "\n"
-            "Options:\n"
-            "  -v, --verbose  add the bounce reason (with \"+block\" for a policy block),\n"
-            "                 the Message-ID answered and an auto-reply's return date\n"
-            "  -h, --help     this help\n"
-            "\n"
-            "Exit status: 0 all files read, 1 a file could not be read, 2 usage.\n");
-}
 
 #define MAX_FILE (64u << 20)
 
@@ -103,36 +85,26 @@ static void print_result(const char *path, const struct classify_result *r, int 
     fputc('\n', stdout);
 }
 
-int cmd_classify(struct cli *cli, int argc, char **argv)
+enum { OPT_VERBOSE };
+
+static const struct cli_option options[] = {
+    [OPT_VERBOSE] = {"verbose", 'v', NULL,
+                     "add the bounce reason (with \"+block\" for a policy block),\n"
+                     "the Message-ID answered and an auto-reply's return date", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
 {
     (void)cli;
-    int verbose = 0, first = 1, rc = CLI_OK;
-    if (cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return CLI_OK;
-    }
-    for (; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
-        if (strcmp(argv[first], "--") == 0) {
-            first++;
-            break;
-        }
-        if (strcmp(argv[first], "-v") == 0 || strcmp(argv[first], "--verbose") == 0) {
-            verbose = 1;
-            continue;
-        }
-        return cli_fail(CLI_USAGE, "classify: unknown option '%s' (see relance classify --help)",
-                        argv[first]);
-    }
-    if (first >= argc) {
-        usage(stderr);
-        return CLI_USAGE;
-    }
-    for (int i = first; i < argc; i++) {
+    int verbose = cli_args_count(args, OPT_VERBOSE) > 0, rc = CLI_OK;
+    char **files = args->operands;
+    for (int i = 0; i < args->n_operands; i++) {
         char *buf = NULL;
         size_t len = 0;
-        int e = read_file(argv[i], &buf, &len);
+        int e = read_file(files[i], &buf, &len);
         if (e < 0) {
-            cli_fail(CLI_ERROR, "classify: cannot read %s: %s", argv[i], strerror(-e));
+            cli_fail(CLI_ERROR, "classify: cannot read %s: %s", files[i], strerror(-e));
             rc = CLI_ERROR;
             continue;
         }
@@ -140,13 +112,29 @@ int cmd_classify(struct cli *cli, int argc, char **argv)
         e = classify_message(buf, len, &r);
         free(buf);
         if (e < 0) {
-            cli_fail(CLI_ERROR, "classify: %s: out of memory", argv[i]);
+            cli_fail(CLI_ERROR, "classify: %s: out of memory", files[i]);
             rc = CLI_ERROR;
             continue;
         }
-        print_result(argv[i], &r, verbose);
+        print_result(files[i], &r, verbose);
     }
     if (fflush(stdout) != 0)
         return cli_fail(CLI_ERROR, "classify: cannot write the output");
     return rc;
 }
+
+const struct cli_command cmd_classify = {
+    .name = "classify",
+    .summary = "classify .eml files: reply, auto-reply, bounce, unsubscribe",
+    .operands = "FILE.eml...",
+    .min_operands = 1,
+    .max_operands = -1,
+    .about = "Reads each message (RFC 5322, CRLF or LF) and prints one tab-separated line:\n"
+             "  file, kind, status (or -), bounced recipients comma-separated (or -)\n"
+             "Kinds: human_reply, auto_reply, hard_bounce, soft_bounce,\n"
+             "       unsubscribe_request, other.\n"
+             "\n"
+             "Exit status: 0 all files read, 1 a file could not be read, 2 usage.\n",
+    .options = options,
+    .run = run,
+};

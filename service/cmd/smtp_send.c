@@ -1,4 +1,4 @@
-/* cmd_smtp_test: `relance smtp-send`, the operator's "can this account
+/* cmd/smtp_send: `relance smtp-send`, the operator's "can this account
  * send?" check and the integration tests' entry to the SMTP transport.
  *
  * Sends each message file, one after the other, through one smtp channel
@@ -35,34 +35,6 @@ struct run {
     struct curl_uv *cu;
     int closed;
 };
-
-static void smtp_send_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: relance smtp-send --url URL --from ADDR --to ADDR\n"
-            "                         [--user USER --password-env VAR | --user USER --bearer-env VAR\n"
-            "                          | --auth none] [--tls none] [--ca-file FILE] [--sasl MECH]\n"
-            "                         [--connect-timeout MS] [--timeout MS] FILE...\n"
-            "\n"
-            "Sends each FILE (a whole RFC 5322 message; line ends become CRLF) from ADDR\n"
-            "to ADDR through the SMTP server at URL, one after the other over one\n"
-            "connection, and prints one line per file:\n"
-            "  FILE<TAB>outcome<TAB>reply_code<TAB>enhanced_status<TAB>body_started\n"
-            "outcome is sent, deferred, rejected_hard, rejected_policy, rejected_other,\n"
-            "auth_failed or unknown; the server's words for a failure go to stderr.\n"
-            "Exits 0 when every message was sent, 1 otherwise.\n"
-            "\n"
-            "  --url URL           smtp://host:587/EHLO-NAME (STARTTLS required) or\n"
-            "                      smtps://host:465/EHLO-NAME (implicit TLS)\n"
-            "  --user USER         the login (AUTH PLAIN, LOGIN, ...)\n"
-            "  --password-env VAR  the password, read from environment variable VAR\n"
-            "  --bearer-env VAR    an OAuth2 access token (AUTH XOAUTH2) from VAR\n"
-            "  --auth none         no AUTH (test sinks)\n"
-            "  --tls none          plaintext smtp:// (test sinks)\n"
-            "  --ca-file FILE      also trust the CA certificates in FILE (PEM)\n"
-            "  --sasl MECH         use this SASL mechanism (PLAIN, LOGIN, ...)\n"
-            "  --connect-timeout MS, --timeout MS   connect and per-reply timeouts\n");
-}
 
 /* Reads path into a malloc'd buffer with every line end as CRLF. */
 static int read_crlf(const char *path, char **out, size_t *out_len)
@@ -188,70 +160,51 @@ static int parse_ms(const char *s, long *out)
     return 0;
 }
 
-int cmd_smtp_send(struct cli *cli, int argc, char **argv)
+enum {
+    OPT_URL, OPT_FROM, OPT_TO, OPT_USER, OPT_PASSWORD_ENV, OPT_BEARER_ENV, OPT_AUTH, OPT_TLS, OPT_CA_FILE, OPT_SASL,
+    OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
+};
+
+static const struct cli_option options[] = {
+    [OPT_URL] = {"url", 0, "URL",
+                 "smtp://host:587/EHLO-NAME (STARTTLS required) or\n"
+                 "smtps://host:465/EHLO-NAME (implicit TLS)", CLI_OPTION_REQUIRED, 0},
+    [OPT_FROM] = {"from", 0, "ADDR", "the envelope sender (MAIL FROM)", CLI_OPTION_REQUIRED, 0},
+    [OPT_TO] = {"to", 0, "ADDR", "the recipient (RCPT TO)", CLI_OPTION_REQUIRED, 0},
+    [OPT_USER] = {"user", 0, "USER", "the login (AUTH PLAIN, LOGIN, ...)", 0, 0},
+    [OPT_PASSWORD_ENV] = {"password-env", 0, "VAR", "the password, read from environment variable VAR", 0, 0},
+    [OPT_BEARER_ENV] = {"bearer-env", 0, "VAR", "an OAuth2 access token (AUTH XOAUTH2) from VAR", 0, 0},
+    [OPT_AUTH] = {"auth", 0, "none", "no AUTH (test sinks)", 0, 0},
+    [OPT_TLS] = {"tls", 0, "none", "plaintext smtp:// (test sinks)", 0, 0},
+    [OPT_CA_FILE] = {"ca-file", 0, "FILE", "also trust the CA certificates in FILE (PEM)", 0, 0},
+    [OPT_SASL] = {"sasl", 0, "MECH", "use this SASL mechanism (PLAIN, LOGIN, ...)", 0, 0},
+    [OPT_CONNECT_TIMEOUT] = {"connect-timeout", 0, "MS", "the connect timeout", 0, 0},
+    [OPT_TIMEOUT] = {"timeout", 0, "MS", "the timeout for each reply", 0, 0},
+    {0},
+};
+
+static int run_command(struct cli *cli, const struct cli_args *args)
 {
-    const char *url = NULL, *from = NULL, *to = NULL, *user = NULL, *password_env = NULL, *bearer_env = NULL;
-    const char *auth = NULL, *tls = NULL, *ca_file = NULL, *sasl = NULL, *connect_ms = NULL, *phase_ms = NULL;
+    const char *url = cli_args_value(args, OPT_URL), *from = cli_args_value(args, OPT_FROM);
+    const char *to = cli_args_value(args, OPT_TO), *user = cli_args_value(args, OPT_USER);
+    const char *password_env = cli_args_value(args, OPT_PASSWORD_ENV);
+    const char *bearer_env = cli_args_value(args, OPT_BEARER_ENV), *auth = cli_args_value(args, OPT_AUTH);
+    const char *tls = cli_args_value(args, OPT_TLS), *ca_file = cli_args_value(args, OPT_CA_FILE);
+    const char *sasl = cli_args_value(args, OPT_SASL), *connect_ms = cli_args_value(args, OPT_CONNECT_TIMEOUT);
+    const char *phase_ms = cli_args_value(args, OPT_TIMEOUT);
     struct run run;
     uv_loop_t loop;
     int loop_open = 0, curl_open = 0, rc = CLI_ERROR;
 
     (void)cli;
     memset(&run, 0, sizeof run);
-    if (cli_wants_help(argc, argv)) {
-        smtp_send_usage(stdout);
-        return CLI_OK;
-    }
-    run.files = calloc((size_t)argc, sizeof *run.files);
+    run.files = calloc((size_t)args->n_operands, sizeof *run.files);
     if (!run.files)
         return cli_fail(CLI_ERROR, "smtp-send: out of memory");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--url") == 0)
-            slot = &url;
-        else if (strcmp(a, "--from") == 0)
-            slot = &from;
-        else if (strcmp(a, "--to") == 0)
-            slot = &to;
-        else if (strcmp(a, "--user") == 0)
-            slot = &user;
-        else if (strcmp(a, "--password-env") == 0)
-            slot = &password_env;
-        else if (strcmp(a, "--bearer-env") == 0)
-            slot = &bearer_env;
-        else if (strcmp(a, "--auth") == 0)
-            slot = &auth;
-        else if (strcmp(a, "--tls") == 0)
-            slot = &tls;
-        else if (strcmp(a, "--ca-file") == 0)
-            slot = &ca_file;
-        else if (strcmp(a, "--sasl") == 0)
-            slot = &sasl;
-        else if (strcmp(a, "--connect-timeout") == 0)
-            slot = &connect_ms;
-        else if (strcmp(a, "--timeout") == 0)
-            slot = &phase_ms;
-        if (slot) {
-            if (i + 1 >= argc) {
-                rc = cli_fail(CLI_USAGE, "smtp-send: %s needs a value", a);
-                goto fail;
-            }
-            *slot = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            rc = cli_fail(CLI_USAGE, "smtp-send: unknown option '%s' (see relance smtp-send --help)", a);
-            goto fail;
-        } else {
-            run.files[run.nfiles++].path = a;
-        }
-    }
+    for (int i = 0; i < args->n_operands; i++)
+        run.files[run.nfiles++].path = args->operands[i];
 
     struct smtp_job *job = &run.job;
-    if (!url || !from || !to || run.nfiles == 0) {
-        rc = cli_fail(CLI_USAGE, "smtp-send: --url, --from, --to and at least one FILE are required "
-                                 "(see relance smtp-send --help)");
-        goto fail;
-    }
     if (auth && strcmp(auth, "none") != 0) {
         rc = cli_fail(CLI_USAGE, "smtp-send: --auth takes only 'none'");
         goto fail;
@@ -349,3 +302,21 @@ fail:
     free(run.files);
     return rc;
 }
+
+const struct cli_command cmd_smtp_send = {
+    .name = "smtp-send",
+    .summary = "send message files through an SMTP account (a connection check)",
+    .operands = "FILE...",
+    .min_operands = 1,
+    .max_operands = -1,
+    .about = "Sends each FILE (a whole RFC 5322 message; line ends become CRLF) from ADDR\n"
+             "to ADDR through the SMTP server at URL, one after the other over one\n"
+             "connection, and prints one line per file:\n"
+             "  FILE<TAB>outcome<TAB>reply_code<TAB>enhanced_status<TAB>body_started\n"
+             "outcome is sent, deferred, rejected_hard, rejected_policy, rejected_other,\n"
+             "auth_failed or unknown; the server's words for a failure go to stderr.\n"
+             "Log in with --user and one of --password-env or --bearer-env, or not at all\n"
+             "with --auth none. Exits 0 when every message was sent, 1 otherwise.\n",
+    .options = options,
+    .run = run_command,
+};

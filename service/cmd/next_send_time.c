@@ -1,8 +1,8 @@
-/* cmd_next_send_time: the `relance next-send-time` command. It owns the
+/* cmd/next_send_time: the `relance next-send-time` command. It owns the
  * reading and checking of its options (time zone, window, weekdays, --from,
  * --wait) and prints what the database's relance_next_send_time() answers.
  * It does no time-zone arithmetic of its own: that lives in
- * sql/003_schedule.sql, so the command shows exactly what the scheduler
+ * sql/functions/schedule.sql, so the command shows exactly what the scheduler
  * will do. */
 #include "cli.h"
 #include "duration.h"
@@ -12,35 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const char usage_text[] =
-    "usage: relance next-send-time --timezone ZONE --window HH:MM-HH:MM --days DAYS\n"
-    "                              --from TIME [--wait DURATION]\n"
-    "\n"
-    "Prints when a step would go out, before jitter, as YYYY-MM-DDTHH:MM:SSZ: TIME\n"
-    "plus the wait, then moved forward to the first instant inside the window on an\n"
-    "allowed weekday, in ZONE's local time, across daylight saving changes. The\n"
-    "answer comes from the database function the scheduler uses\n"
-    "(relance_next_send_time), so DATABASE_URL must reach a migrated database.\n"
-    "\n"
-    "  --timezone ZONE       IANA time zone name, e.g. Europe/Paris\n"
-    "  --window HH:MM-HH:MM  local sending window [start, end); end may be 24:00\n"
-    "  --days DAYS           allowed weekdays, comma-separated: mon,tue,wed,thu,fri,sat,sun\n"
-    "  --from TIME           ISO 8601 with Z or an offset, e.g. 2024-03-08T16:00:00Z or\n"
-    "                        2024-03-08T17:00+01:00 (fractions of a second are dropped)\n"
-    "  --wait DURATION       the step's wait: 90s, 2h, 3 days, 2 business days, 1 day 4h\n"
-    "                        (default 0). Days keep the local wall time; s, m, h elapse.\n"
-    "\n"
-    "Exit status: 0 printed, 1 a bad value or a database error, 2 a usage error.\n";
-
 static const char *const weekday_names[7] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
-
-struct options {
-    const char *zone;
-    const char *window;
-    const char *days;
-    const char *from;
-    const char *wait;
-};
 
 /* Reads exactly n decimal digits at *p into *val. */
 static int read_digits(const char **p, int n, int *val)
@@ -193,53 +165,6 @@ bad:
     return -1;
 }
 
-/* One option with its value, as "--name VALUE" or "--name=VALUE". Returns
- * 1 when argv[*i] is that option (advancing *i past its value), 0 when it
- * is another one, -1 when the value is missing. */
-static int take_option(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *i += 1;
-    *value = argv[*i];
-    return 1;
-}
-
-static int parse_args(int argc, char **argv, struct options *o)
-{
-    static const char *const names[] = {"--timezone", "--window", "--days", "--from", "--wait"};
-    const char **slots[] = {&o->zone, &o->window, &o->days, &o->from, &o->wait};
-
-    for (int i = 1; i < argc; i++) {
-        int matched = 0;
-        for (size_t k = 0; k < sizeof names / sizeof names[0] && !matched; k++) {
-            int rc = take_option(argc, argv, &i, names[k], slots[k]);
-            if (rc < 0)
-                return cli_fail(CLI_USAGE, "next-send-time: %s needs a value (see relance next-send-time --help)",
-                                names[k]);
-            matched = rc;
-        }
-        if (!matched)
-            return cli_fail(CLI_USAGE, "next-send-time: unknown argument '%s' (see relance next-send-time --help)",
-                            argv[i]);
-    }
-    for (size_t k = 0; k < 4; k++)
-        if (!*slots[k])
-            return cli_fail(CLI_USAGE, "next-send-time: %s is required (see relance next-send-time --help)",
-                            names[k]);
-    return CLI_OK;
-}
-
 /* The first line of a failed result's message. */
 static const char *result_message(const PGresult *r, char *buf, size_t len)
 {
@@ -278,36 +203,42 @@ static int check_zone(PGconn *conn, const char *zone)
     return rc;
 }
 
-int cmd_next_send_time(struct cli *cli, int argc, char **argv)
-{
-    if (cli_wants_help(argc, argv)) {
-        fputs(usage_text, stdout);
-        return CLI_OK;
-    }
-    struct options o = {0};
-    int rc = parse_args(argc, argv, &o);
-    if (rc != CLI_OK)
-        return rc;
+enum { OPT_TIMEZONE, OPT_WINDOW, OPT_DAYS, OPT_FROM, OPT_WAIT };
 
+static const struct cli_option options[] = {
+    [OPT_TIMEZONE] = {"timezone", 0, "ZONE", "IANA time zone name, e.g. Europe/Paris", CLI_OPTION_REQUIRED, 0},
+    [OPT_WINDOW] = {"window", 0, "HH:MM-HH:MM", "local sending window [start, end); end may be 24:00",
+                    CLI_OPTION_REQUIRED, 0},
+    [OPT_DAYS] = {"days", 0, "DAYS", "allowed weekdays, comma-separated: mon,tue,wed,thu,fri,sat,sun",
+                  CLI_OPTION_REQUIRED, 0},
+    [OPT_FROM] = {"from", 0, "TIME",
+                  "ISO 8601 with Z or an offset, e.g. 2024-03-08T16:00:00Z or\n"
+                  "2024-03-08T17:00+01:00 (fractions of a second are dropped)", CLI_OPTION_REQUIRED, 0},
+    [OPT_WAIT] = {"wait", 0, "DURATION",
+                  "the step's wait: 90s, 2h, 3 days, 2 business days, 1 day 4h\n"
+                  "(default 0). Days keep the local wall time; s, m, h elapse.", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
+{
+    const char *zone = cli_args_value(args, OPT_TIMEZONE), *wait_text = cli_args_value(args, OPT_WAIT);
+    PGconn *conn = cli->conn;
     char err[512], from[96];
     int start, end, mask;
     struct duration wait = {0, 0, 0};
-    if (parse_window(o.window, &start, &end, err, sizeof err) < 0 || parse_days(o.days, &mask, err, sizeof err) < 0 ||
-        parse_from(o.from, from, sizeof from, err, sizeof err) < 0)
+    if (parse_window(cli_args_value(args, OPT_WINDOW), &start, &end, err, sizeof err) < 0 ||
+        parse_days(cli_args_value(args, OPT_DAYS), &mask, err, sizeof err) < 0 ||
+        parse_from(cli_args_value(args, OPT_FROM), from, sizeof from, err, sizeof err) < 0)
         return cli_fail(CLI_ERROR, "next-send-time: %s", err);
-    if (o.wait && duration_parse(o.wait, &wait, err, sizeof err) < 0)
+    if (wait_text && duration_parse(wait_text, &wait, err, sizeof err) < 0)
         return cli_fail(CLI_ERROR, "next-send-time: bad --wait: %s", err);
-    if (!*o.zone)
+    if (!*zone)
         return cli_fail(CLI_ERROR, "next-send-time: --timezone is empty (use an IANA name such as Europe/Paris)");
 
-    PGconn *conn = cli_db_connect(cli, 1);
-    if (!conn)
-        return CLI_ERROR;
-    rc = check_zone(conn, o.zone);
-    if (rc != CLI_OK) {
-        PQfinish(conn);
+    int rc = check_zone(conn, zone);
+    if (rc != CLI_OK)
         return rc;
-    }
 
     char secs[24], days[16], bdays[16], ws[16], we[16], dm[16];
     snprintf(secs, sizeof secs, "%lld", (long long)wait.seconds);
@@ -316,7 +247,7 @@ int cmd_next_send_time(struct cli *cli, int argc, char **argv)
     snprintf(ws, sizeof ws, "%d", start);
     snprintf(we, sizeof we, "%d", end);
     snprintf(dm, sizeof dm, "%d", mask);
-    const char *params[8] = {from, o.zone, secs, days, bdays, ws, we, dm};
+    const char *params[8] = {from, zone, secs, days, bdays, ws, we, dm};
     PGresult *r = PQexecParams(conn,
                                "SELECT to_char(relance_next_send_time($1::timestamptz, $2, $3::bigint, $4::int,"
                                " $5::int, $6::int, $7::int, $8::int) AT TIME ZONE 'UTC',"
@@ -331,6 +262,20 @@ int cmd_next_send_time(struct cli *cli, int argc, char **argv)
         rc = CLI_OK;
     }
     PQclear(r);
-    PQfinish(conn);
     return rc;
 }
+
+const struct cli_command cmd_next_send_time = {
+    .name = "next-send-time",
+    .summary = "print when a step would go out: wait, window, weekdays, zone",
+    .about = "Prints when a step would go out, before jitter, as YYYY-MM-DDTHH:MM:SSZ: TIME\n"
+             "plus the wait, then moved forward to the first instant inside the window on an\n"
+             "allowed weekday, in ZONE's local time, across daylight saving changes. The\n"
+             "answer comes from the database function the scheduler uses\n"
+             "(relance_next_send_time), so DATABASE_URL must reach a migrated database.\n"
+             "\n"
+             "Exit status: 0 printed, 1 a bad value or a database error, 2 a usage error.\n",
+    .options = options,
+    .unknown = "unknown argument", /* the words scripts and tests match */
+    .run = run,
+};

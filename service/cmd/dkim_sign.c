@@ -1,4 +1,4 @@
-/* cmd_dkim: `relance dkim-sign`, the operator's tool for DKIM keys.
+/* cmd/dkim_sign: `relance dkim-sign`, the operator's tool for DKIM keys.
  *
  * Signs a message read from a file or stdin with a key file and prints
  * it with the DKIM-Signature in front (to check a key against a verifier
@@ -15,24 +15,6 @@
 #include <time.h>
 
 #define MESSAGE_MAX (64u << 20)
-
-static void dkim_usage(FILE *f)
-{
-    fprintf(f, "usage: relance dkim-sign --key FILE --domain DOMAIN --selector SEL [MESSAGE-FILE]\n"
-               "       relance dkim-sign --print-dns --key FILE --domain DOMAIN --selector SEL\n"
-               "\n"
-               "Signs the message in MESSAGE-FILE (default: standard input) with the DKIM\n"
-               "private key in FILE (PEM, RSA or Ed25519; relaxed/relaxed, rsa-sha256 or\n"
-               "ed25519-sha256) for d=DOMAIN s=SEL, and prints it with the DKIM-Signature\n"
-               "header in front. Line ends are written as CRLF.\n"
-               "\n"
-               "With --print-dns, prints the TXT record to publish instead, as a zone-file\n"
-               "line (strings longer than 255 characters split in quoted pieces):\n"
-               "  SEL._domainkey.DOMAIN IN TXT \"v=DKIM1; k=rsa; p=...\"\n"
-               "\n"
-               "Make a key: openssl genpkey -algorithm ed25519 -out dkim.pem\n"
-               "        or: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dkim.pem\n");
-}
 
 /* Reads all of f into a malloc'd buffer with every line end as CRLF. */
 static int read_message(FILE *f, char **out, size_t *out_len)
@@ -87,10 +69,22 @@ static void print_dns(const char *selector, const char *domain, const char *reco
     printf("\n");
 }
 
-int cmd_dkim_sign(struct cli *cli, int argc, char **argv)
+enum { OPT_KEY, OPT_DOMAIN, OPT_SELECTOR, OPT_PRINT_DNS };
+
+static const struct cli_option options[] = {
+    [OPT_KEY] = {"key", 0, "FILE", "the private key (PEM, RSA or Ed25519)", CLI_OPTION_REQUIRED, 0},
+    [OPT_DOMAIN] = {"domain", 0, "DOMAIN", "the signing domain (d=)", CLI_OPTION_REQUIRED, 0},
+    [OPT_SELECTOR] = {"selector", 0, "SEL", "the selector (s=)", CLI_OPTION_REQUIRED, 0},
+    [OPT_PRINT_DNS] = {"print-dns", 0, NULL, "print the DNS TXT record to publish instead", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
 {
-    const char *key_path = NULL, *domain = NULL, *selector = NULL, *input = NULL;
-    int print_dns_only = 0;
+    const char *key_path = cli_args_value(args, OPT_KEY), *domain = cli_args_value(args, OPT_DOMAIN);
+    const char *selector = cli_args_value(args, OPT_SELECTOR);
+    const char *input = args->n_operands ? args->operands[0] : NULL;
+    int print_dns_only = cli_args_count(args, OPT_PRINT_DNS) > 0;
     struct dkim_key *key = NULL;
     char *msg = NULL, *sig = NULL, *record = NULL;
     size_t len = 0;
@@ -98,36 +92,6 @@ int cmd_dkim_sign(struct cli *cli, int argc, char **argv)
     char err[512];
 
     (void)cli;
-    if (cli_wants_help(argc, argv)) {
-        dkim_usage(stdout);
-        return CLI_OK;
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--key") == 0)
-            slot = &key_path;
-        else if (strcmp(a, "--domain") == 0)
-            slot = &domain;
-        else if (strcmp(a, "--selector") == 0)
-            slot = &selector;
-        if (slot) {
-            if (i + 1 >= argc)
-                return cli_fail(CLI_USAGE, "dkim-sign: %s needs a value", a);
-            *slot = argv[++i];
-        } else if (strcmp(a, "--print-dns") == 0) {
-            print_dns_only = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_fail(CLI_USAGE, "dkim-sign: unknown option '%s' (see relance dkim-sign --help)", a);
-        } else if (!input) {
-            input = a;
-        } else {
-            return cli_fail(CLI_USAGE, "dkim-sign: one message file at most");
-        }
-    }
-    if (!key_path || !domain || !selector)
-        return cli_fail(CLI_USAGE, "dkim-sign: --key, --domain and --selector are required "
-                                   "(see relance dkim-sign --help)");
     if (print_dns_only && input)
         return cli_fail(CLI_USAGE, "dkim-sign: --print-dns takes no message");
 
@@ -176,3 +140,24 @@ fail:
     dkim_key_free(key);
     return rc;
 }
+
+const struct cli_command cmd_dkim_sign = {
+    .name = "dkim-sign",
+    .summary = "sign a message with a DKIM key, or print the DNS record to publish",
+    .operands = "[MESSAGE-FILE]",
+    .max_operands = 1,
+    .about = "Signs the message in MESSAGE-FILE (default: standard input) with the DKIM\n"
+             "private key in FILE (PEM, RSA or Ed25519; relaxed/relaxed, rsa-sha256 or\n"
+             "ed25519-sha256) for d=DOMAIN s=SEL, and prints it with the DKIM-Signature\n"
+             "header in front. Line ends are written as CRLF.\n"
+             "\n"
+             "With --print-dns (and no MESSAGE-FILE), prints the TXT record to publish\n"
+             "instead, as a zone-file line (strings longer than 255 characters split in\n"
+             "quoted pieces):\n"
+             "  SEL._domainkey.DOMAIN IN TXT \"v=DKIM1; k=rsa; p=...\"\n"
+             "\n"
+             "Make a key: openssl genpkey -algorithm ed25519 -out dkim.pem\n"
+             "        or: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dkim.pem\n",
+    .options = options,
+    .run = run,
+};

@@ -1,0 +1,101 @@
+/* cmd/accounts: `relance accounts sync|list|resume`. sync makes the
+ * database's pools and accounts match the configuration (the JSON is
+ * accounts.c's, the matching relance_sync_accounts's in SQL); list shows
+ * each account's state and today's usage against its limit, counted in
+ * the account's own day; resume un-pauses an account. */
+#include "accounts.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int sync_accounts(struct cli *cli, const struct cli_args *args)
+{
+    (void)args;
+    PGconn *conn = cli->conn;
+    const struct config *cfg = cli->config;
+    char *json = accounts_config_json(cfg);
+    if (!json)
+        return cli_fail(CLI_ERROR, "out of memory");
+    const char *p[1] = {json};
+    PGresult *r = PQexecParams(conn, "SELECT relance_sync_accounts($1::jsonb)", 1, NULL, p, NULL, NULL, 0);
+    free(json);
+    int rc = CLI_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "relance: accounts sync: %s", PQresultErrorMessage(r));
+        rc = CLI_ERROR;
+    } else {
+        printf("synced %s account%s\n", PQgetvalue(r, 0, 0), strcmp(PQgetvalue(r, 0, 0), "1") == 0 ? "" : "s");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int list_accounts(struct cli *cli, const struct cli_args *args)
+{
+    (void)args;
+    PGconn *conn = cli->conn;
+    char now[40];
+    if (cli_now(now, sizeof now) < 0)
+        return CLI_ERROR;
+    const char *p[1] = {now};
+    PGresult *r = PQexecParams(conn,
+                               "SELECT a.email, a.pool, CASE WHEN NOT a.configured THEN 'not configured' "
+                               "ELSE a.state END, coalesce(a.state_reason, ''), "
+                               "coalesce((SELECT sent FROM account_days d WHERE d.account_id = a.id "
+                               " AND d.day = relance_local_day($1, a.timezone)), 0), "
+                               "coalesce(relance_account_limit(a.id, relance_local_day($1, a.timezone))::text, "
+                               "'no limit') FROM accounts a ORDER BY a.pool, a.email",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return CLI_ERROR;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        printf("%s\tpool %s\t%s%s%s\ttoday %s/%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+               *PQgetvalue(r, i, 3) ? ": " : "", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+    }
+    PQclear(r);
+    return CLI_OK;
+}
+
+static int resume(struct cli *cli, const struct cli_args *args)
+{
+    PGconn *conn = cli->conn;
+    const char *email = args->operands[0];
+    const char *p[1] = {email};
+    PGresult *r = PQexecParams(conn,
+                               "UPDATE accounts SET state = 'active', state_reason = 'resumed by user', "
+                               "state_changed_at = now() WHERE email = lower($1) AND state = 'paused'",
+                               1, NULL, p, NULL, NULL, 0);
+    int rc = CLI_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
+        rc = CLI_ERROR;
+    } else if (strcmp(PQcmdTuples(r), "1") != 0) {
+        fprintf(stderr, "relance: no paused account %s (relance accounts list shows them)\n", email);
+        rc = CLI_ERROR;
+    } else {
+        printf("resumed %s\n", email);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static const struct cli_command subcommands[] = {
+    {.name = "sync", .summary = "make the database's pools and accounts match the configuration (serve\n"
+                                "does it at start)", .run = sync_accounts},
+    {.name = "list", .summary = "each account's pool, state (and why it is paused), today's usage and\n"
+                                "limit in the account's own day", .run = list_accounts},
+    {.name = "resume", .summary = "un-pause an account paused by relance or by hand", .operands = "ACCOUNT",
+     .min_operands = 1, .max_operands = 1, .run = resume},
+    {0},
+};
+
+const struct cli_command cmd_accounts = {
+    .name = "accounts",
+    .summary = "sender accounts: sync from the configuration, list usage, resume",
+    .subcommands = subcommands,
+};

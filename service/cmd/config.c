@@ -1,0 +1,44 @@
+/* cmd/config: `relance config`, which checks the configuration (file,
+ * then environment) and prints the settings relance will use with every
+ * secret left out: the database connection string as libpq reads it with
+ * its password as ***, each account's logins by kind, never a password.
+ * Reading and checking the configuration is config.c's; main loads it. */
+#include "cli.h"
+
+#include <stdio.h>
+
+static int run(struct cli *cli, const struct cli_args *args)
+{
+    (void)args;
+    const struct config *cfg = cli->config;
+    char db[512];
+    config_conninfo_redact(cfg->database_url, db, sizeof db);
+    printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
+    printf("database_url: %s\n", *db ? db : "(libpq defaults)");
+    printf("http.listen: %s\n", cfg->http_listen);
+    printf("transport: %s\n", cfg->transport);
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        printf("pool %s: %zu account%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,
+               cfg->pools[i].n_accounts == 1 ? "" : "s");
+        for (size_t j = 0; j < cfg->pools[i].n_accounts; j++) {
+            /* the two logins apart: auth: none no longer implies the
+             * mailbox has none */
+            const struct config_account *a = &cfg->pools[i].accounts[j];
+            printf("  %s (smtp auth: %s", a->email, a->auth ? a->auth : "password");
+            if (a->imap)
+                printf(", imap auth: %s", a->imap_auth ? a->imap_auth : "password");
+            printf(")\n");
+        }
+    }
+    for (size_t i = 0; i < cfg->n_dkim; i++)
+        printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);
+    return CLI_OK;
+}
+
+const struct cli_command cmd_config = {
+    .name = "config",
+    .summary = "check the configuration file and print what relance will use",
+    .about = "Reads the configuration (file, then environment) and prints the settings\n"
+             "relance will use, with secrets left out. Exit 1 on any error.\n",
+    .run = run,
+};

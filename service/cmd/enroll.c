@@ -1,0 +1,231 @@
+/* cmd/enroll: `relance enroll`, which enrolls contacts (given by address,
+ * from a CSV file's email column, or chosen by a read-only SQL condition)
+ * into a sequence's current version. It owns the command line, reading
+ * the CSV and the transaction; every decision (who may be enrolled: not
+ * unknown, suppressed, already enrolled or active elsewhere) is
+ * relance_enroll's in SQL, with the time passed in from clock.c so tests
+ * can move it (RELANCE_TEST_CLOCK). */
+#include "cli.h"
+#include "contact.h"
+#include "csv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The list of addresses to enroll, growing. */
+struct emails {
+    char **v;
+    size_t n, cap;
+};
+
+static int emails_add(struct emails *e, const char *s, size_t len)
+{
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        char **grown = realloc(e->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        e->v = grown;
+        e->cap = cap;
+    }
+    e->v[e->n] = strndup(s, len);
+    return e->v[e->n++] ? 0 : -1;
+}
+
+/* Adds the address in the spelling contacts are stored under (contact.c's:
+ * user@Bücher.example is user@xn--bcher-kva.example). One that contact.c
+ * refuses goes as given, and SQL reports it as an unknown contact. */
+static int emails_add_address(struct emails *e, const char *s)
+{
+    char norm[CONTACT_EMAIL_MAX + 1];
+    s = contact_email_key(s, norm);
+    return emails_add(e, s, strlen(s));
+}
+
+static void emails_free(struct emails *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i]);
+    free(e->v);
+}
+
+/* Handles one record of an enroll CSV; returns -1 to stop (the file fails
+ * as a whole). */
+static int enroll_record(const char *path, const struct csv_record *rec, int *col, struct emails *out)
+{
+    if (rec->error) {
+        fprintf(stderr, "relance: %s:%lu: %s\n", path, rec->error_line ? rec->error_line : rec->line, rec->error);
+        return -1;
+    }
+    if (*col < 0) { /* the header row */
+        *col = csv_record_find(rec, "email");
+        if (*col < 0) {
+            fprintf(stderr, "relance: %s:%lu: no 'email' column in the header row\n", path, rec->line);
+            return -1;
+        }
+        return 0;
+    }
+    if ((size_t)*col < rec->n_fields && rec->lengths[*col] > 0)
+        return emails_add_address(out, rec->fields[*col]);
+    return 0;
+}
+
+/* Reads the 'email' column of a CSV file. A file that cannot be read or
+ * parsed fails as a whole, naming FILE:LINE. */
+static int read_csv_emails(const char *path, struct emails *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "relance: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct csv_reader *r = csv_reader_new(NULL);
+    int col = -1, rc = 0, done = 0;
+    static char buf[65536];
+    struct csv_record rec;
+    if (!r) {
+        fclose(f);
+        return -1;
+    }
+    while (!done && rc == 0) {
+        size_t n = fread(buf, 1, sizeof buf, f);
+        if (n == 0) {
+            if (ferror(f)) {
+                fprintf(stderr, "relance: %s: %s\n", path, strerror(errno));
+                rc = -1;
+                break;
+            }
+            csv_reader_finish(r);
+            done = 1;
+        } else {
+            csv_reader_feed(r, buf, n);
+        }
+        for (;;) {
+            int st = csv_reader_next(r, &rec);
+            if (st < 0)
+                rc = -1;
+            if (st <= 0)
+                break;
+            if (enroll_record(path, &rec, &col, out) < 0) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    if (rc == 0 && col < 0) {
+        fprintf(stderr, "relance: %s: empty file (a header row with an 'email' column is needed)\n", path);
+        rc = -1;
+    }
+    csv_reader_free(r);
+    fclose(f);
+    return rc;
+}
+
+enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_WHERE, OPT_ALLOW_PARALLEL };
+
+static const struct cli_option options[] = {
+    [OPT_SEQUENCE] = {"sequence", 0, "NAME", "the sequence (its current version)", CLI_OPTION_REQUIRED, 0},
+    [OPT_CONTACT] = {"contact", 0, "EMAIL", "a contact's address; repeatable", CLI_OPTION_REPEAT, 1},
+    [OPT_CSV] = {"csv", 0, "FILE",
+                 "the 'email' column of a CSV file with a header row (other\n"
+                 "columns are ignored)", 0, 1},
+    [OPT_WHERE] = {"where", 0, "SQL",
+                   "a condition on the contacts table, run read-only, e.g.\n"
+                   "--where \"company_domain = 'acme.example'\"", 0, 1},
+    [OPT_ALLOW_PARALLEL] = {"allow-parallel", 0, NULL, "enroll contacts active in another sequence too", 0, 0},
+    {0},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
+{
+    const char *sequence = cli_args_value(args, OPT_SEQUENCE), *csv = cli_args_value(args, OPT_CSV);
+    const char *where = cli_args_value(args, OPT_WHERE);
+    int parallel = cli_args_count(args, OPT_ALLOW_PARALLEL) > 0, rc = CLI_ERROR, pos = 0;
+    PGconn *conn = cli->conn;
+    struct emails emails = {0};
+    for (const char *c = cli_args_next(args, OPT_CONTACT, &pos); c; c = cli_args_next(args, OPT_CONTACT, &pos))
+        if (emails_add_address(&emails, c) < 0)
+            goto out;
+    if (csv && read_csv_emails(csv, &emails) < 0)
+        goto out;
+    char now[40];
+    if (cli_now(now, sizeof now) < 0)
+        goto out;
+    if (cli_exec(conn, "BEGIN") < 0)
+        goto out;
+    if (where) {
+        /* The condition is the operator's own SQL: read-only, inside a
+         * subtransaction, so it can select but never change anything. */
+        char *sql = NULL;
+        if (asprintf(&sql, "SELECT email FROM contacts WHERE (%s) ORDER BY id", where) < 0)
+            goto rollback;
+        if (cli_exec(conn, "SAVEPOINT pick") < 0 || cli_exec(conn, "SET TRANSACTION READ ONLY") < 0) {
+            free(sql);
+            goto rollback;
+        }
+        PGresult *r = PQexec(conn, sql);
+        free(sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            fprintf(stderr, "relance: --where: %s", PQresultErrorMessage(r));
+            PQclear(r);
+            goto rollback;
+        }
+        for (int i = 0; i < PQntuples(r); i++)
+            if (emails_add(&emails, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0)) < 0) {
+                PQclear(r);
+                goto rollback;
+            }
+        PQclear(r);
+        if (cli_exec(conn, "ROLLBACK TO SAVEPOINT pick") < 0)
+            goto rollback;
+    }
+    /* Serialise enrollments of one sequence: two enroll commands at once
+     * must not both pass the "already enrolled elsewhere" check. */
+    if (cli_exec(conn, "SELECT pg_advisory_xact_lock(7401720651)") < 0)
+        goto rollback;
+    size_t enrolled = 0, skipped = 0;
+    for (size_t i = 0; i < emails.n; i++) {
+        const char *p[4] = {sequence, emails.v[i], now, parallel ? "true" : "false"};
+        PGresult *r = PQexecParams(conn, "SELECT relance_enroll($1, $2, $3, $4)", 4, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+            fprintf(stderr, "relance: %s\n", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+            if (hint)
+                fprintf(stderr, "relance: %s\n", hint);
+            PQclear(r);
+            goto rollback;
+        }
+        const char *what = PQgetvalue(r, 0, 0);
+        if (strcmp(what, "enrolled") == 0) {
+            enrolled++;
+        } else {
+            skipped++;
+            printf("skipped %s: %s\n", emails.v[i], what);
+        }
+        PQclear(r);
+    }
+    if (cli_exec(conn, "COMMIT") < 0)
+        goto out;
+    printf("enrolled %zu, skipped %zu\n", enrolled, skipped);
+    rc = CLI_OK;
+    goto out;
+rollback:
+    if (cli_exec(conn, "ROLLBACK") < 0)
+        fprintf(stderr, "relance: rollback failed\n");
+out:
+    emails_free(&emails);
+    return rc;
+}
+
+const struct cli_command cmd_enroll = {
+    .name = "enroll",
+    .summary = "enroll contacts into a sequence",
+    .about = "Enrolls contacts into the current version of a sequence (the enrollment keeps\n"
+             "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
+             "and contacts active in another sequence (unless --allow-parallel), are skipped\n"
+             "with a reason.\n",
+    .options = options,
+    .run = run,
+};

@@ -1,0 +1,102 @@
+/* cmd/pause: `relance pause|resume|stop`, one command under three names
+ * (the name typed says which): pause holds active or held enrollments in
+ * place, resume lets paused ones go on (every send gate is checked again
+ * at send time), stop ends them for good. Each picks enrollments by id,
+ * contact or sequence, in one UPDATE. */
+#include "cli.h"
+#include "contact.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_ENROLLMENT, OPT_CONTACT, OPT_SEQUENCE };
+
+static const struct cli_option options[] = {
+    [OPT_ENROLLMENT] = {"enrollment", 0, "ID", "one enrollment, by its number", 0, 1},
+    [OPT_CONTACT] = {"contact", 0, "EMAIL", "every enrollment of a contact", 0, 1},
+    [OPT_SEQUENCE] = {"sequence", 0, "NAME", "every enrollment in a sequence", 0, 1},
+    {0},
+};
+
+/* Which enrollments each option picks ($1 is its value). */
+static const char *const picks[] = {
+    [OPT_ENROLLMENT] = "e.id = $1::bigint",
+    [OPT_CONTACT] = "e.contact_id = (SELECT id FROM contacts WHERE email_key = lower(btrim($1)))",
+    [OPT_SEQUENCE] = "e.sequence_id = (SELECT id FROM sequences WHERE name = $1)",
+};
+
+/* What each name does to the enrollments in which states. */
+static const struct verb {
+    const char *name, *set, *from, *done;
+} verbs[] = {
+    {"pause", "state = 'paused', state_reason = 'paused by user'", "('active', 'held')", "paused"},
+    {"resume", "state = 'active', state_reason = 'resumed by user'", "('paused')", "resumed"},
+    {"stop", "state = 'completed', state_reason = 'stopped by user', next_send_at = NULL",
+     "('active', 'paused', 'held')", "stopped"},
+};
+
+static int run(struct cli *cli, const struct cli_args *args)
+{
+    const struct verb *verb = &verbs[0];
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strcmp(verbs[i].name, args->command->name) == 0)
+            verb = &verbs[i];
+    int by = OPT_ENROLLMENT; /* cli_options checked that exactly one is given */
+    while (!cli_args_count(args, by))
+        by++;
+    const char *value = cli_args_value(args, by);
+    if (by == OPT_ENROLLMENT && strspn(value, "0123456789") != strlen(value))
+        return cli_fail(CLI_ERROR, "%s: --enrollment takes a number, not '%s'", verb->name, value);
+    char now[40];
+    if (cli_now(now, sizeof now) < 0)
+        return CLI_ERROR;
+    char *sql = NULL;
+    if (asprintf(&sql, "UPDATE enrollments e SET %s, state_changed_at = $2 WHERE %s AND e.state IN %s", verb->set,
+                 picks[by], verb->from) < 0)
+        return CLI_ERROR;
+    char norm[CONTACT_EMAIL_MAX + 1];
+    const char *p[2] = {by == OPT_CONTACT ? contact_email_key(value, norm) : value, now};
+    PGresult *r = PQexecParams(cli->conn, sql, 2, NULL, p, NULL, NULL, 0);
+    free(sql);
+    int rc = CLI_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
+        rc = CLI_ERROR;
+    } else {
+        const char *n = PQcmdTuples(r);
+        printf("%s %s enrollment%s\n", verb->done, n, strcmp(n, "1") == 0 ? "" : "s");
+    }
+    PQclear(r);
+    return rc;
+}
+
+#define ABOUT                                                                                                   \
+    "pause: active or held enrollments stop going forward and keep their place.\n"                              \
+    "resume: paused enrollments go on; every gate (window, weekday, wait) is\n"                                 \
+    "        checked again at send time, so nothing goes out off-hours.\n"                                      \
+    "stop: enrollments end for good (state completed, reason 'stopped').\n"
+
+const struct cli_command cmd_pause = {
+    .name = "pause",
+    .summary = "pause an enrollment, a contact or a whole sequence",
+    .about = ABOUT,
+    .options = options,
+    .run = run,
+};
+
+const struct cli_command cmd_resume = {
+    .name = "resume",
+    .summary = "resume what was paused (every send gate is checked again)",
+    .about = ABOUT,
+    .options = options,
+    .run = run,
+};
+
+const struct cli_command cmd_stop = {
+    .name = "stop",
+    .summary = "stop an enrollment, a contact or a whole sequence for good",
+    .about = ABOUT,
+    .options = options,
+    .run = run,
+};
