@@ -95,10 +95,13 @@ static void start_connect(struct db *db);
  * connecting are the callers', who know why. */
 static void state_set(struct db *db, enum db_state to)
 {
-    assert(db_state_next[db->state] & (1u << to));
+    int allowed = (db_state_next[db->state] & (1u << to)) != 0;
+    assert(allowed);
     char event[64];
     snprintf(event, sizeof event, "connection %s -> %s", db_state_names[db->state], db_state_names[to]);
-    log_event(LOG_DEBUG, "db", event, NULL);
+    /* a release build (no assert) still says so, loudly */
+    log_event(allowed ? LOG_DEBUG : LOG_ERROR, "db", event, allowed ? NULL : "error", "transition not in the table",
+              NULL);
     db->state = to;
 }
 

@@ -605,11 +605,13 @@ static void server_text(const struct account *a, char *dst, size_t size, const c
  * "token HELD -> FETCHING account=alice@acme.example". Never a token. */
 static void state_set(struct account *a, enum token_state to)
 {
-    assert(token_state_next[a->state] & (1u << to));
-    if (a->state != to) {
+    int allowed = (token_state_next[a->state] & (1u << to)) != 0;
+    assert(allowed);
+    if (a->state != to || !allowed) {
         char event[64];
         snprintf(event, sizeof event, "token %s -> %s", token_state_names[a->state], token_state_names[to]);
-        log_event(LOG_DEBUG, "oauth2", event, "account", a->email, NULL);
+        /* a release build (no assert) still says so, loudly */
+        log_event(allowed ? LOG_DEBUG : LOG_ERROR, "oauth2", event, "account", a->email, NULL);
     }
     a->state = to;
 }

@@ -432,10 +432,12 @@ void watcher_db_up(struct watcher *w)
  * "mailbox PASS -> IDLE account=alice@acme.example". */
 static void box_state_set(struct box *b, enum box_state to)
 {
-    assert(box_state_next[b->state] & (1u << to));
+    int allowed = (box_state_next[b->state] & (1u << to)) != 0;
+    assert(allowed);
     char event[64];
     snprintf(event, sizeof event, "mailbox %s -> %s", box_state_names[b->state], box_state_names[to]);
-    log_event(LOG_DEBUG, "watcher", event, "account", b->email, NULL);
+    /* a release build (no assert) still says so, loudly */
+    log_event(allowed ? LOG_DEBUG : LOG_ERROR, "watcher", event, "account", b->email, NULL);
     b->state = to;
 }
 
@@ -472,7 +474,7 @@ static void box_fail(struct box *b, const char *what, const char *why)
     /* said once per outage (later errors at debug); the recovery is said too */
     log_event(b->failures == 0 ? LOG_WARN : LOG_DEBUG, "watcher", what, "account", b->email, "folder",
               b->state == BOX_PASS && b->folders[b->folder_i] ? folder_of(b) : "-", "error", why, NULL);
-    snprintf(b->last_error, sizeof b->last_error, "%s", why ? why : "");
+    snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)sizeof b->last_error - 1, why ? why : ""); /* cut: a summary */
     box_task_end(b, -EIO);
 }
 
