@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mime.h"
 #include "pgarray.h"
+#include "pgerr.h"
 #include "secret.h"
 #include "oauth2.h"
 #include "ready.h"
@@ -381,12 +382,6 @@ static int query(struct watcher *w, struct box *b, const char *sql, int n, const
     return 0;
 }
 
-static void db_error_text(const PGresult *res, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s", res ? PQresultErrorMessage(res) : "database connection lost");
-    buf[strcspn(buf, "\n")] = '\0';
-}
-
 /* ======================================================================
  * Leases
  * ====================================================================== */
@@ -502,8 +497,8 @@ static void on_advanced(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        db_error_text(res, msg, sizeof msg);
-        box_fail(b, "cannot record the mailbox's progress", msg);
+        box_fail(b, "cannot record the mailbox's progress",
+                 pgerr_line(res, NULL, "database connection lost", msg, sizeof msg));
         return;
     }
     b->folder_i++;
@@ -554,7 +549,7 @@ static void on_batch_recorded(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300], from[16], to[16];
-        db_error_text(res, msg, sizeof msg);
+        pgerr_line(res, NULL, "database connection lost", msg, sizeof msg);
         snprintf(from, sizeof from, "%lu", (unsigned long)b->todo[b->i_todo]);
         snprintf(to, sizeof to, "%lu", (unsigned long)b->todo[b->i_todo + b->n_batch - 1]);
         log_event(LOG_ERROR, "watcher", "cannot record inbound messages; retried next pass", "account", b->email,
@@ -765,8 +760,8 @@ static void on_decided(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        db_error_text(res, msg, sizeof msg);
-        box_fail(b, "cannot read the mailbox's state", msg);
+        box_fail(b, "cannot read the mailbox's state",
+                 pgerr_line(res, NULL, "database connection lost", msg, sizeof msg));
         return;
     }
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {

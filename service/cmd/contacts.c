@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "contact.h"
 #include "csv.h"
+#include "pgerr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,20 +181,14 @@ static void json_string(struct buf *b, const char *s, size_t n)
     buf_addc(b, '"');
 }
 
-static const char *pg_error(PGconn *conn, const PGresult *res)
-{
-    const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-    return m && *m ? m : PQerrorMessage(conn);
-}
-
 /* Runs sql (no parameters): 0, or -1 with the error printed. */
 static int exec_sql(PGconn *conn, const char *sql, const char *what)
 {
     PGresult *r = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *m = pg_error(conn, r);
-        fprintf(stderr, "relance: %s: %.*s\n", what, (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: %s: %s\n", what, pgerr_line(r, conn, NULL, m, sizeof m));
         PQclear(r);
         return -1;
     }
@@ -214,8 +209,9 @@ static int zones_load(struct import *im)
 {
     im->zones = PQexec(im->conn, "SELECT name FROM pg_timezone_names");
     if (PQresultStatus(im->zones) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, im->zones);
-        fprintf(stderr, "relance: reading the time zone names: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: reading the time zone names: %s\n",
+                pgerr_line(im->zones, im->conn, NULL, m, sizeof m));
         return -1;
     }
     im->n_zones = (size_t)PQntuples(im->zones);
@@ -497,7 +493,8 @@ static int copy_flush(struct import *im)
     if (im->copy.len == 0)
         return 0;
     if (PQputCopyData(im->conn, im->copy.p, (int)im->copy.len) != 1) {
-        fprintf(stderr, "relance: loading %s: %s", im->path, PQerrorMessage(im->conn));
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im->path, pgerr_line(NULL, im->conn, NULL, m, sizeof m));
         return -1;
     }
     buf_clear(&im->copy);
@@ -518,8 +515,8 @@ static int apply(struct import *im, long long *inserted, long long *kept)
 {
     PGresult *r = PQexec(im->conn, "SELECT inserted, applied FROM relance_contacts_import_apply()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, r);
-        fprintf(stderr, "relance: saving the contacts: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: saving the contacts: %s\n", pgerr_line(r, im->conn, NULL, m, sizeof m));
         PQclear(r);
         return -1;
     }
@@ -528,8 +525,8 @@ static int apply(struct import *im, long long *inserted, long long *kept)
     PQclear(r);
     r = PQexec(im->conn, "SELECT line, reject FROM relance_contacts_import_rejects()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, r);
-        fprintf(stderr, "relance: reading the rejected rows: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: reading the rejected rows: %s\n", pgerr_line(r, im->conn, NULL, m, sizeof m));
         PQclear(r);
         return -1;
     }
@@ -633,7 +630,8 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         goto fail;
     PGresult *r = PQexec(im.conn, sql_copy);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
-        fprintf(stderr, "relance: loading %s: %s", im.path, pg_error(im.conn, r));
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im.path, pgerr_line(r, im.conn, NULL, m, sizeof m));
         PQclear(r);
         goto fail;
     }
@@ -659,14 +657,15 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         goto fail;
     in_copy = 0;
     if (PQputCopyEnd(im.conn, NULL) != 1) {
-        fprintf(stderr, "relance: loading %s: %s", im.path, PQerrorMessage(im.conn));
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im.path, pgerr_line(NULL, im.conn, NULL, m, sizeof m));
         goto fail;
     }
     r = PQgetResult(im.conn);
     int copied = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!copied) {
-        const char *m = pg_error(im.conn, r);
-        fprintf(stderr, "relance: loading %s: %.*s\n", im.path, (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im.path, pgerr_line(r, im.conn, NULL, m, sizeof m));
     }
     PQclear(r);
     for (r = PQgetResult(im.conn); r; r = PQgetResult(im.conn))
@@ -738,8 +737,8 @@ static int show_run(struct cli *cli, const struct cli_args *args)
                                " id FROM contacts WHERE email_key = lower($1)",
                                1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(conn, r);
-        fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
         goto fail;
     }
     if (PQntuples(r) == 0) {
@@ -756,8 +755,8 @@ static int show_run(struct cli *cli, const struct cli_args *args)
                                      " WHERE id = $1 ORDER BY key COLLATE \"C\"",
                                1, NULL, id, NULL, NULL, 0);
     if (PQresultStatus(f) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(conn, f);
-        fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: %s\n", pgerr_line(f, conn, NULL, m, sizeof m));
         PQclear(f);
         goto fail;
     }
@@ -800,7 +799,8 @@ static int list_run(struct cli *cli, const struct cli_args *args)
                            " coalesce(timezone, '') FROM contacts ORDER BY email_key COLLATE \"C\" LIMIT $1::bigint",
                            1, NULL, params, NULL, NULL, 0) ||
         !PQsetSingleRowMode(conn)) {
-        fprintf(stderr, "relance: %s", PQerrorMessage(conn));
+        char m[1024];
+        fprintf(stderr, "relance: %s\n", pgerr_line(NULL, conn, NULL, m, sizeof m));
         return CLI_ERROR;
     }
     rc = CLI_OK;
@@ -814,8 +814,8 @@ static int list_run(struct cli *cli, const struct cli_args *args)
             }
             putchar('\n');
         } else if (st != PGRES_TUPLES_OK) {
-            const char *m = pg_error(conn, r);
-            fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+            char m[1024];
+            fprintf(stderr, "relance: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
             rc = CLI_ERROR;
         }
         PQclear(r);

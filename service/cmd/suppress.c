@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "contact.h"
 #include "pgarray.h"
+#include "pgerr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +78,8 @@ static int change(PGconn *conn, int add, char **args, int n, const char *reason)
                          " SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM p) - (SELECT count(*) FROM del)",
                          1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorMessage(r);
-        fprintf(stderr, "relance: suppress: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: suppress: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
         goto fail;
     }
     if (add)
@@ -101,8 +102,8 @@ static int list(struct cli *cli, const struct cli_args *args)
     int rc = CLI_OK;
     PGresult *r = PQexec(cli->conn, "SELECT pattern FROM suppressions ORDER BY pattern COLLATE \"C\"");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorMessage(r);
-        fprintf(stderr, "relance: suppress: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: suppress: %s\n", pgerr_line(r, cli->conn, NULL, m, sizeof m));
         rc = CLI_ERROR;
     } else {
         for (int i = 0; i < PQntuples(r); i++)
