@@ -16,6 +16,7 @@
 #include "db.h"
 #include "imap.h"
 #include "inbound.h"
+#include "json.h"
 #include "leases.h"
 #include "log.h"
 #include "mime.h"
@@ -522,23 +523,14 @@ static void folder_done(struct box *b)
         box_fail(b, "cannot record the mailbox's progress", "database unavailable");
 }
 
-static const char *json_field(const char *json, const char *key, char *out, size_t size)
+/* Member key of one relance_inbound result ({"effect": "replied",
+ * "enrollment": 12, "reason": null, ...}) for a log line: a string's
+ * text or a number as written; "" when absent, null or unreadable. */
+static const char *result_field(const struct json_doc *d, const char *key, char *out, size_t size)
 {
-    /* {"effect": "replied", "enrollment": 12, ...}: enough for a log line */
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(json, pat);
-    out[0] = '\0';
-    if (!p)
-        return out;
-    p += strlen(pat);
-    if (*p == '"')
-        p++;
-    size_t n = strcspn(p, "\",}");
-    if (n >= size)
-        n = size - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
+    int v = d ? json_get(d, 0, key) : -1;
+    const char *text = v >= 0 ? json_text(d, v, NULL) : NULL;
+    snprintf(out, size, "%s", text ? text : "");
     return out;
 }
 
@@ -558,15 +550,18 @@ static void on_batch_recorded(struct box *b, const PGresult *res)
         return;
     }
     for (int row = 0; row < PQntuples(res); row++) {
-        const char *json = PQgetvalue(res, row, 1);
+        struct json_doc *d = NULL;
+        struct json_error jerr;
+        if (json_parse(PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1), &d, &jerr) < 0)
+            d = NULL; /* the fields read as absent */
         char effect[32], enrollment[24], reason[160];
-        json_field(json, "effect", effect, sizeof effect);
-        json_field(json, "enrollment", enrollment, sizeof enrollment);
-        json_field(json, "reason", reason, sizeof reason);
+        result_field(d, "effect", effect, sizeof effect);
+        result_field(d, "enrollment", enrollment, sizeof enrollment);
+        result_field(d, "reason", reason, sizeof reason);
+        json_free(d);
         log_event(LOG_INFO, "watcher", "inbound message", "account", b->email, "folder", folder_of(b), "uid",
-                  PQgetvalue(res, row, 0), "effect", effect, "enrollment",
-                  strcmp(enrollment, "null") && enrollment[0] ? enrollment : "-", "reason",
-                  reason[0] && strcmp(reason, "null") ? reason : NULL, NULL);
+                  PQgetvalue(res, row, 0), "effect", effect, "enrollment", enrollment[0] ? enrollment : "-", "reason",
+                  reason[0] ? reason : NULL, NULL);
     }
     b->processed += PQntuples(res);
     b->i_todo += b->n_batch;

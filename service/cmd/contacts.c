@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "contact.h"
 #include "csv.h"
+#include "json.h"
 #include "pgerr.h"
 
 #include <errno.h>
@@ -162,23 +163,6 @@ static void copy_value(struct buf *b, const char *s, size_t n)
         }
         buf_addc(b, c);
     }
-}
-
-static void json_string(struct buf *b, const char *s, size_t n)
-{
-    buf_addc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            buf_addc(b, '\\');
-            buf_addc(b, (char)c);
-        } else if (c < 0x20) {
-            buf_addf(b, "\\u%04x", c);
-        } else {
-            buf_addc(b, (char)c);
-        }
-    }
-    buf_addc(b, '"');
 }
 
 /* Runs sql (no parameters): 0, or -1 with the error printed. */
@@ -458,9 +442,9 @@ static int row_add(struct import *im, const struct csv_record *rec)
         if (!n)
             continue;
         buf_addc(j, j->len ? ',' : '{');
-        json_string(j, im->cols[i].name, strlen(im->cols[i].name));
+        json_add_string(j, im->cols[i].name);
         buf_addc(j, ':');
-        json_string(j, s, n);
+        json_add_stringn(j, s, n);
     }
     buf_adds(j, j->len ? "}" : "{}");
 
