@@ -5,33 +5,11 @@
  * Unknown paths get 404 and wrong methods 405, both with a JSON reason. */
 #include "api.h"
 
+#include "buf.h"
+#include "json.h"
 #include "ready.h"
 
-#include <stdio.h>
 #include <string.h>
-
-void api_json_string(const char *s, char *buf, size_t len)
-{
-    size_t n = 0;
-    if (len < 3) {
-        if (len)
-            buf[0] = '\0';
-        return;
-    }
-    buf[n++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p && n + 8 < len; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)*p;
-        } else if (*p < 0x20) {
-            n += (size_t)snprintf(buf + n, len - n, "\\u%04x", *p);
-        } else {
-            buf[n++] = (char)*p;
-        }
-    }
-    buf[n++] = '"';
-    buf[n] = '\0';
-}
 
 static void readyz(struct http_request *req, const struct ready *ready)
 {
@@ -39,10 +17,12 @@ static void readyz(struct http_request *req, const struct ready *ready)
         http_respond_json(req, 200, "{\"status\":\"ready\"}");
         return;
     }
-    char reason[400], body[512];
-    api_json_string(ready->reason, reason, sizeof reason);
-    snprintf(body, sizeof body, "{\"status\":\"not ready\",\"reason\":%s}", reason);
-    http_respond_json(req, 503, body);
+    struct buf body = {0};
+    buf_adds(&body, "{\"status\":\"not ready\",\"reason\":");
+    json_add_string(&body, ready->reason);
+    buf_addc(&body, '}');
+    http_respond_json(req, 503, body.oom ? "{\"status\":\"not ready\"}" : body.p);
+    buf_free(&body);
 }
 
 struct route {

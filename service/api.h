@@ -9,7 +9,4 @@
  * ready (ready.h), which the probes report. */
 void api_handle(struct http_request *req, void *arg);
 
-/* Writes s as a JSON string literal (with quotes) into buf. */
-void api_json_string(const char *s, char *buf, size_t len);
-
 #endif

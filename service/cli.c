@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "migrate.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,4 +127,53 @@ PGconn *cli_db_connect(struct cli *cli, int migrated)
     }
     cli->conn = conn;
     return conn;
+}
+
+int cli_read(FILE *f, size_t max, int crlf, struct buf *out)
+{
+    char chunk[65536];
+    int prev = -1, rc = 0, read_errno = 0;
+    for (;;) {
+        errno = 0;
+        size_t n = fread(chunk, 1, sizeof chunk, f);
+        if (n == 0) {
+            read_errno = ferror(f) ? (errno ? errno : EIO) : 0;
+            break;
+        }
+        if (!crlf) {
+            buf_add(out, chunk, n);
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                char c = chunk[i];
+                if (c == '\n' && prev != '\r')
+                    buf_addc(out, '\r');
+                else if (prev == '\r' && c != '\n')
+                    buf_addc(out, '\n');
+                buf_addc(out, c);
+                prev = (unsigned char)c;
+            }
+        }
+        if (out->oom || out->len > max)
+            break;
+    }
+    if (prev == '\r')
+        buf_addc(out, '\n');
+    buf_add(out, "", 0); /* an empty file is still a string */
+    if (out->oom)
+        rc = -ENOMEM;
+    else if (out->len > max)
+        rc = -EFBIG;
+    else if (read_errno)
+        rc = -read_errno; /* a directory says "Is a directory" */
+    return rc;
+}
+
+int cli_read_file(const char *path, size_t max, int crlf, struct buf *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    int rc = cli_read(f, max, crlf, out);
+    fclose(f);
+    return rc;
 }

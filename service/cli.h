@@ -7,12 +7,14 @@
 #ifndef RELANCE_CLI_H
 #define RELANCE_CLI_H
 
+#include "buf.h"
 #include "cli_options.h"
 #include "config.h"
 #include "log.h"
 
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <stdio.h>
 
 enum cli_exit { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
 
@@ -48,6 +50,15 @@ PGresult *cli_query(PGconn *conn, const char *sql, int n, const char *const *par
 /* Now, by relance's clock (RELANCE_TEST_CLOCK moves it in tests), as
  * PostgreSQL reads it. Returns 0, or -1 after printing why. */
 int cli_now(char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* Reads all of f (a file the command opened, or stdin) into out (start
+ * from {0}; the caller frees it with buf_free, also after an error). With
+ * crlf, every line break (LF, CR or CRLF) becomes CRLF, as SMTP and DKIM
+ * want a message file written on Unix. Returns 0, or -EFBIG past max
+ * bytes, -ENOMEM, or -errno when reading fails. */
+int cli_read(FILE *f, size_t max, int crlf, struct buf *out) __attribute__((warn_unused_result));
+/* The same for the file at path; -errno when it cannot be opened. */
+int cli_read_file(const char *path, size_t max, int crlf, struct buf *out) __attribute__((warn_unused_result));
 
 /* Prints "relance: <message>" to stderr; returns code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

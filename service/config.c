@@ -121,12 +121,8 @@ static int fail_at(struct parse *p, const struct ynode *n, const char *fmt, ...)
 
 char *config_expand(const char *s, char *err, size_t errlen)
 {
-    size_t cap = strlen(s) + 1, len = 0;
-    char *out = malloc(cap);
-    if (!out) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    struct buf out = {0};
+    buf_add(&out, "", 0);
     for (const char *p = s; *p;) {
         const char *piece = p;
         size_t plen = 1;
@@ -137,7 +133,7 @@ char *config_expand(const char *s, char *err, size_t errlen)
             const char *close = strchr(p, '}');
             if (!close) {
                 snprintf(err, errlen, "unterminated ${ in '%s'", s);
-                free(out);
+                buf_free(&out);
                 return NULL;
             }
             const char *body = p + 2, *dflt = NULL;
@@ -149,7 +145,7 @@ char *config_expand(const char *s, char *err, size_t errlen)
             }
             if (nlen == 0 || nlen >= sizeof name) {
                 snprintf(err, errlen, "bad variable name in '%s'", s);
-                free(out);
+                buf_free(&out);
                 return NULL;
             }
             memcpy(name, body, nlen);
@@ -157,7 +153,7 @@ char *config_expand(const char *s, char *err, size_t errlen)
             for (size_t i = 0; i < nlen; i++)
                 if (!(isalnum((unsigned char)name[i]) || name[i] == '_')) {
                     snprintf(err, errlen, "bad variable name '%s'", name);
-                    free(out);
+                    buf_free(&out);
                     return NULL;
                 }
             const char *v = getenv(name);
@@ -169,28 +165,21 @@ char *config_expand(const char *s, char *err, size_t errlen)
                 plen = (size_t)(close - dflt);
             } else {
                 snprintf(err, errlen, "environment variable %s is not set", name);
-                free(out);
+                buf_free(&out);
                 return NULL;
             }
             p = close + 1;
         } else {
             p++;
         }
-        if (len + plen + 1 > cap) {
-            cap = (len + plen + 1) * 2;
-            char *grown = realloc(out, cap);
-            if (!grown) {
-                free(out);
-                snprintf(err, errlen, "out of memory");
-                return NULL;
-            }
-            out = grown;
-        }
-        memcpy(out + len, piece, plen);
-        len += plen;
+        buf_add(&out, piece, plen);
     }
-    out[len] = '\0';
-    return out;
+    if (out.oom) {
+        buf_free(&out);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return out.p;
 }
 
 /* A scalar's value with the environment expanded; NULL on error. */
@@ -614,28 +603,24 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot read configuration: %s", path, strerror(errno));
         return NULL;
     }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
+    /* 16 MiB is far beyond any configuration: a bigger file is a mistake */
+    const size_t most = 16u << 20;
+    struct buf b = {0};
+    char chunk[8192];
     for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *grown = cap > (16u << 20) ? NULL : realloc(buf, cap);
-            if (!grown) {
-                snprintf(err, errlen, "%s: configuration too large", path);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
+        size_t n = fread(chunk, 1, sizeof chunk, f);
+        if (n == 0 || b.oom || b.len > most)
             break;
+        buf_add(&b, chunk, n);
     }
     fclose(f);
-    struct config *cfg = config_parse(path, buf, len, err, errlen);
-    free(buf);
+    if (b.oom || b.len > most) {
+        snprintf(err, errlen, "%s: configuration too large", path);
+        buf_free(&b);
+        return NULL;
+    }
+    struct config *cfg = config_parse(path, b.p ? b.p : "", b.len, err, errlen);
+    buf_free(&b);
     return cfg;
 }
 

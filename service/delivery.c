@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "log.h"
 #include "pgarray.h"
+#include "pgerr.h"
 #include "ready.h"
 #include "sender.h"
 #include "watcher.h"
@@ -85,9 +86,7 @@ static int query(struct delivery *d, const char *sql, int n, const char *const *
 static void log_db_error(const char *what, const PGresult *res)
 {
     char msg[300];
-    snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-    msg[strcspn(msg, "\n")] = '\0';
-    log_event(LOG_ERROR, "delivery", what, "error", msg, NULL);
+    log_event(LOG_ERROR, "delivery", what, "error", pgerr_line(res, NULL, NULL, msg, sizeof msg), NULL);
 }
 
 /* ---- the outbox ----------------------------------------------------------- */

@@ -30,6 +30,7 @@
  *   hanging, and the shortage is logged as what it is. */
 #include "http.h"
 
+#include "buf.h"
 #include "config.h"
 #include "log.h"
 
@@ -93,8 +94,7 @@ struct http_request {
     struct http *http;
     struct MHD_Connection *conn;
     char *method, *path;
-    char *body;
-    size_t body_len;
+    struct buf body;
     int too_large;
     int dispatched;     /* handler called */
     int suspended;
@@ -361,7 +361,7 @@ static void request_free(struct http_request *req)
         MHD_destroy_response(req->response);
     free(req->method);
     free(req->path);
-    free(req->body);
+    buf_free(&req->body);
     free(req);
 }
 
@@ -398,14 +398,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!req->too_large && req->body_len + *upload_size <= HTTP_MAX_BODY) {
-            char *grown = realloc(req->body, req->body_len + *upload_size + 1);
-            if (!grown)
+        if (!req->too_large && req->body.len + *upload_size <= HTTP_MAX_BODY) {
+            buf_add(&req->body, upload, *upload_size);
+            if (req->body.oom)
                 return MHD_NO;
-            req->body = grown;
-            memcpy(req->body + req->body_len, upload, *upload_size);
-            req->body_len += *upload_size;
-            req->body[req->body_len] = '\0';
         } else {
             req->too_large = 1;
         }
@@ -495,8 +491,8 @@ const char *http_request_header(const struct http_request *req, const char *name
 
 const char *http_request_body(const struct http_request *req, size_t *len)
 {
-    *len = req->body_len;
-    return req->body ? req->body : "";
+    *len = req->body.len;
+    return req->body.p ? req->body.p : "";
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)

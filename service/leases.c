@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "log.h"
 #include "pgarray.h"
+#include "pgerr.h"
 #include "ready.h"
 
 #include <stdio.h>
@@ -110,9 +111,8 @@ static void on_renewed(struct db *db, const PGresult *res, void *arg)
         return;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "leases", kinds[ls->kind].renew_failed, "error", msg, NULL);
+        log_event(LOG_ERROR, "leases", kinds[ls->kind].renew_failed, "error",
+                  pgerr_line(res, NULL, NULL, msg, sizeof msg), NULL);
         return;
     }
     size_t known = ls->n;
@@ -217,9 +217,8 @@ static void on_released(struct db *db, const PGresult *res, void *arg)
     ls->given = !ok ? -1 : PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? atol(PQgetvalue(res, 0, 0)) : 0;
     if (!ok) {
         char msg[300];
-        snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : "no answer before the database closed");
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_WARN, "leases", kinds[ls->kind].not_given_up, "error", msg, NULL);
+        log_event(LOG_WARN, "leases", kinds[ls->kind].not_given_up, "error",
+                  pgerr_line(res, NULL, "no answer before the database closed", msg, sizeof msg), NULL);
     }
     close_step(ls);
 }

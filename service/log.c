@@ -1,7 +1,11 @@
 /* log: formats events as text or JSON lines on stderr. It owns only the
- * output format and the level filter; what is worth logging, and keeping
- * secrets out of it, is the caller's business. */
+ * output format (json.c escapes the strings) and the level filter; what
+ * is worth logging, and keeping secrets out of it, is the caller's
+ * business. */
 #include "log.h"
+
+#include "buf.h"
+#include "json.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -40,31 +44,17 @@ int log_level_parse(const char *s, enum log_level *out)
     return -1;
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* A text value needs quotes when it holds a space, quote or control char. */
-static void text_value(FILE *f, const char *s)
+static void text_value(struct buf *b, const char *s)
 {
     int plain = *s != '\0';
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
         if (*p <= ' ' || *p == '"' || *p == '=')
             plain = 0;
     if (plain)
-        fputs(s, f);
+        buf_adds(b, s);
     else
-        json_string(f, s);
+        json_add_string(b, s);
 }
 
 void log_event(enum log_level level, const char *module, const char *event, ...)
@@ -80,44 +70,41 @@ void log_event(enum log_level level, const char *module, const char *event, ...)
     snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
     /* Build the line in memory so concurrent writers never interleave. */
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return;
+    struct buf line = {0};
     va_list ap;
     va_start(ap, event);
     if (log_fmt == LOG_FORMAT_JSON) {
-        fprintf(f, "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":", stamp, log_level_names[level]);
-        json_string(f, module);
-        fputs(",\"event\":", f);
-        json_string(f, event);
+        buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":", stamp, log_level_names[level]);
+        json_add_string(&line, module);
+        buf_adds(&line, ",\"event\":");
+        json_add_string(&line, event);
         for (;;) {
             const char *k = va_arg(ap, const char *);
             if (!k)
                 break;
             const char *v = va_arg(ap, const char *);
-            fputc(',', f);
-            json_string(f, k);
-            fputc(':', f);
-            json_string(f, v ? v : "-");
+            buf_addc(&line, ',');
+            json_add_string(&line, k);
+            buf_addc(&line, ':');
+            json_add_string(&line, v ? v : "-");
         }
-        fputs("}\n", f);
+        buf_adds(&line, "}\n");
     } else {
-        fprintf(f, "%s %s %s: %s", stamp, log_level_names[level], module, event);
+        buf_addf(&line, "%s %s %s: %s", stamp, log_level_names[level], module, event);
         for (;;) {
             const char *k = va_arg(ap, const char *);
             if (!k)
                 break;
             const char *v = va_arg(ap, const char *);
-            fprintf(f, " %s=", k);
-            text_value(f, v ? v : "-");
+            buf_addf(&line, " %s=", k);
+            text_value(&line, v ? v : "-");
         }
-        fputc('\n', f);
+        buf_addc(&line, '\n');
     }
     va_end(ap);
-    fclose(f);
-    fwrite(buf, 1, len, stderr);
-    fflush(stderr);
-    free(buf);
+    if (!line.oom) {
+        fwrite(line.p, 1, line.len, stderr);
+        fflush(stderr);
+    }
+    buf_free(&line);
 }

@@ -30,6 +30,8 @@
  *   that its check (and its tests counting migrations) see nothing new. */
 #include "migrate.h"
 
+#include "pgerr.h"
+
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +63,7 @@ static int exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)
     ExecStatusType st = PQresultStatus(r);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok)
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        pgerr_line(r, conn, NULL, err, errlen);
     PQclear(r);
     return ok ? 0 : -1;
 }
@@ -159,8 +161,7 @@ int migrate_check_result(const PGresult *res, char *err, size_t errlen)
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, "42P01") == 0)
             return 0;
-        snprintf(err, errlen, "%s", PQresultErrorMessage(res));
-        err[strcspn(err, "\n")] = '\0';
+        pgerr_line(res, NULL, NULL, err, errlen);
         return -1;
     }
     struct status st;
@@ -209,7 +210,7 @@ static int apply_one(PGconn *conn, const struct migration *m, const char *record
     PGresult *r = PQexecParams(conn, record, release ? 3 : 2, NULL, params, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
-        snprintf(why, whylen, "%s", PQresultErrorMessage(r));
+        pgerr_line(r, conn, NULL, why, whylen);
     PQclear(r);
     return ok ? 0 : -1;
 }
@@ -264,7 +265,7 @@ static int apply_all(PGconn *conn, const PGresult *done, const struct status *st
             PGresult *res = PQexecParams(conn, record_function, 3, NULL, params, NULL, NULL, 0);
             int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
             if (!ok)
-                snprintf(why, sizeof why, "%s", PQresultErrorMessage(res));
+                pgerr_line(res, conn, NULL, why, sizeof why);
             PQclear(res);
             if (!ok)
                 goto fail;
@@ -281,8 +282,6 @@ static int apply_all(PGconn *conn, const PGresult *done, const struct status *st
 fail:;
     char ignored[64];
     exec_ok(conn, "ROLLBACK", ignored, sizeof ignored);
-    /* libpq messages end with a newline; keep the error one line. */
-    why[strcspn(why, "\n")] = '\0';
     if (*what)
         snprintf(err, errlen, "%s%s failed: %s", what, name, why);
     else
@@ -314,8 +313,7 @@ int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
         goto unlock;
     done = PQexec(conn, migrate_status_sql);
     if (PQresultStatus(done) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(done));
-        err[strcspn(err, "\n")] = '\0';
+        pgerr_line(done, conn, NULL, err, errlen);
         goto unlock;
     }
     struct status st;

@@ -6,7 +6,7 @@
  * curl_uv), the callers waiting for it, and two timers: one that
  * refreshes before expiry or retries after a failure, one that hands
  * results to callers from the loop. It also holds the small pure pieces that the requests
- * need: a JSON reader for the token endpoint's answer, the verdict on
+ * need: reading the token endpoint's answer (with json.c), the verdict on
  * that answer, the form encoder and the refresh and backoff schedules.
  *
  * It does not decide what a refused grant means for an account (the
@@ -17,8 +17,8 @@
  * secrets before it goes anywhere. */
 #include "oauth2.h"
 
+#include "json.h"
 #include "log.h"
-#include "utf8.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -29,7 +29,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define JSON_MAX_DEPTH 32
 #define RESPONSE_MAX (64 * 1024)
 #define REFUSED_RETRY_MS 60000u  /* after a refusal, the next request tries again */
 #define BACKOFF_FIRST_MS 1000u
@@ -39,217 +38,6 @@
 #define DEFAULT_EXPIRES_IN 3600L /* RFC 6749 makes expires_in optional */
 #define REASON_MAX 768
 #define TEXT_MAX 160             /* of a server's error_description in a reason */
-
-/* ---- JSON ---------------------------------------------------------------- */
-
-struct json {
-    const char *p, *end, *start;
-    int depth;
-    char *err;
-    size_t errlen;
-};
-
-static int json_fail(struct json *j, const char *what)
-{
-    snprintf(j->err, j->errlen, "invalid JSON at byte %zu: %s", (size_t)(j->p - j->start), what);
-    return -1;
-}
-
-static void json_ws(struct json *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int c = (unsigned char)p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return -1;
-        v = v * 16 + (unsigned)d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* A string at j->p (on its opening quote), unescaped into out when out is
- * not NULL. */
-static int json_string(struct json *j, struct buf *out)
-{
-    j->p++;
-    for (;;) {
-        if (j->p >= j->end)
-            return json_fail(j, "unterminated string");
-        unsigned char c = (unsigned char)*j->p;
-        if (c == '"') {
-            j->p++;
-            if (out)
-                buf_add(out, "", 0); /* an empty string still has p */
-            return 0;
-        }
-        if (c < 0x20)
-            return json_fail(j, "control character in a string");
-        if (c != '\\') {
-            if (out)
-                buf_addc(out, (char)c);
-            j->p++;
-            continue;
-        }
-        if (j->end - j->p < 2)
-            return json_fail(j, "unterminated escape");
-        char e = j->p[1];
-        j->p += 2;
-        const char *simple = strchr("\"\\/bfnrt", e);
-        if (e && simple) {
-            static const char repl[] = "\"\\/\b\f\n\r\t";
-            if (out)
-                buf_addc(out, repl[simple - "\"\\/bfnrt"]);
-            continue;
-        }
-        if (e != 'u')
-            return json_fail(j, "unknown escape");
-        unsigned cp, lo;
-        if (j->end - j->p < 4 || hex4(j->p, &cp) < 0)
-            return json_fail(j, "bad \\u escape");
-        j->p += 4;
-        if (cp >= 0xDC00 && cp <= 0xDFFF)
-            return json_fail(j, "lone low surrogate");
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' || hex4(j->p + 2, &lo) < 0 || lo < 0xDC00 ||
-                lo > 0xDFFF)
-                return json_fail(j, "lone high surrogate");
-            j->p += 6;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        if (out) {
-            char u[4];
-            buf_add(out, u, utf8_encode(cp, u));
-        }
-    }
-}
-
-/* A number per RFC 8259's grammar; its text goes to out when not NULL. */
-static int json_number(struct json *j, struct buf *out)
-{
-    const char *s = j->p;
-    if (j->p < j->end && *j->p == '-')
-        j->p++;
-    if (j->p >= j->end || !isdigit((unsigned char)*j->p))
-        return json_fail(j, "expected a digit");
-    if (*j->p == '0')
-        j->p++;
-    else
-        while (j->p < j->end && isdigit((unsigned char)*j->p))
-            j->p++;
-    if (j->p < j->end && *j->p == '.') {
-        j->p++;
-        if (j->p >= j->end || !isdigit((unsigned char)*j->p))
-            return json_fail(j, "expected a digit after '.'");
-        while (j->p < j->end && isdigit((unsigned char)*j->p))
-            j->p++;
-    }
-    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-        j->p++;
-        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-            j->p++;
-        if (j->p >= j->end || !isdigit((unsigned char)*j->p))
-            return json_fail(j, "expected a digit in the exponent");
-        while (j->p < j->end && isdigit((unsigned char)*j->p))
-            j->p++;
-    }
-    if (out)
-        buf_add(out, s, (size_t)(j->p - s));
-    return 0;
-}
-
-static int json_literal(struct json *j, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
-        return json_fail(j, "unexpected character");
-    j->p += n;
-    return 0;
-}
-
-enum jtype { J_NONE, J_STRING, J_NUMBER, J_OTHER };
-
-static int json_value(struct json *j, struct buf *out, enum jtype *type);
-
-/* An object or an array, read and dropped. */
-static int json_container(struct json *j)
-{
-    char close = *j->p == '{' ? '}' : ']';
-    int object = close == '}';
-    if (++j->depth > JSON_MAX_DEPTH)
-        return json_fail(j, "nested too deeply");
-    j->p++;
-    json_ws(j);
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        j->depth--;
-        return 0;
-    }
-    for (;;) {
-        enum jtype t;
-        json_ws(j);
-        if (object) {
-            if (j->p >= j->end || *j->p != '"')
-                return json_fail(j, "expected a member name");
-            if (json_string(j, NULL) < 0)
-                return -1;
-            json_ws(j);
-            if (j->p >= j->end || *j->p != ':')
-                return json_fail(j, "expected ':'");
-            j->p++;
-        }
-        if (json_value(j, NULL, &t) < 0)
-            return -1;
-        json_ws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (j->p < j->end && *j->p == close) {
-            j->p++;
-            j->depth--;
-            return 0;
-        }
-        return json_fail(j, object ? "expected ',' or '}'" : "expected ',' or ']'");
-    }
-}
-
-static int json_value(struct json *j, struct buf *out, enum jtype *type)
-{
-    json_ws(j);
-    *type = J_OTHER;
-    if (j->p >= j->end)
-        return json_fail(j, "expected a value");
-    switch (*j->p) {
-    case '"':
-        *type = J_STRING;
-        return json_string(j, out);
-    case '{':
-    case '[':
-        return json_container(j);
-    case 't':
-        return json_literal(j, "true");
-    case 'f':
-        return json_literal(j, "false");
-    case 'n':
-        return json_literal(j, "null");
-    default:
-        *type = J_NUMBER;
-        return json_number(j, out);
-    }
-}
 
 /* ---- the token endpoint's answer ----------------------------------------- */
 
@@ -291,108 +79,71 @@ static long expires_from(const char *text)
     return (long)v;
 }
 
+/* Puts in *slot a copy of member key of the top-level object when it is
+ * a string (nothing when absent or of another type; the last of a
+ * repeated member counts). A string with a NUL, or a token (a
+ * credential) outside printable ASCII, is an error at its byte. */
+static int take_string(const struct json_doc *d, const char *key, int token, char **slot, char *err, size_t errlen)
+{
+    int v = json_get(d, 0, key);
+    size_t len;
+    const char *text = v >= 0 ? json_text(d, v, &len) : NULL;
+    if (!text || json_type(d, v) != JSON_STRING)
+        return 0;
+    const char *why = strlen(text) != len                    ? "NUL in a string"
+                      : token && !token_chars_ok(text) ? "a token must be printable ASCII without spaces"
+                                                       : NULL;
+    if (why) {
+        snprintf(err, errlen, "invalid JSON at byte %zu: %s", json_offset(d, v), why);
+        return -1;
+    }
+    *slot = strdup(text);
+    if (!*slot) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int oauth2_response_parse(const char *body, size_t len, struct oauth2_response *out, char *err, size_t errlen)
 {
-    struct json j = {body, body + len, body, 0, err, errlen};
-    struct buf key = {0}, val = {0};
     memset(out, 0, sizeof *out);
     out->expires_in = -1;
-    json_ws(&j);
-    if (j.p >= j.end || *j.p != '{') {
-        json_fail(&j, "expected an object");
-        goto fail;
+    /* the answer must be an object: say so at its first byte, whatever
+     * else it is (an HTML error page, an array, nothing) */
+    size_t first = 0;
+    while (first < len && (body[first] == ' ' || body[first] == '\t' || body[first] == '\n' || body[first] == '\r'))
+        first++;
+    if (first == len || body[first] != '{') {
+        snprintf(err, errlen, "invalid JSON at byte %zu: expected an object", first);
+        return -1;
     }
-    j.p++;
-    json_ws(&j);
-    if (j.p < j.end && *j.p == '}') {
-        j.p++;
-        goto end;
-    }
-    for (;;) {
-        json_ws(&j);
-        if (j.p >= j.end || *j.p != '"') {
-            json_fail(&j, "expected a member name");
-            goto fail;
-        }
-        key.len = 0;
-        if (json_string(&j, &key) < 0)
-            goto fail;
-        json_ws(&j);
-        if (j.p >= j.end || *j.p != ':') {
-            json_fail(&j, "expected ':'");
-            goto fail;
-        }
-        j.p++;
-        const char *at = j.p;
-        enum jtype t;
-        val.len = 0;
-        if (json_value(&j, &val, &t) < 0)
-            goto fail;
-        if (key.oom || val.oom) {
+    struct json_doc *d = NULL;
+    struct json_error jerr;
+    int rc = json_parse(body, len, &d, &jerr);
+    if (rc < 0) {
+        if (rc == -ENOMEM)
             snprintf(err, errlen, "out of memory");
+        else
+            json_error_text(&jerr, err, errlen);
+        return -1;
+    }
+    /* the first two are credentials: printable ASCII only */
+    static const char *const keys[] = {"access_token", "refresh_token", "token_type", "error", "error_description"};
+    char **slots[] = {&out->access_token, &out->refresh_token, &out->token_type, &out->error, &out->error_description};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (take_string(d, keys[i], i < 2, slots[i], err, errlen) < 0)
             goto fail;
-        }
-        char **slot = NULL;
-        if (strcmp(key.p, "access_token") == 0)
-            slot = &out->access_token;
-        else if (strcmp(key.p, "refresh_token") == 0)
-            slot = &out->refresh_token;
-        else if (strcmp(key.p, "token_type") == 0)
-            slot = &out->token_type;
-        else if (strcmp(key.p, "error") == 0)
-            slot = &out->error;
-        else if (strcmp(key.p, "error_description") == 0)
-            slot = &out->error_description;
-        if (slot && t == J_STRING) {
-            if (strlen(val.p) != val.len) {
-                j.p = at;
-                json_fail(&j, "NUL in a string");
-                goto fail;
-            }
-            if ((slot == &out->access_token || slot == &out->refresh_token) && !token_chars_ok(val.p)) {
-                j.p = at;
-                json_fail(&j, "a token must be printable ASCII without spaces");
-                goto fail;
-            }
-            if (*slot) { /* a repeated member: the last one wins */
-                explicit_bzero(*slot, strlen(*slot));
-                free(*slot);
-            }
-            *slot = val.p;
-            val = (struct buf){0};
-        } else if (strcmp(key.p, "expires_in") == 0 &&
-                   (t == J_NUMBER || (t == J_STRING && val.len && strspn(val.p, "0123456789") == val.len))) {
-            /* a number, though some servers send it as a string of digits */
-            out->expires_in = expires_from(val.p);
-        }
-        json_ws(&j);
-        if (j.p < j.end && *j.p == ',') {
-            j.p++;
-            continue;
-        }
-        if (j.p < j.end && *j.p == '}') {
-            j.p++;
-            break;
-        }
-        json_fail(&j, "expected ',' or '}'");
-        goto fail;
-    }
-end:
-    json_ws(&j);
-    if (j.p != j.end) {
-        json_fail(&j, "trailing data after the object");
-        goto fail;
-    }
-    buf_free(&key);
-    if (val.p)
-        explicit_bzero(val.p, val.cap);
-    buf_free(&val);
+    /* a number, though some servers send it as a string of digits */
+    int v = json_get(d, 0, "expires_in");
+    size_t n;
+    const char *text = v >= 0 ? json_text(d, v, &n) : NULL;
+    if (text && (json_type(d, v) == JSON_NUMBER || (n && strspn(text, "0123456789") == n)))
+        out->expires_in = expires_from(text);
+    json_free(d);
     return 0;
 fail:
-    buf_free(&key);
-    if (val.p)
-        explicit_bzero(val.p, val.cap);
-    buf_free(&val);
+    json_free(d);
     oauth2_response_free(out);
     return -1;
 }

@@ -15,6 +15,7 @@
 #include "leases.h"
 #include "log.h"
 #include "pgarray.h"
+#include "pgerr.h"
 #include "ready.h"
 #include "sender.h"
 #include "watcher.h"
@@ -366,10 +367,8 @@ static int append_jobs(struct scheduler *s, const PGresult *res, const struct he
 {
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "claim failed", "account", account ? account->lease->name : NULL, "error", msg,
-                  "retry_ms", "5000", NULL);
+        log_event(LOG_ERROR, "scheduler", "claim failed", "account", account ? account->lease->name : NULL, "error",
+                  pgerr_line(res, NULL, NULL, msg, sizeof msg), "retry_ms", "5000", NULL);
         return -1;
     }
     int n = PQntuples(res);
@@ -805,9 +804,8 @@ static void on_synced(struct db *db, const PGresult *res, void *arg)
                   NULL);
     } else {
         char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-        msg[strcspn(msg, "\n")] = '\0';
-        log_event(LOG_ERROR, "scheduler", "accounts sync failed", "error", msg, NULL);
+        log_event(LOG_ERROR, "scheduler", "accounts sync failed", "error", pgerr_line(res, NULL, NULL, msg, sizeof msg),
+                  NULL);
     }
 }
 

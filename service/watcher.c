@@ -16,10 +16,12 @@
 #include "db.h"
 #include "imap.h"
 #include "inbound.h"
+#include "json.h"
 #include "leases.h"
 #include "log.h"
 #include "mime.h"
 #include "pgarray.h"
+#include "pgerr.h"
 #include "secret.h"
 #include "oauth2.h"
 #include "ready.h"
@@ -381,12 +383,6 @@ static int query(struct watcher *w, struct box *b, const char *sql, int n, const
     return 0;
 }
 
-static void db_error_text(const PGresult *res, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s", res ? PQresultErrorMessage(res) : "database connection lost");
-    buf[strcspn(buf, "\n")] = '\0';
-}
-
 /* ======================================================================
  * Leases
  * ====================================================================== */
@@ -504,8 +500,8 @@ static void on_advanced(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        db_error_text(res, msg, sizeof msg);
-        box_fail(b, "cannot record the mailbox's progress", msg);
+        box_fail(b, "cannot record the mailbox's progress",
+                 pgerr_line(res, NULL, "database connection lost", msg, sizeof msg));
         return;
     }
     b->folder_i++;
@@ -529,23 +525,14 @@ static void folder_done(struct box *b)
         box_fail(b, "cannot record the mailbox's progress", "database unavailable");
 }
 
-static const char *json_field(const char *json, const char *key, char *out, size_t size)
+/* Member key of one relance_inbound result ({"effect": "replied",
+ * "enrollment": 12, "reason": null, ...}) for a log line: a string's
+ * text or a number as written; "" when absent, null or unreadable. */
+static const char *result_field(const struct json_doc *d, const char *key, char *out, size_t size)
 {
-    /* {"effect": "replied", "enrollment": 12, ...}: enough for a log line */
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(json, pat);
-    out[0] = '\0';
-    if (!p)
-        return out;
-    p += strlen(pat);
-    if (*p == '"')
-        p++;
-    size_t n = strcspn(p, "\",}");
-    if (n >= size)
-        n = size - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
+    int v = d ? json_get(d, 0, key) : -1;
+    const char *text = v >= 0 ? json_text(d, v, NULL) : NULL;
+    snprintf(out, size, "%s", text ? text : "");
     return out;
 }
 
@@ -556,7 +543,7 @@ static void on_batch_recorded(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300], from[16], to[16];
-        db_error_text(res, msg, sizeof msg);
+        pgerr_line(res, NULL, "database connection lost", msg, sizeof msg);
         snprintf(from, sizeof from, "%lu", (unsigned long)b->todo[b->i_todo]);
         snprintf(to, sizeof to, "%lu", (unsigned long)b->todo[b->i_todo + b->n_batch - 1]);
         log_event(LOG_ERROR, "watcher", "cannot record inbound messages; retried next pass", "account", b->email,
@@ -565,15 +552,18 @@ static void on_batch_recorded(struct box *b, const PGresult *res)
         return;
     }
     for (int row = 0; row < PQntuples(res); row++) {
-        const char *json = PQgetvalue(res, row, 1);
+        struct json_doc *d = NULL;
+        struct json_error jerr;
+        if (json_parse(PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1), &d, &jerr) < 0)
+            d = NULL; /* the fields read as absent */
         char effect[32], enrollment[24], reason[160];
-        json_field(json, "effect", effect, sizeof effect);
-        json_field(json, "enrollment", enrollment, sizeof enrollment);
-        json_field(json, "reason", reason, sizeof reason);
+        result_field(d, "effect", effect, sizeof effect);
+        result_field(d, "enrollment", enrollment, sizeof enrollment);
+        result_field(d, "reason", reason, sizeof reason);
+        json_free(d);
         log_event(LOG_INFO, "watcher", "inbound message", "account", b->email, "folder", folder_of(b), "uid",
-                  PQgetvalue(res, row, 0), "effect", effect, "enrollment",
-                  strcmp(enrollment, "null") && enrollment[0] ? enrollment : "-", "reason",
-                  reason[0] && strcmp(reason, "null") ? reason : NULL, NULL);
+                  PQgetvalue(res, row, 0), "effect", effect, "enrollment", enrollment[0] ? enrollment : "-", "reason",
+                  reason[0] ? reason : NULL, NULL);
     }
     b->processed += PQntuples(res);
     b->i_todo += b->n_batch;
@@ -767,8 +757,8 @@ static void on_decided(struct box *b, const PGresult *res)
 {
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        db_error_text(res, msg, sizeof msg);
-        box_fail(b, "cannot read the mailbox's state", msg);
+        box_fail(b, "cannot read the mailbox's state",
+                 pgerr_line(res, NULL, "database connection lost", msg, sizeof msg));
         return;
     }
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {

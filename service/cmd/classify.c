@@ -15,42 +15,6 @@
 
 #define MAX_FILE (64u << 20)
 
-static int read_file(const char *path, char **out, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    if (!f)
-        return -errno;
-    for (;;) {
-        if (len + 65536 > cap) {
-            size_t ncap = cap ? cap * 2 : 65536 * 2;
-            char *n = realloc(buf, ncap);
-            if (!n) {
-                errno = ENOMEM;
-                goto fail;
-            }
-            buf = n;
-            cap = ncap;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0 || len >= MAX_FILE)
-            break;
-    }
-    if (ferror(f))
-        goto fail;
-    fclose(f);
-    *out = buf;
-    *out_len = len;
-    return 0;
-fail:;
-    int e = errno ? errno : EIO;
-    fclose(f);
-    free(buf);
-    return -e;
-}
-
 static void print_result(const char *path, const struct classify_result *r, int verbose)
 {
     int bounce = r->kind == CLASSIFY_HARD_BOUNCE || r->kind == CLASSIFY_SOFT_BOUNCE;
@@ -100,17 +64,17 @@ static int run(struct cli *cli, const struct cli_args *args)
     int verbose = cli_args_count(args, OPT_VERBOSE) > 0, rc = CLI_OK;
     char **files = args->operands;
     for (int i = 0; i < args->n_operands; i++) {
-        char *buf = NULL;
-        size_t len = 0;
-        int e = read_file(files[i], &buf, &len);
+        struct buf b = {0};
+        int e = cli_read_file(files[i], MAX_FILE, 0, &b);
         if (e < 0) {
+            buf_free(&b);
             cli_fail(CLI_ERROR, "classify: cannot read %s: %s", files[i], strerror(-e));
             rc = CLI_ERROR;
             continue;
         }
         struct classify_result r;
-        e = classify_message(buf, len, &r);
-        free(buf);
+        e = classify_message(b.p, b.len, &r);
+        buf_free(&b);
         if (e < 0) {
             cli_fail(CLI_ERROR, "classify: %s: out of memory", files[i]);
             rc = CLI_ERROR;

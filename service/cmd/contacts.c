@@ -25,9 +25,12 @@
  * - exit 0 once the file was read and applied, rejected rows or not; exit 1
  *   when the file cannot be read, has no usable header, or the database
  *   refuses the load (then nothing is applied). */
+#include "buf.h"
 #include "cli.h"
 #include "contact.h"
 #include "csv.h"
+#include "json.h"
+#include "pgerr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,11 +80,6 @@ struct reject {
     char *why;
 };
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
 struct import {
     const char *path;
     int fd, eof;
@@ -105,35 +103,6 @@ struct import {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static int buf_reserve(struct buf *b, size_t extra)
-{
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + extra)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -ENOMEM;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-static int buf_addc(struct buf *b, char c)
-{
-    return buf_add(b, &c, 1);
-}
 
 /* Trims spaces and tabs: the start of s and its new length in *n. */
 static const char *trimmed(const char *s, size_t *n)
@@ -180,47 +149,20 @@ static int by_line(const void *a, const void *b)
 }
 
 /* COPY text format: backslash, tab and line breaks escaped. */
-static int copy_value(struct buf *b, const char *s, size_t n)
+static void copy_value(struct buf *b, const char *s, size_t n)
 {
-    if (!s)
-        return buf_add(b, "\\N", 2);
-    if (buf_reserve(b, 2 * n) < 0)
-        return -ENOMEM;
+    if (!s) {
+        buf_adds(b, "\\N");
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '\\' || c == '\t' || c == '\n' || c == '\r') {
-            b->p[b->len++] = '\\';
+            buf_addc(b, '\\');
             c = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
         }
-        b->p[b->len++] = c;
+        buf_addc(b, c);
     }
-    return 0;
-}
-
-static int json_string(struct buf *b, const char *s, size_t n)
-{
-    if (buf_reserve(b, 6 * n + 2) < 0)
-        return -ENOMEM;
-    b->p[b->len++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            b->p[b->len++] = '\\';
-            b->p[b->len++] = (char)c;
-        } else if (c < 0x20) {
-            b->len += (size_t)snprintf(b->p + b->len, 7, "\\u%04x", c);
-        } else {
-            b->p[b->len++] = (char)c;
-        }
-    }
-    b->p[b->len++] = '"';
-    return 0;
-}
-
-static const char *pg_error(PGconn *conn, const PGresult *res)
-{
-    const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-    return m && *m ? m : PQerrorMessage(conn);
 }
 
 /* Runs sql (no parameters): 0, or -1 with the error printed. */
@@ -229,8 +171,8 @@ static int exec_sql(PGconn *conn, const char *sql, const char *what)
     PGresult *r = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *m = pg_error(conn, r);
-        fprintf(stderr, "relance: %s: %.*s\n", what, (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: %s: %s\n", what, pgerr_line(r, conn, NULL, m, sizeof m));
         PQclear(r);
         return -1;
     }
@@ -251,8 +193,9 @@ static int zones_load(struct import *im)
 {
     im->zones = PQexec(im->conn, "SELECT name FROM pg_timezone_names");
     if (PQresultStatus(im->zones) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, im->zones);
-        fprintf(stderr, "relance: reading the time zone names: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: reading the time zone names: %s\n",
+                pgerr_line(im->zones, im->conn, NULL, m, sizeof m));
         return -1;
     }
     im->n_zones = (size_t)PQntuples(im->zones);
@@ -490,7 +433,7 @@ static int row_add(struct import *im, const struct csv_record *rec)
 
     /* Custom fields: non-empty cells only, so an empty one keeps the stored value. */
     struct buf *j = &im->json;
-    j->len = 0;
+    buf_clear(j);
     for (size_t i = 0; i < im->n_cols; i++) {
         if (im->cols[i].field != F_CUSTOM)
             continue;
@@ -498,32 +441,35 @@ static int row_add(struct import *im, const struct csv_record *rec)
         const char *s = trimmed(rec->fields[i], &n);
         if (!n)
             continue;
-        if (buf_addc(j, j->len ? ',' : '{') < 0 || json_string(j, im->cols[i].name, strlen(im->cols[i].name)) < 0 ||
-            buf_addc(j, ':') < 0 || json_string(j, s, n) < 0)
-            return -ENOMEM;
+        buf_addc(j, j->len ? ',' : '{');
+        json_add_string(j, im->cols[i].name);
+        buf_addc(j, ':');
+        json_add_stringn(j, s, n);
     }
-    if (buf_add(j, j->len ? "}" : "{}", j->len ? 1 : 2) < 0)
-        return -ENOMEM;
+    buf_adds(j, j->len ? "}" : "{}");
 
     /* line, email, first_name, last_name, title, company, company_domain,
      * derived_domain, timezone, crm_id, fields */
     struct buf *b = &im->copy;
-    char num[32];
-    int k = snprintf(num, sizeof num, "%lu\t", line);
-    if (buf_add(b, num, (size_t)k) < 0 || copy_value(b, email, strlen(email)) < 0)
-        return -ENOMEM;
+    buf_addf(b, "%lu\t", line);
+    copy_value(b, email, strlen(email));
     static const enum field order[] = {F_FIRST_NAME, F_LAST_NAME, F_TITLE, F_COMPANY};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        if (buf_addc(b, '\t') < 0 || copy_value(b, val[order[i]], len[order[i]]) < 0)
-            return -ENOMEM;
+        buf_addc(b, '\t');
+        copy_value(b, val[order[i]], len[order[i]]);
     }
-    if (buf_addc(b, '\t') < 0 || copy_value(b, given, given ? strlen(given) : 0) < 0 || buf_addc(b, '\t') < 0 ||
-        copy_value(b, derived, derived ? strlen(derived) : 0) < 0 || buf_addc(b, '\t') < 0 ||
-        copy_value(b, val[F_TIMEZONE], len[F_TIMEZONE]) < 0 || buf_addc(b, '\t') < 0 ||
-        copy_value(b, val[F_CRM_ID], len[F_CRM_ID]) < 0 || buf_addc(b, '\t') < 0 ||
-        copy_value(b, j->p, j->len) < 0 || buf_addc(b, '\n') < 0)
-        return -ENOMEM;
-    return 0;
+    buf_addc(b, '\t');
+    copy_value(b, given, given ? strlen(given) : 0);
+    buf_addc(b, '\t');
+    copy_value(b, derived, derived ? strlen(derived) : 0);
+    buf_addc(b, '\t');
+    copy_value(b, val[F_TIMEZONE], len[F_TIMEZONE]);
+    buf_addc(b, '\t');
+    copy_value(b, val[F_CRM_ID], len[F_CRM_ID]);
+    buf_addc(b, '\t');
+    copy_value(b, j->p, j->len);
+    buf_addc(b, '\n');
+    return j->oom || b->oom ? -ENOMEM : 0;
 }
 
 static int copy_flush(struct import *im)
@@ -531,10 +477,11 @@ static int copy_flush(struct import *im)
     if (im->copy.len == 0)
         return 0;
     if (PQputCopyData(im->conn, im->copy.p, (int)im->copy.len) != 1) {
-        fprintf(stderr, "relance: loading %s: %s", im->path, PQerrorMessage(im->conn));
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im->path, pgerr_line(NULL, im->conn, NULL, m, sizeof m));
         return -1;
     }
-    im->copy.len = 0;
+    buf_clear(&im->copy);
     return 0;
 }
 
@@ -552,8 +499,8 @@ static int apply(struct import *im, long long *inserted, long long *kept)
 {
     PGresult *r = PQexec(im->conn, "SELECT inserted, applied FROM relance_contacts_import_apply()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, r);
-        fprintf(stderr, "relance: saving the contacts: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: saving the contacts: %s\n", pgerr_line(r, im->conn, NULL, m, sizeof m));
         PQclear(r);
         return -1;
     }
@@ -562,8 +509,8 @@ static int apply(struct import *im, long long *inserted, long long *kept)
     PQclear(r);
     r = PQexec(im->conn, "SELECT line, reject FROM relance_contacts_import_rejects()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(im->conn, r);
-        fprintf(stderr, "relance: reading the rejected rows: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: reading the rejected rows: %s\n", pgerr_line(r, im->conn, NULL, m, sizeof m));
         PQclear(r);
         return -1;
     }
@@ -592,8 +539,8 @@ static void import_free(struct import *im)
     for (size_t i = 0; i < im->n_rejects; i++)
         free(im->rejects[i].why);
     free(im->rejects);
-    free(im->copy.p);
-    free(im->json.p);
+    buf_free(&im->copy);
+    buf_free(&im->json);
     free(im->zone_names);
     PQclear(im->zones);
 }
@@ -667,7 +614,8 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         goto fail;
     PGresult *r = PQexec(im.conn, sql_copy);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
-        fprintf(stderr, "relance: loading %s: %s", im.path, pg_error(im.conn, r));
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im.path, pgerr_line(r, im.conn, NULL, m, sizeof m));
         PQclear(r);
         goto fail;
     }
@@ -693,14 +641,15 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         goto fail;
     in_copy = 0;
     if (PQputCopyEnd(im.conn, NULL) != 1) {
-        fprintf(stderr, "relance: loading %s: %s", im.path, PQerrorMessage(im.conn));
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im.path, pgerr_line(NULL, im.conn, NULL, m, sizeof m));
         goto fail;
     }
     r = PQgetResult(im.conn);
     int copied = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!copied) {
-        const char *m = pg_error(im.conn, r);
-        fprintf(stderr, "relance: loading %s: %.*s\n", im.path, (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: loading %s: %s\n", im.path, pgerr_line(r, im.conn, NULL, m, sizeof m));
     }
     PQclear(r);
     for (r = PQgetResult(im.conn); r; r = PQgetResult(im.conn))
@@ -772,8 +721,8 @@ static int show_run(struct cli *cli, const struct cli_args *args)
                                " id FROM contacts WHERE email_key = lower($1)",
                                1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(conn, r);
-        fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
         goto fail;
     }
     if (PQntuples(r) == 0) {
@@ -790,8 +739,8 @@ static int show_run(struct cli *cli, const struct cli_args *args)
                                      " WHERE id = $1 ORDER BY key COLLATE \"C\"",
                                1, NULL, id, NULL, NULL, 0);
     if (PQresultStatus(f) != PGRES_TUPLES_OK) {
-        const char *m = pg_error(conn, f);
-        fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: %s\n", pgerr_line(f, conn, NULL, m, sizeof m));
         PQclear(f);
         goto fail;
     }
@@ -834,7 +783,8 @@ static int list_run(struct cli *cli, const struct cli_args *args)
                            " coalesce(timezone, '') FROM contacts ORDER BY email_key COLLATE \"C\" LIMIT $1::bigint",
                            1, NULL, params, NULL, NULL, 0) ||
         !PQsetSingleRowMode(conn)) {
-        fprintf(stderr, "relance: %s", PQerrorMessage(conn));
+        char m[1024];
+        fprintf(stderr, "relance: %s\n", pgerr_line(NULL, conn, NULL, m, sizeof m));
         return CLI_ERROR;
     }
     rc = CLI_OK;
@@ -848,8 +798,8 @@ static int list_run(struct cli *cli, const struct cli_args *args)
             }
             putchar('\n');
         } else if (st != PGRES_TUPLES_OK) {
-            const char *m = pg_error(conn, r);
-            fprintf(stderr, "relance: %.*s\n", (int)strcspn(m, "\n"), m);
+            char m[1024];
+            fprintf(stderr, "relance: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
             rc = CLI_ERROR;
         }
         PQclear(r);

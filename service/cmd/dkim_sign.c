@@ -16,49 +16,6 @@
 
 #define MESSAGE_MAX (64u << 20)
 
-/* Reads all of f into a malloc'd buffer with every line end as CRLF. */
-static int read_message(FILE *f, char **out, size_t *out_len)
-{
-    size_t cap = 1 << 16, len = 0;
-    char *p = malloc(cap);
-    int prev = -1;
-    if (!p)
-        return -ENOMEM;
-    for (;;) {
-        int c = getc(f);
-        if (c == EOF)
-            break;
-        if (len + 3 > cap) {
-            if (cap >= MESSAGE_MAX) {
-                free(p);
-                return -EFBIG;
-            }
-            char *np = realloc(p, cap * 2);
-            if (!np) {
-                free(p);
-                return -ENOMEM;
-            }
-            p = np;
-            cap *= 2;
-        }
-        if (c == '\n' && prev != '\r')
-            p[len++] = '\r';
-        if (prev == '\r' && c != '\n')
-            p[len++] = '\n';
-        p[len++] = (char)c;
-        prev = c;
-    }
-    if (prev == '\r')
-        p[len++] = '\n';
-    if (ferror(f)) {
-        free(p);
-        return -EIO;
-    }
-    *out = p;
-    *out_len = len;
-    return 0;
-}
-
 /* One zone-file line; TXT character-strings hold at most 255 bytes. */
 static void print_dns(const char *selector, const char *domain, const char *record)
 {
@@ -86,8 +43,8 @@ static int run(struct cli *cli, const struct cli_args *args)
     const char *input = args->n_operands ? args->operands[0] : NULL;
     int print_dns_only = cli_args_count(args, OPT_PRINT_DNS) > 0;
     struct dkim_key *key = NULL;
-    char *msg = NULL, *sig = NULL, *record = NULL;
-    size_t len = 0;
+    struct buf msg = {0};
+    char *sig = NULL, *record = NULL;
     int rc = CLI_ERROR;
     char err[512];
 
@@ -116,18 +73,18 @@ static int run(struct cli *cli, const struct cli_args *args)
             goto fail;
         }
     }
-    int r = read_message(f, &msg, &len);
+    int r = cli_read(f, MESSAGE_MAX, 1, &msg);
     if (f != stdin)
         fclose(f);
     if (r < 0) {
         cli_fail(CLI_ERROR, "dkim-sign: cannot read the message: %s", strerror(-r));
         goto fail;
     }
-    if (dkim_sign(key, domain, selector, msg, len, (int64_t)time(NULL), &sig, err, sizeof err) < 0) {
+    if (dkim_sign(key, domain, selector, msg.p, msg.len, (int64_t)time(NULL), &sig, err, sizeof err) < 0) {
         cli_fail(CLI_ERROR, "dkim-sign: %s", err);
         goto fail;
     }
-    if (fwrite(sig, 1, strlen(sig), stdout) != strlen(sig) || fwrite(msg, 1, len, stdout) != len ||
+    if (fwrite(sig, 1, strlen(sig), stdout) != strlen(sig) || fwrite(msg.p, 1, msg.len, stdout) != msg.len ||
         fflush(stdout) != 0) {
         cli_fail(CLI_ERROR, "dkim-sign: cannot write the signed message");
         goto fail;
@@ -136,7 +93,7 @@ static int run(struct cli *cli, const struct cli_args *args)
 fail:
     free(record);
     free(sig);
-    free(msg);
+    buf_free(&msg);
     dkim_key_free(key);
     return rc;
 }

@@ -28,8 +28,7 @@ struct run {
     const char **folders;
     size_t next;
     const char *append_path;
-    char *msg;
-    size_t len;
+    struct buf msg; /* the file to append, CRLF line ends */
     int appending;
     char sent[512];       /* the folder appended to, and how it was found */
     int sent_special;
@@ -70,7 +69,7 @@ static void on_reply(struct imap *im, const struct imap_reply *rep, void *arg)
         snprintf(r->sent, sizeof r->sent, "%s", rep->folder);
         r->sent_special = rep->special_use;
         r->appending = 2;
-        int rc = imap_append(r->imap, r->sent, r->msg, r->len, on_reply, r);
+        int rc = imap_append(r->imap, r->sent, r->msg.p, r->msg.len, on_reply, r);
         if (rc < 0) {
             fprintf(stderr, "relance: cannot append: %s\n", strerror(-rc));
             r->failed = 1;
@@ -101,36 +100,6 @@ static void step(struct run *r)
         fprintf(stderr, "relance: cannot start an IMAP command: %s\n", strerror(-rc));
         r->failed = 1;
     }
-}
-
-/* The file with CRLF line ends. */
-static char *read_message(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *out = NULL;
-    size_t n = 0, cap = 0;
-    int c, prev = 0;
-    while ((c = fgetc(f)) != EOF) {
-        if (n + 3 > cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = cap > MESSAGE_MAX ? NULL : realloc(out, cap);
-            if (!grown) {
-                free(out);
-                fclose(f);
-                return NULL;
-            }
-            out = grown;
-        }
-        if (c == '\n' && prev != '\r')
-            out[n++] = '\r';
-        out[n++] = (char)c;
-        prev = c;
-    }
-    fclose(f);
-    *len = n;
-    return out;
 }
 
 static void on_closed(void *arg)
@@ -187,7 +156,8 @@ static int run_command(struct cli *cli, const struct cli_args *args)
     struct run r = {0};
     r.folders = folders;
     r.append_path = append;
-    if (append && !(r.msg = read_message(append, &r.len))) {
+    if (append && cli_read_file(append, MESSAGE_MAX, 1, &r.msg) < 0) {
+        buf_free(&r.msg);
         free(folders);
         return cli_fail(CLI_ERROR, "cannot read %s", append);
     }
@@ -195,13 +165,13 @@ static int run_command(struct cli *cli, const struct cli_args *args)
     char *password = NULL, err[512];
     if (watcher_imap_account(cfg, a, &acct, &password, err, sizeof err) < 0) {
         free(folders);
-        free(r.msg);
+        buf_free(&r.msg);
         return cli_fail(CLI_ERROR, "%s", err);
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         secret_free(password);
         free(folders);
-        free(r.msg);
+        buf_free(&r.msg);
         return cli_fail(CLI_ERROR, "cannot initialise libcurl");
     }
     uv_loop_t loop;
@@ -255,7 +225,7 @@ static int run_command(struct cli *cli, const struct cli_args *args)
     curl_global_cleanup();
     secret_free(password);
     free(folders);
-    free(r.msg);
+    buf_free(&r.msg);
     return rc;
 }
 

@@ -20,8 +20,7 @@
 
 struct message_file {
     const char *path;
-    char *data;
-    size_t len;
+    struct buf text; /* CRLF line ends */
 };
 
 struct run {
@@ -35,55 +34,6 @@ struct run {
     struct curl_uv *cu;
     int closed;
 };
-
-/* Reads path into a malloc'd buffer with every line end as CRLF. */
-static int read_crlf(const char *path, char **out, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    int prev = -1, c, rc = 0;
-    if (!buf) {
-        fclose(f);
-        return -ENOMEM;
-    }
-    for (;;) {
-        c = getc(f);
-        if (c == EOF)
-            break;
-        if (len + 3 > cap) {
-            char *nb = cap >= MESSAGE_MAX ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                rc = cap >= MESSAGE_MAX ? -EFBIG : -ENOMEM;
-                goto fail;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        if (c == '\n' && prev != '\r')
-            buf[len++] = '\r';
-        else if (prev == '\r' && c != '\n')
-            buf[len++] = '\n';
-        buf[len++] = (char)c;
-        prev = c;
-    }
-    if (prev == '\r')
-        buf[len++] = '\n';
-    if (ferror(f)) {
-        rc = -EIO;
-        goto fail;
-    }
-    fclose(f);
-    *out = buf;
-    *out_len = len;
-    return 0;
-fail:
-    fclose(f);
-    free(buf);
-    return rc;
-}
 
 static void on_cu_closed(void *arg)
 {
@@ -111,8 +61,8 @@ static void send_next(struct run *run)
 {
     while (run->next < run->nfiles) {
         struct message_file *m = &run->files[run->next];
-        run->job.data = m->data;
-        run->job.len = m->len;
+        run->job.data = m->text.p;
+        run->job.len = m->text.len;
         run->body_start_calls = 0;
         int rc = smtp_send(run->smtp, &run->job, on_sent, run);
         if (rc == 0)
@@ -242,12 +192,12 @@ static int run_command(struct cli *cli, const struct cli_args *args)
         goto fail;
     }
     for (int i = 0; i < run.nfiles; i++) {
-        int r = read_crlf(run.files[i].path, &run.files[i].data, &run.files[i].len);
+        int r = cli_read_file(run.files[i].path, MESSAGE_MAX, 1, &run.files[i].text);
         if (r < 0) {
             rc = cli_fail(CLI_ERROR, "smtp-send: cannot read %s: %s", run.files[i].path, strerror(-r));
             goto fail;
         }
-        if (run.files[i].len == 0) {
+        if (run.files[i].text.len == 0) {
             rc = cli_fail(CLI_ERROR, "smtp-send: %s is empty", run.files[i].path);
             goto fail;
         }
@@ -298,7 +248,7 @@ fail:
     if (curl_open)
         curl_global_cleanup();
     for (int i = 0; i < run.nfiles; i++)
-        free(run.files[i].data);
+        buf_free(&run.files[i].text);
     free(run.files);
     return rc;
 }

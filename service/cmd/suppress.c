@@ -12,6 +12,8 @@
  * reason; removing one that is not there is not an error. */
 #include "cli.h"
 #include "contact.h"
+#include "pgarray.h"
+#include "pgerr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,47 +49,21 @@ static int patterns_read(char **in, int n, char **out)
     return 0;
 }
 
-/* A PostgreSQL text[] literal of the patterns: {"a@b.example","@c.example"};
- * inside the double quotes only '"' and '\\' need a backslash. */
-static char *array_literal(char **p, int n)
-{
-    size_t len = 3;
-    for (int i = 0; i < n; i++)
-        len += 2 * strlen(p[i]) + 3;
-    char *s = malloc(len), *o = s;
-    if (!s)
-        return NULL;
-    *o++ = '{';
-    for (int i = 0; i < n; i++) {
-        if (i)
-            *o++ = ',';
-        *o++ = '"';
-        for (const char *c = p[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                *o++ = '\\';
-            *o++ = *c;
-        }
-        *o++ = '"';
-    }
-    *o++ = '}';
-    *o = '\0';
-    return s;
-}
-
 static int change(PGconn *conn, int add, char **args, int n, const char *reason)
 {
     int rc = CLI_ERROR;
     PGresult *r = NULL;
-    char *array = NULL;
+    struct buf array = {0};
     char **pats = calloc((size_t)n, sizeof *pats);
     if (!pats)
         goto fail;
     if (patterns_read(args, n, pats) < 0)
         goto fail;
-    array = array_literal(pats, n);
-    if (!array)
+    for (int i = 0; i < n; i++)
+        pgarray_add(&array, pats[i]);
+    const char *params[2] = {pgarray_end(&array), reason};
+    if (!params[0])
         goto fail;
-    const char *params[2] = {array, reason};
     if (add)
         r = PQexecParams(conn,
                          "WITH p AS (SELECT DISTINCT lower(x) AS pattern FROM unnest($1::text[]) AS x),"
@@ -102,8 +78,8 @@ static int change(PGconn *conn, int add, char **args, int n, const char *reason)
                          " SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM p) - (SELECT count(*) FROM del)",
                          1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorMessage(r);
-        fprintf(stderr, "relance: suppress: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: suppress: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
         goto fail;
     }
     if (add)
@@ -113,7 +89,7 @@ static int change(PGconn *conn, int add, char **args, int n, const char *reason)
     rc = CLI_OK;
 fail:
     PQclear(r);
-    free(array);
+    buf_free(&array);
     for (int i = 0; pats && i < n; i++)
         free(pats[i]);
     free(pats);
@@ -126,8 +102,8 @@ static int list(struct cli *cli, const struct cli_args *args)
     int rc = CLI_OK;
     PGresult *r = PQexec(cli->conn, "SELECT pattern FROM suppressions ORDER BY pattern COLLATE \"C\"");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorMessage(r);
-        fprintf(stderr, "relance: suppress: %.*s\n", (int)strcspn(m, "\n"), m);
+        char m[1024];
+        fprintf(stderr, "relance: suppress: %s\n", pgerr_line(r, cli->conn, NULL, m, sizeof m));
         rc = CLI_ERROR;
     } else {
         for (int i = 0; i < PQntuples(r); i++)

@@ -2,8 +2,10 @@
  *
  * Owns the growth policy (doubling from a small first block), the
  * NUL-termination invariant and the sticky oom flag, including refusing
- * sizes that would overflow size_t. Does not own what the bytes mean:
- * message, dkim, sequence and template put their own text in. Pure: no
+ * sizes that would overflow size_t. It is the one growable byte buffer:
+ * every module that builds bytes of unknown length (messages, MIME
+ * decoding, CSV records, IMAP responses, JSON, COPY rows, files read
+ * whole) builds them here. Does not own what the bytes mean. Pure: no
  * I/O, no logging. */
 #include "buf.h"
 
@@ -64,6 +66,12 @@ void buf_adds(struct buf *b, const char *s)
 
 void buf_addc(struct buf *b, char c)
 {
+    /* the common case, inline: csv and mime add most bytes one by one */
+    if (!b->oom && b->cap - b->len >= 2) {
+        b->p[b->len++] = c;
+        b->p[b->len] = '\0';
+        return;
+    }
     buf_add(b, &c, 1);
 }
 
@@ -85,6 +93,13 @@ void buf_addf(struct buf *b, const char *fmt, ...)
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+}
+
+void buf_clear(struct buf *b)
+{
+    b->len = 0;
+    if (b->p)
+        b->p[0] = '\0';
 }
 
 void buf_free(struct buf *b)

@@ -25,10 +25,13 @@ struct buf {
 void buf_add(struct buf *b, const void *data, size_t n);
 /* Appends the string s, without its NUL. */
 void buf_adds(struct buf *b, const char *s);
-/* Appends one byte. */
+/* Appends one byte (cheap enough to call per byte of a large input). */
 void buf_addc(struct buf *b, char c);
 /* Appends printf-style formatted text, without its NUL. */
 void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Empties b for reuse, keeping its memory (p stays allocated, now "");
+ * oom stays as it was: a failure is reported once, by whoever checks. */
+void buf_clear(struct buf *b);
 /* Frees p and leaves b empty, as from {0}. */
 void buf_free(struct buf *b);
 

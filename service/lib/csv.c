@@ -13,6 +13,8 @@
  * input than the one before, so the reader always ends. */
 #include "csv.h"
 
+#include "buf.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,11 +33,6 @@ enum state {
 
 static const unsigned char bom_bytes[3] = {0xEF, 0xBB, 0xBF};
 
-struct bytes {
-    char *p;
-    size_t len, cap;
-};
-
 struct csv_reader {
     struct csv_limits lim;
     enum state state;
@@ -44,7 +41,7 @@ struct csv_reader {
 
     const char *in; /* the caller's chunk */
     size_t in_len, in_pos;
-    struct bytes replay; /* read before the rest of `in` */
+    struct buf replay; /* read before the rest of `in` */
     size_t replay_pos;
     unsigned long long offset;
 
@@ -53,8 +50,8 @@ struct csv_reader {
 
     /* The record being read. */
     unsigned long start_line, quote_line;
-    struct bytes raw;   /* its bytes as written */
-    struct bytes buf;   /* its fields, each NUL-terminated */
+    struct buf raw;     /* its bytes as written */
+    struct buf buf;     /* its fields, each NUL-terminated */
     size_t field_start; /* offset of the current field in buf */
     size_t *starts, *lens;
     char **ptrs;
@@ -114,41 +111,26 @@ unsigned long long csv_reader_offset(const struct csv_reader *r)
     return r->offset;
 }
 
-static int bytes_reserve(struct bytes *b, size_t extra)
+/* Appends c to b: 0, or -ENOMEM. */
+static int put(struct buf *b, char c)
 {
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int bytes_put(struct bytes *b, char c)
-{
-    if (b->len == b->cap && bytes_reserve(b, 1) < 0)
-        return -ENOMEM;
-    b->p[b->len++] = c;
-    return 0;
+    buf_addc(b, c);
+    return b->oom ? -ENOMEM : 0;
 }
 
 /* Puts p[0..n) in front of the bytes still to be replayed. */
 static int replay_prepend(struct csv_reader *r, const char *p, size_t n)
 {
     size_t rest = r->replay.len - r->replay_pos;
-    struct bytes nb = {0};
-    if (bytes_reserve(&nb, n + rest + 1) < 0)
-        return -ENOMEM;
-    memcpy(nb.p, p, n);
+    struct buf nb = {0};
+    buf_add(&nb, p, n);
     if (rest)
-        memcpy(nb.p + n, r->replay.p + r->replay_pos, rest);
-    nb.len = n + rest;
-    free(r->replay.p);
+        buf_add(&nb, r->replay.p + r->replay_pos, rest);
+    if (nb.oom) {
+        buf_free(&nb);
+        return -ENOMEM;
+    }
+    buf_free(&r->replay);
     r->replay = nb;
     r->replay_pos = 0;
     return 0;
@@ -156,8 +138,8 @@ static int replay_prepend(struct csv_reader *r, const char *p, size_t n)
 
 static void record_reset(struct csv_reader *r)
 {
-    r->raw.len = 0;
-    r->buf.len = 0;
+    buf_clear(&r->raw);
+    buf_clear(&r->buf);
     r->field_start = 0;
     r->n_fields = 0;
     r->error = NULL;
@@ -194,14 +176,14 @@ static int field_end(struct csv_reader *r)
     r->starts[r->n_fields] = r->field_start;
     r->lens[r->n_fields] = r->buf.len - r->field_start;
     r->n_fields++;
-    return bytes_put(&r->buf, '\0');
+    return put(&r->buf, '\0');
 }
 
 static int field_put(struct csv_reader *r, char c)
 {
     if (r->buf.len - r->field_start >= r->lim.max_field)
         return 1;
-    return bytes_put(&r->buf, c);
+    return put(&r->buf, c);
 }
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF,
@@ -335,7 +317,7 @@ static int step(struct csv_reader *r, unsigned char b)
         if (field_begin(r) != 0)
             return record_fail(r, "too many fields", at, b);
     }
-    if (bytes_put(&r->raw, (char)b) < 0)
+    if (put(&r->raw, (char)b) < 0)
         return -ENOMEM;
     if (r->raw.len > r->lim.max_record && !(eol && r->state != S_QUOTED)) /* a closing break is free */
         return record_fail(r, "record too long", at, b);

@@ -24,7 +24,9 @@ void imap_reader_init(struct imap_reader *r, size_t max)
 
 void imap_reader_reset(struct imap_reader *r)
 {
-    r->len = 0;
+    if (r->resp.oom)
+        buf_free(&r->resp); /* a new command starts with a clean slate */
+    buf_clear(&r->resp);
     r->literal_left = 0;
     r->tail_len = 0;
     r->truncated = 0;
@@ -33,40 +35,31 @@ void imap_reader_reset(struct imap_reader *r)
 
 void imap_reader_free(struct imap_reader *r)
 {
-    free(r->buf);
+    buf_free(&r->resp);
     imap_reader_init(r, r->max);
 }
 
 int imap_reader_pending(const struct imap_reader *r)
 {
-    return r->len > 0 || r->literal_left > 0 || r->truncated;
+    return r->resp.len > 0 || r->literal_left > 0 || r->truncated;
 }
 
 /* Stores p[0..n) in the current response, up to max bytes. */
 static int store(struct imap_reader *r, const char *p, size_t n)
 {
-    if (r->len + n > r->max) {
+    size_t len = r->resp.len;
+    if (len + n > r->max) {
         r->truncated = 1;
-        n = r->len < r->max ? r->max - r->len : 0;
+        n = len < r->max ? r->max - len : 0;
     }
     if (n == 0)
         return 0;
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 256;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(r->buf, cap);
-        if (!grown) {
-            r->failed = 1;
-            r->truncated = 1;
-            return -ENOMEM;
-        }
-        r->buf = grown;
-        r->cap = cap;
+    buf_add(&r->resp, p, n);
+    if (r->resp.oom) {
+        r->failed = 1;
+        r->truncated = 1;
+        return -ENOMEM;
     }
-    memcpy(r->buf + r->len, p, n);
-    r->len += n;
-    r->buf[r->len] = '\0';
     return 0;
 }
 
@@ -144,11 +137,11 @@ int imap_reader_feed(struct imap_reader *r, const char *p, size_t n, imap_respon
         }
         if (lit == 0)
             continue; /* "{0}": an empty literal, the line goes on */
-        if (r->buf && r->len)
-            on_response(arg, r->buf, r->len, r->truncated);
+        if (r->resp.len)
+            on_response(arg, r->resp.p, r->resp.len, r->truncated);
         else if (r->truncated)
             on_response(arg, "", 0, 1);
-        r->len = 0;
+        buf_clear(&r->resp);
         r->truncated = 0;
     }
     return rc;

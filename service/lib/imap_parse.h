@@ -7,6 +7,8 @@
 #ifndef RELANCE_IMAP_PARSE_H
 #define RELANCE_IMAP_PARSE_H
 
+#include "buf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,8 +50,8 @@ enum {
  * that ends it. Stored bytes of one response are capped at max; a longer
  * one is delivered cut, with truncated set. */
 struct imap_reader {
-    char *buf;
-    size_t len, cap, max;
+    struct buf resp;       /* the response being read */
+    size_t max;
     uint64_t literal_left; /* literal bytes still to come */
     char tail[24];         /* the last bytes of the current line, for {N} */
     size_t tail_len;

@@ -8,6 +8,7 @@
  * costs at most a few passes over its bytes. Pure: no I/O, no logging. */
 #include "mime.h"
 
+#include "buf.h"
 #include "utf8.h"
 
 #include <ctype.h>
@@ -19,69 +20,24 @@
 #include <string.h>
 #include <strings.h>
 
-/* A growable byte buffer; oom sticks so callers check once at the end. */
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static int buf_reserve(struct buf *b, size_t extra)
-{
-    if (b->oom)
-        return -1;
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) {
-        if (cap > SIZE_MAX / 2) {
-            b->oom = 1;
-            return -1;
-        }
-        cap *= 2;
-    }
-    char *n = realloc(b->p, cap);
-    if (!n) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = n;
-    b->cap = cap;
-    return 0;
-}
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (n == 0 || buf_reserve(b, n) < 0)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_addc(struct buf *b, char c)
-{
-    buf_add(b, &c, 1);
-}
-
-static void buf_add_cp(struct buf *b, uint32_t cp)
+static void add_cp(struct buf *b, uint32_t cp)
 {
     char t[4];
     buf_add(b, t, utf8_encode(cp, t));
 }
 
 /* Hands the buffer over as a NUL-terminated string (never NULL unless
- * out of memory). */
-static int buf_take(struct buf *b, char **out, size_t *out_len)
+ * out of memory, which frees it). */
+static int take(struct buf *b, char **out, size_t *out_len)
 {
-    if (!b->oom && buf_reserve(b, 0) == 0) {
-        b->p[b->len] = '\0';
+    buf_add(b, "", 0); /* an empty result is still a string */
+    if (!b->oom) {
         *out = b->p;
         if (out_len)
             *out_len = b->len;
         return 0;
     }
-    free(b->p);
+    buf_free(b);
     *out = NULL;
     if (out_len)
         *out_len = 0;
@@ -149,9 +105,9 @@ static void add_cp1252(struct buf *b, const char *in, size_t len)
         if (c < 0x80)
             buf_addc(b, (char)c);
         else if (c < 0xA0)
-            buf_add_cp(b, cp1252_high[c - 0x80]);
+            add_cp(b, cp1252_high[c - 0x80]);
         else
-            buf_add_cp(b, c);
+            add_cp(b, c);
     }
 }
 
@@ -163,7 +119,7 @@ static void add_utf8_lossy(struct buf *b, const char *in, size_t len)
     while (i < len) {
         size_t k = utf8_seq(u + i, len - i);
         if (k == 0) {
-            buf_add_cp(b, 0xFFFD);
+            add_cp(b, 0xFFFD);
             i++;
         } else {
             buf_add(b, in + i, k);
@@ -211,7 +167,7 @@ static void add_iconv(struct buf *b, iconv_t cd, const char *in, size_t len)
             if (errno == E2BIG)
                 continue;
             /* EILSEQ or EINVAL: one bad byte, then resynchronise. */
-            buf_add_cp(b, 0xFFFD);
+            add_cp(b, 0xFFFD);
             ip++;
             left--;
             iconv(cd, NULL, NULL, NULL, NULL);
@@ -275,9 +231,8 @@ int mime_charset_to_utf8(const char *charset, const char *in, size_t len, char *
                          size_t *out_len)
 {
     struct buf b = {0};
-    buf_reserve(&b, len);
     add_charset(&b, charset, in, len);
-    return buf_take(&b, out, out_len);
+    return take(&b, out, out_len);
 }
 
 /* ---- transfer encodings ---- */
@@ -301,7 +256,6 @@ static void add_base64(struct buf *b, const char *in, size_t len)
 {
     uint32_t acc = 0;
     int bits = 0;
-    buf_reserve(b, len / 4 * 3 + 3);
     for (size_t i = 0; i < len; i++) {
         int v = b64_value((unsigned char)in[i]);
         if (v < 0) {
@@ -322,7 +276,7 @@ int mime_base64_decode(const char *in, size_t len, char **out, size_t *out_len)
 {
     struct buf b = {0};
     add_base64(&b, in, len);
-    return buf_take(&b, out, out_len);
+    return take(&b, out, out_len);
 }
 
 static int hex_value(unsigned char c)
@@ -338,7 +292,6 @@ static int hex_value(unsigned char c)
 /* underscore: RFC 2047 "Q" reads '_' as a space. */
 static void add_qp(struct buf *b, const char *in, size_t len, int underscore)
 {
-    buf_reserve(b, len);
     for (size_t i = 0; i < len; i++) {
         char c = in[i];
         if (c == '_' && underscore) {
@@ -371,7 +324,7 @@ int mime_qp_decode(const char *in, size_t len, char **out, size_t *out_len)
 {
     struct buf b = {0};
     add_qp(&b, in, len, 0);
-    return buf_take(&b, out, out_len);
+    return take(&b, out, out_len);
 }
 
 /* ---- headers ---- */
@@ -425,7 +378,7 @@ static int add_field(struct mime_headers *h, size_t *cap, const char *p, size_t 
         buf_addc(&v, c);
     }
     char *value = NULL;
-    if (buf_take(&v, &value, NULL) < 0 || !name) {
+    if (take(&v, &value, NULL) < 0 || !name) {
         free(name);
         free(value);
         return -ENOMEM;
@@ -601,14 +554,14 @@ static void words_flush_pending(struct words *w)
 {
     if (w->pending.len)
         add_charset(&w->out, w->charset, w->pending.p, w->pending.len);
-    w->pending.len = 0;
+    buf_clear(&w->pending);
 }
 
 static void words_flush_raw(struct words *w)
 {
     if (w->raw.len)
         add_guess(&w->out, w->raw.p, w->raw.len);
-    w->raw.len = 0;
+    buf_clear(&w->raw);
 }
 
 /* Tries an encoded word at s; on success returns its length. */
@@ -683,7 +636,7 @@ char *mime_words_decode(const char *value)
     char *out = NULL;
     if (w.raw.oom || w.pending.oom)
         w.out.oom = 1;
-    if (buf_take(&w.out, &out, NULL) < 0)
+    if (take(&w.out, &out, NULL) < 0)
         return NULL;
     return out;
 }
@@ -744,9 +697,8 @@ static int decode_transfer(const struct mime_headers *h, const char *p, size_t l
     if (strcmp(enc, "quoted-printable") == 0)
         return mime_qp_decode(p, len, out, out_len);
     struct buf b = {0};
-    buf_reserve(&b, len);
     buf_add(&b, p, len);
-    return buf_take(&b, out, out_len);
+    return take(&b, out, out_len);
 }
 
 static int parse_part(struct ctx *c, const char *p, size_t len, unsigned depth,

@@ -11,6 +11,7 @@
 #include "sequence.h"
 
 #include "buf.h"
+#include "json.h"
 #include "template.h"
 #include "ytree.h"
 
@@ -1042,51 +1043,14 @@ void sequence_free(struct sequence *seq)
     free(seq);
 }
 
-/* ---- canonical JSON ---- */
-
-/* A JSON string, or null. Escapes '"', '\\' and control characters;
- * everything else (valid UTF-8 from the YAML reader) goes as is. */
-static void jstr(struct buf *b, const char *s)
-{
-    if (!s) {
-        buf_adds(b, "null");
-        return;
-    }
-    buf_add(b, "\"", 1);
-    size_t run = 0, i = 0;
-    for (; s[i]; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[8];
-        if (ch == '"')
-            esc = "\\\"";
-        else if (ch == '\\')
-            esc = "\\\\";
-        else if (ch == '\n')
-            esc = "\\n";
-        else if (ch == '\r')
-            esc = "\\r";
-        else if (ch == '\t')
-            esc = "\\t";
-        else if (ch < 0x20 || ch == 0x7f) {
-            snprintf(u, sizeof u, "\\u%04x", ch);
-            esc = u;
-        }
-        if (esc) {
-            buf_add(b, s + run, i - run);
-            buf_adds(b, esc);
-            run = i + 1;
-        }
-    }
-    buf_add(b, s + run, i - run);
-    buf_add(b, "\"", 1);
-}
+/* ---- canonical JSON (json.c escapes the strings; its output for a
+ * given input never changes, since sequence_hash hashes this text) ---- */
 
 static void jkey(struct buf *b, const char *key, int first)
 {
     if (!first)
         buf_add(b, ",", 1);
-    jstr(b, key);
+    json_add_string(b, key);
     buf_add(b, ":", 1);
 }
 
@@ -1099,7 +1063,7 @@ static void jbits(struct buf *b, unsigned bits, const char *const *names, size_t
             continue;
         if (!first)
             buf_add(b, ",", 1);
-        jstr(b, names[i]);
+        json_add_string(b, names[i]);
         first = 0;
     }
     buf_add(b, "]", 1);
@@ -1108,11 +1072,11 @@ static void jbits(struct buf *b, unsigned bits, const char *const *names, size_t
 static void jcontent(struct buf *b, const char *subject, const char *body, const char *html)
 {
     jkey(b, "subject", 0);
-    jstr(b, subject);
+    json_add_string(b, subject);
     jkey(b, "body", 0);
-    jstr(b, body);
+    json_add_string(b, body);
     jkey(b, "html", 0);
-    jstr(b, html);
+    json_add_string(b, html);
 }
 
 char *sequence_to_json(const struct sequence *seq)
@@ -1125,17 +1089,17 @@ char *sequence_to_json(const struct sequence *seq)
     jkey(&b, "format", 1);
     buf_adds(&b, "1");
     jkey(&b, "name", 0);
-    jstr(&b, seq->name);
+    json_add_string(&b, seq->name);
     jkey(&b, "description", 0);
-    jstr(&b, seq->description);
+    json_add_string(&b, seq->description);
     jkey(&b, "sender_pool", 0);
-    jstr(&b, seq->sender_pool);
+    json_add_string(&b, seq->sender_pool);
     jkey(&b, "schedule", 0);
     buf_add(&b, "{", 1);
     jkey(&b, "timezone", 1);
-    jstr(&b, sc->contact_zone ? "contact" : sc->timezone);
+    json_add_string(&b, sc->contact_zone ? "contact" : sc->timezone);
     jkey(&b, "fallback_timezone", 0);
-    jstr(&b, sc->fallback_timezone);
+    json_add_string(&b, sc->fallback_timezone);
     jkey(&b, "window", 0);
     buf_addf(&b, "{\"start\":\"%02d:%02d\",\"end\":\"%02d:%02d\",\"start_minute\":%d,\"end_minute\":%d}",
              sc->window_start / 60, sc->window_start % 60, sc->window_end / 60, sc->window_end % 60,
@@ -1155,12 +1119,12 @@ char *sequence_to_json(const struct sequence *seq)
             buf_add(&b, ",", 1);
         buf_add(&b, "{", 1);
         jkey(&b, "id", 1);
-        jstr(&b, st->id);
+        json_add_string(&b, st->id);
         jkey(&b, "wait", 0);
         duration_format(&st->wait, dur, sizeof dur);
         buf_add(&b, "{", 1);
         jkey(&b, "text", 1);
-        jstr(&b, dur);
+        json_add_string(&b, dur);
         buf_addf(&b, ",\"seconds\":%lld,\"days\":%d,\"business_days\":%d}", (long long)st->wait.seconds,
                  (int)st->wait.days, (int)st->wait.business_days);
         jcontent(&b, st->subject, st->body, st->html);

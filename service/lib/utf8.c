@@ -3,7 +3,7 @@
  * Owns the one decoder that message (header scrubbing, encoded words,
  * quoted-printable) and template (cleaning contact values) share, so
  * both agree on what is valid, and the one encoder (mime's charset
- * conversion, oauth2's JSON \u escapes). Does not own validating whole strings
+ * conversion, json's \u escapes). Does not own validating whole strings
  * or converting charsets (mime does). Pure: no I/O, no logging. */
 #include "utf8.h"
 
