@@ -11,6 +11,7 @@
 #include "dkim.h"
 
 #include "buf.h"
+#include "idn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -436,20 +437,6 @@ static int parse_headers(const char *msg, size_t len, struct field **out, size_t
     return 0;
 }
 
-static int label_list_ok(const char *d)
-{
-    size_t n = strlen(d);
-    if (n == 0 || n > 253 || d[0] == '.' || d[0] == '-' || d[n - 1] == '.' || d[n - 1] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)d[i];
-        int ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ldh && !(c == '.' && d[i + 1] != '.'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Appends " text" or, when the line would pass LINE_SOFT, CRLF TAB text. */
 static void put_tag(struct buf *b, size_t *col, const char *text)
 {
@@ -495,11 +482,11 @@ int dkim_sign(const struct dkim_key *key, const char *domain, const char *select
     char *canon = NULL;
     int rc = -EINVAL;
 
-    if (!domain || !label_list_ok(domain)) {
+    if (!domain || !idn_ldh_name_ok(domain)) {
         seterr(err, errlen, "DKIM domain '%.100s' is not a domain name", domain ? domain : "(none)");
         goto fail;
     }
-    if (!selector || !label_list_ok(selector) || strlen(selector) > 63) {
+    if (!selector || !idn_ldh_name_ok(selector) || strlen(selector) > 63) {
         seterr(err, errlen, "DKIM selector '%.100s' is not a DNS label", selector ? selector : "(none)");
         goto fail;
     }

@@ -111,3 +111,17 @@ int idn_domain_to_ascii(const char *in, size_t n, char *out, size_t outlen, char
     idn2_free(ascii);
     return 0;
 }
+
+int idn_ldh_name_ok(const char *d)
+{
+    size_t n = strlen(d);
+    if (n == 0 || n > 253 || d[0] == '.' || d[0] == '-' || d[n - 1] == '.' || d[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)d[i];
+        int ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (!ldh && !(c == '.' && d[i + 1] != '.'))
+            return 0;
+    }
+    return 1;
+}

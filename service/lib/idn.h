@@ -23,4 +23,9 @@
 int idn_domain_to_ascii(const char *in, size_t n, char *out, size_t outlen, char *why, size_t whylen)
     __attribute__((warn_unused_result));
 
+/* 1 when d is a dot-separated list of LDH labels (letters, digits,
+ * hyphens; no empty label, none starting or ending with a hyphen, at most
+ * 253 characters): an A-label domain, a DKIM selector. Else 0. */
+int idn_ldh_name_ok(const char *d);
+
 #endif

@@ -372,24 +372,10 @@ static int msgid_ok(const char *id)
     return ats == 1 && id[1] != '@' && id[n - 2] != '@';
 }
 
-static int domain_ok(const char *d)
-{
-    size_t n = strlen(d);
-    if (n == 0 || n > 253 || d[0] == '.' || d[0] == '-' || d[n - 1] == '.' || d[n - 1] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)d[i];
-        int ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ldh && !(c == '.' && d[i + 1] != '.'))
-            return 0;
-    }
-    return 1;
-}
-
 int message_id_make(const char *domain, const unsigned char *rnd, size_t nrnd, char *out, size_t outlen)
 {
     static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
-    if (!domain || !domain_ok(domain) || !rnd || nrnd < 8 || nrnd > 64)
+    if (!domain || !idn_ldh_name_ok(domain) || !rnd || nrnd < 8 || nrnd > 64)
         return -EINVAL;
     size_t need = 1 + (nrnd * 8 + 4) / 5 + 1 + strlen(domain) + 1 + 1;
     if (outlen < need)
