@@ -13,6 +13,8 @@
  * input than the one before, so the reader always ends. */
 #include "csv.h"
 
+#include "utf8.h"
+
 #include "buf.h"
 
 #include <errno.h>
@@ -186,46 +188,10 @@ static int field_put(struct csv_reader *r, char c)
     return put(&r->buf, c);
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF,
- * and no NUL (fields are C strings). */
-static int utf8_valid(const unsigned char *s, size_t n)
+/* Strict UTF-8 (utf8.c) and no NUL: fields are C strings. */
+static int field_ok(const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
-    return 1;
+    return !memchr(s, '\0', n) && utf8_valid(s, n);
 }
 
 /* The current record is complete: check its text and mark it ready. */
@@ -236,7 +202,7 @@ static void record_done(struct csv_reader *r)
     if (r->error)
         return;
     for (size_t i = 0; i < r->n_fields; i++) {
-        if (!utf8_valid((const unsigned char *)r->buf.p + r->starts[i], r->lens[i])) {
+        if (!field_ok(r->buf.p + r->starts[i], r->lens[i])) {
             r->error = memchr(r->buf.p + r->starts[i], '\0', r->lens[i]) ? "NUL byte in a field"
                                                                           : "invalid UTF-8 (the file must be UTF-8)";
             r->error_line = r->start_line;

@@ -46,50 +46,6 @@ static int take(struct buf *b, char **out, size_t *out_len)
 
 /* ---- UTF-8 and single-byte charsets ---- */
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    if (n == 0)
-        return 0;
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && s[1] < 0xA0)
-            return 0;
-        if (c == 0xED && s[1] >= 0xA0)
-            return 0;
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && s[1] < 0x90)
-            return 0;
-        if (c == 0xF4 && s[1] >= 0x90)
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
-int mime_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        size_t k = utf8_seq(u + i, len - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 /* Windows-1252 0x80..0x9F; the five holes keep their Latin-1 C1 value. */
 static const uint16_t cp1252_high[32] = {
     0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
@@ -117,7 +73,7 @@ static void add_utf8_lossy(struct buf *b, const char *in, size_t len)
     const unsigned char *u = (const unsigned char *)in;
     size_t i = 0;
     while (i < len) {
-        size_t k = utf8_seq(u + i, len - i);
+        size_t k = utf8_decode(u + i, len - i, NULL);
         if (k == 0) {
             add_cp(b, 0xFFFD);
             i++;
@@ -131,7 +87,7 @@ static void add_utf8_lossy(struct buf *b, const char *in, size_t len)
 /* UTF-8 when it is, else Windows-1252 (what undeclared 8-bit mail is). */
 static void add_guess(struct buf *b, const char *in, size_t len)
 {
-    if (mime_utf8_valid(in, len))
+    if (utf8_valid(in, len))
         buf_add(b, in, len);
     else
         add_cp1252(b, in, len);
@@ -206,7 +162,7 @@ static void add_charset(struct buf *b, const char *charset, const char *in, size
     for (size_t i = 0; i < n && sane; i++)
         sane = isalnum((unsigned char)cs[i]) || cs[i] == '-' || cs[i] == '_' || cs[i] == '.' ||
                cs[i] == ':';
-    if (sane && mime_utf8_valid(in, len)) {
+    if (sane && utf8_valid(in, len)) {
         /* Pure ASCII needs no conversion in any ASCII-compatible set. */
         size_t i = 0;
         while (i < len && (unsigned char)in[i] < 0x80 && in[i] != 0x1B && in[i] != '+')

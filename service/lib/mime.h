@@ -110,7 +110,4 @@ void mime_dsn_free(struct mime_dsn *dsn);
  * depth first, or NULL. */
 const struct mime_part *mime_part_find(const struct mime_part *root, const char *type);
 
-/* True when s is valid UTF-8 of length len. */
-int mime_utf8_valid(const char *s, size_t len);
-
 #endif

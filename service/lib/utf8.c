@@ -62,3 +62,16 @@ size_t utf8_encode(uint32_t cp, char out[4])
     out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
 }
+
+int utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = utf8_decode(u + i, n - i, NULL);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}

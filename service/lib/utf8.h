@@ -16,6 +16,10 @@
  * UTF-8 (or n is 0). */
 size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 
+/* 1 when s[0..n) is well-formed UTF-8 throughout (NUL counts as one
+ * character), else 0. */
+int utf8_valid(const char *s, size_t n);
+
 /* Writes cp (at most U+10FFFF, not a surrogate: the caller's to check)
  * as UTF-8 into out. Returns its length, 1 to 4. */
 size_t utf8_encode(uint32_t cp, char out[4]);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mime.h"
+#include "utf8.h"
 
 /* Swaps "\n" for "\r\n" so every row runs with both line endings. */
 static char *crlf(const char *s)
@@ -178,7 +179,7 @@ static void test_bodies(void **state)
                     *w++ = *r;
             *w = '\0';
             assert_string_equal(b, rows[i].want);
-            assert_true(mime_utf8_valid(l->body, l->body_len));
+            assert_true(utf8_valid(l->body, l->body_len));
             free(b);
             mime_part_free(&p);
             free(m);
