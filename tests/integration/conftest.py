@@ -48,6 +48,8 @@ def pytest_ignore_collect(collection_path, config):
 
 @pytest.fixture(scope="session")
 def cluster():
+    if not os.access(harness.RELANCE, os.X_OK):
+        pytest.exit(f"no relance binary at {harness.RELANCE}: set RELANCE_BIN (tests/run and ctest do)", 2)
     shared = os.environ.get("RELANCE_TEST_PG")
     if shared:
         c = pgcluster.Cluster.attach(shared)
