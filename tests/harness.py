@@ -337,3 +337,21 @@ def pool_config(directory, pools, name="relance.yaml"):
     with open(path, "w") as f:
         f.write("".join(out))
     return path
+
+
+SENDER = ("sender@acme.example", "pw")
+
+
+def one_sender(ms, db, directory, name, fixture="one_step", steps="", wait="1h"):
+    """What most sending tests start from: SENDER alone in pool 'main' of a
+    configuration, sending through MailServers ms (which must know SENDER),
+    and the sequence fixture applied as name in database db. Returns the
+    environment relance needs to run against them."""
+    email, password = SENDER
+    config = pool_config(directory, {"main": [account(ms, email, "PW")]})
+    env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": config, "PW": password}
+    seq = sequence(directory, fixture, name=name, pool="main", steps=steps, wait=wait)
+    r = relance("apply", seq, env=env)
+    if r.returncode != 0:
+        raise AssertionError(f"apply {seq}: {r.stdout + r.stderr}")
+    return env
