@@ -12,8 +12,9 @@
   a test that stops, restarts or reconfigures the server, which it must
   not do to the shared one.
 - mail (module): Postfix and Dovecot (tests/mailservers.py), with the
-  arguments of the module's `pytest.mark.mail(...)`; a module that needs
-  other servers defines its own fixture.
+  arguments of the module's `pytest.mark.mail(...)`; fresh_mail: the
+  same for one test alone (its mailboxes and logs start empty); a module
+  that needs other servers defines its own fixture.
 - serve: starts `relance serve` (harness.Serve); whatever a test started
   is killed when it ends, and the log of each is shown if it failed.
 - check: soft checks (harness.Checks) for a scenario that establishes
@@ -96,6 +97,15 @@ def own_postgres():
 
 @pytest.fixture(scope="module")
 def mail(request):
+    marker = request.node.get_closest_marker("mail")
+    ms = mailservers.MailServers(**(marker.kwargs if marker else {}))
+    yield ms
+    ms.stop()
+
+
+@pytest.fixture
+def fresh_mail(request):
+    """Like mail, for one test alone: mailboxes and logs start empty."""
     marker = request.node.get_closest_marker("mail")
     ms = mailservers.MailServers(**(marker.kwargs if marker else {}))
     yield ms
