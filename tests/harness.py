@@ -169,12 +169,6 @@ def relance_env(extra=None):
     return env
 
 
-def base_env():
-    """The environment every relance a test starts begins from (see
-    relance_env)."""
-    return relance_env()
-
-
 def relance(*args, env=None, input=None, timeout=120, cwd=None, raw=False):
     """Runs the relance binary; returns CompletedProcess (text, or bytes
     with raw=True: text mode would turn CRLF into LF)."""
@@ -257,7 +251,7 @@ class Checks:
     """Soft checks for a scenario that establishes many facts from one
     run: each failed check is recorded with what was expected, the test
     goes on to report the others, and any failure fails it (the pytest
-    fixture `check`; Check for a script)."""
+    fixture `check`)."""
 
     def __init__(self):
         self.failures = []
@@ -278,19 +272,6 @@ class Checks:
     @property
     def failed(self):
         return len(self.failures)
-
-
-class Check(Checks):
-    """Checks for a test that is a script: exit code 1 if any failed."""
-
-    def __init__(self, name):
-        super().__init__()
-        self.name = name
-
-    def done(self):
-        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
-        _cleanup()
-        sys.exit(1 if self.failed else 0)
 
 
 # ---- the shared sequences and configurations of tests/fixtures/

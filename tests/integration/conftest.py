@@ -36,15 +36,6 @@ import mailservers  # noqa: E402
 import pgcluster  # noqa: E402
 
 
-def pytest_ignore_collect(collection_path, config):
-    # A test still written as a script runs as one under ctest; importing
-    # it here would run it.
-    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        if "\nimport pytest\n" not in collection_path.read_text():
-            return True
-    return None
-
-
 # ---- PostgreSQL
 
 @pytest.fixture(scope="session")
