@@ -104,6 +104,19 @@ def test_no_file_gives_the_built_in_defaults():
     assert r.returncode == 0 and "127.0.0.1:8080" in r.stdout, f"no file: built-in defaults: {r.stdout}"
 
 
+def test_what_the_caller_exported_never_reaches_relance(monkeypatch, tmp):
+    # the harness's rule: relance under test gets only what the test sets
+    for k, v in (("RELANCE_HTTP_LISTEN", "1.2.3.4:5"), ("DATABASE_URL", "postgresql://nobody@nowhere/x"),
+                 ("PGHOST", "nowhere"), ("RELANCE_LOG_LEVEL", "debug"), ("RELANCE_CONFIG", "/nonexistent.yaml")):
+        monkeypatch.setenv(k, v)
+    env = harness.relance_env()
+    assert not [k for k in env if k.startswith(("RELANCE_", "PG")) or k == "DATABASE_URL"], \
+        f"relance's environment holds none of the caller's settings: {sorted(env)}"
+    r = relance("config", cwd=tmp)
+    assert r.returncode == 0 and "127.0.0.1:8080" in r.stdout and "nowhere" not in r.stdout, \
+        f"relance config shows the built-in defaults, not what the caller exported: {r.stdout + r.stderr}"
+
+
 def test_the_annotated_example_configuration_parses():
     example = os.path.join(harness.SOURCE, "deploy", "relance.example.yaml")
     r = relance("--config", example, "config", env={"DATABASE_URL": ""})
