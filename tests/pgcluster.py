@@ -159,8 +159,11 @@ class Cluster:
 
     def create_database(self, name, template=TEMPLATE):
         """A new database: a copy of template, or empty when template is None."""
+        # FILE_COPY: a small template copies faster as files than through
+        # the WAL (about 0.16 s against 0.24 s here), and the checkpoints it
+        # costs are cheap with fsync off
         tpl = f" TEMPLATE {template}" if template else " TEMPLATE template0"
-        self.psql(f"CREATE DATABASE {name}{tpl}", db="postgres")
+        self.psql(f"CREATE DATABASE {name}{tpl} STRATEGY FILE_COPY", db="postgres")
 
     def drop_database(self, name):
         # FORCE: a relance the test left running must not keep it alive
