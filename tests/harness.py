@@ -169,6 +169,11 @@ def relance_env(extra=None):
     return env
 
 
+def base_env():
+    """What relance_env() gives, for scripts written before it."""
+    return relance_env()
+
+
 def relance(*args, env=None, input=None, timeout=120, cwd=None, raw=False):
     """Runs the relance binary; returns CompletedProcess (text, or bytes
     with raw=True: text mode would turn CRLF into LF)."""
@@ -251,7 +256,7 @@ class Checks:
     """Soft checks for a scenario that establishes many facts from one
     run: each failed check is recorded with what was expected, the test
     goes on to report the others, and any failure fails it (the pytest
-    fixture `check`)."""
+    fixture `check`; Check for a test still written as a script)."""
 
     def __init__(self):
         self.failures = []
@@ -272,6 +277,20 @@ class Checks:
     @property
     def failed(self):
         return len(self.failures)
+
+
+class Check(Checks):
+    """Checks for a test still written as a script (ctest runs a file that
+    does not import pytest as a script): exit code 1 if any failed."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def done(self):
+        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
+        _cleanup()
+        sys.exit(1 if self.failed else 0)
 
 
 # ---- the shared sequences and configurations of tests/fixtures/
