@@ -19,7 +19,8 @@
   is killed when it ends, and the log of each is shown if it failed.
 - check: soft checks (harness.Checks) for a scenario that establishes
   many facts from one run; any failed check fails the test.
-- tmp: a short temporary directory (unix socket paths must fit 108 bytes).
+- tmp / module_tmp: a short temporary directory for the test (the
+  module); unix socket paths must fit 108 bytes.
 
 relance under test gets only the environment the test gives it
 (harness.relance_env). RELANCE_TEST_DURATIONS=DIR makes each pytest
