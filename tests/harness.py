@@ -1,21 +1,24 @@
 """Test harness: starts real servers on 127.0.0.1 for relance's integration
 tests, and tears them down even when a test fails.
 
-- Postgres: a throwaway cluster (initdb + pg_ctl) in a temp dir on a free
-  port. As root the server runs as the 'postgres' user (PostgreSQL refuses
-  to run as root).
-- relance(): runs the binary under test (RELANCE_BIN) with an environment.
+- Database: one test's database, a copy of the migrated template in the
+  run's cluster (tests/pgcluster.py; tests/integration/conftest.py hands
+  them out as fixtures).
+- Postgres: a private cluster (initdb + pg_ctl) for a test that stops or
+  reconfigures the server itself.
+- relance(): runs the binary under test (RELANCE_BIN) with only the
+  environment the test gives it (relance_env).
 - Serve: a `relance serve` process in the background with helpers to wait
   for /readyz and to stop it with a signal.
+- sequence() and pool_config(): the sequences and configurations that
+  tests/fixtures/ holds, filled in for one test.
 
 Only Python's standard library is used (Debian's python3)."""
 import atexit
-import glob
 import json
 import email
 import email.policy
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -25,6 +28,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+
+import pgcluster
 
 RELANCE = os.path.abspath(os.environ.get("RELANCE_BIN", "build/relance"))
 SOURCE = os.environ.get("RELANCE_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,10 +62,7 @@ def free_port():
 
 
 def pg_bindir():
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if os.path.exists(os.path.join(d, "initdb")):
-            return d
-    raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql-15)")
+    return pgcluster.bindir()
 
 
 def wait_until(fn, timeout, step=0.2):
@@ -88,80 +90,94 @@ def short_tempdir(prefix):
     return d
 
 
-class Postgres:
+class Postgres(pgcluster.Cluster):
+    """A private cluster with an empty database 'relance', stopped when the
+    test ends: for a test that stops, restarts or reconfigures the server
+    itself, which it must not do to the run's shared cluster."""
+
     def __init__(self):
-        self.bindir = pg_bindir()
-        self.dir = short_tempdir("rpg")
-        self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
-        self.user = None
-        if os.geteuid() == 0:
-            self.user = "postgres"
-            pw = pwd.getpwnam(self.user)
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self._run(["initdb", "-D", self.data, "-U", "relance", "-A", "trust", "--no-sync", "-E", "UTF8",
-                   "--locale", "C"])
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                    f"unix_socket_directories = '{self.dir}'\nfsync = off\nsynchronous_commit = off\n"
-                    "full_page_writes = off\nmax_connections = 100\n")
+        made = pgcluster.Cluster.create(short_tempdir("rpg"))
+        self.__dict__.update(made.__dict__)
         at_exit(self.stop)
-        self.start()
         self.psql("CREATE DATABASE relance", db="postgres")
 
     def _run(self, argv, check=True):
-        argv = [os.path.join(self.bindir, argv[0])] + argv[1:]
-        if self.user:
-            argv = ["runuser", "-u", self.user, "--"] + argv
-        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{r.stdout}")
-        return r
-
-    def start(self):
-        self._run(["pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "30", "start"])
-
-    def stop(self, mode="fast"):
-        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
-            self._run(["pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"], check=False)
+        return self.run(argv, check)
 
     def url(self, db="relance"):
-        return f"postgresql://relance@127.0.0.1:{self.port}/{db}"
+        return super().url(db)
 
     def psql(self, sql, db="relance", check=True):
-        """Runs sql; returns the rows as lists of strings."""
-        r = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", self.url(db),
-                            "-f", "-"], input=sql, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"psql failed: {r.stderr}")
-        return [line.split("\t") for line in r.stdout.splitlines() if line]
+        return super().psql(sql, db, check)
 
     def new_database(self, name):
         self.psql(f"CREATE DATABASE {name}", db="postgres")
         return self.url(name)
 
 
-# The harness's own knobs; every other RELANCE_* is one of relance's
-# settings (README's table) and, like DATABASE_URL and libpq's PG*, is the
-# caller's, never the test's: exported in the shell that runs the suite it
-# must not change a result.
-HARNESS_VARS = {"RELANCE_BIN", "RELANCE_SOURCE_DIR", "RELANCE_TEST_LOG_DIR"}
+class Database:
+    """One test's database in a shared cluster: a copy of the migrated
+    template (or empty), dropped when the test ends. psql(), url() and port
+    as Postgres has them."""
+
+    _count = 0
+
+    def __init__(self, cluster, migrated=True):
+        Database._count += 1
+        self.cluster = cluster
+        self.port = cluster.port
+        self.name = f"t{os.getpid()}_{Database._count}_{os.urandom(2).hex()}"
+        cluster.create_database(self.name, pgcluster.TEMPLATE if migrated else None)
+
+    def url(self, db=None):
+        return self.cluster.url(db or self.name)
+
+    def psql(self, sql, db=None, check=True):
+        return self.cluster.psql(sql, db or self.name, check)
+
+    def drop(self):
+        self.cluster.drop_database(self.name)
+
+
+# What relance under test receives besides what the test sets: a fixed
+# PATH, a HOME of its own (serve keeps its state under it, libpq reads
+# ~/.pgpass there) and one locale. Nothing else of the caller's: not
+# relance's settings (RELANCE_*, DATABASE_URL), not libpq's (PG*), not the
+# harness's own knobs (HARNESS_VARS, read here and never passed on), so
+# what a user exported cannot change a result. The sanitizers' options are
+# the one exception: they decide how a sanitizer report ends the run.
+HARNESS_VARS = {"RELANCE_BIN", "RELANCE_SOURCE_DIR", "RELANCE_TEST_LOG_DIR", "RELANCE_TEST_PG",
+                "RELANCE_TEST_DURATIONS", "RELANCE_FUZZ_SECONDS", "RELANCE_TEST_CONTACTS", "RELANCE_TEST_SPEED",
+                "RELANCE_SCHEDULE_SEED", "CLASSIFY_CORPUS_VERBOSE"}
+SANITIZER_VARS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+_home = []
+
+
+def relance_home():
+    """The empty HOME every relance of this process runs with."""
+    if not _home:
+        _home.append(short_tempdir("rhome"))
+    return _home[0]
+
+
+def relance_env(extra=None):
+    """The whole environment of a relance the harness starts: the minimum
+    above, then extra (what the test sets)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": relance_home(), "LANG": "C.UTF-8"}
+    env.update({k: os.environ[k] for k in SANITIZER_VARS if k in os.environ})
+    env.update(extra or {})
+    return env
 
 
 def base_env():
-    """os.environ without relance's and libpq's settings: the environment
-    every relance a test starts begins from."""
-    return {k: v for k, v in os.environ.items()
-            if not ((k.startswith("RELANCE_") and k not in HARNESS_VARS) or k == "DATABASE_URL"
-                    or k.startswith("PG"))}
+    """What relance_env() gives, for scripts written before it."""
+    return relance_env()
 
 
 def relance(*args, env=None, input=None, timeout=120, cwd=None, raw=False):
     """Runs the relance binary; returns CompletedProcess (text, or bytes
     with raw=True: text mode would turn CRLF into LF)."""
-    e = base_env()
-    e.update(env or {})
-    r = subprocess.run([RELANCE, *args], env=e, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    r = subprocess.run([RELANCE, *args], env=relance_env(env), input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout, cwd=cwd)
     if not raw:
         r.stdout = r.stdout.decode("utf-8", "replace").replace("\r\n", "\n")
@@ -192,8 +208,7 @@ class Serve:
     def __init__(self, env, args=(), preexec_fn=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        e = base_env()
-        e.update(env)
+        e = relance_env(env)
         e["RELANCE_HTTP_LISTEN"] = f"127.0.0.1:{self.port}"
         # RELANCE_TEST_LOG_DIR keeps each serve's whole log, for a run to
         # be studied after it failed
@@ -237,12 +252,14 @@ class Serve:
         return self.log.read()
 
 
-class Check:
-    """Collects failures so one run reports them all; exit code 1 if any."""
+class Checks:
+    """Soft checks for a scenario that establishes many facts from one
+    run: each failed check is recorded with what was expected, the test
+    goes on to report the others, and any failure fails it (the pytest
+    fixture `check`; Check for a test still written as a script)."""
 
-    def __init__(self, name):
-        self.name = name
-        self.failed = 0
+    def __init__(self):
+        self.failures = []
         self.passed = 0
 
     def ok(self, cond, what, detail=""):
@@ -250,14 +267,91 @@ class Check:
             self.passed += 1
             print(f"ok   {what}")
         else:
-            self.failed += 1
+            self.failures.append(what + (f"\n     {detail}" if detail else ""))
             print(f"FAIL {what}" + (f"\n     {detail}" if detail else ""))
         return cond
 
     def eq(self, got, want, what):
         return self.ok(got == want, what, f"got {got!r}, want {want!r}")
 
+    @property
+    def failed(self):
+        return len(self.failures)
+
+
+class Check(Checks):
+    """Checks for a test still written as a script (ctest runs a file that
+    does not import pytest as a script): exit code 1 if any failed."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
     def done(self):
         print(f"{self.name}: {self.passed} passed, {self.failed} failed")
         _cleanup()
         sys.exit(1 if self.failed else 0)
+
+
+# ---- the shared sequences and configurations of tests/fixtures/
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+
+def _fill(path, values):
+    import string
+    with open(os.path.join(FIXTURES, path)) as f:
+        lines = [ln for ln in f.read().splitlines(keepends=True) if not ln.startswith("#")]
+    return string.Template("".join(lines)).substitute(values)
+
+
+def sequence(directory, fixture="two_step", name="s", pool="main", wait="1h", steps="", extra=""):
+    """Writes tests/fixtures/sequences/<fixture>.yaml as sequence name of
+    pool into directory; returns its path. For custom_steps, steps are the
+    YAML lines of the steps list."""
+    path = os.path.join(directory, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(_fill(f"sequences/{fixture}.yaml",
+                      {"name": name, "pool": pool, "wait": wait, "steps": steps.rstrip("\n"), "extra": extra}))
+    return path
+
+
+def account(ms, email, password_env="PW", **extra):
+    """One pool account (tests/fixtures/config/smtp_account.yaml) sending
+    through MailServers ms; extra keys (daily_limit=5, ...) are added as
+    they are."""
+    more = "".join(f"  {k}: {v}\n" for k, v in extra.items())
+    return _fill("config/smtp_account.yaml", {"email": email, "submission_port": ms.submission_port,
+                                               "password_env": password_env, "ca_file": ms.ca_file, "extra": more})
+
+
+def pool_config(directory, pools, name="relance.yaml"):
+    """Writes a configuration with pools ({pool: [account(...), ...]})
+    into directory; returns its path."""
+    out = ["pools:\n"]
+    for pool, accounts in pools.items():
+        out.append(f"  {pool}:\n    accounts:\n")
+        for a in accounts:
+            out.append("".join(f"      {ln}" for ln in a.splitlines(keepends=True) if ln.strip()))
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("".join(out))
+    return path
+
+
+SENDER = ("sender@acme.example", "pw")
+
+
+def one_sender(ms, db, directory, name, fixture="one_step", steps="", wait="1h"):
+    """What most sending tests start from: SENDER alone in pool 'main' of a
+    configuration, sending through MailServers ms (which must know SENDER),
+    and the sequence fixture applied as name in database db. Returns the
+    environment relance needs to run against them."""
+    email, password = SENDER
+    config = pool_config(directory, {"main": [account(ms, email, "PW")]})
+    env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": config, "PW": password}
+    seq = sequence(directory, fixture, name=name, pool="main", steps=steps, wait=wait)
+    r = relance("apply", seq, env=env)
+    if r.returncode != 0:
+        raise AssertionError(f"apply {seq}: {r.stdout + r.stderr}")
+    return env

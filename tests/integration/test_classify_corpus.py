@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Runs `relance classify` over the shared mail corpus and compares kinds.
 
 Reads ../shared/corpora/mail/manifest.tsv and manifest-2.tsv (relative to
@@ -10,15 +9,19 @@ recipients agree with the labels. Fails below 97 % agreement on kind over
 both manifests together, or on manifest.tsv alone (the bar since it was
 written). The disagreements left are listed; several are labels that
 contradict the message's own words.
-Skips (exit 77) with a visible line only when the corpus is absent.
+Skips, saying so, only when the corpus is absent.
 
-Environment: RELANCE_BIN (the binary), RELANCE_SOURCE_DIR (the checkout),
-CLASSIFY_CORPUS_VERBOSE=1 to list every disagreement.
-Standard library only.
+Harness settings: RELANCE_BIN, RELANCE_SOURCE_DIR (the checkout),
+CLASSIFY_CORPUS_VERBOSE=1 to list every disagreement. The report is
+printed (pytest -s, or shown with a failure).
 """
 import os
 import subprocess
 import sys
+
+import pytest
+
+import harness
 
 KINDS = ["human_reply", "auto_reply", "hard_bounce", "soft_bounce",
          "unsubscribe_request", "other"]
@@ -27,8 +30,7 @@ MANIFEST_THRESHOLD = {"manifest.tsv": 0.97}
 
 
 def locate_corpus():
-    src = os.environ.get("RELANCE_SOURCE_DIR") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    src = harness.SOURCE
     corpus = os.path.normpath(os.path.join(src, "..", "shared", "corpora", "mail"))
     if not os.path.isfile(os.path.join(corpus, "manifest.tsv")):
         return None
@@ -63,14 +65,14 @@ def classify(binary, corpus, files):
         batch = files[i:i + 100]
         proc = subprocess.run([binary, "classify"] + batch, cwd=corpus,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=300)
+                              timeout=300, env=harness.relance_env())
         if proc.returncode not in (0, 1):
             sys.stderr.write(proc.stderr.decode("utf-8", "replace"))
-            raise SystemExit("relance classify exited with %d" % proc.returncode)
+            raise AssertionError("relance classify exited with %d" % proc.returncode)
         for line in proc.stdout.decode("utf-8", "replace").splitlines():
             cols = line.split("\t")
             if len(cols) < 4:
-                raise SystemExit("malformed output line: %r" % line)
+                raise AssertionError("malformed output line: %r" % line)
             out[cols[0]] = (cols[1], cols[2], cols[3])
     return out
 
@@ -81,15 +83,10 @@ def norm_list(value):
     return [v.strip().lower() for v in value.split(",") if v.strip()]
 
 
-def main():
-    binary = os.environ.get("RELANCE_BIN")
-    corpus = locate_corpus()
-    if corpus is None:
-        print("SKIP: ../shared/corpora/mail not found")
-        return 77
-    if not binary or not os.access(binary, os.X_OK):
-        print("RELANCE_BIN is not set to an executable relance binary")
-        return 1
+def evaluate(corpus):
+    """Classifies the corpus, prints the report; returns the agreement over
+    both manifests and {manifest: (agreeing, rows)}."""
+    binary = harness.RELANCE
     verbose = os.environ.get("CLASSIFY_CORPUS_VERBOSE") == "1"
     rows = []
     for name in MANIFESTS:
@@ -147,7 +144,7 @@ def main():
         print("bounce recipient agreement: %d/%d = %.1f %%" % (
             rcpt_agree, rcpt_total, 100.0 * rcpt_agree / rcpt_total))
     print()
-    failed = ratio < THRESHOLD
+    per_manifest = {}
     for name in MANIFESTS:
         sub = [r for r in rows if r["manifest"] == name]
         if not sub:
@@ -156,8 +153,7 @@ def main():
         need = MANIFEST_THRESHOLD.get(name)
         print("%s: %d/%d = %.1f %%%s" % (name, ok, len(sub), 100.0 * ok / len(sub),
                                          " (needs %.0f %%)" % (100 * need) if need else ""))
-        if need and ok < need * len(sub):
-            failed = True
+        per_manifest[name] = (ok, len(sub))
         for k in KINDS:
             n = sum(1 for r in sub if r["kind"] == k)
             if n:
@@ -181,8 +177,24 @@ def main():
         for f, want, kind, status, rcpts in misses:
             print("  %s: expected %s, got %s (status %s, recipients %s)" % (
                 f, want, kind, status, rcpts))
-    return 1 if failed else 0
+    return ratio, per_manifest
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.fixture(scope="module")
+def report():
+    corpus = locate_corpus()
+    if corpus is None:
+        pytest.skip("../shared/corpora/mail not found")
+    return evaluate(corpus)
+
+
+def test_kind_agreement_over_both_manifests(report):
+    ratio, _ = report
+    assert ratio >= THRESHOLD, f"kind agreement {100 * ratio:.1f} % over both manifests, needs {100 * THRESHOLD:.0f} %"
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST_THRESHOLD))
+def test_kind_agreement_of_each_manifest_with_a_bar(report, name):
+    ok, n = report[1][name]
+    need = MANIFEST_THRESHOLD[name]
+    assert ok >= need * n, f"{name}: {ok}/{n} agree, needs {100 * need:.0f} %"

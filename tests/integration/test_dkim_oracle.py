@@ -8,34 +8,22 @@ without an HTML alternative, with threading headers. A tampered body or
 Subject, an added From and the wrong key must each fail verification, and
 `--print-dns` must publish the same key that openssl derives.
 
-Environment: RELANCE_BIN (the binary under test)."""
+A missing oracle (python3-dkim) is a failure, not a skip."""
 import base64
 import os
 import subprocess
-import sys
-import tempfile
 
-try:
-    import dkim
-except ImportError:
-    print("python3-dkim is missing: apt-get install python3-dkim python3-nacl", file=sys.stderr)
-    sys.exit(1)  # a missing oracle is a failure, not a skip
+import dkim
+import pytest
 
-RELANCE = os.path.abspath(os.environ.get("RELANCE_BIN", "build/relance"))
+import harness
+
 DOMAIN = "acme.example"
 SELECTOR = "s2024"
 
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-
-
 def run(args, stdin=None):
-    return subprocess.run([RELANCE] + args, input=stdin, capture_output=True, timeout=60)
+    return subprocess.run([harness.RELANCE] + args, input=stdin, capture_output=True, timeout=60,
+                          env=harness.relance_env())
 
 
 def genkey(tmp, kind):
@@ -187,90 +175,106 @@ def tamper_body(signed):
     return signed[:i] + bytes([signed[i] ^ 1]) + signed[i + 1:]
 
 
-def main():
-    if not os.access(RELANCE, os.X_OK):
-        print(f"RELANCE_BIN={RELANCE} is not an executable", file=sys.stderr)
-        return 1
-    with tempfile.TemporaryDirectory() as tmp:
-        keys = {kind: genkey(tmp, kind) for kind in ("rsa", "ed25519")}
-        records = {kind: txt_record(path, kind) for kind, path in keys.items()}
-        for kind, key in keys.items():
-            dns = dnsfunc_for(records[kind])
-            other = dnsfunc_for(records["ed25519" if kind == "rsa" else "rsa"])
-            for name, message in MESSAGES.items():
-                signed = sign(key, message)
-                label = f"{kind} {name}"
-                check(signed.startswith(b"DKIM-Signature: v=1; a=" +
-                                        (b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256")),
-                      f"{label}: signature header first")
-                check(signed.endswith(message), f"{label}: message unchanged after the signature")
-                check(verifies(signed, dns), f"{label}: verifies")
-                check(not verifies(tamper_body(signed), dns), f"{label}: tampered body fails")
-                check(not verifies(tamper_subject(signed), dns), f"{label}: tampered Subject fails")
-                check(not verifies(b"From: mallory@evil.example\r\n" + signed, dns),
-                      f"{label}: an added From fails")
-                check(not verifies(signed, other), f"{label}: the other key fails")
-                # what a receiving MTA does: prepend trace headers
-                check(verifies(b"Received: from x by y; Tue, 14 Nov 2023 22:13:21 +0000\r\n" + signed, dns),
-                      f"{label}: still verifies below a Received header")
-            for name in ("non-ascii", "html-threaded"):
-                signed = sign(key, MESSAGES[name])
-                hdr = signed[:signed.index(b"\tb=")]
-                h = b"".join(hdr.split()).split(b"h=")[1].split(b";")[0].lower().split(b":")
-                for field in (b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
-                              b"in-reply-to", b"references"):
-                    check(field in h, f"{kind} {name}: h= signs {field.decode()}")
-                check(h.count(b"from") == 2, f"{kind} {name}: From over-signed")
-
-            # LF line ends in, CRLF out, still valid
-            lf = MESSAGES["ascii"].replace(b"\r\n", b"\n")
-            signed = sign(key, lf)
-            check(b"\n" not in signed.replace(b"\r\n", b""), f"{kind}: LF input comes out as CRLF")
-            check(verifies(signed, dns), f"{kind}: LF input verifies")
-
-            # message from a file argument instead of stdin
-            path = os.path.join(tmp, "msg.eml")
-            with open(path, "wb") as f:
-                f.write(MESSAGES["html-threaded"])
-            r = run(["dkim-sign", "--key", key, "--domain", DOMAIN, "--selector", SELECTOR, path])
-            check(r.returncode == 0 and verifies(r.stdout, dns), f"{kind}: message from a file")
-
-            # the DNS record relance prints is the one openssl derives
-            r = run(["dkim-sign", "--print-dns", "--key", key, "--selector", SELECTOR, "--domain", DOMAIN])
-            out = r.stdout.decode().strip()
-            prefix = f"{SELECTOR}._domainkey.{DOMAIN} IN TXT "
-            check(r.returncode == 0 and out.startswith(prefix), f"{kind}: --print-dns names the record")
-            strings = [s for s in out[len(prefix):].split('"') if s.strip()]
-            check(all(len(s) <= 255 for s in strings), f"{kind}: TXT strings within 255")
-            check("".join(strings).encode() == records[kind], f"{kind}: --print-dns publishes the key")
-            check(b"PRIVATE" not in r.stdout + r.stderr, f"{kind}: --print-dns shows no private key")
-
-        # refusals
-        r = run(["dkim-sign", "--domain", DOMAIN, "--selector", SELECTOR], stdin=MESSAGES["ascii"])
-        check(r.returncode == 2, "no --key is a usage error")
-        ec = os.path.join(tmp, "ec.pem")
-        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-out", ec], check=True, capture_output=True)
-        with open(ec, "rb") as f:
-            ec_body = f.read().split(b"\n")[1]
-        r = run(["dkim-sign", "--key", ec, "--domain", DOMAIN, "--selector", SELECTOR], stdin=MESSAGES["ascii"])
-        check(r.returncode == 1 and b"RSA or Ed25519" in r.stderr, "an EC key is refused with a reason")
-        check(ec_body not in r.stdout + r.stderr, "the refused key is not echoed")
-        r = run(["dkim-sign", "--key", keys["rsa"], "--domain", "bad domain", "--selector", SELECTOR],
-                stdin=MESSAGES["ascii"])
-        check(r.returncode == 1 and r.stdout == b"", "a bad domain is refused")
-        r = run(["dkim-sign", "--key", keys["rsa"], "--domain", DOMAIN, "--selector", SELECTOR],
-                stdin=b"Subject: no from\r\n\r\nbody\r\n")
-        check(r.returncode == 1 and b"From" in r.stderr, "a message without From is refused")
-        r = run(["dkim-sign", "--help"])
-        check(r.returncode == 0 and b"--print-dns" in r.stdout, "dkim-sign --help")
-
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("all DKIM oracle checks passed")
-    return 0
+@pytest.fixture(scope="module")
+def keys(module_tmp):
+    """{kind: (key path, its TXT record)} for an RSA-2048 and an Ed25519 key."""
+    return {kind: (path, txt_record(path, kind))
+            for kind, path in ((k, genkey(module_tmp, k)) for k in ("rsa", "ed25519"))}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+KINDS = ("rsa", "ed25519")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_a_signature_verifies_and_any_tampering_fails(keys, kind, name, check):
+    key, record = keys[kind]
+    dns = dnsfunc_for(record)
+    other = dnsfunc_for(keys["ed25519" if kind == "rsa" else "rsa"][1])
+    message = MESSAGES[name]
+    signed = sign(key, message)
+    label = f"{kind} {name}"
+    check.ok(signed.startswith(b"DKIM-Signature: v=1; a=" + (b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256")),
+             f"{label}: signature header first")
+    check.ok(signed.endswith(message), f"{label}: message unchanged after the signature")
+    check.ok(verifies(signed, dns), f"{label}: verifies")
+    check.ok(not verifies(tamper_body(signed), dns), f"{label}: tampered body fails")
+    check.ok(not verifies(tamper_subject(signed), dns), f"{label}: tampered Subject fails")
+    check.ok(not verifies(b"From: mallory@evil.example\r\n" + signed, dns), f"{label}: an added From fails")
+    check.ok(not verifies(signed, other), f"{label}: the other key fails")
+    # what a receiving MTA does: prepend trace headers
+    check.ok(verifies(b"Received: from x by y; Tue, 14 Nov 2023 22:13:21 +0000\r\n" + signed, dns),
+             f"{label}: still verifies below a Received header")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", ["non-ascii", "html-threaded"])
+def test_the_signature_covers_the_headers_and_over_signs_from(keys, kind, name, check):
+    signed = sign(keys[kind][0], MESSAGES[name])
+    hdr = signed[:signed.index(b"\tb=")]
+    h = b"".join(hdr.split()).split(b"h=")[1].split(b";")[0].lower().split(b":")
+    for field in (b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
+                  b"in-reply-to", b"references"):
+        check.ok(field in h, f"{kind} {name}: h= signs {field.decode()}")
+    check.ok(h.count(b"from") == 2, f"{kind} {name}: From over-signed")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lf_input_comes_out_as_crlf_and_verifies(keys, kind):
+    key, record = keys[kind]
+    signed = sign(key, MESSAGES["ascii"].replace(b"\r\n", b"\n"))
+    assert b"\n" not in signed.replace(b"\r\n", b""), f"{kind}: LF input comes out as CRLF"
+    assert verifies(signed, dnsfunc_for(record)), f"{kind}: LF input verifies"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_message_from_a_file_is_signed(keys, kind, tmp):
+    key, record = keys[kind]
+    path = os.path.join(tmp, "msg.eml")
+    with open(path, "wb") as f:
+        f.write(MESSAGES["html-threaded"])
+    r = run(["dkim-sign", "--key", key, "--domain", DOMAIN, "--selector", SELECTOR, path])
+    assert r.returncode == 0 and verifies(r.stdout, dnsfunc_for(record)), f"{kind}: message from a file"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_print_dns_publishes_the_key_openssl_derives(keys, kind):
+    key, record = keys[kind]
+    r = run(["dkim-sign", "--print-dns", "--key", key, "--selector", SELECTOR, "--domain", DOMAIN])
+    out = r.stdout.decode().strip()
+    prefix = f"{SELECTOR}._domainkey.{DOMAIN} IN TXT "
+    assert r.returncode == 0 and out.startswith(prefix), f"{kind}: --print-dns names the record: {out}"
+    strings = [s for s in out[len(prefix):].split('"') if s.strip()]
+    assert all(len(s) <= 255 for s in strings), f"{kind}: TXT strings within 255"
+    assert "".join(strings).encode() == record, f"{kind}: --print-dns publishes the key"
+    assert b"PRIVATE" not in r.stdout + r.stderr, f"{kind}: --print-dns shows no private key"
+
+
+def test_no_key_is_a_usage_error():
+    r = run(["dkim-sign", "--domain", DOMAIN, "--selector", SELECTOR], stdin=MESSAGES["ascii"])
+    assert r.returncode == 2, "no --key is a usage error"
+
+
+def test_an_ec_key_is_refused_and_not_echoed(tmp):
+    ec = os.path.join(tmp, "ec.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", ec], check=True, capture_output=True)
+    with open(ec, "rb") as f:
+        ec_body = f.read().split(b"\n")[1]
+    r = run(["dkim-sign", "--key", ec, "--domain", DOMAIN, "--selector", SELECTOR], stdin=MESSAGES["ascii"])
+    assert r.returncode == 1 and b"RSA or Ed25519" in r.stderr, "an EC key is refused with a reason"
+    assert ec_body not in r.stdout + r.stderr, "the refused key is not echoed"
+
+
+def test_a_bad_domain_and_a_message_without_from_are_refused(keys):
+    r = run(["dkim-sign", "--key", keys["rsa"][0], "--domain", "bad domain", "--selector", SELECTOR],
+            stdin=MESSAGES["ascii"])
+    assert r.returncode == 1 and r.stdout == b"", "a bad domain is refused"
+    r = run(["dkim-sign", "--key", keys["rsa"][0], "--domain", DOMAIN, "--selector", SELECTOR],
+            stdin=b"Subject: no from\r\n\r\nbody\r\n")
+    assert r.returncode == 1 and b"From" in r.stderr, "a message without From is refused"
+
+
+def test_dkim_sign_help():
+    r = run(["dkim-sign", "--help"])
+    assert r.returncode == 0 and b"--print-dns" in r.stdout, "dkim-sign --help"

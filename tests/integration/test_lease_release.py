@@ -1,4 +1,4 @@
-"""A clean stop gives the account leases up (issue 14): replicas share one
+"""A clean stop gives the account leases up: replicas share one
 PostgreSQL and each sender account is leased by one of them at a time
 (renewed every 5 s, valid 30 s). Before, a replica stopped with SIGTERM
 kept its leases until they expired, so one restarted right after it sent
@@ -27,24 +27,27 @@ after it.)
   the stop: it ends within SCHEDULER_CLOSE_MS and the leases are left to
   expire; nor does a database that is down."""
 import datetime
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import harness  # noqa: E402
-import mailservers  # noqa: E402
-from harness import relance  # noqa: E402
+import pytest
+
+import harness
+import pgcluster
+from harness import relance
 
 HOLD = 3.0  # seconds the scripted server stops reading a body
 CLOSE_S = 12  # SCHEDULER_CLOSE_MS: how long a stop waits for the database
 FAST = "sender@acme.example"
 SLOW = "slow@acme.example"
+# ~84 KB of text that goes out quoted-printable (~250 KB): far more than
+# the kernel buffers between relance and the slow server
+BIG = "".join(f"      {chr(0xe9) * 60}\n" for _ in range(700))
+pytestmark = pytest.mark.mail(users=[(FAST, "pw")])
 
 
 class SlowSMTP:
@@ -65,7 +68,9 @@ class SlowSMTP:
         self.sock.listen(4)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self.serve, daemon=True).start()
-        harness.at_exit(self.sock.close)
+
+    def close(self):
+        self.sock.close()
 
     def serve(self):
         while True:
@@ -114,166 +119,179 @@ class SlowSMTP:
                 pass
 
 
-t = harness.Check("lease_release")
-t0 = time.time()
-ms = mailservers.MailServers(users=[(FAST, "pw")])
-slow = SlowSMTP()
-pg = harness.Postgres()
-tmp = harness.short_tempdir("rlr")
-cfg = os.path.join(tmp, "relance.yaml")
-with open(cfg, "w") as f:
-    f.write(f"""pools:
-  main:
-    accounts:
-      - email: {FAST}
-        smtp: smtp://127.0.0.1:{ms.submission_port}
-        password_env: PW
-        tls_ca_file: {ms.ca_file}
-  slow:
+@pytest.fixture
+def slow():
+    srv = SlowSMTP()
+    yield srv
+    srv.close()
+
+
+class World:
+    """Pool main (FAST, on Postfix) and pool slow (SLOW, on the slow
+    server), sequences fast and slow, two contacts."""
+
+    def __init__(self, ms, slow, db, tmp, serve):
+        self.serve = serve
+        cfg = harness.pool_config(tmp, {"main": [harness.account(ms, FAST, "PW")]})
+        with open(cfg, "a") as f:
+            f.write(f"""  slow:
     accounts:
       - email: {SLOW}
         smtp: smtp://127.0.0.1:{slow.port}
         tls: none
         auth: none
 """)
-env = {"DATABASE_URL": pg.url(), "RELANCE_CONFIG": cfg, "PW": "pw"}
-t.eq(relance("migrate", env=env).returncode, 0, "migrate")
-t.ok(pg.psql("SELECT count(*) FROM relance_migrations WHERE name = '015_release_account_leases.sql'") == [["1"]],
-     "relance migrate applied 015_release_account_leases.sql")
-# ~84 KB of text that goes out quoted-printable (~250 KB): far more than
-# the kernel buffers between relance and the slow server
-BIG = "".join(f"      {chr(0xe9) * 60}\n" for _ in range(700))
-for name, pool, body in (("fast", "main", "      Hi.\n"), ("slow", "slow", BIG)):
-    seq = os.path.join(tmp, f"{name}.yaml")
-    with open(seq, "w") as f:
-        f.write(f"name: {name}\nsender_pool: {pool}\n{mailservers.ALL_WEEK}\n"
-                f"steps:\n  - id: one\n    subject: Hello\n    body: |\n{body}")
-    t.eq(relance("apply", seq, env=env).returncode, 0, f"apply {name}")
-pg.psql("INSERT INTO contacts (email) VALUES ('b@prospects.example'), ('s@prospects.example')")
+        self.env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": cfg, "PW": "pw"}
+        for name, pool, body in (("fast", "main", "      Hi.\n"), ("slow", "slow", BIG)):
+            seq = harness.sequence(tmp, "custom_steps", name=name, pool=pool,
+                                   steps=f"  - id: one\n    subject: Hello\n    body: |\n{body}")
+            assert relance("apply", seq, env=self.env).returncode == 0, f"apply {name}"
+        db.psql("INSERT INTO contacts (email) VALUES ('b@prospects.example'), ('s@prospects.example')")
 
 
-def leases():
+@pytest.fixture
+def w(mail, slow, db, tmp, serve):
+    return World(mail, slow, db, tmp, serve)
+
+
+def leases(db):
     """{account email: (holder, unexpired)} for the account leases."""
-    rows = pg.psql("SELECT a.email, l.holder, l.expires_at > clock_timestamp() FROM leases l "
+    rows = db.psql("SELECT a.email, l.holder, l.expires_at > clock_timestamp() FROM leases l "
                    "JOIN accounts a ON l.name = 'account:' || a.id ORDER BY a.email")
     return {r[0]: (r[1], r[2] == "t") for r in rows}
 
 
-def held_by(serve):
+def held_by(db, serve):
     """The accounts whose lease serve's replica holds, unexpired (the
     replica's name carries its pid)."""
-    return sorted(e for e, (holder, live) in leases().items() if live and f"-{serve.proc.pid}-" in holder)
+    return sorted(e for e, (holder, live) in leases(db).items() if live and f"-{serve.proc.pid}-" in holder)
 
 
-def start():
-    s = harness.Serve(env)
+def start(w):
+    s = w.serve(w.env)
     s.wait_status("/readyz", 200)
     return s
 
 
-def quiet(s, who):
+def quiet(check, s, who):
     out = s.output()
-    t.ok("runtime error" not in out and "AddressSanitizer" not in out and "handles left open" not in out,
-         f"{who}: sanitizers quiet, no handle left open", out[-2000:])
+    check.ok("runtime error" not in out and "AddressSanitizer" not in out and "handles left open" not in out,
+             f"{who}: sanitizers quiet, no handle left open", out[-2000:])
 
 
-# ---- A holds the leases; a clean stop gives them up
-a = start()
-t.eq(harness.wait_until(lambda: held_by(a) == [FAST, SLOW], 10), True, "replica A holds both account leases")
-stop_at = time.time()
-t.eq(a.stop(), 0, "A exits 0 on SIGTERM")
-left = leases()
-print(f"     A stopped in {time.time() - stop_at:.2f} s; account leases left: {left}")
-t.ok(all(not live for _, live in left.values()), "no unexpired account lease is left once A has stopped", str(left))
-quiet(a, "A")
+def test_the_template_has_the_release_migration(db):
+    assert db.psql("SELECT count(*) FROM relance_migrations WHERE name = '015_release_account_leases.sql'") \
+        == [["1"]], "relance migrate applied 015_release_account_leases.sql"
 
-# ---- B, started right after, takes them and sends at once
-t.ok("enrolled 1" in relance("enroll", "--sequence", "fast", "--contact", "b@prospects.example", env=env).stdout,
-     "a step is due for the Postfix account")
-b_start = time.time()
-b = harness.Serve(env)
-sent = harness.wait_until(lambda: pg.psql("SELECT state FROM messages WHERE recipient = 'b@prospects.example'")
-                          == [["sent"]], 10, 0.05)
-took = time.time() - b_start
-print(f"     replica B sent the due step {took:.2f} s after it started (lease TTL 30 s)")
-t.ok(sent and took < 10, f"B took the released lease and sent within 10 s ({took:.2f} s)")
-t.eq(held_by(b), [FAST, SLOW], "B holds both account leases")
-t.eq(len(ms.wait_for("b@prospects.example", 1, 5)), 1, "the step arrived at Postfix's mailbox")
 
-# ---- SIGTERM to B while a body of the slow account is on the wire
-t.ok("enrolled 1" in relance("enroll", "--sequence", "slow", "--contact", "s@prospects.example", env=env).stdout,
-     "a step is due for the slow account")
-t.ok(harness.wait_until(lambda: slow.stalled, 10, 0.02), "B is sending a body the slow server does not read")
-time.sleep(0.3)  # relance fills what the kernel buffers, then waits to send the rest
-stop_at = time.time()
-b.proc.send_signal(signal.SIGTERM)
-draining = []  # whether the slow account was still B's, looked at while its body could not end
-while b.proc.poll() is None and time.time() - stop_at < 20:
-    held = SLOW in held_by(b)
-    if not slow.resumed:
-        draining.append(held)
-    time.sleep(0.1)
-rc = b.proc.wait(timeout=20)
-exited = time.time()
-t.eq(rc, 0, "B exits 0 on SIGTERM")
-t.ok(slow.bodies and slow.bodies[0] <= exited and exited - stop_at > HOLD - 1,
-     "B finished sending the body on the wire before exiting", f"{slow.bodies} exited {exited}")
-# The stop began while the body was still going out (the loop was free to
-# take the signal), not after it: else nothing here would be draining.
-began = re.search(r"^(\S+) info serve: stopping reason=SIGTERM", b.output(), re.M)
-began = began and datetime.datetime.fromisoformat(began.group(1).replace("Z", "+00:00")).timestamp()
-t.ok(began and slow.bodies and began < slow.bodies[0] - 1, "B began its stop while the body was still on the wire",
-     f"stop logged at {began}, body ended at {slow.bodies}")
-print(f"     B stopped in {exited - stop_at:.2f} s with a body stalled {HOLD} s by the server; "
-      f"{len(draining)} looks at the lease meanwhile")
-t.ok(len(draining) >= 3 and all(draining), "the slow account's lease stayed B's while its body drained",
-     str(draining))
-left = leases()
-t.ok(all(not live for _, live in left.values()), "no unexpired account lease is left once B has stopped", str(left))
-quiet(b, "B")
+def test_a_clean_stop_gives_the_leases_up_and_the_next_replica_sends_at_once(mail, db, w, serve, check):
+    ms, env = mail, w.env
+    a = start(w)
+    check.eq(harness.wait_until(lambda: held_by(db, a) == [FAST, SLOW], 10), True, "replica A holds both account leases")
+    stop_at = time.time()
+    check.eq(a.stop(), 0, "A exits 0 on SIGTERM")
+    left = leases(db)
+    print(f"     A stopped in {time.time() - stop_at:.2f} s; account leases left: {left}")
+    check.ok(all(not live for _, live in left.values()), "no unexpired account lease is left once A has stopped", str(left))
+    quiet(check, a, "A")
 
-# ---- SIGKILL: nothing gives the leases up, they expire as before
-c = start()
-t.eq(harness.wait_until(lambda: held_by(c) == [FAST, SLOW], 10), True, "replica C takes both leases at once")
-c.proc.send_signal(signal.SIGKILL)
-c.proc.wait()
-t.eq(held_by(c), [FAST, SLOW], "after SIGKILL the leases are still C's until they expire")
-quiet(c, "C")
-pg.psql("UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'")  # as 30 s later
+    check.ok("enrolled 1" in relance("enroll", "--sequence", "fast", "--contact", "b@prospects.example", env=env).stdout,
+             "a step is due for the Postfix account")
+    b_start = time.time()
+    b = serve(env)
+    sent = harness.wait_until(lambda: db.psql("SELECT state FROM messages WHERE recipient = 'b@prospects.example'")
+                              == [["sent"]], 10, 0.05)
+    took = time.time() - b_start
+    print(f"     replica B sent the due step {took:.2f} s after it started (lease TTL 30 s)")
+    check.ok(sent and took < 10, f"B took the released lease and sent within 10 s ({took:.2f} s)")
+    check.eq(held_by(db, b), [FAST, SLOW], "B holds both account leases")
+    check.eq(len(ms.wait_for("b@prospects.example", 1, 5)), 1, "the step arrived at Postfix's mailbox")
 
-# ---- a database that does not answer: the stop ends all the same
-d = start()
-t.eq(harness.wait_until(lambda: held_by(d) == [FAST, SLOW], 10), True, "replica D takes the expired leases")
-# EXCLUSIVE: writes to leases wait (renewals, the release), reads do not
-locker = subprocess.Popen(["psql", "-X", "-q", pg.url() + "?application_name=locker", "-c",
-                           "BEGIN; LOCK TABLE leases IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-harness.at_exit(locker.kill)
-t.ok(harness.wait_until(lambda: pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                                        "WHERE c.relname = 'leases' AND l.mode = 'ExclusiveLock' AND l.granted")
-                        == [["1"]], 10), "the leases table is locked")
-stop_at = time.time()
-rc = d.stop(timeout=CLOSE_S + 10)
-took = time.time() - stop_at
-print(f"     D stopped in {took:.2f} s with the leases table locked (bound {CLOSE_S} s)")
-t.eq(rc, 0, "D exits 0 on SIGTERM with a database that does not answer")
-t.ok(took < CLOSE_S + 3, f"D's stop is bounded ({took:.2f} s)")
-t.ok("account leases not given up" in d.output(), "D says its leases were not given up", d.output()[-2000:])
-t.eq(held_by(d), [FAST, SLOW], "D's leases are left to expire")
-quiet(d, "D")
-pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'")
-locker.wait()
 
-# ---- a database that is down: the stop does not wait for it
-e = start()
-pg.stop()
-time.sleep(0.5)
-stop_at = time.time()
-rc = e.stop(timeout=CLOSE_S + 10)
-took = time.time() - stop_at
-print(f"     E stopped in {took:.2f} s with PostgreSQL down")
-t.eq(rc, 0, "E exits 0 on SIGTERM with the database down")
-t.ok(took < 3, f"E's stop does not wait for a database that is down ({took:.2f} s)")
-quiet(e, "E")
-print(f"     wall time {time.time() - t0:.1f} s")
-t.done()
+def test_a_stop_keeps_the_lease_while_a_body_on_the_wire_drains(slow, db, w, serve, check):
+    env = w.env
+    b = start(w)
+    check.eq(harness.wait_until(lambda: held_by(db, b) == [FAST, SLOW], 10), True, "replica B holds both leases")
+    check.ok("enrolled 1" in relance("enroll", "--sequence", "slow", "--contact", "s@prospects.example", env=env).stdout,
+             "a step is due for the slow account")
+    check.ok(harness.wait_until(lambda: slow.stalled, 10, 0.02), "B is sending a body the slow server does not read")
+    time.sleep(0.3)  # relance fills what the kernel buffers, then waits to send the rest
+    stop_at = time.time()
+    b.proc.send_signal(signal.SIGTERM)
+    draining = []  # whether the slow account was still B's, looked at while its body could not end
+    while b.proc.poll() is None and time.time() - stop_at < 20:
+        held = SLOW in held_by(db, b)
+        if not slow.resumed:
+            draining.append(held)
+        time.sleep(0.1)
+    rc = b.proc.wait(timeout=20)
+    exited = time.time()
+    check.eq(rc, 0, "B exits 0 on SIGTERM")
+    check.ok(slow.bodies and slow.bodies[0] <= exited and exited - stop_at > HOLD - 1,
+             "B finished sending the body on the wire before exiting", f"{slow.bodies} exited {exited}")
+    # The stop began while the body was still going out (the loop was free to
+    # take the signal), not after it: else nothing here would be draining.
+    began = re.search(r"^(\S+) info serve: stopping reason=SIGTERM", b.output(), re.M)
+    began = began and datetime.datetime.fromisoformat(began.group(1).replace("Z", "+00:00")).timestamp()
+    check.ok(began and slow.bodies and began < slow.bodies[0] - 1, "B began its stop while the body was still on the wire",
+             f"stop logged at {began}, body ended at {slow.bodies}")
+    print(f"     B stopped in {exited - stop_at:.2f} s with a body stalled {HOLD} s by the server; "
+          f"{len(draining)} looks at the lease meanwhile")
+    check.ok(len(draining) >= 3 and all(draining), "the slow account's lease stayed B's while its body drained",
+             str(draining))
+    left = leases(db)
+    check.ok(all(not live for _, live in left.values()), "no unexpired account lease is left once B has stopped", str(left))
+    quiet(check, b, "B")
+
+
+def test_after_sigkill_the_leases_stay_held_until_they_expire(db, w, check):
+    c = start(w)
+    check.eq(harness.wait_until(lambda: held_by(db, c) == [FAST, SLOW], 10), True, "replica C takes both leases at once")
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait()
+    check.eq(held_by(db, c), [FAST, SLOW], "after SIGKILL the leases are still C's until they expire")
+    quiet(check, c, "C")
+
+
+def test_a_database_that_does_not_answer_does_not_hang_the_stop(db, w, check):
+    d = start(w)
+    check.eq(harness.wait_until(lambda: held_by(db, d) == [FAST, SLOW], 10), True, "replica D takes both leases")
+    # EXCLUSIVE: writes to leases wait (renewals, the release), reads do not
+    locker = subprocess.Popen(["psql", "-X", "-q", db.url() + "?application_name=locker", "-c",
+                               "BEGIN; LOCK TABLE leases IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pgcluster.tool_env())
+    try:
+        locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " \
+            "WHERE c.relname = 'leases' AND l.mode = 'ExclusiveLock' AND l.granted " \
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        check.ok(harness.wait_until(lambda: db.psql(locked) == [["1"]], 10), "the leases table is locked")
+        stop_at = time.time()
+        rc = d.stop(timeout=CLOSE_S + 10)
+        took = time.time() - stop_at
+        print(f"     D stopped in {took:.2f} s with the leases table locked (bound {CLOSE_S} s)")
+        check.eq(rc, 0, "D exits 0 on SIGTERM with a database that does not answer")
+        check.ok(took < CLOSE_S + 3, f"D's stop is bounded ({took:.2f} s)")
+        check.ok("account leases not given up" in d.output(), "D says its leases were not given up", d.output()[-2000:])
+        check.eq(held_by(db, d), [FAST, SLOW], "D's leases are left to expire")
+        quiet(check, d, "D")
+        db.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker' "
+                "AND datname = current_database()")
+    finally:
+        locker.kill()
+
+
+def test_a_database_that_is_down_does_not_hold_the_stop(mail, slow, own_postgres, tmp, serve, check):
+    # PostgreSQL is stopped: a cluster of this test's own
+    pg = own_postgres
+    assert relance("migrate", env={"DATABASE_URL": pg.url()}).returncode == 0, "migrate"
+    w = World(mail, slow, pg, tmp, serve)
+    e = start(w)
+    pg.stop()
+    time.sleep(0.5)
+    stop_at = time.time()
+    rc = e.stop(timeout=CLOSE_S + 10)
+    took = time.time() - stop_at
+    print(f"     E stopped in {took:.2f} s with PostgreSQL down")
+    check.eq(rc, 0, "E exits 0 on SIGTERM with the database down")
+    check.ok(took < 3, f"E's stop does not wait for a database that is down ({took:.2f} s)")
+    quiet(check, e, "E")

@@ -1,8 +1,7 @@
-#!/usr/bin/python3
 """`relance lint`: the sequence-file checker, end to end.
 
-Runs the binary ($RELANCE_BIN) from the repository root
-($RELANCE_SOURCE_DIR) so that paths in messages are the relative paths
+Runs the binary (harness.RELANCE) from the repository root
+(harness.SOURCE) so that paths in messages are the relative paths
 passed in, and checks:
   - every tests/sequences/bad/X.yaml prints exactly X.expected and exits 1;
   - every tests/sequences/warn/X.yaml prints exactly X.expected and exits 0;
@@ -11,24 +10,25 @@ passed in, and checks:
     tabs, NUL bytes) is a clean error, quickly, without a sanitizer report;
   - the command line: --help, no path, a missing path, an empty folder,
     duplicate names across files, the sender_pool warning with a config.
-Python standard library only; needs no database.
+Needs no database. The hostile files and the command line are unittest
+cases, which pytest runs as they are.
 """
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import harness  # noqa: E402
+import pytest
 
-BIN = os.environ.get("RELANCE_BIN", "")
-SRC = os.environ.get("RELANCE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+import harness
+
+BIN = harness.RELANCE
+SRC = harness.SOURCE
 
 
 def lint(*args, cwd=None, env_extra=None, timeout=60):
-    env = harness.base_env()
+    env = harness.relance_env()
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
     if env_extra:
         env.update(env_extra)
@@ -45,55 +45,56 @@ def no_sanitizer_report(test, p):
     test.assertNotIn("runtime error", err)
 
 
+def quiet_sanitizers(p):
+    err = p.stderr.decode("utf-8", "replace")
+    assert "AddressSanitizer" not in err and "LeakSanitizer" not in err and "runtime error" not in err, err
+
+
 def corpus(kind):
     d = os.path.join(SRC, "tests", "sequences", kind)
     return sorted(f for f in os.listdir(d) if f.endswith(".yaml"))
 
 
-class Corpus(unittest.TestCase):
-    def check_dir(self, kind, want_rc):
-        files = corpus(kind)
-        self.assertTrue(files, "no files in tests/sequences/%s" % kind)
-        for name in files:
-            rel = "tests/sequences/%s/%s" % (kind, name)
-            with self.subTest(file=rel):
-                with open(os.path.join(SRC, rel[:-5] + ".expected"), encoding="utf-8") as f:
-                    expected = f.read()
-                p = lint("lint", rel)
-                no_sanitizer_report(self, p)
-                self.assertEqual(p.stdout.decode("utf-8"), expected)
-                self.assertEqual(p.stderr.decode("utf-8"), "")
-                self.assertEqual(p.returncode, want_rc)
-                lines = expected.splitlines()
-                self.assertTrue(lines, "an expected file must not be empty")
-                for line in lines:
-                    self.assertTrue(line.startswith(rel + ":"), line)
-                    is_warning = ": warning: " in line
-                    self.assertEqual(is_warning, kind == "warn", line)
+def test_there_are_enough_bad_files():
+    assert len(corpus("bad")) >= 25, "at least 25 files in tests/sequences/bad"
+    assert corpus("warn"), "files in tests/sequences/warn"
 
-    def test_bad_files_fail_with_expected_messages(self):
-        self.assertGreaterEqual(len(corpus("bad")), 25)
-        self.check_dir("bad", 1)
 
-    def test_warning_files_pass_with_expected_warnings(self):
-        self.check_dir("warn", 0)
+@pytest.mark.parametrize("kind, name", [("bad", n) for n in corpus("bad")] + [("warn", n) for n in corpus("warn")])
+def test_a_corpus_file_prints_exactly_its_expected_messages(kind, name):
+    """A bad file exits 1, a warning file 0; either prints its .expected."""
+    rel = "tests/sequences/%s/%s" % (kind, name)
+    with open(os.path.join(SRC, rel[:-5] + ".expected"), encoding="utf-8") as f:
+        expected = f.read()
+    p = lint("lint", rel)
+    quiet_sanitizers(p)
+    assert p.stdout.decode("utf-8") == expected
+    assert p.stderr.decode("utf-8") == ""
+    assert p.returncode == (1 if kind == "bad" else 0)
+    lines = expected.splitlines()
+    assert lines, "an expected file must not be empty"
+    for line in lines:
+        assert line.startswith(rel + ":"), line
+        assert (": warning: " in line) == (kind == "warn"), line
 
-    def test_examples_pass(self):
-        p = lint("lint", "sequences/")
-        no_sanitizer_report(self, p)
-        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, b"", b""))
-        examples = [f for f in os.listdir(os.path.join(SRC, "sequences")) if f.endswith((".yaml", ".yml"))]
-        self.assertGreaterEqual(len(examples), 3)
 
-    def test_all_bad_files_at_once(self):
-        # A folder: files in name order, each file's messages together.
-        p = lint("lint", "tests/sequences/bad")
-        self.assertEqual(p.returncode, 1)
-        expected = ""
-        for name in corpus("bad"):
-            with open(os.path.join(SRC, "tests/sequences/bad", name[:-5] + ".expected"), encoding="utf-8") as f:
-                expected += f.read()
-        self.assertEqual(p.stdout.decode("utf-8"), expected)
+def test_the_examples_pass():
+    p = lint("lint", "sequences/")
+    quiet_sanitizers(p)
+    assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
+    examples = [f for f in os.listdir(os.path.join(SRC, "sequences")) if f.endswith((".yaml", ".yml"))]
+    assert len(examples) >= 3
+
+
+def test_all_bad_files_at_once():
+    # A folder: files in name order, each file's messages together.
+    p = lint("lint", "tests/sequences/bad")
+    assert p.returncode == 1
+    expected = ""
+    for name in corpus("bad"):
+        with open(os.path.join(SRC, "tests/sequences/bad", name[:-5] + ".expected"), encoding="utf-8") as f:
+            expected += f.read()
+    assert p.stdout.decode("utf-8") == expected
 
 
 GOOD = """name: {name}
@@ -272,9 +273,3 @@ class CommandLine(unittest.TestCase):
                 p = lint("lint", path)
                 self.assertEqual((p.returncode, p.stdout), (0, b""))
 
-
-if __name__ == "__main__":
-    if not BIN or not os.access(BIN, os.X_OK):
-        sys.stderr.write("RELANCE_BIN must name the relance binary\n")
-        sys.exit(1)
-    unittest.main(verbosity=2)

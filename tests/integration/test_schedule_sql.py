@@ -13,32 +13,36 @@ import math
 import os
 import random
 import subprocess
-import sys
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import harness  # noqa: E402
-from harness import relance  # noqa: E402
+import pytest
+
+import pgcluster
+from harness import relance
 
 UTC = timezone.utc
 MON, TUE, WED, THU, FRI, SAT, SUN = 1, 2, 4, 8, 16, 32, 64
 WEEKDAYS, WEEKEND, ALL = 31, 96, 127
 FMT = 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
 
-t = harness.Check("schedule_sql")
-pg = harness.Postgres()
-tmp = harness.short_tempdir("rsched")
-env = {"DATABASE_URL": pg.url(), "RELANCE_CONFIG": ""}
-r = relance("migrate", env=env, cwd=tmp)
-if not t.ok(r.returncode == 0, "relance migrate", r.stderr):
-    t.done()
+STATE = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def database(module_db, module_tmp):
+    """Every case reads the functions of one migrated database; nothing
+    here writes to it."""
+    STATE["url"] = module_db.url()
+    STATE["env"] = {"DATABASE_URL": module_db.url(), "RELANCE_CONFIG": ""}
+    STATE["tmp"] = module_tmp
 
 
 def sql(text):
     """Runs SQL text (any length) through psql; returns (ok, rows, stderr)."""
     p = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
-                        pg.url(), "-f", "-"], input=text, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                        STATE["url"], "-f", "-"], input=text, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=pgcluster.tool_env())
     return p.returncode == 0, [line.split("\t") for line in p.stdout.splitlines() if line], p.stderr
 
 
@@ -182,7 +186,7 @@ FROM (VALUES {values}) AS v(i, t, z, s, d, b, ws, we, m) ORDER BY i;
     return [(a, n, nw, iw == "t") for _, a, n, nw, iw in out]
 
 
-def compare(label, rows):
+def compare(check, label, rows):
     """Checks every row against the oracle and the wall-clock property;
     one result line per label, the first mismatches in detail."""
     got = run_send_times(rows)
@@ -204,8 +208,8 @@ def compare(label, rows):
             problems.append(f"oracle answer {iso(want)} breaks the wall-clock property")
         if problems:
             bad.append(f"{iso(x)} {zone} wait=({s}s,{d}d,{b}bd) window={ws}-{we} days={m}: " + "; ".join(problems))
-    t.ok(not bad, f"{label}: {len(rows)} rows agree with the zoneinfo oracle",
-         f"{len(bad)} mismatches, first ones:\n     " + "\n     ".join(bad[:8]))
+    check.ok(not bad, f"{label}: {len(rows)} rows agree with the zoneinfo oracle",
+             f"{len(bad)} mismatches, first ones:\n     " + "\n     ".join(bad[:8]))
     return len(rows)
 
 
@@ -284,10 +288,14 @@ LITERAL = [
     ("Paris Fri 17:00 + 1 business day + 2 h -> Mon 19:00, after the window -> Tue 09:00", "Europe/Paris",
      "2024-06-07T15:00:00Z", (2 * H, 0, 1), (540, 1050), WEEKDAYS, "2024-06-11T07:00:00Z"),
 ]
-lit_rows = [(utc(f), zone, *w, *win, m) for _, zone, f, w, win, m, _ in LITERAL]
-for (what, zone, f, w, win, m, want), (g_wait, g_next, _, _) in zip(LITERAL, run_send_times(lit_rows)):
-    oracle = iso(o_next_send_time(utc(f), zone, *w, *win, m))
-    t.ok(g_next == want and oracle == want, f"{zone}: {what}", f"sql {g_next}, oracle {oracle}, by hand {want}")
+
+
+def test_hand_written_dst_edge_cases_agree_with_sql_and_the_oracle(check):
+    lit_rows = [(utc(f), zone, *w, *win, m) for _, zone, f, w, win, m, _ in LITERAL]
+    for (what, zone, f, w, win, m, want), (g_wait, g_next, _, _) in zip(LITERAL, run_send_times(lit_rows)):
+        oracle = iso(o_next_send_time(utc(f), zone, *w, *win, m))
+        check.ok(g_next == want and oracle == want, f"{zone}: {what}", f"sql {g_next}, oracle {oracle}, by hand {want}")
+
 
 JITTER = [
     # (what, zone, t, window, jitter s, r, expected)
@@ -303,21 +311,29 @@ JITTER = [
     ("Kolkata 09:00 + 0.5 * 1800 s", "Asia/Kolkata", "2024-06-10T03:30:00Z", (540, 1050), 1800, 0.5,
      "2024-06-10T03:45:00Z"),
 ]
-ok, out, err = sql("SELECT " + ", ".join(
-    f"to_char(relance_window_jitter('{x}'::timestamptz, '{zone}', {ws}, {we}, {j}, {rr}) AT TIME ZONE 'UTC', '{FMT}')"
-    for _, zone, x, (ws, we), j, rr, _ in JITTER) + ";")
-for (what, zone, x, (ws, we), j, rr, want), got in zip(JITTER, out[0] if ok else [err] * len(JITTER)):
-    oracle = iso(o_jitter(utc(x), zone, ws, we, j, rr))
-    t.ok(got == want and oracle == want, f"jitter {zone}: {what}", f"sql {got}, oracle {oracle}, by hand {want}")
+
+
+def test_window_jitter_hand_written_cases(check):
+    ok, out, err = sql("SELECT " + ", ".join(
+        f"to_char(relance_window_jitter('{x}'::timestamptz, '{zone}', {ws}, {we}, {j}, {rr}) AT TIME ZONE 'UTC', '{FMT}')"
+        for _, zone, x, (ws, we), j, rr, _ in JITTER) + ";")
+    for (what, zone, x, (ws, we), j, rr, want), got in zip(JITTER, out[0] if ok else [err] * len(JITTER)):
+        oracle = iso(o_jitter(utc(x), zone, ws, we, j, rr))
+        check.ok(got == want and oracle == want, f"jitter {zone}: {what}", f"sql {got}, oracle {oracle}, by hand {want}")
+
 
 LOCAL_DAY = [("America/New_York", "2024-03-10T04:30:00Z", "2024-03-09"),
              ("Asia/Kolkata", "2024-01-01T18:30:00Z", "2024-01-02"),
              ("Pacific/Chatham", "2024-01-01T10:14:00Z", "2024-01-01"),
              ("Pacific/Chatham", "2024-01-01T10:15:00Z", "2024-01-02"),
              ("UTC", "2024-01-01T23:59:59Z", "2024-01-01")]
-ok, out, err = sql("SELECT " + ", ".join(f"relance_local_day('{x}', '{zone}')" for zone, x, _ in LOCAL_DAY) + ";")
-for (zone, x, want), got in zip(LOCAL_DAY, out[0] if ok else [err] * len(LOCAL_DAY)):
-    t.eq(got, want, f"relance_local_day({x}, {zone})")
+
+
+def test_local_day_of_an_instant(check):
+    ok, out, err = sql("SELECT " + ", ".join(f"relance_local_day('{x}', '{zone}')" for zone, x, _ in LOCAL_DAY) + ";")
+    for (zone, x, want), got in zip(LOCAL_DAY, out[0] if ok else [err] * len(LOCAL_DAY)):
+        check.eq(got, want, f"relance_local_day({x}, {zone})")
+
 
 # --- 2. errors: refused loudly, never a silent NULL -------------------------
 ERRORS = [
@@ -330,16 +346,20 @@ ERRORS = [
     ("negative wait", "relance_add_wait(now(), 'Europe/Paris', -1, 0, 0)", "22023"),
     ("r = 1", "relance_window_jitter(now(), 'Europe/Paris', 540, 1050, 60, 1.0)", "22023"),
 ]
-for what, call, state in ERRORS:
-    ok, _, err = sql(f"SELECT {call};")
-    t.ok(not ok and f"ERROR:  {state}:" in err, f"SQL error {state}: {what}", err.strip())
-ok, out, err = sql("SELECT relance_next_window(NULL, 'UTC', 0, 60, 1) IS NULL,"
-                   " relance_add_wait('2024-01-01', 'UTC', NULL, NULL, NULL) = '2024-01-01'::timestamptz;")
-t.ok(ok and out == [["t", "t"]], "NULL t gives NULL; NULL waits count as 0", err + str(out))
-ok, out, err = sql("SET TimeZone = 'Pacific/Kiritimati'; SELECT to_char(relance_next_send_time("
-                   "'2024-03-08T15:00:00Z', 'America/New_York', 0, 0, 1, 540, 1020, 31) AT TIME ZONE 'UTC',"
-                   f" '{FMT}');")
-t.ok(ok and out == [["2024-03-11T14:00:00Z"]], "the session's TimeZone changes nothing", err + str(out))
+
+
+def test_sql_errors_are_raised_never_a_silent_null(check):
+    for what, call, state in ERRORS:
+        ok, _, err = sql(f"SELECT {call};")
+        check.ok(not ok and f"ERROR:  {state}:" in err, f"SQL error {state}: {what}", err.strip())
+    ok, out, err = sql("SELECT relance_next_window(NULL, 'UTC', 0, 60, 1) IS NULL,"
+                       " relance_add_wait('2024-01-01', 'UTC', NULL, NULL, NULL) = '2024-01-01'::timestamptz;")
+    check.ok(ok and out == [["t", "t"]], "NULL t gives NULL; NULL waits count as 0", err + str(out))
+    ok, out, err = sql("SET TimeZone = 'Pacific/Kiritimati'; SELECT to_char(relance_next_send_time("
+                       "'2024-03-08T15:00:00Z', 'America/New_York', 0, 0, 1, 540, 1020, 31) AT TIME ZONE 'UTC',"
+                       f" '{FMT}');")
+    check.ok(ok and out == [["2024-03-11T14:00:00Z"]], "the session's TimeZone changes nothing", err + str(out))
+
 
 # --- 3. the grid: seven zones around both clock changes ----------------------
 WAITS = [(0, 0, 0), (5 * H, 0, 0), (D, 0, 0), (0, 1, 0), (0, 2, 0), (0, 7, 0), (0, 0, 1), (0, 0, 2), (0, 0, 5),
@@ -355,19 +375,22 @@ ANCHOR_SHIFTS = [timedelta(days=-3), timedelta(hours=-26), timedelta(minutes=-90
                  timedelta(days=2, hours=7)]
 GRID_ZONES = ["America/New_York", "Europe/Paris", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
               "Asia/Tokyo", "UTC"]
-total = 0
-for zone in GRID_ZONES:
-    trans = transitions(zone, [2024])
-    if zone in ("America/New_York", "Europe/Paris", "Australia/Lord_Howe", "Pacific/Chatham"):
-        t.eq(len(trans), 2, f"{zone} changes its clocks twice in 2024 (oracle sanity)")
-    bases = trans or [datetime(2024, 3, 10, 7, 0, tzinfo=UTC), datetime(2024, 11, 3, 6, 0, tzinfo=UTC)]
-    anchors = [b + s for b in bases for s in ANCHOR_SHIFTS]
-    rows = []
-    for ai, a in enumerate(anchors):
-        for wi, w in enumerate(WAITS):
-            for ni, win in enumerate(WINDOWS):
-                rows.append((a, zone, *w, *win, DAYSETS[(ai + wi + ni) % len(DAYSETS)]))
-    total += compare(f"grid {zone}", rows)
+
+
+def test_grid_of_seven_zones_around_both_clock_changes(check):
+    for zone in GRID_ZONES:
+        trans = transitions(zone, [2024])
+        if zone in ("America/New_York", "Europe/Paris", "Australia/Lord_Howe", "Pacific/Chatham"):
+            check.eq(len(trans), 2, f"{zone} changes its clocks twice in 2024 (oracle sanity)")
+        bases = trans or [datetime(2024, 3, 10, 7, 0, tzinfo=UTC), datetime(2024, 11, 3, 6, 0, tzinfo=UTC)]
+        anchors = [b + s for b in bases for s in ANCHOR_SHIFTS]
+        rows = []
+        for ai, a in enumerate(anchors):
+            for wi, w in enumerate(WAITS):
+                for ni, win in enumerate(WINDOWS):
+                    rows.append((a, zone, *w, *win, DAYSETS[(ai + wi + ni) % len(DAYSETS)]))
+        compare(check, f"grid {zone}", rows)
+
 
 # --- 4. randomized sweep ---------------------------------------------------
 SWEEP_ZONES = GRID_ZONES + ["America/Los_Angeles", "America/Sao_Paulo", "America/Santiago", "America/Havana",
@@ -375,57 +398,77 @@ SWEEP_ZONES = GRID_ZONES + ["America/Los_Angeles", "America/Sao_Paulo", "America
                             "Asia/Tehran", "Asia/Beirut", "Australia/Adelaide", "Australia/Sydney",
                             "Pacific/Auckland", "Pacific/Apia", "Pacific/Kiritimati", "Africa/Casablanca",
                             "America/Phoenix", "Atlantic/Azores", "Antarctica/Troll"]
-seed = int(os.environ.get("RELANCE_SCHEDULE_SEED", "20240310"))
-rng = random.Random(seed)
-print(f"sweep seed {seed} (set RELANCE_SCHEDULE_SEED to another to explore)")
-near = {z: transitions(z, [2023, 2024, 2025]) for z in SWEEP_ZONES}
-rows = []
-for _ in range(4000):
-    zone = rng.choice(SWEEP_ZONES)
-    if near[zone] and rng.random() < 0.6:
-        x = rng.choice(near[zone]) + timedelta(seconds=rng.randrange(-3 * D, 3 * D))
-    else:
-        x = datetime(2021, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 9 * 365 * D))
-    if rng.random() < 0.3:
-        x = x.replace(second=0)
-    ws = rng.randrange(0, 96) * 15 if rng.random() < 0.7 else rng.randrange(0, 1440)
-    we = rng.choice([1440, min(1440, ws + rng.randrange(1, 1441 - ws))])
-    kind = rng.randrange(5)
-    secs = rng.choice([0, rng.randrange(0, 10 * D)]) if kind in (0, 1) else rng.choice([0, 0, 3600, 5400])
-    days = rng.randrange(0, 15) if kind == 2 else 0
-    bdays = rng.randrange(0, 15) if kind in (1, 3) else 0
-    rows.append((x, zone, secs, days, bdays, ws, we, rng.randrange(1, 128)))
-total += compare("random sweep", rows)
+_SWEEP = []
 
-jrows = []
-for _ in range(1500):
-    x, zone, _, _, _, ws, we, m = rng.choice(rows)
-    jrows.append((o_next_window(x, zone, ws, we, m), zone, ws, we, rng.choice([0, 60, 900, 3600, 7200, 86400]),
-                  rng.choice([0.0, rng.random(), 0.999999])))
-values = ",\n".join(f"({i}, '{iso(x)}'::timestamptz, '{zone}', {ws}, {we}, {j}, {rr!r}::float8)"
-                    for i, (x, zone, ws, we, j, rr) in enumerate(jrows))
-ok, out, err = sql(f"SELECT i, to_char(relance_window_jitter(t, z, ws, we, j, r) AT TIME ZONE 'UTC', '{FMT}')"
-                   f" FROM (VALUES {values}) AS v(i, t, z, ws, we, j, r) ORDER BY i;")
-bad = []
-for (x, zone, ws, we, j, rr), row in zip(jrows, out if ok else []):
-    want = o_jitter(x, zone, ws, we, j, rr)
-    if row[1] != iso(want) or not inside(want, zone, ws, we, ALL) or want < x:
-        bad.append(f"{iso(x)} {zone} {ws}-{we} jitter={j} r={rr}: sql {row[1]} oracle {iso(want)}")
-t.ok(ok and not bad, f"random jitter: {len(jrows)} rows agree with the oracle and stay inside the window",
-     err + "\n     ".join(bad[:8]))
-print(f"{total + len(jrows) + len(LITERAL) + len(JITTER)} schedule rows checked against the oracle")
+
+def sweep():
+    """The random rows (send times, then jitters) of the seed: the same for
+    every case that reads them."""
+    if _SWEEP:
+        return _SWEEP[0]
+    seed = int(os.environ.get("RELANCE_SCHEDULE_SEED", "20240310"))
+    rng = random.Random(seed)
+    print(f"sweep seed {seed} (set RELANCE_SCHEDULE_SEED to another to explore)")
+    near = {z: transitions(z, [2023, 2024, 2025]) for z in SWEEP_ZONES}
+    rows = []
+    for _ in range(4000):
+        zone = rng.choice(SWEEP_ZONES)
+        if near[zone] and rng.random() < 0.6:
+            x = rng.choice(near[zone]) + timedelta(seconds=rng.randrange(-3 * D, 3 * D))
+        else:
+            x = datetime(2021, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 9 * 365 * D))
+        if rng.random() < 0.3:
+            x = x.replace(second=0)
+        ws = rng.randrange(0, 96) * 15 if rng.random() < 0.7 else rng.randrange(0, 1440)
+        we = rng.choice([1440, min(1440, ws + rng.randrange(1, 1441 - ws))])
+        kind = rng.randrange(5)
+        secs = rng.choice([0, rng.randrange(0, 10 * D)]) if kind in (0, 1) else rng.choice([0, 0, 3600, 5400])
+        days = rng.randrange(0, 15) if kind == 2 else 0
+        bdays = rng.randrange(0, 15) if kind in (1, 3) else 0
+        rows.append((x, zone, secs, days, bdays, ws, we, rng.randrange(1, 128)))
+
+    jrows = []
+    for _ in range(1500):
+        x, zone, _, _, _, ws, we, m = rng.choice(rows)
+        jrows.append((o_next_window(x, zone, ws, we, m), zone, ws, we, rng.choice([0, 60, 900, 3600, 7200, 86400]),
+                      rng.choice([0.0, rng.random(), 0.999999])))
+    _SWEEP.append((rows, jrows))
+    return rows, jrows
+
+
+def test_random_sweep_of_send_times_agrees_with_the_oracle(check):
+    rows, _ = sweep()
+    compare(check, "random sweep", rows)
+
+
+def test_random_window_jitter_stays_inside_the_window(check):
+    _, jrows = sweep()
+    values = ",\n".join(f"({i}, '{iso(x)}'::timestamptz, '{zone}', {ws}, {we}, {j}, {rr!r}::float8)"
+                        for i, (x, zone, ws, we, j, rr) in enumerate(jrows))
+    ok, out, err = sql(f"SELECT i, to_char(relance_window_jitter(t, z, ws, we, j, r) AT TIME ZONE 'UTC', '{FMT}')"
+                       f" FROM (VALUES {values}) AS v(i, t, z, ws, we, j, r) ORDER BY i;")
+    bad = []
+    for (x, zone, ws, we, j, rr), row in zip(jrows, out if ok else []):
+        want = o_jitter(x, zone, ws, we, j, rr)
+        if row[1] != iso(want) or not inside(want, zone, ws, we, ALL) or want < x:
+            bad.append(f"{iso(x)} {zone} {ws}-{we} jitter={j} r={rr}: sql {row[1]} oracle {iso(want)}")
+    check.ok(ok and not bad, f"random jitter: {len(jrows)} rows agree with the oracle and stay inside the window",
+             err + "\n     ".join(bad[:8]))
+
 
 # --- 5. relance next-send-time ---------------------------------------------
-def nst(*args, e=env):
-    return relance("next-send-time", *args, env=e, cwd=tmp)
+def nst(*args, e=None):
+    return relance("next-send-time", *args, env=e or STATE["env"], cwd=STATE["tmp"])
 
 
 BASE = ["--timezone", "America/New_York", "--window", "09:00-17:00", "--days", "mon,tue,wed,thu,fri"]
-r = nst("--help")
-t.ok(r.returncode == 0 and r.stdout.startswith("usage: relance next-send-time") and "--wait" in r.stdout,
-     "next-send-time --help: usage, exit 0", r.stdout + r.stderr)
-r = relance("--help")
-t.ok("next-send-time" in r.stdout, "relance --help lists next-send-time")
+def test_next_send_time_help(check):
+    r = nst("--help")
+    check.ok(r.returncode == 0 and r.stdout.startswith("usage: relance next-send-time") and "--wait" in r.stdout,
+             "next-send-time --help: usage, exit 0", r.stdout + r.stderr)
+    r = relance("--help")
+    check.ok("next-send-time" in r.stdout, "relance --help lists next-send-time")
+
 
 CLI_OK = [
     ("Z instant + 1 business day over spring forward", BASE + ["--from", "2024-03-08T15:00:00Z", "--wait",
@@ -444,22 +487,29 @@ CLI_OK = [
     ("upper-case weekday, lowercase z", ["--timezone", "Pacific/Chatham", "--window", "00:00-08:00", "--days",
                                          "SUN", "--from", "2024-09-28t10:00:00z"], "2024-09-28T11:15:00Z"),
 ]
-for what, args, want in CLI_OK:
-    r = nst(*args)
-    t.ok(r.returncode == 0 and r.stdout == want + "\n" and r.stderr == "", f"next-send-time: {what}",
-         f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
 
-for x, zone, s, d, b, ws, we, m in rows[:25]:
-    if d and b:
-        continue
-    wait = " ".join(p for p in (f"{d} days" if d else "", f"{b} business days" if b else "", f"{s}s" if s else "")
-                    if p) or "0"
-    dayspec = ",".join(n for i, n in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]) if m & (1 << i))
-    win = f"{ws // 60:02d}:{ws % 60:02d}-{we // 60:02d}:{we % 60:02d}"
-    r = nst("--timezone", zone, "--window", win, "--days", dayspec, "--from", iso(x), "--wait", wait)
-    want = iso(o_next_send_time(x, zone, s, d, b, ws, we, m))
-    t.ok(r.returncode == 0 and r.stdout.strip() == want, f"next-send-time agrees with the oracle: {zone} {win} "
-         f"{dayspec} from {iso(x)} wait {wait}", f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r} want {want}")
+
+def test_next_send_time_command_cases(check):
+    for what, args, want in CLI_OK:
+        r = nst(*args)
+        check.ok(r.returncode == 0 and r.stdout == want + "\n" and r.stderr == "", f"next-send-time: {what}",
+                 f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
+
+
+def test_next_send_time_command_agrees_with_the_oracle(check):
+    rows, _ = sweep()
+    for x, zone, s, d, b, ws, we, m in rows[:25]:
+        if d and b:
+            continue
+        wait = " ".join(p for p in (f"{d} days" if d else "", f"{b} business days" if b else "", f"{s}s" if s else "")
+                        if p) or "0"
+        dayspec = ",".join(n for i, n in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]) if m & (1 << i))
+        win = f"{ws // 60:02d}:{ws % 60:02d}-{we // 60:02d}:{we % 60:02d}"
+        r = nst("--timezone", zone, "--window", win, "--days", dayspec, "--from", iso(x), "--wait", wait)
+        want = iso(o_next_send_time(x, zone, s, d, b, ws, we, m))
+        check.ok(r.returncode == 0 and r.stdout.strip() == want, f"next-send-time agrees with the oracle: {zone} {win} "
+                 f"{dayspec} from {iso(x)} wait {wait}", f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r} want {want}")
+
 
 CLI_BAD = [
     # (what, args, exit code, text the one-line error must hold)
@@ -486,14 +536,16 @@ CLI_BAD = [
     ("unknown option", BASE + ["--from", "2024-03-08T15:00:00Z", "--jitter", "5m"], 2,
      "unknown argument '--jitter'"),
 ]
-for what, args, code, text in CLI_BAD:
-    r = nst(*args)
-    t.ok(r.returncode == code and text in r.stderr and r.stderr.count("\n") == 1 and r.stdout == "",
-         f"next-send-time refuses {what}: exit {code}, one line", f"rc={r.returncode} err={r.stderr!r}")
 
-empty = {"DATABASE_URL": pg.new_database("unmigrated"), "RELANCE_CONFIG": ""}
-r = nst(*BASE, "--from", "2024-03-08T15:00:00Z", e=empty)
-t.ok(r.returncode == 1 and "relance migrate" in r.stderr, "next-send-time on an unmigrated database says to migrate",
-     r.stderr)
 
-t.done()
+def test_next_send_time_refuses_bad_arguments_in_one_line(check):
+    for what, args, code, text in CLI_BAD:
+        r = nst(*args)
+        check.ok(r.returncode == code and text in r.stderr and r.stderr.count("\n") == 1 and r.stdout == "",
+                 f"next-send-time refuses {what}: exit {code}, one line", f"rc={r.returncode} err={r.stderr!r}")
+
+
+def test_next_send_time_on_an_unmigrated_database_says_to_migrate(empty_db):
+    r = nst(*BASE, "--from", "2024-03-08T15:00:00Z", e={"DATABASE_URL": empty_db.url(), "RELANCE_CONFIG": ""})
+    assert r.returncode == 1 and "relance migrate" in r.stderr, \
+        f"next-send-time on an unmigrated database says to migrate: {r.stderr}"
