@@ -1,4 +1,4 @@
-"""relance_inbound (sql/008_inbound.sql) against a real PostgreSQL: what a
+"""relance_inbound (sql/functions/inbound.sql) against a real PostgreSQL: what a
 fetched and classified inbound message does. Messages are sent by the
 scheduler's own SQL (relance_claim_account, then relance_step_outcome
 'sent'), then every kind of inbound message is handed in as the watcher

@@ -1,4 +1,4 @@
-"""The scheduler's time-zone arithmetic (sql/003_schedule.sql) and the
+"""The scheduler's time-zone arithmetic (sql/functions/schedule.sql) and the
 `relance next-send-time` command, against a real PostgreSQL.
 
 Expected values come from an oracle the code under test did not write:
@@ -47,7 +47,7 @@ def sql(text):
 
 
 # --- the oracle -----------------------------------------------------------
-# Semantics (the contract in sql/003_schedule.sql, restated independently):
+# Semantics (the contract in sql/functions/schedule.sql, restated independently):
 # - add_wait: calendar days on the local wall clock, then business days
 #   (one date at a time, counting Monday-Friday dates), then the local time
 #   is read back as PostgreSQL reads one (of the two candidate readings of a

@@ -1,6 +1,6 @@
 """A "no such user" refusal without a precise enhanced status code is
 read from its words, the same words the bounce classifier knows
-(service/mta_words.c): Exim's "550 Unrouteable address" makes the step
+(service/lib/mta_words.c): Exim's "550 Unrouteable address" makes the step
 rejected_hard at once (bounced after one attempt, the address
 suppressed, no retry), while OpenSMTPD's ambiguous "550 Invalid
 recipient" (also its answer to a routing rule's refusal) is a soft
