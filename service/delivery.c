@@ -46,6 +46,9 @@ struct delivery {
     size_t n_outcomes, cap_outcomes;
     int outcomes_in_flight;
     struct outbox_entry *outbox;
+    size_t queries;          /* database statements not yet answered */
+    int closing;             /* delivery_close: freed once the timer closed and the last answer came */
+    int timer_closed;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -67,6 +70,7 @@ struct sending {
 };
 
 static void outcomes_flush(struct delivery *d);
+static void query_done(struct delivery *d);
 
 /* One thing in flight has settled. */
 static void settle(struct delivery *d)
@@ -80,7 +84,10 @@ static void settle(struct delivery *d)
 static int query(struct delivery *d, const char *sql, int n, const char *const *params, db_result_cb cb, void *arg)
 {
     struct db *db = d->stopped ? NULL : ready_db(d->ready);
-    return db ? db_query(db, sql, n, params, cb, arg) : -1;
+    if (!db || db_query(db, sql, n, params, cb, arg) < 0)
+        return -1;
+    d->queries++; /* its callback ends with query_done */
+    return 0;
 }
 
 static void log_db_error(const char *what, const PGresult *res)
@@ -122,10 +129,12 @@ static void on_replayed(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct outbox_entry *e = arg;
-    if (!res && !e->d->stopped)
-        outbox_keep(e->d, e);
+    struct delivery *d = e->d;
+    if (!res && !d->stopped)
+        outbox_keep(d, e);
     else
         outbox_free(e);
+    query_done(d);
 }
 
 void delivery_db_up(struct delivery *d)
@@ -173,6 +182,7 @@ static void on_recorded(struct db *db, const PGresult *res, void *arg)
     if (e)
         outbox_free(e);
     settle(d);
+    query_done(d);
 }
 
 /* Writes a statement whose effect must not be lost: kept in the outbox
@@ -303,7 +313,8 @@ static void body_recorded(struct sending *x, int ok)
         sending_free(x);
         return;
     }
-    sender_body_release(x->d->sender, x->account, ok);
+    if (x->d->sender)
+        sender_body_release(x->d->sender, x->account, ok);
 }
 
 static void started_flush(struct delivery *d);
@@ -329,6 +340,7 @@ static void on_started_recorded(struct db *db, const PGresult *res, void *arg)
         x = next;
     }
     started_flush(d); /* what came in meanwhile */
+    query_done(d);
 }
 
 /* Held bodies whose point of no return could not be recorded: given up,
@@ -339,7 +351,8 @@ static void on_release_failed(uv_timer_t *t)
     while (d->failed) {
         struct sending *x = d->failed;
         d->failed = x->next_failed;
-        sender_body_release(d->sender, x->account, 0);
+        if (d->sender)
+            sender_body_release(d->sender, x->account, 0);
     }
 }
 
@@ -533,9 +546,8 @@ void delivery_stop(struct delivery *d)
     d->on_settled = NULL; /* the cycle is over: reports are only bookkeeping now */
 }
 
-static void on_closed(uv_handle_t *h)
+static void free_now(struct delivery *d)
 {
-    struct delivery *d = h->data;
     void (*cb)(void *) = d->on_closed;
     void *arg = d->closed_arg;
     while (d->live) /* none once the sender has closed; a leak otherwise */
@@ -552,9 +564,27 @@ static void on_closed(uv_handle_t *h)
         cb(arg);
 }
 
+/* A statement's callback has run: when closing, the last one frees d. */
+static void query_done(struct delivery *d)
+{
+    d->queries--;
+    if (d->closing && d->timer_closed && d->queries == 0)
+        free_now(d);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct delivery *d = h->data;
+    d->timer_closed = 1;
+    if (d->queries == 0)
+        free_now(d);
+}
+
 void delivery_close(struct delivery *d, void (*on_closed_cb)(void *arg), void *arg)
 {
     d->stopped = 1;
+    d->closing = 1;
+    d->sender = NULL; /* closed before this: nothing is released or given up any more */
     d->on_settled = NULL;
     d->on_closed = on_closed_cb;
     d->closed_arg = arg;

@@ -25,7 +25,10 @@ after it.)
   before: nothing can give them up).
 - a database that does not answer (the leases table locked) does not hang
   the stop: it ends within SCHEDULER_CLOSE_MS and the leases are left to
-  expire; nor does a database that is down."""
+  expire; nor does a database that is down.
+- a stop while an outcome's write waits on the database (the messages
+  table locked) ends as cleanly: what still waits for that answer is kept
+  until it comes or the database is closed under it."""
 import datetime
 import re
 import signal
@@ -278,6 +281,36 @@ def test_a_database_that_does_not_answer_does_not_hang_the_stop(db, w, check):
                 "AND datname = current_database()")
     finally:
         locker.kill()
+
+
+def test_a_stop_with_an_outcome_still_unwritten_frees_nothing_its_answer_needs(slow, db, w, check):
+    d = start(w)
+    check.eq(harness.wait_until(lambda: held_by(db, d) == [FAST, SLOW], 10), True, "replica D holds both leases")
+    check.ok("enrolled 1" in relance("enroll", "--sequence", "slow", "--contact", "s@prospects.example",
+                                     env=w.env).stdout, "a step is due for the slow account")
+    check.ok(harness.wait_until(lambda: slow.stalled, 10, 0.02), "D is sending a body the slow server holds")
+    # the point of no return is written; the outcome, once the body ends, will wait
+    locker = subprocess.Popen(["psql", "-X", "-q", db.url() + "?application_name=locker", "-c",
+                               "BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pgcluster.tool_env())
+    try:
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() " \
+            "AND wait_event_type = 'Lock' AND query LIKE '%relance_step_outcomes%'"
+        check.ok(harness.wait_until(lambda: db.psql(waiting) == [["1"]], HOLD + 10),
+                 "the body ended and its outcome's write waits on the locked table")
+        stop_at = time.time()
+        rc = d.stop(timeout=CLOSE_S + 10)
+        took = time.time() - stop_at
+        print(f"     D stopped in {took:.2f} s with its outcome's write unanswered (bound {CLOSE_S} s)")
+        check.eq(rc, 0, "D exits 0 on SIGTERM")
+        check.ok(took < CLOSE_S + 3, f"D's stop is bounded ({took:.2f} s)")
+        quiet(check, d, "D")
+        db.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker' "
+                "AND datname = current_database()")
+    finally:
+        locker.kill()
+    sent = db.psql("SELECT count(*) FROM messages WHERE recipient = 's@prospects.example' AND state <> 'sending'")
+    check.ok(sent in ([["0"]], [["1"]]), "the step's one row is recorded or left for a rescue, never doubled", str(sent))
 
 
 def test_a_database_that_is_down_does_not_hold_the_stop(mail, slow, own_postgres, tmp, serve, check):
