@@ -29,6 +29,7 @@ after it.)
 - a stop while an outcome's write waits on the database (the messages
   table locked) ends as cleanly: what still waits for that answer is kept
   until it comes or the database is closed under it."""
+import contextlib
 import datetime
 import re
 import signal
@@ -182,6 +183,25 @@ def quiet(check, s, who):
              f"{who}: sanitizers quiet, no handle left open", out[-2000:])
 
 
+@contextlib.contextmanager
+def locked(db, table):
+    """table locked IN EXCLUSIVE MODE by another session (writes wait,
+    reads do not) while the block runs; yields whether the lock was seen
+    granted within 10 s."""
+    locker = subprocess.Popen(["psql", "-X", "-q", db.url() + "?application_name=locker", "-c",
+                               f"BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pgcluster.tool_env())
+    granted = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " \
+        f"WHERE c.relname = '{table}' AND l.mode = 'ExclusiveLock' AND l.granted " \
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    try:
+        yield harness.wait_until(lambda: db.psql(granted) == [["1"]], 10)
+    finally:
+        db.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker' "
+                "AND datname = current_database()")
+        locker.kill()
+
+
 def test_the_template_has_the_release_migration(db):
     assert db.psql("SELECT count(*) FROM relance_migrations WHERE name = '015_release_account_leases.sql'") \
         == [["1"]], "relance migrate applied 015_release_account_leases.sql"
@@ -260,14 +280,8 @@ def test_a_database_that_does_not_answer_does_not_hang_the_stop(db, w, check):
     d = start(w)
     check.eq(harness.wait_until(lambda: held_by(db, d) == [FAST, SLOW], 10), True, "replica D takes both leases")
     # EXCLUSIVE: writes to leases wait (renewals, the release), reads do not
-    locker = subprocess.Popen(["psql", "-X", "-q", db.url() + "?application_name=locker", "-c",
-                               "BEGIN; LOCK TABLE leases IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pgcluster.tool_env())
-    try:
-        locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " \
-            "WHERE c.relname = 'leases' AND l.mode = 'ExclusiveLock' AND l.granted " \
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        check.ok(harness.wait_until(lambda: db.psql(locked) == [["1"]], 10), "the leases table is locked")
+    with locked(db, "leases") as held:
+        check.ok(held, "the leases table is locked")
         stop_at = time.time()
         rc = d.stop(timeout=CLOSE_S + 10)
         took = time.time() - stop_at
@@ -277,10 +291,6 @@ def test_a_database_that_does_not_answer_does_not_hang_the_stop(db, w, check):
         check.ok("account leases not given up" in d.output(), "D says its leases were not given up", d.output()[-2000:])
         check.eq(held_by(db, d), [FAST, SLOW], "D's leases are left to expire")
         quiet(check, d, "D")
-        db.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker' "
-                "AND datname = current_database()")
-    finally:
-        locker.kill()
 
 
 def test_a_stop_with_an_outcome_still_unwritten_frees_nothing_its_answer_needs(slow, db, w, check):
@@ -290,10 +300,8 @@ def test_a_stop_with_an_outcome_still_unwritten_frees_nothing_its_answer_needs(s
                                      env=w.env).stdout, "a step is due for the slow account")
     check.ok(harness.wait_until(lambda: slow.stalled, 10, 0.02), "D is sending a body the slow server holds")
     # the point of no return is written; the outcome, once the body ends, will wait
-    locker = subprocess.Popen(["psql", "-X", "-q", db.url() + "?application_name=locker", "-c",
-                               "BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE; SELECT pg_sleep(60);"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pgcluster.tool_env())
-    try:
+    with locked(db, "messages") as held:
+        check.ok(held, "the messages table is locked")
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() " \
             "AND wait_event_type = 'Lock' AND query LIKE '%relance_step_outcomes%'"
         check.ok(harness.wait_until(lambda: db.psql(waiting) == [["1"]], HOLD + 10),
@@ -305,10 +313,6 @@ def test_a_stop_with_an_outcome_still_unwritten_frees_nothing_its_answer_needs(s
         check.eq(rc, 0, "D exits 0 on SIGTERM")
         check.ok(took < CLOSE_S + 3, f"D's stop is bounded ({took:.2f} s)")
         quiet(check, d, "D")
-        db.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker' "
-                "AND datname = current_database()")
-    finally:
-        locker.kill()
     sent = db.psql("SELECT count(*) FROM messages WHERE recipient = 's@prospects.example' AND state <> 'sending'")
     check.ok(sent in ([["0"]], [["1"]]), "the step's one row is recorded or left for a rescue, never doubled", str(sent))
 
