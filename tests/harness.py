@@ -110,10 +110,6 @@ class Postgres(pgcluster.Cluster):
     def psql(self, sql, db="relance", check=True):
         return super().psql(sql, db, check)
 
-    def new_database(self, name):
-        self.psql(f"CREATE DATABASE {name}", db="postgres")
-        return self.url(name)
-
 
 class Database:
     """One test's database in a shared cluster: a copy of the migrated
@@ -167,11 +163,6 @@ def relance_env(extra=None):
     env.update({k: os.environ[k] for k in SANITIZER_VARS if k in os.environ})
     env.update(extra or {})
     return env
-
-
-def base_env():
-    """What relance_env() gives, for scripts written before it."""
-    return relance_env()
 
 
 def relance(*args, env=None, input=None, timeout=120, cwd=None, raw=False):
@@ -256,7 +247,7 @@ class Checks:
     """Soft checks for a scenario that establishes many facts from one
     run: each failed check is recorded with what was expected, the test
     goes on to report the others, and any failure fails it (the pytest
-    fixture `check`; Check for a test still written as a script)."""
+    fixture `check`)."""
 
     def __init__(self):
         self.failures = []
@@ -277,20 +268,6 @@ class Checks:
     @property
     def failed(self):
         return len(self.failures)
-
-
-class Check(Checks):
-    """Checks for a test still written as a script (ctest runs a file that
-    does not import pytest as a script): exit code 1 if any failed."""
-
-    def __init__(self, name):
-        super().__init__()
-        self.name = name
-
-    def done(self):
-        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
-        _cleanup()
-        sys.exit(1 if self.failed else 0)
 
 
 # ---- the shared sequences and configurations of tests/fixtures/

@@ -714,25 +714,3 @@ postlog unix-dgram n - n - 1 postlogd
     def __exit__(self, *exc):
         self.stop()
 
-
-# For tests still written as scripts; pytest tests use harness.sequence()
-# and harness.one_sender().
-ALL_WEEK = 'schedule: {timezone: UTC, window: "00:00-24:00", days: [mon, tue, wed, thu, fri, sat, sun], jitter: 0}'
-
-
-class OneSender:
-    """What most sending scripts start from: Postfix + Dovecot with one
-    sender account (sender@acme.example), a migrated PostgreSQL, a
-    configuration with that account alone in pool 'main', and `steps` (YAML
-    lines of the steps list) applied as sequence `name`, sending around
-    the clock. env is what relance needs to run against them."""
-
-    def __init__(self, check, prefix, name, steps, email="sender@acme.example", password="pw"):
-        self.ms = MailServers(users=[(email, password)])
-        self.pg = harness.Postgres()
-        self.tmp = harness.short_tempdir(prefix)
-        self.config = harness.pool_config(self.tmp, {"main": [harness.account(self.ms, email, "PW")]})
-        self.env = {"DATABASE_URL": self.pg.url(), "RELANCE_CONFIG": self.config, "PW": password}
-        check.eq(harness.relance("migrate", env=self.env).returncode, 0, "migrate")
-        seq = harness.sequence(self.tmp, "custom_steps", name=name, pool="main", steps=steps)
-        check.eq(harness.relance("apply", seq, env=self.env).returncode, 0, "apply")

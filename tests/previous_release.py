@@ -69,7 +69,7 @@ def binary():
 def relance(*args, env=None, timeout=120):
     """Runs the previous release's relance as harness.relance runs this
     one's: the caller's relance and libpq settings left out."""
-    return subprocess.run([binary(), *args], env={**harness.base_env(), **(env or {})}, stdout=subprocess.PIPE,
+    return subprocess.run([binary(), *args], env=harness.relance_env(env), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=timeout)
 
 

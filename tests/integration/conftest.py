@@ -37,15 +37,6 @@ import mailservers  # noqa: E402
 import pgcluster  # noqa: E402
 
 
-def pytest_ignore_collect(collection_path, config):
-    # A test file still written as a script (it does not import pytest)
-    # runs as a script under ctest; collecting it here would run it.
-    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        if "\nimport pytest\n" not in collection_path.read_text():
-            return True
-    return None
-
-
 # ---- PostgreSQL
 
 @pytest.fixture(scope="session")

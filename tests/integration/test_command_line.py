@@ -5,51 +5,77 @@ needs and no more (a broken configuration or an unreachable database
 stops only the commands that use them)."""
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import harness  # noqa: E402
-from harness import relance  # noqa: E402
+import pytest
 
-t = harness.Check("command_line")
-tmp = harness.short_tempdir("rcli")
-dead_db = f"postgresql://relance@127.0.0.1:{harness.free_port()}/x?connect_timeout=3"
-# nothing can be set up: the configuration file is missing, the database unreachable
-broken = {"RELANCE_CONFIG": os.path.join(tmp, "missing.yaml"), "DATABASE_URL": dead_db}
+import harness
+from harness import relance
+
+DEAD_DB = f"postgresql://relance@127.0.0.1:{harness.free_port()}/x?connect_timeout=3"
 # a configuration that loads, and a database that is not there
-no_db = {"DATABASE_URL": dead_db}
-
-r = relance("--help")
-commands = re.findall(r"^  (\S+)  ", r.stdout.split("\nCommands:\n", 1)[-1], re.M)
-t.ok(r.returncode == 0 and len(commands) >= 20, "relance --help lists the commands", r.stdout)
+NO_DB = {"DATABASE_URL": DEAD_DB}
+SEQUENCES = os.path.join(harness.SOURCE, "sequences")
 
 
-def helps(cmd):
-    """The help of cmd and of each of its subcommands, as one text."""
-    h = relance(cmd, "--help", env=broken)
-    text = h.stdout
-    t.ok(h.returncode == 0 and h.stdout.startswith(f"usage: relance {cmd}") and h.stderr == "",
-         f"{cmd} --help: usage on stdout, exit 0, with nothing set up", h.stdout + h.stderr)
-    if "\nSubcommands:\n" in h.stdout:
-        for sub in re.findall(r"^  (\S+)  ", h.stdout.split("\nSubcommands:\n", 1)[1], re.M):
-            s = relance(cmd, sub, "--help", env=broken)
-            t.ok(s.returncode == 0 and s.stdout.startswith(f"usage: relance {cmd} {sub}"),
-                 f"{cmd} {sub} --help", s.stdout + s.stderr)
-            text += s.stdout
-    return text
+@pytest.fixture(scope="module")
+def broken(module_tmp):
+    """Nothing can be set up: the configuration file is missing, the
+    database unreachable."""
+    return {"RELANCE_CONFIG": os.path.join(module_tmp, "missing.yaml"), "DATABASE_URL": DEAD_DB}
 
 
-help_of = {cmd: helps(cmd) for cmd in commands}
+def listed_commands():
+    r = relance("--help")
+    return r, re.findall(r"^  (\S+)  ", r.stdout.split("\nCommands:\n", 1)[-1], re.M)
 
-# README's command table: each flag a row names is in that command's help
-with open(os.path.join(harness.SOURCE, "README.md"), encoding="utf-8") as f:
-    readme = f.read()
-rows = re.findall(r"^\| `relance ([a-z-]+)([^`]*)`", readme, re.M)
-t.ok(len(rows) >= 15, "README's command table is read", str(rows))
-for cmd, rest in rows:
-    t.ok(cmd in help_of, f"README's {cmd} is a command", str(commands))
-    for flag in re.findall(r"--[a-z][a-z-]*", rest):
-        t.ok(flag in help_of.get(cmd, ""), f"relance {cmd} --help lists {flag}", help_of.get(cmd, ""))
+
+@pytest.fixture(scope="module")
+def commands():
+    r, found = listed_commands()
+    assert r.returncode == 0 and len(found) >= 20, f"relance --help lists the commands: {r.stdout}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def helps(commands, broken):
+    """{command: [(argv, result of `relance argv --help`)]}: each command's
+    help, then each of its subcommands', with nothing set up."""
+    out = {}
+    for cmd in commands:
+        h = relance(cmd, "--help", env=broken)
+        out[cmd] = [((cmd,), h)]
+        if "\nSubcommands:\n" in h.stdout:
+            for sub in re.findall(r"^  (\S+)  ", h.stdout.split("\nSubcommands:\n", 1)[1], re.M):
+                out[cmd].append(((cmd, sub), relance(cmd, sub, "--help", env=broken)))
+    return out
+
+
+def test_help_lists_the_commands():
+    r, found = listed_commands()
+    assert r.returncode == 0 and len(found) >= 20, f"relance --help lists the commands: {r.stdout}"
+
+
+def test_every_command_and_subcommand_answers_help_with_nothing_set_up(helps, check):
+    for cmd, results in helps.items():
+        (_, h), subs = results[0], results[1:]
+        check.ok(h.returncode == 0 and h.stdout.startswith(f"usage: relance {cmd}") and h.stderr == "",
+                 f"{cmd} --help: usage on stdout, exit 0, with nothing set up", h.stdout + h.stderr)
+        for argv, s in subs:
+            check.ok(s.returncode == 0 and s.stdout.startswith(f"usage: relance {' '.join(argv)}"),
+                     f"{' '.join(argv)} --help", s.stdout + s.stderr)
+
+
+def test_each_flag_of_readmes_command_table_is_in_that_commands_help(helps, check):
+    help_of = {cmd: "".join(r.stdout for _, r in results) for cmd, results in helps.items()}
+    with open(os.path.join(harness.SOURCE, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    rows = re.findall(r"^\| `relance ([a-z-]+)([^`]*)`", readme, re.M)
+    check.ok(len(rows) >= 15, "README's command table is read", str(rows))
+    for cmd, rest in rows:
+        check.ok(cmd in help_of, f"README's {cmd} is a command", str(sorted(help_of)))
+        for flag in re.findall(r"--[a-z][a-z-]*", rest):
+            check.ok(flag in help_of.get(cmd, ""), f"relance {cmd} --help lists {flag}", help_of.get(cmd, ""))
+
 
 # usage errors come before any set-up: exit 2, one line, with nothing set up
 USAGE = [
@@ -67,42 +93,79 @@ USAGE = [
     (("serve", "now"), "serve: unexpected argument 'now'"),
     (("--log-format", "xml", "version"), "--log-format must be text or json, not 'xml'"),
 ]
-for args, text in USAGE:
+
+
+@pytest.mark.parametrize("args, text", USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_a_usage_error_exits_2_before_any_set_up(broken, args, text):
     r = relance(*args, env=broken)
-    t.ok(r.returncode == 2 and text in r.stderr and "config error" not in r.stderr and "cannot connect" not in r.stderr,
-         f"relance {' '.join(args)}: a usage error, exit 2, before any set-up", r.stderr)
+    assert r.returncode == 2 and text in r.stderr and "config error" not in r.stderr \
+        and "cannot connect" not in r.stderr, \
+        f"relance {' '.join(args)}: a usage error, exit 2, before any set-up: {r.stderr}"
+
 
 # each command sets up what its entry says, no more
-seq = os.path.join(harness.SOURCE, "sequences")
-for args in (("version",), ("dkim-sign", "--key", "/nonexistent", "--domain", "a.example", "--selector", "s")):
-    r = relance(*args, env=broken, cwd=tmp)
-    t.ok("config error" not in r.stderr and "cannot connect" not in r.stderr,
-         f"relance {' '.join(args)} needs no configuration nor database", r.stderr)
-t.eq(relance("version", env=broken, cwd=tmp).returncode, 0, "version runs with nothing set up")
-# lint reads a configuration only when one is named (for sender_pool warnings)
-r = relance("lint", "--", seq, env=no_db, cwd=tmp)
-t.eq((r.returncode, r.stderr), (0, ""), "lint runs with no configuration and no database")
-r = relance("lint", seq, env=broken, cwd=tmp)
-t.ok(r.returncode == 1 and "config error" in r.stderr, "lint reads a configuration that is named", r.stderr)
-for args in (("config",), ("serve",), ("imap-check", "a@b.example"), ("migrate",), ("stats", "ab")):
-    r = relance(*args, env=broken, timeout=30)
-    t.ok(r.returncode == 1 and "config error" in r.stderr and r.stderr.count("\n") == 1,
-         f"relance {' '.join(args)} needs the configuration: one line, exit 1", r.stderr)
-for args in (("migrate",), ("migrate", "--status"), ("stats", "ab"), ("contacts", "list"), ("suppress", "list"),
-             ("accounts", "list"), ("enroll", "--sequence", "s", "--where", "true"),
-             ("next-send-time", "--timezone=UTC", "--window=09:00-17:00", "--days=mon", "--from=2026-03-02T10:00Z")):
-    r = relance(*args, env=no_db, timeout=30)
-    t.ok(r.returncode == 1 and "cannot connect to the database" in r.stderr,
-         f"relance {' '.join(args)} needs the database: exit 1, says so", r.stderr)
-r = relance("config", env=no_db)
-t.ok(r.returncode == 0 and "cannot connect" not in r.stderr, "config needs no database", r.stdout + r.stderr)
-# preview of a file needs no database; of an applied sequence, it does
-example = os.path.join(seq, sorted(f for f in os.listdir(seq) if f.endswith(".yaml"))[0])
-r = relance("preview", example, "--step", "nope", env=no_db)
-t.ok(r.returncode == 1 and "has no step 'nope'" in r.stderr and "cannot connect" not in r.stderr,
-     "preview of a file reads no database", r.stderr)
-r = relance("preview", "applied-name", "--step", "x", env=no_db, timeout=30)
-t.ok(r.returncode == 1 and "cannot connect to the database" in r.stderr, "preview of an applied sequence connects",
-     r.stderr)
 
-t.done()
+NEEDS_NOTHING = [("version",), ("dkim-sign", "--key", "/nonexistent", "--domain", "a.example", "--selector", "s")]
+
+
+@pytest.mark.parametrize("args", NEEDS_NOTHING, ids=[a[0] for a in NEEDS_NOTHING])
+def test_a_command_that_needs_nothing_runs_with_nothing_set_up(broken, module_tmp, args):
+    r = relance(*args, env=broken, cwd=module_tmp)
+    assert "config error" not in r.stderr and "cannot connect" not in r.stderr, \
+        f"relance {' '.join(args)} needs no configuration nor database: {r.stderr}"
+
+
+def test_version_exits_0_with_nothing_set_up(broken, module_tmp):
+    r = relance("version", env=broken, cwd=module_tmp)
+    assert r.returncode == 0, f"version runs with nothing set up: {r.stdout + r.stderr}"
+
+
+def test_lint_runs_with_no_configuration_and_no_database(module_tmp):
+    r = relance("lint", "--", SEQUENCES, env=NO_DB, cwd=module_tmp)
+    assert (r.returncode, r.stderr) == (0, ""), f"lint runs with no configuration and no database: {r.stderr}"
+
+
+def test_lint_reads_a_configuration_that_is_named(broken, module_tmp):
+    # for its sender_pool warnings
+    r = relance("lint", SEQUENCES, env=broken, cwd=module_tmp)
+    assert r.returncode == 1 and "config error" in r.stderr, f"lint reads a configuration that is named: {r.stderr}"
+
+
+NEEDS_CONFIG = [("config",), ("serve",), ("imap-check", "a@b.example"), ("migrate",), ("stats", "ab")]
+
+
+@pytest.mark.parametrize("args", NEEDS_CONFIG, ids=[" ".join(a) for a in NEEDS_CONFIG])
+def test_a_command_that_needs_the_configuration_stops_on_a_broken_one_in_one_line(broken, args):
+    r = relance(*args, env=broken, timeout=30)
+    assert r.returncode == 1 and "config error" in r.stderr and r.stderr.count("\n") == 1, \
+        f"relance {' '.join(args)} needs the configuration: one line, exit 1: {r.stderr}"
+
+
+NEEDS_DB = [("migrate",), ("migrate", "--status"), ("stats", "ab"), ("contacts", "list"), ("suppress", "list"),
+            ("accounts", "list"), ("enroll", "--sequence", "s", "--where", "true"),
+            ("next-send-time", "--timezone=UTC", "--window=09:00-17:00", "--days=mon", "--from=2026-03-02T10:00Z")]
+
+
+@pytest.mark.parametrize("args", NEEDS_DB, ids=[" ".join(a) for a in NEEDS_DB])
+def test_a_command_that_needs_the_database_says_it_cannot_connect(args):
+    r = relance(*args, env=NO_DB, timeout=30)
+    assert r.returncode == 1 and "cannot connect to the database" in r.stderr, \
+        f"relance {' '.join(args)} needs the database: exit 1, says so: {r.stderr}"
+
+
+def test_config_needs_no_database():
+    r = relance("config", env=NO_DB)
+    assert r.returncode == 0 and "cannot connect" not in r.stderr, f"config needs no database: {r.stdout + r.stderr}"
+
+
+def test_preview_of_a_file_reads_no_database():
+    example = os.path.join(SEQUENCES, sorted(f for f in os.listdir(SEQUENCES) if f.endswith(".yaml"))[0])
+    r = relance("preview", example, "--step", "nope", env=NO_DB)
+    assert r.returncode == 1 and "has no step 'nope'" in r.stderr and "cannot connect" not in r.stderr, \
+        f"preview of a file reads no database: {r.stderr}"
+
+
+def test_preview_of_an_applied_sequence_connects():
+    r = relance("preview", "applied-name", "--step", "x", env=NO_DB, timeout=30)
+    assert r.returncode == 1 and "cannot connect to the database" in r.stderr, \
+        f"preview of an applied sequence connects: {r.stderr}"

@@ -11,25 +11,22 @@ transport and the test clock:
     and sends the follow-ups and new enrollments to the end;
   - the previous release's serve also runs on a database this relance
     migrated from scratch, and sends.
-Wall time: about 40 s, plus the first build of the previous release
-(about 20 s on two cores, then cached)."""
+The upgrade is one story told by module fixtures, one a stage (the
+previous release's database, its serve running, the upgrade under it,
+this relance taking over); each stage records what it saw and the cases
+check it. Wall time: about 15 s, plus the first build of the previous
+release (about 20 s on two cores, then cached)."""
 import glob
 import os
 import signal
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import harness  # noqa: E402
-import previous_release  # noqa: E402
-from harness import relance  # noqa: E402
+import pytest
 
-t = harness.Check("migrate_upgrade")
-old = previous_release
-old.binary()  # built first: a failed build is the test's failure
-pg = harness.Postgres()
-tmp = harness.short_tempdir("rmu")
-env = {"DATABASE_URL": pg.url(), "RELANCE_STATE_DIR": tmp}
+import harness
+import previous_release as old
+from harness import relance
+
 START = "2026-03-02T09:00:00Z"  # a Monday morning
 SPEED = 600                     # the one-hour wait takes 6 s
 SEQUENCE = """name: upgrade
@@ -47,116 +44,209 @@ steps:
     wait: 1 hour
     body: "Bumping this."
 """
-seq_file = os.path.join(tmp, "upgrade.yaml")
-with open(seq_file, "w") as f:
-    f.write(SEQUENCE)
 
 
-def add_contacts(prefix, n, db="relance"):
-    pg.psql("INSERT INTO contacts (email) VALUES " + ",".join(f"('{prefix}{i}@prospects.example')" for i in range(n)),
-            db=db)
+def add_contacts(db, prefix, n):
+    db.psql("INSERT INTO contacts (email) VALUES " + ",".join(f"('{prefix}{i}@prospects.example')" for i in range(n)))
 
 
-def count(sql, db="relance"):
-    return int(pg.psql(sql, db=db)[0][0])
+def count(db, sql):
+    return int(db.psql(sql)[0][0])
 
 
-def wait_count(sql, want, timeout=60, db="relance"):
+def wait_count(db, sql, want, timeout=60):
     deadline = time.time() + timeout
-    while time.time() < deadline and count(sql, db) < want:
+    while time.time() < deadline and count(db, sql) < want:
         time.sleep(0.2)
-    return count(sql, db)
+    return count(db, sql)
 
 
-def serve_env(capture, db_url=None):
-    return {**env, "DATABASE_URL": db_url or env["DATABASE_URL"], "RELANCE_TRANSPORT": "capture",
-            "RELANCE_CAPTURE_DIR": capture, "RELANCE_TEST_CLOCK": f"{START}*{SPEED}"}
-
-
-def sent(prefix, step, db="relance"):
+def sent(prefix, step):
     return ("SELECT count(*) FROM messages m JOIN enrollments e ON e.id = m.enrollment_id"
             " JOIN contacts c ON c.id = e.contact_id"
             f" WHERE m.state = 'sent' AND m.step_id = '{step}' AND c.email LIKE '{prefix}%'")
 
 
-def quiet(s, what):
-    out = s.output()
-    t.ok("runtime error" not in out and "AddressSanitizer" not in out and "ERROR" not in out,
-         f"{what}: no error in its log", out[-2000:])
+def serve_env(env, capture):
+    return {**env, "RELANCE_TRANSPORT": "capture", "RELANCE_CAPTURE_DIR": capture,
+            "RELANCE_TEST_CLOCK": f"{START}*{SPEED}"}
 
 
-# --- the previous release's database ------------------------------------------
-r = old.relance("migrate", env=env)
-t.ok(r.returncode == 0 and "applied 016_" in r.stdout, "the previous release migrates a fresh database",
-     r.stdout + r.stderr)
-r = relance("apply", seq_file, env=env)
-t.ok(r.returncode == 1 and "relance migrate" in r.stderr,
-     "this relance's commands refuse it until migrate, saying so", r.stdout + r.stderr)
-r = old.relance("apply", seq_file, env=env)
-t.ok(r.returncode == 0, "the previous release applies a sequence", r.stdout + r.stderr)
-add_contacts("a", 10)
-r = old.relance("enroll", "--sequence", "upgrade", "--where", "email LIKE 'a%'", env={**env, "RELANCE_TEST_CLOCK": START})
-t.ok(r.returncode == 0 and "enrolled 10" in r.stdout, "the previous release enrolls 10 contacts", r.stdout + r.stderr)
+def enroll(binary, env, prefix, n):
+    r = binary("enroll", "--sequence", "upgrade", "--where", f"email LIKE '{prefix}%'",
+               env={**env, "RELANCE_TEST_CLOCK": START})
+    assert r.returncode == 0 and f"enrolled {n}" in r.stdout, f"enroll {n} contacts: {r.stdout + r.stderr}"
 
-capture_old = os.path.join(tmp, "capture-old")
-s1 = old.Serve(serve_env(capture_old))
-s1.wait_status("/readyz", 200)
-t.eq(wait_count(sent("a", "intro"), 10), 10, "the previous release's serve sends the first steps")
 
-# --- upgrade under the running old replica -----------------------------------------
-r = relance("migrate", env=env)
-t.ok(r.returncode == 0 and "functions: claim.sql installed" in r.stdout and "applied" not in r.stdout,
-     "this relance's migrate upgrades it, installing the function files", r.stdout + r.stderr)
-files = len(glob.glob(os.path.join(harness.SOURCE, "sql", "functions", "*.sql")))
-t.eq(count("SELECT count(*) FROM relance_functions"), files, "every function file recorded")
-r = relance("migrate", "--status", env=env)
-t.ok(r.returncode == 0 and "up to date" in r.stdout, "this relance finds it up to date", r.stdout + r.stderr)
-r = old.relance("migrate", "--status", env=env)
-t.ok(r.returncode == 0 and "up to date" in r.stdout, "so does the previous release", r.stdout + r.stderr)
+def assert_quiet(out, what):
+    assert "runtime error" not in out and "AddressSanitizer" not in out and "ERROR" not in out, \
+        f"{what}: no error in its log:\n{out[-2000:]}"
 
-add_contacts("b", 10)
-r = relance("enroll", "--sequence", "upgrade", "--where", "email LIKE 'b%'", env={**env, "RELANCE_TEST_CLOCK": START})
-t.ok(r.returncode == 0 and "enrolled 10" in r.stdout, "this relance enrolls 10 more", r.stdout + r.stderr)
-t.eq(wait_count(sent("b", "intro"), 10), 10, "the previous release's serve keeps claiming and sending after the upgrade")
-t.eq(wait_count(sent("a", "bump"), 10), 10, "and its follow-ups")
-t.eq(s1.get("/readyz")[0], 200, "it stayed ready")
-t.ok("not ready" not in s1.output(), "it never said it was not ready", s1.output()[-2000:])
-t.eq(s1.stop(signal.SIGTERM), 0, "the previous release's serve stops cleanly")
-quiet(s1, "the previous release's serve")
 
-# --- this relance takes over ------------------------------------------------------------
-add_contacts("c", 5)
-r = relance("enroll", "--sequence", "upgrade", "--where", "email LIKE 'c%'", env={**env, "RELANCE_TEST_CLOCK": START})
-t.ok(r.returncode == 0 and "enrolled 5" in r.stdout, "this relance enrolls 5 more", r.stdout + r.stderr)
-capture_new = os.path.join(tmp, "capture-new")
-s2 = harness.Serve(serve_env(capture_new))
-s2.wait_status("/readyz", 200)
-t.eq(wait_count(sent("c", "intro"), 5), 5, "this relance's serve sends on the upgraded database")
-t.eq(wait_count("SELECT count(*) FROM enrollments WHERE state = 'completed'", 25), 25,
-     "every enrollment, old and new, completed")
-t.eq(count("SELECT count(*) FROM messages WHERE state <> 'sent'"), 0, "every message sent, none left behind")
-t.eq(s2.stop(signal.SIGTERM), 0, "this relance's serve stops cleanly")
-quiet(s2, "this relance's serve")
-on_disk = len(glob.glob(os.path.join(capture_old, "new", "*"))) + len(glob.glob(os.path.join(capture_new, "new", "*")))
-t.eq(on_disk, 50, "one captured message per step sent, across both releases")
+@pytest.fixture(scope="module")
+def previous():
+    """The previous release's binary, built first: a failed build is the
+    failure of every case that needs it."""
+    return old.binary()
 
-# --- the previous release on a database this relance migrated --------------------------------
-url = pg.new_database("fresh")
-r = relance("migrate", env={**env, "DATABASE_URL": url})
-t.eq(r.returncode, 0, "this relance migrates a fresh database")
-fresh_env = {**env, "DATABASE_URL": url}
-r = old.relance("migrate", "--status", env=fresh_env)
-t.ok(r.returncode == 0 and "up to date" in r.stdout, "the previous release finds it up to date",
-     r.stdout + r.stderr)
-r = relance("apply", seq_file, env=fresh_env)
-t.eq(r.returncode, 0, "apply")
-add_contacts("d", 3, db="fresh")
-r = relance("enroll", "--sequence", "upgrade", "--where", "true", env={**fresh_env, "RELANCE_TEST_CLOCK": START})
-t.ok(r.returncode == 0 and "enrolled 3" in r.stdout, "enroll 3", r.stdout + r.stderr)
-s3 = old.Serve(serve_env(os.path.join(tmp, "capture-fresh"), url))
-s3.wait_status("/readyz", 200)
-t.eq(wait_count(sent("d", "intro"), 3, db="fresh"), 3, "the previous release's serve claims and sends on it")
-t.eq(s3.stop(signal.SIGTERM), 0, "and stops cleanly")
-quiet(s3, "the previous release's serve on a new database")
 
-t.done()
+@pytest.fixture(scope="module")
+def seq_file(module_tmp):
+    path = os.path.join(module_tmp, "upgrade.yaml")
+    with open(path, "w") as f:
+        f.write(SEQUENCE)
+    return path
+
+
+# --- the stages of the rolling upgrade ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def old_db(previous, cluster, module_tmp, seq_file):
+    """An empty database the previous release migrated, applied the
+    sequence to and enrolled 10 contacts (a...) into; `refused` is what
+    this relance's apply said of it before the upgrade."""
+    db = harness.Database(cluster, migrated=False)
+    try:
+        env = {"DATABASE_URL": db.url(), "RELANCE_STATE_DIR": module_tmp}
+        r = old.relance("migrate", env=env)
+        assert r.returncode == 0 and "applied 016_" in r.stdout, \
+            f"the previous release migrates a fresh database: {r.stdout + r.stderr}"
+        refused = relance("apply", seq_file, env=env)
+        r = old.relance("apply", seq_file, env=env)
+        assert r.returncode == 0, f"the previous release applies a sequence: {r.stdout + r.stderr}"
+        add_contacts(db, "a", 10)
+        enroll(old.relance, env, "a", 10)
+        yield {"db": db, "env": env, "refused": refused}
+    finally:
+        db.drop()
+
+
+@pytest.fixture(scope="module")
+def old_serve(old_db, module_tmp):
+    """The previous release's serve sending from old_db; `first` is how
+    many first steps it had sent before the upgrade."""
+    s = old.Serve(serve_env(old_db["env"], os.path.join(module_tmp, "capture-old")))
+    try:
+        s.wait_status("/readyz", 200)
+        first = wait_count(old_db["db"], sent("a", "intro"), 10)
+        yield {"serve": s, "first": first}
+    finally:
+        s.kill()
+
+
+@pytest.fixture(scope="module")
+def upgrade(old_db, old_serve):
+    """This relance's migrate under the running previous release, what
+    both releases then say of the database, and the old replica's work
+    after it (10 more contacts, b..., enrolled by this relance)."""
+    db, env, s = old_db["db"], old_db["env"], old_serve["serve"]
+    seen = {"migrate": relance("migrate", env=env),
+            # not count(): a failed upgrade may leave no relance_functions
+            "recorded": db.psql("SELECT count(*) FROM relance_functions", check=False),
+            "status": relance("migrate", "--status", env=env),
+            "old_status": old.relance("migrate", "--status", env=env)}
+    add_contacts(db, "b", 10)
+    enroll(relance, env, "b", 10)
+    seen["b_intro"] = wait_count(db, sent("b", "intro"), 10)
+    seen["a_bump"] = wait_count(db, sent("a", "bump"), 10)
+    seen["readyz"] = s.get("/readyz")[0]
+    seen["log"] = s.output()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def takeover(old_db, old_serve, upgrade, module_tmp):
+    """The previous release's serve stopped, 5 more contacts (c...)
+    enrolled, and this relance's serve sending on the upgraded database
+    until every enrollment completed; then stopped."""
+    db, env, s1 = old_db["db"], old_db["env"], old_serve["serve"]
+    seen = {"old_stop": s1.stop(signal.SIGTERM), "old_log": s1.output()}
+    add_contacts(db, "c", 5)
+    enroll(relance, env, "c", 5)
+    capture_new = os.path.join(module_tmp, "capture-new")
+    s2 = harness.Serve(serve_env(env, capture_new))
+    try:
+        s2.wait_status("/readyz", 200)
+        seen["c_intro"] = wait_count(db, sent("c", "intro"), 5)
+        seen["completed"] = wait_count(db, "SELECT count(*) FROM enrollments WHERE state = 'completed'", 25)
+        seen["unsent"] = count(db, "SELECT count(*) FROM messages WHERE state <> 'sent'")
+        seen["new_stop"] = s2.stop(signal.SIGTERM)
+        seen["new_log"] = s2.output()
+    finally:
+        s2.kill()
+    seen["captured"] = sum(len(glob.glob(os.path.join(module_tmp, d, "new", "*")))
+                           for d in ("capture-old", "capture-new"))
+    return seen
+
+
+def test_this_relance_refuses_the_previous_releases_database_until_migrate(old_db):
+    r = old_db["refused"]
+    assert r.returncode == 1 and "relance migrate" in r.stderr, \
+        f"this relance's commands refuse it until migrate, saying so: {r.stdout + r.stderr}"
+
+
+def test_the_previous_releases_serve_sends_the_first_steps(old_serve):
+    assert old_serve["first"] == 10, \
+        f"the previous release's serve sends the first steps: {old_serve['first']} of 10\n" \
+        f"{old_serve['serve'].output()[-2000:]}"
+
+
+def test_migrate_upgrades_the_database_under_the_running_previous_release(upgrade, check):
+    r = upgrade["migrate"]
+    check.ok(r.returncode == 0 and "functions: claim.sql installed" in r.stdout and "applied" not in r.stdout,
+             "this relance's migrate upgrades it, installing the function files", r.stdout + r.stderr)
+    files = len(glob.glob(os.path.join(harness.SOURCE, "sql", "functions", "*.sql")))
+    check.eq(upgrade["recorded"], [[str(files)]], "every function file recorded")
+    r = upgrade["status"]
+    check.ok(r.returncode == 0 and "up to date" in r.stdout, "this relance finds it up to date", r.stdout + r.stderr)
+    r = upgrade["old_status"]
+    check.ok(r.returncode == 0 and "up to date" in r.stdout, "so does the previous release", r.stdout + r.stderr)
+
+
+def test_the_previous_releases_serve_keeps_claiming_and_sending_after_the_upgrade(upgrade, check):
+    check.eq(upgrade["b_intro"], 10, "the previous release's serve sends the enrollments this relance made")
+    check.eq(upgrade["a_bump"], 10, "and its follow-ups")
+    check.eq(upgrade["readyz"], 200, "it stayed ready")
+    check.ok("not ready" not in upgrade["log"], "it never said it was not ready", upgrade["log"][-2000:])
+
+
+def test_the_previous_releases_serve_stops_cleanly(takeover):
+    assert takeover["old_stop"] == 0, f"the previous release's serve stops cleanly:\n{takeover['old_log'][-2000:]}"
+    assert_quiet(takeover["old_log"], "the previous release's serve")
+
+
+def test_this_relances_serve_takes_over_and_sends_everything_to_the_end(takeover, check):
+    check.eq(takeover["c_intro"], 5, "this relance's serve sends on the upgraded database")
+    check.eq(takeover["completed"], 25, "every enrollment, old and new, completed")
+    check.eq(takeover["unsent"], 0, "every message sent, none left behind")
+    check.eq(takeover["new_stop"], 0, "this relance's serve stops cleanly")
+    log = takeover["new_log"]
+    check.ok("runtime error" not in log and "AddressSanitizer" not in log and "ERROR" not in log,
+             "this relance's serve: no error in its log", log[-2000:])
+    check.eq(takeover["captured"], 50, "one captured message per step sent, across both releases")
+
+
+# --- the previous release on a database this relance migrated ---------------------------------
+
+def test_the_previous_releases_serve_sends_on_a_database_this_relance_migrated(previous, db, tmp, seq_file):
+    env = {"DATABASE_URL": db.url(), "RELANCE_STATE_DIR": tmp}
+    r = relance("migrate", env=env)
+    assert r.returncode == 0 and "up to date" in r.stdout, \
+        f"a database this relance migrated from scratch: {r.stdout + r.stderr}"
+    r = old.relance("migrate", "--status", env=env)
+    assert r.returncode == 0 and "up to date" in r.stdout, \
+        f"the previous release finds it up to date: {r.stdout + r.stderr}"
+    r = relance("apply", seq_file, env=env)
+    assert r.returncode == 0, f"apply: {r.stdout + r.stderr}"
+    add_contacts(db, "d", 3)
+    r = relance("enroll", "--sequence", "upgrade", "--where", "true", env={**env, "RELANCE_TEST_CLOCK": START})
+    assert r.returncode == 0 and "enrolled 3" in r.stdout, f"enroll 3: {r.stdout + r.stderr}"
+    s = old.Serve(serve_env(env, os.path.join(tmp, "capture")))
+    try:
+        s.wait_status("/readyz", 200)
+        n = wait_count(db, sent("d", "intro"), 3)
+        assert n == 3, f"the previous release's serve claims and sends on it: {n} of 3\n{s.output()[-2000:]}"
+        assert s.stop(signal.SIGTERM) == 0, f"and stops cleanly:\n{s.output()[-2000:]}"
+        assert_quiet(s.output(), "the previous release's serve on a new database")
+    finally:
+        s.kill()
