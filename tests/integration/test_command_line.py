@@ -188,3 +188,18 @@ def test_help_of_an_unknown_command_is_a_usage_error(broken):
     assert r.returncode == 2 and "unknown command 'frob'" in r.stderr, f"help frob: {r.stderr}"
     r = relance("help", "accounts", "frob", env=broken)
     assert r.returncode == 2 and "unknown subcommand 'frob'" in r.stderr, f"help accounts frob: {r.stderr}"
+
+
+def test_readmes_command_table_lists_every_command_and_subcommand(helps, check):
+    with open(os.path.join(harness.SOURCE, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    rows = {}
+    # a row may name several commands: `relance pause\|resume\|stop ...`
+    for names, rest in re.findall(r"^\| `relance ([a-z-]+(?:\\\|[a-z-]+)*)(.*?) \| ", readme, re.M):
+        for cmd in names.split("\\|"):
+            rows[cmd] = rows.get(cmd, "") + rest
+    for cmd, results in helps.items():
+        check.ok(cmd in rows, f"README's command table has relance {cmd}", str(sorted(rows)))
+        for argv, _ in results[1:]:
+            check.ok(re.search(rf"\b{argv[1]}\b", rows.get(cmd, "")),
+                     f"README's row for {cmd} names its subcommand {argv[1]}", rows.get(cmd, ""))
