@@ -26,6 +26,18 @@ struct command {
     unsigned needs;
 };
 
+/* `relance help [COMMAND [SUBCOMMAND]]`: the same text as --help, for
+ * those who type it as git's. It needs main's table, so it lives here. */
+static int help(struct cli *cli, const struct cli_args *args);
+
+static const struct cli_command cmd_help = {
+    .name = "help",
+    .summary = "this list; 'relance help COMMAND' is 'relance COMMAND --help'",
+    .operands = "[COMMAND [SUBCOMMAND]]",
+    .max_operands = 2,
+    .run = help,
+};
+
 static const struct command commands[] = {
     {&cmd_serve, NEEDS_CONFIG}, /* it connects on its own loop, and keeps running without a database */
     {&cmd_migrate, NEEDS_DB},
@@ -50,6 +62,7 @@ static const struct command commands[] = {
     {&cmd_dkim_sign, 0},
     {&cmd_smtp_send, 0},
     {&cmd_imap_check, NEEDS_CONFIG},
+    {&cmd_help, 0},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -120,6 +133,34 @@ out:
     return rc;
 }
 
+static const struct command *command_find(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].cmd->name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int help(struct cli *cli, const struct cli_args *args)
+{
+    if (args->n_operands == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    const struct command *c = command_find(args->operands[0]);
+    if (!c)
+        return cli_fail(CLI_USAGE, "help: unknown command '%s' (see relance --help)", args->operands[0]);
+    /* The command's own line with --help after it: its parser prints
+     * the help, or its usage error for an unknown subcommand. */
+    static char help_flag[] = "--help";
+    char *argv[3];
+    int n = 0;
+    for (; n < args->n_operands; n++)
+        argv[n] = args->operands[n];
+    argv[n++] = help_flag;
+    return dispatch(cli, c, n, argv);
+}
+
 int main(int argc, char **argv)
 {
     struct cli cli = {0};
@@ -159,10 +200,7 @@ int main(int argc, char **argv)
     }
     log_setup(cli.log_format, LOG_INFO);
 
-    const struct command *c = NULL;
-    for (size_t i = 0; i < N_COMMANDS && !c; i++)
-        if (strcmp(commands[i].cmd->name, rest[0]) == 0)
-            c = &commands[i];
+    const struct command *c = command_find(rest[0]);
     if (c)
         rc = dispatch(&cli, c, n, rest);
     else

@@ -1,8 +1,9 @@
-/* cmd/accounts: `relance accounts sync|list|resume`. sync makes the
+/* cmd/accounts: `relance accounts sync|list|pause|resume`. sync makes the
  * database's pools and accounts match the configuration (the JSON is
  * accounts.c's, the matching relance_sync_accounts's in SQL); list shows
  * each account's state and today's usage against its limit, counted in
- * the account's own day; resume un-pauses an account. */
+ * the account's own day; pause holds an account by hand, as relance's own
+ * pauses do (relance_account_pause_by_email); resume un-pauses one. */
 #include "accounts.h"
 #include "cli.h"
 
@@ -61,6 +62,40 @@ static int list_accounts(struct cli *cli, const struct cli_args *args)
     return CLI_OK;
 }
 
+enum { OPT_REASON };
+
+static const struct cli_option pause_options[] = {
+    [OPT_REASON] = {"reason", 0, "TEXT", "why, shown by accounts list (default: paused by user)", 0, 0},
+    {0},
+};
+
+static int pause_account(struct cli *cli, const struct cli_args *args)
+{
+    const char *email = args->operands[0];
+    const char *reason = cli_args_value(args, OPT_REASON);
+    if (!reason || !*reason)
+        reason = "paused by user";
+    char now[40];
+    if (cli_now(now, sizeof now) < 0)
+        return CLI_ERROR;
+    const char *p[3] = {email, now, reason};
+    PGresult *r = PQexecParams(cli->conn, "SELECT relance_account_pause_by_email($1, $2, $3)", 3, NULL, p, NULL,
+                               NULL, 0);
+    int rc = CLI_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
+        rc = CLI_ERROR;
+    } else if (PQgetisnull(r, 0, 0)) {
+        rc = cli_fail(CLI_ERROR, "accounts pause: no such account '%s' (relance accounts list shows them)", email);
+    } else if (strcmp(PQgetvalue(r, 0, 0), "active") != 0) {
+        rc = cli_fail(CLI_ERROR, "accounts pause: %s is already %s", email, PQgetvalue(r, 0, 0));
+    } else {
+        printf("paused %s\n", email);
+    }
+    PQclear(r);
+    return rc;
+}
+
 static int resume(struct cli *cli, const struct cli_args *args)
 {
     PGconn *conn = cli->conn;
@@ -89,6 +124,8 @@ static const struct cli_command subcommands[] = {
                                 "does it at start)", .run = sync_accounts},
     {.name = "list", .summary = "each account's pool, state (and why it is paused), today's usage and\n"
                                 "limit in the account's own day", .run = list_accounts},
+    {.name = "pause", .summary = "pause an account by hand: it sends nothing until resumed", .operands = "ACCOUNT",
+     .min_operands = 1, .max_operands = 1, .options = pause_options, .run = pause_account},
     {.name = "resume", .summary = "un-pause an account paused by relance or by hand", .operands = "ACCOUNT",
      .min_operands = 1, .max_operands = 1, .run = resume},
     {0},
@@ -96,6 +133,6 @@ static const struct cli_command subcommands[] = {
 
 const struct cli_command cmd_accounts = {
     .name = "accounts",
-    .summary = "sender accounts: sync from the configuration, list usage, resume",
+    .summary = "sender accounts: sync from the configuration, list usage, pause, resume",
     .subcommands = subcommands,
 };

@@ -2,7 +2,8 @@
  * (the name typed says which): pause holds active or held enrollments in
  * place, resume lets paused ones go on (every send gate is checked again
  * at send time), stop ends them for good. Each picks enrollments by id,
- * contact or sequence, in one UPDATE. */
+ * contact or sequence, in one UPDATE; a target that does not exist is an
+ * error, one that exists with nothing to change is not (its count is 0). */
 #include "cli.h"
 #include "contact.h"
 
@@ -19,11 +20,16 @@ static const struct cli_option options[] = {
     {0},
 };
 
-/* Which enrollments each option picks ($1 is its value). */
-static const char *const picks[] = {
-    [OPT_ENROLLMENT] = "e.id = $1::bigint",
-    [OPT_CONTACT] = "e.contact_id = (SELECT id FROM contacts WHERE email_key = lower(btrim($1)))",
-    [OPT_SEQUENCE] = "e.sequence_id = (SELECT id FROM sequences WHERE name = $1)",
+/* Which enrollments each option picks ($1 is its value), and whether the
+ * target itself exists: a typo must not read as "nothing to do". */
+static const struct pick {
+    const char *noun, *exists, *where;
+} picks[] = {
+    [OPT_ENROLLMENT] = {"enrollment", "SELECT 1 FROM enrollments WHERE id = $1::bigint", "e.id = $1::bigint"},
+    [OPT_CONTACT] = {"contact", "SELECT 1 FROM contacts WHERE email_key = lower(btrim($1))",
+                     "e.contact_id = (SELECT id FROM contacts WHERE email_key = lower(btrim($1)))"},
+    [OPT_SEQUENCE] = {"sequence", "SELECT 1 FROM sequences WHERE name = $1",
+                      "e.sequence_id = (SELECT id FROM sequences WHERE name = $1)"},
 };
 
 /* What each name does to the enrollments in which states. */
@@ -52,19 +58,25 @@ static int run(struct cli *cli, const struct cli_args *args)
     if (cli_now(now, sizeof now) < 0)
         return CLI_ERROR;
     char *sql = NULL;
-    if (asprintf(&sql, "UPDATE enrollments e SET %s, state_changed_at = $2 WHERE %s AND e.state IN %s", verb->set,
-                 picks[by], verb->from) < 0)
+    /* One statement: the existence check sees the same snapshot as the
+     * UPDATE. */
+    if (asprintf(&sql,
+                 "WITH changed AS (UPDATE enrollments e SET %s, state_changed_at = $2 WHERE %s AND e.state IN %s "
+                 "RETURNING 1) SELECT EXISTS (%s), (SELECT count(*) FROM changed)",
+                 verb->set, picks[by].where, verb->from, picks[by].exists) < 0)
         return CLI_ERROR;
     char norm[CONTACT_EMAIL_MAX + 1];
     const char *p[2] = {by == OPT_CONTACT ? contact_email_key(value, norm) : value, now};
     PGresult *r = PQexecParams(cli->conn, sql, 2, NULL, p, NULL, NULL, 0);
     free(sql);
     int rc = CLI_OK;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
         rc = CLI_ERROR;
+    } else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        rc = cli_fail(CLI_ERROR, "%s: no such %s '%s'", verb->name, picks[by].noun, value);
     } else {
-        const char *n = PQcmdTuples(r);
+        const char *n = PQgetvalue(r, 0, 1);
         printf("%s %s enrollment%s\n", verb->done, n, strcmp(n, "1") == 0 ? "" : "s");
     }
     PQclear(r);

@@ -78,6 +78,24 @@ BEGIN
     END IF;
 END $$;
 
+-- `relance accounts pause`: pauses an account by its address as relance's
+-- own pauses do (same state, reason and event, so `accounts resume` undoes
+-- it alike). Returns the state the account was in ('active' when this
+-- paused it), or NULL when there is no such account.
+CREATE OR REPLACE FUNCTION relance_account_pause_by_email(p_email text, p_now timestamptz, p_reason text)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id    bigint;
+    v_state text;
+BEGIN
+    SELECT id, state INTO v_id, v_state FROM accounts WHERE email = lower(btrim(p_email)) FOR UPDATE;
+    IF FOUND AND v_state = 'active' THEN
+        PERFORM relance_account_pause(v_id, p_now, p_reason);
+    END IF;
+    RETURN v_state;
+END $$;
+
 -- Health checks after a rejection counted against the account: it pauses
 -- after max_policy_blocks policy blocks within 24 h (refused at SMTP time,
 -- or coming back as DSNs: inbound_messages, by the time they were seen),

@@ -152,3 +152,23 @@ def test_an_account_removed_from_the_configuration_is_kept_unconfigured(env):
     r = relance("accounts", "list", env=env)
     assert "b@acme.example\tpool founders\tnot configured" in r.stdout, \
         f"gone from the configuration: listed as such: {r.stdout}"
+
+
+def test_accounts_pause_holds_an_account_as_an_automatic_pause_does(db, env):
+    at = {**env, "RELANCE_TEST_CLOCK": "2026-03-02T10:00:00Z"}
+    r = relance("accounts", "pause", "B@acme.example", "--reason", "warming DNS", env=at)
+    assert (r.returncode, r.stdout) == (0, "paused B@acme.example\n"), f"accounts pause: {r.stdout + r.stderr}"
+    r = relance("accounts", "list", env=at)
+    assert "b@acme.example\tpool founders\tpaused: warming DNS\ttoday 0/1" in r.stdout, f"list: {r.stdout}"
+    assert db.psql("SELECT state_changed_at = '2026-03-02T10:00:00Z', "
+                   "(SELECT count(*) FROM events WHERE kind = 'account.paused' AND data->>'reason' = 'warming DNS') "
+                   "FROM accounts WHERE email = 'b@acme.example'") == [["t", "1"]], "the time and the event"
+    r = relance("accounts", "pause", "b@acme.example", env=env)
+    assert r.returncode == 1 and "already paused" in r.stderr, f"pausing a paused account: {r.stderr}"
+    r = relance("accounts", "pause", "nobody@acme.example", env=env)
+    assert r.returncode == 1 and "no such account 'nobody@acme.example'" in r.stderr, f"unknown: {r.stderr}"
+    r = relance("accounts", "resume", "b@acme.example", env=env)
+    assert r.returncode == 0, f"accounts resume undoes it: {r.stdout + r.stderr}"
+    r = relance("accounts", "pause", "b@acme.example", env=env)
+    assert r.returncode == 0 and "\tpaused: paused by user\t" in relance("accounts", "list", env=env).stdout, \
+        "the default reason"

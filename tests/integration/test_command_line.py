@@ -169,3 +169,37 @@ def test_preview_of_an_applied_sequence_connects():
     r = relance("preview", "applied-name", "--step", "x", env=NO_DB, timeout=30)
     assert r.returncode == 1 and "cannot connect to the database" in r.stderr, \
         f"preview of an applied sequence connects: {r.stderr}"
+
+
+HELP_AS_FLAG = [(), ("accounts",), ("accounts", "resume"), ("pause",), ("help",)]
+
+
+@pytest.mark.parametrize("args", HELP_AS_FLAG, ids=[" ".join(a) or "-" for a in HELP_AS_FLAG])
+def test_help_command_prints_what_help_flag_prints(broken, args):
+    flag = relance(*args, "--help", env=broken)
+    word = relance("help", *args, env=broken)
+    assert flag.returncode == 0 and flag.stdout.startswith("usage: relance"), f"--help: {flag.stdout + flag.stderr}"
+    assert (word.returncode, word.stdout, word.stderr) == (0, flag.stdout, ""), \
+        f"relance help {' '.join(args)} is relance {' '.join(args)} --help: {word.stdout + word.stderr}"
+
+
+def test_help_of_an_unknown_command_is_a_usage_error(broken):
+    r = relance("help", "frob", env=broken)
+    assert r.returncode == 2 and "unknown command 'frob'" in r.stderr, f"help frob: {r.stderr}"
+    r = relance("help", "accounts", "frob", env=broken)
+    assert r.returncode == 2 and "unknown subcommand 'frob'" in r.stderr, f"help accounts frob: {r.stderr}"
+
+
+def test_readmes_command_table_lists_every_command_and_subcommand(helps, check):
+    with open(os.path.join(harness.SOURCE, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    rows = {}
+    # a row may name several commands: `relance pause\|resume\|stop ...`
+    for names, rest in re.findall(r"^\| `relance ([a-z-]+(?:\\\|[a-z-]+)*)(.*?) \| ", readme, re.M):
+        for cmd in names.split("\\|"):
+            rows[cmd] = rows.get(cmd, "") + rest
+    for cmd, results in helps.items():
+        check.ok(cmd in rows, f"README's command table has relance {cmd}", str(sorted(rows)))
+        for argv, _ in results[1:]:
+            check.ok(re.search(rf"\b{argv[1]}\b", rows.get(cmd, "")),
+                     f"README's row for {cmd} names its subcommand {argv[1]}", rows.get(cmd, ""))

@@ -164,3 +164,21 @@ def test_a_bad_enrollment_id_and_an_unknown_contact_are_errors(w):
     assert r.returncode == 1, "a bad enrollment id is an error"
     r = relance("enrollments", "show", "nobody@example.com", env=w.env)
     assert r.returncode == 1 and "no enrollment" in r.stderr, f"show of a contact without enrollments: {r.stderr}"
+
+
+def test_pause_resume_stop_of_an_unknown_target_is_an_error_and_a_known_idle_one_is_not(w):
+    for verb in ("pause", "resume", "stop"):
+        for by, value in (("--sequence", "nosuch"), ("--enrollment", "999999"), ("--contact", "zed@nowhere.example")):
+            r = relance(verb, by, value, env=w.env)
+            noun = by[2:]
+            assert r.returncode == 1 and f"no such {noun} '{value}'" in r.stderr and r.stdout == "", \
+                f"{verb} {by} {value}: an error, not a count of 0: {r.stdout + r.stderr}"
+    # known, with nothing to change: the count, exit 0
+    r = relance("resume", "--sequence", "alpha", env=w.env)
+    assert r.returncode == 0 and "resumed 0 enrollments" in r.stdout, f"a known idle sequence: {r.stdout + r.stderr}"
+    r = relance("pause", "--contact", "BOB@two.example ", env=w.env)
+    assert r.returncode == 0 and "paused 0 enrollments" in r.stdout, f"a known contact, spelled loosely: {r.stderr}"
+    w.enroll("--sequence", "alpha", "--contact", "ann@one.example")
+    eid = w.db.psql("SELECT id FROM enrollments")[0][0]
+    r = relance("resume", "--enrollment", eid, env=w.env)
+    assert r.returncode == 0 and "resumed 0 enrollments" in r.stdout, f"a known active enrollment: {r.stderr}"
