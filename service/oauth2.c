@@ -697,11 +697,11 @@ static char *secret_from_env(const char *email, const char *key, const char *var
     return s;
 }
 
-static int account_setup(struct account *a, const struct config *cfg, const struct config_account *c, char *err,
-                         size_t errlen)
+/* Everything account_setup refuses, without keeping a secret: the
+ * settings, the scheme of the endpoint, and the variables set. */
+int oauth2_account_check(const struct config_account *c, char *err, size_t errlen)
 {
     const struct config_oauth2 *k = &c->oauth2;
-    a->email = c->email;
     if (!k->token_url || !k->client_id || !k->refresh_token_env) {
         snprintf(err, errlen, "account %s: auth xoauth2 needs oauth2.token_url, oauth2.client_id and "
                               "oauth2.refresh_token_env", c->email);
@@ -711,6 +711,32 @@ static int account_setup(struct account *a, const struct config *cfg, const stru
         snprintf(err, errlen, "account %s: oauth2.token_url must be an https:// URL", c->email);
         return -1;
     }
+    char *token = secret_from_env(c->email, "refresh_token_env", k->refresh_token_env, err, errlen);
+    if (!token)
+        return -1;
+    int ok = token_chars_ok(token);
+    wipe(&token);
+    if (!ok) {
+        snprintf(err, errlen, "account %s: the refresh token in %s has spaces or non-ASCII characters", c->email,
+                 k->refresh_token_env);
+        return -1;
+    }
+    if (k->client_secret_env) {
+        char *secret = secret_from_env(c->email, "client_secret_env", k->client_secret_env, err, errlen);
+        if (!secret)
+            return -1;
+        wipe(&secret);
+    }
+    return 0;
+}
+
+static int account_setup(struct account *a, const struct config *cfg, const struct config_account *c, char *err,
+                         size_t errlen)
+{
+    const struct config_oauth2 *k = &c->oauth2;
+    a->email = c->email;
+    if (oauth2_account_check(c, err, errlen) < 0)
+        return -1;
     a->token_url = k->token_url;
     a->client_id = k->client_id;
     a->ca_file = c->tls_ca_file ? c->tls_ca_file : cfg->tls_ca_file;
@@ -721,11 +747,6 @@ static int account_setup(struct account *a, const struct config *cfg, const stru
     a->refresh_token = secret_from_env(c->email, "refresh_token_env", k->refresh_token_env, err, errlen);
     if (!a->refresh_token)
         return -1;
-    if (!token_chars_ok(a->refresh_token)) {
-        snprintf(err, errlen, "account %s: the refresh token in %s has spaces or non-ASCII characters", c->email,
-                 k->refresh_token_env);
-        return -1;
-    }
     if (k->client_secret_env) {
         a->client_secret = secret_from_env(c->email, "client_secret_env", k->client_secret_env, err, errlen);
         if (!a->client_secret)

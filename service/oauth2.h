@@ -57,6 +57,13 @@ typedef void (*oauth2_token_cb)(int status, const char *token, const char *reaso
 struct oauth2 *oauth2_new(uv_loop_t *loop, struct curl_uv *cu, const struct config *cfg, char *err,
                           size_t errlen);
 
+/* Checks what oauth2_new would refuse for one xoauth2 account (settings
+ * missing, token_url not https://, a variable unset, a refresh token with
+ * spaces) without keeping a secret. Returns 0, or -1 with a reason in err
+ * naming the account and the setting, never a value. */
+int oauth2_account_check(const struct config_account *account, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* 1 when email (any case) is an xoauth2 account known here, else 0. */
 int oauth2_has(const struct oauth2 *o, const char *email);
 

@@ -87,12 +87,22 @@ struct sender {
     void *closed_arg;
 };
 
-static int channel_setup(struct channel *c, const struct config *cfg, char *err, size_t errlen)
+/* Fills j from account a and reads its password into *secret (NULL when
+ * the login needs none): every check the sender makes of an account's
+ * settings, shared with sender_account_check so `relance config` refuses
+ * what serve would. */
+static int job_setup(struct smtp_job *j, char **secret, const struct config *cfg, const struct config_account *a,
+                     char *err, size_t errlen)
 {
-    const struct config_account *a = c->cfg;
-    struct smtp_job *j = &c->job;
+    *secret = NULL;
     if (!a->smtp) {
         snprintf(err, errlen, "account %s has no 'smtp' URL", a->email);
+        return -1;
+    }
+    /* libcurl would take http:// and the like and fail every message as
+     * temporary, deferring them forever without pausing the account */
+    if (strncasecmp(a->smtp, "smtp://", 7) != 0 && strncasecmp(a->smtp, "smtps://", 8) != 0) {
+        snprintf(err, errlen, "account %s: smtp must be an smtp:// (STARTTLS) or smtps:// URL", a->email);
         return -1;
     }
     j->url = a->smtp;
@@ -110,19 +120,54 @@ static int channel_setup(struct channel *c, const struct config *cfg, char *err,
         snprintf(err, errlen, "account %s: auth must be password, xoauth2 or none", a->email);
         return -1;
     }
-    if (j->auth == SMTP_AUTH_XOAUTH2 && !oauth2_has(c->sender->oauth2, a->email)) {
-        snprintf(err, errlen, "account %s: auth xoauth2 needs its oauth2 settings", a->email);
-        return -1;
-    }
     j->username = a->username ? a->username : a->email;
     j->ca_file = a->tls_ca_file ? a->tls_ca_file : cfg->tls_ca_file;
     j->mail_from = a->email;
     if (j->auth == SMTP_AUTH_PASSWORD) {
-        if (secret_account_password(a, &c->secret, err, errlen) < 0)
+        if (secret_account_password(a, secret, err, errlen) < 0)
             return -1;
-        j->secret = c->secret;
+        j->secret = *secret;
     }
     return 0;
+}
+
+static int channel_setup(struct channel *c, const struct config *cfg, char *err, size_t errlen)
+{
+    if (job_setup(&c->job, &c->secret, cfg, c->cfg, err, errlen) < 0)
+        return -1;
+    if (c->job.auth == SMTP_AUTH_XOAUTH2 && !oauth2_has(c->sender->oauth2, c->cfg->email)) {
+        snprintf(err, errlen, "account %s: auth xoauth2 needs its oauth2 settings", c->cfg->email);
+        return -1;
+    }
+    return 0;
+}
+
+int sender_account_check(const struct config *cfg, const struct config_account *account, char *err, size_t errlen)
+{
+    struct smtp_job j = {0};
+    char *secret = NULL;
+    int rc = job_setup(&j, &secret, cfg, account, err, errlen);
+    secret_free(secret);
+    return rc;
+}
+
+/* The one way a domain's key is read: sender_new and sender_dkim_check. */
+static int domain_key_load(const struct config_dkim *d, struct dkim_key **key, char *err, size_t errlen)
+{
+    char why[256];
+    if (dkim_key_load_file(d->key_file, key, why, sizeof why) != 0) {
+        snprintf(err, errlen, "dkim key for %s (%s): %s", d->domain, d->key_file, why);
+        return -1;
+    }
+    return 0;
+}
+
+int sender_dkim_check(const struct config_dkim *d, char *err, size_t errlen)
+{
+    struct dkim_key *key = NULL;
+    int rc = domain_key_load(d, &key, err, errlen);
+    dkim_key_free(key);
+    return rc;
 }
 
 static void on_idle_sweep(uv_timer_t *t);
@@ -186,12 +231,9 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
     }
     for (size_t i = 0; i < cfg->n_dkim; i++) {
         struct domain_key *k = &s->keys[s->n_keys++];
-        char why[256];
         k->cfg = &cfg->dkim[i];
-        if (dkim_key_load_file(k->cfg->key_file, &k->key, why, sizeof why) != 0) {
-            snprintf(err, errlen, "dkim key for %s (%s): %s", k->cfg->domain, k->cfg->key_file, why);
+        if (domain_key_load(k->cfg, &k->key, err, errlen) < 0)
             goto fail;
-        }
     }
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "oauth2.h"
+#include "preflight.h"
 #include "ready.h"
 #include "scheduler.h"
 #include "sender.h"
@@ -334,6 +335,19 @@ static char *state_dir(const struct config *cfg)
     return dir;
 }
 
+struct problems {
+    char *first;
+    size_t len, n;
+};
+
+static void on_problem(void *arg, const char *problem)
+{
+    struct problems *p = arg;
+    if (p->n++ == 0)
+        snprintf(p->first, p->len, "%s", problem);
+    log_event(LOG_ERROR, "server", "configuration problem", "reason", problem, NULL);
+}
+
 /* The parts, each handed what it works with. Returns 0, or -1 with the
  * reason in err. */
 static int parts_new(struct server *srv, char *err, size_t errlen)
@@ -341,6 +355,13 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
     const struct config *cfg = srv->cfg;
     char *capture_dir = NULL;
     int rc = -1;
+    /* every problem the parts' set-up would find, all at once rather than
+     * one per restart (the same checks as `relance config`) */
+    struct problems found = {err, errlen, 0};
+    if (preflight_check(cfg, on_problem, &found) > 1)
+        snprintf(err, errlen, "%zu problems in the configuration (each logged above)", found.n);
+    if (found.n)
+        return -1;
     srv->ready.db = db_new(srv->loop, cfg->database_url, on_db_state, srv);
     if (!srv->ready.db) {
         snprintf(err, errlen, "cannot set up the database connection");

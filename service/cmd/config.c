@@ -2,10 +2,19 @@
  * then environment) and prints the settings relance will use with every
  * secret left out: the database connection string as libpq reads it with
  * its password as ***, each account's logins by kind, never a password.
- * Reading and checking the configuration is config.c's; main loads it. */
+ * Then it runs serve's start-up checks (preflight.c: secrets, URLs, DKIM
+ * keys) and lists every problem on stderr, so one run shows all there is
+ * to fix. Reading and checking the file is config.c's; main loads it. */
 #include "cli.h"
+#include "preflight.h"
 
 #include <stdio.h>
+
+static void on_problem(void *arg, const char *problem)
+{
+    (void)arg;
+    fprintf(stderr, "relance: config error: %s\n", problem);
+}
 
 static int run(struct cli *cli, const struct cli_args *args)
 {
@@ -32,6 +41,12 @@ static int run(struct cli *cli, const struct cli_args *args)
     }
     for (size_t i = 0; i < cfg->n_dkim; i++)
         printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);
+    fflush(stdout); /* the settings before the problems, when both go to one place */
+    size_t n = preflight_check(cfg, on_problem, NULL);
+    if (n) {
+        fprintf(stderr, "relance: %zu problem%s; serve would refuse to start\n", n, n == 1 ? "" : "s");
+        return CLI_ERROR;
+    }
     return CLI_OK;
 }
 
@@ -39,6 +54,8 @@ const struct cli_command cmd_config = {
     .name = "config",
     .summary = "check the configuration file and print what relance will use",
     .about = "Reads the configuration (file, then environment) and prints the settings\n"
-             "relance will use, with secrets left out. Exit 1 on any error.\n",
+             "relance will use, with secrets left out, then checks what serve checks at\n"
+             "start (each account's password or oauth2 variables, its smtp and imap URLs,\n"
+             "each DKIM key file) and lists every problem. Exit 1 on any error.\n",
     .run = run,
 };

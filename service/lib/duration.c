@@ -46,6 +46,13 @@ int duration_parse(const char *s, struct duration *out, char *err, size_t errlen
             return -1;
         }
         p = end;
+        /* "0.5s" would otherwise read as "0" with no unit; there is no
+         * unit below the second, so say what is wrong instead */
+        if (*p == '.' && isdigit((unsigned char)p[1])) {
+            snprintf(err, errlen, "fractions are not supported in duration '%s' (write whole numbers of a smaller "
+                     "unit: 90s, not 1.5m)", s);
+            return -1;
+        }
         while (*p == ' ')
             p++;
         const char *u = p;

@@ -90,6 +90,8 @@ static void test_errors(void **state)
         {"dkim:\n  a.example: {selector: s1}\n", "f.yaml:2:14: dkim for a.example needs 'selector' and 'key_file'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        watch_interval: 0\n",
          "'watch_interval' must be at least 1s"},
+        {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        watch_interval: 0.5s\n",
+         "f.yaml:5:25: 'watch_interval': fractions are not supported in duration '0.5s'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        max_bounce_rate: lots\n",
          "'max_bounce_rate' must be a percentage like 5% or a fraction like 0.05, not 'lots'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        max_bounce_rate: 150%\n",

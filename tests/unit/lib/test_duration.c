@@ -40,6 +40,8 @@ static const struct row rows[] = {
     {"", 0, 0, 0, 0, "empty duration"},
     {"soon", 0, 0, 0, 0, "expected a number"},
     {"3", 0, 0, 0, 0, "missing unit"},
+    {"0.5s", 0, 0, 0, 0, "fractions are not supported in duration '0.5s'"},
+    {"1h 1.5m", 0, 0, 0, 0, "fractions are not supported in duration '1h 1.5m'"},
     {"3 dais", 0, 0, 0, 0, "unknown unit 'dais'"},
     {"3 business", 0, 0, 0, 0, "unknown unit 'business'"},
     {"1h 2h", 0, 0, 0, 0, "unit 'h' given twice"},
