@@ -135,3 +135,15 @@ def test_serve_stops_cleanly_with_no_password_in_its_log(run):
     out = s.output()
     assert "not-the-password" not in out and "pw-good" not in out, "no password in the logs"
     assert "runtime error" not in out and "AddressSanitizer" not in out, f"sanitizers quiet: {out[-2000:]}"
+
+
+def test_messages_list_is_in_time_order(run, check):
+    """After serve stopped: the first message claimed is made the last
+    sent, so the list's order is the time's, not the claim's (the id's)."""
+    q, env = run["db"].psql, run["env"]
+    q("UPDATE messages SET sent_at = now() + interval '1 hour' "
+      "WHERE id = (SELECT min(id) FROM messages WHERE sent_at IS NOT NULL)")
+    r = relance("messages", "list", env=env)
+    times = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    check.ok(r.returncode == 0 and len(times) > 2 and times == sorted(times),
+             "messages list: in the order they were sent or attempted", r.stdout)
