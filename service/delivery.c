@@ -446,10 +446,7 @@ static void on_sent(const struct sender_report *rep, void *arg)
         const struct smtp_result *r = rep->r;
         char now[40], reply[600], variant[16];
         clock_format(x->at > 0 ? x->at : clock_now(), now, sizeof now);
-        if (r->reply_code)
-            snprintf(reply, sizeof reply, "%ld %s%s%s", r->reply_code, r->status, *r->status ? " " : "", r->text);
-        else
-            snprintf(reply, sizeof reply, "%s", r->text);
+        smtp_reply_format(r, reply, sizeof reply);
         snprintf(variant, sizeof variant, "%d", x->variant);
         /* what each outcome means is SQL's: relance_step_outcome (sql/functions/outcomes.sql) */
         const char *p[OUTCOME_ARGS] = {x->message_id, now, smtp_outcome_name(r->outcome), reply,

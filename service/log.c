@@ -57,6 +57,28 @@ static void text_value(struct buf *b, const char *s)
         json_add_string(b, s);
 }
 
+/* The JSON number rule of log.h: -?(0|[1-9][0-9]*)(\.[0-9]+)? with at
+ * most 15 digits, so a reader's double holds it exactly. */
+static int json_number_like(const char *s)
+{
+    const char *p = s + (*s == '-');
+    size_t digits = 0;
+    if (*p == '0' && p[1] >= '0' && p[1] <= '9')
+        return 0; /* a leading zero: "007" is a code, not a number */
+    if (!(*p >= '0' && *p <= '9'))
+        return 0;
+    while (*p >= '0' && *p <= '9')
+        p++, digits++;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++, digits++;
+    }
+    return *p == '\0' && digits <= 15;
+}
+
 void log_event(enum log_level level, const char *module, const char *event, ...)
 {
     if (level < log_min)
@@ -86,7 +108,10 @@ void log_event(enum log_level level, const char *module, const char *event, ...)
             buf_addc(&line, ',');
             json_add_string(&line, k);
             buf_addc(&line, ':');
-            json_add_string(&line, v ? v : "-");
+            if (v && json_number_like(v))
+                buf_adds(&line, v);
+            else
+                json_add_string(&line, v ? v : "-");
         }
         buf_adds(&line, "}\n");
     } else {

@@ -23,7 +23,13 @@ int log_level_parse(const char *s, enum log_level *out) __attribute__((warn_unus
 
 /* log_event(LOG_INFO, "db", "connected", "host", h, "port", p, NULL):
  * the module, a short event text, then NULL-terminated key/value pairs
- * (values may be NULL, printed as "-"). */
+ * (values may be NULL, printed as "-"). Values are text; in JSON lines a
+ * value that is a plain decimal number is written as a JSON number, every
+ * other value as a string. Plain means an optional '-', an integer part
+ * without leading zeros ("0" itself is fine), an optional '.' and
+ * fraction, no exponent, no spaces or '+', and at most 15 digits in all
+ * (a double holds it exactly): "42", "-3", "0.25" are numbers; "007",
+ * "1e3", "+1", "1.", "12345678901234567" stay strings. */
 void log_event(enum log_level level, const char *module, const char *event, ...)
     __attribute__((sentinel));
 

@@ -188,6 +188,24 @@ size_t smtp_status_parse(const char *text, char *out, size_t out_size)
     return len;
 }
 
+void smtp_reply_format(const struct smtp_result *r, char *out, size_t out_size)
+{
+    if (!out_size)
+        return;
+    if (!r->reply_code) {
+        snprintf(out, out_size, "%s", r->text);
+        return;
+    }
+    char st[sizeof r->status];
+    int has_status = *r->status && smtp_status_parse(r->text, st, sizeof st) && strcmp(st, r->status) == 0;
+    const char *text = r->text;
+    if (has_status)
+        while (*text == ' ' || *text == '\t')
+            text++;
+    snprintf(out, out_size, "%ld %s%s%s", r->reply_code, has_status ? "" : r->status,
+             *r->status && !has_status ? " " : "", text);
+}
+
 static enum smtp_outcome classify_5xx(const char *status, const char *text)
 {
     /* status is "5.S.D": subject and detail decide when given */

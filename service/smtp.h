@@ -148,6 +148,13 @@ void smtp_close(struct smtp *s);
  * its length, or 0 (out = "") when text does not start with one. */
 size_t smtp_status_parse(const char *text, char *out, size_t out_size);
 
+/* Writes the reply as it is stored and logged: "550 5.1.1 <text>", the
+ * enhanced status once. The server's text usually starts with the status
+ * already (finish() parses it from there), so it is prepended only when the
+ * text lacks it (a status relance set itself). Without a reply code, the
+ * text alone. Truncates to out_size. */
+void smtp_reply_format(const struct smtp_result *r, char *out, size_t out_size);
+
 /* The classification table. reply_code and status belong to the last
  * reply; final_reply says a reply came after the body started. */
 enum smtp_outcome smtp_outcome_classify(CURLcode code, long reply_code, const char *status, const char *text,

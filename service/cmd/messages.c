@@ -1,6 +1,7 @@
 /* cmd/messages: `relance messages list [--state STATE] [--limit N]`, one
- * message a line, with its state as the sender and the mailbox watcher
- * left it ('unknown': may have been delivered, never sent again). */
+ * message a line in time order (sent or last attempted, then created),
+ * with its state as the sender and the mailbox watcher left it
+ * ('unknown': may have been delivered, never sent again). */
 #include "cli.h"
 
 #include <stdio.h>
@@ -36,7 +37,8 @@ static int list(struct cli *cli, const struct cli_args *args)
                                "coalesce(m.sender, '-'), coalesce(m.reply, '-') "
                                "FROM messages m JOIN enrollments e ON e.id = m.enrollment_id "
                                "JOIN sequences s ON s.id = e.sequence_id "
-                               "WHERE $1::text IS NULL OR m.state = $1 ORDER BY m.id LIMIT $2::int",
+                               "WHERE $1::text IS NULL OR m.state = $1 "
+                               "ORDER BY coalesce(m.sent_at, m.created_at), m.id LIMIT $2::int",
                                2, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -51,7 +53,7 @@ static int list(struct cli *cli, const struct cli_args *args)
 }
 
 static const struct cli_command subcommands[] = {
-    {.name = "list", .summary = "messages in the order they were claimed", .options = options, .run = list},
+    {.name = "list", .summary = "messages in the order they were sent or attempted", .options = options, .run = list},
     {0},
 };
 

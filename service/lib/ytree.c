@@ -2,6 +2,8 @@
  * to expand (aliases) or could be made to spend unbounded memory on. */
 #include "ytree.h"
 
+#include "utf8.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +81,57 @@ static int open_container(struct builder *b, enum ynode_type type,
     return 0;
 }
 
+/* The 1-based line and column of byte off, columns counted in characters
+ * as libyaml counts them. */
+static void position_at(const char *buf, size_t off, int *line, int *col)
+{
+    *line = *col = 1;
+    for (size_t i = 0; i < off; i++)
+        if (buf[i] == '\n')
+            ++*line, *col = 1;
+        else if (((unsigned char)buf[i] & 0xC0) != 0x80)
+            ++*col;
+}
+
+/* libyaml's reader checks the encoding ahead of its scanner, in chunks,
+ * and leaves no mark: its error would point at 1:1. Report where the
+ * first byte that is not UTF-8 is instead. */
+static int reader_error(const char *buf, size_t len, const yaml_parser_t *parser, struct yerror *err)
+{
+    size_t off = 0, n;
+    int line, col;
+    char msg[200];
+    while (off < len && (n = utf8_decode((const unsigned char *)buf + off, len - off, NULL)) > 0)
+        off += n;
+    if (off < len) {
+        position_at(buf, off, &line, &col);
+        snprintf(msg, sizeof msg, "invalid UTF-8 (byte 0x%02X); save the file as UTF-8", (unsigned char)buf[off]);
+    } else {
+        position_at(buf, parser->problem_offset < len ? parser->problem_offset : len, &line, &col);
+        snprintf(msg, sizeof msg, "invalid YAML: %s", parser->problem ? parser->problem : "unreadable input");
+    }
+    set_error(err, line, col, msg);
+    return -1;
+}
+
+/* libyaml names a tab in the indentation only sometimes ("found
+ * character that cannot start any token" otherwise). A tab among the
+ * leading blanks of the line the error is on is the cause: say so, at
+ * the tab. Returns 0 when that line has no such tab. */
+static int tab_error(const char *buf, size_t len, size_t line0, struct yerror *err)
+{
+    size_t i = 0;
+    for (size_t l = 0; l < line0 && i < len; i++)
+        if (buf[i] == '\n')
+            l++;
+    for (size_t start = i; i < len && (buf[i] == ' ' || buf[i] == '\t'); i++)
+        if (buf[i] == '\t') {
+            set_error(err, (int)line0 + 1, (int)(i - start) + 1, "a tab cannot indent YAML; use spaces");
+            return -1;
+        }
+    return 0;
+}
+
 int ytree_parse(const char *buf, size_t len, struct ynode **out, struct yerror *err)
 {
     yaml_parser_t parser;
@@ -95,6 +148,12 @@ int ytree_parse(const char *buf, size_t len, struct ynode **out, struct yerror *
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     while (!done) {
         if (!yaml_parser_parse(&parser, &ev)) {
+            if (parser.error == YAML_READER_ERROR) {
+                (void)reader_error(buf, len, &parser, err);
+                goto fail;
+            }
+            if (parser.error == YAML_SCANNER_ERROR && tab_error(buf, len, parser.problem_mark.line, err) < 0)
+                goto fail;
             const yaml_mark_t *m = parser.problem_mark.line || parser.problem_mark.column
                                        ? &parser.problem_mark : &parser.context_mark;
             char msg[200];

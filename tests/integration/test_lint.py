@@ -163,7 +163,7 @@ class Hostile(unittest.TestCase):
 
     def test_invalid_utf8(self):
         self.refused("utf8.yaml", GOOD.format(name="u", pool="founders").encode().replace(b"Hello", b"H\xff\xfello"),
-                     "invalid YAML")
+                     "invalid UTF-8 (byte 0xFF)")
 
     def test_tab_indentation(self):
         self.refused("tab.yaml", GOOD.format(name="t", pool="founders").replace("  window", "\twindow"), "tab")

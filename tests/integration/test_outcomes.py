@@ -4,6 +4,7 @@ after exactly one attempt; a 450 is retried with growing backoff and never
 suppressed; 5.7.1 blocks pause the account after max_policy_blocks and
 never suppress the address; a wrong password pauses only that account;
 `relance accounts resume` brings it back."""
+import re
 import time
 
 import pytest
@@ -121,6 +122,9 @@ def test_messages_list_by_state(run, check):
     lines = r.stdout.splitlines()
     check.ok(r.returncode == 0 and len(lines) == 1 and "\tbounced\tx@gone.example\tmain-seq\tone\t" in lines[0]
              and "550" in lines[0], "messages list --state bounced: one line with the address and the reply", r.stdout)
+    reply = run["db"].psql("SELECT reply FROM messages WHERE recipient = 'x@gone.example'")[0][0]
+    check.ok(re.match(r"550 5\.\d+\.\d+ ", reply) and not re.match(r"550 (5\.\d+\.\d+) \1", reply),
+             "the stored reply has its enhanced status once", reply)
     r = relance("messages", "list", "--state", "nonsense", env=env)
     check.eq(r.returncode, 1, "an unknown state is an error")
 
@@ -131,3 +135,15 @@ def test_serve_stops_cleanly_with_no_password_in_its_log(run):
     out = s.output()
     assert "not-the-password" not in out and "pw-good" not in out, "no password in the logs"
     assert "runtime error" not in out and "AddressSanitizer" not in out, f"sanitizers quiet: {out[-2000:]}"
+
+
+def test_messages_list_is_in_time_order(run, check):
+    """After serve stopped: the first message claimed is made the last
+    sent, so the list's order is the time's, not the claim's (the id's)."""
+    q, env = run["db"].psql, run["env"]
+    q("UPDATE messages SET sent_at = now() + interval '1 hour' "
+      "WHERE id = (SELECT min(id) FROM messages WHERE sent_at IS NOT NULL)")
+    r = relance("messages", "list", env=env)
+    times = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    check.ok(r.returncode == 0 and len(times) > 2 and times == sorted(times),
+             "messages list: in the order they were sent or attempted", r.stdout)

@@ -77,6 +77,42 @@ static void test_status_parse_edges(void **state)
     assert_string_equal(small, "");
 }
 
+/* The stored reply carries the enhanced status once, whether the server's
+ * text begins with it (the usual case) or relance set it itself. */
+static void test_reply_format(void **state)
+{
+    (void)state;
+    struct smtp_result r;
+    char out[600];
+    memset(&r, 0, sizeof r);
+    r.reply_code = 550;
+    snprintf(r.status, sizeof r.status, "5.1.1");
+    snprintf(r.text, sizeof r.text, "5.1.1 <nobody@example.org>: Recipient address rejected");
+    smtp_reply_format(&r, out, sizeof out);
+    assert_string_equal(out, "550 5.1.1 <nobody@example.org>: Recipient address rejected");
+
+    snprintf(r.text, sizeof r.text, "not sent: SMTPUTF8 is not offered");
+    smtp_reply_format(&r, out, sizeof out);
+    assert_string_equal(out, "550 5.1.1 not sent: SMTPUTF8 is not offered");
+
+    r.status[0] = '\0';
+    snprintf(r.text, sizeof r.text, "Requested action not taken");
+    smtp_reply_format(&r, out, sizeof out);
+    assert_string_equal(out, "550 Requested action not taken");
+
+    r.reply_code = 0;
+    snprintf(r.text, sizeof r.text, "Couldn't connect to server");
+    smtp_reply_format(&r, out, sizeof out);
+    assert_string_equal(out, "Couldn't connect to server");
+
+    char small[8];
+    r.reply_code = 550;
+    snprintf(r.status, sizeof r.status, "5.1.1");
+    snprintf(r.text, sizeof r.text, "5.1.1 a long text");
+    smtp_reply_format(&r, small, sizeof small);
+    assert_string_equal(small, "550 5.1");
+}
+
 struct class_row {
     CURLcode code;
     long reply;
@@ -347,6 +383,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_parse),
         cmocka_unit_test(test_status_parse_edges),
+        cmocka_unit_test(test_reply_format),
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_outcome_names),
         cmocka_unit_test(test_lifecycle_refused),
