@@ -1,15 +1,19 @@
-/* cmd/preview: `relance preview SEQUENCE --step ID`, the exact message a
+/* cmd/preview: `relance preview SEQUENCE --step ID`, the message a
  * contact would get for one step: the same compose_message the scheduler
  * uses, fed from a sequence file or an applied sequence (read and checked
  * by lint.c, as apply does), the fields of a contact in the database
  * (--contact) and --var values. It connects to the database only when it
  * needs it (an applied sequence, or --contact), and reads the
  * configuration only when one is named (the pool's first account is the
- * sender shown). */
+ * sender shown). By default it prints a reader's view of that message,
+ * read back with the MIME parser the watcher uses (headers and text
+ * decoded to UTF-8, the A/B variant named); --raw prints the exact bytes.
+ * It does not own any encoding or decoding itself. */
 #include "cli.h"
 #include "compose.h"
 #include "contact.h"
 #include "lint.h"
+#include "mime.h"
 #include "sequence.h"
 
 #include <stdio.h>
@@ -73,12 +77,71 @@ static const char *pool_account(struct config *cfg, const char *pool, const char
     return NULL;
 }
 
-enum { OPT_STEP, OPT_VAR, OPT_CONTACT };
+/* Writes s (len bytes) with CRLF line ends turned into LF: the reader's
+ * view is for a terminal, not for SMTP. */
+static void put_lines(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!(s[i] == '\r' && i + 1 < len && s[i + 1] == '\n'))
+            putchar(s[i]);
+}
+
+/* A header of the composed message as a reader sees it: RFC 2047 words
+ * decoded. Absent headers are left out. */
+static int put_header(const struct mime_headers *h, const char *name)
+{
+    const char *value = mime_headers_get(h, name);
+    if (!value)
+        return 0;
+    char *text = mime_words_decode(value);
+    if (!text)
+        return -1;
+    printf("%s: %s\n", name, text);
+    free(text);
+    return 0;
+}
+
+/* The reader's view of msg[0..len): the headers a person checks, the A/B
+ * variant (named as `relance stats` names it: A is the first in the
+ * file, - a step without variants), then the text part decoded. */
+static __attribute__((warn_unused_result)) int put_human(const char *msg, size_t len, int variant)
+{
+    static const char *const shown[] = {"From", "To", "Subject", "Date", "Message-ID", "In-Reply-To",
+                                        "References"};
+    struct mime_part root = {0};
+    int rc = -1;
+    if (mime_message_parse(msg, len, &root) < 0)
+        goto out;
+    for (size_t i = 0; i < sizeof shown / sizeof *shown; i++)
+        if (put_header(&root.headers, shown[i]) < 0)
+            goto out;
+    if (variant >= 0)
+        printf("variant: %c\n", (char)('A' + variant));
+    else
+        printf("variant: - (the step has no A/B variants)\n");
+    if (mime_part_find(&root, "text/html"))
+        printf("html: an HTML part is sent too (relance preview --raw shows it)\n");
+    putchar('\n');
+    const struct mime_part *text = mime_part_find(&root, "text/plain");
+    if (text && text->body)
+        put_lines(text->body, text->body_len);
+    /* inside a multipart the last line break belongs to the boundary */
+    if (text && text->body_len && text->body[text->body_len - 1] != '\n')
+        putchar('\n');
+    rc = 0;
+out:
+    mime_part_free(&root);
+    return rc;
+}
+
+enum { OPT_STEP, OPT_VAR, OPT_CONTACT, OPT_RAW };
 
 static const struct cli_option options[] = {
     [OPT_STEP] = {"step", 0, "ID", "the step to preview", CLI_OPTION_REQUIRED, 0},
     [OPT_VAR] = {"var", 0, "KEY=VALUE", "a field's value (wins over --contact's); repeatable", CLI_OPTION_REPEAT, 0},
     [OPT_CONTACT] = {"contact", 0, "EMAIL", "take the fields of this contact in the database", 0, 0},
+    [OPT_RAW] = {"raw", 0, NULL, "print the exact bytes sent (CRLF, encoded) instead of\n"
+                                 "the decoded view", 0, 0},
     {0},
 };
 
@@ -180,7 +243,13 @@ static int run(struct cli *cli, const struct cli_args *args)
         fprintf(stderr, "relance: %s\n", err);
         goto out;
     }
-    fwrite(res.text, 1, res.len, stdout);
+    if (cli_args_count(args, OPT_RAW))
+        fwrite(res.text, 1, res.len, stdout);
+    else if (put_human(res.text, res.len, res.variant) < 0) {
+        compose_result_free(&res);
+        fprintf(stderr, "relance: out of memory\n");
+        goto out;
+    }
     compose_result_free(&res);
     rc = CLI_OK;
 out:
@@ -197,16 +266,22 @@ out:
 
 const struct cli_command cmd_preview = {
     .name = "preview",
-    .summary = "print the exact message a contact would get for a step",
+    .summary = "show the message a contact would get for a step (--raw: the exact bytes)",
     .operands = "SEQUENCE",
     .min_operands = 1,
     .max_operands = 1,
-    .about = "Prints the message a contact would receive for one step: the exact RFC 5322\n"
-             "text relance sends, except the Date and Message-ID values (and, once DKIM\n"
-             "signing is configured, the signature). SEQUENCE is a file or the name of an\n"
-             "applied sequence. Fields come from --contact (a contact in the database) and\n"
-             "--var (which wins); spintax and A/B variants are chosen exactly as for the\n"
-             "real send, from the contact's address (--var email=...).\n",
+    .about = "Shows the message a contact would receive for one step, as a reader sees it:\n"
+             "From, To, Subject, Date, Message-ID (and In-Reply-To, References on a\n"
+             "follow-up) decoded, the A/B variant chosen (A is the first in the file), a\n"
+             "note when an HTML part is sent too, then the text body decoded to UTF-8.\n"
+             "--raw prints instead the exact RFC 5322 text relance sends, except the Date\n"
+             "and Message-ID values (and, once DKIM signing is configured, the\n"
+             "signature).\n"
+             "\n"
+             "SEQUENCE is a file or the name of an applied sequence. Fields come from\n"
+             "--contact (a contact in the database) and --var (which wins); spintax and\n"
+             "A/B variants are chosen exactly as for the real send, from the contact's\n"
+             "address (--var email=...).\n",
     .options = options,
     .run = run,
 };

@@ -1,8 +1,10 @@
 """apply, sequences list/show and preview against a real PostgreSQL:
 apply twice is 'unchanged', an edit is 'updated to v2' and both versions
 stay readable, a file with an error applies nothing (not even the good
-files beside it), preview of the French example is correctly encoded,
-and a hostile field value yields no new header."""
+files beside it), preview of the French example is correctly encoded
+(--raw) and shown decoded by default with its A/B variant named, the
+French example reads well without a first name, and a hostile field
+value yields no new header."""
 import email
 import email.policy
 import os
@@ -94,8 +96,9 @@ def env(module_db):
 
 
 def preview(env, *args):
-    """preview's output as text with its CRLF line ends kept."""
-    r = relance("preview", *args, env=env, raw=True)
+    """preview --raw's output (the bytes sent) as text with its CRLF line
+    ends kept."""
+    r = relance("preview", "--raw", *args, env=env, raw=True)
     r.stdout = r.stdout.decode("utf-8")
     r.stderr = r.stderr.decode("utf-8")
     return r
@@ -116,10 +119,88 @@ def test_preview_of_the_french_example_is_correctly_encoded(env, check):
              "headers are 7-bit, the subject RFC 2047 encoded", subject_line)
     body = msg.get_content()
     check.ok("Bonjour Zoé," in body and "Élodie" in body, "accented body decodes", body[:200])
+    check.ok("Zo=C3=A9" in r.stdout, "--raw keeps the quoted-printable bytes", r.stdout[-400:])
     check.ok(msg["Content-Transfer-Encoding"] == "quoted-printable" and msg.get_content_charset() == "utf-8",
              "body is UTF-8 quoted-printable", str(msg["Content-Type"]))
     check.ok(msg["To"] == "zoe@example.fr" and msg["Message-ID"] and msg["Date"] and msg["List-Unsubscribe"],
              "To, Message-ID, Date and List-Unsubscribe present")
+
+
+def test_preview_shows_a_decoded_view_by_default(env, check):
+    r = relance("preview", "relance-fr", "--step", "premier-contact", *FR_VARS, env=env, raw=True)
+    out = r.stdout.decode("utf-8")
+    assert r.returncode == 0, r.stderr
+    head, _, body = out.partition("\n\n")
+    check.ok("\r" not in out and "=C3" not in out and "=?" not in out,
+             "no CR, no quoted-printable, no encoded word", out[:600])
+    lines = head.split("\n")
+    check.ok("Subject: Une question sur Société Générale — relances automatisées" in lines,
+             "the subject decoded to UTF-8", head)
+    check.ok("To: zoe@example.fr" in lines and any(ln.startswith("From: ") for ln in lines)
+             and any(ln.startswith("Date: ") for ln in lines)
+             and any(ln.startswith("Message-ID: <preview@") for ln in lines), "From, To, Date, Message-ID", head)
+    check.ok("variant: - (the step has no A/B variants)" in lines and not any(ln.startswith("html:") for ln in lines),
+             "no variant, no html part", head)
+    check.ok(body.startswith("Bonjour Zoé,\n") and "Élodie" in body
+             and "à la main" in body, "the text body decoded", body)
+    raw = preview(env, "relance-fr", "--step", "premier-contact", *FR_VARS).stdout
+    msg = email.message_from_bytes(raw.encode(), policy=email.policy.default)
+    check.eq(body, msg.get_content().replace("\r\n", "\n"), "the view's body is the sent text, decoded")
+    r = relance("preview", "relance-fr", "--step", "relance", "--var", "email=a@b.example", "--var", "company=ACME",
+                env=env)
+    check.ok("In-Reply-To: <previous-step@" in r.stdout and "References: <previous-step@" in r.stdout
+             and "Subject: Re: Une question sur ACME — relances automatisées" in r.stdout,
+             "a follow-up shows its threading headers", r.stdout[:600])
+
+
+AB_HTML = """name: ab-html
+sender_pool: p
+schedule:
+  timezone: Europe/Paris
+  window: "09:00-17:00"
+steps:
+  - id: intro
+    body: "Bonjour {{first_name | Madame, Monsieur}}, une idée pour {{company}} : café ?"
+    html: "<p>Bonjour, une idée pour <b>{{company}}</b></p>"
+    variants:
+      - { weight: 1, subject: "Première idée pour {{company}}" }
+      - { weight: 1, subject: "Deuxième idée pour {{company}}" }
+"""
+
+
+def test_preview_names_the_variant_and_says_an_html_part_exists(tmp, check):
+    path = os.path.join(tmp, "ab-html.yaml")
+    with open(path, "w") as f:
+        f.write(AB_HTML)
+    seen = {}
+    for i in range(8):
+        r = relance("preview", path, "--step", "intro", "--var", "company=Société", "--var",
+                    f"email=p{i}@example.fr")
+        assert r.returncode == 0, r.stderr
+        head, _, body = r.stdout.partition("\n\n")
+        variant = [ln for ln in head.split("\n") if ln.startswith("variant: ")]
+        subject = {"A": "Subject: Première idée pour Société", "B": "Subject: Deuxième idée pour Société"}
+        check.ok(len(variant) == 1 and variant[0][9:] in subject and subject[variant[0][9:]] in head,
+                 "the variant named is the one whose subject is shown", head)
+        seen[variant[0][9:] if variant else "?"] = True
+        check.ok("html: an HTML part is sent too" in head, "the html part is mentioned", head)
+        check.eq(body, "Bonjour Madame, Monsieur, une idée pour Société : café ?\n",
+                 "the text part is shown, decoded, not the html")
+    check.eq(sorted(seen), ["A", "B"], "eight contacts see both variants")
+
+
+def test_the_french_example_reads_well_without_a_first_name(env, check):
+    for step in ("premier-contact", "relance", "derniere"):
+        r = relance("preview", "relance-fr", "--step", step, "--var", "company=ACME", "--var", "email=a@b.example",
+                    env=env)
+        assert r.returncode == 0, r.stderr
+        body = r.stdout.partition("\n\n")[2]
+        check.ok(body.startswith("Bonjour Madame, Monsieur,\n") and " ," not in body,
+                 f"step {step}: a greeting without a first name", body[:80])
+        r = relance("preview", "relance-fr", "--step", step, "--var", "company=ACME", "--var", "email=a@b.example",
+                    "--var", "first_name=Marie", env=env)
+        check.ok(r.stdout.partition("\n\n")[2].startswith("Bonjour Marie,\n"), f"step {step}: with one",
+                 r.stdout[-300:])
 
 
 def test_preview_of_a_file_equals_preview_of_the_applied_sequence(env):

@@ -133,7 +133,7 @@ def test_the_follow_up_is_escaped_in_html_only(sent):
 
 
 def test_preview_shows_the_parts_that_were_sent(sent):
-    r = relance("preview", "html-escape", "--step", "intro", "--contact", ADDR, env=sent["env"], raw=True)
+    r = relance("preview", "--raw", "html-escape", "--step", "intro", "--contact", ADDR, env=sent["env"], raw=True)
     assert r.returncode == 0, "preview"
     p_subject, p_text, p_html, _ = parts(r.stdout)
     subject, text, html, _ = sent["intro"]

@@ -193,7 +193,7 @@ def test_preview_equals_what_arrived(run):
              if email.message_from_bytes(msgs[0], policy=email.policy.default)["From"].addresses[0].addr_spec
              == ACCOUNTS[0][0])
     arrived = sorted(got[i], key=lambda m: b"Re:" in m.split(b"\r\n\r\n")[0])[0]
-    p = relance("preview", "three-touch", "--step", "intro", "--contact", f"p{i}@prospects.example",
+    p = relance("preview", "--raw", "three-touch", "--step", "intro", "--contact", f"p{i}@prospects.example",
                 env=run["env"], raw=True)
     assert p.returncode == 0, "preview"
     ph, pb = headers_body(p.stdout)
