@@ -205,6 +205,9 @@ def test_a_french_excel_file_semicolons_bom_and_accents_is_read(w, check):
              "accents kept; a comma is text in a ';' file; the BOM is not part of 'email'")
     check.eq(w.contact("bruno@ca.example", "last_name, fields::text"), ["Dupont; fils", '{"Montant": "1 000,00"}'],
              "a quoted ';' is text")
+    with open(fr, "rb") as f:
+        r = relance("contacts", "import", "-", env=w.env, input=f.read())
+    check.eq((r.returncode, r.stdout), (0, "inserted 0, updated 2, rejected 1\n"), f"the same from a pipe: {r.stderr}")
 
 
 def test_delimiter_option_overrides_the_guess(w, check):
