@@ -1,6 +1,7 @@
 /* cmd/contacts: `relance contacts import|show|list`.
  *
- * It owns the CSV import: the header and --map rules, the per-row checks
+ * It owns the CSV import: the delimiter (--delimiter, or csv.c's guess from
+ * the header line), the header and --map rules, the per-row checks
  * done in C (CSV syntax, field count, email and company-domain syntax, the
  * time zone against PostgreSQL's pg_timezone_names, read once before the
  * load), and streaming the good rows through COPY into a temporary staging
@@ -22,6 +23,9 @@
  * - "updated" counts the existing contacts the file matched; one whose
  *   values did not change is not rewritten (updated_at stays, and held
  *   enrollments are not woken);
+ * - a time zone PostgreSQL does not know is a warning, not a reject: the
+ *   row is imported as if the cell were empty, so the sequence's
+ *   fallback_timezone applies (one odd cell should not lose a prospect);
  * - exit 0 once the file was read and applied, rejected rows or not; exit 1
  *   when the file cannot be read, has no usable header, or the database
  *   refuses the load (then nothing is applied). */
@@ -78,6 +82,7 @@ struct map {
 struct reject {
     unsigned long line;
     char *why;
+    int warning; /* the row was imported all the same */
 };
 
 struct import {
@@ -85,13 +90,14 @@ struct import {
     int fd, eof;
     char *chunk;
     struct csv_reader *reader;
+    int delimiter_known; /* given, or guessed from the first read */
     struct column *cols;
     size_t n_cols;
     int col_of[F_COUNT]; /* column index of each known field, or -1 */
     struct map *maps;
     size_t n_maps;
     struct reject *rejects;
-    size_t n_rejects, cap_rejects;
+    size_t n_rejects, cap_rejects, n_warnings;
     struct buf copy, json;
     PGconn *conn;
     PGresult *zones; /* pg_timezone_names, when the file has a timezone column */
@@ -119,6 +125,8 @@ static const char *trimmed(const char *s, size_t *n)
 static int reject_add(struct import *im, unsigned long line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Notes a problem of the row at line: a reject, or with im->n_warnings
+ * raised just before, a warning (see warn_add). */
 static int reject_add(struct import *im, unsigned long line, const char *fmt, ...)
 {
     if (im->n_rejects == im->cap_rejects) {
@@ -138,7 +146,19 @@ static int reject_add(struct import *im, unsigned long line, const char *fmt, ..
         return -ENOMEM;
     im->rejects[im->n_rejects].line = line;
     im->rejects[im->n_rejects].why = why;
+    im->rejects[im->n_rejects].warning = 0;
     im->n_rejects++;
+    return 0;
+}
+
+/* A warning goes in the same list as the rejects, so that stderr has one
+ * FILE:LINE line per problem in line order; it is not counted as rejected. */
+static int warn_add(struct import *im, unsigned long line, const char *zone, size_t n)
+{
+    if (reject_add(im, line, "unknown time zone '%.*s': imported without one", (int)(n > 100 ? 100 : n), zone) < 0)
+        return -ENOMEM;
+    im->rejects[im->n_rejects - 1].warning = 1;
+    im->n_warnings++;
     return 0;
 }
 
@@ -217,6 +237,35 @@ static const char *zone_find(const struct import *im, const char *name)
 
 /* ---- reading the file ---------------------------------------------------- */
 
+/* Reads the start of the file until its first line break (or a full chunk,
+ * or the end), guesses the delimiter from it and hands it to the reader. */
+static int delimiter_guess(struct import *im)
+{
+    size_t have = 0;
+    while (have < READ_CHUNK && !memchr(im->chunk, '\n', have) && !memchr(im->chunk, '\r', have)) {
+        ssize_t n = read(im->fd, im->chunk + have, READ_CHUNK - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "relance: cannot read %s: %s\n", im->path, strerror(errno));
+            return -1;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    if (csv_reader_delimiter(im->reader, csv_delimiter_detect(im->chunk, have)) < 0)
+        return -1; /* detect returns one the reader takes */
+    im->delimiter_known = 1;
+    if (have) {
+        csv_reader_feed(im->reader, im->chunk, have);
+    } else {
+        csv_reader_finish(im->reader);
+        im->eof = 1;
+    }
+    return 0;
+}
+
 /* The next CSV record: 1, 0 at the end of the file, -1 on a read error or
  * out of memory (printed). */
 static int next_record(struct import *im, struct csv_record *rec)
@@ -231,6 +280,8 @@ static int next_record(struct import *im, struct csv_record *rec)
         }
         if (im->eof)
             return 0;
+        if (!im->delimiter_known)
+            return delimiter_guess(im) < 0 ? -1 : next_record(im, rec);
         ssize_t n = read(im->fd, im->chunk, READ_CHUNK);
         if (n < 0 && errno == EINTR)
             continue;
@@ -424,11 +475,15 @@ static int row_add(struct import *im, const struct csv_record *rec)
             zone[len[F_TIMEZONE]] = '\0';
             canon = zone_find(im, zone);
         }
-        if (!canon)
-            return reject_add(im, line, "unknown time zone '%.*s' (an IANA name such as Europe/Paris)",
-                              (int)(len[F_TIMEZONE] > 100 ? 100 : len[F_TIMEZONE]), val[F_TIMEZONE]);
-        val[F_TIMEZONE] = canon;
-        len[F_TIMEZONE] = strlen(canon);
+        if (canon) {
+            val[F_TIMEZONE] = canon;
+            len[F_TIMEZONE] = strlen(canon);
+        } else {
+            if (warn_add(im, line, val[F_TIMEZONE], len[F_TIMEZONE]) < 0)
+                return -ENOMEM;
+            val[F_TIMEZONE] = NULL; /* as an empty cell: a stored zone stays */
+            len[F_TIMEZONE] = 0;
+        }
     }
 
     /* Custom fields: non-empty cells only, so an empty one keeps the stored value. */
@@ -545,12 +600,16 @@ static void import_free(struct import *im)
     PQclear(im->zones);
 }
 
-enum { OPT_MAP };
+enum { OPT_MAP, OPT_DELIMITER };
 
 static const struct cli_option import_options[] = {
     [OPT_MAP] = {"map", 0, "COLUMN=FIELD",
                  "read COLUMN as FIELD (a field above or a custom field's\n"
                  "name); --map COLUMN= ignores the column. Repeatable.", CLI_OPTION_REPEAT, 0},
+    [OPT_DELIMITER] = {"delimiter", 0, "C",
+                       "the field delimiter: ',' ';' or tab (written as a tab,\n"
+                       "\\t or 'tab'); by default the one of these that splits\n"
+                       "the header line into the most columns", 0, 0},
     {0},
 };
 
@@ -576,6 +635,14 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         m->target = eq + 1;
     }
 
+    const char *delimiter = cli_args_value(args, OPT_DELIMITER);
+    int delim = delimiter ? csv_delimiter_parse(delimiter) : ',';
+    if (delim < 0) {
+        rc = cli_fail(CLI_USAGE, "contacts import: --delimiter takes ',', ';' or tab (a tab, \\t or 'tab'), not '%s'",
+                      delimiter);
+        goto fail;
+    }
+
     if (strcmp(im.path, "-") == 0) {
         im.fd = dup(STDIN_FILENO);
     } else {
@@ -596,6 +663,11 @@ static int import_run(struct cli *cli, const struct cli_args *args)
     im.reader = csv_reader_new(NULL);
     if (!im.chunk || !im.reader)
         goto fail;
+    if (delimiter) {
+        if (csv_reader_delimiter(im.reader, (char)delim) < 0)
+            goto fail; /* csv_delimiter_parse gives only what the reader takes */
+        im.delimiter_known = 1;
+    }
 
     int got = next_record(&im, &rec);
     if (got < 0)
@@ -668,7 +740,7 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         qsort(im.rejects, im.n_rejects, sizeof *im.rejects, by_line);
     for (size_t i = 0; i < im.n_rejects; i++)
         fprintf(stderr, "%s:%lu: %s\n", im.path, im.rejects[i].line, im.rejects[i].why);
-    printf("inserted %lld, updated %lld, rejected %zu\n", inserted, kept - inserted, im.n_rejects);
+    printf("inserted %lld, updated %lld, rejected %zu\n", inserted, kept - inserted, im.n_rejects - im.n_warnings);
     rc = CLI_OK;
 fail:
     progress_show(&im, 1);
@@ -815,7 +887,9 @@ static const struct cli_command subcommands[] = {
         .min_operands = 1,
         .max_operands = 1,
         .about = "Adds or updates contacts from a CSV file (RFC 4180, UTF-8 with or without a BOM;\n"
-                 "FILE '-' reads standard input). The first row names the columns, matched\n"
+                 "FILE '-' reads standard input). Fields are separated by ',' ';' or a tab: the\n"
+                 "one that splits the first row into the most columns (outside quotes), or the\n"
+                 "one --delimiter names. The first row names the columns, matched\n"
                  "case-insensitively: email (required), first_name, last_name, title, company,\n"
                  "company_domain, timezone (an IANA name), crm_id; any other column is a custom\n"
                  "field, stored under its header name and usable in templates.\n"
@@ -827,8 +901,11 @@ static const struct cli_command subcommands[] = {
                  "never erases a stored value; custom fields are merged. company_domain, when not\n"
                  "given, comes from the email's domain (none for free mail such as gmail.com).\n"
                  "A row is refused, and reported on stderr as FILE:LINE: reason, for broken CSV,\n"
-                 "a bad address, an unknown time zone, a crm_id that belongs to another contact\n"
-                 "(or to an earlier row), or an email that a later row repeats (the last wins).\n"
+                 "a bad address, a crm_id that belongs to another contact (or to an earlier\n"
+                 "row), or an email that a later row repeats (the last wins). A time zone that\n"
+                 "PostgreSQL does not know is not a refusal: the row is imported without one\n"
+                 "(the sequence's fallback_timezone applies; a stored zone stays) and stderr\n"
+                 "says FILE:LINE: unknown time zone 'X': imported without one.\n"
                  "The other rows are applied, all in one transaction; stdout gets one line:\n"
                  "  inserted N, updated N, rejected N\n"
                  "where updated counts the existing contacts the file matched.\n"

@@ -72,9 +72,10 @@ static int enroll_record(const char *path, const struct csv_record *rec, int *co
     return 0;
 }
 
-/* Reads the 'email' column of a CSV file. A file that cannot be read or
- * parsed fails as a whole, naming FILE:LINE. */
-static int read_csv_emails(const char *path, struct emails *out)
+/* Reads the 'email' column of a CSV file, with the given delimiter or (0)
+ * the one csv.c guesses from the header line, as `contacts import` does.
+ * A file that cannot be read or parsed fails as a whole, naming FILE:LINE. */
+static int read_csv_emails(const char *path, char delimiter, struct emails *out)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -82,7 +83,7 @@ static int read_csv_emails(const char *path, struct emails *out)
         return -1;
     }
     struct csv_reader *r = csv_reader_new(NULL);
-    int col = -1, rc = 0, done = 0;
+    int col = -1, rc = 0, done = 0, first = 1;
     static char buf[65536];
     struct csv_record rec;
     if (!r) {
@@ -100,6 +101,13 @@ static int read_csv_emails(const char *path, struct emails *out)
             csv_reader_finish(r);
             done = 1;
         } else {
+            /* fread fills buf unless the file ends: the header line is in
+             * it, or at least the first 64 KiB of it. */
+            if (first && csv_reader_delimiter(r, delimiter ? delimiter : csv_delimiter_detect(buf, n)) < 0) {
+                rc = -1;
+                break;
+            }
+            first = 0;
             csv_reader_feed(r, buf, n);
         }
         for (;;) {
@@ -123,14 +131,18 @@ static int read_csv_emails(const char *path, struct emails *out)
     return rc;
 }
 
-enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_WHERE, OPT_ALLOW_PARALLEL };
+enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_DELIMITER, OPT_WHERE, OPT_ALLOW_PARALLEL };
 
 static const struct cli_option options[] = {
     [OPT_SEQUENCE] = {"sequence", 0, "NAME", "the sequence (its current version)", CLI_OPTION_REQUIRED, 0},
     [OPT_CONTACT] = {"contact", 0, "EMAIL", "a contact's address; repeatable", CLI_OPTION_REPEAT, 1},
     [OPT_CSV] = {"csv", 0, "FILE",
                  "the 'email' column of a CSV file with a header row (other\n"
-                 "columns are ignored)", 0, 1},
+                 "columns are ignored; ',' ';' or tab separated, as for\n"
+                 "contacts import)", 0, 1},
+    [OPT_DELIMITER] = {"delimiter", 0, "C",
+                       "the --csv file's delimiter: ',' ';' or tab (a tab, \\t or\n"
+                       "'tab'); by default guessed from the header line", 0, 0},
     [OPT_WHERE] = {"where", 0, "SQL",
                    "a condition on the contacts table, run read-only, e.g.\n"
                    "--where \"company_domain = 'acme.example'\"", 0, 1},
@@ -148,7 +160,15 @@ static int run(struct cli *cli, const struct cli_args *args)
     for (const char *c = cli_args_next(args, OPT_CONTACT, &pos); c; c = cli_args_next(args, OPT_CONTACT, &pos))
         if (emails_add_address(&emails, c) < 0)
             goto out;
-    if (csv && read_csv_emails(csv, &emails) < 0)
+    const char *delimiter = cli_args_value(args, OPT_DELIMITER);
+    int delim = delimiter ? csv_delimiter_parse(delimiter) : 0;
+    if (delim < 0 || (delimiter && !csv)) {
+        rc = cli_fail(CLI_USAGE, delim < 0 ? "enroll: --delimiter takes ',', ';' or tab (a tab, \\t or 'tab'), not '%s'"
+                                           : "enroll: --delimiter '%s' goes with --csv",
+                      delimiter);
+        goto out;
+    }
+    if (csv && read_csv_emails(csv, (char)delim, &emails) < 0)
         goto out;
     char now[40];
     if (cli_now(now, sizeof now) < 0)

@@ -26,7 +26,7 @@
 enum state {
     S_BOM,          /* at the very start: maybe a byte order mark */
     S_RECORD_START, /* between records (blank lines are skipped here) */
-    S_FIELD_START,  /* after a comma */
+    S_FIELD_START,  /* after a delimiter */
     S_BARE,         /* inside an unquoted field */
     S_QUOTED,       /* inside a quoted field */
     S_QUOTE_SEEN,   /* a quote inside a quoted field: "" or the end */
@@ -37,6 +37,7 @@ static const unsigned char bom_bytes[3] = {0xEF, 0xBB, 0xBF};
 
 struct csv_reader {
     struct csv_limits lim;
+    char delim;
     enum state state;
     int finished, failed;
     unsigned bom_seen;
@@ -78,9 +79,56 @@ struct csv_reader *csv_reader_new(const struct csv_limits *limits)
         r->lim.max_record = CSV_MAX_RECORD_DEFAULT;
     if (!r->lim.max_fields)
         r->lim.max_fields = CSV_MAX_FIELDS_DEFAULT;
+    r->delim = ',';
     r->state = S_BOM;
     r->line = 1;
     return r;
+}
+
+int csv_reader_delimiter(struct csv_reader *r, char delimiter)
+{
+    if (delimiter == '\0' || !strchr(CSV_DELIMITERS, delimiter))
+        return -EINVAL;
+    r->delim = delimiter;
+    return 0;
+}
+
+char csv_delimiter_detect(const char *data, size_t len)
+{
+    static const char cand[] = CSV_DELIMITERS;
+    size_t count[sizeof cand - 1] = {0}, i = 0;
+    int quoted = 0;
+    if (len >= 3 && memcmp(data, bom_bytes, 3) == 0)
+        i = 3;
+    for (; i < len; i++) {
+        char c = data[i];
+        if (c == '"') {
+            quoted = !quoted; /* "" inside quotes toggles twice: still quoted */
+            continue;
+        }
+        if (quoted)
+            continue;
+        if (c == '\n' || c == '\r')
+            break;
+        const char *hit = strchr(cand, c);
+        if (c != '\0' && hit)
+            count[hit - cand]++;
+    }
+    size_t best = 0;
+    for (size_t k = 1; k < sizeof count / sizeof count[0]; k++) {
+        if (count[k] > count[best])
+            best = k;
+    }
+    return cand[best];
+}
+
+int csv_delimiter_parse(const char *s)
+{
+    if (strcmp(s, "\\t") == 0 || strcasecmp(s, "tab") == 0)
+        return '\t';
+    if (s[0] != '\0' && s[1] == '\0' && strchr(CSV_DELIMITERS, s[0]))
+        return (unsigned char)s[0];
+    return -EINVAL;
 }
 
 void csv_reader_free(struct csv_reader *r)
@@ -301,7 +349,7 @@ static int step(struct csv_reader *r, unsigned char b)
     case S_BARE:
         if (b == '"')
             return record_fail(r, "quote inside an unquoted field", at, b);
-        if (b != ',' && !eol)
+        if (b != (unsigned char)r->delim && !eol)
             rc = field_put(r, (char)b);
         break;
     case S_QUOTED:
@@ -316,18 +364,18 @@ static int step(struct csv_reader *r, unsigned char b)
             rc = field_put(r, '"');
             return rc > 0 ? record_fail(r, "field too long", at, b) : rc;
         }
-        if (b != ',' && !eol)
+        if (b != (unsigned char)r->delim && !eol)
             return record_fail(r, "text after a closing quote", at, b);
         break;
     default:
         return 0;
     }
-    /* S_BARE or the end of a quoted field: a comma or a line break closes it. */
+    /* S_BARE or the end of a quoted field: a delimiter or a line break closes it. */
     if (rc < 0)
         return rc;
     if (rc > 0)
         return record_fail(r, "field too long", at, b);
-    if (b == ',') {
+    if (b == (unsigned char)r->delim) {
         if (field_end(r) < 0)
             return -ENOMEM;
         r->state = S_FIELD_START;

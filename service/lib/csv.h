@@ -1,8 +1,10 @@
 /* csv: an RFC 4180 reader that takes bytes in chunks and yields records.
  *
- * Dialect: comma-separated; a field is either bare or quoted with '"'
- * (a quote inside a quoted field is written ""), and a quoted field may
- * hold commas and line breaks. Records end at LF, CRLF or a bare CR. A UTF-8
+ * Dialect: fields separated by a delimiter, ',' unless the reader is told
+ * otherwise (csv_reader_delimiter: ';' or a tab, what spreadsheets in many
+ * locales write); a field is either bare or quoted with '"' (a quote
+ * inside a quoted field is written ""), and a quoted field may hold
+ * delimiters and line breaks. Records end at LF, CRLF or a bare CR. A UTF-8
  * byte order mark at the very start is skipped. Blank lines are skipped
  * (they yield nothing); a line holding only "" is a record with one empty
  * field.
@@ -59,6 +61,26 @@ struct csv_reader;
  * memory. Free it with csv_reader_free. */
 struct csv_reader *csv_reader_new(const struct csv_limits *limits);
 void csv_reader_free(struct csv_reader *r);
+
+/* The delimiters a reader accepts, in the order csv_delimiter_detect
+ * prefers them on a tie. */
+#define CSV_DELIMITERS ",;\t"
+
+/* Sets the field delimiter, one of CSV_DELIMITERS; before the first feed.
+ * -EINVAL for any other byte (the reader keeps its delimiter). */
+int csv_reader_delimiter(struct csv_reader *r, char delimiter) __attribute__((warn_unused_result));
+
+/* Guesses the delimiter of a file from its start, data[0..len): the one
+ * of CSV_DELIMITERS that splits the header line (the first line, after a
+ * UTF-8 BOM, a line break inside quotes not ending it) into the most
+ * fields, counting delimiters outside quotes only; on a tie the earlier
+ * in CSV_DELIMITERS (',' for a single column). Give it at least the whole header line when the file has
+ * one: only the bytes given are looked at. */
+char csv_delimiter_detect(const char *data, size_t len);
+
+/* Reads a delimiter as a user writes it on a command line: ",", ";", a
+ * tab character, the two characters \t, or "tab". The byte, or -EINVAL. */
+int csv_delimiter_parse(const char *s) __attribute__((warn_unused_result));
 
 /* Hands the reader the next chunk of input. The reader keeps a pointer to
  * data, not a copy: data must stay valid and unchanged until

@@ -1,7 +1,9 @@
 """Contacts against a real PostgreSQL: `relance contacts import` (good and
 bad rows reported as FILE:LINE: reason with the right lines, also after
 records that span lines; re-import updates without wiping; --map; BOM and
-CRLF; custom fields; derived company domains; one transaction),
+CRLF; ';' and tab files, guessed or --delimiter; an unknown time zone
+imported without one; custom fields; derived company domains; one
+transaction),
 `contacts show|list`, and `relance suppress add|remove|list`."""
 import os
 import re
@@ -99,12 +101,12 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(w, check):
     first = w.write("first.csv", FIRST)
     r = w.imp(first)
     check.eq(r.returncode, 0, "import with rejected rows exits 0")
-    check.eq(r.stdout, "inserted 6, updated 0, rejected 9\n", "summary line")
+    check.eq(r.stdout, "inserted 7, updated 0, rejected 8\n", "summary line: the unknown zone is no reject")
     got = rejects(check, r, first)
     want = {
         at["dave"]: "quote inside an unquoted field",
         at["eve"]: "invalid email address 'not-an-address': no '@'",
-        at["frank"]: "unknown time zone 'Mars/Olympus'",
+        at["frank"]: "unknown time zone 'Mars/Olympus': imported without one",
         at["grace"]: f"crm_id 'crm-1' is also given to alice@acme.example on line {at['alice']}",
         at["nobody"]: "missing email",
         at["heidi"]: f"duplicate email heidi@gmail.com: line {at['heidi2']} has the same address and wins",
@@ -115,7 +117,7 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(w, check):
     for line, reason in want.items():
         check.ok(reason in got.get(line, ""), f"line {line} rejected: {reason}", f"got {got.get(line)!r}; all: {got}")
     check.ok(at["mallory"] not in got, "extra empty trailing fields are accepted", got.get(at["mallory"]))
-    check.eq(len(got), 9, "nine rejected rows reported")
+    check.eq(len(got), 9, "eight rejected rows and one warning reported")
     reported = [int(line.split(":")[1]) for line in r.stderr.splitlines() if line.startswith(first + ":")]
     check.eq(reported, sorted(reported), "rejects reported in line order")
     check.eq(w.contact("alice@acme.example"),
@@ -132,7 +134,9 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(w, check):
              "duplicate email: the last row wins; gmail.com is no company")
     check.ok(w.contact("judy@iota.example") is not None, "the row after an unterminated quote is kept")
     check.ok(w.contact("mallory@mu.example") is not None, "mallory kept")
-    for who in ("dave@delta.example", "frank@zeta.example", "grace@eta.example", "kim@kappa.example",
+    check.eq(w.contact("frank@zeta.example", "first_name, timezone IS NULL"), ["Frank", "t"],
+             "an unknown time zone: the row imported without one")
+    for who in ("dave@delta.example", "grace@eta.example", "kim@kappa.example",
                 "leo@lambda.example", "ivan@theta.example"):
         check.ok(w.contact(who) is None, f"{who} not stored")
 
@@ -182,6 +186,60 @@ def test_a_bom_and_crlf_line_ends_are_read(w):
     r = w.imp(fourth)
     assert (r.returncode, r.stdout) == (0, "inserted 2, updated 0, rejected 1\n"), "BOM and CRLF"
     assert f"{fourth}:5: invalid email address 'bad@'" in r.stderr, f"line numbers count CRLF once: {r.stderr}"
+
+
+def test_a_french_excel_file_semicolons_bom_and_accents_is_read(w, check):
+    """What Excel in a French locale writes for 'CSV UTF-8': a BOM, ';'
+    between fields, CRLF, and ',' as the decimal mark inside fields."""
+    fr = w.write("excel-fr.csv", ["email;first_name;last_name;company;Montant;Ville",
+                                  "elodie@societe.example;\u00c9lodie;Lef\u00e8vre;Soci\u00e9t\u00e9 G\u00e9n\u00e9rale;"
+                                  "12,5;Orl\u00e9ans",
+                                  '"bruno@ca.example";Bruno;"Dupont; fils";Cr\u00e9dit;1 000,00;',
+                                  "pas-une-adresse;X;;;;"], bom=True, eol="\r\n")
+    r = w.imp(fr)
+    check.eq((r.returncode, r.stdout), (0, "inserted 2, updated 0, rejected 1\n"), f"a ';' file is read: {r.stderr}")
+    check.ok(f"{fr}:4: invalid email address 'pas-une-adresse'" in r.stderr, "its bad row by line", r.stderr)
+    check.eq(w.contact("elodie@societe.example", "first_name, last_name, company, fields::text"),
+             ["\u00c9lodie", "Lef\u00e8vre", "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale",
+              '{"Ville": "Orl\u00e9ans", "Montant": "12,5"}'],
+             "accents kept; a comma is text in a ';' file; the BOM is not part of 'email'")
+    check.eq(w.contact("bruno@ca.example", "last_name, fields::text"), ["Dupont; fils", '{"Montant": "1 000,00"}'],
+             "a quoted ';' is text")
+    with open(fr, "rb") as f:
+        r = relance("contacts", "import", "-", env=w.env, input=f.read())
+    check.eq((r.returncode, r.stdout), (0, "inserted 0, updated 2, rejected 1\n"), f"the same from a pipe: {r.stderr}")
+
+
+def test_delimiter_option_overrides_the_guess(w, check):
+    # The header has more commas than semicolons: the guess is ',', wrong here.
+    mixed = w.write("mixed.csv", ["email;Nom,Pr\u00e9nom,Ville", "ines@mixed.example;Martin,In\u00e8s,Lyon"])
+    r = w.imp(mixed)
+    check.eq(r.returncode, 1, f"guessed ',': no email column: {r.stderr}")
+    r = w.imp(mixed, "--delimiter", ";")
+    check.eq((r.returncode, r.stdout, r.stderr), (0, "inserted 1, updated 0, rejected 0\n", ""), "--delimiter ';'")
+    check.eq(w.contact("ines@mixed.example", "fields::text"), ['{"Nom,Pr\u00e9nom,Ville": "Martin,In\u00e8s,Lyon"}'],
+             "--delimiter ';': commas are text")
+    tabs = w.write("tabs.csv", ["email\tfirst_name\tcompany", "tom@tab.example\tTom\tTab, Inc."])
+    for spelling in ("\t", "\\t", "tab"):
+        r = w.imp(tabs, f"--delimiter={spelling}")
+        check.eq(r.returncode, 0, f"--delimiter {spelling!r}: {r.stderr}")
+    check.eq(w.contact("tom@tab.example", "first_name, company"), ["Tom", "Tab, Inc."], "a tab file")
+    r = w.imp(tabs, "--delimiter", "|")
+    check.eq(r.returncode, 2, "--delimiter '|': a usage error")
+    check.ok("--delimiter takes ',', ';' or tab" in r.stderr, "... that says what it takes", r.stderr)
+
+
+def test_an_unknown_time_zone_is_imported_without_one_with_a_warning(w, check):
+    w.db.psql("INSERT INTO contacts (email, first_name, timezone) VALUES ('old@zone.example', 'Old', 'Asia/Tokyo')")
+    f = w.write("zones.csv", ["email,timezone", "new@zone.example,Europe/Pariss", "old@zone.example,CEST",
+                              "ok@zone.example,europe/paris"])
+    r = w.imp(f)
+    check.eq((r.returncode, r.stdout), (0, "inserted 2, updated 1, rejected 0\n"), f"no row rejected: {r.stderr}")
+    check.eq(r.stderr, f"{f}:2: unknown time zone 'Europe/Pariss': imported without one\n"
+                       f"{f}:3: unknown time zone 'CEST': imported without one\n", "one warning line per row")
+    check.eq(w.contact("new@zone.example", "timezone IS NULL"), ["t"], "a new contact: no zone (the fallback applies)")
+    check.eq(w.contact("old@zone.example", "timezone"), ["Asia/Tokyo"], "a stored zone is kept, as for an empty cell")
+    check.eq(w.contact("ok@zone.example", "timezone"), ["Europe/Paris"], "a known zone, canonical")
 
 
 def test_an_import_is_one_transaction(w):

@@ -93,6 +93,23 @@ def test_enroll_csv_reads_the_email_column_and_uses_the_fallback_zone(w):
         f"no zone: the fallback zone, and the window is the reason: {r.stdout}"
 
 
+def test_enroll_csv_guesses_the_delimiter_as_contacts_import_does(w):
+    fr = os.path.join(w.tmp, "fr.csv")
+    with open(fr, "wb") as f:
+        f.write("\ufeffNom;email;Soci\u00e9t\u00e9\r\nAnn;ann@one.example;Un, Deux\r\n".encode())
+    r = w.enroll("--sequence", "alpha", "--csv", fr, clock=SAT)
+    assert r.returncode == 0 and w.enrolled_count("ann@one.example") == "1", \
+        f"a ';' file with a BOM: {r.stdout + r.stderr}"
+    tabs = w.write("tabs.csv", "email\tName;Surname;Town\nbob@two.example\tBob;B;Paris\n")
+    r = w.enroll("--sequence", "alpha", "--csv", tabs, clock=SAT)
+    assert r.returncode == 1 and "no 'email' column" in r.stderr, f"guessed ';': no email column: {r.stderr}"
+    r = w.enroll("--sequence", "alpha", "--csv", tabs, "--delimiter", "tab", clock=SAT)
+    assert r.returncode == 0 and w.enrolled_count("bob@two.example") == "1", \
+        f"--delimiter tab: {r.stdout + r.stderr}"
+    r = w.enroll("--sequence", "alpha", "--csv", tabs, "--delimiter", "|", clock=SAT)
+    assert r.returncode == 2 and "--delimiter takes" in r.stderr, f"a bad --delimiter: {r.stderr}"
+
+
 def test_a_csv_that_cannot_be_used_enrolls_nothing(w):
     broken = w.write("broken.csv", "email,name\ncy@three.example,\"Cy\n\"bad\"quote,x\n")
     r = w.enroll("--sequence", "alpha", "--csv", broken)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,12 @@
 
 /* Renders every record as one line: "L[f1][f2]" or "L!reason@E", with
  * line breaks inside fields written \n and \r. */
-static char *read_all(const char *in, size_t len, size_t chunk, const struct csv_limits *lim)
+static char *read_all(const char *in, size_t len, size_t chunk, const struct csv_limits *lim, char delim)
 {
     struct csv_reader *r = csv_reader_new(lim);
     assert_non_null(r);
+    if (delim)
+        assert_int_equal(csv_reader_delimiter(r, delim), 0);
     size_t cap = 4096, o = 0;
     char *out = calloc(1, cap);
     assert_non_null(out);
@@ -75,19 +78,24 @@ struct row {
     const char *want;
 };
 
-static void check_rows(const struct row *rows, size_t n, const struct csv_limits *lim)
+static void check_rows_delim(const struct row *rows, size_t n, const struct csv_limits *lim, char delim)
 {
     static const size_t chunks[] = {1, 2, 3, 7, 1 << 20};
     for (size_t i = 0; i < n; i++) {
         size_t len = rows[i].len ? rows[i].len : strlen(rows[i].in);
         for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
-            char *got = read_all(rows[i].in, len, chunks[c], lim);
+            char *got = read_all(rows[i].in, len, chunks[c], lim, delim);
             if (strcmp(got, rows[i].want) != 0)
                 fail_msg("row %zu, chunks of %zu:\ninput: %s\ngot:\n%swant:\n%s", i, chunks[c], rows[i].in, got,
                          rows[i].want);
             free(got);
         }
     }
+}
+
+static void check_rows(const struct row *rows, size_t n, const struct csv_limits *lim)
+{
+    check_rows_delim(rows, n, lim, 0);
 }
 
 static void test_good(void **state)
@@ -192,6 +200,79 @@ static void test_find(void **state)
     csv_reader_free(r);
 }
 
+/* ';' (French Excel) and tab files: the delimiter alone separates, a
+ * comma is text, and quoting works as with commas. */
+static void test_delimiter(void **state)
+{
+    (void)state;
+    static const struct row semi[] = {
+        {"\xEF\xBB\xBF" "email;pr\xC3\xA9nom\r\nx@y.example;Ren\xC3\xA9" "e\r\n", 0,
+         "1[email][pr\xC3\xA9nom]\n2[x@y.example][Ren\xC3\xA9" "e]\n"},
+        {"a,b;c\n", 0, "1[a,b][c]\n"},
+        {"\"a;b\";\"c\"\"d\"\n;\n", 0, "1[a;b][c\"d]\n2[][]\n"},
+        {"\"a\",b\nc\n", 0, "1!text after a closing quote@1\n2[c]\n"},
+        {"a\tb;c\n", 0, "1[a\tb][c]\n"},
+    };
+    check_rows_delim(semi, sizeof semi / sizeof semi[0], NULL, ';');
+    static const struct row tab[] = {
+        {"email\tname\nx@y.example\t\"Dupont, Jean\"\n", 0, "1[email][name]\n2[x@y.example][Dupont, Jean]\n"},
+        {"a;b,c\td\n", 0, "1[a;b,c][d]\n"},
+    };
+    check_rows_delim(tab, sizeof tab / sizeof tab[0], NULL, '\t');
+
+    struct csv_reader *r = csv_reader_new(NULL);
+    assert_non_null(r);
+    assert_int_equal(csv_reader_delimiter(r, '|'), -EINVAL);
+    assert_int_equal(csv_reader_delimiter(r, '"'), -EINVAL);
+    assert_int_equal(csv_reader_delimiter(r, '\0'), -EINVAL);
+    csv_reader_free(r);
+}
+
+static void test_detect(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        char want;
+    } rows[] = {
+        {"", ','},
+        {"email\n", ','},
+        {"email,name,company\n", ','},
+        {"email;nom;soci\xC3\xA9t\xC3\xA9\r\n", ';'},
+        {"\xEF\xBB\xBF" "email;nom\n", ';'},
+        {"email\tname\tcompany\n", '\t'},
+        {"email;nom\n" "a,b,c,d,e\n", ';'},                  /* the header line only */
+        {"\"Nom, Pr\xC3\xA9nom\";email\n", ';'},               /* commas inside quotes do not count */
+        {"\"a;b;c\nd;e\",email,x\n", ','},                    /* nor a quoted line break */
+        {"\"say \"\"a,b,c\"\"\";email\n", ';'},                /* "" inside quotes */
+        {"email;name,company\n", ','},                       /* a tie: comma first */
+        {"email;name;company,title\n", ';'},
+        {"email\tname;company\n", ';'},                       /* a tie of ; and tab: ; first */
+        {"email,name", ','},                                  /* no line break yet */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char got = csv_delimiter_detect(rows[i].in, strlen(rows[i].in));
+        if (got != rows[i].want)
+            fail_msg("row %zu: %s: got '%c', want '%c'", i, rows[i].in, got, rows[i].want);
+    }
+}
+
+static void test_delimiter_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int want;
+    } rows[] = {
+        {",", ','}, {";", ';'}, {"\t", '\t'}, {"\\t", '\t'}, {"tab", '\t'}, {"TAB", '\t'},
+        {"", -EINVAL}, {"|", -EINVAL}, {",,", -EINVAL}, {"semicolon", -EINVAL}, {"\"", -EINVAL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (csv_delimiter_parse(rows[i].in) != rows[i].want)
+            fail_msg("row %zu: '%s': got %d, want %d", i, rows[i].in, csv_delimiter_parse(rows[i].in), rows[i].want);
+    }
+}
+
 /* A large input: the record count and the last line number stay right. */
 static void test_many(void **state)
 {
@@ -227,7 +308,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),   cmocka_unit_test(test_broken), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_find),   cmocka_unit_test(test_many),
+        cmocka_unit_test(test_find),   cmocka_unit_test(test_many),   cmocka_unit_test(test_delimiter),
+        cmocka_unit_test(test_detect), cmocka_unit_test(test_delimiter_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
