@@ -1,7 +1,8 @@
 /* cmd/enroll: `relance enroll`, which enrolls contacts (given by address,
  * from a CSV file's email column, or chosen by a read-only SQL condition)
  * into a sequence's current version. It owns the command line, reading
- * the CSV and the transaction; every decision (who may be enrolled: not
+ * the CSV (a bad row is reported as FILE:LINE and skipped, as `contacts
+ * import` does) and the transaction; every decision (who may be enrolled: not
  * unknown, suppressed, already enrolled or active elsewhere) is
  * relance_enroll's in SQL, with the time passed in from clock.c so tests
  * can move it (RELANCE_TEST_CLOCK). */
@@ -51,15 +52,26 @@ static void emails_free(struct emails *e)
     free(e->v);
 }
 
-/* Handles one record of an enroll CSV; returns -1 to stop (the file fails
- * as a whole). */
-static int enroll_record(const char *path, const struct csv_record *rec, int *col, struct emails *out)
+/* Reports a row of an enroll CSV that is skipped, as `contacts import`
+ * reports the rows it rejects: FILE:LINE: reason, on stderr. */
+static void bad_row(const char *path, unsigned long line, const char *why, unsigned long *n_bad)
 {
-    if (rec->error) {
-        fprintf(stderr, "relance: %s:%lu: %s\n", path, rec->error_line ? rec->error_line : rec->line, rec->error);
-        return -1;
-    }
+    fprintf(stderr, "%s:%lu: %s\n", path, line, why);
+    (*n_bad)++;
+}
+
+/* Handles one record of an enroll CSV. A bad row (CSV syntax, no or an
+ * invalid address) is reported and skipped, so one typo in a file of
+ * thousands does not stop the rest; only a missing header stops the file
+ * (returns -1), and so does running out of memory. */
+static int enroll_record(const char *path, const struct csv_record *rec, int *col, struct emails *out,
+                         unsigned long *n_bad)
+{
     if (*col < 0) { /* the header row */
+        if (rec->error) {
+            fprintf(stderr, "relance: %s:%lu: %s\n", path, rec->error_line ? rec->error_line : rec->line, rec->error);
+            return -1;
+        }
         *col = csv_record_find(rec, "email");
         if (*col < 0) {
             fprintf(stderr, "relance: %s:%lu: no 'email' column in the header row\n", path, rec->line);
@@ -67,14 +79,32 @@ static int enroll_record(const char *path, const struct csv_record *rec, int *co
         }
         return 0;
     }
-    if ((size_t)*col < rec->n_fields && rec->lengths[*col] > 0)
-        return emails_add_address(out, rec->fields[*col]);
-    return 0;
+    char why[320], norm[CONTACT_EMAIL_MAX + 1];
+    if (rec->error) {
+        if (rec->error_line && rec->error_line != rec->line)
+            snprintf(why, sizeof why, "%s (line %lu)", rec->error, rec->error_line);
+        else
+            snprintf(why, sizeof why, "%s", rec->error);
+        bad_row(path, rec->line, why, n_bad);
+        return 0;
+    }
+    const char *email = (size_t)*col < rec->n_fields ? rec->fields[*col] : "";
+    size_t n = strspn(email, " \t");
+    if (email[n] == '\0') {
+        bad_row(path, rec->line, "missing email", n_bad);
+        return 0;
+    }
+    if (contact_email_normalize(email, norm, why, sizeof why) < 0) {
+        bad_row(path, rec->line, why, n_bad);
+        return 0;
+    }
+    return emails_add(out, norm, strlen(norm));
 }
 
-/* Reads the 'email' column of a CSV file. A file that cannot be read or
- * parsed fails as a whole, naming FILE:LINE. */
-static int read_csv_emails(const char *path, struct emails *out)
+/* Reads the 'email' column of a CSV file, reporting and skipping bad rows
+ * (counted in *n_bad). A file that cannot be read, or has no header row
+ * with an 'email' column, fails as a whole. */
+static int read_csv_emails(const char *path, struct emails *out, unsigned long *n_bad)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -108,7 +138,7 @@ static int read_csv_emails(const char *path, struct emails *out)
                 rc = -1;
             if (st <= 0)
                 break;
-            if (enroll_record(path, &rec, &col, out) < 0) {
+            if (enroll_record(path, &rec, &col, out, n_bad) < 0) {
                 rc = -1;
                 break;
             }
@@ -130,7 +160,8 @@ static const struct cli_option options[] = {
     [OPT_CONTACT] = {"contact", 0, "EMAIL", "a contact's address; repeatable", CLI_OPTION_REPEAT, 1},
     [OPT_CSV] = {"csv", 0, "FILE",
                  "the 'email' column of a CSV file with a header row (other\n"
-                 "columns are ignored)", 0, 1},
+                 "columns are ignored); a bad row is reported as FILE:LINE and\n"
+                 "skipped, as contacts import does", 0, 1},
     [OPT_WHERE] = {"where", 0, "SQL",
                    "a condition on the contacts table, run read-only, e.g.\n"
                    "--where \"company_domain = 'acme.example'\"", 0, 1},
@@ -145,10 +176,11 @@ static int run(struct cli *cli, const struct cli_args *args)
     int parallel = cli_args_count(args, OPT_ALLOW_PARALLEL) > 0, rc = CLI_ERROR, pos = 0;
     PGconn *conn = cli->conn;
     struct emails emails = {0};
+    unsigned long n_bad = 0;
     for (const char *c = cli_args_next(args, OPT_CONTACT, &pos); c; c = cli_args_next(args, OPT_CONTACT, &pos))
         if (emails_add_address(&emails, c) < 0)
             goto out;
-    if (csv && read_csv_emails(csv, &emails) < 0)
+    if (csv && read_csv_emails(csv, &emails, &n_bad) < 0)
         goto out;
     char now[40];
     if (cli_now(now, sizeof now) < 0)
@@ -185,7 +217,7 @@ static int run(struct cli *cli, const struct cli_args *args)
      * must not both pass the "already enrolled elsewhere" check. */
     if (cli_exec(conn, "SELECT pg_advisory_xact_lock(7401720651)") < 0)
         goto rollback;
-    size_t enrolled = 0, skipped = 0;
+    size_t enrolled = 0, skipped = n_bad;
     for (size_t i = 0; i < emails.n; i++) {
         const char *p[4] = {sequence, emails.v[i], now, parallel ? "true" : "false"};
         PGresult *r = PQexecParams(conn, "SELECT relance_enroll($1, $2, $3, $4)", 4, NULL, p, NULL, NULL, 0);
