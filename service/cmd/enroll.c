@@ -153,7 +153,73 @@ static int read_csv_emails(const char *path, struct emails *out, unsigned long *
     return rc;
 }
 
-enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_WHERE, OPT_ALLOW_PARALLEL };
+/* The skipped contacts counted by reason, for the summary line: a rerun
+ * over 200,000 contacts says "skipped 200000: already active in this
+ * sequence 200000" instead of one line each (those with --verbose). */
+struct tally {
+    struct reason {
+        char *why;
+        size_t n;
+    } *v;
+    size_t n, cap;
+};
+
+/* Counts one skip. Reasons that name something after ": " ("active in
+ * another sequence: alpha") are counted under the part before it. */
+static int tally_add(struct tally *t, const char *why, size_t count)
+{
+    size_t len = strcspn(why, ":");
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->v[i].why) == len && strncmp(t->v[i].why, why, len) == 0) {
+            t->v[i].n += count;
+            return 0;
+        }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        struct reason *grown = realloc(t->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        t->v = grown;
+        t->cap = cap;
+    }
+    t->v[t->n].why = strndup(why, len);
+    if (!t->v[t->n].why)
+        return -1;
+    t->v[t->n++].n = count;
+    return 0;
+}
+
+static int by_count(const void *a, const void *b)
+{
+    const struct reason *x = a, *y = b;
+    if (x->n != y->n)
+        return x->n > y->n ? -1 : 1;
+    return strcmp(x->why, y->why);
+}
+
+/* Prints "enrolled N, skipped M: reason K, reason K", the most frequent
+ * reason first. */
+static void tally_print(struct tally *t, size_t enrolled)
+{
+    size_t skipped = 0;
+    for (size_t i = 0; i < t->n; i++)
+        skipped += t->v[i].n;
+    if (t->n)
+        qsort(t->v, t->n, sizeof *t->v, by_count);
+    printf("enrolled %zu, skipped %zu", enrolled, skipped);
+    for (size_t i = 0; i < t->n; i++)
+        printf("%s%s %zu", i ? ", " : ": ", t->v[i].why, t->v[i].n);
+    printf("\n");
+}
+
+static void tally_free(struct tally *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].why);
+    free(t->v);
+}
+
+enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_WHERE, OPT_ALLOW_PARALLEL, OPT_VERBOSE };
 
 static const struct cli_option options[] = {
     [OPT_SEQUENCE] = {"sequence", 0, "NAME", "the sequence (its current version)", CLI_OPTION_REQUIRED, 0},
@@ -166,6 +232,7 @@ static const struct cli_option options[] = {
                    "a condition on the contacts table, run read-only, e.g.\n"
                    "--where \"company_domain = 'acme.example'\"", 0, 1},
     [OPT_ALLOW_PARALLEL] = {"allow-parallel", 0, NULL, "enroll contacts active in another sequence too", 0, 0},
+    [OPT_VERBOSE] = {"verbose", 'v', NULL, "also print each skipped contact with its reason", 0, 0},
     {0},
 };
 
@@ -174,6 +241,8 @@ static int run(struct cli *cli, const struct cli_args *args)
     const char *sequence = cli_args_value(args, OPT_SEQUENCE), *csv = cli_args_value(args, OPT_CSV);
     const char *where = cli_args_value(args, OPT_WHERE);
     int parallel = cli_args_count(args, OPT_ALLOW_PARALLEL) > 0, rc = CLI_ERROR, pos = 0;
+    int verbose = cli_args_count(args, OPT_VERBOSE) > 0;
+    struct tally tally = {0};
     PGconn *conn = cli->conn;
     struct emails emails = {0};
     unsigned long n_bad = 0;
@@ -181,6 +250,8 @@ static int run(struct cli *cli, const struct cli_args *args)
         if (emails_add_address(&emails, c) < 0)
             goto out;
     if (csv && read_csv_emails(csv, &emails, &n_bad) < 0)
+        goto out;
+    if (n_bad && tally_add(&tally, "bad row", n_bad) < 0)
         goto out;
     char now[40];
     if (cli_now(now, sizeof now) < 0)
@@ -217,7 +288,7 @@ static int run(struct cli *cli, const struct cli_args *args)
      * must not both pass the "already enrolled elsewhere" check. */
     if (cli_exec(conn, "SELECT pg_advisory_xact_lock(7401720651)") < 0)
         goto rollback;
-    size_t enrolled = 0, skipped = n_bad;
+    size_t enrolled = 0;
     for (size_t i = 0; i < emails.n; i++) {
         const char *p[4] = {sequence, emails.v[i], now, parallel ? "true" : "false"};
         PGresult *r = PQexecParams(conn, "SELECT relance_enroll($1, $2, $3, $4)", 4, NULL, p, NULL, NULL, 0);
@@ -233,14 +304,18 @@ static int run(struct cli *cli, const struct cli_args *args)
         if (strcmp(what, "enrolled") == 0) {
             enrolled++;
         } else {
-            skipped++;
-            printf("skipped %s: %s\n", emails.v[i], what);
+            if (verbose)
+                printf("skipped %s: %s\n", emails.v[i], what);
+            if (tally_add(&tally, what, 1) < 0) {
+                PQclear(r);
+                goto rollback;
+            }
         }
         PQclear(r);
     }
     if (cli_exec(conn, "COMMIT") < 0)
         goto out;
-    printf("enrolled %zu, skipped %zu\n", enrolled, skipped);
+    tally_print(&tally, enrolled);
     rc = CLI_OK;
     goto out;
 rollback:
@@ -248,6 +323,7 @@ rollback:
         fprintf(stderr, "relance: rollback failed\n");
 out:
     emails_free(&emails);
+    tally_free(&tally);
     return rc;
 }
 
@@ -256,8 +332,9 @@ const struct cli_command cmd_enroll = {
     .summary = "enroll contacts into a sequence",
     .about = "Enrolls contacts into the current version of a sequence (the enrollment keeps\n"
              "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
-             "and contacts active in another sequence (unless --allow-parallel), are skipped\n"
-             "with a reason.\n",
+             "and contacts active in another sequence (unless --allow-parallel), are skipped;\n"
+             "the summary counts them by reason, and --verbose names each one:\n"
+             "  enrolled 10, skipped 3: already active in this sequence 2, suppressed 1\n",
     .options = options,
     .run = run,
 };

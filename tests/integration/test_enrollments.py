@@ -67,7 +67,7 @@ def w(db, tmp):
 
 def test_enroll_contact_reports_skips_and_show_explains_the_next_send(w):
     r = w.enroll("--sequence", "alpha", "--contact", "ann@one.example", "--contact", "eve@blocked.example",
-                 "--contact", "zed@nowhere.example", clock=SAT)
+                 "--contact", "zed@nowhere.example", "--verbose", clock=SAT)
     assert r.returncode == 0 and "enrolled 1, skipped 2" in r.stdout \
         and "skipped eve@blocked.example: suppressed" in r.stdout \
         and "skipped zed@nowhere.example: unknown contact" in r.stdout, \
@@ -83,7 +83,7 @@ def test_enroll_contact_reports_skips_and_show_explains_the_next_send(w):
 def test_enroll_csv_reads_the_email_column_and_uses_the_fallback_zone(w):
     w.enroll("--sequence", "alpha", "--contact", "ann@one.example", clock=SAT)
     good = w.write("good.csv", "Name,EMAIL,notes\nBob,bob@two.example,\"x, y\"\nAnn,ann@one.example,z\n")
-    r = w.enroll("--sequence", "alpha", "--csv", good, clock=TUE_EVE)
+    r = w.enroll("--sequence", "alpha", "--csv", good, "--verbose", clock=TUE_EVE)
     assert r.returncode == 0 and "enrolled 1, skipped 1" in r.stdout \
         and "skipped ann@one.example: already active in this sequence" in r.stdout, \
         f"enroll --csv: {r.stdout + r.stderr}"
@@ -104,7 +104,7 @@ def test_enroll_csv_reports_and_skips_bad_rows_and_enrolls_the_rest(w):
     mixed = w.write("mixed.csv", "email,name\nbob@two.example,Bob\n\"cy@three.example\"x,Cy\n,Nobody\n"
                     "not-an-address,X\ndee@four.example,Dee\n")
     r = w.enroll("--sequence", "alpha", "--csv", mixed)
-    assert r.returncode == 0 and "enrolled 2, skipped 3" in r.stdout, \
+    assert r.returncode == 0 and "enrolled 2, skipped 3: bad row 3" in r.stdout, \
         f"the good rows are enrolled despite the bad ones: {r.stdout + r.stderr}"
     bad = [line for line in r.stderr.splitlines() if line.startswith(mixed + ":")]
     assert [b.split(":")[1] for b in bad] == ["3", "4", "5"] and "missing email" in bad[1], \
@@ -113,9 +113,28 @@ def test_enroll_csv_reports_and_skips_bad_rows_and_enrolls_the_rest(w):
         ["1", "1", "0"], "good rows enrolled, the bad row not"
 
 
+def test_a_rerun_prints_a_summary_by_reason_and_each_contact_only_with_verbose(w):
+    w.enroll("--sequence", "alpha", "--contact", "ann@one.example", "--contact", "bob@two.example")
+    w.enroll("--sequence", "beta", "--contact", "cy@three.example")
+    every = ["--contact", "ann@one.example", "--contact", "bob@two.example", "--contact", "cy@three.example",
+             "--contact", "dee@four.example", "--contact", "eve@blocked.example"]
+    r = w.enroll("--sequence", "alpha", *every)
+    assert r.returncode == 0 and r.stdout == "enrolled 1, skipped 4: already active in this sequence 2, " \
+        "active in another sequence 1, suppressed 1\n", f"one summary line, counts by reason: {r.stdout}"
+    r = w.enroll("--sequence", "alpha", "--verbose", *every)
+    assert r.stdout.splitlines() == [
+        "skipped ann@one.example: already active in this sequence",
+        "skipped bob@two.example: already active in this sequence",
+        "skipped cy@three.example: active in another sequence: beta",
+        "skipped dee@four.example: already active in this sequence",
+        "skipped eve@blocked.example: suppressed",
+        "enrolled 0, skipped 5: already active in this sequence 3, active in another sequence 1, suppressed 1"], \
+        f"--verbose: each skipped contact, then the summary: {r.stdout}"
+
+
 def test_a_contact_active_in_another_sequence_needs_allow_parallel(w):
     w.enroll("--sequence", "alpha", "--contact", "ann@one.example", clock=SAT)
-    r = w.enroll("--sequence", "beta", "--contact", "ann@one.example")
+    r = w.enroll("--sequence", "beta", "--contact", "ann@one.example", "--verbose")
     assert "skipped ann@one.example: active in another sequence: alpha" in r.stdout, \
         f"active elsewhere is skipped: {r.stdout}"
     r = w.enroll("--sequence", "beta", "--contact", "ann@one.example", "--allow-parallel")
