@@ -187,6 +187,18 @@ def test_stop_ends_every_enrollment_of_a_sequence(w):
     assert "state: completed (stopped by user" in r.stdout, f"show after stop: {r.stdout}"
 
 
+def test_show_of_a_completed_enrollment_says_done_with_the_last_step(w):
+    w.enroll("--sequence", "alpha", "--contact", "ann@one.example", clock=SAT)
+    # Both steps claimed and sent through the scheduler's own SQL: Monday
+    # 09:00 in Kolkata, then two days later.
+    for when in ("2026-03-09T05:00:00Z", "2026-03-11T05:00:00Z"):
+        mid = w.db.psql(f"SELECT message_id FROM relance_claim_due('{when}', 100, 'x.example', 't')")[0][0]
+        w.db.psql(f"SELECT relance_step_done('{mid}', '{when}', 'sent', '250 ok', NULL, NULL, NULL)")
+    r = relance("enrollments", "show", "ann@one.example", env=w.env)
+    assert "state: completed (all steps sent" in r.stdout and "step: done (2 of 2)" in r.stdout, \
+        f"a completed enrollment: done, 2 of 2: {r.stdout}"
+
+
 def test_a_bad_enrollment_id_and_an_unknown_contact_are_errors(w):
     r = relance("pause", "--enrollment", "abc", env=w.env)
     assert r.returncode == 1, "a bad enrollment id is an error"
