@@ -1,7 +1,8 @@
 /* cmd/enroll: `relance enroll`, which enrolls contacts (given by address,
  * from a CSV file's email column, or chosen by a read-only SQL condition)
  * into a sequence's current version. It owns the command line, reading
- * the CSV and the transaction; every decision (who may be enrolled: not
+ * the CSV (a bad row is reported as FILE:LINE and skipped, as `contacts
+ * import` does) and the transaction; every decision (who may be enrolled: not
  * unknown, suppressed, already enrolled or active elsewhere) is
  * relance_enroll's in SQL, with the time passed in from clock.c so tests
  * can move it (RELANCE_TEST_CLOCK). */
@@ -51,15 +52,26 @@ static void emails_free(struct emails *e)
     free(e->v);
 }
 
-/* Handles one record of an enroll CSV; returns -1 to stop (the file fails
- * as a whole). */
-static int enroll_record(const char *path, const struct csv_record *rec, int *col, struct emails *out)
+/* Reports a row of an enroll CSV that is skipped, as `contacts import`
+ * reports the rows it rejects: FILE:LINE: reason, on stderr. */
+static void bad_row(const char *path, unsigned long line, const char *why, unsigned long *n_bad)
 {
-    if (rec->error) {
-        fprintf(stderr, "relance: %s:%lu: %s\n", path, rec->error_line ? rec->error_line : rec->line, rec->error);
-        return -1;
-    }
+    fprintf(stderr, "%s:%lu: %s\n", path, line, why);
+    (*n_bad)++;
+}
+
+/* Handles one record of an enroll CSV. A bad row (CSV syntax, no or an
+ * invalid address) is reported and skipped, so one typo in a file of
+ * thousands does not stop the rest; only a missing header stops the file
+ * (returns -1), and so does running out of memory. */
+static int enroll_record(const char *path, const struct csv_record *rec, int *col, struct emails *out,
+                         unsigned long *n_bad)
+{
     if (*col < 0) { /* the header row */
+        if (rec->error) {
+            fprintf(stderr, "relance: %s:%lu: %s\n", path, rec->error_line ? rec->error_line : rec->line, rec->error);
+            return -1;
+        }
         *col = csv_record_find(rec, "email");
         if (*col < 0) {
             fprintf(stderr, "relance: %s:%lu: no 'email' column in the header row\n", path, rec->line);
@@ -67,15 +79,33 @@ static int enroll_record(const char *path, const struct csv_record *rec, int *co
         }
         return 0;
     }
-    if ((size_t)*col < rec->n_fields && rec->lengths[*col] > 0)
-        return emails_add_address(out, rec->fields[*col]);
-    return 0;
+    char why[320], norm[CONTACT_EMAIL_MAX + 1];
+    if (rec->error) {
+        if (rec->error_line && rec->error_line != rec->line)
+            snprintf(why, sizeof why, "%s (line %lu)", rec->error, rec->error_line);
+        else
+            snprintf(why, sizeof why, "%s", rec->error);
+        bad_row(path, rec->line, why, n_bad);
+        return 0;
+    }
+    const char *email = (size_t)*col < rec->n_fields ? rec->fields[*col] : "";
+    size_t n = strspn(email, " \t");
+    if (email[n] == '\0') {
+        bad_row(path, rec->line, "missing email", n_bad);
+        return 0;
+    }
+    if (contact_email_normalize(email, norm, why, sizeof why) < 0) {
+        bad_row(path, rec->line, why, n_bad);
+        return 0;
+    }
+    return emails_add(out, norm, strlen(norm));
 }
 
 /* Reads the 'email' column of a CSV file, with the given delimiter or (0)
- * the one csv.c guesses from the header line, as `contacts import` does.
- * A file that cannot be read or parsed fails as a whole, naming FILE:LINE. */
-static int read_csv_emails(const char *path, char delimiter, struct emails *out)
+ * the one csv.c guesses from the header line, as `contacts import` does,
+ * reporting and skipping bad rows (counted in *n_bad). A file that cannot
+ * be read, or has no header row with an 'email' column, fails as a whole. */
+static int read_csv_emails(const char *path, char delimiter, struct emails *out, unsigned long *n_bad)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -116,7 +146,7 @@ static int read_csv_emails(const char *path, char delimiter, struct emails *out)
                 rc = -1;
             if (st <= 0)
                 break;
-            if (enroll_record(path, &rec, &col, out) < 0) {
+            if (enroll_record(path, &rec, &col, out, n_bad) < 0) {
                 rc = -1;
                 break;
             }
@@ -131,7 +161,73 @@ static int read_csv_emails(const char *path, char delimiter, struct emails *out)
     return rc;
 }
 
-enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_DELIMITER, OPT_WHERE, OPT_ALLOW_PARALLEL };
+/* The skipped contacts counted by reason, for the summary line: a rerun
+ * over 200,000 contacts says "skipped 200000: already active in this
+ * sequence 200000" instead of one line each (those with --verbose). */
+struct tally {
+    struct reason {
+        char *why;
+        size_t n;
+    } *v;
+    size_t n, cap;
+};
+
+/* Counts one skip. Reasons that name something after ": " ("active in
+ * another sequence: alpha") are counted under the part before it. */
+static int tally_add(struct tally *t, const char *why, size_t count)
+{
+    size_t len = strcspn(why, ":");
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->v[i].why) == len && strncmp(t->v[i].why, why, len) == 0) {
+            t->v[i].n += count;
+            return 0;
+        }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        struct reason *grown = realloc(t->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        t->v = grown;
+        t->cap = cap;
+    }
+    t->v[t->n].why = strndup(why, len);
+    if (!t->v[t->n].why)
+        return -1;
+    t->v[t->n++].n = count;
+    return 0;
+}
+
+static int by_count(const void *a, const void *b)
+{
+    const struct reason *x = a, *y = b;
+    if (x->n != y->n)
+        return x->n > y->n ? -1 : 1;
+    return strcmp(x->why, y->why);
+}
+
+/* Prints "enrolled N, skipped M: reason K, reason K", the most frequent
+ * reason first. */
+static void tally_print(struct tally *t, size_t enrolled)
+{
+    size_t skipped = 0;
+    for (size_t i = 0; i < t->n; i++)
+        skipped += t->v[i].n;
+    if (t->n)
+        qsort(t->v, t->n, sizeof *t->v, by_count);
+    printf("enrolled %zu, skipped %zu", enrolled, skipped);
+    for (size_t i = 0; i < t->n; i++)
+        printf("%s%s %zu", i ? ", " : ": ", t->v[i].why, t->v[i].n);
+    printf("\n");
+}
+
+static void tally_free(struct tally *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].why);
+    free(t->v);
+}
+
+enum { OPT_SEQUENCE, OPT_CONTACT, OPT_CSV, OPT_DELIMITER, OPT_WHERE, OPT_ALLOW_PARALLEL, OPT_VERBOSE };
 
 static const struct cli_option options[] = {
     [OPT_SEQUENCE] = {"sequence", 0, "NAME", "the sequence (its current version)", CLI_OPTION_REQUIRED, 0},
@@ -139,7 +235,8 @@ static const struct cli_option options[] = {
     [OPT_CSV] = {"csv", 0, "FILE",
                  "the 'email' column of a CSV file with a header row (other\n"
                  "columns are ignored; ',' ';' or tab separated, as for\n"
-                 "contacts import)", 0, 1},
+                 "contacts import); a bad row is reported as FILE:LINE and\n"
+                 "skipped, as contacts import does", 0, 1},
     [OPT_DELIMITER] = {"delimiter", 0, "C",
                        "the --csv file's delimiter: ',' ';' or tab (a tab, \\t or\n"
                        "'tab'); by default guessed from the header line", 0, 0},
@@ -147,6 +244,7 @@ static const struct cli_option options[] = {
                    "a condition on the contacts table, run read-only, e.g.\n"
                    "--where \"company_domain = 'acme.example'\"", 0, 1},
     [OPT_ALLOW_PARALLEL] = {"allow-parallel", 0, NULL, "enroll contacts active in another sequence too", 0, 0},
+    [OPT_VERBOSE] = {"verbose", 'v', NULL, "also print each skipped contact with its reason", 0, 0},
     {0},
 };
 
@@ -155,8 +253,11 @@ static int run(struct cli *cli, const struct cli_args *args)
     const char *sequence = cli_args_value(args, OPT_SEQUENCE), *csv = cli_args_value(args, OPT_CSV);
     const char *where = cli_args_value(args, OPT_WHERE);
     int parallel = cli_args_count(args, OPT_ALLOW_PARALLEL) > 0, rc = CLI_ERROR, pos = 0;
+    int verbose = cli_args_count(args, OPT_VERBOSE) > 0;
+    struct tally tally = {0};
     PGconn *conn = cli->conn;
     struct emails emails = {0};
+    unsigned long n_bad = 0;
     for (const char *c = cli_args_next(args, OPT_CONTACT, &pos); c; c = cli_args_next(args, OPT_CONTACT, &pos))
         if (emails_add_address(&emails, c) < 0)
             goto out;
@@ -168,7 +269,9 @@ static int run(struct cli *cli, const struct cli_args *args)
                       delimiter);
         goto out;
     }
-    if (csv && read_csv_emails(csv, (char)delim, &emails) < 0)
+    if (csv && read_csv_emails(csv, (char)delim, &emails, &n_bad) < 0)
+        goto out;
+    if (n_bad && tally_add(&tally, "bad row", n_bad) < 0)
         goto out;
     char now[40];
     if (cli_now(now, sizeof now) < 0)
@@ -205,7 +308,7 @@ static int run(struct cli *cli, const struct cli_args *args)
      * must not both pass the "already enrolled elsewhere" check. */
     if (cli_exec(conn, "SELECT pg_advisory_xact_lock(7401720651)") < 0)
         goto rollback;
-    size_t enrolled = 0, skipped = 0;
+    size_t enrolled = 0;
     for (size_t i = 0; i < emails.n; i++) {
         const char *p[4] = {sequence, emails.v[i], now, parallel ? "true" : "false"};
         PGresult *r = PQexecParams(conn, "SELECT relance_enroll($1, $2, $3, $4)", 4, NULL, p, NULL, NULL, 0);
@@ -221,14 +324,18 @@ static int run(struct cli *cli, const struct cli_args *args)
         if (strcmp(what, "enrolled") == 0) {
             enrolled++;
         } else {
-            skipped++;
-            printf("skipped %s: %s\n", emails.v[i], what);
+            if (verbose)
+                printf("skipped %s: %s\n", emails.v[i], what);
+            if (tally_add(&tally, what, 1) < 0) {
+                PQclear(r);
+                goto rollback;
+            }
         }
         PQclear(r);
     }
     if (cli_exec(conn, "COMMIT") < 0)
         goto out;
-    printf("enrolled %zu, skipped %zu\n", enrolled, skipped);
+    tally_print(&tally, enrolled);
     rc = CLI_OK;
     goto out;
 rollback:
@@ -236,6 +343,7 @@ rollback:
         fprintf(stderr, "relance: rollback failed\n");
 out:
     emails_free(&emails);
+    tally_free(&tally);
     return rc;
 }
 
@@ -244,8 +352,9 @@ const struct cli_command cmd_enroll = {
     .summary = "enroll contacts into a sequence",
     .about = "Enrolls contacts into the current version of a sequence (the enrollment keeps\n"
              "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
-             "and contacts active in another sequence (unless --allow-parallel), are skipped\n"
-             "with a reason.\n",
+             "and contacts active in another sequence (unless --allow-parallel), are skipped;\n"
+             "the summary counts them by reason, and --verbose names each one:\n"
+             "  enrolled 10, skipped 3: already active in this sequence 2, suppressed 1\n",
     .options = options,
     .run = run,
 };

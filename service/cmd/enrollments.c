@@ -27,7 +27,10 @@ static const char show_sql[] =
     " WHERE c.email_key = lower(btrim($1)))"
     "SELECT e.id, e.name, e.version, e.state, e.state_reason,"
     " to_char(e.state_changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    " coalesce(e.step_id, '-'), e.position + 1, e.n_steps,"
+    /* After the last step the position is one past it: say so, counted
+     * as the last step ("done (2 of 2)"), not as a step 3 of 2. */
+    " CASE WHEN e.position >= e.n_steps THEN 'done' ELSE coalesce(e.step_id, '-') END,"
+    " least(e.position + 1, e.n_steps), e.n_steps,"
     " to_char(e.next_send_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
     " to_char(e.next_send_at AT TIME ZONE e.zone, 'YYYY-MM-DD HH24:MI:SS'), e.zone,"
     " CASE"

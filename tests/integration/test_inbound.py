@@ -247,7 +247,8 @@ def test_each_kind_of_inbound_message_does_what_it_must(check):
     check.eq(one("SELECT count(*) FROM enrollments e JOIN contacts c ON c.id = e.contact_id WHERE c.email IN "
              "('reply@r.example', 'hard@h.example', 'unsub@u.example') AND e.next_send_at IS NOT NULL"), "0",
              "stopped enrollments have no next send time")
-    r = relance("enroll", "--sequence", "noreply", "--contact", "unsub@u.example", env=STATE["env"])
+    r = relance("enroll", "--sequence", "noreply", "--contact", "unsub@u.example", "--verbose",
+                env=STATE["env"])
     check.ok("skipped unsub@u.example: suppressed" in r.stdout, "an unsubscribed address is never enrolled again", r.stdout)
 
     # the event carries what the CRM needs

@@ -71,7 +71,8 @@ def test_a_550_5_1_1_bounces_after_one_attempt_and_suppresses(run, check):
     check.eq(q("SELECT state, state_reason LIKE 'hard bounce: 550 5.1.1%' FROM enrollments e JOIN contacts c "
                "ON c.id = e.contact_id WHERE c.email = 'x@gone.example'"), [["bounced", "t"]], "the enrollment is bounced")
     check.eq(q("SELECT count(*) FROM suppressions WHERE pattern = 'x@gone.example'")[0][0], "1", "the address is suppressed")
-    r = relance("enroll", "--sequence", "main-seq", "--contact", "x@gone.example", "--allow-parallel", env=env)
+    r = relance("enroll", "--sequence", "main-seq", "--contact", "x@gone.example", "--allow-parallel", "--verbose",
+                env=env)
     check.ok("skipped x@gone.example: suppressed" in r.stdout, "a suppressed address is never enrolled again", r.stdout)
 
 

@@ -81,7 +81,7 @@ def run(module_db, module_tmp):
     assert r.returncode == 0 and f"enrolled {N}, skipped 0" in r.stdout, \
         f"enroll {N} contacts: {r.stdout[-300:] + r.stderr}"
     again = relance("enroll", "--sequence", "tz-test", "--contact", "c1@example.com", "--contact",
-                    "nobody@example.com", env=clock_env)
+                    "nobody@example.com", "--verbose", env=clock_env)
     # v2 changes the last step; every enrollment was made under v1.
     with open(seq_file, "w") as f:
         f.write(seq_v1.replace("Last one (v1)", "Last one (v2)"))
