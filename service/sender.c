@@ -151,6 +151,12 @@ int sender_account_check(const struct config *cfg, const struct config_account *
     return rc;
 }
 
+int sender_account_job(const struct config *cfg, const struct config_account *account, struct smtp_job *j,
+                       char **secret, char *err, size_t errlen)
+{
+    return job_setup(j, secret, cfg, account, err, errlen);
+}
+
 /* The one way a domain's key is read: sender_new and sender_dkim_check. */
 static int domain_key_load(const struct config_dkim *d, struct dkim_key **key, char *err, size_t errlen)
 {

@@ -63,6 +63,13 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
 int sender_account_check(const struct config *cfg, const struct config_account *account, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 int sender_dkim_check(const struct config_dkim *dkim, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The smtp job serve would send account's mail with (URL, TLS, CA file,
+ * login, MAIL FROM), for `relance smtp-send --account`. *secret gets the
+ * password (NULL when the login needs none; free it with secret_free),
+ * and j->secret borrows it. An xoauth2 account's token is not fetched:
+ * j->secret stays NULL. 0, or -1 with a reason in err. */
+int sender_account_job(const struct config *cfg, const struct config_account *account, struct smtp_job *j,
+                       char **secret, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 
 /* One message to send. The strings are borrowed during the call. */

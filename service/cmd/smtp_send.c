@@ -6,9 +6,16 @@
  * accepts them — and prints one line per file: FILE, outcome, reply code,
  * enhanced status ("-" when none), body started (0/1). Owns the command
  * line, reading the files and the loop's lifetime; the sending is smtp's.
+ * With --account the settings are the configured account's, set up by the
+ * sender exactly as serve sets them up, so the check is of what serve
+ * would use; flags given beside it override. Without it the CA file is
+ * still the configuration's tls_ca_file unless --ca-file says otherwise.
  * Never prints the password or token. */
+#include "accounts.h"
 #include "cli.h"
 #include "curl_uv.h"
+#include "secret.h"
+#include "sender.h"
 #include "smtp.h"
 
 #include <errno.h>
@@ -111,22 +118,26 @@ static int parse_ms(const char *s, long *out)
 }
 
 enum {
-    OPT_URL, OPT_FROM, OPT_TO, OPT_USER, OPT_PASSWORD_ENV, OPT_BEARER_ENV, OPT_AUTH, OPT_TLS, OPT_CA_FILE, OPT_SASL,
+    OPT_ACCOUNT, OPT_URL, OPT_FROM, OPT_TO, OPT_USER, OPT_PASSWORD_ENV, OPT_BEARER_ENV, OPT_AUTH, OPT_TLS, OPT_CA_FILE, OPT_SASL,
     OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
 };
 
 static const struct cli_option options[] = {
+    [OPT_ACCOUNT] = {"account", 0, "EMAIL",
+                     "a configured account: its URL, login, password, TLS and CA\n"
+                     "file, as serve uses them; the flags below override", 0, 0},
     [OPT_URL] = {"url", 0, "URL",
                  "smtp://host:587/EHLO-NAME (STARTTLS required) or\n"
-                 "smtps://host:465/EHLO-NAME (implicit TLS)", CLI_OPTION_REQUIRED, 0},
-    [OPT_FROM] = {"from", 0, "ADDR", "the envelope sender (MAIL FROM)", CLI_OPTION_REQUIRED, 0},
+                 "smtps://host:465/EHLO-NAME (implicit TLS)", 0, 0},
+    [OPT_FROM] = {"from", 0, "ADDR", "the envelope sender (MAIL FROM; default: --account)", 0, 0},
     [OPT_TO] = {"to", 0, "ADDR", "the recipient (RCPT TO)", CLI_OPTION_REQUIRED, 0},
     [OPT_USER] = {"user", 0, "USER", "the login (AUTH PLAIN, LOGIN, ...)", 0, 0},
     [OPT_PASSWORD_ENV] = {"password-env", 0, "VAR", "the password, read from environment variable VAR", 0, 0},
     [OPT_BEARER_ENV] = {"bearer-env", 0, "VAR", "an OAuth2 access token (AUTH XOAUTH2) from VAR", 0, 0},
     [OPT_AUTH] = {"auth", 0, "none", "no AUTH (test sinks)", 0, 0},
     [OPT_TLS] = {"tls", 0, "none", "plaintext smtp:// (test sinks)", 0, 0},
-    [OPT_CA_FILE] = {"ca-file", 0, "FILE", "also trust the CA certificates in FILE (PEM)", 0, 0},
+    [OPT_CA_FILE] = {"ca-file", 0, "FILE", "also trust the CA certificates in FILE (PEM); default:\n"
+                     "the configuration's tls_ca_file", 0, 0},
     [OPT_SASL] = {"sasl", 0, "MECH", "use this SASL mechanism (PLAIN, LOGIN, ...)", 0, 0},
     [OPT_CONNECT_TIMEOUT] = {"connect-timeout", 0, "MS", "the connect timeout", 0, 0},
     [OPT_TIMEOUT] = {"timeout", 0, "MS", "the timeout for each reply", 0, 0},
@@ -141,12 +152,12 @@ static int run_command(struct cli *cli, const struct cli_args *args)
     const char *bearer_env = cli_args_value(args, OPT_BEARER_ENV), *auth = cli_args_value(args, OPT_AUTH);
     const char *tls = cli_args_value(args, OPT_TLS), *ca_file = cli_args_value(args, OPT_CA_FILE);
     const char *sasl = cli_args_value(args, OPT_SASL), *connect_ms = cli_args_value(args, OPT_CONNECT_TIMEOUT);
-    const char *phase_ms = cli_args_value(args, OPT_TIMEOUT);
+    const char *phase_ms = cli_args_value(args, OPT_TIMEOUT), *account = cli_args_value(args, OPT_ACCOUNT);
+    char *secret = NULL, err[512];
     struct run run;
     uv_loop_t loop;
     int loop_open = 0, curl_open = 0, rc = CLI_ERROR;
 
-    (void)cli;
     memset(&run, 0, sizeof run);
     run.files = calloc((size_t)args->n_operands, sizeof *run.files);
     if (!run.files)
@@ -163,29 +174,96 @@ static int run_command(struct cli *cli, const struct cli_args *args)
         rc = cli_fail(CLI_USAGE, "smtp-send: --tls takes only 'none' (the URL scheme decides TLS)");
         goto fail;
     }
-    if (auth ? (user || password_env || bearer_env)
-             : (!user || (!password_env == !bearer_env))) {
+    if (auth && (user || password_env || bearer_env)) {
+        rc = cli_fail(CLI_USAGE, "smtp-send: --auth none takes no --user, --password-env or --bearer-env");
+        goto fail;
+    }
+    if (password_env && bearer_env) {
+        rc = cli_fail(CLI_USAGE, "smtp-send: give one of --password-env or --bearer-env");
+        goto fail;
+    }
+    if (!account && (!url || !from)) {
+        rc = cli_fail(CLI_USAGE, "smtp-send: give --url and --from, or --account");
+        goto fail;
+    }
+    if (!account && !auth && (!user || (!password_env && !bearer_env))) {
         rc = cli_fail(CLI_USAGE, "smtp-send: give --user with one of --password-env or --bearer-env, "
                                  "or --auth none");
         goto fail;
     }
-    job->url = url;
-    job->mail_from = from;
-    job->rcpt_to = to;
-    job->tls = tls ? SMTP_TLS_NONE : SMTP_TLS_REQUIRED;
-    job->auth = auth ? SMTP_AUTH_NONE : bearer_env ? SMTP_AUTH_XOAUTH2 : SMTP_AUTH_PASSWORD;
-    job->username = user;
-    job->ca_file = ca_file;
-    job->sasl_mech = sasl;
-    job->on_body_start = on_body_start;
-    if (!auth) {
-        const char *var = password_env ? password_env : bearer_env;
-        job->secret = getenv(var);
-        if (!job->secret || !*job->secret) {
-            rc = cli_fail(CLI_ERROR, "smtp-send: environment variable %s is not set", var);
+    /* serve trusts the configured CA file: so does the check, unless told
+     * otherwise (a plaintext sink needs none, nor the configuration) */
+    const struct config *cfg = NULL;
+    if (account || (!ca_file && !tls)) {
+        if (!(cfg = cli_config(cli)))
+            goto fail;
+    }
+    if (account) {
+        const struct config_account *a = accounts_find(cfg, account);
+        if (!a) {
+            rc = cli_fail(CLI_ERROR, "smtp-send: no account %s in the configuration", account);
             goto fail;
         }
+        /* A borrowed view of the account with the flags' values in place,
+         * so the sender checks them as it checks the configuration's; the
+         * casts only borrow, nothing is written through or freed. */
+        struct config_account view = *a;
+        if (url)
+            view.smtp = (char *)url;
+        if (tls)
+            view.tls = (char *)tls;
+        if (ca_file)
+            view.tls_ca_file = (char *)ca_file;
+        if (user)
+            view.username = (char *)user;
+        if (auth) {
+            view.auth = (char *)"none";
+        } else if (password_env) {
+            view.auth = (char *)"password";
+            view.password_env = (char *)password_env;
+            view.password_file = NULL;
+        } else if (bearer_env) {
+            view.auth = (char *)"xoauth2";
+        }
+        if (sender_account_job(cfg, &view, job, &secret, err, sizeof err) < 0) {
+            rc = cli_fail(CLI_ERROR, "smtp-send: %s", err);
+            goto fail;
+        }
+        if (job->auth == SMTP_AUTH_XOAUTH2) {
+            /* serve fetches the token from token_url; this check takes it */
+            if (!bearer_env) {
+                rc = cli_fail(CLI_USAGE, "smtp-send: account %s logs in with xoauth2: give the access token "
+                                         "with --bearer-env", account);
+                goto fail;
+            }
+            job->secret = getenv(bearer_env);
+            if (!job->secret || !*job->secret) {
+                rc = cli_fail(CLI_ERROR, "smtp-send: environment variable %s is not set", bearer_env);
+                goto fail;
+            }
+        }
+        if (from)
+            job->mail_from = from;
+        job->rcpt_to = to;
+    } else {
+        job->url = url;
+        job->mail_from = from;
+        job->rcpt_to = to;
+        job->tls = tls ? SMTP_TLS_NONE : SMTP_TLS_REQUIRED;
+        job->auth = auth ? SMTP_AUTH_NONE : bearer_env ? SMTP_AUTH_XOAUTH2 : SMTP_AUTH_PASSWORD;
+        job->username = user;
+        job->ca_file = ca_file ? ca_file : cfg ? cfg->tls_ca_file : NULL;
+        if (!auth) {
+            const char *var = password_env ? password_env : bearer_env;
+            job->secret = getenv(var);
+            if (!job->secret || !*job->secret) {
+                rc = cli_fail(CLI_ERROR, "smtp-send: environment variable %s is not set", var);
+                goto fail;
+            }
+        }
     }
+    job->sasl_mech = sasl;
+    job->on_body_start = on_body_start;
     if ((connect_ms && parse_ms(connect_ms, &job->connect_timeout_ms) < 0) ||
         (phase_ms && parse_ms(phase_ms, &job->phase_timeout_ms) < 0)) {
         rc = cli_fail(CLI_USAGE, "smtp-send: timeouts are positive milliseconds");
@@ -250,6 +328,7 @@ fail:
     for (int i = 0; i < run.nfiles; i++)
         buf_free(&run.files[i].text);
     free(run.files);
+    secret_free(secret);
     return rc;
 }
 
@@ -266,7 +345,12 @@ const struct cli_command cmd_smtp_send = {
              "outcome is sent, deferred, rejected_hard, rejected_policy, rejected_other,\n"
              "auth_failed or unknown; the server's words for a failure go to stderr.\n"
              "Log in with --user and one of --password-env or --bearer-env, or not at all\n"
-             "with --auth none. Exits 0 when every message was sent, 1 otherwise.\n",
+             "with --auth none. Or name a configured account with --account EMAIL: its\n"
+             "smtp URL, username, password (password_env or password_file), tls, auth and\n"
+             "tls_ca_file, exactly as serve would use them, from the account's address;\n"
+             "the other flags override them (an xoauth2 account needs --bearer-env).\n"
+             "Without --ca-file the configuration's tls_ca_file is trusted, as by serve.\n"
+             "Exits 0 when every message was sent, 1 otherwise.\n",
     .options = options,
     .run = run_command,
 };

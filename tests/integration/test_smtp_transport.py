@@ -134,6 +134,56 @@ def test_without_the_ca_file_the_certificate_fails_before_the_body(mail, message
         f"{name} without the CA file: the certificate is what failed: {r.stderr}"
 
 
+def account_config(ms, tmp, name, account_ca=None, global_ca=None):
+    """A configuration with alice's account on submission, her password in
+    a file; account_ca / global_ca: its tls_ca_file, the global one."""
+    pw = os.path.join(tmp, "alice.pw")
+    with open(pw, "w") as f:
+        f.write(PASSWORD + "\n")
+    path = os.path.join(tmp, name + ".yaml")
+    with open(path, "w") as f:
+        f.write((f"tls_ca_file: {global_ca}\n" if global_ca else "") +
+                f"pools:\n  founders:\n    accounts:\n      - email: {SENDER}\n"
+                f"        smtp: smtp://127.0.0.1:{ms.submission_port}/client.acme.example\n"
+                f"        password_file: {pw}\n" +
+                (f"        tls_ca_file: {account_ca}\n" if account_ca else ""))
+    return path
+
+
+def send_as_account(cfg, files, to, extra=()):
+    r = relance("smtp-send", "--account", SENDER, "--to", to, *extra, *files, env={"RELANCE_CONFIG": cfg}, timeout=60)
+    assert not SANITIZER.search(r.stderr), r.stderr
+    return r, [line.split("\t") for line in r.stdout.splitlines() if line]
+
+
+def test_smtp_send_checks_what_serve_would_use(mail, message, tmp, check):
+    """--account takes the account's URL, login, password file and CA file;
+    without --ca-file the configuration's tls_ca_file is trusted, as serve
+    trusts it; flags override the account."""
+    ms = mail
+    p, raw = message("account1", "bob@prospect.example", "as the configured account", body_text(1))
+    r, rows = send_as_account(account_config(ms, tmp, "with-ca", account_ca=ms.ca_file), [p], "bob@prospect.example")
+    check.eq(row_of(rows), ("sent", "250", "2.0.0", "1"), "--account with the account's tls_ca_file: sent")
+    check.ok(PASSWORD not in r.stdout + r.stderr, "no password in the output")
+    noca = account_config(ms, tmp, "no-ca")
+    r, rows = send_as_account(noca, [p], "bob@prospect.example")
+    check.eq(row_of(rows)[0:1] if rows else None, ("deferred",), "--account without a configured CA: not sent")
+    check.ok("certificate" in r.stderr.lower() and r.returncode == 1,
+             "without the configured CA the certificate is what failed", r.stderr)
+    r, rows = send_as_account(noca, [p], "bob@prospect.example", extra=["--ca-file", ms.ca_file])
+    check.eq(row_of(rows), ("sent", "250", "2.0.0", "1"), "--ca-file overrides the account's (missing) CA")
+    # without --account: the global tls_ca_file when no --ca-file is given
+    env = dict(ENV, RELANCE_CONFIG=account_config(ms, tmp, "global-ca", global_ca=ms.ca_file))
+    r = relance("smtp-send", "--url", f"smtp://127.0.0.1:{ms.submission_port}/client.acme.example", "--from", SENDER,
+                "--to", "bob@prospect.example", "--user", SENDER, "--password-env", "ALICE_PW", p, env=env, timeout=60)
+    rows = [line.split("\t") for line in r.stdout.splitlines() if line]
+    check.eq(row_of(rows), ("sent", "250", "2.0.0", "1"), "--url without --ca-file: the global tls_ca_file")
+    r = relance("smtp-send", "--account", "nobody@acme.example", "--to", "bob@prospect.example", p,
+                env={"RELANCE_CONFIG": noca}, timeout=60)
+    check.ok(r.returncode == 1 and "no account nobody@acme.example" in r.stderr, "an unknown account: an error",
+             r.stderr)
+
+
 def test_the_mx_port_takes_plaintext_or_upgrades_with_starttls(mail, message):
     ms = mail
     pn, _ = message("sink1", "dan@sink.example", "plaintext sink", body_text(4))
