@@ -74,6 +74,7 @@ struct scheduler {
     struct delivery *delivery;
     struct watcher *watcher; /* the race check before a follow-up; NULL when no mailbox is watched */
     int smtp;                /* transport smtp: claims per leased account; else capture (relance_claim_due) */
+    int pools_checked;       /* sequences naming an unknown pool were warned about (once per process) */
     uv_timer_t timer;        /* next due time */
     uv_timer_t lease_timer;  /* lease renewal and rescue */
     enum cycle_state state;  /* only cycle_state_set changes it */
@@ -809,6 +810,19 @@ static void on_synced(struct db *db, const PGresult *res, void *arg)
     }
 }
 
+/* One warning per sequence whose current version names a pool no
+ * configured account belongs to: its enrollments would wait silently. */
+static void on_unknown_pools(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return;
+    for (int i = 0; i < PQntuples(res); i++)
+        log_event(LOG_WARN, "scheduler", "a sequence names a pool the configuration does not have: its "
+                  "enrollments will wait", "sequence", PQgetvalue(res, i, 0), "pool", PQgetvalue(res, i, 1), NULL);
+}
+
 void scheduler_db_up(struct scheduler *s)
 {
     if (!ready_db(s->ready))
@@ -822,6 +836,16 @@ void scheduler_db_up(struct scheduler *s)
         free(json);
         if (rc < 0)
             return;
+    }
+    /* after the sync, on the same connection: it sees the accounts just
+     * synced. Transport capture ignores pools. */
+    if (s->smtp && !s->pools_checked) {
+        if (query(s, "SELECT s.name, v.sender_pool FROM sequences s JOIN sequence_versions v"
+                     " ON v.sequence_id = s.id AND v.version = s.current_version"
+                     " WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = v.sender_pool AND a.configured)"
+                     " ORDER BY s.name", 0, NULL, on_unknown_pools) < 0)
+            return;
+        s->pools_checked = 1;
     }
     delivery_db_up(s->delivery);
     rescue_own(s);

@@ -7,7 +7,10 @@
  * sql/functions/sequences.sql): a new name is created at v1, a changed
  * model becomes vN+1, an identical one is left alone. The YAML source is
  * stored as applied, so every version stays readable and the scheduler,
- * show and preview re-read it with the same loader. */
+ * show and preview re-read it with the same loader.
+ *
+ * A sequence naming a pool with no account is applied (accounts may come
+ * later) but warned about: its enrollments would wait without a word. */
 #include "cli.h"
 #include "lint.h"
 #include "sequence.h"
@@ -41,6 +44,44 @@ static int apply_one(PGconn *conn, const struct lint_file *f, const char *now)
     return 0;
 }
 
+/* Whether pool is known: from the configuration when it has a file or
+ * pools; else from the accounts `relance serve` last synced into the
+ * database. -1 when nothing is known (no pool anywhere yet) or on error:
+ * no warning then. */
+static int pool_known(const struct cli *cli, const char *pool)
+{
+    const struct config *cfg = cli->config;
+    if (cfg->path || cfg->n_pools) {
+        for (size_t i = 0; i < cfg->n_pools; i++)
+            if (strcmp(cfg->pools[i].name, pool) == 0)
+                return 1;
+        return 0;
+    }
+    const char *p[1] = {pool};
+    PGresult *r = cli_query(cli->conn,
+                            "SELECT bool_or(pool = $1), count(*) > 0 FROM accounts WHERE configured", 1, p);
+    if (!r)
+        return -1;
+    int known = strcmp(PQgetvalue(r, 0, 1), "t") != 0 ? -1 : strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return known;
+}
+
+/* Transport capture ignores pools: its enrollments never wait for one. */
+static void warn_unknown_pools(const struct cli *cli, const struct lint_files *files)
+{
+    if (strcmp(cli->config->transport, "smtp") != 0)
+        return;
+    for (size_t i = 0; i < files->n; i++) {
+        const struct sequence *seq = files->items[i].seq;
+        if (pool_known(cli, seq->sender_pool) == 0)
+            fprintf(stderr,
+                    "relance: warning: sequence '%s' names pool '%s', which the configuration does not have: "
+                    "its enrollments will wait\n",
+                    seq->name, seq->sender_pool);
+    }
+}
+
 static int run(struct cli *cli, const struct cli_args *args)
 {
     struct lint_files files = {0};
@@ -61,8 +102,10 @@ static int run(struct cli *cli, const struct cli_args *args)
     for (size_t i = 0; i < files.n; i++)
         if (apply_one(conn, &files.items[i], now) < 0)
             goto rollback;
-    if (cli_exec(conn, "COMMIT") == 0)
+    if (cli_exec(conn, "COMMIT") == 0) {
         rc = CLI_OK;
+        warn_unknown_pools(cli, &files);
+    }
     goto out;
 rollback:
     if (cli_exec(conn, "ROLLBACK") < 0)
@@ -84,6 +127,7 @@ const struct cli_command cmd_apply = {
              "a changed one gets a new version (enrollments keep the version they started\n"
              "with), an unchanged one is left alone. Prints one line per sequence:\n"
              "'NAME: created', 'NAME: updated to vN' or 'NAME: unchanged'. With any error\n"
-             "nothing is applied (exit 1).\n",
+             "nothing is applied (exit 1). A sequence whose sender_pool the configuration\n"
+             "does not have is applied with a warning: its enrollments wait until it does.\n",
     .run = run,
 };

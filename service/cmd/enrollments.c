@@ -39,6 +39,12 @@ static const char show_sql[] =
     "  WHEN e.next_send_at IS NULL THEN 'being sent now'"
     "  WHEN e.account_id IS NOT NULL AND (SELECT a.state = 'paused' FROM accounts a WHERE a.id = e.account_id)"
     "   THEN 'account paused: ' || (SELECT coalesce(a.state_reason, '') FROM accounts a WHERE a.id = e.account_id)"
+    /* A pool no configured account belongs to: nothing would ever send.
+     * Said only once serve has synced some accounts, else nothing is known;
+     * and not for transport capture ($3 false), which ignores pools. */
+    "  WHEN $3 AND e.account_id IS NULL AND EXISTS (SELECT 1 FROM accounts a WHERE a.configured)"
+    "       AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.configured)"
+    "   THEN 'no such pool ''' || e.sender_pool || ''''"
     "  WHEN e.next_send_at <= $2 AND e.account_id IS NOT NULL AND (SELECT relance_account_remaining(a.id,"
     "       relance_local_day($2, a.timezone)) <= 0 FROM accounts a WHERE a.id = e.account_id)"
     "   THEN 'account capacity: the account reached its limit for today'"
@@ -70,8 +76,9 @@ static int show(struct cli *cli, const struct cli_args *args)
         return CLI_ERROR;
     PGconn *conn = cli->conn;
     char norm[CONTACT_EMAIL_MAX + 1];
-    const char *p[2] = {contact_email_key(email, norm), now};
-    PGresult *r = PQexecParams(conn, show_sql, 2, NULL, p, NULL, NULL, 0);
+    const char *smtp = strcmp(cli->config->transport, "smtp") == 0 ? "true" : "false";
+    const char *p[3] = {contact_email_key(email, norm), now, smtp};
+    PGresult *r = PQexecParams(conn, show_sql, 3, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "relance: %s", PQresultErrorMessage(r));

@@ -4,11 +4,13 @@ stay readable, a file with an error applies nothing (not even the good
 files beside it), preview of the French example is correctly encoded
 (--raw) and shown decoded by default with its A/B variant named, the
 French example reads well without a first name, and a hostile field
-value yields no new header."""
+value yields no new header; a sequence naming a pool the configuration
+does not have is applied with a warning, and serve logs it once."""
 import email
 import email.policy
 import os
 import shutil
+import time
 
 import pytest
 
@@ -250,3 +252,37 @@ def test_preview_contact_fills_fields_from_the_database(env, module_db):
     msg = email.message_from_bytes(r.stdout.encode(), policy=email.policy.default)
     assert r.returncode == 0 and str(msg["Subject"]).startswith("Acme ") and msg["To"] == "jo@acme.example" \
         and "Hi Jo," in msg.get_content(), f"--contact fills fields from the database: {r.stdout[:500] + r.stderr}"
+
+
+def test_apply_warns_of_a_pool_the_configuration_does_not_have(db, tmp):
+    config = os.path.join(tmp, "relance.yaml")
+    with open(config, "w") as f:
+        f.write("pools:\n  main:\n    accounts:\n      - email: a@acme.example\n"
+                "        smtp: smtp://127.0.0.1:2525\n        password_env: PW\n")
+    env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": config, "PW": "pw"}
+    known = harness.sequence(tmp, "one_step", name="known", pool="main")
+    lost = harness.sequence(tmp, "one_step", name="lost", pool="nosuch")
+    r = relance("apply", known, lost, env=env)
+    assert r.returncode == 0 and "lost: created" in r.stdout, f"applied all the same: {r.stdout + r.stderr}"
+    assert "warning: sequence 'lost' names pool 'nosuch', which the configuration does not have" in r.stderr \
+        and "'known'" not in r.stderr, f"a warning for the unknown pool alone: {r.stderr}"
+    r = relance("apply", known, lost, env={**env, "RELANCE_TRANSPORT": "capture"})
+    assert r.returncode == 0 and "warning" not in r.stderr, f"capture ignores pools: no warning: {r.stderr}"
+
+
+def test_serve_logs_a_sequence_naming_a_pool_the_configuration_does_not_have(db, tmp, serve):
+    config = os.path.join(tmp, "relance.yaml")
+    with open(config, "w") as f:
+        f.write("pools:\n  main:\n    accounts:\n      - email: a@acme.example\n"
+                "        smtp: smtp://127.0.0.1:2525\n        password_env: PW\n")
+    env = {"DATABASE_URL": db.url(), "PW": "pw"}
+    r = relance("apply", harness.sequence(tmp, "one_step", name="lost", pool="nosuch"),
+                harness.sequence(tmp, "one_step", name="known", pool="main"), env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = serve({**env, "RELANCE_CONFIG": config, "RELANCE_STATE_DIR": tmp})
+    s.wait_status("/readyz", 200)
+    deadline = time.time() + 5
+    while "names a pool" not in s.output() and time.time() < deadline:
+        time.sleep(0.1)
+    lines = [ln for ln in s.output().splitlines() if "names a pool" in ln]
+    assert len(lines) == 1 and "lost" in lines[0] and "nosuch" in lines[0], f"one warning, for lost: {s.output()}"

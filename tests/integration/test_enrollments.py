@@ -1,6 +1,6 @@
 """Enrollments against a real PostgreSQL: enroll from --contact, --csv and
 --where with the skip reasons, enrollments show (next send time in UTC and
-local time, and why not sooner), pause/resume/stop, and a resumed
+local time, and why not sooner, a pool with no account included), pause/resume/stop, and a resumed
 enrollment whose time passed during the pause is moved to the next window
 opening instead of being sent off-hours."""
 import os
@@ -239,3 +239,14 @@ def test_pause_resume_stop_of_an_unknown_target_is_an_error_and_a_known_idle_one
     eid = w.db.psql("SELECT id FROM enrollments")[0][0]
     r = relance("resume", "--enrollment", eid, env=w.env)
     assert r.returncode == 0 and "resumed 0 enrollments" in r.stdout, f"a known active enrollment: {r.stderr}"
+
+
+def test_show_says_no_such_pool_once_accounts_are_known_and_none_is_in_the_pool(w):
+    assert w.enroll("--sequence", "alpha", "--contact", "dee@four.example", clock=TUE_EVE).returncode == 0
+    # what serve's accounts sync leaves: a configured account, in another pool
+    w.db.psql("INSERT INTO pools (name) VALUES ('other'); "
+              "INSERT INTO accounts (email, pool) VALUES ('a@acme.example', 'other')")
+    r = relance("enrollments", "show", "dee@four.example", env={**w.env, **TUE_EVE})
+    assert "why not sooner: no such pool 'founders'" in r.stdout, f"show: the pool has no account: {r.stdout}"
+    r = relance("enrollments", "show", "dee@four.example", env={**w.env, **TUE_EVE, "RELANCE_TRANSPORT": "capture"})
+    assert "why not sooner: window" in r.stdout, f"show: capture ignores pools: {r.stdout}"
