@@ -28,7 +28,6 @@ struct outcome_row {
 };
 
 struct delivery {
-    uv_loop_t *loop;
     const struct ready *ready;
     struct sender *sender;
     struct watcher *watcher;
@@ -526,7 +525,6 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct
     struct delivery *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
-    d->loop = loop;
     d->ready = ready;
     d->sender = sender;
     d->watcher = watcher;

@@ -17,17 +17,15 @@
 #include <strings.h>
 
 static const struct {
-    const char *what;
     const char *renew;   /* $1 replica, $2 ttl seconds[, $3 names]: rows (id, address) */
     const char *release; /* $1 replica: one row with the number given up, or none */
     const char *renew_failed, *not_given_up; /* log lines */
 } kinds[] = {
-    [LEASES_ACCOUNTS] = {"account",
-                         "SELECT a.id, a.email FROM accounts a JOIN relance_account_leases($1, $2) AS l(id) "
+    [LEASES_ACCOUNTS] = {"SELECT a.id, a.email FROM accounts a JOIN relance_account_leases($1, $2) AS l(id) "
                          "ON l.id = a.id ORDER BY a.id",
                          "SELECT relance_release_account_leases($1)", "account leases failed",
                          "account leases not given up: they expire"},
-    [LEASES_MAILBOXES] = {"mailbox", "SELECT NULL::bigint, m FROM relance_watch_leases($1, $3::text[], $2) AS m",
+    [LEASES_MAILBOXES] = {"SELECT NULL::bigint, m FROM relance_watch_leases($1, $3::text[], $2) AS m",
                           "SELECT relance_watch_release($1)", "mailbox leases failed",
                           "mailbox leases not given up: they expire"},
 };

@@ -68,7 +68,6 @@ struct cached {
 };
 
 struct scheduler {
-    uv_loop_t *loop;
     const struct config *cfg;
     const struct ready *ready;
     struct delivery *delivery;
@@ -886,7 +885,6 @@ struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const
     struct scheduler *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->loop = loop;
     s->cfg = cfg;
     s->ready = ready;
     s->watcher = watcher;

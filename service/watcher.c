@@ -139,7 +139,6 @@ struct watcher {
     uv_timer_t tick;
     struct leases *leases;      /* of the mailboxes below */
     char replica[96];
-    int db_up;
     int closing;
     int pending;                /* handles and parts still closing */
     size_t outstanding;         /* db queries in flight */
@@ -416,7 +415,6 @@ static void on_lease_changed(void *arg, const struct lease *l)
 
 void watcher_db_up(struct watcher *w)
 {
-    w->db_up = 1;
     leases_renew(w->leases);
 }
 
