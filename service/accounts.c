@@ -18,10 +18,15 @@ static void member(struct buf *b, const char *key, const char *value, int comma)
     json_add_string(b, value);
 }
 
-char *accounts_config_json(const struct config *cfg)
+char *accounts_config_json(const struct config *cfg, const char *now)
 {
     struct buf b = {0};
-    buf_adds(&b, "{\"pools\":[");
+    buf_adds(&b, "{");
+    if (now) {
+        member(&b, "now", now, 0);
+        buf_adds(&b, ",\"secrets_checked\":true,");
+    }
+    buf_adds(&b, "\"pools\":[");
     for (size_t i = 0; i < cfg->n_pools; i++) {
         const struct config_pool *p = &cfg->pools[i];
         buf_adds(&b, i ? ",{" : "{");
@@ -38,6 +43,8 @@ char *accounts_config_json(const struct config *cfg)
                      "\"warmup_start\":%ld,\"warmup_increase\":%ld,\"max_policy_blocks\":%ld",
                      a->daily_limit, a->min_interval, a->interval_jitter, a->warmup_start,
                      a->warmup_increase_per_day, a->max_policy_blocks > 0 ? a->max_policy_blocks : 3);
+            if (now && a->unavailable)
+                member(&b, "unavailable", a->unavailable, 1);
             if (a->max_bounce_rate)
                 buf_addf(&b, ",\"max_bounce_rate\":%.6f", config_rate_parse(a->max_bounce_rate));
             buf_adds(&b, "}");

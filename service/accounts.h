@@ -9,8 +9,11 @@
 #include "config.h"
 
 /* The pools and accounts of cfg as the JSON relance_sync_accounts takes:
- * malloc'd, the caller frees it; NULL when out of memory. */
-char *accounts_config_json(const struct config *cfg);
+ * malloc'd, the caller frees it; NULL when out of memory. now (serve's
+ * clock) is given only by serve, whose environment holds the secrets:
+ * then the JSON says which accounts are unavailable, and the sync pauses
+ * those and resumes the ones paused for a secret serve now has. */
+char *accounts_config_json(const struct config *cfg, const char *now);
 
 /* The configured account with this address, or NULL. */
 const struct config_account *accounts_find(const struct config *cfg, const char *email);

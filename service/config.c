@@ -54,6 +54,8 @@ static const struct field oauth2_fields[] = {
 static const struct field account_fields[] = {
     {"email", F_STR, ACC(email), NULL},
     {"from_name", F_STR, ACC(from_name), NULL},
+    {"first_name", F_STR, ACC(first_name), NULL},
+    {"signature", F_STR, ACC(signature), NULL},
     {"smtp", F_STR, ACC(smtp), NULL},
     {"imap", F_STR, ACC(imap), NULL},
     {"username", F_STR, ACC(username), NULL},
@@ -626,7 +628,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 
 static void free_account(struct config_account *a)
 {
-    char **strs[] = {&a->email, &a->from_name, &a->smtp, &a->imap, &a->username, &a->password_env, &a->max_bounce_rate,
+    char **strs[] = {&a->email, &a->from_name, &a->first_name, &a->signature, &a->unavailable, &a->smtp, &a->imap, &a->username, &a->password_env, &a->max_bounce_rate,
                      &a->password_file, &a->timezone, &a->tls_ca_file, &a->tls, &a->auth, &a->imap_auth,
                      &a->oauth2.token_url, &a->oauth2.client_id, &a->oauth2.client_secret_env,
                      &a->oauth2.refresh_token_env};

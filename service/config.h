@@ -18,6 +18,7 @@ struct config_oauth2 {
 
 struct config_account {
     char *email, *from_name, *smtp, *imap, *username;
+    char *first_name, *signature; /* {{sender.first_name}} and {{sender.signature}} (compose.h) */
     char *password_env, *password_file;
     long daily_limit;          /* 0: no limit */
     long min_interval;         /* seconds */
@@ -36,6 +37,10 @@ struct config_account {
     char **folders;            /* watched IMAP folders; NULL-terminated */
     struct config_oauth2 oauth2;
     int line;
+    /* Not read from the file: why serve cannot read this account's secret
+     * (preflight_mark_unavailable), or NULL. Such an account gets no SMTP
+     * channel, mailbox or token here and is paused with the reason. */
+    char *unavailable;
 };
 
 struct config_pool {

@@ -821,7 +821,7 @@ struct oauth2 *oauth2_new(uv_loop_t *loop, struct curl_uv *cu, const struct conf
     for (size_t i = 0; i < cfg->n_pools; i++)
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
             const struct config_account *c = &cfg->pools[i].accounts[k];
-            if (!c->auth || strcmp(c->auth, "xoauth2") != 0)
+            if (!c->auth || strcmp(c->auth, "xoauth2") != 0 || c->unavailable)
                 continue;
             struct account *a = &o->accounts[o->n++];
             a->o = o;

@@ -15,10 +15,20 @@
  * domain and the setting, never a secret's value. */
 typedef void (*preflight_cb)(void *arg, const char *problem);
 
+/* Marks each account whose secret cannot be read now (password_env
+ * unset, password_file unreadable, an oauth2 variable unset) as
+ * unavailable, with the reason, and calls cb with the reason for each:
+ * serve starts without such an account and pauses it ('missing secret:
+ * ...') rather than stop every other. A secret the configuration does not
+ * say where to find is a configuration error, left to preflight_check.
+ * Returns how many were marked. */
+size_t preflight_mark_unavailable(struct config *cfg, preflight_cb cb, void *arg);
+
 /* Checks each account's secrets (password_env set or password_file
  * readable, oauth2 variables), its smtp and imap URLs, tls and auth, and
- * each DKIM key file, as serve's set-up would. Returns how many problems
- * were reported through cb (0: serve would start). */
+ * each DKIM key file, as serve's set-up would; an account marked
+ * unavailable is not checked again. Returns how many problems were
+ * reported through cb (0: serve would start). */
 size_t preflight_check(const struct config *cfg, preflight_cb cb, void *arg);
 
 #endif

@@ -205,7 +205,10 @@ static void process(struct scheduler *s, const struct job *j)
     snprintf(mid, sizeof mid, "<%s>", j->message_id);
     struct fields f = {j->fields, ""};
     const char *from_addr = j->account ? j->account->lease->name : s->from_addr;
-    const char *from_name = j->account ? (j->account->cfg ? j->account->cfg->from_name : NULL) : s->from_name;
+    const struct config_account *acfg = j->account ? j->account->cfg : accounts_find(s->cfg, from_addr);
+    const char *from_name = acfg ? acfg->from_name : s->from_name;
+    struct compose_sender sender = {from_addr, from_name, acfg ? acfg->first_name : NULL,
+                                    acfg ? acfg->signature : NULL};
     struct compose_input in = {
         .seq = seq,
         .position = (size_t)j->position,
@@ -214,6 +217,7 @@ static void process(struct scheduler *s, const struct job *j)
         .lookup_arg = &f,
         .from_addr = from_addr,
         .from_name = from_name,
+        .sender = &sender,
         .message_id = mid,
         .date = (time_t)s->cycle_now, /* the claim's instant: what the window check saw */
         .thread_ids = (const char *const *)ids,
@@ -828,7 +832,9 @@ void scheduler_db_up(struct scheduler *s)
         return;
     /* The configuration's accounts into the database, at every (re)start
      * of the connection: caps and rotation read them there. */
-    char *json = accounts_config_json(s->cfg);
+    char now[40];
+    now_param(now, sizeof now);
+    char *json = accounts_config_json(s->cfg, now);
     if (json) {
         const char *p[1] = {json};
         int rc = query(s, "SELECT relance_sync_accounts($1::jsonb)", 1, p, on_synced);

@@ -225,6 +225,8 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
     }
     for (size_t i = 0; !capture_dir && i < cfg->n_pools; i++) {
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
+            if (cfg->pools[i].accounts[k].unavailable)
+                continue; /* paused for its missing secret: nothing to send with */
             struct channel *c = &s->channels[s->n_channels++];
             c->cfg = &cfg->pools[i].accounts[k];
             c->sender = s;

@@ -403,7 +403,13 @@ done:
     return rc;
 }
 
-int server_run(const struct config *cfg, char *err, size_t errlen)
+static void on_unavailable(void *arg, const char *why)
+{
+    (void)arg;
+    log_event(LOG_WARN, "server", "account paused: its secret cannot be read; the others send", "reason", why, NULL);
+}
+
+int server_run(struct config *cfg, char *err, size_t errlen)
 {
     uv_loop_t loop;
     struct server srv = {0};
@@ -423,6 +429,9 @@ int server_run(const struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     srv.loop = &loop;
+    /* before any part reads the accounts: one without its secret is left
+     * out of each, and the scheduler's sync pauses it */
+    preflight_mark_unavailable(cfg, on_unavailable, NULL);
     srv.cfg = cfg;
     snprintf(srv.ready.reason, sizeof srv.ready.reason, "database not connected yet");
     signal(SIGPIPE, SIG_IGN);

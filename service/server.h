@@ -11,9 +11,11 @@
 #include <stddef.h>
 
 /* Runs the service in the foreground until SIGINT or SIGTERM, then stops
- * everything in order (see server.c). Returns 0 after a clean stop, or
+ * everything in order (see server.c). An account whose secret cannot be
+ * read is marked in cfg (config_account.unavailable) and paused, not a
+ * reason to refuse to start. Returns 0 after a clean stop, or
  * -1 with a reason in err when it could not start or left handles open
  * (the reason is also logged). */
-int server_run(const struct config *cfg, char *err, size_t errlen) __attribute__((warn_unused_result));
+int server_run(struct config *cfg, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 #endif

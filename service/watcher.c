@@ -286,8 +286,8 @@ struct watcher *watcher_new(uv_loop_t *loop, const struct config *cfg, const str
     for (size_t i = 0; i < cfg->n_pools; i++)
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
             const struct config_account *a = &cfg->pools[i].accounts[k];
-            if (!a->imap)
-                continue;
+            if (!a->imap || a->unavailable)
+                continue; /* (an account without its secret is paused: its box waits too) */
             if (box_setup(w, &w->boxes[w->n_boxes++], a, err, errlen) < 0)
                 goto fail;
         }

@@ -16,7 +16,7 @@ static int sync_accounts(struct cli *cli, const struct cli_args *args)
     (void)args;
     PGconn *conn = cli->conn;
     const struct config *cfg = cli->config;
-    char *json = accounts_config_json(cfg);
+    char *json = accounts_config_json(cfg, NULL);
     if (!json)
         return cli_fail(CLI_ERROR, "out of memory");
     const char *p[1] = {json};

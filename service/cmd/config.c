@@ -4,7 +4,8 @@
  * its password as ***, each account's logins by kind, never a password.
  * Then it runs serve's start-up checks (preflight.c: secrets, URLs, DKIM
  * keys) and lists every problem on stderr, so one run shows all there is
- * to fix. Reading and checking the file is config.c's; main loads it. */
+ * to fix, saying of a secret that cannot be read that serve would pause
+ * that account rather than refuse to start. Reading and checking the file is config.c's; main loads it. */
 #include "cli.h"
 #include "preflight.h"
 
@@ -16,10 +17,16 @@ static void on_problem(void *arg, const char *problem)
     fprintf(stderr, "relance: config error: %s\n", problem);
 }
 
+static void on_unavailable(void *arg, const char *problem)
+{
+    (void)arg;
+    fprintf(stderr, "relance: config error: %s (serve pauses this account until it can be read)\n", problem);
+}
+
 static int run(struct cli *cli, const struct cli_args *args)
 {
     (void)args;
-    const struct config *cfg = cli->config;
+    struct config *cfg = cli->config;
     char db[512];
     config_conninfo_redact(cfg->database_url, db, sizeof db);
     printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
@@ -42,9 +49,16 @@ static int run(struct cli *cli, const struct cli_args *args)
     for (size_t i = 0; i < cfg->n_dkim; i++)
         printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);
     fflush(stdout); /* the settings before the problems, when both go to one place */
+    size_t paused = preflight_mark_unavailable(cfg, on_unavailable, NULL);
     size_t n = preflight_check(cfg, on_problem, NULL);
     if (n) {
-        fprintf(stderr, "relance: %zu problem%s; serve would refuse to start\n", n, n == 1 ? "" : "s");
+        fprintf(stderr, "relance: %zu problem%s; serve would refuse to start\n", n + paused,
+                n + paused == 1 ? "" : "s");
+        return CLI_ERROR;
+    }
+    if (paused) {
+        fprintf(stderr, "relance: %zu problem%s; serve would start with %s paused\n", paused,
+                paused == 1 ? "" : "s", paused == 1 ? "that account" : "those accounts");
         return CLI_ERROR;
     }
     return CLI_OK;

@@ -4,11 +4,14 @@
  * by lint.c, as apply does), the fields of a contact in the database
  * (--contact) and --var values. It connects to the database only when it
  * needs it (an applied sequence, or --contact), and reads the
- * configuration only when one is named (the pool's first account is the
- * sender shown). By default it prints a reader's view of that message,
+ * configuration only when one is named or --account is given: the
+ * sender shown, whose sender.NAME fields the templates get, is the one
+ * the contact's enrollment sends from, else the pool's first, and the
+ * view says which and why. By default it prints a reader's view of that message,
  * read back with the MIME parser the watcher uses (headers and text
  * decoded to UTF-8, the A/B variant named); --raw prints the exact bytes.
  * It does not own any encoding or decoding itself. */
+#include "accounts.h"
 #include "cli.h"
 #include "compose.h"
 #include "contact.h"
@@ -66,14 +69,55 @@ static int preview_load(struct cli *cli, const char *what, struct lint_files *fi
     return rc;
 }
 
-static const char *pool_account(struct config *cfg, const char *pool, const char **name)
+/* The account a preview is sent from, and why that one: --account, the
+ * contact's enrollment's (the account it really sends from), else the
+ * pool's first (a new enrollment gets the pool's least-used account at
+ * its first send). NULL when the configuration has none to offer. */
+static const struct config_account *preview_account(struct cli *cli, const struct sequence *seq, const char *contact,
+                                                    const char *wanted, char *why, size_t len, int *failed)
 {
-    *name = NULL;
-    for (size_t i = 0; cfg && i < cfg->n_pools; i++)
-        if (strcmp(cfg->pools[i].name, pool) == 0 && cfg->pools[i].n_accounts) {
-            *name = cfg->pools[i].accounts[0].from_name;
-            return cfg->pools[i].accounts[0].email;
+    struct config *cfg = cli->config_path || getenv("RELANCE_CONFIG") || wanted ? cli_config(cli) : NULL;
+    *failed = 0;
+    if (wanted) {
+        const struct config_account *a = cfg ? accounts_find(cfg, wanted) : NULL;
+        if (!a) {
+            fprintf(stderr, "relance: preview: no account %s in the configuration\n", wanted);
+            *failed = 1;
+            return NULL;
         }
+        snprintf(why, len, "--account");
+        for (size_t i = 0; i < cfg->n_pools; i++)
+            if (strcmp(cfg->pools[i].name, seq->sender_pool) == 0)
+                for (size_t k = 0; k < cfg->pools[i].n_accounts; k++)
+                    if (&cfg->pools[i].accounts[k] == a)
+                        return a;
+        snprintf(why, len, "--account; not in the sequence's pool %s", seq->sender_pool);
+        return a;
+    }
+    if (contact && cfg) {
+        PGconn *conn = cli_db_connect(cli, 1);
+        char norm[CONTACT_EMAIL_MAX + 1];
+        const char *p[2] = {contact_email_key(contact, norm), seq->name};
+        PGresult *r = conn ? cli_query(conn,
+                                       "SELECT a.email FROM enrollments e JOIN contacts c ON c.id = e.contact_id "
+                                       "JOIN sequences s ON s.id = e.sequence_id JOIN accounts a ON a.id = e.account_id "
+                                       "WHERE c.email_key = lower(btrim($1)) AND s.name = $2 ORDER BY e.id DESC LIMIT 1",
+                                       2, p)
+                               : NULL;
+        const struct config_account *a = r && PQntuples(r) ? accounts_find(cfg, PQgetvalue(r, 0, 0)) : NULL;
+        PQclear(r);
+        if (a) {
+            snprintf(why, len, "the account the enrollment of %s sends from", contact);
+            return a;
+        }
+    }
+    for (size_t i = 0; cfg && i < cfg->n_pools; i++)
+        if (strcmp(cfg->pools[i].name, seq->sender_pool) == 0 && cfg->pools[i].n_accounts) {
+            snprintf(why, len, "the first of pool %s; a new enrollment gets the pool's least-used account, "
+                               "--account chooses", seq->sender_pool);
+            return &cfg->pools[i].accounts[0];
+        }
+    snprintf(why, len, "a placeholder: no account of pool %s in the configuration", seq->sender_pool);
     return NULL;
 }
 
@@ -104,7 +148,8 @@ static int put_header(const struct mime_headers *h, const char *name)
 /* The reader's view of msg[0..len): the headers a person checks, the A/B
  * variant (named as `relance stats` names it: A is the first in the
  * file, - a step without variants), then the text part decoded. */
-static __attribute__((warn_unused_result)) int put_human(const char *msg, size_t len, int variant)
+static __attribute__((warn_unused_result)) int put_human(const char *msg, size_t len, int variant,
+                                                         const char *account, const char *why)
 {
     static const char *const shown[] = {"From", "To", "Subject", "Date", "Message-ID", "In-Reply-To",
                                         "References"};
@@ -119,6 +164,7 @@ static __attribute__((warn_unused_result)) int put_human(const char *msg, size_t
         printf("variant: %c\n", (char)('A' + variant));
     else
         printf("variant: - (the step has no A/B variants)\n");
+    printf("account: %s (%s)\n", account, why);
     if (mime_part_find(&root, "text/html"))
         printf("html: an HTML part is sent too (relance preview --raw shows it)\n");
     putchar('\n');
@@ -134,12 +180,14 @@ out:
     return rc;
 }
 
-enum { OPT_STEP, OPT_VAR, OPT_CONTACT, OPT_RAW };
+enum { OPT_STEP, OPT_VAR, OPT_CONTACT, OPT_ACCOUNT, OPT_RAW };
 
 static const struct cli_option options[] = {
     [OPT_STEP] = {"step", 0, "ID", "the step to preview", CLI_OPTION_REQUIRED, 0},
     [OPT_VAR] = {"var", 0, "KEY=VALUE", "a field's value (wins over --contact's); repeatable", CLI_OPTION_REPEAT, 0},
     [OPT_CONTACT] = {"contact", 0, "EMAIL", "take the fields of this contact in the database", 0, 0},
+    [OPT_ACCOUNT] = {"account", 0, "EMAIL", "send from this configured account (default: the\n"
+                                            "contact's enrollment's, else the pool's first)", 0, 0},
     [OPT_RAW] = {"raw", 0, NULL, "print the exact bytes sent (CRLF, encoded) instead of\n"
                                  "the decoded view", 0, 0},
     {0},
@@ -204,13 +252,22 @@ static int run(struct cli *cli, const struct cli_args *args)
     if (!to_copy)
         goto out;
     const char *to = to_copy;
-    const char *from_name = NULL, *from = pool_account(cli->config_path || getenv("RELANCE_CONFIG")
-                                                           ? cli_config(cli) : NULL,
-                                                       seq->sender_pool, &from_name);
-    if (!from) {
-        from = "sender@example.invalid";
-        from_name = "Sender";
-    }
+    char why[300];
+    int failed;
+    const struct config_account *acct =
+        preview_account(cli, seq, contact, cli_args_value(args, OPT_ACCOUNT), why, sizeof why, &failed);
+    if (failed)
+        goto out;
+    const char *from = acct ? acct->email : "sender@example.invalid";
+    const char *from_name = acct ? acct->from_name : "Sender";
+    /* --var sender.NAME=... stands in for what the account lacks */
+    struct compose_sender sender = {from, from_name, acct ? acct->first_name : NULL, acct ? acct->signature : NULL};
+    const char **sf[] = {&sender.email, &sender.name, &sender.first_name, &sender.signature};
+    static const char *const sf_names[] = {"sender.email", "sender.name", "sender.first_name", "sender.signature"};
+    for (size_t i = 0; i < v.n; i++)
+        for (size_t k = 0; k < sizeof sf / sizeof *sf; k++)
+            if (strcmp(v.keys[i], sf_names[k]) == 0)
+                *sf[k] = v.values[i];
     const char *dom = strrchr(from, '@') + 1;
     char mid[300], prev[300];
     snprintf(mid, sizeof mid, "<preview@%s>", dom);
@@ -225,6 +282,7 @@ static int run(struct cli *cli, const struct cli_args *args)
         .lookup_arg = &v,
         .from_addr = from,
         .from_name = from_name,
+        .sender = &sender,
         .message_id = mid,
         .date = time(NULL),
         .thread_ids = thread,
@@ -233,6 +291,12 @@ static int run(struct cli *cli, const struct cli_args *args)
     struct compose_result res;
     char err[300];
     int c = compose_message(&in, &res, err, sizeof err);
+    if (c == COMPOSE_MISSING_FIELD && strncmp(res.missing, "sender.", 7) == 0) {
+        fprintf(stderr, "relance: the account %s has no %s (add '%s:' to its configuration, or give --var %s=...); "
+                        "its enrollments would be held as missing_field:%s\n",
+                from, res.missing + 7, res.missing + 7, res.missing, res.missing);
+        goto out;
+    }
     if (c == COMPOSE_MISSING_FIELD) {
         fprintf(stderr, "relance: the field '%s' has no value and no fallback: give --var %s=... (a contact "
                         "without it would be held as missing_field:%s)\n",
@@ -243,9 +307,10 @@ static int run(struct cli *cli, const struct cli_args *args)
         fprintf(stderr, "relance: %s\n", err);
         goto out;
     }
-    if (cli_args_count(args, OPT_RAW))
+    if (cli_args_count(args, OPT_RAW)) {
+        fprintf(stderr, "relance: account: %s (%s)\n", from, why);
         fwrite(res.text, 1, res.len, stdout);
-    else if (put_human(res.text, res.len, res.variant) < 0) {
+    } else if (put_human(res.text, res.len, res.variant, from, why) < 0) {
         compose_result_free(&res);
         fprintf(stderr, "relance: out of memory\n");
         goto out;
@@ -279,7 +344,9 @@ const struct cli_command cmd_preview = {
              "signature).\n"
              "\n"
              "SEQUENCE is a file or the name of an applied sequence. Fields come from\n"
-             "--contact (a contact in the database) and --var (which wins); spintax and\n"
+             "--contact (a contact in the database) and --var (which wins); sender.NAME\n"
+             "fields from the account shown (--account, else the contact's enrollment's,\n"
+             "else the pool's first; the view names it), or --var sender.NAME=...; spintax and\n"
              "A/B variants are chosen exactly as for the real send, from the contact's\n"
              "address (--var email=...).\n",
     .options = options,

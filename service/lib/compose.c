@@ -26,6 +26,48 @@ static void step_content(const struct sequence_step *step, const char *email, co
     }
 }
 
+/* What templates look up: sender.NAME is the account's, anything else
+ * the caller's (the contact's). */
+struct fields {
+    const struct compose_input *in;
+    struct compose_sender fallback; /* from_addr and from_name, without in->sender */
+    char buf[256];
+};
+
+static const char *const line_fields[] = {"sender.signature", NULL};
+
+static const char *fields_lookup(const char *field, void *arg)
+{
+    struct fields *f = arg;
+    if (strncmp(field, "sender.", 7) == 0)
+        return compose_sender_field(f->in->sender ? f->in->sender : &f->fallback, field + 7, f->buf, sizeof f->buf);
+    return f->in->lookup ? f->in->lookup(field, f->in->lookup_arg) : NULL;
+}
+
+const char *compose_sender_field(const struct compose_sender *s, const char *name, char *buf, size_t len)
+{
+    if (strcmp(name, "email") == 0)
+        return s->email;
+    if (strcmp(name, "name") == 0)
+        return s->name;
+    if (strcmp(name, "signature") == 0)
+        return s->signature;
+    if (strcmp(name, "first_name") != 0)
+        return NULL;
+    if (s->first_name || !s->name)
+        return s->first_name;
+    /* "Bob Dupont" signs "Bob" unless told otherwise */
+    const char *p = s->name + strspn(s->name, " \t");
+    size_t n = strcspn(p, " \t");
+    if (n == 0 || len == 0)
+        return NULL;
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Renders one part. escape is what the part is: TEMPLATE_ESCAPE_HTML for
  * the html body only; the subject (a header, encoded later by the message
  * module) and the text body take values as they are. */
@@ -33,7 +75,8 @@ static int render(const char *src, uint64_t seed, enum template_escape escape, c
                   char **out, struct compose_result *res, char *err, size_t errlen)
 {
     struct template_out t = {0};
-    int rc = template_render(src, strlen(src), seed, escape, in->lookup, in->lookup_arg, &t);
+    struct fields f = {.in = in, .fallback = {in->from_addr, in->from_name, NULL, NULL}};
+    int rc = template_render_lines(src, strlen(src), seed, escape, fields_lookup, &f, line_fields, &t);
     if (rc == TEMPLATE_MISSING_FIELD) {
         snprintf(res->missing, sizeof res->missing, "%s", t.missing);
         return COMPOSE_MISSING_FIELD;

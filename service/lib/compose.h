@@ -4,6 +4,12 @@
  * the subject and the text body), threads follow-ups (Re: subject,
  * In-Reply-To, References) and builds the RFC 5322 text. The dispatcher
  * and `relance preview` both call it, so a preview is what is sent.
+ *
+ * Fields are the contact's ({{first_name}}, {{company}}, custom fields),
+ * except sender.NAME, which is the sending account's: {{sender.email}},
+ * {{sender.name}} (its from_name), {{sender.first_name}} (configured, or
+ * the first word of from_name) and {{sender.signature}} (configured, line
+ * breaks kept). A contact field never shadows a sender field.
  * Pure: no I/O. */
 #ifndef RELANCE_COMPOSE_H
 #define RELANCE_COMPOSE_H
@@ -14,6 +20,11 @@
 #include <stddef.h>
 #include <time.h>
 
+/* The account a message goes out from, as its templates see it. */
+struct compose_sender {
+    const char *email, *name, *first_name, *signature; /* NULL: not configured */
+};
+
 struct compose_input {
     const struct sequence *seq;
     size_t position;                 /* the step's index in seq->steps */
@@ -21,6 +32,7 @@ struct compose_input {
     const char *(*lookup)(const char *field, void *arg); /* the contact's fields */
     void *lookup_arg;
     const char *from_addr, *from_name;
+    const struct compose_sender *sender; /* for sender.NAME fields; NULL: from_addr and from_name only */
     const char *message_id;          /* "<id@domain>" */
     time_t date;
     const char *const *thread_ids;   /* "<id@domain>" of earlier messages, oldest first */
@@ -43,6 +55,11 @@ enum { COMPOSE_OK = 0, COMPOSE_MISSING_FIELD = 1 };
 int compose_message(const struct compose_input *in, struct compose_result *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void compose_result_free(struct compose_result *r);
+
+/* The value of sender field name ("first_name" for {{sender.first_name}})
+ * for account s, copied into buf (size len) where it is derived; NULL
+ * when the account has none. */
+const char *compose_sender_field(const struct compose_sender *s, const char *name, char *buf, size_t len);
 
 /* Looks field up in a contact's packed fields, "key<US>value<RS>..." as
  * SQL's relance_contact_fields returns them (US = 0x1f, RS = 0x1e). The

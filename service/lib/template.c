@@ -284,11 +284,13 @@ static const char *html_entity(char c)
 /* Appends value with control characters made spaces, invalid UTF-8 made
  * U+FFFD and surrounding blanks trimmed; with TEMPLATE_ESCAPE_HTML the
  * special characters become entities as they are copied (none of them is
- * a blank, so the trimming is the same in both modes). */
-static void put_clean(struct buf *b, const char *value, size_t n, enum template_escape escape)
+ * a blank, so the trimming is the same in both modes). With lines, a
+ * line break (LF, CRLF or CR) stays one: "\n" in text, "<br>\n" in
+ * HTML; blank lines around the value are trimmed like blanks. */
+static void put_clean(struct buf *b, const char *value, size_t n, enum template_escape escape, int lines)
 {
     const unsigned char *s = (const unsigned char *)value;
-    size_t start = b->len, lead = 1;
+    size_t content = b->len, lead = 1;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t k = utf8_decode(s + i, n - i, &cp);
@@ -296,10 +298,17 @@ static void put_clean(struct buf *b, const char *value, size_t n, enum template_
             buf_add(b, "\xef\xbf\xbd", 3);
             i++;
             lead = 0;
+            content = b->len;
             continue;
         }
+        int brk = lines && (cp == '\n' || cp == '\r');
         int space = cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029;
-        if (space || cp == ' ') {
+        if (brk) {
+            if (cp == '\r' && i + 1 < n && s[i + 1] == '\n')
+                i++; /* CRLF is one break */
+            if (!lead)
+                buf_adds(b, escape == TEMPLATE_ESCAPE_HTML ? "<br>\n" : "\n");
+        } else if (space || cp == ' ') {
             if (!lead)
                 buf_add(b, " ", 1);
         } else {
@@ -309,11 +318,14 @@ static void put_clean(struct buf *b, const char *value, size_t n, enum template_
             else
                 buf_add(b, value + i, k);
             lead = 0;
+            content = b->len;
         }
         i += k;
     }
-    while (!b->oom && b->len > start && b->p[b->len - 1] == ' ')
-        b->p[--b->len] = '\0';
+    if (!b->oom && b->len > content) { /* trailing blanks and breaks */
+        b->len = content;
+        b->p[content] = '\0';
+    }
 }
 
 /* Appends template text between b and e with escapes resolved. */
@@ -336,6 +348,7 @@ struct render {
     void *arg;
     uint64_t seed;
     enum template_escape escape; /* of values and fallbacks, never of the author's text */
+    const char *const *lines;    /* fields whose values keep their line breaks */
     unsigned long spin;    /* index of the next spintax group */
     struct buf out;
     struct template_out *result;
@@ -360,8 +373,11 @@ static void render_field(struct render *r, size_t i, size_t close)
     name[n] = '\0';
     const char *v = r->lookup ? r->lookup(name, r->arg) : NULL;
     size_t before = r->out.len;
+    int lines = 0;
+    for (size_t k = 0; r->lines && r->lines[k] && !lines; k++)
+        lines = strcmp(r->lines[k], name) == 0;
     if (v)
-        put_clean(&r->out, v, strlen(v), r->escape);
+        put_clean(&r->out, v, strlen(v), r->escape, lines);
     if (r->out.len != before || r->out.oom)
         return;
     if (fp.has_fallback) {
@@ -372,7 +388,7 @@ static void render_field(struct render *r, size_t i, size_t close)
         if (fb.oom)
             r->out.oom = 1;
         else if (fb.len)
-            put_clean(&r->out, fb.p, fb.len, r->escape);
+            put_clean(&r->out, fb.p, fb.len, r->escape, 0);
         buf_free(&fb);
     } else if (!r->missing) {
         r->missing = 1;
@@ -413,11 +429,18 @@ static void render_range(struct render *r, size_t b, size_t e, int spin)
 int template_render(const char *src, size_t len, uint64_t seed, enum template_escape escape,
                     const char *(*lookup)(const char *field, void *arg), void *arg, struct template_out *out)
 {
+    return template_render_lines(src, len, seed, escape, lookup, arg, NULL, out);
+}
+
+int template_render_lines(const char *src, size_t len, uint64_t seed, enum template_escape escape,
+                          const char *(*lookup)(const char *field, void *arg), void *arg, const char *const *lines,
+                          struct template_out *out)
+{
     memset(out, 0, sizeof *out);
     if (template_check(src, len, NULL, NULL) != 0)
         return TEMPLATE_INVALID;
     struct render r = {.sc = {src, len, NULL, NULL, 0}, .lookup = lookup, .arg = arg, .seed = seed,
-                       .escape = escape, .result = out};
+                       .escape = escape, .lines = lines, .result = out};
     buf_add(&r.out, "", 0);
     render_range(&r, 0, len, 1);
     if (r.out.oom) {
@@ -453,7 +476,7 @@ size_t template_value_clean(const char *value, char *buf, size_t len)
     if (len == 0)
         return 0;
     struct buf b = {0};
-    put_clean(&b, value, strlen(value), TEMPLATE_ESCAPE_NONE);
+    put_clean(&b, value, strlen(value), TEMPLATE_ESCAPE_NONE, 0);
     size_t n = b.oom ? 0 : b.len;
     if (n >= len) {
         n = len - 1;

@@ -1,6 +1,7 @@
 /* template: the message template language of sequence files.
  *
- *   {{field}}             a contact field (first_name, company, a custom field)
+ *   {{field}}             a value the caller looks up (compose.c: a contact
+ *                         field, or sender.NAME for the sending account's)
  *   {{field | fallback}}  the fallback text when the field has no value
  *   {a|b|c}               spintax: one option, chosen from a seed
  *   \{  \}  \|  \\        a literal brace, bar or backslash
@@ -74,6 +75,15 @@ struct template_out {
 int template_render(const char *src, size_t len, uint64_t seed, enum template_escape escape,
                     const char *(*lookup)(const char *field, void *arg), void *arg,
                     struct template_out *out) __attribute__((warn_unused_result));
+
+/* template_render, but the values of the fields named in lines (a
+ * NULL-terminated list; NULL for none) keep their line breaks: "\n" in
+ * text, "<br>\n" with TEMPLATE_ESCAPE_HTML. For values that are
+ * paragraphs by nature, such as a sender's signature; every other rule of
+ * values holds. */
+int template_render_lines(const char *src, size_t len, uint64_t seed, enum template_escape escape,
+                          const char *(*lookup)(const char *field, void *arg), void *arg, const char *const *lines,
+                          struct template_out *out) __attribute__((warn_unused_result));
 
 /* The seed for one contact and step: a hash of the e-mail address
  * (case-insensitive) and the step id. Stable across versions and hosts. */

@@ -135,13 +135,25 @@ END $$;
 -- by relance from its YAML: {"pools": [{"name", "domain_hourly_limit",
 -- "accounts": [{"email", "from_name", "daily_limit", "min_interval_s",
 -- "interval_jitter_s", "timezone", "warmup_start", "warmup_increase",
--- "max_bounce_rate", "max_policy_blocks"}]}]}). Accounts gone from the
--- configuration stay (their history does) but are marked configured =
--- false and never claimed. Returns the number of configured accounts.
+-- "max_bounce_rate", "max_policy_blocks", "unavailable"}]}]}). Accounts
+-- gone from the configuration stay (their history does) but are marked
+-- configured = false and never claimed. Returns the number of configured
+-- accounts.
+--
+-- From serve ("secrets_checked": true, with "now"), an account whose
+-- secret serve cannot read ("unavailable": why) is paused with the reason
+-- 'missing secret: why', and one paused so that serve can now read is
+-- resumed: the other accounts go on sending meanwhile. `relance accounts
+-- sync` (a shell that may lack the secrets) leaves those pauses alone.
+-- Either way, enrollments held for a sender field the account lacked
+-- (missing_field:sender.NAME) are let go to be tried again with the
+-- configuration as it is now.
 CREATE OR REPLACE FUNCTION relance_sync_accounts(p_config jsonb) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
     n int;
+    r record;
+    v_now timestamptz := coalesce((p_config->>'now')::timestamptz, now());
 BEGIN
     INSERT INTO pools (name, domain_hourly_limit)
     SELECT p->>'name', coalesce((p->>'domain_hourly_limit')::int, 0)
@@ -168,6 +180,25 @@ BEGIN
     UPDATE accounts SET configured = false
      WHERE email NOT IN (SELECT lower(a->>'email')
                            FROM jsonb_array_elements(p_config->'pools') p, jsonb_array_elements(p->'accounts') a);
+    IF coalesce((p_config->>'secrets_checked')::boolean, false) THEN
+        FOR r IN SELECT x.id, x.state, x.state_reason, a->>'unavailable' AS why
+                   FROM jsonb_array_elements(p_config->'pools') p, jsonb_array_elements(p->'accounts') a
+                   JOIN accounts x ON x.email = lower(a->>'email')
+                  ORDER BY x.id
+                    FOR UPDATE OF x
+        LOOP
+            IF r.why IS NOT NULL THEN
+                PERFORM relance_account_pause(r.id, v_now, 'missing secret: ' || r.why);
+            ELSIF r.state = 'paused' AND r.state_reason LIKE 'missing secret: %' THEN
+                UPDATE accounts SET state = 'active', state_reason = 'secret available', state_changed_at = v_now
+                 WHERE id = r.id;
+                INSERT INTO events (kind, occurred_at, data)
+                VALUES ('account.resumed', v_now, jsonb_build_object('account_id', r.id, 'reason', 'secret available'));
+            END IF;
+        END LOOP;
+    END IF;
+    UPDATE enrollments SET state = 'active', state_reason = 'configuration reloaded', state_changed_at = v_now
+     WHERE state = 'held' AND state_reason LIKE 'missing\_field:sender.%';
     SELECT count(*) INTO n FROM accounts WHERE configured;
     RETURN n;
 END $$;

@@ -3,7 +3,8 @@ lists every problem at once: unset password_env, unreadable password_file,
 unset oauth2 variables, URLs of the wrong scheme (smtp: http:// would defer
 every message forever), DKIM key files that do not load. One line each,
 naming the account or domain and the setting, never a secret's value;
-exit 1. serve refuses the same configuration. No servers are needed: the
+exit 1. serve refuses the same configuration, except a secret it cannot
+read, which pauses that account (test_account_secret.py). No servers are needed: the
 checks run before anything connects."""
 import os
 import subprocess

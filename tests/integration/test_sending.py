@@ -21,6 +21,11 @@ import harness
 from harness import relance
 
 ACCOUNTS = [("alice@acme.example", "pw-alice-1"), ("bob@acme.example", "pw-bob-2"), ("carol@beta.example", "pw-c-3")]
+# Each account's sender fields: from_name, an explicit first_name (None:
+# the first word of from_name), and a two-line signature.
+SENDERS = {"alice@acme.example": ("Alice Martin", None, "Alice Martin\nAcme, ventes"),
+           "bob@acme.example": ("Bob Dupont", None, "Bob Dupont\nAcme, partenariats"),
+           "carol@beta.example": ("Élodie Roy", "Élo", "Élodie Roy\nBeta SAS")}
 IDLE = 15  # seconds; steps come 6 s apart, so each account keeps one connection throughout
 N = 30
 START = "2026-03-02T09:00:00Z"
@@ -47,8 +52,11 @@ def run(mail, module_db, module_tmp):
     with open(cfg, "w") as f:
         f.write(f"smtp_idle_timeout: {IDLE}s\npools:\n  founders:\n    accounts:\n")
         for i, (addr, _) in enumerate(ACCOUNTS):
-            f.write(f"      - email: {addr}\n        from_name: Account {i}\n"
-                    f"        smtp: smtp://127.0.0.1:{ms.submission_port}/relance.test\n"
+            name, first, signature = SENDERS[addr]
+            f.write(f"      - email: {addr}\n        from_name: {name}\n"
+                    + (f"        first_name: {first}\n" if first else "")
+                    + "        signature: |\n" + "".join(f"          {ln}\n" for ln in signature.splitlines())
+                    + f"        smtp: smtp://127.0.0.1:{ms.submission_port}/relance.test\n"
                     f"        password_env: PW_{i}\n        tls_ca_file: {ms.ca_file}\n")
         f.write("dkim:\n")
         for domain in ("acme.example", "beta.example"):
@@ -57,7 +65,7 @@ def run(mail, module_db, module_tmp):
     env.update({f"PW_{i}": pw for i, (_, pw) in enumerate(ACCOUNTS)})
     seq = harness.sequence(tmp, "custom_steps", name="three-touch", pool="founders", steps="""  - id: intro
     subject: "Une idée pour {{company}}"
-    body: "Bonjour {{first_name | }}, {voici|voilà} une idée pour {{company}}."
+    body: "Bonjour {{first_name | }}, {voici|voilà} une idée pour {{company}}.\\n\\n{{sender.first_name}}\\n--\\n{{sender.signature}}"
   - id: bump
     wait: 1h
     body: "Je me permets de relancer, {{first_name | }}."
@@ -141,6 +149,22 @@ def test_each_contact_has_one_sender_threaded_subjects_and_references(run, check
              f"new contacts rotate evenly: {dict(senders)}")
 
 
+def test_templates_get_the_sending_accounts_own_fields(run):
+    # {{sender.first_name}} and {{sender.signature}} are the account's the
+    # enrollment really sends from, not the pool's first: with three
+    # accounts in rotation each intro is signed by its own From.
+    wrong = []
+    for i, msgs in run["got"].items():
+        intro = parsed_steps(msgs)[0]
+        sender = intro["From"].addresses[0].addr_spec
+        name, first, signature = SENDERS[sender]
+        want = f"{first or name.split()[0]}\n--\n{signature}"
+        body = intro.get_content().replace("\r\n", "\n").rstrip("\n")
+        if str(intro["From"].addresses[0].display_name) != name or not body.endswith(want):
+            wrong.append((i, sender, body[-80:]))
+    assert not wrong, f"each intro signed by its own account (first name, then the signature's lines): {wrong[:3]}"
+
+
 def test_every_message_is_dkim_signed_rsa_and_ed25519(run):
     keys = run["keys"]
     dkim_ok = dkim_all = 0
@@ -187,15 +211,18 @@ def headers_body(raw):
 
 
 def test_preview_equals_what_arrived(run):
-    # for a contact the first account mailed
+    # for a contact the second account mailed: preview shows the account
+    # the contact's enrollment sends from, not the pool's first
     got = run["got"]
     i = next(i for i, msgs in got.items()
              if email.message_from_bytes(msgs[0], policy=email.policy.default)["From"].addresses[0].addr_spec
-             == ACCOUNTS[0][0])
+             == ACCOUNTS[1][0])
     arrived = sorted(got[i], key=lambda m: b"Re:" in m.split(b"\r\n\r\n")[0])[0]
     p = relance("preview", "--raw", "three-touch", "--step", "intro", "--contact", f"p{i}@prospects.example",
                 env=run["env"], raw=True)
     assert p.returncode == 0, "preview"
+    assert f"account: {ACCOUNTS[1][0]} (the account the enrollment of p{i}@prospects.example sends from)" \
+        in p.stderr.decode(), f"preview says which account it shows: {p.stderr!r}"
     ph, pb = headers_body(p.stdout)
     ah, ab = headers_body(arrived)
     assert ph == ah, "preview's headers equal the delivered ones (Date, Message-ID, signature and trace aside)"

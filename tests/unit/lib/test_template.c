@@ -287,6 +287,54 @@ static void test_escape_missing(void **state)
     free(out.text);
 }
 
+/* ---- values that keep their lines (a signature) ---- */
+
+struct lines_row {
+    const char *v;     /* the value of field v, listed as a lines field */
+    const char *text;  /* "[{{v}}]" rendered as text */
+    const char *html;  /* ... and as HTML */
+};
+
+static const struct lines_row lines_rows[] = {
+    {"Bob\nAcme", "[Bob\nAcme]", "[Bob<br>\nAcme]"},
+    {"Bob\r\nAcme\rSales", "[Bob\nAcme\nSales]", "[Bob<br>\nAcme<br>\nSales]"},
+    /* blank lines around the value go, blank lines inside stay */
+    {"\n\n  Bob\n\nAcme \n\n", "[Bob\n\nAcme]", "[Bob<br>\n<br>\nAcme]"},
+    /* "-- " keeps its space inside the value; other controls are spaces */
+    {"-- \nBob\tDupont", "[-- \nBob Dupont]", "[-- <br>\nBob Dupont]"},
+    /* data never becomes markup */
+    {"R&D <b>\n'x'", "[R&D <b>\n'x']", "[R&amp;D &lt;b&gt;<br>\n&#39;x&#39;]"},
+};
+
+static void test_lines(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {"v", NULL};
+    const char *src = "[{{v}}]";
+    for (size_t i = 0; i < sizeof lines_rows / sizeof lines_rows[0]; i++) {
+        const struct lines_row *r = &lines_rows[i];
+        struct template_out text, html;
+        assert_int_equal(template_render_lines(src, strlen(src), 1, TEMPLATE_ESCAPE_NONE, lookup_v, (void *)r->v,
+                                               lines, &text), TEMPLATE_OK);
+        assert_int_equal(template_render_lines(src, strlen(src), 1, TEMPLATE_ESCAPE_HTML, lookup_v, (void *)r->v,
+                                               lines, &html), TEMPLATE_OK);
+        if (strcmp(text.text, r->text) != 0 || strcmp(html.text, r->html) != 0)
+            fail_msg("row %zu: text '%s' html '%s', expected '%s' and '%s'", i, text.text, html.text, r->text, r->html);
+        free(text.text);
+        free(html.text);
+    }
+    /* a field not listed keeps today's rule: breaks are spaces */
+    struct template_out out;
+    static const char *const other[] = {"w", NULL};
+    assert_int_equal(template_render_lines(src, strlen(src), 1, TEMPLATE_ESCAPE_NONE, lookup_v, "a\nb", other, &out),
+                     TEMPLATE_OK);
+    assert_string_equal(out.text, "[a b]");
+    free(out.text);
+    /* only breaks and blanks: missing, as any blank value is */
+    assert_int_equal(template_render_lines(src, strlen(src), 1, TEMPLATE_ESCAPE_NONE, lookup_v, " \n\r\n ", lines,
+                                           &out), TEMPLATE_MISSING_FIELD);
+}
+
 /* The same contact and step always get the same text, and the same
  * choices in text and html mode (the two parts of a message agree);
  * across contacts every option is used, roughly evenly. */
@@ -374,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_lookup_only_chosen),
         cmocka_unit_test(test_escape_html),
         cmocka_unit_test(test_escape_missing),
+        cmocka_unit_test(test_lines),
         cmocka_unit_test(test_value_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
