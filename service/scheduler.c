@@ -38,12 +38,12 @@ _Static_assert(SCHEDULER_CLOSE_MS >= SENDER_DRAIN_MS + 1000, "SCHEDULER_CLOSE_MS
 
 struct job {
     char *message_id, *step_id, *email, *fields, *thread_ids, *first_subject;
-    const struct held *account; /* the sending account (smtp), or NULL (capture) */
+    const struct held *account; /* the sending account, or NULL (capture without accounts) */
     long long enrollment_id, sequence_id;
     int position, version;
 };
 
-/* An account this replica has held the lease of (smtp transport), and
+/* An account this replica has held the lease of (by_account), and
  * its configuration here. Never freed while the scheduler lives (jobs
  * point at it); whether it is held now is its lease's. */
 struct held {
@@ -72,7 +72,9 @@ struct scheduler {
     const struct ready *ready;
     struct delivery *delivery;
     struct watcher *watcher; /* the race check before a follow-up; NULL when no mailbox is watched */
-    int smtp;                /* transport smtp: claims per leased account; else capture (relance_claim_due) */
+    int smtp;                /* transport smtp; else capture */
+    int by_account;          /* claims per leased account (smtp, or capture with accounts configured);
+                              * else relance_claim_due, From the placeholder */
     int pools_checked;       /* sequences naming an unknown pool were warned about (once per process) */
     uv_timer_t timer;        /* next due time */
     uv_timer_t lease_timer;  /* lease renewal and rescue */
@@ -93,7 +95,7 @@ struct scheduler {
     void (*on_closed)(void *arg);
     void *closed_arg;
     int lease_gained;        /* an account became leased since the cycle started: claim again now */
-    struct leases *leases;   /* smtp: the accounts this replica sends from */
+    struct leases *leases;   /* by_account: the accounts this replica sends from */
     struct held **held;
     size_t n_held;
     size_t pending_claims;
@@ -249,9 +251,9 @@ static void process(struct scheduler *s, const struct job *j)
         .rcpt = j->email,
         .subject = r.subject,
         .variant = r.variant,
-        .save_sent = j->account && j->account->cfg->save_sent,
+        .save_sent = s->smtp && j->account && j->account->cfg->save_sent,
         /* captured: sent at the claim's instant, as its Date says */
-        .at = j->account ? 0 : s->cycle_now,
+        .at = s->smtp ? 0 : s->cycle_now,
     };
     char *text = r.text;
     r.text = NULL; /* delivery's now */
@@ -539,8 +541,11 @@ static int claim_account(struct account_claim *c)
     const char *p[4] = {s->cycle_now_s, c->account->lease->id_s, batch, s->replica};
     c->asked = uv_hrtime();
     return query_arg(s,
-                     "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, "
-                     "fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)",
+                     s->smtp ? "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, "
+                               "email, fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)"
+                             : "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, "
+                               "email, fields, thread_ids, first_subject "
+                               "FROM relance_claim_account_captured($1, $2, $3, $4)",
                      4, p, on_account_claimed, c);
 }
 
@@ -670,7 +675,7 @@ static void cycle_start(struct scheduler *s)
     clock_format(s->cycle_now, s->cycle_now_s, sizeof s->cycle_now_s);
     snprintf(batch, sizeof batch, "%d", BATCH);
     s->claim_full = 0;
-    if (s->smtp) {
+    if (s->by_account) {
         claim_accounts(s);
         return;
     }
@@ -843,8 +848,8 @@ void scheduler_db_up(struct scheduler *s)
             return;
     }
     /* after the sync, on the same connection: it sees the accounts just
-     * synced. Transport capture ignores pools. */
-    if (s->smtp && !s->pools_checked) {
+     * synced. Capture without accounts ignores pools. */
+    if (s->by_account && !s->pools_checked) {
         if (query(s, "SELECT s.name, v.sender_pool FROM sequences s JOIN sequence_versions v"
                      " ON v.sequence_id = s.id AND v.version = s.current_version"
                      " WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = v.sender_pool AND a.configured)"
@@ -867,22 +872,15 @@ void scheduler_db_up(struct scheduler *s)
 
 /* ---- set-up ------------------------------------------------------------ */
 
-/* The From of captured messages (transport capture): the first account
- * configured, else a placeholder. */
-static int first_account(struct scheduler *s, const struct config *cfg)
+/* The From of captured messages when no account is configured (with
+ * accounts, capture claims per account like smtp and each message has
+ * its account's From). */
+static int placeholder_sender(struct scheduler *s)
 {
-    const char *addr = "capture@relance.invalid", *name = "relance capture";
-    for (size_t i = 0; i < cfg->n_pools; i++)
-        if (cfg->pools[i].n_accounts) {
-            addr = cfg->pools[i].accounts[0].email;
-            name = cfg->pools[i].accounts[0].from_name;
-            break;
-        }
-    s->from_addr = strdup(addr);
-    s->from_name = name ? strdup(name) : NULL;
-    const char *at = strrchr(addr, '@');
-    snprintf(s->id_domain, sizeof s->id_domain, "%s", at ? at + 1 : "relance.invalid");
-    return s->from_addr ? 0 : -1;
+    s->from_addr = strdup("capture@relance.invalid");
+    s->from_name = strdup("relance capture");
+    snprintf(s->id_domain, sizeof s->id_domain, "relance.invalid");
+    return s->from_addr && s->from_name ? 0 : -1;
 }
 
 struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
@@ -895,14 +893,20 @@ struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const
     s->ready = ready;
     s->watcher = watcher;
     s->smtp = strcmp(cfg->transport, "smtp") == 0;
+    /* capture claims as smtp does when there are accounts: a dry run
+     * shows the real From, rotation, caps and spacing */
+    s->by_account = s->smtp;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        if (cfg->pools[i].n_accounts > 0)
+            s->by_account = 1;
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     srandom((unsigned)getpid() ^ (unsigned)uv_hrtime());
     snprintf(s->replica, sizeof s->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
     s->delivery = delivery_new(loop, ready, sender, watcher, on_settled, s);
-    if (s->smtp)
+    if (s->by_account)
         s->leases = leases_new(loop, ready, LEASES_ACCOUNTS, s->replica, NULL, 0, on_lease_changed, s);
-    if (!s->delivery || (s->smtp && !s->leases) || first_account(s, cfg) < 0) {
+    if (!s->delivery || (s->by_account && !s->leases) || placeholder_sender(s) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -978,7 +982,7 @@ static void on_last_answer(struct db *db, const PGresult *res, void *arg)
  * another replica could claim from an account while a body of it is still
  * on the wire here. That statement is the scheduler's last: its answer is
  * also the sign that no earlier query is pending — which, without
- * leases (capture), a statement of no effect gives. */
+ * leases (capture without accounts), a statement of no effect gives. */
 static void leases_release(struct scheduler *s)
 {
     if (s->leases) {

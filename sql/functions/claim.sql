@@ -301,3 +301,18 @@ LANGUAGE sql STABLE AS $$
     SELECT next_send_at FROM enrollments WHERE state = 'active' AND next_send_at IS NOT NULL
      ORDER BY next_send_at LIMIT 1
 $$;
+
+-- relance_claim_account for the capture transport: the same claim (the
+-- account's caps, spacing and the pool's rotation, so a dry run shows
+-- which account writes to whom, and when), with each message past its
+-- point of no return at once, as relance_claim_due marks it: the file is
+-- written right after the claim, with no SMTP body to hold.
+CREATE OR REPLACE FUNCTION relance_claim_account_captured(p_now timestamptz, p_account bigint, p_limit int,
+                                                          p_replica text)
+RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
+               version int, email text, fields text, thread_ids text, first_subject text)
+LANGUAGE sql AS $$
+    WITH c AS (SELECT * FROM relance_claim_account(p_now, p_account, p_limit, p_replica)),
+         u AS (UPDATE messages m SET body_started = true FROM c WHERE m.message_id = c.message_id)
+    SELECT * FROM c
+$$;
