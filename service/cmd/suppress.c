@@ -150,9 +150,10 @@ const struct cli_command cmd_suppress = {
     .summary = "suppress addresses or domains: add, remove, list",
     .about = "A suppressed address, or any address at a suppressed @domain, is never enrolled\n"
              "and never mailed: adding one stops its contacts' active, paused and held\n"
-             "enrollments at once (state stopped, reason 'suppressed: PATTERN'). Patterns are stored lower-case, internationalised domains as\n"
-             "A-labels (@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). An invalid address\n"
-             "or domain is refused (exit 1) and nothing is changed. A pattern that starts\n"
+             "enrollments at once (state stopped, reason 'suppressed: PATTERN'). Patterns\n"
+             "are stored lower-case, internationalised domains as A-labels\n"
+             "(@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). An invalid address or\n"
+             "domain is refused (exit 1) and nothing is changed. A pattern that starts\n"
              "with '-' goes after '--'.\n",
     .subcommands = subcommands,
 };

@@ -4,6 +4,10 @@
     it covers at once (the command says how many; the claim's check stays
     the last guard); `relance migrate` moves the rows the previous release
     left ('completed' by a stop, 'failed' by a suppression) to it;
+  - `enrollments show` names the real reason a step is not sooner: an
+    auto-reply's return date, the server's deferral, the account's pacing
+    (min_interval) after a resume, each with the time it ends;
+  - `enrollments list` with --sequence, --state and --limit.
 The sending steps run through the scheduler's own SQL functions (claim,
 outcome, inbound), as serve calls them, with the times given."""
 import os
@@ -157,3 +161,86 @@ def test_migrate_moves_what_the_previous_release_left_to_stopped(empty_db, tmp):
                           "JOIN contacts c ON c.id = e.contact_id ORDER BY c.email")
     assert after == [["ann@one.example", "stopped", "stopped by user"], ["bob@two.example", "stopped", "suppressed"],
                      before[2]], f"moved to stopped, reasons kept, the rest untouched: {after}"
+
+
+# ---- why not sooner
+
+def test_show_names_an_auto_replys_return_date(w):
+    w.contacts("dee@four.example")
+    w.enroll("alpha", "dee@four.example")
+    [(mid, _)] = w.claim(TUE)
+    w.sent(mid, "2026-03-10T09:00:05Z")
+    # "back on 20 March": the first window that day, 09:00 in Paris
+    r = w.db.psql(f"SELECT relance_inbound('{ACCOUNT}', 'INBOX', 1, 1, 'away@four.example', ARRAY['{mid}'], "
+                  "'dee@four.example', 'auto_reply', 'none', false, '{}', '2026-03-20', '2026-03-10T10:00:00Z')"
+                  "->>'effect'")
+    assert r == [["auto_reply"]], f"the auto-reply is recorded: {r}"
+    out = w.show("dee@four.example", "2026-03-10T10:05:00Z")
+    assert "next send: 2026-03-20T08:00:00Z" in out \
+        and "why not sooner: auto-reply: away until 2026-03-20, no step before 2026-03-20T08:00:00Z" in out, \
+        f"the return date, not the wait: {out}"
+
+
+def test_show_names_a_deferral_and_its_retry_time(w):
+    w.contacts("eve@five.example")
+    w.enroll("alpha", "eve@five.example")
+    [(mid, _)] = w.claim(TUE)
+    w.db.psql(f"SELECT relance_step_deferred('{mid}', '2026-03-10T09:00:05Z', '2026-03-10T09:30:00Z', "
+              "'451 4.7.1 greylisted, try again later', false)")
+    out = w.show("eve@five.example", "2026-03-10T09:01:00Z")
+    assert "why not sooner: deferred: the server answered '451 4.7.1 greylisted, try again later', " \
+           "retried at 2026-03-10T09:30:00Z" in out, f"the deferral, not jitter: {out}"
+
+
+def test_show_names_the_accounts_pacing_after_a_resume(db, tmp):
+    w = World(db, tmp, min_interval=600)
+    w.contacts("p1@one.example", "p2@two.example")
+    w.enroll("alpha", "p1@one.example", "p2@two.example")
+    r = relance("accounts", "pause", ACCOUNT, env=w.env)
+    assert r.returncode == 0, f"accounts pause: {r.stdout + r.stderr}"
+    assert "every account of pool founders is at its limit today or paused" in w.show("p2@two.example", TUE)
+    assert relance("accounts", "resume", ACCOUNT, env=w.env).returncode == 0
+    # after the resume both are due; min_interval: one now, the next ten minutes later
+    [(mid, first)] = w.claim("2026-03-10T09:10:00Z")
+    w.sent(mid, "2026-03-10T09:10:00Z")
+    other = "p2@two.example" if first == "p1@one.example" else "p1@one.example"
+    out = w.show(other, "2026-03-10T09:11:00Z")
+    assert "why not sooner: account pacing: every account of pool founders waits for its min_interval, the first " \
+           "until 2026-03-10T09:20:00Z" in out, f"pacing, not due now: {out}"
+    [(mid, _)] = w.claim("2026-03-10T09:20:00Z")
+    w.sent(mid, "2026-03-10T09:20:00Z")
+    # both follow-ups due on Thursday from the same account: one goes, the other waits for the interval
+    [(mid, first)] = w.claim("2026-03-12T10:00:00Z")
+    other = "p2@two.example" if first == "p1@one.example" else "p1@one.example"
+    out = w.show(other, "2026-03-12T10:01:00Z")
+    assert f"why not sooner: account pacing: {ACCOUNT} sends its next message at 2026-03-12T10:10:00Z " \
+           "(min_interval)" in out, f"the account's own pacing: {out}"
+
+
+# ---- list
+
+def test_enrollments_list_filters_by_sequence_and_state(w):
+    w.contacts("ann@one.example", "bob@two.example")
+    w.enroll("alpha", "ann@one.example", "bob@two.example", at="2026-03-07T10:00:00Z")  # a Saturday
+    w.enroll("beta", "ann@one.example", at="2026-03-07T10:00:00Z")
+    assert relance("stop", "--sequence", "beta", env=w.env).returncode == 0
+    ids = [row[0] for row in w.db.psql("SELECT id FROM enrollments ORDER BY id")]
+    r = relance("enrollments", "list", env=w.env)
+    assert r.returncode == 0 and r.stdout.splitlines() == [
+        f"{ids[2]}\tann@one.example\tbeta v1\tstopped\tstep 1 of 2\t-",
+        f"{ids[1]}\tbob@two.example\talpha v1\tactive\tstep 1 of 2\t2026-03-09T08:00:00Z",
+        f"{ids[0]}\tann@one.example\talpha v1\tactive\tstep 1 of 2\t2026-03-09T08:00:00Z",
+    ], f"newest first, one a line: {r.stdout + r.stderr}"
+    r = relance("enrollments", "list", "--sequence", "alpha", "--state", "active", "--limit", "1", env=w.env)
+    assert r.returncode == 0 and r.stdout.splitlines() == [
+        f"{ids[1]}\tbob@two.example\talpha v1\tactive\tstep 1 of 2\t2026-03-09T08:00:00Z"], \
+        f"--sequence, --state, --limit: {r.stdout + r.stderr}"
+    r = relance("enrollments", "list", "--state", "stopped", env=w.env)
+    assert [line.split("\t")[2] for line in r.stdout.splitlines()] == ["beta v1"], f"--state stopped: {r.stdout}"
+    r = relance("enrollments", "list", "--sequence", "nosuch", env=w.env)
+    assert r.returncode == 1 and "no such sequence 'nosuch'" in r.stderr and r.stdout == "", \
+        f"an unknown sequence is an error: {r.stdout + r.stderr}"
+    r = relance("enrollments", "list", "--state", "done", env=w.env)
+    assert r.returncode == 1 and "unknown state 'done'" in r.stderr, f"an unknown state: {r.stderr}"
+    r = relance("enrollments", "--help", env=w.env)
+    assert "list" in r.stdout and "stopped" in r.stdout, f"enrollments --help: {r.stdout}"
