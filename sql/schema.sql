@@ -90,7 +90,7 @@ CREATE TABLE public.enrollments (
     created_at timestamp with time zone NOT NULL,
     not_before timestamp with time zone,
     CONSTRAINT enrollments_jitter_r_check CHECK (((jitter_r >= (0)::double precision) AND (jitter_r < (1)::double precision))),
-    CONSTRAINT enrollments_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text, 'replied'::text, 'bounced'::text, 'unsubscribed'::text, 'completed'::text, 'failed'::text])))
+    CONSTRAINT enrollments_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text, 'replied'::text, 'bounced'::text, 'unsubscribed'::text, 'completed'::text, 'failed'::text, 'stopped'::text])))
 );
 
 CREATE SEQUENCE public.enrollments_id_seq

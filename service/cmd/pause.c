@@ -38,7 +38,8 @@ static const struct verb {
 } verbs[] = {
     {"pause", "state = 'paused', state_reason = 'paused by user'", "('active', 'held')", "paused"},
     {"resume", "state = 'active', state_reason = 'resumed by user'", "('paused')", "resumed"},
-    {"stop", "state = 'completed', state_reason = 'stopped by user', next_send_at = NULL",
+    /* 'stopped', not 'completed': completed means the last step went out. */
+    {"stop", "state = 'stopped', state_reason = 'stopped by user', next_send_at = NULL",
      "('active', 'paused', 'held')", "stopped"},
 };
 
@@ -87,7 +88,7 @@ static int run(struct cli *cli, const struct cli_args *args)
     "pause: active or held enrollments stop going forward and keep their place.\n"                              \
     "resume: paused enrollments go on; every gate (window, weekday, wait) is\n"                                 \
     "        checked again at send time, so nothing goes out off-hours.\n"                                      \
-    "stop: enrollments end for good (state completed, reason 'stopped').\n"
+    "stop: enrollments end for good (state stopped, reason 'stopped by user').\n"
 
 const struct cli_command cmd_pause = {
     .name = "pause",

@@ -2,7 +2,8 @@
  *
  * It owns the command-line face of the suppressions table: checking each
  * address or @domain (contact.c's syntax rules), storing it lower-case
- * with internationalised domains as A-labels, and listing the table. It
+ * with internationalised domains as A-labels (relance_suppress_add, which
+ * also stops the live enrollments it covers), and listing the table. It
  * does not decide who is suppressed at send or enrollment time
  * (relance_suppressed() in SQL does), nor what a bounce or an unsubscribe
  * suppresses (the classifier and the mailbox watcher do).
@@ -51,6 +52,9 @@ static int patterns_read(char **in, int n, char **out)
 
 static int change(PGconn *conn, int add, char **args, int n, const char *reason)
 {
+    char now[40];
+    if (add && cli_now(now, sizeof now) < 0)
+        return CLI_ERROR;
     int rc = CLI_ERROR;
     PGresult *r = NULL;
     struct buf array = {0};
@@ -61,16 +65,14 @@ static int change(PGconn *conn, int add, char **args, int n, const char *reason)
         goto fail;
     for (int i = 0; i < n; i++)
         pgarray_add(&array, pats[i]);
-    const char *params[2] = {pgarray_end(&array), reason};
+    const char *params[3] = {pgarray_end(&array), reason, now};
     if (!params[0])
         goto fail;
+    /* Adding stops the live enrollments the patterns cover in the same
+     * statement (contacts.sql), so none is left active until its send. */
     if (add)
-        r = PQexecParams(conn,
-                         "WITH p AS (SELECT DISTINCT lower(x) AS pattern FROM unnest($1::text[]) AS x),"
-                         " ins AS (INSERT INTO suppressions (pattern, reason) SELECT pattern, $2 FROM p"
-                         "         ON CONFLICT (pattern) DO NOTHING RETURNING 1)"
-                         " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM p) - (SELECT count(*) FROM ins)",
-                         2, NULL, params, NULL, NULL, 0);
+        r = PQexecParams(conn, "SELECT added, already, stopped FROM relance_suppress_add($1::text[], $2, $3)", 3,
+                         NULL, params, NULL, NULL, 0);
     else
         r = PQexecParams(conn,
                          "WITH p AS (SELECT DISTINCT lower(x) AS pattern FROM unnest($1::text[]) AS x),"
@@ -83,7 +85,8 @@ static int change(PGconn *conn, int add, char **args, int n, const char *reason)
         goto fail;
     }
     if (add)
-        printf("added %s, already suppressed %s\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+        printf("added %s, already suppressed %s, stopped %s enrollment%s\n", PQgetvalue(r, 0, 0),
+               PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), strcmp(PQgetvalue(r, 0, 2), "1") == 0 ? "" : "s");
     else
         printf("removed %s, not suppressed %s\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
     rc = CLI_OK;
@@ -146,9 +149,11 @@ const struct cli_command cmd_suppress = {
     .name = "suppress",
     .summary = "suppress addresses or domains: add, remove, list",
     .about = "A suppressed address, or any address at a suppressed @domain, is never enrolled\n"
-             "and never mailed. Patterns are stored lower-case, internationalised domains as\n"
-             "A-labels (@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). An invalid address\n"
-             "or domain is refused (exit 1) and nothing is changed. A pattern that starts\n"
+             "and never mailed: adding one stops its contacts' active, paused and held\n"
+             "enrollments at once (state stopped, reason 'suppressed: PATTERN'). Patterns\n"
+             "are stored lower-case, internationalised domains as A-labels\n"
+             "(@b\xC3\xBC" "cher.example is @xn--bcher-kva.example). An invalid address or\n"
+             "domain is refused (exit 1) and nothing is changed. A pattern that starts\n"
              "with '-' goes after '--'.\n",
     .subcommands = subcommands,
 };

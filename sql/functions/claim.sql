@@ -31,7 +31,7 @@
 --     soft_bounces  int         NOT NULL DEFAULT 0
 -- )
 
--- Takes one due step of a locked enrollment: a suppressed contact ends
+-- Takes one due step of a locked enrollment: a suppressed contact stops
 -- the enrollment; a step whose window is closed at p_now (after a pause,
 -- say) is moved to the next opening; otherwise the message row is
 -- written as 'sending' (a 'deferred' one is taken again, keeping its
@@ -48,6 +48,7 @@ DECLARE
     v_open timestamptz;
     v_mid text;
     v_step text;
+    v_pattern text;
 BEGIN
     SELECT e.id, e.position, e.sequence_id, e.version, e.jitter_r, c.email, c.timezone AS ctz,
            v.timezone AS vtz, v.fallback_timezone, v.window_start_min, v.window_end_min, v.days, v.jitter_seconds
@@ -56,9 +57,12 @@ BEGIN
       JOIN contacts c ON c.id = e.contact_id
       JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
      WHERE e.id = p_enrollment;
-    IF relance_suppressed(r.email) THEN
-        UPDATE enrollments SET state = 'failed', state_reason = 'suppressed', state_changed_at = p_now,
-                               next_send_at = NULL
+    -- `relance suppress add` stops a suppressed contact's enrollments at
+    -- once; this is the last guard, for a suppression written another way.
+    v_pattern := relance_suppression_of(r.email);
+    IF v_pattern IS NOT NULL THEN
+        UPDATE enrollments SET state = 'stopped', state_reason = 'suppressed: ' || v_pattern,
+                               state_changed_at = p_now, next_send_at = NULL
          WHERE id = r.id;
         RETURN NULL;
     END IF;

@@ -35,6 +35,65 @@ LANGUAGE sql STABLE AS $$
                    WHERE pattern = lower(addr) OR pattern = '@' || split_part(lower(addr), '@', 2))
 $$;
 
+-- The suppression that covers the address (the address's own before its
+-- domain's), or NULL: what a stop for it names.
+CREATE OR REPLACE FUNCTION relance_suppression_of(addr text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT pattern FROM suppressions
+     WHERE pattern = lower(addr) OR pattern = '@' || split_part(lower(addr), '@', 2)
+     ORDER BY pattern LIKE '@%' LIMIT 1
+$$;
+
+-- `relance suppress add`: stores the patterns (lower-case; one already
+-- there keeps its first reason) and, in the same transaction, stops every
+-- live enrollment of a contact they cover: 'stopped', reason
+-- 'suppressed: PATTERN', with an 'enrollment.stopped' event each, so a
+-- suppressed domain's enrollments end when it is suppressed rather than
+-- at their next send (the claim's check stays as the last guard).
+-- Patterns already there stop what they cover too: rows from before this
+-- rule. Returns how many patterns were added, were already there, and
+-- how many enrollments stopped.
+CREATE OR REPLACE FUNCTION relance_suppress_add(p_patterns text[], p_reason text, p_now timestamptz)
+RETURNS TABLE (added bigint, already bigint, stopped bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pats text[] := ARRAY(SELECT DISTINCT lower(x) FROM unnest(p_patterns) x);
+    v_added bigint;
+    v_ids bigint[];
+    v_why text[];
+    v_n bigint;
+BEGIN
+    WITH ins AS (INSERT INTO suppressions (pattern, reason, created_at)
+                 SELECT x, p_reason, p_now FROM unnest(v_pats) x
+                 ON CONFLICT (pattern) DO NOTHING RETURNING 1)
+    SELECT count(*) INTO v_added FROM ins;
+    -- From the live enrollments (few) to their contacts, not from the
+    -- contacts (many) by a domain no index knows.
+    SELECT array_agg(h.id ORDER BY h.id), array_agg(h.pattern ORDER BY h.id) INTO v_ids, v_why
+      FROM (SELECT DISTINCT ON (e.id) e.id, x AS pattern
+              FROM enrollments e
+              JOIN contacts c ON c.id = e.contact_id
+              JOIN unnest(v_pats) x ON x = c.email_key OR x = '@' || split_part(c.email_key, '@', 2)
+             WHERE e.state IN ('active', 'paused', 'held')
+             ORDER BY e.id, x LIKE '@%') h;
+    -- Locked in id order, as relance_inbound_stop does, so two stops of
+    -- the same enrollments cannot deadlock.
+    PERFORM 1 FROM enrollments WHERE id = ANY (v_ids) ORDER BY id FOR UPDATE;
+    WITH up AS (
+        UPDATE enrollments e SET state = 'stopped', state_reason = 'suppressed: ' || h.pattern,
+                                 state_changed_at = p_now, next_send_at = NULL
+          FROM unnest(v_ids, v_why) AS h (id, pattern)
+         WHERE e.id = h.id AND e.state IN ('active', 'paused', 'held')
+        RETURNING e.id, e.contact_id, e.sequence_id, e.state_reason)
+    INSERT INTO events (kind, occurred_at, data)
+    SELECT 'enrollment.stopped', p_now,
+           jsonb_build_object('enrollment_id', up.id, 'contact_id', c.id, 'contact', c.email, 'sequence', s.name,
+                              'state', 'stopped', 'reason', up.state_reason)
+      FROM up JOIN contacts c ON c.id = up.contact_id JOIN sequences s ON s.id = up.sequence_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN QUERY SELECT v_added, cardinality(v_pats) - v_added, v_n;
+END $$;
+
 -- A contact's template fields as 'key<US>value<RS>key<US>value...' (US =
 -- chr(31), RS = chr(30); both removed from values): the standard fields
 -- and the custom ones, easy to split in C without a JSON parser.

@@ -11,7 +11,7 @@
 --     sequence_id      bigint      NOT NULL REFERENCES sequences
 --     version          int         NOT NULL          -- pinned at enrollment (REFERENCES sequence_versions)
 --     state            text        NOT NULL DEFAULT 'active' -- active paused held replied bounced
---                                                     -- unsubscribed completed failed
+--                                                     -- unsubscribed completed failed stopped
 --     state_reason     text        NOT NULL DEFAULT 'enrolled'
 --     state_changed_at timestamptz NOT NULL
 --     position         int         NOT NULL DEFAULT 0 -- the next step to send

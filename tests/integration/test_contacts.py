@@ -304,7 +304,7 @@ def test_suppress_add_list_and_remove(w, check):
     w.imported()
     env = w.env
     r = relance("suppress", "add", "Bob@Beta.example", "@Spam.EXAMPLE", "--reason", "asked", env=env)
-    check.eq((r.returncode, r.stdout), (0, "added 2, already suppressed 0\n"), "suppress add")
+    check.eq((r.returncode, r.stdout), (0, "added 2, already suppressed 0, stopped 0 enrollments\n"), "suppress add")
     r = relance("suppress", "list", env=env)
     check.eq(r.stdout, "@spam.example\nbob@beta.example\n", "suppress list: lower-case, sorted, one per line")
     check.eq(w.db.psql("SELECT reason FROM suppressions WHERE pattern = 'bob@beta.example'"), [["asked"]],
@@ -313,7 +313,7 @@ def test_suppress_add_list_and_remove(w, check):
                        " relance_suppressed('alice@acme.example')"), [["t", "t", "f"]],
              "relance_suppressed sees both kinds")
     r = relance("suppress", "add", "bob@beta.example", env=env)
-    check.eq((r.returncode, r.stdout), (0, "added 0, already suppressed 1\n"), "adding twice is not an error")
+    check.eq((r.returncode, r.stdout), (0, "added 0, already suppressed 1, stopped 0 enrollments\n"), "adding twice is not an error")
     r = relance("suppress", "add", "ok@fine.example", "not valid", env=env)
     check.ok(r.returncode == 1 and "invalid email address 'not valid'" in r.stderr, "invalid address: exit 1",
              r.stderr)

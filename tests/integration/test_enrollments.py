@@ -201,7 +201,7 @@ def test_stop_ends_every_enrollment_of_a_sequence(w):
     r = relance("stop", "--sequence", "beta", env=w.env)
     assert r.returncode == 0 and "stopped 2 enrollments" in r.stdout, f"stop a sequence: {r.stdout}"
     r = relance("enrollments", "show", "cy@three.example", env=w.env)
-    assert "state: completed (stopped by user" in r.stdout, f"show after stop: {r.stdout}"
+    assert "state: stopped (stopped by user" in r.stdout, f"show after stop: {r.stdout}"
 
 
 def test_show_of_a_completed_enrollment_says_done_with_the_last_step(w):
