@@ -58,7 +58,8 @@ static const char show_sql[] =
     "   THEN 'account paused: ' || (SELECT coalesce(a.state_reason, '') FROM accounts a WHERE a.id = e.account_id)"
     /* A pool no configured account belongs to: nothing would ever send.
      * Said only once serve has synced some accounts, else nothing is known;
-     * and not for transport capture ($3 false), which ignores pools. */
+     * and not for capture without accounts ($3 false), which ignores
+     * pools (with accounts, capture claims per account as smtp does). */
     "  WHEN $3 AND e.account_id IS NULL AND EXISTS (SELECT 1 FROM accounts a WHERE a.configured)"
     "       AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.configured)"
     "   THEN 'no such pool ''' || e.sender_pool || ''''"
@@ -114,7 +115,10 @@ static int show(struct cli *cli, const struct cli_args *args)
         return CLI_ERROR;
     PGconn *conn = cli->conn;
     char norm[CONTACT_EMAIL_MAX + 1];
-    const char *smtp = strcmp(cli->config->transport, "smtp") == 0 ? "true" : "false";
+    int by_account = strcmp(cli->config->transport, "smtp") == 0;
+    for (size_t i = 0; i < cli->config->n_pools; i++)
+        by_account |= cli->config->pools[i].n_accounts > 0;
+    const char *smtp = by_account ? "true" : "false";
     const char *p[3] = {contact_email_key(email, norm), now, smtp};
     PGresult *r = PQexecParams(conn, show_sql, 3, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;
