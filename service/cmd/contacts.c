@@ -35,6 +35,7 @@
 #include "csv.h"
 #include "json.h"
 #include "pgerr.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,7 +106,7 @@ struct import {
     size_t n_zones;
     unsigned long rows;
     long long size;
-    int progress, shown_pct;
+    struct progress bar; /* on a terminal, for a file of PROGRESS_MIN_BYTES or more */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -296,23 +297,6 @@ static int next_record(struct import *im, struct csv_record *rec)
             csv_reader_feed(im->reader, im->chunk, (size_t)n);
         }
     }
-}
-
-static void progress_show(struct import *im, int done)
-{
-    if (!im->progress)
-        return;
-    if (done) {
-        fputs("\r\033[K", stderr);
-        return;
-    }
-    int pct = (int)(csv_reader_offset(im->reader) * 100 / (unsigned long long)im->size);
-    if (pct == im->shown_pct)
-        return;
-    im->shown_pct = pct;
-    int bar = pct * 30 / 100;
-    fprintf(stderr, "\rimporting %s [%.*s%*s] %3d%% %lu rows", im->path, bar, "##############################",
-            30 - bar, "", pct, im->rows);
 }
 
 /* ---- the header ------------------------------------------------------------ */
@@ -615,7 +599,7 @@ static const struct cli_option import_options[] = {
 
 static int import_run(struct cli *cli, const struct cli_args *args)
 {
-    struct import im = {.fd = -1, .shown_pct = -1, .path = args->operands[0]};
+    struct import im = {.fd = -1, .path = args->operands[0]};
     int rc = CLI_ERROR, in_copy = 0, pos = 0;
     struct csv_record rec;
 
@@ -658,7 +642,9 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         goto fail;
     }
     im.size = S_ISREG(st.st_mode) ? (long long)st.st_size : 0;
-    im.progress = im.size >= PROGRESS_MIN_BYTES && isatty(STDERR_FILENO);
+    char label[64];
+    snprintf(label, sizeof label, "importing %s", im.path);
+    progress_start(&im.bar, label, PROGRESS_BYTES, (unsigned long long)im.size, PROGRESS_MIN_BYTES);
     im.chunk = malloc(READ_CHUNK);
     im.reader = csv_reader_new(NULL);
     if (!im.chunk || !im.reader)
@@ -707,7 +693,7 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         if (im.copy.len >= COPY_FLUSH && copy_flush(&im) < 0)
             goto fail;
         if ((im.rows & 1023) == 0)
-            progress_show(&im, 0);
+            progress_update(&im.bar, im.rows, csv_reader_offset(im.reader));
     }
     if (copy_flush(&im) < 0)
         goto fail;
@@ -728,13 +714,13 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         PQclear(r);
     if (!copied)
         goto fail;
-    if (im.progress)
-        fprintf(stderr, "\r\033[Kimporting %s: checking and saving %lu rows", im.path, im.rows);
+    progress_update(&im.bar, im.rows, (unsigned long long)im.size);
+    progress_phase(&im.bar, "checking and saving");
 
     long long inserted = 0, kept = 0;
     if (apply(&im, &inserted, &kept) < 0 || exec_sql(im.conn, "COMMIT", "committing the import") < 0)
         goto fail;
-    progress_show(&im, 1);
+    progress_finish(&im.bar, 1);
 
     if (im.n_rejects)
         qsort(im.rejects, im.n_rejects, sizeof *im.rejects, by_line);
@@ -743,7 +729,7 @@ static int import_run(struct cli *cli, const struct cli_args *args)
     printf("inserted %lld, updated %lld, rejected %zu\n", inserted, kept - inserted, im.n_rejects - im.n_warnings);
     rc = CLI_OK;
 fail:
-    progress_show(&im, 1);
+    progress_finish(&im.bar, 0);
     if (in_copy && im.conn)
         (void)PQputCopyEnd(im.conn, "import abandoned");
     if (rc != CLI_OK && im.conn && PQtransactionStatus(im.conn) != PQTRANS_IDLE) {
