@@ -390,7 +390,9 @@ const struct cli_command cmd_enroll = {
              "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
              "and contacts active in another sequence (unless --allow-parallel), are skipped;\n"
              "the summary counts them by reason, and --verbose names each one:\n"
-             "  enrolled 10, skipped 3: already active in this sequence 2, suppressed 1\n",
+             "  enrolled 10, skipped 3: already active in this sequence 2, suppressed 1\n"
+             "All of it is one transaction. When stderr is a terminal, 5,000 addresses or more\n"
+             "show a progress bar there.\n",
     .options = options,
     .run = run,
 };
