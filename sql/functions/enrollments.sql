@@ -129,7 +129,7 @@ BEGIN
                                      v_ver.jitter_seconds, d.r),
                d.r, p_now
           FROM (SELECT j.contact_id, j.zone, z.due, random() AS r
-                  FROM judged j JOIN zones z ON z.zone = j.zone WHERE j.outcome IS NULL) d
+                  FROM judged j LEFT JOIN zones z ON z.zone = j.zone WHERE j.outcome IS NULL) d
         ON CONFLICT DO NOTHING
         RETURNING contact_id
     )
