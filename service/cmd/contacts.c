@@ -1,4 +1,4 @@
-/* cmd/contacts: `relance contacts import|show|list`.
+/* cmd/contacts: `relance contacts import|show|list|export`.
  *
  * It owns the CSV import: the delimiter (--delimiter, or csv.c's guess from
  * the header line), the header and --map rules, the per-row checks
@@ -28,13 +28,23 @@
  *   fallback_timezone applies (one odd cell should not lose a prospect);
  * - exit 0 once the file was read and applied, rejected rows or not; exit 1
  *   when the file cannot be read, has no usable header, or the database
- *   refuses the load (then nothing is applied). */
+ *   refuses the load (then nothing is applied).
+ *
+ * A long import draws a progress bar on a terminal (progress.c).
+ *
+ * Export writes every contact as CSV in the columns import reads (the
+ * fields, then one column per custom field key found in any contact), so
+ * that export then import into an empty database gives the same contacts.
+ * PostgreSQL writes the CSV (COPY ... TO STDOUT, which quotes as RFC 4180
+ * asks) and it is streamed to the output as it comes: no contact list is
+ * held in memory. */
 #include "buf.h"
 #include "cli.h"
 #include "contact.h"
 #include "csv.h"
 #include "json.h"
 #include "pgerr.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,7 +115,7 @@ struct import {
     size_t n_zones;
     unsigned long rows;
     long long size;
-    int progress, shown_pct;
+    struct progress bar; /* on a terminal, for a file of PROGRESS_MIN_BYTES or more */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -296,23 +306,6 @@ static int next_record(struct import *im, struct csv_record *rec)
             csv_reader_feed(im->reader, im->chunk, (size_t)n);
         }
     }
-}
-
-static void progress_show(struct import *im, int done)
-{
-    if (!im->progress)
-        return;
-    if (done) {
-        fputs("\r\033[K", stderr);
-        return;
-    }
-    int pct = (int)(csv_reader_offset(im->reader) * 100 / (unsigned long long)im->size);
-    if (pct == im->shown_pct)
-        return;
-    im->shown_pct = pct;
-    int bar = pct * 30 / 100;
-    fprintf(stderr, "\rimporting %s [%.*s%*s] %3d%% %lu rows", im->path, bar, "##############################",
-            30 - bar, "", pct, im->rows);
 }
 
 /* ---- the header ------------------------------------------------------------ */
@@ -615,7 +608,7 @@ static const struct cli_option import_options[] = {
 
 static int import_run(struct cli *cli, const struct cli_args *args)
 {
-    struct import im = {.fd = -1, .shown_pct = -1, .path = args->operands[0]};
+    struct import im = {.fd = -1, .path = args->operands[0]};
     int rc = CLI_ERROR, in_copy = 0, pos = 0;
     struct csv_record rec;
 
@@ -658,7 +651,9 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         goto fail;
     }
     im.size = S_ISREG(st.st_mode) ? (long long)st.st_size : 0;
-    im.progress = im.size >= PROGRESS_MIN_BYTES && isatty(STDERR_FILENO);
+    char label[64];
+    snprintf(label, sizeof label, "importing %s", im.path);
+    progress_start(&im.bar, label, PROGRESS_BYTES, (unsigned long long)im.size, PROGRESS_MIN_BYTES);
     im.chunk = malloc(READ_CHUNK);
     im.reader = csv_reader_new(NULL);
     if (!im.chunk || !im.reader)
@@ -707,7 +702,7 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         if (im.copy.len >= COPY_FLUSH && copy_flush(&im) < 0)
             goto fail;
         if ((im.rows & 1023) == 0)
-            progress_show(&im, 0);
+            progress_update(&im.bar, im.rows, csv_reader_offset(im.reader));
     }
     if (copy_flush(&im) < 0)
         goto fail;
@@ -728,13 +723,13 @@ static int import_run(struct cli *cli, const struct cli_args *args)
         PQclear(r);
     if (!copied)
         goto fail;
-    if (im.progress)
-        fprintf(stderr, "\r\033[Kimporting %s: checking and saving %lu rows", im.path, im.rows);
+    progress_update(&im.bar, im.rows, (unsigned long long)im.size);
+    progress_phase(&im.bar, "checking and saving");
 
     long long inserted = 0, kept = 0;
     if (apply(&im, &inserted, &kept) < 0 || exec_sql(im.conn, "COMMIT", "committing the import") < 0)
         goto fail;
-    progress_show(&im, 1);
+    progress_finish(&im.bar, 1);
 
     if (im.n_rejects)
         qsort(im.rejects, im.n_rejects, sizeof *im.rejects, by_line);
@@ -743,7 +738,7 @@ static int import_run(struct cli *cli, const struct cli_args *args)
     printf("inserted %lld, updated %lld, rejected %zu\n", inserted, kept - inserted, im.n_rejects - im.n_warnings);
     rc = CLI_OK;
 fail:
-    progress_show(&im, 1);
+    progress_finish(&im.bar, 0);
     if (in_copy && im.conn)
         (void)PQputCopyEnd(im.conn, "import abandoned");
     if (rc != CLI_OK && im.conn && PQtransactionStatus(im.conn) != PQTRANS_IDLE) {
@@ -879,6 +874,141 @@ static int list_run(struct cli *cli, const struct cli_args *args)
     return rc;
 }
 
+/* ---- export ----------------------------------------------------------------- */
+
+enum { OPT_OUTPUT, OPT_EXPORT_DELIMITER };
+
+static const struct cli_option export_options[] = {
+    [OPT_OUTPUT] = {"output", 'o', "FILE", "write to FILE (replaced) instead of standard output", 0, 0},
+    [OPT_EXPORT_DELIMITER] = {"delimiter", 0, "C",
+                              "the field delimiter: ',' (the default), ';' or tab\n"
+                              "(written as a tab, \\t or 'tab')", 0, 0},
+    {0},
+};
+
+/* The COPY statement that writes every contact: the fields import reads,
+ * then one column per custom field key (sorted), named by its key. NULL
+ * with the error printed. */
+static char *export_sql(PGconn *conn, char delimiter)
+{
+    PGresult *r = PQexec(conn, "SELECT k FROM contacts, jsonb_object_keys(fields) k GROUP BY k ORDER BY k COLLATE \"C\"");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char m[1024];
+        fprintf(stderr, "relance: reading the custom field names: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
+        PQclear(r);
+        return NULL;
+    }
+    struct buf sql = {0};
+    buf_adds(&sql, "COPY (SELECT email, first_name, last_name, title, company, company_domain, timezone, crm_id");
+    for (int i = 0; i < PQntuples(r) && !sql.oom; i++) {
+        const char *key = PQgetvalue(r, i, 0);
+        size_t n = (size_t)PQgetlength(r, i, 0);
+        char *lit = PQescapeLiteral(conn, key, n), *id = PQescapeIdentifier(conn, key, n);
+        if (lit && id)
+            buf_addf(&sql, ", fields->>%s AS %s", lit, id);
+        else
+            sql.oom = 1;
+        PQfreemem(lit);
+        PQfreemem(id);
+    }
+    PQclear(r);
+    char d[2] = {delimiter, '\0'};
+    char *lit = PQescapeLiteral(conn, d, 1);
+    if (lit)
+        buf_addf(&sql, " FROM contacts ORDER BY email_key COLLATE \"C\") TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER %s)",
+                 lit);
+    PQfreemem(lit);
+    if (!lit || sql.oom) {
+        fprintf(stderr, "relance: out of memory\n");
+        buf_free(&sql);
+        return NULL;
+    }
+    return sql.p;
+}
+
+static int export_run(struct cli *cli, const struct cli_args *args)
+{
+    const char *path = cli_args_value(args, OPT_OUTPUT), *delimiter = cli_args_value(args, OPT_EXPORT_DELIMITER);
+    int delim = delimiter ? csv_delimiter_parse(delimiter) : ',';
+    if (delim < 0)
+        return cli_fail(CLI_USAGE, "contacts export: --delimiter takes ',', ';' or tab (a tab, \\t or 'tab'), not '%s'",
+                        delimiter);
+    PGconn *conn = cli->conn;
+    int rc = CLI_ERROR;
+    char *sql = NULL;
+    FILE *out = stdout;
+    if (path) {
+        out = fopen(path, "w");
+        if (!out) {
+            fprintf(stderr, "relance: cannot write %s: %s\n", path, strerror(errno));
+            return CLI_ERROR;
+        }
+    }
+    /* One snapshot: the columns are the keys of the contacts written. */
+    if (exec_sql(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting the export") < 0)
+        goto done;
+    sql = export_sql(conn, (char)delim);
+    if (!sql)
+        goto done;
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_COPY_OUT) {
+        char m[1024];
+        fprintf(stderr, "relance: exporting the contacts: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
+        PQclear(r);
+        goto done;
+    }
+    PQclear(r);
+    int write_failed = 0;
+    for (;;) {
+        char *row = NULL;
+        int n = PQgetCopyData(conn, &row, 0);
+        if (n < 0)
+            break;
+        if (!write_failed && fwrite(row, 1, (size_t)n, out) != (size_t)n)
+            write_failed = errno ? errno : EIO; /* read on to the end: the connection stays usable */
+        PQfreemem(row);
+    }
+    r = PQgetResult(conn);
+    int copied = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!copied) {
+        char m[1024];
+        fprintf(stderr, "relance: exporting the contacts: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));
+    }
+    const char *count = copied ? PQcmdTuples(r) : "";
+    char rows[32];
+    snprintf(rows, sizeof rows, "%s", count);
+    PQclear(r);
+    for (r = PQgetResult(conn); r; r = PQgetResult(conn))
+        PQclear(r);
+    if (!copied)
+        goto done;
+    if (!write_failed && fflush(out) != 0)
+        write_failed = errno ? errno : EIO;
+    if (path && !write_failed && fclose(out) != 0)
+        write_failed = errno ? errno : EIO;
+    if (path && !write_failed)
+        out = NULL; /* closed */
+    if (write_failed) {
+        fprintf(stderr, "relance: writing %s: %s\n", path ? path : "standard output", strerror(write_failed));
+        goto done;
+    }
+    if (path)
+        printf("exported %s contacts to %s\n", rows, path);
+    rc = CLI_OK;
+done:
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PGresult *end = PQexec(conn, "ROLLBACK");
+        PQclear(end);
+    }
+    free(sql);
+    if (path && out) {
+        fclose(out);
+        if (rc != CLI_OK)
+            unlink(path); /* no half file that looks like an export */
+    }
+    return rc;
+}
+
 static const struct cli_command subcommands[] = {
     {
         .name = "import",
@@ -908,7 +1038,8 @@ static const struct cli_command subcommands[] = {
                  "says FILE:LINE: unknown time zone 'X': imported without one.\n"
                  "The other rows are applied, all in one transaction; stdout gets one line:\n"
                  "  inserted N, updated N, rejected N\n"
-                 "where updated counts the existing contacts the file matched.\n"
+                 "where updated counts the existing contacts the file matched. When stderr is a\n"
+                 "terminal, a file of 1 MiB or more shows a progress bar there.\n"
                  "\n"
                  "Exit status: 0 when the file was applied (even with rejected rows), 1 when it\n"
                  "cannot be read, its header is unusable or the database refused it (nothing is\n"
@@ -931,11 +1062,24 @@ static const struct cli_command subcommands[] = {
         .options = list_options,
         .run = list_run,
     },
+    {
+        .name = "export",
+        .summary = "every contact as CSV, in the columns import reads",
+        .about = "Writes every contact as CSV (RFC 4180, UTF-8, a header row), sorted by email: the\n"
+                 "columns email, first_name, last_name, title, company, company_domain, timezone,\n"
+                 "crm_id, then one column per custom field, named by its key (a contact without\n"
+                 "that field has an empty cell). `relance contacts import` reads the file back:\n"
+                 "export, then import into an empty database, gives the same contacts. Streamed\n"
+                 "as PostgreSQL writes it, so a large table is never held in memory. With\n"
+                 "--output, stdout gets one line: exported N contacts to FILE.\n",
+        .options = export_options,
+        .run = export_run,
+    },
     {0},
 };
 
 const struct cli_command cmd_contacts = {
     .name = "contacts",
-    .summary = "import contacts from CSV, show and list them",
+    .summary = "import contacts from CSV, show, list and export them",
     .subcommands = subcommands,
 };

@@ -2,18 +2,29 @@
  * from a CSV file's email column, or chosen by a read-only SQL condition)
  * into a sequence's current version. It owns the command line, reading
  * the CSV (a bad row is reported as FILE:LINE and skipped, as `contacts
- * import` does) and the transaction; every decision (who may be enrolled: not
- * unknown, suppressed, already enrolled or active elsewhere) is
- * relance_enroll's in SQL, with the time passed in from clock.c so tests
- * can move it (RELANCE_TEST_CLOCK). */
+ * import` does), the transaction, the progress bar and the summary; every
+ * decision (who may be enrolled: not unknown, suppressed, already enrolled
+ * or active elsewhere) is relance_enroll_many's in SQL, with the time
+ * passed in from clock.c so tests can move it (RELANCE_TEST_CLOCK). The
+ * addresses go ENROLL_CHUNK at a time, so each statement stays small and
+ * the bar moves, all in one transaction. */
 #include "cli.h"
 #include "contact.h"
 #include "csv.h"
+#include "pgarray.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Addresses per relance_enroll_many call: large enough that the round
+ * trips do not count, small enough that the array and the result of one
+ * call stay a few MiB. */
+#define ENROLL_CHUNK 10000
+/* Fewer addresses than this are done before a bar would be worth seeing. */
+#define ENROLL_PROGRESS_MIN 5000
 
 /* The list of addresses to enroll, growing. */
 struct emails {
@@ -255,6 +266,7 @@ static int run(struct cli *cli, const struct cli_args *args)
     int parallel = cli_args_count(args, OPT_ALLOW_PARALLEL) > 0, rc = CLI_ERROR, pos = 0;
     int verbose = cli_args_count(args, OPT_VERBOSE) > 0;
     struct tally tally = {0};
+    struct progress bar = {0}; /* off until started */
     PGconn *conn = cli->conn;
     struct emails emails = {0};
     unsigned long n_bad = 0;
@@ -309,35 +321,59 @@ static int run(struct cli *cli, const struct cli_args *args)
     if (cli_exec(conn, "SELECT pg_advisory_xact_lock(7401720651)") < 0)
         goto rollback;
     size_t enrolled = 0;
-    for (size_t i = 0; i < emails.n; i++) {
-        const char *p[4] = {sequence, emails.v[i], now, parallel ? "true" : "false"};
-        PGresult *r = PQexecParams(conn, "SELECT relance_enroll($1, $2, $3, $4)", 4, NULL, p, NULL, NULL, 0);
+    progress_start(&bar, "enrolling", PROGRESS_ROWS, emails.n, ENROLL_PROGRESS_MIN);
+    for (size_t from = 0; from < emails.n; from += ENROLL_CHUNK) {
+        size_t to = emails.n - from > ENROLL_CHUNK ? from + ENROLL_CHUNK : emails.n;
+        struct buf array = {0};
+        for (size_t i = from; i < to; i++)
+            pgarray_add(&array, emails.v[i]);
+        const char *list = pgarray_end(&array);
+        if (!list) {
+            buf_free(&array);
+            fprintf(stderr, "relance: out of memory\n");
+            goto failed;
+        }
+        const char *p[4] = {sequence, list, now, parallel ? "true" : "false"};
+        PGresult *r = PQexecParams(conn, "SELECT email, outcome FROM relance_enroll_many($1, $2, $3, $4)", 4, NULL,
+                                   p, NULL, NULL, 0);
+        buf_free(&array);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+            progress_finish(&bar, 0);
             fprintf(stderr, "relance: %s\n", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
             if (hint)
                 fprintf(stderr, "relance: %s\n", hint);
             PQclear(r);
             goto rollback;
         }
-        const char *what = PQgetvalue(r, 0, 0);
-        if (strcmp(what, "enrolled") == 0) {
-            enrolled++;
-        } else {
+        if (verbose)
+            progress_clear(&bar);
+        for (int i = 0; i < PQntuples(r); i++) {
+            const char *what = PQgetvalue(r, i, 1);
+            if (strcmp(what, "enrolled") == 0) {
+                enrolled++;
+                continue;
+            }
             if (verbose)
-                printf("skipped %s: %s\n", emails.v[i], what);
+                printf("skipped %s: %s\n", PQgetvalue(r, i, 0), what);
             if (tally_add(&tally, what, 1) < 0) {
                 PQclear(r);
-                goto rollback;
+                goto failed;
             }
         }
         PQclear(r);
+        if (verbose)
+            fflush(stdout);
+        progress_update(&bar, to, to);
     }
+    progress_finish(&bar, 1);
     if (cli_exec(conn, "COMMIT") < 0)
         goto out;
     tally_print(&tally, enrolled);
     rc = CLI_OK;
     goto out;
+failed:
+    progress_finish(&bar, 0);
 rollback:
     if (cli_exec(conn, "ROLLBACK") < 0)
         fprintf(stderr, "relance: rollback failed\n");
@@ -354,7 +390,9 @@ const struct cli_command cmd_enroll = {
              "that version). Idempotent: unknown, suppressed and already-enrolled contacts,\n"
              "and contacts active in another sequence (unless --allow-parallel), are skipped;\n"
              "the summary counts them by reason, and --verbose names each one:\n"
-             "  enrolled 10, skipped 3: already active in this sequence 2, suppressed 1\n",
+             "  enrolled 10, skipped 3: already active in this sequence 2, suppressed 1\n"
+             "All of it is one transaction. When stderr is a terminal, 5,000 addresses or more\n"
+             "show a progress bar there.\n",
     .options = options,
     .run = run,
 };

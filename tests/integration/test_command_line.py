@@ -87,7 +87,7 @@ USAGE = [
     (("enroll", "--sequence", "s", "--csv", "a.csv", "--where", "true"), "give only one of"),
     (("pause", "--enrollment", "1", "--sequence", "s"), "pause: give only one of"),
     (("contacts", "import"), "usage: relance contacts import"),
-    (("contacts", "frob"), "contacts: unknown subcommand 'frob' (import, show or list"),
+    (("contacts", "frob"), "contacts: unknown subcommand 'frob' (import, show, list or export"),
     (("suppress", "list", "x"), "suppress list: unexpected argument 'x'"),
     (("migrate", "--status=yes"), "migrate: --status takes no value"),
     (("serve", "now"), "serve: unexpected argument 'now'"),

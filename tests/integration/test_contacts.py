@@ -4,12 +4,14 @@ records that span lines; re-import updates without wiping; --map; BOM and
 CRLF; ';' and tab files, guessed or --delimiter; an unknown time zone
 imported without one; custom fields; derived company domains; one
 transaction),
-`contacts show|list`, and `relance suppress add|remove|list`."""
+`contacts show|list`, `contacts export` (import of an export into an empty
+database gives the same contacts), and `relance suppress add|remove|list`."""
 import os
 import re
 
 import pytest
 
+import harness
 from harness import relance
 
 FIRST = [
@@ -335,3 +337,52 @@ def test_help_of_suppress_and_contacts():
     assert r.returncode == 0 and "usage: relance suppress" in r.stdout, "suppress --help"
     r = relance("contacts", "--help")
     assert r.returncode == 0 and "usage: relance contacts" in r.stdout, "contacts --help"
+
+
+THIRD = [
+    "email,first_name,last_name,company,company_domain,timezone,crm_id,\"Notes, misc\",Ville",
+    'zoe@b\u00fccher.example,Zo\u00eb,\u00c9lodie-\u5f20,"Caf\u00e9 ""Le Z"", SARL",cafe.example,Pacific/Chatham,'
+    'crm-7,"line one\nline two, with ""quotes""",S\u00e8te',
+    "yann@omicron.example,Yann,,,,Asia/Kolkata,,;semi;colons;,\\N",
+]
+
+
+def test_export_then_import_into_an_empty_database_gives_the_same_contacts(w, cluster, check):
+    w.imported("first", "second")
+    assert w.imp(w.write("third.csv", THIRD)).returncode == 0, "import the third file"
+    # one JSON line a contact, so values with line breaks stay on one
+    every = ("SELECT row_to_json(c)::text FROM (SELECT email, first_name, last_name, title, company, company_domain,"
+             " timezone, crm_id, fields FROM contacts ORDER BY email_key COLLATE \"C\") c")
+    want = w.db.psql(every)
+    assert len(want) == 10 and any("\\n" in row[0] for row in want), f"the contacts to export: {want}"
+    out = os.path.join(w.tmp, "out.csv")
+    r = relance("contacts", "export", "--output", out, env=w.env)
+    check.ok(r.returncode == 0 and r.stdout == f"exported {len(want)} contacts to {out}\n",
+             "export --output writes the file and says how many", r.stdout + r.stderr)
+    with open(out, "rb") as f:
+        exported = f.read()
+    check.ok(exported.startswith(b"email,first_name,last_name,title,company,company_domain,timezone,crm_id,"
+                                 b"Deal Size,\"Notes, misc\",Stage,Ville\n"),
+             "a header row: the fields, then the custom field keys, sorted", exported[:200])
+    r = relance("contacts", "export", env=w.env, raw=True)
+    check.ok(r.returncode == 0 and r.stdout == exported, "without --output: the same CSV on stdout")
+    for delimiter in (None, ";", "tab"):
+        other = harness.Database(cluster)
+        try:
+            path = out
+            if delimiter:
+                path = os.path.join(w.tmp, f"out-{delimiter}.csv")
+                r = relance("contacts", "export", "--output", path, "--delimiter", delimiter, env=w.env)
+                check.ok(r.returncode == 0, f"export --delimiter {delimiter}", r.stderr)
+            r = relance("contacts", "import", path, env={"DATABASE_URL": other.url()})
+            check.ok(r.returncode == 0 and r.stdout == f"inserted {len(want)}, updated 0, rejected 0\n"
+                     and r.stderr == "", f"the export ({delimiter or ','}) imports cleanly", r.stdout + r.stderr)
+            got = other.psql(every)
+            check.ok(got == want, f"the same contacts after the round trip ({delimiter or ','})",
+                     "\n".join(f"{a} != {b}" for a, b in zip(want, got) if a != b) or f"{len(want)} vs {len(got)}")
+        finally:
+            other.drop()
+    r = relance("contacts", "export", "--delimiter", "|", env=w.env)
+    check.ok(r.returncode == 2 and "--delimiter takes" in r.stderr, "a bad --delimiter is a usage error", r.stderr)
+    r = relance("contacts", "--help")
+    check.ok("export" in r.stdout, "contacts --help names export", r.stdout)

@@ -2,11 +2,16 @@
 --where with the skip reasons, enrollments show (next send time in UTC and
 local time, and why not sooner, a pool with no account included), pause/resume/stop, and a resumed
 enrollment whose time passed during the pause is moved to the next window
-opening instead of being sent off-hours."""
+opening instead of being sent off-hours. Enroll is set-based
+(relance_enroll_many, in chunks): the same outcomes as one by one, a
+repeat within the input included, and a progress bar on a terminal only."""
 import os
+import pty
+import subprocess
 
 import pytest
 
+import harness
 from harness import relance
 
 SEQ = """name: {name}
@@ -250,3 +255,89 @@ def test_show_says_no_such_pool_once_accounts_are_known_and_none_is_in_the_pool(
     assert "why not sooner: no such pool 'founders'" in r.stdout, f"show: the pool has no account: {r.stdout}"
     r = relance("enrollments", "show", "dee@four.example", env={**w.env, **TUE_EVE, "RELANCE_TRANSPORT": "capture"})
     assert "why not sooner: window" in r.stdout, f"show: capture ignores pools: {r.stdout}"
+
+
+def test_enroll_many_judges_a_batch_in_input_order_as_one_by_one_would(w):
+    w.enroll("--sequence", "beta", "--contact", "cy@three.example")
+    rows = w.db.psql("SELECT email, outcome FROM relance_enroll_many('alpha', ARRAY['ann@one.example', "
+                     "'zed@nowhere.example', 'eve@blocked.example', 'cy@three.example', ' ANN@one.example ', "
+                     "'bob@two.example', 'bob@two.example'], '2026-03-07T10:00:00Z', false)")
+    assert rows == [["ann@one.example", "enrolled"], ["zed@nowhere.example", "unknown contact"],
+                    ["eve@blocked.example", "suppressed"], ["cy@three.example", "active in another sequence: beta"],
+                    [" ANN@one.example ", "already active in this sequence"], ["bob@two.example", "enrolled"],
+                    ["bob@two.example", "already active in this sequence"]], \
+        f"one row per address, in order; a repeat of an address enrolled earlier in the batch: {rows}"
+    bad = w.db.psql("SELECT count(*) FROM enrollments WHERE next_send_at IS DISTINCT FROM "
+                    "relance_step_due(id, 0, created_at, jitter_r)")
+    assert bad == [["0"]], "every enrollment's first step is due at relance_step_due"
+    assert w.db.psql("SELECT relance_enroll('alpha', 'dee@four.example', '2026-03-07T10:00:00Z', false), "
+                     "relance_enroll('alpha', 'dee@four.example', '2026-03-07T10:00:00Z', false)") == \
+        [["enrolled", "already active in this sequence"]], "relance_enroll, one address, still answers"
+
+
+def test_each_enrollment_of_a_batch_draws_its_own_jitter(w):
+    r = relance("apply", w.write("g.yaml", SEQ.format(name="gamma", zone="UTC").replace("jitter: 0", "jitter: 2h")),
+                env=w.env)
+    assert r.returncode == 0, f"apply gamma: {r.stdout + r.stderr}"
+    r = w.enroll("--sequence", "gamma", *[a for e in ("ann@one.example", "bob@two.example", "cy@three.example",
+                                                      "dee@four.example") for a in ("--contact", e)], clock=SAT)
+    assert "enrolled 4, skipped 0" in r.stdout, f"enroll four: {r.stdout + r.stderr}"
+    got = w.db.psql("SELECT count(DISTINCT jitter_r), count(DISTINCT next_send_at) FROM enrollments")
+    assert got == [["4", "4"]], f"four draws, four due times in the same window: {got}"
+    bad = w.db.psql("SELECT count(*) FROM enrollments WHERE next_send_at IS DISTINCT FROM "
+                    "relance_step_due(id, 0, created_at, jitter_r)")
+    assert bad == [["0"]], "each due time is relance_step_due's, jitter included"
+
+
+def test_an_enroll_larger_than_one_chunk_is_one_transaction_that_sees_its_own_rows(w):
+    # 10,001 addresses: two relance_enroll_many calls of up to 10,000; the
+    # second's ann is the first's, so it is already active.
+    path = w.write("many.csv", "email\nann@one.example\n" + "".join(f"nobody{i}@nowhere.example\n"
+                                                                   for i in range(9999)) + "ann@one.example\n")
+    r = w.enroll("--sequence", "alpha", "--csv", path)
+    assert r.returncode == 0 and r.stdout == "enrolled 1, skipped 10000: unknown contact 9999, " \
+        "already active in this sequence 1\n", f"across chunks as one by one: {r.stdout + r.stderr}"
+    assert w.enrolled_count("ann@one.example") == "1", "enrolled once"
+
+
+def run_on_terminal(args, env):
+    """Runs relance with stderr on a pseudo-terminal (stdout a pipe):
+    (exit status, stdout, what the terminal got)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([harness.RELANCE, *args], env=harness.relance_env(env), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal's last handle
+            break
+        if not data:
+            break
+        seen += data
+    out = p.stdout.read()
+    p.wait(timeout=120)
+    os.close(master)
+    return p.returncode, out.decode(), seen.decode("utf-8", "replace")
+
+
+def test_import_and_enroll_draw_a_progress_bar_on_a_terminal_and_none_elsewhere(w):
+    # 5,000 rows of about 250 bytes: over contacts import's 1 MiB and
+    # enroll's 5,000 addresses, the sizes from which a bar is drawn.
+    notes = "n" * 200
+    path = w.write("big.csv", "email,first_name,notes\n" + "".join(f"p{i}@bar{i % 50}.example,P{i},{notes}\n"
+                                                                   for i in range(5000)))
+    code, out, term = run_on_terminal(["contacts", "import", path], w.env)
+    assert code == 0 and out == "inserted 5000, updated 0, rejected 0\n", f"import on a terminal: {out}{term}"
+    assert "importing " in term and "] 100% 5000 rows" in term and "rows/s" in term and term.endswith("\n"), \
+        f"import: a bar with rows, percent and rate, ended by a newline: {term!r}"
+    code, out, term = run_on_terminal(["enroll", "--sequence", "alpha", "--csv", path], {**w.env, **SAT})
+    assert code == 0 and out == "enrolled 5000, skipped 0\n", f"enroll on a terminal: {out}{term}"
+    assert "enrolling [" in term and "] 100% 5000/5000 rows" in term and "rows/s" in term and term.endswith("\n"), \
+        f"enroll: a bar with rows done of the total, percent and rate, ended by a newline: {term!r}"
+    r = relance("contacts", "import", path, env=w.env)
+    assert r.returncode == 0 and r.stderr == "", f"import, stderr not a terminal: no bar: {r.stderr!r}"
+    r = w.enroll("--sequence", "alpha", "--csv", path)
+    assert r.returncode == 0 and r.stderr == "" and "skipped 5000" in r.stdout, \
+        f"enroll, stderr not a terminal: no bar: {r.stderr!r}"
