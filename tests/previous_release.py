@@ -18,7 +18,7 @@ import tempfile
 
 import harness
 
-PREVIOUS_RELEASE = "f11f9bd"
+PREVIOUS_RELEASE = "9b4b299"
 
 
 def _run(argv, cwd=None):
