@@ -410,9 +410,6 @@ ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES public.contacts(id);
 
 ALTER TABLE ONLY public.enrollments
-    ADD CONSTRAINT enrollments_sequence_id_fkey FOREIGN KEY (sequence_id) REFERENCES public.sequences(id);
-
-ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_sequence_id_version_fkey FOREIGN KEY (sequence_id, version) REFERENCES public.sequence_versions(sequence_id, version);
 
 ALTER TABLE ONLY public.inbound_messages

@@ -28,19 +28,26 @@
 --     created_at     timestamptz NOT NULL DEFAULT now()
 -- )
 
+-- The patterns that would suppress an address: itself and its '@domain'.
+-- The one statement of the rule; a query over many addresses joins
+-- suppressions on it (pattern = ANY (...), by the primary key) rather
+-- than call relance_suppressed per row.
+CREATE OR REPLACE FUNCTION relance_suppression_keys(addr text) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY[lower(addr), '@' || split_part(lower(addr), '@', 2)]
+$$;
+
 -- True when the address is suppressed, by itself or by its domain.
 CREATE OR REPLACE FUNCTION relance_suppressed(addr text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM suppressions
-                   WHERE pattern = lower(addr) OR pattern = '@' || split_part(lower(addr), '@', 2))
+    SELECT EXISTS (SELECT 1 FROM suppressions WHERE pattern = ANY (relance_suppression_keys(addr)))
 $$;
 
 -- The suppression that covers the address (the address's own before its
 -- domain's), or NULL: what a stop for it names.
 CREATE OR REPLACE FUNCTION relance_suppression_of(addr text) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT pattern FROM suppressions
-     WHERE pattern = lower(addr) OR pattern = '@' || split_part(lower(addr), '@', 2)
+    SELECT pattern FROM suppressions WHERE pattern = ANY (relance_suppression_keys(addr))
      ORDER BY pattern LIKE '@%' LIMIT 1
 $$;
 

@@ -86,6 +86,15 @@ BEGIN
     SELECT * INTO v_ver FROM sequence_versions WHERE sequence_id = v_seq.id AND version = v_seq.current_version;
     SELECT * INTO v_step FROM sequence_steps
      WHERE sequence_id = v_seq.id AND version = v_seq.current_version AND position = 0;
+    -- Enrollments of any sequence, one enroll at a time: two at once
+    -- must not both pass the "already enrolled elsewhere" judgement (the
+    -- same lock `relance enroll` takes; held to the end of the transaction).
+    PERFORM pg_advisory_xact_lock(7401720651);
+    -- what relance_window_jitter checks per call, once
+    PERFORM relance_window_check(v_ver.window_start_min, v_ver.window_end_min, 127);
+    IF v_ver.jitter_seconds < 0 THEN
+        RAISE EXCEPTION 'jitter % s (want jitter >= 0)', v_ver.jitter_seconds USING ERRCODE = '22023';
+    END IF;
     -- One statement judges every address, inserts the enrollments and
     -- answers; the same contact twice: only its first address may be
     -- enrolled, the next ones are already active.
@@ -97,17 +106,22 @@ BEGIN
           -- LIMIT 1 (email_key is unique) keeps this an index look-up per
           -- address: joined, the planner hashes the whole contacts table
           -- for every chunk.
-          LEFT JOIN LATERAL (SELECT * FROM contacts c WHERE c.email_key = lower(btrim(a.email)) LIMIT 1) c ON true
+          LEFT JOIN LATERAL (SELECT c.id, c.email, c.timezone FROM contacts c
+                              WHERE c.email_key = lower(btrim(a.email)) LIMIT 1) c ON true
     ), judged AS MATERIALIZED (
         SELECT i.email, i.ord, i.contact_id, i.zone,
                CASE WHEN i.contact_id IS NULL THEN 'unknown contact'
-                    WHEN relance_suppressed(i.contact_email) THEN 'suppressed'
+                    WHEN x.suppressed THEN 'suppressed'
                     WHEN l.here THEN 'already active in this sequence'
                     WHEN NOT p_parallel AND l.other IS NOT NULL THEN 'active in another sequence: ' || l.other
                     WHEN row_number() OVER (PARTITION BY i.contact_id ORDER BY i.ord) > 1
                         THEN 'already active in this sequence'
                END AS outcome
           FROM input i
+          -- relance_suppressed's rule as a join: a function call per row
+          -- cost as much as the rest of the judging.
+          LEFT JOIN LATERAL (SELECT true AS suppressed FROM suppressions s
+                              WHERE s.pattern = ANY (relance_suppression_keys(i.contact_email)) LIMIT 1) x ON true
           -- The contact's live enrollments, by index: this sequence among
           -- them, else another's name. (An EXISTS here is planned as one
           -- hash of the sequence's every enrollment per chunk.)
@@ -116,28 +130,35 @@ BEGIN
                                FROM enrollments e JOIN sequences s ON s.id = e.sequence_id
                               WHERE e.contact_id = i.contact_id AND e.state IN ('active', 'paused', 'held')) l
                  ON true
-    ), zones AS (
-        SELECT z.zone, relance_next_send_time(p_now, z.zone, v_step.wait_seconds, v_step.wait_days,
-                                              v_step.wait_business_days, v_ver.window_start_min,
-                                              v_ver.window_end_min, v_ver.days) AS due
-          FROM (SELECT DISTINCT j.zone FROM judged j WHERE j.outcome IS NULL) z
+    -- MATERIALIZED: the generic plan plpgsql switches to after five calls
+    -- guesses 10 addresses in the array and, with the zones inlined,
+    -- computed their send times again for every row (twice the time).
+    ), zones AS MATERIALIZED (
+        -- each zone's first send time and its window's end, once per
+        -- zone; each row then only adds its jitter (relance_window_jitter's
+        -- rule, in its two halves)
+        SELECT t.zone, t.due, relance_window_close(t.due, t.zone, v_ver.window_end_min) AS close
+          FROM (SELECT z.zone, relance_next_send_time(p_now, z.zone, v_step.wait_seconds, v_step.wait_days,
+                                                      v_step.wait_business_days, v_ver.window_start_min,
+                                                      v_ver.window_end_min, v_ver.days) AS due
+                  FROM (SELECT DISTINCT j.zone FROM judged j WHERE j.outcome IS NULL) z) t
     ), ins AS (
         INSERT INTO enrollments (contact_id, sequence_id, version, state, state_reason, state_changed_at,
                                  position, next_send_at, jitter_r, created_at)
         SELECT d.contact_id, v_seq.id, v_seq.current_version, 'active', 'enrolled', p_now, 0,
-               relance_window_jitter(d.due, d.zone, v_ver.window_start_min, v_ver.window_end_min,
-                                     v_ver.jitter_seconds, d.r),
+               relance_jitter_within(d.due, d.close, v_ver.jitter_seconds, d.r),
                d.r, p_now
-          FROM (SELECT j.contact_id, j.zone, z.due, random() AS r
+          FROM (SELECT j.contact_id, j.zone, z.due, z.close, random() AS r
                   FROM judged j LEFT JOIN zones z ON z.zone = j.zone WHERE j.outcome IS NULL) d
-        ON CONFLICT DO NOTHING
-        RETURNING contact_id
+        -- No ON CONFLICT: judged saw every live enrollment under the
+        -- advisory lock taken above, and only this function inserts
+        -- enrollments; a speculative insert per row would cost 8%
+        -- of the whole enroll. Should a live duplicate appear anyway, the
+        -- unique index stops the statement and the enroll rolls back whole.
+        -- So every address judged without an outcome is enrolled (the
+        -- insert runs whole, referenced or not).
     )
-    SELECT j.email, CASE WHEN j.outcome IS NOT NULL THEN j.outcome
-                         WHEN ins.contact_id IS NOT NULL THEN 'enrolled'
-                         ELSE 'already active in this sequence' END
-      FROM judged j LEFT JOIN ins ON j.outcome IS NULL AND ins.contact_id = j.contact_id
-     ORDER BY j.ord;
+    SELECT j.email, coalesce(j.outcome, 'enrolled') FROM judged j ORDER BY j.ord;
 END $$;
 
 -- One contact: relance_enroll_many for one address. Kept for callers of

@@ -246,7 +246,29 @@ BEGIN
     IF coalesce(jitter_seconds, 0) = 0 OR coalesce(r, 0) = 0 THEN
         RETURN t;
     END IF;
-    e := relance_wall_instant((t AT TIME ZONE zone)::date + make_interval(mins => win_end_min), zone, true);
-    RETURN greatest(t, least(t + make_interval(secs => floor(r * jitter_seconds)), e - interval '1 second'));
+    e := relance_window_close(t, zone, win_end_min);
+    RETURN relance_jitter_within(t, e, jitter_seconds, r);
 END
+$$;
+
+-- The end of the window on t's local date in zone: what
+-- relance_window_jitter keeps a send before. Apart so that a query over
+-- many enrollments due at one instant per zone (enroll) computes it once
+-- per zone, not once per row.
+CREATE OR REPLACE FUNCTION relance_window_close(t timestamptz, zone text, win_end_min int)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT relance_wall_instant((t AT TIME ZONE zone)::date + make_interval(mins => win_end_min), zone, true)
+$$;
+
+-- relance_window_jitter's rule once the window's end (close) is known:
+-- t delayed by floor(r * jitter_seconds) seconds, at most to 1 s before
+-- close, never before t. No jitter (0 or NULL) or r = 0: t. Arguments are
+-- not checked here: relance_window_jitter checks them, and enroll draws r
+-- in [0, 1) and takes jitter_seconds from a linted sequence.
+CREATE OR REPLACE FUNCTION relance_jitter_within(t timestamptz, close timestamptz, jitter_seconds int,
+                                                 r double precision)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN t IS NULL OR coalesce(jitter_seconds, 0) = 0 OR coalesce(r, 0) = 0 THEN t
+                ELSE greatest(t, least(t + make_interval(secs => floor(r * jitter_seconds)), close - interval '1 second'))
+           END
 $$;
