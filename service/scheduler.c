@@ -849,6 +849,15 @@ void scheduler_db_up(struct scheduler *s)
     }
     /* after the sync, on the same connection: it sees the accounts just
      * synced. Capture without accounts ignores pools. */
+    size_t n_accounts = 0;
+    for (size_t i = 0; i < s->cfg->n_pools; i++)
+        n_accounts += s->cfg->pools[i].n_accounts;
+    if (s->smtp && n_accounts == 0 && !s->pools_checked) {
+        /* one line, not one per sequence: nothing at all can be sent */
+        log_event(LOG_WARN, "scheduler", "no sender account is configured: nothing will be sent (declare pools "
+                  "of accounts, see deploy/relance.example.yaml, or try transport: capture)", NULL);
+        s->pools_checked = 1;
+    }
     if (s->by_account && !s->pools_checked) {
         if (query(s, "SELECT s.name, v.sender_pool FROM sequences s JOIN sequence_versions v"
                      " ON v.sequence_id = s.id AND v.version = s.current_version"

@@ -270,6 +270,17 @@ def test_apply_warns_of_a_pool_the_configuration_does_not_have(db, tmp):
     assert r.returncode == 0 and "warning" not in r.stderr, f"capture ignores pools: no warning: {r.stderr}"
 
 
+def test_serve_without_any_account_says_so_once(db, tmp, serve):
+    env = {"DATABASE_URL": db.url()}
+    r = relance("apply", harness.sequence(tmp, "one_step", name="a", pool="p1"),
+                harness.sequence(tmp, "one_step", name="b", pool="p2"), env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = serve({**env, "RELANCE_STATE_DIR": tmp})
+    s.wait_status("/readyz", 200)
+    assert harness.wait_until(lambda: "no sender account is configured" in s.output(), 5), s.output()
+    assert "names a pool" not in s.output(), f"one line, not one per sequence: {s.output()}"
+
+
 def test_serve_logs_a_sequence_naming_a_pool_the_configuration_does_not_have(db, tmp, serve):
     config = os.path.join(tmp, "relance.yaml")
     with open(config, "w") as f:

@@ -1,7 +1,8 @@
 """deploy/up with the user's own DATABASE_URL: the database is migrated
 and served, and the example sequences are not applied to it (they are
 for the private demo cluster only). Before, the three examples landed in
-the user's database.
+the user's database. Without a configuration it runs with transport
+capture and says where the messages go.
 
 deploy/up builds with cmake before anything else; here it runs from a
 copy of the checkout's deploy/ and sequences/ whose build/relance is the
@@ -49,6 +50,10 @@ def test_examples_stay_out_of_the_users_database(db, tmp):
         assert "relance: serving on" in text, f"deploy/up reaches serve: {text}"
         assert db.psql("SELECT count(*) FROM sequences") == [["0"]], \
             f"no example sequence is applied to the user's database: {text}"
+        # no configuration: a dry run that says so, not a service that sends nothing silently
+        assert "relance: no configuration (relance.yaml): nothing is sent, messages are written to" in text, text
+        assert harness.wait_until(lambda: os.path.isdir(os.path.join(tmp, "state", "capture", "new")), 10), \
+            f"serve runs with transport capture: its Maildir is made: {text}"
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)
