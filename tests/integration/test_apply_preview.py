@@ -106,7 +106,8 @@ def preview(env, *args):
     return r
 
 
-FR_VARS = ("--var", "company=Société Générale", "--var", "first_name=Zoé", "--var", "email=zoe@example.fr")
+FR_VARS = ("--var", "company=Société Générale", "--var", "first_name=Zoé", "--var", "email=zoe@example.fr",
+           "--var", "sender.first_name=Élodie")  # --var stands in for the account's field too
 
 
 def test_preview_of_the_french_example_is_correctly_encoded(env, check):
