@@ -1,0 +1,126 @@
+"""An SMTP server on 127.0.0.1 that misbehaves on purpose, for the tests
+that prove no mail server can stall relance (one account's server must
+only ever delay that account).
+
+BadSmtp(mode) listens on a free port (`port`), plaintext and without AUTH
+(accounts point at it with `tls: none` and `auth: none`), speaks enough
+ESMTP for libcurl (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) and then, per
+message, does what mode says:
+
+- "ok": a well-behaved server: 250 after the final dot.
+- "silent_after_dot": reads the whole body and never answers the dot.
+- "silent_at_data": never answers DATA (no 354).
+- "drip": answers everything one byte per second.
+- "reset_mid_body": reads part of the body and resets the connection.
+
+`accepted` counts the bodies it answered 250 to, `bodies` the final dots
+it saw (a body fully received, answered or not), `connections` the
+connections made. set_mode() changes the behaviour for new connections.
+Only Python's standard library; one thread per connection, all daemons,
+stopped with stop()."""
+import socket
+import struct
+import threading
+import time
+
+
+class BadSmtp:
+    def __init__(self, mode="ok"):
+        self.mode = mode
+        self.accepted = self.bodies = self.connections = 0
+        self._lock = threading.Lock()
+        self._conns = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set_mode(self, mode):
+        self.mode = mode
+
+    def stop(self):
+        self._stopped = True
+        self._sock.close()
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+    def _accept(self):
+        while not self._stopped:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, self.mode), daemon=True).start()
+
+    def _send(self, conn, text, mode):
+        data = text.encode()
+        if mode == "drip":
+            for b in data:
+                conn.sendall(bytes([b]))
+                time.sleep(1)
+        else:
+            conn.sendall(data)
+
+    def _serve(self, conn, mode):
+        f = conn.makefile("rb")
+        try:
+            self._send(conn, "220 badsmtp ESMTP\r\n", mode)
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    self._send(conn, "250-badsmtp\r\n250-PIPELINING\r\n250 8BITMIME\r\n", mode)
+                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    self._send(conn, "250 ok\r\n", mode)
+                elif verb == b"QUIT":
+                    self._send(conn, "221 bye\r\n", mode)
+                    return
+                elif verb == b"DATA":
+                    if mode == "silent_at_data":
+                        while f.readline():
+                            pass
+                        return
+                    self._send(conn, "354 go on\r\n", mode)
+                    n = 0
+                    while True:
+                        ln = f.readline()
+                        if not ln:
+                            return
+                        n += len(ln)
+                        if mode == "reset_mid_body" and n > 200:
+                            # SO_LINGER 0: the close sends RST, not FIN
+                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            conn.close()
+                            return
+                        if ln == b".\r\n":
+                            break
+                    with self._lock:
+                        self.bodies += 1
+                    if mode == "silent_after_dot":
+                        while f.readline():
+                            pass
+                        return
+                    self._send(conn, "250 2.0.0 queued\r\n", mode)
+                    with self._lock:
+                        self.accepted += 1
+                else:
+                    self._send(conn, "502 5.5.2 what\r\n", mode)
+        except OSError:
+            return
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
