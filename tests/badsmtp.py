@@ -15,9 +15,16 @@ message, does what mode says:
 
 `accepted` counts the bodies it answered 250 to, `bodies` the final dots
 it saw (a body fully received, answered or not), `connections` the
-connections made. set_mode() changes the behaviour for new connections.
-Only Python's standard library; one thread per connection, all daemons,
-stopped with stop()."""
+connections made. set_mode() changes the behaviour for new connections;
+with then=MODE, only the first connection misbehaves and the ones after
+it get MODE. drop() closes every open connection (a server replaced: what
+it held is cut off). Per recipient (the RCPT TO address, lower case),
+`data` counts the DATA commands, `started` the bodies a 354 let begin,
+`rcpt_bodies` the final dots and `rcpt_accepted` the 250s to them: what at
+most once is checked against. Only Python's standard library; one thread
+per connection, all daemons, stopped with stop()."""
+import collections
+import re
 import socket
 import struct
 import threading
@@ -25,9 +32,12 @@ import time
 
 
 class BadSmtp:
-    def __init__(self, mode="ok"):
+    def __init__(self, mode="ok", then=None):
         self.mode = mode
+        self.then = then
         self.accepted = self.bodies = self.connections = 0
+        self.data, self.started = collections.Counter(), collections.Counter()
+        self.rcpt_bodies, self.rcpt_accepted = collections.Counter(), collections.Counter()
         self._lock = threading.Lock()
         self._conns = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -40,6 +50,16 @@ class BadSmtp:
 
     def set_mode(self, mode):
         self.mode = mode
+
+    def drop(self):
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
 
     def stop(self):
         self._stopped = True
@@ -60,7 +80,10 @@ class BadSmtp:
             with self._lock:
                 self.connections += 1
                 self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn, self.mode), daemon=True).start()
+                mode = self.mode
+                if self.then is not None:
+                    self.mode, self.then = self.then, None
+            threading.Thread(target=self._serve, args=(conn, mode), daemon=True).start()
 
     def _send(self, conn, text, mode):
         data = text.encode()
@@ -73,6 +96,7 @@ class BadSmtp:
 
     def _serve(self, conn, mode):
         f = conn.makefile("rb")
+        rcpt = None
         try:
             self._send(conn, "220 badsmtp ESMTP\r\n", mode)
             while True:
@@ -83,16 +107,23 @@ class BadSmtp:
                 if verb in (b"EHLO", b"HELO"):
                     self._send(conn, "250-badsmtp\r\n250-PIPELINING\r\n250 8BITMIME\r\n", mode)
                 elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    if verb == b"RCPT":
+                        m = re.search(rb"<([^>]*)>", line)
+                        rcpt = m.group(1).decode("utf-8", "replace").lower() if m else None
                     self._send(conn, "250 ok\r\n", mode)
                 elif verb == b"QUIT":
                     self._send(conn, "221 bye\r\n", mode)
                     return
                 elif verb == b"DATA":
+                    with self._lock:
+                        self.data[rcpt] += 1
                     if mode == "silent_at_data":
                         while f.readline():
                             pass
                         return
                     self._send(conn, "354 go on\r\n", mode)
+                    with self._lock:
+                        self.started[rcpt] += 1
                     n = 0
                     while True:
                         ln = f.readline()
@@ -108,6 +139,7 @@ class BadSmtp:
                             break
                     with self._lock:
                         self.bodies += 1
+                        self.rcpt_bodies[rcpt] += 1
                     if mode == "silent_after_dot":
                         while f.readline():
                             pass
@@ -115,6 +147,7 @@ class BadSmtp:
                     self._send(conn, "250 2.0.0 queued\r\n", mode)
                     with self._lock:
                         self.accepted += 1
+                        self.rcpt_accepted[rcpt] += 1
                 else:
                     self._send(conn, "502 5.5.2 what\r\n", mode)
         except OSError:
