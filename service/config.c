@@ -98,6 +98,7 @@ static const struct field top_fields[] = {
     {"tls_ca_file", F_STR, CFG(tls_ca_file), NULL},
     {"imap_max_connections", F_INT, CFG(imap_max_connections), NULL},
     {"smtp_idle_timeout", F_SECONDS, CFG(smtp_idle_timeout), NULL},
+    {"smtp_timeout", F_SECONDS, CFG(smtp_timeout), NULL},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
     {NULL, F_STR, 0, NULL},
@@ -546,6 +547,8 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "imap_max_connections must be at least 1");
     if (cfg->smtp_idle_timeout < 1)
         return fail_at(p, NULL, "smtp_idle_timeout must be at least 1s");
+    if (cfg->smtp_timeout < 1)
+        return fail_at(p, NULL, "smtp_timeout must be at least 1s");
     return 0;
 }
 
@@ -562,6 +565,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
         goto fail;
     cfg->imap_max_connections = 20;
     cfg->smtp_idle_timeout = 60;
+    cfg->smtp_timeout = 60;
     if (buf) {
         struct yerror yerr;
         if (ytree_parse(buf, len, &root, &yerr) < 0) {

@@ -67,6 +67,7 @@ struct config {
     char *tls_ca_file;
     long imap_max_connections; /* pool-wide cap on open IMAP connections (default 20) */
     long smtp_idle_timeout;    /* seconds an SMTP connection stays open unused (default 60) */
+    long smtp_timeout;         /* seconds for each SMTP reply, and a stalled upload (default 60) */
     struct config_pool *pools;
     size_t n_pools;
     struct config_dkim *dkim;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct outbox_entry;
 struct sending;
@@ -71,10 +72,12 @@ struct sending {
 static void outcomes_flush(struct delivery *d);
 static void query_done(struct delivery *d);
 
-/* One thing in flight has settled. */
+/* One thing in flight has settled: the scheduler may claim again for an
+ * account that had messages in flight. */
 static void settle(struct delivery *d)
 {
-    if (--d->pending == 0 && d->on_settled)
+    --d->pending;
+    if (d->on_settled)
         d->on_settled(d->settled_arg);
 }
 
@@ -509,6 +512,14 @@ void delivery_send(struct delivery *d, const struct delivery_message *m, char *t
 size_t delivery_pending(const struct delivery *d)
 {
     return d->pending;
+}
+
+size_t delivery_pending_for(const struct delivery *d, const char *account)
+{
+    size_t n = 0;
+    for (const struct sending *x = d->live; x; x = x->live_next)
+        n += strcasecmp(x->account, account) == 0;
+    return n;
 }
 
 void delivery_live_ids(const struct delivery *d, struct buf *array)

@@ -27,8 +27,8 @@ struct watcher;
 
 /* loop, ready, sender and watcher (for save_sent copies; NULL when no
  * mailbox is watched) are borrowed and must outlive it. on_settled(arg)
- * fires, from the loop, each time the last message or write in flight
- * has settled (delivery_pending drops to 0). NULL when out of memory. */
+ * fires, from the loop, each time a message or write in flight has
+ * settled (delivery_pending went down). NULL when out of memory. */
 struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct sender *sender,
                               struct watcher *watcher, void (*on_settled)(void *arg), void *arg);
 
@@ -58,6 +58,10 @@ void delivery_hold(struct delivery *d, const char *message_id, long long enrollm
 
 /* Messages in flight and writes not yet answered. */
 size_t delivery_pending(const struct delivery *d);
+
+/* Messages of account (its address) handed to the sender and not yet
+ * back with an outcome. */
+size_t delivery_pending_for(const struct delivery *d, const char *account);
 
 /* Messages this replica has in flight, added to a PostgreSQL array
  * literal being built (pgarray_add): a reconnect's rescue must not touch

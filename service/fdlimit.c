@@ -1,8 +1,9 @@
 /* fdlimit: raises RLIMIT_NOFILE's soft limit to the hard one at the start
  * of `relance serve` and divides the limit between the HTTP listener and
  * the rest. It owns only that arithmetic and its log line; http.c
- * enforces the HTTP share, sender.c and watcher.c cap their connections
- * themselves (SENDER_MAX_CONNECTIONS, imap_max_connections). */
+ * enforces the HTTP share; an account holds at most one SMTP connection
+ * (smtp.c: a channel, one message at a time) and watcher.c caps its own
+ * (imap_max_connections). */
 #include "fdlimit.h"
 
 #include "http.h"
@@ -21,8 +22,8 @@
  *   listening socket and its spare, each libcurl multi's wake-up pair,
  *   the PostgreSQL connection (two while it reconnects), a DKIM key or a
  *   captured message being read or written;
- * - PER_CONNECTION for each SMTP connection (one per account, at most
- *   SENDER_MAX_CONNECTIONS, OAuth2 token requests among them) and each
+ * - PER_CONNECTION for each SMTP connection (one per account, and an
+ *   OAuth2 token request beside them) and each
  *   IMAP connection (imap_max_connections when mailboxes are watched): the
  *   socket, plus, while it is set up, libcurl's resolver socket pair or
  *   the CA file;
@@ -40,7 +41,7 @@ static unsigned long smtp_connections(const struct config *cfg)
     for (size_t i = 0; i < cfg->n_pools; i++)
         n += cfg->pools[i].n_accounts;
     n += n ? 1 : 0; /* a token request beside them */
-    return n < SENDER_MAX_CONNECTIONS ? n : SENDER_MAX_CONNECTIONS;
+    return n;
 }
 
 unsigned fdlimit_raise(const struct config *cfg)

@@ -56,8 +56,14 @@ struct held {
  * next due time) or a wake; CLAIMING asks which accounts have work, reads
  * their mailboxes first where a follow-up races a reply, claims and loads
  * sequence versions; DELIVERING hands the composed messages to delivery.c
- * and waits until everything settled; ENDING asks when the next step is
- * due. STOPPED is final (scheduler_stop). */
+ * (claiming per account, the cycle ends once they are handed over; with
+ * relance_claim_due, once everything settled); ENDING asks when the next
+ * step is due. STOPPED is final (scheduler_stop).
+ *
+ * An account with messages still in flight is not claimed for: its next
+ * claim comes when they are back (delivery's on_settled wakes the
+ * scheduler). So a server that stops answering holds only its own
+ * account's queue, and claims for every other account go on meanwhile. */
 enum cycle_state { CYCLE_IDLE, CYCLE_CLAIMING, CYCLE_DELIVERING, CYCLE_ENDING, CYCLE_STOPPED };
 static const char *const cycle_state_names[] = {"IDLE", "CLAIMING", "DELIVERING", "ENDING", "STOPPED"};
 
@@ -100,6 +106,7 @@ struct scheduler {
     size_t n_held;
     size_t pending_claims;
     int claim_full, claim_error, cycle_empty;
+    int busy_skipped;        /* an account was not claimed for: its messages were in flight */
 };
 
 static void cycle_start(struct scheduler *s);
@@ -262,24 +269,34 @@ static void process(struct scheduler *s, const struct job *j)
     compose_result_free(&r);
 }
 
-/* The cycle's last claimed message has been handed over and everything
- * in flight has settled: the cycle ends. */
+/* The cycle's last claimed message has been handed over (and, without
+ * accounts, everything in flight has settled): the cycle ends. */
 static void maybe_cycle_end(struct scheduler *s)
 {
-    if (s->processing || s->state != CYCLE_DELIVERING || delivery_pending(s->delivery) > 0)
+    if (s->processing || s->state != CYCLE_DELIVERING || (!s->by_account && delivery_pending(s->delivery) > 0))
         return;
     cycle_end(s, s->claim_full);
 }
 
+/* Something in flight came back: the cycle may end, or an account skipped
+ * for its messages in flight may be claimed for now. */
 static void on_settled(void *arg)
 {
-    maybe_cycle_end(arg);
+    struct scheduler *s = arg;
+    if (s->state == CYCLE_DELIVERING) {
+        maybe_cycle_end(s);
+        return;
+    }
+    if (s->busy_skipped && !stopped(s)) {
+        s->busy_skipped = 0;
+        cycle_start(s);
+    }
 }
 
 static void process_all(struct scheduler *s)
 {
     cycle_state_set(s, CYCLE_DELIVERING);
-    s->processing = 1; /* the cycle ends after the last outcome, not before the last job */
+    s->processing = 1; /* the cycle ends after the last job is handed over, not during */
     for (size_t i = 0; i < s->n_jobs && !stopped(s); i++)
         process(s, &s->jobs[i]);
     s->processing = 0;
@@ -587,6 +604,10 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *work)
                 row = r;
         if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
             continue; /* nothing due for it: no claim */
+        if (delivery_pending_for(s->delivery, h->lease->name) > 0) {
+            s->busy_skipped = 1; /* claimed again when they are back (on_settled) */
+            continue;
+        }
         struct account_claim *c = calloc(1, sizeof *c);
         if (!c)
             break;

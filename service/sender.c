@@ -1,6 +1,10 @@
 /* sender: per-account queues in front of smtp.c, the secrets and DKIM
  * keys, and the capture channel (transport: capture), which writes each
  * message into a Maildir and reports it sent through the same callback.
+ * It runs on the loop; the SMTP transfers themselves run on the threads
+ * of the smtp_pool it owns (smtp.c: one thread per transfer in flight, so
+ * a silent server holds only its own account), and signatures on libuv's
+ * thread pool.
  * It decides nothing about what to send or what an outcome means for an
  * enrollment (delivery.c and SQL do); it signs, carries messages out and
  * reports what the server said. */
@@ -63,9 +67,9 @@ struct domain_key {
 };
 
 struct sender {
-    struct curl_uv *cu;
+    struct smtp_pool *pool; /* the threads SMTP transfers run on; NULL under capture */
     struct oauth2 *oauth2; /* the tokens of xoauth2 accounts (borrowed: the server's) */
-    int closes;            /* the two timers and curl_uv still closing */
+    int closes;            /* the three timers still closing */
     struct channel *channels;
     size_t n_channels;
     struct domain_key *keys;
@@ -107,6 +111,7 @@ static int job_setup(struct smtp_job *j, char **secret, const struct config *cfg
     }
     j->url = a->smtp;
     j->idle_timeout_s = cfg->smtp_idle_timeout;
+    j->phase_timeout_ms = cfg->smtp_timeout * 1000; /* 0: smtp.c's 60 s */
     j->tls = a->tls && strcmp(a->tls, "none") == 0 ? SMTP_TLS_NONE : SMTP_TLS_REQUIRED;
     if (a->tls && strcmp(a->tls, "none") != 0 && strcmp(a->tls, "required") != 0) {
         snprintf(err, errlen, "account %s: tls must be 'none' (test sinks only) or left out", a->email);
@@ -216,13 +221,8 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
         goto nomem;
     s->loop = loop;
     s->oauth2 = oauth2;
-    s->cu = curl_uv_new(loop);
-    if (!s->cu)
+    if (!capture_dir && !(s->pool = smtp_pool_new(SMTP_POOL_MAX)))
         goto nomem;
-    if (curl_uv_limits_set(s->cu, SENDER_MAX_CONNECTIONS, 0) < 0) {
-        snprintf(err, errlen, "cannot set libcurl's connection limits");
-        goto fail;
-    }
     for (size_t i = 0; !capture_dir && i < cfg->n_pools; i++) {
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
             if (cfg->pools[i].accounts[k].unavailable)
@@ -232,7 +232,7 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
             c->sender = s;
             if (channel_setup(c, cfg, err, errlen) < 0)
                 goto fail;
-            c->smtp = smtp_new(s->cu);
+            c->smtp = smtp_new(loop, s->pool);
             if (!c->smtp)
                 goto nomem;
         }
@@ -264,13 +264,12 @@ fail:
                 smtp_close(s->channels[i].smtp);
             secret_free(s->channels[i].secret);
         }
+        smtp_pool_close(s->pool); /* the last channel's handle close frees it */
         for (size_t i = 0; i < s->n_keys; i++)
             dkim_key_free(s->keys[i].key);
         free(s->channels);
         free(s->keys);
         free(s->capture_dir);
-        if (s->cu)
-            curl_uv_close(s->cu, NULL, NULL);
         free(s);
     }
     return NULL;
@@ -701,12 +700,16 @@ size_t sender_pending(const struct sender *s)
     return s->pending;
 }
 
-/* The timers and curl_uv each report their close; the last frees s. */
+/* The timers each report their close; the last frees s. (Each channel's
+ * smtp closes its own handle and frees itself.) */
 static void on_part_closed(void *arg)
 {
     struct sender *s = arg;
     if (--s->closes > 0)
         return;
+    /* every channel is closed: their pool threads leave once the closes
+     * queued on them (an idle connection's QUIT, 2 s at most) are done */
+    smtp_pool_close(s->pool);
     void (*cb)(void *) = s->on_closed;
     void *cb_arg = s->closed_arg;
     free(s);
@@ -744,7 +747,7 @@ static void close_now(struct sender *s)
         s->close_after_signing = 1;
         return;
     }
-    s->closes = 4;
+    s->closes = 3;
     uv_timer_stop(&s->drain_timer);
     uv_close((uv_handle_t *)&s->drain_timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->idle_timer, on_timer_closed);
@@ -771,7 +774,6 @@ static void close_now(struct sender *s)
     free(s->keys);
     free(s->capture_dir);
     s->capture_dir = NULL;
-    curl_uv_close(s->cu, on_part_closed, s);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -782,7 +784,7 @@ static void on_drain_timeout(uv_timer_t *t)
 /* The first phase: nothing new starts; queued messages are deferred;
  * a transfer before its point of no return is cut at once (the server
  * is not in DATA, so nothing can be delivered); a held body is given up
- * from inside libcurl; a body on the wire is let finish, for at most
+ * (the channel's thread aborts it); a body on the wire is let finish, for at most
  * SENDER_DRAIN_MS, so that no prospect gets half a message. */
 void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
 {

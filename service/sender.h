@@ -25,7 +25,6 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define SENDER_MAX_CONNECTIONS 100
 #define SENDER_DRAIN_MS 10000 /* closing: how long a body on the wire may take to finish */
 
 struct sender;

@@ -1,5 +1,6 @@
-/* smtp: the SMTP transport on curl_uv. It owns one easy handle per
- * channel, the per-send options (URL and TLS, AUTH, envelope, timeouts),
+/* smtp: the SMTP transport, off the loop thread. It owns one easy handle
+ * per channel and the thread that runs its transfers, the per-send options
+ * (URL and TLS, AUTH, envelope, timeouts),
  * the upload read callback that marks the point of no return, the capture
  * of the server's replies (through libcurl's header callback, which gets
  * every reply line of pingpong protocols) and the classification of the
@@ -7,20 +8,40 @@
  * it logs nothing but its channel's state changes, at debug level: it
  * returns results.
  *
- * Connection reuse: libcurl keeps a finished transfer's connection in the
- * multi's cache and hands it to the next transfer with the same URL, TLS
- * settings and credentials, so a channel that sends its messages one after
- * the other speaks over one connection: RSET-free, MAIL FROM right after
- * the previous message's 250. A failed transaction makes libcurl close the
- * connection; the next send opens a new one. CURLOPT_MAXAGE_CONN stops an
- * idle connection from being reused; libcurl closes such connections when
- * it next prunes its cache (on any new connection in the multi) or at
- * curl_uv_close.
+ * Threads: libcurl 7.88 reads the reply to the final dot synchronously,
+ * inside its done phase, so on the loop a server that never answers it
+ * stalled every account, the mailbox watcher, PostgreSQL and the HTTP
+ * listener for a whole phase timeout. So every transfer runs on a thread
+ * of a struct smtp_pool, with curl_easy_perform on its channel's easy
+ * handle: each transfer in flight has a thread of its own (the pool
+ * starts one when none is idle, up to SMTP_POOL_MAX, as many as
+ * connections the sender ever allowed at once), and a silent server holds
+ * only its own transfer's thread, never another account's. Beyond the
+ * cap a transfer waits for a thread; a stuck one frees its thread within
+ * its timeouts. The number of accounts sending at one instant is small and
+ * each sends one message at a time, so nothing needs to move stuck work
+ * between threads. The loop and the threads meet only here, under the
+ * pool's mutex: the loop hands a send, a quit or a close over, and the
+ * thread reports the body's start (the point of no return; a held body
+ * then waits, on the thread, for smtp_body_release) and the transfer's end
+ * through the channel's uv_async handle; every callback of this module's
+ * API fires on the loop. The loop never touches an easy handle while a
+ * thread runs its transfer.
  *
- * A limit of libcurl 7.88 to know about: after the body, libcurl waits for
- * the server's final reply inside its done phase, blocking (bounded by
- * CURLOPT_SERVER_RESPONSE_TIMEOUT, the job's phase timeout). Servers
- * answer in milliseconds to a second; the phase timeout bounds the rest. */
+ * Connection reuse: the easy handle keeps a finished transfer's connection
+ * and reuses it for the next transfer with the same URL, TLS settings and
+ * credentials, so a channel that sends its messages one after the other
+ * speaks over one connection: RSET-free, MAIL FROM right after the
+ * previous message's 250. A failed transaction makes libcurl close the
+ * connection without QUIT; the next send opens a new one.
+ * CURLOPT_MAXAGE_CONN stops an idle connection from being reused.
+ *
+ * Timeouts: each reply within the job's phase timeout
+ * (CURLOPT_SERVER_RESPONSE_TIMEOUT, which bounds the done phase's wait
+ * too), a stalled upload likewise, the whole transfer within ten phases.
+ * smtp_close ends a transfer at once: it shuts the socket down and
+ * libcurl's progress callback aborts (it is called at least once a second,
+ * in the done phase's wait too). */
 #include "smtp.h"
 
 #include "log.h"
@@ -30,6 +51,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +66,8 @@
 #define ADDRESS_MAX 320
 #define UPLOAD_BUFFER 16384L   /* libcurl's minimum: memory stays flat with many channels */
 #define RECEIVE_BUFFER 4096L
+#define THREAD_STACK (1024 * 1024) /* libcurl and OpenSSL need far less; threads are one per account */
+#define CLOSE_QUIT_TIMEOUT_S 2L    /* the QUIT of an idle connection when the channel closes */
 
 static const char *const outcome_names[SMTP_OUTCOME_COUNT] = {
     "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
@@ -83,14 +107,47 @@ static const unsigned state_next[SMTP_STATE_COUNT] = {
 };
 #undef TO
 
+/* What the loop asks of a pool thread for a channel. */
+enum smtp_work { WORK_NONE, WORK_SEND, WORK_QUIT, WORK_EXIT };
+
+/* The threads transfers run on, and the one mutex of the module. */
+struct smtp_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* (mu) work was queued, or the pool closes */
+    struct smtp *head, *tail; /* (mu) channels whose work waits for a thread */
+    pthread_t *threads;
+    size_t n, idle, max;      /* (mu) */
+    int closing;              /* (mu) the threads are told to leave */
+    int closed;               /* (mu) they have: the last channel freed frees the pool */
+    size_t channels;          /* (mu) not yet freed */
+};
+
+/* Fields marked (mu) are shared by the loop and a pool thread and read or
+ * written only under the pool's mutex. The others are the loop's, or the
+ * thread's while it runs the channel's transfer (the callbacks' reply
+ * buffers, the upload offset); the handover under mu (work queued, ev_done
+ * read) orders every access between the two. */
 struct smtp {
-    struct curl_uv *cu;
+    uv_loop_t *loop;
+    struct smtp_pool *pool;
+    uv_async_t async;        /* a thread -> the loop: ev_body, ev_done */
+    pthread_mutex_t *mu;     /* the pool's */
+    pthread_cond_t cv;       /* (mu) release, abort or the work's end changed */
+    struct smtp *queued;     /* (mu) next in the pool's queue */
+    enum smtp_work work;     /* (mu) set by the loop, back to NONE by the thread when done */
+    int running;             /* (mu) a thread has taken the work */
+    int refs;                /* (mu) the loop's (until its handle closed) and a queued close's */
+    int ev_body;             /* (mu) the point of no return was passed: tell on_body_start */
+    int ev_done;             /* (mu) the transfer ended with done_code */
+    CURLcode done_code;      /* (mu) */
+    int abort;               /* (mu) smtp_close: end the transfer now */
+    curl_socket_t sock;      /* (mu) the connection's socket, CURL_SOCKET_BAD when none */
     CURL *easy;
     char *default_cainfo; /* libcurl's built-in CA bundle, for jobs without ca_file */
     char rcpt_buf[ADDRESS_MAX + 3];
     struct curl_slist rcpt; /* one element, pointing into rcpt_buf */
     char errbuf[CURL_ERROR_SIZE];
-    enum smtp_state state;
+    enum smtp_state state;   /* (mu) */
     char name[ADDRESS_MAX + 1]; /* the last job's envelope sender, naming the channel in logs */
 
     /* the send in flight */
@@ -124,7 +181,8 @@ const char *smtp_outcome_name(enum smtp_outcome outcome)
 
 /* The one place the channel's state changes, said at debug level:
  * "channel HELD -> BODY account=alice@acme.example". The channel is
- * named by its envelope sender, its account's address; nothing secret. */
+ * named by its envelope sender, its account's address; nothing secret.
+ * The caller holds mu (the loop and the channel's thread both change it). */
 static void state_set(struct smtp *s, enum smtp_state to)
 {
     int allowed = (state_next[s->state] & (1u << to)) != 0;
@@ -140,6 +198,22 @@ static void state_set(struct smtp *s, enum smtp_state to)
 static int past_no_return(enum smtp_state st)
 {
     return st == SMTP_HELD || st == SMTP_ABANDONING || st == SMTP_BODY;
+}
+
+static enum smtp_state state_get(struct smtp *s)
+{
+    pthread_mutex_lock(s->mu);
+    enum smtp_state st = s->state;
+    pthread_mutex_unlock(s->mu);
+    return st;
+}
+
+/* state_set from outside mu. */
+static void state_move(struct smtp *s, enum smtp_state to)
+{
+    pthread_mutex_lock(s->mu);
+    state_set(s, to);
+    pthread_mutex_unlock(s->mu);
 }
 
 /* ---- pure parts */
@@ -387,7 +461,37 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
     curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
     if (fd == CURL_SOCKET_BAD)
         s->socket_errno = errno;
+    pthread_mutex_lock(s->mu);
+    s->sock = fd; /* smtp_close may shut it down from the loop */
+    pthread_mutex_unlock(s->mu);
     return fd;
+}
+
+/* libcurl's close(): forgets the socket first, so smtp_close never shuts
+ * down a descriptor number that has been reused since. */
+static int on_close_socket(void *userp, curl_socket_t fd)
+{
+    struct smtp *s = userp;
+    pthread_mutex_lock(s->mu);
+    if (s->sock == fd)
+        s->sock = CURL_SOCKET_BAD;
+    pthread_mutex_unlock(s->mu);
+    return close(fd);
+}
+
+/* Called by libcurl at least once a second while a transfer runs (in the
+ * done phase's blocking wait too): non-zero ends it, for smtp_close. */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    struct smtp *s = userp;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    pthread_mutex_lock(s->mu);
+    int abort = s->abort;
+    pthread_mutex_unlock(s->mu);
+    return abort;
 }
 
 static void append_text(struct smtp *s, const char *p, size_t n)
@@ -429,7 +533,7 @@ static void reply_line(struct smtp *s, const char *p, size_t n)
     s->cur_code = 0;
     s->cur_len = 0;
     s->cur_text[0] = '\0';
-    if (past_no_return(s->state))
+    if (past_no_return(state_get(s)))
         s->final_reply = 1;
 }
 
@@ -456,29 +560,37 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 {
     struct smtp *s = userp;
     (void)easy;
-    if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0 &&
-        s->state == SMTP_ENVELOPE)
-        state_set(s, SMTP_RCPT);
+    if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0) {
+        pthread_mutex_lock(s->mu);
+        if (s->state == SMTP_ENVELOPE)
+            state_set(s, SMTP_RCPT);
+        pthread_mutex_unlock(s->mu);
+    }
     if (type == CURLINFO_HEADER_OUT)
         utf8_command(s, data, size);
     return 0;
 }
 
-/* The upload read callback. libcurl calls it only once the server has
- * answered DATA with 354: its first call is the point of no return. The
- * bytes come straight from the caller's buffer. */
+/* The upload read callback, on the channel's thread. libcurl calls it
+ * only once the server has answered DATA with 354: its first call is the
+ * point of no return, told to the loop (on_body_start); a held body then
+ * waits here, before its first byte, for smtp_body_release. The bytes
+ * come straight from the caller's buffer. */
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
 {
     struct smtp *s = userp;
-    if (s->state == SMTP_ABANDONING)
-        return CURL_READFUNC_ABORT; /* libcurl fails the transfer: no end-of-data mark */
+    pthread_mutex_lock(s->mu);
     if (!past_no_return(s->state)) {
         state_set(s, s->hold_body ? SMTP_HELD : SMTP_BODY);
-        if (s->on_body_start)
-            s->on_body_start(s->arg);
-        if (s->state == SMTP_HELD)
-            return CURL_READFUNC_PAUSE; /* libcurl asks again once released */
+        s->ev_body = 1;
+        uv_async_send(&s->async);
     }
+    while (s->state == SMTP_HELD && !s->abort)
+        pthread_cond_wait(&s->cv, s->mu);
+    int give_up = s->state == SMTP_ABANDONING || s->abort;
+    pthread_mutex_unlock(s->mu);
+    if (give_up)
+        return CURL_READFUNC_ABORT; /* libcurl fails the transfer: no end-of-data mark */
     size_t room = size * nitems;
     size_t left = s->len - s->off;
     size_t n = left < room ? left : room;
@@ -530,7 +642,7 @@ static void finish(struct smtp *s, CURLcode code, int body_started)
     s->utf8_refused = s->utf8_rcpt = 0;
     smtp_send_cb cb = s->cb;
     void *arg = s->arg;
-    state_set(s, SMTP_IDLE);
+    state_move(s, SMTP_IDLE);
     s->cb = NULL;
     s->arg = NULL;
     s->data = NULL;
@@ -543,29 +655,194 @@ static void quit_done(struct smtp *s)
     void *arg = s->quit_arg;
     curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
     curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
-    state_set(s, SMTP_IDLE);
+    state_move(s, SMTP_IDLE);
     s->quit_cb = NULL;
     s->quit_arg = NULL;
     if (cb)
         cb(s, arg);
 }
 
-static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
+/* On the loop: what the channel's thread reported. The body's start comes
+ * first, so on_body_start is told before the send's end. */
+static void on_async(uv_async_t *h)
 {
-    struct smtp *s = arg;
-    (void)cu;
-    (void)easy;
-    if (s->state == SMTP_QUITTING) {
+    struct smtp *s = h->data;
+    pthread_mutex_lock(s->mu);
+    int body = s->ev_body, done = s->ev_done;
+    CURLcode result = s->done_code;
+    enum smtp_state st = s->state;
+    s->ev_body = s->ev_done = 0;
+    pthread_mutex_unlock(s->mu);
+    if (body && s->on_body_start)
+        s->on_body_start(s->arg);
+    if (!done)
+        return;
+    if (st == SMTP_QUITTING) {
         quit_done(s);
         return;
     }
-    int body_started = past_no_return(s->state);
-    if (s->state == SMTP_ABANDONING) {
+    int body_started = past_no_return(st);
+    if (st == SMTP_ABANDONING) {
         body_started = 0; /* not one byte of the body went out */
         snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
-    } else if (result == CURLE_ABORTED_BY_CALLBACK) /* curl_uv ended it, not libcurl */
-        snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the transport was closed or lost its socket");
+    }
     finish(s, result, body_started);
+}
+
+static void pool_destroy(struct smtp_pool *pool)
+{
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool->threads);
+    free(pool);
+}
+
+/* Frees what a channel holds once neither the loop nor a queued close
+ * needs it. Called under mu with refs at 0. Returns 1 when the pool is
+ * closed and this was its last channel: the caller destroys it once it
+ * has let go of mu. */
+static int channel_free(struct smtp *s)
+{
+    struct smtp_pool *pool = s->pool;
+    pthread_cond_destroy(&s->cv);
+    free(s->default_cainfo);
+    free(s);
+    pool->channels--;
+    return pool->closed && pool->channels == 0;
+}
+
+/* A pool thread: takes each channel's work in turn and runs it, blocking
+ * in libcurl as long as the server takes (bounded by the job's timeouts),
+ * then reports its end. A close (WORK_EXIT) closes the easy handle here:
+ * an idle connection's QUIT never waits on the loop. */
+static void *worker(void *arg)
+{
+    struct smtp_pool *pool = arg;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        while (!pool->head && !pool->closing) {
+            pool->idle++;
+            pthread_cond_wait(&pool->cv, &pool->mu);
+            pool->idle--;
+        }
+        if (!pool->head)
+            break; /* closing, and nothing is left to do */
+        struct smtp *s = pool->head;
+        pool->head = s->queued;
+        if (!pool->head)
+            pool->tail = NULL;
+        s->queued = NULL;
+        s->running = 1;
+        enum smtp_work work = s->work;
+        pthread_mutex_unlock(&pool->mu);
+        CURLcode rc = CURLE_OK;
+        if (work == WORK_EXIT) {
+            /* an idle connection is closed with QUIT, briefly: a silent
+             * server must not hold a thread long */
+            curl_easy_setopt(s->easy, CURLOPT_SERVER_RESPONSE_TIMEOUT, CLOSE_QUIT_TIMEOUT_S);
+            curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, CLOSE_QUIT_TIMEOUT_S * 1000);
+            curl_easy_cleanup(s->easy);
+        } else {
+            rc = curl_easy_perform(s->easy);
+        }
+        pthread_mutex_lock(&pool->mu);
+        /* A server that let a reply time out is not spoken to again, not
+         * even for QUIT: the connection is dropped (libcurl then finds it
+         * dead and the next send opens a new one). */
+        if ((rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK) && s->sock != CURL_SOCKET_BAD)
+            shutdown(s->sock, SHUT_RDWR);
+        s->running = 0;
+        s->work = WORK_NONE;
+        if (work == WORK_EXIT) {
+            s->easy = NULL;
+            if (--s->refs == 0)
+                (void)channel_free(s); /* the pool is not closed: this thread is one of it */
+            continue;
+        }
+        s->done_code = rc;
+        s->ev_done = 1;
+        pthread_cond_broadcast(&s->cv); /* smtp_close may be waiting for the end */
+        uv_async_send(&s->async);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+/* Queues work for s (under mu), starting a thread when none is idle and
+ * the pool may grow. Returns 0, or -1 when no thread can run it. */
+static int queue_locked(struct smtp *s, enum smtp_work work)
+{
+    struct smtp_pool *pool = s->pool;
+    if (pool->idle == 0 && pool->n < pool->max) {
+        pthread_attr_t attr;
+        int rc = pthread_attr_init(&attr);
+        if (rc == 0) {
+            pthread_attr_setstacksize(&attr, THREAD_STACK);
+            rc = pthread_create(&pool->threads[pool->n], &attr, worker, pool);
+            pthread_attr_destroy(&attr);
+        }
+        if (rc == 0)
+            pool->n++;
+        else if (pool->n == 0)
+            return -1; /* no thread at all: the work would wait forever */
+    }
+    s->work = work;
+    s->queued = NULL;
+    if (pool->tail)
+        pool->tail->queued = s;
+    else
+        pool->head = s;
+    pool->tail = s;
+    pthread_cond_signal(&pool->cv);
+    return 0;
+}
+
+static int hand_over(struct smtp *s, enum smtp_work work)
+{
+    pthread_mutex_lock(s->mu);
+    int rc = queue_locked(s, work);
+    pthread_mutex_unlock(s->mu);
+    return rc;
+}
+
+struct smtp_pool *smtp_pool_new(size_t max_threads)
+{
+    struct smtp_pool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return NULL;
+    pool->max = max_threads ? max_threads : 1;
+    pool->threads = calloc(pool->max, sizeof *pool->threads);
+    if (!pool->threads || pthread_mutex_init(&pool->mu, NULL) != 0) {
+        free(pool->threads);
+        free(pool);
+        return NULL;
+    }
+    if (pthread_cond_init(&pool->cv, NULL) != 0) {
+        pthread_mutex_destroy(&pool->mu);
+        free(pool->threads);
+        free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+void smtp_pool_close(struct smtp_pool *pool)
+{
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->mu);
+    pool->closing = 1;
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    for (size_t i = 0; i < pool->n; i++)
+        pthread_join(pool->threads[i], NULL); /* each leaves once the queue is empty */
+    /* a channel whose handle's close has not run yet frees the pool last */
+    pthread_mutex_lock(&pool->mu);
+    pool->closed = 1;
+    int last = pool->channels == 0;
+    pthread_mutex_unlock(&pool->mu);
+    if (last)
+        pool_destroy(pool);
 }
 
 static int bad_address(const char *a)
@@ -652,7 +929,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userp)
 int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp *s, void *arg), void *arg)
 {
     int implicit_tls;
-    if (s->state != SMTP_IDLE)
+    if (state_get(s) != SMTP_IDLE)
         return -EBUSY;
     if (!job || !cb || url_scheme(job->url, &implicit_tls) < 0 || (implicit_tls && job->tls == SMTP_TLS_NONE))
         return -EINVAL;
@@ -667,24 +944,31 @@ int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp
     bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD, 0L) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, "NOOP") != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
-    if (bad || curl_uv_transfer_start(s->cu, s->easy, on_done, s) < 0) {
+    if (bad) {
         curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
-        return bad ? -EINVAL : -ENOMEM;
+        return -EINVAL;
     }
     s->cb = NULL;
     s->data = NULL;
     s->quit_cb = cb;
     s->quit_arg = arg;
     snprintf(s->name, sizeof s->name, "%s", job->mail_from ? job->mail_from : "");
-    state_set(s, SMTP_QUITTING);
+    state_move(s, SMTP_QUITTING);
+    if (hand_over(s, WORK_QUIT) < 0) {
+        state_move(s, SMTP_IDLE);
+        s->quit_cb = NULL;
+        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
+        return -ENOMEM;
+    }
     return 0;
 }
 
 int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void *arg)
 {
     int implicit_tls;
-    if (s->state != SMTP_IDLE)
+    if (state_get(s) != SMTP_IDLE)
         return -EBUSY;
     if (!job || !cb || url_scheme(job->url, &implicit_tls) < 0 || bad_address(job->mail_from) ||
         bad_address(job->rcpt_to) || !job->data || job->len == 0)
@@ -717,23 +1001,31 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->errbuf[0] = '\0';
     s->cb = cb;
     s->arg = arg;
-    if (curl_uv_transfer_start(s->cu, s->easy, on_done, s) < 0) {
+    snprintf(s->name, sizeof s->name, "%s", job->mail_from);
+    state_move(s, SMTP_ENVELOPE);
+    if (hand_over(s, WORK_SEND) < 0) {
+        state_move(s, SMTP_IDLE);
         s->cb = NULL;
         s->arg = NULL;
         s->data = NULL;
         return -ENOMEM;
     }
-    snprintf(s->name, sizeof s->name, "%s", job->mail_from);
-    state_set(s, SMTP_ENVELOPE);
     return 0;
 }
 
-struct smtp *smtp_new(struct curl_uv *cu)
+struct smtp *smtp_new(uv_loop_t *loop, struct smtp_pool *pool)
 {
     struct smtp *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->cu = cu;
+    s->loop = loop;
+    s->pool = pool;
+    s->mu = &pool->mu;
+    s->refs = 1;
+    pthread_mutex_lock(&pool->mu);
+    pool->channels++; /* from here on, channel_free (or the failure below) counts it out */
+    pthread_mutex_unlock(&pool->mu);
+    s->sock = CURL_SOCKET_BAD;
     s->easy = curl_easy_init();
     if (!s->easy)
         goto fail;
@@ -756,6 +1048,11 @@ struct smtp *smtp_new(struct curl_uv *cu)
     bad |= curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket) != CURLE_OK;
     bad |= curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_XFERINFODATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(s->easy, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
     /* verbose only feeds on_debug (which watches for RCPT TO); nothing is
      * printed */
     bad |= curl_easy_setopt(s->easy, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK;
@@ -763,81 +1060,123 @@ struct smtp *smtp_new(struct curl_uv *cu)
     bad |= curl_easy_setopt(s->easy, CURLOPT_VERBOSE, 1L) != CURLE_OK;
     if (bad)
         goto fail;
+    if (pthread_cond_init(&s->cv, NULL) != 0)
+        goto fail;
+    if (uv_async_init(loop, &s->async, on_async) < 0) {
+        pthread_cond_destroy(&s->cv);
+        goto fail;
+    }
+    s->async.data = s;
     return s;
 fail:
     if (s->easy)
         curl_easy_cleanup(s->easy);
     free(s->default_cainfo);
     free(s);
+    pthread_mutex_lock(&pool->mu);
+    pool->channels--;
+    pthread_mutex_unlock(&pool->mu);
     return NULL;
-}
-
-/* Cuts the connection of a held transfer before libcurl ends it: the
- * last resort when the transfer cannot be resumed to abort itself. Taking
- * a transfer out of the multi makes libcurl 7.88 finish the DATA phase as
- * if the upload were complete (it would send the end-of-data mark and the
- * server would deliver an empty message); with the socket shut down that
- * mark goes nowhere. CURLINFO_ACTIVESOCKET does not know a connection on
- * its first transfer, hence only a last resort. */
-static void drop_connection(struct smtp *s)
-{
-    curl_socket_t sock = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK && sock != CURL_SOCKET_BAD)
-        shutdown(sock, SHUT_RDWR);
 }
 
 int smtp_body_held(const struct smtp *s)
 {
-    return s->state == SMTP_HELD;
+    return state_get((struct smtp *)s) == SMTP_HELD;
 }
 
 int smtp_in_body(const struct smtp *s)
 {
-    return past_no_return(s->state);
+    return past_no_return(state_get((struct smtp *)s));
 }
 
 int smtp_body_release(struct smtp *s, int ok)
 {
-    if (s->state != SMTP_HELD)
+    pthread_mutex_lock(s->mu);
+    if (s->state != SMTP_HELD) {
+        pthread_mutex_unlock(s->mu);
         return -1;
-    if (ok) {
-        state_set(s, SMTP_BODY);
-        return curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK ? 0 : -1;
     }
-    /* Give it up from inside libcurl: resumed, the read callback aborts,
-     * and libcurl fails the transfer and closes the connection without
-     * the end-of-data mark. The callback fires from the loop, deferred. */
-    state_set(s, SMTP_ABANDONING);
-    if (curl_easy_pause(s->easy, CURLPAUSE_CONT) == CURLE_OK)
-        return 0;
-    drop_connection(s);
-    if (curl_uv_transfer_abort(s->cu, s->easy) < 0)
-        return -1;
-    snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
-    finish(s, CURLE_ABORTED_BY_CALLBACK, 0);
+    /* Given up, the read callback aborts: libcurl fails the transfer and
+     * closes the connection without the end-of-data mark; the callback
+     * fires from the loop, deferred. */
+    state_set(s, ok ? SMTP_BODY : SMTP_ABANDONING);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(s->mu);
     return 0;
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    struct smtp *s = h->data;
+    struct smtp_pool *pool = s->pool;
+    pthread_mutex_lock(&pool->mu);
+    int last = --s->refs == 0 && channel_free(s);
+    pthread_mutex_unlock(&pool->mu);
+    if (last)
+        pool_destroy(pool);
 }
 
 void smtp_close(struct smtp *s)
 {
     if (!s)
         return;
-    if (s->state == SMTP_QUITTING) {
-        if (curl_uv_transfer_abort(s->cu, s->easy) < 0) {
-            /* not running: nothing to end */
+    /* A transfer that ended on its own but is not reported yet is reported
+     * as it ended. One still running is ended now: the socket shut down (a
+     * blocked read returns at once), a held body given up, libcurl's
+     * progress callback told to abort; its thread says when it is over.
+     * Work a thread has not taken yet is simply taken back. */
+    pthread_mutex_lock(s->mu);
+    int ended = s->ev_done;
+    CURLcode code = s->done_code;
+    s->abort = 1;
+    if (s->work != WORK_NONE && !s->running) {
+        struct smtp **p = &s->pool->head, *prev = NULL;
+        while (*p && *p != s) {
+            prev = *p;
+            p = &(*p)->queued;
         }
+        if (*p) {
+            *p = s->queued;
+            if (s->pool->tail == s)
+                s->pool->tail = prev;
+        }
+        s->work = WORK_NONE;
+    }
+    if (s->running && s->sock != CURL_SOCKET_BAD)
+        shutdown(s->sock, SHUT_RDWR);
+    pthread_cond_broadcast(&s->cv);
+    while (s->work != WORK_NONE)
+        pthread_cond_wait(&s->cv, s->mu);
+    enum smtp_state st = s->state;
+    s->ev_body = s->ev_done = 0; /* told here, not by on_async */
+    if (st == SMTP_QUITTING)
         state_set(s, SMTP_IDLE); /* the channel is going: its quit callback is not wanted */
+    pthread_mutex_unlock(s->mu);
+    /* no thread has the channel now: the easy handle is the loop's */
+    if (st != SMTP_IDLE && st != SMTP_QUITTING) {
+        if (ended) {
+            finish(s, code, past_no_return(st) && st != SMTP_ABANDONING);
+        } else {
+            /* held before its first byte, or not started: never sent. A
+             * body given up but not yet aborted by libcurl counts as maybe
+             * sent, as it always has. */
+            int body_started = st != SMTP_HELD && past_no_return(st);
+            snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the channel was closed");
+            s->last_code = 0; /* no reply tells this message's story any more */
+            finish(s, CURLE_ABORTED_BY_CALLBACK, body_started);
+        }
     }
-    if (s->state == SMTP_HELD)
-        drop_connection(s);
-    if (s->state != SMTP_IDLE && curl_uv_transfer_abort(s->cu, s->easy) == 0) {
-        /* held before its first byte: never sent. A body given up but not
-         * yet aborted by libcurl counts as maybe sent, as it always has. */
-        int body_started = s->state != SMTP_HELD && past_no_return(s->state);
-        snprintf(s->errbuf, sizeof s->errbuf, "send abandoned: the channel was closed");
-        finish(s, CURLE_ABORTED_BY_CALLBACK, body_started);
+    /* the easy handle (and an idle connection's QUIT) closes on a pool
+     * thread; the struct goes when that and the handle's close are done */
+    pthread_mutex_lock(s->mu);
+    s->refs++;
+    if (queue_locked(s, WORK_EXIT) < 0) {
+        s->refs--;
+        pthread_mutex_unlock(s->mu);
+        curl_easy_cleanup(s->easy);
+        s->easy = NULL;
+    } else {
+        pthread_mutex_unlock(s->mu);
     }
-    curl_easy_cleanup(s->easy);
-    free(s->default_cainfo);
-    free(s);
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
 }

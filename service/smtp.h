@@ -2,8 +2,9 @@
  * channel: one libcurl easy handle, used for one message at a time, whose
  * connection stays open between messages (libcurl reuses it when the next
  * message goes to the same URL with the same credentials) until it has
- * been idle for the job's idle_timeout_s. Transfers run on a shared
- * struct curl_uv, whose limits cap the open connections pool-wide.
+ * been idle for the job's idle_timeout_s. Its transfers run on a pool
+ * thread each, so a server that stops answering holds up only its
+ * account; every callback fires on the loop.
  *
  * A recipient with a UTF-8 local part goes only to a server that offers
  * SMTPUTF8 (RFC 6531); elsewhere the send stops before RCPT TO, refused
@@ -26,9 +27,9 @@
 #ifndef RELANCE_SMTP_H
 #define RELANCE_SMTP_H
 
-#include "curl_uv.h"
-
+#include <curl/curl.h>
 #include <stddef.h>
+#include <uv.h>
 
 enum smtp_outcome {
     SMTP_SENT,            /* 2xx to the message */
@@ -74,8 +75,8 @@ struct smtp_job {
     long connect_timeout_ms; /* 0: 30 s */
     long phase_timeout_ms;   /* each reply, and stalls while sending; 0: 60 s */
     long idle_timeout_s;     /* close the connection after this idle; 0: 60 s */
-    /* Optional: called once when the point of no return is passed, from
-     * inside libcurl (call no smtp or curl_uv function from it). arg is
+    /* Optional: called once on the loop when the point of no return has
+     * been passed (the body's start, told by the channel's thread). arg is
      * smtp_send's. */
     void (*on_body_start)(void *arg);
     /* With hold_body set, the transfer stops right there, before a byte
@@ -106,8 +107,18 @@ struct smtp;
  * (the next message on the same connection) or smtp_close. */
 typedef void (*smtp_send_cb)(struct smtp *s, const struct smtp_result *r, void *arg);
 
-/* A channel on cu (which must outlive it). NULL when out of memory. */
-struct smtp *smtp_new(struct curl_uv *cu);
+/* The threads transfers run on (smtp.c says why): one per transfer in
+ * flight, started as needed, up to max_threads. Shared by the channels of
+ * one loop. smtp_pool_close waits for its threads once every channel on
+ * it is closed and the loop has closed their handles. */
+#define SMTP_POOL_MAX 100
+struct smtp_pool;
+struct smtp_pool *smtp_pool_new(size_t max_threads);
+void smtp_pool_close(struct smtp_pool *pool);
+
+/* A channel whose callbacks fire on loop and whose transfers run on
+ * pool's threads. NULL when out of memory. */
+struct smtp *smtp_new(uv_loop_t *loop, struct smtp_pool *pool);
 
 /* Sends job's message. Returns 0, -EBUSY while a send is in flight,
  * -EINVAL for a job that cannot be sent (URL scheme, missing fields, TLS
@@ -117,8 +128,8 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
 
 /* Lets a held body go (ok) or abandons the message (!ok: the callback
  * fires later from the loop, deferred; libcurl ends the transfer itself,
- * so the server never sees an end-of-data mark). Call it from the loop,
- * never from a libcurl callback. Returns 0, or -1 when no body is held. */
+ * so the server never sees an end-of-data mark). Call it from the loop.
+ * Returns 0, or -1 when no body is held. */
 int smtp_body_release(struct smtp *s, int ok) __attribute__((warn_unused_result));
 
 /* Closes the channel's idle connection politely: one NOOP on the cached
@@ -136,9 +147,13 @@ int smtp_body_held(const struct smtp *s);
 /* True while a send is past its point of no return (held or not). */
 int smtp_in_body(const struct smtp *s);
 
-/* Frees s. A send in flight is abandoned (its connection closed) and its
- * callback fires inside this call: deferred, or unknown if the body had
- * started. Must not be called from a libcurl callback (on_body_start). */
+/* Closes s (freed once the loop has run its handle's close and a pool
+ * thread has closed its connection, with QUIT when idle). A send in
+ * flight is ended at once (its socket shut down) and its callback fires
+ * inside this call: deferred, or unknown if the body had started; a send
+ * that had ended unreported is reported as it ended. The loop waits for
+ * the transfer's thread meanwhile: at most about a second (libcurl's
+ * progress callback). */
 void smtp_close(struct smtp *s);
 
 /* Pure parts, exposed for tests. */

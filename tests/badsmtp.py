@@ -21,7 +21,9 @@ it get MODE. drop() closes every open connection (a server replaced: what
 it held is cut off). Per recipient (the RCPT TO address, lower case),
 `data` counts the DATA commands, `started` the bodies a 354 let begin,
 `rcpt_bodies` the final dots and `rcpt_accepted` the 250s to them: what at
-most once is checked against. Only Python's standard library; one thread
+most once is checked against; `quits_while_silent` the QUITs a client sent
+on a connection left silent after the dot (a client that gave up on it
+should just drop it). Only Python's standard library; one thread
 per connection, all daemons, stopped with stop()."""
 import collections
 import re
@@ -36,6 +38,7 @@ class BadSmtp:
         self.mode = mode
         self.then = then
         self.accepted = self.bodies = self.connections = 0
+        self.quits_while_silent = 0  # QUITs on a connection left silent after the dot
         self.data, self.started = collections.Counter(), collections.Counter()
         self.rcpt_bodies, self.rcpt_accepted = collections.Counter(), collections.Counter()
         self._lock = threading.Lock()
@@ -141,9 +144,13 @@ class BadSmtp:
                         self.bodies += 1
                         self.rcpt_bodies[rcpt] += 1
                     if mode == "silent_after_dot":
-                        while f.readline():
-                            pass
-                        return
+                        while True:  # what the client says while waiting, if anything
+                            ln = f.readline()
+                            if not ln:
+                                return
+                            if ln[:4].upper() == b"QUIT":
+                                with self._lock:
+                                    self.quits_while_silent += 1
                     self._send(conn, "250 2.0.0 queued\r\n", mode)
                     with self._lock:
                         self.accepted += 1

@@ -193,6 +193,13 @@ def http_get(url, timeout=5):
         return status, body
 
 
+# Every Serve started in this process, for the sanitizer check after each
+# test (conftest's sanitizer_reports): a report in a serve's log fails the
+# test even when nothing else looked at that log.
+SERVES = []
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer", "runtime error:")
+
+
 class Serve:
     """A `relance serve` in the background."""
 
@@ -211,7 +218,18 @@ class Serve:
             self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([RELANCE, *args, "serve"], env=e, stdout=self.log, stderr=subprocess.STDOUT,
                                      preexec_fn=preexec_fn)
+        self.checked = False
+        SERVES.append(self)
         at_exit(self.kill)
+
+    def sanitizer_report(self):
+        """The first lines of a sanitizer's report in the log, or None."""
+        out = self.output()
+        for mark in SANITIZER_MARKS:
+            i = out.find(mark)
+            if i >= 0:
+                return out[max(0, i - 200):i + 3000]
+        return None
 
     def get(self, path):
         return http_get(self.base + path)

@@ -13,7 +13,6 @@
  * Never prints the password or token. */
 #include "accounts.h"
 #include "cli.h"
-#include "curl_uv.h"
 #include "secret.h"
 #include "sender.h"
 #include "smtp.h"
@@ -38,21 +37,15 @@ struct run {
     int all_sent;
     int body_start_calls; /* on_body_start calls for the send in flight */
     struct smtp *smtp;
-    struct curl_uv *cu;
+    struct smtp_pool *pool;
     int closed;
 };
-
-static void on_cu_closed(void *arg)
-{
-    struct run *run = arg;
-    run->closed = 1;
-}
 
 static void finish_run(struct run *run)
 {
     smtp_close(run->smtp);
     run->smtp = NULL;
-    curl_uv_close(run->cu, on_cu_closed, run);
+    run->closed = 1;
 }
 
 static void on_sent(struct smtp *s, const struct smtp_result *r, void *arg);
@@ -291,20 +284,10 @@ static int run_command(struct cli *cli, const struct cli_args *args)
         goto fail;
     }
     loop_open = 1;
-    run.cu = curl_uv_new(&loop);
-    if (!run.cu) {
-        cli_fail(CLI_ERROR, "smtp-send: cannot set up libcurl on the loop");
-        goto fail;
-    }
-    if (curl_uv_limits_set(run.cu, 4, 4) < 0) {
-        cli_fail(CLI_ERROR, "smtp-send: cannot set connection limits");
-        curl_uv_close(run.cu, on_cu_closed, &run);
-        goto fail;
-    }
-    run.smtp = smtp_new(run.cu);
+    run.pool = smtp_pool_new(1);
+    run.smtp = run.pool ? smtp_new(&loop, run.pool) : NULL;
     if (!run.smtp) {
         cli_fail(CLI_ERROR, "smtp-send: out of memory");
-        curl_uv_close(run.cu, on_cu_closed, &run);
         goto fail;
     }
     run.all_sent = 1;
@@ -318,6 +301,7 @@ static int run_command(struct cli *cli, const struct cli_args *args)
 fail:
     if (loop_open) {
         uv_run(&loop, UV_RUN_DEFAULT); /* let closing handles finish */
+        smtp_pool_close(run.pool);
         if (uv_loop_close(&loop) != 0) {
             cli_fail(CLI_ERROR, "smtp-send: handles left open on the loop");
             rc = CLI_ERROR;

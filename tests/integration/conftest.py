@@ -120,6 +120,21 @@ def serve(request):
         s.kill()
 
 
+@pytest.fixture(autouse=True)
+def sanitizer_reports():
+    """After each test, a sanitizer report (ASan, LSan, UBSan, TSan) in the
+    log of any relance serve started so far fails the test, whether or not
+    the test read that log; each report fails one test only."""
+    yield
+    for s in harness.SERVES:
+        if s.checked:
+            continue
+        report = s.sanitizer_report()
+        if report:
+            s.checked = True
+            pytest.fail(f"a sanitizer reported in relance serve's log:\n{report}", pytrace=False)
+
+
 @pytest.fixture
 def tmp():
     d = harness.short_tempdir("rt")

@@ -29,9 +29,12 @@ The stall modes: silent after the final dot (the body went: the message
 is 'unknown'), silent at DATA (no 354: deferred, then sent on a fresh
 connection), a server dripping one byte a second, and one that resets the
 connection mid-body (its first connection only: 'unknown', the others
-sent). The test never waits for relance's SMTP response timeout (60 s, no
-configuration key): replacing the server ends the stall, so the test's
-length does not depend on it.
+sent). These tests never wait for relance's SMTP response timeout (60 s
+by default): replacing the server ends the stall, so their length does
+not depend on it. One more case sets smtp_timeout to 3 s and replaces
+nothing: past it, the message whose body went unanswered is 'unknown', its
+connection is dropped without QUIT and the account's other messages go
+out over a new connection.
 
 Time: RELANCE_TEST_CLOCK runs 120 times faster, so b's min_interval of
 60 s is 0.5 s of real time and a deferred message's first retry (10 min)
@@ -84,12 +87,14 @@ class World:
     at bad, b's at Postfix; contacts are tagged so that the module's
     mailboxes never mix two tests' recipients."""
 
-    def __init__(self, ms, db, tmp, bad, tag):
+    def __init__(self, ms, db, tmp, bad, tag, top=""):
         self.ms, self.db, self.bad, self.tag = ms, db, bad, tag
         a = f"- email: {A}\n  smtp: smtp://127.0.0.1:{bad.port}\n  tls: none\n  auth: none\n"
         b = harness.account(ms, B, "PW_B", min_interval=f"{B_MIN_INTERVAL}s",
                             imap=f"imap://127.0.0.1:{ms.imap_port}", watch_interval=f"{WATCH_INTERVAL}s")
         cfg = harness.pool_config(tmp, {"a": [a], "b": [b]})
+        with open(cfg, "a") as f:
+            f.write(top)  # top-level settings (smtp_timeout)
         self.env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": cfg, "PW_B": B_PASSWORD}
         # a follow-up a month later: only first steps go out during the test
         for pool in ("a", "b"):
@@ -265,3 +270,33 @@ def test_a_misbehaving_server_delays_only_its_own_account_and_sends_at_most_once
     harness.at_exit(bad.stop)
     w = World(mail, db, tmp, bad, mode.replace("_", ""))
     run_stall(w, serve, check, mode, stall_s=5, baseline_s=5)
+
+
+def test_past_smtp_timeout_the_message_is_unknown_and_the_queue_goes_on_over_a_new_connection(mail, db, tmp, check):
+    # the first connection is silent after the dot; a new one answers
+    bad = BadSmtp("silent_after_dot", then="ok")
+    harness.at_exit(bad.stop)
+    w = World(mail, db, tmp, bad, "timeout", top="smtp_timeout: 3s\n")
+    w.enroll("a")
+    s = harness.Serve({**w.env, "RELANCE_TEST_CLOCK": f"{START}*{SPEED}"})
+    try:
+        s.wait_status("/readyz", 200)
+        assert wait_until(lambda: bad.bodies >= 1, 20, step=0.05), f"the stall began: {s.output()[-3000:]}"
+        t0 = time.time()
+
+        def settled():
+            st = w.states(A)
+            return len(st) == N_A and sorted(st.values()) == ["sent"] * (N_A - 1) + ["unknown"]
+        # 3 s of timeout, bounded at 5x (15 s) plus the claim of the rest
+        done = wait_until(settled, 20)
+        took = time.time() - t0
+        check.ok(done, "past smtp_timeout the silent message is 'unknown' and the other three are sent",
+                 f"{w.states(A)}\n{s.output()[-3000:]}")
+        print(f"the stall ended {took:.1f} s after the body (smtp_timeout 3 s)")
+        check.ok(bad.connections >= 2, "the queue went on over a new connection",
+                 f"{bad.connections} connection(s)")
+        check.eq(bad.quits_while_silent, 0, "the silent connection was dropped without QUIT")
+        check.eq(s.stop(), 0, "relance stops cleanly")
+    finally:
+        s.kill()
+    check_at_most_once(w, check, "silent_after_dot")
