@@ -115,8 +115,9 @@ struct smtp_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* (mu) work was queued, or the pool closes */
     struct smtp *head, *tail; /* (mu) channels whose work waits for a thread */
+    size_t queued;            /* (mu) how many */
     pthread_t *threads;
-    size_t n, idle, max;      /* (mu) */
+    size_t n, idle, max;      /* (mu) idle: threads waiting for work, woken or not yet */
     int closing;              /* (mu) the threads are told to leave */
     int closed;               /* (mu) they have: the last channel freed frees the pool */
     size_t channels;          /* (mu) not yet freed */
@@ -731,6 +732,7 @@ static void *worker(void *arg)
         pool->head = s->queued;
         if (!pool->head)
             pool->tail = NULL;
+        pool->queued--;
         s->queued = NULL;
         s->running = 1;
         enum smtp_work work = s->work;
@@ -768,12 +770,15 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* Queues work for s (under mu), starting a thread when none is idle and
- * the pool may grow. Returns 0, or -1 when no thread can run it. */
+/* Queues work for s (under mu), starting a thread when the idle ones are
+ * fewer than the work queued (a woken thread counts as idle until it runs:
+ * two sends queued before it does must not share it, or the second would
+ * wait for the first, which may be a stuck transfer) and the pool may
+ * grow. Returns 0, or -1 when no thread can run it. */
 static int queue_locked(struct smtp *s, enum smtp_work work)
 {
     struct smtp_pool *pool = s->pool;
-    if (pool->idle == 0 && pool->n < pool->max) {
+    if (pool->queued + 1 > pool->idle && pool->n < pool->max) {
         pthread_attr_t attr;
         int rc = pthread_attr_init(&attr);
         if (rc == 0) {
@@ -793,6 +798,7 @@ static int queue_locked(struct smtp *s, enum smtp_work work)
     else
         pool->head = s;
     pool->tail = s;
+    pool->queued++;
     pthread_cond_signal(&pool->cv);
     return 0;
 }
@@ -1139,6 +1145,7 @@ void smtp_close(struct smtp *s)
             *p = s->queued;
             if (s->pool->tail == s)
                 s->pool->tail = prev;
+            s->pool->queued--;
         }
         s->work = WORK_NONE;
     }

@@ -346,17 +346,26 @@ static void test_lifecycle_refused(void **state)
                 "a quit");
     free(lines);
 
-    /* a close with a send in flight: its callback inside smtp_close */
+    /* a close with a send in flight: its callback inside smtp_close. The
+     * server listens and never greets (the connection waits in its
+     * backlog), so the transfer is surely still running on its thread when
+     * the close comes: the close ends it at once. */
+    assert_int_equal(listen(port_fd, 4), 0);
     assert_int_equal(log_capture_begin(&cap), 0);
     memset(&x, 0, sizeof x);
     send_rc = smtp_send(s, &job, on_sent, &x);
+    usleep(100 * 1000); /* connected and waiting for the greeting */
+    uint64_t t0 = uv_hrtime();
     smtp_close(s);
+    uint64_t close_ms = (uv_hrtime() - t0) / 1000000;
     lines = log_capture_end(&cap, "smtp", "channel");
     assert_int_equal(send_rc, 0);
     assert_int_equal(x.calls, 1);
     assert_int_equal(x.r.outcome, SMTP_DEFERRED);
     assert_int_equal(x.r.body_started, 0);
     assert_string_equal(x.r.text, "send abandoned: the channel was closed");
+    if (close_ms > 2000)
+        fail_msg("smtp_close took %llu ms to end a transfer waiting for a greeting", (unsigned long long)close_ms);
     check_lines(lines,
                 "channel IDLE -> ENVELOPE account=a@x.example\n"
                 "channel ENVELOPE -> IDLE account=a@x.example\n",
@@ -370,6 +379,60 @@ static void test_lifecycle_refused(void **state)
     curl_global_cleanup();
 }
 
+/* Two sends queued while one pool thread idles (woken for the first but
+ * not yet running) get two threads: the second never waits behind the
+ * first, which here waits for a greeting that never comes, as a stuck
+ * server's transfer would. */
+static void test_pool_gives_each_transfer_its_thread(void **state)
+{
+    (void)state;
+    assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+    int silent_fd, silent = refusing_port(&silent_fd), refused_fd, refused = refusing_port(&refused_fd);
+    assert_int_equal(listen(silent_fd, 4), 0); /* accepts into its backlog, never greets */
+    char silent_url[64], refused_url[64];
+    snprintf(silent_url, sizeof silent_url, "smtp://127.0.0.1:%d/relance.test", silent);
+    snprintf(refused_url, sizeof refused_url, "smtp://127.0.0.1:%d/relance.test", refused);
+    static const char msg[] = "Subject: hi\r\n\r\nHello.\r\n";
+    struct smtp_job stuck = {.url = silent_url, .tls = SMTP_TLS_NONE, .auth = SMTP_AUTH_NONE,
+                             .mail_from = "a@x.example", .rcpt_to = "b@y.example", .data = msg, .len = sizeof msg - 1};
+    struct smtp_job quick = stuck;
+    quick.url = refused_url;
+    quick.mail_from = "c@x.example";
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct smtp_pool *pool = smtp_pool_new(4);
+    assert_non_null(pool);
+    struct smtp *a = smtp_new(&loop, pool), *b = smtp_new(&loop, pool);
+    assert_non_null(a);
+    assert_non_null(b);
+    /* one thread, idle once this send is over */
+    struct sent warm = {0};
+    assert_int_equal(smtp_send(b, &quick, on_sent, &warm), 0);
+    run_until(&loop, &warm.calls, 1);
+    assert_int_equal(warm.calls, 1);
+    usleep(50 * 1000);
+    /* the stuck one, then the quick one, before the idle thread can run */
+    struct sent sa = {0}, sb = {0};
+    assert_int_equal(smtp_send(a, &stuck, on_sent, &sa), 0);
+    assert_int_equal(smtp_send(b, &quick, on_sent, &sb), 0);
+    uint64_t t0 = uv_now(&loop);
+    run_until(&loop, &sb.calls, 1);
+    uint64_t took = uv_now(&loop) - t0;
+    assert_int_equal(sb.calls, 1);
+    assert_int_equal(sa.calls, 0); /* still waiting for its greeting */
+    if (took > 2000)
+        fail_msg("the quick send waited %llu ms", (unsigned long long)took);
+    smtp_close(a);
+    assert_int_equal(sa.calls, 1);
+    smtp_close(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    smtp_pool_close(pool);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(silent_fd);
+    close(refused_fd);
+    curl_global_cleanup();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_outcome_names),
         cmocka_unit_test(test_lifecycle_refused),
+        cmocka_unit_test(test_pool_gives_each_transfer_its_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
