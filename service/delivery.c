@@ -33,6 +33,7 @@ struct delivery {
     struct sender *sender;
     struct watcher *watcher;
     void (*on_settled)(void *arg);
+    void (*on_account_free)(void *arg, const char *account);
     void *settled_arg;
     int stopped;
     size_t pending;          /* messages in flight, writes in flight, a batch waiting */
@@ -72,12 +73,10 @@ struct sending {
 static void outcomes_flush(struct delivery *d);
 static void query_done(struct delivery *d);
 
-/* One thing in flight has settled: the scheduler may claim again for an
- * account that had messages in flight. */
+/* One thing in flight has settled. */
 static void settle(struct delivery *d)
 {
-    --d->pending;
-    if (d->on_settled)
+    if (--d->pending == 0 && d->on_settled)
         d->on_settled(d->settled_arg);
 }
 
@@ -291,12 +290,16 @@ void delivery_hold(struct delivery *d, const char *message_id, long long enrollm
 
 static void sending_free(struct sending *x)
 {
+    struct delivery *d = x->d;
     if (x->live_prev)
         x->live_prev->live_next = x->live_next;
-    else if (x->d->live == x)
-        x->d->live = x->live_next;
+    else if (d->live == x)
+        d->live = x->live_next;
     if (x->live_next)
         x->live_next->live_prev = x->live_prev;
+    /* its account's last message in flight: the scheduler may claim for it */
+    if (d->on_account_free && !d->stopped && delivery_pending_for(d, x->account) == 0)
+        d->on_account_free(d->settled_arg, x->account);
     free(x->step_id);
     free(x->message_id);
     free(x->subject);
@@ -531,7 +534,8 @@ void delivery_live_ids(const struct delivery *d, struct buf *array)
 /* ---- set-up and close ------------------------------------------------------ */
 
 struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct sender *sender,
-                              struct watcher *watcher, void (*on_settled)(void *arg), void *arg)
+                              struct watcher *watcher, void (*on_settled)(void *arg),
+                              void (*on_account_free)(void *arg, const char *account), void *arg)
 {
     struct delivery *d = calloc(1, sizeof *d);
     if (!d)
@@ -540,6 +544,7 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct
     d->sender = sender;
     d->watcher = watcher;
     d->on_settled = on_settled;
+    d->on_account_free = on_account_free;
     d->settled_arg = arg;
     uv_timer_init(loop, &d->release_timer);
     d->release_timer.data = d;
@@ -550,6 +555,7 @@ void delivery_stop(struct delivery *d)
 {
     d->stopped = 1;
     d->on_settled = NULL; /* the cycle is over: reports are only bookkeeping now */
+    d->on_account_free = NULL;
 }
 
 static void free_now(struct delivery *d)
@@ -592,6 +598,7 @@ void delivery_close(struct delivery *d, void (*on_closed_cb)(void *arg), void *a
     d->closing = 1;
     d->sender = NULL; /* closed before this: nothing is released or given up any more */
     d->on_settled = NULL;
+    d->on_account_free = NULL;
     d->on_closed = on_closed_cb;
     d->closed_arg = arg;
     uv_close((uv_handle_t *)&d->release_timer, on_closed);

@@ -27,10 +27,13 @@ struct watcher;
 
 /* loop, ready, sender and watcher (for save_sent copies; NULL when no
  * mailbox is watched) are borrowed and must outlive it. on_settled(arg)
- * fires, from the loop, each time a message or write in flight has
- * settled (delivery_pending went down). NULL when out of memory. */
+ * fires, from the loop, each time the last message or write in flight
+ * has settled (delivery_pending drops to 0); on_account_free(arg,
+ * account) each time an account's last message in flight is back (it may
+ * be claimed for again). NULL when out of memory. */
 struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct sender *sender,
-                              struct watcher *watcher, void (*on_settled)(void *arg), void *arg);
+                              struct watcher *watcher, void (*on_settled)(void *arg),
+                              void (*on_account_free)(void *arg, const char *account), void *arg);
 
 /* One composed message. The strings are borrowed during the call. */
 struct delivery_message {

@@ -61,7 +61,7 @@ struct held {
  * step is due. STOPPED is final (scheduler_stop).
  *
  * An account with messages still in flight is not claimed for: its next
- * claim comes when they are back (delivery's on_settled wakes the
+ * claim comes when they are back (delivery's on_account_free wakes the
  * scheduler). So a server that stops answering holds only its own
  * account's queue, and claims for every other account go on meanwhile. */
 enum cycle_state { CYCLE_IDLE, CYCLE_CLAIMING, CYCLE_DELIVERING, CYCLE_ENDING, CYCLE_STOPPED };
@@ -278,15 +278,17 @@ static void maybe_cycle_end(struct scheduler *s)
     cycle_end(s, s->claim_full);
 }
 
-/* Something in flight came back: the cycle may end, or an account skipped
- * for its messages in flight may be claimed for now. */
 static void on_settled(void *arg)
 {
+    maybe_cycle_end(arg);
+}
+
+/* An account's messages in flight are all back: if a cycle skipped it for
+ * them, claim again now rather than at the next timer. */
+static void on_account_free(void *arg, const char *account)
+{
     struct scheduler *s = arg;
-    if (s->state == CYCLE_DELIVERING) {
-        maybe_cycle_end(s);
-        return;
-    }
+    (void)account;
     if (s->busy_skipped && !stopped(s)) {
         s->busy_skipped = 0;
         cycle_start(s);
@@ -605,7 +607,7 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *work)
         if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
             continue; /* nothing due for it: no claim */
         if (delivery_pending_for(s->delivery, h->lease->name) > 0) {
-            s->busy_skipped = 1; /* claimed again when they are back (on_settled) */
+            s->busy_skipped = 1; /* claimed again when they are back (on_account_free) */
             continue;
         }
         struct account_claim *c = calloc(1, sizeof *c);
@@ -933,7 +935,7 @@ struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const
     gethostname(host, sizeof host - 1);
     srandom((unsigned)getpid() ^ (unsigned)uv_hrtime());
     snprintf(s->replica, sizeof s->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
-    s->delivery = delivery_new(loop, ready, sender, watcher, on_settled, s);
+    s->delivery = delivery_new(loop, ready, sender, watcher, on_settled, on_account_free, s);
     if (s->by_account)
         s->leases = leases_new(loop, ready, LEASES_ACCOUNTS, s->replica, NULL, 0, on_lease_changed, s);
     if (!s->delivery || (s->by_account && !s->leases) || placeholder_sender(s) < 0) {
