@@ -235,7 +235,7 @@ def check_at_most_once(w, check, mode):
 def test_a_server_silent_after_the_final_dot_delays_only_its_own_account(mail, db, tmp, serve, check):
     bad = BadSmtp("silent_after_dot")
     harness.at_exit(bad.stop)
-    w = World(mail, db, tmp, bad, "dot", top=os.environ.get("STALL_TOP", ""))
+    w = World(mail, db, tmp, bad, "dot")
     seen = {}
 
     def on_stall(t0):
