@@ -214,7 +214,7 @@ static void process(struct scheduler *s, const struct job *j)
     snprintf(mid, sizeof mid, "<%s>", j->message_id);
     struct fields f = {j->fields, ""};
     const char *from_addr = j->account ? j->account->lease->name : s->from_addr;
-    const struct config_account *acfg = j->account ? j->account->cfg : accounts_find(s->cfg, from_addr);
+    const struct config_account *acfg = j->account ? j->account->cfg : NULL; /* NULL: the placeholder */
     const char *from_name = acfg ? acfg->from_name : s->from_name;
     struct compose_sender sender = {from_addr, from_name, acfg ? acfg->first_name : NULL,
                                     acfg ? acfg->signature : NULL};

@@ -663,6 +663,15 @@ static void quit_done(struct smtp *s)
         cb(s, arg);
 }
 
+/* A send's transfer ended on its own with result, the channel in state st:
+ * reported. A body given up was never sent, not one byte of it. */
+static void send_ended(struct smtp *s, CURLcode result, enum smtp_state st)
+{
+    if (st == SMTP_ABANDONING)
+        snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
+    finish(s, result, st != SMTP_ABANDONING && past_no_return(st));
+}
+
 /* On the loop: what the channel's thread reported. The body's start comes
  * first, so on_body_start is told before the send's end. */
 static void on_async(uv_async_t *h)
@@ -678,16 +687,10 @@ static void on_async(uv_async_t *h)
         s->on_body_start(s->arg);
     if (!done)
         return;
-    if (st == SMTP_QUITTING) {
+    if (st == SMTP_QUITTING)
         quit_done(s);
-        return;
-    }
-    int body_started = past_no_return(st);
-    if (st == SMTP_ABANDONING) {
-        body_started = 0; /* not one byte of the body went out */
-        snprintf(s->errbuf, sizeof s->errbuf, "the point of no return could not be recorded; not sent");
-    }
-    finish(s, result, body_started);
+    else
+        send_ended(s, result, st);
 }
 
 static void pool_destroy(struct smtp_pool *pool)
@@ -1162,7 +1165,7 @@ void smtp_close(struct smtp *s)
     /* no thread has the channel now: the easy handle is the loop's */
     if (st != SMTP_IDLE && st != SMTP_QUITTING) {
         if (ended) {
-            finish(s, code, past_no_return(st) && st != SMTP_ABANDONING);
+            send_ended(s, code, st);
         } else {
             /* held before its first byte, or not started: never sent. A
              * body given up but not yet aborted by libcurl counts as maybe

@@ -316,10 +316,9 @@ static int run(struct cli *cli, const struct cli_args *args)
         if (cli_exec(conn, "ROLLBACK TO SAVEPOINT pick") < 0)
             goto rollback;
     }
-    /* Serialise enrollments of one sequence: two enroll commands at once
-     * must not both pass the "already enrolled elsewhere" check. */
-    if (cli_exec(conn, "SELECT pg_advisory_xact_lock(7401720651)") < 0)
-        goto rollback;
+    /* relance_enroll_many takes the enroll lock itself (two enrolls at
+     * once must not both pass the "already enrolled" judgement), held to
+     * this transaction's end */
     size_t enrolled = 0;
     progress_start(&bar, "enrolling", PROGRESS_ROWS, emails.n, ENROLL_PROGRESS_MIN);
     for (size_t from = 0; from < emails.n; from += ENROLL_CHUNK) {
