@@ -713,7 +713,7 @@ int oauth2_account_check(const struct config_account *c, char *err, size_t errle
     }
     char *token = secret_from_env(c->email, "refresh_token_env", k->refresh_token_env, err, errlen);
     if (!token)
-        return -1;
+        return -ENOENT;
     int ok = token_chars_ok(token);
     wipe(&token);
     if (!ok) {
@@ -724,7 +724,7 @@ int oauth2_account_check(const struct config_account *c, char *err, size_t errle
     if (k->client_secret_env) {
         char *secret = secret_from_env(c->email, "client_secret_env", k->client_secret_env, err, errlen);
         if (!secret)
-            return -1;
+            return -ENOENT;
         wipe(&secret);
     }
     return 0;

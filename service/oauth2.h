@@ -60,7 +60,8 @@ struct oauth2 *oauth2_new(uv_loop_t *loop, struct curl_uv *cu, const struct conf
 /* Checks what oauth2_new would refuse for one xoauth2 account (settings
  * missing, token_url not https://, a variable unset, a refresh token with
  * spaces) without keeping a secret. Returns 0, or -1 with a reason in err
- * naming the account and the setting, never a value. */
+ * naming the account and the setting, never a value; -ENOENT when it is a
+ * variable that is unset. */
 int oauth2_account_check(const struct config_account *account, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 

@@ -35,22 +35,22 @@ int secret_account_password(const struct config_account *a, char **out, char *er
         if (!v || !*v) {
             snprintf(err, errlen, "account %s: environment variable %s (password_env) is not set", a->email,
                      a->password_env);
-            return -1;
+            return -ENOENT;
         }
         *out = strdup(v);
         if (!*out) {
             snprintf(err, errlen, "out of memory");
-            return -1;
+            return -ENOMEM;
         }
         return 0;
     }
     if (a->password_file) {
         *out = read_file(a->password_file, a->email, err, errlen);
-        return *out ? 0 : -1;
+        return *out ? 0 : -ENOENT; /* (out of memory reads the same: rare, and said in err) */
     }
     snprintf(err, errlen, "account %s needs password_env or password_file (or, for SMTP only, auth: none)",
              a->email);
-    return -1;
+    return -EINVAL;
 }
 
 void secret_free(char *s)

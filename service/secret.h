@@ -10,10 +10,11 @@
 
 #include <stddef.h>
 
-/* Sets *out to a malloc'd copy of account's password. Returns 0, or -1
- * with a reason in err that names the account and the variable or file,
- * never the secret (unset variable, unreadable file, neither configured,
- * out of memory). */
+/* Sets *out to a malloc'd copy of account's password. Returns 0, or with
+ * a reason in err that names the account and the variable or file, never
+ * the secret: -ENOENT when the secret cannot be read now (an unset
+ * variable, an unreadable file: serve pauses such an account), -EINVAL
+ * when the configuration names neither, -ENOMEM. */
 int secret_account_password(const struct config_account *account, char **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 

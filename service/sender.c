@@ -129,8 +129,9 @@ static int job_setup(struct smtp_job *j, char **secret, const struct config *cfg
     j->ca_file = a->tls_ca_file ? a->tls_ca_file : cfg->tls_ca_file;
     j->mail_from = a->email;
     if (j->auth == SMTP_AUTH_PASSWORD) {
-        if (secret_account_password(a, secret, err, errlen) < 0)
-            return -1;
+        int rc = secret_account_password(a, secret, err, errlen);
+        if (rc < 0)
+            return rc; /* -ENOENT: a secret missing now, not a wrong setting */
         j->secret = *secret;
     }
     return 0;

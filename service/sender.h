@@ -57,8 +57,9 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
 
 /* What sender_new checks of one account (smtp URL an smtp:// or smtps://
  * one, tls, auth, the password readable) and of one DKIM key (the file
- * loads), with nothing kept. 0, or -1 with a reason in err naming the
- * account or domain and the setting, never a secret. */
+ * loads), with nothing kept. 0, or negative with a reason in err naming
+ * the account or domain and the setting, never a secret (-ENOENT: the
+ * password cannot be read now). */
 int sender_account_check(const struct config *cfg, const struct config_account *account, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 int sender_dkim_check(const struct config_dkim *dkim, char *err, size_t errlen) __attribute__((warn_unused_result));

@@ -221,8 +221,9 @@ int watcher_imap_account(const struct config *cfg, const struct config_account *
     const char *login = a->imap_auth ? a->imap_auth : a->auth;
     if (!login || strcmp(login, "password") == 0 || strcmp(login, "login") == 0) {
         x->auth = IMAP_AUTH_PASSWORD;
-        if (secret_account_password(a, password, err, errlen) < 0)
-            return -1;
+        int rc = secret_account_password(a, password, err, errlen);
+        if (rc < 0)
+            return rc; /* -ENOENT: a secret missing now */
         x->password = *password;
     } else if (strcmp(login, "xoauth2") == 0) {
         x->auth = IMAP_AUTH_XOAUTH2; /* the caller sets bearer */

@@ -87,8 +87,9 @@ void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg);
  * (tls: none only on imap://), username (else the address), CA file
  * (the account's, else the top-level one) and the password, read into
  * *password (the caller frees it with secret_free; NULL for xoauth2,
- * whose bearer the caller sets). Returns 0, or -1 with a reason in err
- * naming the account, never the secret. */
+ * whose bearer the caller sets). Returns 0, or negative with a reason in
+ * err naming the account, never the secret (-ENOENT: the password cannot
+ * be read now). */
 struct imap_account;
 int watcher_imap_account(const struct config *cfg, const struct config_account *account, struct imap_account *out,
                          char **password, char *err, size_t errlen) __attribute__((warn_unused_result));
