@@ -17,6 +17,7 @@ jitter 0, so every enrollment is due at once and sends one message."""
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -147,6 +148,18 @@ def make_keys(workdir):
 
 # ---------------------------------------------------------------- the sink
 
+SINK_SESSIONS = 1200
+
+
+def _more_files():
+    """Room for SINK_SESSIONS descriptors in smtp-sink (the soft limit is
+    often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = SINK_SESSIONS + 64
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard != resource.RLIM_INFINITY else want, hard))
+
+
 class Sink:
     """Postfix's smtp-sink on 127.0.0.1 (a free port): takes every
     message and throws it away. As root it drops to nobody (-u)."""
@@ -158,11 +171,15 @@ class Sink:
         argv = [SMTP_SINK]
         if os.geteuid() == 0:
             argv += ["-u", "nobody"]
-        # -m: more simultaneous sessions than relance's pool-wide cap
-        argv += ["-m", "512", f"127.0.0.1:{self.port}", "1000"]
+        # -m: more simultaneous sessions than the benchmarks have accounts
+        # (each account keeps its connection between messages, as with a
+        # real provider); above its -m, smtp-sink leaves a connection
+        # unanswered in the backlog, which relance rightly treats as a
+        # server that never greets
+        argv += ["-m", str(SINK_SESSIONS), f"127.0.0.1:{self.port}", "1000"]
         self.log = os.path.join(harness.short_tempdir("rsink"), "smtp-sink.log")
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_more_files)
         harness.at_exit(self.stop)
         deadline = time.time() + 10
         while time.time() < deadline:
