@@ -2,7 +2,7 @@
  * state machine, the cache of parsed sequence versions, the replica lease
  * and the account leases (taken and renewed while it runs, given up when
  * it stops cleanly) with the rescues of rows left 'sending'. SQL owns the
- * decisions (relance_claim_account, relance_claim_due), compose.c the
+ * decisions (relance_claim_accounts, relance_claim_due), compose.c the
  * message, delivery.c everything from the composed message to its
  * recorded outcome (through the sender: SMTP, or capture). */
 #include "scheduler.h"
@@ -49,21 +49,23 @@ struct job {
 struct held {
     const struct lease *lease; /* id, address, held */
     const struct config_account *cfg;
-    int claiming;
 };
 
 /* The claim cycle: at most one at a time. IDLE waits for the timer (the
  * next due time) or a wake; CLAIMING asks which accounts have work, reads
  * their mailboxes first where a follow-up races a reply, claims and loads
  * sequence versions; DELIVERING hands the composed messages to delivery.c
- * (claiming per account, the cycle ends once they are handed over; with
+ * (with accounts, the cycle ends once they are handed over; with
  * relance_claim_due, once everything settled); ENDING asks when the next
  * step is due. STOPPED is final (scheduler_stop).
  *
- * An account with messages still in flight is not claimed for: its next
- * claim comes when they are back (delivery's on_account_free wakes the
- * scheduler). So a server that stops answering holds only its own
- * account's queue, and claims for every other account go on meanwhile. */
+ * With accounts, a cycle claims for all of them in one statement
+ * (relance_claim_accounts): one round trip and one pass of the rotation
+ * per pool, whatever the number of accounts. An account with messages
+ * still in flight is not claimed for: its next claim comes when they are
+ * back (delivery's on_account_free wakes the scheduler), and the rotation
+ * passes over it meanwhile. So a server that stops answering holds only
+ * its own account's queue, and claims for every other account go on. */
 enum cycle_state { CYCLE_IDLE, CYCLE_CLAIMING, CYCLE_DELIVERING, CYCLE_ENDING, CYCLE_STOPPED };
 static const char *const cycle_state_names[] = {"IDLE", "CLAIMING", "DELIVERING", "ENDING", "STOPPED"};
 
@@ -104,8 +106,10 @@ struct scheduler {
     struct leases *leases;   /* by_account: the accounts this replica sends from */
     struct held **held;
     size_t n_held;
-    size_t pending_claims;
-    int claim_full, claim_error, cycle_empty;
+    struct buf claim_ids;    /* the cycle's accounts to claim for, a PostgreSQL array */
+    size_t pending_checks;   /* mailbox reads the cycle's claim waits for */
+    uint64_t claim_asked;    /* uv_hrtime when the claim was queued */
+    int claim_full, cycle_empty;
     int busy_skipped;        /* an account was not claimed for: its messages were in flight */
 };
 
@@ -386,14 +390,26 @@ static char *dup_value(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
 }
 
-/* Adds a claim's rows to the cycle's jobs. Returns the number of rows,
- * or -1 when the claim failed (logged). */
-static int append_jobs(struct scheduler *s, const PGresult *res, const struct held *account)
+static const struct held *held_by_id(const struct scheduler *s, long long id)
 {
+    for (size_t i = 0; i < s->n_held; i++)
+        if (s->held[i]->lease->id == id)
+            return s->held[i];
+    return NULL;
+}
+
+/* Adds a claim's rows to the cycle's jobs: with by_account, each row's
+ * first column is its account's id (relance_claim_accounts), else the
+ * rows have no account (relance_claim_due). Returns the number of rows,
+ * or -1 when the claim failed (logged); *most gets the most rows one
+ * account (or the claim, without accounts) took. */
+static int append_jobs(struct scheduler *s, const PGresult *res, int by_account, int *most)
+{
+    *most = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[300];
-        log_event(LOG_ERROR, "scheduler", "claim failed", "account", account ? account->lease->name : NULL, "error",
-                  pgerr_line(res, NULL, NULL, msg, sizeof msg), "retry_ms", "5000", NULL);
+        log_event(LOG_ERROR, "scheduler", "claim failed", "error", pgerr_line(res, NULL, NULL, msg, sizeof msg),
+                  "retry_ms", "5000", NULL);
         return -1;
     }
     int n = PQntuples(res);
@@ -403,20 +419,29 @@ static int append_jobs(struct scheduler *s, const PGresult *res, const struct he
     if (!grown)
         return -1; /* the rows stay 'sending': rescued as unknown later */
     s->jobs = grown;
+    int c = by_account ? 1 : 0, run = 0;
     for (int i = 0; i < n; i++) {
         struct job *j = &s->jobs[s->n_jobs++];
         memset(j, 0, sizeof *j);
-        j->account = account;
-        j->message_id = dup_value(res, i, 0);
-        j->enrollment_id = atoll(PQgetvalue(res, i, 1));
-        j->position = atoi(PQgetvalue(res, i, 2));
-        j->step_id = dup_value(res, i, 3);
-        j->sequence_id = atoll(PQgetvalue(res, i, 4));
-        j->version = atoi(PQgetvalue(res, i, 5));
-        j->email = dup_value(res, i, 6);
-        j->fields = dup_value(res, i, 7);
-        j->thread_ids = dup_value(res, i, 8);
-        j->first_subject = dup_value(res, i, 9);
+        if (by_account) {
+            j->account = held_by_id(s, atoll(PQgetvalue(res, i, 0)));
+            /* the rows come account by account */
+            run = i > 0 && strcmp(PQgetvalue(res, i, 0), PQgetvalue(res, i - 1, 0)) == 0 ? run + 1 : 1;
+        } else {
+            run = i + 1;
+        }
+        if (run > *most)
+            *most = run;
+        j->message_id = dup_value(res, i, c + 0);
+        j->enrollment_id = atoll(PQgetvalue(res, i, c + 1));
+        j->position = atoi(PQgetvalue(res, i, c + 2));
+        j->step_id = dup_value(res, i, c + 3);
+        j->sequence_id = atoll(PQgetvalue(res, i, c + 4));
+        j->version = atoi(PQgetvalue(res, i, c + 5));
+        j->email = dup_value(res, i, c + 6);
+        j->fields = dup_value(res, i, c + 7);
+        j->thread_ids = dup_value(res, i, c + 8);
+        j->first_subject = dup_value(res, i, c + 9);
     }
     return n;
 }
@@ -429,6 +454,8 @@ static void claim_failed(struct scheduler *s)
         uv_timer_start(&s->timer, on_timer, 5000, 0);
 }
 
+/* A cycle's claim has answered: relance_claim_accounts for the cycle's
+ * accounts (by_account), else relance_claim_due. */
 static void on_claimed(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
@@ -437,58 +464,22 @@ static void on_claimed(struct db *db, const PGresult *res, void *arg)
         cycle_end(s, 0);
         return;
     }
-    int n = append_jobs(s, res, NULL);
+    int most;
+    int n = append_jobs(s, res, s->by_account, &most);
     if (n < 0) {
         jobs_free(s);
         claim_failed(s);
         return;
     }
-    s->claim_full = n == BATCH;
+    char rows[16], ms[32];
+    snprintf(rows, sizeof rows, "%d", n);
+    snprintf(ms, sizeof ms, "%.1f", (double)(uv_hrtime() - s->claim_asked) / 1e6);
+    log_event(LOG_DEBUG, "scheduler", "claimed", "rows", rows, "ms", ms, NULL);
+    s->claim_full = most == BATCH;
     if (n == 0) {
         cycle_end(s, 0);
         return;
     }
-    load_sequences(s);
-}
-
-struct account_claim {
-    struct scheduler *s;
-    struct held *account;
-    uint64_t asked; /* uv_hrtime when the claim was queued */
-};
-
-static void on_account_claimed(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    struct account_claim *c = arg;
-    struct scheduler *s = c->s;
-    c->account->claiming = 0;
-    if (res) {
-        int n = append_jobs(s, res, c->account);
-        char rows[16], ms[32];
-        snprintf(rows, sizeof rows, "%d", n);
-        snprintf(ms, sizeof ms, "%.1f", (double)(uv_hrtime() - c->asked) / 1e6);
-        log_event(LOG_DEBUG, "scheduler", "claimed", "account", c->account->lease->name, "rows", rows, "ms", ms, NULL);
-        if (n == BATCH)
-            s->claim_full = 1;
-        if (n < 0)
-            s->claim_error = 1;
-    } else {
-        s->claim_error = 1;
-    }
-    free(c);
-    if (--s->pending_claims > 0)
-        return;
-    if (s->n_jobs == 0) {
-        if (s->claim_error) {
-            s->claim_error = 0;
-            claim_failed(s);
-        } else {
-            cycle_end(s, 0);
-        }
-        return;
-    }
-    s->claim_error = 0;
     load_sequences(s);
 }
 
@@ -550,87 +541,91 @@ static void cycle_end(struct scheduler *s, int full)
     }
 }
 
-/* Claims account c's due steps; its answer comes to on_account_claimed.
- * Returns 0, or -1 when the query could not be queued (c is not freed). */
-static int claim_account(struct account_claim *c)
+/* Claims the steps the cycle's accounts (s->claim_ids, once every race
+ * check has ended) may send, in one statement; its answer comes to
+ * on_claimed. */
+static void claim_batch(struct scheduler *s)
 {
-    struct scheduler *s = c->s;
+    if (s->pending_checks > 0)
+        return;
+    if (s->claim_ids.len == 0) {
+        cycle_end(s, 0);
+        return;
+    }
+    const char *ids = pgarray_end(&s->claim_ids);
     char batch[16];
     snprintf(batch, sizeof batch, "%d", BATCH);
-    const char *p[4] = {s->cycle_now_s, c->account->lease->id_s, batch, s->replica};
-    c->asked = uv_hrtime();
-    return query_arg(s,
-                     s->smtp ? "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, "
-                               "email, fields, thread_ids, first_subject FROM relance_claim_account($1, $2, $3, $4)"
-                             : "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, "
-                               "email, fields, thread_ids, first_subject "
-                               "FROM relance_claim_account_captured($1, $2, $3, $4)",
-                     4, p, on_account_claimed, c);
+    const char *p[5] = {s->cycle_now_s, ids, batch, s->replica, s->smtp ? "f" : "t"};
+    s->claim_asked = uv_hrtime();
+    int rc = ids ? query(s,
+                         "SELECT account_id, message_id, enrollment_id, step_position, step_id, sequence_id, "
+                         "version, email, fields, thread_ids, first_subject "
+                         "FROM relance_claim_accounts($1, $2::bigint[], $3, $4, $5)",
+                         5, p, on_claimed)
+                 : -1;
+    buf_free(&s->claim_ids);
+    if (rc < 0)
+        on_claimed(NULL, NULL, s);
 }
 
-/* The mailbox check before a follow-up's claim has ended (whatever it
- * found is recorded, so a reply now wins): claim. */
+/* A mailbox check before a follow-up's claim has ended (whatever it
+ * found is recorded, so a reply now wins): claim once the last has. */
 static void on_race_checked(void *arg, int changed)
 {
-    struct account_claim *c = arg;
+    struct scheduler *s = arg;
     (void)changed;
-    if (stopped(c->s) || claim_account(c) < 0)
-        on_account_claimed(NULL, NULL, c);
+    s->pending_checks--;
+    if (stopped(s)) {
+        buf_free(&s->claim_ids);
+        return;
+    }
+    claim_batch(s);
 }
 
-/* One claim per account this replica holds that has something to claim
- * (work, below); the cycle goes on when the last one has answered. An
- * account with follow-ups due whose mailbox this replica watches and last
- * read more than RACE_CHECK_S ago has it read first (a STATUS, and
- * whatever is new): a reply that came since the last pass then stops the
- * follow-up instead of racing it. Without work (the query failed), every
- * account claims and none is checked. */
+/* Adds held account h to the cycle's claim (row: its row of work, or -1
+ * without work), its mailbox read first where a follow-up races a reply. */
+static void claim_one(struct scheduler *s, const struct held *h, const PGresult *work, int row)
+{
+    struct watcher *w = s->watcher;
+    if (!h->lease->held)
+        return;
+    if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
+        return; /* nothing due for it: no claim */
+    if (delivery_pending_for(s->delivery, h->lease->name) > 0) {
+        s->busy_skipped = 1; /* claimed again when they are back (on_account_free) */
+        return;
+    }
+    pgarray_add(&s->claim_ids, h->lease->id_s);
+    int check = row >= 0 && strcmp(PQgetvalue(work, row, 1), "t") == 0 && w &&
+                watcher_last_check_age(w, h->lease->name) > RACE_CHECK_S;
+    if (check && watcher_check_now(w, h->lease->name, on_race_checked, s) == 0)
+        s->pending_checks++;
+}
+
+/* One claim for the accounts this replica holds that have something to
+ * claim (work, below), in work's order: the least recently claimed
+ * account first, the rotation's order when nothing has a cap. An account
+ * with follow-ups due whose mailbox this replica watches and last read
+ * more than RACE_CHECK_S ago has it read first (a STATUS, and whatever is
+ * new): a reply that came since the last pass then stops the follow-up
+ * instead of racing it; the claim waits for those reads. Without work
+ * (the query failed), every account claims and none is checked. */
 static void claim_accounts_with(struct scheduler *s, const PGresult *work)
 {
-    int rows = work ? PQntuples(work) : 0;
-    long long *ids = rows ? calloc((size_t)rows, sizeof *ids) : NULL;
-    if (rows && !ids) {
-        work = NULL;
-        rows = 0;
-    }
-    for (int r = 0; r < rows; r++)
-        ids[r] = atoll(PQgetvalue(work, r, 0));
-    struct watcher *w = s->watcher;
-    for (size_t i = 0; i < s->n_held; i++) {
-        struct held *h = s->held[i];
-        if (!h->lease->held)
-            continue;
-        int row = -1;
-        for (int r = 0; r < rows && row < 0; r++)
-            if (ids[r] == h->lease->id)
-                row = r;
-        if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
-            continue; /* nothing due for it: no claim */
-        if (delivery_pending_for(s->delivery, h->lease->name) > 0) {
-            s->busy_skipped = 1; /* claimed again when they are back (on_account_free) */
-            continue;
+    buf_free(&s->claim_ids);
+    s->pending_checks = 1; /* until every account is in: a check may end at once */
+    if (work) {
+        for (int r = 0; r < PQntuples(work); r++) {
+            const struct held *h = held_by_id(s, atoll(PQgetvalue(work, r, 0)));
+            if (h)
+                claim_one(s, h, work, r);
         }
-        struct account_claim *c = calloc(1, sizeof *c);
-        if (!c)
-            break;
-        c->s = s;
-        c->account = h;
-        h->claiming = 1;
-        s->pending_claims++;
-        int check = row >= 0 && strcmp(PQgetvalue(work, row, 1), "t") == 0 && w &&
-                    watcher_last_check_age(w, h->lease->name) > RACE_CHECK_S;
-        if (check && watcher_check_now(w, h->lease->name, on_race_checked, c) == 0)
-            continue;
-        if (claim_account(c) < 0) {
-            h->claiming = 0;
-            s->pending_claims--;
-            free(c);
-            break;
-        }
+    } else {
+        for (size_t i = 0; i < s->n_held; i++)
+            claim_one(s, s->held[i], NULL, -1);
     }
-    free(ids);
-    if (s->pending_claims == 0)
-        cycle_end(s, 0);
+    s->pending_checks--;
+    claim_batch(s);
 }
 
 static void on_work(struct db *db, const PGresult *res, void *arg)
@@ -663,7 +658,7 @@ static void claim_accounts(struct scheduler *s)
         return;
     }
     int rc = query(s,
-                   "WITH h AS (SELECT id, pool FROM accounts WHERE id = ANY($1::bigint[])), "
+                   "WITH h AS (SELECT id, pool, last_claim_at FROM accounts WHERE id = ANY($1::bigint[])), "
                    "busy AS (SELECT p.pool FROM (SELECT DISTINCT pool FROM h) p WHERE EXISTS ("
                    "SELECT 1 FROM enrollments e "
                    "JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version "
@@ -673,7 +668,7 @@ static void claim_accounts(struct scheduler *s)
                    "AND e.state = 'active' AND e.position > 0 AND e.next_send_at <= $2), "
                    "h.pool IN (SELECT pool FROM busy) OR EXISTS (SELECT 1 FROM enrollments e "
                    "WHERE e.account_id = h.id AND e.state = 'active' AND e.next_send_at <= $2) "
-                   "FROM h",
+                   "FROM h ORDER BY h.last_claim_at NULLS FIRST, h.id",
                    2, p, on_work);
     buf_free(&ids);
     if (rc == 0)
@@ -703,6 +698,7 @@ static void cycle_start(struct scheduler *s)
         return;
     }
     const char *p[4] = {s->cycle_now_s, batch, s->id_domain, s->replica};
+    s->claim_asked = uv_hrtime();
     if (query(s,
                  "SELECT message_id, enrollment_id, step_position, step_id, sequence_id, version, email, fields, "
                  "thread_ids, first_subject FROM relance_claim_due($1, $2, $3, $4)",
@@ -970,6 +966,7 @@ static void close_step(struct scheduler *s)
         free(s->held[i]);
     free(s->held);
     jobs_free(s);
+    buf_free(&s->claim_ids);
     free(s->from_addr);
     free(s->from_name);
     void (*cb)(void *) = s->on_closed;

@@ -389,6 +389,8 @@ CREATE UNIQUE INDEX inbound_messages_place ON public.inbound_messages USING btre
 
 CREATE INDEX messages_account_created ON public.messages USING btree (account_id, created_at) WHERE (account_id IS NOT NULL);
 
+CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHERE (state = 'sending'::text);
+
 CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state = ANY (ARRAY['sending'::text, 'deferred'::text, 'unknown'::text]));
 
 CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.relance_contact_changed();

@@ -167,6 +167,31 @@ BEGIN
     RETURN relance_take_step(p_enrollment, p_now, split_part(p_sender, '@', 2), p_replica, p_account, p_sender);
 END $$;
 
+-- An account's room today for the rotation: relance_account_remaining,
+-- read only when the account has a cap (daily_limit or warm-up); without
+-- one it has all the room there is (2147483647), with no read of its day
+-- counters, which cost more than the rest of a claim when done for every
+-- peer.
+CREATE OR REPLACE FUNCTION relance_account_room(p_account bigint, p_daily_limit int, p_warmup_start int,
+                                                p_timezone text, p_now timestamptz)
+RETURNS int
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_daily_limit = 0 AND p_warmup_start = 0 THEN 2147483647
+                ELSE coalesce(relance_account_remaining(p_account, relance_local_day(p_now, p_timezone)), 2147483647)
+           END
+$$;
+
+-- The rotation's order between two accounts: whether a peer with room
+-- p_room, last claimed at p_last, comes before an account with room
+-- a_room, last claimed at a_last (more room first, then the least
+-- recently used).
+CREATE OR REPLACE FUNCTION relance_room_beats(p_room int, p_last timestamptz, a_room int, a_last timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_room > a_room
+           OR (p_room = a_room AND coalesce(p_last, '-infinity') < coalesce(a_last, '-infinity'))
+$$;
+
 -- Claims the steps one account may send now. Run by the replica holding
 -- the account's lease ('account:ID'), under a lock on the account row, so
 -- its caps hold exactly with several replicas. Follow-ups of the
@@ -177,7 +202,12 @@ END $$;
 -- takes one step per claim and the next no sooner than min_interval plus
 -- a random extra up to interval_jitter. A recipient domain over the
 -- pool's domain_hourly_limit waits.
-CREATE OR REPLACE FUNCTION relance_claim_account(p_now timestamptz, p_account bigint, p_limit int, p_replica text)
+--
+-- p_new_max: how many new enrollments the account may take (its share,
+-- decided by relance_claim_accounts for a whole cycle), or NULL to decide
+-- here, against every peer of the pool (relance_claim_account).
+CREATE OR REPLACE FUNCTION relance_claim_account_share(p_now timestamptz, p_account bigint, p_limit int,
+                                                       p_replica text, p_new_max int)
 RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
                version int, email text, fields text, thread_ids text, first_subject text)
 LANGUAGE plpgsql AS $$
@@ -213,38 +243,41 @@ BEGIN
         RETURN;
     END IF;
     v_n := CASE WHEN a.min_interval_s > 0 THEN 1 ELSE least(p_limit, coalesce(v_remaining, p_limit)) END;
-    -- New enrollments due in the pool: counted first, because only then
-    -- does the rotation below matter, and it reads every account of the
-    -- pool. An account with nothing new to share claims in O(1).
-    SELECT count(*) INTO v_new_due FROM (
-        SELECT 1 FROM enrollments e
-          JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
-         WHERE e.state = 'active' AND e.next_send_at <= p_now AND e.account_id IS NULL AND v.sender_pool = a.pool
-         LIMIT p_limit) x;
-    -- Rotation: this account takes new enrollments only if no other
-    -- available account of the pool has more room today (ties: the least
-    -- recently used). Each peer's room is computed once, and the search
-    -- stops at the first peer with more.
-    v_take_new := v_new_due > 0 AND NOT EXISTS (
-        SELECT 1 FROM accounts o
-         CROSS JOIN LATERAL (SELECT coalesce(relance_account_remaining(o.id, relance_local_day(p_now, o.timezone)),
-                                             2147483647) AS room) r
-         WHERE o.pool = a.pool AND o.id <> a.id AND o.state = 'active' AND o.configured
-           AND (o.next_send_after IS NULL OR o.next_send_after <= p_now)
-           AND (r.room > coalesce(v_remaining, 2147483647)
-                OR (r.room = coalesce(v_remaining, 2147483647)
-                    AND coalesce(o.last_claim_at, '-infinity') < coalesce(a.last_claim_at, '-infinity'))));
-    -- Share the new enrollments due now among the accounts as available
-    -- as this one, so one claim does not take them all.
-    IF v_take_new THEN
-        -- peers: the available accounts that have not claimed at this
-        -- instant yet (a dispatcher cycle claims for all at one p_now)
-        SELECT count(*) INTO v_peers FROM accounts o
-         WHERE o.pool = a.pool AND o.id <> a.id AND o.state = 'active' AND o.configured
-           AND (o.next_send_after IS NULL OR o.next_send_after <= p_now)
-           AND o.last_claim_at IS DISTINCT FROM p_now
-           AND coalesce(relance_account_remaining(o.id, relance_local_day(p_now, o.timezone)), 2147483647) > 0;
-        v_new_max := ceil(v_new_due::numeric / (v_peers + 1));
+    IF p_new_max IS NOT NULL THEN
+        v_take_new := p_new_max > 0;
+        v_new_max := p_new_max;
+    ELSE
+        -- New enrollments due in the pool: counted first, because only then
+        -- does the rotation below matter, and it reads every account of the
+        -- pool. An account with nothing new to share claims in O(1).
+        SELECT count(*) INTO v_new_due FROM (
+            SELECT 1 FROM enrollments e
+              JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
+             WHERE e.state = 'active' AND e.next_send_at <= p_now AND e.account_id IS NULL AND v.sender_pool = a.pool
+             LIMIT p_limit) x;
+        -- Rotation: this account takes new enrollments only if no other
+        -- available account of the pool comes before it (relance_room_beats);
+        -- a peer with a message in flight (messages_in_flight) is not
+        -- available: its replica claims for it once its messages are back.
+        v_take_new := v_new_due > 0 AND NOT EXISTS (
+            SELECT 1 FROM accounts o
+             WHERE o.pool = a.pool AND o.id <> a.id AND o.state = 'active' AND o.configured
+               AND (o.next_send_after IS NULL OR o.next_send_after <= p_now)
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.account_id = o.id AND m.state = 'sending')
+               AND relance_room_beats(relance_account_room(o.id, o.daily_limit, o.warmup_start, o.timezone, p_now),
+                                      o.last_claim_at, coalesce(v_remaining, 2147483647), a.last_claim_at));
+        -- Share the new enrollments due now among the available accounts
+        -- that have not claimed at this instant yet (a cycle claims for
+        -- all at one p_now), so one claim does not take them all.
+        IF v_take_new THEN
+            SELECT count(*) INTO v_peers FROM accounts o
+             WHERE o.pool = a.pool AND o.id <> a.id AND o.state = 'active' AND o.configured
+               AND (o.next_send_after IS NULL OR o.next_send_after <= p_now)
+               AND o.last_claim_at IS DISTINCT FROM p_now
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.account_id = o.id AND m.state = 'sending')
+               AND relance_account_room(o.id, o.daily_limit, o.warmup_start, o.timezone, p_now) > 0;
+            v_new_max := ceil(v_new_due::numeric / (v_peers + 1));
+        END IF;
     END IF;
     SELECT domain_hourly_limit INTO v_domain_limit FROM pools WHERE name = a.pool;
     -- The account's own follow-ups, oldest first: enrollments_account_due.
@@ -299,6 +332,120 @@ BEGIN
     END IF;
 END $$;
 
+-- One account's claim, the rotation decided against every peer of its
+-- pool: the previous release's entry point (relance serve now claims a
+-- cycle's accounts at once, relance_claim_accounts).
+CREATE OR REPLACE FUNCTION relance_claim_account(p_now timestamptz, p_account bigint, p_limit int, p_replica text)
+RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
+               version int, email text, fields text, thread_ids text, first_subject text)
+LANGUAGE sql AS $$
+    SELECT * FROM relance_claim_account_share(p_now, p_account, p_limit, p_replica, NULL)
+$$;
+
+-- A claim cycle's claims, one statement for all the accounts a replica
+-- claims for at p_now (p_accounts: those it holds the leases of, with
+-- work, none with a message in flight), each as relance_claim_account_share
+-- claims it. The rotation is decided once per pool, not once per account
+-- against every peer (which cost O(accounts^2) per cycle): the accounts
+-- are served most room first, then the least recently used; each takes
+-- an equal share of the pool's new enrollments due now, shared among them
+-- and the pool's other available accounts free to send (another replica's,
+-- say), unless one of those others comes before it in the same order (it
+-- takes them when its own replica claims). p_captured: the capture
+-- transport, whose messages are past their point of no return at once
+-- (the file is written right after the claim, with no SMTP body to hold).
+CREATE OR REPLACE FUNCTION relance_claim_accounts(p_now timestamptz, p_accounts bigint[], p_limit int,
+                                                  p_replica text, p_captured boolean)
+RETURNS TABLE (account_id bigint, message_id text, enrollment_id bigint, step_position int, step_id text,
+               sequence_id bigint, version int, email text, fields text, thread_ids text, first_subject text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pool text;
+    v_ids bigint[];
+    v_rooms int[];
+    v_lasts timestamptz[];
+    v_free boolean[];
+    v_cands int;
+    v_others int;
+    v_best_room int;
+    v_best_last timestamptz;
+    v_new_due int;
+    v_share int;
+    v_new_max int;
+    v_claimed text[] := '{}';
+    x record;
+BEGIN
+    FOR v_pool IN SELECT DISTINCT a.pool FROM accounts a WHERE a.id = ANY(p_accounts) ORDER BY 1 LOOP
+        -- this replica's accounts of the pool in the rotation's order, with
+        -- whether each is available (active, not spaced out, nothing in
+        -- flight, room left); an unavailable one still claims its own
+        -- follow-ups where it can, with no share of the new
+        SELECT array_agg(r.id ORDER BY r.free DESC, r.room DESC, r.last ASC NULLS FIRST, r.id),
+               array_agg(r.room ORDER BY r.free DESC, r.room DESC, r.last ASC NULLS FIRST, r.id),
+               array_agg(r.last ORDER BY r.free DESC, r.room DESC, r.last ASC NULLS FIRST, r.id),
+               array_agg(r.free ORDER BY r.free DESC, r.room DESC, r.last ASC NULLS FIRST, r.id),
+               count(*) FILTER (WHERE r.free)
+          INTO v_ids, v_rooms, v_lasts, v_free, v_cands
+          FROM (SELECT q.id, q.room, q.last, q.avail AND q.room > 0 AS free
+                  FROM (SELECT a.id, a.last_claim_at AS last,
+                               a.state = 'active' AND a.configured
+                               AND (a.next_send_after IS NULL OR a.next_send_after <= p_now)
+                               AND NOT EXISTS (SELECT 1 FROM messages m
+                                                WHERE m.account_id = a.id AND m.state = 'sending') AS avail,
+                               relance_account_room(a.id, a.daily_limit, a.warmup_start, a.timezone, p_now) AS room
+                          FROM accounts a WHERE a.id = ANY(p_accounts) AND a.pool = v_pool) q) r;
+        -- the pool's other available accounts (another replica's, say):
+        -- how many share the new enrollments, and the first of them in
+        -- the rotation's order
+        SELECT count(*),
+               (array_agg(o.room ORDER BY o.room DESC, o.last ASC NULLS FIRST))[1],
+               (array_agg(o.last ORDER BY o.room DESC, o.last ASC NULLS FIRST))[1]
+          INTO v_others, v_best_room, v_best_last
+          FROM (SELECT relance_account_room(a.id, a.daily_limit, a.warmup_start, a.timezone, p_now) AS room,
+                       a.last_claim_at AS last
+                  FROM accounts a
+                 WHERE a.pool = v_pool AND NOT a.id = ANY(p_accounts) AND a.state = 'active' AND a.configured
+                   AND (a.next_send_after IS NULL OR a.next_send_after <= p_now)
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.account_id = a.id AND m.state = 'sending')) o
+         WHERE o.room > 0;
+        SELECT count(*) INTO v_new_due FROM (
+            SELECT 1 FROM enrollments e
+              JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
+             WHERE e.state = 'active' AND e.next_send_at <= p_now AND e.account_id IS NULL
+               AND v.sender_pool = v_pool
+             LIMIT greatest(p_limit, v_cands)) n;
+        -- A cycle shares out at most p_limit new enrollments (or one per
+        -- free account, when there are more): what it claims is composed
+        -- and held in memory until it goes, and an account back from
+        -- sending claims again at once.
+        v_share := ceil(v_new_due::numeric / greatest(v_cands + v_others, 1));
+        FOR i IN 1 .. coalesce(array_length(v_ids, 1), 0) LOOP
+            v_new_max := CASE WHEN NOT v_free[i] OR v_new_due = 0 THEN 0
+                              WHEN v_best_room IS NOT NULL
+                                   AND relance_room_beats(v_best_room, v_best_last, v_rooms[i], v_lasts[i]) THEN 0
+                              ELSE v_share END;
+            FOR x IN SELECT * FROM relance_claim_account_share(p_now, v_ids[i], p_limit, p_replica, v_new_max) LOOP
+                account_id := v_ids[i];
+                message_id := x.message_id;
+                enrollment_id := x.enrollment_id;
+                step_position := x.step_position;
+                step_id := x.step_id;
+                sequence_id := x.sequence_id;
+                version := x.version;
+                email := x.email;
+                fields := x.fields;
+                thread_ids := x.thread_ids;
+                first_subject := x.first_subject;
+                v_claimed := v_claimed || x.message_id;
+                RETURN NEXT;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    IF p_captured AND cardinality(v_claimed) > 0 THEN
+        UPDATE messages m SET body_started = true WHERE m.message_id = ANY(v_claimed);
+    END IF;
+END $$;
+
 -- The earliest due time of any active enrollment, for the dispatcher's timer.
 CREATE OR REPLACE FUNCTION relance_next_due() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
@@ -306,17 +453,3 @@ LANGUAGE sql STABLE AS $$
      ORDER BY next_send_at LIMIT 1
 $$;
 
--- relance_claim_account for the capture transport: the same claim (the
--- account's caps, spacing and the pool's rotation, so a dry run shows
--- which account writes to whom, and when), with each message past its
--- point of no return at once, as relance_claim_due marks it: the file is
--- written right after the claim, with no SMTP body to hold.
-CREATE OR REPLACE FUNCTION relance_claim_account_captured(p_now timestamptz, p_account bigint, p_limit int,
-                                                          p_replica text)
-RETURNS TABLE (message_id text, enrollment_id bigint, step_position int, step_id text, sequence_id bigint,
-               version int, email text, fields text, thread_ids text, first_subject text)
-LANGUAGE sql AS $$
-    WITH c AS (SELECT * FROM relance_claim_account(p_now, p_account, p_limit, p_replica)),
-         u AS (UPDATE messages m SET body_started = true FROM c WHERE m.message_id = c.message_id)
-    SELECT * FROM c
-$$;

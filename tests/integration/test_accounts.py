@@ -58,7 +58,15 @@ def remaining(db, acc, now=NOW):
 
 
 def claim(db, acc, now=NOW, limit=1):
-    return db.psql(f"SELECT message_id, enrollment_id FROM relance_claim_account('{now}', {acc}, {limit}, 'r1')")
+    """relance serve's claim (one cycle's), for account acc alone."""
+    return db.psql(f"SELECT message_id, enrollment_id FROM relance_claim_accounts('{now}', ARRAY[{acc}]::bigint[], "
+                   f"{limit}, 'r1', false)")
+
+
+def sent(db, rows, now=NOW):
+    """The claimed messages' outcome: sent (they are no longer in flight)."""
+    for mid, _ in rows:
+        db.psql(f"SELECT relance_step_done('{mid}', '{now}', 'sent', '250 ok', 'Hi', NULL, NULL)")
 
 
 def test_accounts_list_shows_state_usage_and_limit(env):
@@ -83,9 +91,9 @@ def test_claims_rotate_to_the_most_room_and_keep_caps_spacing_and_follow_ups(db,
     ids = enrolled
     A, B, C = ids["a@acme.example"], ids["b@acme.example"], ids["c@acme.example"]
     db.psql("SELECT relance_account_leases('r1', 30)")
-    # Round robin, one at a time: every new enrollment must go to an
-    # account with the most room among those available (c is spaced after
-    # each send).
+    # Round robin, one at a time, each message sent before the next
+    # claim: every new enrollment must go to an account with the most room
+    # among those available (c is spaced after each send).
     trace_ok = True
     got = {A: 0, B: 0, C: 0}
     for _ in range(40):
@@ -95,6 +103,7 @@ def test_claims_rotate_to_the_most_room_and_keep_caps_spacing_and_follow_ups(db,
             avail_c = db.psql(f"SELECT next_send_after IS NULL OR next_send_after <= '{NOW}' FROM accounts "
                               f"WHERE id = {C}")[0][0] == "t"
             rows = claim(db, acc)
+            sent(db, rows)
             if rows:
                 progress = True
                 got[acc] += len(rows)
@@ -131,6 +140,26 @@ def test_claims_rotate_to_the_most_room_and_keep_caps_spacing_and_follow_ups(db,
     # Warm-up: b sent on day 0, so day 1 allows 2; a paused day does not advance it.
     check.eq(remaining(db, B, tomorrow), 2, "b's warm-up: 2 on its second sending day")
     check.eq(remaining(db, B, "2026-03-05 09:00:00+00"), 2, "days without sends do not advance the warm-up")
+
+
+def test_an_account_with_a_message_in_flight_does_not_hold_its_pools_new_enrollments(db, enrolled, check):
+    ids = enrolled
+    A, B, C = ids["a@acme.example"], ids["b@acme.example"], ids["c@acme.example"]
+    db.psql("SELECT relance_account_leases('r1', 30)")
+    db.psql(f"UPDATE accounts SET state = 'paused', state_reason = 'test' WHERE id = {C}")
+    first = claim(db, A)
+    check.eq(len(first), 1, "a (the most room: 5 against b's 1) takes the first new enrollment")
+    # a's message is still in flight: b is the most available account now
+    check.eq(len(claim(db, B)), 1, "b takes a new enrollment while a's message is in flight")
+    sent(db, first)
+    check.eq(claim(db, B), [], "b at its cap (warm-up day 0) takes no more")
+    second = claim(db, A)
+    check.eq(len(second), 1, "a, back from sending, takes the next")
+    sent(db, second)
+    # one cycle for both, as relance serve claims: a's share up to its cap
+    both = db.psql(f"SELECT account_id, count(*) FROM relance_claim_accounts('{NOW}', ARRAY[{A}, {B}]::bigint[], "
+                   "10, 'r1', false) GROUP BY 1")
+    check.eq(both, [[str(A), "3"]], "one cycle: a claims up to its cap (3 of its 5 left), b nothing")
 
 
 def test_a_paused_account_claims_nothing_until_resumed(db, enrolled, env):
