@@ -42,69 +42,61 @@ class BadImap(LoopbackServer):
     def _serve(self, conn):
         f = conn.makefile("rb")
         send = conn.sendall
-        try:
-            send(b"* OK [CAPABILITY IMAP4rev1] badimap ready\r\n")
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                parts = line.rstrip(b"\r\n").split(b" ", 2)
-                if len(parts) < 2:
+        send(b"* OK [CAPABILITY IMAP4rev1] badimap ready\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            parts = line.rstrip(b"\r\n").split(b" ", 2)
+            if len(parts) < 2:
+                continue
+            tag, verb = parts[0], parts[1].upper()
+            rest = parts[2] if len(parts) > 2 else b""
+            if verb == b"UID" and rest:
+                verb = b"UID " + rest.split(b" ", 1)[0].upper()
+            if verb == b"CAPABILITY":
+                send(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK CAPABILITY done\r\n")
+            elif verb in (b"LOGIN", b"NOOP", b"CHECK"):
+                send(tag + b" OK done\r\n")
+            elif verb == b"LIST":
+                send(b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+                     b'* LIST (\\HasNoChildren \\Sent) "/" "Sent"\r\n' + tag + b" OK LIST done\r\n")
+            elif verb in (b"SELECT", b"EXAMINE"):
+                mode = b"READ-ONLY" if verb == b"EXAMINE" else b"READ-WRITE"
+                send(b"* FLAGS (\\Seen)\r\n* 0 EXISTS\r\n* 0 RECENT\r\n"
+                     b"* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1] ok\r\n" +
+                     tag + b" OK [" + mode + b"] done\r\n")
+            elif verb == b"STATUS":
+                m = re.match(rb'("[^"]*"|\S+)', rest)
+                name = m.group(1) if m else b"INBOX"
+                send(b"* STATUS " + name + b" (UIDNEXT 1 UIDVALIDITY 7)\r\n" + tag + b" OK STATUS done\r\n")
+            elif verb == b"UID SEARCH":
+                send(b"* SEARCH\r\n" + tag + b" OK SEARCH done\r\n")
+            elif verb == b"APPEND":
+                m = re.search(rb"\{(\d+)\+?\}$", rest)
+                if not m:
+                    send(tag + b" BAD no literal\r\n")
                     continue
-                tag, verb = parts[0], parts[1].upper()
-                rest = parts[2] if len(parts) > 2 else b""
-                if verb == b"UID" and rest:
-                    verb = b"UID " + rest.split(b" ", 1)[0].upper()
-                if verb == b"CAPABILITY":
-                    send(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK CAPABILITY done\r\n")
-                elif verb in (b"LOGIN", b"NOOP", b"CHECK"):
-                    send(tag + b" OK done\r\n")
-                elif verb == b"LIST":
-                    send(b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
-                         b'* LIST (\\HasNoChildren \\Sent) "/" "Sent"\r\n' + tag + b" OK LIST done\r\n")
-                elif verb in (b"SELECT", b"EXAMINE"):
-                    mode = b"READ-ONLY" if verb == b"EXAMINE" else b"READ-WRITE"
-                    send(b"* FLAGS (\\Seen)\r\n* 0 EXISTS\r\n* 0 RECENT\r\n"
-                         b"* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1] ok\r\n" +
-                         tag + b" OK [" + mode + b"] done\r\n")
-                elif verb == b"STATUS":
-                    m = re.match(rb'("[^"]*"|\S+)', rest)
-                    name = m.group(1) if m else b"INBOX"
-                    send(b"* STATUS " + name + b" (UIDNEXT 1 UIDVALIDITY 7)\r\n" + tag + b" OK STATUS done\r\n")
-                elif verb == b"UID SEARCH":
-                    send(b"* SEARCH\r\n" + tag + b" OK SEARCH done\r\n")
-                elif verb == b"APPEND":
-                    m = re.search(rb"\{(\d+)\+?\}$", rest)
-                    if not m:
-                        send(tag + b" BAD no literal\r\n")
-                        continue
-                    n = int(m.group(1))
-                    if not rest.endswith(b"+}"):
-                        send(b"+ go ahead\r\n")
-                    data = f.read(n)
-                    f.readline()  # the CRLF that ends the command
-                    if len(data) < n:
-                        return
-                    with self._lock:
-                        self.appended.append(n)
-                    if self.silent_append:
-                        self._hang(f)
-                        return
-                    send(tag + b" OK [APPENDUID 7 1] APPEND done\r\n")
-                elif verb == b"LOGOUT":
-                    with self._lock:
-                        self.logouts += 1
-                    if self.silent_logout:
-                        self._hang(f)
-                        return
-                    send(b"* BYE badimap\r\n" + tag + b" OK LOGOUT done\r\n")
+                n = int(m.group(1))
+                if not rest.endswith(b"+}"):
+                    send(b"+ go ahead\r\n")
+                data = f.read(n)
+                f.readline()  # the CRLF that ends the command
+                if len(data) < n:
                     return
-                else:
-                    send(tag + b" BAD what\r\n")
-        except OSError:
-            return
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+                with self._lock:
+                    self.appended.append(n)
+                if self.silent_append:
+                    self._hang(f)
+                    return
+                send(tag + b" OK [APPENDUID 7 1] APPEND done\r\n")
+            elif verb == b"LOGOUT":
+                with self._lock:
+                    self.logouts += 1
+                if self.silent_logout:
+                    self._hang(f)
+                    return
+                send(b"* BYE badimap\r\n" + tag + b" OK LOGOUT done\r\n")
+                return
+            else:
+                send(tag + b" BAD what\r\n")

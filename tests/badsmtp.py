@@ -65,67 +65,59 @@ class BadSmtp(LoopbackServer):
     def _serve(self, conn, mode):
         f = conn.makefile("rb")
         rcpt = None
-        try:
-            self._send(conn, "220 badsmtp ESMTP\r\n", mode)
-            while True:
-                line = f.readline()
-                if not line:
+        self._send(conn, "220 badsmtp ESMTP\r\n", mode)
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                self._send(conn, "250-badsmtp\r\n250-PIPELINING\r\n250 8BITMIME\r\n", mode)
+            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                if verb == b"RCPT":
+                    m = re.search(rb"<([^>]*)>", line)
+                    rcpt = m.group(1).decode("utf-8", "replace").lower() if m else None
+                self._send(conn, "250 ok\r\n", mode)
+            elif verb == b"QUIT":
+                self._send(conn, "221 bye\r\n", mode)
+                return
+            elif verb == b"DATA":
+                with self._lock:
+                    self.data[rcpt] += 1
+                if mode == "silent_at_data":
+                    while f.readline():
+                        pass
                     return
-                verb = line[:4].upper()
-                if verb in (b"EHLO", b"HELO"):
-                    self._send(conn, "250-badsmtp\r\n250-PIPELINING\r\n250 8BITMIME\r\n", mode)
-                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-                    if verb == b"RCPT":
-                        m = re.search(rb"<([^>]*)>", line)
-                        rcpt = m.group(1).decode("utf-8", "replace").lower() if m else None
-                    self._send(conn, "250 ok\r\n", mode)
-                elif verb == b"QUIT":
-                    self._send(conn, "221 bye\r\n", mode)
-                    return
-                elif verb == b"DATA":
-                    with self._lock:
-                        self.data[rcpt] += 1
-                    if mode == "silent_at_data":
-                        while f.readline():
-                            pass
+                self._send(conn, "354 go on\r\n", mode)
+                with self._lock:
+                    self.started[rcpt] += 1
+                n = 0
+                while True:
+                    ln = f.readline()
+                    if not ln:
                         return
-                    self._send(conn, "354 go on\r\n", mode)
-                    with self._lock:
-                        self.started[rcpt] += 1
-                    n = 0
-                    while True:
+                    n += len(ln)
+                    if mode == "reset_mid_body" and n > 200:
+                        # SO_LINGER 0: the close sends RST, not FIN
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        conn.close()
+                        return
+                    if ln == b".\r\n":
+                        break
+                with self._lock:
+                    self.bodies += 1
+                    self.rcpt_bodies[rcpt] += 1
+                if mode == "silent_after_dot":
+                    while True:  # what the client says while waiting, if anything
                         ln = f.readline()
                         if not ln:
                             return
-                        n += len(ln)
-                        if mode == "reset_mid_body" and n > 200:
-                            # SO_LINGER 0: the close sends RST, not FIN
-                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                            conn.close()
-                            return
-                        if ln == b".\r\n":
-                            break
-                    with self._lock:
-                        self.bodies += 1
-                        self.rcpt_bodies[rcpt] += 1
-                    if mode == "silent_after_dot":
-                        while True:  # what the client says while waiting, if anything
-                            ln = f.readline()
-                            if not ln:
-                                return
-                            if ln[:4].upper() == b"QUIT":
-                                with self._lock:
-                                    self.quits_while_silent += 1
-                    self._send(conn, "250 2.0.0 queued\r\n", mode)
-                    with self._lock:
-                        self.accepted += 1
-                        self.rcpt_accepted[rcpt] += 1
-                else:
-                    self._send(conn, "502 5.5.2 what\r\n", mode)
-        except OSError:
-            return
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+                        if ln[:4].upper() == b"QUIT":
+                            with self._lock:
+                                self.quits_while_silent += 1
+                self._send(conn, "250 2.0.0 queued\r\n", mode)
+                with self._lock:
+                    self.accepted += 1
+                    self.rcpt_accepted[rcpt] += 1
+            else:
+                self._send(conn, "502 5.5.2 what\r\n", mode)

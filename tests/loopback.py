@@ -2,7 +2,8 @@
 tests/badimap.py) share: a TCP listener on 127.0.0.1 at a free port
 (`port`) that serves each connection on a daemon thread of its own with
 self._serve(conn, *args), args being what self._accepted() returns (called
-under the lock, once per connection). `connections` counts the
+under the lock, once per connection), and closes it when _serve returns
+or the connection fails (OSError). `connections` counts the
 connections made; drop() closes every open one (a server replaced: what
 it held is cut off), stop() the listener too. A subclass sets its own
 fields before calling LoopbackServer.__init__, which starts listening."""
@@ -54,4 +55,15 @@ class LoopbackServer:
                 self.connections += 1
                 self._conns.append(conn)
                 args = self._accepted()
-            threading.Thread(target=self._serve, args=(conn, *args), daemon=True).start()
+            threading.Thread(target=self._run, args=(conn, *args), daemon=True).start()
+
+    def _run(self, conn, *args):
+        try:
+            self._serve(conn, *args)
+        except OSError:
+            pass  # the client or drop() closed the connection
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
