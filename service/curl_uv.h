@@ -1,9 +1,13 @@
 /* curl_uv: one libcurl multi handle driven by the libuv loop.
  *
- * Every libcurl transfer of the process (SMTP now; IMAP and HTTPS later)
- * runs through one struct curl_uv: libcurl tells it which sockets to watch
- * (one uv_poll_t per socket) and when to wake up (one uv_timer_t), and it
- * answers with curl_multi_socket_action. Nothing here blocks the loop.
+ * HTTPS transfers (OAuth2 token endpoints) run through a struct curl_uv:
+ * libcurl tells it which sockets to watch (one uv_poll_t per socket) and
+ * when to wake up (one uv_timer_t), and it answers with
+ * curl_multi_socket_action. Nothing here blocks the loop as long as the
+ * protocol's done phase and connection close never wait for the server:
+ * true of HTTP in libcurl 7.88 (http_done reads nothing; OpenSSL's close
+ * does one SSL_read and one SSL_shutdown on the non-blocking socket), not
+ * of SMTP and IMAP, which run on xfer_pool's threads instead.
  *
  * The caller owns its easy handles and configures them; curl_uv only runs
  * them. It uses CURLOPT_PRIVATE of a running easy handle for itself.

@@ -1,7 +1,29 @@
-/* imap: the IMAP client on curl_uv. It owns one easy handle per channel,
- * the per-command options (URL and TLS, login, the command), the reading
- * of the server's responses and what they mean. It does not know
+/* imap: the IMAP client, off the loop thread. It owns one easy handle per
+ * channel, the per-command options (URL and TLS, login, the command), the
+ * reading of the server's responses and what they mean. It does not know
  * accounts' state, the database or classification, and it logs nothing.
+ *
+ * Threads: libcurl 7.88 waits synchronously for the tagged answer after
+ * an APPEND's upload (its done phase) and for LOGOUT's whenever it closes
+ * a connection it does not know dead (easy cleanup, a connection its
+ * cache lets go): on the loop, a silent IMAP server froze every account,
+ * PostgreSQL I/O and /healthz. So every command runs on a thread of a
+ * struct xfer_pool (xfer_pool.c, shared in design with smtp.c: one thread
+ * per transfer in flight, curl_easy_perform on the channel's easy handle).
+ * The header and read callbacks, and so the response reader, run on that
+ * thread; the loop touches the command's reading state only once the
+ * thread has reported its end, and every callback of this module's API
+ * fires on the loop. imap_close of a busy channel ends its command at
+ * once (socket shut down, libcurl's progress callback aborting); the
+ * easy handle's cleanup (LOGOUT) runs on a pool thread, within
+ * XFER_CLOSE_TIMEOUT_S. Each command is bounded by the account's
+ * timeout, which also bounds every wait for an answer
+ * (CURLOPT_SERVER_RESPONSE_TIMEOUT, the done phase's included).
+ *
+ * The channel's connection stays in its easy handle between commands and
+ * is reused by the next one (same host, TLS settings and credentials), so
+ * a watcher pass of EXAMINE, UID SEARCH and several UID FETCHes speaks
+ * over one login, and a channel kept between passes (watcher.c) keeps it.
  *
  * Every command but APPEND is a libcurl "custom request" (CURLOPT_
  * CUSTOMREQUEST): libcurl logs in (STARTTLS first for imap://), SELECTs
@@ -66,18 +88,23 @@ static void fetch_state_free(struct fetch_state *f)
     memset(f, 0, sizeof *f);
 }
 
+/* The channel's fields are the loop's, but for the command in flight's
+ * reading state (reader, tagged, bytes, oom, unreadable, refused, what was
+ * read, the upload offset, errbuf), which the header and read callbacks
+ * write on the pool thread while the transfer runs; the loop touches it
+ * only between commands (xfer_pool's handover orders the two). */
 struct imap {
-    struct curl_uv *cu;
-    CURL *easy;
+    struct xfer x;        /* the easy handle, on the pool's threads */
     const struct imap_account *acct;
     char base[512];       /* scheme://host[:port], no path */
     int implicit_tls;
-    char *default_cainfo; /* libcurl's built-in CA bundle */
     char errbuf[CURL_ERROR_SIZE];
     struct imap_reader reader;
     int fresh;            /* the next command opens a new connection */
     int in_cb;            /* a command's callback is running */
     int close_pending;    /* imap_close came during it */
+    void (*closed_cb)(void *arg); /* imap_close's */
+    void *closed_arg;
 
     /* the command in flight */
     int busy;
@@ -325,15 +352,25 @@ static int cmp_uid(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void channel_free(struct imap *im)
+static void on_closed(struct xfer *x)
 {
-    curl_easy_cleanup(im->easy);
-    free(im->default_cainfo);
+    struct imap *im = x->data;
+    void (*cb)(void *) = im->closed_cb;
+    void *arg = im->closed_arg;
     free(im->url);
     free(im->uids);
     fetch_state_free(&im->fx);
     imap_reader_free(&im->reader);
     free(im);
+    if (cb)
+        cb(arg);
+}
+
+/* The easy handle is cleaned up on a pool thread (a live connection's
+ * LOGOUT waits there, never on the loop); im is freed after. */
+static void channel_close(struct imap *im)
+{
+    xfer_close(&im->x, on_closed);
 }
 
 static int list_after_capability(struct imap *im, struct imap_reply *r);
@@ -422,7 +459,7 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
     im->in_cb = 0;
     fetch_state_free(&fx); /* what the reply pointed into */
     if (im->close_pending) {
-        channel_free(im);
+        channel_close(im);
         return;
     }
     im->n_uids = 0;
@@ -433,11 +470,13 @@ static void finish(struct imap *im, CURLcode code, int cancelled)
     }
 }
 
-static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
+/* On the loop: the command's transfer ended on its thread. */
+static void on_event(struct xfer *x, unsigned events, int done, CURLcode result)
 {
-    struct imap *im = arg;
-    (void)cu;
-    (void)easy;
+    struct imap *im = x->data;
+    (void)events; /* none are posted: only the end matters */
+    if (!done)
+        return;
     if (result == CURLE_ABORTED_BY_CALLBACK && !im->errbuf[0])
         copy_text(im->errbuf, sizeof im->errbuf, "the transport was closed or lost its socket");
     finish(im, result, 0);
@@ -449,7 +488,7 @@ static void on_done(struct curl_uv *cu, CURL *easy, CURLcode result, void *arg)
 static int configure(struct imap *im, const char *path, const char *custom, int upload)
 {
     const struct imap_account *a = im->acct;
-    CURL *e = im->easy;
+    CURL *e = im->x.easy;
     long connect_ms = a->connect_timeout_ms > 0 ? a->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     long timeout_ms = a->timeout_ms > 0 ? a->timeout_ms : DEFAULT_TIMEOUT_MS;
     long idle_s = a->idle_timeout_s > 0 ? a->idle_timeout_s : DEFAULT_IDLE_TIMEOUT_S;
@@ -481,7 +520,7 @@ static int configure(struct imap *im, const char *path, const char *custom, int 
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file ? a->ca_file : im->default_cainfo) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file ? a->ca_file : im->x.default_cainfo) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_USERNAME, a->username) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PASSWORD, a->auth == IMAP_AUTH_PASSWORD ? a->password : NULL) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, token) != CURLE_OK;
@@ -524,7 +563,7 @@ static int start(struct imap *im, enum op op, const char *path, const char *cust
     im->sent_special = im->sent_named = 0;
     im->cb = cb;
     im->arg = arg;
-    if (curl_uv_transfer_start(im->cu, im->easy, on_done, im) < 0) {
+    if (xfer_start(&im->x) < 0) {
         im->cb = NULL;
         im->arg = NULL;
         return -ENOMEM;
@@ -740,67 +779,68 @@ static int url_base(const char *url, char *base, size_t size, int *implicit_tls)
     return 0;
 }
 
-struct imap *imap_new(struct curl_uv *cu, const struct imap_account *a)
+struct imap *imap_new(uv_loop_t *loop, struct xfer_pool *pool, const struct imap_account *a)
 {
+    int implicit_tls;
+    char base[sizeof ((struct imap *)0)->base];
+    if (url_base(a->url, base, sizeof base, &implicit_tls) < 0)
+        return NULL;
+    if (implicit_tls && a->tls == IMAP_TLS_NONE)
+        return NULL; /* imaps:// is TLS by definition */
+    if (!a->username || !*a->username)
+        return NULL;
+    if (a->auth == IMAP_AUTH_PASSWORD && (!a->password || !*a->password))
+        return NULL;
     struct imap *im = calloc(1, sizeof *im);
     if (!im)
         return NULL;
-    im->cu = cu;
-    im->acct = a;
-    imap_reader_init(&im->reader, RESPONSE_MAX);
-    if (url_base(a->url, im->base, sizeof im->base, &im->implicit_tls) < 0)
-        goto fail;
-    if (im->implicit_tls && a->tls == IMAP_TLS_NONE)
-        goto fail; /* imaps:// is TLS by definition */
-    if (!a->username || !*a->username)
-        goto fail;
-    if (a->auth == IMAP_AUTH_PASSWORD && (!a->password || !*a->password))
-        goto fail;
-    im->easy = curl_easy_init();
-    if (!im->easy)
-        goto fail;
-    char *cainfo = NULL;
-    if (curl_easy_getinfo(im->easy, CURLINFO_CAINFO, &cainfo) == CURLE_OK && cainfo) {
-        im->default_cainfo = strdup(cainfo);
-        if (!im->default_cainfo)
-            goto fail;
+    if (xfer_init(&im->x, loop, pool, on_event) < 0) {
+        free(im);
+        return NULL;
     }
+    im->x.data = im;
+    im->acct = a;
+    memcpy(im->base, base, sizeof base);
+    im->implicit_tls = implicit_tls;
+    imap_reader_init(&im->reader, RESPONSE_MAX);
+    CURL *e = im->x.easy;
     int bad = 0;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_ERRORBUFFER, im->errbuf) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_HEADERDATA, im) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_WRITEDATA, im) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_READDATA, im) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
-    bad |= curl_easy_setopt(im->easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
-    if (bad)
-        goto fail;
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, im->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, im) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, im) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_READDATA, im) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
+    if (bad) {
+        channel_close(im); /* frees im */
+        return NULL;
+    }
     return im;
-fail:
-    if (im->easy)
-        curl_easy_cleanup(im->easy);
-    free(im->default_cainfo);
-    imap_reader_free(&im->reader);
-    free(im);
-    return NULL;
 }
 
-void imap_close(struct imap *im)
+void imap_close(struct imap *im, void (*on_closed_cb)(void *arg), void *arg)
 {
     if (!im || im->close_pending)
         return;
+    im->closed_cb = on_closed_cb;
+    im->closed_arg = arg;
     if (im->in_cb) {
-        /* from inside its own callback: freed once that returns */
+        /* from inside its own callback: closed once that returns */
         im->close_pending = 1;
         return;
     }
-    if (im->busy && curl_uv_transfer_abort(im->cu, im->easy) == 0) {
+    if (im->busy) {
+        /* ended now, on its thread (at most about a second); whatever it
+         * had come to, the caller hears -ECANCELED */
+        CURLcode ignored;
+        xfer_lock(&im->x);
+        (void)xfer_stop_locked(&im->x, &ignored);
+        xfer_unlock(&im->x);
         im->close_pending = 1;
-        finish(im, CURLE_ABORTED_BY_CALLBACK, 1); /* frees im */
+        finish(im, CURLE_ABORTED_BY_CALLBACK, 1); /* closes im */
         return;
     }
-    channel_free(im);
+    channel_close(im);
 }

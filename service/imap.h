@@ -1,9 +1,10 @@
 /* imap: the IMAP client. One struct imap is one mailbox account's
  * channel: one libcurl easy handle running one command at a time on a
- * shared struct curl_uv, whose connection stays in the multi's cache and
- * is reused by the next command (libcurl reuses it for the same host,
- * TLS settings and credentials), so a watcher pass of STATUS, UID SEARCH
- * and several UID FETCHes speaks over one login.
+ * thread of a struct xfer_pool (imap.c says why: libcurl 7.88 waits
+ * synchronously after APPEND and at LOGOUT), whose connection stays with
+ * the channel and is reused by the next command (libcurl reuses it for the
+ * same host, TLS settings and credentials), so a watcher pass of EXAMINE,
+ * UID SEARCH and several UID FETCHes speaks over one login.
  *
  * Read-only by construction where it reads: EXAMINE (SELECT's read-only
  * twin), STATUS, UID SEARCH and UID FETCH with BODY.PEEK (never BODY[],
@@ -23,8 +24,8 @@
 #ifndef RELANCE_IMAP_H
 #define RELANCE_IMAP_H
 
-#include "curl_uv.h"
 #include "imap_parse.h"
+#include "xfer_pool.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -102,10 +103,12 @@ struct imap;
 
 typedef void (*imap_cb)(struct imap *im, const struct imap_reply *r, void *arg);
 
-/* A channel on cu (which must outlive it) for account (borrowed). NULL
- * when out of memory or the account cannot be used (URL scheme, TLS off
- * on imaps, missing credentials). */
-struct imap *imap_new(struct curl_uv *cu, const struct imap_account *account);
+/* A channel for account (borrowed) whose commands run on pool's threads
+ * and whose callbacks fire on loop. The pool must outlive it: close the
+ * channel, let its close callback fire, then close the pool. NULL when out
+ * of memory or the account cannot be used (URL scheme, TLS off on imaps,
+ * missing credentials). */
+struct imap *imap_new(uv_loop_t *loop, struct xfer_pool *pool, const struct imap_account *account);
 
 /* Each returns 0, -EBUSY while a command is in flight, -EINVAL for bad
  * arguments, -ENOMEM. */
@@ -154,10 +157,12 @@ int imap_append(struct imap *im, const char *folder, const char *data, size_t le
  * have left the cached one confused). */
 void imap_reconnect(struct imap *im);
 
-/* Frees im. A command in flight is abandoned (its connection closed) and
- * its callback fires inside this call with -ECANCELED. May be called from
- * inside im's own callback (im is freed when it returns); must not be
- * called from inside a libcurl callback. */
-void imap_close(struct imap *im);
+/* Closes im. A command in flight is ended at once (its connection
+ * dropped; the loop waits for its thread: about a second at most) and its
+ * callback fires inside this call with -ECANCELED. May be called from
+ * inside im's own callback (closed when it returns). The connection is
+ * closed (LOGOUT, within XFER_CLOSE_TIMEOUT_S) on a pool thread; then im
+ * is freed and on_closed (may be NULL) fires on the loop with arg. */
+void imap_close(struct imap *im, void (*on_closed)(void *arg), void *arg);
 
 #endif

@@ -2,7 +2,7 @@
  * keys, and the capture channel (transport: capture), which writes each
  * message into a Maildir and reports it sent through the same callback.
  * It runs on the loop; the SMTP transfers themselves run on the threads
- * of the smtp_pool it owns (smtp.c: one thread per transfer in flight, so
+ * of the xfer_pool it owns (smtp.c: one thread per transfer in flight, so
  * a silent server holds only its own account), and signatures on libuv's
  * thread pool.
  * It decides nothing about what to send or what an outcome means for an
@@ -67,7 +67,7 @@ struct domain_key {
 };
 
 struct sender {
-    struct smtp_pool *pool; /* the threads SMTP transfers run on; NULL under capture */
+    struct xfer_pool *pool; /* the threads SMTP transfers run on; NULL under capture */
     struct oauth2 *oauth2; /* the tokens of xoauth2 accounts (borrowed: the server's) */
     int closes;            /* the three timers still closing */
     struct channel *channels;
@@ -222,7 +222,7 @@ struct sender *sender_new(uv_loop_t *loop, const struct config *cfg, struct oaut
         goto nomem;
     s->loop = loop;
     s->oauth2 = oauth2;
-    if (!capture_dir && !(s->pool = smtp_pool_new(SMTP_POOL_MAX)))
+    if (!capture_dir && !(s->pool = xfer_pool_new(SMTP_POOL_MAX)))
         goto nomem;
     for (size_t i = 0; !capture_dir && i < cfg->n_pools; i++) {
         for (size_t k = 0; k < cfg->pools[i].n_accounts; k++) {
@@ -265,7 +265,7 @@ fail:
                 smtp_close(s->channels[i].smtp);
             secret_free(s->channels[i].secret);
         }
-        smtp_pool_close(s->pool); /* the last channel's handle close frees it */
+        xfer_pool_close(s->pool); /* the last channel's handle close frees it */
         for (size_t i = 0; i < s->n_keys; i++)
             dkim_key_free(s->keys[i].key);
         free(s->channels);
@@ -710,7 +710,7 @@ static void on_part_closed(void *arg)
         return;
     /* every channel is closed: their pool threads leave once the closes
      * queued on them (an idle connection's QUIT, 2 s at most) are done */
-    smtp_pool_close(s->pool);
+    xfer_pool_close(s->pool);
     void (*cb)(void *) = s->on_closed;
     void *cb_arg = s->closed_arg;
     free(s);

@@ -1,5 +1,5 @@
 /* smtp: the SMTP transport, off the loop thread. It owns one easy handle
- * per channel and the thread that runs its transfers, the per-send options
+ * per channel (run on xfer_pool's threads), the per-send options
  * (URL and TLS, AUTH, envelope, timeouts),
  * the upload read callback that marks the point of no return, the capture
  * of the server's replies (through libcurl's header callback, which gets
@@ -12,21 +12,17 @@
  * inside its done phase, so on the loop a server that never answers it
  * stalled every account, the mailbox watcher, PostgreSQL and the HTTP
  * listener for a whole phase timeout. So every transfer runs on a thread
- * of a struct smtp_pool, with curl_easy_perform on its channel's easy
- * handle: each transfer in flight has a thread of its own (the pool
- * starts one when none is idle, up to SMTP_POOL_MAX, as many as
- * connections the sender ever allowed at once), and a silent server holds
- * only its own transfer's thread, never another account's. Beyond the
- * cap a transfer waits for a thread; a stuck one frees its thread within
- * its timeouts. The number of accounts sending at one instant is small and
- * each sends one message at a time, so nothing needs to move stuck work
- * between threads. The loop and the threads meet only here, under the
- * pool's mutex: the loop hands a send, a quit or a close over, and the
- * thread reports the body's start (the point of no return; a held body
- * then waits, on the thread, for smtp_body_release) and the transfer's end
- * through the channel's uv_async handle; every callback of this module's
- * API fires on the loop. The loop never touches an easy handle while a
- * thread runs its transfer.
+ * of a struct xfer_pool (xfer_pool.c: one thread per transfer in flight,
+ * curl_easy_perform on the channel's easy handle, shared with imap.c), and
+ * a silent server holds only its own transfer's thread, never another
+ * account's. The loop and the thread meet under the pool's mutex: the
+ * loop hands a send or a quit over, and the thread reports the body's
+ * start (the point of no return; a held body then waits, on the thread,
+ * for smtp_body_release: that hold is this module's own) and the
+ * transfer's end; every callback of this module's API fires on the loop.
+ * The loop never touches the easy handle while a thread runs its
+ * transfer; smtp_close has the handle cleaned up (an idle connection's
+ * QUIT) on a pool thread.
  *
  * Connection reuse: the easy handle keeps a finished transfer's connection
  * and reuses it for the next transfer with the same URL, TLS settings and
@@ -39,9 +35,8 @@
  * Timeouts: each reply within the job's phase timeout
  * (CURLOPT_SERVER_RESPONSE_TIMEOUT, which bounds the done phase's wait
  * too), a stalled upload likewise, the whole transfer within ten phases.
- * smtp_close ends a transfer at once: it shuts the socket down and
- * libcurl's progress callback aborts (it is called at least once a second,
- * in the done phase's wait too). */
+ * smtp_close ends a transfer at once (xfer_stop_locked: the socket shut
+ * down, libcurl's progress callback aborting). */
 #include "smtp.h"
 
 #include "log.h"
@@ -51,12 +46,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -66,8 +59,6 @@
 #define ADDRESS_MAX 320
 #define UPLOAD_BUFFER 16384L   /* libcurl's minimum: memory stays flat with many channels */
 #define RECEIVE_BUFFER 4096L
-#define THREAD_STACK (1024 * 1024) /* libcurl and OpenSSL need far less; threads are one per account */
-#define CLOSE_QUIT_TIMEOUT_S 2L    /* the QUIT of an idle connection when the channel closes */
 
 static const char *const outcome_names[SMTP_OUTCOME_COUNT] = {
     "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
@@ -107,44 +98,16 @@ static const unsigned state_next[SMTP_STATE_COUNT] = {
 };
 #undef TO
 
-/* What the loop asks of a pool thread for a channel. */
-enum smtp_work { WORK_NONE, WORK_SEND, WORK_QUIT, WORK_EXIT };
-
-/* The threads transfers run on, and the one mutex of the module. */
-struct smtp_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;        /* (mu) work was queued, or the pool closes */
-    struct smtp *head, *tail; /* (mu) channels whose work waits for a thread */
-    size_t queued;            /* (mu) how many */
-    pthread_t *threads;
-    size_t n, idle, max;      /* (mu) idle: threads waiting for work, woken or not yet */
-    int closing;              /* (mu) the threads are told to leave */
-    int closed;               /* (mu) they have: the last channel freed frees the pool */
-    size_t channels;          /* (mu) not yet freed */
-};
+/* The one event the channel's thread posts besides the transfer's end. */
+#define EV_BODY 1u /* the point of no return was passed: tell on_body_start */
 
 /* Fields marked (mu) are shared by the loop and a pool thread and read or
- * written only under the pool's mutex. The others are the loop's, or the
- * thread's while it runs the channel's transfer (the callbacks' reply
- * buffers, the upload offset); the handover under mu (work queued, ev_done
- * read) orders every access between the two. */
+ * written only under the pool's mutex (xfer_lock). The others are the
+ * loop's, or the thread's while it runs the channel's transfer (the
+ * callbacks' reply buffers, the upload offset); the handover in xfer_pool
+ * (work queued, its end reported) orders every access between the two. */
 struct smtp {
-    uv_loop_t *loop;
-    struct smtp_pool *pool;
-    uv_async_t async;        /* a thread -> the loop: ev_body, ev_done */
-    pthread_mutex_t *mu;     /* the pool's */
-    pthread_cond_t cv;       /* (mu) release, abort or the work's end changed */
-    struct smtp *queued;     /* (mu) next in the pool's queue */
-    enum smtp_work work;     /* (mu) set by the loop, back to NONE by the thread when done */
-    int running;             /* (mu) a thread has taken the work */
-    int refs;                /* (mu) the loop's (until its handle closed) and a queued close's */
-    int ev_body;             /* (mu) the point of no return was passed: tell on_body_start */
-    int ev_done;             /* (mu) the transfer ended with done_code */
-    CURLcode done_code;      /* (mu) */
-    int abort;               /* (mu) smtp_close: end the transfer now */
-    curl_socket_t sock;      /* (mu) the connection's socket, CURL_SOCKET_BAD when none */
-    CURL *easy;
-    char *default_cainfo; /* libcurl's built-in CA bundle, for jobs without ca_file */
+    struct xfer x;           /* the easy handle, on the pool's threads */
     char rcpt_buf[ADDRESS_MAX + 3];
     struct curl_slist rcpt; /* one element, pointing into rcpt_buf */
     char errbuf[CURL_ERROR_SIZE];
@@ -161,7 +124,6 @@ struct smtp {
     void (*quit_cb)(struct smtp *s, void *arg);
     void *quit_arg;
     int final_reply; /* a complete reply came after the body started */
-    int socket_errno; /* why libcurl's last socket() of this send failed, else 0 */
     int utf8_rcpt;    /* the recipient's local part is UTF-8: SMTPUTF8 needed */
     int utf8_refused; /* ...and MAIL FROM went without it: stop before RCPT */
 
@@ -203,18 +165,18 @@ static int past_no_return(enum smtp_state st)
 
 static enum smtp_state state_get(struct smtp *s)
 {
-    pthread_mutex_lock(s->mu);
+    xfer_lock(&s->x);
     enum smtp_state st = s->state;
-    pthread_mutex_unlock(s->mu);
+    xfer_unlock(&s->x);
     return st;
 }
 
 /* state_set from outside mu. */
 static void state_move(struct smtp *s, enum smtp_state to)
 {
-    pthread_mutex_lock(s->mu);
+    xfer_lock(&s->x);
     state_set(s, to);
-    pthread_mutex_unlock(s->mu);
+    xfer_unlock(&s->x);
 }
 
 /* ---- pure parts */
@@ -454,47 +416,6 @@ static void descriptor_shortage(struct smtp_result *r, int err)
 
 /* ---- libcurl callbacks */
 
-/* libcurl's socket(), made here to keep errno when it fails. */
-static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    struct smtp *s = userp;
-    (void)purpose;
-    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
-    if (fd == CURL_SOCKET_BAD)
-        s->socket_errno = errno;
-    pthread_mutex_lock(s->mu);
-    s->sock = fd; /* smtp_close may shut it down from the loop */
-    pthread_mutex_unlock(s->mu);
-    return fd;
-}
-
-/* libcurl's close(): forgets the socket first, so smtp_close never shuts
- * down a descriptor number that has been reused since. */
-static int on_close_socket(void *userp, curl_socket_t fd)
-{
-    struct smtp *s = userp;
-    pthread_mutex_lock(s->mu);
-    if (s->sock == fd)
-        s->sock = CURL_SOCKET_BAD;
-    pthread_mutex_unlock(s->mu);
-    return close(fd);
-}
-
-/* Called by libcurl at least once a second while a transfer runs (in the
- * done phase's blocking wait too): non-zero ends it, for smtp_close. */
-static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
-{
-    struct smtp *s = userp;
-    (void)dltotal;
-    (void)dlnow;
-    (void)ultotal;
-    (void)ulnow;
-    pthread_mutex_lock(s->mu);
-    int abort = s->abort;
-    pthread_mutex_unlock(s->mu);
-    return abort;
-}
-
 static void append_text(struct smtp *s, const char *p, size_t n)
 {
     if (s->cur_len && s->cur_len + 1 < sizeof s->cur_text)
@@ -562,10 +483,10 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
     struct smtp *s = userp;
     (void)easy;
     if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0) {
-        pthread_mutex_lock(s->mu);
+        xfer_lock(&s->x);
         if (s->state == SMTP_ENVELOPE)
             state_set(s, SMTP_RCPT);
-        pthread_mutex_unlock(s->mu);
+        xfer_unlock(&s->x);
     }
     if (type == CURLINFO_HEADER_OUT)
         utf8_command(s, data, size);
@@ -580,16 +501,15 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
 {
     struct smtp *s = userp;
-    pthread_mutex_lock(s->mu);
+    xfer_lock(&s->x);
     if (!past_no_return(s->state)) {
         state_set(s, s->hold_body ? SMTP_HELD : SMTP_BODY);
-        s->ev_body = 1;
-        uv_async_send(&s->async);
+        xfer_post_locked(&s->x, EV_BODY);
     }
-    while (s->state == SMTP_HELD && !s->abort)
-        pthread_cond_wait(&s->cv, s->mu);
-    int give_up = s->state == SMTP_ABANDONING || s->abort;
-    pthread_mutex_unlock(s->mu);
+    while (s->state == SMTP_HELD && !xfer_aborted_locked(&s->x))
+        xfer_wait_locked(&s->x);
+    int give_up = s->state == SMTP_ABANDONING || xfer_aborted_locked(&s->x);
+    xfer_unlock(&s->x);
     if (give_up)
         return CURL_READFUNC_ABORT; /* libcurl fails the transfer: no end-of-data mark */
     size_t room = size * nitems;
@@ -617,7 +537,7 @@ static void finish(struct smtp *s, CURLcode code, int body_started)
     r.body_started = body_started;
     r.mail_accepted = s->state != SMTP_ENVELOPE; /* RCPT TO went out */
     long info = 0;
-    if (curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &info) != CURLE_OK)
+    if (curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &info) != CURLE_OK)
         info = 0;
     /* A reply seen in this transaction or nothing: never a stale code of
      * the channel's previous message. */
@@ -634,7 +554,7 @@ static void finish(struct smtp *s, CURLcode code, int body_started)
     }
     r.outcome = smtp_outcome_classify(code, r.reply_code, r.status, s->last_text, body_started, s->final_reply);
     if (may_be_local(code) && !body_started && s->last_code < 400) {
-        int shortage = descriptors_short(s->socket_errno) ? s->socket_errno : descriptors_short_now();
+        int shortage = descriptors_short(s->x.socket_errno) ? s->x.socket_errno : descriptors_short_now();
         if (shortage)
             descriptor_shortage(&r, shortage);
     }
@@ -654,8 +574,8 @@ static void quit_done(struct smtp *s)
 {
     void (*cb)(struct smtp *, void *) = s->quit_cb;
     void *arg = s->quit_arg;
-    curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
-    curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
+    curl_easy_setopt(s->x.easy, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(s->x.easy, CURLOPT_FORBID_REUSE, 0L);
     state_move(s, SMTP_IDLE);
     s->quit_cb = NULL;
     s->quit_arg = NULL;
@@ -673,185 +593,20 @@ static void send_ended(struct smtp *s, CURLcode result, enum smtp_state st)
 }
 
 /* On the loop: what the channel's thread reported. The body's start comes
- * first, so on_body_start is told before the send's end. */
-static void on_async(uv_async_t *h)
+ * first, so on_body_start is told before the send's end (the state is the
+ * loop's to read once the transfer is done). */
+static void on_event(struct xfer *x, unsigned events, int done, CURLcode result)
 {
-    struct smtp *s = h->data;
-    pthread_mutex_lock(s->mu);
-    int body = s->ev_body, done = s->ev_done;
-    CURLcode result = s->done_code;
-    enum smtp_state st = s->state;
-    s->ev_body = s->ev_done = 0;
-    pthread_mutex_unlock(s->mu);
-    if (body && s->on_body_start)
+    struct smtp *s = x->data;
+    if ((events & EV_BODY) && s->on_body_start)
         s->on_body_start(s->arg);
     if (!done)
         return;
+    enum smtp_state st = state_get(s);
     if (st == SMTP_QUITTING)
         quit_done(s);
     else
         send_ended(s, result, st);
-}
-
-static void pool_destroy(struct smtp_pool *pool)
-{
-    pthread_cond_destroy(&pool->cv);
-    pthread_mutex_destroy(&pool->mu);
-    free(pool->threads);
-    free(pool);
-}
-
-/* Frees what a channel holds once neither the loop nor a queued close
- * needs it. Called under mu with refs at 0. Returns 1 when the pool is
- * closed and this was its last channel: the caller destroys it once it
- * has let go of mu. */
-static int channel_free(struct smtp *s)
-{
-    struct smtp_pool *pool = s->pool;
-    pthread_cond_destroy(&s->cv);
-    free(s->default_cainfo);
-    free(s);
-    pool->channels--;
-    return pool->closed && pool->channels == 0;
-}
-
-/* A pool thread: takes each channel's work in turn and runs it, blocking
- * in libcurl as long as the server takes (bounded by the job's timeouts),
- * then reports its end. A close (WORK_EXIT) closes the easy handle here:
- * an idle connection's QUIT never waits on the loop. */
-static void *worker(void *arg)
-{
-    struct smtp_pool *pool = arg;
-    pthread_mutex_lock(&pool->mu);
-    for (;;) {
-        while (!pool->head && !pool->closing) {
-            pool->idle++;
-            pthread_cond_wait(&pool->cv, &pool->mu);
-            pool->idle--;
-        }
-        if (!pool->head)
-            break; /* closing, and nothing is left to do */
-        struct smtp *s = pool->head;
-        pool->head = s->queued;
-        if (!pool->head)
-            pool->tail = NULL;
-        pool->queued--;
-        s->queued = NULL;
-        s->running = 1;
-        enum smtp_work work = s->work;
-        pthread_mutex_unlock(&pool->mu);
-        CURLcode rc = CURLE_OK;
-        if (work == WORK_EXIT) {
-            /* an idle connection is closed with QUIT, briefly: a silent
-             * server must not hold a thread long */
-            curl_easy_setopt(s->easy, CURLOPT_SERVER_RESPONSE_TIMEOUT, CLOSE_QUIT_TIMEOUT_S);
-            curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, CLOSE_QUIT_TIMEOUT_S * 1000);
-            curl_easy_cleanup(s->easy);
-        } else {
-            rc = curl_easy_perform(s->easy);
-        }
-        pthread_mutex_lock(&pool->mu);
-        /* A server that let a reply time out is not spoken to again, not
-         * even for QUIT: the connection is dropped (libcurl then finds it
-         * dead and the next send opens a new one). */
-        if ((rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK) && s->sock != CURL_SOCKET_BAD)
-            shutdown(s->sock, SHUT_RDWR);
-        s->running = 0;
-        s->work = WORK_NONE;
-        if (work == WORK_EXIT) {
-            s->easy = NULL;
-            if (--s->refs == 0)
-                (void)channel_free(s); /* the pool is not closed: this thread is one of it */
-            continue;
-        }
-        s->done_code = rc;
-        s->ev_done = 1;
-        pthread_cond_broadcast(&s->cv); /* smtp_close may be waiting for the end */
-        uv_async_send(&s->async);
-    }
-    pthread_mutex_unlock(&pool->mu);
-    return NULL;
-}
-
-/* Queues work for s (under mu), starting a thread when the idle ones are
- * fewer than the work queued (a woken thread counts as idle until it runs:
- * two sends queued before it does must not share it, or the second would
- * wait for the first, which may be a stuck transfer) and the pool may
- * grow. Returns 0, or -1 when no thread can run it. */
-static int queue_locked(struct smtp *s, enum smtp_work work)
-{
-    struct smtp_pool *pool = s->pool;
-    if (pool->queued + 1 > pool->idle && pool->n < pool->max) {
-        pthread_attr_t attr;
-        int rc = pthread_attr_init(&attr);
-        if (rc == 0) {
-            pthread_attr_setstacksize(&attr, THREAD_STACK);
-            rc = pthread_create(&pool->threads[pool->n], &attr, worker, pool);
-            pthread_attr_destroy(&attr);
-        }
-        if (rc == 0)
-            pool->n++;
-        else if (pool->n == 0)
-            return -1; /* no thread at all: the work would wait forever */
-    }
-    s->work = work;
-    s->queued = NULL;
-    if (pool->tail)
-        pool->tail->queued = s;
-    else
-        pool->head = s;
-    pool->tail = s;
-    pool->queued++;
-    pthread_cond_signal(&pool->cv);
-    return 0;
-}
-
-static int hand_over(struct smtp *s, enum smtp_work work)
-{
-    pthread_mutex_lock(s->mu);
-    int rc = queue_locked(s, work);
-    pthread_mutex_unlock(s->mu);
-    return rc;
-}
-
-struct smtp_pool *smtp_pool_new(size_t max_threads)
-{
-    struct smtp_pool *pool = calloc(1, sizeof *pool);
-    if (!pool)
-        return NULL;
-    pool->max = max_threads ? max_threads : 1;
-    pool->threads = calloc(pool->max, sizeof *pool->threads);
-    if (!pool->threads || pthread_mutex_init(&pool->mu, NULL) != 0) {
-        free(pool->threads);
-        free(pool);
-        return NULL;
-    }
-    if (pthread_cond_init(&pool->cv, NULL) != 0) {
-        pthread_mutex_destroy(&pool->mu);
-        free(pool->threads);
-        free(pool);
-        return NULL;
-    }
-    return pool;
-}
-
-void smtp_pool_close(struct smtp_pool *pool)
-{
-    if (!pool)
-        return;
-    pthread_mutex_lock(&pool->mu);
-    pool->closing = 1;
-    pthread_cond_broadcast(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
-    for (size_t i = 0; i < pool->n; i++)
-        pthread_join(pool->threads[i], NULL); /* each leaves once the queue is empty */
-    /* a channel whose handle's close has not run yet frees the pool last */
-    pthread_mutex_lock(&pool->mu);
-    pool->closed = 1;
-    int last = pool->channels == 0;
-    pthread_mutex_unlock(&pool->mu);
-    if (last)
-        pool_destroy(pool);
 }
 
 static int bad_address(const char *a)
@@ -885,7 +640,7 @@ static int url_scheme(const char *url, int *implicit_tls)
  * keeps options from the previous send. Returns 0 or -1. */
 static int configure(struct smtp *s, const struct smtp_job *job)
 {
-    CURL *e = s->easy;
+    CURL *e = s->x.easy;
     long connect_ms = job->connect_timeout_ms > 0 ? job->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     long phase_ms = job->phase_timeout_ms > 0 ? job->phase_timeout_ms : DEFAULT_PHASE_TIMEOUT_MS;
     long phase_s = (phase_ms + 999) / 1000;
@@ -905,7 +660,7 @@ static int configure(struct smtp *s, const struct smtp_job *job)
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, job->ca_file ? job->ca_file : s->default_cainfo) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, job->ca_file ? job->ca_file : s->x.default_cainfo) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_USERNAME, with_user ? job->username : NULL) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PASSWORD, job->auth == SMTP_AUTH_PASSWORD ? job->secret : NULL) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, job->auth == SMTP_AUTH_XOAUTH2 ? job->secret : NULL) !=
@@ -949,13 +704,13 @@ int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp
     /* no MAIL transaction: one NOOP on the cached connection, which
      * FORBID_REUSE then closes with QUIT */
     int bad = 0;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_MAIL_RCPT, NULL) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD, 0L) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, "NOOP") != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(s->x.easy, CURLOPT_MAIL_RCPT, NULL) != CURLE_OK;
+    bad |= curl_easy_setopt(s->x.easy, CURLOPT_UPLOAD, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(s->x.easy, CURLOPT_CUSTOMREQUEST, "NOOP") != CURLE_OK;
+    bad |= curl_easy_setopt(s->x.easy, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
     if (bad) {
-        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
-        curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
+        curl_easy_setopt(s->x.easy, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(s->x.easy, CURLOPT_FORBID_REUSE, 0L);
         return -EINVAL;
     }
     s->cb = NULL;
@@ -964,11 +719,11 @@ int smtp_quit(struct smtp *s, const struct smtp_job *job, void (*cb)(struct smtp
     s->quit_arg = arg;
     snprintf(s->name, sizeof s->name, "%s", job->mail_from ? job->mail_from : "");
     state_move(s, SMTP_QUITTING);
-    if (hand_over(s, WORK_QUIT) < 0) {
+    if (xfer_start(&s->x) < 0) {
         state_move(s, SMTP_IDLE);
         s->quit_cb = NULL;
-        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, NULL);
-        curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, 0L);
+        curl_easy_setopt(s->x.easy, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(s->x.easy, CURLOPT_FORBID_REUSE, 0L);
         return -ENOMEM;
     }
     return 0;
@@ -999,7 +754,6 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->on_body_start = job->on_body_start;
     s->hold_body = job->hold_body;
     s->final_reply = 0;
-    s->socket_errno = 0;
     s->utf8_rcpt = utf8_local_part(job->rcpt_to);
     s->utf8_refused = 0;
     s->cur_code = 0;
@@ -1012,7 +766,7 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     s->arg = arg;
     snprintf(s->name, sizeof s->name, "%s", job->mail_from);
     state_move(s, SMTP_ENVELOPE);
-    if (hand_over(s, WORK_SEND) < 0) {
+    if (xfer_start(&s->x) < 0) {
         state_move(s, SMTP_IDLE);
         s->cb = NULL;
         s->arg = NULL;
@@ -1022,70 +776,41 @@ int smtp_send(struct smtp *s, const struct smtp_job *job, smtp_send_cb cb, void 
     return 0;
 }
 
-struct smtp *smtp_new(uv_loop_t *loop, struct smtp_pool *pool)
+static void on_closed(struct xfer *x)
+{
+    free(x->data);
+}
+
+struct smtp *smtp_new(uv_loop_t *loop, struct xfer_pool *pool)
 {
     struct smtp *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->loop = loop;
-    s->pool = pool;
-    s->mu = &pool->mu;
-    s->refs = 1;
-    pthread_mutex_lock(&pool->mu);
-    pool->channels++; /* from here on, channel_free (or the failure below) counts it out */
-    pthread_mutex_unlock(&pool->mu);
-    s->sock = CURL_SOCKET_BAD;
-    s->easy = curl_easy_init();
-    if (!s->easy)
-        goto fail;
-    char *cainfo = NULL;
-    if (curl_easy_getinfo(s->easy, CURLINFO_CAINFO, &cainfo) == CURLE_OK && cainfo) {
-        s->default_cainfo = strdup(cainfo);
-        if (!s->default_cainfo)
-            goto fail;
+    if (xfer_init(&s->x, loop, pool, on_event) < 0) {
+        free(s);
+        return NULL;
     }
+    s->x.data = s;
+    CURL *e = s->x.easy;
     int bad = 0;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_READDATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETDATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETDATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_XFERINFODATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_READDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER) != CURLE_OK;
     /* verbose only feeds on_debug (which watches for RCPT TO); nothing is
      * printed */
-    bad |= curl_easy_setopt(s->easy, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_DEBUGDATA, s) != CURLE_OK;
-    bad |= curl_easy_setopt(s->easy, CURLOPT_VERBOSE, 1L) != CURLE_OK;
-    if (bad)
-        goto fail;
-    if (pthread_cond_init(&s->cv, NULL) != 0)
-        goto fail;
-    if (uv_async_init(loop, &s->async, on_async) < 0) {
-        pthread_cond_destroy(&s->cv);
-        goto fail;
+    bad |= curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_DEBUGDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_VERBOSE, 1L) != CURLE_OK;
+    if (bad) {
+        xfer_close(&s->x, on_closed); /* frees s */
+        return NULL;
     }
-    s->async.data = s;
     return s;
-fail:
-    if (s->easy)
-        curl_easy_cleanup(s->easy);
-    free(s->default_cainfo);
-    free(s);
-    pthread_mutex_lock(&pool->mu);
-    pool->channels--;
-    pthread_mutex_unlock(&pool->mu);
-    return NULL;
 }
 
 int smtp_body_held(const struct smtp *s)
@@ -1100,68 +825,36 @@ int smtp_in_body(const struct smtp *s)
 
 int smtp_body_release(struct smtp *s, int ok)
 {
-    pthread_mutex_lock(s->mu);
+    xfer_lock(&s->x);
     if (s->state != SMTP_HELD) {
-        pthread_mutex_unlock(s->mu);
+        xfer_unlock(&s->x);
         return -1;
     }
     /* Given up, the read callback aborts: libcurl fails the transfer and
      * closes the connection without the end-of-data mark; the callback
      * fires from the loop, deferred. */
     state_set(s, ok ? SMTP_BODY : SMTP_ABANDONING);
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(s->mu);
+    xfer_wake_locked(&s->x);
+    xfer_unlock(&s->x);
     return 0;
 }
 
-static void on_async_closed(uv_handle_t *h)
-{
-    struct smtp *s = h->data;
-    struct smtp_pool *pool = s->pool;
-    pthread_mutex_lock(&pool->mu);
-    int last = --s->refs == 0 && channel_free(s);
-    pthread_mutex_unlock(&pool->mu);
-    if (last)
-        pool_destroy(pool);
-}
 
 void smtp_close(struct smtp *s)
 {
     if (!s)
         return;
     /* A transfer that ended on its own but is not reported yet is reported
-     * as it ended. One still running is ended now: the socket shut down (a
-     * blocked read returns at once), a held body given up, libcurl's
-     * progress callback told to abort; its thread says when it is over.
-     * Work a thread has not taken yet is simply taken back. */
-    pthread_mutex_lock(s->mu);
-    int ended = s->ev_done;
-    CURLcode code = s->done_code;
-    s->abort = 1;
-    if (s->work != WORK_NONE && !s->running) {
-        struct smtp **p = &s->pool->head, *prev = NULL;
-        while (*p && *p != s) {
-            prev = *p;
-            p = &(*p)->queued;
-        }
-        if (*p) {
-            *p = s->queued;
-            if (s->pool->tail == s)
-                s->pool->tail = prev;
-            s->pool->queued--;
-        }
-        s->work = WORK_NONE;
-    }
-    if (s->running && s->sock != CURL_SOCKET_BAD)
-        shutdown(s->sock, SHUT_RDWR);
-    pthread_cond_broadcast(&s->cv);
-    while (s->work != WORK_NONE)
-        pthread_cond_wait(&s->cv, s->mu);
+     * as it ended. One still running is ended now (xfer_stop_locked: its
+     * socket shut down, a held body given up, libcurl's progress callback
+     * told to abort); work a thread has not taken yet is simply taken back. */
+    CURLcode code;
+    xfer_lock(&s->x);
+    int ended = xfer_stop_locked(&s->x, &code);
     enum smtp_state st = s->state;
-    s->ev_body = s->ev_done = 0; /* told here, not by on_async */
     if (st == SMTP_QUITTING)
         state_set(s, SMTP_IDLE); /* the channel is going: its quit callback is not wanted */
-    pthread_mutex_unlock(s->mu);
+    xfer_unlock(&s->x);
     /* no thread has the channel now: the easy handle is the loop's */
     if (st != SMTP_IDLE && st != SMTP_QUITTING) {
         if (ended) {
@@ -1178,15 +871,5 @@ void smtp_close(struct smtp *s)
     }
     /* the easy handle (and an idle connection's QUIT) closes on a pool
      * thread; the struct goes when that and the handle's close are done */
-    pthread_mutex_lock(s->mu);
-    s->refs++;
-    if (queue_locked(s, WORK_EXIT) < 0) {
-        s->refs--;
-        pthread_mutex_unlock(s->mu);
-        curl_easy_cleanup(s->easy);
-        s->easy = NULL;
-    } else {
-        pthread_mutex_unlock(s->mu);
-    }
-    uv_close((uv_handle_t *)&s->async, on_async_closed);
+    xfer_close(&s->x, on_closed);
 }

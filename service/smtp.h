@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "xfer_pool.h"
+
 enum smtp_outcome {
     SMTP_SENT,            /* 2xx to the message */
     SMTP_DEFERRED,        /* 4xx at any phase; connection/TLS failure before the body */
@@ -107,18 +109,14 @@ struct smtp;
  * (the next message on the same connection) or smtp_close. */
 typedef void (*smtp_send_cb)(struct smtp *s, const struct smtp_result *r, void *arg);
 
-/* The threads transfers run on (smtp.c says why): one per transfer in
- * flight, started as needed, up to max_threads. Shared by the channels of
- * one loop. smtp_pool_close waits for its threads once every channel on
- * it is closed and the loop has closed their handles. */
+/* The cap of the sender's xfer_pool (smtp.c says why transfers run on
+ * threads): one thread per transfer in flight, started as needed. */
 #define SMTP_POOL_MAX 100
-struct smtp_pool;
-struct smtp_pool *smtp_pool_new(size_t max_threads);
-void smtp_pool_close(struct smtp_pool *pool);
 
 /* A channel whose callbacks fire on loop and whose transfers run on
- * pool's threads. NULL when out of memory. */
-struct smtp *smtp_new(uv_loop_t *loop, struct smtp_pool *pool);
+ * pool's threads (the pool must outlive it: close the channel, then the
+ * pool). NULL when out of memory. */
+struct smtp *smtp_new(uv_loop_t *loop, struct xfer_pool *pool);
 
 /* Sends job's message. Returns 0, -EBUSY while a send is in flight,
  * -EINVAL for a job that cannot be sent (URL scheme, missing fields, TLS

@@ -1,18 +1,23 @@
 /* watcher: the mailbox leases, the per-mailbox pass state machine and the
- * glue from fetched bytes to relance_inbound. It owns one curl_uv (the
- * IMAP pool, capped), one box per watched account (its secret, its
- * imap_account, its pass), the lease and tick timers, and the waiters of
- * watcher_check_now and watcher_save_sent. The IMAP protocol is imap.c's,
+ * glue from fetched bytes to relance_inbound. It owns one xfer_pool (the
+ * threads its IMAP commands run on: imap.c says why), one box per watched
+ * account (its secret, its imap_account, its pass, its channel), the lease
+ * and tick timers, and the waiters of watcher_check_now and
+ * watcher_save_sent. The IMAP protocol is imap.c's,
  * what a message is classify.c's, what it does sql/functions/inbound.sql's; where a folder
  * was left is sql/functions/watch.sql's. Passes are one task per box at a time; at most
- * imap_max_connections boxes run a task at once, and a box's imap channel
- * (with its receive buffer) exists only while it runs one, so memory stays
- * flat with a thousand accounts while connections stay cached in the
- * multi for the next pass. */
+ * imap_max_connections boxes run a task at once. A box's imap channel
+ * (its easy handle, its connection and receive buffer) rests with the box
+ * after a task, so the next pass speaks over the same login; at most
+ * imap_max_connections channels exist at once (closing ones included, so
+ * the cap holds for connections), and a box that needs one when none is
+ * left closes the channel that has rested longest (its LOGOUT on a pool
+ * thread) and takes its turn once that is done. Memory stays flat with a
+ * thousand accounts; a channel resting past the account's idle timeout,
+ * or whose box lost its lease, is closed. */
 #include "watcher.h"
 
 #include "clock.h"
-#include "curl_uv.h"
 #include "db.h"
 #include "imap.h"
 #include "inbound.h"
@@ -95,7 +100,8 @@ struct box {
     char **folders;             /* the account's, or {"INBOX", NULL} */
     int own_folders;
     struct imap_account acct;
-    struct imap *imap;          /* while a task runs */
+    struct imap *imap;          /* while a task runs, and resting after it */
+    uint64_t rested_ms;         /* uv_now when imap began to rest */
     int leased;
     enum box_state state;
     uint64_t next_ms;           /* uv_now when the next pass is due */
@@ -130,7 +136,9 @@ struct watcher {
     const struct config *cfg;
     const struct ready *ready;
     struct oauth2 *oauth2;     /* tokens of xoauth2 accounts (borrowed) */
-    struct curl_uv *cu;
+    struct xfer_pool *pool;     /* the threads IMAP commands run on */
+    size_t channels;            /* imap channels open or closing (<= max_active) */
+    size_t channels_closing;
     struct box *boxes;
     size_t n_boxes;
     size_t active;              /* boxes running a task */
@@ -293,14 +301,10 @@ struct watcher *watcher_new(uv_loop_t *loop, const struct config *cfg, const str
                 goto fail;
         }
     w->max_active = cfg->imap_max_connections > 0 ? (size_t)cfg->imap_max_connections : 20;
-    w->cu = curl_uv_new(loop);
-    if (!w->cu)
+    /* a thread per channel: a task's commands or a close's LOGOUT */
+    w->pool = xfer_pool_new(w->max_active);
+    if (!w->pool)
         goto nomem;
-    /* the idle cache holds one connection per account up to the cap */
-    if (curl_uv_limits_set(w->cu, (long)w->max_active, 0) < 0) {
-        snprintf(err, errlen, "cannot set libcurl's IMAP connection limits");
-        goto fail;
-    }
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     snprintf(w->replica, sizeof w->replica, "%s-%ld-%lx", host, (long)getpid(),
@@ -322,8 +326,7 @@ nomem:
 fail:
     if (w) {
         boxes_free(w);
-        if (w->cu)
-            curl_uv_close(w->cu, NULL, NULL);
+        xfer_pool_close(w->pool);
         free(w);
     }
     return NULL;
@@ -838,7 +841,10 @@ static void box_next_folder(struct box *b)
 static int box_task_begin(struct box *b, enum box_state task)
 {
     struct watcher *w = b->w;
-    b->imap = imap_new(w->cu, &b->acct);
+    if (!b->imap && w->channels < w->max_active) {
+        b->imap = imap_new(w->loop, w->pool, &b->acct);
+        w->channels += b->imap != NULL;
+    }
     if (!b->imap) {
         if (b->state == BOX_TOKEN_WAIT)
             box_state_set(b, box_rest(b)); /* the wait is over: the task was due */
@@ -856,9 +862,8 @@ static void box_task_end(struct box *b, int status)
     if (!box_in_task(b))
         return;
     w->active--;
-    struct imap *im = b->imap;
-    b->imap = NULL;
     uint64_t now = uv_now(w->loop);
+    b->rested_ms = now; /* the channel rests with the box: the next task reuses its login */
     if (task == BOX_PASS) {
         long interval_ms = b->cfg->watch_interval * 1000L;
         if (status >= 0) {
@@ -907,8 +912,6 @@ static void box_task_end(struct box *b, int status)
             b->carried = 0;
         waiters_fire(&b->in_pass, status);
     }
-    /* closing the channel ends nothing in flight here: the task is over */
-    imap_close(im);
 }
 
 static void box_pass_start(struct box *b)
@@ -1020,12 +1023,64 @@ static int box_token_wait(struct box *b, uint64_t now)
     return 0;
 }
 
+static void on_channel_closed(void *arg);
+
+/* Closes b's resting channel (or, from watcher_close, its busy one: the
+ * command in flight ends inside with -ECANCELED). Its LOGOUT runs on a
+ * pool thread; the channel counts against the cap until it is done. */
+static void box_channel_close(struct box *b)
+{
+    struct imap *im = b->imap;
+    b->imap = NULL;
+    b->w->channels_closing++;
+    imap_close(im, on_channel_closed, b->w);
+}
+
+/* Whether b may begin a task as far as channels go: it has one resting,
+ * or one more fits under the cap. When none fits, the channel that has
+ * rested longest is closed to make room, one at a time: b's turn comes
+ * at a later tick, once that close is done. */
+static int channel_room(struct watcher *w, struct box *b)
+{
+    if (b->imap || w->channels < w->max_active)
+        return 1;
+    if (w->channels_closing)
+        return 0;
+    struct box *oldest = NULL;
+    for (size_t i = 0; i < w->n_boxes; i++) {
+        struct box *x = &w->boxes[i];
+        if (x->imap && !box_in_task(x) && (!oldest || x->rested_ms < oldest->rested_ms))
+            oldest = x;
+    }
+    if (oldest)
+        box_channel_close(oldest);
+    return 0;
+}
+
+/* Closes the resting channels no pass will reuse soon: idle past the
+ * account's idle timeout (libcurl would not reuse the connection), or of
+ * a box whose lease is gone and that has no Sent copies to save. */
+static void channels_sweep(struct watcher *w, uint64_t now)
+{
+    if (w->channels - w->channels_closing <= w->active)
+        return; /* none rests */
+    for (size_t i = 0; i < w->n_boxes; i++) {
+        struct box *b = &w->boxes[i];
+        if (!b->imap || box_in_task(b))
+            continue;
+        uint64_t idle_ms = (uint64_t)b->acct.idle_timeout_s * 1000;
+        if ((idle_ms && now - b->rested_ms >= idle_ms) || (!b->leased && !b->sent_head))
+            box_channel_close(b);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct watcher *w = t->data;
     if (w->closing)
         return;
     uint64_t now = uv_now(w->loop);
+    channels_sweep(w, now);
     /* Round robin: when passes are due faster than the connection cap
      * lets them run, every mailbox gets its turn, not only the first
      * ones of the configuration (the watch_latency benchmark saw 860 of
@@ -1036,13 +1091,14 @@ static void on_tick(uv_timer_t *t)
         if (box_in_task(b) || b->db_busy)
             continue;
         if (b->sent_head) {
-            if (!box_token_wait(b, now))
+            if (!box_token_wait(b, now) && channel_room(w, b))
                 box_sent_start(b);
             continue;
         }
         if (!b->leased || !db_ready(w))
             continue;
-        if ((now >= b->next_ms || (b->waiting && b->failures == 0)) && !box_token_wait(b, now))
+        if ((now >= b->next_ms || (b->waiting && b->failures == 0)) && !box_token_wait(b, now) &&
+            channel_room(w, b))
             box_pass_start(b);
     }
     if (w->n_boxes)
@@ -1136,9 +1192,25 @@ static void on_handle_closed(uv_handle_t *h)
     on_part_closed(h->data);
 }
 
-static void on_cu_closed(void *arg)
+/* Every channel is closed: the pool's threads have nothing left to do. */
+static void pool_close(struct watcher *w)
 {
-    on_part_closed(arg);
+    xfer_pool_close(w->pool);
+    w->pool = NULL;
+    on_part_closed(w);
+}
+
+static void on_channel_closed(void *arg)
+{
+    struct watcher *w = arg;
+    w->channels--;
+    w->channels_closing--;
+    if (w->closing) {
+        if (w->channels == 0)
+            pool_close(w);
+        return;
+    }
+    uv_timer_start(&w->tick, on_tick, 0, TICK_MS); /* a box may be waiting for the room */
 }
 
 static void on_released(void *arg, long given)
@@ -1165,22 +1237,18 @@ void watcher_close(struct watcher *w, void (*on_closed)(void *arg), void *arg)
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     for (size_t i = 0; i < w->n_boxes; i++) {
         struct box *b = &w->boxes[i];
-        if (box_in_task(b)) {
-            /* the command in flight ends inside imap_close (-ECANCELED);
-             * its handler sees the watcher closing and does nothing */
-            struct imap *im = b->imap;
-            b->imap = NULL;
-            box_state_set(b, BOX_CLOSED);
+        if (box_in_task(b))
             w->active--;
-            imap_close(im);
-        } else {
-            box_state_set(b, BOX_CLOSED);
-        }
+        box_state_set(b, BOX_CLOSED);
+        /* a command in flight ends inside imap_close (-ECANCELED); its
+         * handler sees the watcher closing and does nothing */
+        if (b->imap)
+            box_channel_close(b);
         waiters_fire(&b->in_pass, -ECANCELED);
         waiters_fire(&b->waiting, -ECANCELED);
         while (b->sent_head)
             sent_job_finish(b, -ECANCELED);
     }
-    curl_uv_close(w->cu, on_cu_closed, w);
-    w->cu = NULL;
+    if (w->channels == 0)
+        pool_close(w);
 }

@@ -17,9 +17,11 @@
  * change rescans the folder; relance_inbound's Message-ID dedupe keeps
  * anything from counting twice.
  *
- * All IMAP connections of the process run on one libcurl multi capped at
- * imap_max_connections; passes beyond the cap wait their turn. Nothing
- * blocks the loop. Each detection is logged at info; a mailbox that
+ * A mailbox's IMAP channel (its connection) is kept between its passes;
+ * at most imap_max_connections exist at once, and passes beyond the cap
+ * wait their turn. IMAP commands run on the watcher's own pool of threads
+ * (imap.c, xfer_pool.c), so a silent server blocks neither the loop nor
+ * another mailbox. Each detection is logged at info; a mailbox that
  * cannot be reached is logged once, retried with backoff, and its lease
  * kept. */
 #ifndef RELANCE_WATCHER_H

@@ -24,69 +24,34 @@ it held is cut off). Per recipient (the RCPT TO address, lower case),
 most once is checked against; `quits_while_silent` the QUITs a client sent
 on a connection left silent after the dot (a client that gave up on it
 should just drop it). Only Python's standard library; one thread
-per connection, all daemons, stopped with stop()."""
+per connection, all daemons, stopped with stop() (tests/loopback.py)."""
 import collections
 import re
 import socket
 import struct
-import threading
 import time
 
+from loopback import LoopbackServer
 
-class BadSmtp:
+
+class BadSmtp(LoopbackServer):
     def __init__(self, mode="ok", then=None):
         self.mode = mode
         self.then = then
-        self.accepted = self.bodies = self.connections = 0
+        self.accepted = self.bodies = 0
         self.quits_while_silent = 0  # QUITs on a connection left silent after the dot
         self.data, self.started = collections.Counter(), collections.Counter()
         self.rcpt_bodies, self.rcpt_accepted = collections.Counter(), collections.Counter()
-        self._lock = threading.Lock()
-        self._conns = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self.port = self._sock.getsockname()[1]
-        self._stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
     def set_mode(self, mode):
         self.mode = mode
 
-    def drop(self):
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-                c.close()
-            except OSError:
-                pass
-
-    def stop(self):
-        self._stopped = True
-        self._sock.close()
-        with self._lock:
-            for c in self._conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
-    def _accept(self):
-        while not self._stopped:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                self._conns.append(conn)
-                mode = self.mode
-                if self.then is not None:
-                    self.mode, self.then = self.then, None
-            threading.Thread(target=self._serve, args=(conn, mode), daemon=True).start()
+    def _accepted(self):
+        mode = self.mode
+        if self.then is not None:
+            self.mode, self.then = self.then, None
+        return (mode,)
 
     def _send(self, conn, text, mode):
         data = text.encode()
@@ -100,67 +65,59 @@ class BadSmtp:
     def _serve(self, conn, mode):
         f = conn.makefile("rb")
         rcpt = None
-        try:
-            self._send(conn, "220 badsmtp ESMTP\r\n", mode)
-            while True:
-                line = f.readline()
-                if not line:
+        self._send(conn, "220 badsmtp ESMTP\r\n", mode)
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                self._send(conn, "250-badsmtp\r\n250-PIPELINING\r\n250 8BITMIME\r\n", mode)
+            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                if verb == b"RCPT":
+                    m = re.search(rb"<([^>]*)>", line)
+                    rcpt = m.group(1).decode("utf-8", "replace").lower() if m else None
+                self._send(conn, "250 ok\r\n", mode)
+            elif verb == b"QUIT":
+                self._send(conn, "221 bye\r\n", mode)
+                return
+            elif verb == b"DATA":
+                with self._lock:
+                    self.data[rcpt] += 1
+                if mode == "silent_at_data":
+                    while f.readline():
+                        pass
                     return
-                verb = line[:4].upper()
-                if verb in (b"EHLO", b"HELO"):
-                    self._send(conn, "250-badsmtp\r\n250-PIPELINING\r\n250 8BITMIME\r\n", mode)
-                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-                    if verb == b"RCPT":
-                        m = re.search(rb"<([^>]*)>", line)
-                        rcpt = m.group(1).decode("utf-8", "replace").lower() if m else None
-                    self._send(conn, "250 ok\r\n", mode)
-                elif verb == b"QUIT":
-                    self._send(conn, "221 bye\r\n", mode)
-                    return
-                elif verb == b"DATA":
-                    with self._lock:
-                        self.data[rcpt] += 1
-                    if mode == "silent_at_data":
-                        while f.readline():
-                            pass
+                self._send(conn, "354 go on\r\n", mode)
+                with self._lock:
+                    self.started[rcpt] += 1
+                n = 0
+                while True:
+                    ln = f.readline()
+                    if not ln:
                         return
-                    self._send(conn, "354 go on\r\n", mode)
-                    with self._lock:
-                        self.started[rcpt] += 1
-                    n = 0
-                    while True:
+                    n += len(ln)
+                    if mode == "reset_mid_body" and n > 200:
+                        # SO_LINGER 0: the close sends RST, not FIN
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        conn.close()
+                        return
+                    if ln == b".\r\n":
+                        break
+                with self._lock:
+                    self.bodies += 1
+                    self.rcpt_bodies[rcpt] += 1
+                if mode == "silent_after_dot":
+                    while True:  # what the client says while waiting, if anything
                         ln = f.readline()
                         if not ln:
                             return
-                        n += len(ln)
-                        if mode == "reset_mid_body" and n > 200:
-                            # SO_LINGER 0: the close sends RST, not FIN
-                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                            conn.close()
-                            return
-                        if ln == b".\r\n":
-                            break
-                    with self._lock:
-                        self.bodies += 1
-                        self.rcpt_bodies[rcpt] += 1
-                    if mode == "silent_after_dot":
-                        while True:  # what the client says while waiting, if anything
-                            ln = f.readline()
-                            if not ln:
-                                return
-                            if ln[:4].upper() == b"QUIT":
-                                with self._lock:
-                                    self.quits_while_silent += 1
-                    self._send(conn, "250 2.0.0 queued\r\n", mode)
-                    with self._lock:
-                        self.accepted += 1
-                        self.rcpt_accepted[rcpt] += 1
-                else:
-                    self._send(conn, "502 5.5.2 what\r\n", mode)
-        except OSError:
-            return
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+                        if ln[:4].upper() == b"QUIT":
+                            with self._lock:
+                                self.quits_while_silent += 1
+                self._send(conn, "250 2.0.0 queued\r\n", mode)
+                with self._lock:
+                    self.accepted += 1
+                    self.rcpt_accepted[rcpt] += 1
+            else:
+                self._send(conn, "502 5.5.2 what\r\n", mode)

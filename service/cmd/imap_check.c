@@ -6,8 +6,10 @@
  * secret, as the watcher does), prints STATUS (UIDNEXT UIDVALIDITY) of
  * each watched folder — read-only, nothing is selected or flagged — and
  * with --append saves a message file into the account's Sent folder (the
- * folder save_sent uses). Owns the command line, the file and the loop's
- * lifetime; the IMAP is imap.c's. Never prints the password. */
+ * folder save_sent uses). Owns the command line, the file, the loop's
+ * lifetime and the IMAP channel's thread pool (a pool of one: one command
+ * at a time); the IMAP is imap.c's, HTTPS for an OAuth2 token curl_uv's.
+ * Never prints the password. */
 #include "accounts.h"
 #include "cli.h"
 #include "curl_uv.h"
@@ -177,12 +179,13 @@ static int run_command(struct cli *cli, const struct cli_args *args)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct curl_uv *cu = curl_uv_new(&loop);
+    struct xfer_pool *pool = xfer_pool_new(1);
     struct oauth2 *oauth2 = NULL;
     if (acct.auth == IMAP_AUTH_XOAUTH2) {
         acct.bearer = run_bearer;
         acct.bearer_arg = &r;
     }
-    r.imap = cu ? imap_new(cu, &acct) : NULL;
+    r.imap = cu && pool ? imap_new(&loop, pool, &acct) : NULL;
     int closed = 0, rc = CLI_OK;
     if (!r.imap) {
         fprintf(stderr, "relance: cannot set up the IMAP client for %s\n", a->email);
@@ -206,7 +209,13 @@ static int run_command(struct cli *cli, const struct cli_args *args)
         if (r.failed)
             rc = CLI_ERROR;
     }
-    imap_close(r.imap);
+    if (r.imap) {
+        /* its LOGOUT runs on the pool's thread; the loop waits for it */
+        imap_close(r.imap, on_closed, &closed);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        closed = 0;
+    }
+    xfer_pool_close(pool);
     if (oauth2) {
         oauth2_close(oauth2, on_closed, &closed);
         uv_run(&loop, UV_RUN_DEFAULT);

@@ -37,7 +37,7 @@ struct run {
     int all_sent;
     int body_start_calls; /* on_body_start calls for the send in flight */
     struct smtp *smtp;
-    struct smtp_pool *pool;
+    struct xfer_pool *pool;
     int closed;
 };
 
@@ -284,7 +284,7 @@ static int run_command(struct cli *cli, const struct cli_args *args)
         goto fail;
     }
     loop_open = 1;
-    run.pool = smtp_pool_new(1);
+    run.pool = xfer_pool_new(1);
     run.smtp = run.pool ? smtp_new(&loop, run.pool) : NULL;
     if (!run.smtp) {
         cli_fail(CLI_ERROR, "smtp-send: out of memory");
@@ -301,7 +301,7 @@ static int run_command(struct cli *cli, const struct cli_args *args)
 fail:
     if (loop_open) {
         uv_run(&loop, UV_RUN_DEFAULT); /* let closing handles finish */
-        smtp_pool_close(run.pool);
+        xfer_pool_close(run.pool);
         if (uv_loop_close(&loop) != 0) {
             cli_fail(CLI_ERROR, "smtp-send: handles left open on the loop");
             rc = CLI_ERROR;

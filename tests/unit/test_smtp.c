@@ -297,7 +297,7 @@ static void test_lifecycle_refused(void **state)
     };
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    struct smtp_pool *pool = smtp_pool_new(2);
+    struct xfer_pool *pool = xfer_pool_new(2);
     assert_non_null(pool);
     struct smtp *s = smtp_new(&loop, pool);
     assert_non_null(s);
@@ -373,7 +373,7 @@ static void test_lifecycle_refused(void **state)
     free(lines);
 
     uv_run(&loop, UV_RUN_DEFAULT); /* the channel's handle closes */
-    smtp_pool_close(pool);
+    xfer_pool_close(pool);
     assert_int_equal(uv_loop_close(&loop), 0);
     close(port_fd);
     curl_global_cleanup();
@@ -400,7 +400,7 @@ static void test_pool_gives_each_transfer_its_thread(void **state)
     quick.mail_from = "c@x.example";
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    struct smtp_pool *pool = smtp_pool_new(4);
+    struct xfer_pool *pool = xfer_pool_new(4);
     assert_non_null(pool);
     struct smtp *a = smtp_new(&loop, pool), *b = smtp_new(&loop, pool);
     assert_non_null(a);
@@ -426,7 +426,7 @@ static void test_pool_gives_each_transfer_its_thread(void **state)
     assert_int_equal(sa.calls, 1);
     smtp_close(b);
     uv_run(&loop, UV_RUN_DEFAULT);
-    smtp_pool_close(pool);
+    xfer_pool_close(pool);
     assert_int_equal(uv_loop_close(&loop), 0);
     close(silent_fd);
     close(refused_fd);
