@@ -397,7 +397,13 @@ CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHE
 
 CREATE TRIGGER enrollments_not_before BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.not_before IS NOT NULL) AND (new.next_send_at < new.not_before))) EXECUTE FUNCTION public.relance_hold_not_before();
 
+CREATE TRIGGER enrollments_version_changed BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.sequence_id IS DISTINCT FROM old.sequence_id) OR (new.version IS DISTINCT FROM old.version))) EXECUTE FUNCTION public.relance_enrollments_versions_exist();
+
+CREATE TRIGGER enrollments_versions_inserted AFTER INSERT ON public.enrollments REFERENCING NEW TABLE AS relance_new_enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_enrollments_versions_exist();
+
 CREATE TRIGGER enrollments_work AFTER INSERT OR UPDATE OF state, next_send_at ON public.enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_notify_work();
+
+CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.sequence_versions FOR EACH ROW EXECUTE FUNCTION public.relance_sequence_versions_append_only();
 
 ALTER TABLE ONLY public.account_days
     ADD CONSTRAINT account_days_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
@@ -410,9 +416,6 @@ ALTER TABLE ONLY public.enrollments
 
 ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES public.contacts(id);
-
-ALTER TABLE ONLY public.enrollments
-    ADD CONSTRAINT enrollments_sequence_id_version_fkey FOREIGN KEY (sequence_id, version) REFERENCES public.sequence_versions(sequence_id, version);
 
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);

@@ -192,3 +192,54 @@ END $$;
 CREATE OR REPLACE TRIGGER enrollments_not_before BEFORE UPDATE ON enrollments
     FOR EACH ROW WHEN (NEW.not_before IS NOT NULL AND NEW.next_send_at < NEW.not_before)
     EXECUTE FUNCTION relance_hold_not_before();
+
+-- enrollments (sequence_id, version) reference sequence_versions: the
+-- foreign key, checked once per statement rather than once per row
+-- (migration 020 says why). Inserts: the statement's distinct versions,
+-- against sequence_versions, after it (a transition table). Updates
+-- that change a row's version: that row, before it. sequence_versions
+-- is append-only, so a checked reference stays valid.
+CREATE OR REPLACE FUNCTION relance_enrollments_versions_exist() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq bigint;
+    v_ver int;
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        SELECT NEW.sequence_id, NEW.version INTO v_seq, v_ver
+         WHERE NOT EXISTS (SELECT 1 FROM sequence_versions v
+                            WHERE v.sequence_id = NEW.sequence_id AND v.version = NEW.version);
+    ELSE
+        SELECT n.sequence_id, n.version INTO v_seq, v_ver
+          FROM (SELECT DISTINCT e.sequence_id, e.version FROM relance_new_enrollments e) n
+         WHERE NOT EXISTS (SELECT 1 FROM sequence_versions v
+                            WHERE v.sequence_id = n.sequence_id AND v.version = n.version)
+         LIMIT 1;
+    END IF;
+    IF FOUND THEN
+        RAISE foreign_key_violation USING
+            MESSAGE = format('enrollment references sequence %s version %s, which does not exist', v_seq, v_ver),
+            TABLE = 'enrollments', CONSTRAINT = 'enrollments_sequence_version_exists';
+    END IF;
+    IF TG_LEVEL = 'ROW' THEN
+        RETURN NEW;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER enrollments_versions_inserted AFTER INSERT ON enrollments
+    REFERENCING NEW TABLE AS relance_new_enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION relance_enrollments_versions_exist();
+CREATE OR REPLACE TRIGGER enrollments_version_changed BEFORE UPDATE ON enrollments
+    FOR EACH ROW WHEN (NEW.sequence_id IS DISTINCT FROM OLD.sequence_id OR NEW.version IS DISTINCT FROM OLD.version)
+    EXECUTE FUNCTION relance_enrollments_versions_exist();
+
+CREATE OR REPLACE FUNCTION relance_sequence_versions_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE restrict_violation USING
+        MESSAGE = format('sequence %s version %s is history enrollments point at: it is never %s',
+                         OLD.sequence_id, OLD.version, CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'changed' END),
+        TABLE = 'sequence_versions';
+END $$;
+CREATE OR REPLACE TRIGGER sequence_versions_append_only BEFORE UPDATE OR DELETE ON sequence_versions
+    FOR EACH ROW EXECUTE FUNCTION relance_sequence_versions_append_only();

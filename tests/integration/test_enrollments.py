@@ -275,6 +275,28 @@ def test_enroll_many_judges_a_batch_in_input_order_as_one_by_one_would(w):
         [["enrolled", "already active in this sequence"]], "relance_enroll, one address, still answers"
 
 
+def test_an_enrollment_can_only_point_at_a_sequence_version_that_exists(w):
+    # the foreign key enrollments -> sequence_versions, held by triggers
+    # checked once per statement (migration 020)
+    w.enroll("--sequence", "alpha", "--contact", "ann@one.example")
+    seq, ver = w.db.psql("SELECT sequence_id, version FROM enrollments")[0]
+    refused = [
+        # a copy of the enrollment, done, naming a version that does not exist
+        ("CREATE TEMP TABLE x AS SELECT * FROM enrollments; "
+         f"UPDATE x SET id = id + 1000, state = 'completed', version = {int(ver) + 7}; "
+         "INSERT INTO enrollments SELECT * FROM x", "does not exist"),
+        (f"UPDATE enrollments SET version = {int(ver) + 7}", "does not exist"),
+        (f"DELETE FROM sequence_versions WHERE sequence_id = {seq}", "never deleted"),
+        (f"UPDATE sequence_versions SET version = version + 7 WHERE sequence_id = {seq}", "never changed"),
+    ]
+    for sql, why in refused:
+        with pytest.raises(RuntimeError, match=why):
+            w.db.psql(sql)
+    assert w.db.psql("SELECT count(*), min(version) FROM enrollments") == [["1", ver]], "nothing was changed"
+    # an update that leaves the version alone is not checked, and works
+    w.db.psql("UPDATE enrollments SET state_reason = 'checked'")
+
+
 def test_each_enrollment_of_a_batch_draws_its_own_jitter(w):
     r = relance("apply", w.write("g.yaml", SEQ.format(name="gamma", zone="UTC").replace("jitter: 0", "jitter: 2h")),
                 env=w.env)
