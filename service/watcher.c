@@ -97,6 +97,7 @@ struct box {
     char *password;
     char *bearer;               /* xoauth2: a copy of the token last handed to IMAP */
     int token_retry;            /* xoauth2: a refused token was dropped; the pass is tried again at once */
+    int token_dropped;          /* xoauth2: a refused token was dropped since the last good pass */
     char **folders;             /* the account's, or {"INBOX", NULL} */
     int own_folders;
     struct imap_account acct;
@@ -789,14 +790,17 @@ static void on_examined(struct imap *im, const struct imap_reply *r, void *arg)
     if (r->status == -ECANCELED)
         return;
     if (r->status == -EACCES && b->acct.auth == IMAP_AUTH_XOAUTH2 && b->bearer && b->w->oauth2 &&
-        b->failures == 0) {
+        !b->token_dropped) {
         /* expired early or revoked: dropped, so the next login brings a
-         * fresh one; tried again at once, once */
+         * fresh one; tried again at once, once. Whatever failed before
+         * (the server was down, say): a refusal is the token's until a
+         * fresh one is refused too. */
         log_event(LOG_WARN, "watcher", "the IMAP server refused the OAuth2 token; refreshing it", "account", b->email,
                   NULL);
         oauth2_token_reject(b->w->oauth2, b->email, b->bearer);
         box_bearer_wipe(b);
         b->token_retry = 1;
+        b->token_dropped = 1;
     }
     if (r->status < 0) {
         box_fail(b, r->status == -EACCES ? "mailbox login refused; retrying" : "mailbox unreachable; retrying",
@@ -867,6 +871,7 @@ static void box_task_end(struct box *b, int status)
     if (task == BOX_PASS) {
         long interval_ms = b->cfg->watch_interval * 1000L;
         if (status >= 0) {
+            b->token_dropped = 0;
             if (b->failures) {
                 log_event(LOG_INFO, "watcher", "mailbox reachable again", "account", b->email, NULL);
                 b->failures = 0;
