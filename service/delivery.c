@@ -80,15 +80,20 @@ static void settle(struct delivery *d)
         d->on_settled(d->settled_arg);
 }
 
-/* db_query, or -1 when delivery has stopped or the database may not be
- * used now. */
-static int query(struct delivery *d, const char *sql, int n, const char *const *params, db_result_cb cb, void *arg)
+/* db_query on db, or -1 when delivery has stopped or the database may
+ * not be used now. */
+static int query_on(struct delivery *d, struct db *db, const char *sql, int n, const char *const *params,
+                    db_result_cb cb, void *arg)
 {
-    struct db *db = d->stopped ? NULL : ready_db(d->ready);
-    if (!db || db_query(db, sql, n, params, cb, arg) < 0)
+    if (d->stopped || !db || db_query(db, sql, n, params, cb, arg) < 0)
         return -1;
     d->queries++; /* its callback ends with query_done */
     return 0;
+}
+
+static int query(struct delivery *d, const char *sql, int n, const char *const *params, db_result_cb cb, void *arg)
+{
+    return query_on(d, ready_db(d->ready), sql, n, params, cb, arg);
 }
 
 static void log_db_error(const char *what, const PGresult *res)
@@ -372,9 +377,15 @@ static void started_flush(struct delivery *d)
     for (struct sending *x = d->started; x; x = x->next_started)
         pgarray_add(&ids, x->message_id);
     const char *p[1] = {pgarray_end(&ids)};
-    if (p[0] && query(d, "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
+    /* on the points of no return's own connection: a held body must not
+     * wait behind a claim or a batch of outcomes (ready_pnr_db). The
+     * claim that wrote these rows committed before they were handed
+     * over, and their outcomes are written only after this answer: the
+     * order across the two connections is the messages' own. */
+    if (p[0] && query_on(d, ready_pnr_db(d->ready),
+                         "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
                          "AND state = 'sending' RETURNING message_id",
-                      1, p, on_started_recorded, d) == 0) {
+                         1, p, on_started_recorded, d) == 0) {
         d->started_in_flight = d->started;
         d->started = NULL;
         buf_free(&ids);

@@ -11,6 +11,7 @@
 
 struct ready {
     struct db *db;       /* NULL once the server has begun closing it */
+    struct db *pnr;      /* the points of no return's own connection (below); NULL likewise */
     int migrated;        /* the schema and functions are up to date */
     char reason[300];    /* why not, for /readyz and the logs */
 };
@@ -19,6 +20,16 @@ struct ready {
 static inline struct db *ready_db(const struct ready *r)
 {
     return r && r->db && r->migrated && db_connected(r->db) ? r->db : NULL;
+}
+
+/* The connection for a point of no return (a held body waits for it):
+ * its own, so that it never queues behind a claim or a batch of outcomes
+ * on the one connection every other statement takes; that one while its
+ * own is down. NULL when the database may not be used now. */
+static inline struct db *ready_pnr_db(const struct ready *r)
+{
+    struct db *db = ready_db(r);
+    return db && r->pnr && db_connected(r->pnr) ? r->pnr : db;
 }
 
 #endif

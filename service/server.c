@@ -79,11 +79,15 @@ static void on_part_closed(void *arg)
  * scheduler's close, which comes back here: ready.db is cleared first. */
 static void close_db(struct server *srv)
 {
-    struct db *db = srv->ready.db;
-    srv->ready.db = NULL;
+    struct db *db = srv->ready.db, *pnr = srv->ready.pnr;
+    srv->ready.db = srv->ready.pnr = NULL;
     if (db) {
         srv->pending_closes++;
         db_close(db, on_part_closed, srv);
+    }
+    if (pnr) {
+        srv->pending_closes++;
+        db_close(pnr, on_part_closed, srv);
     }
     if (!uv_is_closing((uv_handle_t *)&srv->tick)) {
         srv->pending_closes++;
@@ -290,6 +294,17 @@ static void on_tick(uv_timer_t *t)
 /* Up: readiness is checked at once (the schema). Down or read-only: not
  * ready until the database is back, and /readyz says why; a read-only
  * server is a lost primary, which db keeps reconnecting to find again. */
+/* The points of no return's connection: nothing to do when it comes or
+ * goes (db.c logs it and reconnects; ready_pnr_db falls back to the main
+ * connection meanwhile). */
+static void on_pnr_state(struct db *db, enum db_link link, const char *reason, void *arg)
+{
+    (void)db;
+    (void)link;
+    (void)reason;
+    (void)arg;
+}
+
 static void on_db_state(struct db *db, enum db_link link, const char *reason, void *arg)
 {
     (void)db;
@@ -368,6 +383,11 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     db_set_notify(srv->ready.db, on_notify);
+    srv->ready.pnr = db_new(srv->loop, cfg->database_url, on_pnr_state, srv);
+    if (!srv->ready.pnr) {
+        snprintf(err, errlen, "cannot set up the database connection");
+        return -1;
+    }
     srv->https = curl_uv_new(srv->loop);
     if (!srv->https) {
         snprintf(err, errlen, "out of memory");
@@ -455,7 +475,7 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "%s; set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port", why);
         rc = -1;
         server_stop(&srv, "startup failed");
-    } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0) {
+    } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0 || db_start(srv.ready.pnr) < 0) {
         if (srv.ready.db && srv.scheduler)
             snprintf(err, errlen, "cannot set up the database connection");
         rc = -1;
