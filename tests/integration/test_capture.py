@@ -81,3 +81,8 @@ def test_capture_uses_each_enrollments_account_and_signs(db, tmp):
     assert sorted(senders) == sorted(SENDERS) and max(senders.values()) - min(senders.values()) <= 1, \
         f"the pool's rotation spreads the enrollments over both accounts: {senders}"
     assert db.psql("SELECT count(*) FROM messages WHERE state = 'sent' AND account_id IS NOT NULL") == [[str(2 * N)]]
+    # capture writes each file right after the claim: every message was
+    # past its point of no return from the claim on (a crash leaves it
+    # unknown, never captured twice)
+    assert db.psql("SELECT count(*) FROM messages WHERE body_started") == [[str(2 * N)]], \
+        "every captured message is marked past its point of no return"
