@@ -68,6 +68,7 @@ struct db_poll {
 
 struct db {
     uv_loop_t *loop;
+    const char *role;       /* db_set_role's, or NULL: logged as connection= */
     char *conninfo;
     enum db_state state;
     PGconn *conn;
@@ -257,7 +258,7 @@ static void connection_lost(struct db *db, const char *why, enum db_link link)
                         : was_ready ? "connection dropped: the server takes no writes"
                                     : "connected, but the server takes no writes";
     if (was_ready || changed || db->backoff_ms == BACKOFF_MIN_MS)
-        log_event(LOG_WARN, "db", event, "reason", db->reason, "retry_ms", ms, NULL);
+        log_event(LOG_WARN, "db", event, "connection", db->role, "reason", db->reason, "retry_ms", ms, NULL);
     db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
     fail_queue(db);
     if ((was_ready || changed) && db->on_state)
@@ -403,7 +404,8 @@ static void on_checked(struct db *db, const PGresult *res, void *arg)
     state_set(db, DB_READY);
     db->backoff_ms = BACKOFF_MIN_MS;
     db->reason[0] = '\0';
-    log_event(LOG_INFO, "db", "connected", "server_version", PQparameterStatus(db->conn, "server_version"), NULL);
+    log_event(LOG_INFO, "db", "connected", "connection", db->role, "server_version",
+              PQparameterStatus(db->conn, "server_version"), NULL);
     if (db->on_state)
         db->on_state(db, DB_LINK_UP, NULL, db->arg);
 }
@@ -526,6 +528,11 @@ struct db *db_new(uv_loop_t *loop, const char *conninfo, db_state_cb on_state, v
     db->state = DB_IDLE_DOWN;
     snprintf(db->reason, sizeof db->reason, "not connected yet");
     return db;
+}
+
+void db_set_role(struct db *db, const char *role)
+{
+    db->role = role;
 }
 
 void db_set_notify(struct db *db, db_notify_cb on_notify)

@@ -44,6 +44,9 @@ typedef void (*db_notify_cb)(struct db *db, const char *channel, const char *pay
 
 struct db *db_new(uv_loop_t *loop, const char *conninfo, db_state_cb on_state, void *arg);
 void db_set_notify(struct db *db, db_notify_cb on_notify);
+/* Names the connection in its log lines (connection=role): serve has two.
+ * role is a string that outlives db. */
+void db_set_role(struct db *db, const char *role);
 /* Starts connecting. Returns 0 or a negative error. */
 int db_start(struct db *db) __attribute__((warn_unused_result));
 int db_connected(const struct db *db);

@@ -383,11 +383,13 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     db_set_notify(srv->ready.db, on_notify);
+    db_set_role(srv->ready.db, "main");
     srv->ready.pnr = db_new(srv->loop, cfg->database_url, on_pnr_state, srv);
     if (!srv->ready.pnr) {
         snprintf(err, errlen, "cannot set up the database connection");
         return -1;
     }
+    db_set_role(srv->ready.pnr, "points of no return");
     srv->https = curl_uv_new(srv->loop);
     if (!srv->https) {
         snprintf(err, errlen, "out of memory");
