@@ -33,7 +33,7 @@ struct delivery {
     struct sender *sender;
     struct watcher *watcher;
     void (*on_settled)(void *arg);
-    void (*on_account_free)(void *arg, const char *account);
+    void (*on_account_back)(void *arg, const char *account, size_t left);
     void *settled_arg;
     int stopped;
     size_t pending;          /* messages in flight, writes in flight, a batch waiting */
@@ -302,9 +302,9 @@ static void sending_free(struct sending *x)
         d->live = x->live_next;
     if (x->live_next)
         x->live_next->live_prev = x->live_prev;
-    /* its account's last message in flight: the scheduler may claim for it */
-    if (d->on_account_free && !d->stopped && delivery_pending_for(d, x->account) == 0)
-        d->on_account_free(d->settled_arg, x->account);
+    /* one of its account's messages is back: the scheduler may claim for it */
+    if (d->on_account_back && !d->stopped)
+        d->on_account_back(d->settled_arg, x->account, delivery_pending_for(d, x->account));
     free(x->step_id);
     free(x->message_id);
     free(x->subject);
@@ -546,7 +546,7 @@ void delivery_live_ids(const struct delivery *d, struct buf *array)
 
 struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct sender *sender,
                               struct watcher *watcher, void (*on_settled)(void *arg),
-                              void (*on_account_free)(void *arg, const char *account), void *arg)
+                              void (*on_account_back)(void *arg, const char *account, size_t left), void *arg)
 {
     struct delivery *d = calloc(1, sizeof *d);
     if (!d)
@@ -555,7 +555,7 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct
     d->sender = sender;
     d->watcher = watcher;
     d->on_settled = on_settled;
-    d->on_account_free = on_account_free;
+    d->on_account_back = on_account_back;
     d->settled_arg = arg;
     uv_timer_init(loop, &d->release_timer);
     d->release_timer.data = d;
@@ -566,7 +566,7 @@ void delivery_stop(struct delivery *d)
 {
     d->stopped = 1;
     d->on_settled = NULL; /* the cycle is over: reports are only bookkeeping now */
-    d->on_account_free = NULL;
+    d->on_account_back = NULL;
 }
 
 static void free_now(struct delivery *d)
@@ -609,7 +609,7 @@ void delivery_close(struct delivery *d, void (*on_closed_cb)(void *arg), void *a
     d->closing = 1;
     d->sender = NULL; /* closed before this: nothing is released or given up any more */
     d->on_settled = NULL;
-    d->on_account_free = NULL;
+    d->on_account_back = NULL;
     d->on_closed = on_closed_cb;
     d->closed_arg = arg;
     uv_close((uv_handle_t *)&d->release_timer, on_closed);

@@ -28,12 +28,14 @@ struct watcher;
 /* loop, ready, sender and watcher (for save_sent copies; NULL when no
  * mailbox is watched) are borrowed and must outlive it. on_settled(arg)
  * fires, from the loop, each time the last message or write in flight
- * has settled (delivery_pending drops to 0); on_account_free(arg,
- * account) each time an account's last message in flight is back (it may
- * be claimed for again). NULL when out of memory. */
+ * has settled (delivery_pending drops to 0); on_account_back(arg,
+ * account, left) each time one of an account's messages in flight is
+ * back, with how many it still has in flight (it may be claimed for
+ * again). NULL when out of memory. */
 struct delivery *delivery_new(uv_loop_t *loop, const struct ready *ready, struct sender *sender,
                               struct watcher *watcher, void (*on_settled)(void *arg),
-                              void (*on_account_free)(void *arg, const char *account), void *arg);
+                              void (*on_account_back)(void *arg, const char *account, size_t left),
+                              void *arg);
 
 /* One composed message. The strings are borrowed during the call. */
 struct delivery_message {

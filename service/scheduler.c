@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define BATCH 200
@@ -49,6 +50,7 @@ struct job {
 struct held {
     const struct lease *lease; /* id, address, held */
     const struct config_account *cfg;
+    size_t low; /* claimed for again with at most this many in flight: half its last claim */
 };
 
 /* The claim cycle: at most one at a time. IDLE waits for the timer (the
@@ -61,11 +63,15 @@ struct held {
  *
  * With accounts, a cycle claims for all of them in one statement
  * (relance_claim_accounts): one round trip and one pass of the rotation
- * per pool, whatever the number of accounts. An account with messages
- * still in flight is not claimed for: its next claim comes when they are
- * back (delivery's on_account_free wakes the scheduler), and the rotation
- * passes over it meanwhile. So a server that stops answering holds only
- * its own account's queue, and claims for every other account go on. */
+ * per pool, whatever the number of accounts. An account is claimed for
+ * again once at most half of what its last claim took is still in flight
+ * (its low mark): the next claim is composed while that half goes out,
+ * so a busy account never waits for a claim's round trip, and what is
+ * held in memory stays under one and a half claims an account. Above its
+ * low mark it is passed over, and claimed for when enough is back
+ * (delivery's on_account_back wakes the scheduler). So a server that stops
+ * answering holds only its own account's queue, and claims for every other
+ * account go on. */
 enum cycle_state { CYCLE_IDLE, CYCLE_CLAIMING, CYCLE_DELIVERING, CYCLE_ENDING, CYCLE_STOPPED };
 static const char *const cycle_state_names[] = {"IDLE", "CLAIMING", "DELIVERING", "ENDING", "STOPPED"};
 
@@ -110,7 +116,8 @@ struct scheduler {
     size_t pending_checks;   /* mailbox reads the cycle's claim waits for */
     uint64_t claim_asked;    /* uv_hrtime when the claim was queued */
     int claim_full, cycle_empty;
-    int busy_skipped;        /* an account was not claimed for: its messages were in flight */
+    int busy_skipped;        /* an account was not claimed for: more than its low mark was in flight */
+    int account_back;        /* since the cycle started, such an account came down to its low mark */
 };
 
 static void cycle_start(struct scheduler *s);
@@ -287,16 +294,22 @@ static void on_settled(void *arg)
     maybe_cycle_end(arg);
 }
 
-/* An account's messages in flight are all back: if a cycle skipped it for
- * them, claim again now rather than at the next timer. */
-static void on_account_free(void *arg, const char *account)
+static struct held *held_by_name(const struct scheduler *s, const char *name);
+
+/* One of an account's messages in flight is back, left still out: if a
+ * cycle skipped an account for its messages in flight and this one is
+ * down to its low mark, claim again now rather than at the next timer. */
+static void on_account_back(void *arg, const char *account, size_t left)
 {
     struct scheduler *s = arg;
-    (void)account;
-    if (s->busy_skipped && !stopped(s)) {
-        s->busy_skipped = 0;
-        cycle_start(s);
-    }
+    if (!s->busy_skipped || stopped(s))
+        return;
+    const struct held *h = account ? held_by_name(s, account) : NULL;
+    if (h && left > h->low)
+        return;
+    s->busy_skipped = 0;
+    s->account_back = 1; /* honoured even after a cycle that claimed nothing */
+    cycle_start(s);
 }
 
 static void process_all(struct scheduler *s)
@@ -390,10 +403,18 @@ static char *dup_value(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
 }
 
-static const struct held *held_by_id(const struct scheduler *s, long long id)
+static struct held *held_by_id(const struct scheduler *s, long long id)
 {
     for (size_t i = 0; i < s->n_held; i++)
         if (s->held[i]->lease->id == id)
+            return s->held[i];
+    return NULL;
+}
+
+static struct held *held_by_name(const struct scheduler *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_held; i++)
+        if (strcasecmp(s->held[i]->lease->name, name) == 0)
             return s->held[i];
     return NULL;
 }
@@ -423,8 +444,10 @@ static int append_jobs(struct scheduler *s, const PGresult *res, int by_account,
     for (int i = 0; i < n; i++) {
         struct job *j = &s->jobs[s->n_jobs++];
         memset(j, 0, sizeof *j);
+        struct held *h = NULL;
         if (by_account) {
-            j->account = held_by_id(s, atoll(PQgetvalue(res, i, 0)));
+            h = held_by_id(s, atoll(PQgetvalue(res, i, 0)));
+            j->account = h;
             /* the rows come account by account */
             run = i > 0 && strcmp(PQgetvalue(res, i, 0), PQgetvalue(res, i - 1, 0)) == 0 ? run + 1 : 1;
         } else {
@@ -432,6 +455,8 @@ static int append_jobs(struct scheduler *s, const PGresult *res, int by_account,
         }
         if (run > *most)
             *most = run;
+        if (h && (i + 1 == n || strcmp(PQgetvalue(res, i, 0), PQgetvalue(res, i + 1, 0)) != 0))
+            h->low = (size_t)run / 2; /* its run ends here */
         j->message_id = dup_value(res, i, c + 0);
         j->enrollment_id = atoll(PQgetvalue(res, i, c + 1));
         j->position = atoi(PQgetvalue(res, i, c + 2));
@@ -512,7 +537,7 @@ static void on_next_due(struct db *db, const PGresult *res, void *arg)
     cycle_state_set(s, CYCLE_IDLE);
     if (stopped(s))
         return;
-    if (s->again && (!s->cycle_empty || s->lease_gained)) {
+    if (s->again && (!s->cycle_empty || s->lease_gained || s->account_back)) {
         s->again = 0;
         cycle_start(s);
         return;
@@ -584,17 +609,18 @@ static void on_race_checked(void *arg, int changed)
 
 /* Adds held account h to the cycle's claim (row: its row of work, or -1
  * without work), its mailbox read first where a follow-up races a reply. */
-static void claim_one(struct scheduler *s, const struct held *h, const PGresult *work, int row)
+static void claim_one(struct scheduler *s, struct held *h, const PGresult *work, int row)
 {
     struct watcher *w = s->watcher;
     if (!h->lease->held)
         return;
     if (work && (row < 0 || strcmp(PQgetvalue(work, row, 2), "t") != 0))
         return; /* nothing due for it: no claim */
-    if (delivery_pending_for(s->delivery, h->lease->name) > 0) {
-        s->busy_skipped = 1; /* claimed again when they are back (on_account_free) */
+    if (delivery_pending_for(s->delivery, h->lease->name) > h->low) {
+        s->busy_skipped = 1; /* claimed again when enough is back (on_account_back) */
         return;
     }
+    h->low = 0; /* until its claim's rows say otherwise (append_jobs) */
     pgarray_add(&s->claim_ids, h->lease->id_s);
     int check = row >= 0 && strcmp(PQgetvalue(work, row, 1), "t") == 0 && w &&
                 watcher_last_check_age(w, h->lease->name) > RACE_CHECK_S;
@@ -616,7 +642,7 @@ static void claim_accounts_with(struct scheduler *s, const PGresult *work)
     s->pending_checks = 1; /* until every account is in: a check may end at once */
     if (work) {
         for (int r = 0; r < PQntuples(work); r++) {
-            const struct held *h = held_by_id(s, atoll(PQgetvalue(work, r, 0)));
+            struct held *h = held_by_id(s, atoll(PQgetvalue(work, r, 0)));
             if (h)
                 claim_one(s, h, work, r);
         }
@@ -687,6 +713,7 @@ static void cycle_start(struct scheduler *s)
     }
     cycle_state_set(s, CYCLE_CLAIMING);
     s->lease_gained = 0; /* this cycle asks with every account leased so far */
+    s->account_back = 0; /* and with every account's messages in flight as they are now */
     uv_timer_stop(&s->timer);
     char batch[16];
     s->cycle_now = clock_now();
@@ -931,7 +958,7 @@ struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const
     gethostname(host, sizeof host - 1);
     srandom((unsigned)getpid() ^ (unsigned)uv_hrtime());
     snprintf(s->replica, sizeof s->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
-    s->delivery = delivery_new(loop, ready, sender, watcher, on_settled, on_account_free, s);
+    s->delivery = delivery_new(loop, ready, sender, watcher, on_settled, on_account_back, s);
     if (s->by_account)
         s->leases = leases_new(loop, ready, LEASES_ACCOUNTS, s->replica, NULL, 0, on_lease_changed, s);
     if (!s->delivery || (s->by_account && !s->leases) || placeholder_sender(s) < 0) {

@@ -344,7 +344,9 @@ $$;
 
 -- A claim cycle's claims, one statement for all the accounts a replica
 -- claims for at p_now (p_accounts: those it holds the leases of, with
--- work, none with a message in flight), each as relance_claim_account_share
+-- work, and few enough messages in flight by its own count: it claims
+-- for an account again while the end of its last claim still goes out),
+-- each as relance_claim_account_share
 -- claims it. The rotation is decided once per pool, not once per account
 -- against every peer (which cost O(accounts^2) per cycle): the accounts
 -- are served most room first, then the least recently used; each takes
@@ -377,8 +379,8 @@ DECLARE
 BEGIN
     FOR v_pool IN SELECT DISTINCT a.pool FROM accounts a WHERE a.id = ANY(p_accounts) ORDER BY 1 LOOP
         -- this replica's accounts of the pool in the rotation's order, with
-        -- whether each is available (active, not spaced out, nothing in
-        -- flight, room left); an unavailable one still claims its own
+        -- whether each is available (active, not spaced out, room left);
+        -- an unavailable one still claims its own
         -- follow-ups where it can, with no share of the new
         SELECT array_agg(r.id ORDER BY r.free DESC, r.room DESC, r.last ASC NULLS FIRST, r.id),
                array_agg(r.room ORDER BY r.free DESC, r.room DESC, r.last ASC NULLS FIRST, r.id),
@@ -389,9 +391,7 @@ BEGIN
           FROM (SELECT q.id, q.room, q.last, q.avail AND q.room > 0 AS free
                   FROM (SELECT a.id, a.last_claim_at AS last,
                                a.state = 'active' AND a.configured
-                               AND (a.next_send_after IS NULL OR a.next_send_after <= p_now)
-                               AND NOT EXISTS (SELECT 1 FROM messages m
-                                                WHERE m.account_id = a.id AND m.state = 'sending') AS avail,
+                               AND (a.next_send_after IS NULL OR a.next_send_after <= p_now) AS avail,
                                relance_account_room(a.id, a.daily_limit, a.warmup_start, a.timezone, p_now) AS room
                           FROM accounts a WHERE a.id = ANY(p_accounts) AND a.pool = v_pool) q) r;
         -- the pool's other available accounts (another replica's, say):
