@@ -4,10 +4,13 @@ printed once in the contract's format and never stored nor shown again
 that contains the secret); scopes are checked before anything is stored;
 a revoked key stays listed as revoked and frees its name."""
 import hashlib
+import os
 import re
+import subprocess
 
 import pytest
 
+import pgcluster
 from harness import relance
 
 KEY = re.compile(r"^rl_([A-Za-z0-9]{12})_([A-Za-z0-9]{43})$")
@@ -49,7 +52,12 @@ def test_create_prints_the_key_once_and_stores_only_its_hash(db, env):
     assert rows == [[kid, "crm-sync", "contacts:read,contacts:write", hashlib.sha256(key.encode()).hexdigest(),
                      "t", "t", "t"]], f"one row: the id, name, scopes, SHA-256 of the whole key, at the clock: {rows}"
     stored = everything_stored(db)
-    assert secret not in stored and key not in stored, "the secret is nowhere in the database"
+    assert secret not in stored and key not in stored, "the secret is not in api_keys"
+    # nor anywhere else: every row of every table, and the server's log
+    dump = subprocess.run([os.path.join(db.cluster.bindir, "pg_dump"), "--data-only", db.url()],
+                          stdout=subprocess.PIPE, check=True, env=pgcluster.tool_env()).stdout.decode()
+    assert kid in dump and secret not in dump, "a dump of the whole database has the id, not the secret"
+    assert secret not in db.cluster.log_text(), "the server never saw the secret"
 
 
 def test_list_shows_every_key_without_its_secret(db, env):
