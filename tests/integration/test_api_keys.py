@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+import harness
 import pgcluster
 from harness import relance
 
@@ -150,3 +151,11 @@ def test_revoking_an_unknown_key_exits_1(db, env, given):
 def test_a_name_with_a_line_break_is_refused(db, env):
     r = relance("api-keys", "create", "crm\nx", "--scopes", "contacts:read", env=env)
     assert r.returncode == 2 and "control characters" in r.stderr and r.stdout == "", r.stdout + r.stderr
+
+
+def test_a_key_that_cannot_be_printed_is_not_stored(db, env):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([harness.RELANCE, "api-keys", "create", "crm", "--scopes", "*"],
+                           env=harness.relance_env(env), stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 1 and "nothing was stored" in r.stderr, r.stderr
+    assert db.psql("SELECT count(*) FROM api_keys") == [["0"]], "a key nobody saw is not left working"
