@@ -51,6 +51,7 @@ static const struct command commands[] = {
     {&cmd_sequences, NEEDS_MIGRATED},
     {&cmd_preview, 0},
     {&cmd_accounts, NEEDS_MIGRATED},
+    {&cmd_api_keys, NEEDS_MIGRATED},
     {&cmd_enroll, NEEDS_MIGRATED},
     {&cmd_enrollments, NEEDS_MIGRATED},
     {&cmd_messages, NEEDS_MIGRATED},

@@ -49,6 +49,30 @@ CREATE SEQUENCE public.accounts_id_seq
 
 ALTER SEQUENCE public.accounts_id_seq OWNED BY public.accounts.id;
 
+CREATE TABLE public.api_idempotency (
+    key_id text NOT NULL,
+    idem_key text NOT NULL,
+    request_hash bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    status integer,
+    content_type text,
+    body text
+);
+
+CREATE TABLE public.api_keys (
+    id text NOT NULL,
+    name text NOT NULL,
+    scopes text[] NOT NULL,
+    secret_hash bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_used_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    CONSTRAINT api_keys_id_check CHECK ((id ~ '^[A-Za-z0-9]{12}$'::text)),
+    CONSTRAINT api_keys_name_check CHECK ((name <> ''::text)),
+    CONSTRAINT api_keys_scopes_check CHECK ((cardinality(scopes) > 0)),
+    CONSTRAINT api_keys_secret_hash_check CHECK ((length(secret_hash) = 32))
+);
+
 CREATE TABLE public.contacts (
     id bigint NOT NULL,
     email text NOT NULL,
@@ -307,6 +331,12 @@ ALTER TABLE ONLY public.accounts
 ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.api_idempotency
+    ADD CONSTRAINT api_idempotency_pkey PRIMARY KEY (key_id, idem_key);
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.contacts
     ADD CONSTRAINT contacts_crm_id_key UNIQUE (crm_id);
 
@@ -367,6 +397,10 @@ ALTER TABLE ONLY public.sequences
 ALTER TABLE ONLY public.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (pattern);
 
+CREATE INDEX api_idempotency_created_at ON public.api_idempotency USING btree (created_at);
+
+CREATE UNIQUE INDEX api_keys_live_name ON public.api_keys USING btree (name) WHERE (revoked_at IS NULL);
+
 CREATE INDEX contacts_company_domain ON public.contacts USING btree (company_domain) WHERE (company_domain IS NOT NULL);
 
 CREATE INDEX enrollments_account_due ON public.enrollments USING btree (account_id, next_send_at) WHERE ((state = 'active'::text) AND (account_id IS NOT NULL));
@@ -410,6 +444,9 @@ ALTER TABLE ONLY public.account_days
 
 ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pool_fkey FOREIGN KEY (pool) REFERENCES public.pools(name);
+
+ALTER TABLE ONLY public.api_idempotency
+    ADD CONSTRAINT api_idempotency_key_id_fkey FOREIGN KEY (key_id) REFERENCES public.api_keys(id);
 
 ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
