@@ -35,9 +35,11 @@ import jsonschema
 # @redocly/respect-core 1.34.21 the registry does not have).
 REDOCLY_VERSION = "1.34.20"
 # Transitive packages pinned by npm overrides because their newest
-# releases no longer run on Debian 12's Node.js 18: jsep 1.6 (reached
-# through @redocly/respect-core's jsonpath-plus, which accepts ^1.4.0)
-# declares engines.node >= 20.16.
+# releases declare they need more than Debian 12's Node.js 18: jsep 1.6
+# (reached through @redocly/respect-core's jsonpath-plus, which accepts
+# ^1.4.0) asks for node >= 20.16. lint does not load it today, but a
+# package outside its engines is one release away from breaking. (npm 9.2,
+# Debian 12's, only warns that Redocly asks for npm >= 9.5: it installs.)
 NPM_OVERRIDES = {"jsep": "1.4.0"}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
