@@ -84,6 +84,8 @@ static const struct field account_fields[] = {
 static const struct field http_fields[] = {
     {"listen", F_STR, CFG(http_listen), NULL},
     {"public_url", F_STR, CFG(public_url), NULL},
+    {"api_rate_limit", F_INT, CFG(api_rate_limit), NULL},
+    {"api_rate_burst", F_INT, CFG(api_rate_burst), NULL},
     {NULL, F_STR, 0, NULL},
 };
 /* pools and dkim are maps of names; they are read by their own code. */
@@ -545,6 +547,8 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "transport must be 'smtp' or 'capture', not '%s'", cfg->transport);
     if (cfg->imap_max_connections < 1)
         return fail_at(p, NULL, "imap_max_connections must be at least 1");
+    if (cfg->api_rate_limit < 1 || cfg->api_rate_burst < 1)
+        return fail_at(p, NULL, "http.api_rate_limit and http.api_rate_burst must be at least 1");
     if (cfg->smtp_idle_timeout < 1)
         return fail_at(p, NULL, "smtp_idle_timeout must be at least 1s");
     if (cfg->smtp_timeout < 1)
@@ -564,6 +568,8 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     if (name && !(cfg->path = strdup(name)))
         goto fail;
     cfg->imap_max_connections = 20;
+    cfg->api_rate_limit = 50;
+    cfg->api_rate_burst = 100;
     cfg->smtp_idle_timeout = 60;
     cfg->smtp_timeout = 60;
     if (buf) {

@@ -66,6 +66,8 @@ struct config {
     char *capture_dir;
     char *tls_ca_file;
     long imap_max_connections; /* pool-wide cap on open IMAP connections (default 20) */
+    long api_rate_limit;       /* HTTP API requests a second per key, per replica (default 50) */
+    long api_rate_burst;       /* and the burst above it (default 100) */
     long smtp_idle_timeout;    /* seconds an SMTP connection stays open unused (default 60) */
     long smtp_timeout;         /* seconds for each SMTP reply, and a stalled upload (default 60) */
     struct config_pool *pools;

@@ -95,6 +95,7 @@ struct http_request {
     struct MHD_Connection *conn;
     char *method, *path;
     struct buf body;
+    size_t body_total;  /* bytes of the body received, kept or not */
     int too_large;
     int dispatched;     /* handler called */
     int suspended;
@@ -398,26 +399,29 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!req->too_large && req->body.len + *upload_size <= HTTP_MAX_BODY) {
+        req->body_total += *upload_size;
+        if (!req->too_large && req->body_total <= HTTP_MAX_BODY) {
             buf_add(&req->body, upload, *upload_size);
             if (req->body.oom)
                 return MHD_NO;
-        } else {
-            req->too_large = 1;
+        } else if (!req->too_large) {
+            req->too_large = 1; /* dropped from here on, still read */
+            buf_free(&req->body);
         }
         *upload_size = 0;
-        return MHD_YES;
+        if (req->body_total <= HTTP_DISCARD_MAX || req->dispatched)
+            return MHD_YES;
+        /* past what is worth reading: answer now, then close */
+        req->dispatched = 1;
+        http->handler(req, http->arg);
+        return req->response ? queue(req) : MHD_NO;
     }
     if (req->response)
         return queue(req);
     if (req->dispatched)
         return MHD_YES; /* still waiting for the handler */
     req->dispatched = 1;
-    if (req->too_large) {
-        http_respond_json(req, 413, "{\"error\":\"request body too large\"}");
-    } else {
-        http->handler(req, http->arg);
-    }
+    http->handler(req, http->arg);
     if (req->response)
         return queue(req);
     MHD_suspend_connection(conn);
@@ -446,6 +450,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
                   size_t len)
 {
+    http_respond_headers(req, status, content_type, body, len, NULL);
+}
+
+void http_respond_headers(struct http_request *req, int status, const char *content_type, const char *body,
+                          size_t len, const char *const *headers)
+{
     if (req->gone) {
         request_free(req);
         return;
@@ -455,6 +465,8 @@ void http_respond(struct http_request *req, int status, const char *content_type
     if (req->response) {
         MHD_add_response_header(req->response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
         MHD_add_response_header(req->response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+            MHD_add_response_header(req->response, headers[i], headers[i + 1]);
     }
     if (req->suspended) {
         req->suspended = 0;
@@ -484,6 +496,30 @@ const char *http_request_arg(const struct http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct unknown_arg {
+    const char *const *known;
+    const char *name;
+};
+
+static enum MHD_Result unknown_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct unknown_arg *u = cls;
+    (void)kind;
+    (void)value;
+    for (size_t i = 0; u->known && u->known[i]; i++)
+        if (strcmp(u->known[i], key) == 0)
+            return MHD_YES;
+    u->name = key;
+    return MHD_NO;
+}
+
+const char *http_request_unknown_arg(const struct http_request *req, const char *const *known)
+{
+    struct unknown_arg u = {known, NULL};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, unknown_arg, &u);
+    return u.name;
+}
+
 const char *http_request_header(const struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -493,6 +529,11 @@ const char *http_request_body(const struct http_request *req, size_t *len)
 {
     *len = req->body.len;
     return req->body.p ? req->body.p : "";
+}
+
+int http_request_too_large(const struct http_request *req)
+{
+    return req->too_large;
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)

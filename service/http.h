@@ -3,9 +3,13 @@
  * libmicrohttpd in external-epoll mode: its epoll descriptor is watched by
  * one uv_poll_t and its timeouts by one uv_timer_t, so it runs on the
  * loop's thread and never blocks it. Each request reaches the handler once
- * its body is complete (bodies over HTTP_MAX_BODY get 413 first). The
- * handler answers with http_respond, at once or later from any loop
- * callback (the connection is suspended meanwhile) — exactly once.
+ * its body is complete. A body over HTTP_MAX_BODY is not kept: the rest
+ * is read and dropped up to HTTP_DISCARD_MAX, so that the client, still
+ * sending, sees the answer (http_request_too_large says so, and the
+ * handler answers 413); past HTTP_DISCARD_MAX the handler is called at
+ * once, its answer sent and the connection closed. The handler answers
+ * with http_respond, at once or later from any loop callback (the
+ * connection is suspended meanwhile) — exactly once.
  *
  * Connections are capped so that idle clients can neither lock a new one
  * (a liveness probe) out nor run the process out of descriptors: at most
@@ -18,7 +22,8 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define HTTP_MAX_BODY (16u << 20)
+#define HTTP_MAX_BODY (1u << 20)    /* bytes of a request body kept for the handler */
+#define HTTP_DISCARD_MAX (8u << 20) /* bytes read and dropped beyond it before the answer */
 #define HTTP_MAX_CONNECTIONS 256 /* the total's ceiling, whatever the descriptor limit allows */
 #define HTTP_PER_IP 64           /* connections from one client address */
 #define HTTP_IDLE_TIMEOUT_S 10   /* no byte in or out, no request in progress: closed */
@@ -43,11 +48,20 @@ const char *http_request_path(const struct http_request *req);
 /* A query-string argument or header, or NULL. */
 const char *http_request_arg(const struct http_request *req, const char *name);
 const char *http_request_header(const struct http_request *req, const char *name);
+/* The name of the first query-string argument not in known (a
+ * NULL-terminated list, or NULL for none), or NULL when all are; valid
+ * until the handler returns. */
+const char *http_request_unknown_arg(const struct http_request *req, const char *const *known);
 const char *http_request_body(const struct http_request *req, size_t *len);
+/* True when the body was over HTTP_MAX_BODY (and is empty here). */
+int http_request_too_large(const struct http_request *req);
 
 /* Sends the response (body copied) and ends the request. */
 void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
                   size_t len);
+/* The same with extra headers: name, value, name, value, ..., NULL. */
+void http_respond_headers(struct http_request *req, int status, const char *content_type, const char *body,
+                          size_t len, const char *const *headers);
 /* Convenience for JSON bodies. */
 void http_respond_json(struct http_request *req, int status, const char *json);
 

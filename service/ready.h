@@ -12,6 +12,7 @@
 struct ready {
     struct db *db;       /* NULL once the server has begun closing it */
     struct db *pnr;      /* the points of no return's own connection (below); NULL likewise */
+    struct db *api;      /* the HTTP API's own connection (below); NULL likewise */
     int migrated;        /* the schema and functions are up to date */
     char reason[300];    /* why not, for /readyz and the logs */
 };
@@ -30,6 +31,16 @@ static inline struct db *ready_pnr_db(const struct ready *r)
 {
     struct db *db = ready_db(r);
     return db && r->pnr && db_connected(r->pnr) ? r->pnr : db;
+}
+
+/* The connection for the HTTP API's statements: its own, so that a
+ * request never waits behind the scheduler's claims and outcomes, nor
+ * they behind a bulk import; the main one while its own is down. NULL
+ * when the database may not be used now. */
+static inline struct db *ready_api_db(const struct ready *r)
+{
+    struct db *db = ready_db(r);
+    return db && r->api && db_connected(r->api) ? r->api : db;
 }
 
 #endif

@@ -42,6 +42,7 @@ struct server {
     const struct config *cfg;
     struct ready ready;        /* what the parts and /readyz read */
     struct http *http;
+    struct api *api;           /* the HTTP API's state (keys, time zones) */
     struct curl_uv *https;     /* the HTTPS pool: OAuth2 token endpoints */
     struct oauth2 *oauth2;
     struct sender *sender;
@@ -77,18 +78,18 @@ static void on_part_closed(void *arg)
 /* The database (pending queries fail, their callbacks see that), and the
  * tick that bounded the wait for it. Those callbacks may end the
  * scheduler's close, which comes back here: ready.db is cleared first. */
+static void close_api(struct server *srv);
+
 static void close_db(struct server *srv)
 {
-    struct db *db = srv->ready.db, *pnr = srv->ready.pnr;
-    srv->ready.db = srv->ready.pnr = NULL;
-    if (db) {
-        srv->pending_closes++;
-        db_close(db, on_part_closed, srv);
-    }
-    if (pnr) {
-        srv->pending_closes++;
-        db_close(pnr, on_part_closed, srv);
-    }
+    close_api(srv);
+    struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api};
+    srv->ready.db = srv->ready.pnr = srv->ready.api = NULL;
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+        if (dbs[i]) {
+            srv->pending_closes++;
+            db_close(dbs[i], on_part_closed, srv);
+        }
     if (!uv_is_closing((uv_handle_t *)&srv->tick)) {
         srv->pending_closes++;
         uv_close((uv_handle_t *)&srv->tick, on_closed);
@@ -170,6 +171,17 @@ static void server_stop_rest(struct server *srv)
         srv->pending_closes++;
         http_close(srv->http, on_part_closed, srv);
         srv->http = NULL;
+    }
+}
+
+/* The API's state goes with the database: a request still waiting for a
+ * statement is answered when the connection closes. */
+static void close_api(struct server *srv)
+{
+    if (srv->api) {
+        srv->pending_closes++;
+        api_close(srv->api, on_part_closed, srv);
+        srv->api = NULL;
     }
 }
 
@@ -294,9 +306,9 @@ static void on_tick(uv_timer_t *t)
 /* Up: readiness is checked at once (the schema). Down or read-only: not
  * ready until the database is back, and /readyz says why; a read-only
  * server is a lost primary, which db keeps reconnecting to find again. */
-/* The points of no return's connection: nothing to do when it comes or
- * goes (db.c logs it and reconnects; ready_pnr_db falls back to the main
- * connection meanwhile). */
+/* The points of no return's and the API's connections: nothing to do
+ * when one comes or goes (db.c logs it and reconnects; ready_pnr_db and
+ * ready_api_db fall back to the main connection meanwhile). */
 static void on_pnr_state(struct db *db, enum db_link link, const char *reason, void *arg)
 {
     (void)db;
@@ -390,6 +402,12 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     db_set_role(srv->ready.pnr, "points of no return");
+    srv->ready.api = db_new(srv->loop, cfg->database_url, on_pnr_state, srv);
+    if (!srv->ready.api) {
+        snprintf(err, errlen, "cannot set up the database connection");
+        return -1;
+    }
+    db_set_role(srv->ready.api, "api");
     srv->https = curl_uv_new(srv->loop);
     if (!srv->https) {
         snprintf(err, errlen, "out of memory");
@@ -472,12 +490,16 @@ int server_run(struct config *cfg, char *err, size_t errlen)
      * and the HTTP listener gets what SMTP, IMAP and PostgreSQL leave */
     unsigned http_max = fdlimit_raise(cfg);
     char why[512];
-    srv.http = http_new(&loop, cfg->http_listen, http_max, api_handle, &srv.ready, why, sizeof why);
+    srv.api = api_new(&loop, &srv.ready, cfg);
+    srv.http = srv.api ? http_new(&loop, cfg->http_listen, http_max, api_handle, srv.api, why, sizeof why) : NULL;
+    if (!srv.api)
+        snprintf(why, sizeof why, "out of memory");
     if (!srv.http) {
         snprintf(err, errlen, "%s; set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port", why);
         rc = -1;
         server_stop(&srv, "startup failed");
-    } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0 || db_start(srv.ready.pnr) < 0) {
+    } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0 || db_start(srv.ready.pnr) < 0 ||
+               db_start(srv.ready.api) < 0) {
         if (srv.ready.db && srv.scheduler)
             snprintf(err, errlen, "cannot set up the database connection");
         rc = -1;

@@ -3,6 +3,23 @@
 -- from pg_dump --schema-only, never edited: after a migration, run
 --   RELANCE_BIN=build/relance python3 tests/schema_dump.py
 
+CREATE TABLE public.contacts (
+    id bigint NOT NULL,
+    email text NOT NULL,
+    email_key text GENERATED ALWAYS AS (lower(email)) STORED,
+    first_name text,
+    last_name text,
+    title text,
+    company text,
+    company_domain text,
+    timezone text,
+    crm_id text,
+    fields jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
+);
+
 CREATE TABLE public.account_days (
     account_id bigint NOT NULL,
     day date NOT NULL,
@@ -71,23 +88,6 @@ CREATE TABLE public.api_keys (
     CONSTRAINT api_keys_name_check CHECK ((name <> ''::text)),
     CONSTRAINT api_keys_scopes_check CHECK ((cardinality(scopes) > 0)),
     CONSTRAINT api_keys_secret_hash_check CHECK ((length(secret_hash) = 32))
-);
-
-CREATE TABLE public.contacts (
-    id bigint NOT NULL,
-    email text NOT NULL,
-    email_key text GENERATED ALWAYS AS (lower(email)) STORED,
-    first_name text,
-    last_name text,
-    title text,
-    company text,
-    company_domain text,
-    timezone text,
-    crm_id text,
-    fields jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
 );
 
 CREATE SEQUENCE public.contacts_id_seq

@@ -212,11 +212,6 @@ static int exec_sql(PGconn *conn, const char *sql, const char *what)
 
 /* ---- time zones ------------------------------------------------------------ */
 
-static int zone_cmp(const void *a, const void *b)
-{
-    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* Loads PostgreSQL's zone names (what the scheduler's SQL will accept),
  * before the COPY starts. */
 static int zones_load(struct import *im)
@@ -234,15 +229,8 @@ static int zones_load(struct import *im)
         return -1;
     for (size_t i = 0; i < im->n_zones; i++)
         im->zone_names[i] = PQgetvalue(im->zones, (int)i, 0);
-    qsort(im->zone_names, im->n_zones, sizeof *im->zone_names, zone_cmp);
+    contact_zones_sort(im->zone_names, im->n_zones);
     return 0;
-}
-
-/* The zone's canonical spelling (America/New_York for america/new_york), or NULL. */
-static const char *zone_find(const struct import *im, const char *name)
-{
-    const char *const *hit = bsearch(&name, im->zone_names, im->n_zones, sizeof *im->zone_names, zone_cmp);
-    return hit ? *hit : NULL;
 }
 
 /* ---- reading the file ---------------------------------------------------- */
@@ -466,7 +454,7 @@ static int row_add(struct import *im, const struct csv_record *rec)
         if (len[F_TIMEZONE] < sizeof zone) {
             memcpy(zone, val[F_TIMEZONE], len[F_TIMEZONE]);
             zone[len[F_TIMEZONE]] = '\0';
-            canon = zone_find(im, zone);
+            canon = contact_zone_find(im->zone_names, im->n_zones, zone);
         }
         if (canon) {
             val[F_TIMEZONE] = canon;

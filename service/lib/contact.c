@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -435,4 +436,20 @@ const char *contact_email_key(const char *s, char norm[CONTACT_EMAIL_MAX + 1])
 {
     char err[300];
     return contact_email_normalize(s, norm, err, sizeof err) == 0 ? norm : s;
+}
+
+static int zone_cmp(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void contact_zones_sort(const char **names, size_t n)
+{
+    qsort(names, n, sizeof *names, zone_cmp);
+}
+
+const char *contact_zone_find(const char *const *names, size_t n, const char *name)
+{
+    const char *const *hit = bsearch(&name, names, n, sizeof *names, zone_cmp);
+    return hit ? *hit : NULL;
 }

@@ -52,4 +52,11 @@ int contact_domain_is_freemail(const char *domain);
  * inside email, or NULL for a free-mail domain (or no '@'). */
 const char *contact_email_company_domain(const char *email);
 
+/* Sorts a list of time zone names (PostgreSQL's pg_timezone_names) for
+ * contact_zone_find. */
+void contact_zones_sort(const char **names, size_t n);
+/* The canonical spelling of zone name in sorted names ("America/New_York"
+ * for "america/new_york"), or NULL when it is not one of them. */
+const char *contact_zone_find(const char *const *names, size_t n, const char *name);
+
 #endif

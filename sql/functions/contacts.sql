@@ -141,10 +141,16 @@ CREATE OR REPLACE TRIGGER contacts_changed AFTER UPDATE ON contacts
 --      rest (the rules below), returning how many rows it inserted and
 --      applied (applied - inserted existing contacts were matched);
 --   4. relance_contacts_import_rejects() lists the refused rows.
--- Rules: a row's empty cell never wipes a stored value; custom fields are
--- merged key by key; the same email twice in a file: the last row wins;
--- a crm_id held by another contact, or given to two emails in the file
--- (the first row keeps it), refuses the row; company_domain, when not
+-- Rules (the HTTP API's contact upserts follow them too, through the same
+-- three functions): a row's empty cell never wipes a stored value; custom
+-- fields are merged key by key; the same email twice in a file: the last
+-- row wins. A row is matched by its crm_id (the CRM's id, the API's
+-- external_id) first, then by its email: when the crm_id is stored with
+-- another email, that contact's email becomes the row's (the CRM is the
+-- source of truth) — unless the row's email belongs to another contact
+-- (a conflict: the row is refused, naming both), or another row of the
+-- file names the old email (a contradiction: refused). A crm_id given to
+-- two emails in the file refuses the second row; company_domain, when not
 -- given, is derived from the email (derived_domain, NULL for free mail)
 -- for new contacts and for contacts that have none; a given one replaces
 -- the stored one; a contact whose values do not change is not rewritten
@@ -166,7 +172,8 @@ BEGIN
         timezone       text,
         crm_id         text,
         fields         jsonb  NOT NULL,
-        reject         text                    -- why the row is refused
+        reject         text,                   -- why the row is refused
+        conflict_ids   bigint[]                -- a conflict: the contact of the crm_id, the one of the email
     ) ON COMMIT DROP;
 END $$;
 
@@ -181,8 +188,13 @@ DECLARE
     v_dup_email boolean;
     v_dup_crm boolean;
 BEGIN
-    UPDATE contacts_import s SET reject = format('crm_id ''%s'' already belongs to %s', s.crm_id, c.email)
-      FROM contacts c WHERE s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND c.email_key <> s.email_key;
+    -- the crm_id is one contact's and the email another's
+    UPDATE contacts_import s
+       SET reject = format('crm_id ''%s'' belongs to %s (contact %s), and %s to contact %s', s.crm_id, c.email,
+                           c.id, s.email, o.id),
+           conflict_ids = ARRAY[c.id, o.id]
+      FROM contacts c, contacts o
+     WHERE s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND o.email_key = s.email_key AND o.id <> c.id;
     SELECT EXISTS (SELECT FROM contacts_import WHERE reject IS NULL GROUP BY email_key HAVING count(*) > 1),
            EXISTS (SELECT FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL
                    GROUP BY crm_id HAVING count(*) > 1)
@@ -202,6 +214,16 @@ BEGIN
                 WINDOW w AS (PARTITION BY crm_id ORDER BY line)) d
          WHERE s.line = d.line AND d.line <> d.first_line;
     END IF;
+    -- a crm_id stored with another email: renamed, unless another row of
+    -- the file names the old email too
+    UPDATE contacts_import s
+       SET reject = format('crm_id ''%s'' belongs to %s, which line %s names too', s.crm_id, c.email, o.line)
+      FROM contacts c, contacts_import o
+     WHERE s.reject IS NULL AND s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND c.email_key <> s.email_key
+       AND o.email_key = c.email_key AND o.line <> s.line;
+    UPDATE contacts c SET email = s.email, updated_at = now()
+      FROM contacts_import s
+     WHERE s.reject IS NULL AND s.crm_id IS NOT NULL AND c.crm_id = s.crm_id AND c.email_key <> s.email_key;
     UPDATE contacts_import s SET company_domain = c.company_domain
       FROM contacts c WHERE s.reject IS NULL AND c.email_key = s.email_key
        AND s.company_domain IS NULL AND c.company_domain IS NOT NULL;
@@ -231,6 +253,20 @@ BEGIN
         RETURNING (xmax = 0) AS inserted)
     SELECT (SELECT count(*) FROM up WHERE inserted),
            (SELECT count(*) FROM contacts_import WHERE reject IS NULL);
+END $$;
+
+-- Every row's outcome, by line, after relance_contacts_import_apply: the
+-- contact it was applied to and whether this transaction created it, or
+-- why it was refused (and, for a conflict, the two contacts' ids).
+CREATE OR REPLACE FUNCTION relance_contacts_import_results()
+RETURNS TABLE (line bigint, contact_id bigint, created boolean, reject text, conflict_ids bigint[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT i.line, c.id, c.created_at = now(), i.reject, i.conflict_ids
+      FROM contacts_import i LEFT JOIN contacts c ON i.reject IS NULL AND c.email_key = i.email_key
+     ORDER BY i.line;
 END $$;
 
 -- The rows relance_contacts_import_apply refused, by line.

@@ -151,8 +151,8 @@ def test_a_reimport_updates_and_empty_cells_never_wipe(w, check):
     check.eq(r.returncode, 0, "re-import exits 0")
     check.eq(r.stdout, "inserted 1, updated 2, rejected 2\n", "re-import summary: updated counts matched contacts")
     got = rejects(check, r, second)
-    check.ok("crm_id 'crm-2' already belongs to bob@beta.example" in got.get(5, ""),
-             "crm_id of another contact refused", got)
+    check.ok("crm_id 'crm-2' belongs to bob@beta.example, which line 3 names too" in got.get(5, ""),
+             "a crm_id that would rename a contact another row names: refused", got)
     check.ok("invalid company domain 'not a domain'" in got.get(6, ""), "bad company domain refused", got)
     check.eq(w.contact("alice@acme.example", "first_name, title, crm_id, fields::text"),
              ["Alice", "CEO", "crm-1", '{"Stage": "won", "Deal Size": "7000"}'],
@@ -164,6 +164,27 @@ def test_a_reimport_updates_and_empty_cells_never_wipe(w, check):
              "a given company domain is normalised")
     r = w.imp(second)
     check.eq(r.stdout, "inserted 0, updated 3, rejected 2\n", "importing the same file again")
+
+
+def test_a_crm_id_stored_with_another_email_moves_the_contact_to_the_new_email(w, check):
+    """The CRM is the source of truth: a row whose crm_id is stored with
+    another email changes that contact's email (the same rule as the
+    API's POST /v1/contacts, in the same SQL), unless the new email is
+    another contact's: then the row is refused, naming both."""
+    w.imported()
+    before = w.db.psql("SELECT id FROM contacts WHERE crm_id = 'crm-2'")[0][0]
+    moved = w.write("moved.csv", ["email,crm_id,title", "bob.stone@beta.example,crm-2,CTO",
+                                  "carol@gamma.example,crm-1,"])
+    r = w.imp(moved)
+    check.eq(r.stdout, "inserted 0, updated 1, rejected 1\n", "one moved, one refused")
+    check.eq(w.db.psql("SELECT id, email, title FROM contacts WHERE crm_id = 'crm-2'"),
+             [[before, "bob.stone@beta.example", "CTO"]], "the same contact, at its new email")
+    check.eq(w.contact("bob@beta.example"), None, "no contact is left at the old email")
+    got = rejects(check, r, moved)
+    alice, carol = (w.db.psql(f"SELECT id FROM contacts WHERE email_key = '{e}'")[0][0]
+                    for e in ("alice@acme.example", "carol@gamma.example"))
+    check.ok(f"crm_id 'crm-1' belongs to alice@acme.example (contact {alice}), and carol@gamma.example to contact "
+             f"{carol}" in got.get(3, ""), "the email of another contact: refused, naming both", got)
 
 
 def test_map_names_the_columns_of_a_file_without_an_email_column(w):

@@ -25,7 +25,7 @@ from harness import relance
 # point of no return, so only the first meets the read-only session here
 # and is replaced; the other would be at its first write (db.c drops a
 # connection whose statement fails with 25006).
-BACKENDS = 2
+BACKENDS = 3
 
 class World:
     """Sequence 'ro' applied, three contacts, and `relance serve`
@@ -52,7 +52,8 @@ class World:
         self.enroll("a@one.example")
         check.ok(harness.wait_until(lambda: self.captured("a@one.example"), 20),
                  "sends while the database is writable", self.s.output())
-        check.eq(len(self.app_pids()), BACKENDS, "relance's backends: the main one and the points of no return's")
+        check.eq(len(self.app_pids()), BACKENDS,
+                 "relance's backends: the main one, the points of no return's and the API's")
 
     def enroll(self, email, extra=None):
         r = relance("enroll", "--sequence", "ro", "--contact", email, env={**self.env, **(extra or {})})
@@ -115,7 +116,9 @@ def test_every_session_turning_read_only_drops_the_connection_until_writes_retur
     check.ok(harness.wait_until(lambda: w.captured("b@two.example"), 20), "the step that came due meanwhile is sent",
              s.output()[mark:])
     after = w.app_pids()
-    check.ok(len(after) == BACKENDS and after != before, f"relance's backend was replaced ({before} -> {after})")
+    # the connections that wrote were replaced; the API's, which only read
+    # meanwhile, may still be the one it had (it is dropped at its first write)
+    check.ok(len(after) <= BACKENDS and after - before, f"relance's backends were replaced ({before} -> {after})")
     w.stops_cleanly()
 
 
@@ -141,7 +144,9 @@ def test_a_session_that_starts_read_only_is_not_ready_until_the_role_is_writable
     check.ok(harness.wait_until(lambda: w.captured("c@three.example"), 20), "ready and sending once the role is writable",
              s.output()[mark:])
     after = w.app_pids()
-    check.ok(len(after) == BACKENDS and after != before, f"relance's backend was replaced ({before} -> {after})")
+    # the connections that wrote were replaced; the API's, which only read
+    # meanwhile, may still be the one it had (it is dropped at its first write)
+    check.ok(len(after) <= BACKENDS and after - before, f"relance's backends were replaced ({before} -> {after})")
     w.stops_cleanly()
     s.kill()
     db.drop()

@@ -194,7 +194,7 @@ def test_serve_is_not_ready_until_migrated_then_ready_without_a_restart(empty_db
     relance("migrate", env={"DATABASE_URL": empty_db.url()})
     s.wait_status("/readyz", 200, timeout=10)
     st, body = s.get("/nope")
-    assert st == 404 and "error" in body, f"unknown path: 404 with a JSON reason: {body}"
+    assert st == 404 and body.get("type") == "urn:relance:problem:not-found", f"unknown path: 404 problem: {body}"
     assert s.stop(signal.SIGINT) == 0, "SIGINT exits 0"
     assert "handles left open" not in s.output() and "ERROR" not in s.output(), \
         f"clean loop shutdown: {s.output()}"

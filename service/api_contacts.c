@@ -1,0 +1,474 @@
+/* api_contacts: the HTTP API's contacts (/v1/contacts). It owns the
+ * checks of a contact's JSON — every member known, of its type, and
+ * normalised by the CSV import's own rules (contact.c: the email, the
+ * company domain, the time zone's canonical name) — and the assembly of
+ * the answers. The upserts go through the CSV import's SQL
+ * (relance_api_contacts_upsert stages the checked items into it), so the
+ * two faces apply the same rules; reads and PATCH are api.sql's. */
+#include "api_int.h"
+
+#include "clock.h"
+#include "contact.h"
+#include "keyring.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEXT_MAX 1000       /* bytes of a name, title, company or external_id */
+#define FIELD_NAME_MAX 200  /* bytes of a custom field's name */
+#define FIELD_VALUE_MAX 10000
+#define BULK_MAX 1000
+#define LIST_LIMIT_MAX 500
+#define LIST_LIMIT_DEFAULT "100"
+
+static const char *const text_members[] = {"external_id", "first_name", "last_name", "title", "company", NULL};
+
+static int member_known(const char *name)
+{
+    static const char *const others[] = {"email", "company_domain", "timezone", "fields", NULL};
+    for (size_t i = 0; text_members[i]; i++)
+        if (strcmp(text_members[i], name) == 0)
+            return 1;
+    for (size_t i = 0; others[i]; i++)
+        if (strcmp(others[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A string value fit for a text column: no NUL, at most max bytes. NULL
+ * (with an error added) when it is not one. */
+static const char *text_of(const struct json_doc *d, int v, const char *ptr, size_t max, struct api_errors *e)
+{
+    size_t len;
+    if (json_type(d, v) != JSON_STRING) {
+        api_error_add(e, ptr, "must be a string or null, not %s", json_type_names[json_type(d, v)]);
+        return NULL;
+    }
+    const char *s = json_text(d, v, &len);
+    if (strlen(s) != len) {
+        api_error_add(e, ptr, "must not contain U+0000");
+        return NULL;
+    }
+    if (len > max) {
+        api_error_add(e, ptr, "is %zu bytes long; at most %zu", len, max);
+        return NULL;
+    }
+    return s;
+}
+
+/* Checks the contact object at value obj (pointer prefix ptr) and writes
+ * its normalised members, comma-led, into out for SQL. patch: every
+ * member optional and null clears (email excepted); else email is
+ * required and a null leaves the stored value. */
+static void contact_input(const struct api_call *c, const struct json_doc *d, int obj, const char *ptr, int patch,
+                          struct buf *out, struct api_errors *e)
+{
+    char p[JSON_PATH_MAX + 32], err[300];
+    if (json_type(d, obj) != JSON_OBJECT) {
+        api_error_add(e, ptr, "must be an object, not %s", json_type_names[json_type(d, obj)]);
+        return;
+    }
+    int has_email = 0;
+    for (int v = json_first(d, obj); v >= 0; v = json_next(d, v)) {
+        size_t klen;
+        const char *key = json_key(d, v, &klen);
+        snprintf(p, sizeof p, "%s/%s", ptr, key);
+        if (strlen(key) != klen || !member_known(key)) {
+            api_error_add(e, p, "unknown member");
+            continue;
+        }
+        int null = json_type(d, v) == JSON_NULL;
+        if (strcmp(key, "email") == 0) {
+            char norm[CONTACT_EMAIL_MAX + 1];
+            const char *s = null ? NULL : text_of(d, v, p, 1000, e);
+            has_email = 1;
+            if (null)
+                api_error_add(e, p, "must be a string");
+            if (!s)
+                continue;
+            if (contact_email_normalize(s, norm, err, sizeof err) < 0) {
+                api_error_add(e, p, "%s", err);
+                continue;
+            }
+            buf_adds(out, ",\"email\":");
+            json_add_string(out, norm);
+            if (!patch) {
+                buf_adds(out, ",\"derived_domain\":");
+                json_add_string(out, contact_email_company_domain(norm));
+            }
+        } else if (strcmp(key, "company_domain") == 0) {
+            char norm[CONTACT_DOMAIN_MAX + 1];
+            const char *s = null ? NULL : text_of(d, v, p, 1000, e);
+            if (!null && !s)
+                continue;
+            if (s && contact_company_domain_normalize(s, norm, err, sizeof err) < 0) {
+                api_error_add(e, p, "%s", err);
+                continue;
+            }
+            buf_adds(out, ",\"company_domain\":");
+            json_add_string(out, s && *norm ? norm : NULL);
+        } else if (strcmp(key, "timezone") == 0) {
+            const char *s = null ? NULL : text_of(d, v, p, 100, e);
+            if (!null && !s)
+                continue;
+            size_t n;
+            const char *const *zones = api_zones(c, &n);
+            const char *canon = s && zones ? contact_zone_find(zones, n, s) : NULL;
+            if (s && !canon) {
+                api_error_add(e, p, zones ? "unknown time zone '%s' (an IANA name: Europe/Paris)"
+                                          : "time zones cannot be checked yet ('%s'); retry in a moment", s);
+                continue;
+            }
+            buf_adds(out, ",\"timezone\":");
+            json_add_string(out, canon);
+        } else if (strcmp(key, "fields") == 0) {
+            if (json_type(d, v) != JSON_OBJECT) {
+                api_error_add(e, p, "must be an object of strings, not %s", json_type_names[json_type(d, v)]);
+                continue;
+            }
+            struct buf f = {0};
+            size_t before = e->n;
+            for (int fv = json_first(d, v); fv >= 0; fv = json_next(d, fv)) {
+                size_t flen;
+                const char *fkey = json_key(d, fv, &flen);
+                char fp[sizeof p + FIELD_NAME_MAX + 8];
+                snprintf(fp, sizeof fp, "%s/%s", p, fkey);
+                if (strlen(fkey) != flen || flen == 0 || flen > FIELD_NAME_MAX) {
+                    api_error_add(e, fp, "a field's name is 1 to %d bytes, without U+0000", FIELD_NAME_MAX);
+                    continue;
+                }
+                const char *fs = json_type(d, fv) == JSON_NULL ? NULL : text_of(d, fv, fp, FIELD_VALUE_MAX, e);
+                if (json_type(d, fv) != JSON_NULL && !fs)
+                    continue;
+                buf_adds(&f, f.len ? "," : "{");
+                json_add_string(&f, fkey);
+                buf_addc(&f, ':');
+                json_add_string(&f, fs);
+            }
+            if (e->n == before) {
+                buf_adds(out, ",\"fields\":");
+                buf_adds(out, f.len ? f.p : "{");
+                buf_addc(out, '}');
+            }
+            buf_free(&f);
+        } else {
+            const char *s = null ? NULL : text_of(d, v, p, TEXT_MAX, e);
+            if (!null && !s)
+                continue;
+            if (s && !*s && strcmp(key, "external_id") == 0) {
+                api_error_add(e, p, "must not be empty (null: none)");
+                continue;
+            }
+            buf_addf(out, ",\"%s\":", key);
+            json_add_string(out, s);
+        }
+    }
+    if (!patch && !has_email) {
+        snprintf(p, sizeof p, "%s/email", ptr);
+        api_error_add(e, p, "is required");
+    }
+}
+
+/* ---- POST /v1/contacts and /v1/contacts/bulk --------------------------------- */
+
+/* What a bulk upsert keeps between its check and its answer. */
+struct bulk {
+    size_t n;
+    char **errors; /* per item: its errors as a JSON array, NULL when it went to SQL */
+    int single;    /* POST /v1/contacts: one item, answered as the contact */
+};
+
+static void bulk_free(void *data)
+{
+    struct bulk *b = data;
+    for (size_t i = 0; b && i < b->n; i++)
+        free(b->errors[i]);
+    if (b)
+        free(b->errors);
+    free(b);
+}
+
+static void single_answer(struct api_call *c, const PGresult *res)
+{
+    const char *status = PQgetvalue(res, 0, 1);
+    if (strcmp(status, "created") == 0 || strcmp(status, "updated") == 0) {
+        api_reply_sql(c, status[0] == 'c' ? 201 : 200, PQgetvalue(res, 0, 5));
+        return;
+    }
+    struct api_errors e = {0};
+    if (strcmp(status, "conflict") == 0) {
+        /* {"{1,2}"} -> ["1","2"] */
+        char ids[64];
+        long long a = 0, b = 0;
+        if (sscanf(PQgetvalue(res, 0, 4), "{%lld,%lld}", &a, &b) != 2)
+            a = b = 0;
+        snprintf(ids, sizeof ids, "\"contact_ids\":[\"%lld\",\"%lld\"]", a, b);
+        struct buf body = {0};
+        buf_addf(&body, "{\"request_id\":\"%s\",\"type\":\"urn:relance:problem:conflict\",\"title\":\"Conflict\","
+                        "\"status\":409,\"detail\":", c->request_id);
+        json_add_string(&body, PQgetvalue(res, 0, 3));
+        buf_addf(&body, ",%s}", ids);
+        if (body.oom)
+            api_unavailable(c);
+        else
+            api_reply(c, 409, body.p, body.len);
+        buf_free(&body);
+        return;
+    }
+    api_error_add(&e, "", "%s", PQgetvalue(res, 0, 3));
+    api_problem(c, 422, "validation", "Invalid contact", PQgetvalue(res, 0, 3), api_errors_json(&e));
+    api_errors_free(&e);
+}
+
+static void on_upserted(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct api_call *c = arg;
+    struct bulk *b = c->data;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        api_reply_row(c, res); /* logs and answers 503 */
+        return;
+    }
+    if (b->single) {
+        if (PQntuples(res) != 1) {
+            api_unavailable(c);
+            return;
+        }
+        single_answer(c, res);
+        return;
+    }
+    struct buf out = {0};
+    buf_adds(&out, "{\"results\":[");
+    int row = 0, rows = PQntuples(res);
+    for (size_t i = 0; i < b->n; i++) {
+        buf_adds(&out, i ? ",{" : "{");
+        buf_addf(&out, "\"index\":%zu,", i);
+        if (b->errors[i]) {
+            buf_addf(&out, "\"status\":\"invalid\",\"errors\":%s}", b->errors[i]);
+            continue;
+        }
+        while (row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) < i)
+            row++;
+        const char *status = row < rows ? PQgetvalue(res, row, 1) : "invalid";
+        if (strcmp(status, "created") == 0 || strcmp(status, "updated") == 0) {
+            buf_addf(&out, "\"status\":\"%s\",\"id\":\"%s\"}", status, PQgetvalue(res, row, 2));
+        } else {
+            char ptr[64];
+            snprintf(ptr, sizeof ptr, "/contacts/%zu", i);
+            buf_adds(&out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
+            json_add_string(&out, ptr);
+            buf_adds(&out, ",\"message\":");
+            json_add_string(&out, row < rows ? PQgetvalue(res, row, 3) : "not applied");
+            buf_adds(&out, "}]}");
+        }
+    }
+    buf_adds(&out, "]}");
+    if (out.oom)
+        api_unavailable(c);
+    else
+        api_reply(c, 200, out.p, out.len);
+    buf_free(&out);
+}
+
+/* Checks items (an array value, pointer prefix ptr) and sends the valid
+ * ones to SQL; answers at once when none is. */
+static void upsert(struct api_call *c, int items, const char *ptr, int single)
+{
+    const struct json_doc *d = c->doc;
+    struct bulk *b = calloc(1, sizeof *b);
+    size_t n = single ? 1 : json_count(d, items);
+    if (!b || !(b->errors = calloc(n ? n : 1, sizeof *b->errors))) {
+        free(b);
+        api_unavailable(c);
+        return;
+    }
+    b->n = n;
+    b->single = single;
+    c->data = b;
+    c->data_free = bulk_free;
+    struct buf sql = {0};
+    buf_addc(&sql, '[');
+    size_t valid = 0;
+    int v = single ? items : json_first(d, items);
+    for (size_t i = 0; i < n; i++, v = single ? -1 : json_next(d, v)) {
+        char p[64];
+        struct api_errors e = {0};
+        struct buf item = {0};
+        if (single)
+            p[0] = '\0';
+        else
+            snprintf(p, sizeof p, "%s/%zu", ptr, i);
+        contact_input(c, d, v, p, 0, &item, &e);
+        if (e.n) {
+            if (single) {
+                api_problem(c, 422, "validation", "Invalid contact", "the contact has invalid members",
+                            api_errors_json(&e));
+                api_errors_free(&e);
+                buf_free(&item);
+                buf_free(&sql);
+                return;
+            }
+            b->errors[i] = strdup(api_errors_json(&e));
+        } else {
+            buf_adds(&sql, valid++ ? ",{" : "{");
+            buf_addf(&sql, "\"index\":%zu", i);
+            buf_add(&sql, item.p ? item.p : "", item.len);
+            buf_addc(&sql, '}');
+        }
+        api_errors_free(&e);
+        buf_free(&item);
+    }
+    buf_addc(&sql, ']');
+    if (sql.oom) {
+        buf_free(&sql);
+        api_unavailable(c);
+        return;
+    }
+    if (valid == 0) {
+        buf_free(&sql);
+        on_upserted(NULL, NULL, c); /* every item invalid: nothing to write */
+        return;
+    }
+    struct db *db = api_db(c);
+    const char *p[2] = {sql.p, single ? "true" : "false"};
+    if (!db || db_query(db,
+                        "SELECT idx, status, id, detail, conflict_ids, contact "
+                        "FROM relance_api_contacts_upsert($1::jsonb, $2::boolean)",
+                        2, p, on_upserted, c) < 0)
+        api_unavailable(c);
+    buf_free(&sql);
+}
+
+static void contact_post(struct api_call *c)
+{
+    upsert(c, 0, "", 1);
+}
+
+static void contacts_bulk(struct api_call *c)
+{
+    const struct json_doc *d = c->doc;
+    struct api_errors e = {0};
+    int items = json_get(d, 0, "contacts");
+    for (int v = json_first(d, 0); v >= 0; v = json_next(d, v)) {
+        char p[JSON_PATH_MAX];
+        json_path(d, v, p, sizeof p);
+        if (strcmp(p, "/contacts") != 0)
+            api_error_add(&e, p, "unknown member");
+    }
+    if (items < 0)
+        api_error_add(&e, "/contacts", "is required");
+    else if (json_type(d, items) != JSON_ARRAY)
+        api_error_add(&e, "/contacts", "must be an array, not %s", json_type_names[json_type(d, items)]);
+    else if (json_count(d, items) == 0 || json_count(d, items) > BULK_MAX)
+        api_error_add(&e, "/contacts", "holds 1 to %d contacts, not %zu", BULK_MAX, json_count(d, items));
+    if (e.n) {
+        api_problem(c, 422, "validation", "Invalid request", "the body is not a list of contacts",
+                    api_errors_json(&e));
+        api_errors_free(&e);
+        return;
+    }
+    api_errors_free(&e);
+    /* the count above is the whole array's, whatever the valid ones */
+    if (items >= 0 && json_type(d, items) == JSON_ARRAY) {
+        /* an invalid item is reported in its place; in the meantime the
+         * rest go to SQL */
+        upsert(c, items, "/contacts", 0);
+    }
+}
+
+/* ---- GET /v1/contacts, GET and PATCH /v1/contacts/{id} -------------------------- */
+
+static void on_row(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    api_reply_row(arg, res);
+}
+
+static void bad_arg(struct api_call *c, const char *detail)
+{
+    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
+}
+
+static void contacts_list(struct api_call *c)
+{
+    const char *limit = api_arg(c, "limit"), *since = api_arg(c, "updated_since"), *email = api_arg(c, "email");
+    char *end;
+    long n = strtol(limit ? limit : LIST_LIMIT_DEFAULT, &end, 10);
+    if (!*(limit ? limit : "1") || *end || n < 1 || n > LIST_LIMIT_MAX) {
+        bad_arg(c, "limit is a number from 1 to 500");
+        return;
+    }
+    double t;
+    if (since && clock_parse_iso(since, &t) < 0) {
+        bad_arg(c, "updated_since is an RFC 3339 time: 2026-03-02T09:00:00Z");
+        return;
+    }
+    char norm[CONTACT_EMAIL_MAX + 1], lim[16];
+    snprintf(lim, sizeof lim, "%ld", n);
+    const char *p[6] = {lim, api_arg(c, "after"), email ? contact_email_key(email, norm) : NULL,
+                        api_arg(c, "external_id"), api_arg(c, "company_domain"), since};
+    struct db *db = api_db(c);
+    if (!db || db_query(db, "SELECT status, body FROM relance_api_contacts_list($1::int, $2, $3, $4, $5, $6::timestamptz)",
+                        6, p, on_row, c) < 0)
+        api_unavailable(c);
+}
+
+/* The path's {id} as relance_api_contact_id reads it: an email: one normalised. */
+static const char *contact_ref(const struct api_call *c, char *buf, size_t size)
+{
+    if (strncmp(c->param, "email:", 6) != 0)
+        return c->param;
+    char norm[CONTACT_EMAIL_MAX + 1];
+    snprintf(buf, size, "email:%s", contact_email_key(c->param + 6, norm));
+    return buf;
+}
+
+static void contact_get(struct api_call *c)
+{
+    char ref[CONTACT_EMAIL_MAX + 16];
+    const char *p[1] = {contact_ref(c, ref, sizeof ref)};
+    struct db *db = api_db(c);
+    if (!db || db_query(db, "SELECT status, body FROM relance_api_contact_get($1)", 1, p, on_row, c) < 0)
+        api_unavailable(c);
+}
+
+static void contact_patch(struct api_call *c)
+{
+    struct api_errors e = {0};
+    struct buf patch = {0};
+    contact_input(c, c->doc, 0, "", 1, &patch, &e);
+    if (e.n) {
+        api_problem(c, 422, "validation", "Invalid contact", "the patch has invalid members", api_errors_json(&e));
+        api_errors_free(&e);
+        buf_free(&patch);
+        return;
+    }
+    api_errors_free(&e);
+    /* ",\"a\":1,..." -> "{\"a\":1,...}" */
+    struct buf json = {0};
+    buf_addc(&json, '{');
+    if (patch.len)
+        buf_add(&json, patch.p + 1, patch.len - 1);
+    buf_addc(&json, '}');
+    buf_free(&patch);
+    char ref[CONTACT_EMAIL_MAX + 16];
+    const char *p[2] = {contact_ref(c, ref, sizeof ref), json.p};
+    struct db *db = api_db(c);
+    if (json.oom || !db ||
+        db_query(db, "SELECT status, body FROM relance_api_contact_patch($1, $2::jsonb)", 2, p, on_row, c) < 0)
+        api_unavailable(c);
+    buf_free(&json);
+}
+
+static const char *const list_args[] = {"limit", "after", "email", "external_id", "company_domain",
+                                        "updated_since", NULL};
+
+const struct api_route api_contact_routes[] = {
+    {"POST", "/v1/contacts", SCOPE_CONTACTS_WRITE, 1, NULL, contact_post},
+    {"POST", "/v1/contacts/bulk", SCOPE_CONTACTS_WRITE, 1, NULL, contacts_bulk},
+    {"GET", "/v1/contacts", SCOPE_CONTACTS_READ, 0, list_args, contacts_list},
+    {"GET", "/v1/contacts/{}", SCOPE_CONTACTS_READ, 0, NULL, contact_get},
+    {"PATCH", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 1, NULL, contact_patch},
+    {NULL, NULL, 0, 0, NULL, NULL},
+};

@@ -1,0 +1,91 @@
+/* api_int.h: what api.c (the requests' way in: routing, keys, scopes,
+ * rate limits, bodies, idempotency, problems) shares with the files of
+ * the resources it routes to (api_contacts.c, ...). Not for other files. */
+#ifndef RELANCE_API_INT_H
+#define RELANCE_API_INT_H
+
+#include "buf.h"
+#include "db.h"
+#include "http.h"
+#include "json.h"
+
+#include <stddef.h>
+
+struct api;
+struct api_call;
+
+#define API_ARGS_MAX 8
+
+struct api_route {
+    const char *method;
+    const char *pattern;     /* "/v1/contacts/{}": {} matches one path segment (api_call.param) */
+    unsigned scope;          /* SCOPE_* the key needs; 0: no key needed */
+    int json_body;           /* the body must be JSON (an object) */
+    const char *const *args; /* the query arguments it reads (NULL-terminated); others are refused */
+    void (*run)(struct api_call *c);
+};
+
+/* One request, from its arrival to its answer. Everything the handler
+ * reads of the request is copied here first: the connection may be gone
+ * before the answer. */
+struct api_call {
+    struct api *api;
+    struct http_request *req;
+    const struct api_route *route;
+    char request_id[33];
+    char key_id[13];
+    char *param;                  /* the path's {} segment, decoded */
+    char *args[API_ARGS_MAX];     /* route->args' values, NULL when absent */
+    char *body;                   /* the request body (NUL-terminated copy), or NULL */
+    size_t body_len;
+    struct json_doc *doc;         /* body parsed, for json_body routes */
+    char *idem_key;               /* Idempotency-Key, or NULL */
+    char *unknown_arg;            /* a query argument the route does not read, or NULL */
+    int json_type;                /* Content-Type is application/json */
+    unsigned char req_hash[32];   /* SHA-256 of method, path and body, for the idempotency record */
+    int idem_recorded;            /* this request holds the idempotency record */
+    void *data;                   /* the handler's own */
+    void (*data_free)(void *data);
+};
+
+/* The query argument name (one of route->args), or NULL. */
+const char *api_arg(const struct api_call *c, const char *name);
+
+/* The database for the API's statements, or NULL (the caller answers 503
+ * with api_unavailable). */
+struct db *api_db(const struct api_call *c);
+/* Time zone names (sorted for contact_zone_find), or NULL before they
+ * were read from PostgreSQL. */
+const char *const *api_zones(const struct api_call *c, size_t *n);
+
+/* Answers and ends the call (c is freed): body is sent as is, the
+ * content type is application/problem+json from 400 on. */
+void api_reply(struct api_call *c, int status, const char *body, size_t len);
+/* Answers with a problem (RFC 9457): detail may be NULL; errors_json is
+ * NULL or a JSON array of {pointer, message}. */
+void api_problem(struct api_call *c, int status, const char *slug, const char *title, const char *detail,
+                 const char *errors_json);
+/* Answers a problem built by SQL (relance_api_problem: no request_id),
+ * or any other JSON answer, as it came. */
+void api_reply_sql(struct api_call *c, int status, const char *body);
+/* 503: the database cannot be reached. */
+void api_unavailable(struct api_call *c);
+/* Answers a (status, body) row of a relance_api_* function, or 503
+ * when res failed. */
+void api_reply_row(struct api_call *c, const PGresult *res);
+
+/* A validation error (422) being gathered: one {pointer, message} each. */
+struct api_errors {
+    struct buf json; /* "[{...},{...}" while open */
+    size_t n;
+};
+void api_error_add(struct api_errors *e, const char *pointer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The errors as a JSON array (valid until api_errors_free). */
+const char *api_errors_json(struct api_errors *e);
+void api_errors_free(struct api_errors *e);
+
+/* The resources' routes. */
+extern const struct api_route api_contact_routes[];
+
+#endif
