@@ -302,7 +302,8 @@ static const struct api_route probe_routes[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
-static const struct api_route *const route_tables[] = {probe_routes, api_contact_routes};
+static const struct api_route *const route_tables[] = {probe_routes, api_contact_routes, api_enrollment_routes,
+                                                       api_sequence_routes, api_admin_routes};
 
 /* ---- routing -------------------------------------------------------------- */
 

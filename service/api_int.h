@@ -85,7 +85,10 @@ void api_error_add(struct api_errors *e, const char *pointer, const char *fmt, .
 const char *api_errors_json(struct api_errors *e);
 void api_errors_free(struct api_errors *e);
 
-/* The resources' routes. */
-extern const struct api_route api_contact_routes[];
+/* The resources' routes, each {NULL}-terminated. */
+extern const struct api_route api_contact_routes[];    /* api_contacts.c */
+extern const struct api_route api_enrollment_routes[]; /* api_enrollments.c */
+extern const struct api_route api_sequence_routes[];   /* api_sequences.c */
+extern const struct api_route api_admin_routes[];      /* api_admin.c */
 
 #endif
