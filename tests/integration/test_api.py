@@ -6,7 +6,6 @@ tests/openapi.py's Validator: it must be what api/openapi.json describes
 cannot drift from the server."""
 import concurrent.futures
 import json
-import os
 import random
 import threading
 import time
