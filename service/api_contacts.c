@@ -4,7 +4,8 @@
  * company domain, the time zone's canonical name) — and the assembly of
  * the answers. The upserts go through the CSV import's SQL
  * (relance_api_contacts_upsert stages the checked items into it), so the
- * two faces apply the same rules; reads and PATCH are api.sql's. */
+ * two faces apply the same rules; reads and PATCH are api.sql's, the
+ * erasure erasure.sql's. */
 #include "api_int.h"
 
 #include "clock.h"
@@ -461,6 +462,17 @@ static void contact_patch(struct api_call *c)
     buf_free(&json);
 }
 
+/* DELETE /v1/contacts/{id}: the person erased (relance_contact_erase). */
+static void contact_delete(struct api_call *c)
+{
+    char ref[CONTACT_EMAIL_MAX + 16], now[40];
+    clock_format(clock_now(), now, sizeof now);
+    const char *p[2] = {contact_ref(c, ref, sizeof ref), now};
+    struct db *db = api_db(c);
+    if (!db || db_query(db, "SELECT status, body FROM relance_contact_erase($1, $2::timestamptz)", 2, p, on_row, c) < 0)
+        api_unavailable(c);
+}
+
 static const char *const list_args[] = {"limit", "after", "email", "external_id", "company_domain",
                                         "updated_since", NULL};
 
@@ -470,5 +482,6 @@ const struct api_route api_contact_routes[] = {
     {"GET", "/v1/contacts", SCOPE_CONTACTS_READ, 0, list_args, contacts_list},
     {"GET", "/v1/contacts/{}", SCOPE_CONTACTS_READ, 0, NULL, contact_get},
     {"PATCH", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 1, NULL, contact_patch},
+    {"DELETE", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 0, NULL, contact_delete},
     {NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -17,6 +17,7 @@ CREATE TABLE public.contacts (
     fields jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    erased_at timestamp with time zone,
     CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
 );
 

@@ -127,12 +127,14 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The contact a path's {id} names: digits (its id), 'email:ADDRESS' (C
--- normalised the address) or 'ext:EXTERNAL_ID'. NULL when none.
+-- normalised the address) or 'ext:EXTERNAL_ID'. NULL when none, or when
+-- it was erased (an erased contact has no external_id any more).
 CREATE OR REPLACE FUNCTION relance_api_contact_id(p_ref text) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT CASE
-        WHEN p_ref ~ '^[0-9]{1,18}$' THEN (SELECT id FROM contacts WHERE id = p_ref::bigint)
-        WHEN p_ref LIKE 'email:%' THEN (SELECT id FROM contacts WHERE email_key = lower(substr(p_ref, 7)))
+        WHEN p_ref ~ '^[0-9]{1,18}$' THEN (SELECT id FROM contacts WHERE id = p_ref::bigint AND erased_at IS NULL)
+        WHEN p_ref LIKE 'email:%' THEN (SELECT id FROM contacts WHERE email_key = lower(substr(p_ref, 7))
+                                                                  AND erased_at IS NULL)
         WHEN p_ref LIKE 'ext:%' THEN (SELECT id FROM contacts WHERE crm_id = substr(p_ref, 5))
     END
 $$;
@@ -190,7 +192,7 @@ BEGIN
     RETURN QUERY
     WITH page AS (
         SELECT c FROM contacts c
-         WHERE c.id > v_after
+         WHERE c.id > v_after AND c.erased_at IS NULL
            AND (p_email IS NULL OR c.email_key = lower(p_email))
            AND (p_external_id IS NULL OR c.crm_id = p_external_id)
            AND (p_company_domain IS NULL OR c.company_domain = lower(p_company_domain))

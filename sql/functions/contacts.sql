@@ -18,6 +18,7 @@
 --     fields         jsonb       NOT NULL DEFAULT '{}' -- custom fields, an object
 --     created_at     timestamptz NOT NULL DEFAULT now()
 --     updated_at     timestamptz NOT NULL DEFAULT now()
+--     erased_at      timestamptz                   -- the person was erased (erasure.sql): the row is emptied
 -- )
 --
 -- An address ('a@b.example') or a whole domain ('@b.example'), lower-case.
@@ -28,13 +29,22 @@
 --     created_at     timestamptz NOT NULL DEFAULT now()
 -- )
 
--- The patterns that would suppress an address: itself and its '@domain'.
--- The one statement of the rule; a query over many addresses joins
--- suppressions on it (pattern = ANY (...), by the primary key) rather
--- than call relance_suppressed per row.
+-- The patterns that would suppress an address: itself, its '@domain',
+-- and its erased form (relance_erased_pattern: what stays of an address
+-- whose person was erased). The one statement of the rule; a query over
+-- many addresses joins suppressions on it (pattern = ANY (...), by the
+-- primary key) rather than call relance_suppressed per row.
 CREATE OR REPLACE FUNCTION relance_suppression_keys(addr text) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT ARRAY[lower(addr), '@' || split_part(lower(addr), '@', 2)]
+    SELECT ARRAY[lower(addr), '@' || split_part(lower(addr), '@', 2), relance_erased_pattern(addr)]
+$$;
+
+-- The suppression an erasure leaves: a SHA-256 of the lower-case address,
+-- in a pattern's form ('erased:HEX@erased.invalid'), so that the person is
+-- never mailed again while the address itself is gone.
+CREATE OR REPLACE FUNCTION relance_erased_pattern(addr text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'erased:' || encode(sha256(convert_to(lower(addr), 'UTF8')), 'hex') || '@erased.invalid'
 $$;
 
 -- True when the address is suppressed, by itself or by its domain.

@@ -7,6 +7,7 @@ cannot drift from the server."""
 import concurrent.futures
 import json
 import random
+import subprocess
 import threading
 import time
 
@@ -292,3 +293,57 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(world, module_tmp, 
         check.eq(one.call("GET", "/v1/contacts?limit=1")[0], 200, "a second later the key passes again")
     finally:
         assert serve.stop() == 0
+
+
+def test_delete_erases_the_person_everywhere_and_they_are_never_mailed_again(world, module_tmp, check):
+    """DELETE /v1/contacts/{id}: a data-only pg_dump of the whole database
+    must not hold the address (in any case) nor its custom field's value
+    afterwards, though the contact had an enrollment, a message, a reply
+    recorded, events, a suppression and an idempotency record; and the
+    address, imported again, cannot be enrolled."""
+    api, db, env = world.api, world.db, world.env
+    addr, secret_value = "Erin.Erased@Forget-Me.example", "deal-secret-4711"
+    st, _, c, _ = api.call("POST", "/v1/contacts", {"email": addr, "external_id": "crm-erin", "first_name": "Erin",
+                                                    "fields": {"deal": secret_value}},
+                           headers={"Idempotency-Key": "erin-1"})
+    assert st == 201, c
+    seq = harness.sequence(module_tmp, "one_step", name="erase-me", pool="main")
+    assert relance("apply", seq, env=env).returncode == 0
+    r = relance("enroll", "--sequence", "erase-me", "--contact", addr, env=env)
+    assert "enrolled 1" in r.stdout, r.stdout + r.stderr
+    enrollment = db.psql(f"SELECT id FROM enrollments WHERE contact_id = {c['id']}")[0][0]
+    # what sending and the watcher would have written
+    db.psql("INSERT INTO pools (name) VALUES ('main') ON CONFLICT DO NOTHING")
+    db.psql("INSERT INTO accounts (email, pool) VALUES ('sender@ours.example', 'main') ON CONFLICT DO NOTHING")
+    account = db.psql("SELECT id FROM accounts WHERE email = 'sender@ours.example'")[0][0]
+    db.psql("INSERT INTO messages (enrollment_id, position, step_id, state, message_id, recipient, subject, reply, "
+            f"created_at) VALUES ({enrollment}, 0, 'intro', 'sent', 'erase-1@ours.example', '{addr}', "
+            f"'Hello Erin', '250 ok for <{addr.lower()}>', now())")
+    db.psql("INSERT INTO inbound_messages (account_id, folder, uidvalidity, uid, sender, kind, enrollment_id, "
+            f"detected_at) VALUES ({account}, 'INBOX', 1, 1, '{addr.upper()}', 'human_reply', {enrollment}, now())")
+    r = relance("suppress", "add", addr, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    dump = subprocess.run(["pg_dump", "--data-only", db.url()], capture_output=True, text=True).stdout
+    check.ok(addr.lower() in dump.lower() and secret_value in dump, "before: the dump holds the address and the field")
+
+    st, _, body, _ = api.call("DELETE", f"/v1/contacts/{c['id']}")
+    check.eq((st, body), (200, {"id": c["id"], "erased": True}), "DELETE answers 200")
+    dump = subprocess.run(["pg_dump", "--data-only", db.url()], capture_output=True, text=True).stdout
+    check.ok(addr.lower() not in dump.lower(), "after: the address is nowhere in a pg_dump of the database",
+             [ln for ln in dump.splitlines() if addr.lower() in ln.lower()][:5])
+    check.ok(secret_value not in dump, "nor its custom field's value")
+    check.eq(db.psql(f"SELECT state, state_reason FROM enrollments WHERE id = {enrollment}"),
+             [["stopped", "suppressed: erased-" + c["id"] + "@erased.invalid"]],
+             "its enrollment stays stopped, its reason no longer names the address")
+    check.eq(db.psql("SELECT count(*) FROM messages WHERE message_id = 'erase-1@ours.example'"), [["1"]],
+             "the message row stays (the stats count it)")
+    check.eq(db.psql("SELECT count(*) FROM events WHERE kind = 'contact.erased' "
+                     f"AND data = jsonb_build_object('contact_id', {c['id']})"), [["1"]],
+             "an event records the erasure, without the address")
+    problem(check, api.call("GET", f"/v1/contacts/{c['id']}"), 404, "not-found", "an erased contact is unknown")
+    problem(check, api.call("DELETE", f"/v1/contacts/{c['id']}"), 404, "not-found", "erasing it again")
+    st, _, again, _ = api.call("POST", "/v1/contacts", {"email": addr})
+    check.eq(st, 201, "the address can come back as a new contact")
+    r = relance("enroll", "--sequence", "erase-me", "--contact", addr, env=env)
+    check.ok("enrolled 0" in r.stdout and "suppressed" in r.stdout, "but it is never enrolled: suppressed",
+             r.stdout + r.stderr)

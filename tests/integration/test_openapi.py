@@ -126,7 +126,8 @@ def test_every_operation_has_an_operation_id_and_4xx_responses(doc):
         ids.append(op["operationId"])
         assert any(s.startswith("4") for s in op["responses"]), f"{method.upper()} {template}: no 4xx response"
     assert len(ids) == len(set(ids)), f"operationIds repeat: {ids}"
-    assert len(ids) == 8
+    assert {"getHealth", "getReadiness", "getOpenApiDocument", "listContacts", "upsertContact", "upsertContactsBulk",
+            "getContact", "updateContact", "eraseContact"} <= set(ids), f"operations missing: {ids}"
 
 
 def test_headers_the_contract_requires_are_documented(doc, validator):
@@ -169,7 +170,7 @@ def test_a_documented_response_passes(validator):
     validator.check("POST", "/v1/contacts/bulk", 200, JSON, json.dumps(results).encode())
     validator.check("POST", "/v1/contacts", 409, PROBLEM, problem("conflict", 409, contact_ids=["1", "2"]))
     validator.check("POST", "/v1/contacts", 429, {**PROBLEM, "Retry-After": "3"}, problem("rate-limited", 429))
-    validator.check("DELETE", "/v1/contacts/42", 405, PROBLEM, problem("method-not-allowed", 405))
+    validator.check("PUT", "/v1/contacts/42", 405, PROBLEM, problem("method-not-allowed", 405))
     validator.check("GET", "/readyz", 503, JSON, b'{"status":"not ready","reason":"database not reachable"}')
     validator.check("GET", "/healthz", 200, JSON, b'{"status":"ok"}')
 
@@ -185,8 +186,8 @@ def test_a_documented_response_passes(validator):
     ("undocumented member", "GET", "/v1/contacts/42", 200, JSON, contact(extra=1), "Additional properties"),
     ("undocumented status", "GET", "/v1/contacts/42", 418, JSON, {}, "status 418 is not documented"),
     ("undocumented path", "GET", "/v1/contact/42", 200, JSON, contact(), "no path of the document matches"),
-    ("method a path lacks, answered 200", "DELETE", "/v1/contacts/42", 200, JSON, contact(),
-     "no DELETE on /v1/contacts/{id}"),
+    ("method a path lacks, answered 200", "PUT", "/v1/contacts/42", 200, JSON, contact(),
+     "no PUT on /v1/contacts/{id}"),
     ("missing X-Request-Id", "GET", "/v1/contacts/42", 200, {"Content-Type": "application/json"}, contact(),
      "required header X-Request-Id is missing"),
     ("bad X-Request-Id", "GET", "/v1/contacts/42", 200, {**JSON, "X-Request-Id": "ABC"}, contact(),
