@@ -50,6 +50,7 @@ struct api {
     char **zones;           /* pg_timezone_names, sorted for contact_zone_find */
     size_t n_zones;
     int zones_loading;
+    struct zone_wait *zone_waits; /* requests waiting for them */
     size_t queries;         /* own statements in flight (zones, prune) */
     int closing, parts_open;
     void (*on_closed)(void *arg);
@@ -259,6 +260,33 @@ const char *const *api_zones(const struct api_call *c, size_t *n)
 {
     *n = c->api->n_zones;
     return c->api->zones ? (const char *const *)c->api->zones : NULL;
+}
+
+struct zone_wait {
+    struct zone_wait *next;
+    struct api_call *c;
+    void (*then)(struct api_call *c);
+};
+
+static void zones_load(struct api *api);
+
+void api_with_zones(struct api_call *c, void (*then)(struct api_call *c))
+{
+    struct api *api = c->api;
+    struct zone_wait *w;
+    if (api->zones) {
+        then(c);
+        return;
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        api_unavailable(c);
+        return;
+    }
+    w->c = c;
+    w->then = then;
+    w->next = api->zone_waits;
+    api->zone_waits = w;
+    zones_load(api);
 }
 
 /* ---- the probes and the document ------------------------------------------ */
@@ -620,6 +648,39 @@ static void maybe_closed(struct api *api)
         cb(arg);
 }
 
+static void on_zones(struct db *db, const PGresult *res, void *arg);
+
+/* The requests waiting for the zone names: on with them, or 503. */
+static void zones_waiting_go(struct api *api)
+{
+    struct zone_wait *w = api->zone_waits;
+    api->zone_waits = NULL;
+    while (w) {
+        struct zone_wait *next = w->next;
+        if (api->zones)
+            w->then(w->c);
+        else
+            api_unavailable(w->c);
+        free(w);
+        w = next;
+    }
+}
+
+/* Reads the zone names, unless that is under way; the requests waiting
+ * for them go on when they come, or get 503 when they cannot. */
+static void zones_load(struct api *api)
+{
+    struct db *db = ready_api_db(api->ready);
+    if (api->zones_loading)
+        return;
+    if (db && !api->closing && db_query(db, "SELECT name FROM pg_timezone_names", 0, NULL, on_zones, api) == 0) {
+        api->queries++;
+        api->zones_loading = 1;
+        return;
+    }
+    zones_waiting_go(api);
+}
+
 static void on_zones(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
@@ -639,6 +700,7 @@ static void on_zones(struct db *db, const PGresult *res, void *arg)
             api->n_zones = m;
         }
     }
+    zones_waiting_go(api);
     maybe_closed(api);
 }
 
@@ -657,11 +719,8 @@ static void on_timer(uv_timer_t *t)
     struct db *db = ready_api_db(api->ready);
     if (!db || api->closing)
         return;
-    if (!api->zones && !api->zones_loading) {
-        if (db_query(db, "SELECT name FROM pg_timezone_names", 0, NULL, on_zones, api) == 0) {
-            api->queries++;
-            api->zones_loading = 1;
-        }
+    if (!api->zones) {
+        zones_load(api);
         return;
     }
     if (api->zones && uv_timer_get_repeat(t) != PRUNE_EVERY_MS) {
@@ -706,6 +765,7 @@ static void on_timer_closed(uv_handle_t *h)
 void api_close(struct api *api, void (*on_closed)(void *arg), void *arg)
 {
     api->closing = 1;
+    zones_waiting_go(api);
     api->on_closed = on_closed;
     api->closed_arg = arg;
     api->parts_open = 2;

@@ -57,6 +57,9 @@ struct db *api_db(const struct api_call *c);
 /* Time zone names (sorted for contact_zone_find), or NULL before they
  * were read from PostgreSQL. */
 const char *const *api_zones(const struct api_call *c, size_t *n);
+/* Runs then(c) once the time zone names are known (at once when they
+ * are); 503 when they cannot be read. */
+void api_with_zones(struct api_call *c, void (*then)(struct api_call *c));
 
 /* Answers and ends the call (c is freed): body is sent as is, the
  * content type is application/problem+json from 400 on. */
