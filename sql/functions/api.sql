@@ -117,9 +117,11 @@ $$;
 
 -- ---- contacts -------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION relance_api_contact_json(c contacts) RETURNS jsonb
+-- A contact as the API shows it: json, not jsonb, so that its members
+-- keep the contract's order (id first) for the people reading answers.
+CREATE OR REPLACE FUNCTION relance_api_contact_json(c contacts) RETURNS json
 LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object('id', c.id::text, 'email', c.email, 'external_id', c.crm_id,
+    SELECT json_build_object('id', c.id::text, 'email', c.email, 'external_id', c.crm_id,
                               'first_name', c.first_name, 'last_name', c.last_name, 'title', c.title,
                               'company', c.company, 'company_domain', c.company_domain, 'timezone', c.timezone,
                               'fields', c.fields, 'created_at', relance_api_time(c.created_at),
@@ -149,7 +151,7 @@ $$;
 -- external_id, the one of the email) or invalid (detail says why); contact
 -- (the contact as the API shows it) when p_contacts.
 CREATE OR REPLACE FUNCTION relance_api_contacts_upsert(p_items jsonb, p_contacts boolean)
-RETURNS TABLE (idx int, status text, id text, detail text, conflict_ids text[], contact jsonb)
+RETURNS TABLE (idx int, status text, id text, detail text, conflict_ids text[], contact json)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
@@ -199,8 +201,8 @@ BEGIN
            AND (p_updated_since IS NULL OR c.updated_at >= p_updated_since)
          ORDER BY c.id LIMIT p_limit + 1),
     numbered AS (SELECT p.c, row_number() OVER (ORDER BY (p.c).id) AS n FROM page p)
-    SELECT 200, jsonb_build_object(
-               'data', coalesce(jsonb_agg(relance_api_contact_json(x.c) ORDER BY (x.c).id)
+    SELECT 200, json_build_object(
+               'data', coalesce(json_agg(relance_api_contact_json(x.c) ORDER BY (x.c).id)
                                 FILTER (WHERE x.n <= p_limit), '[]'),
                'next', CASE WHEN count(*) > p_limit
                             THEN relance_api_cursor('contacts', max((x.c).id) FILTER (WHERE x.n <= p_limit)) END)::text
