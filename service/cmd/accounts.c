@@ -2,8 +2,10 @@
  * database's pools and accounts match the configuration (the JSON is
  * accounts.c's, the matching relance_sync_accounts's in SQL); list shows
  * each account's state and today's usage against its limit, counted in
- * the account's own day; pause holds an account by hand, as relance's own
- * pauses do (relance_account_pause_by_email); resume un-pauses one. */
+ * the account's own day (relance_accounts_list); pause holds an account by
+ * hand, as relance's own pauses do (relance_account_pause_by_email);
+ * resume un-pauses one (relance_account_resume_by_email). The HTTP API's
+ * accounts (api_admin.c) go through the same three functions. */
 #include "accounts.h"
 #include "cli.h"
 
@@ -41,13 +43,11 @@ static int list_accounts(struct cli *cli, const struct cli_args *args)
     if (cli_now(now, sizeof now) < 0)
         return CLI_ERROR;
     const char *p[1] = {now};
+    /* the same rows as GET /v1/accounts */
     PGresult *r = PQexecParams(conn,
-                               "SELECT a.email, a.pool, CASE WHEN NOT a.configured THEN 'not configured' "
-                               "ELSE a.state END, coalesce(a.state_reason, ''), "
-                               "coalesce((SELECT sent FROM account_days d WHERE d.account_id = a.id "
-                               " AND d.day = relance_local_day($1, a.timezone)), 0), "
-                               "coalesce(relance_account_limit(a.id, relance_local_day($1, a.timezone))::text, "
-                               "'no limit') FROM accounts a ORDER BY a.pool, a.email",
+                               "SELECT email, pool, CASE WHEN NOT configured THEN 'not configured' ELSE state END, "
+                               "coalesce(state_reason, ''), sent, coalesce(day_limit::text, 'no limit') "
+                               "FROM relance_accounts_list($1)",
                                1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
@@ -98,18 +98,18 @@ static int pause_account(struct cli *cli, const struct cli_args *args)
 
 static int resume(struct cli *cli, const struct cli_args *args)
 {
-    PGconn *conn = cli->conn;
     const char *email = args->operands[0];
-    const char *p[1] = {email};
-    PGresult *r = PQexecParams(conn,
-                               "UPDATE accounts SET state = 'active', state_reason = 'resumed by user', "
-                               "state_changed_at = now() WHERE email = lower($1) AND state = 'paused'",
-                               1, NULL, p, NULL, NULL, 0);
+    char now[40];
+    if (cli_now(now, sizeof now) < 0)
+        return CLI_ERROR;
+    const char *p[3] = {email, now, "resumed by user"};
+    PGresult *r = PQexecParams(cli->conn, "SELECT relance_account_resume_by_email($1, $2, $3)", 3, NULL, p, NULL,
+                               NULL, 0);
     int rc = CLI_OK;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "relance: %s", PQresultErrorMessage(r));
         rc = CLI_ERROR;
-    } else if (strcmp(PQcmdTuples(r), "1") != 0) {
+    } else if (PQgetisnull(r, 0, 0) || strcmp(PQgetvalue(r, 0, 0), "paused") != 0) {
         fprintf(stderr, "relance: no paused account %s (relance accounts list shows them)\n", email);
         rc = CLI_ERROR;
     } else {

@@ -3,7 +3,8 @@
  * It owns the command-line face of the suppressions table: checking each
  * address or @domain (contact.c's syntax rules), storing it lower-case
  * with internationalised domains as A-labels (relance_suppress_add, which
- * also stops the live enrollments it covers), and listing the table. It
+ * also stops the live enrollments it covers; relance_suppress_remove: the
+ * HTTP API's suppressions use both), and listing the table. It
  * does not decide who is suppressed at send or enrollment time
  * (relance_suppressed() in SQL does), nor what a bounce or an unsubscribe
  * suppresses (the classifier and the mailbox watcher do).
@@ -20,32 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Normalises each pattern into a newly allocated lower-case-domain form;
- * -1 with the reason printed on the first bad one. */
+/* Normalises each pattern into a newly allocated lower-case-domain form
+ * (contact_pattern_normalize, as the API's POST /v1/suppressions); -1 with
+ * the reason printed on the first bad one. */
 static int patterns_read(char **in, int n, char **out)
 {
     for (int i = 0; i < n; i++) {
-        char err[300];
-        const char *p = in[i];
-        size_t lead = strspn(p, " \t");
-        if (p[lead] == '@') {
-            char d[CONTACT_DOMAIN_MAX + 1];
-            if (contact_domain_normalize(p + lead + 1, d, err, sizeof err) < 0) {
-                fprintf(stderr, "relance: suppress: %s (a domain is written @example.com)\n", err);
-                return -1;
-            }
-            if (asprintf(&out[i], "@%s", d) < 0)
-                return -1;
-        } else {
-            char e[CONTACT_EMAIL_MAX + 1];
-            if (contact_email_normalize(p, e, err, sizeof err) < 0) {
-                fprintf(stderr, "relance: suppress: %s\n", err);
-                return -1;
-            }
-            out[i] = strdup(e);
-            if (!out[i])
-                return -1;
+        char err[300], p[CONTACT_EMAIL_MAX + 1];
+        if (contact_pattern_normalize(in[i], p, err, sizeof err) < 0) {
+            fprintf(stderr, "relance: suppress: %s\n", err);
+            return -1;
         }
+        out[i] = strdup(p);
+        if (!out[i])
+            return -1;
     }
     return 0;
 }
@@ -74,11 +63,8 @@ static int change(PGconn *conn, int add, char **args, int n, const char *reason)
         r = PQexecParams(conn, "SELECT added, already, stopped FROM relance_suppress_add($1::text[], $2, $3)", 3,
                          NULL, params, NULL, NULL, 0);
     else
-        r = PQexecParams(conn,
-                         "WITH p AS (SELECT DISTINCT lower(x) AS pattern FROM unnest($1::text[]) AS x),"
-                         " del AS (DELETE FROM suppressions s USING p WHERE s.pattern = p.pattern RETURNING 1)"
-                         " SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM p) - (SELECT count(*) FROM del)",
-                         1, NULL, params, NULL, NULL, 0);
+        r = PQexecParams(conn, "SELECT removed, absent FROM relance_suppress_remove($1::text[])", 1, NULL, params,
+                         NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char m[1024];
         fprintf(stderr, "relance: suppress: %s\n", pgerr_line(r, conn, NULL, m, sizeof m));

@@ -357,6 +357,21 @@ int contact_domain_normalize(const char *in, char out[CONTACT_DOMAIN_MAX + 1], c
     return domain_finish(in, a, b, in + a, b - a, "domain", out, err, errlen);
 }
 
+int contact_pattern_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], char *err, size_t errlen)
+{
+    size_t lead = strspn(in, " \t");
+    if (in[lead] != '@')
+        return contact_email_normalize(in, out, err, errlen);
+    char d[CONTACT_DOMAIN_MAX + 1];
+    if (contact_domain_normalize(in + lead + 1, d, err, errlen) < 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (a domain is written @example.com)");
+        return -EINVAL;
+    }
+    snprintf(out, CONTACT_EMAIL_MAX + 1, "@%s", d);
+    return 0;
+}
+
 int contact_company_domain_normalize(const char *in, char out[CONTACT_DOMAIN_MAX + 1], char *err, size_t errlen)
 {
     size_t a = 0, b = strlen(in);

@@ -35,6 +35,14 @@ const char *contact_email_key(const char *s, char norm[CONTACT_EMAIL_MAX + 1]);
 int contact_domain_normalize(const char *in, char out[CONTACT_DOMAIN_MAX + 1], char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Normalises a suppression pattern (`suppress add`, POST
+ * /v1/suppressions): "@domain" (white space before the '@' allowed) as
+ * contact_domain_normalize gives it, behind its '@'; anything else as an
+ * address (contact_email_normalize). Returns 0, or -EINVAL with the
+ * reason in err (for a domain, with how one is written). */
+int contact_pattern_normalize(const char *in, char out[CONTACT_EMAIL_MAX + 1], char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Normalises a company domain given by hand or by a CRM: like
  * contact_domain_normalize, after dropping an "http(s)://" prefix, a
  * leading "www.", a trailing dot and any port or path. Only white space

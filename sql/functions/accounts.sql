@@ -96,6 +96,43 @@ BEGIN
     RETURN v_state;
 END $$;
 
+-- `relance accounts resume` and POST /v1/accounts/{email}/resume:
+-- un-pauses an account, whoever paused it, with a reason and an
+-- 'account.resumed' event (as the resume after a missing secret). Returns
+-- the state the account was in ('paused' when this resumed it), or NULL
+-- when there is no such account.
+CREATE OR REPLACE FUNCTION relance_account_resume_by_email(p_email text, p_now timestamptz, p_reason text)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id    bigint;
+    v_state text;
+BEGIN
+    SELECT id, state INTO v_id, v_state FROM accounts WHERE email = lower(btrim(p_email)) FOR UPDATE;
+    IF FOUND AND v_state = 'paused' THEN
+        UPDATE accounts SET state = 'active', state_reason = p_reason, state_changed_at = p_now WHERE id = v_id;
+        INSERT INTO events (kind, occurred_at, data)
+        VALUES ('account.resumed', p_now, jsonb_build_object('account_id', v_id, 'reason', p_reason));
+    END IF;
+    RETURN v_state;
+END $$;
+
+-- `relance accounts list` and GET /v1/accounts: every account with its
+-- state, and its usage and limit on its own day at p_now (limit NULL: no
+-- limit), and when a human reply last came into its mailbox.
+CREATE OR REPLACE FUNCTION relance_accounts_list(p_now timestamptz)
+RETURNS TABLE (id bigint, email text, pool text, configured boolean, state text, state_reason text,
+               state_changed_at timestamptz, timezone text, day date, sent int, day_limit int,
+               last_reply_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT a.id, a.email, a.pool, a.configured, a.state, a.state_reason, a.state_changed_at, a.timezone, d.day,
+           coalesce((SELECT sent FROM account_days x WHERE x.account_id = a.id AND x.day = d.day), 0),
+           relance_account_limit(a.id, d.day),
+           (SELECT max(i.detected_at) FROM inbound_messages i WHERE i.account_id = a.id AND i.kind = 'human_reply')
+      FROM accounts a CROSS JOIN LATERAL (SELECT relance_local_day(p_now, a.timezone) AS day) d
+     ORDER BY a.pool, a.email
+$$;
+
 -- Health checks after a rejection counted against the account: it pauses
 -- after max_policy_blocks policy blocks within 24 h (refused at SMTP time,
 -- or coming back as DSNs: inbound_messages, by the time they were seen),

@@ -111,6 +111,18 @@ BEGIN
     RETURN QUERY SELECT v_added, cardinality(v_pats) - v_added, v_n;
 END $$;
 
+-- `relance suppress remove` and DELETE /v1/suppressions/{pattern}: lifts
+-- the patterns (lower-cased; one that is not there is not an error). The
+-- enrollments their adding stopped stay stopped. Returns how many were
+-- removed and how many were not there.
+CREATE OR REPLACE FUNCTION relance_suppress_remove(p_patterns text[])
+RETURNS TABLE (removed bigint, absent bigint)
+LANGUAGE sql AS $$
+    WITH p AS (SELECT DISTINCT lower(x) AS pattern FROM unnest(p_patterns) x),
+         del AS (DELETE FROM suppressions s USING p WHERE s.pattern = p.pattern RETURNING 1)
+    SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM p) - (SELECT count(*) FROM del)
+$$;
+
 -- A contact's template fields as 'key<US>value<RS>key<US>value...' (US =
 -- chr(31), RS = chr(30); both removed from values): the standard fields
 -- and the custom ones, easy to split in C without a JSON parser.

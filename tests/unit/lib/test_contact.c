@@ -166,6 +166,34 @@ static void test_domains(void **state)
     }
 }
 
+/* A suppression pattern: an address, or @domain, each by its own rules. */
+static void test_pattern(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out, *err;
+    } rows[] = {
+        {"Ann@ACME.example", "Ann@acme.example", NULL},
+        {" @Acme.Example", "@acme.example", NULL},
+        {"@B\xC3\xBC" "cher.example", "@xn--bcher-kva.example", NULL},
+        {"@acme", NULL, "needs a dot (like example.com) (a domain is written @example.com)"},
+        {"@", NULL, "invalid domain ''"},
+        {"acme.example", NULL, "invalid email address"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char out[CONTACT_EMAIL_MAX + 1], err[300] = "";
+        int rc = contact_pattern_normalize(rows[i].in, out, err, sizeof err);
+        if (rows[i].out) {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, rows[i].out);
+        } else {
+            assert_int_equal(rc, -EINVAL);
+            if (!strstr(err, rows[i].err))
+                fail_msg("'%s': got '%s', want '%s'", rows[i].in, err, rows[i].err);
+        }
+    }
+}
+
 static void test_freemail(void **state)
 {
     (void)state;
@@ -230,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_email_valid),
         cmocka_unit_test(test_email_invalid),
         cmocka_unit_test(test_domains),
+        cmocka_unit_test(test_pattern),
         cmocka_unit_test(test_freemail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
