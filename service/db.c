@@ -77,6 +77,7 @@ struct db {
     uv_timer_t timer; /* backoff and connect timeout */
     unsigned backoff_ms;
     struct query *head, *tail; /* head is in flight when sent */
+    size_t queued;             /* queries from head to tail */
     int in_flight;
     PGresult *last;            /* result being collected for head */
     db_state_cb on_state;
@@ -213,6 +214,7 @@ static void fail_queue(struct db *db)
 {
     struct query *q = db->head;
     db->head = db->tail = NULL;
+    db->queued = 0;
     db->in_flight = 0;
     if (db->last) {
         PQclear(db->last);
@@ -362,6 +364,7 @@ static void handle_io(struct db *db, int events)
         db->head = q->next;
         if (!db->head)
             db->tail = NULL;
+        db->queued--;
         db->in_flight = 0;
         PGresult *res = db->last;
         db->last = NULL;
@@ -419,6 +422,7 @@ static int check_start(struct db *db)
     if (!q)
         return -1;
     db->head = db->tail = q;
+    db->queued = 1;
     state_set(db, DB_CHECKING);
     return send_head(db);
 }
@@ -565,11 +569,17 @@ int db_query(struct db *db, const char *sql, int nparams, const char *const *par
     else
         db->head = q;
     db->tail = q;
+    db->queued++;
     /* A send failure is reported from the loop (timer), never from inside
      * db_query. */
     if (send_head(db) < 0)
         uv_timer_start(&db->timer, on_timer, 0, 0);
     return 0;
+}
+
+size_t db_queued(const struct db *db)
+{
+    return db->queued;
 }
 
 static void on_timer_closed(uv_handle_t *h)

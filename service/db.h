@@ -57,6 +57,9 @@ int db_connected(const struct db *db);
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
              void *arg) __attribute__((warn_unused_result));
 
+/* How many queries are queued or in flight. */
+size_t db_queued(const struct db *db);
+
 /* Closes the connection and every handle; pending callbacks fire with
  * NULL. on_closed fires once the last handle is closed; db is freed then. */
 void db_close(struct db *db, void (*on_closed)(void *arg), void *arg);

@@ -9,10 +9,14 @@
 
 #include "db.h"
 
+/* The HTTP API's connections: a request's statement goes to the one with
+ * the fewest queued, so that round trips overlap under load. */
+#define READY_API_DBS 2
+
 struct ready {
     struct db *db;       /* NULL once the server has begun closing it */
     struct db *pnr;      /* the points of no return's own connection (below); NULL likewise */
-    struct db *api;      /* the HTTP API's own connection (below); NULL likewise */
+    struct db *api[READY_API_DBS]; /* the HTTP API's own connections (below); NULL likewise */
     int migrated;        /* the schema and functions are up to date */
     char reason[300];    /* why not, for /readyz and the logs */
 };
@@ -33,14 +37,18 @@ static inline struct db *ready_pnr_db(const struct ready *r)
     return db && r->pnr && db_connected(r->pnr) ? r->pnr : db;
 }
 
-/* The connection for the HTTP API's statements: its own, so that a
+/* The connection for an HTTP API statement: one of its own, so that a
  * request never waits behind the scheduler's claims and outcomes, nor
- * they behind a bulk import; the main one while its own is down. NULL
- * when the database may not be used now. */
+ * they behind a bulk import — the one with the fewest statements queued;
+ * the main one while its own are down. NULL when the database may not be
+ * used now. */
 static inline struct db *ready_api_db(const struct ready *r)
 {
-    struct db *db = ready_db(r);
-    return db && r->api && db_connected(r->api) ? r->api : db;
+    struct db *db = ready_db(r), *best = NULL;
+    for (size_t i = 0; db && i < READY_API_DBS; i++)
+        if (r->api[i] && db_connected(r->api[i]) && (!best || db_queued(r->api[i]) < db_queued(best)))
+            best = r->api[i];
+    return best ? best : db;
 }
 
 #endif

@@ -83,8 +83,9 @@ static void close_api(struct server *srv);
 static void close_db(struct server *srv)
 {
     close_api(srv);
-    struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api};
-    srv->ready.db = srv->ready.pnr = srv->ready.api = NULL;
+    struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api[0], srv->ready.api[1]};
+    _Static_assert(READY_API_DBS == 2, "close every API connection");
+    srv->ready.db = srv->ready.pnr = srv->ready.api[0] = srv->ready.api[1] = NULL;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
         if (dbs[i]) {
             srv->pending_closes++;
@@ -402,12 +403,15 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     db_set_role(srv->ready.pnr, "points of no return");
-    srv->ready.api = db_new(srv->loop, cfg->database_url, on_pnr_state, srv);
-    if (!srv->ready.api) {
-        snprintf(err, errlen, "cannot set up the database connection");
-        return -1;
+    static const char *const api_roles[READY_API_DBS] = {"api", "api 2"};
+    for (size_t i = 0; i < READY_API_DBS; i++) {
+        srv->ready.api[i] = db_new(srv->loop, cfg->database_url, on_pnr_state, srv);
+        if (!srv->ready.api[i]) {
+            snprintf(err, errlen, "cannot set up the database connection");
+            return -1;
+        }
+        db_set_role(srv->ready.api[i], api_roles[i]);
     }
-    db_set_role(srv->ready.api, "api");
     srv->https = curl_uv_new(srv->loop);
     if (!srv->https) {
         snprintf(err, errlen, "out of memory");
@@ -499,7 +503,7 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         rc = -1;
         server_stop(&srv, "startup failed");
     } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0 || db_start(srv.ready.pnr) < 0 ||
-               db_start(srv.ready.api) < 0) {
+               db_start(srv.ready.api[0]) < 0 || db_start(srv.ready.api[1]) < 0) {
         if (srv.ready.db && srv.scheduler)
             snprintf(err, errlen, "cannot set up the database connection");
         rc = -1;
