@@ -69,6 +69,7 @@ static void call_free(struct api_call *c)
     json_free(c->doc);
     free(c->idem_key);
     free(c->unknown_arg);
+    free(c->content_type);
     free(c);
 }
 
@@ -509,7 +510,10 @@ static int copy_request(struct api_call *c)
     const char *unknown = http_request_unknown_arg(req, c->route->args);
     if (unknown && !(c->unknown_arg = strndup(unknown, 100)))
         return -1;
-    c->json_type = content_type_json(http_request_header(req, "Content-Type"));
+    const char *ct = http_request_header(req, "Content-Type");
+    c->json_type = content_type_json(ct);
+    if (ct && !(c->content_type = strndup(ct, 200)))
+        return -1;
     const char *idem = http_request_header(req, "Idempotency-Key");
     if (idem && !(c->idem_key = strdup(idem)))
         return -1;

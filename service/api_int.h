@@ -42,6 +42,7 @@ struct api_call {
     char *idem_key;               /* Idempotency-Key, or NULL */
     char *unknown_arg;            /* a query argument the route does not read, or NULL */
     int json_type;                /* Content-Type is application/json */
+    char *content_type;           /* Content-Type as sent, or NULL (a route with a body of another type) */
     unsigned char req_hash[32];   /* SHA-256 of method, path and body, for the idempotency record */
     int idem_recorded;            /* this request holds the idempotency record */
     void *data;                   /* the handler's own */
