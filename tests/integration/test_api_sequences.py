@@ -158,8 +158,9 @@ def test_list_and_show_say_what_the_command_line_says(world, check):
     for line in relance("sequences", "list", env=world.env).stdout.splitlines():
         name, version, steps, pool, active = line.split("\t")
         cli[name] = (int(version[1:]), int(steps.split()[0]), pool.split()[1], int(active.split()[0]))
+    check.eq(sorted(s["name"] for s in seen), sorted(cli), "the pages hold every sequence once")
     check.eq({s["name"]: (s["current_version"], s["steps"], s["sender_pool"], s["active_enrollments"]) for s in seen},
-             cli, "the pages hold each sequence once, as relance sequences list shows it")
+             cli, "each as relance sequences list shows it")
     st, _, s, _ = api.call("GET", "/v1/sequences/list-b")
     check.eq(st, 200, "show")
     check.eq((s["name"], s["current_version"], [v["version"] for v in s["versions"]]), ("list-b", 2, [1, 2]),
