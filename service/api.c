@@ -45,6 +45,7 @@ extern const size_t openapi_json_len;
 struct api {
     uv_loop_t *loop;
     const struct ready *ready;
+    const struct config *cfg;
     struct keyring *keys;
     uv_timer_t timer;       /* reads the time zones until it has them; prunes idempotency records */
     char **zones;           /* pg_timezone_names, sorted for contact_zone_find */
@@ -254,6 +255,11 @@ const char *api_arg(const struct api_call *c, const char *name)
 struct db *api_db(const struct api_call *c)
 {
     return ready_api_db(c->api->ready);
+}
+
+const struct config *api_config(const struct api_call *c)
+{
+    return c->api->cfg;
 }
 
 const char *const *api_zones(const struct api_call *c, size_t *n)
@@ -684,6 +690,7 @@ struct api *api_new(uv_loop_t *loop, const struct ready *ready, const struct con
         return NULL;
     api->loop = loop;
     api->ready = ready;
+    api->cfg = cfg;
     api->keys = keyring_new(loop, ready, (double)cfg->api_rate_limit, (double)cfg->api_rate_burst);
     if (!api->keys) {
         free(api);

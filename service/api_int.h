@@ -55,6 +55,9 @@ const char *api_arg(const struct api_call *c, const char *name);
 /* The database for the API's statements, or NULL (the caller answers 503
  * with api_unavailable). */
 struct db *api_db(const struct api_call *c);
+/* The configuration serve runs with (its accounts and pools): the
+ * server's, for its whole life. */
+const struct config *api_config(const struct api_call *c);
 /* Time zone names (sorted for contact_zone_find), or NULL before they
  * were read from PostgreSQL. */
 const char *const *api_zones(const struct api_call *c, size_t *n);
