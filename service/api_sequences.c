@@ -1,22 +1,27 @@
 /* api_sequences: the HTTP API's sequences (/v1/sequences). It owns the
- * checks of these requests and the one thing C must do here: lint a PUT's
- * YAML body with lint.c's own checks (lint_source: the rules `relance
- * lint` and `relance apply` run), answering its problems with the line,
- * column and message lint prints, and hand a clean model to SQL. The
- * apply itself is `relance apply`'s relance_sequence_apply, the reads and
- * the figures are sql/functions/api_sequences.sql's (the figures through
+ * checks of these requests and the two things C must do here: lint a
+ * PUT's YAML body with lint.c's own checks (lint_source: the rules
+ * `relance lint` and `relance apply` run), answering its problems with
+ * the line, column and message lint prints, and hand a clean model to
+ * SQL; and compose a preview with preview.c, as `relance preview` does,
+ * from the stored source, contact and enrollment SQL finds. The apply
+ * itself is `relance apply`'s relance_sequence_apply, the reads and the
+ * figures are sql/functions/api_sequences.sql's (the figures through
  * `relance stats --json`'s relance_stats_json). */
 #include "api_int.h"
 
 #include "clock.h"
 #include "keyring.h"
+#include "contact.h"
 #include "lint.h"
+#include "preview.h"
 #include "sequence.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define LIST_LIMIT_MAX 500
 #define LIST_LIMIT_DEFAULT "100"
@@ -216,6 +221,293 @@ static void sequence_stats(struct api_call *c)
     ask(c, "SELECT status, body FROM relance_api_sequence_stats($1, $2::date)", 2, p);
 }
 
+/* ---- POST /v1/sequences/{name}/preview ------------------------------------------ */
+
+#define PREVIEW_VARS_MAX 200
+#define PREVIEW_TEXT_MAX 10000 /* bytes of a value, as a contact's field */
+
+/* The request, checked, kept while SQL finds the sequence and contact. */
+struct preview_req {
+    char *step, *account, *contact;
+    const char **keys, **values; /* into the call's document */
+    size_t n_vars;
+    int oom;                     /* a copy failed */
+};
+
+static void preview_req_free(void *data)
+{
+    struct preview_req *r = data;
+    if (!r)
+        return;
+    free(r->step);
+    free(r->account);
+    free(r->contact);
+    free(r->keys);
+    free(r->values);
+    free(r);
+}
+
+/* A string member without U+0000 of 1 to max bytes, or NULL (an error
+ * added). */
+static const char *string_of(const struct json_doc *d, int v, const char *ptr, size_t max, struct api_errors *e)
+{
+    size_t len;
+    if (json_type(d, v) != JSON_STRING) {
+        api_error_add(e, ptr, "must be a string, not %s", json_type_names[json_type(d, v)]);
+        return NULL;
+    }
+    const char *s = json_text(d, v, &len);
+    if (strlen(s) != len || len == 0 || len > max) {
+        api_error_add(e, ptr, "must be 1 to %zu bytes, without U+0000", max);
+        return NULL;
+    }
+    return s;
+}
+
+/* The contact member as relance_api_contact_id reads it: its id, email:
+ * (normalised) or ext:; a bare address means email:. */
+static char *contact_ref(const char *s)
+{
+    char norm[CONTACT_EMAIL_MAX + 1], *out = NULL;
+    if (strncmp(s, "ext:", 4) == 0 || (strspn(s, "0123456789") == strlen(s) && strlen(s) <= 18))
+        return strdup(s);
+    const char *email = strncmp(s, "email:", 6) == 0 ? s + 6 : s;
+    if (asprintf(&out, "email:%s", contact_email_key(email, norm)) < 0)
+        return NULL;
+    return out;
+}
+
+/* Checks the body's members into r; a repeated member: the last wins, as
+ * json_get reads it. */
+static void preview_check(const struct json_doc *d, struct preview_req *r, struct api_errors *e)
+{
+    for (int v = json_first(d, 0); v >= 0; v = json_next(d, v)) {
+        size_t klen;
+        const char *key = json_key(d, v, &klen);
+        char p[JSON_PATH_MAX];
+        json_path(d, v, p, sizeof p);
+        const char *s;
+        if (strlen(key) != klen) {
+            api_error_add(e, p, "unknown member");
+        } else if (strcmp(key, "step") == 0) {
+            s = string_of(d, v, p, 200, e);
+            free(r->step);
+            r->step = s ? strdup(s) : NULL;
+            r->oom |= s && !r->step;
+        } else if (strcmp(key, "account") == 0) {
+            s = json_type(d, v) == JSON_NULL ? NULL : string_of(d, v, p, CONTACT_EMAIL_MAX, e);
+            free(r->account);
+            r->account = s ? strdup(s) : NULL;
+            r->oom |= s && !r->account;
+        } else if (strcmp(key, "contact") == 0) {
+            s = json_type(d, v) == JSON_NULL ? NULL : string_of(d, v, p, 1000, e);
+            free(r->contact);
+            r->contact = s ? contact_ref(s) : NULL;
+            r->oom |= s && !r->contact;
+        } else if (strcmp(key, "vars") == 0) {
+            if (json_type(d, v) != JSON_OBJECT || json_count(d, v) > PREVIEW_VARS_MAX) {
+                api_error_add(e, p, "must be an object of at most %d strings", PREVIEW_VARS_MAX);
+                continue;
+            }
+            size_t n = json_count(d, v);
+            free(r->keys);
+            free(r->values);
+            r->n_vars = 0;
+            r->keys = calloc(n + 1, sizeof *r->keys);
+            r->values = calloc(n + 1, sizeof *r->values);
+            if (!r->keys || !r->values) {
+                r->oom = 1;
+                continue;
+            }
+            for (int f = json_first(d, v); f >= 0; f = json_next(d, f)) {
+                size_t flen;
+                const char *fkey = json_key(d, f, &flen);
+                char fp[JSON_PATH_MAX];
+                json_path(d, f, fp, sizeof fp);
+                s = string_of(d, f, fp, PREVIEW_TEXT_MAX, e);
+                if (strlen(fkey) != flen || flen == 0 || flen > 200) {
+                    api_error_add(e, fp, "a field's name is 1 to 200 bytes, without U+0000");
+                } else if (s) {
+                    r->keys[r->n_vars] = fkey;
+                    r->values[r->n_vars++] = s;
+                }
+            }
+        } else {
+            api_error_add(e, p, "unknown member");
+        }
+    }
+    if (json_get(d, 0, "step") < 0)
+        api_error_add(e, "/step", "is required");
+}
+
+static void preview_invalid(struct api_call *c, const char *pointer, const char *message)
+{
+    struct api_errors e = {0};
+    api_error_add(&e, pointer, "%s", message);
+    api_problem(c, 422, "validation", "Invalid request", message, api_errors_json(&e));
+    api_errors_free(&e);
+}
+
+/* The 200 answer: the account, the variant, the reader's view and the
+ * bytes. */
+static void preview_reply(struct api_call *c, const struct compose_result *out, const struct config_account *acct,
+                          const char *why)
+{
+    struct preview_view view;
+    struct buf b = {0};
+    int parsed = preview_view_parse(out->text, out->len, &view) == 0;
+    buf_adds(&b, "{\"account\":");
+    json_add_string(&b, acct ? acct->email : NULL);
+    buf_adds(&b, ",\"account_reason\":");
+    json_add_string(&b, why);
+    if (out->variant >= 0)
+        buf_addf(&b, ",\"variant\":\"%c\"", (char)('A' + out->variant));
+    else
+        buf_adds(&b, ",\"variant\":null");
+    buf_adds(&b, ",\"headers\":{");
+    for (size_t i = 0, n = 0; i < PREVIEW_HEADERS; i++) {
+        if (!view.headers[i])
+            continue;
+        buf_adds(&b, n++ ? "," : "");
+        json_add_string(&b, preview_header_names[i]);
+        buf_addc(&b, ':');
+        json_add_string(&b, view.headers[i]);
+    }
+    buf_adds(&b, "},\"text\":");
+    if (view.text)
+        json_add_stringn(&b, view.text, view.text_len);
+    else
+        buf_adds(&b, "null");
+    buf_adds(&b, ",\"html\":");
+    if (view.html)
+        json_add_stringn(&b, view.html, view.html_len);
+    else
+        buf_adds(&b, "null");
+    buf_adds(&b, ",\"raw\":");
+    json_add_stringn(&b, out->text, out->len);
+    buf_addc(&b, '}');
+    if (!parsed || b.oom)
+        api_unavailable(c);
+    else
+        api_reply(c, 200, b.p, b.len);
+    buf_free(&b);
+    preview_view_free(&view);
+}
+
+/* Composes the message from the row SQL found, as relance preview does,
+ * and answers. */
+static void preview_answer(struct api_call *c, const PGresult *res)
+{
+    struct preview_req *r = c->data;
+    struct sequence *seq = NULL;
+    struct sequence_diags d;
+    char msg[600];
+    int clean = lint_source(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3), (size_t)PQgetlength(res, 0, 3), &seq,
+                            &d) == 0;
+    sequence_diags_free(&d);
+    if (!clean) {
+        /* it was applied clean: the tz database changed since */
+        api_problem(c, 409, "conflict", "Conflict", "the applied sequence no longer passes lint: apply it again",
+                    NULL);
+        return;
+    }
+    const struct sequence_step *step = sequence_step_find(seq, r->step);
+    if (!step) {
+        struct buf b = {0};
+        buf_addf(&b, "sequence %s has no step '%.200s' (steps:", seq->name, r->step);
+        for (size_t i = 0; i < seq->n_steps; i++)
+            buf_addf(&b, " %s", seq->steps[i].id);
+        buf_addc(&b, ')');
+        preview_invalid(c, "/step", b.oom ? "no such step" : b.p);
+        buf_free(&b);
+        sequence_free(seq);
+        return;
+    }
+    char why[300];
+    int failed;
+    const char *enrolled = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
+    const struct config_account *acct = preview_account(api_config(c), seq, r->account, "the request's account",
+                                                        enrolled, r->contact, why, sizeof why, &failed);
+    if (failed) {
+        snprintf(msg, sizeof msg, "no account %s in the configuration", r->account);
+        preview_invalid(c, "/account", msg);
+        sequence_free(seq);
+        return;
+    }
+    const char *fields = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
+    struct preview_input in = {seq, step, r->keys, r->values, r->n_vars, fields, acct, time(NULL)};
+    struct compose_result out;
+    char err[300];
+    int rc = preview_compose(&in, &out, err, sizeof err);
+    if (rc == COMPOSE_MISSING_FIELD && strncmp(out.missing, "sender.", 7) == 0) {
+        snprintf(msg, sizeof msg,
+                 "the account %s has no %s (add '%s:' to its configuration, or give vars.%s); its enrollments "
+                 "would be held as missing_field:%s",
+                 acct ? acct->email : "sender@example.invalid", out.missing + 7, out.missing + 7, out.missing,
+                 out.missing);
+        preview_invalid(c, "/vars", msg);
+    } else if (rc == COMPOSE_MISSING_FIELD) {
+        snprintf(msg, sizeof msg,
+                 "the field '%s' has no value and no fallback: give vars.%s (a contact without it would be held "
+                 "as missing_field:%s)",
+                 out.missing, out.missing, out.missing);
+        preview_invalid(c, "/vars", msg);
+    } else if (rc < 0) {
+        preview_invalid(c, "", err);
+    } else {
+        preview_reply(c, &out, acct, why);
+        compose_result_free(&out);
+    }
+    sequence_free(seq);
+}
+
+static void on_preview_source(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct api_call *c = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        strcmp(PQgetvalue(res, 0, 0), "200") != 0) {
+        api_reply_row(c, res); /* a problem, or 503 */
+        return;
+    }
+    preview_answer(c, res);
+}
+
+static void sequence_preview(struct api_call *c)
+{
+    if (!name_shaped(c->param)) {
+        not_found(c);
+        return;
+    }
+    struct preview_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        api_unavailable(c);
+        return;
+    }
+    c->data = r;
+    c->data_free = preview_req_free;
+    struct api_errors e = {0};
+    preview_check(c->doc, r, &e);
+    if (e.n) {
+        api_problem(c, 422, "validation", "Invalid request", "the preview request has invalid members",
+                    api_errors_json(&e));
+        api_errors_free(&e);
+        return;
+    }
+    api_errors_free(&e);
+    if (r->oom) {
+        api_unavailable(c);
+        return;
+    }
+    struct db *db = api_db(c);
+    const char *p[2] = {c->param, r->contact};
+    if (!db || db_query(db,
+                        "SELECT status, body, source_file, source, fields, enrolled "
+                        "FROM relance_api_sequence_preview_source($1, $2)",
+                        2, p, on_preview_source, c) < 0)
+        api_unavailable(c);
+}
+
 static const char *const list_args[] = {"limit", "after", NULL};
 static const char *const stats_args[] = {"since", NULL};
 
@@ -224,5 +516,6 @@ const struct api_route api_sequence_routes[] = {
     {"GET", "/v1/sequences/{}", SCOPE_SEQUENCES_READ, 0, NULL, sequence_get},
     {"PUT", "/v1/sequences/{}", SCOPE_SEQUENCES_WRITE, 0, NULL, sequence_put},
     {"GET", "/v1/sequences/{}/stats", SCOPE_STATS_READ, 0, stats_args, sequence_stats},
+    {"POST", "/v1/sequences/{}/preview", SCOPE_SEQUENCES_READ, 1, NULL, sequence_preview},
     {NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -115,3 +115,44 @@ BEGIN
     END IF;
     RETURN QUERY SELECT 200, relance_stats_json(p_name, p_since)::text;
 END $$;
+
+-- POST /v1/sequences/{name}/preview, what C needs to compose the step as
+-- `relance preview` does: the current version's stored source (re-read
+-- with lint's loader, as preview and the scheduler do), the contact's
+-- packed fields (relance_contact_fields) and the account its latest
+-- enrollment in this sequence sends from. p_contact is a contact
+-- reference (relance_api_contact_id), or NULL for none. status 404: no
+-- such sequence; 422: no such contact.
+CREATE OR REPLACE FUNCTION relance_api_sequence_preview_source(p_name text, p_contact text)
+RETURNS TABLE (status int, body text, source_file text, source text, fields text, enrolled text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_seq bigint;
+    v_contact bigint;
+BEGIN
+    SELECT s.id INTO v_seq FROM sequences s WHERE s.name = p_name;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 404, relance_api_problem(404, 'not-found', 'Not found', 'no sequence named ' || p_name),
+                            NULL::text, NULL::text, NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    IF p_contact IS NOT NULL THEN
+        v_contact := relance_api_contact_id(p_contact);
+        IF v_contact IS NULL THEN
+            RETURN QUERY SELECT 422, relance_api_problem(422, 'validation', 'Invalid request', 'no contact ' || p_contact,
+                                                         jsonb_build_object('errors', jsonb_build_array(
+                                                             jsonb_build_object('pointer', '/contact',
+                                                                                'message', 'no contact ' || p_contact)))),
+                                NULL::text, NULL::text, NULL::text, NULL::text;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY
+    SELECT 200, NULL::text, v.source_file, v.source,
+           CASE WHEN v_contact IS NOT NULL THEN relance_contact_fields(v_contact) END,
+           (SELECT a.email FROM enrollments e JOIN accounts a ON a.id = e.account_id
+             WHERE e.contact_id = v_contact AND e.sequence_id = v_seq ORDER BY e.id DESC LIMIT 1)
+      FROM sequences s JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version
+     WHERE s.id = v_seq;
+END $$;

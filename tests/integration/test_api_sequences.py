@@ -224,3 +224,73 @@ def test_stats_are_relance_stats_json_figures(world, check):
             "a day that does not exist")
     problem(check, api.call("GET", "/v1/sequences/figures/stats?since=yesterday"), 400, "bad-request",
             "not a date")
+
+
+PREVIEWED = """name: previewed
+sender_pool: main
+schedule: {timezone: UTC, window: "00:00-24:00", days: [mon, tue, wed, thu, fri, sat, sun], jitter: 0}
+steps:
+  - id: intro
+    body: "Bonjour {{first_name}}, un mot sur {{company | votre équipe}}."
+    html: "<p>Bonjour {{first_name}}</p>"
+    variants:
+      - {weight: 50, subject: "Une question, {{first_name}}"}
+      - {weight: 50, subject: "Rapide : {{first_name}}"}
+  - {id: bump, wait: 2 days, body: "Je relance, {{first_name}}."}
+"""
+
+
+def without_date(raw):
+    return "\r\n".join(ln for ln in raw.split("\r\n") if not ln.startswith("Date: "))
+
+
+def test_a_preview_is_relance_preview_s_message(world, check):
+    api, env = world.api, world.env
+    check.eq(put(api, "previewed", PREVIEWED)[0], 200, "put previewed")
+    check.eq(api.call("POST", "/v1/contacts", {"email": "Zoé@Studio.example", "first_name": "Zoé",
+                                               "company": "Studio Z"})[0], 201, "a contact")
+    for step in ("intro", "bump"):
+        st, _, got, _ = api.call("POST", "/v1/sequences/previewed/preview",
+                                 {"step": step, "contact": "email:zoé@studio.example"})
+        check.eq(st, 200, f"preview of {step}")
+        raw = relance("preview", "--raw", "previewed", "--step", step, "--contact", "zoé@studio.example", env=env,
+                      raw=True)
+        check.ok(raw.returncode == 0, "relance preview --raw", raw.stderr)
+        check.eq(without_date(got["raw"]), without_date(raw.stdout.decode()),
+                 f"{step}: raw is relance preview --raw's bytes (the Date aside)")
+        view = relance("preview", "previewed", "--step", step, "--contact", "zoé@studio.example", env=env).stdout
+        head, _, text = view.partition("\n\n")
+        lines = dict(ln.split(": ", 1) for ln in head.splitlines())
+        check.eq({k: v for k, v in got["headers"].items() if k != "Date"},
+                 {k: v for k, v in lines.items() if k not in ("Date", "variant", "account", "html")},
+                 f"{step}: the headers, decoded, as relance preview shows them")
+        # the command line ends the view with a line break the text part may lack
+        check.eq(got["text"] + ("" if got["text"].endswith("\n") else "\n"), text,
+                 f"{step}: the text, decoded, as relance preview shows it")
+        check.eq(got["variant"] or "-", lines["variant"][0], f"{step}: the variant relance preview names")
+        check.eq((got["account"], got["account_reason"]), (None, lines["account"].split(" (", 1)[1][:-1]),
+                 f"{step}: a placeholder sender, for the reason relance preview gives")
+    check.eq(got["html"], None, "a step without HTML has none")
+    st, _, got, _ = api.call("POST", "/v1/sequences/previewed/preview",
+                             {"step": "intro", "contact": "email:zoé@studio.example"})
+    check.ok("Bonjour Zoé" in got["html"] and "Studio Z" in got["text"], "the HTML part, decoded", got)
+    st, _, got, _ = api.call("POST", "/v1/sequences/previewed/preview",
+                             {"step": "intro", "vars": {"first_name": "Ana", "email": "ana@x.example"}})
+    check.ok(st == 200 and "Bonjour Ana, un mot sur votre équipe." in got["text"] and got["headers"]["To"]
+             .endswith("ana@x.example"), "vars alone, and a fallback", got)
+    st, _, got, _ = api.call("POST", "/v1/sequences/previewed/preview",
+                             {"step": "intro", "contact": "email:zoé@studio.example", "vars": {"first_name": "Ana"}})
+    check.ok("Bonjour Ana" in got["text"], "vars win over the contact's fields", got)
+    for body, pointer, what in (({"step": "intro"}, "/vars", "a field with no value and no fallback"),
+                                ({"step": "nope", "vars": {"first_name": "A"}}, "/step", "an unknown step"),
+                                ({"step": "intro", "contact": "email:nobody@x.example"}, "/contact", "an unknown contact"),
+                                ({"step": "intro", "vars": {"first_name": "A"}, "account": "who@x.example"}, "/account",
+                                 "an account the configuration lacks"),
+                                ({"step": "intro", "colour": "blue"}, "/colour", "an unknown member"),
+                                ({"vars": {"first_name": "A"}}, "/step", "no step"),
+                                ({"step": "intro", "vars": {"first_name": 3}}, "/vars/first_name", "a var not a string")):
+        got = api.call("POST", "/v1/sequences/previewed/preview", body)
+        problem(check, got, 422, "validation", what)
+        check.ok(any(e["pointer"] == pointer for e in got[2].get("errors", [])), f"{what}: pointer {pointer}", got[2])
+    problem(check, api.call("POST", "/v1/sequences/no-such/preview", {"step": "intro"}), 404, "not-found",
+            "an unknown sequence")
