@@ -116,6 +116,9 @@ def test_a_bad_file_gets_lint_s_own_lines_columns_and_messages_and_nothing_is_ap
     got = put(api, "bad-file", broken)
     problem(check, got, 422, "validation", "a file that is not YAML")
     check.eq([(e["line"], e["column"], e["message"]) for e in got[2]["errors"]], want, "a YAML syntax error as lint says it")
+    # bytes no YAML file holds: lint's refusal too, never a 5xx
+    for raw in (b"name: bad-file\xff\n", b"name: bad\x00file\n", b"\xef\xbb\xbf", b""):
+        problem(check, api.call("PUT", "/v1/sequences/bad-file", raw, headers=YAML), 422, "validation", repr(raw))
     # the file's name must be the path's
     got = put(api, "other-name", sequence_text("bad-file"))
     problem(check, got, 422, "validation", "a name: that is not the path's")
