@@ -460,7 +460,7 @@ static void after_key(struct api_call *c, unsigned scopes)
     if ((scopes & c->route->scope) != c->route->scope) {
         char detail[96];
         for (size_t i = 0; apikey_scopes[i]; i++)
-            if (c->route->scope & (1u << i))
+            if (c->route->scope & ~scopes & (1u << i)) /* a scope the key lacks */
                 snprintf(detail, sizeof detail, "this key lacks the scope %s", apikey_scopes[i]);
         problem_with(c, 403, "forbidden", "Forbidden", detail, NULL);
         return;
