@@ -516,6 +516,7 @@ const struct api_route api_sequence_routes[] = {
     {"GET", "/v1/sequences/{}", SCOPE_SEQUENCES_READ, 0, NULL, sequence_get},
     {"PUT", "/v1/sequences/{}", SCOPE_SEQUENCES_WRITE, 0, NULL, sequence_put},
     {"GET", "/v1/sequences/{}/stats", SCOPE_STATS_READ, 0, stats_args, sequence_stats},
-    {"POST", "/v1/sequences/{}/preview", SCOPE_SEQUENCES_READ, 1, NULL, sequence_preview},
+    /* the contact's fields show in the message: reading them is contacts:read */
+    {"POST", "/v1/sequences/{}/preview", SCOPE_SEQUENCES_READ | SCOPE_CONTACTS_READ, 1, NULL, sequence_preview},
     {NULL, NULL, 0, 0, NULL, NULL},
 };

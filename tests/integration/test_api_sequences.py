@@ -140,6 +140,9 @@ def test_a_body_not_sent_as_yaml_is_415_and_a_reader_cannot_put(world, check):
     problem(check, put(reader, "media", text), 403, "forbidden", "a key without sequences:write")
     check.eq(reader.call("GET", "/v1/sequences/media")[0], 200, "sequences:read reads")
     problem(check, reader.call("GET", "/v1/sequences/media/stats"), 403, "forbidden", "stats need stats:read")
+    got = reader.call("POST", "/v1/sequences/media/preview", {"step": "one"})
+    problem(check, got, 403, "forbidden", "a preview shows a contact's fields: it needs contacts:read too")
+    check.eq(got[2]["detail"], "this key lacks the scope contacts:read", "the 403 names the scope the key lacks")
 
 
 def test_list_and_show_say_what_the_command_line_says(world, check):
