@@ -300,3 +300,38 @@ def test_a_preview_is_relance_preview_s_message(world, check):
         check.ok(any(e["pointer"] == pointer for e in got[2].get("errors", [])), f"{what}: pointer {pointer}", got[2])
     problem(check, api.call("POST", "/v1/sequences/no-such/preview", {"step": "intro"}), 404, "not-found",
             "an unknown sequence")
+
+
+def test_a_preview_sends_from_the_configured_account_as_relance_preview_does(db, tmp, check):
+    cfg = os.path.join(tmp, "relance.yaml")
+    with open(cfg, "w") as f:
+        # capture: nothing is sent, and no account needs a password
+        f.write("transport: capture\npools:\n  main:\n    accounts:\n"
+                "      - {email: ann@acme.example, smtp: smtps://mail.acme.example, first_name: Ann}\n"
+                "      - {email: bob@acme.example, smtp: smtps://mail.acme.example, first_name: Bob}\n")
+    env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": cfg, "RELANCE_CAPTURE_DIR": os.path.join(tmp, "capture")}
+    serve = harness.Serve(env)
+    try:
+        serve.wait_status("/readyz", 200)
+        api = Api(serve.base, new_key(env, "crm"))
+        text = sequence_text("signed").replace('body: "Hi."', 'body: "Hi.\\n{{sender.first_name}}"')
+        check.eq(put(api, "signed", text)[0], 200, "put signed")
+        for account, who, why in ((None, "ann@acme.example", "the first of pool main; a new enrollment gets the "
+                                   "pool's least-used account, the request's account chooses"),
+                                  ("bob@acme.example", "bob@acme.example", "the request's account")):
+            body = {"step": "one", "vars": {"email": "p@x.example"}}
+            if account:
+                body["account"] = account
+            st, _, got, _ = api.call("POST", "/v1/sequences/signed/preview", body)
+            check.eq((st, got["account"], got["account_reason"]), (200, who, why), f"sent from {who}")
+            check.eq(got["text"], "Hi.\n" + who[:3].capitalize() + "\n", "sender.first_name is the account's")
+            args = ["preview", "--raw", "signed", "--step", "one", "--var", "email=p@x.example"]
+            raw = relance(*args + (["--account", account] if account else []), env=env, raw=True)
+            check.eq(without_date(got["raw"]), without_date(raw.stdout.decode()),
+                     f"raw is relance preview --raw's, from {who}")
+        problem(check, api.call("POST", "/v1/sequences/signed/preview",
+                                {"step": "one", "vars": {"email": "p@x.example"}, "account": "eve@acme.example"}),
+                422, "validation", "an account the configuration lacks")
+    finally:
+        assert serve.stop() == 0, serve.output()[-2000:]
+    assert serve.sanitizer_report() is None, serve.sanitizer_report()
