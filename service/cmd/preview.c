@@ -74,12 +74,11 @@ static const struct config_account *account_of(struct cli *cli, const struct seq
         char norm[CONTACT_EMAIL_MAX + 1];
         const char *p[2] = {contact_email_key(contact, norm), seq->name};
         PGresult *r = conn ? cli_query(conn,
-                                       "SELECT a.email FROM enrollments e JOIN contacts c ON c.id = e.contact_id "
-                                       "JOIN sequences s ON s.id = e.sequence_id JOIN accounts a ON a.id = e.account_id "
-                                       "WHERE c.email_key = lower(btrim($1)) AND s.name = $2 ORDER BY e.id DESC LIMIT 1",
+                                       "SELECT relance_preview_enrolled_account(c.id, $2) FROM contacts c "
+                                       "WHERE c.email_key = lower(btrim($1))",
                                        2, p)
                                : NULL;
-        if (r && PQntuples(r))
+        if (r && PQntuples(r) && !PQgetisnull(r, 0, 0))
             enrolled = strdup(PQgetvalue(r, 0, 0));
         PQclear(r);
     }

@@ -151,8 +151,7 @@ BEGIN
     RETURN QUERY
     SELECT 200, NULL::text, v.source_file, v.source,
            CASE WHEN v_contact IS NOT NULL THEN relance_contact_fields(v_contact) END,
-           (SELECT a.email FROM enrollments e JOIN accounts a ON a.id = e.account_id
-             WHERE e.contact_id = v_contact AND e.sequence_id = v_seq ORDER BY e.id DESC LIMIT 1)
+           relance_preview_enrolled_account(v_contact, p_name)
       FROM sequences s JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version
      WHERE s.id = v_seq;
 END $$;
