@@ -158,23 +158,25 @@ static void sequence_put(struct api_call *c)
     int clean = lint_source(file, c->body ? c->body : "", c->body_len, &seq, &d) == 0;
     struct buf errors = {0}, warnings = {0};
     diags_json(&d, SEQUENCE_WARNING, &warnings);
-    char *model = NULL, hash[65];
-    if (d.nomem || errors.oom || warnings.oom) {
-        api_unavailable(c);
-    } else if (!clean) {
+    int named = clean && strcmp(seq->name, c->param) == 0;
+    if (!clean) {
         diags_json(&d, SEQUENCE_ERROR, &errors);
-        char detail[80];
-        snprintf(detail, sizeof detail, "the sequence file has %zu error%s", d.errors, d.errors == 1 ? "" : "s");
-        invalid(c, detail, errors.oom ? "[]" : errors.p, warnings.p);
-    } else if (strcmp(seq->name, c->param) != 0) {
+    } else if (!named) {
         char msg[200];
         snprintf(msg, sizeof msg, "name '%s' is not the path's '%.*s'", seq->name, NAME_MAX_LEN, c->param);
         buf_addc(&errors, '[');
         diag_add(&errors, 1, seq->name_line, seq->name_col, msg);
         buf_addc(&errors, ']');
-        invalid(c, "the sequence file names another sequence", errors.oom ? "[]" : errors.p, warnings.p);
-    } else if (!(model = sequence_to_json(seq)) || sequence_hash(seq, hash) < 0) {
+    }
+    char *model = named ? sequence_to_json(seq) : NULL, hash[65];
+    if (d.nomem || errors.oom || warnings.oom || (named && (!model || sequence_hash(seq, hash) < 0))) {
         api_unavailable(c);
+    } else if (!clean) {
+        char detail[80];
+        snprintf(detail, sizeof detail, "the sequence file has %zu error%s", d.errors, d.errors == 1 ? "" : "s");
+        invalid(c, detail, errors.p, warnings.p);
+    } else if (!named) {
+        invalid(c, "the sequence file names another sequence", errors.p, warnings.p);
     } else {
         char now[40];
         clock_format(clock_now(), now, sizeof now);
