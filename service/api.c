@@ -45,6 +45,7 @@ extern const size_t openapi_json_len;
 struct api {
     uv_loop_t *loop;
     const struct ready *ready;
+    const struct config *cfg;
     struct keyring *keys;
     uv_timer_t timer;       /* reads the time zones until it has them; prunes idempotency records */
     char **zones;           /* pg_timezone_names, sorted for contact_zone_find */
@@ -70,6 +71,7 @@ static void call_free(struct api_call *c)
     json_free(c->doc);
     free(c->idem_key);
     free(c->unknown_arg);
+    free(c->content_type);
     free(c);
 }
 
@@ -254,6 +256,11 @@ const char *api_arg(const struct api_call *c, const char *name)
 struct db *api_db(const struct api_call *c)
 {
     return ready_api_db(c->api->ready);
+}
+
+const struct config *api_config(const struct api_call *c)
+{
+    return c->api->cfg;
 }
 
 const char *const *api_zones(const struct api_call *c, size_t *n)
@@ -481,7 +488,7 @@ static void after_key(struct api_call *c, unsigned scopes)
     if ((scopes & c->route->scope) != c->route->scope) {
         char detail[96];
         for (size_t i = 0; apikey_scopes[i]; i++)
-            if (c->route->scope & (1u << i))
+            if (c->route->scope & ~scopes & (1u << i)) /* a scope the key lacks */
                 snprintf(detail, sizeof detail, "this key lacks the scope %s", apikey_scopes[i]);
         problem_with(c, 403, "forbidden", "Forbidden", detail, NULL);
         return;
@@ -537,7 +544,10 @@ static int copy_request(struct api_call *c)
     const char *unknown = http_request_unknown_arg(req, c->route->args);
     if (unknown && !(c->unknown_arg = strndup(unknown, 100)))
         return -1;
-    c->json_type = content_type_json(http_request_header(req, "Content-Type"));
+    const char *ct = http_request_header(req, "Content-Type");
+    c->json_type = content_type_json(ct);
+    if (ct && !(c->content_type = strndup(ct, 200)))
+        return -1;
     const char *idem = http_request_header(req, "Idempotency-Key");
     if (idem && !(c->idem_key = strdup(idem)))
         return -1;
@@ -739,6 +749,7 @@ struct api *api_new(uv_loop_t *loop, const struct ready *ready, const struct con
         return NULL;
     api->loop = loop;
     api->ready = ready;
+    api->cfg = cfg;
     api->keys = keyring_new(loop, ready, (double)cfg->api_rate_limit, (double)cfg->api_rate_burst);
     if (!api->keys) {
         free(api);

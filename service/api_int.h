@@ -42,6 +42,7 @@ struct api_call {
     char *idem_key;               /* Idempotency-Key, or NULL */
     char *unknown_arg;            /* a query argument the route does not read, or NULL */
     int json_type;                /* Content-Type is application/json */
+    char *content_type;           /* Content-Type as sent, or NULL (a route with a body of another type) */
     unsigned char req_hash[32];   /* SHA-256 of method, path and body, for the idempotency record */
     int idem_recorded;            /* this request holds the idempotency record */
     void *data;                   /* the handler's own */
@@ -54,6 +55,9 @@ const char *api_arg(const struct api_call *c, const char *name);
 /* The database for the API's statements, or NULL (the caller answers 503
  * with api_unavailable). */
 struct db *api_db(const struct api_call *c);
+/* The configuration serve runs with (its accounts and pools): the
+ * server's, for its whole life. */
+const struct config *api_config(const struct api_call *c);
 /* Time zone names (sorted for contact_zone_find), or NULL before they
  * were read from PostgreSQL. */
 const char *const *api_zones(const struct api_call *c, size_t *n);

@@ -1,6 +1,7 @@
 /* lint: reading and checking sequence files, shared by `relance lint`,
- * `relance apply` and `relance preview` (see lint.h), so that apply
- * refuses exactly what lint reports.
+ * `relance apply`, `relance preview` and the HTTP API's PUT
+ * /v1/sequences/{name} (see lint.h), so that apply refuses exactly what
+ * lint reports.
  *
  * It owns finding the files (a folder means its *.yaml and *.yml files,
  * sorted by name, not recursing, skipping hidden ones), reading them, the
@@ -289,6 +290,13 @@ int lint_parse_source(const char *file, const char *src, size_t len, struct lint
     fflush(stdout);
     free_names(&l);
     return l.errors || (out && out->n == before) ? -1 : 0;
+}
+
+int lint_source(const char *file, const char *src, size_t len, struct sequence **seq, struct sequence_diags *diags)
+{
+    /* apply's options: the same zone check, no pool check */
+    struct sequence_options opt = {zone_exists, NULL, NULL};
+    return sequence_parse(file, src, len, &opt, seq, diags);
 }
 
 void lint_files_free(struct lint_files *files)

@@ -10,13 +10,15 @@
  * view says which and why. By default it prints a reader's view of that message,
  * read back with the MIME parser the watcher uses (headers and text
  * decoded to UTF-8, the A/B variant named); --raw prints the exact bytes.
- * It does not own any encoding or decoding itself. */
+ * It does not own any encoding or decoding itself; composing, the
+ * account's choice and the view are preview.c's, shared with the HTTP
+ * API's preview. */
 #include "accounts.h"
 #include "cli.h"
 #include "compose.h"
 #include "contact.h"
 #include "lint.h"
-#include "mime.h"
+#include "preview.h"
 #include "sequence.h"
 
 #include <stdio.h>
@@ -28,18 +30,7 @@
 struct vars {
     const char **keys, **values;
     size_t n;
-    char *contact; /* "key<US>value<RS>..." from relance_contact_fields */
-    char value[4096];
 };
-
-static const char *vars_lookup(const char *field, void *arg)
-{
-    struct vars *v = arg;
-    for (size_t i = v->n; i-- > 0;) /* the last --var wins */
-        if (strcmp(v->keys[i], field) == 0)
-            return v->values[i];
-    return compose_field_find(v->contact, field, v->value, sizeof v->value);
-}
 
 /* The sequence to preview: a file path, else an applied sequence's name. */
 static int preview_load(struct cli *cli, const char *what, struct lint_files *files)
@@ -69,80 +60,33 @@ static int preview_load(struct cli *cli, const char *what, struct lint_files *fi
     return rc;
 }
 
-/* The account a preview is sent from, and why that one: --account, the
- * contact's enrollment's (the account it really sends from), else the
- * pool's first (a new enrollment gets the pool's least-used account at
- * its first send). NULL when the configuration has none to offer. */
-static const struct config_account *preview_account(struct cli *cli, const struct sequence *seq, const char *contact,
-                                                    const char *wanted, char *why, size_t len, int *failed)
+/* The account a preview is sent from, and why that one (preview.c's
+ * rule): --account, the contact's enrollment's (the account it really
+ * sends from), else the pool's first. NULL when the configuration has
+ * none to offer. */
+static const struct config_account *account_of(struct cli *cli, const struct sequence *seq, const char *contact,
+                                               const char *wanted, char *why, size_t len, int *failed)
 {
     struct config *cfg = cli->config_path || getenv("RELANCE_CONFIG") || wanted ? cli_config(cli) : NULL;
-    *failed = 0;
-    if (wanted) {
-        const struct config_account *a = cfg ? accounts_find(cfg, wanted) : NULL;
-        if (!a) {
-            fprintf(stderr, "relance: preview: no account %s in the configuration\n", wanted);
-            *failed = 1;
-            return NULL;
-        }
-        snprintf(why, len, "--account");
-        for (size_t i = 0; i < cfg->n_pools; i++)
-            if (strcmp(cfg->pools[i].name, seq->sender_pool) == 0)
-                for (size_t k = 0; k < cfg->pools[i].n_accounts; k++)
-                    if (&cfg->pools[i].accounts[k] == a)
-                        return a;
-        snprintf(why, len, "--account; not in the sequence's pool %s", seq->sender_pool);
-        return a;
-    }
-    if (contact && cfg) {
+    char *enrolled = NULL;
+    if (!wanted && contact && cfg) {
         PGconn *conn = cli_db_connect(cli, 1);
         char norm[CONTACT_EMAIL_MAX + 1];
         const char *p[2] = {contact_email_key(contact, norm), seq->name};
         PGresult *r = conn ? cli_query(conn,
-                                       "SELECT a.email FROM enrollments e JOIN contacts c ON c.id = e.contact_id "
-                                       "JOIN sequences s ON s.id = e.sequence_id JOIN accounts a ON a.id = e.account_id "
-                                       "WHERE c.email_key = lower(btrim($1)) AND s.name = $2 ORDER BY e.id DESC LIMIT 1",
+                                       "SELECT relance_preview_enrolled_account(c.id, $2) FROM contacts c "
+                                       "WHERE c.email_key = lower(btrim($1))",
                                        2, p)
                                : NULL;
-        const struct config_account *a = r && PQntuples(r) ? accounts_find(cfg, PQgetvalue(r, 0, 0)) : NULL;
+        if (r && PQntuples(r) && !PQgetisnull(r, 0, 0))
+            enrolled = strdup(PQgetvalue(r, 0, 0));
         PQclear(r);
-        if (a) {
-            snprintf(why, len, "the account the enrollment of %s sends from", contact);
-            return a;
-        }
     }
-    for (size_t i = 0; cfg && i < cfg->n_pools; i++)
-        if (strcmp(cfg->pools[i].name, seq->sender_pool) == 0 && cfg->pools[i].n_accounts) {
-            snprintf(why, len, "the first of pool %s; a new enrollment gets the pool's least-used account, "
-                               "--account chooses", seq->sender_pool);
-            return &cfg->pools[i].accounts[0];
-        }
-    snprintf(why, len, "a placeholder: no account of pool %s in the configuration", seq->sender_pool);
-    return NULL;
-}
-
-/* Writes s (len bytes) with CRLF line ends turned into LF: the reader's
- * view is for a terminal, not for SMTP. */
-static void put_lines(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!(s[i] == '\r' && i + 1 < len && s[i + 1] == '\n'))
-            putchar(s[i]);
-}
-
-/* A header of the composed message as a reader sees it: RFC 2047 words
- * decoded. Absent headers are left out. */
-static int put_header(const struct mime_headers *h, const char *name)
-{
-    const char *value = mime_headers_get(h, name);
-    if (!value)
-        return 0;
-    char *text = mime_words_decode(value);
-    if (!text)
-        return -1;
-    printf("%s: %s\n", name, text);
-    free(text);
-    return 0;
+    const struct config_account *a = preview_account(cfg, seq, wanted, "--account", enrolled, contact, why, len, failed);
+    if (*failed)
+        fprintf(stderr, "relance: preview: no account %s in the configuration\n", wanted);
+    free(enrolled);
+    return a;
 }
 
 /* The reader's view of msg[0..len): the headers a person checks, the A/B
@@ -151,33 +95,29 @@ static int put_header(const struct mime_headers *h, const char *name)
 static __attribute__((warn_unused_result)) int put_human(const char *msg, size_t len, int variant,
                                                          const char *account, const char *why)
 {
-    static const char *const shown[] = {"From", "To", "Subject", "Date", "Message-ID", "In-Reply-To",
-                                        "References"};
-    struct mime_part root = {0};
-    int rc = -1;
-    if (mime_message_parse(msg, len, &root) < 0)
-        goto out;
-    for (size_t i = 0; i < sizeof shown / sizeof *shown; i++)
-        if (put_header(&root.headers, shown[i]) < 0)
-            goto out;
+    struct preview_view view;
+    if (preview_view_parse(msg, len, &view) < 0) {
+        preview_view_free(&view);
+        return -1;
+    }
+    for (size_t i = 0; i < PREVIEW_HEADERS; i++)
+        if (view.headers[i])
+            printf("%s: %s\n", preview_header_names[i], view.headers[i]);
     if (variant >= 0)
         printf("variant: %c\n", (char)('A' + variant));
     else
         printf("variant: - (the step has no A/B variants)\n");
     printf("account: %s (%s)\n", account, why);
-    if (mime_part_find(&root, "text/html"))
+    if (view.html)
         printf("html: an HTML part is sent too (relance preview --raw shows it)\n");
     putchar('\n');
-    const struct mime_part *text = mime_part_find(&root, "text/plain");
-    if (text && text->body)
-        put_lines(text->body, text->body_len);
+    if (view.text)
+        fwrite(view.text, 1, view.text_len, stdout);
     /* inside a multipart the last line break belongs to the boundary */
-    if (text && text->body_len && text->body[text->body_len - 1] != '\n')
+    if (view.text_len && view.text[view.text_len - 1] != '\n')
         putchar('\n');
-    rc = 0;
-out:
-    mime_part_free(&root);
-    return rc;
+    preview_view_free(&view);
+    return 0;
 }
 
 enum { OPT_STEP, OPT_VAR, OPT_CONTACT, OPT_ACCOUNT, OPT_RAW };
@@ -197,7 +137,7 @@ static int run(struct cli *cli, const struct cli_args *args)
 {
     const char *what = args->operands[0], *step_id = cli_args_value(args, OPT_STEP);
     const char *contact = cli_args_value(args, OPT_CONTACT);
-    char *to_copy = NULL;
+    char *fields = NULL;
     struct vars v = {0};
     int rc = CLI_ERROR, n = cli_args_count(args, OPT_VAR) + 1, pos = 0;
     struct lint_files files = {0};
@@ -243,54 +183,20 @@ static int run(struct cli *cli, const struct cli_args *args)
             fprintf(stderr, "relance: no contact %s\n", contact);
             goto out;
         }
-        v.contact = strdup(PQgetvalue(r, 0, 0));
+        fields = strdup(PQgetvalue(r, 0, 0));
         PQclear(r);
     }
-    /* copied: the lookup's buffer is reused by the next lookup */
-    const char *found = vars_lookup("email", &v);
-    to_copy = strdup(found ? found : "prospect@example.com");
-    if (!to_copy)
-        goto out;
-    const char *to = to_copy;
     char why[300];
     int failed;
     const struct config_account *acct =
-        preview_account(cli, seq, contact, cli_args_value(args, OPT_ACCOUNT), why, sizeof why, &failed);
+        account_of(cli, seq, contact, cli_args_value(args, OPT_ACCOUNT), why, sizeof why, &failed);
     if (failed)
         goto out;
     const char *from = acct ? acct->email : "sender@example.invalid";
-    const char *from_name = acct ? acct->from_name : "Sender";
-    /* --var sender.NAME=... stands in for what the account lacks */
-    struct compose_sender sender = {from, from_name, acct ? acct->first_name : NULL, acct ? acct->signature : NULL};
-    const char **sf[] = {&sender.email, &sender.name, &sender.first_name, &sender.signature};
-    static const char *const sf_names[] = {"sender.email", "sender.name", "sender.first_name", "sender.signature"};
-    for (size_t i = 0; i < v.n; i++)
-        for (size_t k = 0; k < sizeof sf / sizeof *sf; k++)
-            if (strcmp(v.keys[i], sf_names[k]) == 0)
-                *sf[k] = v.values[i];
-    const char *dom = strrchr(from, '@') + 1;
-    char mid[300], prev[300];
-    snprintf(mid, sizeof mid, "<preview@%s>", dom);
-    snprintf(prev, sizeof prev, "<previous-step@%s>", dom);
-    const char *thread[1] = {prev};
-    size_t position = (size_t)(step - seq->steps);
-    struct compose_input in = {
-        .seq = seq,
-        .position = position,
-        .to_addr = to,
-        .lookup = vars_lookup,
-        .lookup_arg = &v,
-        .from_addr = from,
-        .from_name = from_name,
-        .sender = &sender,
-        .message_id = mid,
-        .date = time(NULL),
-        .thread_ids = thread,
-        .n_thread = position > 0 ? 1 : 0,
-    };
+    struct preview_input in = {seq, step, v.keys, v.values, v.n, fields, acct, time(NULL)};
     struct compose_result res;
     char err[300];
-    int c = compose_message(&in, &res, err, sizeof err);
+    int c = preview_compose(&in, &res, err, sizeof err);
     if (c == COMPOSE_MISSING_FIELD && strncmp(res.missing, "sender.", 7) == 0) {
         fprintf(stderr, "relance: the account %s has no %s (add '%s:' to its configuration, or give --var %s=...); "
                         "its enrollments would be held as missing_field:%s\n",
@@ -324,8 +230,7 @@ out:
     free(owned);
     free(v.keys);
     free(v.values);
-    free(v.contact);
-    free(to_copy);
+    free(fields);
     return rc;
 }
 

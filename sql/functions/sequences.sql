@@ -108,3 +108,12 @@ BEGIN
     version := v_version;
     RETURN NEXT;
 END $$;
+
+-- The account the latest enrollment of contact p_contact in sequence
+-- p_sequence sends from, or NULL: the account `relance preview` and the
+-- API's preview show the step from.
+CREATE OR REPLACE FUNCTION relance_preview_enrolled_account(p_contact bigint, p_sequence text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT a.email FROM enrollments e JOIN sequences s ON s.id = e.sequence_id JOIN accounts a ON a.id = e.account_id
+     WHERE e.contact_id = p_contact AND s.name = p_sequence ORDER BY e.id DESC LIMIT 1
+$$;
