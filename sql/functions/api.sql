@@ -26,32 +26,66 @@ LANGUAGE sql IMMUTABLE AS $$
                                'detail', p_detail) || p_extra)::text
 $$;
 
--- A page cursor: opaque to clients (base64url of a tagged id), stable
--- while rows are added, since pages run in id order.
-CREATE OR REPLACE FUNCTION relance_api_cursor(p_tag text, p_id bigint) RETURNS text
+-- A page cursor: opaque to clients (base64url of the list's tag and the
+-- last row's key), stable while rows are added, since pages run in key
+-- order.
+CREATE OR REPLACE FUNCTION relance_api_text_cursor(p_tag text, p_key text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT rtrim(translate(encode(convert_to(p_tag || ':' || p_id, 'UTF8'), 'base64'), '+/', '-_'), '=')
+    SELECT rtrim(translate(replace(encode(convert_to(p_tag || ':' || p_key, 'UTF8'), 'base64'), E'\n', ''),
+                           '+/', '-_'), '=')
 $$;
 
--- The id a cursor of p_tag carries, or NULL when it is not one.
-CREATE OR REPLACE FUNCTION relance_api_cursor_id(p_tag text, p_cursor text) RETURNS bigint
+-- The key a cursor of p_tag carries, or NULL when it is not one.
+CREATE OR REPLACE FUNCTION relance_api_text_cursor_key(p_tag text, p_cursor text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     v text;
     b text := translate(p_cursor, '-_', '+/');
 BEGIN
-    IF p_cursor !~ '^[A-Za-z0-9_-]{1,40}$' THEN
+    IF length(p_cursor) > 1400 OR p_cursor !~ '^[A-Za-z0-9_-]+$' THEN
         RETURN NULL;
     END IF;
     b := b || repeat('=', (4 - length(b) % 4) % 4);
     v := convert_from(decode(b, 'base64'), 'UTF8');
-    IF v !~ ('^' || p_tag || ':[0-9]{1,18}$') THEN
+    IF left(v, length(p_tag) + 1) <> p_tag || ':' OR length(v) = length(p_tag) + 1 THEN
         RETURN NULL;
     END IF;
-    RETURN substr(v, length(p_tag) + 2)::bigint;
+    RETURN substr(v, length(p_tag) + 2);
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END $$;
+
+-- The same over ids, the key of most lists.
+CREATE OR REPLACE FUNCTION relance_api_cursor(p_tag text, p_id bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT relance_api_text_cursor(p_tag, p_id::text)
+$$;
+
+CREATE OR REPLACE FUNCTION relance_api_cursor_id(p_tag text, p_cursor text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN k ~ '^[0-9]{1,18}$' THEN k::bigint END
+      FROM relance_api_text_cursor_key(p_tag, p_cursor) k
+$$;
+
+-- The 400 answer to an after= that is not a cursor of list p_tag, or
+-- NULL (none given, or a good one).
+CREATE OR REPLACE FUNCTION relance_api_cursor_problem(p_tag text, p_after text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_after IS NOT NULL AND relance_api_text_cursor_key(p_tag, p_after) IS NULL
+                THEN relance_api_problem(400, 'bad-request', 'Bad request', 'after is not a cursor this list gave')
+           END
+$$;
+
+-- One page of list p_tag: {"data": [...], "next": cursor | null} from the
+-- rows fetched in key order, p_limit + 1 at most (one more than the page
+-- says there is a next), as their keys and documents.
+CREATE OR REPLACE FUNCTION relance_api_page(p_tag text, p_limit int, p_keys text[], p_docs json[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT json_build_object(
+               'data', coalesce(array_to_json(p_docs[1:p_limit]), '[]'),
+               'next', CASE WHEN cardinality(p_docs) > p_limit THEN relance_api_text_cursor(p_tag, p_keys[p_limit]) END
+           )::text
+$$;
 
 -- ---- idempotency ----------------------------------------------------------
 
@@ -181,32 +215,22 @@ RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_after bigint := 0;
+    v_bad text := relance_api_cursor_problem('contacts', p_after);
 BEGIN
-    IF p_after IS NOT NULL THEN
-        v_after := relance_api_cursor_id('contacts', p_after);
-        IF v_after IS NULL THEN
-            RETURN QUERY SELECT 400, relance_api_problem(400, 'bad-request', 'Bad request',
-                                                         'after is not a cursor this list gave');
-            RETURN;
-        END IF;
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_bad;
+        RETURN;
     END IF;
     RETURN QUERY
-    WITH page AS (
-        SELECT c FROM contacts c
-         WHERE c.id > v_after AND c.erased_at IS NULL
-           AND (p_email IS NULL OR c.email_key = lower(p_email))
-           AND (p_external_id IS NULL OR c.crm_id = p_external_id)
-           AND (p_company_domain IS NULL OR c.company_domain = lower(p_company_domain))
-           AND (p_updated_since IS NULL OR c.updated_at >= p_updated_since)
-         ORDER BY c.id LIMIT p_limit + 1),
-    numbered AS (SELECT p.c, row_number() OVER (ORDER BY (p.c).id) AS n FROM page p)
-    SELECT 200, json_build_object(
-               'data', coalesce(json_agg(relance_api_contact_json(x.c) ORDER BY (x.c).id)
-                                FILTER (WHERE x.n <= p_limit), '[]'),
-               'next', CASE WHEN count(*) > p_limit
-                            THEN relance_api_cursor('contacts', max((x.c).id) FILTER (WHERE x.n <= p_limit)) END)::text
-      FROM numbered x;
+    SELECT 200, relance_api_page('contacts', p_limit, array_agg(q.id::text ORDER BY q.id),
+                                 array_agg(q.doc ORDER BY q.id))
+      FROM (SELECT c.id, relance_api_contact_json(c) AS doc FROM contacts c
+             WHERE c.id > coalesce(relance_api_cursor_id('contacts', p_after), 0) AND c.erased_at IS NULL
+               AND (p_email IS NULL OR c.email_key = lower(p_email))
+               AND (p_external_id IS NULL OR c.crm_id = p_external_id)
+               AND (p_company_domain IS NULL OR c.company_domain = lower(p_company_domain))
+               AND (p_updated_since IS NULL OR c.updated_at >= p_updated_since)
+             ORDER BY c.id LIMIT p_limit + 1) q;
 END $$;
 
 -- GET /v1/contacts/{id}: (status, body).

@@ -7,35 +7,6 @@
 -- (accounts.sql); C has normalised every pattern with contact.c's rules
 -- (contact_pattern_normalize) before it comes here.
 
--- A page cursor over a text key (suppressions are keyed by their
--- pattern): opaque to clients, stable while rows are added, since pages
--- run in key order.
-CREATE OR REPLACE FUNCTION relance_api_text_cursor(p_tag text, p_key text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT rtrim(translate(replace(encode(convert_to(p_tag || ':' || p_key, 'UTF8'), 'base64'), E'\n', ''),
-                           '+/', '-_'), '=')
-$$;
-
--- The key a cursor of p_tag carries, or NULL when it is not one.
-CREATE OR REPLACE FUNCTION relance_api_text_cursor_key(p_tag text, p_cursor text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    v text;
-    b text := translate(p_cursor, '-_', '+/');
-BEGIN
-    IF length(p_cursor) > 1400 OR p_cursor !~ '^[A-Za-z0-9_-]+$' THEN
-        RETURN NULL;
-    END IF;
-    b := b || repeat('=', (4 - length(b) % 4) % 4);
-    v := convert_from(decode(b, 'base64'), 'UTF8');
-    IF left(v, length(p_tag) + 1) <> p_tag || ':' OR length(v) = length(p_tag) + 1 THEN
-        RETURN NULL;
-    END IF;
-    RETURN substr(v, length(p_tag) + 2);
-EXCEPTION WHEN others THEN
-    RETURN NULL;
-END $$;
-
 -- ---- suppressions ---------------------------------------------------------
 
 -- (Columns, not the row type: a function taking a table's row type moves
@@ -53,29 +24,21 @@ RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_after text := '';
+    v_bad text := relance_api_cursor_problem('suppressions', p_after);
 BEGIN
-    IF p_after IS NOT NULL THEN
-        v_after := relance_api_text_cursor_key('suppressions', p_after);
-        IF v_after IS NULL THEN
-            RETURN QUERY SELECT 400, relance_api_problem(400, 'bad-request', 'Bad request',
-                                                         'after is not a cursor this list gave');
-            RETURN;
-        END IF;
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_bad;
+        RETURN;
     END IF;
     -- the primary key's order (the database's collation): the index
     -- serves both the WHERE and the ORDER BY
     RETURN QUERY
-    WITH page AS (SELECT s FROM suppressions s WHERE s.pattern > v_after ORDER BY s.pattern LIMIT p_limit + 1),
-    numbered AS (SELECT p.s, row_number() OVER (ORDER BY (p.s).pattern) AS n FROM page p)
-    SELECT 200, jsonb_build_object(
-               'data', coalesce(jsonb_agg(relance_api_suppression_json((x.s).pattern, (x.s).reason,
-                                                                       (x.s).created_at) ORDER BY x.n)
-                                FILTER (WHERE x.n <= p_limit), '[]'),
-               'next', CASE WHEN count(*) > p_limit
-                            THEN relance_api_text_cursor('suppressions',
-                                                         max((x.s).pattern) FILTER (WHERE x.n = p_limit)) END)::text
-      FROM numbered x;
+    SELECT 200, relance_api_page('suppressions', p_limit, array_agg(q.pattern ORDER BY q.pattern),
+                                 array_agg(q.doc ORDER BY q.pattern))
+      FROM (SELECT s.pattern, relance_api_suppression_json(s.pattern, s.reason, s.created_at)::json AS doc
+              FROM suppressions s
+             WHERE s.pattern > coalesce(relance_api_text_cursor_key('suppressions', p_after), '')
+             ORDER BY s.pattern LIMIT p_limit + 1) q;
 END $$;
 
 -- POST /v1/suppressions: `relance suppress add` for one pattern (stored
@@ -140,25 +103,18 @@ RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_after bigint := 0;
+    v_bad text := relance_api_cursor_problem('accounts', p_after);
 BEGIN
-    IF p_after IS NOT NULL THEN
-        v_after := relance_api_cursor_id('accounts', p_after);
-        IF v_after IS NULL THEN
-            RETURN QUERY SELECT 400, relance_api_problem(400, 'bad-request', 'Bad request',
-                                                         'after is not a cursor this list gave');
-            RETURN;
-        END IF;
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_bad;
+        RETURN;
     END IF;
     RETURN QUERY
-    WITH page AS (SELECT a.id, a.account FROM relance_api_accounts(now()) a WHERE a.id > v_after
-                   ORDER BY a.id LIMIT p_limit + 1),
-    numbered AS (SELECT p.*, row_number() OVER (ORDER BY p.id) AS n FROM page p)
-    SELECT 200, jsonb_build_object(
-               'data', coalesce(jsonb_agg(x.account ORDER BY x.id) FILTER (WHERE x.n <= p_limit), '[]'),
-               'next', CASE WHEN count(*) > p_limit
-                            THEN relance_api_cursor('accounts', max(x.id) FILTER (WHERE x.n <= p_limit)) END)::text
-      FROM numbered x;
+    SELECT 200, relance_api_page('accounts', p_limit, array_agg(q.id::text ORDER BY q.id),
+                                 array_agg(q.account::json ORDER BY q.id))
+      FROM (SELECT a.id, a.account FROM relance_api_accounts(now()) a
+             WHERE a.id > coalesce(relance_api_cursor_id('accounts', p_after), 0)
+             ORDER BY a.id LIMIT p_limit + 1) q;
 END $$;
 
 -- POST /v1/accounts/{email}/pause (p_pause) and /resume: `relance
@@ -199,33 +155,23 @@ RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_after bigint := 0;
+    v_bad text := relance_api_cursor_problem('messages', p_after);
 BEGIN
-    IF p_after IS NOT NULL THEN
-        v_after := relance_api_cursor_id('messages', p_after);
-        IF v_after IS NULL THEN
-            RETURN QUERY SELECT 400, relance_api_problem(400, 'bad-request', 'Bad request',
-                                                         'after is not a cursor this list gave');
-            RETURN;
-        END IF;
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_bad;
+        RETURN;
     END IF;
     RETURN QUERY
-    WITH page AS (
-        SELECT m FROM messages m
-         WHERE m.id > v_after
-           AND (p_enrollment IS NULL OR m.enrollment_id = p_enrollment)
-           AND (p_state IS NULL OR m.state = p_state)
-         ORDER BY m.id LIMIT p_limit + 1),
-    numbered AS (SELECT p.m, row_number() OVER (ORDER BY (p.m).id) AS n FROM page p)
-    SELECT 200, jsonb_build_object(
-               'data', coalesce(jsonb_agg(jsonb_build_object(
-                            'id', (x.m).id::text, 'enrollment_id', (x.m).enrollment_id::text,
-                            'position', (x.m).position, 'step', (x.m).step_id, 'variant', (x.m).variant,
-                            'state', (x.m).state, 'account', a.email, 'attempts', (x.m).attempts,
-                            'outcome', (x.m).outcome, 'created_at', relance_api_time((x.m).created_at),
-                            'sent_at', relance_api_time((x.m).sent_at)) ORDER BY (x.m).id)
-                                FILTER (WHERE x.n <= p_limit), '[]'),
-               'next', CASE WHEN count(*) > p_limit
-                            THEN relance_api_cursor('messages', max((x.m).id) FILTER (WHERE x.n <= p_limit)) END)::text
-      FROM numbered x LEFT JOIN accounts a ON a.id = (x.m).account_id;
+    SELECT 200, relance_api_page('messages', p_limit, array_agg(q.id::text ORDER BY q.id),
+                                 array_agg(q.doc ORDER BY q.id))
+      FROM (SELECT m.id, json_build_object(
+                       'id', m.id::text, 'enrollment_id', m.enrollment_id::text, 'position', m.position,
+                       'step', m.step_id, 'variant', m.variant, 'state', m.state, 'account', a.email,
+                       'attempts', m.attempts, 'outcome', m.outcome, 'created_at', relance_api_time(m.created_at),
+                       'sent_at', relance_api_time(m.sent_at)) AS doc
+              FROM messages m LEFT JOIN accounts a ON a.id = m.account_id
+             WHERE m.id > coalesce(relance_api_cursor_id('messages', p_after), 0)
+               AND (p_enrollment IS NULL OR m.enrollment_id = p_enrollment)
+               AND (p_state IS NULL OR m.state = p_state)
+             ORDER BY m.id LIMIT p_limit + 1) q;
 END $$;

@@ -19,35 +19,27 @@ RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_after bigint := 0;
+    v_bad text := relance_api_cursor_problem('sequences', p_after);
 BEGIN
-    IF p_after IS NOT NULL THEN
-        v_after := relance_api_cursor_id('sequences', p_after);
-        IF v_after IS NULL THEN
-            RETURN QUERY SELECT 400, relance_api_problem(400, 'bad-request', 'Bad request',
-                                                         'after is not a cursor this list gave');
-            RETURN;
-        END IF;
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_bad;
+        RETURN;
     END IF;
     RETURN QUERY
-    WITH page AS (
-        SELECT s.id, row_number() OVER (ORDER BY s.id) AS n,
-               jsonb_build_object(
-                   'name', s.name, 'current_version', s.current_version, 'sender_pool', v.sender_pool,
-                   'steps', (SELECT count(*) FROM sequence_steps t
-                              WHERE t.sequence_id = s.id AND t.version = s.current_version),
-                   'active_enrollments', (SELECT count(*) FROM enrollments e
-                                           WHERE e.sequence_id = s.id AND e.state = 'active'),
-                   'created_at', relance_api_time(s.created_at), 'updated_at', relance_api_time(s.updated_at)) AS j
-          FROM sequences s
-          JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version
-         WHERE s.id > v_after
-         ORDER BY s.id LIMIT p_limit + 1)
-    SELECT 200, jsonb_build_object(
-               'data', coalesce(jsonb_agg(p.j ORDER BY p.id) FILTER (WHERE p.n <= p_limit), '[]'),
-               'next', CASE WHEN count(*) > p_limit
-                            THEN relance_api_cursor('sequences', max(p.id) FILTER (WHERE p.n <= p_limit)) END)::text
-      FROM page p;
+    SELECT 200, relance_api_page('sequences', p_limit, array_agg(q.id::text ORDER BY q.id),
+                                 array_agg(q.doc ORDER BY q.id))
+      FROM (SELECT s.id, json_build_object(
+                       'name', s.name, 'current_version', s.current_version, 'sender_pool', v.sender_pool,
+                       'steps', (SELECT count(*) FROM sequence_steps t
+                                  WHERE t.sequence_id = s.id AND t.version = s.current_version),
+                       'active_enrollments', (SELECT count(*) FROM enrollments e
+                                               WHERE e.sequence_id = s.id AND e.state = 'active'),
+                       'created_at', relance_api_time(s.created_at),
+                       'updated_at', relance_api_time(s.updated_at)) AS doc
+              FROM sequences s
+              JOIN sequence_versions v ON v.sequence_id = s.id AND v.version = s.current_version
+             WHERE s.id > coalesce(relance_api_cursor_id('sequences', p_after), 0)
+             ORDER BY s.id LIMIT p_limit + 1) q;
 END $$;
 
 -- GET /v1/sequences/{name}: every version, oldest first, with its
