@@ -52,6 +52,7 @@ struct api {
     size_t n_zones;
     int zones_loading;
     struct zone_wait *zone_waits; /* requests waiting for them */
+    char *capture_dir;      /* the capture transport's Maildir, or NULL */
     size_t queries;         /* own statements in flight (zones, prune) */
     int closing, parts_open;
     void (*on_closed)(void *arg);
@@ -261,6 +262,62 @@ struct db *api_db(const struct api_call *c)
 const struct config *api_config(const struct api_call *c)
 {
     return c->api->cfg;
+}
+
+const char *api_capture_dir(const struct api_call *c)
+{
+    return c->api->capture_dir;
+}
+
+void api_set_capture_dir(struct api *api, const char *dir)
+{
+    free(api->capture_dir);
+    api->capture_dir = dir ? strdup(dir) : NULL;
+}
+
+struct off_loop {
+    uv_work_t req;
+    struct api_call *c;
+    void (*work)(struct api_call *c);
+    void (*done)(struct api_call *c);
+};
+
+static void maybe_closed(struct api *api);
+
+static void off_loop_work(uv_work_t *req)
+{
+    struct off_loop *o = req->data;
+    o->work(o->c);
+}
+
+static void off_loop_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct off_loop *o = req->data;
+    struct api *api = o->c->api;
+    o->done(o->c);
+    free(o);
+    api->queries--;
+    maybe_closed(api);
+}
+
+void api_off_loop(struct api_call *c, void (*work)(struct api_call *c), void (*done)(struct api_call *c))
+{
+    struct off_loop *o = calloc(1, sizeof *o);
+    if (!o) {
+        api_unavailable(c);
+        return;
+    }
+    o->req.data = o;
+    o->c = c;
+    o->work = work;
+    o->done = done;
+    if (uv_queue_work(c->api->loop, &o->req, off_loop_work, off_loop_done) < 0) {
+        free(o);
+        api_unavailable(c);
+        return;
+    }
+    c->api->queries++;
 }
 
 const char *const *api_zones(const struct api_call *c, size_t *n)
@@ -651,6 +708,7 @@ static void maybe_closed(struct api *api)
     for (size_t i = 0; i < api->n_zones; i++)
         free(api->zones[i]);
     free(api->zones);
+    free(api->capture_dir);
     void (*cb)(void *) = api->on_closed;
     void *arg = api->closed_arg;
     free(api);

@@ -16,6 +16,9 @@ struct ready;
 /* ready (the process's, read before each statement) and cfg (rate
  * limits) are borrowed and outlive it. NULL when out of memory. */
 struct api *api_new(uv_loop_t *loop, const struct ready *ready, const struct config *cfg);
+/* The capture transport's Maildir (copied), where an erasure removes the
+ * person's messages too; none without it. */
+void api_set_capture_dir(struct api *api, const char *dir);
 /* The http_handler for serve's listener; arg is the struct api. */
 void api_handle(struct http_request *req, void *arg);
 /* Closes its timers; on_closed fires once its statements in flight are back. */

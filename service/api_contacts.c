@@ -8,9 +8,11 @@
  * erasure erasure.sql's. */
 #include "api_int.h"
 
+#include "capture.h"
 #include "clock.h"
 #include "contact.h"
 #include "keyring.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,14 +463,95 @@ static void contact_patch(struct api_call *c)
     buf_free(&json);
 }
 
-/* DELETE /v1/contacts/{id}: the person erased (relance_contact_erase). */
-static void contact_delete(struct api_call *c)
+/* DELETE /v1/contacts/{id}: the person erased (relance_contact_erase),
+ * then, with the capture transport, the messages capture wrote to them
+ * (off the loop: file reads); the answer comes once both are done. */
+struct erasure {
+    char *address;  /* read before the erasure: the SQL removes it */
+    int status;
+    char *body;
+    long removed;
+};
+
+static void erasure_free(void *data)
 {
+    struct erasure *x = data;
+    if (!x)
+        return;
+    free(x->address);
+    free(x->body);
+    free(x);
+}
+
+static void erase_captured(struct api_call *c)
+{
+    struct erasure *x = c->data;
+    x->removed = capture_erase(api_capture_dir(c), x->address);
+}
+
+static void erased_captured(struct api_call *c)
+{
+    struct erasure *x = c->data;
+    if (x->removed < 0)
+        log_event(LOG_WARN, "api", "erasure: the capture Maildir could not be read", "request_id", c->request_id,
+                  NULL);
+    api_reply_sql(c, x->status, x->body);
+}
+
+static void on_erased(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct api_call *c = arg;
+    struct erasure *x = c->data;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || !x->address ||
+        atoi(PQgetvalue(res, 0, 0)) != 200 || !api_capture_dir(c)) {
+        api_reply_row(c, res);
+        return;
+    }
+    x->status = 200;
+    if (!(x->body = strdup(PQgetvalue(res, 0, 1)))) {
+        api_unavailable(c);
+        return;
+    }
+    api_off_loop(c, erase_captured, erased_captured);
+}
+
+static void on_erasing(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct api_call *c = arg;
+    struct erasure *x = c->data;
     char ref[CONTACT_EMAIL_MAX + 16], now[40];
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        api_unavailable(c);
+        return;
+    }
+    if (PQntuples(res) == 1 && !(x->address = strdup(PQgetvalue(res, 0, 0)))) {
+        api_unavailable(c);
+        return;
+    }
     clock_format(clock_now(), now, sizeof now);
     const char *p[2] = {contact_ref(c, ref, sizeof ref), now};
+    db = api_db(c);
+    if (!db ||
+        db_query(db, "SELECT status, body FROM relance_contact_erase($1, $2::timestamptz)", 2, p, on_erased, c) < 0)
+        api_unavailable(c);
+}
+
+static void contact_delete(struct api_call *c)
+{
+    char ref[CONTACT_EMAIL_MAX + 16];
+    struct erasure *x = calloc(1, sizeof *x);
+    if (!x) {
+        api_unavailable(c);
+        return;
+    }
+    c->data = x;
+    c->data_free = erasure_free;
+    const char *p[1] = {contact_ref(c, ref, sizeof ref)};
     struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_contact_erase($1, $2::timestamptz)", 2, p, on_row, c) < 0)
+    if (!db || db_query(db, "SELECT email_key FROM contacts WHERE id = relance_api_contact_id($1)", 1, p, on_erasing,
+                        c) < 0)
         api_unavailable(c);
 }
 

@@ -61,6 +61,11 @@ const struct config *api_config(const struct api_call *c);
 /* Time zone names (sorted for contact_zone_find), or NULL before they
  * were read from PostgreSQL. */
 const char *const *api_zones(const struct api_call *c, size_t *n);
+/* The capture transport's Maildir, or NULL. */
+const char *api_capture_dir(const struct api_call *c);
+/* Runs work(c) on libuv's thread pool (it must touch nothing of the
+ * loop's), then done(c) on the loop; the API is not freed meanwhile. */
+void api_off_loop(struct api_call *c, void (*work)(struct api_call *c), void (*done)(struct api_call *c));
 /* Runs then(c) once the time zone names are known (at once when they
  * are); 503 when they cannot be read. */
 void api_with_zones(struct api_call *c, void (*then)(struct api_call *c));

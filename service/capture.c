@@ -1,11 +1,13 @@
-/* capture: Maildir delivery for the capture transport. Small synchronous
- * writes: the files are a few kilobytes and capture is for trying
- * sequences, not for volume. */
+/* capture: Maildir delivery for the capture transport, and the erasure
+ * of a person from it. Small synchronous writes: the files are a few
+ * kilobytes and capture is for trying sequences, not for volume. */
 #include "capture.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,4 +76,60 @@ int capture_write(const char *dir, const char *name_hint, const char *msg, size_
         return -1;
     }
     return 0;
+}
+
+#define ERASE_FILE_MAX (16 << 20) /* a captured message is a few kilobytes; larger files are not ours */
+
+/* Whether file path (a regular file) holds needle, in any case. */
+static int file_names(const char *path, const char *needle)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > ERASE_FILE_MAX) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    ssize_t n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
+    close(fd);
+    int found = 0;
+    if (n >= 0) {
+        buf[n] = '\0';
+        /* a NUL inside would hide the rest from strcasestr: search each run */
+        for (char *p = buf; p < buf + n && !found; p += strlen(p) + 1)
+            found = strcasestr(p, needle) != NULL;
+    }
+    free(buf);
+    return found;
+}
+
+long capture_erase(const char *dir, const char *address)
+{
+    static const char *const folders[] = {"new", "cur", "tmp"};
+    long removed = 0;
+    for (size_t i = 0; i < sizeof folders / sizeof folders[0]; i++) {
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, folders[i]) >= (int)sizeof path) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        DIR *d = opendir(path);
+        if (!d) {
+            if (errno == ENOENT)
+                continue;
+            return -1;
+        }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char file[4096 + 256];
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+            if (file_names(file, address) && unlink(file) == 0)
+                removed++;
+        }
+        closedir(d);
+    }
+    return removed;
 }

@@ -13,4 +13,11 @@ int capture_open(const char *dir) __attribute__((warn_unused_result));
 int capture_write(const char *dir, const char *name_hint, const char *msg, size_t len)
     __attribute__((warn_unused_result));
 
+/* Removes from the Maildir every message that names address (in any
+ * case): a person erased (DELETE /v1/contacts/{id}) leaves nothing in
+ * what capture wrote either. Synchronous file reads: run it off the loop.
+ * Returns how many were removed, or -1 (errno set) when a folder cannot
+ * be read. */
+long capture_erase(const char *dir, const char *address) __attribute__((warn_unused_result));
+
 #endif

@@ -430,6 +430,8 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
             return -1;
         }
     }
+    if (srv->api)
+        api_set_capture_dir(srv->api, capture_dir);
     srv->sender = sender_new(srv->loop, cfg, srv->oauth2, capture_dir, err, errlen);
     if (!srv->sender)
         goto done;

@@ -343,12 +343,23 @@ def test_delete_erases_the_person_everywhere_and_they_are_never_mailed_again(wor
     dump = subprocess.run(["pg_dump", "--data-only", db.url()], capture_output=True, text=True).stdout
     check.ok(addr.lower() in dump.lower() and secret_value in dump, "before: the dump holds the address and the field")
 
+    def captured():
+        out = []
+        for path in glob.glob(os.path.join(world.capture, "*", "*")):
+            with open(path, "rb") as f:
+                if addr.lower().encode() in f.read().lower():
+                    out.append(path)
+        return out
+
+    check.ok(len(captured()) == 1, "before: the capture Maildir holds the message sent to them")
+
     st, _, body, _ = api.call("DELETE", f"/v1/contacts/{c['id']}")
     check.eq((st, body), (200, {"id": c["id"], "erased": True}), "DELETE answers 200")
     dump = subprocess.run(["pg_dump", "--data-only", db.url()], capture_output=True, text=True).stdout
     check.ok(addr.lower() not in dump.lower(), "after: the address is nowhere in a pg_dump of the database",
              [ln for ln in dump.splitlines() if addr.lower() in ln.lower()][:5])
     check.ok(secret_value not in dump, "nor its custom field's value")
+    check.eq(captured(), [], "nor any message in the capture Maildir")
     check.eq(db.psql(f"SELECT state, state_reason FROM enrollments WHERE id = {enrollment}"),
              [["stopped", "suppressed: erased-" + c["id"] + "@erased.invalid"]],
              "its enrollment stays stopped, its reason no longer names the address")
