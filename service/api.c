@@ -51,6 +51,7 @@ struct api {
     size_t n_zones;
     int zones_loading;
     size_t queries;         /* own statements in flight (zones, prune) */
+    int by_account;         /* the sender claims per account (api_by_account) */
     int closing, parts_open;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -253,6 +254,11 @@ const char *api_arg(const struct api_call *c, const char *name)
 struct db *api_db(const struct api_call *c)
 {
     return ready_api_db(c->api->ready);
+}
+
+int api_by_account(const struct api_call *c)
+{
+    return c->api->by_account;
 }
 
 const char *const *api_zones(const struct api_call *c, size_t *n)
@@ -680,6 +686,10 @@ struct api *api_new(uv_loop_t *loop, const struct ready *ready, const struct con
         return NULL;
     api->loop = loop;
     api->ready = ready;
+    /* as `relance enrollments show` decides it (cmd/enrollments.c) */
+    api->by_account = strcmp(cfg->transport, "smtp") == 0;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        api->by_account |= cfg->pools[i].n_accounts > 0;
     api->keys = keyring_new(loop, ready, (double)cfg->api_rate_limit, (double)cfg->api_rate_burst);
     if (!api->keys) {
         free(api);

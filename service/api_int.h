@@ -13,6 +13,7 @@
 
 struct api;
 struct api_call;
+struct api_errors;
 
 #define API_ARGS_MAX 8
 
@@ -57,6 +58,17 @@ struct db *api_db(const struct api_call *c);
 /* Time zone names (sorted for contact_zone_find), or NULL before they
  * were read from PostgreSQL. */
 const char *const *api_zones(const struct api_call *c, size_t *n);
+
+/* Whether the sender claims per account (transport smtp, or capture with
+ * accounts): relance_enrollments_show's p_by_account. */
+int api_by_account(const struct api_call *c);
+
+/* Checks the contact object at value obj of d (its members' pointers
+ * prefixed by ptr) as POST /v1/contacts does, adding one error each to e,
+ * and writes its normalised members, comma-led, into out: what
+ * relance_api_contacts_upsert takes for an item (api_contacts.c). */
+void api_contact_input(const struct api_call *c, const struct json_doc *d, int obj, const char *ptr,
+                       struct buf *out, struct api_errors *e);
 
 /* Answers and ends the call (c is freed): body is sent as is, the
  * content type is application/problem+json from 400 on. */
