@@ -385,6 +385,12 @@ LANGUAGE sql STABLE AS $$
              THEN 'deferred: the server answered ''' || coalesce(left(split_part(e.deferred_reply, E'\n', 1), 200), '')
                   || ''', retried at ' || relance_show_time(e.next_send_at)
             WHEN e.waited > p_now THEN 'wait: the step waits after the previous one'
+            -- enrolled with a later start (the API's start_at): the first
+            -- step is due after the time enrolling gave it, and nothing
+            -- (a pause, a hold) has touched the enrollment since
+            WHEN e.position = 0 AND e.state_reason = 'enrolled'
+                 AND e.next_send_at > relance_step_due(e.id, 0, e.created_at, e.jitter_r)
+             THEN 'start: the first step waits for the start asked at enrollment, then for the window in ' || e.zone
             WHEN relance_next_window(coalesce(e.waited, e.created_at), e.zone, e.window_start_min, e.window_end_min,
                                      e.days) > coalesce(e.waited, e.created_at)
              THEN CASE WHEN (e.days >> (extract(isodow FROM coalesce(e.waited, e.created_at) AT TIME ZONE e.zone)::int

@@ -100,6 +100,9 @@ def test_enroll_by_reference_reads_next_send_at_back(world, check):
         check.eq(st, 201, f"enrolled by {ref}")
         check.eq(x.get("next_send_at"), "2026-03-04T14:00:00.000000Z",
                  "start_at: the first window opening from then (11:00 UTC is 06:00 in New York)")
+        check.eq(api.call("GET", f"/v1/enrollments/{x.get('id')}")[2].get("why_not_sooner"),
+                 "start: the first step waits for the start asked at enrollment, then for the window in "
+                 "America/New_York", "why not sooner: the start asked for")
     problem(check, api.call("GET", "/v1/enrollments/999999"), 404, "not-found", "an unknown enrollment")
 
 
@@ -113,6 +116,11 @@ def test_enroll_an_inline_contact_upserts_it_first(world, check):
     check.eq([r[1:] for r in c], [["Ida@nine.example", "crm-ida", "Ida", "Europe/Paris"]],
              "the contact as POST /v1/contacts stores it")
     check.eq((e["contact_id"], e["timezone"]), (c[0][0], "Europe/Paris"), "the enrollment is that contact's")
+    got = api.call("POST", "/v1/enrollments", {"contact": {"email": "bob@two.example", "external_id": "crm-cy"},
+                                               "sequence": "later"})
+    problem(check, got, 409, "conflict", "an inline contact whose external_id and email are two contacts'")
+    ids = world.db.psql("SELECT id FROM contacts WHERE email IN ('bob@two.example', 'cy@three.example') ORDER BY email")
+    check.eq(sorted(got[2].get("contact_ids", [])), sorted(r[0] for r in ids), "the 409 names both")
     got = api.call("POST", "/v1/enrollments", {"contact": {"email": "not an address", "nick": 1}, "sequence": "later"})
     problem(check, got, 422, "validation", "an invalid inline contact")
     check.eq(sorted(x["pointer"] for x in got[2].get("errors", [])), ["/contact/email", "/contact/nick"],
