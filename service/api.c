@@ -54,6 +54,7 @@ struct api {
     struct zone_wait *zone_waits; /* requests waiting for them */
     char *capture_dir;      /* the capture transport's Maildir, or NULL */
     size_t queries;         /* own statements in flight (zones, prune) */
+    int by_account;         /* the sender claims per account (api_by_account) */
     int closing, parts_open;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -318,6 +319,11 @@ void api_off_loop(struct api_call *c, void (*work)(struct api_call *c), void (*d
         return;
     }
     c->api->queries++;
+}
+
+int api_by_account(const struct api_call *c)
+{
+    return c->api->by_account;
 }
 
 const char *const *api_zones(const struct api_call *c, size_t *n)
@@ -808,6 +814,7 @@ struct api *api_new(uv_loop_t *loop, const struct ready *ready, const struct con
     api->loop = loop;
     api->ready = ready;
     api->cfg = cfg;
+    api->by_account = config_claims_by_account(cfg);
     api->keys = keyring_new(loop, ready, (double)cfg->api_rate_limit, (double)cfg->api_rate_burst);
     if (!api->keys) {
         free(api);

@@ -172,6 +172,12 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
     }
 }
 
+void api_contact_input(const struct api_call *c, const struct json_doc *d, int obj, const char *ptr,
+                       struct buf *out, struct api_errors *e)
+{
+    contact_input(c, d, obj, ptr, 0, out, e);
+}
+
 /* ---- POST /v1/contacts and /v1/contacts/bulk --------------------------------- */
 
 /* What a bulk upsert keeps between its check and its answer. */

@@ -13,6 +13,7 @@
 
 struct api;
 struct api_call;
+struct api_errors;
 
 #define API_ARGS_MAX 8
 
@@ -69,6 +70,17 @@ void api_off_loop(struct api_call *c, void (*work)(struct api_call *c), void (*d
 /* Runs then(c) once the time zone names are known (at once when they
  * are); 503 when they cannot be read. */
 void api_with_zones(struct api_call *c, void (*then)(struct api_call *c));
+
+/* Whether the sender claims per account (transport smtp, or capture with
+ * accounts): relance_enrollments_show's p_by_account. */
+int api_by_account(const struct api_call *c);
+
+/* Checks the contact object at value obj of d (its members' pointers
+ * prefixed by ptr) as POST /v1/contacts does, adding one error each to e,
+ * and writes its normalised members, comma-led, into out: what
+ * relance_api_contacts_upsert takes for an item (api_contacts.c). */
+void api_contact_input(const struct api_call *c, const struct json_doc *d, int obj, const char *ptr,
+                       struct buf *out, struct api_errors *e);
 
 /* Answers and ends the call (c is freed): body is sent as is, the
  * content type is application/problem+json from 400 on. */

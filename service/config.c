@@ -906,3 +906,11 @@ int config_split_listen(const char *listen, char *host, size_t hostlen, int *por
     *port = (int)p;
     return 0;
 }
+
+int config_claims_by_account(const struct config *cfg)
+{
+    int by = strcmp(cfg->transport, "smtp") == 0;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        by |= cfg->pools[i].n_accounts > 0;
+    return by;
+}

@@ -115,4 +115,11 @@ void config_conninfo_error(const char *conninfo, const char *msg, char *buf, siz
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
     __attribute__((warn_unused_result));
 
+/* Whether the scheduler claims per sender account (transport smtp, or
+ * capture with accounts configured: a dry run then shows the real From,
+ * rotation, caps and spacing) rather than with relance_claim_due. The
+ * scheduler, `relance enrollments show` and the API's why_not_sooner all
+ * ask this. */
+int config_claims_by_account(const struct config *cfg);
+
 #endif

@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "compose.h"
+#include "config.h"
 #include "delivery.h"
 #include "leases.h"
 #include "log.h"
@@ -948,12 +949,7 @@ struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const
     s->ready = ready;
     s->watcher = watcher;
     s->smtp = strcmp(cfg->transport, "smtp") == 0;
-    /* capture claims as smtp does when there are accounts: a dry run
-     * shows the real From, rotation, caps and spacing */
-    s->by_account = s->smtp;
-    for (size_t i = 0; i < cfg->n_pools; i++)
-        if (cfg->pools[i].n_accounts > 0)
-            s->by_account = 1;
+    s->by_account = config_claims_by_account(cfg);
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     srandom((unsigned)getpid() ^ (unsigned)uv_hrtime());

@@ -5,6 +5,7 @@
  * scheduler's; and `relance enrollments list`, one enrollment a line,
  * picked by sequence and state. */
 #include "cli.h"
+#include "config.h"
 #include "contact.h"
 
 #include <stdio.h>
@@ -13,99 +14,19 @@
 /* A timestamptz as the UTC instant every line of the command shows. */
 #define UTC(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
-/* One row per enrollment of the contact, with the reason the next step is
- * not sooner computed by the same SQL functions the scheduler uses: the
- * state, then the sending account (paused, missing, at its cap, spacing
- * its messages) for a due step, then for a step not due yet what set its
- * time (an auto-reply's return, the server's deferral, the wait, the
- * window). */
+/* One row per enrollment of the contact, as relance_enrollments_show
+ * (enrollments.sql) gives it, which the API's GET /v1/enrollments/{id}
+ * answers too: why the next step is not sooner is computed there, by the
+ * same SQL functions the scheduler uses. After the last step the position
+ * is one past it: said so, counted as the last step ("done (2 of 2)"), not
+ * as a step 3 of 2. */
 static const char show_sql[] =
-    "WITH e AS ("
-    " SELECT e.*, s.name, c.email, c.timezone AS ctz, v.timezone AS vtz, v.fallback_timezone, v.window_start_min,"
-    "  v.sender_pool,"
-    "  v.window_end_min, v.days, st.step_id, st.wait_seconds, st.wait_days, st.wait_business_days,"
-    "  relance_zone(v.timezone, c.timezone, v.fallback_timezone) AS zone,"
-    "  (SELECT max(m.sent_at) FROM messages m WHERE m.enrollment_id = e.id) AS last_sent,"
-    "  (SELECT count(*) FROM sequence_steps x WHERE x.sequence_id = e.sequence_id AND x.version = e.version)"
-    "   AS n_steps,"
-    /* the current step's message when the server deferred it: retried at
-     * next_send_at (outcomes.sql, relance_step_deferred) */
-    "  d.id AS deferred_id, d.reply AS deferred_reply,"
-    /* the return date of the auto-reply that set not_before (inbound.sql) */
-    "  (SELECT i.return_date FROM inbound_messages i WHERE i.enrollment_id = e.id AND i.effect = 'auto_reply'"
-    "    AND i.return_date IS NOT NULL ORDER BY i.detected_at DESC, i.id DESC LIMIT 1) AS return_date,"
-    "  a.email AS account, a.next_send_after AS account_after"
-    " FROM enrollments e JOIN contacts c ON c.id = e.contact_id JOIN sequences s ON s.id = e.sequence_id"
-    " JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version"
-    " LEFT JOIN sequence_steps st ON st.sequence_id = e.sequence_id AND st.version = e.version"
-    "  AND st.position = e.position"
-    " LEFT JOIN messages d ON d.enrollment_id = e.id AND d.position = e.position AND d.state = 'deferred'"
-    " LEFT JOIN accounts a ON a.id = e.account_id"
-    " WHERE c.email_key = lower(btrim($1)))"
-    "SELECT e.id, e.name, e.version, e.state, e.state_reason,"
-    " " UTC("e.state_changed_at") ","
-    /* After the last step the position is one past it: say so, counted
-     * as the last step ("done (2 of 2)"), not as a step 3 of 2. */
+    "SELECT e.id, e.sequence, e.version, e.state, e.state_reason, relance_show_time(e.state_changed_at),"
     " CASE WHEN e.position >= e.n_steps THEN 'done' ELSE coalesce(e.step_id, '-') END,"
-    " least(e.position + 1, e.n_steps), e.n_steps,"
-    " " UTC("e.next_send_at") ","
-    " to_char(e.next_send_at AT TIME ZONE e.zone, 'YYYY-MM-DD HH24:MI:SS'), e.zone,"
-    " CASE"
-    "  WHEN e.state = 'held' THEN 'held: ' || e.state_reason"
-    "  WHEN e.state <> 'active' THEN e.state"
-    "  WHEN e.next_send_at IS NULL THEN 'being sent now'"
-    "  WHEN e.account_id IS NOT NULL AND (SELECT a.state = 'paused' FROM accounts a WHERE a.id = e.account_id)"
-    "   THEN 'account paused: ' || (SELECT coalesce(a.state_reason, '') FROM accounts a WHERE a.id = e.account_id)"
-    /* A pool no configured account belongs to: nothing would ever send.
-     * Said only once serve has synced some accounts, else nothing is known;
-     * and not for capture without accounts ($3 false), which ignores
-     * pools (with accounts, capture claims per account as smtp does). */
-    "  WHEN $3 AND e.account_id IS NULL AND EXISTS (SELECT 1 FROM accounts a WHERE a.configured)"
-    "       AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.configured)"
-    "   THEN 'no such pool ''' || e.sender_pool || ''''"
-    "  WHEN e.next_send_at <= $2 AND e.account_id IS NOT NULL AND (SELECT relance_account_remaining(a.id,"
-    "       relance_local_day($2, a.timezone)) <= 0 FROM accounts a WHERE a.id = e.account_id)"
-    "   THEN 'account capacity: the account reached its limit for today'"
-    "  WHEN e.next_send_at <= $2 AND e.account_id IS NULL AND EXISTS (SELECT 1 FROM accounts a"
-    "       WHERE a.pool = e.sender_pool) AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool"
-    "       AND a.state = 'active' AND a.configured AND coalesce(relance_account_remaining(a.id,"
-    "       relance_local_day($2, a.timezone)), 1) > 0)"
-    "   THEN 'account capacity: every account of pool ' || e.sender_pool || ' is at its limit today or paused'"
-    /* min_interval: an account's claim takes nothing before its
-     * next_send_after (claim.sql), so a due step waits for it; after an
-     * account's resume its due steps go out one interval apart. */
-    "  WHEN $3 AND e.next_send_at <= $2 AND e.account_after > $2"
-    "   THEN 'account pacing: ' || e.account || ' sends its next message at ' || " UTC("e.account_after")
-    "        || ' (min_interval)'"
-    "  WHEN $3 AND e.next_send_at <= $2 AND e.account_id IS NULL AND EXISTS (SELECT 1 FROM accounts a"
-    "       WHERE a.pool = e.sender_pool AND a.state = 'active' AND a.configured) AND NOT EXISTS (SELECT 1"
-    "       FROM accounts a WHERE a.pool = e.sender_pool AND a.state = 'active' AND a.configured"
-    "       AND (a.next_send_after IS NULL OR a.next_send_after <= $2))"
-    "   THEN 'account pacing: every account of pool ' || e.sender_pool || ' waits for its min_interval, the"
-    " first until ' || (SELECT " UTC("min(a.next_send_after)") " FROM accounts a WHERE a.pool = e.sender_pool"
-    "       AND a.state = 'active' AND a.configured)"
-    "  WHEN e.next_send_at <= $2 THEN 'due now'"
-    /* An auto-reply's return holds the step until the first window on or
-     * after that day (the not_before trigger sets next_send_at to it). */
-    "  WHEN e.not_before IS NOT NULL AND e.next_send_at <= e.not_before"
-    "   THEN 'auto-reply: away until ' || coalesce(e.return_date::text, 'a return date') || ', no step before '"
-    "        || " UTC("e.not_before")
-    "  WHEN e.deferred_id IS NOT NULL"
-    "   THEN 'deferred: the server answered ''' || coalesce(left(split_part(e.deferred_reply, E'\\n', 1), 200),"
-    "        '') || ''', retried at ' || " UTC("e.next_send_at")
-    "  WHEN e.position > 0 AND relance_add_wait(e.last_sent, e.zone, e.wait_seconds, e.wait_days,"
-    "       e.wait_business_days) > $2 THEN 'wait: the step waits after the previous one'"
-    "  WHEN relance_next_window(coalesce(CASE WHEN e.position > 0 THEN relance_add_wait(e.last_sent, e.zone,"
-    "       e.wait_seconds, e.wait_days, e.wait_business_days) END, e.created_at), e.zone, e.window_start_min,"
-    "       e.window_end_min, e.days) > coalesce(CASE WHEN e.position > 0 THEN relance_add_wait(e.last_sent,"
-    "       e.zone, e.wait_seconds, e.wait_days, e.wait_business_days) END, e.created_at)"
-    "   THEN CASE WHEN (e.days >> (extract(isodow FROM coalesce(CASE WHEN e.position > 0 THEN"
-    "       relance_add_wait(e.last_sent, e.zone, e.wait_seconds, e.wait_days, e.wait_business_days) END,"
-    "       e.created_at) AT TIME ZONE e.zone)::int - 1)) & 1 = 0"
-    "        THEN 'weekday: not a sending day in ' || e.zone"
-    "        ELSE 'window: outside the sending window in ' || e.zone END"
-    "  ELSE 'jitter: a random delay inside the window' END"
-    " FROM e ORDER BY e.id";
+    " least(e.position + 1, e.n_steps), e.n_steps, relance_show_time(e.next_send_at),"
+    " to_char(e.next_send_at AT TIME ZONE e.zone, 'YYYY-MM-DD HH24:MI:SS'), e.zone, e.why_not_sooner"
+    " FROM relance_enrollments_show(ARRAY(SELECT e.id FROM enrollments e JOIN contacts c ON c.id = e.contact_id"
+    " WHERE c.email_key = lower(btrim($1))), $2, $3) e ORDER BY e.id";
 
 static int show(struct cli *cli, const struct cli_args *args)
 {
@@ -115,10 +36,7 @@ static int show(struct cli *cli, const struct cli_args *args)
         return CLI_ERROR;
     PGconn *conn = cli->conn;
     char norm[CONTACT_EMAIL_MAX + 1];
-    int by_account = strcmp(cli->config->transport, "smtp") == 0;
-    for (size_t i = 0; i < cli->config->n_pools; i++)
-        by_account |= cli->config->pools[i].n_accounts > 0;
-    const char *smtp = by_account ? "true" : "false";
+    const char *smtp = config_claims_by_account(cli->config) ? "true" : "false";
     const char *p[3] = {contact_email_key(email, norm), now, smtp};
     PGresult *r = PQexecParams(conn, show_sql, 3, NULL, p, NULL, NULL, 0);
     int rc = CLI_OK;

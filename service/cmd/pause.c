@@ -2,7 +2,8 @@
  * (the name typed says which): pause holds active or held enrollments in
  * place, resume lets paused ones go on (every send gate is checked again
  * at send time), stop ends them for good. Each picks enrollments by id,
- * contact or sequence, in one UPDATE; a target that does not exist is an
+ * contact or sequence; the change is relance_enrollments_change's, the
+ * HTTP API's too (enrollments.sql); a target that does not exist is an
  * error, one that exists with nothing to change is not (its count is 0). */
 #include "cli.h"
 #include "contact.h"
@@ -20,27 +21,27 @@ static const struct cli_option options[] = {
     {0},
 };
 
-/* Which enrollments each option picks ($1 is its value), and whether the
- * target itself exists: a typo must not read as "nothing to do". */
+/* Which enrollments each option picks ($1 is its value): the argument of
+ * relance_enrollments_change it fills, and whether the target itself
+ * exists: a typo must not read as "nothing to do". */
 static const struct pick {
-    const char *noun, *exists, *where;
+    const char *noun, *exists, *args;
 } picks[] = {
-    [OPT_ENROLLMENT] = {"enrollment", "SELECT 1 FROM enrollments WHERE id = $1::bigint", "e.id = $1::bigint"},
+    [OPT_ENROLLMENT] = {"enrollment", "SELECT 1 FROM enrollments WHERE id = $1::bigint", "$1::bigint, NULL, NULL"},
     [OPT_CONTACT] = {"contact", "SELECT 1 FROM contacts WHERE email_key = lower(btrim($1))",
-                     "e.contact_id = (SELECT id FROM contacts WHERE email_key = lower(btrim($1)))"},
+                     "NULL, (SELECT id FROM contacts WHERE email_key = lower(btrim($1))), NULL"},
     [OPT_SEQUENCE] = {"sequence", "SELECT 1 FROM sequences WHERE name = $1",
-                      "e.sequence_id = (SELECT id FROM sequences WHERE name = $1)"},
+                      "NULL, NULL, (SELECT id FROM sequences WHERE name = $1)"},
 };
 
-/* What each name does to the enrollments in which states. */
+/* What each name is called in relance_enrollments_change (which decides
+ * the states each changes, shared with the HTTP API) and says it did. */
 static const struct verb {
-    const char *name, *set, *from, *done;
+    const char *name, *done;
 } verbs[] = {
-    {"pause", "state = 'paused', state_reason = 'paused by user'", "('active', 'held')", "paused"},
-    {"resume", "state = 'active', state_reason = 'resumed by user'", "('paused')", "resumed"},
-    /* 'stopped', not 'completed': completed means the last step went out. */
-    {"stop", "state = 'stopped', state_reason = 'stopped by user', next_send_at = NULL",
-     "('active', 'paused', 'held')", "stopped"},
+    {"pause", "paused"},
+    {"resume", "resumed"},
+    {"stop", "stopped"},
 };
 
 static int run(struct cli *cli, const struct cli_args *args)
@@ -59,12 +60,11 @@ static int run(struct cli *cli, const struct cli_args *args)
     if (cli_now(now, sizeof now) < 0)
         return CLI_ERROR;
     char *sql = NULL;
-    /* One statement: the existence check sees the same snapshot as the
-     * UPDATE. */
+    /* One statement: whether the target exists, and the change. */
     if (asprintf(&sql,
-                 "WITH changed AS (UPDATE enrollments e SET %s, state_changed_at = $2 WHERE %s AND e.state IN %s "
-                 "RETURNING 1) SELECT EXISTS (%s), (SELECT count(*) FROM changed)",
-                 verb->set, picks[by].where, verb->from, picks[by].exists) < 0)
+                 "SELECT EXISTS (%s), (SELECT count(*) FROM relance_enrollments_change('%s', %s, NULL, "
+                 "$2::timestamptz))",
+                 picks[by].exists, verb->name, picks[by].args) < 0)
         return CLI_ERROR;
     char norm[CONTACT_EMAIL_MAX + 1];
     const char *p[2] = {by == OPT_CONTACT ? contact_email_key(value, norm) : value, now};

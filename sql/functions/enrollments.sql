@@ -243,3 +243,167 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER sequence_versions_append_only BEFORE UPDATE OR DELETE ON sequence_versions
     FOR EACH ROW EXECUTE FUNCTION relance_sequence_versions_append_only();
+
+-- ---- what the command line and the API share -------------------------------
+
+-- Pauses, resumes or stops enrollments: the one state change behind
+-- `relance pause|resume|stop` and the API's POST
+-- /v1/enrollments/{id}/pause|resume|stop and /v1/contacts/{id}/stop.
+-- p_verb 'pause' holds active or held enrollments in place; 'resume' lets
+-- paused ones go on (every send gate is checked again at send time);
+-- 'stop' ends active, paused and held ones for good ('stopped', not
+-- 'completed': completed means the last step went out). The enrollments
+-- are one (p_enrollment), a contact's (p_contact) or a sequence's
+-- (p_sequence), whichever is not NULL first; the reason is p_reason, else
+-- the command line's ('paused by user', ...). Returns the ids changed:
+-- one in another state is left as it is.
+CREATE OR REPLACE FUNCTION relance_enrollments_change(p_verb text, p_enrollment bigint, p_contact bigint,
+                                                      p_sequence bigint, p_reason text, p_now timestamptz)
+RETURNS TABLE (id bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_state text;
+    v_reason text;
+    v_from text[];
+BEGIN
+    CASE p_verb
+        WHEN 'pause' THEN v_state := 'paused'; v_reason := 'paused by user'; v_from := '{active,held}';
+        WHEN 'resume' THEN v_state := 'active'; v_reason := 'resumed by user'; v_from := '{paused}';
+        WHEN 'stop' THEN v_state := 'stopped'; v_reason := 'stopped by user'; v_from := '{active,paused,held}';
+        ELSE RAISE EXCEPTION 'no such change: %', p_verb USING ERRCODE = '22023';
+    END CASE;
+    v_reason := coalesce(p_reason, v_reason);
+    -- one UPDATE per target, each by its own index
+    IF p_enrollment IS NOT NULL THEN
+        RETURN QUERY
+        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+         WHERE e.id = p_enrollment AND e.state = ANY (v_from) RETURNING e.id;
+    ELSIF p_contact IS NOT NULL THEN
+        RETURN QUERY
+        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+         WHERE e.contact_id = p_contact AND e.state = ANY (v_from) RETURNING e.id;
+    ELSIF p_sequence IS NOT NULL THEN
+        RETURN QUERY
+        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+         WHERE e.sequence_id = p_sequence AND e.state = ANY (v_from) RETURNING e.id;
+    END IF;
+END $$;
+
+-- The enrollments p_ids as `relance enrollments show` prints them and the
+-- API's GET /v1/enrollments/{id} answers: the current step (step_id NULL
+-- once the last went out: position = n_steps), the zone its times are
+-- local to, the sending account and why the next step is not sooner,
+-- computed by the same SQL functions the scheduler uses: the state, then
+-- the sending account (paused, missing, at its cap, spacing its messages)
+-- for a due step, then for a step not due yet what set its time (an
+-- auto-reply's return, the server's deferral, the wait, the window).
+-- p_by_account: the sender claims per account (smtp, or capture with
+-- accounts): a pool without a configured account, or an account's
+-- min_interval, holds steps back; capture without accounts ignores pools.
+CREATE OR REPLACE FUNCTION relance_enrollments_show(p_ids bigint[], p_now timestamptz, p_by_account boolean)
+RETURNS TABLE (id bigint, contact_id bigint, sequence text, version int, state text, state_reason text,
+               state_changed_at timestamptz, "position" int, step_id text, n_steps int, next_send_at timestamptz,
+               zone text, account text, created_at timestamptz, why_not_sooner text)
+LANGUAGE sql STABLE AS $$
+    WITH e AS (
+        SELECT e.*, s.name, v.window_start_min, v.window_end_min, v.days, v.sender_pool, st.step_id,
+               st.wait_seconds, st.wait_days, st.wait_business_days, z.zone, w.last_sent,
+               (SELECT count(*) FROM sequence_steps x WHERE x.sequence_id = e.sequence_id AND x.version = e.version)
+                   AS n_steps,
+               -- the step waits after the previous one (NULL for the first)
+               CASE WHEN e.position > 0 THEN relance_add_wait(w.last_sent, z.zone, st.wait_seconds, st.wait_days,
+                                                               st.wait_business_days) END AS waited,
+               -- the current step's message when the server deferred it:
+               -- retried at next_send_at (outcomes.sql, relance_step_deferred)
+               d.id AS deferred_id, d.reply AS deferred_reply,
+               -- the return date of the auto-reply that set not_before (inbound.sql)
+               (SELECT i.return_date FROM inbound_messages i WHERE i.enrollment_id = e.id AND i.effect = 'auto_reply'
+                   AND i.return_date IS NOT NULL ORDER BY i.detected_at DESC, i.id DESC LIMIT 1) AS return_date,
+               a.email AS account, a.next_send_after AS account_after
+          FROM enrollments e
+          JOIN contacts c ON c.id = e.contact_id
+          JOIN sequences s ON s.id = e.sequence_id
+          JOIN sequence_versions v ON v.sequence_id = e.sequence_id AND v.version = e.version
+          CROSS JOIN LATERAL (SELECT relance_zone(v.timezone, c.timezone, v.fallback_timezone) AS zone) z
+          CROSS JOIN LATERAL (SELECT max(m.sent_at) AS last_sent FROM messages m WHERE m.enrollment_id = e.id) w
+          LEFT JOIN sequence_steps st ON st.sequence_id = e.sequence_id AND st.version = e.version
+                                     AND st.position = e.position
+          LEFT JOIN messages d ON d.enrollment_id = e.id AND d.position = e.position AND d.state = 'deferred'
+          LEFT JOIN accounts a ON a.id = e.account_id
+         WHERE e.id = ANY (p_ids))
+    SELECT e.id, e.contact_id, e.name, e.version, e.state, e.state_reason, e.state_changed_at, e.position,
+           CASE WHEN e.position < e.n_steps THEN e.step_id END, e.n_steps::int, e.next_send_at, e.zone, e.account,
+           e.created_at,
+           CASE
+            WHEN e.state = 'held' THEN 'held: ' || e.state_reason
+            WHEN e.state <> 'active' THEN e.state
+            WHEN e.next_send_at IS NULL THEN 'being sent now'
+            WHEN e.account_id IS NOT NULL AND (SELECT a.state = 'paused' FROM accounts a WHERE a.id = e.account_id)
+             THEN 'account paused: ' || (SELECT coalesce(a.state_reason, '') FROM accounts a WHERE a.id = e.account_id)
+            -- a pool no configured account belongs to: nothing would ever
+            -- send; said only once serve has synced some accounts, else
+            -- nothing is known
+            WHEN p_by_account AND e.account_id IS NULL AND EXISTS (SELECT 1 FROM accounts a WHERE a.configured)
+                 AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.configured)
+             THEN 'no such pool ''' || e.sender_pool || ''''
+            WHEN e.next_send_at <= p_now AND e.account_id IS NOT NULL
+                 AND (SELECT relance_account_remaining(a.id, relance_local_day(p_now, a.timezone)) <= 0
+                        FROM accounts a WHERE a.id = e.account_id)
+             THEN 'account capacity: the account reached its limit for today'
+            WHEN e.next_send_at <= p_now AND e.account_id IS NULL
+                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool)
+                 AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.state = 'active'
+                                    AND a.configured
+                                    AND coalesce(relance_account_remaining(a.id, relance_local_day(p_now, a.timezone)),
+                                                 1) > 0)
+             THEN 'account capacity: every account of pool ' || e.sender_pool || ' is at its limit today or paused'
+            -- min_interval: an account's claim takes nothing before its
+            -- next_send_after (claim.sql), so a due step waits for it;
+            -- after an account's resume its due steps go out one interval apart
+            WHEN p_by_account AND e.next_send_at <= p_now AND e.account_after > p_now
+             THEN 'account pacing: ' || e.account || ' sends its next message at '
+                  || relance_show_time(e.account_after) || ' (min_interval)'
+            WHEN p_by_account AND e.next_send_at <= p_now AND e.account_id IS NULL
+                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.state = 'active'
+                                AND a.configured)
+                 AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.pool = e.sender_pool AND a.state = 'active'
+                                    AND a.configured AND (a.next_send_after IS NULL OR a.next_send_after <= p_now))
+             THEN 'account pacing: every account of pool ' || e.sender_pool || ' waits for its min_interval, the first until '
+                  || (SELECT relance_show_time(min(a.next_send_after)) FROM accounts a
+                       WHERE a.pool = e.sender_pool AND a.state = 'active' AND a.configured)
+            WHEN e.next_send_at <= p_now THEN 'due now'
+            -- an auto-reply's return holds the step until the first window
+            -- on or after that day (the not_before trigger sets next_send_at)
+            WHEN e.not_before IS NOT NULL AND e.next_send_at <= e.not_before
+             THEN 'auto-reply: away until ' || coalesce(e.return_date::text, 'a return date') || ', no step before '
+                  || relance_show_time(e.not_before)
+            WHEN e.deferred_id IS NOT NULL
+             THEN 'deferred: the server answered ''' || coalesce(left(split_part(e.deferred_reply, E'\n', 1), 200), '')
+                  || ''', retried at ' || relance_show_time(e.next_send_at)
+            WHEN e.waited > p_now THEN 'wait: the step waits after the previous one'
+            -- enrolled with a later start (the API's start_at): the first
+            -- step is due after the time enrolling gave it, and nothing
+            -- (a pause, a hold) has touched the enrollment since
+            WHEN e.position = 0 AND e.state_reason = 'enrolled'
+                 AND e.next_send_at > relance_step_due(e.id, 0, e.created_at, e.jitter_r)
+             THEN 'start: the first step waits for the start asked at enrollment, then for the window in ' || e.zone
+            WHEN relance_next_window(coalesce(e.waited, e.created_at), e.zone, e.window_start_min, e.window_end_min,
+                                     e.days) > coalesce(e.waited, e.created_at)
+             THEN CASE WHEN (e.days >> (extract(isodow FROM coalesce(e.waited, e.created_at) AT TIME ZONE e.zone)::int
+                                        - 1)) & 1 = 0
+                       THEN 'weekday: not a sending day in ' || e.zone
+                       ELSE 'window: outside the sending window in ' || e.zone END
+            ELSE 'jitter: a random delay inside the window'
+           END
+      FROM e ORDER BY e.id
+$$;
+
+-- An instant as `relance enrollments show` writes it: UTC, to the second.
+CREATE OR REPLACE FUNCTION relance_show_time(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;

@@ -26,9 +26,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
 
-# The read measured, and the statement relance runs for it (the bound's).
-GET_PATH = "/v1/contacts/{id}"
-GET_SQL = "SELECT status, body FROM relance_api_contact_get($1)"
+# The read measured, and the statement relance runs for it (the bound's:
+# the instant and by_account as relance passes them).
+GET_PATH = "/v1/enrollments/{id}"
+GET_SQL = "SELECT status, body FROM relance_api_enrollment_get($1, now(), true)"
 CONNECTIONS = 64
 BATCH = 1000
 
@@ -55,11 +56,20 @@ def new_key(env):
     return r.stdout.strip()
 
 
-def load_rows(db, n):
-    """n contacts; returns the id of one in the middle."""
+def load_rows(db, env, workdir, n):
+    """n contacts enrolled in a two-step sequence (the second step a month
+    later); returns the id of one enrollment in the middle."""
+    seq = harness.sequence(workdir, "two_step", name="bench-api", pool="main", wait="30d")
+    r = harness.relance("apply", seq, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"apply failed: {r.stdout + r.stderr}")
     db.psql(f"INSERT INTO contacts (email, first_name, fields) SELECT 'api' || i || '@bench.example', 'First' || i, "
             f"jsonb_build_object('industry', 'SaaS') FROM generate_series(1, {n}) i ON CONFLICT DO NOTHING")
-    return db.psql(f"SELECT id FROM contacts ORDER BY id OFFSET {n // 2} LIMIT 1")[0][0]
+    r = harness.relance("enroll", "--sequence", "bench-api", "--where", "email LIKE 'api%@bench.example'", env=env,
+                        timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"enroll failed: {r.stdout + r.stderr}")
+    return db.psql(f"SELECT id FROM enrollments ORDER BY id OFFSET {n // 2} LIMIT 1")[0][0]
 
 
 def parse_wrk(out):
@@ -99,7 +109,7 @@ def bound(db, key, param, seconds):
 def run_reads(db, env, workdir, rounds, seconds, rows):
     """Rounds of wrk on GET_PATH and of the bound, interleaved. Returns
     {"relance": [rate], "p99": [ms], "bound": [rate]}."""
-    ident = load_rows(db, rows)
+    ident = load_rows(db, env, workdir, rows)
     e = dict(env, RELANCE_CONFIG=config(workdir))
     key = new_key(e)
     serve = harness.Serve(e)
