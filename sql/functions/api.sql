@@ -234,14 +234,19 @@ BEGIN
 END $$;
 
 -- GET /v1/contacts/{id}: (status, body).
+-- (PL/pgSQL: its statement's plan is kept per connection; an SQL
+-- function is inlined and planned again at each call.)
 CREATE OR REPLACE FUNCTION relance_api_contact_get(p_ref text)
 RETURNS TABLE (status int, body text)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT coalesce(max(200), 404),
            coalesce(max(relance_api_contact_json(c)::text),
                     relance_api_problem(404, 'not-found', 'Not found', 'no contact ' || p_ref))
-      FROM contacts c WHERE c.id = relance_api_contact_id(p_ref)
-$$;
+      FROM contacts c WHERE c.id = relance_api_contact_id(p_ref);
+END $$;
 
 -- PATCH /v1/contacts/{id}: p_patch holds the members given, checked and
 -- normalised by C (email, company_domain, timezone); a member set to null

@@ -174,16 +174,22 @@ $$;
 
 -- GET /v1/enrollments/{id}: the enrollment and why its next step is not
 -- sooner, as `relance enrollments show` says it (p_by_account: as there).
+-- PL/pgSQL, not SQL: its statement's plan is kept per connection, where an
+-- SQL function is inlined and planned again at each call (1 ms of the
+-- request's 1.5, measured).
 CREATE OR REPLACE FUNCTION relance_api_enrollment_get(p_ref text, p_now timestamptz, p_by_account boolean)
 RETURNS TABLE (status int, body text)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT coalesce(max(200), 404),
            coalesce(max((relance_api_enrollment_json(e) || jsonb_build_object('why_not_sooner', w.why_not_sooner))::text),
                     relance_api_problem(404, 'not-found', 'Not found', 'no enrollment ' || p_ref))
       FROM enrollments e
       CROSS JOIN LATERAL relance_enrollments_show(ARRAY[e.id], p_now, p_by_account) w
-     WHERE e.id = relance_api_enrollment_id(p_ref)
-$$;
+     WHERE e.id = relance_api_enrollment_id(p_ref);
+END $$;
 
 -- POST /v1/enrollments/{id}/pause|resume|stop (p_verb), by
 -- relance_enrollments_change. An enrollment already in the state asked for
