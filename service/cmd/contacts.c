@@ -304,6 +304,9 @@ static int field_lookup(const char *s, size_t n)
         if (strlen(field_names[f]) == n && strncasecmp(s, field_names[f], n) == 0)
             return f;
     }
+    /* the HTTP API's name for the CRM's id */
+    if (n == 11 && strncasecmp(s, "external_id", n) == 0)
+        return F_CRM_ID;
     return -1;
 }
 
@@ -1009,21 +1012,24 @@ static const struct cli_command subcommands[] = {
                  "one that splits the first row into the most columns (outside quotes), or the\n"
                  "one --delimiter names. The first row names the columns, matched\n"
                  "case-insensitively: email (required), first_name, last_name, title, company,\n"
-                 "company_domain, timezone (an IANA name), crm_id; any other column is a custom\n"
-                 "field, stored under its header name and usable in templates.\n"
+                 "company_domain, timezone (an IANA name), crm_id (or external_id: the CRM's\n"
+                 "id); any other column is a custom field, stored under its header name and\n"
+                 "usable in templates.\n"
                  "\n"
-                 "Rows are matched to contacts by email (case-insensitively); an internationalised\n"
-                 "domain is stored as its A-labels, so user@b\xC3\xBC" "cher.example and\n"
-                 "user@xn--bcher-kva.example are one contact. A non-ASCII local part is kept as\n"
+                 "Rows are matched to contacts by crm_id, then by email (case-insensitively): a\n"
+                 "crm_id stored with another email moves that contact to the row's email, unless\n"
+                 "it is another contact's. An internationalised domain is stored as its\n"
+                 "A-labels, so user@b\xC3\xBC" "cher.example and user@xn--bcher-kva.example are\n"
+                 "one contact. A non-ASCII local part is kept as\n"
                  "written and is sent only through servers that offer SMTPUTF8. An empty cell\n"
                  "never erases a stored value; custom fields are merged. company_domain, when not\n"
                  "given, comes from the email's domain (none for free mail such as gmail.com).\n"
                  "A row is refused, and reported on stderr as FILE:LINE: reason, for broken CSV,\n"
-                 "a bad address, a crm_id that belongs to another contact (or to an earlier\n"
-                 "row), or an email that a later row repeats (the last wins). A time zone that\n"
-                 "PostgreSQL does not know is not a refusal: the row is imported without one\n"
-                 "(the sequence's fallback_timezone applies; a stored zone stays) and stderr\n"
-                 "says FILE:LINE: unknown time zone 'X': imported without one.\n"
+                 "a bad address, a crm_id whose contact and the email's differ (or given to an\n"
+                 "earlier row), or an email that a later row repeats (the last wins). A time\n"
+                 "zone that PostgreSQL does not know is not a refusal: the row is imported\n"
+                 "without one (the sequence's fallback_timezone applies; a stored zone stays)\n"
+                 "and stderr says FILE:LINE: unknown time zone 'X': imported without one.\n"
                  "The other rows are applied, all in one transaction; stdout gets one line:\n"
                  "  inserted N, updated N, rejected N\n"
                  "where updated counts the existing contacts the file matched. When stderr is a\n"

@@ -173,7 +173,8 @@ def test_a_crm_id_stored_with_another_email_moves_the_contact_to_the_new_email(w
     another contact's: then the row is refused, naming both."""
     w.imported()
     before = w.db.psql("SELECT id FROM contacts WHERE crm_id = 'crm-2'")[0][0]
-    moved = w.write("moved.csv", ["email,crm_id,title", "bob.stone@beta.example,crm-2,CTO",
+    # external_id: the API's name for the crm_id column, accepted as its alias
+    moved = w.write("moved.csv", ["email,external_id,title", "bob.stone@beta.example,crm-2,CTO",
                                   "carol@gamma.example,crm-1,"])
     r = w.imp(moved)
     check.eq(r.stdout, "inserted 0, updated 1, rejected 1\n", "one moved, one refused")
