@@ -21,6 +21,24 @@ CREATE TABLE public.contacts (
     CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
 );
 
+CREATE TABLE public.enrollments (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    sequence_id bigint NOT NULL,
+    version integer NOT NULL,
+    state text DEFAULT 'active'::text NOT NULL,
+    state_reason text DEFAULT 'enrolled'::text NOT NULL,
+    state_changed_at timestamp with time zone NOT NULL,
+    "position" integer DEFAULT 0 NOT NULL,
+    next_send_at timestamp with time zone,
+    jitter_r double precision DEFAULT 0 NOT NULL,
+    account_id bigint,
+    created_at timestamp with time zone NOT NULL,
+    not_before timestamp with time zone,
+    CONSTRAINT enrollments_jitter_r_check CHECK (((jitter_r >= (0)::double precision) AND (jitter_r < (1)::double precision))),
+    CONSTRAINT enrollments_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text, 'replied'::text, 'bounced'::text, 'unsubscribed'::text, 'completed'::text, 'failed'::text, 'stopped'::text])))
+);
+
 CREATE TABLE public.account_days (
     account_id bigint NOT NULL,
     day date NOT NULL,
@@ -99,24 +117,6 @@ CREATE SEQUENCE public.contacts_id_seq
     CACHE 1;
 
 ALTER SEQUENCE public.contacts_id_seq OWNED BY public.contacts.id;
-
-CREATE TABLE public.enrollments (
-    id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    sequence_id bigint NOT NULL,
-    version integer NOT NULL,
-    state text DEFAULT 'active'::text NOT NULL,
-    state_reason text DEFAULT 'enrolled'::text NOT NULL,
-    state_changed_at timestamp with time zone NOT NULL,
-    "position" integer DEFAULT 0 NOT NULL,
-    next_send_at timestamp with time zone,
-    jitter_r double precision DEFAULT 0 NOT NULL,
-    account_id bigint,
-    created_at timestamp with time zone NOT NULL,
-    not_before timestamp with time zone,
-    CONSTRAINT enrollments_jitter_r_check CHECK (((jitter_r >= (0)::double precision) AND (jitter_r < (1)::double precision))),
-    CONSTRAINT enrollments_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text, 'replied'::text, 'bounced'::text, 'unsubscribed'::text, 'completed'::text, 'failed'::text, 'stopped'::text])))
-);
 
 CREATE SEQUENCE public.enrollments_id_seq
     START WITH 1
