@@ -192,10 +192,11 @@ BEGIN
     PERFORM relance_contacts_import_stage();
     INSERT INTO contacts_import (line, email, first_name, last_name, title, company, company_domain, derived_domain,
                                  timezone, crm_id, fields)
-    SELECT (x->>'index')::bigint, x->>'email', x->>'first_name', x->>'last_name', x->>'title', x->>'company',
-           x->>'company_domain', x->>'derived_domain', x->>'timezone', x->>'external_id',
-           coalesce(jsonb_strip_nulls(x->'fields'), '{}')
-      FROM jsonb_array_elements(p_items) x;
+    SELECT x.index, x.email, x.first_name, x.last_name, x.title, x.company, x.company_domain, x.derived_domain,
+           x.timezone, x.external_id, coalesce(jsonb_strip_nulls(x.fields), '{}')
+      FROM jsonb_to_recordset(p_items) AS x (index bigint, email text, first_name text, last_name text, title text,
+                                             company text, company_domain text, derived_domain text, timezone text,
+                                             external_id text, fields jsonb);
     PERFORM relance_contacts_import_apply();
     RETURN QUERY
     SELECT r.line::int,
