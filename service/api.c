@@ -20,11 +20,13 @@
 
 #include "api_int.h"
 #include "apikey.h"
+#include "clock.h"
 #include "config.h"
 #include "contact.h"
 #include "keyring.h"
 #include "log.h"
 #include "ready.h"
+#include "utf8.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -258,6 +260,64 @@ const char *api_arg(const struct api_call *c, const char *name)
 struct db *api_db(const struct api_call *c)
 {
     return ready_api_db(c->api->ready);
+}
+
+void api_bad_request(struct api_call *c, const char *detail)
+{
+    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
+}
+
+int api_limit(struct api_call *c, char out[16])
+{
+    const char *s = api_arg(c, "limit");
+    long n = API_LIMIT_DEFAULT;
+    if (s) {
+        char *end;
+        n = strtol(s, &end, 10);
+        if (!*s || *end || n < 1 || n > API_LIMIT_MAX) {
+            api_bad_request(c, "limit is a number from 1 to 500");
+            return -1;
+        }
+    }
+    snprintf(out, 16, "%ld", n);
+    return 0;
+}
+
+void api_on_row(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    api_reply_row(arg, res);
+}
+
+void api_ask(struct api_call *c, const char *sql, int n, const char *const *params)
+{
+    struct db *db = api_db(c);
+    if (!db || db_query(db, sql, n, params, api_on_row, c) < 0)
+        api_unavailable(c);
+}
+
+void api_now(char *buf, size_t len)
+{
+    clock_format(clock_now(), buf, len);
+}
+
+const char *api_text(const struct json_doc *d, int v, const char *ptr, size_t min, size_t max, int nullable,
+                     struct api_errors *e)
+{
+    size_t len;
+    if (json_type(d, v) != JSON_STRING) {
+        api_error_add(e, ptr, nullable ? "must be a string or null, not %s" : "must be a string, not %s",
+                      json_type_names[json_type(d, v)]);
+        return NULL;
+    }
+    const char *s = json_text(d, v, &len);
+    if (strlen(s) != len)
+        api_error_add(e, ptr, "must not contain U+0000");
+    else if (len < min || len > max)
+        api_error_add(e, ptr, "is %zu bytes long; %zu to %zu", len, min, max);
+    else
+        return s;
+    return NULL;
 }
 
 const struct config *api_config(const struct api_call *c)
@@ -591,9 +651,11 @@ static int copy_request(struct api_call *c)
 {
     struct http_request *req = c->req;
     for (size_t i = 0; c->route->args && c->route->args[i] && i < API_ARGS_MAX; i++) {
-        const char *v = http_request_arg(req, c->route->args[i]);
+        size_t len;
+        const char *v = http_request_arg_n(req, c->route->args[i], &len);
         if (v && !(c->args[i] = strdup(v)))
             return -1;
+        c->bad_arg |= v && strlen(v) != len; /* a %00 inside */
     }
     size_t len;
     const char *body = http_request_body(req, &len);
@@ -629,6 +691,13 @@ static int copy_request(struct api_call *c)
  * and bodies that are not JSON (by their content type). */
 static int request_check(struct api_call *c)
 {
+    int bad = c->bad_arg || (c->param && !utf8_valid(c->param, strlen(c->param)));
+    for (size_t i = 0; i < API_ARGS_MAX; i++)
+        bad |= c->args[i] && !utf8_valid(c->args[i], strlen(c->args[i]));
+    if (bad) {
+        problem_with(c, 400, "bad-request", "Bad request", "a query argument or the path is not UTF-8 text (or holds U+0000)", NULL);
+        return -1;
+    }
     if (c->unknown_arg) {
         char detail[160];
         snprintf(detail, sizeof detail, "unknown query argument '%.100s'", c->unknown_arg);
@@ -637,7 +706,7 @@ static int request_check(struct api_call *c)
     }
     if (c->idem_key) {
         size_t n = strlen(c->idem_key);
-        int bad = n == 0 || n > IDEM_KEY_MAX;
+        bad = n == 0 || n > IDEM_KEY_MAX;
         for (size_t i = 0; i < n && !bad; i++)
             bad = c->idem_key[i] < 0x20 || c->idem_key[i] > 0x7e;
         if (bad) {

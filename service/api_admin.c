@@ -19,57 +19,7 @@
 #include <string.h>
 
 #define REASON_MAX 1000 /* bytes */
-#define LIST_LIMIT_MAX 500
-#define LIST_LIMIT_DEFAULT 100
 #define MEMBERS_MAX 4 /* of a body: members_read */
-
-static void on_row(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    api_reply_row(arg, res);
-}
-
-/* Runs sql (one (status, body) row) with params and answers with it. */
-static void answer_sql(struct api_call *c, const char *sql, int n, const char *const *params)
-{
-    struct db *db = api_db(c);
-    if (!db || db_query(db, sql, n, params, on_row, c) < 0)
-        api_unavailable(c);
-}
-
-static void bad_arg(struct api_call *c, const char *detail)
-{
-    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
-}
-
-/* ?limit= into out; 0, or -1 answered. */
-static int limit_read(struct api_call *c, char out[16])
-{
-    const char *s = api_arg(c, "limit");
-    long n = LIST_LIMIT_DEFAULT;
-    if (s) {
-        char *end;
-        n = strtol(s, &end, 10);
-        if (!*s || *end || n < 1 || n > LIST_LIMIT_MAX) {
-            bad_arg(c, "limit is a number from 1 to 500");
-            return -1;
-        }
-    }
-    snprintf(out, 16, "%ld", n);
-    return 0;
-}
-
-/* ?after=, or NULL; *bad (answered) when it cannot be a cursor: text
- * that is not UTF-8 would fail in PostgreSQL, a 503 for a client's
- * mistake. */
-static const char *after_read(struct api_call *c, int *bad)
-{
-    const char *s = api_arg(c, "after");
-    *bad = s && !utf8_valid(s, strlen(s));
-    if (*bad)
-        bad_arg(c, "after is not a cursor this list gave");
-    return s;
-}
 
 /* The body's members: each one of known[] (others are added to e as
  * unknown), a string (no U+0000, 1 to max bytes) or, when !required[i],
@@ -126,13 +76,10 @@ static void members_read(const struct api_call *c, const char *const *known, con
 static void suppressions_list(struct api_call *c)
 {
     char lim[16];
-    int bad;
-    if (limit_read(c, lim) < 0)
+    if (api_limit(c, lim) < 0)
         return;
-    const char *p[2] = {lim, after_read(c, &bad)};
-    if (bad)
-        return;
-    answer_sql(c, "SELECT status, body FROM relance_api_suppressions_list($1::int, $2)", 2, p);
+    const char *p[2] = {lim, api_arg(c, "after")};
+    api_ask(c, "SELECT status, body FROM relance_api_suppressions_list($1::int, $2)", 2, p);
 }
 
 static void suppression_add(struct api_call *c)
@@ -153,7 +100,7 @@ static void suppression_add(struct api_call *c)
     }
     api_errors_free(&e);
     const char *p[2] = {norm, vals[1] ? vals[1] : "manual"};
-    answer_sql(c, "SELECT status, body FROM relance_api_suppression_add($1, $2)", 2, p);
+    api_ask(c, "SELECT status, body FROM relance_api_suppression_add($1, $2)", 2, p);
 }
 
 static void suppression_delete(struct api_call *c)
@@ -161,11 +108,11 @@ static void suppression_delete(struct api_call *c)
     char norm[CONTACT_EMAIL_MAX + 1], err[300], detail[400];
     if (contact_pattern_normalize(c->param, norm, err, sizeof err) < 0) {
         snprintf(detail, sizeof detail, "not an address or @domain: %s", err);
-        bad_arg(c, detail);
+        api_bad_request(c, detail);
         return;
     }
     const char *p[1] = {norm};
-    answer_sql(c, "SELECT status, body FROM relance_api_suppression_delete($1)", 1, p);
+    api_ask(c, "SELECT status, body FROM relance_api_suppression_delete($1)", 1, p);
 }
 
 /* ---- /v1/accounts --------------------------------------------------------- */
@@ -173,13 +120,10 @@ static void suppression_delete(struct api_call *c)
 static void accounts_list(struct api_call *c)
 {
     char lim[16];
-    int bad;
-    if (limit_read(c, lim) < 0)
+    if (api_limit(c, lim) < 0)
         return;
-    const char *p[2] = {lim, after_read(c, &bad)};
-    if (bad)
-        return;
-    answer_sql(c, "SELECT status, body FROM relance_api_accounts_list($1::int, $2)", 2, p);
+    const char *p[2] = {lim, api_arg(c, "after")};
+    api_ask(c, "SELECT status, body FROM relance_api_accounts_list($1::int, $2)", 2, p);
 }
 
 static void account_set(struct api_call *c, int pause)
@@ -190,7 +134,7 @@ static void account_set(struct api_call *c, int pause)
     struct api_errors e = {0};
     size_t n = strlen(c->param);
     if (n > CONTACT_EMAIL_MAX || !utf8_valid(c->param, n)) {
-        bad_arg(c, "the account is its email address");
+        api_bad_request(c, "the account is its email address");
         return;
     }
     members_read(c, known, required, REASON_MAX, vals, &e);
@@ -204,7 +148,7 @@ static void account_set(struct api_call *c, int pause)
     /* the reason `relance accounts list` shows when none is given */
     const char *reason = vals[0] ? vals[0] : pause ? "paused through the API" : "resumed through the API";
     const char *p[3] = {c->param, pause ? "true" : "false", reason};
-    answer_sql(c, "SELECT status, body FROM relance_api_account_set($1, $2::boolean, $3)", 3, p);
+    api_ask(c, "SELECT status, body FROM relance_api_account_set($1, $2::boolean, $3)", 3, p);
 }
 
 static void account_pause(struct api_call *c)
@@ -223,27 +167,24 @@ static void messages_list(struct api_call *c)
 {
     static const char *const states[] = {"sending", "sent", "deferred", "bounced", "unknown", "failed", NULL};
     char lim[16];
-    int bad;
-    if (limit_read(c, lim) < 0)
+    if (api_limit(c, lim) < 0)
         return;
-    const char *after = after_read(c, &bad);
-    if (bad)
-        return;
+    const char *after = api_arg(c, "after");
     const char *enrollment = api_arg(c, "enrollment"), *state = api_arg(c, "state");
     size_t n = enrollment ? strlen(enrollment) : 0;
     if (enrollment && (n == 0 || n > 18 || strspn(enrollment, "0123456789") != n)) {
-        bad_arg(c, "enrollment is an enrollment's id: digits");
+        api_bad_request(c, "enrollment is an enrollment's id: digits");
         return;
     }
     int known = !state;
     for (size_t i = 0; state && states[i]; i++)
         known |= strcmp(states[i], state) == 0;
     if (!known) {
-        bad_arg(c, "state is one of sending, sent, deferred, bounced, unknown, failed");
+        api_bad_request(c, "state is one of sending, sent, deferred, bounced, unknown, failed");
         return;
     }
     const char *p[4] = {lim, after, enrollment, state};
-    answer_sql(c, "SELECT status, body FROM relance_api_messages_list($1::int, $2, $3::bigint, $4)", 4, p);
+    api_ask(c, "SELECT status, body FROM relance_api_messages_list($1::int, $2, $3::bigint, $4)", 4, p);
 }
 
 static const char *const page_args[] = {"limit", "after", NULL};

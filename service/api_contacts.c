@@ -22,8 +22,6 @@
 #define FIELD_NAME_MAX 200  /* bytes of a custom field's name */
 #define FIELD_VALUE_MAX 10000
 #define BULK_MAX 1000
-#define LIST_LIMIT_MAX 500
-#define LIST_LIMIT_DEFAULT "100"
 
 static const char *const text_members[] = {"external_id", "first_name", "last_name", "title", "company", NULL};
 
@@ -37,27 +35,6 @@ static int member_known(const char *name)
         if (strcmp(others[i], name) == 0)
             return 1;
     return 0;
-}
-
-/* A string value fit for a text column: no NUL, at most max bytes. NULL
- * (with an error added) when it is not one. */
-static const char *text_of(const struct json_doc *d, int v, const char *ptr, size_t max, struct api_errors *e)
-{
-    size_t len;
-    if (json_type(d, v) != JSON_STRING) {
-        api_error_add(e, ptr, "must be a string or null, not %s", json_type_names[json_type(d, v)]);
-        return NULL;
-    }
-    const char *s = json_text(d, v, &len);
-    if (strlen(s) != len) {
-        api_error_add(e, ptr, "must not contain U+0000");
-        return NULL;
-    }
-    if (len > max) {
-        api_error_add(e, ptr, "is %zu bytes long; at most %zu", len, max);
-        return NULL;
-    }
-    return s;
 }
 
 /* Checks the contact object at value obj (pointer prefix ptr) and writes
@@ -84,7 +61,7 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
         int null = json_type(d, v) == JSON_NULL;
         if (strcmp(key, "email") == 0) {
             char norm[CONTACT_EMAIL_MAX + 1];
-            const char *s = null ? NULL : text_of(d, v, p, 1000, e);
+            const char *s = null ? NULL : api_text(d, v, p, 0, 1000, 1, e);
             has_email = 1;
             if (null)
                 api_error_add(e, p, "must be a string");
@@ -102,7 +79,7 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
             }
         } else if (strcmp(key, "company_domain") == 0) {
             char norm[CONTACT_DOMAIN_MAX + 1];
-            const char *s = null ? NULL : text_of(d, v, p, 1000, e);
+            const char *s = null ? NULL : api_text(d, v, p, 0, 1000, 1, e);
             if (!null && !s)
                 continue;
             if (s && contact_company_domain_normalize(s, norm, err, sizeof err) < 0) {
@@ -112,7 +89,7 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
             buf_adds(out, ",\"company_domain\":");
             json_add_string(out, s && *norm ? norm : NULL);
         } else if (strcmp(key, "timezone") == 0) {
-            const char *s = null ? NULL : text_of(d, v, p, 100, e);
+            const char *s = null ? NULL : api_text(d, v, p, 0, 100, 1, e);
             if (!null && !s)
                 continue;
             size_t n;
@@ -140,7 +117,8 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
                     api_error_add(e, fp, "a field's name is 1 to %d bytes, without U+0000", FIELD_NAME_MAX);
                     continue;
                 }
-                const char *fs = json_type(d, fv) == JSON_NULL ? NULL : text_of(d, fv, fp, FIELD_VALUE_MAX, e);
+                const char *fs =
+                    json_type(d, fv) == JSON_NULL ? NULL : api_text(d, fv, fp, 0, FIELD_VALUE_MAX, 1, e);
                 if (json_type(d, fv) != JSON_NULL && !fs)
                     continue;
                 buf_adds(&f, f.len ? "," : "{");
@@ -155,7 +133,7 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
             }
             buf_free(&f);
         } else {
-            const char *s = null ? NULL : text_of(d, v, p, TEXT_MAX, e);
+            const char *s = null ? NULL : api_text(d, v, p, 0, TEXT_MAX, 1, e);
             if (!null && !s)
                 continue;
             if (s && !*s && strcmp(key, "external_id") == 0) {
@@ -387,39 +365,21 @@ static void contacts_bulk(struct api_call *c)
 
 /* ---- GET /v1/contacts, GET and PATCH /v1/contacts/{id} -------------------------- */
 
-static void on_row(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    api_reply_row(arg, res);
-}
-
-static void bad_arg(struct api_call *c, const char *detail)
-{
-    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
-}
-
 static void contacts_list(struct api_call *c)
 {
-    const char *limit = api_arg(c, "limit"), *since = api_arg(c, "updated_since"), *email = api_arg(c, "email");
-    char *end;
-    long n = strtol(limit ? limit : LIST_LIMIT_DEFAULT, &end, 10);
-    if (!*(limit ? limit : "1") || *end || n < 1 || n > LIST_LIMIT_MAX) {
-        bad_arg(c, "limit is a number from 1 to 500");
+    const char *since = api_arg(c, "updated_since"), *email = api_arg(c, "email");
+    char lim[16];
+    if (api_limit(c, lim) < 0)
         return;
-    }
     double t;
     if (since && clock_parse_iso(since, &t) < 0) {
-        bad_arg(c, "updated_since is an RFC 3339 time: 2026-03-02T09:00:00Z");
+        api_bad_request(c, "updated_since is an RFC 3339 time: 2026-03-02T09:00:00Z");
         return;
     }
-    char norm[CONTACT_EMAIL_MAX + 1], lim[16];
-    snprintf(lim, sizeof lim, "%ld", n);
+    char norm[CONTACT_EMAIL_MAX + 1];
     const char *p[6] = {lim, api_arg(c, "after"), email ? contact_email_key(email, norm) : NULL,
                         api_arg(c, "external_id"), api_arg(c, "company_domain"), since};
-    struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_api_contacts_list($1::int, $2, $3, $4, $5, $6::timestamptz)",
-                        6, p, on_row, c) < 0)
-        api_unavailable(c);
+    api_ask(c, "SELECT status, body FROM relance_api_contacts_list($1::int, $2, $3, $4, $5, $6::timestamptz)", 6, p);
 }
 
 /* The path's {id} as relance_api_contact_id reads it: an email: one normalised. */
@@ -436,9 +396,7 @@ static void contact_get(struct api_call *c)
 {
     char ref[CONTACT_EMAIL_MAX + 16];
     const char *p[1] = {contact_ref(c, ref, sizeof ref)};
-    struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_api_contact_get($1)", 1, p, on_row, c) < 0)
-        api_unavailable(c);
+    api_ask(c, "SELECT status, body FROM relance_api_contact_get($1)", 1, p);
 }
 
 static void contact_patch(struct api_call *c)
@@ -462,10 +420,10 @@ static void contact_patch(struct api_call *c)
     buf_free(&patch);
     char ref[CONTACT_EMAIL_MAX + 16];
     const char *p[2] = {contact_ref(c, ref, sizeof ref), json.p};
-    struct db *db = api_db(c);
-    if (json.oom || !db ||
-        db_query(db, "SELECT status, body FROM relance_api_contact_patch($1, $2::jsonb)", 2, p, on_row, c) < 0)
+    if (json.oom)
         api_unavailable(c);
+    else
+        api_ask(c, "SELECT status, body FROM relance_api_contact_patch($1, $2::jsonb)", 2, p);
     buf_free(&json);
 }
 
@@ -536,7 +494,7 @@ static void on_erasing(struct db *db, const PGresult *res, void *arg)
         api_unavailable(c);
         return;
     }
-    clock_format(clock_now(), now, sizeof now);
+    api_now(now, sizeof now);
     const char *p[2] = {contact_ref(c, ref, sizeof ref), now};
     db = api_db(c);
     if (!db ||

@@ -20,42 +20,9 @@
 #include <string.h>
 
 #define BULK_MAX 1000
-#define LIST_LIMIT_MAX 500
-#define LIST_LIMIT_DEFAULT "100"
 #define NAME_MAX_BYTES 200   /* a sequence's name */
 #define REF_MAX 1000         /* a contact reference */
 #define REASON_MAX 500
-
-/* now, for SQL: clock.c's, which RELANCE_TEST_CLOCK moves */
-static void now_text(char *buf, size_t len)
-{
-    clock_format(clock_now(), buf, len);
-}
-
-static void on_row(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    api_reply_row(arg, res);
-}
-
-/* A string member fit for a text column (no NUL, 1 to max bytes), or NULL
- * with an error added. */
-static const char *text_of(const struct json_doc *d, int v, const char *ptr, size_t max, struct api_errors *e)
-{
-    size_t len;
-    if (json_type(d, v) != JSON_STRING) {
-        api_error_add(e, ptr, "must be a string, not %s", json_type_names[json_type(d, v)]);
-        return NULL;
-    }
-    const char *s = json_text(d, v, &len);
-    if (strlen(s) != len)
-        api_error_add(e, ptr, "must not contain U+0000");
-    else if (len == 0 || len > max)
-        api_error_add(e, ptr, "is %zu bytes long; 1 to %zu", len, max);
-    else
-        return s;
-    return NULL;
-}
 
 /* Writes a contact reference as relance_api_contact_id reads it (an
  * email: one normalised), or returns -1 when s is not one. */
@@ -113,7 +80,7 @@ static void enrollment_input(const struct api_call *c, const struct json_doc *d,
                               json_type_names[json_type(d, v)]);
                 continue;
             }
-            const char *s = text_of(d, v, p, REF_MAX, e);
+            const char *s = api_text(d, v, p, 1, REF_MAX, 0, e);
             struct buf ref = {0};
             if (s && contact_ref(s, &ref) < 0)
                 api_error_add(e, p, "'%.200s' is not a contact's id, email:ADDRESS or ext:EXTERNAL_ID", s);
@@ -124,7 +91,7 @@ static void enrollment_input(const struct api_call *c, const struct json_doc *d,
             buf_free(&ref);
         } else if (strcmp(key, "sequence") == 0) {
             has_sequence = 1;
-            const char *s = text_of(d, v, p, NAME_MAX_BYTES, e);
+            const char *s = api_text(d, v, p, 1, NAME_MAX_BYTES, 0, e);
             if (s) {
                 buf_adds(out, ",\"sequence\":");
                 json_add_string(out, s);
@@ -132,7 +99,7 @@ static void enrollment_input(const struct api_call *c, const struct json_doc *d,
         } else if (strcmp(key, "start_at") == 0) {
             if (json_type(d, v) == JSON_NULL)
                 continue;
-            const char *s = text_of(d, v, p, 64, e);
+            const char *s = api_text(d, v, p, 1, 64, 0, e);
             double t;
             if (s && clock_parse_iso(s, &t) < 0) {
                 api_error_add(e, p, "must be an RFC 3339 time: 2026-03-02T09:00:00Z");
@@ -331,7 +298,7 @@ static void create(struct api_call *c, int items, const char *ptr, int single)
         return;
     }
     char now[40];
-    now_text(now, sizeof now);
+    api_now(now, sizeof now);
     struct db *db = api_db(c);
     const char *p[3] = {sql.p, now, single ? "true" : "false"};
     if (!db || db_query(db,
@@ -383,54 +350,40 @@ static void enrollments_bulk(struct api_call *c)
 static const char *const states[] = {"active",       "paused",    "held",   "replied", "bounced",
                                      "unsubscribed", "completed", "failed", "stopped", NULL};
 
-static void bad_arg(struct api_call *c, const char *detail)
-{
-    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
-}
-
 static void enrollments_list(struct api_call *c)
 {
-    const char *limit = api_arg(c, "limit"), *state = api_arg(c, "state"), *contact = api_arg(c, "contact");
-    char *end;
-    long n = strtol(limit ? limit : LIST_LIMIT_DEFAULT, &end, 10);
-    if (!*(limit ? limit : "1") || *end || n < 1 || n > LIST_LIMIT_MAX) {
-        bad_arg(c, "limit is a number from 1 to 500");
+    const char *state = api_arg(c, "state"), *contact = api_arg(c, "contact");
+    char lim[16];
+    if (api_limit(c, lim) < 0)
         return;
-    }
     int known = !state;
     for (size_t i = 0; state && states[i]; i++)
         known |= strcmp(states[i], state) == 0;
     if (!known) {
-        bad_arg(c, "state is one of active, paused, held, replied, bounced, unsubscribed, completed, failed, "
-                   "stopped");
+        api_bad_request(c, "state is one of active, paused, held, replied, bounced, unsubscribed, completed, "
+                           "failed, stopped");
         return;
     }
     struct buf ref = {0};
     if (contact && (strlen(contact) > REF_MAX || contact_ref(contact, &ref) < 0)) {
         buf_free(&ref);
-        bad_arg(c, "contact is a contact's id, email:ADDRESS or ext:EXTERNAL_ID");
+        api_bad_request(c, "contact is a contact's id, email:ADDRESS or ext:EXTERNAL_ID");
         return;
     }
-    char lim[16];
-    snprintf(lim, sizeof lim, "%ld", n);
     const char *p[5] = {lim, api_arg(c, "after"), contact ? ref.p : NULL, api_arg(c, "sequence"), state};
-    struct db *db = api_db(c);
-    if (ref.oom || !db ||
-        db_query(db, "SELECT status, body FROM relance_api_enrollments_list($1::int, $2, $3, $4, $5)", 5, p,
-                 on_row, c) < 0)
+    if (ref.oom)
         api_unavailable(c);
+    else
+        api_ask(c, "SELECT status, body FROM relance_api_enrollments_list($1::int, $2, $3, $4, $5)", 5, p);
     buf_free(&ref);
 }
 
 static void enrollment_get(struct api_call *c)
 {
     char now[40];
-    now_text(now, sizeof now);
+    api_now(now, sizeof now);
     const char *p[3] = {c->param, now, api_by_account(c) ? "true" : "false"};
-    struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_api_enrollment_get($1, $2::timestamptz, $3::boolean)",
-                        3, p, on_row, c) < 0)
-        api_unavailable(c);
+    api_ask(c, "SELECT status, body FROM relance_api_enrollment_get($1, $2::timestamptz, $3::boolean)", 3, p);
 }
 
 /* ---- pause, resume, stop ------------------------------------------------------ */
@@ -450,7 +403,7 @@ static int reason_input(struct api_call *c, int required, const char **reason)
         if (strlen(key) != klen || strcmp(key, "reason") != 0)
             api_error_add(&e, p, "unknown member");
         else if (json_type(d, v) != JSON_NULL)
-            *reason = text_of(d, v, p, REASON_MAX, &e);
+            *reason = api_text(d, v, p, 1, REASON_MAX, 0, &e);
     }
     if (required && !*reason && !e.n)
         api_error_add(&e, "/reason", "is required");
@@ -470,12 +423,9 @@ static void change(struct api_call *c, const char *verb)
     if (reason_input(c, 0, &reason) < 0)
         return;
     char now[40];
-    now_text(now, sizeof now);
+    api_now(now, sizeof now);
     const char *p[4] = {verb, c->param, reason, now};
-    struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_api_enrollment_change($1, $2, $3, $4::timestamptz)", 4,
-                        p, on_row, c) < 0)
-        api_unavailable(c);
+    api_ask(c, "SELECT status, body FROM relance_api_enrollment_change($1, $2, $3, $4::timestamptz)", 4, p);
 }
 
 static void enrollment_pause(struct api_call *c)
@@ -505,12 +455,9 @@ static void contact_stop(struct api_call *c)
         return;
     }
     char now[40];
-    now_text(now, sizeof now);
+    api_now(now, sizeof now);
     const char *p[3] = {ref.p, reason, now};
-    struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_api_contact_stop($1, $2, $3::timestamptz)", 3, p,
-                        on_row, c) < 0)
-        api_unavailable(c);
+    api_ask(c, "SELECT status, body FROM relance_api_contact_stop($1, $2, $3::timestamptz)", 3, p);
     buf_free(&ref);
 }
 

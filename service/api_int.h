@@ -43,6 +43,7 @@ struct api_call {
     char *idem_key;               /* Idempotency-Key, or NULL */
     char *unknown_arg;            /* a query argument the route does not read, or NULL */
     int json_type;                /* Content-Type is application/json */
+    int bad_arg;                  /* a query argument holds a NUL */
     char *content_type;           /* Content-Type as sent, or NULL (a route with a body of another type) */
     unsigned char req_hash[32];   /* SHA-256 of method, path and body, for the idempotency record */
     int idem_recorded;            /* this request holds the idempotency record */
@@ -50,8 +51,29 @@ struct api_call {
     void (*data_free)(void *data);
 };
 
-/* The query argument name (one of route->args), or NULL. */
+/* The query argument name (one of route->args), or NULL. api.c has
+ * checked every argument and the path's {} segment are UTF-8. */
 const char *api_arg(const struct api_call *c, const char *name);
+/* ?limit= (1 to API_LIMIT_MAX, API_LIMIT_DEFAULT when absent) as text
+ * into out: 0, or -1 when it is not one (400 answered). */
+#define API_LIMIT_MAX 500
+#define API_LIMIT_DEFAULT 100
+int api_limit(struct api_call *c, char out[16]);
+/* 400 bad-request with detail. */
+void api_bad_request(struct api_call *c, const char *detail);
+/* Runs sql (params as db_query takes them), which returns one (status,
+ * body) row of a relance_api_* function, and answers with it (503 when
+ * the database cannot take it). */
+void api_ask(struct api_call *c, const char *sql, int n, const char *const *params);
+/* The db_result_cb that answers such a row (api_reply_row); arg is the call. */
+void api_on_row(struct db *db, const PGresult *res, void *arg);
+/* Now for SQL parameters: clock.c's instant (RELANCE_TEST_CLOCK moves it). */
+void api_now(char *buf, size_t len);
+/* A string value fit for a text column — no U+0000, min to max bytes — or
+ * NULL with an error added to e ("must be a string", "or null" when
+ * nullable: the caller took null as a value). */
+const char *api_text(const struct json_doc *d, int v, const char *ptr, size_t min, size_t max, int nullable,
+                     struct api_errors *e);
 
 /* The database for the API's statements, or NULL (the caller answers 503
  * with api_unavailable). */

@@ -23,20 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define LIST_LIMIT_MAX 500
-#define LIST_LIMIT_DEFAULT "100"
 #define NAME_MAX_LEN 64 /* sequence.c's longest name */
-
-static void on_row(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    api_reply_row(arg, res);
-}
-
-static void bad_arg(struct api_call *c, const char *detail)
-{
-    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
-}
 
 /* Whether the path's name can be a sequence's: anything else names none
  * (and never reaches SQL, which would refuse text that is not UTF-8). */
@@ -53,36 +40,16 @@ static void not_found(struct api_call *c)
     api_problem(c, 404, "not-found", "Not found", "no such sequence", NULL);
 }
 
-/* Sends query (parameters p) for a (status, body) row, or answers 503. */
-static void ask(struct api_call *c, const char *query, int n, const char *const *p)
-{
-    struct db *db = api_db(c);
-    if (!db || db_query(db, query, n, p, on_row, c) < 0)
-        api_unavailable(c);
-}
-
 /* ---- GET /v1/sequences, GET /v1/sequences/{name} ----------------------------- */
 
 static void sequences_list(struct api_call *c)
 {
-    const char *limit = api_arg(c, "limit"), *after = api_arg(c, "after");
-    char *end;
-    long n = strtol(limit ? limit : LIST_LIMIT_DEFAULT, &end, 10);
-    if (!*(limit ? limit : "1") || *end || n < 1 || n > LIST_LIMIT_MAX) {
-        bad_arg(c, "limit is a number from 1 to 500");
-        return;
-    }
-    /* a cursor is base64url: anything else is not one of ours */
-    size_t alen = after ? strlen(after) : 0;
-    if (after && (alen == 0 || alen > 40 ||
-                  strspn(after, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != alen)) {
-        bad_arg(c, "after is not a cursor this list gave");
-        return;
-    }
+    const char *after = api_arg(c, "after");
     char lim[16];
-    snprintf(lim, sizeof lim, "%ld", n);
+    if (api_limit(c, lim) < 0)
+        return;
     const char *p[2] = {lim, after};
-    ask(c, "SELECT status, body FROM relance_api_sequences_list($1::int, $2)", 2, p);
+    api_ask(c, "SELECT status, body FROM relance_api_sequences_list($1::int, $2)", 2, p);
 }
 
 static void sequence_get(struct api_call *c)
@@ -92,7 +59,7 @@ static void sequence_get(struct api_call *c)
         return;
     }
     const char *p[1] = {c->param};
-    ask(c, "SELECT status, body FROM relance_api_sequence_get($1)", 1, p);
+    api_ask(c, "SELECT status, body FROM relance_api_sequence_get($1)", 1, p);
 }
 
 /* ---- PUT /v1/sequences/{name} -------------------------------------------------- */
@@ -179,9 +146,9 @@ static void sequence_put(struct api_call *c)
         invalid(c, "the sequence file names another sequence", errors.p, warnings.p);
     } else {
         char now[40];
-        clock_format(clock_now(), now, sizeof now);
+        api_now(now, sizeof now);
         const char *p[6] = {model, hash, file, c->body ? c->body : "", now, warnings.p};
-        ask(c,
+        api_ask(c,
             "SELECT status, body FROM relance_api_sequence_put($1::jsonb, $2, $3, $4, $5::timestamptz, $6::jsonb)",
             6, p);
     }
@@ -212,7 +179,7 @@ static void sequence_stats(struct api_call *c)
 {
     const char *since = api_arg(c, "since");
     if (since && !date_ok(since)) {
-        bad_arg(c, "since is a day written YYYY-MM-DD (UTC)");
+        api_bad_request(c, "since is a day written YYYY-MM-DD (UTC)");
         return;
     }
     if (!name_shaped(c->param)) {
@@ -220,7 +187,7 @@ static void sequence_stats(struct api_call *c)
         return;
     }
     const char *p[2] = {c->param, since};
-    ask(c, "SELECT status, body FROM relance_api_sequence_stats($1, $2::date)", 2, p);
+    api_ask(c, "SELECT status, body FROM relance_api_sequence_stats($1, $2::date)", 2, p);
 }
 
 /* ---- POST /v1/sequences/{name}/preview ------------------------------------------ */

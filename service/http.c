@@ -496,6 +496,15 @@ const char *http_request_arg(const struct http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+const char *http_request_arg_n(const struct http_request *req, const char *name, size_t *len)
+{
+    const char *v = NULL;
+    *len = 0;
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, len) != MHD_YES)
+        return NULL;
+    return v;
+}
+
 struct unknown_arg {
     const char *const *known;
     const char *name;

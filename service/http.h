@@ -47,6 +47,9 @@ const char *http_request_method(const struct http_request *req);
 const char *http_request_path(const struct http_request *req);
 /* A query-string argument or header, or NULL. */
 const char *http_request_arg(const struct http_request *req, const char *name);
+/* The same with its length (*len), which is more than strlen when the
+ * decoded value holds a NUL (%00). */
+const char *http_request_arg_n(const struct http_request *req, const char *name, size_t *len);
 const char *http_request_header(const struct http_request *req, const char *name);
 /* The name of the first query-string argument not in known (a
  * NULL-terminated list, or NULL for none), or NULL when all are; valid

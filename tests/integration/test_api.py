@@ -221,6 +221,10 @@ def test_bodies_refused_before_the_handler(world, check):
     problem(check, api.call("DELETE", "/v1/contacts"), 405, "method-not-allowed", "a method the path does not take")
     problem(check, api.call("GET", "/v1/nothing-here", judged=False), 404, "not-found", "an unknown path")
     problem(check, api.call("GET", "/v1/contacts?colour=red"), 400, "bad-request", "an unknown query argument")
+    for query in ("email=%FF%FE", "after=%C3%28", "external_id=a%00b%FF"):
+        problem(check, api.call("GET", f"/v1/contacts?{query}"), 400, "bad-request",
+                f"a query argument that is not UTF-8 ({query}), never a 5xx")
+    problem(check, api.call("GET", "/v1/contacts/ext:%FF"), 400, "bad-request", "a path that is not UTF-8")
 
 
 def hostile_bodies(n, seed=19):

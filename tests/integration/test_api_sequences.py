@@ -183,7 +183,7 @@ def test_list_and_show_say_what_the_command_line_says(world, check):
     check.ok("2. two  wait 3 days, threaded" in show and "2. two  wait 1h 30m, threaded" in show,
              "the command line shows the same waits", show)
     problem(check, api.call("GET", "/v1/sequences/no-such"), 404, "not-found", "an unknown sequence")
-    problem(check, api.call("GET", "/v1/sequences/%C3%28"), 404, "not-found", "a name that is not UTF-8")
+    problem(check, api.call("GET", "/v1/sequences/%C3%28"), 400, "bad-request", "a name that is not UTF-8")
     problem(check, api.call("GET", "/v1/sequences?after=bogus"), 400, "bad-request", "a cursor we never gave")
     problem(check, api.call("GET", "/v1/sequences?limit=0"), 400, "bad-request", "limit 0")
 
