@@ -419,6 +419,124 @@ void api_with_zones(struct api_call *c, void (*then)(struct api_call *c))
     zones_load(api);
 }
 
+/* ---- batches ------------------------------------------------------------------ */
+
+static void batch_free(void *data)
+{
+    struct api_batch *b = data;
+    for (size_t i = 0; b && i < b->n; i++)
+        free(b->errors[i]);
+    if (b)
+        free(b->errors);
+    free(b);
+}
+
+int api_batch_items(struct api_call *c, const char *member)
+{
+    const struct json_doc *d = c->doc;
+    struct api_errors e = {0};
+    char at[64], detail[96];
+    snprintf(at, sizeof at, "/%s", member);
+    int items = json_get(d, 0, member);
+    for (int v = json_first(d, 0); v >= 0; v = json_next(d, v)) {
+        size_t klen;
+        const char *key = json_key(d, v, &klen);
+        if (strlen(key) != klen || strcmp(key, member) != 0) {
+            char p[JSON_PATH_MAX];
+            json_path(d, v, p, sizeof p);
+            api_error_add(&e, p, "unknown member");
+        }
+    }
+    if (items < 0)
+        api_error_add(&e, at, "is required");
+    else if (json_type(d, items) != JSON_ARRAY)
+        api_error_add(&e, at, "must be an array, not %s", json_type_names[json_type(d, items)]);
+    else if (json_count(d, items) == 0 || json_count(d, items) > API_BATCH_MAX)
+        api_error_add(&e, at, "holds 1 to %d %s, not %zu", API_BATCH_MAX, member, json_count(d, items));
+    if (e.n) {
+        snprintf(detail, sizeof detail, "the body is not a list of %s", member);
+        api_problem(c, 422, "validation", "Invalid request", detail, api_errors_json(&e));
+        api_errors_free(&e);
+        return -1;
+    }
+    api_errors_free(&e);
+    return items;
+}
+
+int api_batch_check(struct api_call *c, int items, const char *member, int single, const char *title,
+                    api_item_check check, struct buf *sql)
+{
+    const struct json_doc *d = c->doc;
+    struct api_batch *b = calloc(1, sizeof *b);
+    size_t n = single ? 1 : json_count(d, items);
+    if (!b || !(b->errors = calloc(n ? n : 1, sizeof *b->errors))) {
+        free(b);
+        api_unavailable(c);
+        return -1;
+    }
+    b->n = n;
+    b->single = single;
+    c->data = b;
+    c->data_free = batch_free;
+    buf_addc(sql, '[');
+    size_t valid = 0;
+    int v = single ? items : json_first(d, items);
+    for (size_t i = 0; i < n; i++, v = single ? -1 : json_next(d, v)) {
+        char p[64] = "";
+        struct api_errors e = {0};
+        struct buf item = {0};
+        if (!single)
+            snprintf(p, sizeof p, "/%s/%zu", member, i);
+        check(c, d, v, p, &item, &e);
+        if (e.n && single) {
+            api_problem(c, 422, "validation", title, "the request has invalid members", api_errors_json(&e));
+            api_errors_free(&e);
+            buf_free(&item);
+            return -1;
+        }
+        if (e.n) {
+            b->errors[i] = strdup(api_errors_json(&e));
+        } else {
+            buf_addf(sql, "%s{\"index\":%zu", valid++ ? "," : "", i);
+            buf_add(sql, item.p ? item.p : "", item.len);
+            buf_addc(sql, '}');
+        }
+        api_errors_free(&e);
+        buf_free(&item);
+    }
+    buf_addc(sql, ']');
+    if (sql->oom) {
+        api_unavailable(c);
+        return -1;
+    }
+    return valid > 0;
+}
+
+void api_batch_results(struct api_call *c, const PGresult *res,
+                       void (*write)(struct buf *out, const PGresult *res, int row, size_t i))
+{
+    const struct api_batch *b = c->data;
+    struct buf out = {0};
+    buf_adds(&out, "{\"results\":[");
+    int row = 0, rows = res ? PQntuples(res) : 0;
+    for (size_t i = 0; i < b->n; i++) {
+        buf_addf(&out, "%s{\"index\":%zu,", i ? "," : "", i);
+        if (b->errors[i]) {
+            buf_addf(&out, "\"status\":\"invalid\",\"errors\":%s}", b->errors[i]);
+            continue;
+        }
+        while (row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) < i)
+            row++;
+        write(&out, res, row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) == i ? row : -1, i);
+    }
+    buf_adds(&out, "]}");
+    if (out.oom)
+        api_unavailable(c);
+    else
+        api_reply(c, 200, out.p, out.len);
+    buf_free(&out);
+}
+
 /* ---- the probes and the document ------------------------------------------ */
 
 static void healthz(struct api_call *c)
@@ -454,10 +572,10 @@ static void openapi(struct api_call *c)
 }
 
 static const struct api_route probe_routes[] = {
-    {"GET", "/healthz", 0, 0, NULL, healthz},
-    {"GET", "/readyz", 0, 0, NULL, readyz},
-    {"GET", "/v1/openapi.json", 0, 0, NULL, openapi},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"GET", "/healthz", 0, 0, NULL, healthz, 0},
+    {"GET", "/readyz", 0, 0, NULL, readyz, 0},
+    {"GET", "/v1/openapi.json", 0, 0, NULL, openapi, 0},
+    {NULL, NULL, 0, 0, NULL, NULL, 0},
 };
 
 static const struct api_route *const route_tables[] = {probe_routes, api_contact_routes, api_enrollment_routes,
@@ -518,7 +636,10 @@ static const struct api_route *route_find(const char *method, const char *path, 
 
 static void run_handler(struct api_call *c)
 {
-    c->route->run(c);
+    if (c->route->zones)
+        api_with_zones(c, c->route->run);
+    else
+        c->route->run(c);
 }
 
 static void on_idempotency(struct db *db, const PGresult *res, void *arg)
@@ -695,7 +816,8 @@ static int request_check(struct api_call *c)
     for (size_t i = 0; i < API_ARGS_MAX; i++)
         bad |= c->args[i] && !utf8_valid(c->args[i], strlen(c->args[i]));
     if (bad) {
-        problem_with(c, 400, "bad-request", "Bad request", "a query argument or the path is not UTF-8 text (or holds U+0000)", NULL);
+        problem_with(c, 400, "bad-request", "Bad request",
+                     "a query argument or the path is not UTF-8 text (or holds U+0000)", NULL);
         return -1;
     }
     if (c->unknown_arg) {
@@ -740,7 +862,7 @@ void api_handle(struct http_request *req, void *arg)
     int known;
     c->route = route_find(http_request_method(req), http_request_path(req), &c->param, &known);
     if (!c->route) {
-        static const struct api_route none = {"", "", 0, 0, NULL, NULL};
+        static const struct api_route none = {"", "", 0, 0, NULL, NULL, 0};
         c->route = &none;
         if (known) {
             problem_with(c, 405, "method-not-allowed", "Method not allowed",

@@ -191,12 +191,12 @@ static const char *const page_args[] = {"limit", "after", NULL};
 static const char *const message_args[] = {"limit", "after", "enrollment", "state", NULL};
 
 const struct api_route api_admin_routes[] = {
-    {"GET", "/v1/suppressions", SCOPE_SUPPRESSIONS_READ, 0, page_args, suppressions_list},
-    {"POST", "/v1/suppressions", SCOPE_SUPPRESSIONS_WRITE, 1, NULL, suppression_add},
-    {"DELETE", "/v1/suppressions/{}", SCOPE_SUPPRESSIONS_WRITE, 0, NULL, suppression_delete},
-    {"GET", "/v1/accounts", SCOPE_ACCOUNTS_READ, 0, page_args, accounts_list},
-    {"POST", "/v1/accounts/{}/pause", SCOPE_ACCOUNTS_WRITE, 1, NULL, account_pause},
-    {"POST", "/v1/accounts/{}/resume", SCOPE_ACCOUNTS_WRITE, 1, NULL, account_resume},
-    {"GET", "/v1/messages", SCOPE_ENROLLMENTS_READ, 0, message_args, messages_list},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"GET", "/v1/suppressions", SCOPE_SUPPRESSIONS_READ, 0, page_args, suppressions_list, 0},
+    {"POST", "/v1/suppressions", SCOPE_SUPPRESSIONS_WRITE, 1, NULL, suppression_add, 0},
+    {"DELETE", "/v1/suppressions/{}", SCOPE_SUPPRESSIONS_WRITE, 0, NULL, suppression_delete, 0},
+    {"GET", "/v1/accounts", SCOPE_ACCOUNTS_READ, 0, page_args, accounts_list, 0},
+    {"POST", "/v1/accounts/{}/pause", SCOPE_ACCOUNTS_WRITE, 1, NULL, account_pause, 0},
+    {"POST", "/v1/accounts/{}/resume", SCOPE_ACCOUNTS_WRITE, 1, NULL, account_resume, 0},
+    {"GET", "/v1/messages", SCOPE_ENROLLMENTS_READ, 0, message_args, messages_list, 0},
+    {NULL, NULL, 0, 0, NULL, NULL, 0},
 };

@@ -21,7 +21,6 @@
 #define TEXT_MAX 1000       /* bytes of a name, title, company or external_id */
 #define FIELD_NAME_MAX 200  /* bytes of a custom field's name */
 #define FIELD_VALUE_MAX 10000
-#define BULK_MAX 1000
 
 static const char *const text_members[] = {"external_id", "first_name", "last_name", "title", "company", NULL};
 
@@ -158,23 +157,6 @@ void api_contact_input(const struct api_call *c, const struct json_doc *d, int o
 
 /* ---- POST /v1/contacts and /v1/contacts/bulk --------------------------------- */
 
-/* What a bulk upsert keeps between its check and its answer. */
-struct bulk {
-    size_t n;
-    char **errors; /* per item: its errors as a JSON array, NULL when it went to SQL */
-    int single;    /* POST /v1/contacts: one item, answered as the contact */
-};
-
-static void bulk_free(void *data)
-{
-    struct bulk *b = data;
-    for (size_t i = 0; b && i < b->n; i++)
-        free(b->errors[i]);
-    if (b)
-        free(b->errors);
-    free(b);
-}
-
 static void single_answer(struct api_call *c, const PGresult *res)
 {
     const char *status = PQgetvalue(res, 0, 1);
@@ -207,113 +189,57 @@ static void single_answer(struct api_call *c, const PGresult *res)
     api_errors_free(&e);
 }
 
+/* One valid item's result in a bulk answer (api_batch_results). */
+static void result_write(struct buf *out, const PGresult *res, int row, size_t i)
+{
+    const char *status = row >= 0 ? PQgetvalue(res, row, 1) : "invalid";
+    if (strcmp(status, "created") == 0 || strcmp(status, "updated") == 0) {
+        buf_addf(out, "\"status\":\"%s\",\"id\":\"%s\"}", status, PQgetvalue(res, row, 2));
+        return;
+    }
+    char ptr[64];
+    snprintf(ptr, sizeof ptr, "/contacts/%zu", i);
+    buf_adds(out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
+    json_add_string(out, ptr);
+    buf_adds(out, ",\"message\":");
+    json_add_string(out, row >= 0 ? PQgetvalue(res, row, 3) : "not applied");
+    buf_adds(out, "}]}");
+}
+
 static void on_upserted(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct api_call *c = arg;
-    struct bulk *b = c->data;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+    const struct api_batch *b = c->data;
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
         api_reply_row(c, res); /* logs and answers 503 */
         return;
     }
-    if (b->single) {
-        if (PQntuples(res) != 1) {
-            api_unavailable(c);
-            return;
-        }
-        single_answer(c, res);
-        return;
-    }
-    struct buf out = {0};
-    buf_adds(&out, "{\"results\":[");
-    int row = 0, rows = PQntuples(res);
-    for (size_t i = 0; i < b->n; i++) {
-        buf_adds(&out, i ? ",{" : "{");
-        buf_addf(&out, "\"index\":%zu,", i);
-        if (b->errors[i]) {
-            buf_addf(&out, "\"status\":\"invalid\",\"errors\":%s}", b->errors[i]);
-            continue;
-        }
-        while (row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) < i)
-            row++;
-        const char *status = row < rows ? PQgetvalue(res, row, 1) : "invalid";
-        if (strcmp(status, "created") == 0 || strcmp(status, "updated") == 0) {
-            buf_addf(&out, "\"status\":\"%s\",\"id\":\"%s\"}", status, PQgetvalue(res, row, 2));
-        } else {
-            char ptr[64];
-            snprintf(ptr, sizeof ptr, "/contacts/%zu", i);
-            buf_adds(&out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
-            json_add_string(&out, ptr);
-            buf_adds(&out, ",\"message\":");
-            json_add_string(&out, row < rows ? PQgetvalue(res, row, 3) : "not applied");
-            buf_adds(&out, "}]}");
-        }
-    }
-    buf_adds(&out, "]}");
-    if (out.oom)
+    if (!b->single)
+        api_batch_results(c, res, result_write);
+    else if (!res || PQntuples(res) != 1)
         api_unavailable(c);
     else
-        api_reply(c, 200, out.p, out.len);
-    buf_free(&out);
+        single_answer(c, res);
 }
 
-/* Checks items (an array value, pointer prefix ptr) and sends the valid
- * ones to SQL; answers at once when none is. */
-static void upsert(struct api_call *c, int items, const char *ptr, int single)
+static void item_check(const struct api_call *c, const struct json_doc *d, int v, const char *ptr, struct buf *out,
+                       struct api_errors *e)
 {
-    const struct json_doc *d = c->doc;
-    struct bulk *b = calloc(1, sizeof *b);
-    size_t n = single ? 1 : json_count(d, items);
-    if (!b || !(b->errors = calloc(n ? n : 1, sizeof *b->errors))) {
-        free(b);
-        api_unavailable(c);
-        return;
-    }
-    b->n = n;
-    b->single = single;
-    c->data = b;
-    c->data_free = bulk_free;
+    contact_input(c, d, v, ptr, 0, out, e);
+}
+
+/* Checks the items (the body when single, else the array at items) and
+ * sends the valid ones to SQL in one statement; answers at once when
+ * none is. */
+static void upsert(struct api_call *c, int items, int single)
+{
     struct buf sql = {0};
-    buf_addc(&sql, '[');
-    size_t valid = 0;
-    int v = single ? items : json_first(d, items);
-    for (size_t i = 0; i < n; i++, v = single ? -1 : json_next(d, v)) {
-        char p[64];
-        struct api_errors e = {0};
-        struct buf item = {0};
-        if (single)
-            p[0] = '\0';
-        else
-            snprintf(p, sizeof p, "%s/%zu", ptr, i);
-        contact_input(c, d, v, p, 0, &item, &e);
-        if (e.n) {
-            if (single) {
-                api_problem(c, 422, "validation", "Invalid contact", "the contact has invalid members",
-                            api_errors_json(&e));
-                api_errors_free(&e);
-                buf_free(&item);
-                buf_free(&sql);
-                return;
-            }
-            b->errors[i] = strdup(api_errors_json(&e));
-        } else {
-            buf_adds(&sql, valid++ ? ",{" : "{");
-            buf_addf(&sql, "\"index\":%zu", i);
-            buf_add(&sql, item.p ? item.p : "", item.len);
-            buf_addc(&sql, '}');
-        }
-        api_errors_free(&e);
-        buf_free(&item);
-    }
-    buf_addc(&sql, ']');
-    if (sql.oom) {
-        buf_free(&sql);
-        api_unavailable(c);
-        return;
-    }
-    if (valid == 0) {
-        buf_free(&sql);
+    int rc = api_batch_check(c, items, "contacts", single, "Invalid contact", item_check, &sql);
+    if (rc == 0)
         on_upserted(NULL, NULL, c); /* every item invalid: nothing to write */
+    if (rc <= 0) {
+        buf_free(&sql);
         return;
     }
     struct db *db = api_db(c);
@@ -328,39 +254,14 @@ static void upsert(struct api_call *c, int items, const char *ptr, int single)
 
 static void contact_post(struct api_call *c)
 {
-    upsert(c, 0, "", 1);
+    upsert(c, 0, 1);
 }
 
 static void contacts_bulk(struct api_call *c)
 {
-    const struct json_doc *d = c->doc;
-    struct api_errors e = {0};
-    int items = json_get(d, 0, "contacts");
-    for (int v = json_first(d, 0); v >= 0; v = json_next(d, v)) {
-        char p[JSON_PATH_MAX];
-        json_path(d, v, p, sizeof p);
-        if (strcmp(p, "/contacts") != 0)
-            api_error_add(&e, p, "unknown member");
-    }
-    if (items < 0)
-        api_error_add(&e, "/contacts", "is required");
-    else if (json_type(d, items) != JSON_ARRAY)
-        api_error_add(&e, "/contacts", "must be an array, not %s", json_type_names[json_type(d, items)]);
-    else if (json_count(d, items) == 0 || json_count(d, items) > BULK_MAX)
-        api_error_add(&e, "/contacts", "holds 1 to %d contacts, not %zu", BULK_MAX, json_count(d, items));
-    if (e.n) {
-        api_problem(c, 422, "validation", "Invalid request", "the body is not a list of contacts",
-                    api_errors_json(&e));
-        api_errors_free(&e);
-        return;
-    }
-    api_errors_free(&e);
-    /* the count above is the whole array's, whatever the valid ones */
-    if (items >= 0 && json_type(d, items) == JSON_ARRAY) {
-        /* an invalid item is reported in its place; in the meantime the
-         * rest go to SQL */
-        upsert(c, items, "/contacts", 0);
-    }
+    int items = api_batch_items(c, "contacts");
+    if (items >= 0)
+        upsert(c, items, 0);
 }
 
 /* ---- GET /v1/contacts, GET and PATCH /v1/contacts/{id} -------------------------- */
@@ -522,28 +423,12 @@ static void contact_delete(struct api_call *c)
 static const char *const list_args[] = {"limit", "after", "email", "external_id", "company_domain",
                                         "updated_since", NULL};
 
-/* The writes check time zones: they wait for the names (at start only). */
-static void contact_post_zoned(struct api_call *c)
-{
-    api_with_zones(c, contact_post);
-}
-
-static void contacts_bulk_zoned(struct api_call *c)
-{
-    api_with_zones(c, contacts_bulk);
-}
-
-static void contact_patch_zoned(struct api_call *c)
-{
-    api_with_zones(c, contact_patch);
-}
-
 const struct api_route api_contact_routes[] = {
-    {"POST", "/v1/contacts", SCOPE_CONTACTS_WRITE, 1, NULL, contact_post_zoned},
-    {"POST", "/v1/contacts/bulk", SCOPE_CONTACTS_WRITE, 1, NULL, contacts_bulk_zoned},
-    {"GET", "/v1/contacts", SCOPE_CONTACTS_READ, 0, list_args, contacts_list},
-    {"GET", "/v1/contacts/{}", SCOPE_CONTACTS_READ, 0, NULL, contact_get},
-    {"PATCH", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 1, NULL, contact_patch_zoned},
-    {"DELETE", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 0, NULL, contact_delete},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"POST", "/v1/contacts", SCOPE_CONTACTS_WRITE, 1, NULL, contact_post, 1},
+    {"POST", "/v1/contacts/bulk", SCOPE_CONTACTS_WRITE, 1, NULL, contacts_bulk, 1},
+    {"GET", "/v1/contacts", SCOPE_CONTACTS_READ, 0, list_args, contacts_list, 0},
+    {"GET", "/v1/contacts/{}", SCOPE_CONTACTS_READ, 0, NULL, contact_get, 0},
+    {"PATCH", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 1, NULL, contact_patch, 1},
+    {"DELETE", "/v1/contacts/{}", SCOPE_CONTACTS_WRITE, 0, NULL, contact_delete, 0},
+    {NULL, NULL, 0, 0, NULL, NULL, 0},
 };

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BULK_MAX 1000
 #define NAME_MAX_BYTES 200   /* a sequence's name */
 #define REF_MAX 1000         /* a contact reference */
 #define REASON_MAX 500
@@ -124,23 +123,6 @@ static void enrollment_input(const struct api_call *c, const struct json_doc *d,
 
 /* ---- POST /v1/enrollments and /v1/enrollments/bulk -------------------------- */
 
-/* What a create keeps between its check and its answer. */
-struct bulk {
-    size_t n;
-    char **errors; /* per item: its errors as a JSON array, NULL when it went to SQL */
-    int single;    /* POST /v1/enrollments: one item, answered as the enrollment */
-};
-
-static void bulk_free(void *data)
-{
-    struct bulk *b = data;
-    for (size_t i = 0; b && i < b->n; i++)
-        free(b->errors[i]);
-    if (b)
-        free(b->errors);
-    free(b);
-}
-
 /* Result columns of relance_api_enrollments_create. */
 enum { R_IDX, R_STATUS, R_ID, R_REASON, R_FIELD, R_CONFLICT, R_ENROLLMENT };
 
@@ -184,117 +166,57 @@ static void single_answer(struct api_call *c, const PGresult *res)
     api_errors_free(&e);
 }
 
+/* One valid item's result in a bulk answer (api_batch_results). */
+static void result_write(struct buf *out, const PGresult *res, int row, size_t i)
+{
+    const char *status = row >= 0 ? PQgetvalue(res, row, R_STATUS) : "invalid";
+    const char *reason = row >= 0 ? PQgetvalue(res, row, R_REASON) : "not applied";
+    if (strcmp(status, "created") == 0) {
+        buf_addf(out, "\"status\":\"created\",\"id\":\"%s\"}", PQgetvalue(res, row, R_ID));
+    } else if (strcmp(status, "skipped") == 0) {
+        buf_adds(out, "\"status\":\"skipped\",\"reason\":");
+        json_add_string(out, reason);
+        buf_addc(out, '}');
+    } else {
+        char ptr[64];
+        snprintf(ptr, sizeof ptr, "/enrollments/%zu/%s", i,
+                 row >= 0 && !PQgetisnull(res, row, R_FIELD) ? PQgetvalue(res, row, R_FIELD) : "contact");
+        buf_adds(out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
+        json_add_string(out, ptr);
+        buf_adds(out, ",\"message\":");
+        json_add_string(out, reason);
+        buf_adds(out, "}]}");
+    }
+}
+
 static void on_created(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct api_call *c = arg;
-    struct bulk *b = c->data;
+    const struct api_batch *b = c->data;
     if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
         api_reply_row(c, res); /* logs and answers 503 */
         return;
     }
-    if (b->single) {
-        if (!res || PQntuples(res) != 1)
-            api_unavailable(c);
-        else
-            single_answer(c, res);
-        return;
-    }
-    struct buf out = {0};
-    buf_adds(&out, "{\"results\":[");
-    int row = 0, rows = res ? PQntuples(res) : 0;
-    for (size_t i = 0; i < b->n; i++) {
-        buf_addf(&out, "%s{\"index\":%zu,", i ? "," : "", i);
-        if (b->errors[i]) {
-            buf_addf(&out, "\"status\":\"invalid\",\"errors\":%s}", b->errors[i]);
-            continue;
-        }
-        while (row < rows && (size_t)atoll(PQgetvalue(res, row, R_IDX)) < i)
-            row++;
-        const char *status = row < rows ? PQgetvalue(res, row, R_STATUS) : "invalid";
-        const char *reason = row < rows ? PQgetvalue(res, row, R_REASON) : "not applied";
-        if (strcmp(status, "created") == 0) {
-            buf_addf(&out, "\"status\":\"created\",\"id\":\"%s\"}", PQgetvalue(res, row, R_ID));
-        } else if (strcmp(status, "skipped") == 0) {
-            buf_adds(&out, "\"status\":\"skipped\",\"reason\":");
-            json_add_string(&out, reason);
-            buf_addc(&out, '}');
-        } else {
-            char ptr[64];
-            snprintf(ptr, sizeof ptr, "/enrollments/%zu/%s", i,
-                     row < rows && !PQgetisnull(res, row, R_FIELD) ? PQgetvalue(res, row, R_FIELD) : "contact");
-            buf_adds(&out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
-            json_add_string(&out, ptr);
-            buf_adds(&out, ",\"message\":");
-            json_add_string(&out, reason);
-            buf_adds(&out, "}]}");
-        }
-    }
-    buf_adds(&out, "]}");
-    if (out.oom)
+    if (!b->single)
+        api_batch_results(c, res, result_write);
+    else if (!res || PQntuples(res) != 1)
         api_unavailable(c);
     else
-        api_reply(c, 200, out.p, out.len);
-    buf_free(&out);
+        single_answer(c, res);
 }
 
-/* Checks items (the body for a single create, else the array value at
- * ptr) and sends the valid ones to SQL in one statement; answers at once
- * when none is. */
-static void create(struct api_call *c, int items, const char *ptr, int single)
+/* Checks the items (the body when single, else the array at items) and
+ * sends the valid ones to SQL in one statement; answers at once when
+ * none is. */
+static void create(struct api_call *c, int items, int single)
 {
-    const struct json_doc *d = c->doc;
-    struct bulk *b = calloc(1, sizeof *b);
-    size_t n = single ? 1 : json_count(d, items);
-    if (!b || !(b->errors = calloc(n ? n : 1, sizeof *b->errors))) {
-        free(b);
-        api_unavailable(c);
-        return;
-    }
-    b->n = n;
-    b->single = single;
-    c->data = b;
-    c->data_free = bulk_free;
     struct buf sql = {0};
-    buf_addc(&sql, '[');
-    size_t valid = 0;
-    int v = single ? items : json_first(d, items);
-    for (size_t i = 0; i < n; i++, v = single ? -1 : json_next(d, v)) {
-        char p[64];
-        struct api_errors e = {0};
-        struct buf item = {0};
-        if (single)
-            p[0] = '\0';
-        else
-            snprintf(p, sizeof p, "%s/%zu", ptr, i);
-        enrollment_input(c, d, v, p, &item, &e);
-        if (e.n) {
-            if (single) {
-                api_problem(c, 422, "validation", "Invalid enrollment", "the enrollment has invalid members",
-                            api_errors_json(&e));
-                api_errors_free(&e);
-                buf_free(&item);
-                buf_free(&sql);
-                return;
-            }
-            b->errors[i] = strdup(api_errors_json(&e));
-        } else {
-            buf_addf(&sql, "%s{\"index\":%zu", valid++ ? "," : "", i);
-            buf_add(&sql, item.p ? item.p : "", item.len);
-            buf_addc(&sql, '}');
-        }
-        api_errors_free(&e);
-        buf_free(&item);
-    }
-    buf_addc(&sql, ']');
-    if (sql.oom) {
-        buf_free(&sql);
-        api_unavailable(c);
-        return;
-    }
-    if (valid == 0) {
-        buf_free(&sql);
+    int rc = api_batch_check(c, items, "enrollments", single, "Invalid enrollment", enrollment_input, &sql);
+    if (rc == 0)
         on_created(NULL, NULL, c); /* every item invalid: nothing to write */
+    if (rc <= 0) {
+        buf_free(&sql);
         return;
     }
     char now[40];
@@ -311,37 +233,14 @@ static void create(struct api_call *c, int items, const char *ptr, int single)
 
 static void enrollment_post(struct api_call *c)
 {
-    create(c, 0, "", 1);
+    create(c, 0, 1);
 }
 
 static void enrollments_bulk(struct api_call *c)
 {
-    const struct json_doc *d = c->doc;
-    struct api_errors e = {0};
-    int items = json_get(d, 0, "enrollments");
-    for (int v = json_first(d, 0); v >= 0; v = json_next(d, v)) {
-        size_t klen;
-        const char *key = json_key(d, v, &klen);
-        if (strlen(key) != klen || strcmp(key, "enrollments") != 0) {
-            char p[JSON_PATH_MAX];
-            json_path(d, v, p, sizeof p);
-            api_error_add(&e, p, "unknown member");
-        }
-    }
-    if (items < 0)
-        api_error_add(&e, "/enrollments", "is required");
-    else if (json_type(d, items) != JSON_ARRAY)
-        api_error_add(&e, "/enrollments", "must be an array, not %s", json_type_names[json_type(d, items)]);
-    else if (json_count(d, items) == 0 || json_count(d, items) > BULK_MAX)
-        api_error_add(&e, "/enrollments", "holds 1 to %d enrollments, not %zu", BULK_MAX, json_count(d, items));
-    if (e.n) {
-        api_problem(c, 422, "validation", "Invalid request", "the body is not a list of enrollments",
-                    api_errors_json(&e));
-        api_errors_free(&e);
-        return;
-    }
-    api_errors_free(&e);
-    create(c, items, "/enrollments", 0);
+    int items = api_batch_items(c, "enrollments");
+    if (items >= 0)
+        create(c, items, 0);
 }
 
 /* ---- GET /v1/enrollments, GET /v1/enrollments/{id} ------------------------------ */
@@ -464,13 +363,13 @@ static void contact_stop(struct api_call *c)
 static const char *const list_args[] = {"limit", "after", "contact", "sequence", "state", NULL};
 
 const struct api_route api_enrollment_routes[] = {
-    {"POST", "/v1/enrollments", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_post},
-    {"POST", "/v1/enrollments/bulk", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollments_bulk},
-    {"GET", "/v1/enrollments", SCOPE_ENROLLMENTS_READ, 0, list_args, enrollments_list},
-    {"GET", "/v1/enrollments/{}", SCOPE_ENROLLMENTS_READ, 0, NULL, enrollment_get},
-    {"POST", "/v1/enrollments/{}/pause", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_pause},
-    {"POST", "/v1/enrollments/{}/resume", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_resume},
-    {"POST", "/v1/enrollments/{}/stop", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_stop},
-    {"POST", "/v1/contacts/{}/stop", SCOPE_ENROLLMENTS_WRITE, 1, NULL, contact_stop},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"POST", "/v1/enrollments", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_post, 1},
+    {"POST", "/v1/enrollments/bulk", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollments_bulk, 1},
+    {"GET", "/v1/enrollments", SCOPE_ENROLLMENTS_READ, 0, list_args, enrollments_list, 0},
+    {"GET", "/v1/enrollments/{}", SCOPE_ENROLLMENTS_READ, 0, NULL, enrollment_get, 0},
+    {"POST", "/v1/enrollments/{}/pause", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_pause, 0},
+    {"POST", "/v1/enrollments/{}/resume", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_resume, 0},
+    {"POST", "/v1/enrollments/{}/stop", SCOPE_ENROLLMENTS_WRITE, 1, NULL, enrollment_stop, 0},
+    {"POST", "/v1/contacts/{}/stop", SCOPE_ENROLLMENTS_WRITE, 1, NULL, contact_stop, 0},
+    {NULL, NULL, 0, 0, NULL, NULL, 0},
 };

@@ -24,6 +24,7 @@ struct api_route {
     int json_body;           /* the body must be JSON (an object) */
     const char *const *args; /* the query arguments it reads (NULL-terminated); others are refused */
     void (*run)(struct api_call *c);
+    int zones;               /* it checks time zones: it runs once their names are known (api_with_zones) */
 };
 
 /* One request, from its arrival to its answer. Everything the handler
@@ -130,6 +131,34 @@ void api_error_add(struct api_errors *e, const char *pointer, const char *fmt, .
 /* The errors as a JSON array (valid until api_errors_free). */
 const char *api_errors_json(struct api_errors *e);
 void api_errors_free(struct api_errors *e);
+
+/* A batch of items — a bulk POST's array, or a POST's one item — checked
+ * one by one: the valid ones go to SQL as one JSON array [{"index": i,
+ * ...}], the invalid ones are answered in their place. */
+struct api_batch {
+    size_t n;
+    char **errors; /* per item: its errors as a JSON array, NULL when it went to SQL */
+    int single;    /* one item, answered as the thing itself */
+};
+/* Writes an item's normalised members, each led by a comma, into out;
+ * its errors (pointers under ptr) into e. */
+typedef void (*api_item_check)(const struct api_call *c, const struct json_doc *d, int v, const char *ptr,
+                               struct buf *out, struct api_errors *e);
+/* A bulk body, {"<member>": [1 to API_BATCH_MAX items]}: the array's
+ * value, or -1 answered (422). */
+#define API_BATCH_MAX 1000
+int api_batch_items(struct api_call *c, const char *member);
+/* Checks the items — the body itself when single, else the array at
+ * value items (pointers /<member>/i) — and keeps the batch in c->data.
+ * Returns 1 with the valid ones in sql, 0 when none is valid, -1 when a
+ * single item was invalid (answered: 422 titled title). */
+int api_batch_check(struct api_call *c, int items, const char *member, int single, const char *title,
+                    api_item_check check, struct buf *sql);
+/* Answers a bulk call: {"results": [{"index": i, ...}]} in input order;
+ * an invalid item as its errors, a valid one by write(out, res, row, i)
+ * from its row (rows by index in column 0; row -1 when SQL gave none). */
+void api_batch_results(struct api_call *c, const PGresult *res,
+                       void (*write)(struct buf *out, const PGresult *res, int row, size_t i));
 
 /* The resources' routes, each {NULL}-terminated. */
 extern const struct api_route api_contact_routes[];    /* api_contacts.c */

@@ -481,11 +481,11 @@ static const char *const list_args[] = {"limit", "after", NULL};
 static const char *const stats_args[] = {"since", NULL};
 
 const struct api_route api_sequence_routes[] = {
-    {"GET", "/v1/sequences", SCOPE_SEQUENCES_READ, 0, list_args, sequences_list},
-    {"GET", "/v1/sequences/{}", SCOPE_SEQUENCES_READ, 0, NULL, sequence_get},
-    {"PUT", "/v1/sequences/{}", SCOPE_SEQUENCES_WRITE, 0, NULL, sequence_put},
-    {"GET", "/v1/sequences/{}/stats", SCOPE_STATS_READ, 0, stats_args, sequence_stats},
+    {"GET", "/v1/sequences", SCOPE_SEQUENCES_READ, 0, list_args, sequences_list, 0},
+    {"GET", "/v1/sequences/{}", SCOPE_SEQUENCES_READ, 0, NULL, sequence_get, 0},
+    {"PUT", "/v1/sequences/{}", SCOPE_SEQUENCES_WRITE, 0, NULL, sequence_put, 0},
+    {"GET", "/v1/sequences/{}/stats", SCOPE_STATS_READ, 0, stats_args, sequence_stats, 0},
     /* the contact's fields show in the message: reading them is contacts:read */
-    {"POST", "/v1/sequences/{}/preview", SCOPE_SEQUENCES_READ | SCOPE_CONTACTS_READ, 1, NULL, sequence_preview},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"POST", "/v1/sequences/{}/preview", SCOPE_SEQUENCES_READ | SCOPE_CONTACTS_READ, 1, NULL, sequence_preview, 0},
+    {NULL, NULL, 0, 0, NULL, NULL, 0},
 };
