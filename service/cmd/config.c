@@ -32,6 +32,8 @@ static int run(struct cli *cli, const struct cli_args *args)
     printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
     printf("database_url: %s\n", *db ? db : "(libpq defaults)");
     printf("http.listen: %s\n", cfg->http_listen);
+    printf("http.api_rate_limit: %ld requests a second a key, bursts of %ld (per replica)\n", cfg->api_rate_limit,
+           cfg->api_rate_burst);
     printf("transport: %s\n", cfg->transport);
     for (size_t i = 0; i < cfg->n_pools; i++) {
         printf("pool %s: %zu account%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,

@@ -379,3 +379,12 @@ def test_delete_erases_the_person_everywhere_and_they_are_never_mailed_again(wor
     r = relance("enroll", "--sequence", "erase-me", "--contact", addr, env=env)
     check.ok("enrolled 0" in r.stdout and "suppressed" in r.stdout, "but it is never enrolled: suppressed",
              r.stdout + r.stderr)
+
+
+def test_the_rate_limit_is_configured_and_checked(module_tmp, check):
+    r = relance("config", env={"RELANCE_CONFIG": config(module_tmp, 7, 9)})
+    check.ok("http.api_rate_limit: 7 requests a second a key, bursts of 9" in r.stdout,
+             "relance config says the API's rate limit", r.stdout + r.stderr)
+    r = relance("config", env={"RELANCE_CONFIG": config(module_tmp, 0, 9)})
+    check.ok(r.returncode != 0 and "api_rate_limit" in r.stderr, "a limit of 0 is refused, naming the key",
+             r.stdout + r.stderr)
