@@ -199,7 +199,14 @@ BEGIN
         crm_id         text,
         fields         jsonb  NOT NULL,
         reject         text,                   -- why the row is refused
-        conflict_ids   bigint[]                -- a conflict: the contact of the crm_id, the one of the email
+        conflict_ids   bigint[],               -- a conflict: the contact of the crm_id, the one of the email
+        -- what contacts holds for the row, read once (apply): the contact
+        -- its crm_id names, and the one its email names
+        by_crm         bigint,
+        by_crm_email   text,
+        by_crm_domain  text,
+        by_email       bigint,
+        by_email_domain text
     ) ON COMMIT DELETE ROWS;
     DELETE FROM contacts_import; -- a second import in the same transaction starts empty
 END $$;
@@ -214,21 +221,29 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_dup_email boolean;
     v_dup_crm boolean;
+    v_rename record;
 BEGIN
-    -- Each staging row reaches contacts through a unique index (crm_id,
-    -- email_key), in a LATERAL subquery kept apart by OFFSET 0: a join free
-    -- to hash all of contacts costs a scan of the whole table per call,
-    -- right for one import of 100,000 rows and wrong for the API's batches
-    -- of 1,000 (20 to 60 ms each as contacts grew to 60,000 rows).
-    -- The crm_id is one contact's and the email another's:
+    -- contacts is read once for each staging row, through its unique
+    -- indexes (crm_id, email_key), in LATERAL subqueries kept apart by
+    -- OFFSET 0; the steps below use what was read. A join free to hash all
+    -- of contacts costs a scan of the whole table per call: right for one
+    -- import of 100,000 rows, wrong for the API's batches of 1,000 (20 to
+    -- 60 ms each as contacts grew to 60,000 rows).
     UPDATE contacts_import s
-       SET reject = format('crm_id ''%s'' belongs to %s (contact %s), and %s to contact %s', s.crm_id, c.email,
-                           c.id, s.email, o.id),
-           conflict_ids = ARRAY[c.id, o.id]
+       SET by_crm = c.id, by_crm_email = c.email, by_crm_domain = c.company_domain, by_email = o.id,
+           by_email_domain = o.company_domain
       FROM contacts_import x
-     CROSS JOIN LATERAL (SELECT c.id, c.email FROM contacts c WHERE c.crm_id = x.crm_id OFFSET 0) c
-     CROSS JOIN LATERAL (SELECT o.id FROM contacts o WHERE o.email_key = x.email_key OFFSET 0) o
-     WHERE x.line = s.line AND x.crm_id IS NOT NULL AND o.id <> c.id;
+      LEFT JOIN LATERAL (SELECT c.id, c.email, c.company_domain FROM contacts c WHERE c.crm_id = x.crm_id OFFSET 0) c
+             ON true
+      LEFT JOIN LATERAL (SELECT o.id, o.company_domain FROM contacts o WHERE o.email_key = x.email_key OFFSET 0) o
+             ON true
+     WHERE x.line = s.line AND (c.id IS NOT NULL OR o.id IS NOT NULL); -- new contacts: nothing to write
+    -- The crm_id is one contact's and the email another's:
+    UPDATE contacts_import
+       SET reject = format('crm_id ''%s'' belongs to %s (contact %s), and %s to contact %s', crm_id, by_crm_email,
+                           by_crm, email, by_email),
+           conflict_ids = ARRAY[by_crm, by_email]
+     WHERE by_crm IS NOT NULL AND by_email IS NOT NULL AND by_crm <> by_email;
     SELECT EXISTS (SELECT FROM contacts_import WHERE reject IS NULL GROUP BY email_key HAVING count(*) > 1),
            EXISTS (SELECT FROM contacts_import WHERE reject IS NULL AND crm_id IS NOT NULL
                    GROUP BY crm_id HAVING count(*) > 1)
@@ -251,21 +266,19 @@ BEGIN
     -- a crm_id stored with another email: renamed, unless another row of
     -- the file names the old email too
     UPDATE contacts_import s
-       SET reject = format('crm_id ''%s'' belongs to %s, which line %s names too', s.crm_id, c.email, o.line)
-      FROM contacts_import x
-     CROSS JOIN LATERAL (SELECT c.email, c.email_key FROM contacts c WHERE c.crm_id = x.crm_id OFFSET 0) c
-      JOIN contacts_import o ON o.email_key = c.email_key
-     WHERE x.line = s.line AND s.reject IS NULL AND x.crm_id IS NOT NULL AND c.email_key <> x.email_key
-       AND o.line <> s.line;
-    UPDATE contacts c SET email = r.email, updated_at = now()
-      FROM (SELECT x.email, m.id FROM contacts_import x
-             CROSS JOIN LATERAL (SELECT c.id, c.email_key FROM contacts c WHERE c.crm_id = x.crm_id OFFSET 0) m
-             WHERE x.reject IS NULL AND x.crm_id IS NOT NULL AND m.email_key <> x.email_key) r
-     WHERE c.id = r.id;
-    UPDATE contacts_import s SET company_domain = c.company_domain
-      FROM contacts_import x
-     CROSS JOIN LATERAL (SELECT c.company_domain FROM contacts c WHERE c.email_key = x.email_key OFFSET 0) c
-     WHERE x.line = s.line AND s.reject IS NULL AND s.company_domain IS NULL AND c.company_domain IS NOT NULL;
+       SET reject = format('crm_id ''%s'' belongs to %s, which line %s names too', s.crm_id, s.by_crm_email, o.line)
+      FROM contacts_import o
+     WHERE s.reject IS NULL AND s.by_crm IS NOT NULL AND s.by_email IS NULL
+       AND o.email_key = lower(s.by_crm_email) AND o.line <> s.line;
+    -- (one UPDATE a renamed contact, by its id: renames are rare)
+    FOR v_rename IN SELECT by_crm, email FROM contacts_import
+                     WHERE reject IS NULL AND by_crm IS NOT NULL AND by_email IS NULL LOOP
+        UPDATE contacts SET email = v_rename.email, updated_at = now() WHERE id = v_rename.by_crm;
+    END LOOP;
+    UPDATE contacts_import SET by_email = by_crm, by_email_domain = by_crm_domain
+     WHERE reject IS NULL AND by_crm IS NOT NULL AND by_email IS NULL;
+    UPDATE contacts_import SET company_domain = by_email_domain
+     WHERE reject IS NULL AND company_domain IS NULL AND by_email_domain IS NOT NULL;
     RETURN QUERY
     WITH up AS (
         INSERT INTO contacts AS c (email, first_name, last_name, title, company, company_domain, timezone, crm_id,
@@ -302,12 +315,14 @@ RETURNS TABLE (line bigint, contact_id bigint, created boolean, reject text, con
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
-    -- through email_key's index, row by row (relance_contacts_import_apply)
+    -- a row that matched no contact was inserted: its id is read through
+    -- email_key's index, the others' were read by apply
     RETURN QUERY
-    SELECT i.line, c.id, c.created_at = now(), i.reject, i.conflict_ids
+    SELECT i.line,
+           CASE WHEN i.reject IS NULL
+                THEN coalesce(i.by_email, (SELECT c.id FROM contacts c WHERE c.email_key = i.email_key)) END,
+           i.reject IS NULL AND i.by_email IS NULL, i.reject, i.conflict_ids
       FROM contacts_import i
-      LEFT JOIN LATERAL (SELECT c.id, c.created_at FROM contacts c
-                          WHERE i.reject IS NULL AND c.email_key = i.email_key OFFSET 0) c ON true
      ORDER BY i.line;
 END $$;
 
