@@ -42,6 +42,9 @@ ALTER TABLE events ADD CONSTRAINT events_kind_catalogued FOREIGN KEY (kind) REFE
 -- reader paging by id would pass 10 by. The writing transaction's id
 -- (xid8: 64-bit, never wraps) orders what the feed may hand out:
 -- relance_api_events_list (api_events.sql) explains why. Rows already
--- stored all get this migration's xid, in id order: committed long ago.
-ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+-- stored committed long ago: they get xid 1, before any real one, in id
+-- order. (A constant default adds the column without rewriting the table;
+-- the writers' default comes after.)
+ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT '1';
+ALTER TABLE events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 CREATE INDEX events_xid_id ON events (xid, id);
