@@ -261,6 +261,11 @@ def test_each_kind_of_inbound_message_does_what_it_must(check):
               "sequence": "plain", "step": "one", "position": 0, "detected_at": "2026-03-02T12:00:00+00:00"},
              "reply.received: message, contact, account, sequence, step, detected at")
     check.ok(isinstance(ev.get("enrollment_id"), int) and "variant" in ev, "reply.received: enrollment id and variant", ev)
+    check.eq(one("SELECT data->>'source' FROM events WHERE kind = 'contact.unsubscribed' "
+                 "AND data->>'contact' = 'unsub@u.example'"), "reply", "contact.unsubscribed: source reply")
+    check.eq(q("SELECT data->'bounce'->>'kind', count(*) FROM events WHERE kind = 'message.bounced' "
+               "AND data->>'contact' IN ('hard@h.example', 'hard2@h2.example', 'block@b.example') GROUP BY 1 ORDER BY 1"),
+             [["block", "1"], ["hard", "2"]], "message.bounced: bounce.kind hard or block")
 
 
 
