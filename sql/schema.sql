@@ -127,11 +127,17 @@ CREATE SEQUENCE public.enrollments_id_seq
 
 ALTER SEQUENCE public.enrollments_id_seq OWNED BY public.enrollments.id;
 
+CREATE TABLE public.event_types (
+    type text NOT NULL,
+    CONSTRAINT event_types_type_check CHECK ((type ~ '^[a-z_]+\.[a-z_]+$'::text))
+);
+
 CREATE TABLE public.events (
     id bigint NOT NULL,
     kind text NOT NULL,
     occurred_at timestamp with time zone NOT NULL,
     data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
     CONSTRAINT events_kind_check CHECK ((kind ~ '^[a-z_.]+$'::text))
 );
 
@@ -350,6 +356,9 @@ ALTER TABLE ONLY public.contacts
 ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.event_types
+    ADD CONSTRAINT event_types_pkey PRIMARY KEY (type);
+
 ALTER TABLE ONLY public.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 
@@ -416,6 +425,8 @@ CREATE INDEX enrollments_new_due ON public.enrollments USING btree (next_send_at
 
 CREATE INDEX events_kind_occurred_at ON public.events USING btree (kind, occurred_at);
 
+CREATE INDEX events_xid_id ON public.events USING btree (xid, id);
+
 CREATE INDEX inbound_messages_blocks ON public.inbound_messages USING btree (account_id, detected_at) WHERE (effect = 'blocked'::text);
 
 CREATE UNIQUE INDEX inbound_messages_message_id ON public.inbound_messages USING btree (account_id, message_id) WHERE (message_id IS NOT NULL);
@@ -454,6 +465,9 @@ ALTER TABLE ONLY public.enrollments
 
 ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES public.contacts(id);
+
+ALTER TABLE ONLY public.events
+    ADD CONSTRAINT events_kind_catalogued FOREIGN KEY (kind) REFERENCES public.event_types(type);
 
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);

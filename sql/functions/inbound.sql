@@ -244,7 +244,7 @@ BEGIN
             ELSE
                 v_why := 'a reply; the enrollment had already ended (' || r.state || ')';
             END IF;
-            PERFORM relance_inbound_event('reply.detected', v_in, r.id, m.id, '{}');
+            PERFORM relance_inbound_event('reply.received', v_in, r.id, m.id, '{}');
             -- company_reply in a colleague's sequence stops the colleague
             -- (no company domain: free mail, only the contact's own).
             v_n := relance_inbound_stop(ARRAY(
@@ -263,7 +263,7 @@ BEGIN
             UPDATE enrollments SET state = 'unsubscribed', state_reason = 'unsubscribe request',
                                    state_changed_at = p_now, next_send_at = NULL
              WHERE id = r.id AND state IN ('active', 'paused', 'held');
-            PERFORM relance_inbound_event('unsubscribe.detected', v_in, r.id, m.id, '{}');
+            PERFORM relance_inbound_event('contact.unsubscribed', v_in, r.id, m.id, '{"source": "reply"}');
             v_n := relance_inbound_suppress(r.contact_id, r.id, 'unsubscribed', 'unsubscribe request', p_now, v_in);
             v_why := format('unsubscribe request: %s suppressed, %s other enrollment(s) stop', r.email_key, v_n);
         ELSIF p_kind = 'auto_reply' THEN
@@ -283,7 +283,7 @@ BEGIN
                 v_why := format('away until %s: no step before %s', p_return_date,
                                 to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
             END IF;
-            PERFORM relance_inbound_event('auto_reply.detected', v_in, r.id, m.id,
+            PERFORM relance_inbound_event('auto_reply.received', v_in, r.id, m.id,
                                           jsonb_build_object('return_date', p_return_date, 'not_before', v_at));
         ELSE
             -- Bounces. Soft ones count per contact, over every message it
@@ -296,8 +296,9 @@ BEGIN
                 IF v_n < 3 THEN
                     v_effect := 'soft_bounce';
                     v_why := format('soft bounce %s of 3 (%s)', v_n, v_reason);
-                    PERFORM relance_inbound_event('bounce.soft', v_in, r.id, m.id,
-                                                  jsonb_build_object('reason', v_reason, 'soft_bounces', v_n));
+                    PERFORM relance_inbound_event('message.bounced', v_in, r.id, m.id,
+                                                  jsonb_build_object('bounce', '{"kind": "soft"}'::jsonb, 'reason', v_reason,
+                                                                     'soft_bounces', v_n));
                 END IF;
             END IF;
             IF v_effect IS NULL THEN
@@ -311,7 +312,8 @@ BEGIN
                 UPDATE enrollments SET state = 'bounced', state_reason = v_why, state_changed_at = p_now,
                                        next_send_at = NULL
                  WHERE id = r.id AND state IN ('active', 'paused', 'held');
-                PERFORM relance_inbound_event('bounce.hard', v_in, r.id, m.id, jsonb_build_object('reason', v_reason));
+                PERFORM relance_inbound_event('message.bounced', v_in, r.id, m.id,
+                                              jsonb_build_object('bounce', '{"kind": "hard"}'::jsonb, 'reason', v_reason));
                 v_n := relance_inbound_suppress(r.contact_id, r.id, 'bounced', v_why, p_now, v_in);
                 v_why := format('%s: %s suppressed, %s other enrollment(s) stop', v_why, r.email_key, v_n);
                 PERFORM relance_account_health(v_account.id, p_now);
@@ -323,8 +325,8 @@ BEGIN
                                 enrollment_id = m.enrollment_id, matched_message = m.id
      WHERE id = v_in;
     IF v_effect = 'blocked' THEN
-        PERFORM relance_inbound_event('bounce.block', v_in, m.enrollment_id, m.id,
-                                      jsonb_build_object('reason', v_reason));
+        PERFORM relance_inbound_event('message.bounced', v_in, m.enrollment_id, m.id,
+                                      jsonb_build_object('bounce', '{"kind": "block"}'::jsonb, 'reason', v_reason));
         PERFORM relance_account_health(v_account.id, p_now);
     END IF;
     RETURN jsonb_build_object('effect', v_effect, 'enrollment', m.enrollment_id, 'message', m.id,

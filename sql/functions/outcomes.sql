@@ -134,8 +134,9 @@ BEGIN
             -- a bounce, so it counted against the cap, and is retried
             PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, true);
             INSERT INTO events (kind, occurred_at, data)
-            VALUES ('message.soft_bounce', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                                     'enrollment_id', m.enrollment_id));
+            VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                                 'enrollment_id', m.enrollment_id,
+                                                                 'bounce', '{"kind": "soft"}'::jsonb));
             RETURN;
         END IF;
         p_outcome := 'rejected_hard';  -- the third soft bounce is hard
@@ -155,7 +156,8 @@ BEGIN
          WHERE c.id = e.contact_id AND c.email_key = lower(m.recipient) AND e.state IN ('active', 'paused', 'held');
         INSERT INTO events (kind, occurred_at, data)
         VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                              'enrollment_id', m.enrollment_id, 'hard', true));
+                                                              'enrollment_id', m.enrollment_id,
+                                                              'bounce', '{"kind": "hard"}'::jsonb));
         IF m.account_id IS NOT NULL THEN
             PERFORM relance_account_health(m.account_id, p_now);
         END IF;
@@ -165,8 +167,9 @@ BEGIN
         -- the recipient is fine; the sender was refused: retry later, count it
         PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, true);
         INSERT INTO events (kind, occurred_at, data)
-        VALUES ('message.blocked', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                              'enrollment_id', m.enrollment_id));
+        VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                              'enrollment_id', m.enrollment_id,
+                                                              'bounce', '{"kind": "block"}'::jsonb));
         IF m.account_id IS NOT NULL THEN
             PERFORM relance_account_health(m.account_id, p_now);
         END IF;

@@ -9,9 +9,10 @@
 -- functions of the other files.
 -- TABLE events (
 --     id          bigserial   PRIMARY KEY
---     kind        text        NOT NULL          -- ^[a-z_.]+$ ('message.sent', 'reply.detected'...)
+--     kind        text        NOT NULL          -- ^[a-z_.]+$ ('message.sent', 'reply.received'...: event_types)
 --     occurred_at timestamptz NOT NULL
 --     data        jsonb       NOT NULL DEFAULT '{}'
+--     xid         xid8        NOT NULL DEFAULT pg_current_xact_id()  -- the writer's: the feed's commit order
 -- )
 
 -- `relance stats`: per step and A/B variant of a sequence (all its
@@ -34,12 +35,12 @@ BEGIN
     RETURN QUERY
     WITH hit AS (
         SELECT v.data->>'message_id' AS message_id,
-               bool_or(v.kind = 'reply.detected') AS replied,
-               bool_or(v.kind = 'auto_reply.detected') AS auto_replied,
-               bool_or(v.kind = 'bounce.hard') AS bounced,
-               bool_or(v.kind = 'unsubscribe.detected') AS unsubscribed
+               bool_or(v.kind = 'reply.received') AS replied,
+               bool_or(v.kind = 'auto_reply.received') AS auto_replied,
+               bool_or(v.kind = 'message.bounced' AND v.data->'bounce'->>'kind' = 'hard') AS bounced,
+               bool_or(v.kind = 'contact.unsubscribed') AS unsubscribed
           FROM events v
-         WHERE v.kind IN ('reply.detected', 'auto_reply.detected', 'bounce.hard', 'unsubscribe.detected')
+         WHERE v.kind IN ('reply.received', 'auto_reply.received', 'message.bounced', 'contact.unsubscribed')
            AND v.data->>'sequence' = p_sequence
          GROUP BY 1
     )

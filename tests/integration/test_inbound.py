@@ -179,7 +179,10 @@ def inbound(frm, kind, refs=(), account="alice@acme.example", message_id=None, r
 
 
 def events(kind, email):
-    return int(one(f"SELECT count(*) FROM events WHERE kind = {lit(kind)} AND data->>'contact' = {lit(email)}"))
+    """Events of kind ("message.bounced:hard": of that bounce kind) about email."""
+    kind, _, bounce = kind.partition(":")
+    where = f" AND data->'bounce'->>'kind' = {lit(bounce)}" if bounce else ""
+    return int(one(f"SELECT count(*) FROM events WHERE kind = {lit(kind)} AND data->>'contact' = {lit(email)}{where}"))
 
 
 def suppressed(email):
@@ -191,29 +194,29 @@ def test_each_kind_of_inbound_message_does_what_it_must(check):
     #  their enrollment states after, suppression reason, event)
     CASES = [
         ("a reply by Message-ID stops the enrollment", "reply@r.example", "reply@r.example", "human_reply",
-         [mid_of("reply@r.example")], {}, "replied", "message-id", ["replied:reply"], None, "reply.detected"),
+         [mid_of("reply@r.example")], {}, "replied", "message-id", ["replied:reply"], None, "reply.received"),
         ("a reply matched by its sender alone", "bysender@s.example", "bysender@s.example", "human_reply", [], {},
-         "replied", "sender", ["replied:reply"], None, "reply.detected"),
+         "replied", "sender", ["replied:reply"], None, "reply.received"),
         ("stop_on without reply: recorded, the sequence goes on", "noreply@n.example", "noreply@n.example",
          "human_reply", [mid_of("noreply@n.example")], {}, "replied", "message-id", ["active:enrolled"], None,
-         "reply.detected"),
+         "reply.received"),
         ("unsubscribe: suppressed, every enrollment of the contact stops", "unsub@u.example", "unsub@u.example",
          "unsubscribe_request", [], {}, "unsubscribed", "sender",
          ["unsubscribed:address suppressed: unsubscribe request", "unsubscribed:unsubscribe request"],
-         "unsubscribe request", "unsubscribe.detected"),
+         "unsubscribe request", "contact.unsubscribed"),
         ("an auto-reply without a return date changes nothing", "other@x.example", "other@x.example", "auto_reply",
-         [mid_of("other@x.example")], {}, "auto_reply", "message-id", ["active:enrolled"], None, "auto_reply.detected"),
+         [mid_of("other@x.example")], {}, "auto_reply", "message-id", ["active:enrolled"], None, "auto_reply.received"),
         ("a hard bounce by the returned Message-ID", "hard@h.example", "mailer-daemon@mx.h.example", "hard_bounce",
          [mid_of("hard@h.example")], {"reason": "user_unknown", "recipients": ["hard@h.example"]}, "bounced",
          "message-id", ["bounced:hard bounce (user_unknown)", "bounced:address suppressed: hard bounce (user_unknown)"],
-         "hard bounce (user_unknown)", "bounce.hard"),
+         "hard bounce (user_unknown)", "message.bounced:hard"),
         ("a hard bounce by its failed recipient", "hard2@h2.example", "postmaster@h2.example", "hard_bounce", [],
          {"reason": "host_unknown", "recipients": ["hard2@h2.example"]}, "bounced", "recipient",
-         ["bounced:hard bounce (host_unknown)"], "hard bounce (host_unknown)", "bounce.hard"),
+         ["bounced:hard bounce (host_unknown)"], "hard bounce (host_unknown)", "message.bounced:hard"),
         ("a block: counted against the account, the address is kept", "block@b.example", "mailer-daemon@mx.b.example",
          "soft_bounce", [mid_of("block@b.example")],
          {"account": "blk@ours.example", "reason": "spam", "block": True, "recipients": ["block@b.example"]},
-         "blocked", "message-id", ["active:enrolled"], None, "bounce.block"),
+         "blocked", "message-id", ["active:enrolled"], None, "message.bounced:block"),
         ("mail from the account itself is never a reply", "own@o.example", "alice@acme.example", "human_reply",
          [mid_of("own@o.example")], {}, "ignored", None, ["active:enrolled"], None, None),
         ("mail from another of our accounts is never a reply", "own@o.example", "tk@ours.example", "human_reply",
@@ -252,12 +255,17 @@ def test_each_kind_of_inbound_message_does_what_it_must(check):
     check.ok("skipped unsub@u.example: suppressed" in r.stdout, "an unsubscribed address is never enrolled again", r.stdout)
 
     # the event carries what the CRM needs
-    ev = json.loads(one("SELECT data FROM events WHERE kind = 'reply.detected' AND data->>'contact' = 'reply@r.example'"))
+    ev = json.loads(one("SELECT data FROM events WHERE kind = 'reply.received' AND data->>'contact' = 'reply@r.example'"))
     check.eq({k: ev.get(k) for k in ("message_id", "contact", "account", "sequence", "step", "position", "detected_at")},
              {"message_id": mid_of("reply@r.example"), "contact": "reply@r.example", "account": "alice@acme.example",
               "sequence": "plain", "step": "one", "position": 0, "detected_at": "2026-03-02T12:00:00+00:00"},
-             "reply.detected: message, contact, account, sequence, step, detected at")
-    check.ok(isinstance(ev.get("enrollment_id"), int) and "variant" in ev, "reply.detected: enrollment id and variant", ev)
+             "reply.received: message, contact, account, sequence, step, detected at")
+    check.ok(isinstance(ev.get("enrollment_id"), int) and "variant" in ev, "reply.received: enrollment id and variant", ev)
+    check.eq(one("SELECT data->>'source' FROM events WHERE kind = 'contact.unsubscribed' "
+                 "AND data->>'contact' = 'unsub@u.example'"), "reply", "contact.unsubscribed: source reply")
+    check.eq(q("SELECT data->'bounce'->>'kind', count(*) FROM events WHERE kind = 'message.bounced' "
+               "AND data->>'contact' IN ('hard@h.example', 'hard2@h2.example', 'block@b.example') GROUP BY 1 ORDER BY 1"),
+             [["block", "1"], ["hard", "2"]], "message.bounced: bounce.kind hard or block")
 
 
 
@@ -311,14 +319,14 @@ def test_the_third_soft_bounce_is_hard(check):
     check.eq(effects, ["soft_bounce", "soft_bounce", "bounced"], "soft bounces: two counted, the third is hard")
     check.eq(suppressed("soft@f.example"), "third soft bounce (mailbox_full)", "the third soft bounce suppresses")
     check.eq(enrollment_states("soft@f.example"), ["bounced:third soft bounce (mailbox_full)"], "and bounces the enrollment")
-    check.eq(events("bounce.soft", "soft@f.example"), 2, "two bounce.soft events")
+    check.eq(events("message.bounced:soft", "soft@f.example"), 2, "two message.bounced events of kind soft")
 
 
 
 def test_blocks_pause_the_account_never_the_address(check):
     # the account pauses after max_policy_blocks (2): the table's case
     # handed the first block in; run alone, this case hands it in itself
-    if events("bounce.block", "block@b.example") == 0:
+    if events("message.bounced:block", "block@b.example") == 0:
         inbound("mailer-daemon@mx.b.example", "soft_bounce", [mid_of("block@b.example")], account="blk@ours.example",
                 reason="spam", block=True, recipients=["block@b.example"])
     got = inbound("mailer-daemon@mx.b2.example", "soft_bounce", [mid_of("block2@b2.example")], account="blk@ours.example",

@@ -82,7 +82,7 @@ def test_invalid_recipient_is_a_soft_bounce_on_first_sight(run):
         "550 Invalid recipient on first sight: one soft bounce, deferred for a retry, not suppressed"
     assert q("SELECT e.state FROM enrollments e JOIN contacts c ON c.id = e.contact_id "
              "WHERE c.email = 'v@opensmtpd.example'") == [["active"]], "the ambiguous enrollment stays active"
-    assert int(q("SELECT count(*) FROM events WHERE kind = 'message.soft_bounce' "
+    assert int(q("SELECT count(*) FROM events WHERE kind = 'message.bounced' AND data->'bounce'->>'kind' = 'soft' "
                  "AND data->>'reply' LIKE '%Invalid recipient%'")[0][0]) >= 1, "a soft bounce event is written"
 
 
