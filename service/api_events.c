@@ -8,27 +8,13 @@
 #include "api_int.h"
 
 #include "keyring.h"
-#include "utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define LIST_LIMIT_MAX 500
-#define LIST_LIMIT_DEFAULT 100
 #define TYPES_MAX 64   /* names in ?types= */
 #define TYPE_MAX 64    /* bytes of one name */
-
-static void on_row(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    api_reply_row(arg, res);
-}
-
-static void bad_arg(struct api_call *c, const char *detail)
-{
-    api_problem(c, 400, "bad-request", "Bad request", detail, NULL);
-}
 
 /* Whether s is a list of 1 to TYPES_MAX names of [a-z_.], each 1 to
  * TYPE_MAX bytes, separated by single commas: the shape of catalogue
@@ -51,37 +37,21 @@ static int types_valid(const char *s)
 
 static void events_list(struct api_call *c)
 {
-    const char *limit = api_arg(c, "limit"), *after = api_arg(c, "after"), *types = api_arg(c, "types");
-    long n = LIST_LIMIT_DEFAULT;
-    if (limit) {
-        char *end;
-        n = strtol(limit, &end, 10);
-        if (!*limit || *end || n < 1 || n > LIST_LIMIT_MAX) {
-            bad_arg(c, "limit is a number from 1 to 500");
-            return;
-        }
-    }
-    /* text that is not UTF-8 would fail in PostgreSQL: a 503 for a
-     * client's mistake */
-    if (after && !utf8_valid(after, strlen(after))) {
-        bad_arg(c, "after is not a cursor this list gave");
-        return;
-    }
-    if (types && !types_valid(types)) {
-        bad_arg(c, "types is a comma-separated list of event types: reply.received,message.bounced");
-        return;
-    }
+    const char *types = api_arg(c, "types");
     char lim[16];
-    snprintf(lim, sizeof lim, "%ld", n);
-    const char *p[3] = {lim, after, types};
-    struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body FROM relance_api_events_list($1::int, $2, $3)", 3, p, on_row, c) < 0)
-        api_unavailable(c);
+    if (api_limit(c, lim) < 0)
+        return;
+    if (types && !types_valid(types)) {
+        api_bad_request(c, "types is a comma-separated list of event types: reply.received,message.bounced");
+        return;
+    }
+    const char *p[3] = {lim, api_arg(c, "after"), types};
+    api_ask(c, "SELECT status, body FROM relance_api_events_list($1::int, $2, $3)", 3, p);
 }
 
 static const char *const list_args[] = {"limit", "after", "types", NULL};
 
 const struct api_route api_event_routes[] = {
-    {"GET", "/v1/events", SCOPE_EVENTS_READ, 0, list_args, events_list},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"GET", "/v1/events", SCOPE_EVENTS_READ, 0, list_args, events_list, 0},
+    {NULL, NULL, 0, 0, NULL, NULL, 0},
 };
