@@ -266,6 +266,7 @@ DECLARE
     v_state text;
     v_reason text;
     v_from text[];
+    v_ids bigint[];
 BEGIN
     CASE p_verb
         WHEN 'pause' THEN v_state := 'paused'; v_reason := 'paused by user'; v_from := '{active,held}';
@@ -276,21 +277,36 @@ BEGIN
     v_reason := coalesce(p_reason, v_reason);
     -- one UPDATE per target, each by its own index
     IF p_enrollment IS NOT NULL THEN
-        RETURN QUERY
-        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
-                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
-         WHERE e.id = p_enrollment AND e.state = ANY (v_from) RETURNING e.id;
+        WITH up AS (
+            UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                     next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+             WHERE e.id = p_enrollment AND e.state = ANY (v_from) RETURNING e.id)
+        SELECT array_agg(up.id) INTO v_ids FROM up;
     ELSIF p_contact IS NOT NULL THEN
-        RETURN QUERY
-        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
-                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
-         WHERE e.contact_id = p_contact AND e.state = ANY (v_from) RETURNING e.id;
+        WITH up AS (
+            UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                     next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+             WHERE e.contact_id = p_contact AND e.state = ANY (v_from) RETURNING e.id)
+        SELECT array_agg(up.id) INTO v_ids FROM up;
     ELSIF p_sequence IS NOT NULL THEN
-        RETURN QUERY
-        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
-                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
-         WHERE e.sequence_id = p_sequence AND e.state = ANY (v_from) RETURNING e.id;
+        WITH up AS (
+            UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                     next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+             WHERE e.sequence_id = p_sequence AND e.state = ANY (v_from) RETURNING e.id)
+        SELECT array_agg(up.id) INTO v_ids FROM up;
     END IF;
+    -- each change's event, in the same transaction (the feed's outbox),
+    -- shaped as relance_suppress_add's enrollment.stopped
+    INSERT INTO events (kind, occurred_at, data)
+    SELECT CASE p_verb WHEN 'pause' THEN 'enrollment.paused' WHEN 'resume' THEN 'enrollment.resumed'
+                       ELSE 'enrollment.stopped' END,
+           p_now,
+           jsonb_build_object('enrollment_id', e.id, 'contact_id', c.id, 'contact', c.email, 'sequence', s.name,
+                              'state', v_state, 'reason', v_reason)
+      FROM enrollments e JOIN contacts c ON c.id = e.contact_id JOIN sequences s ON s.id = e.sequence_id
+     WHERE e.id = ANY (v_ids)
+     ORDER BY e.id;
+    RETURN QUERY SELECT x FROM unnest(v_ids) x ORDER BY x;
 END $$;
 
 -- The enrollments p_ids as `relance enrollments show` prints them and the

@@ -22,6 +22,7 @@ import pytest
 import harness
 import pgcluster
 from apiclient import Api, config, new_key, problem
+from harness import relance
 
 WRITERS = 8
 MARK = "feedtest"
@@ -167,3 +168,29 @@ def test_bad_arguments_are_400_and_the_scope_is_needed(world, check):
     problem(check, other.call("GET", "/v1/events"), 403, "forbidden", "a key without events:read")
     st, _, body, _ = api.call("GET", "/v1/events?types=reply.received,message.sent&limit=1")
     check.eq(st, 200, "known types are fine")
+
+
+def test_pause_resume_and_stop_each_write_their_event(world, check):
+    """The command line and the API change enrollments through the same
+    SQL (relance_enrollments_change), which writes each change's event in
+    the same transaction: the feed shows them, in order."""
+    seq = harness.sequence(world.tmp, "two_step", name="feed-changes", pool="main", wait="30d")
+    assert relance("apply", seq, env=world.env).returncode == 0
+    world.db.psql("INSERT INTO contacts (email) VALUES ('changes@feed.example')")
+    r = relance("enroll", "--sequence", "feed-changes", "--contact", "changes@feed.example", env=world.env)
+    assert "enrolled 1" in r.stdout, r.stdout + r.stderr
+    ident = world.db.psql("SELECT e.id FROM enrollments e JOIN contacts c ON c.id = e.contact_id "
+                          "WHERE c.email = 'changes@feed.example'")[0][0]
+    for verb in ("pause", "resume", "stop"):
+        r = relance(verb, "--enrollment", ident, env=world.env)
+        check.eq(r.returncode, 0, f"relance {verb}")
+    seen, after = [], None
+    for _ in range(50):
+        body = page(world.api, after, limit=500, types="enrollment.paused,enrollment.resumed,enrollment.stopped")
+        seen += [(e["type"], str(e["data"].get("enrollment_id"))) for e in body["data"]]
+        if not body["data"]:
+            break
+        after = body["next"]
+    mine = [t for t, eid in seen if eid == ident]
+    check.eq(mine, ["enrollment.paused", "enrollment.resumed", "enrollment.stopped"],
+             "one event a change, in the order they happened")
