@@ -163,7 +163,7 @@ void api_reply_sql(struct api_call *c, int status, const char *body)
 }
 
 static void problem_build(struct buf *b, const struct api_call *c, int status, const char *slug, const char *title,
-                          const char *detail, const char *errors_json)
+                          const char *detail, const char *errors_json, const char *extra)
 {
     buf_addf(b, "{\"request_id\":\"%s\",\"type\":\"urn:relance:problem:%s\",\"title\":", c->request_id, slug);
     json_add_string(b, title);
@@ -176,14 +176,24 @@ static void problem_build(struct buf *b, const struct api_call *c, int status, c
         buf_adds(b, ",\"errors\":");
         buf_adds(b, errors_json);
     }
+    if (extra) {
+        buf_addc(b, ',');
+        buf_adds(b, extra);
+    }
     buf_addc(b, '}');
 }
 
 void api_problem(struct api_call *c, int status, const char *slug, const char *title, const char *detail,
                  const char *errors_json)
 {
+    api_problem_extra(c, status, slug, title, detail, errors_json, NULL);
+}
+
+void api_problem_extra(struct api_call *c, int status, const char *slug, const char *title, const char *detail,
+                       const char *errors_json, const char *extra)
+{
     struct buf b = {0};
-    problem_build(&b, c, status, slug, title, detail, errors_json);
+    problem_build(&b, c, status, slug, title, detail, errors_json, extra);
     if (b.oom)
         api_reply(c, 503, "{}", 2);
     else
@@ -197,7 +207,7 @@ static void problem_with(struct api_call *c, int status, const char *slug, const
                          const char *const *extra)
 {
     struct buf b = {0};
-    problem_build(&b, c, status, slug, title, detail, NULL);
+    problem_build(&b, c, status, slug, title, detail, NULL, NULL);
     send_now(c, status, b.oom ? "{}" : b.p, b.oom ? 2 : b.len, extra);
     buf_free(&b);
     call_free(c);
@@ -421,9 +431,17 @@ void api_with_zones(struct api_call *c, void (*then)(struct api_call *c))
 
 /* ---- batches ------------------------------------------------------------------ */
 
+/* A batch between its check and its answer. */
+struct batch {
+    const struct api_batch_kind *kind;
+    size_t n;
+    char **errors; /* per item: its errors as a JSON array, NULL when it went to SQL */
+    int single;    /* one item, answered as the thing itself */
+};
+
 static void batch_free(void *data)
 {
-    struct api_batch *b = data;
+    struct batch *b = data;
     for (size_t i = 0; b && i < b->n; i++)
         free(b->errors[i]);
     if (b)
@@ -463,17 +481,17 @@ int api_batch_items(struct api_call *c, const char *member)
     return items;
 }
 
-int api_batch_check(struct api_call *c, int items, const char *member, int single, const char *title,
-                    api_item_check check, struct buf *sql)
+int api_batch_check(struct api_call *c, const struct api_batch_kind *kind, int items, int single, struct buf *sql)
 {
     const struct json_doc *d = c->doc;
-    struct api_batch *b = calloc(1, sizeof *b);
+    struct batch *b = calloc(1, sizeof *b);
     size_t n = single ? 1 : json_count(d, items);
     if (!b || !(b->errors = calloc(n ? n : 1, sizeof *b->errors))) {
         free(b);
         api_unavailable(c);
-        return -1;
+        return 0;
     }
+    b->kind = kind;
     b->n = n;
     b->single = single;
     c->data = b;
@@ -486,13 +504,13 @@ int api_batch_check(struct api_call *c, int items, const char *member, int singl
         struct api_errors e = {0};
         struct buf item = {0};
         if (!single)
-            snprintf(p, sizeof p, "/%s/%zu", member, i);
-        check(c, d, v, p, &item, &e);
+            snprintf(p, sizeof p, "/%s/%zu", kind->member, i);
+        kind->check(c, d, v, p, &item, &e);
         if (e.n && single) {
-            api_problem(c, 422, "validation", title, "the request has invalid members", api_errors_json(&e));
+            api_problem(c, 422, "validation", kind->title, "the request has invalid members", api_errors_json(&e));
             api_errors_free(&e);
             buf_free(&item);
-            return -1;
+            return 0;
         }
         if (e.n) {
             b->errors[i] = strdup(api_errors_json(&e));
@@ -507,15 +525,46 @@ int api_batch_check(struct api_call *c, int items, const char *member, int singl
     buf_addc(sql, ']');
     if (sql->oom) {
         api_unavailable(c);
-        return -1;
+        return 0;
     }
+    if (!valid)
+        api_batch_answer(NULL, NULL, c); /* every item invalid: nothing to write */
     return valid > 0;
 }
 
-void api_batch_results(struct api_call *c, const PGresult *res,
-                       void (*write)(struct buf *out, const PGresult *res, int row, size_t i))
+void api_contact_ids(struct buf *out, const char *pgarray)
 {
-    const struct api_batch *b = c->data;
+    long long a = 0, b = 0;
+    if (sscanf(pgarray ? pgarray : "", "{%lld,%lld}", &a, &b) != 2)
+        a = b = 0;
+    buf_addf(out, "\"contact_ids\":[\"%lld\",\"%lld\"]", a, b);
+}
+
+void api_batch_invalid(struct buf *out, const char *pointer, const char *message)
+{
+    buf_adds(out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
+    json_add_string(out, pointer);
+    buf_adds(out, ",\"message\":");
+    json_add_string(out, message);
+    buf_adds(out, "}]}");
+}
+
+void api_batch_answer(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct api_call *c = arg;
+    const struct batch *b = c->data;
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        api_reply_row(c, res); /* logs and answers 503 */
+        return;
+    }
+    if (b->single) {
+        if (!res || PQntuples(res) != 1)
+            api_unavailable(c);
+        else
+            b->kind->single(c, res);
+        return;
+    }
     struct buf out = {0};
     buf_adds(&out, "{\"results\":[");
     int row = 0, rows = res ? PQntuples(res) : 0;
@@ -527,7 +576,7 @@ void api_batch_results(struct api_call *c, const PGresult *res,
         }
         while (row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) < i)
             row++;
-        write(&out, res, row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) == i ? row : -1, i);
+        b->kind->write(&out, res, row < rows && (size_t)atoll(PQgetvalue(res, row, 0)) == i ? row : -1, i);
     }
     buf_adds(&out, "]}");
     if (out.oom)

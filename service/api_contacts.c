@@ -166,22 +166,10 @@ static void single_answer(struct api_call *c, const PGresult *res)
     }
     struct api_errors e = {0};
     if (strcmp(status, "conflict") == 0) {
-        /* {"{1,2}"} -> ["1","2"] */
-        char ids[64];
-        long long a = 0, b = 0;
-        if (sscanf(PQgetvalue(res, 0, 4), "{%lld,%lld}", &a, &b) != 2)
-            a = b = 0;
-        snprintf(ids, sizeof ids, "\"contact_ids\":[\"%lld\",\"%lld\"]", a, b);
-        struct buf body = {0};
-        buf_addf(&body, "{\"request_id\":\"%s\",\"type\":\"urn:relance:problem:conflict\",\"title\":\"Conflict\","
-                        "\"status\":409,\"detail\":", c->request_id);
-        json_add_string(&body, PQgetvalue(res, 0, 3));
-        buf_addf(&body, ",%s}", ids);
-        if (body.oom)
-            api_unavailable(c);
-        else
-            api_reply(c, 409, body.p, body.len);
-        buf_free(&body);
+        struct buf ids = {0};
+        api_contact_ids(&ids, PQgetvalue(res, 0, 4));
+        api_problem_extra(c, 409, "conflict", "Conflict", PQgetvalue(res, 0, 3), NULL, ids.oom ? NULL : ids.p);
+        buf_free(&ids);
         return;
     }
     api_error_add(&e, "", "%s", PQgetvalue(res, 0, 3));
@@ -189,7 +177,7 @@ static void single_answer(struct api_call *c, const PGresult *res)
     api_errors_free(&e);
 }
 
-/* One valid item's result in a bulk answer (api_batch_results). */
+/* One valid item's result in a bulk answer. */
 static void result_write(struct buf *out, const PGresult *res, int row, size_t i)
 {
     const char *status = row >= 0 ? PQgetvalue(res, row, 1) : "invalid";
@@ -199,28 +187,7 @@ static void result_write(struct buf *out, const PGresult *res, int row, size_t i
     }
     char ptr[64];
     snprintf(ptr, sizeof ptr, "/contacts/%zu", i);
-    buf_adds(out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
-    json_add_string(out, ptr);
-    buf_adds(out, ",\"message\":");
-    json_add_string(out, row >= 0 ? PQgetvalue(res, row, 3) : "not applied");
-    buf_adds(out, "}]}");
-}
-
-static void on_upserted(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    struct api_call *c = arg;
-    const struct api_batch *b = c->data;
-    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_reply_row(c, res); /* logs and answers 503 */
-        return;
-    }
-    if (!b->single)
-        api_batch_results(c, res, result_write);
-    else if (!res || PQntuples(res) != 1)
-        api_unavailable(c);
-    else
-        single_answer(c, res);
+    api_batch_invalid(out, ptr, row >= 0 ? PQgetvalue(res, row, 3) : "not applied");
 }
 
 static void item_check(const struct api_call *c, const struct json_doc *d, int v, const char *ptr, struct buf *out,
@@ -229,26 +196,23 @@ static void item_check(const struct api_call *c, const struct json_doc *d, int v
     contact_input(c, d, v, ptr, 0, out, e);
 }
 
+static const struct api_batch_kind contacts_batch = {"contacts", "Invalid contact", item_check, result_write,
+                                                     single_answer};
+
 /* Checks the items (the body when single, else the array at items) and
- * sends the valid ones to SQL in one statement; answers at once when
- * none is. */
+ * sends the valid ones to SQL in one statement. */
 static void upsert(struct api_call *c, int items, int single)
 {
     struct buf sql = {0};
-    int rc = api_batch_check(c, items, "contacts", single, "Invalid contact", item_check, &sql);
-    if (rc == 0)
-        on_upserted(NULL, NULL, c); /* every item invalid: nothing to write */
-    if (rc <= 0) {
-        buf_free(&sql);
-        return;
+    if (api_batch_check(c, &contacts_batch, items, single, &sql)) {
+        const char *p[2] = {sql.p, single ? "true" : "false"};
+        struct db *db = api_db(c);
+        if (!db || db_query(db,
+                            "SELECT idx, status, id, detail, conflict_ids, contact "
+                            "FROM relance_api_contacts_upsert($1::jsonb, $2::boolean)",
+                            2, p, api_batch_answer, c) < 0)
+            api_unavailable(c);
     }
-    struct db *db = api_db(c);
-    const char *p[2] = {sql.p, single ? "true" : "false"};
-    if (!db || db_query(db,
-                        "SELECT idx, status, id, detail, conflict_ids, contact "
-                        "FROM relance_api_contacts_upsert($1::jsonb, $2::boolean)",
-                        2, p, on_upserted, c) < 0)
-        api_unavailable(c);
     buf_free(&sql);
 }
 

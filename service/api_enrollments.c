@@ -133,29 +133,17 @@ static void single_answer(struct api_call *c, const PGresult *res)
         api_reply_sql(c, 201, PQgetvalue(res, 0, R_ENROLLMENT));
         return;
     }
-    struct buf body = {0};
     if (strcmp(status, "skipped") == 0 || strcmp(status, "conflict") == 0) {
-        int skipped = status[0] == 's';
-        buf_addf(&body, "{\"request_id\":\"%s\",\"type\":\"urn:relance:problem:%s\",\"title\":\"%s\","
-                        "\"status\":409,\"detail\":",
-                 c->request_id, skipped ? "not-enrolled" : "conflict", skipped ? "Not enrolled" : "Conflict");
-        json_add_string(&body, reason);
-        if (skipped) {
-            buf_adds(&body, ",\"reason\":");
-            json_add_string(&body, reason);
+        struct buf extra = {0};
+        if (status[0] == 's') {
+            buf_adds(&extra, "\"reason\":");
+            json_add_string(&extra, reason);
+            api_problem_extra(c, 409, "not-enrolled", "Not enrolled", reason, NULL, extra.oom ? NULL : extra.p);
         } else {
-            /* {"1","2"} -> ["1","2"] */
-            long long a = 0, b = 0;
-            if (sscanf(PQgetvalue(res, 0, R_CONFLICT), "{%lld,%lld}", &a, &b) != 2)
-                a = b = 0;
-            buf_addf(&body, ",\"contact_ids\":[\"%lld\",\"%lld\"]", a, b);
+            api_contact_ids(&extra, PQgetvalue(res, 0, R_CONFLICT));
+            api_problem_extra(c, 409, "conflict", "Conflict", reason, NULL, extra.oom ? NULL : extra.p);
         }
-        buf_addc(&body, '}');
-        if (body.oom)
-            api_unavailable(c);
-        else
-            api_reply(c, 409, body.p, body.len);
-        buf_free(&body);
+        buf_free(&extra);
         return;
     }
     char ptr[32];
@@ -166,7 +154,7 @@ static void single_answer(struct api_call *c, const PGresult *res)
     api_errors_free(&e);
 }
 
-/* One valid item's result in a bulk answer (api_batch_results). */
+/* One valid item's result in a bulk answer. */
 static void result_write(struct buf *out, const PGresult *res, int row, size_t i)
 {
     const char *status = row >= 0 ? PQgetvalue(res, row, R_STATUS) : "invalid";
@@ -181,53 +169,29 @@ static void result_write(struct buf *out, const PGresult *res, int row, size_t i
         char ptr[64];
         snprintf(ptr, sizeof ptr, "/enrollments/%zu/%s", i,
                  row >= 0 && !PQgetisnull(res, row, R_FIELD) ? PQgetvalue(res, row, R_FIELD) : "contact");
-        buf_adds(out, "\"status\":\"invalid\",\"errors\":[{\"pointer\":");
-        json_add_string(out, ptr);
-        buf_adds(out, ",\"message\":");
-        json_add_string(out, reason);
-        buf_adds(out, "}]}");
+        api_batch_invalid(out, ptr, reason);
     }
 }
 
-static void on_created(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    struct api_call *c = arg;
-    const struct api_batch *b = c->data;
-    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_reply_row(c, res); /* logs and answers 503 */
-        return;
-    }
-    if (!b->single)
-        api_batch_results(c, res, result_write);
-    else if (!res || PQntuples(res) != 1)
-        api_unavailable(c);
-    else
-        single_answer(c, res);
-}
+static const struct api_batch_kind enrollments_batch = {"enrollments", "Invalid enrollment", enrollment_input,
+                                                        result_write, single_answer};
 
 /* Checks the items (the body when single, else the array at items) and
- * sends the valid ones to SQL in one statement; answers at once when
- * none is. */
+ * sends the valid ones to SQL in one statement. */
 static void create(struct api_call *c, int items, int single)
 {
     struct buf sql = {0};
-    int rc = api_batch_check(c, items, "enrollments", single, "Invalid enrollment", enrollment_input, &sql);
-    if (rc == 0)
-        on_created(NULL, NULL, c); /* every item invalid: nothing to write */
-    if (rc <= 0) {
-        buf_free(&sql);
-        return;
+    if (api_batch_check(c, &enrollments_batch, items, single, &sql)) {
+        char now[40];
+        api_now(now, sizeof now);
+        const char *p[3] = {sql.p, now, single ? "true" : "false"};
+        struct db *db = api_db(c);
+        if (!db || db_query(db,
+                            "SELECT idx, status, id, reason, field, conflict_ids, enrollment "
+                            "FROM relance_api_enrollments_create($1::jsonb, $2::timestamptz, $3::boolean)",
+                            3, p, api_batch_answer, c) < 0)
+            api_unavailable(c);
     }
-    char now[40];
-    api_now(now, sizeof now);
-    struct db *db = api_db(c);
-    const char *p[3] = {sql.p, now, single ? "true" : "false"};
-    if (!db || db_query(db,
-                        "SELECT idx, status, id, reason, field, conflict_ids, enrollment "
-                        "FROM relance_api_enrollments_create($1::jsonb, $2::timestamptz, $3::boolean)",
-                        3, p, on_created, c) < 0)
-        api_unavailable(c);
     buf_free(&sql);
 }
 

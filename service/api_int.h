@@ -112,6 +112,13 @@ void api_reply(struct api_call *c, int status, const char *body, size_t len);
  * NULL or a JSON array of {pointer, message}. */
 void api_problem(struct api_call *c, int status, const char *slug, const char *title, const char *detail,
                  const char *errors_json);
+/* The same with extra members (extra: JSON members, no leading comma, or
+ * NULL), as a 409's contact_ids. */
+void api_problem_extra(struct api_call *c, int status, const char *slug, const char *title, const char *detail,
+                       const char *errors_json, const char *extra);
+/* Appends "contact_ids":["1","2"] from a PostgreSQL array {1,2}: the two
+ * contacts a conflict names. */
+void api_contact_ids(struct buf *out, const char *pgarray);
 /* Answers a problem built by SQL (relance_api_problem: no request_id),
  * or any other JSON answer, as it came. */
 void api_reply_sql(struct api_call *c, int status, const char *body);
@@ -134,31 +141,37 @@ void api_errors_free(struct api_errors *e);
 
 /* A batch of items — a bulk POST's array, or a POST's one item — checked
  * one by one: the valid ones go to SQL as one JSON array [{"index": i,
- * ...}], the invalid ones are answered in their place. */
-struct api_batch {
-    size_t n;
-    char **errors; /* per item: its errors as a JSON array, NULL when it went to SQL */
-    int single;    /* one item, answered as the thing itself */
+ * ...}] in one statement, the invalid ones are answered in their place.
+ * What differs from one resource to another: */
+struct api_batch_kind {
+    const char *member; /* the bulk body's array, "contacts": pointers /contacts/i */
+    const char *title;  /* of a single item's 422 */
+    /* writes an item's normalised members, each led by a comma, into
+     * out; its errors (pointers under ptr) into e */
+    void (*check)(const struct api_call *c, const struct json_doc *d, int v, const char *ptr, struct buf *out,
+                  struct api_errors *e);
+    /* a valid item's result in a bulk answer, from its row (-1: SQL gave
+     * none): the members after "index", and the closing brace */
+    void (*write)(struct buf *out, const PGresult *res, int row, size_t i);
+    /* the answer to a single item, from the statement's one row */
+    void (*single)(struct api_call *c, const PGresult *res);
 };
-/* Writes an item's normalised members, each led by a comma, into out;
- * its errors (pointers under ptr) into e. */
-typedef void (*api_item_check)(const struct api_call *c, const struct json_doc *d, int v, const char *ptr,
-                               struct buf *out, struct api_errors *e);
 /* A bulk body, {"<member>": [1 to API_BATCH_MAX items]}: the array's
  * value, or -1 answered (422). */
 #define API_BATCH_MAX 1000
 int api_batch_items(struct api_call *c, const char *member);
 /* Checks the items — the body itself when single, else the array at
- * value items (pointers /<member>/i) — and keeps the batch in c->data.
- * Returns 1 with the valid ones in sql, 0 when none is valid, -1 when a
- * single item was invalid (answered: 422 titled title). */
-int api_batch_check(struct api_call *c, int items, const char *member, int single, const char *title,
-                    api_item_check check, struct buf *sql);
-/* Answers a bulk call: {"results": [{"index": i, ...}]} in input order;
- * an invalid item as its errors, a valid one by write(out, res, row, i)
- * from its row (rows by index in column 0; row -1 when SQL gave none). */
-void api_batch_results(struct api_call *c, const PGresult *res,
-                       void (*write)(struct buf *out, const PGresult *res, int row, size_t i));
+ * value items — and keeps the batch in c->data. Returns 1 with the valid
+ * ones in sql: the caller sends its statement with api_batch_answer as
+ * the callback. Returns 0 when the call was answered (no valid item, a
+ * single invalid one: 422, or out of memory). */
+int api_batch_check(struct api_call *c, const struct api_batch_kind *kind, int items, int single, struct buf *sql);
+/* The db_result_cb of a batch's statement (arg: the call): 503 when it
+ * failed; kind->single's answer for one item; else {"results": [{"index":
+ * i, ...}]} in input order (rows by index in column 0). */
+void api_batch_answer(struct db *db, const PGresult *res, void *arg);
+/* An item SQL refused, in a bulk answer: one error at pointer. */
+void api_batch_invalid(struct buf *out, const char *pointer, const char *message);
 
 /* The resources' routes, each {NULL}-terminated. */
 extern const struct api_route api_contact_routes[];    /* api_contacts.c */
