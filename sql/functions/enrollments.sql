@@ -275,26 +275,19 @@ BEGIN
         ELSE RAISE EXCEPTION 'no such change: %', p_verb USING ERRCODE = '22023';
     END CASE;
     v_reason := coalesce(p_reason, v_reason);
-    -- one UPDATE per target, each by its own index
-    IF p_enrollment IS NOT NULL THEN
-        WITH up AS (
-            UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
-                                     next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
-             WHERE e.id = p_enrollment AND e.state = ANY (v_from) RETURNING e.id)
-        SELECT array_agg(up.id) INTO v_ids FROM up;
-    ELSIF p_contact IS NOT NULL THEN
-        WITH up AS (
-            UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
-                                     next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
-             WHERE e.contact_id = p_contact AND e.state = ANY (v_from) RETURNING e.id)
-        SELECT array_agg(up.id) INTO v_ids FROM up;
-    ELSIF p_sequence IS NOT NULL THEN
-        WITH up AS (
-            UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
-                                     next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
-             WHERE e.sequence_id = p_sequence AND e.state = ANY (v_from) RETURNING e.id)
-        SELECT array_agg(up.id) INTO v_ids FROM up;
-    END IF;
+    -- the target's live enrollments, each target by its own index
+    v_ids := CASE
+        WHEN p_enrollment IS NOT NULL THEN ARRAY[p_enrollment]
+        WHEN p_contact IS NOT NULL THEN ARRAY(SELECT e.id FROM enrollments e
+                                               WHERE e.contact_id = p_contact AND e.state = ANY (v_from))
+        WHEN p_sequence IS NOT NULL THEN ARRAY(SELECT e.id FROM enrollments e
+                                                WHERE e.sequence_id = p_sequence AND e.state = ANY (v_from))
+    END;
+    WITH up AS (
+        UPDATE enrollments e SET state = v_state, state_reason = v_reason, state_changed_at = p_now,
+                                 next_send_at = CASE WHEN v_state = 'stopped' THEN NULL ELSE e.next_send_at END
+         WHERE e.id = ANY (v_ids) AND e.state = ANY (v_from) RETURNING e.id)
+    SELECT array_agg(up.id) INTO v_ids FROM up;
     -- each change's event, in the same transaction (the feed's outbox),
     -- shaped as relance_suppress_add's enrollment.stopped
     INSERT INTO events (kind, occurred_at, data)
