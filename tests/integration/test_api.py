@@ -388,3 +388,29 @@ def test_the_rate_limit_is_configured_and_checked(module_tmp, check):
     r = relance("config", env={"RELANCE_CONFIG": config(module_tmp, 0, 9)})
     check.ok(r.returncode != 0 and "api_rate_limit" in r.stderr, "a limit of 0 is refused, naming the key",
              r.stdout + r.stderr)
+
+
+def test_a_second_replica_replays_the_first_ones_answer_and_refuses_a_revoked_key(world, check):
+    """Idempotency records live in PostgreSQL: a retry that reaches another
+    replica gets the first answer; a key revoked is refused there too."""
+    other = harness.Serve(world.env)
+    try:
+        other.wait_status("/readyz", 200)
+        body = {"email": "replica@retry.example"}
+        first = world.api.call("POST", "/v1/contacts", body, headers={"Idempotency-Key": "replica-1"})
+        again = Api(other.base, world.api.key).call("POST", "/v1/contacts", body,
+                                                    headers={"Idempotency-Key": "replica-1"})
+        check.eq(first[0], 201, "the first replica creates")
+        check.eq((again[0], again[3], again[1].get("Idempotent-Replayed")), (201, first[3], "true"),
+                 "the second replica replays the same bytes")
+        key = new_key(world.env, "two-replicas", "contacts:read")
+        a, b = Api(world.serve.base, key), Api(other.base, key)
+        check.eq((a.call("GET", "/v1/contacts?limit=1")[0], b.call("GET", "/v1/contacts?limit=1")[0]), (200, 200),
+                 "a new key works on both replicas")
+        assert relance("api-keys", "revoke", key.split("_")[1], env=world.env).returncode == 0
+        t0 = time.time()
+        gone = harness.wait_until(lambda: a.call("GET", "/v1/contacts?limit=1")[0] == 401
+                                  and b.call("GET", "/v1/contacts?limit=1")[0] == 401, 15, step=0.5)
+        check.ok(gone and time.time() - t0 < 10, f"revoked: refused on both within 10 s ({time.time() - t0:.1f} s)")
+    finally:
+        assert other.stop() == 0
