@@ -184,13 +184,18 @@ def test_pause_resume_and_stop_each_write_their_event(world, check):
     for verb in ("pause", "resume", "stop"):
         r = relance(verb, "--enrollment", ident, env=world.env)
         check.eq(r.returncode, 0, f"relance {verb}")
+    # the feed hands an event out once every transaction older than it
+    # has ended, in the whole cluster (other tests share it): poll
     seen, after = [], None
-    for _ in range(50):
+
+    def three_seen():
+        nonlocal after
         body = page(world.api, after, limit=500, types="enrollment.paused,enrollment.resumed,enrollment.stopped")
-        seen += [(e["type"], str(e["data"].get("enrollment_id"))) for e in body["data"]]
-        if not body["data"]:
-            break
-        after = body["next"]
+        seen.extend((e["type"], str(e["data"].get("enrollment_id"))) for e in body["data"])
+        after = body["next"] or after
+        return sum(eid == ident for _, eid in seen) >= 3
+
+    harness.wait_until(three_seen, 30, step=0.3)
     mine = [t for t, eid in seen if eid == ident]
     check.eq(mine, ["enrollment.paused", "enrollment.resumed", "enrollment.stopped"],
              "one event a change, in the order they happened")
