@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -41,10 +42,49 @@ SUPERUSER = "relance"
 PASSWORD_ROLES = "relance_password_roles"
 
 
+_PORT_LOCKS = "/tmp/relance-test-ports"
+_held_ports = []
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 for a server a test starts, reserved for this
+    process until it ends. Asking the kernel for port 0 and closing the
+    socket is a race: between the close and the server's bind, a client
+    socket (any test's connection to PostgreSQL or SMTP) or another test
+    process could take the same port, and the server fails with "Address
+    already in use" (one CI run in many did). So ports come from below the
+    kernel's ephemeral range, where no client socket is ever numbered, and
+    each is claimed with a lock file that every test process honours; the
+    lock goes with the process."""
+    os.makedirs(_PORT_LOCKS, mode=0o1777, exist_ok=True)
+    high = min(_ephemeral_low(), 65536)
+    low = max(1024, high - 12000)
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randrange(low, high)
+        fd = os.open(os.path.join(_PORT_LOCKS, str(port)), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:  # in use by something outside the tests
+            os.close(fd)
+            continue
+        _held_ports.append(fd)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def bindir():
