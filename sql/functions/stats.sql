@@ -45,7 +45,8 @@ BEGIN
                   FROM events v
                  WHERE v.kind IN ('reply.received', 'auto_reply.received', 'message.bounced', 'contact.unsubscribed')
                    AND v.data->>'sequence' = p_sequence
-                -- what retention kept of the events it deleted (retention.sql)
+                -- what retention kept of the events it deleted: relance_retention_prune
+                -- folds them as the lines above read them; change both together
                 UNION ALL
                 SELECT k.message_id, k.replied, k.auto_replied, k.bounced, k.unsubscribed
                   FROM stats_hits k
