@@ -20,7 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum ftype { F_STR, F_INT, F_SECONDS, F_BOOL, F_NEST, F_STRLIST };
+enum ftype { F_STR, F_INT, F_SECONDS, F_BOOL, F_NEST, F_STRLIST, F_KEEP };
 
 /* One known key: where its value goes (an offset into the target struct)
  * and how to read it. F_NEST reads a mapping with its own table into the
@@ -88,6 +88,13 @@ static const struct field http_fields[] = {
     {"api_rate_burst", F_INT, CFG(api_rate_burst), NULL},
     {NULL, F_STR, 0, NULL},
 };
+/* How long personal data is kept (retention.c prunes it). */
+static const struct field retention_fields[] = {
+    {"events", F_KEEP, CFG(retention_events), NULL},
+    {"messages", F_KEEP, CFG(retention_messages), NULL},
+    {"inbound", F_KEEP, CFG(retention_inbound), NULL},
+    {NULL, F_STR, 0, NULL},
+};
 /* pools and dkim are maps of names; they are read by their own code. */
 static const struct field top_fields[] = {
     {"database_url", F_STR, CFG(database_url), NULL},
@@ -101,6 +108,7 @@ static const struct field top_fields[] = {
     {"imap_max_connections", F_INT, CFG(imap_max_connections), NULL},
     {"smtp_idle_timeout", F_SECONDS, CFG(smtp_idle_timeout), NULL},
     {"smtp_timeout", F_SECONDS, CFG(smtp_timeout), NULL},
+    {"retention", F_NEST, 0, retention_fields},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
     {NULL, F_STR, 0, NULL},
@@ -259,6 +267,21 @@ static int read_value(struct parse *p, const struct field *f, const struct ynode
             rc = fail_at(p, v, "'%s' must be in seconds, minutes or hours, not days", key->value);
         else
             *(long *)(base + f->off) = (long)d.seconds;
+        break;
+    }
+    case F_KEEP: {
+        /* a retention: any duration but business days (a day is 24 h
+         * here: nothing depends on the wall clock), or "forever" (0) */
+        struct duration d;
+        char why[200];
+        if (strcmp(s, "forever") == 0)
+            *(long *)(base + f->off) = 0;
+        else if (duration_parse(s, &d, why, sizeof why) < 0)
+            rc = fail_at(p, v, "'%s': %s (or forever)", key->value, why);
+        else if (d.business_days)
+            rc = fail_at(p, v, "'%s' must be in seconds, minutes, hours or days, not business days", key->value);
+        else
+            *(long *)(base + f->off) = (long)(d.seconds + (int64_t)d.days * 86400);
         break;
     }
     case F_BOOL:
@@ -572,6 +595,9 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     cfg->api_rate_burst = 100;
     cfg->smtp_idle_timeout = 60;
     cfg->smtp_timeout = 60;
+    cfg->retention_events = 30 * 86400L;
+    cfg->retention_messages = 365 * 86400L;
+    cfg->retention_inbound = 90 * 86400L;
     if (buf) {
         struct yerror yerr;
         if (ytree_parse(buf, len, &root, &yerr) < 0) {

@@ -70,6 +70,10 @@ struct config {
     long api_rate_burst;       /* and the burst above it (default 100) */
     long smtp_idle_timeout;    /* seconds an SMTP connection stays open unused (default 60) */
     long smtp_timeout;         /* seconds for each SMTP reply, and a stalled upload (default 60) */
+    /* retention: seconds personal data is kept, 0 for forever (retention.c) */
+    long retention_events;     /* events are deleted after this (default 30 days) */
+    long retention_messages;   /* sent messages lose addresses and subject (default 365 days) */
+    long retention_inbound;    /* inbound messages lose their sender (default 90 days) */
     struct config_pool *pools;
     size_t n_pools;
     struct config_dkim *dkim;

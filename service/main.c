@@ -56,6 +56,7 @@ static const struct command commands[] = {
     {&cmd_enrollments, NEEDS_MIGRATED},
     {&cmd_messages, NEEDS_MIGRATED},
     {&cmd_stats, NEEDS_MIGRATED},
+    {&cmd_prune, NEEDS_MIGRATED},
     {&cmd_pause, NEEDS_MIGRATED},
     {&cmd_resume, NEEDS_MIGRATED},
     {&cmd_stop, NEEDS_MIGRATED},

@@ -26,6 +26,7 @@
 #include "oauth2.h"
 #include "preflight.h"
 #include "ready.h"
+#include "retention.h"
 #include "scheduler.h"
 #include "sender.h"
 #include "watcher.h"
@@ -48,6 +49,7 @@ struct server {
     struct sender *sender;
     struct watcher *watcher;   /* NULL unless an account has imap (transport smtp) */
     struct scheduler *scheduler;
+    struct retention *retention; /* prunes personal data past its retention */
     char *state_dir;           /* state_dir, else $XDG_STATE_HOME/relance */
     uv_signal_t sigint, sigterm;
     uv_signal_t sigusr1;       /* check every watched mailbox now */
@@ -160,6 +162,11 @@ static void server_stop_rest(struct server *srv)
     uv_timer_start(&srv->tick, on_close_deadline, SCHEDULER_CLOSE_MS, 0);
     if (srv->scheduler)
         scheduler_stop(srv->scheduler);
+    if (srv->retention) {
+        srv->pending_closes++;
+        retention_close(srv->retention, on_part_closed, srv);
+        srv->retention = NULL;
+    }
     if (srv->sender) {
         srv->pending_closes++;
         sender_close(srv->sender, on_sender_closed, srv);
@@ -443,6 +450,11 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
     srv->scheduler = scheduler_new(srv->loop, cfg, &srv->ready, srv->sender, srv->watcher, err, errlen);
     if (!srv->scheduler)
         goto done;
+    srv->retention = retention_new(srv->loop, cfg, &srv->ready);
+    if (!srv->retention) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
     rc = 0;
 done:
     free(capture_dir);

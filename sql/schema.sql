@@ -168,6 +168,7 @@ CREATE TABLE public.inbound_messages (
     enrollment_id bigint,
     matched_message bigint,
     detected_at timestamp with time zone NOT NULL,
+    pruned_at timestamp with time zone,
     CONSTRAINT inbound_messages_effect_check CHECK ((effect = ANY (ARRAY['pending'::text, 'replied'::text, 'unsubscribed'::text, 'bounced'::text, 'soft_bounce'::text, 'blocked'::text, 'auto_reply'::text, 'ignored'::text, 'unmatched'::text]))),
     CONSTRAINT inbound_messages_kind_check CHECK ((kind = ANY (ARRAY['human_reply'::text, 'auto_reply'::text, 'hard_bounce'::text, 'soft_bounce'::text, 'unsubscribe_request'::text, 'other'::text]))),
     CONSTRAINT inbound_messages_matched_by_check CHECK ((matched_by = ANY (ARRAY['message-id'::text, 'sender'::text, 'recipient'::text])))
@@ -219,6 +220,7 @@ CREATE TABLE public.messages (
     sent_at timestamp with time zone,
     outcome text,
     soft_bounces integer DEFAULT 0 NOT NULL,
+    pruned_at timestamp with time zone,
     CONSTRAINT messages_state_check CHECK ((state = ANY (ARRAY['sending'::text, 'sent'::text, 'deferred'::text, 'bounced'::text, 'unknown'::text, 'failed'::text])))
 );
 
@@ -307,6 +309,15 @@ CREATE SEQUENCE public.sequences_id_seq
     CACHE 1;
 
 ALTER SEQUENCE public.sequences_id_seq OWNED BY public.sequences.id;
+
+CREATE TABLE public.stats_hits (
+    message_id text NOT NULL,
+    sequence text NOT NULL,
+    replied boolean DEFAULT false NOT NULL,
+    auto_replied boolean DEFAULT false NOT NULL,
+    bounced boolean DEFAULT false NOT NULL,
+    unsubscribed boolean DEFAULT false NOT NULL
+);
 
 CREATE TABLE public.suppressions (
     pattern text NOT NULL,
@@ -404,6 +415,9 @@ ALTER TABLE ONLY public.sequences
 ALTER TABLE ONLY public.sequences
     ADD CONSTRAINT sequences_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.stats_hits
+    ADD CONSTRAINT stats_hits_pkey PRIMARY KEY (message_id);
+
 ALTER TABLE ONLY public.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (pattern);
 
@@ -425,6 +439,8 @@ CREATE INDEX enrollments_new_due ON public.enrollments USING btree (next_send_at
 
 CREATE INDEX events_kind_occurred_at ON public.events USING btree (kind, occurred_at);
 
+CREATE INDEX events_occurred_at ON public.events USING btree (occurred_at);
+
 CREATE INDEX events_xid_id ON public.events USING btree (xid, id);
 
 CREATE INDEX inbound_messages_blocks ON public.inbound_messages USING btree (account_id, detected_at) WHERE (effect = 'blocked'::text);
@@ -433,11 +449,15 @@ CREATE UNIQUE INDEX inbound_messages_message_id ON public.inbound_messages USING
 
 CREATE UNIQUE INDEX inbound_messages_place ON public.inbound_messages USING btree (account_id, folder, uidvalidity, uid);
 
+CREATE INDEX inbound_messages_unpruned ON public.inbound_messages USING btree (detected_at) WHERE (pruned_at IS NULL);
+
 CREATE INDEX messages_account_created ON public.messages USING btree (account_id, created_at) WHERE (account_id IS NOT NULL);
 
 CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHERE (state = 'sending'::text);
 
 CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state = ANY (ARRAY['sending'::text, 'deferred'::text, 'unknown'::text]));
+
+CREATE INDEX messages_unpruned ON public.messages USING btree (created_at) WHERE (pruned_at IS NULL);
 
 CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.relance_contact_changed();
 

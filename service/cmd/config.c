@@ -7,8 +7,10 @@
  * to fix, saying of a secret that cannot be read that serve would pause
  * that account rather than refuse to start. Reading and checking the file is config.c's; main loads it. */
 #include "cli.h"
+#include "duration.h"
 #include "preflight.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 static void on_problem(void *arg, const char *problem)
@@ -23,6 +25,17 @@ static void on_unavailable(void *arg, const char *problem)
     fprintf(stderr, "relance: config error: %s (serve pauses this account until it can be read)\n", problem);
 }
 
+/* A retention as the file would say it: "30 days", "12h", "forever". */
+static void keep_format(long seconds, char *buf, size_t len)
+{
+    if (seconds == 0) {
+        snprintf(buf, len, "forever");
+        return;
+    }
+    struct duration d = {.seconds = seconds % 86400, .days = (int32_t)(seconds / 86400)};
+    duration_format(&d, buf, len);
+}
+
 static int run(struct cli *cli, const struct cli_args *args)
 {
     (void)args;
@@ -35,6 +48,11 @@ static int run(struct cli *cli, const struct cli_args *args)
     printf("http.api_rate_limit: %ld requests a second a key, bursts of %ld (per replica)\n", cfg->api_rate_limit,
            cfg->api_rate_burst);
     printf("transport: %s\n", cfg->transport);
+    char ev[64], msg[64], in[64];
+    keep_format(cfg->retention_events, ev, sizeof ev);
+    keep_format(cfg->retention_messages, msg, sizeof msg);
+    keep_format(cfg->retention_inbound, in, sizeof in);
+    printf("retention: events %s, messages %s, inbound %s\n", ev, msg, in);
     for (size_t i = 0; i < cfg->n_pools; i++) {
         printf("pool %s: %zu account%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,
                cfg->pools[i].n_accounts == 1 ? "" : "s");

@@ -29,6 +29,7 @@
 --     sent_at       timestamptz
 --     outcome       text                          -- the last SMTP outcome's name
 --     soft_bounces  int         NOT NULL DEFAULT 0
+--     pruned_at     timestamptz                   -- retention stripped its addresses (retention.sql)
 -- )
 
 -- Takes one due step of a locked enrollment: a suppressed contact stops

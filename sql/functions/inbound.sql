@@ -45,6 +45,7 @@
 --     enrollment_id   bigint      REFERENCES enrollments
 --     matched_message bigint      REFERENCES messages -- the message of ours it answers or returns
 --     detected_at     timestamptz NOT NULL
+--     pruned_at       timestamptz                   -- retention stripped its sender (retention.sql)
 -- )
 -- Deduped by (account_id, message_id) when it has one, else by its place
 -- (account_id, folder, uidvalidity, uid).

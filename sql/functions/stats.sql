@@ -19,7 +19,8 @@
 -- versions; step NULL is the total), the messages sent (with 'unknown',
 -- which may have gone, and 'bounced', which were tried) and how many of
 -- them got a reply, an auto-reply, a hard bounce (at SMTP time or as a
--- DSN) or an unsubscribe request, from the detection events. p_since
+-- DSN) or an unsubscribe request, from the detection events (and, for
+-- those retention deleted, what it kept of them: stats_hits). p_since
 -- keeps the messages sent from then on; their replies count whenever
 -- they came. Raises no_data_found for an unknown sequence.
 CREATE OR REPLACE FUNCTION relance_stats(p_sequence text, p_since timestamptz)
@@ -34,14 +35,22 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH hit AS (
-        SELECT v.data->>'message_id' AS message_id,
-               bool_or(v.kind = 'reply.received') AS replied,
-               bool_or(v.kind = 'auto_reply.received') AS auto_replied,
-               bool_or(v.kind = 'message.bounced' AND v.data->'bounce'->>'kind' = 'hard') AS bounced,
-               bool_or(v.kind = 'contact.unsubscribed') AS unsubscribed
-          FROM events v
-         WHERE v.kind IN ('reply.received', 'auto_reply.received', 'message.bounced', 'contact.unsubscribed')
-           AND v.data->>'sequence' = p_sequence
+        SELECT x.message_id, bool_or(x.replied) AS replied, bool_or(x.auto_replied) AS auto_replied,
+               bool_or(x.bounced) AS bounced, bool_or(x.unsubscribed) AS unsubscribed
+          FROM (SELECT v.data->>'message_id' AS message_id,
+                       v.kind = 'reply.received' AS replied,
+                       v.kind = 'auto_reply.received' AS auto_replied,
+                       v.kind = 'message.bounced' AND v.data->'bounce'->>'kind' = 'hard' AS bounced,
+                       v.kind = 'contact.unsubscribed' AS unsubscribed
+                  FROM events v
+                 WHERE v.kind IN ('reply.received', 'auto_reply.received', 'message.bounced', 'contact.unsubscribed')
+                   AND v.data->>'sequence' = p_sequence
+                -- what retention kept of the events it deleted: relance_retention_prune
+                -- folds them as the lines above read them; change both together
+                UNION ALL
+                SELECT k.message_id, k.replied, k.auto_replied, k.bounced, k.unsubscribed
+                  FROM stats_hits k
+                 WHERE k.sequence = p_sequence) x
          GROUP BY 1
     )
     SELECT m.step_id, min(m.position), m.variant, count(*),

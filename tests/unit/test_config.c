@@ -323,6 +323,42 @@ static void clear_callers_settings(void)
     }
 }
 
+/* retention: durations with days, 0 or forever for keeping everything,
+ * the defaults when unset, and what is refused. */
+static void test_retention(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml;
+        long events, messages, inbound;
+        const char *err;
+    } rows[] = {
+        {"log_level: info\n", 30 * 86400L, 365 * 86400L, 90 * 86400L, NULL},
+        {"retention: {events: 12h, messages: 2 weeks, inbound: 1 day 4h}\n", 12 * 3600L, 14 * 86400L,
+         86400L + 4 * 3600L, NULL},
+        {"retention: {events: forever, messages: 0}\n", 0, 0, 90 * 86400L, NULL},
+        {"retention: {inbound: 3 business days}\n", 0, 0, 0,
+         "f.yaml:1:22: 'inbound' must be in seconds, minutes, hours or days, not business days"},
+        {"retention: {events: always}\n", 0, 0, 0, "f.yaml:1:21: 'events': expected a number in duration 'always' (or forever)"},
+        {"retention: {event: 1d}\n", 0, 0, 0, "unknown key 'event' in retention (did you mean 'events'?)"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char err[400] = "";
+        struct config *cfg = config_parse("f.yaml", rows[i].yaml, strlen(rows[i].yaml), err, sizeof err);
+        if (rows[i].err) {
+            if (cfg || !strstr(err, rows[i].err))
+                fail_msg("row %zu: got error '%s', want '%s'", i, err, rows[i].err);
+        } else if (!cfg) {
+            fail_msg("row %zu: %s", i, err);
+        } else if (cfg->retention_events != rows[i].events || cfg->retention_messages != rows[i].messages ||
+                   cfg->retention_inbound != rows[i].inbound) {
+            fail_msg("row %zu: got %ld %ld %ld", i, cfg->retention_events, cfg->retention_messages,
+                     cfg->retention_inbound);
+        }
+        config_free(cfg);
+    }
+}
+
 int main(void)
 {
     clear_callers_settings();
@@ -334,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_redact),
         cmocka_unit_test(test_conninfo_redact),
         cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
