@@ -75,6 +75,7 @@ struct metrics {
     struct buf sql;
     uint64_t sql_at;
     int sql_have, sql_in_flight;
+    int sql_failing;  /* said once, until the statement works again */
     struct waiting *waiting;
 };
 
@@ -442,11 +443,14 @@ static void on_sql(struct db *db, const PGresult *res, void *arg)
     m->sql_at = uv_now(m->loop);
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 3) {
         sql_keep(m, res);
+        if (m->sql_failing)
+            log_event(LOG_INFO, "metrics", "the database's figures can be read again", NULL);
+        m->sql_failing = 0;
     } else {
         /* answered without them (not stale figures); tried again after the
          * cache's time, so a failing statement is not run at every scrape */
         m->sql_have = 0;
-        if (res)
+        if (res && !m->sql_failing++)
             log_event(LOG_WARN, "metrics", "cannot read the database's figures", "error",
                       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), NULL);
     }

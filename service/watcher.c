@@ -166,7 +166,7 @@ struct watcher {
     int pending;                /* handles and parts still closing */
     size_t outstanding;         /* db queries in flight */
     /* NULL without metrics */
-    struct metrics_family *mailboxes, *pass_seconds, *reply_to_stop;
+    struct metrics_family *mailboxes, *leased_boxes, *pass_seconds, *reply_to_stop;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -432,6 +432,8 @@ static void on_lease_changed(void *arg, const struct lease *l)
     } else if (!l->held && b->leased) {
         log_event(LOG_WARN, "watcher", "mailbox lease lost: another replica watches it", "account", b->email, NULL);
     }
+    if (!l->held != !b->leased)
+        metrics_gauge_add(w->leased_boxes, NULL, l->held ? 1 : -1);
     b->leased = l->held;
 }
 
@@ -442,6 +444,12 @@ void watcher_set_metrics(struct watcher *w, struct metrics *m)
                                       "Watched mailboxes of this process by state: idle, backoff (the last pass "
                                       "failed), token_wait, pass, sent (saving Sent copies), closed.",
                                       state, NULL, 0);
+    w->leased_boxes = metrics_family_add(m, METRICS_GAUGE, "relance_imap_mailboxes_leased",
+                                         "Mailboxes whose lease this process holds: the ones it watches (the "
+                                         "others, configured here too, rest idle).",
+                                         NULL, NULL, 0);
+    for (size_t i = 0; i < w->n_boxes; i++)
+        metrics_gauge_add(w->leased_boxes, NULL, w->boxes[i].leased ? 1 : 0);
     w->pass_seconds = metrics_family_add(m, METRICS_HISTOGRAM, "relance_imap_pass_duration_seconds",
                                          "Duration of a mailbox pass (every folder read and recorded), failed "
                                          "ones included.",

@@ -146,6 +146,7 @@ def test_the_scrape_counts_what_happened(run, check):
     check.ok(m.get("relance_imap_pass_duration_seconds_count", 0) >= 1, "mailbox passes timed")
     check.eq(sum(v for k, v in m.items() if k.startswith("relance_imap_mailboxes{")), 1.0,
              "the one watched mailbox, in one state")
+    check.eq(m.get("relance_imap_mailboxes_leased"), 1.0, "and this replica holds its lease")
     check.eq(m.get('relance_db_connections{state="up"}'), 4.0, "every database connection is up")
     check.eq(m.get("relance_db_up"), 1.0, "the database is up")
     check.ok(any(k.startswith("relance_build_info{version=") and v == 1 for k, v in m.items()), "build info")
