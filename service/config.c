@@ -86,6 +86,9 @@ static const struct field http_fields[] = {
     {"public_url", F_STR, CFG(public_url), NULL},
     {"api_rate_limit", F_INT, CFG(api_rate_limit), NULL},
     {"api_rate_burst", F_INT, CFG(api_rate_burst), NULL},
+    {"metrics_listen", F_STR, CFG(metrics_listen), NULL},
+    {"metrics_token_env", F_STR, CFG(metrics_token_env), NULL},
+    {"metrics_token_file", F_STR, CFG(metrics_token_file), NULL},
     {NULL, F_STR, 0, NULL},
 };
 /* How long personal data is kept (retention.c prunes it). */
@@ -534,6 +537,7 @@ static int apply_env(struct config *cfg)
     } env[] = {
         {"DATABASE_URL", offsetof(struct config, database_url)},
         {"RELANCE_HTTP_LISTEN", offsetof(struct config, http_listen)},
+        {"RELANCE_METRICS_LISTEN", offsetof(struct config, metrics_listen)},
         {"RELANCE_PUBLIC_URL", offsetof(struct config, public_url)},
         {"RELANCE_STATE_DIR", offsetof(struct config, state_dir)},
         {"RELANCE_LOG_FORMAT", offsetof(struct config, log_format)},
@@ -561,6 +565,10 @@ static int check(struct parse *p, struct config *cfg)
     int port;
     if (config_split_listen(cfg->http_listen, host, sizeof host, &port) < 0)
         return fail_at(p, NULL, "http.listen '%s' must be host:port", cfg->http_listen);
+    if (cfg->metrics_listen && config_split_listen(cfg->metrics_listen, host, sizeof host, &port) < 0)
+        return fail_at(p, NULL, "http.metrics_listen '%s' must be host:port", cfg->metrics_listen);
+    if (cfg->metrics_token_env && cfg->metrics_token_file)
+        return fail_at(p, NULL, "http.metrics_token_env and http.metrics_token_file: one or the other, not both");
     if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
         return fail_at(p, NULL, "log_format must be 'text' or 'json', not '%s'", cfg->log_format);
     enum log_level level;
@@ -693,7 +701,8 @@ void config_free(struct config *cfg)
     }
     free(cfg->dkim);
     char **strs[] = {&cfg->path, &cfg->database_url, &cfg->http_listen, &cfg->public_url, &cfg->state_dir,
-                     &cfg->log_format, &cfg->log_level, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file};
+                     &cfg->log_format, &cfg->log_level, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file,
+                     &cfg->metrics_listen, &cfg->metrics_token_env, &cfg->metrics_token_file};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(cfg);

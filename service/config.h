@@ -58,6 +58,9 @@ struct config {
     char *path;                /* the file read, or NULL */
     char *database_url;        /* "" means libpq's defaults (PG* variables) */
     char *http_listen;         /* host:port */
+    char *metrics_listen;      /* host:port of GET /metrics alone, or NULL: on http_listen */
+    char *metrics_token_env;   /* GET /metrics wants Authorization: Bearer <this variable's value> */
+    char *metrics_token_file;  /* ... or the first line of this file; neither: no token */
     char *public_url;
     char *state_dir;
     char *log_format;          /* "text" or "json" */

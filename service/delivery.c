@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgarray.h"
 #include "pgerr.h"
 #include "ready.h"
@@ -32,6 +33,7 @@ struct delivery {
     const struct ready *ready;
     struct sender *sender;
     struct watcher *watcher;
+    struct metrics_family *sends; /* relance_sends_total; NULL without metrics */
     void (*on_settled)(void *arg);
     void (*on_account_back)(void *arg, const char *account, size_t left);
     void *settled_arg;
@@ -451,6 +453,38 @@ static void save_sent(struct delivery *d, const struct sending *x, const char *m
     }
 }
 
+/* relance_sends_total's outcome: the message's state as
+ * relance_step_outcome records it (sql/functions/outcomes.sql), and
+ * failed for a send the account's credentials stopped. */
+static const char *send_outcome(enum smtp_outcome o)
+{
+    switch (o) {
+    case SMTP_SENT:
+        return "sent";
+    case SMTP_DEFERRED:
+        return "deferred";
+    case SMTP_REJECTED_HARD:
+    case SMTP_REJECTED_POLICY:
+    case SMTP_REJECTED_OTHER:
+        return "bounced";
+    case SMTP_UNKNOWN:
+        return "unknown";
+    case SMTP_AUTH_FAILED:
+        break;
+    }
+    return "failed";
+}
+
+void delivery_set_metrics(struct delivery *d, struct metrics *m)
+{
+    static const char *const labels[] = {"account", "outcome", NULL};
+    d->sends = metrics_family_add(m, METRICS_COUNTER, "relance_sends_total",
+                                  "Messages handed to SMTP (or captured), by account and outcome: sent, deferred, "
+                                  "bounced (a 5xx), unknown (the body started, no final reply), failed (the "
+                                  "account's credentials were refused).",
+                                  labels, NULL, 0);
+}
+
 static void on_sent(const struct sender_report *rep, void *arg)
 {
     struct sending *x = arg;
@@ -469,6 +503,8 @@ static void on_sent(const struct sender_report *rep, void *arg)
                                        r->mail_accepted ? "true" : "false", x->subject, x->account,
                                        x->variant >= 0 ? variant : NULL};
         outcome_add(d, p);
+        const char *labels[2] = {x->account, send_outcome(r->outcome)};
+        metrics_count(d->sends, labels, 1);
         if (r->outcome != SMTP_SENT)
             log_event(r->outcome == SMTP_UNKNOWN || r->outcome == SMTP_AUTH_FAILED ? LOG_WARN : LOG_INFO, "sender",
                       smtp_outcome_name(r->outcome), "account", x->account, "message", x->message_id, "reply", reply,

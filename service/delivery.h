@@ -21,6 +21,7 @@
 #include <uv.h>
 
 struct delivery;
+struct metrics;
 struct ready;
 struct sender;
 struct watcher;
@@ -72,6 +73,10 @@ size_t delivery_pending_for(const struct delivery *d, const char *account);
  * literal being built (pgarray_add): a reconnect's rescue must not touch
  * them. */
 void delivery_live_ids(const struct delivery *d, struct buf *array);
+
+/* Registers the sends' figures in m (borrowed; outlives d): each
+ * outcome, by account, as it comes back to the loop. */
+void delivery_set_metrics(struct delivery *d, struct metrics *m);
 
 /* The database is back: what waits in the outbox is written. */
 void delivery_db_up(struct delivery *d);

@@ -15,6 +15,7 @@
 #include "delivery.h"
 #include "leases.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgarray.h"
 #include "pgerr.h"
 #include "ready.h"
@@ -86,6 +87,7 @@ struct scheduler {
     const struct config *cfg;
     const struct ready *ready;
     struct delivery *delivery;
+    struct metrics_family *claims, *claimed, *claim_seconds; /* NULL without metrics */
     struct watcher *watcher; /* the race check before a follow-up; NULL when no mailbox is watched */
     int smtp;                /* transport smtp; else capture */
     int by_account;          /* claims per leased account (smtp, or capture with accounts configured);
@@ -498,8 +500,12 @@ static void on_claimed(struct db *db, const PGresult *res, void *arg)
         return;
     }
     char rows[16], ms[32];
+    double took = (double)(uv_hrtime() - s->claim_asked) / 1e9;
+    metrics_count(s->claims, NULL, 1);
+    metrics_count(s->claimed, NULL, n);
+    metrics_observe(s->claim_seconds, NULL, took);
     snprintf(rows, sizeof rows, "%d", n);
-    snprintf(ms, sizeof ms, "%.1f", (double)(uv_hrtime() - s->claim_asked) / 1e6);
+    snprintf(ms, sizeof ms, "%.1f", took * 1e3);
     log_event(LOG_DEBUG, "scheduler", "claimed", "rows", rows, "ms", ms, NULL);
     s->claim_full = most == BATCH;
     if (n == 0) {
@@ -876,6 +882,18 @@ static void on_unknown_pools(struct db *db, const PGresult *res, void *arg)
     for (int i = 0; i < PQntuples(res); i++)
         log_event(LOG_WARN, "scheduler", "a sequence names a pool the configuration does not have: its "
                   "enrollments will wait", "sequence", PQgetvalue(res, i, 0), "pool", PQgetvalue(res, i, 1), NULL);
+}
+
+void scheduler_set_metrics(struct scheduler *s, struct metrics *m)
+{
+    s->claims = metrics_family_add(m, METRICS_COUNTER, "relance_claims_total",
+                                   "Claim statements answered (a batch of due steps taken for sending).", NULL,
+                                   NULL, 0);
+    s->claimed = metrics_family_add(m, METRICS_COUNTER, "relance_claimed_messages_total",
+                                    "Messages claimed for sending.", NULL, NULL, 0);
+    s->claim_seconds = metrics_family_add(m, METRICS_HISTOGRAM, "relance_claim_duration_seconds",
+                                          "Time from a claim statement queued to its answer.", NULL, NULL, 0);
+    delivery_set_metrics(s->delivery, m);
 }
 
 void scheduler_db_up(struct scheduler *s)

@@ -19,6 +19,7 @@
 
 struct ready;
 struct scheduler;
+struct metrics;
 struct sender;
 struct watcher;
 
@@ -28,6 +29,9 @@ struct watcher;
 struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
                                 struct sender *sender, struct watcher *watcher, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* Registers the claims' figures in m (borrowed; outlives s) and hands m
+ * to delivery, for the sends' outcomes. */
+void scheduler_set_metrics(struct scheduler *s, struct metrics *m);
 /* The database (re)connected and migrated: sync accounts, listen, rescue, run. */
 void scheduler_db_up(struct scheduler *s);
 /* Something may have become due. */

@@ -18,6 +18,13 @@
 int secret_account_password(const struct config_account *account, char **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Sets *out to a malloc'd copy of the token GET /metrics wants
+ * (http.metrics_token_env or http.metrics_token_file), or NULL when none
+ * is configured. Returns 0, or -ENOENT with a reason in err (never the
+ * token) when one is configured and cannot be read, -ENOMEM. */
+int secret_metrics_token(const struct config *cfg, char **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Overwrites s with zeros and frees it; NULL is fine. */
 void secret_free(char *s);
 

@@ -22,12 +22,14 @@
 #include "fdlimit.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "oauth2.h"
 #include "preflight.h"
 #include "ready.h"
 #include "retention.h"
 #include "scheduler.h"
+#include "secret.h"
 #include "sender.h"
 #include "watcher.h"
 
@@ -43,6 +45,8 @@ struct server {
     const struct config *cfg;
     struct ready ready;        /* what the parts and /readyz read */
     struct http *http;
+    struct http *metrics_http; /* GET /metrics on http.metrics_listen; NULL: on http */
+    struct metrics *metrics;   /* freed once the loop has ended */
     struct api *api;           /* the HTTP API's state (keys, time zones) */
     struct curl_uv *https;     /* the HTTPS pool: OAuth2 token endpoints */
     struct oauth2 *oauth2;
@@ -179,6 +183,11 @@ static void server_stop_rest(struct server *srv)
         srv->pending_closes++;
         http_close(srv->http, on_part_closed, srv);
         srv->http = NULL;
+    }
+    if (srv->metrics_http) {
+        srv->pending_closes++;
+        http_close(srv->metrics_http, on_part_closed, srv);
+        srv->metrics_http = NULL;
     }
 }
 
@@ -450,6 +459,9 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
     srv->scheduler = scheduler_new(srv->loop, cfg, &srv->ready, srv->sender, srv->watcher, err, errlen);
     if (!srv->scheduler)
         goto done;
+    scheduler_set_metrics(srv->scheduler, srv->metrics);
+    if (srv->watcher)
+        watcher_set_metrics(srv->watcher, srv->metrics);
     srv->retention = retention_new(srv->loop, cfg, &srv->ready);
     if (!srv->retention) {
         snprintf(err, errlen, "out of memory");
@@ -459,6 +471,17 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
 done:
     free(capture_dir);
     return rc;
+}
+
+/* The API's listener: GET /metrics goes to the metrics unless they have
+ * a listener of their own; every other path is the API's. */
+static void on_request(struct http_request *req, void *arg)
+{
+    struct server *srv = arg;
+    if (!srv->metrics_http && srv->metrics && strcmp(http_request_path(req), "/metrics") == 0)
+        metrics_handle(req, srv->metrics);
+    else
+        api_handle(req, srv->api);
 }
 
 static void on_unavailable(void *arg, const char *why)
@@ -475,18 +498,27 @@ int server_run(struct config *cfg, char *err, size_t errlen)
 
     if (clock_setup(err, errlen) < 0)
         return -1;
+    /* before anything starts: a token set but unreadable must not leave
+     * the figures open to all */
+    char *token = NULL;
+    if (secret_metrics_token(cfg, &token, err, errlen) < 0)
+        return -1;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "cannot initialise libcurl");
+        secret_free(token);
         return -1;
     }
     srv.state_dir = state_dir(cfg);
     if (!srv.state_dir || uv_loop_init(&loop) < 0) {
         snprintf(err, errlen, srv.state_dir ? "cannot start the event loop" : "out of memory");
         free(srv.state_dir);
+        secret_free(token);
         curl_global_cleanup();
         return -1;
     }
     srv.loop = &loop;
+    srv.metrics = metrics_new(&loop, &srv.ready, token);
+    secret_free(token);
     /* before any part reads the accounts: one without its secret is left
      * out of each, and the scheduler's sync pauses it */
     preflight_mark_unavailable(cfg, on_unavailable, NULL);
@@ -508,12 +540,21 @@ int server_run(struct config *cfg, char *err, size_t errlen)
      * and the HTTP listener gets what SMTP, IMAP and PostgreSQL leave */
     unsigned http_max = fdlimit_raise(cfg);
     char why[512];
-    srv.api = api_new(&loop, &srv.ready, cfg);
-    srv.http = srv.api ? http_new(&loop, cfg->http_listen, http_max, api_handle, srv.api, why, sizeof why) : NULL;
+    srv.api = srv.metrics ? api_new(&loop, &srv.ready, cfg) : NULL;
+    if (srv.api && cfg->metrics_listen) {
+        /* a few scrapers, not the API's crowd */
+        srv.metrics_http = http_new(&loop, cfg->metrics_listen, 16, metrics_handle, srv.metrics, why, sizeof why);
+        if (!srv.metrics_http)
+            snprintf(err, errlen, "%s; set RELANCE_METRICS_LISTEN (or http.metrics_listen) to a free host:port", why);
+    }
+    srv.http = srv.api && (srv.metrics_http || !cfg->metrics_listen)
+                   ? http_new(&loop, cfg->http_listen, http_max, on_request, &srv, why, sizeof why)
+                   : NULL;
     if (!srv.api)
         snprintf(why, sizeof why, "out of memory");
     if (!srv.http) {
-        snprintf(err, errlen, "%s; set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port", why);
+        if (!cfg->metrics_listen || srv.metrics_http)
+            snprintf(err, errlen, "%s; set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port", why);
         rc = -1;
         server_stop(&srv, "startup failed");
     } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0 || db_start(srv.ready.pnr) < 0 ||
@@ -526,8 +567,11 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         char db[512], port[16];
         config_conninfo_redact(cfg->database_url, db, sizeof db);
         snprintf(port, sizeof port, "%d", http_port(srv.http));
+        char mport[16] = "";
+        if (srv.metrics_http)
+            snprintf(mport, sizeof mport, "%d", http_port(srv.metrics_http));
         log_event(LOG_INFO, "serve", "started", "version", RELANCE_VERSION, "listen", cfg->http_listen, "port", port,
-                  "database", *db ? db : "(libpq defaults)", NULL);
+                  "database", *db ? db : "(libpq defaults)", "metrics_port", *mport ? mport : NULL, NULL);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     int left = uv_loop_close(&loop);
@@ -539,6 +583,7 @@ int server_run(struct config *cfg, char *err, size_t errlen)
     } else {
         log_event(LOG_INFO, "serve", "stopped", NULL);
     }
+    metrics_free(srv.metrics);
     free(srv.state_dir);
     curl_global_cleanup();
     return rc;

@@ -24,6 +24,7 @@
 #include "json.h"
 #include "leases.h"
 #include "log.h"
+#include "metrics.h"
 #include "mime.h"
 #include "pgarray.h"
 #include "pgerr.h"
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TICK_MS 100
@@ -75,6 +77,9 @@ enum box_state {
     BOX_STATE_COUNT
 };
 static const char *const box_state_names[] = {"IDLE", "BACKOFF", "TOKEN_WAIT", "PASS", "SENT", "CLOSED"};
+/* relance_imap_mailboxes' state label */
+static const char *const box_state_labels[] = {"idle", "backoff", "token_wait", "pass", "sent", "closed"};
+_Static_assert(sizeof box_state_labels / sizeof box_state_labels[0] == BOX_STATE_COUNT, "a label for every state");
 _Static_assert(sizeof box_state_names / sizeof box_state_names[0] == BOX_STATE_COUNT, "a name for every state");
 
 /* The transitions, one bit per target state. A task that cannot begin
@@ -89,6 +94,12 @@ static const unsigned box_state_next[BOX_STATE_COUNT] = {
     [BOX_CLOSED] = 0,
 };
 #undef TO
+
+/* When a fetched message reached the mailbox (its Received date). */
+struct arrival {
+    uint32_t uid;
+    time_t at;
+};
 
 struct box {
     struct watcher *w;
@@ -117,6 +128,9 @@ struct box {
     int since_used;             /* a bounded rescan: the folder is read to uidnext - 1 after */
     uint32_t *todo;
     uint32_t *sizes;            /* RFC822.SIZE of each of todo[0..sized); 0: expunged since the search */
+    struct arrival *arrivals;   /* the batch being recorded: when each message reached the mailbox */
+    size_t n_arrivals;
+    uint64_t pass_began_ns;     /* uv_hrtime when this pass began: its duration */
     size_t n_todo, i_todo, sized;
     size_t fetch_cap;           /* most UIDs a fetch asks for; halved when libcurl finds an answer too large */
     size_t n_batch;             /* UIDs of todo in the fetch or record in flight, from i_todo */
@@ -151,6 +165,8 @@ struct watcher {
     int closing;
     int pending;                /* handles and parts still closing */
     size_t outstanding;         /* db queries in flight */
+    /* NULL without metrics */
+    struct metrics_family *mailboxes, *leased_boxes, *pass_seconds, *reply_to_stop;
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -267,6 +283,7 @@ static void boxes_free(struct watcher *w)
         box_bearer_wipe(b);
         free(b->todo);
         free(b->sizes);
+        free(b->arrivals);
     }
     free(w->boxes);
     w->boxes = NULL;
@@ -415,7 +432,36 @@ static void on_lease_changed(void *arg, const struct lease *l)
     } else if (!l->held && b->leased) {
         log_event(LOG_WARN, "watcher", "mailbox lease lost: another replica watches it", "account", b->email, NULL);
     }
+    if (!l->held != !b->leased)
+        metrics_gauge_add(w->leased_boxes, NULL, l->held ? 1 : -1);
     b->leased = l->held;
+}
+
+void watcher_set_metrics(struct watcher *w, struct metrics *m)
+{
+    static const char *const state[] = {"state", NULL};
+    w->mailboxes = metrics_family_add(m, METRICS_GAUGE, "relance_imap_mailboxes",
+                                      "Watched mailboxes of this process by state: idle, backoff (the last pass "
+                                      "failed), token_wait, pass, sent (saving Sent copies), closed.",
+                                      state, NULL, 0);
+    w->leased_boxes = metrics_family_add(m, METRICS_GAUGE, "relance_imap_mailboxes_leased",
+                                         "Mailboxes whose lease this process holds: the ones it watches (the "
+                                         "others, configured here too, rest idle).",
+                                         NULL, NULL, 0);
+    for (size_t i = 0; i < w->n_boxes; i++)
+        metrics_gauge_add(w->leased_boxes, NULL, w->boxes[i].leased ? 1 : 0);
+    w->pass_seconds = metrics_family_add(m, METRICS_HISTOGRAM, "relance_imap_pass_duration_seconds",
+                                         "Duration of a mailbox pass (every folder read and recorded), failed "
+                                         "ones included.",
+                                         NULL, NULL, 0);
+    w->reply_to_stop = metrics_family_add(m, METRICS_HISTOGRAM, "relance_reply_to_stop_seconds",
+                                          "Time from a reply's arrival in the mailbox (its Received date) to its "
+                                          "enrollment stopped.",
+                                          NULL, NULL, 0);
+    for (size_t i = 0; i < BOX_STATE_COUNT; i++)
+        metrics_gauge_set(w->mailboxes, &box_state_labels[i], 0);
+    for (size_t i = 0; i < w->n_boxes; i++)
+        metrics_gauge_add(w->mailboxes, &box_state_labels[w->boxes[i].state], 1);
 }
 
 void watcher_db_up(struct watcher *w)
@@ -437,6 +483,8 @@ static void box_state_set(struct box *b, enum box_state to)
     snprintf(event, sizeof event, "mailbox %s -> %s", box_state_names[b->state], box_state_names[to]);
     /* a release build (no assert) still says so, loudly */
     log_event(allowed ? LOG_DEBUG : LOG_ERROR, "watcher", event, "account", b->email, NULL);
+    metrics_gauge_add(b->w->mailboxes, &box_state_labels[b->state], -1);
+    metrics_gauge_add(b->w->mailboxes, &box_state_labels[to], 1);
     b->state = to;
 }
 
@@ -539,6 +587,26 @@ static const char *result_field(const struct json_doc *d, const char *key, char 
     return out;
 }
 
+/* A reply stopped its enrollment (relance_inbound says so in its
+ * reason, sql/functions/inbound.sql): how long after it reached the
+ * mailbox, in real time (the Received field's clock, whatever the test
+ * clock says). */
+static void reply_stopped(struct box *b, const char *uid_text, const char *effect, const char *reason)
+{
+    static const char stops[] = "a reply: the enrollment stops";
+    if (!b->w->reply_to_stop || strcmp(effect, "replied") != 0 || strncmp(reason, stops, sizeof stops - 1) != 0)
+        return;
+    uint32_t uid = (uint32_t)strtoul(uid_text, NULL, 10);
+    for (size_t i = 0; i < b->n_arrivals; i++)
+        if (b->arrivals[i].uid == uid && b->arrivals[i].at > 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            double late = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)b->arrivals[i].at;
+            metrics_observe(b->w->reply_to_stop, NULL, late > 0 ? late : 0);
+            return;
+        }
+}
+
 /* The batch is recorded (relance_inbound for each message, and the
  * folder's progress past the batch, in one transaction): one line per
  * message, then the next batch. */
@@ -564,11 +632,15 @@ static void on_batch_recorded(struct box *b, const PGresult *res)
         result_field(d, "enrollment", enrollment, sizeof enrollment);
         result_field(d, "reason", reason, sizeof reason);
         json_free(d);
+        reply_stopped(b, PQgetvalue(res, row, 0), effect, reason);
         log_event(LOG_INFO, "watcher", "inbound message", "account", b->email, "folder", folder_of(b), "uid",
                   PQgetvalue(res, row, 0), "effect", effect, "enrollment", enrollment[0] ? enrollment : "-", "reason",
                   reason[0] ? reason : NULL, NULL);
     }
     b->processed += PQntuples(res);
+    free(b->arrivals);
+    b->arrivals = NULL;
+    b->n_arrivals = 0;
     b->i_todo += b->n_batch;
     b->n_batch = 0;
     record_next(b);
@@ -619,7 +691,10 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
     log_event(LOG_DEBUG, "watcher", "fetched", "account", b->email, "folder", folder_of(b), "asked", asked, "got", got,
               NULL);
     struct buf col[N_COLS] = {0};
-    int oom = 0;
+    free(b->arrivals);
+    b->n_arrivals = 0;
+    b->arrivals = calloc(r->n_messages ? r->n_messages : 1, sizeof *b->arrivals);
+    int oom = !b->arrivals;
     for (size_t i = 0; i < r->n_messages && !oom; i++) {
         const struct imap_message *m = &r->messages[i];
         size_t len;
@@ -641,6 +716,7 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
         pgarray_add(&col[COL_BLOCK], c.is_block ? "true" : "false");
         pgarray_add(&col[COL_RCPT], in.recipients);
         pgarray_add(&col[COL_DATE], in.return_date[0] ? in.return_date : NULL);
+        b->arrivals[b->n_arrivals++] = (struct arrival){m->uid, in.received};
         inbound_free(&in);
     }
     const char *p[14];
@@ -908,10 +984,14 @@ static void box_task_end(struct box *b, int status)
     }
     box_state_set(b, box_rest(b));
     if (task == BOX_PASS) {
+        metrics_observe(w->pass_seconds, NULL, (double)(uv_hrtime() - b->pass_began_ns) / 1e9);
         free(b->todo);
         free(b->sizes);
+        free(b->arrivals);
         b->todo = NULL;
         b->sizes = NULL;
+        b->arrivals = NULL;
+        b->n_arrivals = 0;
         b->n_todo = b->i_todo = b->n_batch = b->sized = 0;
         if (b->in_pass)
             b->carried = 0;
@@ -932,6 +1012,7 @@ static void box_pass_start(struct box *b)
     b->more = 0;
     b->fetch_cap = IMAP_FETCH_BATCH;
     b->pass_began = clock_now();
+    b->pass_began_ns = uv_hrtime();
     box_next_folder(b);
 }
 

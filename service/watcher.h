@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+struct metrics;
 struct watcher;
 
 /* True when cfg asks for watching: transport smtp and at least one
@@ -47,6 +48,11 @@ struct ready;
 struct oauth2;
 struct watcher *watcher_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,
                             struct oauth2 *oauth2, char *err, size_t errlen);
+
+/* Registers the mailboxes' figures in m (borrowed; outlives w): the
+ * mailboxes by state, the passes' durations, and the time from a reply's
+ * arrival in its mailbox to its enrollment stopped. */
+void watcher_set_metrics(struct watcher *w, struct metrics *m);
 
 /* The database is (again) connected and migrated, accounts synced: take
  * leases and watch. */

@@ -45,6 +45,13 @@ static int run(struct cli *cli, const struct cli_args *args)
     printf("file: %s\n", cfg->path ? cfg->path : "(none: defaults and environment)");
     printf("database_url: %s\n", *db ? db : "(libpq defaults)");
     printf("http.listen: %s\n", cfg->http_listen);
+    printf("http.metrics_listen: %s\n", cfg->metrics_listen ? cfg->metrics_listen : "(on http.listen)");
+    if (cfg->metrics_token_env)
+        printf("http.metrics_token: from the environment variable %s\n", cfg->metrics_token_env);
+    else if (cfg->metrics_token_file)
+        printf("http.metrics_token: from the file %s\n", cfg->metrics_token_file);
+    else
+        printf("http.metrics_token: none (GET /metrics is open to whoever reaches it)\n");
     printf("http.api_rate_limit: %ld requests a second a key, bursts of %ld (per replica)\n", cfg->api_rate_limit,
            cfg->api_rate_burst);
     printf("transport: %s\n", cfg->transport);

@@ -1,10 +1,12 @@
 /* inbound: what relance_inbound (sql/functions/inbound.sql) needs from one
  * fetched message besides its classification — its Message-ID, its From
  * address, the ids it refers to (newest first) and a bounce's failed
- * recipients, as PostgreSQL array literals. Pure. */
+ * recipients, as PostgreSQL array literals — and when it reached the
+ * mailbox (for the reply-to-stop latency). Pure. */
 #include "inbound.h"
 
 #include "buf.h"
+#include "classify_int.h"
 #include "mime.h"
 #include "pgarray.h"
 
@@ -91,6 +93,11 @@ int inbound_read(const char *raw, size_t len, const struct classify_result *c, s
     if (msgids(mime_headers_get(&h, "Message-ID"), ids, id_lens, 1) == 1)
         snprintf(out->message_id, sizeof out->message_id, "%.*s", (int)id_lens[0], ids[0]);
     from_address(mime_headers_get(&h, "From"), out->from, sizeof out->from);
+    /* "Received: from ... by ...; Mon, 7 Dec 2026 18:00:00 +0000": the
+     * topmost is the delivery's, its date after the last semicolon */
+    const char *received = mime_headers_get(&h, "Received");
+    const char *semi = received ? strrchr(received, ';') : NULL;
+    out->received = semi ? cls_parse_rfc_date(semi + 1) : 0;
 
     /* refs: classify's (the id our message had, read from a reply or a
      * bounce's returned headers), In-Reply-To, References newest first */

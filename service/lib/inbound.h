@@ -6,6 +6,7 @@
 #include "classify.h"
 
 #include <stddef.h>
+#include <time.h>
 
 /* What relance_inbound needs from one message besides classify's result. */
 struct inbound {
@@ -14,6 +15,8 @@ struct inbound {
     char *refs;           /* PostgreSQL text[] literal: classify's id, In-Reply-To, References newest first */
     char *recipients;     /* text[] literal: a bounce's failed recipients, lower-case */
     char return_date[16]; /* "YYYY-MM-DD", "" when none */
+    time_t received;      /* when it reached the mailbox: the date of its topmost Received field
+                           * (the last hop's, the delivery's); 0 when none can be read */
 };
 
 /* Reads raw[0..len) (the fetched header and body prefix) and c (its

@@ -81,12 +81,35 @@ static void test_inbound_plain_from(void **state)
     inbound_free(&in);
 }
 
+/* The arrival: the topmost Received field's date (the delivering server's,
+ * after the last semicolon, folded or not), not a later hop's nor Date. */
+static void test_inbound_received(void **state)
+{
+    (void)state;
+    const char msg[] = "Return-Path: <zoe@prospects.example>\r\n"
+                       "Received: from mx.prospects.example (mx.prospects.example [192.0.2.1])\r\n"
+                       "\tby mail.acme.example (Postfix; release 3, patch 7) with LMTP id x1;\r\n"
+                       "\tMon, 2 Mar 2026 10:00:05 +0100\r\n"
+                       "Received: by mx.prospects.example; Mon, 2 Mar 2026 08:00:00 +0000\r\n"
+                       "Date: Sun, 1 Mar 2026 00:00:00 +0000\r\n"
+                       "From: zoe@prospects.example\r\n\r\nYes.\r\n";
+    struct inbound in;
+    assert_int_equal(inbound_read(msg, sizeof msg - 1, NULL, &in), 0);
+    assert_int_equal((long long)in.received, 1772442005LL); /* 2026-03-02T09:00:05Z */
+    inbound_free(&in);
+    const char none[] = "From: zoe@prospects.example\r\nDate: Mon, 2 Mar 2026 10:00:05 +0100\r\n\r\nYes.\r\n";
+    assert_int_equal(inbound_read(none, sizeof none - 1, NULL, &in), 0);
+    assert_int_equal((long long)in.received, 0); /* no Received field: no arrival, not the Date */
+    inbound_free(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inbound_reply),
         cmocka_unit_test(test_inbound_bounce),
         cmocka_unit_test(test_inbound_plain_from),
+        cmocka_unit_test(test_inbound_received),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
