@@ -1,13 +1,15 @@
 /* server: `relance serve` (see server.h). It owns the loop, the signals,
  * the housekeeping tick and the one struct ready the parts read; it
  * creates the parts as siblings — database, HTTPS pool and OAuth2 token
- * store, sender, watcher, scheduler, HTTP listener — handing each what it
- * works with, keeps readiness true to the database (/readyz), and on
- * SIGINT/SIGTERM stops them in the one order that loses nothing:
+ * store, sender, watcher, scheduler, webhook deliveries, HTTP listener —
+ * handing each what it works with, keeps readiness true to the database
+ * (/readyz), and on SIGINT/SIGTERM stops them in the one order that loses
+ * nothing:
  *
  *   watcher (gives its mailbox leases up)
  *   -> scheduler_stop (no new claim, no more writes)
- *   -> sender (bodies on the wire finish, the rest is deferred)
+ *   -> sender (bodies on the wire finish, the rest is deferred), and
+ *      beside it the webhook deliveries (requests end, claims given back)
  *   -> scheduler_close (gives its account leases up)
  *   -> OAuth2 store, HTTPS pool, database, HTTP listener
  *
@@ -29,6 +31,7 @@
 #include "scheduler.h"
 #include "sender.h"
 #include "watcher.h"
+#include "webhooks.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -48,6 +51,7 @@ struct server {
     struct sender *sender;
     struct watcher *watcher;   /* NULL unless an account has imap (transport smtp) */
     struct scheduler *scheduler;
+    struct webhooks *webhooks; /* the event outbox's deliveries */
     char *state_dir;           /* state_dir, else $XDG_STATE_HOME/relance */
     uv_signal_t sigint, sigterm;
     uv_signal_t sigusr1;       /* check every watched mailbox now */
@@ -173,6 +177,13 @@ static void server_stop_rest(struct server *srv)
         http_close(srv->http, on_part_closed, srv);
         srv->http = NULL;
     }
+    /* beside the sender: its requests end, the claims of the cut ones are
+     * given back while the database is open */
+    if (srv->webhooks) {
+        srv->pending_closes++;
+        webhooks_close(srv->webhooks, on_part_closed, srv);
+        srv->webhooks = NULL;
+    }
 }
 
 /* The API's state goes with the database: a request still waiting for a
@@ -282,6 +293,7 @@ static void on_migrations(struct db *db, const PGresult *res, void *arg)
         /* after the scheduler's: its account sync is queued first */
         if (srv->watcher)
             watcher_db_up(srv->watcher);
+        webhooks_db_up(srv->webhooks);
     }
     else if (!srv->ready.migrated && was)
         log_event(LOG_WARN, "serve", "not ready", "reason", srv->ready.reason, NULL);
@@ -340,10 +352,11 @@ static void on_db_state(struct db *db, enum db_link link, const char *reason, vo
 static void on_notify(struct db *db, const char *channel, const char *payload, void *arg)
 {
     (void)db;
-    (void)channel;
     (void)payload;
     struct server *srv = arg;
-    if (srv->scheduler)
+    if (strcmp(channel, "relance_webhooks") == 0)
+        webhooks_wake(srv->webhooks);
+    else if (srv->scheduler)
         scheduler_wake(srv->scheduler);
 }
 
@@ -442,6 +455,9 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
     }
     srv->scheduler = scheduler_new(srv->loop, cfg, &srv->ready, srv->sender, srv->watcher, err, errlen);
     if (!srv->scheduler)
+        goto done;
+    srv->webhooks = webhooks_new(srv->loop, cfg, &srv->ready, err, errlen);
+    if (!srv->webhooks)
         goto done;
     rc = 0;
 done:

@@ -80,7 +80,7 @@ int webhook_url_check(const char *url, char *const *allow, int *listed, char *wh
         snprintf(why, len, "%s is not a public address: list it in webhook_allow_insecure to allow it", bare);
         goto done;
     }
-    if (!ok_listed && strcasecmp(bare, "localhost") == 0) {
+    if (!ok_listed && (strcasecmp(bare, "localhost") == 0 || strcasecmp(bare, "localhost.") == 0)) {
         snprintf(why, len, "localhost is not a public address: list it in webhook_allow_insecure to allow it");
         goto done;
     }

@@ -44,6 +44,7 @@ static const struct row without_list[] = {
     {"http://127.0.0.1:9000/h", 0, 0, "http is allowed only"},
     {"https://127.0.0.1:9000/h", 0, 0, "127.0.0.1 is not a public address"},
     {"https://localhost/h", 0, 0, "localhost is not a public address"},
+    {"https://LocalHost./h", 0, 0, "localhost is not a public address"},
     {"https://[::ffff:10.1.1.1]/h", 0, 0, "::ffff:10.1.1.1 is not a public address"},
 };
 
