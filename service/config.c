@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "duration.h"
 #include "log.h"
+#include "webhook_url.h"
 #include "ytree.h"
 
 #include <ctype.h>
@@ -114,6 +115,11 @@ static const struct field top_fields[] = {
     {"retention", F_NEST, 0, retention_fields},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
+    {"webhooks", F_NEST, 0, NULL},
+    {"webhook_allow_insecure", F_STRLIST, CFG(webhook_allow_insecure), NULL},
+    {"webhook_max_in_flight", F_INT, CFG(webhook_max_in_flight), NULL},
+    {"webhook_timeout", F_SECONDS, CFG(webhook_timeout), NULL},
+    {"webhook_connect_timeout", F_SECONDS, CFG(webhook_connect_timeout), NULL},
     {NULL, F_STR, 0, NULL},
 };
 #undef CFG
@@ -520,6 +526,68 @@ static int read_dkim(struct parse *p, struct config *cfg, const struct ynode *dk
     return 0;
 }
 
+/* webhooks: a map of names to {url, types, description, secret_env |
+ * secret_file}. The URL is checked once webhook_allow_insecure is known
+ * (check_webhooks). */
+static int read_webhooks(struct parse *p, struct config *cfg, const struct ynode *map)
+{
+    static const struct field webhook_fields[] = {
+        {"url", F_STR, offsetof(struct config_webhook, url), NULL},
+        {"types", F_STRLIST, offsetof(struct config_webhook, types), NULL},
+        {"description", F_STR, offsetof(struct config_webhook, description), NULL},
+        {"secret_env", F_STR, offsetof(struct config_webhook, secret_env), NULL},
+        {"secret_file", F_STR, offsetof(struct config_webhook, secret_file), NULL},
+        {NULL, F_STR, 0, NULL},
+    };
+    if (map->type != YNODE_MAP)
+        return fail_at(p, map, "'webhooks' must map names to {url, types, secret_env or secret_file}");
+    cfg->webhooks = calloc(map->n / 2 + 1, sizeof *cfg->webhooks);
+    if (!cfg->webhooks)
+        return fail_at(p, map, "out of memory");
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        const struct ynode *item = map->items[i + 1];
+        struct config_webhook *w = &cfg->webhooks[cfg->n_webhooks++];
+        w->name = strdup(map->items[i]->value);
+        w->line = item->line;
+        w->col = item->col;
+        if (!w->name)
+            return fail_at(p, item, "out of memory");
+        if (read_fields(p, item, webhook_fields, w, w->name) < 0)
+            return -1;
+        if (!w->url)
+            return fail_at(p, item, "webhook %s needs a 'url'", w->name);
+        if (!w->secret_env == !w->secret_file)
+            return fail_at(p, item, "webhook %s needs its secret from one of 'secret_env' or 'secret_file'",
+                           w->name);
+        for (size_t k = 0; w->types && w->types[k]; k++) {
+            const char *t = w->types[k], *dot = strchr(t, '.');
+            if (!dot || dot == t || !dot[1] || strspn(t, "abcdefghijklmnopqrstuvwxyz_.") != strlen(t) ||
+                strchr(dot + 1, '.'))
+                return fail_at(p, item, "webhook %s: '%s' is not an event type (e.g. reply.received)", w->name,
+                               t);
+        }
+        if (!w->description && !(w->description = strdup("")))
+            return fail_at(p, item, "out of memory");
+    }
+    return 0;
+}
+
+static int check_webhooks(struct parse *p, const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_webhooks; i++) {
+        char why[300];
+        if (webhook_url_check(cfg->webhooks[i].url, cfg->webhook_allow_insecure, NULL, why, sizeof why) < 0) {
+            snprintf(p->err, p->errlen, "%s:%d:%d: webhook %s: %s", p->name, cfg->webhooks[i].line, cfg->webhooks[i].col,
+                     cfg->webhooks[i].name, why);
+            return -1;
+        }
+    }
+    if (cfg->webhook_max_in_flight < 1 || cfg->webhook_timeout < 1 || cfg->webhook_connect_timeout < 1)
+        return fail_at(p, NULL, "webhook_max_in_flight, webhook_timeout and webhook_connect_timeout must be at "
+                                "least 1");
+    return 0;
+}
+
 static int set_default(char **slot, const char *value)
 {
     if (*slot)
@@ -606,6 +674,9 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     cfg->retention_events = 30 * 86400L;
     cfg->retention_messages = 365 * 86400L;
     cfg->retention_inbound = 90 * 86400L;
+    cfg->webhook_max_in_flight = 4;
+    cfg->webhook_timeout = 15;
+    cfg->webhook_connect_timeout = 5;
     if (buf) {
         struct yerror yerr;
         if (ytree_parse(buf, len, &root, &yerr) < 0) {
@@ -621,6 +692,9 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
             const struct ynode *dkim = ytree_get(root, "dkim");
             if (dkim && !ytree_is_null(dkim) && read_dkim(&p, cfg, dkim) < 0)
                 goto fail;
+            const struct ynode *webhooks = ytree_get(root, "webhooks");
+            if (webhooks && !ytree_is_null(webhooks) && read_webhooks(&p, cfg, webhooks) < 0)
+                goto fail;
         }
     }
     if (apply_env(cfg) < 0 || set_default(&cfg->database_url, "") < 0 ||
@@ -630,7 +704,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (check(&p, cfg) < 0)
+    if (check(&p, cfg) < 0 || check_webhooks(&p, cfg) < 0)
         goto fail;
     ytree_free(root);
     return cfg;
@@ -670,6 +744,13 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     return cfg;
 }
 
+static void strlist_free(char **list)
+{
+    for (size_t i = 0; list && list[i]; i++)
+        free(list[i]);
+    free(list);
+}
+
 static void free_account(struct config_account *a)
 {
     char **strs[] = {&a->email, &a->from_name, &a->first_name, &a->signature, &a->unavailable, &a->smtp, &a->imap, &a->username, &a->password_env, &a->max_bounce_rate,
@@ -678,9 +759,7 @@ static void free_account(struct config_account *a)
                      &a->oauth2.refresh_token_env};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
-    for (size_t i = 0; a->folders && a->folders[i]; i++)
-        free(a->folders[i]);
-    free(a->folders);
+    strlist_free(a->folders);
 }
 
 void config_free(struct config *cfg)
@@ -700,6 +779,17 @@ void config_free(struct config *cfg)
         free(cfg->dkim[i].key_file);
     }
     free(cfg->dkim);
+    for (size_t i = 0; i < cfg->n_webhooks; i++) {
+        struct config_webhook *w = &cfg->webhooks[i];
+        free(w->name);
+        free(w->url);
+        free(w->description);
+        free(w->secret_env);
+        free(w->secret_file);
+        strlist_free(w->types);
+    }
+    free(cfg->webhooks);
+    strlist_free(cfg->webhook_allow_insecure);
     char **strs[] = {&cfg->path, &cfg->database_url, &cfg->http_listen, &cfg->public_url, &cfg->state_dir,
                      &cfg->log_format, &cfg->log_level, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file,
                      &cfg->metrics_listen, &cfg->metrics_token_env, &cfg->metrics_token_file};

@@ -54,6 +54,15 @@ struct config_dkim {
     char *domain, *selector, *key_file;
 };
 
+/* An endpoint the configuration declares (webhooks: NAME: {...}); its
+ * secret is read from secret_env or secret_file by each replica, never
+ * stored in the database. */
+struct config_webhook {
+    char *name, *url, *description, *secret_env, *secret_file;
+    char **types;              /* NULL-terminated; NULL: every type */
+    int line, col;
+};
+
 struct config {
     char *path;                /* the file read, or NULL */
     char *database_url;        /* "" means libpq's defaults (PG* variables) */
@@ -81,6 +90,12 @@ struct config {
     size_t n_pools;
     struct config_dkim *dkim;
     size_t n_dkim;
+    struct config_webhook *webhooks;
+    size_t n_webhooks;
+    char **webhook_allow_insecure; /* hosts reachable over http or at private addresses; NULL-terminated */
+    long webhook_max_in_flight;  /* requests per endpoint and replica (default 4) */
+    long webhook_timeout;        /* seconds for a whole request (default 15) */
+    long webhook_connect_timeout; /* seconds to connect (default 5) */
 };
 
 /* Loads path (NULL: defaults only) and applies the environment. Returns

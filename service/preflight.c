@@ -118,5 +118,13 @@ size_t preflight_check(const struct config *cfg, preflight_cb cb, void *arg)
         if (sender_dkim_check(&cfg->dkim[i], err, sizeof err) < 0)
             report(&r, err);
     }
+    /* a webhook that cannot sign would send what no consumer accepts */
+    for (size_t i = 0; i < cfg->n_webhooks; i++) {
+        char *secret = NULL;
+        r.last[0] = '\0';
+        if (secret_webhook(&cfg->webhooks[i], &secret, err, sizeof err) < 0)
+            report(&r, err);
+        secret_free(secret);
+    }
     return r.n;
 }

@@ -1,7 +1,10 @@
-/* secret: reading account passwords from the environment or a file, for
- * the parts that log in as an account. It owns nothing past the call: the
+/* secret: reading account passwords and webhook secrets from the
+ * environment or a file, for the parts that log in as an account or sign
+ * as an endpoint. It owns nothing past the call: the
  * caller keeps (and wipes) the copy. It does not know protocols or log. */
 #include "secret.h"
+
+#include "whsig.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,14 +31,17 @@ static char *read_file(const char *path, const char *who, const char *key, char 
     return s;
 }
 
-int secret_account_password(const struct config_account *a, char **out, char *err, size_t errlen)
+/* The secret of who (e.g. "account a@x") from the variable env or the
+ * file file, named in messages by their keys (env_key, file_key).
+ * -EINVAL when neither is given. */
+static int read_secret(const char *who, const char *env_key, const char *env, const char *file_key,
+                       const char *file, char **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (a->password_env) {
-        const char *v = getenv(a->password_env);
+    if (env) {
+        const char *v = getenv(env);
         if (!v || !*v) {
-            snprintf(err, errlen, "account %s: environment variable %s (password_env) is not set", a->email,
-                     a->password_env);
+            snprintf(err, errlen, "%s: environment variable %s (%s) is not set", who, env, env_key);
             return -ENOENT;
         }
         *out = strdup(v);
@@ -45,44 +51,53 @@ int secret_account_password(const struct config_account *a, char **out, char *er
         }
         return 0;
     }
-    if (a->password_file) {
-        char who[400];
-        snprintf(who, sizeof who, "account %s", a->email);
-        *out = read_file(a->password_file, who, "password_file", err, errlen);
+    if (file) {
+        *out = read_file(file, who, file_key, err, errlen);
         return *out ? 0 : -ENOENT; /* (out of memory reads the same: rare, and said in err) */
     }
-    snprintf(err, errlen, "account %s needs password_env or password_file (or, for SMTP only, auth: none)",
-             a->email);
     return -EINVAL;
+}
+
+int secret_account_password(const struct config_account *a, char **out, char *err, size_t errlen)
+{
+    char who[300];
+    snprintf(who, sizeof who, "account %s", a->email);
+    int rc = read_secret(who, "password_env", a->password_env, "password_file", a->password_file, out, err,
+                         errlen);
+    if (rc == -EINVAL)
+        snprintf(err, errlen, "account %s needs password_env or password_file (or, for SMTP only, auth: none)",
+                 a->email);
+    return rc;
 }
 
 int secret_metrics_token(const struct config *cfg, char **out, char *err, size_t errlen)
 {
-    *out = NULL;
-    if (cfg->metrics_token_env) {
-        const char *v = getenv(cfg->metrics_token_env);
-        if (!v || !*v) {
-            snprintf(err, errlen, "environment variable %s (http.metrics_token_env) is not set",
-                     cfg->metrics_token_env);
-            return -ENOENT;
-        }
-        *out = strdup(v);
-    } else if (cfg->metrics_token_file) {
-        *out = read_file(cfg->metrics_token_file, "metrics", "http.metrics_token_file", err, errlen);
-        if (*out && !**out) {
-            secret_free(*out);
-            *out = NULL;
-            snprintf(err, errlen, "http.metrics_token_file %s is empty", cfg->metrics_token_file);
-        }
-        return *out ? 0 : -ENOENT;
-    } else {
-        return 0;
+    int rc = read_secret("metrics", "http.metrics_token_env", cfg->metrics_token_env, "http.metrics_token_file",
+                         cfg->metrics_token_file, out, err, errlen);
+    if (rc == 0 && !**out) { /* an empty token would let anyone in */
+        secret_free(*out);
+        *out = NULL;
+        snprintf(err, errlen, "http.metrics_token_file %s is empty", cfg->metrics_token_file);
+        return -ENOENT;
     }
-    if (!*out) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+    return rc == -EINVAL ? 0 : rc; /* none configured: /metrics is open */
+}
+
+int secret_webhook(const struct config_webhook *w, char **out, char *err, size_t errlen)
+{
+    char who[300];
+    snprintf(who, sizeof who, "webhook %s", w->name);
+    int rc = read_secret(who, "secret_env", w->secret_env, "secret_file", w->secret_file, out, err, errlen);
+    if (rc == -EINVAL)
+        snprintf(err, errlen, "webhook %s needs secret_env or secret_file", w->name);
+    if (rc == 0 && !whsig_secret_valid(*out)) {
+        snprintf(err, errlen, "webhook %s: its secret is not a Standard Webhooks secret (whsec_ and the base64 of "
+                              "24 to 64 random bytes, e.g. from 'relance webhooks secret')", w->name);
+        secret_free(*out);
+        *out = NULL;
+        rc = -ENOENT;
     }
-    return 0;
+    return rc;
 }
 
 void secret_free(char *s)

@@ -25,6 +25,13 @@ int secret_account_password(const struct config_account *account, char **out, ch
 int secret_metrics_token(const struct config *cfg, char **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Sets *out to a malloc'd copy of webhook w's signing secret (secret_env
+ * or secret_file), checked to be a whsec_ secret. Returns 0 or, with a
+ * reason that never holds the secret, -ENOENT (unset, unreadable or
+ * malformed), -EINVAL, -ENOMEM. */
+int secret_webhook(const struct config_webhook *w, char **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Overwrites s with zeros and frees it; NULL is fine. */
 void secret_free(char *s);
 

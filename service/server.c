@@ -1,13 +1,15 @@
 /* server: `relance serve` (see server.h). It owns the loop, the signals,
  * the housekeeping tick and the one struct ready the parts read; it
  * creates the parts as siblings — database, HTTPS pool and OAuth2 token
- * store, sender, watcher, scheduler, HTTP listener — handing each what it
- * works with, keeps readiness true to the database (/readyz), and on
- * SIGINT/SIGTERM stops them in the one order that loses nothing:
+ * store, sender, watcher, scheduler, webhook deliveries, HTTP listener —
+ * handing each what it works with, keeps readiness true to the database
+ * (/readyz), and on SIGINT/SIGTERM stops them in the one order that loses
+ * nothing:
  *
  *   watcher (gives its mailbox leases up)
  *   -> scheduler_stop (no new claim, no more writes)
- *   -> sender (bodies on the wire finish, the rest is deferred)
+ *   -> sender (bodies on the wire finish, the rest is deferred), and
+ *      beside it the webhook deliveries (requests end, claims given back)
  *   -> scheduler_close (gives its account leases up)
  *   -> OAuth2 store, HTTPS pool, database, HTTP listener
  *
@@ -32,6 +34,7 @@
 #include "secret.h"
 #include "sender.h"
 #include "watcher.h"
+#include "webhooks.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -54,6 +57,7 @@ struct server {
     struct watcher *watcher;   /* NULL unless an account has imap (transport smtp) */
     struct scheduler *scheduler;
     struct retention *retention; /* prunes personal data past its retention */
+    struct webhooks *webhooks; /* the event outbox's deliveries */
     char *state_dir;           /* state_dir, else $XDG_STATE_HOME/relance */
     uv_signal_t sigint, sigterm;
     uv_signal_t sigusr1;       /* check every watched mailbox now */
@@ -189,6 +193,13 @@ static void server_stop_rest(struct server *srv)
         http_close(srv->metrics_http, on_part_closed, srv);
         srv->metrics_http = NULL;
     }
+    /* beside the sender: its requests end, the claims of the cut ones are
+     * given back while the database is open */
+    if (srv->webhooks) {
+        srv->pending_closes++;
+        webhooks_close(srv->webhooks, on_part_closed, srv);
+        srv->webhooks = NULL;
+    }
 }
 
 /* The API's state goes with the database: a request still waiting for a
@@ -298,6 +309,7 @@ static void on_migrations(struct db *db, const PGresult *res, void *arg)
         /* after the scheduler's: its account sync is queued first */
         if (srv->watcher)
             watcher_db_up(srv->watcher);
+        webhooks_db_up(srv->webhooks);
     }
     else if (!srv->ready.migrated && was)
         log_event(LOG_WARN, "serve", "not ready", "reason", srv->ready.reason, NULL);
@@ -356,10 +368,11 @@ static void on_db_state(struct db *db, enum db_link link, const char *reason, vo
 static void on_notify(struct db *db, const char *channel, const char *payload, void *arg)
 {
     (void)db;
-    (void)channel;
     (void)payload;
     struct server *srv = arg;
-    if (srv->scheduler)
+    if (strcmp(channel, "relance_webhooks") == 0)
+        webhooks_wake(srv->webhooks);
+    else if (srv->scheduler)
         scheduler_wake(srv->scheduler);
 }
 
@@ -467,6 +480,9 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto done;
     }
+    srv->webhooks = webhooks_new(srv->loop, cfg, &srv->ready, err, errlen);
+    if (!srv->webhooks)
+        goto done;
     rc = 0;
 done:
     free(capture_dir);

@@ -39,6 +39,27 @@ CREATE TABLE public.enrollments (
     CONSTRAINT enrollments_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'held'::text, 'replied'::text, 'bounced'::text, 'unsubscribed'::text, 'completed'::text, 'failed'::text, 'stopped'::text])))
 );
 
+CREATE TABLE public.webhooks (
+    id bigint NOT NULL,
+    source text DEFAULT 'api'::text NOT NULL,
+    name text,
+    url text NOT NULL,
+    types text[] DEFAULT '{}'::text[] NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    secret text,
+    previous_secret text,
+    previous_until timestamp with time zone,
+    failing_since timestamp with time zone,
+    disabled_at timestamp with time zone,
+    disabled_reason text,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT webhooks_check CHECK (((source = 'config'::text) OR (secret IS NOT NULL))),
+    CONSTRAINT webhooks_check1 CHECK (((source = 'config'::text) = (name IS NOT NULL))),
+    CONSTRAINT webhooks_source_check CHECK ((source = ANY (ARRAY['api'::text, 'config'::text])))
+);
+
 CREATE TABLE public.account_days (
     account_id bigint NOT NULL,
     day date NOT NULL,
@@ -326,6 +347,40 @@ CREATE TABLE public.suppressions (
     CONSTRAINT suppressions_pattern_check CHECK (((pattern = lower(pattern)) AND (pattern ~~ '%@%'::text)))
 );
 
+CREATE TABLE public.webhook_deliveries (
+    id bigint NOT NULL,
+    webhook_id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
+    claimed_by text,
+    claimed_until timestamp with time zone,
+    last_status integer,
+    last_error text,
+    last_at timestamp with time zone,
+    delivered_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+);
+
+CREATE SEQUENCE public.webhook_deliveries_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.webhook_deliveries_id_seq OWNED BY public.webhook_deliveries.id;
+
+CREATE SEQUENCE public.webhooks_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.webhooks_id_seq OWNED BY public.webhooks.id;
+
 ALTER TABLE ONLY public.accounts ALTER COLUMN id SET DEFAULT nextval('public.accounts_id_seq'::regclass);
 
 ALTER TABLE ONLY public.contacts ALTER COLUMN id SET DEFAULT nextval('public.contacts_id_seq'::regclass);
@@ -339,6 +394,10 @@ ALTER TABLE ONLY public.inbound_messages ALTER COLUMN id SET DEFAULT nextval('pu
 ALTER TABLE ONLY public.messages ALTER COLUMN id SET DEFAULT nextval('public.messages_id_seq'::regclass);
 
 ALTER TABLE ONLY public.sequences ALTER COLUMN id SET DEFAULT nextval('public.sequences_id_seq'::regclass);
+
+ALTER TABLE ONLY public.webhook_deliveries ALTER COLUMN id SET DEFAULT nextval('public.webhook_deliveries_id_seq'::regclass);
+
+ALTER TABLE ONLY public.webhooks ALTER COLUMN id SET DEFAULT nextval('public.webhooks_id_seq'::regclass);
 
 ALTER TABLE ONLY public.account_days
     ADD CONSTRAINT account_days_pkey PRIMARY KEY (account_id, day);
@@ -421,6 +480,18 @@ ALTER TABLE ONLY public.stats_hits
 ALTER TABLE ONLY public.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (pattern);
 
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_webhook_id_event_id_key UNIQUE (webhook_id, event_id);
+
+ALTER TABLE ONLY public.webhooks
+    ADD CONSTRAINT webhooks_name_key UNIQUE (name);
+
+ALTER TABLE ONLY public.webhooks
+    ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
 CREATE INDEX api_idempotency_created_at ON public.api_idempotency USING btree (created_at);
 
 CREATE UNIQUE INDEX api_keys_live_name ON public.api_keys USING btree (name) WHERE (revoked_at IS NULL);
@@ -459,6 +530,10 @@ CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state 
 
 CREATE INDEX messages_unpruned ON public.messages USING btree (created_at) WHERE (pruned_at IS NULL);
 
+CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (webhook_id, next_at, id) WHERE (state = 'pending'::text);
+
+CREATE INDEX webhook_deliveries_event ON public.webhook_deliveries USING btree (event_id);
+
 CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.relance_contact_changed();
 
 CREATE TRIGGER enrollments_not_before BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.not_before IS NOT NULL) AND (new.next_send_at < new.not_before))) EXECUTE FUNCTION public.relance_hold_not_before();
@@ -468,6 +543,8 @@ CREATE TRIGGER enrollments_version_changed BEFORE UPDATE ON public.enrollments F
 CREATE TRIGGER enrollments_versions_inserted AFTER INSERT ON public.enrollments REFERENCING NEW TABLE AS relance_new_enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_enrollments_versions_exist();
 
 CREATE TRIGGER enrollments_work AFTER INSERT OR UPDATE OF state, next_send_at ON public.enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_notify_work();
+
+CREATE TRIGGER events_webhooks AFTER INSERT ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_webhooks_fan_out();
 
 CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.sequence_versions FOR EACH ROW EXECUTE FUNCTION public.relance_sequence_versions_append_only();
 
@@ -512,3 +589,9 @@ ALTER TABLE ONLY public.sequence_steps
 
 ALTER TABLE ONLY public.sequence_versions
     ADD CONSTRAINT sequence_versions_sequence_id_fkey FOREIGN KEY (sequence_id) REFERENCES public.sequences(id);
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.events(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES public.webhooks(id) ON DELETE CASCADE;

@@ -18,17 +18,16 @@
 
 Standard library and Debian's python3-jsonschema only; node and npm
 come from deploy/deps test."""
-import atexit
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 
 import jsonschema
+
+import npmtools
 
 # Pinned exactly: a new release can bring new rules that fail the test for
 # reasons of its own. 1.34.21 cannot be installed (it asks for a
@@ -46,34 +45,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REDOCLY_CONFIG = os.path.join(HERE, "redocly.yaml")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
-_redocly_cli = None
-
-
 def redocly_install():
-    """Installs Redocly CLI into a temporary folder the first time it is
-    called in this process (removed at exit); returns the path of its
-    cli.js. Raises RuntimeError with npm's output when that fails."""
-    global _redocly_cli
-    if _redocly_cli:
-        return _redocly_cli
-    for tool in ("node", "npm"):
-        if not shutil.which(tool):
-            raise RuntimeError(f"{tool} not found: the API lint needs Node.js and npm (deploy/deps test)")
-    prefix = tempfile.mkdtemp(prefix="relance-redocly-")
-    atexit.register(shutil.rmtree, prefix, True)
-    with open(os.path.join(prefix, "package.json"), "w") as f:
-        json.dump({"name": "relance-api-lint", "private": True,
-                   "dependencies": {"@redocly/cli": REDOCLY_VERSION},
-                   "overrides": NPM_OVERRIDES}, f)
-    r = subprocess.run(["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund",
-                        "--loglevel=error", "--no-save"],
-                       capture_output=True, text=True, timeout=600, cwd=prefix)
-    cli = os.path.join(prefix, "node_modules", "@redocly", "cli", "bin", "cli.js")
-    if r.returncode != 0 or not os.path.exists(cli):
-        raise RuntimeError(f"npm install @redocly/cli@{REDOCLY_VERSION} failed ({r.returncode}):\n"
-                           f"{r.stdout[-1500:]}{r.stderr[-1500:]}")
-    _redocly_cli = cli
-    return cli
+    """Installs Redocly CLI (once per process, tests/npmtools.py); returns
+    the path of its cli.js. Raises RuntimeError with npm's output when
+    that fails."""
+    prefix = npmtools.install("@redocly/cli", REDOCLY_VERSION, NPM_OVERRIDES)
+    return os.path.join(prefix, "node_modules", "@redocly", "cli", "bin", "cli.js")
 
 
 def format_problems(problems):

@@ -75,6 +75,20 @@ static int run(struct cli *cli, const struct cli_args *args)
     }
     for (size_t i = 0; i < cfg->n_dkim; i++)
         printf("dkim %s: selector %s\n", cfg->dkim[i].domain, cfg->dkim[i].selector);
+    for (size_t i = 0; i < cfg->n_webhooks; i++) {
+        const struct config_webhook *w = &cfg->webhooks[i];
+        char url[600];
+        config_url_redact(w->url, url, sizeof url);
+        printf("webhook %s: %s (", w->name, url);
+        for (size_t k = 0; w->types && w->types[k]; k++)
+            printf("%s%s", k ? ", " : "", w->types[k]);
+        printf("%s; secret from %s %s)\n", w->types ? "" : "every event type", w->secret_env ? "variable" : "file",
+               w->secret_env ? w->secret_env : w->secret_file);
+    }
+    printf("webhook delivery: %ld requests in flight per endpoint and replica, %lds timeout, %lds to connect\n",
+           cfg->webhook_max_in_flight, cfg->webhook_timeout, cfg->webhook_connect_timeout);
+    for (size_t i = 0; cfg->webhook_allow_insecure && cfg->webhook_allow_insecure[i]; i++)
+        printf("webhook_allow_insecure: %s (http and private addresses allowed)\n", cfg->webhook_allow_insecure[i]);
     fflush(stdout); /* the settings before the problems, when both go to one place */
     size_t paused = preflight_mark_unavailable(cfg, on_unavailable, NULL);
     size_t n = preflight_check(cfg, on_problem, NULL);

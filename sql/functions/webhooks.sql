@@ -1,0 +1,425 @@
+-- webhooks: the endpoints a CRM registers, the deliveries owed to them,
+-- and the statements of service/webhooks.c (delivery), api_webhooks.c
+-- (the /v1/webhooks API) and cmd/webhooks.c (the command line).
+--
+--   webhooks(id, source 'api'|'config', name (config), url, types text[]
+--            ('{}': all), description, enabled, secret (NULL for
+--            config), previous_secret, previous_until, failing_since,
+--            disabled_at, disabled_reason, created_at, updated_at)
+--   webhook_deliveries(id, webhook_id, event_id, state 'pending'|
+--            'delivered'|'failed', attempts, next_at, claimed_by,
+--            claimed_until, last_status, last_error, last_at,
+--            delivered_at)
+--
+-- The outbox: the events' statement trigger below writes one delivery
+-- per event and enabled endpoint that wants its type, in the transaction
+-- that wrote the event, and wakes the replicas (NOTIFY relance_webhooks,
+-- sent at commit). A delivery is claimed by one replica at a time
+-- (FOR UPDATE SKIP LOCKED, then claimed_until: a replica that dies leaves
+-- its claims to the others once that passes), sent, and its outcome
+-- recorded: at least once, never lost.
+--
+-- Two clocks. next_at, failing_since and the rotation's previous_until
+-- are relance's (p_now: the test clock moves them), claimed_until is the
+-- database's real one (a claim is about the transfer's real time).
+
+-- The retry schedule after the 1st, 2nd, ... failed attempt (about:
+-- each is spread by +-10 % so endpoints that fail together do not come
+-- back together); the attempt after the last is not made: the delivery
+-- has failed.
+CREATE OR REPLACE FUNCTION relance_webhook_retry_after(p_attempts int) RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (ARRAY['5 seconds', '5 minutes', '30 minutes', '2 hours', '5 hours', '10 hours',
+                  '10 hours']::interval[])[p_attempts]
+$$;
+
+-- ---- the outbox ----------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION relance_webhooks_fan_out() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_id)
+    SELECT w.id, n.id
+      FROM relance_new_events n
+      JOIN webhooks w ON w.enabled AND (w.types = '{}' OR n.kind = ANY (w.types));
+    IF FOUND THEN
+        PERFORM pg_notify('relance_webhooks', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER events_webhooks AFTER INSERT ON events
+    REFERENCING NEW TABLE AS relance_new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION relance_webhooks_fan_out();
+
+-- ---- delivery (service/webhooks.c) -----------------------------------------
+
+-- One round trip of the delivery loop: records the outcomes of the
+-- transfers that ended (p_done: delivery ids; p_status: the HTTP status,
+-- 0 when none came, -1 when the request was never made; p_error: why, or
+-- NULL), then claims what is due for
+-- this replica: per enabled endpoint, up to p_per_endpoint less what it
+-- still has in flight there (p_busy_ids / p_busy: endpoint ids and their
+-- counts). Each claimed row comes with what its request needs: the URL,
+-- the secrets (the previous one too while a rotation lasts; a config
+-- endpoint's are the replica's own, by name), and the body: the event as
+-- the feed shows it. Then a row with delivery_id NULL and next_at: when
+-- the earliest pending delivery of an enabled endpoint is due (NULL:
+-- none), for the loop's timer.
+CREATE OR REPLACE FUNCTION relance_webhooks_cycle(p_replica text, p_now timestamptz, p_done bigint[],
+                                                  p_status int[], p_error text[], p_busy_ids bigint[],
+                                                  p_busy int[], p_per_endpoint int, p_lease interval)
+RETURNS TABLE (delivery_id bigint, webhook_id bigint, name text, url text, secret text, previous_secret text,
+               event_id bigint, attempts int, body text, next_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF cardinality(p_done) > 0 THEN
+        PERFORM relance_webhooks_record(p_replica, p_now, p_done, p_status, p_error);
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT d.id
+          FROM webhooks w
+          CROSS JOIN LATERAL (
+                SELECT d.id
+                  FROM webhook_deliveries d
+                 WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_at <= p_now
+                   AND (d.claimed_until IS NULL OR d.claimed_until < now())
+                 ORDER BY d.next_at, d.id
+                 LIMIT greatest(0, p_per_endpoint - coalesce(
+                           (SELECT b.n FROM unnest(p_busy_ids, p_busy) b(id, n) WHERE b.id = w.id), 0))
+                   FOR UPDATE OF d SKIP LOCKED) d
+         WHERE w.enabled
+    ), claimed AS (
+        UPDATE webhook_deliveries d
+           SET claimed_by = p_replica, claimed_until = now() + p_lease
+          FROM picked
+         WHERE d.id = picked.id
+        RETURNING d.id, d.webhook_id, d.event_id, d.attempts
+    )
+    SELECT c.id, w.id, w.name, w.url, w.secret,
+           CASE WHEN w.previous_until > p_now THEN w.previous_secret END,
+           e.id, c.attempts,
+           relance_api_event_json(e.id, e.kind, e.occurred_at, e.data)::text,
+           NULL::timestamptz
+      FROM claimed c
+      JOIN webhooks w ON w.id = c.webhook_id
+      JOIN events e ON e.id = c.event_id
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           (SELECT min(n.next_at)
+              FROM webhooks w
+              CROSS JOIN LATERAL (SELECT d.next_at FROM webhook_deliveries d
+                                   WHERE d.webhook_id = w.id AND d.state = 'pending'
+                                     AND (d.claimed_until IS NULL OR d.claimed_until < now())
+                                   ORDER BY d.next_at LIMIT 1) n
+             WHERE w.enabled);
+END $$;
+
+-- The outcomes of ended transfers (see relance_webhooks_cycle). Only
+-- what this replica still holds the claim of: a transfer that outlived
+-- its claim belongs to whoever claimed it since.
+--   -1:  never sent (the replica learnt the endpoint was gone, or it
+--        was stopping): the claim is given back, the attempt not counted.
+--   2xx: delivered; the endpoint is healthy again.
+--   410: the endpoint asked to be forgotten: disabled now (the delivery
+--        stays pending: enabling it again resumes there).
+--   else (another status, or none: timeout, refused, TLS...): the next
+--        attempt per relance_webhook_retry_after, or failed after the
+--        last; an endpoint failing for 5 days on end is disabled.
+-- A disabled endpoint gets its webhook.disabled event, which goes to the
+-- others.
+CREATE OR REPLACE FUNCTION relance_webhooks_record(p_replica text, p_now timestamptz, p_done bigint[],
+                                                   p_status int[], p_error text[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    WITH o AS (
+        SELECT u.id, u.status, u.error FROM unnest(p_done, p_status, p_error) u(id, status, error)
+    ), upd AS (
+        UPDATE webhook_deliveries d
+           SET state = CASE WHEN o.status BETWEEN 200 AND 299 THEN 'delivered'
+                            WHEN o.status = 410 THEN 'pending'
+                            WHEN relance_webhook_retry_after(d.attempts + 1) IS NULL THEN 'failed'
+                            ELSE 'pending' END,
+               attempts = d.attempts + 1,
+               next_at = CASE WHEN o.status BETWEEN 200 AND 299 OR o.status = 410 THEN d.next_at
+                              ELSE p_now + coalesce(relance_webhook_retry_after(d.attempts + 1), '0')
+                                           * (0.9 + 0.2 * random()) END,
+               delivered_at = CASE WHEN o.status BETWEEN 200 AND 299 THEN p_now END,
+               last_status = nullif(o.status, 0),
+               last_error = left(o.error, 300),
+               last_at = p_now,
+               claimed_by = NULL,
+               claimed_until = NULL
+          FROM o
+         WHERE d.id = o.id AND d.claimed_by = p_replica AND d.state = 'pending' AND o.status >= 0
+        RETURNING d.webhook_id, o.status
+    ), untried AS (
+        UPDATE webhook_deliveries d SET claimed_by = NULL, claimed_until = NULL
+          FROM o
+         WHERE d.id = o.id AND d.claimed_by = p_replica AND d.state = 'pending' AND o.status < 0
+    ), per AS (
+        SELECT upd.webhook_id,
+               bool_or(upd.status BETWEEN 200 AND 299) AS ok,
+               bool_or(upd.status = 410) AS gone,
+               bool_or(NOT (upd.status BETWEEN 200 AND 299)) AS failed
+          FROM upd GROUP BY upd.webhook_id
+    )
+    UPDATE webhooks w
+       SET failing_since = CASE WHEN per.ok THEN NULL ELSE coalesce(w.failing_since, p_now) END,
+           enabled = w.enabled AND NOT per.gone,
+           disabled_at = CASE WHEN per.gone AND w.enabled THEN p_now ELSE w.disabled_at END,
+           disabled_reason = CASE WHEN per.gone AND w.enabled THEN 'the endpoint answered 410 Gone'
+                                  ELSE w.disabled_reason END,
+           updated_at = p_now
+      FROM per
+     WHERE w.id = per.webhook_id;
+
+    -- 5 days of failures on end
+    UPDATE webhooks w
+       SET enabled = false, disabled_at = p_now, updated_at = p_now,
+           disabled_reason = 'every delivery failed for 5 days'
+     WHERE w.enabled AND w.failing_since <= p_now - interval '5 days'
+       AND w.id IN (SELECT d.webhook_id FROM webhook_deliveries d WHERE d.id = ANY (p_done));
+
+    INSERT INTO events (kind, occurred_at, data)
+    SELECT 'webhook.disabled', p_now,
+           jsonb_build_object('webhook', jsonb_build_object('id', w.id::text, 'url', w.url, 'name', w.name),
+                              'reason', w.disabled_reason)
+      FROM webhooks w
+     WHERE w.disabled_at = p_now AND NOT w.enabled
+       AND w.id IN (SELECT d.webhook_id FROM webhook_deliveries d WHERE d.id = ANY (p_done));
+END $$;
+
+-- At a replica's start: the claims its previous process left (same
+-- replica name only when a test fixes it; a claim's lease frees the rest)
+-- are given back at once.
+CREATE OR REPLACE FUNCTION relance_webhooks_release(p_replica text) RETURNS int
+LANGUAGE sql AS $$
+    WITH r AS (
+        UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL
+         WHERE claimed_by = p_replica AND state = 'pending'
+        RETURNING 1)
+    SELECT count(*)::int FROM r
+$$;
+
+-- The endpoints the configuration declares (p_names, p_urls, p_types:
+-- each a comma-separated list, '' for all, p_descriptions), made to match
+-- it: added, changed, and those no longer declared disabled (their
+-- deliveries kept, should they come back). An endpoint disabled by 410 or
+-- failures stays so until the configuration changes it.
+CREATE OR REPLACE FUNCTION relance_webhooks_sync_config(p_names text[], p_urls text[], p_types text[],
+                                                        p_descriptions text[], p_now timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO webhooks AS w (source, name, url, types, description, enabled, created_at, updated_at)
+    SELECT 'config', c.name, c.url, coalesce(string_to_array(nullif(c.types, ''), ','), '{}'), c.description,
+           true, p_now, p_now
+      FROM unnest(p_names, p_urls, p_types, p_descriptions) c(name, url, types, description)
+    ON CONFLICT (name) DO UPDATE
+       SET url = excluded.url, types = excluded.types, description = excluded.description,
+           enabled = CASE WHEN (w.url, w.types, w.description) IS DISTINCT FROM
+                               (excluded.url, excluded.types, excluded.description)
+                          THEN true ELSE w.enabled END,
+           updated_at = p_now
+     WHERE (w.url, w.types, w.description, w.source) IS DISTINCT FROM
+           (excluded.url, excluded.types, excluded.description, 'config');
+    UPDATE webhooks SET enabled = false, disabled_at = p_now, updated_at = p_now,
+                        disabled_reason = 'no longer in the configuration'
+     WHERE source = 'config' AND enabled AND NOT (name = ANY (p_names));
+END $$;
+
+-- ---- the API and the command line -------------------------------------------
+
+CREATE OR REPLACE FUNCTION relance_api_webhook_json(w webhooks) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', w.id::text, 'url', w.url, 'types', to_jsonb(w.types),
+                              'description', w.description, 'enabled', w.enabled,
+                              'source', w.source, 'name', w.name,
+                              'disabled_reason', CASE WHEN NOT w.enabled THEN w.disabled_reason END,
+                              'failing_since', relance_api_time(w.failing_since),
+                              'created_at', relance_api_time(w.created_at),
+                              'updated_at', relance_api_time(w.updated_at))
+$$;
+
+CREATE OR REPLACE FUNCTION relance_api_webhook_not_found(p_id text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT relance_api_problem(404, 'not-found', 'Not found', format('no webhook %s', p_id))
+$$;
+
+-- GET /v1/webhooks: one page in id order.
+CREATE OR REPLACE FUNCTION relance_api_webhooks_list(p_limit int, p_after text)
+RETURNS TABLE (status int, body text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_bad text := relance_api_cursor_problem('webhooks', p_after);
+BEGIN
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_bad;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT 200, relance_api_page('webhooks', p_limit, array_agg(q.id::text ORDER BY q.id),
+                                 array_agg(q.doc ORDER BY q.id))
+      FROM (SELECT w.id, relance_api_webhook_json(w)::json AS doc
+              FROM webhooks w
+             WHERE w.id > coalesce(relance_api_cursor_id('webhooks', p_after), 0)
+             ORDER BY w.id LIMIT p_limit + 1) q;
+END $$;
+
+CREATE OR REPLACE FUNCTION relance_api_webhook_get(p_id bigint)
+RETURNS TABLE (status int, body text)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(s.status, 404), coalesce(s.body, relance_api_webhook_not_found(p_id::text))
+      FROM (SELECT 1) one
+      LEFT JOIN (SELECT 200 AS status, relance_api_webhook_json(w)::text AS body FROM webhooks w WHERE w.id = p_id) s
+        ON true
+$$;
+
+-- POST /v1/webhooks: C checked the members and made the secret; 201
+-- with the endpoint and its secret, the only time it is shown.
+CREATE OR REPLACE FUNCTION relance_api_webhook_create(p_url text, p_types text[], p_description text,
+                                                      p_enabled boolean, p_secret text, p_now timestamptz)
+RETURNS TABLE (status int, body text)
+LANGUAGE sql AS $$
+    WITH w AS (
+        INSERT INTO webhooks (source, url, types, description, enabled, secret, created_at, updated_at)
+        VALUES ('api', p_url, p_types, p_description, p_enabled, p_secret, p_now, p_now)
+        RETURNING *)
+    SELECT 201, (relance_api_webhook_json(w) || jsonb_build_object('secret', w.secret))::text FROM w
+$$;
+
+-- PATCH /v1/webhooks/{id}: the members given (C checked them). Enabling
+-- an endpoint clears why it was disabled and its failing streak. A
+-- config endpoint is the configuration's: 409.
+CREATE OR REPLACE FUNCTION relance_api_webhook_patch(p_id bigint, p_patch jsonb, p_now timestamptz)
+RETURNS TABLE (status int, body text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    w webhooks;
+BEGIN
+    SELECT * INTO w FROM webhooks WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text);
+        RETURN;
+    END IF;
+    IF w.source = 'config' THEN
+        RETURN QUERY SELECT 409, relance_api_problem(409, 'conflict', 'Conflict',
+                                                     format('webhook %s is declared by the configuration (%s): change it there',
+                                                            p_id, w.name));
+        RETURN;
+    END IF;
+    UPDATE webhooks v
+       SET url = coalesce(p_patch->>'url', v.url),
+           types = CASE WHEN p_patch ? 'types'
+                        THEN ARRAY(SELECT jsonb_array_elements_text(p_patch->'types')) ELSE v.types END,
+           description = coalesce(p_patch->>'description', v.description),
+           enabled = coalesce((p_patch->>'enabled')::boolean, v.enabled),
+           disabled_at = CASE WHEN (p_patch->>'enabled')::boolean THEN NULL
+                              WHEN (p_patch->>'enabled')::boolean = false AND v.enabled THEN p_now
+                              ELSE v.disabled_at END,
+           disabled_reason = CASE WHEN (p_patch->>'enabled')::boolean THEN NULL
+                                  WHEN (p_patch->>'enabled')::boolean = false AND v.enabled THEN 'disabled by the API'
+                                  ELSE v.disabled_reason END,
+           failing_since = CASE WHEN (p_patch->>'enabled')::boolean THEN NULL ELSE v.failing_since END,
+           updated_at = p_now
+     WHERE v.id = p_id
+    RETURNING * INTO w;
+    RETURN QUERY SELECT 200, relance_api_webhook_json(w)::text;
+END $$;
+
+-- DELETE /v1/webhooks/{id}: the endpoint and what it was owed.
+CREATE OR REPLACE FUNCTION relance_api_webhook_delete(p_id bigint)
+RETURNS TABLE (status int, body text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    w webhooks;
+BEGIN
+    SELECT * INTO w FROM webhooks WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text);
+    ELSIF w.source = 'config' THEN
+        RETURN QUERY SELECT 409, relance_api_problem(409, 'conflict', 'Conflict',
+                                                     format('webhook %s is declared by the configuration (%s): remove it there',
+                                                            p_id, w.name));
+    ELSE
+        DELETE FROM webhooks WHERE id = p_id;
+        RETURN QUERY SELECT 200, relance_api_webhook_json(w)::text;
+    END IF;
+END $$;
+
+-- POST /v1/webhooks/{id}/rotate-secret: the new secret (made by C)
+-- signs from now on; the old one signs too for 24 hours, so a consumer
+-- can switch without losing a delivery. 200 with the new secret.
+CREATE OR REPLACE FUNCTION relance_api_webhook_rotate(p_id bigint, p_secret text, p_now timestamptz)
+RETURNS TABLE (status int, body text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    w webhooks;
+BEGIN
+    UPDATE webhooks v
+       SET previous_secret = v.secret, previous_until = p_now + interval '24 hours', secret = p_secret,
+           updated_at = p_now
+     WHERE v.id = p_id AND v.source = 'api'
+    RETURNING * INTO w;
+    IF FOUND THEN
+        RETURN QUERY SELECT 200, (relance_api_webhook_json(w)
+                                  || jsonb_build_object('secret', w.secret,
+                                                        'previous_secret_valid_until',
+                                                        relance_api_time(w.previous_until)))::text;
+    ELSIF EXISTS (SELECT 1 FROM webhooks WHERE id = p_id) THEN
+        RETURN QUERY SELECT 409, relance_api_problem(409, 'conflict', 'Conflict',
+                                                     format('webhook %s takes its secret from the configuration', p_id));
+    ELSE
+        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text);
+    END IF;
+END $$;
+
+-- POST /v1/webhooks/{id}/replay: every event since p_since of the
+-- endpoint's types is owed to it again (delivered or failed ones too),
+-- due now. 202 with how many.
+CREATE OR REPLACE FUNCTION relance_api_webhook_replay(p_id bigint, p_since timestamptz)
+RETURNS TABLE (status int, body text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    w webhooks;
+    n int;
+BEGIN
+    SELECT * INTO w FROM webhooks WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text);
+        RETURN;
+    END IF;
+    INSERT INTO webhook_deliveries AS d (webhook_id, event_id)
+    SELECT w.id, e.id FROM events e
+     WHERE e.occurred_at >= p_since AND (w.types = '{}' OR e.kind = ANY (w.types))
+    ON CONFLICT (webhook_id, event_id) DO UPDATE
+       SET state = 'pending', attempts = 0, next_at = '-infinity', last_status = NULL, last_error = NULL,
+           delivered_at = NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('relance_webhooks', '');
+    END IF;
+    RETURN QUERY SELECT 202, json_build_object('queued', n)::text;
+END $$;
+
+-- `relance webhooks deliveries ID` and GET /v1/webhooks/{id}/deliveries:
+-- the latest deliveries first.
+CREATE OR REPLACE FUNCTION relance_webhook_deliveries(p_id bigint, p_limit int)
+RETURNS TABLE (id bigint, event_id bigint, type text, state text, attempts int, last_status int,
+               last_error text, last_at timestamptz, next_at timestamptz, delivered_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT d.id, d.event_id, e.kind, d.state, d.attempts, d.last_status, d.last_error, d.last_at,
+           CASE WHEN d.state = 'pending' THEN d.next_at END, d.delivered_at
+      FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+     WHERE d.webhook_id = p_id
+     ORDER BY d.id DESC LIMIT p_limit
+$$;

@@ -1,0 +1,298 @@
+"""Webhook delivery (issue 20) against a CRM double (tests/crmdouble.py)
+and a real PostgreSQL: every event reaches every endpoint at least once,
+signed so that the npm `standardwebhooks` package (third-party code, the
+library CRM developers use) verifies it, through a SIGKILL of relance and
+a restart of PostgreSQL mid-stream; an endpoint that times out or answers
+500 gets the event again later, one that answers 410 is disabled and gets
+nothing after; the retry schedule holds under the test clock; the
+payloads are the events the API feed shows."""
+import base64
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import crmdouble
+import harness
+import npmtools
+from harness import relance
+
+STANDARDWEBHOOKS_VERSION = "1.3.0"
+N = int(os.environ.get("RELANCE_TEST_WEBHOOK_EVENTS", "2000"))
+KINDS = ("ok", "flaky", "slow", "gone")
+VERIFY_JS = r"""
+const { Webhook } = require("standardwebhooks");
+const items = JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"));
+const out = { ok: 0, bad: [] };
+for (const it of items) {
+  try {
+    new Webhook(it.secret).verify(Buffer.from(it.body, "base64"), it.headers);
+    out.ok++;
+  } catch (e) {
+    out.bad.push([it.headers["webhook-id"], String(e)]);
+  }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def new_secret():
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def verify_all(tmp, records, secrets):
+    """Runs standardwebhooks' Webhook.verify over each (path, headers,
+    body, ...) record; returns (verified, [(id, error)])."""
+    prefix = npmtools.install("standardwebhooks", STANDARDWEBHOOKS_VERSION)
+    items = [{"secret": secrets[r[0].strip("/").split("/")[0]], "headers": r[1],
+              "body": base64.b64encode(r[2]).decode()} for r in records]
+    data = os.path.join(tmp, f"sigs-{time.time()}.json")
+    with open(data, "w") as f:
+        json.dump(items, f)
+    script = os.path.join(prefix, "verify.js")
+    with open(script, "w") as f:
+        f.write(VERIFY_JS)
+    r = subprocess.run(["node", script, data], capture_output=True, text=True, timeout=120, cwd=prefix)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    return got["ok"], got["bad"]
+
+
+def write_config(tmp, pg, crm, kinds, extra=""):
+    secrets = {k: new_secret() for k in kinds}
+    path = os.path.join(tmp, "relance.yaml")
+    hooks = "".join(f"  {k}:\n    url: {crm.url(k)}\n    secret_env: WH_{k.upper()}\n" for k in kinds)
+    with open(path, "w") as f:
+        f.write(f"database_url: \"{pg.url()}\"\ntransport: capture\ncapture_dir: {tmp}/capture\n"
+                f"state_dir: {tmp}/state\nwebhook_allow_insecure: [127.0.0.1]\n"
+                f"webhook_timeout: 1s\nwebhook_connect_timeout: 1s\nlog_level: debug\n{extra}webhooks:\n{hooks}")
+    env = {"RELANCE_CONFIG": path, **{f"WH_{k.upper()}": s for k, s in secrets.items()}}
+    return env, secrets
+
+
+def rows(pg, sql):
+    return pg.psql(sql)
+
+
+def api_key(env, scopes):
+    r = relance("api-keys", "create", f"k{time.time_ns()}", "--scopes", scopes, env=env)
+    assert r.returncode == 0, r.stderr
+    return next(w for w in r.stdout.split() if w.startswith("rl_"))
+
+
+def feed(base, key):
+    """Every event of GET /v1/events, by id."""
+    import urllib.request
+    got, after = {}, None
+    while True:
+        url = base + "/v1/events?limit=500" + (f"&after={after}" if after else "")
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            page = json.loads(r.read())
+        for e in page["data"]:
+            got[e["id"]] = e
+        if not page["data"]:
+            return got
+        after = page["next"]
+
+
+def test_every_event_reaches_every_endpoint_signed_through_a_crash_and_a_database_restart(own_postgres, tmp, serve,
+                                                                                         check):
+    pg = own_postgres
+    assert relance("migrate", env={"DATABASE_URL": pg.url()}).returncode == 0
+    # one event in 25 fails its first request to /flaky (500) and /slow
+    # (no answer within webhook_timeout): each endpoint has at most 4
+    # requests in flight, so a hang on every event would take minutes
+    crm = crmdouble.CrmDouble(hang=2.0, gone_after=40, every=25)
+    env, secrets = write_config(tmp, pg, crm, KINDS)
+    s = serve(env)
+    s.wait_status("/readyz", 200)
+
+    written = [0]
+
+    def writer():
+        i = 0
+        while i < N:
+            n = min(20, N - i)
+            sql = ("INSERT INTO events (kind, occurred_at, data) SELECT 'reply.received', now(), "
+                   f"jsonb_build_object('n', g) FROM generate_series({i}, {i + n - 1}) g")
+            try:
+                pg.psql(sql)
+            except RuntimeError:
+                pass  # PostgreSQL is restarting: again
+            else:
+                i += n
+                written[0] = i
+            time.sleep(0.03)
+
+    w = threading.Thread(target=writer, daemon=True)
+    w.start()
+    assert harness.wait_until(lambda: len(crm.received("ok")) >= N // 5, 60), "deliveries did not start"
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    check.ok(True, f"killed relance with SIGKILL after {len(crm.received('ok'))} deliveries to /ok")
+    s = serve(env)  # a new replica: the dead one's claims lapse (2 x webhook_timeout + 5 s)
+    assert harness.wait_until(lambda: written[0] >= N * 3 // 5, 60)
+    pg.stop()
+    time.sleep(0.5)
+    pg.start()
+    check.ok(True, f"restarted PostgreSQL after {written[0]} events were written")
+    w.join(120)
+    assert not w.is_alive(), "the event writer did not finish"
+
+    def pending():
+        return int(rows(pg, "SELECT count(*) FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+                            " WHERE w.enabled AND d.state <> 'delivered'")[0][0])
+
+    harness.wait_until(lambda: pending() == 0, 90, step=0.5)
+    left = rows(pg, "SELECT w.name, d.state, d.attempts, d.next_at, d.claimed_by IS NOT NULL, d.last_error, now()"
+                    " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+                    " WHERE w.enabled AND d.state <> 'delivered' ORDER BY d.id LIMIT 5")
+    check.eq(left, [], "every delivery to an enabled endpoint ended delivered")
+    events = {r[0] for r in rows(pg, "SELECT id FROM events")}
+    check.ok(len(events) >= N + 1, f"{len(events)} events: {N} written and webhook.disabled")
+
+    # every event reached each endpoint that stayed enabled, nothing foreign
+    for kind in ("ok", "flaky", "slow"):
+        seen = {r[1]["webhook-id"] for r in crm.received(kind)}
+        check.eq((sorted(events - seen)[:5], sorted(seen - events)[:5]), ([], []),
+                 f"/{kind} got every event, and only events")
+        ok200 = {r[1]["webhook-id"] for r in crm.received(kind) if r[4] == 200}
+        check.eq(sorted(events - ok200)[:5], [], f"/{kind} answered 200 to each event at least once")
+    # the picked events failed first, then were sent again and taken
+    for kind, failed in (("flaky", lambda r: r[4] == 500), ("slow", lambda r: r[3] + 1.5 < r[5])):
+        picked = {e for e in events if crm.picked(e)}
+        retried = set()
+        firsts = {}
+        for r in crm.received(kind):
+            wid = r[1]["webhook-id"]
+            if wid in picked and wid not in firsts:
+                firsts[wid] = r
+            elif wid in firsts and failed(firsts[wid]) and r[4] == 200 and r[3] > firsts[wid][3]:
+                retried.add(wid)
+        check.eq(sorted(picked - retried)[:5], [], f"each of the {len(picked)} picked events was sent to /{kind} "
+                                                   "again after its first request failed")
+    # 410: disabled at once, nothing sent after
+    gone = rows(pg, "SELECT enabled, disabled_reason, extract(epoch FROM disabled_at) FROM webhooks"
+                    " WHERE name = 'gone'")[0]
+    check.eq(gone[0], "f", "/gone is disabled")
+    check.ok("410" in gone[1], f"why: {gone[1]}")
+    disabled_at = float(gone[2])
+    late = [r for r in crm.received("gone") if r[3] > disabled_at + 0.5]
+    check.eq(len(late), 0, f"no request reached /gone after it was disabled ({len(crm.received('gone'))} in all)")
+    check.eq(rows(pg, "SELECT count(*) FROM events WHERE kind = 'webhook.disabled'")[0][0], "1",
+                "one webhook.disabled event")
+
+    # the third party verifies every signature, and refuses a forged one
+    records = [r for k in KINDS for r in crm.received(k)]
+    verified, bad = verify_all(tmp, records, secrets)
+    check.eq(bad[:3], [], "standardwebhooks verifies every request")
+    check.eq(verified, len(records), f"{len(records)} requests verified")
+    forged = [(r[0], r[1], r[2].replace(b"reply", b"REPLY"), *r[3:]) for r in records[:5]]
+    verified, bad = verify_all(tmp, forged, secrets)
+    check.eq((verified, len(bad)), (0, 5), "a changed body fails verification")
+
+    # the payloads are the events of the API feed
+    key = api_key(env, "events:read")
+    by_id = feed(s.base, key)
+    bodies = {r[1]["webhook-id"]: json.loads(r[2]) for r in crm.received("ok")}
+    check.eq(set(by_id), events, "the feed has every event")
+    differ = [i for i in bodies if bodies[i] != by_id.get(i)]
+    check.eq(differ[:3], [], "each webhook body is the feed's event")
+    check.ok(all(r[1].get("content-type") == "application/json" for r in records[:50]), "JSON content type")
+    assert s.stop() == 0
+    assert "whsec_" not in s.output(), "a secret reached the log"
+
+
+SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+def test_retries_follow_the_schedule_then_fail_and_five_days_of_failures_disable(own_postgres, tmp, serve,
+                                                                                check):
+    pg = own_postgres
+    assert relance("migrate", env={"DATABASE_URL": pg.url()}).returncode == 0
+    crm = crmdouble.CrmDouble()
+    env, _ = write_config(tmp, pg, crm, ["fail"])
+    speed = 20000
+    start = "2026-03-02T09:00:00Z"
+    s = serve({**env, "RELANCE_TEST_CLOCK": f"{start}*{speed}"})
+    s.wait_status("/readyz", 200)
+    pg.psql("INSERT INTO events (kind, occurred_at, data) VALUES ('reply.received', now(), '{}')")
+    # 8 attempts over ~27.6 h of relance's time: ~5 s here
+    assert harness.wait_until(
+        lambda: rows(pg, "SELECT state FROM webhook_deliveries")[0][0] == "failed", 60, step=0.2), \
+        "the delivery did not fail after its last attempt"
+    arrivals = [r[3] for r in crm.received("fail")]
+    check.eq(len(arrivals), 8, "1 attempt and 7 retries")
+    # the receiver's real times scaled to relance's: generous bounds, the
+    # loop's own latency (~0.3 s real) is thousands of relance seconds
+    slack = 0.3 * speed
+    for k, (a, b) in enumerate(zip(arrivals, arrivals[1:])):
+        gap = (b - a) * speed
+        want = SCHEDULE[k]
+        check.ok(0.85 * want <= gap + 0.02 * speed <= 1.15 * want + slack,
+                 f"retry {k + 1}: {gap:.0f} s of relance's time after the last, want about {want} s")
+    attempts, status = rows(pg, "SELECT attempts, last_status FROM webhook_deliveries")[0]
+    check.eq((attempts, status), ("8", "500"), "8 attempts recorded, the last status 500")
+
+    # an endpoint failing for 5 days on end: the next failure disables it
+    pg.psql("UPDATE webhooks SET failing_since = failing_since - interval '5 days'")
+    pg.psql("INSERT INTO events (kind, occurred_at, data) VALUES ('reply.received', now(), '{}')")
+    assert harness.wait_until(lambda: rows(pg, "SELECT enabled FROM webhooks")[0][0] == "f", 30, step=0.2), \
+        "the endpoint was not disabled"
+    check.ok("5 days" in rows(pg, "SELECT disabled_reason FROM webhooks")[0][0], "disabled for 5 days of failures")
+    check.eq(rows(pg, "SELECT count(*) FROM events WHERE kind = 'webhook.disabled'")[0][0], "1",
+                "its webhook.disabled event")
+    n = len(crm.received("fail"))
+    pg.psql("INSERT INTO events (kind, occurred_at, data) VALUES ('reply.received', now(), '{}')")
+    time.sleep(1.5)
+    check.eq(len(crm.received("fail")), n, "nothing is sent to a disabled endpoint")
+    assert s.stop() == 0
+
+
+def loopback_name():
+    """A host name other than localhost that resolves to a non-public
+    address here (the machine's own name does, through /etc/hosts)."""
+    import ipaddress
+    import socket
+    for name in (socket.gethostname(), "localhost.localdomain", "ip6-localhost"):
+        try:
+            addrs = {a[4][0] for a in socket.getaddrinfo(name, None)}
+        except OSError:
+            continue
+        if addrs and all(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addrs):
+            return name
+    raise AssertionError("no host name here resolves to a private address")
+
+
+def test_a_private_address_is_refused_unless_listed(own_postgres, tmp, serve, check):
+    """The configuration refuses http://localhost unlisted; a name that
+    only resolves to a private address passes the URL check (https) but
+    its socket is refused when libcurl opens it, before a byte is sent."""
+    pg = own_postgres
+    assert relance("migrate", env={"DATABASE_URL": pg.url()}).returncode == 0
+    crm = crmdouble.CrmDouble()
+    path = os.path.join(tmp, "bad.yaml")
+    with open(path, "w") as f:
+        f.write(f"database_url: \"{pg.url()}\"\nwebhooks:\n  x:\n    url: https://localhost.:{crm.port}/ok/h\n"
+                f"    secret_env: WH_X\n")
+    r = relance("config", env={"RELANCE_CONFIG": path, "WH_X": new_secret()})
+    check.ok(r.returncode != 0 and "webhook_allow_insecure" in r.stderr, f"config refuses it: {r.stderr.strip()}")
+    env, _ = write_config(tmp, pg, crm, ["ok"])
+    name = loopback_name()
+    with open(env["RELANCE_CONFIG"]) as f:
+        text = f.read().replace(crm.url("ok"), f"https://{name}:{crm.port}/ok/h")
+    with open(env["RELANCE_CONFIG"], "w") as f:
+        f.write(text)
+    s = serve(env)
+    s.wait_status("/readyz", 200)
+    pg.psql("INSERT INTO events (kind, occurred_at, data) VALUES ('reply.received', now(), '{}')")
+    assert harness.wait_until(lambda: rows(pg, "SELECT attempts FROM webhook_deliveries")[0][0] != "0", 20, step=0.2)
+    err = rows(pg, "SELECT last_error FROM webhook_deliveries")[0][0]
+    check.ok("non-public address" in err, f"{name}: refused at connect: {err}")
+    check.eq(len(crm.received("ok")), 0, "nothing reached the private address")
+    assert s.stop() == 0
