@@ -69,5 +69,6 @@ extern const struct cli_command cmd_serve, cmd_migrate, cmd_config, cmd_version,
     cmd_enrollments, cmd_messages, cmd_stats, cmd_pause, cmd_resume, cmd_stop, cmd_dkim_sign, cmd_smtp_send,
     cmd_imap_check;
 extern const struct cli_command cmd_api_keys;
+extern const struct cli_command cmd_webhooks;
 
 #endif
