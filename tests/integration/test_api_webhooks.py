@@ -121,9 +121,14 @@ def test_members_are_checked_with_a_pointer_each(world, check):
     got = world.api.call("PATCH", f"/v1/webhooks/{made['id']}", {"url": None, "secret": "whsec_x"})
     problem(check, got, 422, "validation", "a null url, and the secret is not a member")
     check.eq(sorted(errors(got)), ["/secret", "/url"], "one error each")
-    got = world.api.call("POST", f"/v1/webhooks/{made['id']}/replay", {"since": "yesterday"})
-    problem(check, got, 422, "validation", "a since that is not a time")
-    check.eq(list(errors(got)), ["/since"], "since's pointer")
+    for since in ("yesterday", "2026-02-30T00:00:00Z", "2026-03-01T00:00:0x1Z", "2026-+3-01T00:00:00Z",
+                  "2026-03-01T00:00:00+99:00", "2026-03-01"):
+        got = world.api.call("POST", f"/v1/webhooks/{made['id']}/replay", {"since": since})
+        problem(check, got, 422, "validation", f"since {since}: not a time")
+        check.eq(list(errors(got)), ["/since"], f"since {since}: its pointer")
+    for since in ("2024-02-29T00:00Z", "2026-03-02T09:00:00.25+02:00", "2026-03-02T09:00:59-05:30"):
+        st, _, got, _ = world.api.call("POST", f"/v1/webhooks/{made['id']}/replay", {"since": since})
+        check.eq(st, 202, f"since {since}: a time")
     got = world.api.call("POST", f"/v1/webhooks/{made['id']}/replay", {})
     problem(check, got, 422, "validation", "a replay without since")
     check.eq(list(errors(got)), ["/since"], "since is required")
