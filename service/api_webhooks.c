@@ -138,6 +138,9 @@ static void input_read(struct api_call *c, const char *const *allowed, const cha
                 api_error_add(e, p, "has %zu types; at most %d", json_count(d, v), TYPES_MAX);
                 continue;
             }
+            /* a repeated member: the last one counts, as in PostgreSQL's jsonb */
+            buf_free(&in->types);
+            in->types = (struct buf){0};
             in->has_types = 1;
             for (int t = json_first(d, v); t >= 0; t = json_next(d, t)) {
                 char tp[JSON_PATH_MAX + 8];

@@ -64,6 +64,9 @@ def test_create_shows_the_secret_once(world, check):
     check.eq(made["types"], ["reply.received", "message.bounced"], "types are kept once each, in order")
     check.eq((made["enabled"], made["source"], made["name"], made["description"]), (True, "api", None, "the CRM"),
              "enabled, from the API, unnamed, described")
+    raw = f'{{"url": "{HOOK}", "types": ["nope.nope"], "types": ["reply.received"]}}'
+    st, _, got, _ = world.api.call("POST", "/v1/webhooks", raw, headers={"Content-Type": "application/json"})
+    check.eq((st, got.get("types")), (201, ["reply.received"]), "a repeated member: the last one counts")
     other = create(world)
     check.ok(other["secret"] != made["secret"], "each endpoint gets its own secret")
     check.eq(other["types"], [], "no types: every type")
