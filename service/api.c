@@ -628,7 +628,8 @@ static const struct api_route probe_routes[] = {
 };
 
 static const struct api_route *const route_tables[] = {probe_routes, api_contact_routes, api_enrollment_routes,
-                                                       api_sequence_routes, api_admin_routes, api_event_routes};
+                                                       api_sequence_routes, api_admin_routes, api_event_routes,
+                                                       api_webhook_routes};
 
 /* ---- routing -------------------------------------------------------------- */
 

@@ -179,5 +179,6 @@ extern const struct api_route api_enrollment_routes[]; /* api_enrollments.c */
 extern const struct api_route api_sequence_routes[];   /* api_sequences.c */
 extern const struct api_route api_admin_routes[];      /* api_admin.c */
 extern const struct api_route api_event_routes[];      /* api_events.c */
+extern const struct api_route api_webhook_routes[];    /* api_webhooks.c */
 
 #endif

@@ -70,5 +70,6 @@ extern const struct cli_command cmd_serve, cmd_migrate, cmd_config, cmd_version,
     cmd_imap_check;
 extern const struct cli_command cmd_api_keys;
 extern const struct cli_command cmd_prune;
+extern const struct cli_command cmd_webhooks;
 
 #endif

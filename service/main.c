@@ -52,6 +52,7 @@ static const struct command commands[] = {
     {&cmd_preview, 0},
     {&cmd_accounts, NEEDS_MIGRATED},
     {&cmd_api_keys, NEEDS_MIGRATED},
+    {&cmd_webhooks, 0}, /* list and deliveries connect themselves; secret needs nothing */
     {&cmd_enroll, NEEDS_MIGRATED},
     {&cmd_enrollments, NEEDS_MIGRATED},
     {&cmd_messages, NEEDS_MIGRATED},

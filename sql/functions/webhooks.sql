@@ -280,28 +280,64 @@ LANGUAGE sql STABLE AS $$
         ON true
 $$;
 
--- POST /v1/webhooks: C checked the members and made the secret; 201
--- with the endpoint and its secret, the only time it is shown.
+-- The 422 answer to event types not in the catalogue (event_types), one
+-- error each at /types/<index> (p_types in the order the request gave
+-- them), or NULL when all are. SQL decides it, not C: the catalogue is a
+-- table a later migration adds to (tracking's message.opened), and a copy
+-- of it in C would drift.
+CREATE OR REPLACE FUNCTION relance_api_webhook_types_problem(p_types text[]) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT relance_api_problem(422, 'validation', 'Invalid webhook', 'types: not every one is an event type',
+               jsonb_build_object('errors', jsonb_agg(jsonb_build_object(
+                   'pointer', '/types/' || (t.i - 1),
+                   'message', format('%s is not an event type (GET /v1/events lists them in its schema)', t.type))
+                   ORDER BY t.i)))
+      FROM unnest(p_types) WITH ORDINALITY t(type, i)
+     WHERE NOT EXISTS (SELECT 1 FROM event_types c WHERE c.type = t.type)
+    HAVING count(*) > 0
+$$;
+
+-- Types as stored: each once, in the order first given.
+CREATE OR REPLACE FUNCTION relance_webhook_types_clean(p_types text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(t.type ORDER BY t.i), '{}')
+      FROM (SELECT type, min(i) AS i FROM unnest(p_types) WITH ORDINALITY u(type, i) GROUP BY type) t
+$$;
+
+-- POST /v1/webhooks: C checked the members (the URL against the policy)
+-- and made the secret; the types are checked here (422). 201 with the
+-- endpoint and its secret, the only time it is shown.
 CREATE OR REPLACE FUNCTION relance_api_webhook_create(p_url text, p_types text[], p_description text,
                                                       p_enabled boolean, p_secret text, p_now timestamptz)
 RETURNS TABLE (status int, body text)
-LANGUAGE sql AS $$
-    WITH w AS (
-        INSERT INTO webhooks (source, url, types, description, enabled, secret, created_at, updated_at)
-        VALUES ('api', p_url, p_types, p_description, p_enabled, p_secret, p_now, p_now)
-        RETURNING *)
-    SELECT 201, (relance_api_webhook_json(w) || jsonb_build_object('secret', w.secret))::text FROM w
-$$;
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_bad text := relance_api_webhook_types_problem(p_types);
+    w webhooks;
+BEGIN
+    IF v_bad IS NOT NULL THEN
+        RETURN QUERY SELECT 422, v_bad;
+        RETURN;
+    END IF;
+    INSERT INTO webhooks (source, url, types, description, enabled, secret, created_at, updated_at)
+    VALUES ('api', p_url, relance_webhook_types_clean(p_types), p_description, p_enabled, p_secret, p_now, p_now)
+    RETURNING * INTO w;
+    RETURN QUERY SELECT 201, (relance_api_webhook_json(w) || jsonb_build_object('secret', w.secret))::text;
+END $$;
 
--- PATCH /v1/webhooks/{id}: the members given (C checked them). Enabling
--- an endpoint clears why it was disabled and its failing streak. A
--- config endpoint is the configuration's: 409.
+-- PATCH /v1/webhooks/{id}: the members given (C checked them; the types
+-- are checked here: 422). Enabling an endpoint clears why it was
+-- disabled and its failing streak. A config endpoint is the
+-- configuration's: 409.
 CREATE OR REPLACE FUNCTION relance_api_webhook_patch(p_id bigint, p_patch jsonb, p_now timestamptz)
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     w webhooks;
+    v_types text[];
+    v_bad text;
 BEGIN
     SELECT * INTO w FROM webhooks WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -314,10 +350,17 @@ BEGIN
                                                             p_id, w.name));
         RETURN;
     END IF;
+    IF p_patch ? 'types' THEN
+        v_types := ARRAY(SELECT jsonb_array_elements_text(p_patch->'types'));
+        v_bad := relance_api_webhook_types_problem(v_types);
+        IF v_bad IS NOT NULL THEN
+            RETURN QUERY SELECT 422, v_bad;
+            RETURN;
+        END IF;
+    END IF;
     UPDATE webhooks v
        SET url = coalesce(p_patch->>'url', v.url),
-           types = CASE WHEN p_patch ? 'types'
-                        THEN ARRAY(SELECT jsonb_array_elements_text(p_patch->'types')) ELSE v.types END,
+           types = CASE WHEN p_patch ? 'types' THEN relance_webhook_types_clean(v_types) ELSE v.types END,
            description = coalesce(p_patch->>'description', v.description),
            enabled = coalesce((p_patch->>'enabled')::boolean, v.enabled),
            disabled_at = CASE WHEN (p_patch->>'enabled')::boolean THEN NULL
@@ -422,4 +465,35 @@ LANGUAGE sql STABLE AS $$
       FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
      WHERE d.webhook_id = p_id
      ORDER BY d.id DESC LIMIT p_limit
+$$;
+
+-- GET /v1/webhooks/{id}/deliveries: the latest p_limit, as
+-- relance_webhook_deliveries (the command line's) lists them.
+CREATE OR REPLACE FUNCTION relance_api_webhook_deliveries(p_id bigint, p_limit int)
+RETURNS TABLE (status int, body text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhooks WHERE id = p_id) THEN
+        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT 200, json_build_object('data', coalesce(json_agg(json_build_object(
+               'id', d.id::text, 'event_id', d.event_id::text, 'type', d.type, 'state', d.state,
+               'attempts', d.attempts, 'last_status', d.last_status, 'last_error', d.last_error,
+               'last_at', relance_api_time(d.last_at), 'next_at', relance_api_time(d.next_at),
+               'delivered_at', relance_api_time(d.delivered_at)) ORDER BY d.id DESC), '[]'))::text
+      FROM relance_webhook_deliveries(p_id, p_limit) d;
+END $$;
+
+-- `relance webhooks list`: every endpoint in id order, with why it is
+-- disabled and since when it fails (never its secret).
+CREATE OR REPLACE FUNCTION relance_webhooks_list()
+RETURNS TABLE (id bigint, source text, name text, url text, types text[], enabled boolean, disabled_reason text,
+               disabled_at timestamptz, failing_since timestamptz, description text)
+LANGUAGE sql STABLE AS $$
+    SELECT w.id, w.source, w.name, w.url, w.types, w.enabled, w.disabled_reason, w.disabled_at, w.failing_since,
+           w.description
+      FROM webhooks w ORDER BY w.id
 $$;
