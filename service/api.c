@@ -55,6 +55,7 @@ struct api {
     int zones_loading;
     struct zone_wait *zone_waits; /* requests waiting for them */
     char *capture_dir;      /* the capture transport's Maildir, or NULL */
+    struct webhooks *webhooks; /* the deliveries, for a test request; NULL until set */
     size_t queries;         /* own statements in flight (zones, prune) */
     int by_account;         /* the sender claims per account (api_by_account) */
     int closing, parts_open;
@@ -338,6 +339,16 @@ const struct config *api_config(const struct api_call *c)
 const char *api_capture_dir(const struct api_call *c)
 {
     return c->api->capture_dir;
+}
+
+struct webhooks *api_webhooks(const struct api_call *c)
+{
+    return c->api->webhooks;
+}
+
+void api_set_webhooks(struct api *api, struct webhooks *wh)
+{
+    api->webhooks = wh;
 }
 
 void api_set_capture_dir(struct api *api, const char *dir)

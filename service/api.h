@@ -19,6 +19,10 @@ struct api *api_new(uv_loop_t *loop, const struct ready *ready, const struct con
 /* The capture transport's Maildir (copied), where an erasure removes the
  * person's messages too; none without it. */
 void api_set_capture_dir(struct api *api, const char *dir);
+/* The webhook deliveries, which send POST /v1/webhooks/{id}/test (NULL:
+ * none yet, or no more: the test answers 503). */
+struct webhooks;
+void api_set_webhooks(struct api *api, struct webhooks *wh);
 /* The http_handler for serve's listener; arg is the struct api. */
 void api_handle(struct http_request *req, void *arg);
 /* Closes its timers; on_closed fires once its statements in flight are back. */

@@ -87,6 +87,8 @@ const struct config *api_config(const struct api_call *c);
 const char *const *api_zones(const struct api_call *c, size_t *n);
 /* The capture transport's Maildir, or NULL. */
 const char *api_capture_dir(const struct api_call *c);
+/* The webhook deliveries (webhooks.h), or NULL. */
+struct webhooks *api_webhooks(const struct api_call *c);
 /* Runs work(c) on libuv's thread pool (it must touch nothing of the
  * loop's), then done(c) on the loop; the API is not freed meanwhile. */
 void api_off_loop(struct api_call *c, void (*work)(struct api_call *c), void (*done)(struct api_call *c));

@@ -15,9 +15,11 @@
 
 #include "clock.h"
 #include "config.h"
+#include "json.h"
 #include "keyring.h"
 #include "pgarray.h"
 #include "webhook_url.h"
+#include "webhooks.h"
 #include "whsig.h"
 
 #include <stdint.h>
@@ -310,10 +312,101 @@ static void webhook_deliveries(struct api_call *c)
     api_ask(c, "SELECT status, body FROM relance_api_webhook_deliveries($1::bigint, $2::int)", 2, p);
 }
 
+/* ---- POST /v1/webhooks/{id}/test ------------------------------------------- */
+
+/* A test request in flight: the call waits for webhooks.c's answer. */
+struct test_call {
+    struct api_call *c;
+    char *event;
+};
+
+static void on_test_sent(void *arg, int status, const char *error, double seconds)
+{
+    struct test_call *t = arg;
+    struct buf b = {0};
+    buf_addf(&b, "{\"delivered\":%s,\"status\":", status >= 200 && status <= 299 ? "true" : "false");
+    if (status > 0)
+        buf_addf(&b, "%d", status);
+    else
+        buf_adds(&b, "null");
+    buf_adds(&b, ",\"error\":");
+    if (error)
+        json_add_string(&b, error);
+    else
+        buf_adds(&b, "null");
+    buf_addf(&b, ",\"duration_ms\":%.0f,\"event\":%s}", seconds * 1000.0, t->event);
+    if (b.oom)
+        api_unavailable(t->c);
+    else
+        api_reply(t->c, 200, b.p, b.len);
+    buf_free(&b);
+    free(t->event);
+    free(t);
+}
+
+static void on_test_event(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct api_call *c = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        api_reply_row(c, res);
+        return;
+    }
+    int status = atoi(PQgetvalue(res, 0, 0));
+    if (status != 200) {
+        api_reply_row(c, res);
+        return;
+    }
+    struct test_call *t = calloc(1, sizeof *t);
+    if (!t || !(t->event = strdup(PQgetvalue(res, 0, 1)))) {
+        free(t);
+        api_unavailable(c);
+        return;
+    }
+    t->c = c;
+    const char *name = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
+    const char *secret = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
+    char why[300];
+    if (webhooks_send(api_webhooks(c), PQgetvalue(res, 0, 2), name, secret, PQgetvalue(res, 0, 5), t->event,
+                      on_test_sent, t, why, sizeof why) < 0)
+        on_test_sent(t, 0, why, 0);
+}
+
+/* Sends an example event to the endpoint now and answers how it went:
+ * what an integrator runs while wiring the CRM up. */
+static void webhook_test(struct api_call *c)
+{
+    if (id_param(c) < 0)
+        return;
+    const char *type = api_arg(c, "type");
+    if (type && (strlen(type) > TYPE_MAX || strspn(type, "abcdefghijklmnopqrstuvwxyz_.") != strlen(type))) {
+        api_bad_request(c, "type is not an event type");
+        return;
+    }
+    if (!api_webhooks(c)) {
+        api_unavailable(c);
+        return;
+    }
+    unsigned char r[12];
+    char test_id[32] = "test_", now[40];
+    if (RAND_bytes(r, sizeof r) != 1) {
+        api_unavailable(c);
+        return;
+    }
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(test_id + 5 + 2 * i, 3, "%02x", r[i]);
+    api_now(now, sizeof now);
+    const char *p[4] = {c->param, type, test_id, now};
+    struct db *db = api_db(c);
+    if (!db || db_query(db, "SELECT status, body, url, name, secret, $3 FROM relance_api_webhook_test($1::bigint, $2, $3,"
+                            " $4::timestamptz)", 4, p, on_test_event, c) < 0)
+        api_unavailable(c);
+}
+
 static const char *const page_args[] = {"limit", "after", NULL};
+static const char *const type_args[] = {"type", NULL};
 static const char *const limit_args[] = {"limit", NULL};
 
-/* POST /v1/webhooks/{id}/test is webhooks.c's (it sends). */
 const struct api_route api_webhook_routes[] = {
     {"GET", "/v1/webhooks", SCOPE_WEBHOOKS_WRITE, 0, page_args, webhooks_list, 0},
     {"POST", "/v1/webhooks", SCOPE_WEBHOOKS_WRITE, 1, NULL, webhook_create, 0},
@@ -323,5 +416,6 @@ const struct api_route api_webhook_routes[] = {
     {"POST", "/v1/webhooks/{}/rotate-secret", SCOPE_WEBHOOKS_WRITE, 0, NULL, webhook_rotate, 0},
     {"POST", "/v1/webhooks/{}/replay", SCOPE_WEBHOOKS_WRITE, 1, NULL, webhook_replay, 0},
     {"GET", "/v1/webhooks/{}/deliveries", SCOPE_WEBHOOKS_WRITE, 0, limit_args, webhook_deliveries, 0},
+    {"POST", "/v1/webhooks/{}/test", SCOPE_WEBHOOKS_WRITE, 0, type_args, webhook_test, 0},
     {NULL, NULL, 0, 0, NULL, NULL, 0},
 };

@@ -407,6 +407,10 @@ static const struct {
     {"enrollments", "relance_enrollments", "state", "gauge", "Enrollments by state."},
     {"sends_after_reply", "relance_sends_after_reply_total", NULL, "counter",
      "Messages sent after their enrollment was stopped by a reply; must stay 0."},
+    {"webhook_pending", "relance_webhook_pending_deliveries", "webhook", "gauge",
+     "Deliveries an enabled webhook endpoint is still owed."},
+    {"webhook_lag", "relance_webhook_outbox_lag_seconds", "webhook", "gauge",
+     "How long ago the event of an endpoint's first pending delivery happened (0: none pending)."},
 };
 
 /* Keeps the rows as exposition lines, ready for every scrape of the next

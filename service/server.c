@@ -196,6 +196,8 @@ static void server_stop_rest(struct server *srv)
     /* beside the sender: its requests end, the claims of the cut ones are
      * given back while the database is open */
     if (srv->webhooks) {
+        if (srv->api)
+            api_set_webhooks(srv->api, NULL);
         srv->pending_closes++;
         webhooks_close(srv->webhooks, on_part_closed, srv);
         srv->webhooks = NULL;
@@ -483,6 +485,9 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
     srv->webhooks = webhooks_new(srv->loop, cfg, &srv->ready, err, errlen);
     if (!srv->webhooks)
         goto done;
+    webhooks_set_metrics(srv->webhooks, srv->metrics);
+    if (srv->api)
+        api_set_webhooks(srv->api, srv->webhooks);
     rc = 0;
 done:
     free(capture_dir);

@@ -25,6 +25,7 @@
 #include "curl_uv.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "pgarray.h"
 #include "secret.h"
@@ -86,7 +87,7 @@ struct webhooks {
     uv_timer_t timer;
     char replica[96];
     char **secrets;            /* cfg->webhooks[i]'s */
-    struct endpoint *eps;
+    struct endpoint **eps;
     size_t n_eps, cap_eps;
     struct transfer *transfers;
     struct outcomes waiting;   /* ended, not recorded yet */
@@ -95,25 +96,31 @@ struct webhooks {
     int cycling, again, synced, closing, final_sent, closed_parts;
     void (*on_closed)(void *arg);
     void *closed_arg;
+    struct metrics_family *m_requests, *m_duration;
 };
 
 /* ---- bookkeeping ------------------------------------------------------------ */
 
+/* The endpoint id's counts; each has its own allocation, since requests
+ * in flight point at theirs while the list grows. */
 static struct endpoint *endpoint(struct webhooks *wh, long long id)
 {
     for (size_t i = 0; i < wh->n_eps; i++)
-        if (wh->eps[i].id == id)
-            return &wh->eps[i];
+        if (wh->eps[i]->id == id)
+            return wh->eps[i];
     if (wh->n_eps == wh->cap_eps) {
         size_t cap = wh->cap_eps ? wh->cap_eps * 2 : 8;
-        struct endpoint *v = realloc(wh->eps, cap * sizeof *v);
+        struct endpoint **v = realloc(wh->eps, cap * sizeof *v);
         if (!v)
             return NULL;
         wh->eps = v;
         wh->cap_eps = cap;
     }
-    struct endpoint *ep = &wh->eps[wh->n_eps++];
-    *ep = (struct endpoint){.id = id};
+    struct endpoint *ep = calloc(1, sizeof *ep);
+    if (!ep)
+        return NULL;
+    ep->id = id;
+    wh->eps[wh->n_eps++] = ep;
     return ep;
 }
 
@@ -252,6 +259,14 @@ static void on_request_done(struct curl_uv *cu, CURL *easy, CURLcode result, voi
         double secs = clock_now() - t->started;
         t->cb(t->cb_arg, status, error[0] ? error : NULL, secs);
     } else {
+        char ep_id[24];
+        snprintf(ep_id, sizeof ep_id, "%lld", t->ep ? t->ep->id : 0);
+        const char *labels[2] = {ep_id, status >= 200 && status <= 299 ? "delivered"
+                                        : status == 410                ? "gone"
+                                        : status > 0                   ? "rejected"
+                                                                       : "unreachable"};
+        metrics_count(wh->m_requests, labels, 1);
+        metrics_observe(wh->m_duration, NULL, clock_now() - t->started);
         if (status == 410 && t->ep && !t->ep->gone) {
             t->ep->gone = 1;
             t->ep->gone_cycle = 0; /* recorded by the next cycle that carries it */
@@ -410,7 +425,7 @@ static size_t in_flight(const struct webhooks *wh)
 {
     size_t n = 0;
     for (size_t i = 0; i < wh->n_eps; i++)
-        n += (size_t)wh->eps[i].busy;
+        n += (size_t)wh->eps[i]->busy;
     return n;
 }
 
@@ -433,8 +448,8 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
     }
     outcomes_clear(&wh->recording);
     for (size_t i = 0; i < wh->n_eps; i++)
-        if (wh->eps[i].gone && wh->eps[i].gone_cycle == wh->cycle_no)
-            wh->eps[i].gone = 0; /* recorded: the database now refuses it claims */
+        if (wh->eps[i]->gone && wh->eps[i]->gone_cycle == wh->cycle_no)
+            wh->eps[i]->gone = 0; /* recorded: the database now refuses it claims */
     int rows = PQntuples(res);
     if (wh->closing) {
         /* claimed as the close began: given back by the final record */
@@ -484,18 +499,18 @@ static void cycle(struct webhooks *wh)
     wh->waiting = t;
     wh->cycle_no++;
     for (size_t i = 0; i < wh->n_eps; i++)
-        if (wh->eps[i].gone && wh->eps[i].gone_cycle == 0)
-            wh->eps[i].gone_cycle = wh->cycle_no;
+        if (wh->eps[i]->gone && wh->eps[i]->gone_cycle == 0)
+            wh->eps[i]->gone_cycle = wh->cycle_no;
     struct buf arrays[3] = {{0}}, busy_ids = {0}, busy = {0};
     const char *rec[3];
     outcome_arrays(&wh->recording, arrays, rec);
     char n[32];
     for (size_t i = 0; i < wh->n_eps; i++) {
         /* an endpoint answered 410 and not yet recorded: none claimed */
-        int taken = wh->eps[i].gone ? (int)wh->cfg->webhook_max_in_flight : wh->eps[i].busy;
+        int taken = wh->eps[i]->gone ? (int)wh->cfg->webhook_max_in_flight : wh->eps[i]->busy;
         if (!taken)
             continue;
-        snprintf(n, sizeof n, "%lld", wh->eps[i].id);
+        snprintf(n, sizeof n, "%lld", wh->eps[i]->id);
         pgarray_add(&busy_ids, n);
         snprintf(n, sizeof n, "%d", taken);
         pgarray_add(&busy, n);
@@ -638,6 +653,17 @@ void webhooks_wake(struct webhooks *wh)
         cycle(wh);
 }
 
+void webhooks_set_metrics(struct webhooks *wh, struct metrics *m)
+{
+    static const char *const labels[] = {"webhook", "outcome", NULL};
+    wh->m_requests = metrics_family_add(m, METRICS_COUNTER, "relance_webhook_requests_total",
+                                        "Webhook requests of the outbox by endpoint and outcome: delivered (2xx), "
+                                        "rejected (another status), gone (410), unreachable (no answer).",
+                                        labels, NULL, 0);
+    wh->m_duration = metrics_family_add(m, METRICS_HISTOGRAM, "relance_webhook_request_duration_seconds",
+                                        "How long webhook requests of the outbox took.", NULL, NULL, 0);
+}
+
 /* ---- a test request ------------------------------------------------------------ */
 
 int webhooks_send(struct webhooks *wh, const char *url, const char *name, const char *secret, const char *id,
@@ -725,6 +751,8 @@ static void close_step(struct webhooks *wh)
     for (size_t i = 0; i < wh->cfg->n_webhooks; i++)
         secret_free(wh->secrets[i]);
     free(wh->secrets);
+    for (size_t i = 0; i < wh->n_eps; i++)
+        free(wh->eps[i]);
     free(wh->eps);
     void (*cb)(void *) = wh->on_closed;
     void *arg = wh->closed_arg;

@@ -32,6 +32,12 @@ struct webhooks;
 struct webhooks *webhooks_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready, char *err,
                               size_t errlen);
 
+/* Counts the requests by endpoint and outcome, and their durations, in
+ * m's families (relance_webhook_requests_total,
+ * relance_webhook_request_duration_seconds). */
+struct metrics;
+void webhooks_set_metrics(struct webhooks *wh, struct metrics *m);
+
 /* The database is (again) usable: the configuration's endpoints are
  * synced, LISTEN relance_webhooks is (re)issued on the main connection,
  * and delivering starts. */

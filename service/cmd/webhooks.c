@@ -1,4 +1,4 @@
-/* cmd/webhooks: `relance webhooks list|deliveries|secret`, the webhook
+/* cmd/webhooks: `relance webhooks list|deliveries|secret|test`, the webhook
  * endpoints from the command line.
  *
  * list shows every endpoint, the API's and the configuration's, and why
@@ -6,15 +6,21 @@
  * GET /v1/webhooks/{id}/deliveries does (relance_webhook_deliveries, the
  * same statement); secret prints a fresh whsec_ secret for a
  * configuration endpoint's secret file or variable (random bytes from
- * OpenSSL, wiped after use; stored nowhere). Endpoints are made and
- * changed through the API or the configuration, not here; sending is
- * webhooks.c's.
+ * OpenSSL, wiped after use; stored nowhere); test sends an example event
+ * through webhooks.c on a loop of its own, as POST /v1/webhooks/{id}/test
+ * does. Endpoints are made and changed through the API or the
+ * configuration, not here.
  *
- * Only list and deliveries need the database: each connects itself
+ * Only list, deliveries and test need the database: each connects itself
  * (main's table asks for nothing, so `secret` runs anywhere). */
 #include "cli.h"
+#include "clock.h"
 #include "pgerr.h"
+#include "webhooks.h"
 #include "whsig.h"
+
+#include <curl/curl.h>
+#include <uv.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,7 +150,98 @@ static int secret(struct cli *cli, const struct cli_args *args)
     return rc;
 }
 
-/* `relance webhooks test ID` (the lead's, with webhooks.c) goes here. */
+/* ---- test ---------------------------------------------------------------------- */
+
+enum { OPT_TYPE };
+static const struct cli_option test_options[] = {
+    [OPT_TYPE] = {"type", 0, "TYPE", "the example event's type (default: the endpoint's first, else reply.received)",
+                  0, 0},
+    {0},
+};
+
+struct test_outcome {
+    int done, status;
+    char error[400];
+    double seconds;
+};
+
+static void on_sent(void *arg, int status, const char *error, double seconds)
+{
+    struct test_outcome *o = arg;
+    o->done = 1;
+    o->status = status;
+    o->seconds = seconds;
+    snprintf(o->error, sizeof o->error, "%s", error ? error : "");
+}
+
+static void on_closed(void *arg)
+{
+    (void)arg;
+}
+
+/* Sends an example event to endpoint ID now, signed as every delivery is
+ * (webhooks.c's own request, on a loop of this command's), and says what
+ * it answered: exit 0 on 2xx, 1 otherwise. Nothing is stored. */
+static int test(struct cli *cli, const struct cli_args *args)
+{
+    const char *id = args->operands[0], *type = cli_args_value(args, OPT_TYPE);
+    size_t n = strlen(id);
+    if (!n || n > 18 || strspn(id, "0123456789") != n)
+        return cli_fail(CLI_USAGE, "webhooks test: ID is an endpoint's id (relance webhooks list shows them)");
+    unsigned char r[12];
+    char test_id[32] = "test_", now[64];
+    if (RAND_bytes(r, sizeof r) != 1)
+        return cli_fail(CLI_ERROR, "webhooks test: OpenSSL could not draw random bytes");
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(test_id + 5 + 2 * i, 3, "%02x", r[i]);
+    if (clock_setup(now, sizeof now) < 0)
+        return cli_fail(CLI_ERROR, "webhooks test: %s", now);
+    clock_format(clock_now(), now, sizeof now);
+    const char *p[4] = {id, type, test_id, now};
+    PGresult *res = ask(cli, "test", "SELECT status, body, url, name, secret FROM relance_api_webhook_test($1::bigint,"
+                                     " $2, $3, $4::timestamptz)", 4, p);
+    if (!res)
+        return CLI_ERROR;
+    if (atoi(PQgetvalue(res, 0, 0)) != 200) {
+        int st = atoi(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return cli_fail(CLI_ERROR, st == 404 ? "webhooks test: no webhook %s (relance webhooks list shows them)"
+                                             : "webhooks test: %s is not an event type", st == 404 ? id : type);
+    }
+    char err[512], why[300];
+    struct test_outcome o = {0};
+    uv_loop_t loop;
+    int rc = CLI_ERROR;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || uv_loop_init(&loop) < 0) {
+        PQclear(res);
+        return cli_fail(CLI_ERROR, "webhooks test: cannot set up libcurl or the event loop");
+    }
+    struct webhooks *wh = webhooks_new(&loop, cli->config, NULL, err, sizeof err);
+    if (!wh) {
+        fprintf(stderr, "relance: webhooks test: %s\n", err);
+    } else {
+        const char *name = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
+        const char *secret = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
+        if (webhooks_send(wh, PQgetvalue(res, 0, 2), name, secret, test_id, PQgetvalue(res, 0, 1), on_sent, &o, why,
+                          sizeof why) < 0)
+            on_sent(&o, 0, why, 0);
+        while (!o.done && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        webhooks_close(wh, on_closed, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (o.status >= 200 && o.status <= 299) {
+            printf("delivered: HTTP %d in %.0f ms (webhook-id %s)\n", o.status, o.seconds * 1000, test_id);
+            rc = CLI_OK;
+        } else {
+            printf("not delivered: %s after %.0f ms (webhook-id %s)\n", o.error, o.seconds * 1000, test_id);
+        }
+    }
+    PQclear(res);
+    if (uv_loop_close(&loop) != 0)
+        rc = cli_fail(CLI_ERROR, "webhooks test: handles left open");
+    curl_global_cleanup();
+    return rc;
+}
 
 static const struct cli_command subcommands[] = {
     {.name = "list",
@@ -153,17 +250,20 @@ static const struct cli_command subcommands[] = {
     {.name = "deliveries", .summary = "an endpoint's latest deliveries, the latest first", .operands = "ID",
      .min_operands = 1, .max_operands = 1, .options = deliveries_options, .run = deliveries},
     {.name = "secret", .summary = "print a new whsec_ secret, for an endpoint in the configuration", .run = secret},
+    {.name = "test", .summary = "send an endpoint an example event now, signed, and say what it answered",
+     .operands = "ID", .min_operands = 1, .max_operands = 1, .options = test_options, .run = test},
     {0},
 };
 
 const struct cli_command cmd_webhooks = {
     .name = "webhooks",
-    .summary = "webhook endpoints: list, deliveries, secret",
+    .summary = "webhook endpoints: list, deliveries, secret, test",
     .about = "Endpoints come from the HTTP API (/v1/webhooks) or from the configuration\n"
              "(webhooks: NAME: {url, types, secret_env or secret_file}). list shows both,\n"
              "never a secret. deliveries ID shows what an endpoint was sent and what it\n"
              "answered. secret prints a new secret for the configuration's secret file\n"
              "(relance webhooks secret > /etc/relance/crm.whsec); it is stored nowhere.\n"
-             "An unknown ID exits 1.\n",
+             "test ID sends the endpoint an example event now, signed like every delivery,\n"
+             "and exits 0 when it answers 2xx. An unknown ID exits 1.\n",
     .subcommands = subcommands,
 };

@@ -14,6 +14,10 @@
 --                            state 'replied'); must stay 0. Counted by the
 --                            outcome's time, so a body already on the wire
 --                            when the reply was recorded counts too.
+--   webhook_pending    webhook every enabled endpoint's deliveries not yet
+--                            made (pending), 0 included
+--   webhook_lag        webhook how long ago the event of its first pending
+--                            delivery happened: the outbox lag (0: none)
 CREATE OR REPLACE FUNCTION relance_metrics(p_now timestamptz)
 RETURNS TABLE (metric text, label text, value double precision)
 LANGUAGE sql STABLE AS $$
@@ -30,4 +34,14 @@ LANGUAGE sql STABLE AS $$
       FROM enrollments e
       JOIN messages m ON m.enrollment_id = e.id
      WHERE e.state = 'replied' AND m.state = 'sent' AND m.sent_at > e.state_changed_at
+    UNION ALL
+    (SELECT 'webhook_pending', w.id::text,
+            (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending')::double precision
+       FROM webhooks w WHERE w.enabled ORDER BY w.id)
+    UNION ALL
+    (SELECT 'webhook_lag', w.id::text,
+            coalesce(greatest(extract(epoch FROM p_now - (
+                SELECT e.occurred_at FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.webhook_id = w.id AND d.state = 'pending' ORDER BY d.next_at, d.id LIMIT 1)), 0), 0)
+       FROM webhooks w WHERE w.enabled ORDER BY w.id)
 $$;

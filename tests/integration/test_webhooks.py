@@ -204,6 +204,23 @@ def test_every_event_reaches_every_endpoint_signed_through_a_crash_and_a_databas
     differ = [i for i in bodies if bodies[i] != by_id.get(i)]
     check.eq(differ[:3], [], "each webhook body is the feed's event")
     check.ok(all(r[1].get("content-type") == "application/json" for r in records[:50]), "JSON content type")
+
+    # the metrics: this replica's requests by endpoint and outcome, and
+    # nothing owed any more (no lag)
+    st, text = s.get("/metrics")
+    ids = {name: i for i, name in rows(pg, "SELECT id, name FROM webhooks")}
+    figures = {}
+    for line in text.splitlines():
+        if line.startswith("relance_webhook_"):
+            key, value = line.rsplit(" ", 1)
+            figures[key] = float(value)
+    delivered = figures.get(f'relance_webhook_requests_total{{webhook="{ids["ok"]}",outcome="delivered"}}', 0)
+    check.ok(0 < delivered <= len(crm.received("ok")), f"/ok's delivered requests counted: {delivered}")
+    check.ok(figures.get(f'relance_webhook_requests_total{{webhook="{ids["slow"]}",outcome="unreachable"}}', 0) > 0,
+             "/slow's timeouts counted as unreachable")
+    check.eq([figures.get(f'relance_webhook_outbox_lag_seconds{{webhook="{ids[k]}"}}') for k in ("ok", "flaky")],
+             [0.0, 0.0], "no outbox lag once drained")
+    check.eq(figures.get(f'relance_webhook_pending_deliveries{{webhook="{ids["slow"]}"}}'), 0.0, "nothing pending")
     assert s.stop() == 0
     assert "whsec_" not in s.output(), "a secret reached the log"
 
@@ -295,4 +312,51 @@ def test_a_private_address_is_refused_unless_listed(own_postgres, tmp, serve, ch
     err = rows(pg, "SELECT last_error FROM webhook_deliveries")[0][0]
     check.ok("non-public address" in err, f"{name}: refused at connect: {err}")
     check.eq(len(crm.received("ok")), 0, "nothing reached the private address")
+    assert s.stop() == 0
+
+
+def test_a_test_request_is_signed_and_says_what_the_endpoint_answered(db, tmp, serve, check):
+    """POST /v1/webhooks/{id}/test and `relance webhooks test ID`: an
+    example event, signed with the endpoint's secret, sent at once; the
+    answer (and the command's exit) says whether it was taken."""
+    from apiclient import Api, new_key
+    crm = crmdouble.CrmDouble()
+    env, _ = write_config(tmp, db, crm, [])
+    s = serve(env)
+    s.wait_status("/readyz", 200)
+    api = Api(s.base, new_key(env, "crm", "webhooks:write"))
+    st, _, ok, raw = api.call("POST", "/v1/webhooks", {"url": crm.url("ok"), "types": ["contact.unsubscribed"]})
+    assert st == 201, raw
+    st, _, fail, raw = api.call("POST", "/v1/webhooks", {"url": crm.url("fail")})
+    assert st == 201, raw
+
+    st, _, got, raw = api.call("POST", f"/v1/webhooks/{ok['id']}/test")
+    check.eq((st, got.get("delivered"), got.get("status"), got.get("error")), (200, True, 200, None),
+             "the endpoint took it")
+    check.eq(got["event"]["type"], "contact.unsubscribed", "the endpoint's first type by default")
+    sent = crm.received("ok")
+    check.eq(len(sent), 1, "one request")
+    verified, bad = verify_all(tmp, sent, {"ok": ok["secret"]})
+    check.eq((verified, bad), (1, []), "signed with the endpoint's secret (standardwebhooks)")
+    check.eq(sent[0][1]["webhook-id"], got["event"]["id"], "webhook-id is the example's id")
+    check.eq(json.loads(sent[0][2]), got["event"], "the body is the event the answer shows")
+
+    st, _, got, raw = api.call("POST", f"/v1/webhooks/{fail['id']}/test?type=message.bounced")
+    check.eq((st, got.get("delivered"), got.get("status"), got.get("error")), (200, False, 500, "HTTP 500"),
+             "a 500 is reported as it came")
+    check.eq(got["event"]["type"], "message.bounced", "the type asked for")
+    st, _, got, raw = api.call("POST", f"/v1/webhooks/{ok['id']}/test?type=nope.nope")
+    check.eq(st, 400, "a type outside the catalogue")
+    st, _, got, raw = api.call("POST", "/v1/webhooks/999999/test")
+    check.eq(st, 404, "an unknown endpoint")
+    check.eq(int(db.psql("SELECT count(*) FROM events")[0][0]), 0, "a test event is stored nowhere")
+
+    r = relance("webhooks", "test", ok["id"], "--type", "reply.received", env=env)
+    check.ok(r.returncode == 0 and "delivered: HTTP 200" in r.stdout, f"the command: {r.stdout}{r.stderr}")
+    check.eq(len(crm.received("ok")), 2, "the command sent one more")
+    check.eq(json.loads(crm.received("ok")[-1][2])["type"], "reply.received", "of the type asked for")
+    r = relance("webhooks", "test", fail["id"], env=env)
+    check.ok(r.returncode == 1 and "not delivered: HTTP 500" in r.stdout, f"a failure exits 1: {r.stdout}{r.stderr}")
+    r = relance("webhooks", "test", "999999", env=env)
+    check.ok(r.returncode == 1 and "no webhook 999999" in r.stderr, f"unknown id: {r.stderr}")
     assert s.stop() == 0
