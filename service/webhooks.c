@@ -94,6 +94,7 @@ struct webhooks {
     struct outcomes recording; /* in the cycle in flight */
     unsigned cycle_no;
     int cycling, again, synced, closing, final_sent, closed_parts;
+    int pending;               /* statements in flight whose callback reads wh */
     void (*on_closed)(void *arg);
     void *closed_arg;
     struct metrics_family *m_requests, *m_duration;
@@ -409,9 +410,15 @@ static void deliver(struct webhooks *wh, const PGresult *res, int r)
 
 /* ---- the cycle ---------------------------------------------------------------- */
 
+static void sync_config(struct webhooks *wh);
+
 static void on_timer(uv_timer_t *t)
 {
-    cycle(t->data);
+    struct webhooks *wh = t->data;
+    if (wh->synced)
+        cycle(wh);
+    else
+        sync_config(wh);
 }
 
 static void arm(struct webhooks *wh, double ms)
@@ -436,6 +443,7 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
     (void)db;
     struct webhooks *wh = arg;
     wh->cycling = 0;
+    wh->pending--;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res)
             log_event(LOG_ERROR, "webhooks", "delivery cycle failed", "error", PQresultErrorMessage(res), NULL);
@@ -533,6 +541,7 @@ static void cycle(struct webhooks *wh)
                        " $7::int[], $8::int, $9::interval)",
                        9, p, on_cycle, wh) == 0) {
         wh->cycling = 1;
+        wh->pending++;
     } else {
         outcomes_restore(wh);
         arm(wh, RETRY_MS);
@@ -583,12 +592,17 @@ static void on_synced(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct webhooks *wh = arg;
+    wh->pending--;
+    if (wh->closing) {
+        close_step(wh);
+        return;
+    }
     if (!res)
         return; /* the connection went: db_up comes again */
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_event(LOG_ERROR, "webhooks", "cannot sync the configuration's endpoints", "error",
                   PQresultErrorMessage(res), NULL);
-        arm(wh, RETRY_MS); /* cycle() waits for synced: try the sync again */
+        arm(wh, RETRY_MS); /* the timer tries the sync again */
         return;
     }
     wh->synced = 1;
@@ -628,11 +642,13 @@ static void sync_config(struct webhooks *wh)
     const char *p[5] = {pgarray_end(&names), pgarray_end(&urls), pgarray_end(&types), pgarray_end(&descriptions),
                         now};
     if (!p[0] || !p[1] || !p[2] || !p[3] ||
-        db_query(db, "LISTEN relance_webhooks", 0, NULL, on_ignore, wh) < 0 ||
+        db_query(db, "LISTEN relance_webhooks", 0, NULL, on_ignore, NULL) < 0 ||
         db_query(db,
                  "SELECT relance_webhooks_sync_config($1::text[], $2::text[], $3::text[], $4::text[], $5)", 5, p,
                  on_synced, wh) < 0)
         arm(wh, RETRY_MS);
+    else
+        wh->pending++;
     buf_free(&names);
     buf_free(&urls);
     buf_free(&types);
@@ -709,6 +725,7 @@ static void on_final(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct webhooks *wh = arg;
+    wh->pending--;
     if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
         log_event(LOG_WARN, "webhooks", "cannot record the last outcomes: their claims lapse instead", "error",
                   PQresultErrorMessage(res), NULL);
@@ -722,7 +739,7 @@ static void close_step(struct webhooks *wh)
 {
     if (wh->closed_parts < 2 || wh->final_sent == 1)
         return;
-    if (wh->final_sent == 0 && wh->waiting.n && cycle_db(wh) && !wh->cycling) {
+    if (wh->final_sent == 0 && wh->waiting.n && cycle_db(wh) && !wh->pending) {
         /* the outcomes known, and the claims of what was cut given back */
         struct outcomes t = wh->recording;
         wh->recording = wh->waiting;
@@ -735,15 +752,17 @@ static void close_step(struct webhooks *wh)
         const char *p[5] = {wh->replica, now, rec[0], rec[1], rec[2]};
         if (p[2] && p[3] && p[4] &&
             db_query(cycle_db(wh), "SELECT relance_webhooks_record($1, $2, $3::bigint[], $4::int[], $5::text[])", 5,
-                     p, on_final, wh) == 0)
+                     p, on_final, wh) == 0) {
             wh->final_sent = 1;
+            wh->pending++;
+        }
         for (size_t i = 0; i < 3; i++)
             buf_free(&arrays[i]);
         if (wh->final_sent == 1)
             return;
     }
-    if (wh->cycling)
-        return; /* its callback comes back here */
+    if (wh->pending)
+        return; /* their callbacks come back here */
     outcomes_clear(&wh->waiting);
     outcomes_clear(&wh->recording);
     free(wh->waiting.v);

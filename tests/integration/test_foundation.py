@@ -119,9 +119,11 @@ def test_what_the_caller_exported_never_reaches_relance(monkeypatch, tmp):
 
 def test_the_annotated_example_configuration_parses():
     example = os.path.join(harness.SOURCE, "deploy", "relance.example.yaml")
-    r = relance("--config", example, "config", env={"DATABASE_URL": "", "ALICE_MAIL_PASSWORD": "x"})
+    r = relance("--config", example, "config", env={"DATABASE_URL": "", "ALICE_MAIL_PASSWORD": "x",
+                                                    "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
     assert "pool founders: 1 account" in r.stdout, f"the annotated example configuration parses: {r.stdout + r.stderr}"
-    # with its password set, what is left is the DKIM key this machine lacks
+    assert "webhook crm: https://crm.acme.example/hooks/relance" in r.stdout, f"its webhook: {r.stdout}"
+    # with its secrets set, what is left is the DKIM key this machine lacks
     problems = [line for line in r.stderr.splitlines() if "config error" in line]
     assert r.returncode == 1 and len(problems) == 1 and "/run/secrets/dkim-acme.pem" in problems[0], \
         f"the example's only start-up problem here is its absent DKIM key: {r.stderr}"
