@@ -44,10 +44,24 @@
 #define IDLE_POLL_MS 5000
 #define RETRY_MS 1000     /* after a cycle that failed */
 #define BODY_MAX 65536    /* bytes of an answer read */
+/* Deliveries an endpoint may hold here, in flight and queued: claimed
+ * ahead of its webhook_max_in_flight request slots, so that a slot that
+ * frees starts the next request at once instead of after a round trip to
+ * the database. */
+#define HOLD_MAX 64
+
+/* A claimed delivery waiting for one of its endpoint's request slots. */
+struct queued {
+    struct queued *next;
+    long long delivery_id;
+    char *url, *secret, *previous, *event_id, *body;
+};
 
 struct endpoint {
     long long id;
     int busy;             /* requests in flight from here */
+    int queued;           /* claimed, waiting for a slot */
+    struct queued *head, *tail;
     int gone;             /* answered 410: send nothing more until recorded */
     unsigned gone_cycle;  /* the cycle that records it */
 };
@@ -226,6 +240,7 @@ static void transfer_free(struct transfer *t)
 }
 
 static void cycle(struct webhooks *wh);
+static void pump(struct webhooks *wh, struct endpoint *ep);
 
 /* status and error of an ended request; error NULL on 2xx. */
 static int request_outcome(struct transfer *t, CURLcode result, char *error, size_t len)
@@ -285,7 +300,10 @@ static void on_request_done(struct curl_uv *cu, CURL *easy, CURLcode result, voi
         }
         outcomes_add(&wh->waiting, t->delivery_id, status, error[0] ? error : NULL);
     }
+    struct endpoint *ep = t->ep;
     transfer_free(t);
+    if (ep && !wh->closing)
+        pump(wh, ep);
     if (!wh->closing)
         cycle(wh);
 }
@@ -377,35 +395,68 @@ static const char *config_secret(const struct webhooks *wh, const char *name)
     return NULL;
 }
 
-/* One claimed delivery of row r: sent, or its outcome noted at once. */
+static void queued_free(struct queued *q)
+{
+    free(q->url);
+    secret_free(q->secret);
+    secret_free(q->previous);
+    free(q->event_id);
+    free(q->body);
+    free(q);
+}
+
+/* Starts the endpoint's queued deliveries while it has request slots;
+ * all of them, each noted as never sent, once it answered 410. */
+static void pump(struct webhooks *wh, struct endpoint *ep)
+{
+    while (ep->head && (ep->gone || ep->busy < wh->cfg->webhook_max_in_flight)) {
+        struct queued *q = ep->head;
+        ep->head = q->next;
+        if (!ep->head)
+            ep->tail = NULL;
+        ep->queued--;
+        struct transfer *t = ep->gone ? NULL : transfer_new(wh, q->body);
+        char why[300];
+        if (!t) {
+            /* answered 410 since this was claimed (or out of memory): not
+             * sent, the claim given back */
+            outcomes_add(&wh->waiting, q->delivery_id, -1, NULL);
+        } else {
+            t->delivery_id = q->delivery_id;
+            t->ep = ep;
+            ep->busy++;
+            if (request_start(wh, t, q->url, q->event_id, q->secret, q->previous, why, sizeof why) < 0) {
+                outcomes_add(&wh->waiting, q->delivery_id, 0, why);
+                transfer_free(t);
+            }
+        }
+        queued_free(q);
+    }
+}
+
+/* One claimed delivery of row r: queued on its endpoint. */
 static void deliver(struct webhooks *wh, const PGresult *res, int r)
 {
     long long delivery_id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-    long long webhook_id = strtoll(PQgetvalue(res, r, 1), NULL, 10);
     const char *name = PQgetisnull(res, r, 2) ? NULL : PQgetvalue(res, r, 2);
-    const char *url = PQgetvalue(res, r, 3);
     const char *secret = PQgetisnull(res, r, 4) ? config_secret(wh, name) : PQgetvalue(res, r, 4);
-    const char *previous = PQgetisnull(res, r, 5) ? NULL : PQgetvalue(res, r, 5);
-    const char *event_id = PQgetvalue(res, r, 6);
-    struct endpoint *ep = endpoint(wh, webhook_id);
-    if (!ep || ep->gone) {
-        /* answered 410 since this was claimed: not sent, claim given back */
+    struct endpoint *ep = endpoint(wh, strtoll(PQgetvalue(res, r, 1), NULL, 10));
+    struct queued *q = ep ? calloc(1, sizeof *q) : NULL;
+    if (!q || !(q->url = strdup(PQgetvalue(res, r, 3))) || !(q->event_id = strdup(PQgetvalue(res, r, 6))) ||
+        !(q->body = strdup(PQgetvalue(res, r, 8))) || (secret && !(q->secret = strdup(secret))) ||
+        (!PQgetisnull(res, r, 5) && !(q->previous = strdup(PQgetvalue(res, r, 5))))) {
+        if (q)
+            queued_free(q);
         outcomes_add(&wh->waiting, delivery_id, -1, NULL);
         return;
     }
-    struct transfer *t = transfer_new(wh, PQgetvalue(res, r, 8));
-    char why[300];
-    if (!t) {
-        outcomes_add(&wh->waiting, delivery_id, -1, NULL);
-        return;
-    }
-    t->delivery_id = delivery_id;
-    t->ep = ep;
-    ep->busy++;
-    if (request_start(wh, t, url, event_id, secret, previous, why, sizeof why) < 0) {
-        outcomes_add(&wh->waiting, delivery_id, 0, why);
-        transfer_free(t);
-    }
+    q->delivery_id = delivery_id;
+    if (ep->tail)
+        ep->tail->next = q;
+    else
+        ep->head = q;
+    ep->tail = q;
+    ep->queued++;
 }
 
 /* ---- the cycle ---------------------------------------------------------------- */
@@ -432,7 +483,7 @@ static size_t in_flight(const struct webhooks *wh)
 {
     size_t n = 0;
     for (size_t i = 0; i < wh->n_eps; i++)
-        n += (size_t)wh->eps[i]->busy;
+        n += (size_t)(wh->eps[i]->busy + wh->eps[i]->queued);
     return n;
 }
 
@@ -476,6 +527,8 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
         }
         deliver(wh, res, r);
     }
+    for (size_t i = 0; i < wh->n_eps; i++)
+        pump(wh, wh->eps[i]);
     if (wh->again || wh->waiting.n) {
         wh->again = 0;
         cycle(wh);
@@ -515,7 +568,7 @@ static void cycle(struct webhooks *wh)
     char n[32];
     for (size_t i = 0; i < wh->n_eps; i++) {
         /* an endpoint answered 410 and not yet recorded: none claimed */
-        int taken = wh->eps[i]->gone ? (int)wh->cfg->webhook_max_in_flight : wh->eps[i]->busy;
+        int taken = wh->eps[i]->gone ? HOLD_MAX : wh->eps[i]->busy + wh->eps[i]->queued;
         if (!taken)
             continue;
         snprintf(n, sizeof n, "%lld", wh->eps[i]->id);
@@ -525,7 +578,7 @@ static void cycle(struct webhooks *wh)
     }
     char now[64], per[16], lease[32];
     clock_format(clock_now(), now, sizeof now);
-    snprintf(per, sizeof per, "%ld", wh->cfg->webhook_max_in_flight);
+    snprintf(per, sizeof per, "%d", HOLD_MAX);
     /* a claim outlives its request's timeout twice over: only a replica
      * that died leaves one to lapse */
     snprintf(lease, sizeof lease, "%ld seconds", 2 * wh->cfg->webhook_timeout + 5);
@@ -796,6 +849,10 @@ void webhooks_close(struct webhooks *wh, void (*on_closed)(void *arg), void *arg
                 outcomes_add(&wh->waiting, t->delivery_id, -1, NULL);
         }
         transfer_free(t);
+    }
+    for (size_t i = 0; i < wh->n_eps; i++) {
+        wh->eps[i]->gone = 1; /* pump gives every queued one back */
+        pump(wh, wh->eps[i]);
     }
     uv_timer_stop(&wh->timer);
     uv_close((uv_handle_t *)&wh->timer, on_handle_closed);

@@ -361,7 +361,8 @@ CREATE TABLE public.webhook_deliveries (
     last_at timestamp with time zone,
     delivered_at timestamp with time zone,
     CONSTRAINT webhook_deliveries_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
-);
+)
+WITH (fillfactor='70');
 
 CREATE SEQUENCE public.webhook_deliveries_id_seq
     START WITH 1

@@ -10,7 +10,7 @@
 -- An instant in a zone, RFC 3339 with that zone's offset then
 -- (2026-03-05T09:14:00+01:00): what the contact's clock shows.
 CREATE OR REPLACE FUNCTION relance_api_local_time(t timestamptz, zone text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT to_char(t AT TIME ZONE zone, 'YYYY-MM-DD"T"HH24:MI:SS')
            || CASE WHEN o.s < 0 THEN '-' ELSE '+' END
            || lpad((abs(o.s) / 3600)::text, 2, '0') || ':' || lpad((abs(o.s) % 3600 / 60)::text, 2, '0')

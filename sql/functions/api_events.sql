@@ -31,7 +31,7 @@
 -- up in sql/schema.sql's dump.)
 CREATE OR REPLACE FUNCTION relance_api_event_json(p_id bigint, p_kind text, p_occurred_at timestamptz, p_data jsonb)
 RETURNS json
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT json_build_object('id', p_id::text, 'type', p_kind, 'occurred_at', relance_api_time(p_occurred_at),
                              'data', p_data)
 $$;

@@ -73,39 +73,41 @@ RETURNS TABLE (delivery_id bigint, webhook_id bigint, name text, url text, secre
                event_id bigint, attempts int, body text, next_at timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    v_ids bigint[];
 BEGIN
     IF cardinality(p_done) > 0 THEN
         PERFORM relance_webhooks_record(p_replica, p_now, p_done, p_status, p_error);
     END IF;
+    -- in steps, each on a primary key: as one statement the planner could
+    -- not tell how many rows the LATERAL would give, and joined the queue
+    -- and the events by scanning both
+    SELECT array_agg(d.id) INTO v_ids
+      FROM webhooks w
+      CROSS JOIN LATERAL (
+            SELECT d.id
+              FROM webhook_deliveries d
+             WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_at <= p_now
+               AND (d.claimed_until IS NULL OR d.claimed_until < now())
+             ORDER BY d.next_at, d.id
+             LIMIT greatest(0, p_per_endpoint - coalesce(
+                       (SELECT b.n FROM unnest(p_busy_ids, p_busy) b(id, n) WHERE b.id = w.id), 0))
+               FOR UPDATE OF d SKIP LOCKED) d
+     WHERE w.enabled;
+    UPDATE webhook_deliveries d
+       SET claimed_by = p_replica, claimed_until = now() + p_lease
+      FROM unnest(v_ids) c(id)
+     WHERE d.id = c.id;
     RETURN QUERY
-    WITH picked AS (
-        SELECT d.id
-          FROM webhooks w
-          CROSS JOIN LATERAL (
-                SELECT d.id
-                  FROM webhook_deliveries d
-                 WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_at <= p_now
-                   AND (d.claimed_until IS NULL OR d.claimed_until < now())
-                 ORDER BY d.next_at, d.id
-                 LIMIT greatest(0, p_per_endpoint - coalesce(
-                           (SELECT b.n FROM unnest(p_busy_ids, p_busy) b(id, n) WHERE b.id = w.id), 0))
-                   FOR UPDATE OF d SKIP LOCKED) d
-         WHERE w.enabled
-    ), claimed AS (
-        UPDATE webhook_deliveries d
-           SET claimed_by = p_replica, claimed_until = now() + p_lease
-          FROM picked
-         WHERE d.id = picked.id
-        RETURNING d.id, d.webhook_id, d.event_id, d.attempts
-    )
-    SELECT c.id, w.id, w.name, w.url, w.secret,
+    SELECT d.id, w.id, w.name, w.url, w.secret,
            CASE WHEN w.previous_until > p_now THEN w.previous_secret END,
-           e.id, c.attempts,
+           e.id, d.attempts,
            relance_api_event_json(e.id, e.kind, e.occurred_at, e.data)::text,
            NULL::timestamptz
-      FROM claimed c
-      JOIN webhooks w ON w.id = c.webhook_id
-      JOIN events e ON e.id = c.event_id
+      FROM unnest(v_ids) c(id)
+      JOIN webhook_deliveries d ON d.id = c.id
+      JOIN webhooks w ON w.id = d.webhook_id
+      JOIN events e ON e.id = d.event_id
     UNION ALL
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            (SELECT min(n.next_at)
@@ -135,8 +137,13 @@ CREATE OR REPLACE FUNCTION relance_webhooks_record(p_replica text, p_now timesta
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- The rows still claimed here, each with its outcome (by its place
+    -- in p_done: a join with the unnested arrays was planned as a nested
+    -- loop over every pair, hundreds of thousands for a batch).
     WITH o AS (
-        SELECT u.id, u.status, u.error FROM unnest(p_done, p_status, p_error) u(id, status, error)
+        SELECT d.id, p_status[array_position(p_done, d.id)] AS status, p_error[array_position(p_done, d.id)] AS error
+          FROM webhook_deliveries d
+         WHERE d.id = ANY (p_done) AND d.claimed_by = p_replica AND d.state = 'pending'
     ), upd AS (
         UPDATE webhook_deliveries d
            SET state = CASE WHEN o.status BETWEEN 200 AND 299 THEN 'delivered'
@@ -154,12 +161,12 @@ BEGIN
                claimed_by = NULL,
                claimed_until = NULL
           FROM o
-         WHERE d.id = o.id AND d.claimed_by = p_replica AND d.state = 'pending' AND o.status >= 0
+         WHERE d.id = o.id AND o.status >= 0
         RETURNING d.webhook_id, o.status
     ), untried AS (
         UPDATE webhook_deliveries d SET claimed_by = NULL, claimed_until = NULL
           FROM o
-         WHERE d.id = o.id AND d.claimed_by = p_replica AND d.state = 'pending' AND o.status < 0
+         WHERE d.id = o.id AND o.status < 0
     ), per AS (
         SELECT upd.webhook_id,
                bool_or(upd.status BETWEEN 200 AND 299) AS ok,
