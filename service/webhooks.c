@@ -49,6 +49,7 @@
  * frees starts the next request at once instead of after a round trip to
  * the database. */
 #define HOLD_MAX 64
+#define SPARE_MAX 64      /* easy handles kept for reuse */
 
 /* A claimed delivery waiting for one of its endpoint's request slots. */
 struct queued {
@@ -64,6 +65,8 @@ struct endpoint {
     struct queued *head, *tail;
     int gone;             /* answered 410: send nothing more until recorded */
     unsigned gone_cycle;  /* the cycle that records it */
+    char *url_ok;         /* the last URL webhook_url_check passed, and */
+    int url_listed;       /* whether its host is listed */
 };
 
 struct outcome {
@@ -112,6 +115,8 @@ struct webhooks {
     void (*on_closed)(void *arg);
     void *closed_arg;
     struct metrics_family *m_requests, *m_duration;
+    CURL *spare[SPARE_MAX];    /* easy handles of ended requests, reset, for the next */
+    size_t n_spare;
 };
 
 /* ---- bookkeeping ------------------------------------------------------------ */
@@ -234,7 +239,12 @@ static void transfer_free(struct transfer *t)
     if (t->ep && t->ep->busy > 0)
         t->ep->busy--;
     curl_slist_free_all(t->headers);
-    curl_easy_cleanup(t->easy);
+    if (t->easy && wh->n_spare < SPARE_MAX && !wh->closing) {
+        curl_easy_reset(t->easy);
+        wh->spare[wh->n_spare++] = t->easy;
+    } else {
+        curl_easy_cleanup(t->easy);
+    }
     free(t->body);
     free(t);
 }
@@ -312,8 +322,19 @@ static void on_request_done(struct curl_uv *cu, CURL *easy, CURLcode result, voi
 static int request_start(struct webhooks *wh, struct transfer *t, const char *url, const char *id,
                          const char *secret, const char *previous, char *why, size_t whylen)
 {
-    if (webhook_url_check(url, wh->cfg->webhook_allow_insecure, &t->listed, why, whylen) < 0)
-        return -1;
+    /* an endpoint's URL is checked when it changes, not for each request */
+    struct endpoint *ep = t->ep;
+    if (ep && ep->url_ok && strcmp(ep->url_ok, url) == 0) {
+        t->listed = ep->url_listed;
+    } else {
+        if (webhook_url_check(url, wh->cfg->webhook_allow_insecure, &t->listed, why, whylen) < 0)
+            return -1;
+        if (ep) {
+            free(ep->url_ok);
+            ep->url_ok = strdup(url);
+            ep->url_listed = t->listed;
+        }
+    }
     char ts[24], sig[2 * WHSIG_SIGNATURE_MAX + 2], prev[WHSIG_SIGNATURE_MAX];
     /* real time, not relance's clock: consumers compare it with theirs
      * to refuse replays */
@@ -341,7 +362,7 @@ static int request_start(struct webhooks *wh, struct transfer *t, const char *ur
         }
         t->headers = l;
     }
-    CURL *e = t->easy = curl_easy_init();
+    CURL *e = t->easy = wh->n_spare ? wh->spare[--wh->n_spare] : curl_easy_init();
     if (!e) {
         snprintf(why, whylen, "out of memory");
         return -1;
@@ -823,8 +844,10 @@ static void close_step(struct webhooks *wh)
     for (size_t i = 0; i < wh->cfg->n_webhooks; i++)
         secret_free(wh->secrets[i]);
     free(wh->secrets);
-    for (size_t i = 0; i < wh->n_eps; i++)
+    for (size_t i = 0; i < wh->n_eps; i++) {
+        free(wh->eps[i]->url_ok);
         free(wh->eps[i]);
+    }
     free(wh->eps);
     void (*cb)(void *) = wh->on_closed;
     void *arg = wh->closed_arg;
@@ -856,5 +879,7 @@ void webhooks_close(struct webhooks *wh, void (*on_closed)(void *arg), void *arg
     }
     uv_timer_stop(&wh->timer);
     uv_close((uv_handle_t *)&wh->timer, on_handle_closed);
+    while (wh->n_spare)
+        curl_easy_cleanup(wh->spare[--wh->n_spare]);
     curl_uv_close(wh->cu, on_cu_closed, wh);
 }
