@@ -18,6 +18,7 @@ CREATE TABLE public.contacts (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     erased_at timestamp with time zone,
+    event_seq bigint DEFAULT 0 NOT NULL,
     CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
 );
 
@@ -138,7 +139,10 @@ CREATE TABLE public.events (
     occurred_at timestamp with time zone NOT NULL,
     data jsonb DEFAULT '{}'::jsonb NOT NULL,
     xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
-    CONSTRAINT events_kind_check CHECK ((kind ~ '^[a-z_.]+$'::text))
+    contact_id bigint,
+    seq bigint,
+    CONSTRAINT events_kind_check CHECK ((kind ~ '^[a-z_.]+$'::text)),
+    CONSTRAINT events_seq_with_contact CHECK (((contact_id IS NULL) = (seq IS NULL)))
 );
 
 CREATE SEQUENCE public.events_id_seq
@@ -423,6 +427,8 @@ CREATE UNIQUE INDEX enrollments_live ON public.enrollments USING btree (contact_
 
 CREATE INDEX enrollments_new_due ON public.enrollments USING btree (next_send_at) WHERE ((state = 'active'::text) AND (account_id IS NULL));
 
+CREATE UNIQUE INDEX events_contact_seq ON public.events USING btree (contact_id, seq) WHERE (contact_id IS NOT NULL);
+
 CREATE INDEX events_kind_occurred_at ON public.events USING btree (kind, occurred_at);
 
 CREATE INDEX events_xid_id ON public.events USING btree (xid, id);
@@ -439,7 +445,7 @@ CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHER
 
 CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state = ANY (ARRAY['sending'::text, 'deferred'::text, 'unknown'::text]));
 
-CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.relance_contact_changed();
+CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN (((to_jsonb(old.*) - 'event_seq'::text) IS DISTINCT FROM (to_jsonb(new.*) - 'event_seq'::text))) EXECUTE FUNCTION public.relance_contact_changed();
 
 CREATE TRIGGER enrollments_not_before BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.not_before IS NOT NULL) AND (new.next_send_at < new.not_before))) EXECUTE FUNCTION public.relance_hold_not_before();
 
@@ -448,6 +454,8 @@ CREATE TRIGGER enrollments_version_changed BEFORE UPDATE ON public.enrollments F
 CREATE TRIGGER enrollments_versions_inserted AFTER INSERT ON public.enrollments REFERENCING NEW TABLE AS relance_new_enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_enrollments_versions_exist();
 
 CREATE TRIGGER enrollments_work AFTER INSERT OR UPDATE OF state, next_send_at ON public.enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_notify_work();
+
+CREATE TRIGGER events_seq BEFORE INSERT ON public.events FOR EACH ROW WHEN (((new.contact_id IS NOT NULL) AND (new.seq IS NULL))) EXECUTE FUNCTION public.relance_event_seq();
 
 CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.sequence_versions FOR EACH ROW EXECUTE FUNCTION public.relance_sequence_versions_append_only();
 
