@@ -9,9 +9,18 @@
   - the catalogue: rows stored under the old names read, once migration
     024 ran, under the catalogue's; a type outside the catalogue is a 400
     and cannot be written;
-  - a key without events:read gets 403.
+  - a key without events:read gets 403;
+  - the writers: an import writes contact.created, a changed one
+    contact.updated, an unchanged one nothing, enroll enrollment.created,
+    apply sequence.applied (an identical apply nothing), a rolled-back
+    import nothing; each with the common shape (contact {id, external_id,
+    email}, enrollment_id, sequence, ...) and the contact's seq counting
+    1, 2, 3; a two-step sequence run to its end through the capture
+    transport writes message.sent per step (step, account) and
+    enrollment.completed.
 Every answer goes through apiclient's Api.call: it must be what
-api/openapi.json describes. Wall time: about 12 s."""
+api/openapi.json describes: each type's data schema. Wall time: about
+20 s."""
 import os
 import random
 import subprocess
@@ -210,3 +219,118 @@ def test_pause_resume_and_stop_each_write_their_event(world, check):
     mine = [t for t, eid in seen if eid == ident]
     check.eq(mine, ["enrollment.paused", "enrollment.resumed", "enrollment.stopped"],
              "one event a change, in the order they happened")
+
+
+def feed_until(api, done, types=None, timeout=30):
+    """Every event the feed hands out until done(events) holds: polled,
+    since an open transaction anywhere in the cluster holds it back."""
+    seen, after = [], None
+
+    def more():
+        nonlocal after
+        body = page(api, after, limit=500, types=types)
+        seen.extend(body["data"])
+        after = body["next"] or after
+        return done(seen)
+
+    assert harness.wait_until(more, timeout, step=0.2), [(e["type"], e["data"]) for e in seen][-20:]
+    return seen
+
+
+def about(events, contact_id):
+    return [e for e in events if e["data"].get("contact", {}).get("id") == contact_id]
+
+
+def test_import_enroll_and_apply_write_their_events_in_shape(world, check):
+    env, db = world.env, world.db
+    seq = harness.sequence(world.tmp, "two_step", name="feed-shape", pool="main", wait="30d")
+    assert relance("apply", seq, env=env).returncode == 0
+    assert relance("apply", seq, env=env).returncode == 0  # unchanged: no event
+
+    csv = os.path.join(world.tmp, "shape.csv")
+
+    def imp(first_name):
+        with open(csv, "w") as f:
+            f.write(f"email,first_name,crm_id\nshape@feed.example,{first_name},crm-shape\n")
+        r = relance("contacts", "import", csv, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    imp("Ann")
+    imp("Ann")  # unchanged: no event
+    imp("Anne")
+    # a rolled-back import: its change and its event go together
+    r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", db.url(), "-c",
+                        "BEGIN; SELECT relance_contacts_import_stage(); "
+                        "INSERT INTO contacts_import (line, email, fields) VALUES (2, 'undone@feed.example', '{}'), "
+                        "(3, 'shape@feed.example', '{\"x\": 1}'); "
+                        "SELECT relance_contacts_import_apply(); ROLLBACK;"],
+                       capture_output=True, text=True, env=pgcluster.tool_env())
+    assert r.returncode == 0, r.stderr
+    r = relance("enroll", "--sequence", "feed-shape", "--contact", "shape@feed.example", env=env)
+    assert "enrolled 1" in r.stdout, r.stdout + r.stderr
+    cid = db.psql("SELECT id FROM contacts WHERE email = 'shape@feed.example'")[0][0]
+    eid = db.psql(f"SELECT id FROM enrollments WHERE contact_id = {cid}")[0][0]
+
+    events = feed_until(world.api, lambda ev: any(e["type"] == "enrollment.created" for e in about(ev, cid)))
+    mine = about(events, cid)
+    contact = {"id": cid, "external_id": "crm-shape", "email": "shape@feed.example"}
+    check.eq([(e["type"], e.get("seq")) for e in mine],
+             [("contact.created", 1), ("contact.updated", 2), ("enrollment.created", 3)],
+             "created, changed (the unchanged import and the rolled-back one write nothing), enrolled: seq 1, 2, 3")
+    check.eq([e["data"] for e in mine[:2]], [{"contact": contact}] * 2, "contact.*: the contact")
+    check.eq(mine[-1]["data"], {"contact": contact, "enrollment_id": eid, "sequence": "feed-shape", "version": 1},
+             "enrollment.created: contact, enrollment_id (a string), sequence, version")
+    check.eq([e for e in events if e["data"].get("contact", {}).get("email") == "undone@feed.example"], [],
+             "a rolled-back import leaves no event")
+    applied = [e for e in feed_until(world.api, lambda ev: any(e["data"].get("sequence") == "feed-shape" for e in ev),
+                                     types="sequence.applied")
+               if e["data"].get("sequence") == "feed-shape"]
+    check.eq(len(applied), 1, "one sequence.applied: an identical apply writes none")
+    check.eq({k: applied[0]["data"].get(k) for k in ("sequence", "version", "steps", "result")},
+             {"sequence": "feed-shape", "version": 1, "steps": 2, "result": "created"},
+             "sequence.applied: name, version, steps")
+    check.ok("seq" not in applied[0] and len(applied[0]["data"].get("checksum", "")) >= 32,
+             "sequence.applied: a checksum, no seq (no contact)", applied[0])
+
+
+def test_a_sequence_run_to_its_end_writes_each_send_and_the_completion(db, tmp, check):
+    cfg = os.path.join(tmp, "relance.yaml")
+    with open(cfg, "w") as f:
+        f.write("transport: capture\nhttp:\n  api_rate_limit: 100000\n  api_rate_burst: 100000\n"
+                "pools:\n  main:\n    accounts:\n      - email: bob@acme.example\n        from_name: Bob\n"
+                "        smtp: smtps://mail.acme.example\n")
+    start = "2026-03-02T09:00:00Z"
+    env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": cfg, "RELANCE_CAPTURE_DIR": os.path.join(tmp, "capture")}
+    seq = harness.sequence(tmp, "two_step", name="feed-run", pool="main", wait="10m")
+    assert relance("apply", seq, env=env).returncode == 0
+    db.psql("INSERT INTO contacts (email) VALUES ('run@feed.example')")
+    r = relance("enroll", "--sequence", "feed-run", "--contact", "run@feed.example",
+                env={**env, "RELANCE_TEST_CLOCK": start})
+    assert "enrolled 1" in r.stdout, r.stdout + r.stderr
+    cid = db.psql("SELECT id FROM contacts WHERE email = 'run@feed.example'")[0][0]
+    eid = db.psql(f"SELECT id FROM enrollments WHERE contact_id = {cid}")[0][0]
+    s = harness.Serve({**env, "RELANCE_TEST_CLOCK": f"{start}*600"})
+    try:
+        s.wait_status("/readyz", 200)
+        api = Api(s.base, new_key(env, "crm", "events:read"))
+        events = about(feed_until(api, lambda ev: any(e["type"] == "enrollment.completed" for e in about(ev, cid))),
+                       cid)
+    finally:
+        assert s.stop() == 0, s.output()[-2000:]
+    contact = {"id": cid, "external_id": None, "email": "run@feed.example"}
+    check.eq([(e["type"], e["data"].get("step"), e.get("seq")) for e in events],
+             [("enrollment.created", None, 1), ("message.sent", "one", 2), ("message.sent", "two", 3),
+              ("enrollment.completed", None, 4)],
+             "enrolled, each step sent, completed: in order, seq 1 to 4")
+    sent = events[1]["data"]
+    check.eq({k: sent.get(k) for k in ("contact", "enrollment_id", "sequence", "step", "variant", "account",
+                                       "position")},
+             {"contact": contact, "enrollment_id": eid, "sequence": "feed-run", "step": "one", "variant": None,
+              "account": "bob@acme.example", "position": 0},
+             "message.sent: contact, enrollment, sequence, step, variant, the sender account")
+    check.eq([e["data"].get("message_id") for e in events[1:3]],
+             [r[0] for r in db.psql(f"SELECT message_id FROM messages WHERE enrollment_id = {eid} ORDER BY position")],
+             "message.sent: each its Message-ID")
+    check.eq({k: events[3]["data"].get(k) for k in ("contact", "enrollment_id", "sequence", "account", "state")},
+             {"contact": contact, "enrollment_id": eid, "sequence": "feed-run", "account": "bob@acme.example",
+              "state": "completed"}, "enrollment.completed: the enrollment, its sender account")
