@@ -455,6 +455,10 @@ CREATE TRIGGER enrollments_versions_inserted AFTER INSERT ON public.enrollments 
 
 CREATE TRIGGER enrollments_work AFTER INSERT OR UPDATE OF state, next_send_at ON public.enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_notify_work();
 
+CREATE TRIGGER events_kind_catalogued AFTER INSERT ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_events_catalogued();
+
+CREATE TRIGGER events_kind_catalogued_update AFTER UPDATE ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_events_catalogued();
+
 CREATE TRIGGER events_seq BEFORE INSERT ON public.events FOR EACH ROW WHEN (((new.contact_id IS NOT NULL) AND (new.seq IS NULL))) EXECUTE FUNCTION public.relance_event_seq();
 
 CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.sequence_versions FOR EACH ROW EXECUTE FUNCTION public.relance_sequence_versions_append_only();
@@ -473,9 +477,6 @@ ALTER TABLE ONLY public.enrollments
 
 ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES public.contacts(id);
-
-ALTER TABLE ONLY public.events
-    ADD CONSTRAINT events_kind_catalogued FOREIGN KEY (kind) REFERENCES public.event_types(type);
 
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);

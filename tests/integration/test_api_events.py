@@ -128,7 +128,10 @@ def test_old_names_read_under_the_catalogue_after_the_migration(db, tmp, check):
     # afterwards. (Not the module's serve: the undo drops a column its
     # sessions have plans for, a state no real upgrade goes through.)
     env = {"DATABASE_URL": db.url(), "RELANCE_CONFIG": config(tmp, 100000, 100000)}
-    db.psql("ALTER TABLE events DROP CONSTRAINT events_kind_catalogued; DROP TABLE event_types; "
+    # (the catalogue's check, a trigger since 025, is off while there is
+    # no catalogue)
+    db.psql("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_kind_catalogued; "
+            "ALTER TABLE events DISABLE TRIGGER events_kind_catalogued; DROP TABLE event_types; "
             "ALTER TABLE events DROP COLUMN xid; "
             "DELETE FROM relance_migrations WHERE name LIKE '024\\_%';"
             "INSERT INTO events (kind, occurred_at, data) VALUES "
@@ -136,7 +139,8 @@ def test_old_names_read_under_the_catalogue_after_the_migration(db, tmp, check):
             "('unsubscribe.detected', now(), '{\"old\": 3}'), ('bounce.hard', now(), '{\"old\": 4}'), "
             "('bounce.soft', now(), '{\"old\": 5}'), ('bounce.block', now(), '{\"old\": 6}'), "
             "('message.soft_bounce', now(), '{\"old\": 7}'), ('message.blocked', now(), '{\"old\": 8}'), "
-            "('message.bounced', now(), '{\"old\": 9, \"hard\": true}'), ('account.paused', now(), '{\"old\": 10}')")
+            "('message.bounced', now(), '{\"old\": 9, \"hard\": true}'), ('account.paused', now(), '{\"old\": 10}'); "
+            "ALTER TABLE events ENABLE TRIGGER events_kind_catalogued")
     r = harness.relance("migrate", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     serve = harness.Serve(env)
@@ -334,3 +338,17 @@ def test_a_sequence_run_to_its_end_writes_each_send_and_the_completion(db, tmp, 
     check.eq({k: events[3]["data"].get(k) for k in ("contact", "enrollment_id", "sequence", "account", "state")},
              {"contact": contact, "enrollment_id": eid, "sequence": "feed-run", "account": "bob@acme.example",
               "state": "completed"}, "enrollment.completed: the enrollment, its sender account")
+
+
+def test_the_catalogue_is_checked_per_statement(world, check):
+    """Since 025 a statement-level trigger, not a foreign key, keeps types
+    outside the catalogue out: inserted or updated, one row among good
+    ones is enough to refuse the statement."""
+    for sql in ("INSERT INTO events (kind, occurred_at) VALUES ('reply.received', now()), ('reply.detected', now())",
+                "INSERT INTO events (kind, occurred_at, data) VALUES ('reply.received', now(), '{\"cat\": 1}'); "
+                "UPDATE events SET kind = 'bounce.hard' WHERE data ? 'cat'"):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", world.db.url(), "-c", sql],
+                           capture_output=True, text=True, env=pgcluster.tool_env())
+        check.ok(r.returncode != 0 and "events_kind_catalogued" in r.stderr, f"refused: {sql}", r.stderr)
+    check.eq(world.db.psql("SELECT count(*) FROM events WHERE kind NOT IN (SELECT type FROM event_types) "
+                           "OR data ? 'cat'"), [["0"]], "nothing of either statement was written")
