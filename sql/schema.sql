@@ -445,7 +445,7 @@ CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHER
 
 CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state = ANY (ARRAY['sending'::text, 'deferred'::text, 'unknown'::text]));
 
-CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN (((to_jsonb(old.*) - 'event_seq'::text) IS DISTINCT FROM (to_jsonb(new.*) - 'event_seq'::text))) EXECUTE FUNCTION public.relance_contact_changed();
+CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN (((((((((((((old.email IS DISTINCT FROM new.email) OR (old.first_name IS DISTINCT FROM new.first_name)) OR (old.last_name IS DISTINCT FROM new.last_name)) OR (old.title IS DISTINCT FROM new.title)) OR (old.company IS DISTINCT FROM new.company)) OR (old.company_domain IS DISTINCT FROM new.company_domain)) OR (old.timezone IS DISTINCT FROM new.timezone)) OR (old.crm_id IS DISTINCT FROM new.crm_id)) OR (old.fields IS DISTINCT FROM new.fields)) OR (old.created_at IS DISTINCT FROM new.created_at)) OR (old.updated_at IS DISTINCT FROM new.updated_at)) OR (old.erased_at IS DISTINCT FROM new.erased_at))) EXECUTE FUNCTION public.relance_contact_changed();
 
 CREATE TRIGGER enrollments_not_before BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.not_before IS NOT NULL) AND (new.next_send_at < new.not_before))) EXECUTE FUNCTION public.relance_hold_not_before();
 

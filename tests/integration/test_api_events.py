@@ -352,3 +352,21 @@ def test_the_catalogue_is_checked_per_statement(world, check):
         check.ok(r.returncode != 0 and "events_kind_catalogued" in r.stderr, f"refused: {sql}", r.stderr)
     check.eq(world.db.psql("SELECT count(*) FROM events WHERE kind NOT IN (SELECT type FROM event_types) "
                            "OR data ? 'cat'"), [["0"]], "nothing of either statement was written")
+
+
+def test_an_event_about_a_held_contact_does_not_wake_it(world, check):
+    """Numbering a contact's event bumps its counter on the contact's row;
+    that is no change of the contact, so an enrollment held for a missing
+    field stays held, until a value really changes."""
+    seq = harness.sequence(world.tmp, "two_step", name="feed-held", pool="main", wait="30d")
+    assert relance("apply", seq, env=world.env).returncode == 0
+    db = world.db
+    cid = db.psql("INSERT INTO contacts (email) VALUES ('held@feed.example') RETURNING id")[0][0]
+    db.psql("INSERT INTO enrollments (contact_id, sequence_id, version, state, state_reason, state_changed_at, "
+            f"created_at) SELECT {cid}, id, current_version, 'held', 'missing_field:first_name', now(), now() "
+            "FROM sequences WHERE name = 'feed-held'")
+    db.psql(f"SELECT relance_event('contact.updated', now(), {cid}, NULL, NULL, NULL)")
+    state = f"SELECT state, (SELECT event_seq FROM contacts WHERE id = {cid}) FROM enrollments WHERE contact_id = {cid}"
+    check.eq(db.psql(state), [["held", "1"]], "an event numbered for the contact leaves its enrollment held")
+    db.psql(f"UPDATE contacts SET first_name = 'Held', updated_at = now() WHERE id = {cid}")
+    check.eq(db.psql(state)[0][0], "active", "a changed value wakes it")
