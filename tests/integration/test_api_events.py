@@ -13,14 +13,15 @@
   - the writers: an import writes contact.created, a changed one
     contact.updated, an unchanged one nothing, enroll enrollment.created,
     apply sequence.applied (an identical apply nothing), a rolled-back
-    import nothing; each with the common shape (contact {id, external_id,
+    import nothing, and the API's POST and PATCH alike; each with the
+    common shape (contact {id, external_id,
     email}, enrollment_id, sequence, ...) and the contact's seq counting
     1, 2, 3; a two-step sequence run to its end through the capture
     transport writes message.sent per step (step, account) and
     enrollment.completed.
 Every answer goes through apiclient's Api.call: it must be what
 api/openapi.json describes: each type's data schema. Wall time: about
-20 s."""
+15 s."""
 import os
 import random
 import subprocess
@@ -370,3 +371,25 @@ def test_an_event_about_a_held_contact_does_not_wake_it(world, check):
     check.eq(db.psql(state), [["held", "1"]], "an event numbered for the contact leaves its enrollment held")
     db.psql(f"UPDATE contacts SET first_name = 'Held', updated_at = now() WHERE id = {cid}")
     check.eq(db.psql(state)[0][0], "active", "a changed value wakes it")
+
+
+def test_the_api_writes_contact_events_as_the_import_does(world, check):
+    """POST /v1/contacts (the import's SQL), PATCH: created, updated only
+    when a value changes."""
+    api = Api(world.serve.base, new_key(world.env, "crm-writer", "*"))
+    st, _, c, _ = api.call("POST", "/v1/contacts", {"email": "api@feed.example", "external_id": "crm-api"})
+    assert st == 201, c
+    for patch in ({"first_name": "Api"}, {"first_name": "Api"}, {"title": "CTO"}):
+        st, _, body, _ = api.call("PATCH", f"/v1/contacts/{c['id']}", patch)
+        assert st == 200, body
+    st, _, body, _ = api.call("POST", "/v1/contacts", {"email": "api@feed.example", "title": "CTO"})
+    assert st in (200, 201), body  # the same values again: no event
+    mine = about(feed_until(api, lambda ev: len(about(ev, c["id"])) >= 3), c["id"])
+    check.eq(world.db.psql(f"SELECT count(*) FROM events WHERE contact_id = {c['id']}"), [["3"]],
+             "three events about the contact in all")
+    contact = {"id": c["id"], "external_id": "crm-api", "email": "api@feed.example"}
+    check.eq([(e["type"], e.get("seq"), e["data"]) for e in mine],
+             [("contact.created", 1, {"contact": contact}), ("contact.updated", 2, {"contact": contact}),
+              ("contact.updated", 3, {"contact": contact})],
+             "created, then one update per PATCH that changed a value (the same PATCH again and the same "
+             "upsert write none)")
