@@ -18,6 +18,7 @@ CREATE TABLE public.contacts (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     erased_at timestamp with time zone,
+    event_seq bigint DEFAULT 0 NOT NULL,
     CONSTRAINT contacts_fields_check CHECK ((jsonb_typeof(fields) = 'object'::text))
 );
 
@@ -159,7 +160,10 @@ CREATE TABLE public.events (
     occurred_at timestamp with time zone NOT NULL,
     data jsonb DEFAULT '{}'::jsonb NOT NULL,
     xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
-    CONSTRAINT events_kind_check CHECK ((kind ~ '^[a-z_.]+$'::text))
+    contact_id bigint,
+    seq bigint,
+    CONSTRAINT events_kind_check CHECK ((kind ~ '^[a-z_.]+$'::text)),
+    CONSTRAINT events_seq_with_contact CHECK (((contact_id IS NULL) = (seq IS NULL)))
 );
 
 CREATE SEQUENCE public.events_id_seq
@@ -509,6 +513,8 @@ CREATE UNIQUE INDEX enrollments_live ON public.enrollments USING btree (contact_
 
 CREATE INDEX enrollments_new_due ON public.enrollments USING btree (next_send_at) WHERE ((state = 'active'::text) AND (account_id IS NULL));
 
+CREATE UNIQUE INDEX events_contact_seq ON public.events USING btree (contact_id, seq) WHERE (contact_id IS NOT NULL);
+
 CREATE INDEX events_kind_occurred_at ON public.events USING btree (kind, occurred_at);
 
 CREATE INDEX events_occurred_at ON public.events USING btree (occurred_at);
@@ -535,7 +541,7 @@ CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (we
 
 CREATE INDEX webhook_deliveries_event ON public.webhook_deliveries USING btree (event_id);
 
-CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.relance_contact_changed();
+CREATE TRIGGER contacts_changed AFTER UPDATE ON public.contacts FOR EACH ROW WHEN (((((((((((((old.email IS DISTINCT FROM new.email) OR (old.first_name IS DISTINCT FROM new.first_name)) OR (old.last_name IS DISTINCT FROM new.last_name)) OR (old.title IS DISTINCT FROM new.title)) OR (old.company IS DISTINCT FROM new.company)) OR (old.company_domain IS DISTINCT FROM new.company_domain)) OR (old.timezone IS DISTINCT FROM new.timezone)) OR (old.crm_id IS DISTINCT FROM new.crm_id)) OR (old.fields IS DISTINCT FROM new.fields)) OR (old.created_at IS DISTINCT FROM new.created_at)) OR (old.updated_at IS DISTINCT FROM new.updated_at)) OR (old.erased_at IS DISTINCT FROM new.erased_at))) EXECUTE FUNCTION public.relance_contact_changed();
 
 CREATE TRIGGER enrollments_not_before BEFORE UPDATE ON public.enrollments FOR EACH ROW WHEN (((new.not_before IS NOT NULL) AND (new.next_send_at < new.not_before))) EXECUTE FUNCTION public.relance_hold_not_before();
 
@@ -544,6 +550,12 @@ CREATE TRIGGER enrollments_version_changed BEFORE UPDATE ON public.enrollments F
 CREATE TRIGGER enrollments_versions_inserted AFTER INSERT ON public.enrollments REFERENCING NEW TABLE AS relance_new_enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_enrollments_versions_exist();
 
 CREATE TRIGGER enrollments_work AFTER INSERT OR UPDATE OF state, next_send_at ON public.enrollments FOR EACH STATEMENT EXECUTE FUNCTION public.relance_notify_work();
+
+CREATE TRIGGER events_kind_catalogued AFTER INSERT ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_events_catalogued();
+
+CREATE TRIGGER events_kind_catalogued_update AFTER UPDATE ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_events_catalogued();
+
+CREATE TRIGGER events_seq BEFORE INSERT ON public.events FOR EACH ROW WHEN (((new.contact_id IS NOT NULL) AND (new.seq IS NULL))) EXECUTE FUNCTION public.relance_event_seq();
 
 CREATE TRIGGER events_webhooks AFTER INSERT ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_webhooks_fan_out();
 
@@ -563,9 +575,6 @@ ALTER TABLE ONLY public.enrollments
 
 ALTER TABLE ONLY public.enrollments
     ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES public.contacts(id);
-
-ALTER TABLE ONLY public.events
-    ADD CONSTRAINT events_kind_catalogued FOREIGN KEY (kind) REFERENCES public.event_types(type);
 
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);

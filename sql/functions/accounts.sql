@@ -73,8 +73,9 @@ BEGIN
     UPDATE accounts SET state = 'paused', state_reason = p_reason, state_changed_at = p_now
      WHERE id = p_account AND state = 'active';
     IF FOUND THEN
-        INSERT INTO events (kind, occurred_at, data)
-        VALUES ('account.paused', p_now, jsonb_build_object('account_id', p_account, 'reason', p_reason));
+        PERFORM relance_event('account.paused', p_now, NULL, NULL, NULL,
+                              jsonb_build_object('account', (SELECT email FROM accounts WHERE id = p_account),
+                                                 'reason', p_reason));
     END IF;
 END $$;
 
@@ -111,8 +112,8 @@ BEGIN
     SELECT id, state INTO v_id, v_state FROM accounts WHERE email = lower(btrim(p_email)) FOR UPDATE;
     IF FOUND AND v_state = 'paused' THEN
         UPDATE accounts SET state = 'active', state_reason = p_reason, state_changed_at = p_now WHERE id = v_id;
-        INSERT INTO events (kind, occurred_at, data)
-        VALUES ('account.resumed', p_now, jsonb_build_object('account_id', v_id, 'reason', p_reason));
+        PERFORM relance_event('account.resumed', p_now, NULL, NULL, NULL,
+                              jsonb_build_object('account', lower(btrim(p_email)), 'reason', p_reason));
     END IF;
     RETURN v_state;
 END $$;
@@ -218,7 +219,7 @@ BEGIN
      WHERE email NOT IN (SELECT lower(a->>'email')
                            FROM jsonb_array_elements(p_config->'pools') p, jsonb_array_elements(p->'accounts') a);
     IF coalesce((p_config->>'secrets_checked')::boolean, false) THEN
-        FOR r IN SELECT x.id, x.state, x.state_reason, a->>'unavailable' AS why
+        FOR r IN SELECT x.id, x.email, x.state, x.state_reason, a->>'unavailable' AS why
                    FROM jsonb_array_elements(p_config->'pools') p, jsonb_array_elements(p->'accounts') a
                    JOIN accounts x ON x.email = lower(a->>'email')
                   ORDER BY x.id
@@ -229,8 +230,8 @@ BEGIN
             ELSIF r.state = 'paused' AND r.state_reason LIKE 'missing secret: %' THEN
                 UPDATE accounts SET state = 'active', state_reason = 'secret available', state_changed_at = v_now
                  WHERE id = r.id;
-                INSERT INTO events (kind, occurred_at, data)
-                VALUES ('account.resumed', v_now, jsonb_build_object('account_id', r.id, 'reason', 'secret available'));
+                PERFORM relance_event('account.resumed', v_now, NULL, NULL, NULL,
+                                      jsonb_build_object('account', r.email, 'reason', 'secret available'));
             END IF;
         END LOOP;
     END IF;

@@ -307,6 +307,7 @@ BEGIN
                title = n.title, company = n.company, company_domain = n.company_domain, timezone = n.timezone,
                fields = n.fields, updated_at = now()
          WHERE x.id = c.id;
+        PERFORM relance_event('contact.updated', now(), c.id, NULL, NULL, NULL);
     END IF;
     RETURN QUERY SELECT 200, relance_api_contact_json(x)::text FROM contacts x WHERE x.id = c.id;
 EXCEPTION WHEN unique_violation THEN

@@ -26,14 +26,20 @@
 -- transaction anywhere in the database holds the feed back until it
 -- ends (a long writer of events must: it could still commit some).
 
--- An event as the API shows it: {id, type, occurred_at, data}. (Columns,
--- not the row type: a function taking a table's row type moves the table
--- up in sql/schema.sql's dump.)
-CREATE OR REPLACE FUNCTION relance_api_event_json(p_id bigint, p_kind text, p_occurred_at timestamptz, p_data jsonb)
+-- An event as the API (and a webhook) shows it: {id, type, occurred_at,
+-- data}, and seq, the contact's n-th event (events.sql), when it is about
+-- a contact. (Columns, not the row type: a function taking a table's row
+-- type moves the table up in sql/schema.sql's dump.)
+CREATE OR REPLACE FUNCTION relance_api_event_json(p_id bigint, p_kind text, p_occurred_at timestamptz, p_data jsonb,
+                                                  p_seq bigint DEFAULT NULL)
 RETURNS json
 LANGUAGE sql STABLE AS $$
-    SELECT json_build_object('id', p_id::text, 'type', p_kind, 'occurred_at', relance_api_time(p_occurred_at),
-                             'data', p_data)
+    SELECT CASE WHEN p_seq IS NULL
+                THEN json_build_object('id', p_id::text, 'type', p_kind,
+                                       'occurred_at', relance_api_time(p_occurred_at), 'data', p_data)
+                ELSE json_build_object('id', p_id::text, 'type', p_kind,
+                                       'occurred_at', relance_api_time(p_occurred_at), 'seq', p_seq, 'data', p_data)
+           END
 $$;
 
 -- GET /v1/events: one page of the feed after the cursor p_after (NULL:
@@ -81,7 +87,7 @@ BEGIN
                'next', coalesce(relance_api_text_cursor('events', (array_agg(q.xid::text || ':' || q.id
                                                                              ORDER BY q.xid DESC, q.id DESC))[1]),
                                 p_after))::text
-      FROM (SELECT e.xid, e.id, relance_api_event_json(e.id, e.kind, e.occurred_at, e.data) AS doc
+      FROM (SELECT e.xid, e.id, relance_api_event_json(e.id, e.kind, e.occurred_at, e.data, e.seq) AS doc
               FROM events e
              WHERE (e.xid, e.id) > (v_xid, v_id)
                AND e.xid < pg_snapshot_xmin(pg_current_snapshot())

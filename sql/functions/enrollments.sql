@@ -157,6 +157,19 @@ BEGIN
         -- unique index stops the statement and the enroll rolls back whole.
         -- So every address judged without an outcome is enrolled (the
         -- insert runs whole, referenced or not).
+        RETURNING contact_id, id
+    ), numbered AS (
+        -- each contact once (judged enrolls it at most once): its counter
+        -- bumped here, the event's seq set, in this statement
+        UPDATE contacts c SET event_seq = c.event_seq + 1
+          FROM ins WHERE c.id = ins.contact_id
+        RETURNING c.id, c.crm_id, c.email, c.event_seq, ins.id AS enrollment_id
+    ), created AS (
+        INSERT INTO events (kind, occurred_at, contact_id, seq, data)
+        SELECT 'enrollment.created', p_now, n.id, n.event_seq,
+               relance_event_data(n.id, n.crm_id, n.email, n.enrollment_id, v_seq.name, NULL, NULL, NULL)
+               || jsonb_build_object('version', v_seq.current_version)
+          FROM numbered n
     )
     SELECT j.email, coalesce(j.outcome, 'enrolled') FROM judged j ORDER BY j.ord;
 END $$;
@@ -290,15 +303,16 @@ BEGIN
     SELECT array_agg(up.id) INTO v_ids FROM up;
     -- each change's event, in the same transaction (the feed's outbox),
     -- shaped as relance_suppress_add's enrollment.stopped
-    INSERT INTO events (kind, occurred_at, data)
+    INSERT INTO events (kind, occurred_at, contact_id, data)
     SELECT CASE p_verb WHEN 'pause' THEN 'enrollment.paused' WHEN 'resume' THEN 'enrollment.resumed'
                        ELSE 'enrollment.stopped' END,
-           p_now,
-           jsonb_build_object('enrollment_id', e.id, 'contact_id', c.id, 'contact', c.email, 'sequence', s.name,
-                              'state', v_state, 'reason', v_reason)
+           p_now, c.id,
+           relance_event_data(c.id, c.crm_id, c.email, e.id, s.name, NULL, NULL, a.email)
+           || jsonb_build_object('state', v_state, 'reason', v_reason)
       FROM enrollments e JOIN contacts c ON c.id = e.contact_id JOIN sequences s ON s.id = e.sequence_id
+      LEFT JOIN accounts a ON a.id = e.account_id
      WHERE e.id = ANY (v_ids)
-     ORDER BY e.id;
+     ORDER BY c.id, e.id;
     RETURN QUERY SELECT x FROM unnest(v_ids) x ORDER BY x;
 END $$;
 

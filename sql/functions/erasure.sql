@@ -9,7 +9,7 @@
 --   enrollments: live ones stopped ('erased'); reasons naming the address
 --     rewritten
 --   messages(recipient, subject, reply), inbound_messages(sender),
---   events(data), suppressions(pattern, reason), api_idempotency(body):
+--   events(data: the address, the external_id), suppressions(pattern, reason), api_idempotency(body):
 --     the address removed where it appears
 
 -- The text with every spelling of the address (any case) replaced.
@@ -51,12 +51,13 @@ BEGIN
         UPDATE enrollments e SET state = 'stopped', state_reason = 'erased', state_changed_at = p_now,
                                  next_send_at = NULL
          WHERE e.id = ANY (v_enrollments) AND e.state IN ('active', 'paused', 'held')
-        RETURNING e.id, e.sequence_id)
-    INSERT INTO events (kind, occurred_at, data)
-    SELECT 'enrollment.stopped', p_now,
-           jsonb_build_object('enrollment_id', up.id, 'contact_id', c.id, 'sequence', s.name, 'state', 'stopped',
-                              'reason', 'erased')
-      FROM up JOIN sequences s ON s.id = up.sequence_id;
+        RETURNING e.id, e.sequence_id, e.account_id)
+    INSERT INTO events (kind, occurred_at, contact_id, data)
+    SELECT 'enrollment.stopped', p_now, c.id,
+           relance_event_data(c.id, NULL, v_by, up.id, s.name, NULL, NULL, a.email)
+           || jsonb_build_object('state', 'stopped', 'reason', 'erased')
+      FROM up JOIN sequences s ON s.id = up.sequence_id LEFT JOIN accounts a ON a.id = up.account_id
+     ORDER BY up.id;
     UPDATE enrollments SET state_reason = relance_erase_text(state_reason, v_addr, v_by)
      WHERE id = ANY (v_enrollments) AND strpos(lower(state_reason), v_addr) > 0;
     UPDATE messages SET recipient = v_by, subject = NULL, reply = relance_erase_text(reply, v_addr, v_by)
@@ -65,12 +66,14 @@ BEGIN
      WHERE enrollment_id = ANY (v_enrollments) OR lower(sender) LIKE '%' || v_addr || '%';
     UPDATE events SET data = relance_erase_text(data::text, v_addr, v_by)::jsonb
      WHERE strpos(lower(data::text), v_addr) > 0;
+    -- nor the CRM's id (the contact has none any more)
+    UPDATE events SET data = jsonb_set(data, '{contact,external_id}', 'null')
+     WHERE contact_id = c.id AND data #>> '{contact,external_id}' IS NOT NULL;
     DELETE FROM api_idempotency WHERE strpos(lower(body), v_addr) > 0;
     UPDATE contacts SET email = v_by, first_name = NULL, last_name = NULL, title = NULL, company = NULL,
                         company_domain = NULL, timezone = NULL, crm_id = NULL, fields = '{}', updated_at = p_now,
                         erased_at = p_now
      WHERE id = c.id;
-    INSERT INTO events (kind, occurred_at, data)
-    VALUES ('contact.erased', p_now, jsonb_build_object('contact_id', c.id));
+    PERFORM relance_event('contact.erased', p_now, c.id, NULL, NULL, NULL);
     RETURN QUERY SELECT 200, jsonb_build_object('id', c.id::text, 'erased', true)::text;
 END $$;

@@ -57,18 +57,13 @@
 CREATE OR REPLACE FUNCTION relance_inbound_event(p_kind text, p_inbound bigint, p_enrollment bigint, p_message bigint,
                                       p_extra jsonb) RETURNS void
 LANGUAGE sql AS $$
-    INSERT INTO events (kind, occurred_at, data)
-    SELECT p_kind, i.detected_at,
-           jsonb_build_object('enrollment_id', e.id, 'message_id', m.message_id, 'contact_id', c.id,
-                              'contact', c.email, 'account_id', a.id, 'account', a.email, 'sequence', s.name,
-                              'step', m.step_id, 'position', m.position, 'variant', m.variant,
-                              'detected_at', i.detected_at, 'inbound_id', i.id, 'inbound_kind', i.kind)
-           || coalesce(p_extra, '{}'::jsonb)
+    SELECT relance_event(p_kind, i.detected_at, NULL, p_enrollment, p_message,
+                         jsonb_strip_nulls(jsonb_build_object('message_id', m.message_id, 'account', a.email,
+                                                              'position', m.position, 'detected_at', i.detected_at,
+                                                              'inbound_id', i.id, 'inbound_kind', i.kind))
+                         || coalesce(p_extra, '{}'::jsonb))
       FROM inbound_messages i
       JOIN accounts a ON a.id = i.account_id
-      LEFT JOIN enrollments e ON e.id = p_enrollment
-      LEFT JOIN contacts c ON c.id = e.contact_id
-      LEFT JOIN sequences s ON s.id = e.sequence_id
       LEFT JOIN messages m ON m.id = p_message
      WHERE i.id = p_inbound
 $$;

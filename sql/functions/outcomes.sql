@@ -28,6 +28,7 @@ CREATE OR REPLACE FUNCTION relance_step_done(p_message_id text, p_now timestampt
                                   p_subject text, p_sender text, p_variant int)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
+    v_id bigint;
     v_enrollment bigint;
     v_position int;
     v_r double precision := random();
@@ -37,7 +38,7 @@ BEGIN
                         subject = coalesce(p_subject, subject), sender = coalesce(p_sender, sender),
                         variant = coalesce(p_variant, variant)
      WHERE message_id = p_message_id AND state = 'sending'
-    RETURNING enrollment_id, position INTO v_enrollment, v_position;
+    RETURNING id, enrollment_id, position INTO v_id, v_enrollment, v_position;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -51,16 +52,21 @@ BEGIN
          WHERE id = v_enrollment AND state = 'active';
         UPDATE enrollments SET position = v_position + 1
          WHERE id = v_enrollment AND state <> 'active' AND position = v_position;
-    ELSE
+    END IF;
+    PERFORM relance_event('message.' || p_state, p_now, NULL, NULL, v_id,
+                          jsonb_build_object('message_id', p_message_id, 'position', v_position));
+    IF NOT v_more THEN
         UPDATE enrollments SET position = v_position + 1, next_send_at = NULL,
                                state = CASE WHEN state = 'active' THEN 'completed' ELSE state END,
                                state_reason = CASE WHEN state = 'active' THEN 'all steps sent' ELSE state_reason END,
                                state_changed_at = CASE WHEN state = 'active' THEN p_now ELSE state_changed_at END
-         WHERE id = v_enrollment;
+         WHERE id = v_enrollment
+        RETURNING state = 'completed' AND state_changed_at = p_now INTO v_more;
+        IF v_more THEN
+            PERFORM relance_event('enrollment.completed', p_now, NULL, v_enrollment, NULL,
+                                  jsonb_build_object('state', 'completed', 'reason', 'all steps sent'));
+        END IF;
     END IF;
-    INSERT INTO events (kind, occurred_at, data)
-    VALUES ('message.' || p_state, p_now,
-            jsonb_build_object('message_id', p_message_id, 'enrollment_id', v_enrollment, 'position', v_position));
 END $$;
 
 -- A claimed step that could not be rendered (a field without value nor
@@ -76,6 +82,10 @@ BEGIN
     IF FOUND THEN
         UPDATE enrollments SET state = 'held', state_reason = p_reason, state_changed_at = p_now, next_send_at = p_now
          WHERE id = v_enrollment AND state = 'active';
+        IF FOUND THEN
+            PERFORM relance_event('enrollment.held', p_now, NULL, v_enrollment, NULL,
+                                  jsonb_build_object('state', 'held', 'reason', p_reason));
+        END IF;
     END IF;
 END $$;
 
@@ -101,9 +111,8 @@ BEGIN
           FROM accounts a
          WHERE a.id = m.account_id AND d.account_id = a.id AND d.day = relance_local_day(m.created_at, a.timezone);
     END IF;
-    INSERT INTO events (kind, occurred_at, data)
-    VALUES ('message.deferred', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                           'enrollment_id', m.enrollment_id));
+    PERFORM relance_event('message.deferred', p_now, NULL, NULL, m.id,
+                          jsonb_build_object('message_id', p_message_id, 'reply', p_reply, 'retry_at', p_retry_at));
 END $$;
 
 -- The one entry point for an SMTP outcome (names as smtp.c's): records the
@@ -133,10 +142,9 @@ BEGIN
         IF NOT v_hard THEN
             -- a bounce, so it counted against the cap, and is retried
             PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, true);
-            INSERT INTO events (kind, occurred_at, data)
-            VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                                 'enrollment_id', m.enrollment_id,
-                                                                 'bounce', '{"kind": "soft"}'::jsonb));
+            PERFORM relance_event('message.bounced', p_now, NULL, NULL, m.id,
+                              jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                                 'bounce', '{"kind": "soft"}'::jsonb));
             RETURN;
         END IF;
         p_outcome := 'rejected_hard';  -- the third soft bounce is hard
@@ -154,10 +162,9 @@ BEGIN
                                  state_changed_at = p_now, next_send_at = NULL
           FROM contacts c
          WHERE c.id = e.contact_id AND c.email_key = lower(m.recipient) AND e.state IN ('active', 'paused', 'held');
-        INSERT INTO events (kind, occurred_at, data)
-        VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                              'enrollment_id', m.enrollment_id,
-                                                              'bounce', '{"kind": "hard"}'::jsonb));
+        PERFORM relance_event('message.bounced', p_now, NULL, NULL, m.id,
+                          jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                             'bounce', '{"kind": "hard"}'::jsonb));
         IF m.account_id IS NOT NULL THEN
             PERFORM relance_account_health(m.account_id, p_now);
         END IF;
@@ -166,10 +173,9 @@ BEGIN
     IF p_outcome = 'rejected_policy' THEN
         -- the recipient is fine; the sender was refused: retry later, count it
         PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, true);
-        INSERT INTO events (kind, occurred_at, data)
-        VALUES ('message.bounced', p_now, jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
-                                                              'enrollment_id', m.enrollment_id,
-                                                              'bounce', '{"kind": "block"}'::jsonb));
+        PERFORM relance_event('message.bounced', p_now, NULL, NULL, m.id,
+                          jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                             'bounce', '{"kind": "block"}'::jsonb));
         IF m.account_id IS NOT NULL THEN
             PERFORM relance_account_health(m.account_id, p_now);
         END IF;

@@ -105,6 +105,9 @@ BEGIN
     IF result = 'updated' THEN
         UPDATE sequences SET current_version = v_version, updated_at = p_now WHERE id = v_id;
     END IF;
+    PERFORM relance_event('sequence.applied', p_now, NULL, NULL, NULL,
+                          jsonb_build_object('sequence', p_model->>'name', 'version', v_version, 'checksum', p_hash,
+                                             'steps', jsonb_array_length(p_model->'steps'), 'result', result));
     version := v_version;
     RETURN NEXT;
 END $$;

@@ -1,19 +1,11 @@
 -- stats: what `relance stats` reports, from the messages and the event
 -- feed.
 --
--- Today's table (sql/schema.sql holds every constraint and index):
---
 -- Every observable thing that happens (a sequence applied, a message sent,
--- a reply detected, an account paused) is one row here: the feed that
+-- a reply detected, an account paused) is one row of events: the feed that
 -- `relance stats` and the CRM webhooks read. Append-only; written by the
--- functions of the other files.
--- TABLE events (
---     id          bigserial   PRIMARY KEY
---     kind        text        NOT NULL          -- ^[a-z_.]+$ ('message.sent', 'reply.received'...: event_types)
---     occurred_at timestamptz NOT NULL
---     data        jsonb       NOT NULL DEFAULT '{}'
---     xid         xid8        NOT NULL DEFAULT pg_current_xact_id()  -- the writer's: the feed's commit order
--- )
+-- functions of the other files. (Its shape is in events.sql, with how its
+-- rows are written.)
 
 -- `relance stats`: per step and A/B variant of a sequence (all its
 -- versions; step NULL is the total), the messages sent (with 'unknown',

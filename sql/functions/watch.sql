@@ -80,10 +80,9 @@ BEGIN
         UPDATE mailbox_state SET uidvalidity = p_uidvalidity, last_uid = 0, uidnext = p_uidnext,
                                  checked_at = clock_timestamp()
          WHERE account_id = v_account AND folder = p_folder;
-        INSERT INTO events (kind, occurred_at, data)
-        VALUES ('mailbox.uidvalidity_changed', clock_timestamp(),
-                jsonb_build_object('account', lower(btrim(p_account)), 'folder', p_folder,
-                                   'old', s.uidvalidity, 'new', p_uidvalidity));
+        PERFORM relance_event('mailbox.uidvalidity_changed', clock_timestamp(), NULL, NULL, NULL,
+                              jsonb_build_object('account', lower(btrim(p_account)), 'folder', p_folder,
+                                                 'old', s.uidvalidity, 'new', p_uidvalidity));
         from_uid := 1;
         since := s.watching_since;
         RETURN NEXT;

@@ -102,7 +102,7 @@ BEGIN
     SELECT d.id, w.id, w.name, w.url, w.secret,
            CASE WHEN w.previous_until > p_now THEN w.previous_secret END,
            e.id, d.attempts,
-           relance_api_event_json(e.id, e.kind, e.occurred_at, e.data)::text,
+           relance_api_event_json(e.id, e.kind, e.occurred_at, e.data, e.seq)::text,
            NULL::timestamptz
       FROM unnest(v_ids) c(id)
       JOIN webhook_deliveries d ON d.id = c.id

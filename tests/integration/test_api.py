@@ -369,8 +369,9 @@ def test_delete_erases_the_person_everywhere_and_they_are_never_mailed_again(wor
              "its enrollment stays stopped, its reason no longer names the address")
     check.eq(db.psql(f"SELECT state, subject IS NULL FROM messages WHERE message_id = '{message_id}'"),
              [["sent", "t"]], "the message row stays (the stats count it), without its subject")
-    check.eq(db.psql("SELECT count(*) FROM events WHERE kind = 'contact.erased' "
-                     f"AND data = jsonb_build_object('contact_id', {c['id']})"), [["1"]],
+    check.eq(db.psql("SELECT count(*) FROM events WHERE kind = 'contact.erased' AND data = jsonb_build_object("
+                     f"'contact', jsonb_build_object('id', '{c['id']}', 'external_id', null, "
+                     f"'email', 'erased-{c['id']}@erased.invalid'))"), [["1"]],
              "an event records the erasure, without the address")
     problem(check, api.call("GET", f"/v1/contacts/{c['id']}"), 404, "not-found", "an erased contact is unknown")
     problem(check, api.call("DELETE", f"/v1/contacts/{c['id']}"), 404, "not-found", "erasing it again")

@@ -182,7 +182,7 @@ def events(kind, email):
     """Events of kind ("message.bounced:hard": of that bounce kind) about email."""
     kind, _, bounce = kind.partition(":")
     where = f" AND data->'bounce'->>'kind' = {lit(bounce)}" if bounce else ""
-    return int(one(f"SELECT count(*) FROM events WHERE kind = {lit(kind)} AND data->>'contact' = {lit(email)}{where}"))
+    return int(one(f"SELECT count(*) FROM events WHERE kind = {lit(kind)} AND data->'contact'->>'email' = {lit(email)}{where}"))
 
 
 def suppressed(email):
@@ -255,16 +255,18 @@ def test_each_kind_of_inbound_message_does_what_it_must(check):
     check.ok("skipped unsub@u.example: suppressed" in r.stdout, "an unsubscribed address is never enrolled again", r.stdout)
 
     # the event carries what the CRM needs
-    ev = json.loads(one("SELECT data FROM events WHERE kind = 'reply.received' AND data->>'contact' = 'reply@r.example'"))
+    ev = json.loads(one("SELECT data FROM events WHERE kind = 'reply.received' AND data->'contact'->>'email' = 'reply@r.example'"))
     check.eq({k: ev.get(k) for k in ("message_id", "contact", "account", "sequence", "step", "position", "detected_at")},
-             {"message_id": mid_of("reply@r.example"), "contact": "reply@r.example", "account": "alice@acme.example",
+             {"message_id": mid_of("reply@r.example"),
+              "contact": {"id": one("SELECT id FROM contacts WHERE email = 'reply@r.example'"), "external_id": None,
+                          "email": "reply@r.example"}, "account": "alice@acme.example",
               "sequence": "plain", "step": "one", "position": 0, "detected_at": "2026-03-02T12:00:00+00:00"},
              "reply.received: message, contact, account, sequence, step, detected at")
-    check.ok(isinstance(ev.get("enrollment_id"), int) and "variant" in ev, "reply.received: enrollment id and variant", ev)
+    check.ok(isinstance(ev.get("enrollment_id"), str) and "variant" in ev, "reply.received: enrollment id and variant", ev)
     check.eq(one("SELECT data->>'source' FROM events WHERE kind = 'contact.unsubscribed' "
-                 "AND data->>'contact' = 'unsub@u.example'"), "reply", "contact.unsubscribed: source reply")
+                 "AND data->'contact'->>'email' = 'unsub@u.example'"), "reply", "contact.unsubscribed: source reply")
     check.eq(q("SELECT data->'bounce'->>'kind', count(*) FROM events WHERE kind = 'message.bounced' "
-               "AND data->>'contact' IN ('hard@h.example', 'hard2@h2.example', 'block@b.example') GROUP BY 1 ORDER BY 1"),
+               "AND data->'contact'->>'email' IN ('hard@h.example', 'hard2@h2.example', 'block@b.example') GROUP BY 1 ORDER BY 1"),
              [["block", "1"], ["hard", "2"]], "message.bounced: bounce.kind hard or block")
 
 
