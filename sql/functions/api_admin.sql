@@ -52,7 +52,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
-    SELECT * INTO r FROM relance_suppress_add(ARRAY[p_pattern], p_reason, now());
+    SELECT * INTO r FROM relance_suppress_add_from(ARRAY[p_pattern], p_reason, now(), 'api');
     RETURN QUERY
     SELECT CASE WHEN r.added > 0 THEN 201 ELSE 200 END,
            (relance_api_suppression_json(s.pattern, s.reason, s.created_at)

@@ -71,11 +71,19 @@ $$;
 -- Patterns already there stop what they cover too: rows from before this
 -- rule. Returns how many patterns were added, were already there, and
 -- how many enrollments stopped.
-CREATE OR REPLACE FUNCTION relance_suppress_add(p_patterns text[], p_reason text, p_now timestamptz)
+--
+-- A contact whose own address is newly suppressed has asked not to be
+-- written to: a contact.unsubscribed event each, from p_source ('import'
+-- for the command line's lists, 'api' for POST /v1/suppressions), before
+-- its enrollments' enrollment.stopped. A domain pattern is a block, not
+-- anyone's request: no event.
+CREATE OR REPLACE FUNCTION relance_suppress_add_from(p_patterns text[], p_reason text, p_now timestamptz,
+                                                     p_source text)
 RETURNS TABLE (added bigint, already bigint, stopped bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_pats text[] := ARRAY(SELECT DISTINCT lower(x) FROM unnest(p_patterns) x);
+    v_new text[];
     v_added bigint;
     v_ids bigint[];
     v_why text[];
@@ -83,8 +91,15 @@ DECLARE
 BEGIN
     WITH ins AS (INSERT INTO suppressions (pattern, reason, created_at)
                  SELECT x, p_reason, p_now FROM unnest(v_pats) x
-                 ON CONFLICT (pattern) DO NOTHING RETURNING 1)
-    SELECT count(*) INTO v_added FROM ins;
+                 ON CONFLICT (pattern) DO NOTHING RETURNING pattern)
+    SELECT count(*), array_agg(ins.pattern) FILTER (WHERE ins.pattern NOT LIKE '@%') INTO v_added, v_new FROM ins;
+    INSERT INTO events (kind, occurred_at, contact_id, data)
+    SELECT 'contact.unsubscribed', p_now, c.id,
+           relance_event_data(c.id, c.crm_id, c.email, NULL, NULL, NULL, NULL, NULL)
+           || jsonb_strip_nulls(jsonb_build_object('source', p_source, 'reason', p_reason))
+      FROM contacts c
+     WHERE c.email_key = ANY (v_new)
+     ORDER BY c.id;
     -- From the live enrollments (few) to their contacts, not from the
     -- contacts (many) by a domain no index knows.
     SELECT array_agg(h.id ORDER BY h.id), array_agg(h.pattern ORDER BY h.id) INTO v_ids, v_why
@@ -113,6 +128,13 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN QUERY SELECT v_added, cardinality(v_pats) - v_added, v_n;
 END $$;
+
+-- The command line's: its lists are imports.
+CREATE OR REPLACE FUNCTION relance_suppress_add(p_patterns text[], p_reason text, p_now timestamptz)
+RETURNS TABLE (added bigint, already bigint, stopped bigint)
+LANGUAGE sql AS $$
+    SELECT * FROM relance_suppress_add_from(p_patterns, p_reason, p_now, 'import')
+$$;
 
 -- `relance suppress remove` and DELETE /v1/suppressions/{pattern}: lifts
 -- the patterns (lower-cased; one that is not there is not an error). The

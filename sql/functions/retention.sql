@@ -48,7 +48,11 @@
 CREATE OR REPLACE FUNCTION relance_retention_prune(p_now timestamptz, p_events bigint, p_messages bigint,
                                                    p_inbound bigint, p_limit int)
 RETURNS TABLE (events int, messages int, inbound int, more boolean, busy boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- housekeeping waits for nobody: a batch that meets a lock gives up (an
+-- error the round logs) and the next round tries again
+SET lock_timeout = '2s'
+AS $$
 DECLARE
     v_events int := 0;
     v_messages int := 0;

@@ -393,3 +393,31 @@ def test_the_api_writes_contact_events_as_the_import_does(world, check):
               ("contact.updated", 3, {"contact": contact})],
              "created, then one update per PATCH that changed a value (the same PATCH again and the same "
              "upsert write none)")
+
+
+def test_a_suppressed_address_is_an_unsubscribed_contact_from_its_source(world, check):
+    """relance suppress add (a list: source import) and POST
+    /v1/suppressions (source api) write contact.unsubscribed for the
+    contact whose own address it is, once; a domain pattern writes none."""
+    api = Api(world.serve.base, new_key(world.env, "crm-suppress", "*"))
+    ids = {}
+    for who in ("cli", "api", "dom"):
+        st, _, c, _ = api.call("POST", "/v1/contacts", {"email": f"{who}@unsub-{who}.example"})
+        assert st == 201, c
+        ids[who] = c["id"]
+    r = relance("suppress", "add", "cli@unsub-cli.example", "--reason", "asked by phone", env=world.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = relance("suppress", "add", "cli@unsub-cli.example", env=world.env)  # already there: no second event
+    assert r.returncode == 0, r.stdout + r.stderr
+    st, _, body, _ = api.call("POST", "/v1/suppressions", {"pattern": "api@unsub-api.example"})
+    assert st == 201, body
+    st, _, body, _ = api.call("POST", "/v1/suppressions", {"pattern": "@unsub-dom.example"})
+    assert st == 201, body
+    events = feed_until(api, lambda ev: about(ev, ids["api"]) and about(ev, ids["cli"]),
+                        types="contact.unsubscribed")
+    check.eq([(e["data"]["source"], e["data"].get("reason")) for e in about(events, ids["cli"])],
+             [("import", "asked by phone")], "the command line's: source import, its reason, once")
+    check.eq([e["data"]["source"] for e in about(events, ids["api"])], ["api"], "the API's: source api")
+    check.eq(about(events, ids["api"])[0]["data"]["contact"],
+             {"id": ids["api"], "external_id": None, "email": "api@unsub-api.example"}, "with the contact")
+    check.eq(about(events, ids["dom"]), [], "a domain pattern is a block, not the contact's request")

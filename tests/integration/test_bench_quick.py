@@ -24,10 +24,11 @@ import harness
 # p95 and max, IMAP connections held, CPU per mailbox pass; watch_held:
 # replies detected, reply-to-stop p95 and max; watch_backlog: messages
 # recorded a second, the reply behind the backlog; enroll: contacts
-# enrolled a second beside the import of the same rows).
+# enrolled a second beside the import of the same rows; webhooks: events
+# delivered a second, the outbox lag p95).
 EXPECTED = {"claim_rate": 1, "idle tick": 1, "import": 1, "enroll": 1, "send_throughput": 3, "memory": 1,
             "watch ": 5,
-            "watch_held ": 3, "watch_backlog ": 2}
+            "watch_held ": 3, "watch_backlog ": 2, "webhook ": 2}
 KEYS = {"name": str, "unit": str, "median": (int, float), "min": (int, float), "max": (int, float),
         "bound_name": str, "bound_median": (int, float), "ratio": (int, float), "target": (int, float)}
 
