@@ -182,13 +182,16 @@ def test_imap_check_logs_in_with_a_token_it_fetched(w, check):
 
 def test_a_refused_token_is_dropped_and_a_fresh_one_logs_in(w, check):
     log_mark = len(w.s.output())
-    seen = len(w.oa.introspected)
-    w.oa.refuse_next_introspections(1)
     w.ms.stop_imap()  # the next pass must log in again, and that login is refused
     # a pass that finds the server down first: the refusal that follows
     # is still the token's (the watcher once kept a token refused then)
     check.ok(wait_until(lambda: "mailbox unreachable" in w.s.output()[log_mark:], 30),
              "a pass finds the IMAP server down", w.s.output()[log_mark:][-3000:])
+    # armed while Dovecot (and its auth service, which asks the token
+    # endpoint) is down, so that no login cut by the stop can use the
+    # refusal up unseen: the first login after the start gets it
+    seen = len(w.oa.introspected)
+    w.oa.refuse_next_introspections(1)
     w.ms.start_imap()
     check.ok(wait_until(lambda: "refused the OAuth2 token" in w.s.output()[log_mark:], 30),
              "the watcher says the IMAP server refused its token", w.s.output()[log_mark:][-3000:])
