@@ -367,7 +367,8 @@ static void on_test_event(struct db *db, const PGresult *res, void *arg)
     const char *name = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
     const char *secret = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
     char why[300];
-    if (webhooks_send(api_webhooks(c), PQgetvalue(res, 0, 2), name, secret, PQgetvalue(res, 0, 5), t->event,
+    const char *previous = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
+    if (webhooks_send(api_webhooks(c), PQgetvalue(res, 0, 2), name, secret, previous, PQgetvalue(res, 0, 6), t->event,
                       on_test_sent, t, why, sizeof why) < 0)
         on_test_sent(t, 0, why, 0);
 }
@@ -398,7 +399,7 @@ static void webhook_test(struct api_call *c)
     api_now(now, sizeof now);
     const char *p[4] = {c->param, type, test_id, now};
     struct db *db = api_db(c);
-    if (!db || db_query(db, "SELECT status, body, url, name, secret, $3 FROM relance_api_webhook_test($1::bigint, $2, $3,"
+    if (!db || db_query(db, "SELECT status, body, url, name, secret, previous_secret, $3 FROM relance_api_webhook_test($1::bigint, $2, $3,"
                             " $4::timestamptz)", 4, p, on_test_event, c) < 0)
         api_unavailable(c);
 }

@@ -756,7 +756,8 @@ void webhooks_set_metrics(struct webhooks *wh, struct metrics *m)
 
 /* ---- a test request ------------------------------------------------------------ */
 
-int webhooks_send(struct webhooks *wh, const char *url, const char *name, const char *secret, const char *id,
+int webhooks_send(struct webhooks *wh, const char *url, const char *name, const char *secret, const char *previous,
+                  const char *id,
                   const char *body, webhooks_sent_cb done, void *arg, char *why, size_t whylen)
 {
     if (wh->closing) {
@@ -772,7 +773,7 @@ int webhooks_send(struct webhooks *wh, const char *url, const char *name, const 
     }
     t->cb = done;
     t->cb_arg = arg;
-    if (request_start(wh, t, url, id, secret, NULL, why, whylen) < 0) {
+    if (request_start(wh, t, url, id, secret, previous, why, whylen) < 0) {
         transfer_free(t);
         return -1;
     }

@@ -52,9 +52,11 @@ typedef void (*webhooks_sent_cb)(void *arg, int status, const char *error, doubl
 
 /* Sends one signed request now, outside the outbox: `POST
  * /v1/webhooks/{id}/test`. secret NULL with name set: a configuration
- * endpoint's own. Returns 0 (done fires once, later) or -1 with why
- * (bad URL, no secret, closing). */
-int webhooks_send(struct webhooks *wh, const char *url, const char *name, const char *secret, const char *id,
+ * endpoint's own; previous (or NULL) signs too, as during a rotation.
+ * Returns 0 (done fires once, later) or -1 with why (bad URL, no secret,
+ * closing). */
+int webhooks_send(struct webhooks *wh, const char *url, const char *name, const char *secret, const char *previous,
+                  const char *id,
                   const char *body, webhooks_sent_cb done, void *arg, char *why, size_t whylen)
     __attribute__((warn_unused_result));
 

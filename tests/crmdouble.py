@@ -10,6 +10,10 @@ first segment:
                 before its 200; 200 at once otherwise
     /gone/...   200 to the first `gone_after` requests, then 410 for ever
     /fail/...   500 always
+    /moved/...  302 to /ok/hook (a redirect relance must not follow)
+
+It also counts, per path kind, the requests it is answering at once and
+the most it ever answered at once (max_in_flight).
 
 Each record: (path, headers as a dict with lower-case names, body bytes,
 arrival time.time(), status answered, time answered). Standard library only."""
@@ -29,6 +33,8 @@ class CrmDouble:
         self.records = []
         self._seen = {}
         self._gone_count = 0
+        self._in_flight = {}
+        self.max_in_flight = {}
         self.port = harness.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         double = self
@@ -40,14 +46,27 @@ class CrmDouble:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
                 arrived = time.time()
+                kind = self.path.strip("/").split("/")[0]
+                with double.lock:
+                    n = double._in_flight[kind] = double._in_flight.get(kind, 0) + 1
+                    double.max_in_flight[kind] = max(double.max_in_flight.get(kind, 0), n)
                 status, wait = double._decide(self.path, self.headers.get("webhook-id"))
                 if wait:
                     time.sleep(wait)
+                if status == 200 and kind == "ok":
+                    time.sleep(0.002)  # a CRM takes a moment: requests overlap
                 with double.lock:
                     double.records.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body,
                                            arrived, status, time.time()))
+                # answered from here on: counted out before the answer
+                # leaves, or the client's next request could be counted
+                # while this one's thread has not yet been
+                with double.lock:
+                    double._in_flight[kind] -= 1
                 try:
                     self.send_response(status)
+                    if status == 302:
+                        self.send_header("Location", f"{double.base}/ok/hook")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:
@@ -78,6 +97,8 @@ class CrmDouble:
                 return (200 if self._gone_count <= self.gone_after else 410), 0
         if kind == "ok":
             return 200, 0
+        if kind == "moved":
+            return 302, 0
         first = first and self.picked(wid)
         if kind == "flaky":
             return (500 if first else 200), 0

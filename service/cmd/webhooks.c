@@ -198,7 +198,7 @@ static int test(struct cli *cli, const struct cli_args *args)
         return cli_fail(CLI_ERROR, "webhooks test: %s", now);
     clock_format(clock_now(), now, sizeof now);
     const char *p[4] = {id, type, test_id, now};
-    PGresult *res = ask(cli, "test", "SELECT status, body, url, name, secret FROM relance_api_webhook_test($1::bigint,"
+    PGresult *res = ask(cli, "test", "SELECT status, body, url, name, secret, previous_secret FROM relance_api_webhook_test($1::bigint,"
                                      " $2, $3, $4::timestamptz)", 4, p);
     if (!res)
         return CLI_ERROR;
@@ -222,8 +222,9 @@ static int test(struct cli *cli, const struct cli_args *args)
     } else {
         const char *name = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
         const char *secret = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
-        if (webhooks_send(wh, PQgetvalue(res, 0, 2), name, secret, test_id, PQgetvalue(res, 0, 1), on_sent, &o, why,
-                          sizeof why) < 0)
+        const char *previous = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
+        if (webhooks_send(wh, PQgetvalue(res, 0, 2), name, secret, previous, test_id, PQgetvalue(res, 0, 1), on_sent,
+                          &o, why, sizeof why) < 0)
             on_sent(&o, 0, why, 0);
         while (!o.done && uv_run(&loop, UV_RUN_ONCE))
             ;

@@ -253,7 +253,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION relance_api_webhook_not_found(p_id text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT relance_api_problem(404, 'not-found', 'Not found', format('no webhook %s', p_id))
 $$;
 
@@ -508,11 +508,12 @@ $$;
 -- POST /v1/webhooks/{id}/test?type=: what relance sends the endpoint, at
 -- once and outside the outbox: an example event of p_type (by default
 -- the endpoint's first type, else reply.received) with the id p_test_id,
--- data {"test": true}. 200 with the event, the URL and the secret (NULL
--- for a config endpoint: the replica's own, by name); 404, or 400 for a
+-- data {"test": true}. 200 with the event, the URL and the secrets (NULL
+-- for a config endpoint: the replica's own, by name; the previous one
+-- while a rotation lasts, as deliveries sign); 404, or 400 for a
 -- type outside the catalogue (as GET /v1/events?types=). The event is not stored: it is in no feed.
 CREATE OR REPLACE FUNCTION relance_api_webhook_test(p_id bigint, p_type text, p_test_id text, p_now timestamptz)
-RETURNS TABLE (status int, body text, url text, name text, secret text)
+RETURNS TABLE (status int, body text, url text, name text, secret text, previous_secret text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
@@ -521,18 +522,19 @@ DECLARE
 BEGIN
     SELECT * INTO w FROM webhooks WHERE id = p_id;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text), NULL::text, NULL::text, NULL::text;
+        RETURN QUERY SELECT 404, relance_api_webhook_not_found(p_id::text), NULL::text, NULL::text, NULL::text,
+                            NULL::text;
         RETURN;
     END IF;
     v_type := coalesce(p_type, w.types[1], 'reply.received');
     IF NOT EXISTS (SELECT 1 FROM event_types t WHERE t.type = v_type) THEN
         RETURN QUERY SELECT 400, relance_api_problem(400, 'bad-request', 'Bad request',
                                                      format('type: %s is not an event type', v_type)),
-                            NULL::text, NULL::text, NULL::text;
+                            NULL::text, NULL::text, NULL::text, NULL::text;
         RETURN;
     END IF;
     RETURN QUERY
     SELECT 200, json_build_object('id', p_test_id, 'type', v_type, 'occurred_at', relance_api_time(p_now),
                                   'data', json_build_object('test', true))::text,
-           w.url, w.name, w.secret;
+           w.url, w.name, w.secret, CASE WHEN w.previous_until > p_now THEN w.previous_secret END;
 END $$;

@@ -176,6 +176,10 @@ def test_every_event_reaches_every_endpoint_signed_through_a_crash_and_a_databas
                 retried.add(wid)
         check.eq(sorted(picked - retried)[:5], [], f"each of the {len(picked)} picked events was sent to /{kind} "
                                                    "again after its first request failed")
+    check.ok(2 <= crm.max_in_flight.get("ok", 0) <= 4,
+             f"at most webhook_max_in_flight (4) requests at once to /ok, and more than one "
+             f"(at most {crm.max_in_flight.get('ok')})")
+
     # 410: disabled at once, nothing sent after
     gone = rows(pg, "SELECT enabled, disabled_reason, extract(epoch FROM disabled_at) FROM webhooks"
                     " WHERE name = 'gone'")[0]
@@ -359,4 +363,25 @@ def test_a_test_request_is_signed_and_says_what_the_endpoint_answered(db, tmp, s
     check.ok(r.returncode == 1 and "not delivered: HTTP 500" in r.stdout, f"a failure exits 1: {r.stdout}{r.stderr}")
     r = relance("webhooks", "test", "999999", env=env)
     check.ok(r.returncode == 1 and "no webhook 999999" in r.stderr, f"unknown id: {r.stderr}")
+
+    # a redirect is an answer, never followed
+    st, _, moved, raw = api.call("POST", "/v1/webhooks", {"url": crm.url("moved")})
+    assert st == 201, raw
+    n_ok = len(crm.received("ok"))
+    st, _, got, raw = api.call("POST", f"/v1/webhooks/{moved['id']}/test")
+    check.eq((st, got.get("delivered"), got.get("status")), (200, False, 302), "a 302 is reported, not followed")
+    check.eq(len(crm.received("ok")), n_ok, "nothing reached where it pointed")
+
+    # for a day after a rotation both secrets sign: a test request, and a
+    # delivery of the outbox, each verify with the old and the new
+    st, _, rot, raw = api.call("POST", f"/v1/webhooks/{ok['id']}/rotate-secret")
+    assert st == 200, raw
+    st, _, got, raw = api.call("POST", f"/v1/webhooks/{ok['id']}/test")
+    check.eq((st, got.get("delivered")), (200, True), "a test request during the rotation")
+    db.psql("INSERT INTO events (kind, occurred_at, data) VALUES ('contact.unsubscribed', now(), '{}')")
+    assert harness.wait_until(lambda: len(crm.received("ok")) >= n_ok + 2, 20), "the delivery did not arrive"
+    signed = crm.received("ok")[-2:]
+    check.eq([len(r[1]["webhook-signature"].split()) for r in signed], [2, 2], "two signatures each")
+    check.eq(verify_all(tmp, signed, {"ok": ok["secret"]}), (2, []), "each verifies with the old secret")
+    check.eq(verify_all(tmp, signed, {"ok": rot["secret"]}), (2, []), "and with the new one")
     assert s.stop() == 0
