@@ -82,15 +82,27 @@ LANGUAGE sql STABLE AS $$
            END
 $$;
 
--- One page of list p_tag: {"data": [...], "next": cursor | null} from the
--- rows fetched in key order, p_limit + 1 at most (one more than the page
--- says there is a next), as their keys and documents.
-CREATE OR REPLACE FUNCTION relance_api_page(p_tag text, p_limit int, p_keys text[], p_docs json[]) RETURNS text
+-- One page of list p_tag after the cursor p_after: {"data": [...],
+-- "next": cursor | null} from the rows fetched in key order, p_limit + 1
+-- at most (one more than the page says there is a next), as their keys
+-- and documents. When p_after is not a cursor of the list, the answer is
+-- its 400 problem instead, and relance_api_page_status says 400: a list
+-- reads its rows with the bad cursor taken as none and throws them away,
+-- rather than each list guarding its query.
+CREATE OR REPLACE FUNCTION relance_api_page(p_tag text, p_after text, p_limit int, p_keys text[], p_docs json[])
+RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT json_build_object(
-               'data', coalesce(array_to_json(p_docs[1:p_limit]), '[]'),
-               'next', CASE WHEN cardinality(p_docs) > p_limit THEN relance_api_text_cursor(p_tag, p_keys[p_limit]) END
-           )::text
+    SELECT coalesce(relance_api_cursor_problem(p_tag, p_after),
+                    json_build_object(
+                        'data', coalesce(array_to_json(p_docs[1:p_limit]), '[]'),
+                        'next', CASE WHEN cardinality(p_docs) > p_limit
+                                     THEN relance_api_text_cursor(p_tag, p_keys[p_limit]) END
+                    )::text)
+$$;
+
+CREATE OR REPLACE FUNCTION relance_api_page_status(p_tag text, p_after text) RETURNS int
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN relance_api_cursor_problem(p_tag, p_after) IS NULL THEN 200 ELSE 400 END
 $$;
 
 -- ---- idempotency ----------------------------------------------------------
@@ -221,16 +233,11 @@ CREATE OR REPLACE FUNCTION relance_api_contacts_list(p_limit int, p_after text, 
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE
-    v_bad text := relance_api_cursor_problem('contacts', p_after);
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     RETURN QUERY
-    SELECT 200, relance_api_page('contacts', p_limit, array_agg(q.id::text ORDER BY q.id),
-                                 array_agg(q.doc ORDER BY q.id))
+    SELECT relance_api_page_status('contacts', p_after),
+           relance_api_page('contacts', p_after, p_limit, array_agg(q.id::text ORDER BY q.id),
+                            array_agg(q.doc ORDER BY q.id))
       FROM (SELECT c.id, relance_api_contact_json(c) AS doc FROM contacts c
              WHERE c.id > coalesce(relance_api_cursor_id('contacts', p_after), 0) AND c.erased_at IS NULL
                AND (p_email IS NULL OR c.email_key = lower(p_email))

@@ -23,18 +23,13 @@ CREATE OR REPLACE FUNCTION relance_api_suppressions_list(p_limit int, p_after te
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE
-    v_bad text := relance_api_cursor_problem('suppressions', p_after);
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     -- the primary key's order (the database's collation): the index
     -- serves both the WHERE and the ORDER BY
     RETURN QUERY
-    SELECT 200, relance_api_page('suppressions', p_limit, array_agg(q.pattern ORDER BY q.pattern),
-                                 array_agg(q.doc ORDER BY q.pattern))
+    SELECT relance_api_page_status('suppressions', p_after),
+           relance_api_page('suppressions', p_after, p_limit, array_agg(q.pattern ORDER BY q.pattern),
+                            array_agg(q.doc ORDER BY q.pattern))
       FROM (SELECT s.pattern, relance_api_suppression_json(s.pattern, s.reason, s.created_at)::json AS doc
               FROM suppressions s
              WHERE s.pattern > coalesce(relance_api_text_cursor_key('suppressions', p_after), '')
@@ -102,16 +97,11 @@ CREATE OR REPLACE FUNCTION relance_api_accounts_list(p_limit int, p_after text)
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE
-    v_bad text := relance_api_cursor_problem('accounts', p_after);
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     RETURN QUERY
-    SELECT 200, relance_api_page('accounts', p_limit, array_agg(q.id::text ORDER BY q.id),
-                                 array_agg(q.account::json ORDER BY q.id))
+    SELECT relance_api_page_status('accounts', p_after),
+           relance_api_page('accounts', p_after, p_limit, array_agg(q.id::text ORDER BY q.id),
+                            array_agg(q.account::json ORDER BY q.id))
       FROM (SELECT a.id, a.account FROM relance_api_accounts(now()) a
              WHERE a.id > coalesce(relance_api_cursor_id('accounts', p_after), 0)
              ORDER BY a.id LIMIT p_limit + 1) q;
@@ -154,16 +144,11 @@ CREATE OR REPLACE FUNCTION relance_api_messages_list(p_limit int, p_after text, 
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE
-    v_bad text := relance_api_cursor_problem('messages', p_after);
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     RETURN QUERY
-    SELECT 200, relance_api_page('messages', p_limit, array_agg(q.id::text ORDER BY q.id),
-                                 array_agg(q.doc ORDER BY q.id))
+    SELECT relance_api_page_status('messages', p_after),
+           relance_api_page('messages', p_after, p_limit, array_agg(q.id::text ORDER BY q.id),
+                            array_agg(q.doc ORDER BY q.id))
       FROM (SELECT m.id, json_build_object(
                        'id', m.id::text, 'enrollment_id', m.enrollment_id::text, 'position', m.position,
                        'step', m.step_id, 'variant', m.variant, 'state', m.state, 'account', a.email,

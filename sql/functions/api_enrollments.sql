@@ -132,14 +132,9 @@ RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_bad text := relance_api_cursor_problem('enrollments', p_after);
     v_contact bigint;
     v_seq bigint;
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     IF p_contact IS NOT NULL THEN
         v_contact := relance_api_contact_id(p_contact);
         IF v_contact IS NULL THEN
@@ -156,8 +151,9 @@ BEGIN
         END IF;
     END IF;
     RETURN QUERY
-    SELECT 200, relance_api_page('enrollments', p_limit, array_agg(q.id::text ORDER BY q.id),
-                                 array_agg(q.doc ORDER BY q.id))
+    SELECT relance_api_page_status('enrollments', p_after),
+           relance_api_page('enrollments', p_after, p_limit, array_agg(q.id::text ORDER BY q.id),
+                            array_agg(q.doc ORDER BY q.id))
       FROM (SELECT e.id, relance_api_enrollment_json(e)::json AS doc FROM enrollments e
              WHERE e.id > coalesce(relance_api_cursor_id('enrollments', p_after), 0)
                AND (v_contact IS NULL OR e.contact_id = v_contact)

@@ -18,16 +18,11 @@ CREATE OR REPLACE FUNCTION relance_api_sequences_list(p_limit int, p_after text)
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE
-    v_bad text := relance_api_cursor_problem('sequences', p_after);
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     RETURN QUERY
-    SELECT 200, relance_api_page('sequences', p_limit, array_agg(q.id::text ORDER BY q.id),
-                                 array_agg(q.doc ORDER BY q.id))
+    SELECT relance_api_page_status('sequences', p_after),
+           relance_api_page('sequences', p_after, p_limit, array_agg(q.id::text ORDER BY q.id),
+                            array_agg(q.doc ORDER BY q.id))
       FROM (SELECT s.id, json_build_object(
                        'name', s.name, 'current_version', s.current_version, 'sender_pool', v.sender_pool,
                        'steps', (SELECT count(*) FROM sequence_steps t

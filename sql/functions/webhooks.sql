@@ -262,16 +262,11 @@ CREATE OR REPLACE FUNCTION relance_api_webhooks_list(p_limit int, p_after text)
 RETURNS TABLE (status int, body text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE
-    v_bad text := relance_api_cursor_problem('webhooks', p_after);
 BEGIN
-    IF v_bad IS NOT NULL THEN
-        RETURN QUERY SELECT 400, v_bad;
-        RETURN;
-    END IF;
     RETURN QUERY
-    SELECT 200, relance_api_page('webhooks', p_limit, array_agg(q.id::text ORDER BY q.id),
-                                 array_agg(q.doc ORDER BY q.id))
+    SELECT relance_api_page_status('webhooks', p_after),
+           relance_api_page('webhooks', p_after, p_limit, array_agg(q.id::text ORDER BY q.id),
+                            array_agg(q.doc ORDER BY q.id))
       FROM (SELECT w.id, relance_api_webhook_json(w)::json AS doc
               FROM webhooks w
              WHERE w.id > coalesce(relance_api_cursor_id('webhooks', p_after), 0)

@@ -81,6 +81,7 @@ def test_create_shows_the_secret_once(world, check):
     ids = [x["id"] for x in page["data"] + page2["data"]]
     check.ok(made["id"] in ids and other["id"] in ids, "the list has both, across pages", ids)
     check.ok(b"whsec_" not in raw + raw2, "the list shows no secret")
+    problem(check, world.api.call("GET", "/v1/webhooks?after=bm9wZTox"), 400, "bad-request", "another list's cursor")
     st, _, got, raw = world.api.call("PATCH", f"/v1/webhooks/{made['id']}", {"description": "renamed"})
     check.ok(st == 200 and b"whsec_" not in raw, "a PATCH shows no secret", raw)
     stored = world.db.psql(f"SELECT secret FROM webhooks WHERE id = {made['id']}")[0][0]
