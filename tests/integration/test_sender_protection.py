@@ -103,14 +103,14 @@ def run(mail, module_db, module_tmp):
         s.kill()
 
 
-def account(run, email):
-    return run["db"].psql(f"SELECT state, state_reason FROM accounts WHERE email = '{email}'")[0]
+def account(db, email):
+    return db.psql(f"SELECT state, state_reason FROM accounts WHERE email = '{email}'")[0]
 
 
 def test_a_550_5_7_515_pauses_the_account_and_never_suppresses(run, check):
     q = run["db"].psql
     for a in ("auth1@acme.example", "auth2@acme.example"):
-        check.eq(account(run, a), ["paused", "sender refused: " + OUTLOOK_RCPT],
+        check.eq(account(run["db"], a), ["paused", "sender refused: " + OUTLOOK_RCPT],
                  f"{a}: paused at its first 5.7.515, the code and the server's words as the reason")
     check.eq(q("SELECT count(*) FROM suppressions")[0][0], "0", "the recipient is not suppressed")
     # The first step never went out, so the enrollment is bound to no
@@ -140,12 +140,12 @@ def test_the_enrollment_is_sent_again_once_an_account_is_resumed(run, check):
     # refused again by this receiver, pauses again)
     check.eq(harness.wait_until(lambda: attempts() == "3" and attempts(), 10), "3",
              "the step is tried again once an account of the pool is resumed")
-    check.eq(account(run, "auth2@acme.example")[0], "paused", "refused again: paused again")
+    check.eq(account(run["db"], "auth2@acme.example")[0], "paused", "refused again: paused again")
     check.eq(q("SELECT count(*) FROM suppressions")[0][0], "0", "still nothing suppressed")
 
 
 def test_three_4_7_x_of_one_code_within_an_hour_pause(run, check):
-    state, reason = account(run, "thr@acme.example")
+    state, reason = account(run["db"], "thr@acme.example")
     check.eq(state, "paused", "three 451 4.7.26 within an hour: paused")
     check.eq(reason, "sender refused 3 times within an hour (4.7.26): " + THROTTLE_RCPT, "with the code and the words")
     q = run["db"].psql
@@ -155,15 +155,15 @@ def test_three_4_7_x_of_one_code_within_an_hour_pause(run, check):
 
 
 def test_two_4_7_x_or_greylisting_do_not_pause(run, check):
-    check.eq(account(run, "two@acme.example"), ["active", ""], "two 451 4.7.26: still active")
-    check.eq(account(run, "grey@acme.example"), ["active", ""], "three greylistings (451 4.7.1): still active")
+    check.eq(account(run["db"], "two@acme.example"), ["active", ""], "two 451 4.7.26: still active")
+    check.eq(account(run["db"], "grey@acme.example"), ["active", ""], "three greylistings (451 4.7.1): still active")
     check.eq(run["db"].psql("SELECT count(*) FROM account_refusals a JOIN accounts x ON x.id = a.account_id "
                             "WHERE x.email = 'grey@acme.example'")[0][0], "0", "greylisting is not counted")
 
 
 def test_a_dsn_with_5_7_515_pauses_the_account(run, check):
     q = run["db"].psql
-    check.eq(account(run, "dsn@acme.example"), ["paused", "sender refused: " + OUTLOOK],
+    check.eq(account(run["db"], "dsn@acme.example"), ["paused", "sender refused: " + OUTLOOK],
              "a returned 5.7.515 pauses the watched account with the server's words")
     check.eq(q("SELECT kind, effect FROM inbound_messages"), [["soft_bounce", "blocked"]],
              "the DSN is recorded as a block")
@@ -179,3 +179,40 @@ def test_the_api_shows_the_pause(run, check):
     a = items.get("auth1@acme.example", {})
     check.eq((a.get("state"), a.get("state_reason")), ("paused", "sender refused: " + OUTLOOK_RCPT),
              "the API shows the pause and its reason")
+
+
+def test_a_refusal_after_a_step_went_out_keeps_the_enrollment_on_its_account(db, tmp, check):
+    """Through the scheduler's own SQL, times given: once a step went out,
+    the next ones thread on it, so a refused follow-up waits for its own
+    account's resume; the pool's other account does not take it."""
+    env = {"DATABASE_URL": db.url()}
+    assert relance("apply", harness.sequence(tmp, "two_step", name="seq", pool="p", wait="1h"),
+                   env=env).returncode == 0, "apply"
+    db.psql("INSERT INTO pools (name) VALUES ('p'); "
+            "INSERT INTO accounts (email, pool) VALUES ('a@acme.example', 'p'), ('b@acme.example', 'p'); "
+            "INSERT INTO leases (name, holder, expires_at) "
+            "SELECT 'account:' || id, 't', now() + interval '1 hour' FROM accounts; "
+            "INSERT INTO contacts (email) VALUES ('p@outlook.example')")
+    r = relance("enroll", "--sequence", "seq", "--contact", "p@outlook.example",
+                env={**env, "RELANCE_TEST_CLOCK": START})
+    assert "enrolled 1" in r.stdout, r.stdout + r.stderr
+    ids = dict(db.psql("SELECT email, id FROM accounts"))
+
+    def claim(who, at):
+        return db.psql(f"SELECT message_id FROM relance_claim_account('{at}', {ids[who]}, 10, 't')")
+    [[first]] = claim("a@acme.example", START)
+    db.psql(f"SELECT relance_step_outcome('{first}', '{START}', 'sent', '250 ok', true, 'Hello', "
+            "'a@acme.example', NULL)")
+    later = "2026-03-02T10:30:00Z"
+    [[second]] = claim("a@acme.example", later)
+    db.psql(f"SELECT relance_step_outcome('{second}', '{later}', 'rejected_unauthenticated', "
+            f"'{OUTLOOK.replace(chr(39), chr(39) * 2)}', true, NULL, NULL, NULL)")
+    check.eq(account(db, "a@acme.example"), ["paused", "sender refused: " + OUTLOOK],
+             "the follow-up's refusal pauses the account")
+    check.eq(db.psql("SELECT e.state, a.email FROM enrollments e JOIN accounts a ON a.id = e.account_id"),
+             [["active", "a@acme.example"]], "the enrollment stays active on its account")
+    check.eq(db.psql("SELECT count(*) FROM suppressions")[0][0], "0", "nothing is suppressed")
+    check.eq(claim("b@acme.example", "2026-03-02T10:31:00Z"), [], "the pool's other account does not take it")
+    assert relance("accounts", "resume", "a@acme.example", env=env).returncode == 0, "resume"
+    check.eq(claim("a@acme.example", "2026-03-02T10:32:00Z"), [[second]],
+             "once resumed, its account sends the same step again")
