@@ -131,7 +131,8 @@ static void note_refusal(struct classify_result *out, const char *st, const char
 {
     if (out->refusal[0] || refusal_classify(st, text) != REFUSAL_UNAUTHENTICATED)
         return;
-    char words[sizeof out->refusal];
+    /* room for a status (at most 15 characters) and a space in front */
+    char words[sizeof out->refusal - 17];
     size_t k = 0;
     for (size_t i = 0; i < n && text[i] && k + 1 < sizeof words; i++) {
         int space = isspace((unsigned char)text[i]);
@@ -145,7 +146,7 @@ static void note_refusal(struct classify_result *out, const char *st, const char
     if (strstr(words, st))
         snprintf(out->refusal, sizeof out->refusal, "%s", words);
     else
-        snprintf(out->refusal, sizeof out->refusal, "%s%s%s", st, k ? " " : "", words);
+        snprintf(out->refusal, sizeof out->refusal, "%.15s%s%s", st, k ? " " : "", words);
 }
 
 static void returned_message_id(const struct cls_msg *m, struct classify_result *out)
