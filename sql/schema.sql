@@ -68,6 +68,12 @@ CREATE TABLE public.account_days (
     CONSTRAINT account_days_sent_check CHECK ((sent >= 0))
 );
 
+CREATE TABLE public.account_refusals (
+    account_id bigint NOT NULL,
+    status text NOT NULL,
+    at timestamp with time zone NOT NULL
+);
+
 CREATE TABLE public.accounts (
     id bigint NOT NULL,
     email text NOT NULL,
@@ -497,6 +503,8 @@ ALTER TABLE ONLY public.webhooks
 ALTER TABLE ONLY public.webhooks
     ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
 
+CREATE INDEX account_refusals_account ON public.account_refusals USING btree (account_id, status, at);
+
 CREATE INDEX api_idempotency_created_at ON public.api_idempotency USING btree (created_at);
 
 CREATE UNIQUE INDEX api_keys_live_name ON public.api_keys USING btree (name) WHERE (revoked_at IS NULL);
@@ -563,6 +571,9 @@ CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.s
 
 ALTER TABLE ONLY public.account_days
     ADD CONSTRAINT account_days_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.account_refusals
+    ADD CONSTRAINT account_refusals_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
 
 ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pool_fkey FOREIGN KEY (pool) REFERENCES public.pools(name);

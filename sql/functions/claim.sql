@@ -89,7 +89,10 @@ BEGIN
                                created_at, claimed_by, account_id, sender)
     VALUES (r.id, r.position, v_step, 'sending', v_mid, r.email, 1, p_now, p_replica, p_account, p_sender)
     ON CONFLICT (enrollment_id, position) DO UPDATE
-       SET state = 'sending', attempts = m.attempts + 1, claimed_by = p_replica
+       SET state = 'sending', attempts = m.attempts + 1, claimed_by = p_replica,
+           -- another account when the one refused as unauthenticated let
+           -- the enrollment go before its first step (outcomes.sql)
+           account_id = coalesce(p_account, m.account_id), sender = coalesce(p_sender, m.sender)
      WHERE m.state = 'deferred'
     RETURNING m.message_id INTO v_mid;
     IF NOT FOUND THEN
