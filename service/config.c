@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "duration.h"
 #include "linktoken.h"
+#include "public.h"
 #include "log.h"
 #include "webhook_url.h"
 #include "ytree.h"
@@ -670,6 +671,8 @@ static int check_public(struct parse *p, struct config *cfg)
     else if (strncasecmp(u, "http://", 7) == 0)
         return fail_at(p, NULL, "http.public_url '%s' must be https:// (mail clients and providers expect it; "
                                 "http.public_url_insecure: true allows http:// for tests)", u);
+    if (n >= PUBLIC_URL_MAX)
+        return fail_at(p, NULL, "http.public_url is too long (at most %d characters)", PUBLIC_URL_MAX - 1);
     if (!rest || !*rest || *rest == '/' || strcspn(u, " \t\r\n\"<>?#") != n)
         return fail_at(p, NULL, "http.public_url '%s' must be an https:// URL such as https://links.acme.example", u);
     if (!cfg->link_secret_env && !cfg->link_secret_file)
