@@ -3,19 +3,10 @@
 -- message it came in by its Message-ID (messages.message_id, signed in
 -- the token: service/lib/linktoken.h); everything else follows from it.
 --
--- Today's tables (sql/schema.sql holds every constraint and index;
--- contacts.sql, enrollments.sql and events.sql show them whole):
---
--- TABLE messages (
---     message_id     text        NOT NULL UNIQUE   -- without <>
---     enrollment_id  bigint      NOT NULL          -- the enrollment, hence contact, sequence, account
---     ...
--- )
--- TABLE suppressions (
---     pattern        text        PRIMARY KEY       -- lower-case, holds an @
---     reason         text        NOT NULL DEFAULT 'manual'
---     created_at     timestamptz NOT NULL DEFAULT now()
--- )
+-- The tables it reads and writes are shown whole where they belong:
+-- messages in claim.sql, contacts and suppressions in contacts.sql,
+-- enrollments in enrollments.sql, events in events.sql; sql/schema.sql
+-- holds every constraint and index.
 
 -- What the confirmation page needs of a message: its sequence's source
 -- (the page speaks the sequence's language), and whether its address is
