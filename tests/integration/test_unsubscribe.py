@@ -402,3 +402,29 @@ def test_chromium_shows_the_page_and_its_button_unsubscribes(run, check, contact
     finally:
         browser.close()
     check.eq(state(db, contact)[:2], (True, "unsubscribed"), f"{contact}: the button unsubscribed the contact")
+
+
+def test_relance_config_says_what_the_links_need(tmp, check):
+    def config(text, env=None):
+        path = os.path.join(tmp, "c.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return relance("--config", path, "config", env={"DATABASE_URL": "", **(env or {})})
+
+    r = config("http: {listen: '127.0.0.1:8080'}\n")
+    check.ok(r.returncode == 0 and "http.public_url is not set" in r.stderr and "mailto:" in r.stderr,
+             "without public_url: a warning, mailto: only", r.stderr)
+    r = config("http: {public_url: 'http://links.acme.example', link_secret_env: LINK}\n", {"LINK": SECRET})
+    check.ok(r.returncode != 0 and "must be https://" in r.stderr, "http:// without public_url_insecure: refused",
+             r.stderr)
+    r = config("http: {public_url: 'https://links.acme.example'}\n")
+    check.ok(r.returncode != 0 and "needs a secret to sign its links" in r.stderr, "no secret: refused", r.stderr)
+    r = config("http: {public_url: 'https://links.acme.example', link_secret_env: LINK}\n")
+    check.ok(r.returncode != 0 and "LINK" in r.stderr and "not set" in r.stderr, "an unset secret: a problem",
+             r.stderr)
+    r = config("http: {public_url: 'https://links.acme.example', link_secret_env: LINK}\n", {"LINK": "short"})
+    check.ok(r.returncode != 0 and "fewer than 32 characters" in r.stderr and "short" not in r.stderr.replace(
+        "fewer", ""), "a short secret: a problem, never shown", r.stderr)
+    r = config("http: {public_url: 'https://links.acme.example', link_secret_env: LINK}\n", {"LINK": SECRET})
+    check.ok(r.returncode == 0 and "http.public_url: https://links.acme.example" in r.stdout
+             and SECRET not in r.stdout + r.stderr, "set: shown, its secret never", r.stdout + r.stderr)
