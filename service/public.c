@@ -22,6 +22,7 @@
 
 struct public {
     const struct ready *ready;
+    char prefix[PUBLIC_URL_MAX]; /* public_url's path, without a final '/'; "" for none */
     const char *secrets[2]; /* the current one, then the previous one */
     size_t n_secrets;
 };
@@ -92,6 +93,9 @@ static void not_found(struct http_request *req)
 int public_route(struct http_request *req, struct public *pub)
 {
     const char *path = http_request_path(req);
+    size_t pre = strlen(pub->prefix);
+    if (pre > 0 && strncmp(path, pub->prefix, pre) == 0 && path[pre] == '/')
+        path += pre;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *r = &routes[i];
         size_t pl = strlen(r->prefix), sl = strlen(r->suffix), n = strlen(path);
@@ -397,12 +401,17 @@ static void unsubscribe(struct public *pub, struct http_request *req, const stru
 
 /* ---- the struct and links ----------------------------------------------- */
 
-struct public *public_new(const struct ready *ready, const char *secret, const char *previous)
+struct public *public_new(const struct ready *ready, const char *public_url, const char *secret,
+                          const char *previous)
 {
     struct public *pub = calloc(1, sizeof *pub);
     if (!pub)
         return NULL;
     pub->ready = ready;
+    const char *host = public_url ? strstr(public_url, "://") : NULL;
+    const char *path = host ? strchr(host + 3, '/') : NULL;
+    if (path)
+        snprintf(pub->prefix, sizeof pub->prefix, "%s", path);
     if (secret)
         pub->secrets[pub->n_secrets++] = secret;
     if (previous)

@@ -28,9 +28,12 @@
 struct public;
 
 /* secret and previous (NULL: none) stay the caller's and must outlive the
- * struct; secret signs nothing here, it opens tokens. Returns NULL when out
- * of memory. */
-struct public *public_new(const struct ready *ready, const char *secret, const char *previous);
+ * struct; secret signs nothing here, it opens tokens. public_url (NULL:
+ * none) is read for its path: with "https://host/links", both /links/u/T
+ * (a proxy that passes the path on) and /u/T (one that strips it) are
+ * routes. Returns NULL when out of memory. */
+struct public *public_new(const struct ready *ready, const char *public_url, const char *secret,
+                          const char *previous);
 
 /* Answers req when its path is a public route and returns 1; returns 0,
  * having done nothing, otherwise (the API's listener then routes it). */

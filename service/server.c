@@ -591,7 +591,7 @@ int server_run(struct config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "%s; set RELANCE_METRICS_LISTEN (or http.metrics_listen) to a free host:port", why);
     }
     if (srv.link_secret) {
-        srv.public = public_new(&srv.ready, srv.link_secret, srv.link_previous);
+        srv.public = public_new(&srv.ready, cfg->public_url, srv.link_secret, srv.link_previous);
         if (!srv.public) {
             snprintf(err, errlen, "out of memory");
             srv.api_failed = 1;
