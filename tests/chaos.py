@@ -224,8 +224,12 @@ class Chaos:
         live = [s for s in self.replicas if s.proc.poll() is None]
         return max(live, key=lambda s: sum(n for h, n in held.items() if f"-{s.proc.pid}-" in h))
 
-    def in_flight(self):
-        return self.pg.psql("SELECT count(*) FROM messages WHERE state = 'sending'")[0][0]
+    def in_flight(self, replica=None, besides=None):
+        """Messages 'sending': claimed by replica (a Serve) if given, not
+        by besides (one that stopped) if given."""
+        mine = f" AND claimed_by LIKE '%-{replica.proc.pid}-%'" if replica else ""
+        mine += f" AND claimed_by NOT LIKE '%-{besides.proc.pid}-%'" if besides else ""
+        return self.pg.psql("SELECT count(*) FROM messages WHERE state = 'sending'" + mine)[0][0]
 
     def note_settled(self):
         """A stopped replica's fault lasts until none of its messages is
@@ -247,10 +251,10 @@ class Chaos:
         self.sleep_until(self.day_at(2))
         victim = self.busiest()
         deadline = self.day_at(2, 3)
-        while self.in_flight() == "0" and time.time() < deadline:
-            pass  # until the day's claim is answered: the stop finds bodies on the wire
+        while self.in_flight(victim) == "0" and time.time() < deadline:
+            pass  # until its claim of the day is answered: the stop finds bodies on the wire
         t = time.time()
-        flying = self.in_flight()
+        flying = self.in_flight(victim)
         self.check.eq(victim.stop(), 0, "the replica stopped with SIGTERM exits 0")
         self.log(f"SIGTERM to the sending replica (pid {victim.proc.pid}) with {flying} messages in flight, "
                  f"{self.delivered()} delivered: stopped in {time.time() - t:.1f} s")
@@ -260,7 +264,6 @@ class Chaos:
         # out and a rescue, and the ones that went out end 'unknown'.
         left = self.pg.psql("SELECT count(*), count(*) FILTER (WHERE body_started) FROM messages "
                             f"WHERE state = 'sending' AND claimed_by LIKE '%-{victim.proc.pid}-%'")[0]
-
         self.check.eq(left, ["0", "0"], "a replica stopped with SIGTERM leaves none of its messages 'sending' "
                       "(count, of which the body had started); scheduler_stop() writes no outcome once stopping, "
                       "so its sent messages become 'unknown' and the rest wait for a rescue")
@@ -269,9 +272,13 @@ class Chaos:
         self.stopped["sigterm"] = victim.proc.pid
 
         # Day 3: PostgreSQL restarted
-        self.sleep_until(self.day_at(3, 0.3))
+        self.sleep_until(self.day_at(3))
+        deadline = self.day_at(3, 3)
+        while self.in_flight(besides=victim) == "0" and time.time() < deadline:
+            pass
         t = time.time()
-        self.log(f"PostgreSQL restarts with {self.in_flight()} messages in flight, {self.delivered()} delivered")
+        self.log(f"PostgreSQL restarts with {self.in_flight(besides=victim)} messages of the day in flight, "
+                 f"{self.delivered()} delivered")
         self.pg.stop()
         time.sleep(1)
         self.pg.start()
@@ -280,9 +287,12 @@ class Chaos:
         # Day 4: SIGKILL to the sending replica: its bodies on the wire are
         # lost with it; its leases run out LEASE_TTL_S later and the
         # others take its accounts and mailboxes over
-        self.sleep_until(self.day_at(4, 0.3))
+        self.sleep_until(self.day_at(4))
         self.killed = self.busiest()
-        flying = self.in_flight()
+        deadline = self.day_at(4, 3)
+        while self.in_flight(self.killed) == "0" and time.time() < deadline:
+            pass
+        flying = self.in_flight(self.killed)
         self.killed.proc.send_signal(signal.SIGKILL)
         self.killed.proc.wait()
         t = time.time()
@@ -372,16 +382,18 @@ class Chaos:
         check.eq(set(enrolls) - {"completed", "replied"}, set(), "every enrollment completed or was replied to")
 
     def _caps(self):
-        """Never above the cap; exactly the cap on every (account, day)
-        that had demand left over at its end and that no fault touched."""
+        """Never above the cap (relance's count of the day, and what went
+        out); exactly the cap on every (account, day) that had demand left
+        over at its end and that no fault touched."""
         check = self.check
-        # The day a message went out: its claim's (created_at), or for one
-        # claimed again after a deferral, its outcome's (the table keeps
-        # the first claim's time only).
-        went = ("WITH out AS (SELECT m.*, ((CASE WHEN m.attempts = 1 THEN m.created_at ELSE m.sent_at END) "
-                "AT TIME ZONE 'UTC')::date AS day FROM messages m WHERE m.state IN ('sent', 'unknown')) ")
+        # The day a message went out is known when it was claimed once:
+        # created_at. One claimed again after a deferral keeps its first
+        # claim's time only (and a rescued one's sent_at is the rescue's),
+        # so those are counted in the account's total, not by day.
+        once = ("WITH out AS (SELECT m.*, (m.created_at AT TIME ZONE 'UTC')::date AS day FROM messages m "
+                "WHERE m.state IN ('sent', 'unknown') AND m.attempts = 1) ")
         ledger = {(a, d): int(n) for a, d, n in self.q("SELECT account_id, day, sent FROM account_days")}
-        days = {(a, d): int(n) for a, d, n in self.q(went + "SELECT account_id, day, count(*) FROM out GROUP BY 1, 2")}
+        days = {(a, d): int(n) for a, d, n in self.q(once + "SELECT account_id, day, count(*) FROM out GROUP BY 1, 2")}
         check.eq({k: v for k, v in ledger.items() if v > self.cap}, {},
                  f"no account's count of the day (account_days) went above its cap of {self.cap}")
         check.eq({k: v for k, v in days.items() if v > self.cap}, {},
@@ -392,21 +404,26 @@ class Chaos:
         check.eq({k: (ledger.get(k, 0), v) for k, v in days.items() if ledger.get(k, 0) < v}, {},
                  "each account's count of the day is at least what it sent that day (count, sent); less: a "
                  "message deferred twice gave its count back to the day of its first claim")
+        totals = self.q("SELECT a.id, (SELECT coalesce(sum(sent), 0) FROM account_days d WHERE d.account_id = a.id), "
+                        "(SELECT count(*) FROM messages m WHERE m.account_id = a.id AND m.state IN ('sent', 'unknown')) "
+                        "FROM accounts a WHERE a.configured")
+        check.eq([t for t in totals if int(t[1]) < int(t[2])], [],
+                 "each account's days counted every message it sent (account, counted, sent)")
         accounts = [a for (a,) in self.q("SELECT id FROM accounts WHERE configured ORDER BY id")]
-        last_day = max(d for _, d in days)
+        last_day = max(d for _, d in ledger)
         series = f"generate_series(DATE '{START.date()}', '{last_day}'::date, interval '1 day') d"
         # demand left over at the end of a day: a first step (all are due
-        # from START) that went out on a later day, or a follow-up of the
+        # from START) first claimed on a later day, or a follow-up of the
         # account due that day (its first step went out a day earlier, 2
-        # hours before the day ended at the latest) that went out later
+        # hours before the day ended at the latest) first claimed later
         first_later = {d for (d,) in self.q(
-            went + f"SELECT DISTINCT d::date FROM {series} WHERE EXISTS "
-                   "(SELECT 1 FROM out WHERE out.position = 0 AND out.day > d::date)")}
+            f"SELECT DISTINCT d::date FROM {series} WHERE EXISTS (SELECT 1 FROM messages m WHERE m.position = 0 "
+            "AND (m.created_at AT TIME ZONE 'UTC')::date > d::date)")}
         follow_later = {(a, d) for a, d in self.q(
-            went + f"SELECT DISTINCT f.account_id, d::date FROM out f JOIN messages o ON o.enrollment_id = "
-                   f"f.enrollment_id AND o.position = 0, {series} WHERE f.position = 1 "
-                   "AND o.sent_at + interval '1 day' <= (d::date + interval '22 hours') AT TIME ZONE 'UTC' "
-                   "AND f.day > d::date")}
+            "SELECT DISTINCT f.account_id, d::date FROM messages f JOIN messages o ON o.enrollment_id = f.enrollment_id "
+            f"AND o.position = 0, {series} WHERE f.position = 1 "
+            "AND o.sent_at + interval '1 day' <= (d::date + interval '22 hours') AT TIME ZONE 'UTC' "
+            "AND (f.created_at AT TIME ZONE 'UTC')::date > d::date")}
         judged, short = 0, []
         day = START.date()
         while str(day) <= last_day:
@@ -418,8 +435,8 @@ class Chaos:
                 if self._disturbed(f"account:{a}", span):
                     continue
                 judged += 1
-                if days.get((a, str(day)), 0) != self.cap:
-                    short.append(f"account {a} on {day}: {days.get((a, str(day)), 0)}")
+                if ledger.get((a, str(day)), 0) != self.cap:
+                    short.append(f"account {a} on {day}: {ledger.get((a, str(day)), 0)}")
             day += datetime.timedelta(days=1)
         check.eq(short, [], f"every account reached its cap of {self.cap} on each day with demand left that no fault "
                             f"touched ({judged} account-days judged)")
