@@ -83,7 +83,7 @@ class Chaos:
         # so the caps bind on the first days; a day lasts long enough for
         # a sanitizer build to send a day's allowance in a fraction of it.
         self.cap = max(2, n // (3 * len(ACCOUNTS)))
-        self.day_s = max(6.0, n * 0.02)
+        self.day_s = max(5.0, n * 0.015)
         self.speed = 86400 / self.day_s
         self.t0 = None               # the real time relance's clock reads START
         self.replicas = []           # every Serve started, in order
@@ -97,6 +97,7 @@ class Chaos:
     # ---- set-up
 
     def setup(self):
+        began = time.time()
         r = relance("migrate", env={"DATABASE_URL": self.pg.url()})
         assert r.returncode == 0, f"migrate: {r.stdout + r.stderr}"
         accounts = [harness.account(self.ms, a, "PW_" + a.split("@")[0].upper(), daily_limit=self.cap,
@@ -114,6 +115,8 @@ class Chaos:
         r = relance("enroll", "--sequence", "chaos", "--where", "true",
                     env={**self.env, "RELANCE_TEST_CLOCK": iso(START)})
         assert f"enrolled {self.n}" in r.stdout, f"enroll: {r.stdout + r.stderr}"
+        self.log(f"set up in {time.time() - began:.1f} s: {self.n} enrollments, caps of {self.cap} a day, "
+                 f"a day of the test clock every {self.day_s:g} s")
 
     # ---- the run
 
@@ -183,7 +186,7 @@ class Chaos:
     def run(self, timeout=None):
         """Starts the replicas, injects the faults, and waits until every
         enrollment ended and nothing is in flight; stops the replicas."""
-        timeout = timeout or 60 + 8 * self.day_s
+        timeout = timeout or 90 + 8 * self.day_s
         self.t0 = time.time() + 0.5
         self.sleep_until(self.t0)
         for _ in range(REPLICAS):
@@ -307,6 +310,11 @@ class Chaos:
         return self.pg.psql(sql)
 
     def verify(self):
+        began = time.time()
+        self._verify()
+        self.log(f"verified in {time.time() - began:.1f} s")
+
+    def _verify(self):
         check = self.check
         for s in self.replicas:
             report = s.sanitizer_report()
