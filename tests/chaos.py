@@ -15,7 +15,9 @@ PostgreSQL is restarted once. Then:
 - each mailbox (and each account) had one holder at a time, from the
   lease history (lease_history, migration 030), with no gap but the
   killed replica's leases running out;
-- nothing is left `sending`.
+- nothing is left `sending`, and a replica stopped with SIGTERM leaves
+  none of its messages `sending` when it exits (what went out is `sent`,
+  the rest deferred for another replica at once).
 
 The schedule of faults is fixed in days of the test clock, so that the
 caps' days are known, and each fault falls just after a day opens, while

@@ -13,7 +13,6 @@ import os
 import pytest
 
 import chaos
-import harness
 
 N = int(os.environ.get("RELANCE_TEST_CONTACTS", "300"))
 pytestmark = pytest.mark.mail(users=chaos.ACCOUNTS)
