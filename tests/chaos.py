@@ -270,8 +270,10 @@ class Chaos:
         left = self.pg.psql("SELECT count(*), count(*) FILTER (WHERE body_started) FROM messages "
                             f"WHERE state = 'sending' AND claimed_by LIKE '%-{victim.proc.pid}-%'")[0]
         self.check.eq(left, ["0", "0"], "a replica stopped with SIGTERM leaves none of its messages 'sending' "
-                      "(count, of which the body had started); scheduler_stop() writes no outcome once stopping, "
-                      "so its sent messages become 'unknown' and the rest wait for a rescue")
+                      "(count, of which the body had started); scheduler_stop() writes nothing once stopping: "
+                      "claimed messages not yet handed to the sender, and those the sender defers, stay 'sending' "
+                      "until the replica's lease runs out and another rescues them (30 to 60 s later), and any that "
+                      "went out end 'unknown'")
         self.launch().wait_status("/readyz", 200, timeout=30)
         self.faults["sigterm"] = (t, time.time())
         self.stopped["sigterm"] = victim.proc.pid
