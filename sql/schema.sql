@@ -270,6 +270,7 @@ CREATE TABLE public.messages (
     outcome text,
     soft_bounces integer DEFAULT 0 NOT NULL,
     pruned_at timestamp with time zone,
+    claimed_at timestamp with time zone,
     CONSTRAINT messages_state_check CHECK ((state = ANY (ARRAY['sending'::text, 'sent'::text, 'deferred'::text, 'bounced'::text, 'unknown'::text, 'failed'::text])))
 );
 

@@ -124,7 +124,10 @@ BEGIN
     IF NOT p_counted AND m.account_id IS NOT NULL THEN
         UPDATE account_days d SET sent = greatest(d.sent - 1, 0)
           FROM accounts a
-         WHERE a.id = m.account_id AND d.account_id = a.id AND d.day = relance_local_day(m.created_at, a.timezone);
+         WHERE a.id = m.account_id AND d.account_id = a.id
+           -- the day this claim counted on: a message taken again after a
+           -- deferral was counted on that later day, not its first one's
+           AND d.day = relance_local_day(coalesce(m.claimed_at, m.created_at), a.timezone);
     END IF;
     PERFORM relance_event('message.deferred', p_now, NULL, NULL, m.id,
                           jsonb_build_object('message_id', p_message_id, 'reply', p_reply, 'retry_at', p_retry_at));
