@@ -39,12 +39,13 @@ void scheduler_wake(struct scheduler *s);
 /* How long a stop may need the database: the sender's drain
  * (SENDER_DRAIN_MS) and then the answer to the lease release. */
 #define SCHEDULER_CLOSE_MS 12000
-/* The first half of a stop: nothing new is claimed and no outcome is
- * written any more. Then close the sender (its drain: see sender_close),
- * then scheduler_close. */
+/* The first half of a stop: nothing new is claimed and no body starts;
+ * the outcomes of those on the wire are still written. Then close the
+ * sender (its drain: see sender_close), then scheduler_close. */
 void scheduler_stop(struct scheduler *s);
-/* Once the sender has closed: this replica's account leases are given
- * up through the database in one statement, the scheduler's last:
+/* Once the sender has closed: what this replica claimed and did not
+ * send is given back (relance_rescue_stopping), then its account leases
+ * are given up through the database in one statement, the scheduler's last:
  * another replica takes them at its next renewal instead of after their
  * expiry. So the database must stay open until on_closed fires; once it
  * has, no query of the scheduler is pending. Should the answer not come,

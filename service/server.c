@@ -7,7 +7,7 @@
  * nothing:
  *
  *   watcher (gives its mailbox leases up)
- *   -> scheduler_stop (no new claim, no more writes)
+ *   -> scheduler_stop (no new claim, no body starts)
  *   -> sender (bodies on the wire finish, the rest is deferred), and
  *      beside it the webhook deliveries (requests end, claims given back)
  *   -> scheduler_close (gives its account leases up)
