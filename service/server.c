@@ -592,6 +592,8 @@ int server_run(struct config *cfg, char *err, size_t errlen)
     }
     if (srv.link_secret) {
         srv.public = public_new(&srv.ready, cfg->public_url, srv.link_secret, srv.link_previous);
+        if (srv.public)
+            public_set_bot_window(srv.public, cfg->bot_window);
         if (!srv.public) {
             snprintf(err, errlen, "out of memory");
             srv.api_failed = 1;
