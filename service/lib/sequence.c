@@ -1031,8 +1031,11 @@ static void read_top(struct ctx *c, const struct ynode *root, struct sequence *s
         read_unsubscribe(c, k.val[K_UNSUBSCRIBE], seq);
     if (k.val[K_LANGUAGE] && !ytree_is_null(k.val[K_LANGUAGE]))
         read_language(c, k.val[K_LANGUAGE], seq);
-    if (k.val[K_TRACK] && !ytree_is_null(k.val[K_TRACK]))
+    if (k.val[K_TRACK] && !ytree_is_null(k.val[K_TRACK])) {
+        seq->track_line = k.val[K_TRACK]->line;
+        seq->track_col = k.val[K_TRACK]->col;
         read_track(c, k.val[K_TRACK], seq);
+    }
 
     const struct ynode *steps = k.val[K_STEPS];
     if (!steps)

@@ -86,6 +86,7 @@ struct sequence {
      * an /o/ image ends the html. Recorded only: never read by a stop,
      * a branch or a score. */
     int track_clicks, track_opens, track_text_links;
+    int track_line, track_col; /* where track's value is, for lint's warnings */
     struct sequence_step *steps;
     size_t n_steps;            /* >= 1 */
     int name_line, name_col;   /* where name's value is, for cross-file messages */
