@@ -1,4 +1,4 @@
--- 029: sender protection. The temporary policy refusals (4.7.x: throttling,
+-- 028: sender protection. The temporary policy refusals (4.7.x: throttling,
 -- a temporary authentication refusal) an account's messages met, by code,
 -- so that the same code three times within an hour pauses the account
 -- (relance_account_refused, sql/functions/accounts.sql). Rows older than
