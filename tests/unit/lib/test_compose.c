@@ -236,6 +236,7 @@ static void test_tracking(void **state)
         char src[900];
         snprintf(src, sizeof src,
                  "name: t\nsender_pool: p\nschedule:\n  timezone: UTC\n  window: \"09:00-17:00\"\n%s%s%s"
+                 "unsubscribe: {footer: \"Stop: {{unsubscribe_url}}\"}\n"
                  "steps:\n  - id: a\n    subject: Hi\n    body: \"See https://acme.example/pricing today\"\n"
                  "    html: \"<html><body><p><a href='https://acme.example/pricing?a=1&amp;b=2'>Pricing</a> "
                  "<a href=https://acme.example/demo>Demo</a> <a href='https://acme.example/demo'>again</a> "
@@ -271,6 +272,9 @@ static void test_tracking(void **state)
         /* never rewritten */
         assert_non_null(strstr(text, "href='https://go.acme.example/u/dG9rZW4'"));
         assert_non_null(strstr(text, "mailto:bob@acme.example'"));
+        /* nor the footer's link, in either part (text_links included) */
+        assert_non_null(strstr(text, "Stop: https://go.acme.example/u/dG9rZW4\r\n"));
+        assert_non_null(strstr(text, "<a href=\"https://go.acme.example/u/dG9rZW4\">"));
         struct linktoken t;
         if (trows[i].links >= 2) {
             static const char *const want[] = {"https://acme.example/pricing?a=1&b=2", "https://acme.example/demo",
