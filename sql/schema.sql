@@ -214,6 +214,24 @@ CREATE SEQUENCE public.inbound_messages_id_seq
 
 ALTER SEQUENCE public.inbound_messages_id_seq OWNED BY public.inbound_messages.id;
 
+CREATE TABLE public.lease_history (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    holder text NOT NULL,
+    since timestamp with time zone NOT NULL,
+    until timestamp with time zone NOT NULL,
+    released boolean DEFAULT false NOT NULL
+);
+
+CREATE SEQUENCE public.lease_history_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.lease_history_id_seq OWNED BY public.lease_history.id;
+
 CREATE TABLE public.leases (
     name text NOT NULL,
     holder text NOT NULL,
@@ -424,6 +442,8 @@ ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.event
 
 ALTER TABLE ONLY public.inbound_messages ALTER COLUMN id SET DEFAULT nextval('public.inbound_messages_id_seq'::regclass);
 
+ALTER TABLE ONLY public.lease_history ALTER COLUMN id SET DEFAULT nextval('public.lease_history_id_seq'::regclass);
+
 ALTER TABLE ONLY public.messages ALTER COLUMN id SET DEFAULT nextval('public.messages_id_seq'::regclass);
 
 ALTER TABLE ONLY public.sequences ALTER COLUMN id SET DEFAULT nextval('public.sequences_id_seq'::regclass);
@@ -469,6 +489,9 @@ ALTER TABLE ONLY public.events
 
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.lease_history
+    ADD CONSTRAINT lease_history_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.leases
     ADD CONSTRAINT leases_pkey PRIMARY KEY (name);
@@ -564,6 +587,8 @@ CREATE UNIQUE INDEX inbound_messages_place ON public.inbound_messages USING btre
 
 CREATE INDEX inbound_messages_unpruned ON public.inbound_messages USING btree (detected_at) WHERE (pruned_at IS NULL);
 
+CREATE INDEX lease_history_name ON public.lease_history USING btree (name, id);
+
 CREATE INDEX messages_account_created ON public.messages USING btree (account_id, created_at) WHERE (account_id IS NOT NULL);
 
 CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHERE (state = 'sending'::text);
@@ -595,6 +620,10 @@ CREATE TRIGGER events_kind_catalogued_update AFTER UPDATE ON public.events REFER
 CREATE TRIGGER events_seq BEFORE INSERT ON public.events FOR EACH ROW WHEN (((new.contact_id IS NOT NULL) AND (new.seq IS NULL))) EXECUTE FUNCTION public.relance_event_seq();
 
 CREATE TRIGGER events_webhooks AFTER INSERT ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_webhooks_fan_out();
+
+CREATE TRIGGER lease_history_given_up AFTER DELETE ON public.leases FOR EACH ROW WHEN ((old.name !~~ 'replica:%'::text)) EXECUTE FUNCTION public.relance_lease_history();
+
+CREATE TRIGGER lease_history_taken AFTER INSERT OR UPDATE ON public.leases FOR EACH ROW WHEN ((new.name !~~ 'replica:%'::text)) EXECUTE FUNCTION public.relance_lease_history();
 
 CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.sequence_versions FOR EACH ROW EXECUTE FUNCTION public.relance_sequence_versions_append_only();
 
