@@ -413,8 +413,8 @@ static void unsubscribe(struct public *pub, struct http_request *req, const stru
 /* One hit on its way to the database, once answered: what botcheck and
  * the record need, copied from the request. */
 struct hit {
-    struct public *pub;
     enum botcheck_kind kind;
+    long bot_window;         /* copied: pub may be freed before the database answers */
     char method[8];
     char message_id[LINKTOKEN_ID_MAX + 1];
     char *url;               /* a click's destination; NULL for an open */
@@ -456,7 +456,7 @@ static void on_facts(struct db *db, const PGresult *res, void *arg)
         .method = h->method,
         .user_agent = h->user_agent,
         .since_delivery = PQgetisnull(res, 0, 0) ? -1 : (int64_t)strtod(PQgetvalue(res, 0, 0), NULL),
-        .bot_window = h->pub->bot_window,
+        .bot_window = h->bot_window,
         .links_clicked_recently = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10),
         .links_total = h->links_total,
     };
@@ -479,7 +479,7 @@ static void hit_record(struct public *pub, struct http_request *req, const struc
     struct hit *h = calloc(1, sizeof *h);
     if (!h)
         return;
-    h->pub = pub;
+    h->bot_window = pub->bot_window;
     h->kind = url ? BOTCHECK_CLICK : BOTCHECK_OPEN;
     snprintf(h->method, sizeof h->method, "%s", http_request_method(req));
     snprintf(h->message_id, sizeof h->message_id, "%s", t->message_id);
