@@ -239,10 +239,15 @@ static void process(struct scheduler *s, const struct job *j)
     int linked = s->public_url && s->link_secret &&
                  public_link(s->public_url, s->link_secret, LINKTOKEN_UNSUBSCRIBE, j->message_id, link,
                              sizeof link) == 0;
+    /* tracked links go through the sending domain's own host where it has one */
+    char base[PUBLIC_URL_MAX];
+    const char *track_base = s->link_secret ? config_tracking_base(s->cfg, from_addr, base, sizeof base) : NULL;
     struct compose_input in = {
         .seq = seq,
         .position = (size_t)j->position,
         .unsubscribe_url = linked ? link : NULL,
+        .track_base = track_base,
+        .link_secret = s->link_secret,
         .to_addr = j->email,
         .lookup = lookup,
         .lookup_arg = &f,

@@ -54,9 +54,11 @@ void scheduler_stop(struct scheduler *s);
  * closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
 
-/* The messages' one-click unsubscribe links: under public_url, signed
- * with secret (both borrowed: they must outlive the scheduler). Without
- * this call (no http.public_url), messages carry a mailto: only. */
+/* The messages' public links, signed with secret: one-click unsubscribe
+ * under public_url (NULL: a mailto: only), and the tracked links under
+ * the sending domain's tracking host or public_url (config.h). Both are
+ * borrowed: they must outlive the scheduler. Without this call (no link
+ * secret), messages carry a mailto: only and nothing is tracked. */
 void scheduler_set_links(struct scheduler *s, const char *public_url, const char *secret);
 
 #endif
