@@ -1,4 +1,4 @@
--- 031: open and click tracking (issue 21). One row per hit on a tracked
+-- 032: open and click tracking (issue 21). One row per hit on a tracked
 -- link (/c/TOKEN) or open image (/o/TOKEN.gif) of a message: a record,
 -- never a state (no stop, branch or score reads it). Machine traffic is
 -- kept and flagged, since link scanners and image proxies fetch on
