@@ -98,7 +98,7 @@ def run(mail, module_db, module_tmp):
     s.wait_status("/readyz", 200)
     raw = {c: ms.wait_for(c, 1, timeout=30)[0] for c in CONTACTS}
     delivered = time.monotonic()
-    yield {"env": env, "db": db, "serve": s, "public": public, "raw": raw, "delivered": delivered,
+    yield {"env": env, "db": db, "serve": s, "public": public, "raw": raw, "delivered": delivered, "seq": seq,
            "lint_warned": lint_warned, "dns": {b"s1._domainkey.acme.example.": record.encode()}}
     rc = s.stop()
     assert rc == 0 and not s.sanitizer_report(), f"serve stops cleanly: {rc}\n{s.output()[-3000:]}"
@@ -337,3 +337,31 @@ def test_retention_empties_the_hits_and_keeps_the_counts(run, clicked, check):
     total = json.loads(r.stdout)["total"]
     check.eq((total["opened"], total["clicked"], total["opened_raw"], total["clicked_raw"]), (1, 1, 3, 3),
              "the counts are the same after pruning")
+
+
+def test_a_preview_shows_the_links_as_sent_and_mints_none_that_work(run):
+    """relance preview --raw with the configuration: the unsubscribe
+    headers, the tracked links and the open image as the message will
+    carry them, signed with the preview's stand-in key, so that none of
+    its links opens anything on the public routes."""
+    r = relance("preview", "--raw", "--step", "one", run["seq"], env=run["env"])
+    assert r.returncode == 0, f"preview: {r.stdout + r.stderr}"
+    raw = r.stdout
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", raw)
+    m = re.search(r"^List-Unsubscribe: <(http://127\.0\.0\.1:\d+/u/[A-Za-z0-9_-]+)>, <mailto:", unfolded, re.M)
+    assert m, f"the preview carries the one-click header: {raw[:1500]}"
+    assert re.search(r"^List-Unsubscribe-Post: List-Unsubscribe=One-Click", unfolded, re.M), "and its Post header"
+    msg = email.message_from_string(raw, policy=email.policy.default)
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    links = re.findall(r'href="(https://links\.acme\.example/c/[A-Za-z0-9_-]+)"', html)
+    assert len(links) == 2, f"both links go through the tracking host: {html}"
+    assert re.search(r'<img src="https://links\.acme\.example/o/[A-Za-z0-9_-]+\.gif"', html), "the open image"
+    assert m.group(1) in html, "the footer's link is the header's, not rewritten"
+    for link in [m.group(1)] + links:
+        path = urllib.parse.urlsplit(link).path
+        u = urllib.parse.urlsplit(run["public"])
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.request("GET", path, headers={"User-Agent": CHROME})
+        status = conn.getresponse().status
+        conn.close()
+        assert status == 404, f"a preview's link opens nothing: {path} answered {status}"
