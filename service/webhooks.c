@@ -68,6 +68,8 @@ struct endpoint {
     unsigned gone_cycle;  /* the cycle that records it */
     char *url_ok;         /* the last URL webhook_url_check passed, and */
     int url_listed;       /* whether its host is listed */
+    int asked, got;       /* the last cycle: deliveries it could claim here, and did */
+    int dry;              /* it got fewer than it asked: nothing more is due here */
 };
 
 struct outcome {
@@ -141,6 +143,7 @@ static struct endpoint *endpoint(struct webhooks *wh, long long id)
     if (!ep)
         return NULL;
     ep->id = id;
+    ep->asked = HOLD_MAX; /* new to this replica: the cycle that found it asked that much */
     wh->eps[wh->n_eps++] = ep;
     return ep;
 }
@@ -254,26 +257,31 @@ static void cycle(struct webhooks *wh);
 static void pump(struct webhooks *wh, struct endpoint *ep);
 static void arm(struct webhooks *wh, double ms);
 
-/* Whether a cycle now would claim for some endpoint: one holds half of
- * HOLD_MAX or less (or too many outcomes wait). A cycle run whenever a
- * request ended claimed nothing every other time: the endpoints were
- * still full from the last claim, and the database's time went on
- * recording a handful of outcomes. */
+/* Whether a cycle now would claim for some endpoint: one that is not
+ * dry holds half of HOLD_MAX or less (or as many outcomes wait as all
+ * endpoints may hold). A cycle run whenever a request ended claimed
+ * nothing every other time (the endpoints were still full from the last
+ * claim) and, under load, made a small cycle every few milliseconds; an
+ * endpoint with nothing more due would do the same for the others. */
 static int worth_cycling(const struct webhooks *wh)
 {
-    if (wh->waiting.n >= HOLD_MAX)
+    if (wh->waiting.n >= HOLD_MAX * (wh->n_eps ? wh->n_eps : 1))
         return 1;
     for (size_t i = 0; i < wh->n_eps; i++)
-        if (!wh->eps[i]->gone && wh->eps[i]->busy + wh->eps[i]->queued <= HOLD_MAX / 2)
+        if (!wh->eps[i]->gone && !wh->eps[i]->dry && wh->eps[i]->busy + wh->eps[i]->queued <= HOLD_MAX / 2)
             return 1;
     return 0;
 }
 
 /* After a request ended: a cycle now when it would claim, else within
  * OUTCOME_MS, which records the outcome (nothing waits on that but the
- * delivery's row: its claim outlives the request by far). */
+ * delivery's row: its claim outlives the request by far). While a cycle
+ * runs, nothing: its claim tops the endpoints up, and its answer looks
+ * again. */
 static void cycle_soon(struct webhooks *wh)
 {
+    if (wh->cycling)
+        return;
     if (worth_cycling(wh))
         cycle(wh);
     else if (!uv_is_active((uv_handle_t *)&wh->timer) || uv_timer_get_due_in(&wh->timer) > OUTCOME_MS)
@@ -500,6 +508,7 @@ static void deliver(struct webhooks *wh, const PGresult *res, int r)
         return;
     }
     q->delivery_id = delivery_id;
+    ep->got++;
     if (ep->tail)
         ep->tail->next = q;
     else
@@ -576,8 +585,10 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
         }
         deliver(wh, res, r);
     }
-    for (size_t i = 0; i < wh->n_eps; i++)
+    for (size_t i = 0; i < wh->n_eps; i++) {
+        wh->eps[i]->dry = wh->eps[i]->got < wh->eps[i]->asked;
         pump(wh, wh->eps[i]);
+    }
     if (wh->again || (wh->waiting.n && worth_cycling(wh))) {
         wh->again = 0;
         cycle(wh);
@@ -622,6 +633,8 @@ static void cycle(struct webhooks *wh)
     for (size_t i = 0; i < wh->n_eps; i++) {
         /* an endpoint answered 410 and not yet recorded: none claimed */
         int taken = wh->eps[i]->gone ? HOLD_MAX : wh->eps[i]->busy + wh->eps[i]->queued;
+        wh->eps[i]->asked = HOLD_MAX - taken;
+        wh->eps[i]->got = 0;
         if (!taken)
             continue;
         snprintf(n, sizeof n, "%lld", wh->eps[i]->id);
