@@ -112,6 +112,7 @@ static const struct field top_fields[] = {
     {"imap_max_connections", F_INT, CFG(imap_max_connections), NULL},
     {"smtp_idle_timeout", F_SECONDS, CFG(smtp_idle_timeout), NULL},
     {"smtp_timeout", F_SECONDS, CFG(smtp_timeout), NULL},
+    {"shutdown_grace", F_SECONDS, CFG(shutdown_grace), NULL},
     {"retention", F_NEST, 0, retention_fields},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
@@ -652,6 +653,9 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "smtp_idle_timeout must be at least 1s");
     if (cfg->smtp_timeout < 1)
         return fail_at(p, NULL, "smtp_timeout must be at least 1s");
+    /* below 2 s there is no time left for the leases' release */
+    if (cfg->shutdown_grace < 2 || cfg->shutdown_grace > 3600)
+        return fail_at(p, NULL, "shutdown_grace must be between 2s and 1h");
     return 0;
 }
 
@@ -671,6 +675,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     cfg->api_rate_burst = 100;
     cfg->smtp_idle_timeout = 60;
     cfg->smtp_timeout = 60;
+    cfg->shutdown_grace = 20;
     cfg->retention_events = 30 * 86400L;
     cfg->retention_messages = 365 * 86400L;
     cfg->retention_inbound = 90 * 86400L;

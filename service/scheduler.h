@@ -36,9 +36,6 @@ void scheduler_set_metrics(struct scheduler *s, struct metrics *m);
 void scheduler_db_up(struct scheduler *s);
 /* Something may have become due. */
 void scheduler_wake(struct scheduler *s);
-/* How long a stop may need the database: the sender's drain
- * (SENDER_DRAIN_MS) and then the answer to the lease release. */
-#define SCHEDULER_CLOSE_MS 12000
 /* The first half of a stop: nothing new is claimed and no outcome is
  * written any more. Then close the sender (its drain: see sender_close),
  * then scheduler_close. */
@@ -48,9 +45,9 @@ void scheduler_stop(struct scheduler *s);
  * another replica takes them at its next renewal instead of after their
  * expiry. So the database must stay open until on_closed fires; once it
  * has, no query of the scheduler is pending. Should the answer not come,
- * closing the database (after SCHEDULER_CLOSE_MS) fails it and the close
- * goes on: the leases then expire. on_closed fires once its handles are
- * closed and it is freed. */
+ * closing the database (the server does so as its shutdown_grace runs
+ * out) fails it and the close goes on: the leases then expire. on_closed
+ * fires once its handles are closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
 
 #endif
