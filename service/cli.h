@@ -71,5 +71,6 @@ extern const struct cli_command cmd_serve, cmd_migrate, cmd_config, cmd_version,
 extern const struct cli_command cmd_api_keys;
 extern const struct cli_command cmd_prune;
 extern const struct cli_command cmd_webhooks;
+extern const struct cli_command cmd_healthcheck;
 
 #endif
