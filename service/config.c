@@ -628,6 +628,35 @@ static int apply_env(struct config *cfg)
     return 0;
 }
 
+/* DATABASE_URL_FILE: the connection string (it holds a password) as the
+ * first line of a file, the containers' convention for a secret mounted
+ * as a file (Kubernetes' Secret volumes, podman's and Docker's secrets).
+ * It counts as the environment: DATABASE_URL itself wins over it, and it
+ * wins over the file's database_url. 0, or -1 with the reason in p. */
+static int database_url_file(struct parse *p, struct config *cfg)
+{
+    const char *path = getenv("DATABASE_URL_FILE");
+    const char *url = getenv("DATABASE_URL");
+    if (!path || !*path || (url && *url))
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail_at(p, NULL, "DATABASE_URL_FILE %s cannot be read: %s", path, strerror(errno));
+    char line[4096];
+    int got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[got ? strcspn(line, "\r\n") : 0] = '\0';
+    if (!*line)
+        return fail_at(p, NULL, "DATABASE_URL_FILE %s is empty: its first line is the connection string", path);
+    char *copy = strdup(line);
+    explicit_bzero(line, sizeof line);
+    if (!copy)
+        return fail_at(p, NULL, "out of memory");
+    free(cfg->database_url);
+    cfg->database_url = copy;
+    return 0;
+}
+
 static int check(struct parse *p, struct config *cfg)
 {
     char host[256];
@@ -709,7 +738,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (check(&p, cfg) < 0 || check_webhooks(&p, cfg) < 0)
+    if (database_url_file(&p, cfg) < 0 || check(&p, cfg) < 0 || check_webhooks(&p, cfg) < 0)
         goto fail;
     ytree_free(root);
     return cfg;
