@@ -1,8 +1,10 @@
 #!/bin/sh
 # mailtest postfix | dovecot: one of the two servers in the foreground.
+# DOVECOT_LMTP (host:port, default dovecot:24) is where Postfix delivers.
 set -eu
 case "${1:-postfix}" in
     postfix)
+        postconf -e "transport_maps = static:lmtp:inet:${DOVECOT_LMTP:-dovecot:24}"
         # Postfix's chroot needs the resolver's files of the container
         for f in /etc/resolv.conf /etc/hosts /etc/services; do
             mkdir -p /var/spool/postfix/etc
