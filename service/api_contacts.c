@@ -52,7 +52,7 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
     for (int v = json_first(d, obj); v >= 0; v = json_next(d, v)) {
         size_t klen;
         const char *key = json_key(d, v, &klen);
-        snprintf(p, sizeof p, "%s/%s", ptr, key);
+        json_pointer_join(p, sizeof p, ptr, key, klen);
         if (strlen(key) != klen || !member_known(key)) {
             api_error_add(e, p, "unknown member");
             continue;
@@ -110,8 +110,8 @@ static void contact_input(const struct api_call *c, const struct json_doc *d, in
             for (int fv = json_first(d, v); fv >= 0; fv = json_next(d, fv)) {
                 size_t flen;
                 const char *fkey = json_key(d, fv, &flen);
-                char fp[sizeof p + FIELD_NAME_MAX + 8];
-                snprintf(fp, sizeof fp, "%s/%s", p, fkey);
+                char fp[sizeof p + 2 * FIELD_NAME_MAX + 8]; /* a name's ~ and / take two bytes */
+                json_pointer_join(fp, sizeof fp, p, fkey, flen);
                 if (strlen(fkey) != flen || flen == 0 || flen > FIELD_NAME_MAX) {
                     api_error_add(e, fp, "a field's name is 1 to %d bytes, without U+0000", FIELD_NAME_MAX);
                     continue;

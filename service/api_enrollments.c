@@ -56,7 +56,7 @@ static void enrollment_input(const struct api_call *c, const struct json_doc *d,
     for (int v = json_first(d, obj); v >= 0; v = json_next(d, v)) {
         size_t klen;
         const char *key = json_key(d, v, &klen);
-        snprintf(p, sizeof p, "%s/%s", ptr, key);
+        json_pointer_join(p, sizeof p, ptr, key, klen);
         if (strlen(key) != klen) {
             api_error_add(e, p, "unknown member");
         } else if (strcmp(key, "contact") == 0) {

@@ -7,6 +7,8 @@
 
 #include "buf.h"
 #include "duration.h"
+#include "linktoken.h"
+#include "public.h"
 #include "log.h"
 #include "webhook_url.h"
 #include "ytree.h"
@@ -85,6 +87,12 @@ static const struct field account_fields[] = {
 static const struct field http_fields[] = {
     {"listen", F_STR, CFG(http_listen), NULL},
     {"public_url", F_STR, CFG(public_url), NULL},
+    {"public_url_insecure", F_BOOL, CFG(public_url_insecure), NULL},
+    {"public_listen", F_STR, CFG(public_listen), NULL},
+    {"link_secret_env", F_STR, CFG(link_secret_env), NULL},
+    {"link_secret_file", F_STR, CFG(link_secret_file), NULL},
+    {"link_secret_previous_env", F_STR, CFG(link_secret_previous_env), NULL},
+    {"link_secret_previous_file", F_STR, CFG(link_secret_previous_file), NULL},
     {"api_rate_limit", F_INT, CFG(api_rate_limit), NULL},
     {"api_rate_burst", F_INT, CFG(api_rate_burst), NULL},
     {"metrics_listen", F_STR, CFG(metrics_listen), NULL},
@@ -460,6 +468,10 @@ static int read_pools(struct parse *p, struct config *cfg, const struct ynode *p
                                                offsetof(struct config_pool, domain_hourly_limit), NULL};
                 if (read_value(p, &f, pk, pv, pool) < 0)
                     return -1;
+            } else if (strcmp(pk->value, "bulk") == 0) {
+                static const struct field f = {"bulk", F_BOOL, offsetof(struct config_pool, bulk), NULL};
+                if (read_value(p, &f, pk, pv, pool) < 0)
+                    return -1;
             } else if (strcmp(pk->value, "accounts") == 0) {
                 if (pv->type != YNODE_SEQ)
                     return fail_at(p, pv, "'accounts' must be a list");
@@ -496,7 +508,8 @@ static int read_pools(struct parse *p, struct config *cfg, const struct ynode *p
                 }
             } else {
                 static const struct field pool_fields[] = {
-                    {"accounts", F_STR, 0, NULL}, {"domain_hourly_limit", F_INT, 0, NULL}, {NULL, F_STR, 0, NULL}};
+                    {"accounts", F_STR, 0, NULL}, {"domain_hourly_limit", F_INT, 0, NULL}, {"bulk", F_BOOL, 0, NULL},
+                    {NULL, F_STR, 0, NULL}};
                 return unknown_key(p, pk, pool_fields, pool->name);
             }
         }
@@ -608,6 +621,7 @@ static int apply_env(struct config *cfg)
         {"RELANCE_HTTP_LISTEN", offsetof(struct config, http_listen)},
         {"RELANCE_METRICS_LISTEN", offsetof(struct config, metrics_listen)},
         {"RELANCE_PUBLIC_URL", offsetof(struct config, public_url)},
+        {"RELANCE_PUBLIC_LISTEN", offsetof(struct config, public_listen)},
         {"RELANCE_STATE_DIR", offsetof(struct config, state_dir)},
         {"RELANCE_LOG_FORMAT", offsetof(struct config, log_format)},
         {"RELANCE_LOG_LEVEL", offsetof(struct config, log_level)},
@@ -657,6 +671,46 @@ static int database_url_file(struct parse *p, struct config *cfg)
     return 0;
 }
 
+/* The public links: an address mail clients can be sent to, and a
+ * secret to sign them with. */
+static int check_public(struct parse *p, struct config *cfg)
+{
+    char host[256];
+    int port;
+    if (cfg->public_listen && config_split_listen(cfg->public_listen, host, sizeof host, &port) < 0)
+        return fail_at(p, NULL, "http.public_listen '%s' must be host:port", cfg->public_listen);
+    if ((cfg->link_secret_env && cfg->link_secret_file) ||
+        (cfg->link_secret_previous_env && cfg->link_secret_previous_file))
+        return fail_at(p, NULL, "http.link_secret_env and http.link_secret_file (and their _previous_ pair): "
+                                "one or the other, not both");
+    if ((cfg->link_secret_previous_env || cfg->link_secret_previous_file) &&
+        !(cfg->link_secret_env || cfg->link_secret_file))
+        return fail_at(p, NULL, "http.link_secret_previous_* needs the current secret too (http.link_secret_env "
+                                "or http.link_secret_file)");
+    if (!cfg->public_url)
+        return 0;
+    char *u = cfg->public_url;
+    size_t n = strlen(u);
+    while (n > 0 && u[n - 1] == '/') /* links add "/u/TOKEN" */
+        u[--n] = '\0';
+    const char *rest = NULL;
+    if (strncasecmp(u, "https://", 8) == 0)
+        rest = u + 8;
+    else if (strncasecmp(u, "http://", 7) == 0 && cfg->public_url_insecure)
+        rest = u + 7;
+    else if (strncasecmp(u, "http://", 7) == 0)
+        return fail_at(p, NULL, "http.public_url '%s' must be https:// (mail clients and providers expect it; "
+                                "http.public_url_insecure: true allows http:// for tests)", u);
+    if (n >= PUBLIC_URL_MAX)
+        return fail_at(p, NULL, "http.public_url is too long (at most %d characters)", PUBLIC_URL_MAX - 1);
+    if (!rest || !*rest || *rest == '/' || strcspn(u, " \t\r\n\"<>?#") != n)
+        return fail_at(p, NULL, "http.public_url '%s' must be an https:// URL such as https://links.acme.example", u);
+    if (!cfg->link_secret_env && !cfg->link_secret_file)
+        return fail_at(p, NULL, "http.public_url needs a secret to sign its links: http.link_secret_env (a variable) "
+                                "or http.link_secret_file (a file), at least %d characters", LINKTOKEN_SECRET_MIN);
+    return 0;
+}
+
 static int check(struct parse *p, struct config *cfg)
 {
     char host[256];
@@ -667,6 +721,8 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "http.metrics_listen '%s' must be host:port", cfg->metrics_listen);
     if (cfg->metrics_token_env && cfg->metrics_token_file)
         return fail_at(p, NULL, "http.metrics_token_env and http.metrics_token_file: one or the other, not both");
+    if (check_public(p, cfg) < 0)
+        return -1;
     if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
         return fail_at(p, NULL, "log_format must be 'text' or 'json', not '%s'", cfg->log_format);
     enum log_level level;
@@ -826,7 +882,9 @@ void config_free(struct config *cfg)
     strlist_free(cfg->webhook_allow_insecure);
     char **strs[] = {&cfg->path, &cfg->database_url, &cfg->http_listen, &cfg->public_url, &cfg->state_dir,
                      &cfg->log_format, &cfg->log_level, &cfg->transport, &cfg->capture_dir, &cfg->tls_ca_file,
-                     &cfg->metrics_listen, &cfg->metrics_token_env, &cfg->metrics_token_file};
+                     &cfg->metrics_listen, &cfg->metrics_token_env, &cfg->metrics_token_file,
+                     &cfg->public_listen, &cfg->link_secret_env, &cfg->link_secret_file,
+                     &cfg->link_secret_previous_env, &cfg->link_secret_previous_file};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(cfg);

@@ -46,6 +46,7 @@ struct config_account {
 struct config_pool {
     char *name;
     long domain_hourly_limit;  /* 0: none */
+    int bulk;                  /* sends in volume: lint wants a visible opt-out link */
     struct config_account *accounts;
     size_t n_accounts;
 };
@@ -70,7 +71,17 @@ struct config {
     char *metrics_listen;      /* host:port of GET /metrics alone, or NULL: on http_listen */
     char *metrics_token_env;   /* GET /metrics wants Authorization: Bearer <this variable's value> */
     char *metrics_token_file;  /* ... or the first line of this file; neither: no token */
+    /* The public links (one-click unsubscribe, public.c): the address the
+     * ingress exposes them at, "https://host[:port][/prefix]" without a
+     * final '/' (http:// only with public_url_insecure), or NULL: messages
+     * then carry only a mailto: List-Unsubscribe. */
     char *public_url;
+    int public_url_insecure;   /* http:// allowed (tests, a private trial) */
+    char *public_listen;       /* host:port of the public routes alone, or NULL: on http_listen */
+    /* The secret that signs the links (linktoken.h): a variable or a file,
+     * and the one before a rotation, which still opens old links. */
+    char *link_secret_env, *link_secret_file;
+    char *link_secret_previous_env, *link_secret_previous_file;
     char *state_dir;
     char *log_format;          /* "text" or "json" */
     char *log_level;           /* "debug", "info", "warn" or "error" */

@@ -462,10 +462,12 @@ static const char *send_outcome(enum smtp_outcome o)
     case SMTP_SENT:
         return "sent";
     case SMTP_DEFERRED:
+    case SMTP_DEFERRED_POLICY:
         return "deferred";
     case SMTP_REJECTED_HARD:
     case SMTP_REJECTED_POLICY:
     case SMTP_REJECTED_OTHER:
+    case SMTP_REJECTED_UNAUTHENTICATED:
         return "bounced";
     case SMTP_UNKNOWN:
         return "unknown";
@@ -506,7 +508,11 @@ static void on_sent(const struct sender_report *rep, void *arg)
         const char *labels[2] = {x->account, send_outcome(r->outcome)};
         metrics_count(d->sends, labels, 1);
         if (r->outcome != SMTP_SENT)
-            log_event(r->outcome == SMTP_UNKNOWN || r->outcome == SMTP_AUTH_FAILED ? LOG_WARN : LOG_INFO, "sender",
+            log_event(r->outcome == SMTP_UNKNOWN || r->outcome == SMTP_AUTH_FAILED ||
+                              r->outcome == SMTP_REJECTED_UNAUTHENTICATED
+                          ? LOG_WARN
+                          : LOG_INFO,
+                      "sender",
                       smtp_outcome_name(r->outcome), "account", x->account, "message", x->message_id, "reply", reply,
                       NULL);
         if (r->outcome == SMTP_SENT && x->save)

@@ -35,6 +35,7 @@ struct lint_run {
     size_t n_names;
     int errors;
     struct lint_files *out;    /* clean files with their models, or NULL */
+    const char *const *bulk;   /* the pools marked bulk: true, or NULL */
 };
 
 static const char *zone_dir(void)
@@ -142,13 +143,30 @@ static void remember_name(struct lint_run *l, const char *file, const struct seq
     l->n_names++;
 }
 
+/* A sequence of a bulk pool with no link to opt out: volume senders must
+ * show one (the header alone is a client's button, not always shown). */
+static void check_bulk(const struct lint_run *l, const struct sequence *seq, struct sequence_diags *d)
+{
+    int bulk = 0;
+    for (size_t i = 0; l->bulk && l->bulk[i] && !bulk; i++)
+        bulk = strcmp(l->bulk[i], seq->sender_pool) == 0;
+    const char *step = bulk ? sequence_step_without_opt_out(seq) : NULL;
+    if (step)
+        sequence_diags_add(d, seq->pool_line, seq->pool_col, SEQUENCE_WARNING,
+                           "pool '%s' is marked bulk: true, and step %s shows no link to opt out: add "
+                           "unsubscribe: {footer: \"... {{unsubscribe_url}}\"} or {{unsubscribe_url}} to the step",
+                           seq->sender_pool, step);
+}
+
 /* Prints a file's problems; keeps a clean file (taking buf) in l->out. */
 static void finish(struct lint_run *l, const char *path, char *buf, size_t len)
 {
     struct sequence *seq = NULL;
     struct sequence_diags d;
-    if (sequence_parse(path, buf, len, l->opt, &seq, &d) == 0)
+    if (sequence_parse(path, buf, len, l->opt, &seq, &d) == 0) {
         remember_name(l, path, seq, &d);
+        check_bulk(l, seq, &d);
+    }
     char line[600];
     for (size_t i = 0; i < d.n; i++) {
         sequence_diag_format(&d, i, line, sizeof line);
@@ -260,8 +278,14 @@ static void free_names(struct lint_run *l)
 
 int lint_collect(int n, char **paths, const char *const *pools, struct lint_files *out)
 {
+    return lint_collect_bulk(n, paths, pools, NULL, out);
+}
+
+int lint_collect_bulk(int n, char **paths, const char *const *pools, const char *const *bulk_pools,
+                      struct lint_files *out)
+{
     struct sequence_options opt = {zone_exists, NULL, pools};
-    struct lint_run l = {&opt, NULL, 0, 0, out};
+    struct lint_run l = {&opt, NULL, 0, 0, out, bulk_pools};
     for (int i = 0; i < n; i++) {
         struct stat st;
         if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
@@ -277,7 +301,7 @@ int lint_collect(int n, char **paths, const char *const *pools, struct lint_file
 int lint_parse_source(const char *file, const char *src, size_t len, struct lint_files *out)
 {
     struct sequence_options opt = {zone_exists, NULL, NULL};
-    struct lint_run l = {&opt, NULL, 0, 0, out};
+    struct lint_run l = {&opt, NULL, 0, 0, out, NULL};
     char *buf = malloc(len + 1);
     if (!buf) {
         fprintf(stderr, "relance: out of memory\n");

@@ -26,6 +26,10 @@ struct lint_files {
  * NULL, warns about unknown sender pools. Returns the number of errors
  * (0: out holds every file with its model; the caller frees it). */
 int lint_collect(int n, char **paths, const char *const *pools, struct lint_files *out);
+/* The same, warning too about a sequence of a pool in bulk_pools (when
+ * not NULL) that shows no link to opt out. */
+int lint_collect_bulk(int n, char **paths, const char *const *pools, const char *const *bulk_pools,
+                      struct lint_files *out);
 
 /* Parses one stored source (from the database) into out as its only
  * file. Returns 0, or -1 after printing the problems. */

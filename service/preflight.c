@@ -126,5 +126,12 @@ size_t preflight_check(const struct config *cfg, preflight_cb cb, void *arg)
             report(&r, err);
         secret_free(secret);
     }
+    /* links that nobody can open would be worse than none */
+    char *cur = NULL, *prev = NULL;
+    r.last[0] = '\0';
+    if (secret_link(cfg, &cur, &prev, err, sizeof err) < 0)
+        report(&r, err);
+    secret_free(cur);
+    secret_free(prev);
     return r.n;
 }

@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "pgarray.h"
 #include "pgerr.h"
+#include "public.h"
 #include "ready.h"
 #include "sender.h"
 #include "watcher.h"
@@ -103,6 +104,7 @@ struct scheduler {
     char replica[96];
     char id_domain[256];
     char *from_addr, *from_name;
+    const char *public_url, *link_secret; /* the unsubscribe links; NULL: mailto: only */
     double last_rescue;
     double cycle_now;        /* the instant the batch was claimed at */
     char cycle_now_s[40];
@@ -229,9 +231,15 @@ static void process(struct scheduler *s, const struct job *j)
     const char *from_name = acfg ? acfg->from_name : s->from_name;
     struct compose_sender sender = {from_addr, from_name, acfg ? acfg->first_name : NULL,
                                     acfg ? acfg->signature : NULL};
+    /* signed here, where the Message-ID is known: the link names it */
+    char link[PUBLIC_LINK_MAX];
+    int linked = s->public_url && s->link_secret &&
+                 public_link(s->public_url, s->link_secret, LINKTOKEN_UNSUBSCRIBE, j->message_id, link,
+                             sizeof link) == 0;
     struct compose_input in = {
         .seq = seq,
         .position = (size_t)j->position,
+        .unsubscribe_url = linked ? link : NULL,
         .to_addr = j->email,
         .lookup = lookup,
         .lookup_arg = &f,
@@ -952,6 +960,12 @@ static int placeholder_sender(struct scheduler *s)
     s->from_name = strdup("relance capture");
     snprintf(s->id_domain, sizeof s->id_domain, "relance.invalid");
     return s->from_addr && s->from_name ? 0 : -1;
+}
+
+void scheduler_set_links(struct scheduler *s, const char *public_url, const char *secret)
+{
+    s->public_url = public_url;
+    s->link_secret = secret;
 }
 
 struct scheduler *scheduler_new(uv_loop_t *loop, const struct config *cfg, const struct ready *ready,

@@ -50,4 +50,9 @@ void scheduler_stop(struct scheduler *s);
  * fires once its handles are closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
 
+/* The messages' one-click unsubscribe links: under public_url, signed
+ * with secret (both borrowed: they must outlive the scheduler). Without
+ * this call (no http.public_url), messages carry a mailto: only. */
+void scheduler_set_links(struct scheduler *s, const char *public_url, const char *secret);
+
 #endif

@@ -4,6 +4,7 @@
  * caller keeps (and wipes) the copy. It does not know protocols or log. */
 #include "secret.h"
 
+#include "linktoken.h"
 #include "whsig.h"
 
 #include <errno.h>
@@ -96,6 +97,38 @@ int secret_webhook(const struct config_webhook *w, char **out, char *err, size_t
         secret_free(*out);
         *out = NULL;
         rc = -ENOENT;
+    }
+    return rc;
+}
+
+/* One link secret, or NULL when neither key is set. */
+static int link_secret(const char *env_key, const char *env, const char *file_key, const char *file, char **out,
+                       char *err, size_t errlen)
+{
+    int rc = read_secret("link secret", env_key, env, file_key, file, out, err, errlen);
+    if (rc == -EINVAL)
+        return 0;
+    if (rc == 0 && !linktoken_secret_ok(*out)) {
+        snprintf(err, errlen, "link secret: %s %s holds fewer than %d characters (e.g. 'openssl rand -hex 32')",
+                 env ? env_key : file_key, env ? env : file, LINKTOKEN_SECRET_MIN);
+        secret_free(*out);
+        *out = NULL;
+        rc = -ENOENT;
+    }
+    return rc;
+}
+
+int secret_link(const struct config *cfg, char **current, char **previous, char *err, size_t errlen)
+{
+    *current = *previous = NULL;
+    int rc = link_secret("http.link_secret_env", cfg->link_secret_env, "http.link_secret_file", cfg->link_secret_file,
+                         current, err, errlen);
+    if (rc == 0)
+        rc = link_secret("http.link_secret_previous_env", cfg->link_secret_previous_env,
+                         "http.link_secret_previous_file", cfg->link_secret_previous_file, previous, err, errlen);
+    if (rc < 0) {
+        secret_free(*current);
+        *current = NULL;
     }
     return rc;
 }

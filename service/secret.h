@@ -32,6 +32,14 @@ int secret_metrics_token(const struct config *cfg, char **out, char *err, size_t
 int secret_webhook(const struct config_webhook *w, char **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Sets *current and *previous to malloc'd copies of the secrets that sign
+ * public links (http.link_secret_env or _file, and the previous pair),
+ * each NULL when not configured. Returns 0, or -ENOENT with a reason in
+ * err (never the secret) when one is configured and cannot be read or is
+ * shorter than LINKTOKEN_SECRET_MIN, -ENOMEM; on failure both are NULL. */
+int secret_link(const struct config *cfg, char **current, char **previous, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Overwrites s with zeros and frees it; NULL is fine. */
 void secret_free(char *s);
 

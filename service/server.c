@@ -31,6 +31,7 @@
 #include "migrate.h"
 #include "oauth2.h"
 #include "preflight.h"
+#include "public.h"
 #include "ready.h"
 #include "retention.h"
 #include "scheduler.h"
@@ -52,6 +53,9 @@ struct server {
     struct ready ready;        /* what the parts and /readyz read */
     struct http *http;
     struct http *metrics_http; /* GET /metrics on http.metrics_listen; NULL: on http */
+    struct http *public_http;  /* the public routes on http.public_listen; NULL: on http */
+    struct public *public;     /* the public routes (one-click unsubscribe); NULL without a link secret */
+    char *link_secret, *link_previous; /* sign and open the public links; NULL: none */
     struct metrics *metrics;   /* freed once the loop has ended */
     struct api *api;           /* the HTTP API's state (keys, time zones) */
     struct curl_uv *https;     /* the HTTPS pool: OAuth2 token endpoints */
@@ -70,6 +74,7 @@ struct server {
     int stopping;
     int stopping_rest;         /* the parts after the watcher are closing */
     uint64_t stop_deadline;    /* loop time (ms) by which the stop must be over: the signal + shutdown_grace */
+    int api_failed;            /* a listener beside the API's could not start: neither does it */
     int pending_closes;
 };
 
@@ -118,6 +123,11 @@ static void close_db(struct server *srv)
         srv->pending_closes++;
         http_close(srv->metrics_http, on_part_closed, srv);
         srv->metrics_http = NULL;
+    }
+    if (srv->public_http) {
+        srv->pending_closes++;
+        http_close(srv->public_http, on_part_closed, srv);
+        srv->public_http = NULL;
     }
     close_api(srv);
     struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api[0], srv->ready.api[1]};
@@ -521,13 +531,16 @@ done:
     return rc;
 }
 
-/* The API's listener: GET /metrics goes to the metrics unless they have
- * a listener of their own; every other path is the API's. */
+/* The API's listener: GET /metrics goes to the metrics and the public
+ * routes to theirs, unless they have a listener of their own; every other
+ * path is the API's. */
 static void on_request(struct http_request *req, void *arg)
 {
     struct server *srv = arg;
     if (!srv->metrics_http && srv->metrics && strcmp(http_request_path(req), "/metrics") == 0)
         metrics_handle(req, srv->metrics);
+    else if (srv->public && !srv->public_http && public_route(req, srv->public))
+        return;
     else
         api_handle(req, srv->api);
 }
@@ -551,9 +564,16 @@ int server_run(struct config *cfg, char *err, size_t errlen)
     char *token = NULL;
     if (secret_metrics_token(cfg, &token, err, errlen) < 0)
         return -1;
+    /* links that nobody could open must not go out */
+    if (secret_link(cfg, &srv.link_secret, &srv.link_previous, err, errlen) < 0) {
+        secret_free(token);
+        return -1;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "cannot initialise libcurl");
         secret_free(token);
+        secret_free(srv.link_secret);
+        secret_free(srv.link_previous);
         return -1;
     }
     srv.state_dir = state_dir(cfg);
@@ -561,6 +581,8 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, srv.state_dir ? "cannot start the event loop" : "out of memory");
         free(srv.state_dir);
         secret_free(token);
+        secret_free(srv.link_secret);
+        secret_free(srv.link_previous);
         curl_global_cleanup();
         return -1;
     }
@@ -595,13 +617,28 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         if (!srv.metrics_http)
             snprintf(err, errlen, "%s; set RELANCE_METRICS_LISTEN (or http.metrics_listen) to a free host:port", why);
     }
-    srv.http = srv.api && (srv.metrics_http || !cfg->metrics_listen)
+    if (srv.link_secret) {
+        srv.public = public_new(&srv.ready, cfg->public_url, srv.link_secret, srv.link_previous);
+        if (!srv.public) {
+            snprintf(err, errlen, "out of memory");
+            srv.api_failed = 1;
+        } else if (srv.api && cfg->public_listen && !srv.api_failed) {
+            /* prospects' mail clients and browsers: the API's crowd, at most */
+            srv.public_http = http_new(&loop, cfg->public_listen, http_max, public_handle, srv.public, why, sizeof why);
+            if (!srv.public_http) {
+                snprintf(err, errlen, "%s; set RELANCE_PUBLIC_LISTEN (or http.public_listen) to a free host:port",
+                         why);
+                srv.api_failed = 1;
+            }
+        }
+    }
+    srv.http = srv.api && !srv.api_failed && (srv.metrics_http || !cfg->metrics_listen)
                    ? http_new(&loop, cfg->http_listen, http_max, on_request, &srv, why, sizeof why)
                    : NULL;
     if (!srv.api)
         snprintf(why, sizeof why, "out of memory");
     if (!srv.http) {
-        if (!cfg->metrics_listen || srv.metrics_http)
+        if ((!cfg->metrics_listen || srv.metrics_http) && !srv.api_failed)
             snprintf(err, errlen, "%s; set RELANCE_HTTP_LISTEN (or http.listen) to a free host:port", why);
         rc = -1;
         server_stop(&srv, "startup failed");
@@ -615,11 +652,19 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         char db[512], port[16];
         config_conninfo_redact(cfg->database_url, db, sizeof db);
         snprintf(port, sizeof port, "%d", http_port(srv.http));
-        char mport[16] = "";
+        char mport[16] = "", pport[16] = "";
         if (srv.metrics_http)
             snprintf(mport, sizeof mport, "%d", http_port(srv.metrics_http));
+        if (srv.public_http)
+            snprintf(pport, sizeof pport, "%d", http_port(srv.public_http));
+        if (srv.scheduler && srv.link_secret && cfg->public_url)
+            scheduler_set_links(srv.scheduler, cfg->public_url, srv.link_secret);
         log_event(LOG_INFO, "serve", "started", "version", RELANCE_VERSION, "listen", cfg->http_listen, "port", port,
-                  "database", *db ? db : "(libpq defaults)", "metrics_port", *mport ? mport : NULL, NULL);
+                  "database", *db ? db : "(libpq defaults)", "metrics_port", *mport ? mport : NULL,
+                  "public_port", *pport ? pport : NULL, NULL);
+        if (!cfg->public_url)
+            log_event(LOG_WARN, "serve", "http.public_url is not set: messages carry a mailto: List-Unsubscribe "
+                                         "only, not one-click (RFC 8058)", NULL);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     int left = uv_loop_close(&loop);
@@ -632,6 +677,9 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         log_event(LOG_INFO, "serve", "stopped", NULL);
     }
     metrics_free(srv.metrics);
+    public_free(srv.public);
+    secret_free(srv.link_secret);
+    secret_free(srv.link_previous);
     free(srv.state_dir);
     curl_global_cleanup();
     return rc;

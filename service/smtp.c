@@ -41,6 +41,7 @@
 
 #include "log.h"
 #include "mta_words.h"
+#include "refusal.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -62,6 +63,7 @@
 
 static const char *const outcome_names[SMTP_OUTCOME_COUNT] = {
     "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
+    "rejected_unauthenticated", "deferred_policy",
 };
 
 /* The channel's lifecycle. A send goes IDLE -> ENVELOPE -> RCPT ->
@@ -255,7 +257,8 @@ static enum smtp_outcome classify_5xx(const char *status, const char *text)
             return detail == 7 || detail == 8 ? SMTP_REJECTED_OTHER : SMTP_REJECTED_HARD;
         }
         if (subject == 7)
-            return SMTP_REJECTED_POLICY;
+            return refusal_classify(status, text) == REFUSAL_UNAUTHENTICATED ? SMTP_REJECTED_UNAUTHENTICATED
+                                                                              : SMTP_REJECTED_POLICY;
         if (!(subject == 0 && detail == 0))
             return SMTP_REJECTED_OTHER;
     }
@@ -295,7 +298,7 @@ enum smtp_outcome smtp_outcome_classify(CURLcode code, long reply_code, const ch
     if (body_started && reply_code == 421)
         return SMTP_UNKNOWN;
     if (reply_code >= 400 && reply_code < 500)
-        return SMTP_DEFERRED;
+        return refusal_classify(status, text) == REFUSAL_TEMPORARY ? SMTP_DEFERRED_POLICY : SMTP_DEFERRED;
     if (code == CURLE_LOGIN_DENIED)
         return SMTP_AUTH_FAILED;
     /* RFC 4954: 534 mechanism too weak, 535 invalid credentials, 538

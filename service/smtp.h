@@ -38,15 +38,19 @@ enum smtp_outcome {
     SMTP_DEFERRED,        /* 4xx at any phase; connection/TLS failure before the body */
     SMTP_REJECTED_HARD,   /* 5xx: the address or its domain does not exist (5.1.x, or words that
                              say so unambiguously when no precise status does: mta_words) */
-    SMTP_REJECTED_POLICY, /* 5xx block: 5.7.x, spam, reputation */
+    SMTP_REJECTED_POLICY, /* 5xx block: other 5.7.x, spam, reputation */
     SMTP_REJECTED_OTHER,  /* any other 5xx */
     SMTP_AUTH_FAILED,     /* the server refused our credentials */
     SMTP_UNKNOWN,         /* failed after the body started, without a final reply */
+    SMTP_REJECTED_UNAUTHENTICATED, /* 5xx: the receiver refuses the sending account itself (5.7.26,
+                                      5.7.515...: refusal.h); the recipient is not at fault */
+    SMTP_DEFERRED_POLICY, /* a 4.7.x deferral (throttling, a temporary authentication refusal; not
+                             greylisting): deferred, and counted against the account */
 };
-#define SMTP_OUTCOME_COUNT 7
+#define SMTP_OUTCOME_COUNT 9
 
 /* "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other",
- * "auth_failed", "unknown". */
+ * "auth_failed", "unknown", "rejected_unauthenticated", "deferred_policy". */
 const char *smtp_outcome_name(enum smtp_outcome outcome);
 
 enum smtp_tls {

@@ -667,7 +667,9 @@ static char *message_raw(const struct imap_message *m, size_t *len)
 }
 
 /* The columns of one batch, one PostgreSQL array each. */
-enum { COL_UID, COL_MSGID, COL_REFS, COL_FROM, COL_KIND, COL_REASON, COL_BLOCK, COL_RCPT, COL_DATE, N_COLS };
+/* relance_watch_inbound_batch's arrays: $4 to $12, then $15 (COL_REFUSAL,
+ * after p_through and p_now) */
+enum { COL_UID, COL_MSGID, COL_REFS, COL_FROM, COL_KIND, COL_REASON, COL_BLOCK, COL_RCPT, COL_DATE, COL_REFUSAL, N_COLS };
 
 static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
 {
@@ -716,10 +718,11 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
         pgarray_add(&col[COL_BLOCK], c.is_block ? "true" : "false");
         pgarray_add(&col[COL_RCPT], in.recipients);
         pgarray_add(&col[COL_DATE], in.return_date[0] ? in.return_date : NULL);
+        pgarray_add(&col[COL_REFUSAL], c.refusal[0] ? c.refusal : NULL);
         b->arrivals[b->n_arrivals++] = (struct arrival){m->uid, in.received};
         inbound_free(&in);
     }
-    const char *p[14];
+    const char *p[15];
     char validity[16], through[16], now[40];
     snprintf(validity, sizeof validity, "%lu", (unsigned long)b->uidvalidity);
     /* the batch's last asked UID: past an expunged message too */
@@ -729,15 +732,15 @@ static void on_fetched(struct imap *im, const struct imap_reply *r, void *arg)
     p[1] = folder_of(b);
     p[2] = validity;
     for (int k = 0; k < N_COLS; k++)
-        oom |= (p[3 + k] = pgarray_end(&col[k])) == NULL;
+        oom |= (p[k < COL_REFUSAL ? 3 + k : 14] = pgarray_end(&col[k])) == NULL;
     p[12] = through;
     p[13] = now;
     int rc = oom ? -1
                  : query(b->w, b,
                          "SELECT uid, result FROM relance_watch_inbound_batch($1, $2, $3, $4::bigint[], $5::text[], "
                          "$6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::text[], $12::date[], "
-                         "$13, $14)",
-                         14, p, on_batch_recorded);
+                         "$13, $14, $15::text[])",
+                         15, p, on_batch_recorded);
     for (int k = 0; k < N_COLS; k++)
         buf_free(&col[k]);
     if (oom)

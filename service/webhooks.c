@@ -50,6 +50,7 @@
  * the database. */
 #define HOLD_MAX 64
 #define SPARE_MAX 64      /* easy handles kept for reuse */
+#define OUTCOME_MS 20     /* an outcome waits at most this for a cycle to record it */
 
 /* A claimed delivery waiting for one of its endpoint's request slots. */
 struct queued {
@@ -251,6 +252,33 @@ static void transfer_free(struct transfer *t)
 
 static void cycle(struct webhooks *wh);
 static void pump(struct webhooks *wh, struct endpoint *ep);
+static void arm(struct webhooks *wh, double ms);
+
+/* Whether a cycle now would claim for some endpoint: one holds half of
+ * HOLD_MAX or less (or too many outcomes wait). A cycle run whenever a
+ * request ended claimed nothing every other time: the endpoints were
+ * still full from the last claim, and the database's time went on
+ * recording a handful of outcomes. */
+static int worth_cycling(const struct webhooks *wh)
+{
+    if (wh->waiting.n >= HOLD_MAX)
+        return 1;
+    for (size_t i = 0; i < wh->n_eps; i++)
+        if (!wh->eps[i]->gone && wh->eps[i]->busy + wh->eps[i]->queued <= HOLD_MAX / 2)
+            return 1;
+    return 0;
+}
+
+/* After a request ended: a cycle now when it would claim, else within
+ * OUTCOME_MS, which records the outcome (nothing waits on that but the
+ * delivery's row: its claim outlives the request by far). */
+static void cycle_soon(struct webhooks *wh)
+{
+    if (worth_cycling(wh))
+        cycle(wh);
+    else if (!uv_is_active((uv_handle_t *)&wh->timer) || uv_timer_get_due_in(&wh->timer) > OUTCOME_MS)
+        arm(wh, OUTCOME_MS);
+}
 
 /* status and error of an ended request; error NULL on 2xx. */
 static int request_outcome(struct transfer *t, CURLcode result, char *error, size_t len)
@@ -315,7 +343,7 @@ static void on_request_done(struct curl_uv *cu, CURL *easy, CURLcode result, voi
     if (ep && !wh->closing)
         pump(wh, ep);
     if (!wh->closing)
-        cycle(wh);
+        cycle_soon(wh);
 }
 
 /* Starts a signed POST of body to url. Returns 0 or -1 with why. */
@@ -550,9 +578,13 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
     }
     for (size_t i = 0; i < wh->n_eps; i++)
         pump(wh, wh->eps[i]);
-    if (wh->again || wh->waiting.n) {
+    if (wh->again || (wh->waiting.n && worth_cycling(wh))) {
         wh->again = 0;
         cycle(wh);
+        return;
+    }
+    if (wh->waiting.n) {
+        arm(wh, OUTCOME_MS);
         return;
     }
     double ms = IDLE_POLL_MS;

@@ -68,6 +68,12 @@ CREATE TABLE public.account_days (
     CONSTRAINT account_days_sent_check CHECK ((sent >= 0))
 );
 
+CREATE TABLE public.account_refusals (
+    account_id bigint NOT NULL,
+    status text NOT NULL,
+    at timestamp with time zone NOT NULL
+);
+
 CREATE TABLE public.accounts (
     id bigint NOT NULL,
     email text NOT NULL,
@@ -208,6 +214,24 @@ CREATE SEQUENCE public.inbound_messages_id_seq
 
 ALTER SEQUENCE public.inbound_messages_id_seq OWNED BY public.inbound_messages.id;
 
+CREATE TABLE public.lease_history (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    holder text NOT NULL,
+    since timestamp with time zone NOT NULL,
+    until timestamp with time zone NOT NULL,
+    released boolean DEFAULT false NOT NULL
+);
+
+CREATE SEQUENCE public.lease_history_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.lease_history_id_seq OWNED BY public.lease_history.id;
+
 CREATE TABLE public.leases (
     name text NOT NULL,
     holder text NOT NULL,
@@ -246,6 +270,7 @@ CREATE TABLE public.messages (
     outcome text,
     soft_bounces integer DEFAULT 0 NOT NULL,
     pruned_at timestamp with time zone,
+    claimed_at timestamp with time zone,
     CONSTRAINT messages_state_check CHECK ((state = ANY (ARRAY['sending'::text, 'sent'::text, 'deferred'::text, 'bounced'::text, 'unknown'::text, 'failed'::text])))
 );
 
@@ -396,6 +421,8 @@ ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.event
 
 ALTER TABLE ONLY public.inbound_messages ALTER COLUMN id SET DEFAULT nextval('public.inbound_messages_id_seq'::regclass);
 
+ALTER TABLE ONLY public.lease_history ALTER COLUMN id SET DEFAULT nextval('public.lease_history_id_seq'::regclass);
+
 ALTER TABLE ONLY public.messages ALTER COLUMN id SET DEFAULT nextval('public.messages_id_seq'::regclass);
 
 ALTER TABLE ONLY public.sequences ALTER COLUMN id SET DEFAULT nextval('public.sequences_id_seq'::regclass);
@@ -439,6 +466,9 @@ ALTER TABLE ONLY public.events
 
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.lease_history
+    ADD CONSTRAINT lease_history_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.leases
     ADD CONSTRAINT leases_pkey PRIMARY KEY (name);
@@ -497,6 +527,8 @@ ALTER TABLE ONLY public.webhooks
 ALTER TABLE ONLY public.webhooks
     ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
 
+CREATE INDEX account_refusals_account ON public.account_refusals USING btree (account_id, status, at);
+
 CREATE INDEX api_idempotency_created_at ON public.api_idempotency USING btree (created_at);
 
 CREATE UNIQUE INDEX api_keys_live_name ON public.api_keys USING btree (name) WHERE (revoked_at IS NULL);
@@ -529,6 +561,8 @@ CREATE UNIQUE INDEX inbound_messages_place ON public.inbound_messages USING btre
 
 CREATE INDEX inbound_messages_unpruned ON public.inbound_messages USING btree (detected_at) WHERE (pruned_at IS NULL);
 
+CREATE INDEX lease_history_name ON public.lease_history USING btree (name, id);
+
 CREATE INDEX messages_account_created ON public.messages USING btree (account_id, created_at) WHERE (account_id IS NOT NULL);
 
 CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHERE (state = 'sending'::text);
@@ -559,10 +593,17 @@ CREATE TRIGGER events_seq BEFORE INSERT ON public.events FOR EACH ROW WHEN (((ne
 
 CREATE TRIGGER events_webhooks AFTER INSERT ON public.events REFERENCING NEW TABLE AS relance_new_events FOR EACH STATEMENT EXECUTE FUNCTION public.relance_webhooks_fan_out();
 
+CREATE TRIGGER lease_history_given_up AFTER DELETE ON public.leases FOR EACH ROW WHEN ((old.name !~~ 'replica:%'::text)) EXECUTE FUNCTION public.relance_lease_history();
+
+CREATE TRIGGER lease_history_taken AFTER INSERT OR UPDATE ON public.leases FOR EACH ROW WHEN ((new.name !~~ 'replica:%'::text)) EXECUTE FUNCTION public.relance_lease_history();
+
 CREATE TRIGGER sequence_versions_append_only BEFORE DELETE OR UPDATE ON public.sequence_versions FOR EACH ROW EXECUTE FUNCTION public.relance_sequence_versions_append_only();
 
 ALTER TABLE ONLY public.account_days
     ADD CONSTRAINT account_days_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
+
+ALTER TABLE ONLY public.account_refusals
+    ADD CONSTRAINT account_refusals_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id);
 
 ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pool_fkey FOREIGN KEY (pool) REFERENCES public.pools(name);

@@ -52,6 +52,15 @@ static int run(struct cli *cli, const struct cli_args *args)
         printf("http.metrics_token: from the file %s\n", cfg->metrics_token_file);
     else
         printf("http.metrics_token: none (GET /metrics is open to whoever reaches it)\n");
+    if (cfg->public_url) {
+        printf("http.public_url: %s (one-click unsubscribe links)\n", cfg->public_url);
+        printf("http.public_listen: %s\n", cfg->public_listen ? cfg->public_listen : "(on http.listen)");
+        printf("http.link_secret: from the %s %s%s\n", cfg->link_secret_env ? "environment variable" : "file",
+               cfg->link_secret_env ? cfg->link_secret_env : cfg->link_secret_file,
+               cfg->link_secret_previous_env || cfg->link_secret_previous_file ? ", and the previous one" : "");
+    } else {
+        printf("http.public_url: none (List-Unsubscribe: mailto: only)\n");
+    }
     printf("http.api_rate_limit: %ld requests a second a key, bursts of %ld (per replica)\n", cfg->api_rate_limit,
            cfg->api_rate_burst);
     printf("transport: %s\n", cfg->transport);
@@ -62,8 +71,8 @@ static int run(struct cli *cli, const struct cli_args *args)
     keep_format(cfg->retention_inbound, in, sizeof in);
     printf("retention: events %s, messages %s, inbound %s\n", ev, msg, in);
     for (size_t i = 0; i < cfg->n_pools; i++) {
-        printf("pool %s: %zu account%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,
-               cfg->pools[i].n_accounts == 1 ? "" : "s");
+        printf("pool %s: %zu account%s%s\n", cfg->pools[i].name, cfg->pools[i].n_accounts,
+               cfg->pools[i].n_accounts == 1 ? "" : "s", cfg->pools[i].bulk ? " (bulk)" : "");
         for (size_t j = 0; j < cfg->pools[i].n_accounts; j++) {
             /* the two logins apart: auth: none no longer implies the
              * mailbox has none */
@@ -91,6 +100,10 @@ static int run(struct cli *cli, const struct cli_args *args)
     for (size_t i = 0; cfg->webhook_allow_insecure && cfg->webhook_allow_insecure[i]; i++)
         printf("webhook_allow_insecure: %s (http and private addresses allowed)\n", cfg->webhook_allow_insecure[i]);
     fflush(stdout); /* the settings before the problems, when both go to one place */
+    if (!cfg->public_url)
+        fprintf(stderr, "relance: config warning: http.public_url is not set: messages carry a mailto: "
+                        "List-Unsubscribe only, which mail clients do not offer as one-click unsubscribe "
+                        "(RFC 8058; Gmail and Yahoo require it of bulk senders)\n");
     size_t paused = preflight_mark_unavailable(cfg, on_unavailable, NULL);
     size_t n = preflight_check(cfg, on_problem, NULL);
     if (n) {

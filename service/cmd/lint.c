@@ -12,19 +12,27 @@
 
 static int run(struct cli *cli, const struct cli_args *args)
 {
-    const char **pools = NULL;
+    const char **pools = NULL, **bulk = NULL;
     if (cli->config_path) {
         struct config *cfg = cli_config(cli);
         if (!cfg)
             return CLI_ERROR;
         pools = calloc(cfg->n_pools + 1, sizeof *pools);
-        if (!pools)
+        bulk = calloc(cfg->n_pools + 1, sizeof *bulk);
+        if (!pools || !bulk) {
+            free(pools);
+            free(bulk);
             return cli_fail(CLI_ERROR, "lint: out of memory");
-        for (size_t i = 0; i < cfg->n_pools; i++)
+        }
+        for (size_t i = 0, nb = 0; i < cfg->n_pools; i++) {
             pools[i] = cfg->pools[i].name;
+            if (cfg->pools[i].bulk)
+                bulk[nb++] = cfg->pools[i].name;
+        }
     }
-    int errors = lint_collect(args->n_operands, args->operands, pools, NULL);
+    int errors = lint_collect_bulk(args->n_operands, args->operands, pools, bulk, NULL);
     free(pools);
+    free(bulk);
     return errors ? CLI_ERROR : CLI_OK;
 }
 
@@ -41,7 +49,9 @@ const struct cli_command cmd_lint = {
              "  file:line:column: warning: message\n"
              "all of a file's problems at once, in file order. Time zones are checked\n"
              "against the system's tz database ($TZDIR or /usr/share/zoneinfo). With a\n"
-             "configuration (--config or RELANCE_CONFIG), an unknown sender_pool is a warning.\n"
+             "configuration (--config or RELANCE_CONFIG), an unknown sender_pool is a warning,\n"
+             "and so is a sequence of a pool marked bulk: true that shows no link to opt out\n"
+             "(an unsubscribe footer, or {{unsubscribe_url}} in each step).\n"
              "\n"
              "Exit status: 0 when there is no error (warnings allowed), 1 when any file has\n"
              "an error or cannot be read, 2 on a usage error.\n",

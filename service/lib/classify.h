@@ -71,6 +71,11 @@ struct classify_result {
     size_t recipient_count;
     enum classify_reason reason;
     int is_block;
+    /* When a failed recipient's status says the receiver refuses the
+     * sending account itself (refusal.h: 5.7.26, 5.7.515...): that status
+     * and the server's words, as "550 5.7.515 Access denied, ..." (the
+     * first such recipient's); "" otherwise. The account pauses on it. */
+    char refusal[320];
     /* The Message-ID (with <>) of our message this one answers or
      * returns; "" when none is readable. */
     char message_id[512];

@@ -10,6 +10,7 @@
 #include "classify_int.h"
 
 #include "mime.h"
+#include "refusal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -123,6 +124,31 @@ static void finish_bounce(struct classify_result *out, enum classify_reason fall
     out->kind = hard ? CLASSIFY_HARD_BOUNCE : CLASSIFY_SOFT_BOUNCE;
 }
 
+/* Keeps the first refusal of the sending account (refusal.h) among the
+ * failed recipients: status st and the server's words, text[0..n) on one
+ * line (spaces collapsed), with st in front when the words lack it. */
+static void note_refusal(struct classify_result *out, const char *st, const char *text, size_t n)
+{
+    if (out->refusal[0] || refusal_classify(st, text) != REFUSAL_UNAUTHENTICATED)
+        return;
+    /* room for a status (at most 15 characters) and a space in front */
+    char words[sizeof out->refusal - 17];
+    size_t k = 0;
+    for (size_t i = 0; i < n && text[i] && k + 1 < sizeof words; i++) {
+        int space = isspace((unsigned char)text[i]);
+        if (space && (k == 0 || words[k - 1] == ' '))
+            continue;
+        words[k++] = space ? ' ' : text[i];
+    }
+    while (k > 0 && words[k - 1] == ' ')
+        k--;
+    words[k] = '\0';
+    if (strstr(words, st))
+        snprintf(out->refusal, sizeof out->refusal, "%s", words);
+    else
+        snprintf(out->refusal, sizeof out->refusal, "%.15s%s%s", st, k ? " " : "", words);
+}
+
 static void returned_message_id(const struct cls_msg *m, struct classify_result *out)
 {
     if (m->returned &&
@@ -231,6 +257,7 @@ static int dsn_read(const struct cls_msg *m, const struct mime_part *ds,
             r = CLASSIFY_REASON_SYSTEM;
         free(nd);
         free(ctx);
+        note_refusal(out, st, diag, strlen(diag));
         if (addr[0])
             add_recipient(out, addr, st, r);
         else if (out->recipient_count == 0 && i + 1 == dsn.count)
@@ -418,6 +445,18 @@ static int text_bounce_read(const struct cls_msg *m, struct classify_result *out
     for (size_t i = 0; i < out->recipient_count; i++)
         if (out->recipients[i].reason == CLASSIFY_REASON_NONE)
             out->recipients[i].reason = cls_decide_reason(head, NULL, status, head);
+    /* the server's words for a refusal of the account: the line of the
+     * notification that quotes its status */
+    for (size_t i = 0; i < out->recipient_count; i++) {
+        const char *st = out->recipients[i].status;
+        const char *at = st[0] ? strstr(tcopy, st) : NULL;
+        if (!at)
+            continue;
+        const char *ls = at;
+        while (ls > tcopy && ls[-1] != '\n')
+            ls--;
+        note_refusal(out, st, ls, strcspn(ls, "\n"));
+    }
     if (out->recipient_count == 0 && m->returned) {
         char to[256];
         if (cls_first_address(mime_headers_get(&m->returned->headers, "To"), to, sizeof to) == 0)

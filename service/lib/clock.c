@@ -18,47 +18,71 @@ static double real_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* n digits at s, as a number into *v; 0, or -1 when they are not all digits. */
+static int digits(const char *s, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return 0;
+}
+
+/* Strict by hand, not sscanf (which takes signs, spaces and one-digit
+ * fields): every time a client sends is parsed here before it is handed
+ * to PostgreSQL, so what this takes PostgreSQL must take too, or a bad
+ * request would become a failed statement (a 5xx). */
 int clock_parse_iso(const char *s, double *out)
 {
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     struct tm tm = {0};
-    int n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10)
+    int year, mon, mday, hour, min;
+    if (digits(s, 4, &year) < 0 || s[4] != '-' || digits(s + 5, 2, &mon) < 0 || s[7] != '-' ||
+        digits(s + 8, 2, &mday) < 0 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        digits(s + 11, 2, &hour) < 0 || s[13] != ':' || digits(s + 14, 2, &min) < 0)
         return -1;
-    s += n;
-    if (*s != 'T' && *s != ' ')
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || mon < 1 || mon > 12 || mday < 1 || mday > days[mon - 1] || (mon == 2 && mday == 29 && !leap) ||
+        hour > 23 || min > 59)
         return -1;
-    s++;
-    if (sscanf(s, "%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &n) != 2 || n != 5)
-        return -1;
-    s += n;
+    s += 16;
     double frac = 0;
+    int sec = 0;
     if (*s == ':') {
-        char *end;
-        double sec = strtod(s + 1, &end);
-        if (end == s + 1 || sec < 0 || sec >= 61)
+        if (digits(s + 1, 2, &sec) < 0 || sec > 60) /* 60: a leap second, read as the next one */
             return -1;
-        tm.tm_sec = (int)sec;
-        frac = sec - tm.tm_sec;
-        s = end;
+        s += 3;
+        if (*s == '.') {
+            size_t n = strspn(s + 1, "0123456789");
+            if (n == 0)
+                return -1;
+            frac = strtod(s, NULL);
+            s += 1 + n;
+        }
     }
     long offset = 0;
     if (*s == 'Z' || *s == 'z') {
         s++;
     } else if (*s == '+' || *s == '-') {
         int oh, om;
-        if (sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+        /* +-15:59 at most: no zone is further, and PostgreSQL refuses more */
+        if (digits(s + 1, 2, &oh) < 0 || s[3] != ':' || digits(s + 4, 2, &om) < 0 || oh > 15 || om > 59)
             return -1;
         offset = (oh * 60L + om) * 60L * (*s == '-' ? -1 : 1);
-        s += 1 + n;
+        s += 6;
     } else {
         return -1;
     }
     if (*s)
         return -1;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = mday;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
     time_t t = timegm(&tm);
     *out = (double)t - (double)offset + frac;
     return 0;

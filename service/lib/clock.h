@@ -19,8 +19,11 @@ double clock_speed(void);
 int clock_is_test(void);
 /* now as "YYYY-MM-DDTHH:MM:SS.uuuuuuZ", for SQL parameters. */
 void clock_format(double t, char *buf, unsigned long len);
-/* Parses ISO 8601 "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM)" into
- * seconds since the epoch. Returns 0 or -1. */
+/* Parses an RFC 3339 time "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM)"
+ * (a space for the T too; the minutes and seconds are RFC 3339's only
+ * optional part here) into seconds since the epoch: a day the month has,
+ * a year from 1, an offset up to 15:59 (what PostgreSQL takes). Returns
+ * 0 or -1. */
 int clock_parse_iso(const char *s, double *out) __attribute__((warn_unused_result));
 
 #endif

@@ -3,11 +3,17 @@
  * template language lives in template.c and MIME in message.c. */
 #include "compose.h"
 
+#include "buf.h"
 #include "message.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* Where the html footer's link goes: rendered as a field's value, then
+ * replaced by the anchor (values are escaped as text; the link is ours). */
+#define LINK_MARK "relance-unsubscribe-link-3c9e1f"
 
 /* The subject, body and html a contact gets for a step (its variant's
  * where it has variants). */
@@ -31,6 +37,7 @@ static void step_content(const struct sequence_step *step, const char *email, co
 struct fields {
     const struct compose_input *in;
     struct compose_sender fallback; /* from_addr and from_name, without in->sender */
+    const char *unsubscribe_url;    /* what {{unsubscribe_url}} gives */
     char buf[256];
 };
 
@@ -41,6 +48,8 @@ static const char *fields_lookup(const char *field, void *arg)
     struct fields *f = arg;
     if (strncmp(field, "sender.", 7) == 0)
         return compose_sender_field(f->in->sender ? f->in->sender : &f->fallback, field + 7, f->buf, sizeof f->buf);
+    if (strcmp(field, "unsubscribe_url") == 0)
+        return f->unsubscribe_url;
     return f->in->lookup ? f->in->lookup(field, f->in->lookup_arg) : NULL;
 }
 
@@ -71,11 +80,11 @@ const char *compose_sender_field(const struct compose_sender *s, const char *nam
 /* Renders one part. escape is what the part is: TEMPLATE_ESCAPE_HTML for
  * the html body only; the subject (a header, encoded later by the message
  * module) and the text body take values as they are. */
-static int render(const char *src, uint64_t seed, enum template_escape escape, const struct compose_input *in,
-                  char **out, struct compose_result *res, char *err, size_t errlen)
+static int render_url(const char *src, uint64_t seed, enum template_escape escape, const struct compose_input *in,
+                      const char *url, char **out, struct compose_result *res, char *err, size_t errlen)
 {
     struct template_out t = {0};
-    struct fields f = {.in = in, .fallback = {in->from_addr, in->from_name, NULL, NULL}};
+    struct fields f = {.in = in, .fallback = {in->from_addr, in->from_name, NULL, NULL}, .unsubscribe_url = url};
     int rc = template_render_lines(src, strlen(src), seed, escape, fields_lookup, &f, line_fields, &t);
     if (rc == TEMPLATE_MISSING_FIELD) {
         snprintf(res->missing, sizeof res->missing, "%s", t.missing);
@@ -87,6 +96,110 @@ static int render(const char *src, uint64_t seed, enum template_escape escape, c
     }
     *out = t.text;
     return COMPOSE_OK;
+}
+
+static int render(const char *src, uint64_t seed, enum template_escape escape, const struct compose_input *in,
+                  char **out, struct compose_result *res, char *err, size_t errlen)
+{
+    char mailto[400];
+    snprintf(mailto, sizeof mailto, "mailto:%s?subject=unsubscribe", in->from_addr);
+    return render_url(src, seed, escape, in, in->unsubscribe_url ? in->unsubscribe_url : mailto, out, res, err,
+                      errlen);
+}
+
+static void add_escaped(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': buf_adds(b, "&amp;"); break;
+        case '<': buf_adds(b, "&lt;"); break;
+        case '>': buf_adds(b, "&gt;"); break;
+        case '"': buf_adds(b, "&quot;"); break;
+        case '\'': buf_adds(b, "&#39;"); break;
+        default: buf_addc(b, *s);
+        }
+    }
+}
+
+/* The text body with the footer after a blank line. */
+static char *text_with_footer(const char *body, const char *footer)
+{
+    size_t n = strlen(body);
+    while (n > 0 && (body[n - 1] == '\n' || body[n - 1] == '\r'))
+        n--;
+    char *out = NULL;
+    if (asprintf(&out, "%.*s%s%s\n", (int)n, body, n ? "\n\n" : "", footer) < 0)
+        return NULL;
+    return out;
+}
+
+/* The html body with the footer as a last paragraph (before </body> when
+ * there is one), its link mark made a link to url. */
+static char *html_with_footer(const char *html, const char *footer, const char *url)
+{
+    struct buf b = {0};
+    const char *end = NULL;
+    for (const char *p = html; (p = strcasestr(p, "</body")); p++)
+        end = p;
+    size_t head = end ? (size_t)(end - html) : strlen(html);
+    buf_add(&b, html, head);
+    buf_adds(&b, "<p>");
+    for (const char *p = footer;;) {
+        const char *m = strstr(p, LINK_MARK);
+        if (!m) {
+            buf_adds(&b, p);
+            break;
+        }
+        buf_add(&b, p, (size_t)(m - p));
+        buf_adds(&b, "<a href=\"");
+        add_escaped(&b, url);
+        buf_adds(&b, "\">");
+        add_escaped(&b, url);
+        buf_adds(&b, "</a>");
+        p = m + strlen(LINK_MARK);
+    }
+    buf_adds(&b, "</p>\n");
+    buf_adds(&b, html + head);
+    if (b.oom) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* Appends the sequence's unsubscribe footer to the parts. */
+static int add_footer(const struct compose_input *in, uint64_t seed, char **body, char **html,
+                      struct compose_result *res, char *err, size_t errlen)
+{
+    const char *src = in->seq->unsubscribe_footer;
+    char *text = NULL, *marked = NULL;
+    char mailto[400];
+    snprintf(mailto, sizeof mailto, "mailto:%s?subject=unsubscribe", in->from_addr);
+    const char *url = in->unsubscribe_url ? in->unsubscribe_url : mailto;
+    int rc = render_url(src, seed, TEMPLATE_ESCAPE_NONE, in, url, &text, res, err, errlen);
+    if (rc == COMPOSE_OK && *html)
+        rc = render_url(src, seed, TEMPLATE_ESCAPE_HTML, in, LINK_MARK, &marked, res, err, errlen);
+    if (rc != COMPOSE_OK)
+        goto done;
+    char *b = text_with_footer(*body, text);
+    char *h = *html ? html_with_footer(*html, marked, url) : NULL;
+    if (!b || (*html && !h)) {
+        free(b);
+        free(h);
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+        goto done;
+    }
+    free(*body);
+    *body = b;
+    if (h) {
+        free(*html);
+        *html = h;
+    }
+done:
+    free(text);
+    free(marked);
+    return rc;
 }
 
 int compose_message(const struct compose_input *in, struct compose_result *out, char *err, size_t errlen)
@@ -133,12 +246,22 @@ int compose_message(const struct compose_input *in, struct compose_result *out, 
         if (rc != COMPOSE_OK)
             goto fail;
     }
-    if (asprintf(&unsub, "<mailto:%s?subject=unsubscribe>", in->from_addr) < 0) {
+    if (in->seq->unsubscribe_footer) {
+        rc = add_footer(in, seed, &body, &html, out, err, errlen);
+        if (rc != COMPOSE_OK)
+            goto fail;
+    }
+    int one_click = in->seq->unsubscribe_header && in->unsubscribe_url;
+    if (in->seq->unsubscribe_header &&
+        asprintf(&unsub, "%s%s%s<mailto:%s?subject=unsubscribe>", one_click ? "<" : "",
+                 one_click ? in->unsubscribe_url : "", one_click ? ">, " : "", in->from_addr) < 0) {
         unsub = NULL;
         snprintf(err, errlen, "out of memory");
         rc = -1;
         goto fail;
     }
+    /* RFC 8058: the POST a mail client makes for its Unsubscribe button */
+    static const struct message_header post = {"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"};
     int threaded = in->position > 0 && step->thread && in->n_thread > 0;
     struct message m = {
         .from_addr = in->from_addr,
@@ -153,6 +276,8 @@ int compose_message(const struct compose_input *in, struct compose_result *out, 
         .list_unsubscribe = unsub,
         .text = body,
         .html = html,
+        .extra = one_click ? &post : NULL,
+        .n_extra = one_click ? 1 : 0,
     };
     if (message_build(&m, &out->text, &out->len, err, errlen) != 0) {
         rc = -1;

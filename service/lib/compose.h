@@ -10,6 +10,14 @@
  * {{sender.name}} (its from_name), {{sender.first_name}} (configured, or
  * the first word of from_name) and {{sender.signature}} (configured, line
  * breaks kept). A contact field never shadows a sender field.
+ *
+ * Unsubscribing: {{unsubscribe_url}} is the message's one-click link (the
+ * caller's unsubscribe_url), else a mailto: to the sender asking to be
+ * removed; a sequence's unsubscribe footer is appended to every step (to
+ * the text, and as a paragraph with a link to the html). Unless the
+ * sequence says unsubscribe: {header: false}, the message carries
+ * List-Unsubscribe (the link and the mailto:) and, with a link,
+ * List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058).
  * Pure: no I/O. */
 #ifndef RELANCE_COMPOSE_H
 #define RELANCE_COMPOSE_H
@@ -38,6 +46,7 @@ struct compose_input {
     const char *const *thread_ids;   /* "<id@domain>" of earlier messages, oldest first */
     size_t n_thread;
     const char *first_subject;       /* the first step's subject as sent, or NULL to render it */
+    const char *unsubscribe_url;     /* "https://PUBLIC/u/TOKEN" for this message, or NULL (no public_url) */
 };
 
 struct compose_result {

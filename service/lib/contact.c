@@ -427,8 +427,10 @@ static int short_suffix(const char *rest)
 
 int contact_domain_is_freemail(const char *domain)
 {
+    /* the first byte first: a bulk upsert asks this of every address, and
+     * a call of strcmp per listed domain was a tenth of its time */
     for (size_t i = 0; i < sizeof freemail_domains / sizeof freemail_domains[0]; i++) {
-        if (strcmp(domain, freemail_domains[i]) == 0)
+        if (domain[0] == freemail_domains[i][0] && strcmp(domain, freemail_domains[i]) == 0)
             return 1;
     }
     for (size_t i = 0; i < sizeof freemail_brands / sizeof freemail_brands[0]; i++) {

@@ -41,7 +41,7 @@ struct dkim_key {
  * RFC 5322 terms, so each is also over-signed once. */
 static const char *const signed_headers[] = {
     "From",        "To",         "Subject",      "Date",         "Message-ID",
-    "In-Reply-To", "References", "List-Unsubscribe", "MIME-Version", "Content-Type",
+    "In-Reply-To", "References", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version", "Content-Type",
     "Content-Transfer-Encoding",
 };
 

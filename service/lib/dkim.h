@@ -41,7 +41,7 @@ int dkim_key_record(const struct dkim_key *key, char **out) __attribute__((warn_
 
 /* Signs the message (len bytes of RFC 5322 text; CRLF line ends, a bare
  * LF is read as CRLF) for d=domain and s=selector with t=timestamp.
- * Signs From, To, Subject, Date, Message-ID, List-Unsubscribe,
+ * Signs From, To, Subject, Date, Message-ID, List-Unsubscribe, List-Unsubscribe-Post,
  * In-Reply-To, References, MIME-Version, Content-Type and
  * Content-Transfer-Encoding — each instance present, plus one more, so a
  * header of those names added later breaks the signature. From must be

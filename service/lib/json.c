@@ -554,6 +554,18 @@ int json_at(const struct json_doc *d, int arr, size_t n)
     return v;
 }
 
+void json_pointer_join(char *buf, size_t size, const char *base, const char *name, size_t n)
+{
+    if (!size)
+        return;
+    size_t pos = strlen(base);
+    if (pos >= size)
+        pos = size - 1;
+    memmove(buf, base, pos);
+    buf[pos] = '\0';
+    path_add(buf, size, &pos, name, n);
+}
+
 void json_path(const struct json_doc *d, int i, char *buf, size_t size)
 {
     int chain[JSON_DEPTH_MAX + 2];

@@ -101,5 +101,9 @@ int json_at(const struct json_doc *d, int arr, size_t n);
  * buf (size bytes, cut to fit): where a caller's own check of a value
  * failed, said the way a parse error says it. */
 void json_path(const struct json_doc *d, int i, char *buf, size_t size);
+/* Sets buf (size bytes, cut to fit) to the JSON Pointer base followed by
+ * the reference token name[0..n) ("~" and "/" escaped as RFC 6901 says):
+ * the pointer of an object member's value, for a caller's own checks. */
+void json_pointer_join(char *buf, size_t size, const char *base, const char *name, size_t n);
 
 #endif

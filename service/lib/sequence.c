@@ -264,8 +264,11 @@ static void locate(struct ctx *c, const struct ynode *n, size_t off, int *line, 
 
 /* ---- key tables ---- */
 
-static const char *const top_keys[] = {"name", "description", "sender_pool", "schedule", "stop_on", "steps", NULL};
-enum { K_NAME, K_DESCRIPTION, K_SENDER_POOL, K_SCHEDULE, K_STOP_ON, K_STEPS, K_TOP_N };
+static const char *const top_keys[] = {"name",    "description", "sender_pool", "schedule", "stop_on",
+                                       "steps",   "unsubscribe", "language",    NULL};
+enum { K_NAME, K_DESCRIPTION, K_SENDER_POOL, K_SCHEDULE, K_STOP_ON, K_STEPS, K_UNSUBSCRIBE, K_LANGUAGE, K_TOP_N };
+static const char *const unsubscribe_keys[] = {"header", "footer", NULL};
+enum { K_U_HEADER, K_U_FOOTER, K_UNSUBSCRIBE_N };
 static const char *const schedule_keys[] = {"timezone", "fallback_timezone", "window", "days", "jitter", NULL};
 enum { K_TIMEZONE, K_FALLBACK, K_WINDOW, K_DAYS, K_JITTER, K_SCHEDULE_N };
 static const char *const step_keys[] = {"id", "wait", "subject", "body", "html", "thread", "variants", NULL};
@@ -869,6 +872,79 @@ static void finish_step(struct ctx *c, const struct ynode *v, size_t idx, struct
         err_at(c, k->val[K_THREAD], "%s has thread: false but no 'subject'; a new thread needs a subject", name);
 }
 
+int sequence_uses_unsubscribe_url(const char *src)
+{
+    static const char field[] = "unsubscribe_url";
+    for (const char *p = src ? strstr(src, "{{") : NULL; p; p = strstr(p + 2, "{{")) {
+        const char *f = p + 2;
+        f += strspn(f, " \t");
+        if (strncmp(f, field, sizeof field - 1) != 0)
+            continue;
+        f += sizeof field - 1;
+        f += strspn(f, " \t");
+        if (*f == '}' || *f == '|')
+            return 1;
+    }
+    return 0;
+}
+
+/* unsubscribe: {header: true|false, footer: TEMPLATE} */
+static void read_unsubscribe(struct ctx *c, const struct ynode *v, struct sequence *seq)
+{
+    if (v->type != YNODE_MAP) {
+        err_at(c, v, "'unsubscribe' must be a mapping with 'header' and/or 'footer', not %s", ytree_type_name(v));
+        return;
+    }
+    struct keys k;
+    read_keys(c, v, unsubscribe_keys, " in unsubscribe", &k);
+    if (k.val[K_U_HEADER])
+        (void)read_bool(c, k.val[K_U_HEADER], "header", &seq->unsubscribe_header);
+    const struct ynode *f = k.val[K_U_FOOTER];
+    if (f && !(f->type == YNODE_SCALAR && ytree_is_null(f))) {
+        seq->unsubscribe_footer = content(c, f, "footer", "unsubscribe");
+        if (seq->unsubscribe_footer && !sequence_uses_unsubscribe_url(seq->unsubscribe_footer))
+            warn_at(c, f, "the unsubscribe footer has no {{unsubscribe_url}}: the prospect sees no link to opt out");
+    }
+}
+
+/* language: a BCP 47 tag's shape ("fr", "en-GB"); the confirmation page
+ * of a one-click unsubscribe speaks it where relance has it. */
+static void read_language(struct ctx *c, const struct ynode *v, struct sequence *seq)
+{
+    char b[168];
+    if (!is_text(c, "language", v))
+        return;
+    const char *s = v->value;
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    int ok = n >= 2 && n <= 3;
+    for (const char *p = s + n; ok && *p;) {
+        size_t m = *p == '-' ? strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") : 0;
+        ok = m >= 1 && m <= 8;
+        p += 1 + m;
+    }
+    if (!ok) {
+        err_at(c, v, "language '%s' must be a language tag such as en, fr or en-GB", clip(s, b, sizeof b));
+        return;
+    }
+    seq->language = dup(c, s);
+}
+
+const char *sequence_step_without_opt_out(const struct sequence *seq)
+{
+    if (seq->unsubscribe_footer)
+        return NULL;
+    for (size_t i = 0; i < seq->n_steps; i++) {
+        const struct sequence_step *st = &seq->steps[i];
+        int has = sequence_uses_unsubscribe_url(st->body) || sequence_uses_unsubscribe_url(st->html);
+        for (size_t j = 0; j < st->n_variants; j++)
+            has = has && (sequence_uses_unsubscribe_url(st->variants[j].body) ||
+                          sequence_uses_unsubscribe_url(st->variants[j].html));
+        if (!has)
+            return st->id ? st->id : "?";
+    }
+    return NULL;
+}
+
 static void read_top(struct ctx *c, const struct ynode *root, struct sequence *seq)
 {
     struct keys k;
@@ -879,6 +955,7 @@ static void read_top(struct ctx *c, const struct ynode *root, struct sequence *s
             require(c, &k, i, top_keys, root, "");
 
     seq->stop_on = SEQUENCE_STOP_DEFAULT;
+    seq->unsubscribe_header = 1;
     seq->schedule.contact_zone = 1;
     seq->schedule.days = SEQUENCE_DAYS_WEEKDAYS;
     seq->schedule.jitter = 600;
@@ -902,6 +979,8 @@ static void read_top(struct ctx *c, const struct ynode *root, struct sequence *s
     const char *pool = text(c, &k, K_SENDER_POOL, top_keys, 1);
     if (pool) {
         seq->sender_pool = dup(c, pool);
+        seq->pool_line = k.val[K_SENDER_POOL]->line;
+        seq->pool_col = k.val[K_SENDER_POOL]->col;
         const char *const *pools = c->opt ? c->opt->pools : NULL;
         if (pools) {
             int known = 0;
@@ -926,6 +1005,10 @@ static void read_top(struct ctx *c, const struct ynode *root, struct sequence *s
     const struct ynode *so = k.val[K_STOP_ON];
     if (so && !ytree_is_null(so))
         read_names(c, so, "stop_on", sequence_stop_names, 4, &seq->stop_on);
+    if (k.val[K_UNSUBSCRIBE] && !ytree_is_null(k.val[K_UNSUBSCRIBE]))
+        read_unsubscribe(c, k.val[K_UNSUBSCRIBE], seq);
+    if (k.val[K_LANGUAGE] && !ytree_is_null(k.val[K_LANGUAGE]))
+        read_language(c, k.val[K_LANGUAGE], seq);
 
     const struct ynode *steps = k.val[K_STEPS];
     if (!steps)
@@ -1040,6 +1123,8 @@ void sequence_free(struct sequence *seq)
     free(seq->sender_pool);
     free(seq->schedule.timezone);
     free(seq->schedule.fallback_timezone);
+    free(seq->unsubscribe_footer);
+    free(seq->language);
     free(seq);
 }
 
@@ -1111,6 +1196,18 @@ char *sequence_to_json(const struct sequence *seq)
     buf_add(&b, "}", 1);
     jkey(&b, "stop_on", 0);
     jbits(&b, seq->stop_on, sequence_stop_names, 4);
+    /* only when set: the hash of a sequence without them stays as it was */
+    if (!seq->unsubscribe_header || seq->unsubscribe_footer) {
+        jkey(&b, "unsubscribe", 0);
+        buf_addf(&b, "{\"header\":%s", seq->unsubscribe_header ? "true" : "false");
+        jkey(&b, "footer", 0);
+        json_add_string(&b, seq->unsubscribe_footer);
+        buf_add(&b, "}", 1);
+    }
+    if (seq->language) {
+        jkey(&b, "language", 0);
+        json_add_string(&b, seq->language);
+    }
     jkey(&b, "steps", 0);
     buf_add(&b, "[", 1);
     for (size_t i = 0; i < seq->n_steps; i++) {

@@ -75,9 +75,16 @@ struct sequence {
     char *sender_pool;
     struct sequence_schedule schedule;
     unsigned stop_on;          /* enum sequence_stop bits */
+    /* unsubscribe: {header, footer}. header (default on): List-Unsubscribe
+     * and List-Unsubscribe-Post go out; footer: a template appended to
+     * every step, meant to hold {{unsubscribe_url}}; NULL: none. */
+    int unsubscribe_header;
+    char *unsubscribe_footer;
+    char *language;            /* "fr", "en-GB"...: what the prospect reads; NULL: not said */
     struct sequence_step *steps;
     size_t n_steps;            /* >= 1 */
     int name_line, name_col;   /* where name's value is, for cross-file messages */
+    int pool_line, pool_col;   /* where sender_pool's value is, likewise */
 };
 
 enum sequence_severity { SEQUENCE_ERROR, SEQUENCE_WARNING };
@@ -107,6 +114,14 @@ struct sequence_options {
      * unknown sender_pool is then not reported. */
     const char *const *pools;
 };
+
+/* 1 when the template src uses the field {{unsubscribe_url}}. */
+int sequence_uses_unsubscribe_url(const char *src);
+
+/* The id of the first step that shows the prospect no link to opt out
+ * (no unsubscribe footer, and a body, html or variant of it without
+ * {{unsubscribe_url}}), or NULL when every step shows one. */
+const char *sequence_step_without_opt_out(const struct sequence *seq);
 
 /* Parses and validates one file (buf, len bytes; file names it in
  * messages). Fills diags (the caller frees it with sequence_diags_free,

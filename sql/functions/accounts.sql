@@ -33,6 +33,14 @@
 --     max_policy_blocks int         NOT NULL DEFAULT 3   -- >= 1, in 24 h
 -- )
 --
+-- Temporary policy refusals (4.7.x) of the account's messages, by code,
+-- kept an hour (relance_account_refused).
+-- TABLE account_refusals (
+--     account_id bigint      NOT NULL REFERENCES accounts
+--     status     text        NOT NULL   -- the enhanced status, "4.7.26"
+--     at         timestamptz NOT NULL
+-- )
+--
 -- Messages counted against an account's cap, per day of the account's
 -- zone. A message counts once its SMTP transaction got past MAIL FROM;
 -- the claim reserves the count and a failure before MAIL FROM gives it
@@ -166,6 +174,39 @@ BEGIN
         PERFORM relance_account_pause(p_account, p_now,
             format('hard-bounce rate %s%% over the last %s sends (max_bounce_rate %s%%)',
                    round(100.0 * v_hard / v_sends, 1), v_sends, round(100 * a.max_bounce_rate::numeric, 1)));
+    END IF;
+END $$;
+
+-- The reason of a pause for a receiver's refusal of the account: the
+-- server's words (code, enhanced status, text), less the addresses they
+-- quote in angle brackets (Postfix's "<bob@x.example>: Recipient address
+-- rejected: ..."): a prospect's address must not outlive the retention of
+-- messages in an account's reason. p_count > 1: how many refusals of the
+-- code within the hour made the pause.
+CREATE OR REPLACE FUNCTION relance_refusal_reason(p_reply text, p_status text, p_count int) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_count > 1 THEN format('sender refused %s times within an hour (%s): ', p_count, p_status)
+                ELSE 'sender refused: ' END
+           || left(regexp_replace(coalesce(p_reply, ''), '<[^<>[:space:]]*@[^<>[:space:]]*>', '<address>', 'g'), 300)
+$$;
+
+-- A temporary policy refusal (4.7.x: outcome deferred_policy, refusal.h)
+-- counted against the account: the same code p_status three times within
+-- an hour pauses it, the server's last words (p_reply) in the reason.
+-- Greylisting never comes here (it is plain 'deferred'): it clears by
+-- itself, whatever the account's standing. Throttling and temporary
+-- authentication refusals that last an hour do not.
+CREATE OR REPLACE FUNCTION relance_account_refused(p_account bigint, p_now timestamptz, p_status text, p_reply text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_n int;
+BEGIN
+    DELETE FROM account_refusals WHERE account_id = p_account AND at <= p_now - interval '1 hour';
+    INSERT INTO account_refusals (account_id, status, at) VALUES (p_account, p_status, p_now);
+    SELECT count(*) INTO v_n FROM account_refusals
+     WHERE account_id = p_account AND status = p_status AND at > p_now - interval '1 hour';
+    IF v_n >= 3 THEN
+        PERFORM relance_account_pause(p_account, p_now, relance_refusal_reason(p_reply, p_status, v_n));
     END IF;
 END $$;
 

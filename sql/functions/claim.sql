@@ -25,11 +25,14 @@
 --     claimed_by    text                          -- the replica sending it (see leases.sql)
 --     body_started  boolean     NOT NULL DEFAULT false -- past the point of no return: a row
 --                                                   -- left 'sending' with it may have gone
---     created_at    timestamptz NOT NULL
+--     created_at    timestamptz NOT NULL          -- the first claim
 --     sent_at       timestamptz
 --     outcome       text                          -- the last SMTP outcome's name
 --     soft_bounces  int         NOT NULL DEFAULT 0
 --     pruned_at     timestamptz                   -- retention stripped its addresses (retention.sql)
+--     claimed_at    timestamptz                   -- the last claim, when taken again after a
+--                                                 -- deferral (NULL: created_at); its day is
+--                                                 -- the one the cap counted
 -- )
 
 -- Takes one due step of a locked enrollment: a suppressed contact stops
@@ -89,7 +92,10 @@ BEGIN
                                created_at, claimed_by, account_id, sender)
     VALUES (r.id, r.position, v_step, 'sending', v_mid, r.email, 1, p_now, p_replica, p_account, p_sender)
     ON CONFLICT (enrollment_id, position) DO UPDATE
-       SET state = 'sending', attempts = m.attempts + 1, claimed_by = p_replica
+       SET state = 'sending', attempts = m.attempts + 1, claimed_by = p_replica, claimed_at = p_now,
+           -- another account when the one refused as unauthenticated let
+           -- the enrollment go before its first step (outcomes.sql)
+           account_id = coalesce(p_account, m.account_id), sender = coalesce(p_sender, m.sender)
      WHERE m.state = 'deferred'
     RETURNING m.message_id INTO v_mid;
     IF NOT FOUND THEN

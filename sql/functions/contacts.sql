@@ -209,7 +209,7 @@ CREATE OR REPLACE TRIGGER contacts_changed AFTER UPDATE ON contacts
 --      applied (applied - inserted existing contacts were matched);
 --   4. relance_contacts_import_rejects() lists the refused rows.
 -- Rules (the HTTP API's contact upserts follow them too, through the same
--- three functions): a row's empty cell never wipes a stored value; custom
+-- functions, stage and apply): a row's empty cell never wipes a stored value; custom
 -- fields are merged key by key; the same email twice in a file: the last
 -- row wins. A row is matched by its crm_id (the CRM's id, the API's
 -- external_id) first, then by its email: when the crm_id is stored with
@@ -362,25 +362,6 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM up WHERE inserted),
            (SELECT count(*) FROM contacts_import WHERE reject IS NULL);
-END $$;
-
--- Every row's outcome, by line, after relance_contacts_import_apply: the
--- contact it was applied to and whether this transaction created it, or
--- why it was refused (and, for a conflict, the two contacts' ids).
-CREATE OR REPLACE FUNCTION relance_contacts_import_results()
-RETURNS TABLE (line bigint, contact_id bigint, created boolean, reject text, conflict_ids bigint[])
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-BEGIN
-    -- a row that matched no contact was inserted: its id is read through
-    -- email_key's index, the others' were read by apply
-    RETURN QUERY
-    SELECT i.line,
-           CASE WHEN i.reject IS NULL
-                THEN coalesce(i.by_email, (SELECT c.id FROM contacts c WHERE c.email_key = i.email_key)) END,
-           i.reject IS NULL AND i.by_email IS NULL, i.reject, i.conflict_ids
-      FROM contacts_import i
-     ORDER BY i.line;
 END $$;
 
 -- The rows relance_contacts_import_apply refused, by line.

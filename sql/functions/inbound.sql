@@ -17,6 +17,11 @@
 --   soft_bounce          counted per contact; the third makes it hard
 --   soft_bounce + block  counted against the account (never the address), which
 --                        pauses after max_policy_blocks in 24 h, as a 5.7.x does
+--   a bounce refusing the account itself (p_refusal: 5.7.26, 5.7.515...,
+--                        refusal.h)  a block that pauses the account at once,
+--                        with the server's words, as at SMTP time; the
+--                        address is never suppressed and the enrollment goes
+--                        on once the account is resumed
 --   other                recorded, nothing else
 --
 -- Every message is recorded once in inbound_messages (a second call with
@@ -105,17 +110,29 @@ BEGIN
                                 p_state, 'address suppressed: ' || p_why, p_now, p_inbound, p_except);
 END $$;
 
+-- A message without a refusal of the account: the form of the previous
+-- release (and of tests that record a message by hand).
+CREATE OR REPLACE FUNCTION relance_inbound(p_account text, p_folder text, p_uidvalidity bigint, p_uid bigint,
+                                p_message_id text, p_refs text[], p_from text, p_kind text, p_reason text,
+                                p_is_block boolean, p_recipients text[], p_return_date date, p_now timestamptz)
+RETURNS jsonb LANGUAGE sql AS $$
+    SELECT relance_inbound(p_account, p_folder, p_uidvalidity, p_uid, p_message_id, p_refs, p_from, p_kind, p_reason,
+                           p_is_block, p_recipients, p_return_date, p_now, NULL::text)
+$$;
+
 -- What an inbound message does; the watcher calls it once per message
--- it fetched and classified (p_kind, p_reason, p_is_block, p_recipients
--- and p_return_date as service/classify.h says). p_refs: the Message-IDs
--- (without <>) it answers or returns, most telling first. Returns
+-- it fetched and classified (p_kind, p_reason, p_is_block, p_recipients,
+-- p_return_date and p_refusal as service/lib/classify.h says; p_refusal
+-- NULL or '' when the bounce does not refuse the account itself). p_refs:
+-- the Message-IDs (without <>) it answers or returns, most telling first. Returns
 -- {"effect", "enrollment", "message", "reason", "matched_by"}: effect is
 -- replied, unsubscribed, bounced, soft_bounce, blocked, auto_reply,
 -- ignored, unmatched or duplicate. Raises 22023 for an unknown kind and
 -- no_data_found for an unknown account.
 CREATE OR REPLACE FUNCTION relance_inbound(p_account text, p_folder text, p_uidvalidity bigint, p_uid bigint,
                                 p_message_id text, p_refs text[], p_from text, p_kind text, p_reason text,
-                                p_is_block boolean, p_recipients text[], p_return_date date, p_now timestamptz)
+                                p_is_block boolean, p_recipients text[], p_return_date date, p_now timestamptz,
+                                p_refusal text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_account accounts%ROWTYPE;
@@ -130,6 +147,7 @@ DECLARE
     v_n int;
     v_prev inbound_messages%ROWTYPE;
     v_reason text := coalesce(nullif(btrim(p_reason), ''), 'none');
+    v_refusal text := nullif(btrim(p_refusal), '');
 BEGIN
     IF p_kind IS NULL OR p_kind NOT IN ('human_reply', 'auto_reply', 'hard_bounce', 'soft_bounce',
                                         'unsubscribe_request', 'other') THEN
@@ -206,6 +224,11 @@ BEGIN
 
     IF v_effect IS NOT NULL THEN
         NULL;
+    ELSIF p_kind IN ('soft_bounce', 'hard_bounce') AND v_refusal IS NOT NULL THEN
+        -- The receiver refused the sender, whatever the words made of the
+        -- recipient: the address is not at fault and stays unsuppressed.
+        v_effect := 'blocked';
+        v_why := relance_refusal_reason(v_refusal, NULL, 1) || ': the account pauses';
     ELSIF p_kind = 'soft_bounce' AND coalesce(p_is_block, false) THEN
         -- A block says nothing about the address: it counts against the
         -- account, matched or not.
@@ -323,7 +346,11 @@ BEGIN
     IF v_effect = 'blocked' THEN
         PERFORM relance_inbound_event('message.bounced', v_in, m.enrollment_id, m.id,
                                       jsonb_build_object('bounce', '{"kind": "block"}'::jsonb, 'reason', v_reason));
-        PERFORM relance_account_health(v_account.id, p_now);
+        IF v_refusal IS NOT NULL THEN
+            PERFORM relance_account_pause(v_account.id, p_now, relance_refusal_reason(v_refusal, NULL, 1));
+        ELSE
+            PERFORM relance_account_health(v_account.id, p_now);
+        END IF;
     END IF;
     RETURN jsonb_build_object('effect', v_effect, 'enrollment', m.enrollment_id, 'message', m.id,
                               'matched_by', v_by, 'reason', v_why);

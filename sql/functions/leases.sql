@@ -12,6 +12,18 @@
 --     holder     text        NOT NULL
 --     expires_at timestamptz NOT NULL
 -- )
+--
+-- Each tenure of an account or mailbox lease, written by the trigger
+-- below (migration 030):
+--
+-- TABLE lease_history (
+--     id       bigserial   PRIMARY KEY
+--     name     text        NOT NULL
+--     holder   text        NOT NULL
+--     since    timestamptz NOT NULL
+--     until    timestamptz NOT NULL
+--     released boolean     NOT NULL DEFAULT false
+-- )
 
 -- Each running `relance serve` holds a lease 'replica:ID', renewed while
 -- it lives (leases use the database's real clock: they are about
@@ -66,3 +78,35 @@ CREATE OR REPLACE FUNCTION relance_watch_release(p_replica text)
 RETURNS void LANGUAGE sql AS $$
     DELETE FROM leases WHERE name LIKE 'watch:%' AND holder = p_replica
 $$;
+
+-- The lease history: a lease taken (inserted, or moved to another
+-- holder, or taken back by its holder after it ran out) opens a tenure;
+-- a renewal moves the tenure's end to the new expiry; a release ends it
+-- now. Leases change under their row's lock, so a lease's tenures follow
+-- each other in id order. Tenures older than 30 days go when a new one of
+-- the same lease opens: the history stays bounded without a pruning job.
+CREATE OR REPLACE FUNCTION relance_lease_history() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        UPDATE lease_history SET until = least(until, clock_timestamp()), released = true
+         WHERE id = (SELECT max(id) FROM lease_history WHERE name = OLD.name AND holder = OLD.holder)
+           AND NOT released;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.holder = NEW.holder AND OLD.expires_at >= clock_timestamp() THEN
+        UPDATE lease_history SET until = NEW.expires_at
+         WHERE id = (SELECT max(id) FROM lease_history WHERE name = NEW.name AND holder = NEW.holder);
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    DELETE FROM lease_history WHERE name = NEW.name AND until < clock_timestamp() - interval '30 days';
+    INSERT INTO lease_history (name, holder, since, until)
+    VALUES (NEW.name, NEW.holder, clock_timestamp(), NEW.expires_at);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER lease_history_taken AFTER INSERT OR UPDATE ON leases
+    FOR EACH ROW WHEN (NEW.name NOT LIKE 'replica:%') EXECUTE FUNCTION relance_lease_history();
+CREATE OR REPLACE TRIGGER lease_history_given_up AFTER DELETE ON leases
+    FOR EACH ROW WHEN (OLD.name NOT LIKE 'replica:%') EXECUTE FUNCTION relance_lease_history();

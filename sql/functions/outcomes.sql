@@ -13,6 +13,17 @@
 --                      never suppresses the address; it counts against the
 --                      account, which pauses after max_policy_blocks in 24 h
 --   auth_failed        the account pauses at once, with the reason
+--   rejected_unauthenticated
+--                      the receiver refuses the account itself (5.7.25,
+--                      5.7.26, 5.7.27, 5.7.30, 5.7.515: SPF, DKIM, DMARC,
+--                      PTR; refusal.h): the account pauses at once with the
+--                      server's words; the address is never suppressed; the
+--                      step waits for the resume, or goes from another
+--                      account of the pool if none of the enrollment's
+--                      steps went out yet (nothing to thread)
+--   deferred_policy    a 4.7.x deferral (not greylisting): deferred, and
+--                      counted; the same code 3 times within an hour pauses
+--                      the account (relance_account_refused, accounts.sql)
 -- An account also pauses when its hard-bounce rate over its last 100 sends
 -- exceeds max_bounce_rate (relance_account_health, accounts.sql). A pause
 -- writes an event; the account's enrollments wait for it (sticky sender),
@@ -113,7 +124,10 @@ BEGIN
     IF NOT p_counted AND m.account_id IS NOT NULL THEN
         UPDATE account_days d SET sent = greatest(d.sent - 1, 0)
           FROM accounts a
-         WHERE a.id = m.account_id AND d.account_id = a.id AND d.day = relance_local_day(m.created_at, a.timezone);
+         WHERE a.id = m.account_id AND d.account_id = a.id
+           -- the day this claim counted on: a message taken again after a
+           -- deferral was counted on that later day, not its first one's
+           AND d.day = relance_local_day(coalesce(m.claimed_at, m.created_at), a.timezone);
     END IF;
     PERFORM relance_event('message.deferred', p_now, NULL, NULL, m.id,
                           jsonb_build_object('message_id', p_message_id, 'reply', p_reply, 'retry_at', p_retry_at));
@@ -182,6 +196,33 @@ BEGIN
                                              'bounce', '{"kind": "block"}'::jsonb));
         IF m.account_id IS NOT NULL THEN
             PERFORM relance_account_health(m.account_id, p_now);
+        END IF;
+        RETURN;
+    END IF;
+    IF p_outcome = 'rejected_unauthenticated' THEN
+        -- Not the recipient's fault, and nothing was delivered: the step is
+        -- due again at once, for whichever account may send it.
+        PERFORM relance_step_deferred(p_message_id, p_now, p_now, p_reply, coalesce(p_mail_accepted, false));
+        PERFORM relance_event('message.bounced', p_now, NULL, NULL, m.id,
+                          jsonb_build_object('message_id', p_message_id, 'reply', p_reply,
+                                             'bounce', '{"kind": "block"}'::jsonb));
+        IF m.account_id IS NOT NULL THEN
+            PERFORM relance_account_pause(m.account_id, p_now, relance_refusal_reason(p_reply, NULL, 1));
+            -- Sticky only once a step went out (the next ones thread on
+            -- it); before that, another account of the pool may take it.
+            UPDATE enrollments e SET account_id = NULL
+             WHERE e.id = m.enrollment_id AND e.account_id = m.account_id
+               AND NOT EXISTS (SELECT 1 FROM messages x
+                                WHERE x.enrollment_id = e.id AND x.state IN ('sent', 'unknown'));
+        END IF;
+        RETURN;
+    END IF;
+    IF p_outcome = 'deferred_policy' THEN
+        PERFORM relance_step_deferred(p_message_id, p_now, v_retry, p_reply, coalesce(p_mail_accepted, false));
+        IF m.account_id IS NOT NULL THEN
+            -- the status as smtp_reply_format writes it: after the reply code
+            PERFORM relance_account_refused(m.account_id, p_now,
+                coalesce(substring(p_reply FROM '^[0-9]{3}[ -]([45][.][0-9]{1,3}[.][0-9]{1,3})'), 'none'), p_reply);
         END IF;
         RETURN;
     END IF;

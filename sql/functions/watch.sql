@@ -122,15 +122,29 @@ $$;
 CREATE OR REPLACE FUNCTION relance_watch_inbound_batch(p_account text, p_folder text, p_uidvalidity bigint, p_uids bigint[],
                                             p_message_ids text[], p_refs text[], p_froms text[], p_kinds text[],
                                             p_reasons text[], p_is_block boolean[], p_recipients text[],
-                                            p_return_dates date[], p_through bigint, p_now timestamptz)
+                                            p_return_dates date[], p_through bigint, p_now timestamptz,
+                                            p_refusals text[])
 RETURNS TABLE (uid bigint, result jsonb) LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_uids, 1), 0) LOOP
         uid := p_uids[i];
         result := relance_inbound(p_account, p_folder, p_uidvalidity, p_uids[i], p_message_ids[i],
                                   p_refs[i]::text[], p_froms[i], p_kinds[i], p_reasons[i], p_is_block[i],
-                                  p_recipients[i]::text[], p_return_dates[i], p_now);
+                                  p_recipients[i]::text[], p_return_dates[i], p_now, p_refusals[i]);
         RETURN NEXT;
     END LOOP;
     PERFORM relance_watch_advance(p_account, p_folder, p_uidvalidity, p_through);
 END $$;
+
+-- The previous release's form, without the bounces' refusals of the
+-- account (p_refusals): its replicas may still watch while this one
+-- migrates (rolling upgrade, service/migrate.c); a later migration drops it.
+CREATE OR REPLACE FUNCTION relance_watch_inbound_batch(p_account text, p_folder text, p_uidvalidity bigint, p_uids bigint[],
+                                            p_message_ids text[], p_refs text[], p_froms text[], p_kinds text[],
+                                            p_reasons text[], p_is_block boolean[], p_recipients text[],
+                                            p_return_dates date[], p_through bigint, p_now timestamptz)
+RETURNS TABLE (uid bigint, result jsonb) LANGUAGE sql AS $$
+    SELECT * FROM relance_watch_inbound_batch(p_account, p_folder, p_uidvalidity, p_uids, p_message_ids, p_refs,
+                                              p_froms, p_kinds, p_reasons, p_is_block, p_recipients,
+                                              p_return_dates, p_through, p_now, NULL::text[])
+$$;

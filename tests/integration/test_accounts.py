@@ -201,3 +201,26 @@ def test_accounts_pause_holds_an_account_as_an_automatic_pause_does(db, env):
     r = relance("accounts", "pause", "b@acme.example", env=env)
     assert r.returncode == 0 and "\tpaused: paused by user\t" in relance("accounts", "list", env=env).stdout, \
         "the default reason"
+
+
+def test_a_deferral_gives_its_count_back_to_the_day_of_its_claim(db, enrolled, check):
+    """A message deferred before MAIL FROM gives its cap count back: to
+    the day its claim counted it, which for a message taken again after
+    an earlier deferral is the later claim's day, not its first one's."""
+    A = enrolled["a@acme.example"]
+    db.psql("SELECT relance_account_leases('r1', 30)")
+    # a alone: new enrollments go to the account with the most room
+    db.psql(f"UPDATE accounts SET state = 'paused', state_reason = 'test' WHERE id <> {A}")
+    days = lambda: dict(db.psql(f"SELECT day::text, sent FROM account_days WHERE account_id = {A}"))  # noqa: E731
+    mon, tue = "2026-03-02 10:00:00+00", "2026-03-03 10:00:00+00"
+    (mid, _), = claim(db, A, mon)
+    check.eq(days(), {"2026-03-02": "1"}, "Monday's claim counts on Monday")
+    # refused after MAIL FROM (counted, stays), due again on Tuesday
+    db.psql(f"SELECT relance_step_deferred('{mid}', '{mon}', '{tue}', '451 try later', true)")
+    again = claim(db, A, tue)
+    check.eq([r[0] for r in again], [mid], "Tuesday's claim takes the deferred message again, same Message-ID")
+    check.eq(days(), {"2026-03-02": "1", "2026-03-03": "1"}, "Tuesday's claim counts on Tuesday")
+    # refused before MAIL FROM this time: not counted, given back to Tuesday
+    db.psql(f"SELECT relance_step_deferred('{mid}', '{tue}', '{tue}', '421 closing', false)")
+    check.eq(days(), {"2026-03-02": "1", "2026-03-03": "0"},
+             "the count goes back to Tuesday, the day this claim counted, and Monday's stays")

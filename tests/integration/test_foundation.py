@@ -120,7 +120,8 @@ def test_what_the_caller_exported_never_reaches_relance(monkeypatch, tmp):
 def test_the_annotated_example_configuration_parses():
     example = os.path.join(harness.SOURCE, "deploy", "relance.example.yaml")
     r = relance("--config", example, "config", env={"DATABASE_URL": "", "ALICE_MAIL_PASSWORD": "x",
-                                                    "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+                                                    "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                                                    "RELANCE_LINK_SECRET": "0123456789abcdef" * 2})
     assert "pool founders: 1 account" in r.stdout, f"the annotated example configuration parses: {r.stdout + r.stderr}"
     assert "webhook crm: https://crm.acme.example/hooks/relance" in r.stdout, f"its webhook: {r.stdout}"
     # with its secrets set, what is left is the DKIM key this machine lacks

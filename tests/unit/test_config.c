@@ -109,6 +109,17 @@ static void test_errors(void **state)
          "f.yaml:5:15: 'auth' must be password, xoauth2 or none, not 'login'"},
         {"pools:\n  p:\n    accounts:\n      - email: a@b.c\n        imap: imaps://h\n        imap_auth: xoauth2\n",
          "f.yaml:6:20: account a@b.c: 'imap_auth: xoauth2' needs 'auth: xoauth2' and its 'oauth2' settings"},
+        /* the public links: https, and a secret to sign them */
+        {"http: {public_url: 'http://go.example', link_secret_env: LS}\n",
+         "http.public_url 'http://go.example' must be https://"},
+        {"http: {public_url: 'ftp://go.example', link_secret_env: LS}\n", "must be an https:// URL"},
+        {"http: {public_url: 'https://', link_secret_env: LS}\n", "must be an https:// URL"},
+        {"http: {public_url: 'https://go.example/a b', link_secret_env: LS}\n", "must be an https:// URL"},
+        {"http: {public_url: 'https://go.example'}\n", "http.public_url needs a secret to sign its links"},
+        {"http: {link_secret_env: A, link_secret_file: /b}\n", "one or the other, not both"},
+        {"http: {link_secret_previous_env: A}\n", "needs the current secret too"},
+        {"http: {public_listen: nope}\n", "http.public_listen 'nope' must be host:port"},
+        {"pools:\n  p:\n    bulk: sometimes\n", "'bulk' must be true or false"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[400] = "";
@@ -123,7 +134,7 @@ static void test_values_and_precedence(void **state)
 {
     (void)state;
     const char *yaml = "database_url: postgresql://file/db\n"
-                       "http: {listen: '0.0.0.0:9000', public_url: https://go.example.com}\n"
+                       "http: {listen: '0.0.0.0:9000', public_url: https://go.example.com/, link_secret_env: LS}\n"
                        "pools:\n"
                        "  founders:\n"
                        "    domain_hourly_limit: 7\n"
@@ -145,6 +156,9 @@ static void test_values_and_precedence(void **state)
     assert_non_null(cfg);
     assert_string_equal(cfg->database_url, "postgresql://file/db");
     assert_string_equal(cfg->http_listen, "0.0.0.0:9000");
+    assert_string_equal(cfg->public_url, "https://go.example.com"); /* links add /u/... */
+    assert_false(cfg->public_url_insecure);
+    assert_null(cfg->public_listen);
     assert_string_equal(cfg->transport, "smtp");
     assert_int_equal(cfg->n_pools, 1);
     assert_string_equal(cfg->pools[0].name, "founders");

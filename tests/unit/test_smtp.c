@@ -129,7 +129,15 @@ static const struct class_row class_rows[] = {
     {CURLE_WEIRD_SERVER_REPLY, 421, "4.3.2", "4.3.2 Service shutting down", 0, 0, SMTP_DEFERRED},
     {CURLE_WEIRD_SERVER_REPLY, 421, "4.3.2", "4.3.2 Service shutting down", 1, 1, SMTP_UNKNOWN},
     {CURLE_WEIRD_SERVER_REPLY, 451, "4.3.0", "4.3.0 Not now", 0, 0, SMTP_DEFERRED},
-    {CURLE_LOGIN_DENIED, 454, "4.7.0", "4.7.0 Temporary authentication failure", 0, 0, SMTP_DEFERRED},
+    /* 4.7.x: throttling, temporary authentication refusals, counted
+     * against the account; greylisting is only deferred */
+    {CURLE_LOGIN_DENIED, 454, "4.7.0", "4.7.0 Temporary authentication failure", 0, 0, SMTP_DEFERRED_POLICY},
+    {CURLE_SEND_ERROR, 421, "4.7.26", "4.7.26 This mail has been rate limited because it is unauthenticated", 0, 0,
+     SMTP_DEFERRED_POLICY},
+    {CURLE_SEND_ERROR, 451, "4.7.1", "4.7.1 Service temporarily unavailable", 0, 0, SMTP_DEFERRED_POLICY},
+    {CURLE_SEND_ERROR, 451, "4.7.1", "4.7.1 <x@y.example>: Recipient address rejected: Greylisted", 0, 0,
+     SMTP_DEFERRED},
+    {CURLE_WEIRD_SERVER_REPLY, 421, "4.7.0", "4.7.0 Try again later, closing connection", 1, 1, SMTP_UNKNOWN},
     /* connection, TLS, timeouts before the body: deferred */
     {CURLE_COULDNT_CONNECT, 0, "", "", 0, 0, SMTP_DEFERRED},
     {CURLE_PEER_FAILED_VERIFICATION, 220, "", "2.0.0 Ready to start TLS", 0, 0, SMTP_DEFERRED},
@@ -185,7 +193,17 @@ static const struct class_row class_rows[] = {
     {CURLE_SEND_ERROR, 554, "5.7.1", "5.7.1 <x@blocked.example>: Recipient address rejected: Rejected for policy "
                                      "reasons",
      0, 0, SMTP_REJECTED_POLICY},
-    {CURLE_SEND_ERROR, 550, "5.7.26", "5.7.26 Unauthenticated email is not accepted", 0, 0, SMTP_REJECTED_POLICY},
+    /* the receiver refuses the sending account itself: pauses it at once */
+    {CURLE_SEND_ERROR, 550, "5.7.26", "5.7.26 Unauthenticated email is not accepted", 0, 0,
+     SMTP_REJECTED_UNAUTHENTICATED},
+    {CURLE_SEND_ERROR, 550, "5.7.515", "5.7.515 Access denied, sending domain example.com doesn't meet the required "
+                                       "authentication level",
+     0, 0, SMTP_REJECTED_UNAUTHENTICATED},
+    {CURLE_SEND_ERROR, 550, "5.7.25", "5.7.25 The IP address sending this message does not have a PTR record", 0, 0,
+     SMTP_REJECTED_UNAUTHENTICATED},
+    {CURLE_SEND_ERROR, 550, "5.7.27", "5.7.27 SPF check failed", 0, 0, SMTP_REJECTED_UNAUTHENTICATED},
+    {CURLE_WEIRD_SERVER_REPLY, 550, "5.7.30", "5.7.30 The sender is unauthenticated", 1, 1,
+     SMTP_REJECTED_UNAUTHENTICATED},
     {CURLE_SEND_ERROR, 554, "5.7.1", "5.7.1 Relay access denied", 0, 0, SMTP_REJECTED_POLICY},
     {CURLE_SEND_ERROR, 554, "", "Message rejected as spam", 0, 0, SMTP_REJECTED_POLICY},
     {CURLE_SEND_ERROR, 550, "", "Your IP is listed on Spamhaus", 0, 0, SMTP_REJECTED_POLICY},
@@ -230,6 +248,7 @@ static void test_outcome_names(void **state)
     (void)state;
     static const char *const want[SMTP_OUTCOME_COUNT] = {
         "sent", "deferred", "rejected_hard", "rejected_policy", "rejected_other", "auth_failed", "unknown",
+        "rejected_unauthenticated", "deferred_policy",
     };
     for (int i = 0; i < SMTP_OUTCOME_COUNT; i++)
         assert_string_equal(smtp_outcome_name((enum smtp_outcome)i), want[i]);

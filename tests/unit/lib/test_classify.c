@@ -164,6 +164,25 @@ static const struct row rows[] = {
      "Final-Recipient: rfc822; bob@prospect.example\nAction: failed\nStatus: 5.7.1\n"
      "Diagnostic-Code: smtp; 554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org\n--B--\n",
      CLASSIFY_SOFT_BOUNCE, "5.7.1", "bob@prospect.example", NULL},
+    {"outlook 5.7.515 dsn: the sender refused (soft, block)",
+     HDR("MAILER-DAEMON@mx.acme.example", "Undelivered Mail Returned to Sender",
+         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n")
+     "--B\nContent-Type: message/delivery-status\n\n"
+     "Final-Recipient: rfc822; bob@prospect.example\nAction: failed\nStatus: 5.7.515\n"
+     "Diagnostic-Code: smtp; 550 5.7.515 Access denied, sending domain acme.example doesn't meet the\n"
+     "    required authentication level.\n--B--\n",
+     CLASSIFY_SOFT_BOUNCE, "5.7.515", "bob@prospect.example", NULL},
+    {"gmail 5.7.26 in an exim text bounce: the sender refused",
+     HDR("Mail Delivery System <Mailer-Daemon@mx.acme.example>", "Mail delivery failed: returning message to sender",
+         "X-Failed-Recipients: bob@prospect.example\n")
+     "This message was created automatically by mail delivery software.\n\n"
+     "A message that you sent could not be delivered to one or more of its\n"
+     "recipients. This is a permanent error. The following address(es) failed:\n\n"
+     "  bob@prospect.example\n"
+     "    host gmail-smtp-in.l.google.com [142.250.1.26]\n"
+     "    SMTP error from remote mail server after end of data:\n"
+     "    550-5.7.26 Unauthenticated email from acme.example is not accepted due to domain's DMARC policy.\n",
+     CLASSIFY_SOFT_BOUNCE, "5.7.26", "bob@prospect.example", NULL},
     {"450 4.1.1 and Action: failed: final, the mailbox does not exist (hard)",
      HDR("MAILER-DAEMON@mx.acme.example", "Undelivered Mail Returned to Sender",
          "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n")
@@ -411,6 +430,32 @@ static void test_block_flag(void **state)
         assert_non_null(classify_reason_names[k]);
 }
 
+/* A bounce whose status refuses the sending account carries that status
+ * and the server's words, for the account's pause; other bounces none. */
+static void test_refusal(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *row;
+        const char *want;
+    } b[] = {
+        {"outlook 5.7.515 dsn: the sender refused (soft, block)",
+         "550 5.7.515 Access denied, sending domain acme.example doesn't meet the required authentication level."},
+        {"gmail 5.7.26 in an exim text bounce: the sender refused",
+         "550-5.7.26 Unauthenticated email from acme.example is not accepted due to domain's DMARC policy."},
+        {"spam block 5.7.1 (soft, block)", ""},
+        {"postfix dsn with auto-submitted (trap)", ""},
+        {"delayed dsn (soft)", ""},
+    };
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        const char *m = row_msg(b[i].row);
+        struct classify_result res;
+        assert_int_equal(classify_message(m, strlen(m), &res), 0);
+        if (strcmp(res.refusal, b[i].want) != 0)
+            fail_msg("%s: refusal \"%s\", want \"%s\"", b[i].row, res.refusal, b[i].want);
+    }
+}
+
 static void test_return_dates(void **state)
 {
     (void)state;
@@ -489,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_message_ids),
         cmocka_unit_test(test_block_flag),
+        cmocka_unit_test(test_refusal),
         cmocka_unit_test(test_return_dates),
         cmocka_unit_test(test_hostile),
     };

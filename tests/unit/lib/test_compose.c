@@ -101,11 +101,89 @@ static void test_sender_from_only(void **state)
     assert_null(compose_sender_field(&s, "phone", buf, sizeof buf));
 }
 
+/* Unsubscribing: the headers a sequence's unsubscribe settings give, with
+ * and without a one-click link, the footer in both parts and the
+ * {{unsubscribe_url}} field. */
+struct unsub_row {
+    const char *unsubscribe;   /* the sequence's unsubscribe: value, or NULL */
+    const char *url;           /* the caller's link, or NULL */
+    const char *want[4];       /* in the message */
+    const char *not[3];        /* not in it */
+};
+
+#define URL "https://go.acme.example/u/dG9rZW4"
+static const struct unsub_row unsub_rows[] = {
+    {NULL, URL,
+     {"List-Unsubscribe: <" URL ">,\r\n <mailto:bob@acme.example?subject=unsubscribe>\r\n",
+      "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "Stop: " URL, NULL},
+     {NULL}},
+    /* no public_url: today's mailto-only header, the field a mailto: */
+    {NULL, NULL,
+     {"List-Unsubscribe: <mailto:bob@acme.example?subject=unsubscribe>\r\n",
+      "Stop: mailto:bob@acme.example?subject=unsubscribe", NULL},
+     {"List-Unsubscribe-Post", NULL}},
+    {"{header: false}", URL, {"Stop: " URL, NULL}, {"List-Unsubscribe", NULL}},
+    {"{footer: 'No more? {{unsubscribe_url}}'}", URL,
+     /* (the html part is quoted-printable: = is =3D, long lines wrap) */
+     {"Stop: " URL "\r\n\r\nNo more? " URL "\r\n", "<p>No more? <a href=3D\"https://go.acme.example/u/",
+      "\">" URL "</a></p>", NULL},
+     {"relance-unsubscribe-link", NULL}},
+};
+
+static void test_unsubscribe(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof unsub_rows / sizeof unsub_rows[0]; i++) {
+        const struct unsub_row *r = &unsub_rows[i];
+        char src[600];
+        snprintf(src, sizeof src,
+                 "name: t\nsender_pool: p\nschedule:\n  timezone: UTC\n  window: \"09:00-17:00\"\n%s%s%s"
+                 "steps:\n  - id: a\n    subject: Hi\n    body: \"Stop: {{unsubscribe_url}}\"\n"
+                 "    html: \"<html><body><p>Hi</p></body></html>\"\n",
+                 r->unsubscribe ? "unsubscribe: " : "", r->unsubscribe ? r->unsubscribe : "",
+                 r->unsubscribe ? "\n" : "");
+        struct sequence *seq = NULL;
+        struct sequence_diags d = {0};
+        const struct sequence_options opts = {NULL, NULL, NULL};
+        if (sequence_parse("t.yaml", src, strlen(src), &opts, &seq, &d) != 0)
+            fail_msg("row %zu: does not parse", i);
+        sequence_diags_free(&d);
+        struct compose_sender s = {"bob@acme.example", "Bob", NULL, NULL};
+        struct compose_input in = {
+            .seq = seq,
+            .to_addr = "ada@prospect.example",
+            .from_addr = s.email,
+            .from_name = s.name,
+            .sender = &s,
+            .message_id = "<m@acme.example>",
+            .date = 1767225600,
+            .unsubscribe_url = r->url,
+        };
+        struct compose_result res;
+        char err[300];
+        if (compose_message(&in, &res, err, sizeof err) != COMPOSE_OK)
+            fail_msg("row %zu: %s", i, err);
+        for (size_t k = 0; r->want[k]; k++)
+            if (!strstr(res.text, r->want[k]))
+                fail_msg("row %zu: '%s' not in the message:\n%s", i, r->want[k], res.text);
+        for (size_t k = 0; r->not[k]; k++)
+            if (strstr(res.text, r->not[k]))
+                fail_msg("row %zu: '%s' in the message:\n%s", i, r->not[k], res.text);
+        /* the footer goes inside the html's body */
+        const char *p = strstr(res.text, "<p>No more?");
+        if (p)
+            assert_true(p < strstr(res.text, "</body>"));
+        compose_result_free(&res);
+        sequence_free(seq);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sender_fields),
         cmocka_unit_test(test_sender_from_only),
+        cmocka_unit_test(test_unsubscribe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

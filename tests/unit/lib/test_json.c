@@ -335,6 +335,36 @@ static void test_accessors(void **state)
     json_free(NULL);
 }
 
+/* A member's pointer from its parent's: RFC 6901's escapes, cut to fit. */
+static void test_pointer_join(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *base, *name, *want;
+        size_t size;
+    } rows[] = {
+        {"", "email", "/email", 64},
+        {"/contacts/3", "email", "/contacts/3/email", 64},
+        {"/fields", "a/b", "/fields/a~1b", 64},
+        {"/fields", "~x", "/fields/~0x", 64},
+        {"/fields", "", "/fields/", 64},
+        {"/contacts/3", "email", "/contacts/3/e", 14}, /* cut to fit */
+        {"/contacts/3", "email", "/contacts/", 11},    /* the base cut too */
+        {"/fields", "a/b", "/fields/a", 11},           /* an escape never halved */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char buf[64];
+        memset(buf, 'x', sizeof buf);
+        json_pointer_join(buf, rows[i].size, rows[i].base, rows[i].name, strlen(rows[i].name));
+        if (strcmp(buf, rows[i].want) != 0)
+            fail_msg("row %zu: '%s' + '%s' in %zu: '%s', not '%s'", i, rows[i].base, rows[i].name, rows[i].size,
+                     buf, rows[i].want);
+    }
+    char same[32] = "/contacts/1"; /* base and buf may be the same */
+    json_pointer_join(same, sizeof same, same, "title", 5);
+    assert_string_equal(same, "/contacts/1/title");
+}
+
 /* Every proper prefix of a document fails (no document, no read past its
  * end: each prefix sits in a block of exactly its size for ASan). */
 static void test_truncated(void **state)
@@ -363,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_pointer_join),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

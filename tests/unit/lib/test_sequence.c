@@ -102,6 +102,18 @@ static const struct row rows[] = {
     {"name: &x t\n", 1, 0, "1:7: YAML anchors (&name) are not supported"},
     {"a:\n\tb: c\n", 1, 0, NULL},
     {"name: \"\\0\"\n", 4, 0, "1:1: missing required key 'sender_pool'"},
+    /* unsubscribe and language */
+    {HEAD "unsubscribe: {header: false, footer: \"Stop: {{ unsubscribe_url }}\"}\nlanguage: fr-CA\n" STEP1, 0, 0,
+     NULL},
+    {HEAD "unsubscribe: {header: maybe}\n" STEP1, 1, 0, "6:23: 'header' must be true or false, not 'maybe'"},
+    {HEAD "unsubscribe: {heder: false}\n" STEP1, 1, 0,
+     "6:15: unknown key 'heder' in unsubscribe (did you mean 'header'?)"},
+    {HEAD "unsubscribe: false\n" STEP1, 1, 0,
+     "6:14: 'unsubscribe' must be a mapping with 'header' and/or 'footer', not a scalar"},
+    {HEAD "unsubscribe: {footer: \"Write back to stop\"}\n" STEP1, 0, 1,
+     "6:23: warning: the unsubscribe footer has no {{unsubscribe_url}}: the prospect sees no link to opt out"},
+    {HEAD "unsubscribe: {footer: \"{{unsubscribe_url\"}\n" STEP1, 1, 0, NULL},
+    {HEAD "language: french\n" STEP1, 1, 0, "6:11: language 'french' must be a language tag such as en, fr or en-GB"},
 };
 
 static void check_row(size_t i, const struct row *r)
@@ -325,6 +337,40 @@ static void test_variant_choose(void **state)
     sequence_free(seq);
 }
 
+/* What compose and lint read of the unsubscribe settings. */
+static void test_unsubscribe_model(void **state)
+{
+    (void)state;
+    struct sequence *seq = load(HEAD STEP1);
+    assert_true(seq->unsubscribe_header);
+    assert_null(seq->unsubscribe_footer);
+    assert_null(seq->language);
+    assert_string_equal(sequence_step_without_opt_out(seq), "a");
+    char *plain = sequence_to_json(seq);
+    sequence_free(seq);
+    seq = load(HEAD "unsubscribe: {header: false, footer: \"Stop: {{unsubscribe_url}}\"}\nlanguage: fr\n" STEP1);
+    assert_false(seq->unsubscribe_header);
+    assert_string_equal(seq->unsubscribe_footer, "Stop: {{unsubscribe_url}}");
+    assert_string_equal(seq->language, "fr");
+    assert_null(sequence_step_without_opt_out(seq));
+    /* the settings change the hash; a file without them keeps its own */
+    char *set = sequence_to_json(seq);
+    assert_non_null(strstr(set, "\"unsubscribe\":{\"header\":false,\"footer\":\"Stop: {{unsubscribe_url}}\"}"));
+    assert_null(strstr(plain, "unsubscribe\":"));
+    assert_null(strstr(plain, "language"));
+    free(plain);
+    free(set);
+    sequence_free(seq);
+    seq = load(HEAD "steps:\n  - id: a\n    subject: S\n    body: \"B {{unsubscribe_url | x}}\"\n"
+                    "  - id: b\n    wait: 1 day\n    body: C\n    html: \"<a href='{{unsubscribe_url}}'>x</a>\"\n");
+    assert_null(sequence_step_without_opt_out(seq));
+    sequence_free(seq);
+    assert_true(sequence_uses_unsubscribe_url("a {{unsubscribe_url}} b"));
+    assert_false(sequence_uses_unsubscribe_url("a {{unsubscribe_urls}} b"));
+    assert_false(sequence_uses_unsubscribe_url("unsubscribe_url"));
+    assert_false(sequence_uses_unsubscribe_url(NULL));
+}
+
 static void test_too_large_and_too_many(void **state)
 {
     (void)state;
@@ -361,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_variant_choose),
         cmocka_unit_test(test_too_large_and_too_many),
+        cmocka_unit_test(test_unsubscribe_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
