@@ -16,7 +16,9 @@ shutdown_grace is 4 s here (20 s by default). Then SIGTERM:
   sanitizer build's exit), after waiting for the stalled body most of
   that time (its drain ends 2 s before the grace, to give the leases up);
 - no lease of it is left, neither the accounts' nor the mailbox's, and the
-  stalled body was sent once: it is never sent again."""
+  stalled body was sent once: its message is 'unknown' at once (it may
+  have been delivered: never sent again), not left 'sending' for another
+  replica to rescue 30 s later."""
 import os
 import signal
 import time
@@ -120,8 +122,8 @@ def test_sigterm_drains_behind_a_503_and_exits_0_within_the_grace_with_leases_gi
     check.ok("stopping reason=SIGTERM shutdown_grace=4s" in out, "the stop is logged with its grace", out[-2000:])
     check.ok("handles left open" not in out, "every handle closed", out[-2000:])
     check.eq(bad.rcpt_bodies["p@prospects.example"], 1, "the stalled body went once")
-    check.eq(db.psql("SELECT state FROM messages WHERE recipient = 'p@prospects.example'"), [["sending"]],
-             "its row is left 'sending' for the rescue ('unknown': never sent again)")
+    check.eq(db.psql("SELECT state FROM messages WHERE recipient = 'p@prospects.example'"), [["unknown"]],
+             "its message is 'unknown' once the replica is gone: nothing is left 'sending'")
 
 
 def test_shutdown_grace_defaults_to_20_s_and_is_bounded(tmp):
