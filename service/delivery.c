@@ -98,22 +98,6 @@ static int query(struct delivery *d, const char *sql, int n, const char *const *
     return query_on(d, ready_db(d->ready), sql, n, params, cb, arg);
 }
 
-/* Outcomes are written to the end, stopped and closing included: a body
- * that finished while the sender drained has its real outcome, and what
- * the sender deferred is 'deferred' at once, not left 'sending' for a
- * rescue. (relance_step_outcomes touches only rows still 'sending', so a
- * write that lands after the scheduler's last rescue changes nothing.)
- * -1 once the database may not be used. */
-static int query_outcomes(struct delivery *d, const char *sql, int n, const char *const *params, db_result_cb cb,
-                          void *arg)
-{
-    struct db *db = ready_db(d->ready);
-    if (!db || db_query(db, sql, n, params, cb, arg) < 0)
-        return -1;
-    d->queries++; /* its callback ends with query_done */
-    return 0;
-}
-
 static void log_db_error(const char *what, const PGresult *res)
 {
     char msg[300];
@@ -229,8 +213,7 @@ static int record(struct delivery *d, const char *sql, int n, const char *const 
         outbox_free(e);
         return -1;
     }
-    int queued = outcomes ? query_outcomes(d, sql, n, params, on_recorded, e) : query(d, sql, n, params, on_recorded, e);
-    if (queued == 0) {
+    if (query(d, sql, n, params, on_recorded, e) == 0) {
         d->pending++;
         return 0;
     }

@@ -81,10 +81,9 @@ void delivery_set_metrics(struct delivery *d, struct metrics *m);
 /* The database is back: what waits in the outbox is written. */
 void delivery_db_up(struct delivery *d);
 
-/* Stops writing but the outcomes of what is in flight (the process is
- * stopping: the sender's drain reports each message, and its outcome is
- * written while the database is there; the scheduler's close defers
- * what was never handed over). Nothing else is written or held. */
+/* Stops writing (the process is stopping: a row left 'sending' is
+ * rescued by the next replica); what is in flight still reports, and is
+ * only forgotten. */
 void delivery_stop(struct delivery *d);
 
 /* Frees d once the sender has closed (no report can come any more).

@@ -1056,31 +1056,6 @@ static void on_last_answer(struct db *db, const PGresult *res, void *arg)
     close_step(arg);
 }
 
-static void on_rescued_at_stop(struct db *db, const PGresult *res, void *arg)
-{
-    (void)db;
-    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) > 0)
-        log_event(LOG_INFO, "scheduler", "stopping: messages left sending deferred, or unknown if their body started",
-                  "count", PQgetvalue(res, 0, 0), NULL);
-    close_step(arg);
-}
-
-/* Once the sender has closed, none of this replica's rows can go out any
- * more: those still 'sending' (claimed but never handed over, or whose
- * outcome could not be written) are settled now by the rule of every
- * rescue — 'unknown' if their body started, else 'deferred' — instead of
- * waiting for another replica to see this one's lease expire. Queued
- * after the outcomes delivery still writes, on the same connection. */
-static void rescue_at_stop(struct scheduler *s)
-{
-    char now[40];
-    now_param(now, sizeof now);
-    const char *p[3] = {now, s->replica, "{}"};
-    struct db *db = ready_db(s->ready);
-    if (!db || db_query(db, "SELECT relance_rescue_own($1, $2, $3)", 3, p, on_rescued_at_stop, s) < 0)
-        close_step(s);
-}
-
 /* Once nothing of this replica can go out any more (the sender has
  * closed: every message is finished or given up), its account leases are
  * given up in one statement (leases_close), so that another replica takes
@@ -1103,11 +1078,10 @@ static void leases_release(struct scheduler *s)
 
 void scheduler_stop(struct scheduler *s)
 {
-    /* A body on the wire finishes, anything else is cut or deferred; the
-     * outcomes the sender reports are still written (delivery_stop), and
-     * what was claimed but never handed over is deferred by the last
-     * rescue of scheduler_close: never sent twice, nothing left
-     * 'sending' unless the database is gone. */
+    /* A body on the wire finishes, anything else is cut or deferred;
+     * either way its row stays 'sending' (outcomes are not written from
+     * now on) and a replica rescues it as 'unknown' (its body had
+     * started) or 'deferred' (nothing went out): never sent twice. */
     cycle_state_set(s, CYCLE_STOPPED);
     uv_timer_stop(&s->timer);
     uv_timer_stop(&s->lease_timer);
@@ -1119,11 +1093,10 @@ void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
     scheduler_stop(s);
     s->on_closed = cb;
     s->closed_arg = arg;
-    s->pending_closes = 5; /* two timers, delivery, the last rescue and the release */
+    s->pending_closes = 4; /* two timers, delivery, and the release */
     uv_close((uv_handle_t *)&s->timer, on_closed);
     uv_close((uv_handle_t *)&s->lease_timer, on_closed);
     delivery_close(s->delivery, on_delivery_closed, s);
     s->delivery = NULL;
-    rescue_at_stop(s);
     leases_release(s);
 }

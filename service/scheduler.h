@@ -36,14 +36,12 @@ void scheduler_set_metrics(struct scheduler *s, struct metrics *m);
 void scheduler_db_up(struct scheduler *s);
 /* Something may have become due. */
 void scheduler_wake(struct scheduler *s);
-/* The first half of a stop: nothing new is claimed; only the outcomes of
- * what is in flight are still written. Then close the sender (its drain:
- * see sender_close), then scheduler_close. */
+/* The first half of a stop: nothing new is claimed and no outcome is
+ * written any more. Then close the sender (its drain: see sender_close),
+ * then scheduler_close. */
 void scheduler_stop(struct scheduler *s);
-/* Once the sender has closed: this replica's rows still 'sending' are
- * settled (relance_rescue_own: 'unknown' if their body started, else
- * 'deferred'), then its account leases are given up through the
- * database in one statement, the scheduler's last:
+/* Once the sender has closed: this replica's account leases are given
+ * up through the database in one statement, the scheduler's last:
  * another replica takes them at its next renewal instead of after their
  * expiry. So the database must stay open until on_closed fires; once it
  * has, no query of the scheduler is pending. Should the answer not come,
