@@ -404,7 +404,7 @@ static void preview_answer(struct api_call *c, const PGresult *res)
         return;
     }
     const char *fields = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
-    struct preview_input in = {seq, step, r->keys, r->values, r->n_vars, fields, acct, time(NULL)};
+    struct preview_input in = {seq, step, r->keys, r->values, r->n_vars, fields, acct, time(NULL), api_config(c)};
     struct compose_result out;
     char err[300];
     int rc = preview_compose(&in, &out, err, sizeof err);

@@ -107,6 +107,12 @@ static const struct field retention_fields[] = {
     {"inbound", F_KEEP, CFG(retention_inbound), NULL},
     {NULL, F_STR, 0, NULL},
 };
+/* Click and open tracking; its domains are read by read_tracking. */
+static const struct field tracking_fields[] = {
+    {"bot_window", F_SECONDS, CFG(bot_window), NULL},
+    {"domains", F_NEST, 0, NULL},
+    {NULL, F_STR, 0, NULL},
+};
 /* pools and dkim are maps of names; they are read by their own code. */
 static const struct field top_fields[] = {
     {"database_url", F_STR, CFG(database_url), NULL},
@@ -122,6 +128,7 @@ static const struct field top_fields[] = {
     {"smtp_timeout", F_SECONDS, CFG(smtp_timeout), NULL},
     {"shutdown_grace", F_SECONDS, CFG(shutdown_grace), NULL},
     {"retention", F_NEST, 0, retention_fields},
+    {"tracking", F_NEST, 0, tracking_fields},
     {"pools", F_NEST, 0, NULL},
     {"dkim", F_NEST, 0, NULL},
     {"webhooks", F_NEST, 0, NULL},
@@ -540,6 +547,71 @@ static int read_dkim(struct parse *p, struct config *cfg, const struct ynode *dk
     return 0;
 }
 
+/* A tracking host: a DNS name (letters, digits, '-', at least one dot),
+ * nothing else, since links are "https://HOST/c/TOKEN". */
+static int host_ok(const char *h)
+{
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-' || h[n - 1] == '.' || h[n - 1] == '-' || !strchr(h, '.'))
+        return 0;
+    for (const char *c = h; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '-' || (*c == '.' && c[1] != '.')))
+            return 0;
+    return 1;
+}
+
+/* tracking.domains: a map of sending domains to {tracking_domain: HOST}. */
+static int read_tracking(struct parse *p, struct config *cfg, const struct ynode *map)
+{
+    static const struct field fields[] = {
+        {"tracking_domain", F_STR, offsetof(struct config_tracking_domain, tracking_domain), NULL},
+        {NULL, F_STR, 0, NULL},
+    };
+    if (map->type != YNODE_MAP)
+        return fail_at(p, map, "'tracking.domains' must map sending domains to {tracking_domain: HOST}");
+    cfg->tracking_domains = calloc(map->n / 2 + 1, sizeof *cfg->tracking_domains);
+    if (!cfg->tracking_domains)
+        return fail_at(p, map, "out of memory");
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        struct config_tracking_domain *t = &cfg->tracking_domains[cfg->n_tracking_domains++];
+        t->domain = strdup(map->items[i]->value);
+        if (!t->domain)
+            return fail_at(p, map->items[i], "out of memory");
+        if (read_fields(p, map->items[i + 1], fields, t, t->domain) < 0)
+            return -1;
+        if (!t->tracking_domain)
+            return fail_at(p, map->items[i + 1], "tracking for %s needs 'tracking_domain'", t->domain);
+        if (!host_ok(t->tracking_domain))
+            return fail_at(p, map->items[i + 1],
+                           "tracking_domain '%s' of %s must be a host name such as links.%s (no scheme, no path)",
+                           t->tracking_domain, t->domain, t->domain);
+    }
+    return 0;
+}
+
+const char *config_tracking_domain(const struct config *cfg, const char *address)
+{
+    const char *at = address ? strrchr(address, '@') : NULL;
+    const char *domain = at ? at + 1 : address;
+    for (size_t i = 0; domain && i < cfg->n_tracking_domains; i++)
+        if (strcasecmp(cfg->tracking_domains[i].domain, domain) == 0)
+            return cfg->tracking_domains[i].tracking_domain;
+    return NULL;
+}
+
+const char *config_tracking_base(const struct config *cfg, const char *address, char *buf, size_t len)
+{
+    const char *host = config_tracking_domain(cfg, address);
+    if (host) {
+        int n = snprintf(buf, len, "https://%s", host);
+        return n < 0 || (size_t)n >= len ? NULL : buf;
+    }
+    if (!cfg->public_url)
+        return NULL;
+    int n = snprintf(buf, len, "%s", cfg->public_url);
+    return n < 0 || (size_t)n >= len ? NULL : buf;
+}
+
 /* webhooks: a map of names to {url, types, description, secret_env |
  * secret_file}. The URL is checked once webhook_allow_insecure is known
  * (check_webhooks). */
@@ -687,6 +759,10 @@ static int check_public(struct parse *p, struct config *cfg)
         !(cfg->link_secret_env || cfg->link_secret_file))
         return fail_at(p, NULL, "http.link_secret_previous_* needs the current secret too (http.link_secret_env "
                                 "or http.link_secret_file)");
+    if (cfg->n_tracking_domains && !cfg->link_secret_env && !cfg->link_secret_file)
+        return fail_at(p, NULL, "tracking.domains needs a secret to sign the tracked links: http.link_secret_env (a "
+                                "variable) or http.link_secret_file (a file), at least %d characters",
+                       LINKTOKEN_SECRET_MIN);
     if (!cfg->public_url)
         return 0;
     char *u = cfg->public_url;
@@ -767,6 +843,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     cfg->webhook_max_in_flight = 4;
     cfg->webhook_timeout = 15;
     cfg->webhook_connect_timeout = 5;
+    cfg->bot_window = 30;
     if (buf) {
         struct yerror yerr;
         if (ytree_parse(buf, len, &root, &yerr) < 0) {
@@ -781,6 +858,11 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
                 goto fail;
             const struct ynode *dkim = ytree_get(root, "dkim");
             if (dkim && !ytree_is_null(dkim) && read_dkim(&p, cfg, dkim) < 0)
+                goto fail;
+            const struct ynode *tracking = ytree_get(root, "tracking");
+            const struct ynode *tdomains =
+                tracking && tracking->type == YNODE_MAP ? ytree_get(tracking, "domains") : NULL;
+            if (tdomains && !ytree_is_null(tdomains) && read_tracking(&p, cfg, tdomains) < 0)
                 goto fail;
             const struct ynode *webhooks = ytree_get(root, "webhooks");
             if (webhooks && !ytree_is_null(webhooks) && read_webhooks(&p, cfg, webhooks) < 0)
@@ -869,6 +951,11 @@ void config_free(struct config *cfg)
         free(cfg->dkim[i].key_file);
     }
     free(cfg->dkim);
+    for (size_t i = 0; i < cfg->n_tracking_domains; i++) {
+        free(cfg->tracking_domains[i].domain);
+        free(cfg->tracking_domains[i].tracking_domain);
+    }
+    free(cfg->tracking_domains);
     for (size_t i = 0; i < cfg->n_webhooks; i++) {
         struct config_webhook *w = &cfg->webhooks[i];
         free(w->name);

@@ -55,6 +55,13 @@ struct config_dkim {
     char *domain, *selector, *key_file;
 };
 
+/* Click and open tracking (tracking: {domains: {DOMAIN: {tracking_domain:
+ * HOST}}}): the host, a CNAME under the sending domain to relance's
+ * public address, that the tracked links of mail from DOMAIN use. */
+struct config_tracking_domain {
+    char *domain, *tracking_domain;
+};
+
 /* An endpoint the configuration declares (webhooks: NAME: {...}); its
  * secret is read from secret_env or secret_file by each replica, never
  * stored in the database. */
@@ -104,6 +111,11 @@ struct config {
     size_t n_dkim;
     struct config_webhook *webhooks;
     size_t n_webhooks;
+    /* tracking: a hit this many seconds after delivery is a scanner's
+     * (default 30; 0 turns the rule off), and the tracking hosts */
+    long bot_window;
+    struct config_tracking_domain *tracking_domains;
+    size_t n_tracking_domains;
     char **webhook_allow_insecure; /* hosts reachable over http or at private addresses; NULL-terminated */
     long webhook_max_in_flight;  /* requests per endpoint and replica (default 4) */
     long webhook_timeout;        /* seconds for a whole request (default 15) */
@@ -148,6 +160,15 @@ void config_conninfo_error(const char *conninfo, const char *msg, char *buf, siz
 /* Splits "host:port" ("[::1]:8080" too). Returns 0 or -1. */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
     __attribute__((warn_unused_result));
+
+/* The tracking host of the domain of address (an e-mail address or a bare
+ * domain; compared without case), or NULL when that domain has none. */
+const char *config_tracking_domain(const struct config *cfg, const char *address);
+
+/* The base of the tracked links of mail from address into buf (size len):
+ * "https://TRACKING_DOMAIN" for its domain, else http.public_url; NULL
+ * when there is neither (nothing can be tracked). */
+const char *config_tracking_base(const struct config *cfg, const char *address, char *buf, size_t len);
 
 /* Whether the scheduler claims per sender account (transport smtp, or
  * capture with accounts configured: a dry run then shows the real From,

@@ -82,17 +82,21 @@ static void settle(struct delivery *d)
         d->on_settled(d->settled_arg);
 }
 
-/* db_query on db, or -1 when delivery has stopped or the database may
- * not be used now. */
+/* db_query on db, or -1 when the database may not be used now. */
 static int query_on(struct delivery *d, struct db *db, const char *sql, int n, const char *const *params,
                     db_result_cb cb, void *arg)
 {
-    if (d->stopped || !db || db_query(db, sql, n, params, cb, arg) < 0)
+    if (!db || db_query(db, sql, n, params, cb, arg) < 0)
         return -1;
     d->queries++; /* its callback ends with query_done */
     return 0;
 }
 
+/* A write on the main connection: outcomes and holds, still written
+ * while the sender drains after delivery_stop, so that what finished is
+ * recorded as it ended rather than left 'sending' for a rescue to call
+ * 'unknown'. Only the points of no return stop (started_flush): no body
+ * starts once the stop has begun. */
 static int query(struct delivery *d, const char *sql, int n, const char *const *params, db_result_cb cb, void *arg)
 {
     return query_on(d, ready_db(d->ready), sql, n, params, cb, arg);
@@ -384,7 +388,7 @@ static void started_flush(struct delivery *d)
      * claim that wrote these rows committed before they were handed
      * over, and their outcomes are written only after this answer: the
      * order across the two connections is the messages' own. */
-    if (p[0] && query_on(d, ready_pnr_db(d->ready),
+    if (p[0] && !d->stopped && query_on(d, ready_pnr_db(d->ready),
                          "UPDATE messages SET body_started = true WHERE message_id = ANY($1::text[]) "
                          "AND state = 'sending' RETURNING message_id",
                          1, p, on_started_recorded, d) == 0) {
@@ -492,8 +496,7 @@ static void on_sent(const struct sender_report *rep, void *arg)
     struct sending *x = arg;
     struct delivery *d = x->d;
     if (!rep->r) {
-        if (!d->stopped)
-            delivery_hold(d, x->message_id, x->enrollment_id, x->step_id, rep->held);
+        delivery_hold(d, x->message_id, x->enrollment_id, x->step_id, rep->held);
     } else {
         const struct smtp_result *r = rep->r;
         char now[40], reply[600], variant[16];

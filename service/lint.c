@@ -14,6 +14,7 @@
  * "file:line:column: warning: message", files in the order given, problems
  * in file order; a path that cannot be read is reported on stderr. */
 #include "lint.h"
+#include "config.h"
 #include "sequence.h"
 
 #include <dirent.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@ struct lint_run {
     int errors;
     struct lint_files *out;    /* clean files with their models, or NULL */
     const char *const *bulk;   /* the pools marked bulk: true, or NULL */
+    const struct config *cfg;  /* the configuration, for the tracking hosts; NULL: not checked */
 };
 
 static const char *zone_dir(void)
@@ -158,6 +161,42 @@ static void check_bulk(const struct lint_run *l, const struct sequence *seq, str
                            seq->sender_pool, step);
 }
 
+/* A tracked sequence whose pool sends from a domain without its own
+ * tracking host: its links go through http.public_url, a host shared by
+ * every sending domain (block lists see them together), or, without
+ * one, are not tracked at all. One warning per domain. */
+static void check_tracking(const struct lint_run *l, const struct sequence *seq, struct sequence_diags *d)
+{
+    if (!l->cfg || !(seq->track_clicks || seq->track_opens))
+        return;
+    for (size_t i = 0; i < l->cfg->n_pools; i++) {
+        const struct config_pool *pool = &l->cfg->pools[i];
+        if (strcmp(pool->name, seq->sender_pool) != 0)
+            continue;
+        for (size_t j = 0; j < pool->n_accounts; j++) {
+            const char *at = strrchr(pool->accounts[j].email, '@');
+            const char *domain = at ? at + 1 : pool->accounts[j].email;
+            int seen = 0;
+            for (size_t k = 0; k < j && !seen; k++) {
+                const char *o = strrchr(pool->accounts[k].email, '@');
+                seen = strcasecmp(o ? o + 1 : pool->accounts[k].email, domain) == 0;
+            }
+            if (seen || config_tracking_domain(l->cfg, domain))
+                continue;
+            if (l->cfg->public_url)
+                sequence_diags_add(d, seq->track_line, seq->track_col, SEQUENCE_WARNING,
+                                   "track is on and %s (pool '%s') has no tracking_domain: its links use "
+                                   "http.public_url; set tracking: {domains: {%s: {tracking_domain: links.%s}}}",
+                                   domain, pool->name, domain, domain);
+            else
+                sequence_diags_add(d, seq->track_line, seq->track_col, SEQUENCE_WARNING,
+                                   "track is on and %s (pool '%s') has no tracking_domain nor http.public_url: "
+                                   "nothing it sends is tracked",
+                                   domain, pool->name);
+        }
+    }
+}
+
 /* Prints a file's problems; keeps a clean file (taking buf) in l->out. */
 static void finish(struct lint_run *l, const char *path, char *buf, size_t len)
 {
@@ -166,6 +205,7 @@ static void finish(struct lint_run *l, const char *path, char *buf, size_t len)
     if (sequence_parse(path, buf, len, l->opt, &seq, &d) == 0) {
         remember_name(l, path, seq, &d);
         check_bulk(l, seq, &d);
+        check_tracking(l, seq, &d);
     }
     char line[600];
     for (size_t i = 0; i < d.n; i++) {
@@ -278,14 +318,14 @@ static void free_names(struct lint_run *l)
 
 int lint_collect(int n, char **paths, const char *const *pools, struct lint_files *out)
 {
-    return lint_collect_bulk(n, paths, pools, NULL, out);
+    return lint_collect_bulk(n, paths, pools, NULL, NULL, out);
 }
 
 int lint_collect_bulk(int n, char **paths, const char *const *pools, const char *const *bulk_pools,
-                      struct lint_files *out)
+                      const struct config *cfg, struct lint_files *out)
 {
     struct sequence_options opt = {zone_exists, NULL, pools};
-    struct lint_run l = {&opt, NULL, 0, 0, out, bulk_pools};
+    struct lint_run l = {&opt, NULL, 0, 0, out, bulk_pools, cfg};
     for (int i = 0; i < n; i++) {
         struct stat st;
         if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
@@ -301,7 +341,7 @@ int lint_collect_bulk(int n, char **paths, const char *const *pools, const char 
 int lint_parse_source(const char *file, const char *src, size_t len, struct lint_files *out)
 {
     struct sequence_options opt = {zone_exists, NULL, NULL};
-    struct lint_run l = {&opt, NULL, 0, 0, out, NULL};
+    struct lint_run l = {&opt, NULL, 0, 0, out, NULL, NULL};
     char *buf = malloc(len + 1);
     if (!buf) {
         fprintf(stderr, "relance: out of memory\n");

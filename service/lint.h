@@ -7,6 +7,8 @@
 
 #include "sequence.h"
 
+struct config;
+
 #include <stddef.h>
 
 struct lint_file {
@@ -27,9 +29,11 @@ struct lint_files {
  * (0: out holds every file with its model; the caller frees it). */
 int lint_collect(int n, char **paths, const char *const *pools, struct lint_files *out);
 /* The same, warning too about a sequence of a pool in bulk_pools (when
- * not NULL) that shows no link to opt out. */
+ * not NULL) that shows no link to opt out, and, given cfg, about a
+ * tracked sequence whose pool sends from a domain without its own
+ * tracking_domain. */
 int lint_collect_bulk(int n, char **paths, const char *const *pools, const char *const *bulk_pools,
-                      struct lint_files *out);
+                      const struct config *cfg, struct lint_files *out);
 
 /* Parses one stored source (from the database) into out as its only
  * file. Returns 0, or -1 after printing the problems. */

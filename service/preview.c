@@ -2,13 +2,16 @@
  * preview.h): the choice of the account shown, the fields a template sees
  * (values given by hand over the contact's), the sender (the account's,
  * sender.NAME values given by hand standing in for what it lacks, or
- * placeholders), the stand-in Message-IDs, and the reader's view read back
+ * placeholders), the stand-in Message-IDs, the links as sent (signed with
+ * a stand-in key), and the reader's view read back
  * with the MIME parser the watcher uses. Composing is compose.c's; finding
  * the sequence, the contact and the enrollment is the callers'. */
 #include "preview.h"
 
 #include "accounts.h"
+#include "linktoken.h"
 #include "mime.h"
+#include "public.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,13 +93,26 @@ int preview_compose(const struct preview_input *in, struct compose_result *res, 
     const char *at = strrchr(from, '@');
     const char *dom = at ? at + 1 : "example.invalid";
     char mid[300], prev[300];
-    snprintf(mid, sizeof mid, "<preview@%s>", dom);
+    char bare[290];
+    snprintf(bare, sizeof bare, "preview@%s", dom);
+    snprintf(mid, sizeof mid, "<%s>", bare);
     snprintf(prev, sizeof prev, "<previous-step@%s>", dom);
     const char *thread[1] = {prev};
     size_t position = (size_t)(in->step - in->seq->steps);
+    /* the links as sent, signed with the stand-in key: a Message-ID is
+     * made at the claim, and a preview must not mint working links */
+    char link[PUBLIC_LINK_MAX], base[PUBLIC_URL_MAX];
+    const struct config *cfg = in->cfg;
+    int linked = cfg && cfg->public_url &&
+                 public_link(cfg->public_url, PREVIEW_LINK_SECRET, LINKTOKEN_UNSUBSCRIBE, bare, link,
+                             sizeof link) == 0;
+    const char *track_base = cfg ? config_tracking_base(cfg, from, base, sizeof base) : NULL;
     struct compose_input ci = {
         .seq = in->seq,
         .position = position,
+        .unsubscribe_url = linked ? link : NULL,
+        .track_base = track_base,
+        .link_secret = track_base ? PREVIEW_LINK_SECRET : NULL,
         .to_addr = to,
         .lookup = lookup,
         .lookup_arg = &f,

@@ -33,7 +33,15 @@ struct preview_input {
     const char *contact_fields;        /* relance_contact_fields' packed text, or NULL */
     const struct config_account *account; /* NULL: a placeholder sender */
     time_t date;
+    /* public_url and tracking: the unsubscribe link, its headers and the
+     * tracked links as the message will carry them, but signed with
+     * PREVIEW_LINK_SECRET, a stand-in known to all (a preview's links
+     * show their shape and do not work). NULL: none of them. */
+    const struct config *cfg;
 };
+
+#define PREVIEW_LINK_SECRET "preview-links-are-signed-with-this-stand-in-key"
+
 
 /* Composes the step's message with compose_message, the scheduler's own
  * (the same variant and spintax for the same address), with stand-in

@@ -1,14 +1,18 @@
 /* public: the public routes (see public.h). It owns the route table, the
  * reading of a one-click request, the confirmation page in each language
  * relance speaks, and the headers that keep that page to itself (no
- * script, no outside resource, no framing, no referrer). What a click
- * does is SQL's (sql/functions/public.sql); the tokens are linktoken.c's.
+ * script, no outside resource, no framing, no referrer); and the tracked
+ * links' redirect and open image, answered at once, each hit then judged
+ * (botcheck.c, on the facts SQL gives) and recorded. What an unsubscribe
+ * does is SQL's (sql/functions/public.sql), as is what a hit records
+ * (sql/functions/tracking.sql); the tokens are linktoken.c's.
  *
  * Nothing here blocks the loop: statements go through the API's
  * connections (ready_api_db) and answer later; each request carries what
  * its answer needs, so it outlives nothing it points at. */
 #include "public.h"
 
+#include "botcheck.h"
 #include "clock.h"
 #include "linktoken.h"
 #include "log.h"
@@ -25,6 +29,7 @@ struct public {
     char prefix[PUBLIC_URL_MAX]; /* public_url's path, without a final '/'; "" for none */
     const char *secrets[2]; /* the current one, then the previous one */
     size_t n_secrets;
+    long bot_window;         /* seconds; botcheck's rule, 0 for off */
 };
 
 /* The languages of the page. */
@@ -55,6 +60,8 @@ struct pctx {
 /* ---- the route table ---------------------------------------------------- */
 
 static void unsubscribe(struct public *pub, struct http_request *req, const struct linktoken *t);
+static void click(struct public *pub, struct http_request *req, const struct linktoken *t);
+static void open_image(struct public *pub, struct http_request *req, const struct linktoken *t);
 
 struct route {
     const char *prefix;      /* "/u/" */
@@ -65,6 +72,8 @@ struct route {
 
 static const struct route routes[] = {
     {"/u/", "", LINKTOKEN_UNSUBSCRIBE, unsubscribe},
+    {"/c/", "", LINKTOKEN_CLICK, click},
+    {"/o/", ".gif", LINKTOKEN_OPEN, open_image},
 };
 
 /* Every answer here: never cached, never framed, nothing leaves the page,
@@ -399,6 +408,163 @@ static void unsubscribe(struct public *pub, struct http_request *req, const stru
     }
 }
 
+/* ---- /c/TOKEN and /o/TOKEN.gif --------------------------------------------- */
+
+/* One hit on its way to the database, once answered: what botcheck and
+ * the record need, copied from the request. */
+struct hit {
+    enum botcheck_kind kind;
+    long bot_window;         /* copied: pub may be freed before the database answers */
+    char method[8];
+    char message_id[LINKTOKEN_ID_MAX + 1];
+    char *url;               /* a click's destination; NULL for an open */
+    char *user_agent;        /* NULL when absent */
+    int links_total;         /* the message's distinct tracked destinations, from the token */
+    char at[40];
+};
+
+static void hit_free(struct hit *h)
+{
+    free(h->url);
+    free(h->user_agent);
+    free(h);
+}
+
+static void on_recorded(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct hit *h = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+        log_event(LOG_WARN, "public", h->kind == BOTCHECK_CLICK ? "click not recorded" : "open not recorded",
+                  "message_id", h->message_id, NULL);
+    hit_free(h);
+}
+
+static void on_facts(struct db *db, const PGresult *res, void *arg)
+{
+    struct hit *h = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        /* the message is not there (a row only when it is), or the
+         * database went: nothing to record it against */
+        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+            log_event(LOG_WARN, "public", "tracking hit not recorded", "message_id", h->message_id, NULL);
+        hit_free(h);
+        return;
+    }
+    struct botcheck_hit bh = {
+        .kind = h->kind,
+        .method = h->method,
+        .user_agent = h->user_agent,
+        .since_delivery = PQgetisnull(res, 0, 0) ? -1 : (int64_t)strtod(PQgetvalue(res, 0, 0), NULL),
+        .bot_window = h->bot_window,
+        .links_clicked_recently = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10),
+        .links_total = h->links_total,
+    };
+    struct botcheck_verdict v;
+    botcheck_judge(&bh, &v);
+    const char *p[8] = {h->message_id, h->kind == BOTCHECK_CLICK ? "click" : "open", h->url, h->at, h->user_agent,
+                        v.bot_suspected ? "t" : "f", v.reason, v.proxy ? "t" : "f"};
+    if (db_query(db, "SELECT relance_tracking_record($1, $2, $3, $4, $5, $6, $7, $8)", 8, p, on_recorded, h) < 0) {
+        log_event(LOG_WARN, "public", "tracking hit not recorded", "message_id", h->message_id, NULL);
+        hit_free(h);
+    }
+}
+
+/* Records the hit after its answer went: a person's redirect or image
+ * never waits for the database, and a database away loses the record,
+ * not the click. */
+static void hit_record(struct public *pub, struct http_request *req, const struct linktoken *t, const char *url,
+                       int links_total)
+{
+    struct hit *h = calloc(1, sizeof *h);
+    if (!h)
+        return;
+    h->bot_window = pub->bot_window;
+    h->kind = url ? BOTCHECK_CLICK : BOTCHECK_OPEN;
+    snprintf(h->method, sizeof h->method, "%s", http_request_method(req));
+    snprintf(h->message_id, sizeof h->message_id, "%s", t->message_id);
+    const char *ua = http_request_header(req, "User-Agent");
+    h->url = url ? strdup(url) : NULL;
+    h->user_agent = ua ? strndup(ua, 256) : NULL;
+    h->links_total = links_total;
+    clock_format(clock_now(), h->at, sizeof h->at);
+    if ((url && !h->url) || (ua && !h->user_agent)) {
+        hit_free(h);
+        return;
+    }
+    char burst[16];
+    snprintf(burst, sizeof burst, "%d", BOTCHECK_BURST_SECONDS);
+    const char *p[4] = {h->message_id, h->url, h->at, burst};
+    struct db *db = ready_api_db(pub->ready);
+    if (!db || db_query(db, "SELECT * FROM relance_tracking_facts($1, $2, $3, $4)", 4, p, on_facts, h) < 0)
+        hit_free(h);
+}
+
+/* GET and HEAD only: a scanner's HEAD is answered and recorded as one. */
+static int get_or_head(struct http_request *req)
+{
+    const char *method = http_request_method(req);
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return 1;
+    static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+    http_respond_headers(req, 405, "text/plain; charset=utf-8", "Method not allowed\n", 19, allow);
+    return 0;
+}
+
+/* The destination a click token binds: after the byte that counts the
+ * message's links, an absolute http:// or https:// URL with nothing a
+ * header could be split on. Anything else (which only a holder of the
+ * secret could have signed) goes nowhere. */
+static int destination(const struct linktoken *t, char *out, size_t len)
+{
+    if (t->data_len < 2 || t->data_len - 1 >= len)
+        return -1;
+    memcpy(out, t->data + 1, t->data_len - 1);
+    out[t->data_len - 1] = '\0';
+    for (size_t i = 0; i < t->data_len - 1; i++)
+        if ((unsigned char)out[i] <= 0x20 || out[i] == 0x7f)
+            return -1;
+    if (strncasecmp(out, "https://", 8) != 0 && strncasecmp(out, "http://", 7) != 0)
+        return -1;
+    return 0;
+}
+
+/* GET /c/TOKEN: 302 to exactly the destination signed into the token. */
+static void click(struct public *pub, struct http_request *req, const struct linktoken *t)
+{
+    if (!get_or_head(req))
+        return;
+    char url[LINKTOKEN_DATA_MAX + 1];
+    if (destination(t, url, sizeof url) < 0) {
+        not_found(req);
+        return;
+    }
+    /* the token stays here: no referrer carries it to the destination */
+    const char *headers[] = {"Location", url, "Cache-Control", "no-store", "Referrer-Policy", "no-referrer",
+                             "X-Robots-Tag", "noindex, nofollow", NULL};
+    static const char body[] = "Redirecting\n";
+    http_respond_headers(req, 302, "text/plain; charset=utf-8", body, sizeof body - 1, headers);
+    hit_record(pub, req, t, url, t->data[0]);
+}
+
+/* A transparent 1x1 GIF89a: two colours, the first transparent. */
+static const unsigned char pixel[] = {
+    'G', 'I', 'F', '8', '9', 'a', 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+};
+
+/* GET /o/TOKEN.gif: the image, never cached, so that each open asks. */
+static void open_image(struct public *pub, struct http_request *req, const struct linktoken *t)
+{
+    if (!get_or_head(req))
+        return;
+    static const char *const headers[] = {"Cache-Control", "no-store, no-cache, must-revalidate, max-age=0",
+                                          "Pragma", "no-cache", "Expires", "0", "X-Robots-Tag", "noindex", NULL};
+    http_respond_headers(req, 200, "image/gif", (const char *)pixel, sizeof pixel, headers);
+    hit_record(pub, req, t, NULL, 0);
+}
+
 /* ---- the struct and links ----------------------------------------------- */
 
 struct public *public_new(const struct ready *ready, const char *public_url, const char *secret,
@@ -408,6 +574,7 @@ struct public *public_new(const struct ready *ready, const char *public_url, con
     if (!pub)
         return NULL;
     pub->ready = ready;
+    pub->bot_window = BOTCHECK_WINDOW_DEFAULT;
     const char *host = public_url ? strstr(public_url, "://") : NULL;
     const char *path = host ? strchr(host + 3, '/') : NULL;
     if (path)
@@ -417,6 +584,11 @@ struct public *public_new(const struct ready *ready, const char *public_url, con
     if (previous)
         pub->secrets[pub->n_secrets++] = previous;
     return pub;
+}
+
+void public_set_bot_window(struct public *pub, long seconds)
+{
+    pub->bot_window = seconds;
 }
 
 void public_free(struct public *pub)

@@ -8,11 +8,19 @@
  *                       page's own button: the address is suppressed, the
  *                       contact's live enrollments end, 200 (again 200 the
  *                       next time)
+ *   GET|HEAD /c/TOKEN   a tracked link: 302 to exactly the http(s)
+ *                       destination signed into the token
+ *   GET|HEAD /o/TOKEN.gif  the open image: a 1x1 transparent GIF, never
+ *                       cached
+ *
+ * A click or an open is answered at once and then recorded (a hit in
+ * tracking_hits and its event, flagged when botcheck suspects a machine);
+ * it changes no state: no contact, enrollment or message is touched.
  *
  * Tokens are linktoken.h's; one that does not open, or of another kind
  * than its route, is 404 with no detail. No cookie, no authentication,
  * nothing about the contact in any answer. The route table has a row per
- * prefix and token kind, so /c/ (clicks) and /o/ (opens) join it later. */
+ * prefix and token kind. */
 #ifndef RELANCE_PUBLIC_H
 #define RELANCE_PUBLIC_H
 
@@ -34,6 +42,10 @@ struct public;
  * routes. Returns NULL when out of memory. */
 struct public *public_new(const struct ready *ready, const char *public_url, const char *secret,
                           const char *previous);
+
+/* The bot_window of the hits' judgement, in seconds (botcheck.h; 0 for
+ * off); BOTCHECK_WINDOW_DEFAULT until set. */
+void public_set_bot_window(struct public *pub, long seconds);
 
 /* Answers req when its path is a public route and returns 1; returns 0,
  * having done nothing, otherwise (the API's listener then routes it). */

@@ -236,10 +236,15 @@ static void process(struct scheduler *s, const struct job *j)
     int linked = s->public_url && s->link_secret &&
                  public_link(s->public_url, s->link_secret, LINKTOKEN_UNSUBSCRIBE, j->message_id, link,
                              sizeof link) == 0;
+    /* tracked links go through the sending domain's own host where it has one */
+    char base[PUBLIC_URL_MAX];
+    const char *track_base = s->link_secret ? config_tracking_base(s->cfg, from_addr, base, sizeof base) : NULL;
     struct compose_input in = {
         .seq = seq,
         .position = (size_t)j->position,
         .unsubscribe_url = linked ? link : NULL,
+        .track_base = track_base,
+        .link_secret = s->link_secret,
         .to_addr = j->email,
         .lookup = lookup,
         .lookup_arg = &f,
@@ -1033,9 +1038,36 @@ static void on_closed(uv_handle_t *h)
     close_step(h->data);
 }
 
+static void leases_release(struct scheduler *s);
+
+static void on_rescued_stopping(struct db *db, const PGresult *res, void *arg)
+{
+    (void)db;
+    struct scheduler *s = arg;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) > 0)
+        log_event(LOG_INFO, "scheduler", "messages claimed and not sent given back", "count", PQgetvalue(res, 0, 0),
+                  NULL);
+    close_step(s);     /* the delivery's part */
+    leases_release(s); /* the rows first, then the accounts */
+}
+
+/* The delivery has closed: the sender had (nothing is on the wire) and
+ * its last outcomes are written. What this replica claimed and did not
+ * send is given back now (relance_rescue_stopping: due again at once,
+ * or 'unknown' where a body started and no outcome came), so that the
+ * replica taking its accounts over sends it within seconds instead of
+ * after a rescue pass; then the account leases go. */
 static void on_delivery_closed(void *arg)
 {
-    close_step(arg);
+    struct scheduler *s = arg;
+    char now[40];
+    now_param(now, sizeof now);
+    const char *p[2] = {now, s->replica};
+    struct db *db = ready_db(s->ready);
+    if (!db || db_query(db, "SELECT relance_rescue_stopping($1, $2)", 2, p, on_rescued_stopping, s) < 0) {
+        close_step(s);
+        leases_release(s);
+    }
 }
 
 static void on_leases_given_up(void *arg, long given)
@@ -1078,10 +1110,12 @@ static void leases_release(struct scheduler *s)
 
 void scheduler_stop(struct scheduler *s)
 {
-    /* A body on the wire finishes, anything else is cut or deferred;
-     * either way its row stays 'sending' (outcomes are not written from
-     * now on) and a replica rescues it as 'unknown' (its body had
-     * started) or 'deferred' (nothing went out): never sent twice. */
+    /* A body on the wire finishes and its outcome is written; no other
+     * body starts. What was claimed and not sent is given back when the
+     * delivery has closed (on_delivery_closed); a row left 'sending' all
+     * the same (the database away) is rescued by a replica as 'unknown'
+     * (its body had started) or 'deferred' (nothing went out): never
+     * sent twice. */
     cycle_state_set(s, CYCLE_STOPPED);
     uv_timer_stop(&s->timer);
     uv_timer_stop(&s->lease_timer);
@@ -1096,7 +1130,6 @@ void scheduler_close(struct scheduler *s, void (*cb)(void *arg), void *arg)
     s->pending_closes = 4; /* two timers, delivery, and the release */
     uv_close((uv_handle_t *)&s->timer, on_closed);
     uv_close((uv_handle_t *)&s->lease_timer, on_closed);
-    delivery_close(s->delivery, on_delivery_closed, s);
+    delivery_close(s->delivery, on_delivery_closed, s); /* then the give-back, then the release */
     s->delivery = NULL;
-    leases_release(s);
 }

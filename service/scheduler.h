@@ -36,13 +36,14 @@ void scheduler_set_metrics(struct scheduler *s, struct metrics *m);
 void scheduler_db_up(struct scheduler *s);
 /* Something may have become due. */
 void scheduler_wake(struct scheduler *s);
-/* The first half of a stop: nothing new is claimed and no outcome is
- * written any more. Then close the sender (its drain: see sender_close),
- * then scheduler_close. */
+/* The first half of a stop: nothing new is claimed and no body starts;
+ * the outcomes of those on the wire are still written. Then close the
+ * sender (its drain: see sender_close), then scheduler_close. */
 void scheduler_stop(struct scheduler *s);
-/* Once the sender has closed: this replica's account leases are given
- * up through the database in one statement, the scheduler's last:
- * another replica takes them at its next renewal instead of after their
+/* Once the sender has closed: what this replica claimed and did not
+ * send is given back (relance_rescue_stopping), then its account leases
+ * are given up through the database in one statement, the scheduler's
+ * last: another replica takes them at its next renewal instead of after their
  * expiry. So the database must stay open until on_closed fires; once it
  * has, no query of the scheduler is pending. Should the answer not come,
  * closing the database (the server does so as its shutdown_grace runs
@@ -50,9 +51,11 @@ void scheduler_stop(struct scheduler *s);
  * fires once its handles are closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
 
-/* The messages' one-click unsubscribe links: under public_url, signed
- * with secret (both borrowed: they must outlive the scheduler). Without
- * this call (no http.public_url), messages carry a mailto: only. */
+/* The messages' public links, signed with secret: one-click unsubscribe
+ * under public_url (NULL: a mailto: only), and the tracked links under
+ * the sending domain's tracking host or public_url (config.h). Both are
+ * borrowed: they must outlive the scheduler. Without this call (no link
+ * secret), messages carry a mailto: only and nothing is tracked. */
 void scheduler_set_links(struct scheduler *s, const char *public_url, const char *secret);
 
 #endif

@@ -7,7 +7,7 @@
  * nothing, within shutdown_grace of the signal (an orchestrator's stop:
  * Kubernetes kills the pod when its own grace runs out):
  *
- *   /readyz answers 503 and scheduler_stop (no new claim, no more writes)
+ *   /readyz answers 503 and scheduler_stop (no new claim, no body starts)
  *   -> watcher (gives its mailbox leases up)
  *   -> sender (bodies on the wire finish, the rest is deferred), and
  *      beside it the webhook deliveries (requests end, claims given back)
@@ -619,6 +619,8 @@ int server_run(struct config *cfg, char *err, size_t errlen)
     }
     if (srv.link_secret) {
         srv.public = public_new(&srv.ready, cfg->public_url, srv.link_secret, srv.link_previous);
+        if (srv.public)
+            public_set_bot_window(srv.public, cfg->bot_window);
         if (!srv.public) {
             snprintf(err, errlen, "out of memory");
             srv.api_failed = 1;
@@ -657,7 +659,7 @@ int server_run(struct config *cfg, char *err, size_t errlen)
             snprintf(mport, sizeof mport, "%d", http_port(srv.metrics_http));
         if (srv.public_http)
             snprintf(pport, sizeof pport, "%d", http_port(srv.public_http));
-        if (srv.scheduler && srv.link_secret && cfg->public_url)
+        if (srv.scheduler && srv.link_secret)
             scheduler_set_links(srv.scheduler, cfg->public_url, srv.link_secret);
         log_event(LOG_INFO, "serve", "started", "version", RELANCE_VERSION, "listen", cfg->http_listen, "port", port,
                   "database", *db ? db : "(libpq defaults)", "metrics_port", *mport ? mport : NULL,

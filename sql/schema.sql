@@ -376,6 +376,28 @@ CREATE TABLE public.suppressions (
     CONSTRAINT suppressions_pattern_check CHECK (((pattern = lower(pattern)) AND (pattern ~~ '%@%'::text)))
 );
 
+CREATE TABLE public.tracking_hits (
+    id bigint NOT NULL,
+    message_id bigint NOT NULL,
+    kind text NOT NULL,
+    url text,
+    at timestamp with time zone NOT NULL,
+    user_agent text,
+    bot_suspected boolean NOT NULL,
+    bot_reason text,
+    proxy boolean DEFAULT false NOT NULL,
+    CONSTRAINT tracking_hits_kind_check CHECK ((kind = ANY (ARRAY['open'::text, 'click'::text])))
+);
+
+CREATE SEQUENCE public.tracking_hits_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.tracking_hits_id_seq OWNED BY public.tracking_hits.id;
+
 CREATE TABLE public.webhook_deliveries (
     id bigint NOT NULL,
     webhook_id bigint NOT NULL,
@@ -426,6 +448,8 @@ ALTER TABLE ONLY public.lease_history ALTER COLUMN id SET DEFAULT nextval('publi
 ALTER TABLE ONLY public.messages ALTER COLUMN id SET DEFAULT nextval('public.messages_id_seq'::regclass);
 
 ALTER TABLE ONLY public.sequences ALTER COLUMN id SET DEFAULT nextval('public.sequences_id_seq'::regclass);
+
+ALTER TABLE ONLY public.tracking_hits ALTER COLUMN id SET DEFAULT nextval('public.tracking_hits_id_seq'::regclass);
 
 ALTER TABLE ONLY public.webhook_deliveries ALTER COLUMN id SET DEFAULT nextval('public.webhook_deliveries_id_seq'::regclass);
 
@@ -515,6 +539,9 @@ ALTER TABLE ONLY public.stats_hits
 ALTER TABLE ONLY public.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (pattern);
 
+ALTER TABLE ONLY public.tracking_hits
+    ADD CONSTRAINT tracking_hits_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.webhook_deliveries
     ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
 
@@ -570,6 +597,8 @@ CREATE INDEX messages_in_flight ON public.messages USING btree (account_id) WHER
 CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state = ANY (ARRAY['sending'::text, 'deferred'::text, 'unknown'::text]));
 
 CREATE INDEX messages_unpruned ON public.messages USING btree (created_at) WHERE (pruned_at IS NULL);
+
+CREATE INDEX tracking_hits_message ON public.tracking_hits USING btree (message_id, kind, at);
 
 CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (webhook_id, next_at, id) WHERE (state = 'pending'::text);
 
@@ -640,6 +669,9 @@ ALTER TABLE ONLY public.sequence_steps
 
 ALTER TABLE ONLY public.sequence_versions
     ADD CONSTRAINT sequence_versions_sequence_id_fkey FOREIGN KEY (sequence_id) REFERENCES public.sequences(id);
+
+ALTER TABLE ONLY public.tracking_hits
+    ADD CONSTRAINT tracking_hits_message_id_fkey FOREIGN KEY (message_id) REFERENCES public.messages(id);
 
 ALTER TABLE ONLY public.webhook_deliveries
     ADD CONSTRAINT webhook_deliveries_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.events(id) ON DELETE CASCADE;

@@ -61,6 +61,10 @@ static int run(struct cli *cli, const struct cli_args *args)
     } else {
         printf("http.public_url: none (List-Unsubscribe: mailto: only)\n");
     }
+    for (size_t i = 0; i < cfg->n_tracking_domains; i++)
+        printf("tracking.domains.%s: tracked links through https://%s\n", cfg->tracking_domains[i].domain,
+               cfg->tracking_domains[i].tracking_domain);
+    printf("tracking.bot_window: %lds\n", cfg->bot_window);
     printf("http.api_rate_limit: %ld requests a second a key, bursts of %ld (per replica)\n", cfg->api_rate_limit,
            cfg->api_rate_burst);
     printf("transport: %s\n", cfg->transport);

@@ -13,8 +13,9 @@
 static int run(struct cli *cli, const struct cli_args *args)
 {
     const char **pools = NULL, **bulk = NULL;
+    struct config *cfg = NULL;
     if (cli->config_path) {
-        struct config *cfg = cli_config(cli);
+        cfg = cli_config(cli);
         if (!cfg)
             return CLI_ERROR;
         pools = calloc(cfg->n_pools + 1, sizeof *pools);
@@ -30,7 +31,7 @@ static int run(struct cli *cli, const struct cli_args *args)
                 bulk[nb++] = cfg->pools[i].name;
         }
     }
-    int errors = lint_collect_bulk(args->n_operands, args->operands, pools, bulk, NULL);
+    int errors = lint_collect_bulk(args->n_operands, args->operands, pools, bulk, cfg, NULL);
     free(pools);
     free(bulk);
     return errors ? CLI_ERROR : CLI_OK;
@@ -51,7 +52,9 @@ const struct cli_command cmd_lint = {
              "against the system's tz database ($TZDIR or /usr/share/zoneinfo). With a\n"
              "configuration (--config or RELANCE_CONFIG), an unknown sender_pool is a warning,\n"
              "and so is a sequence of a pool marked bulk: true that shows no link to opt out\n"
-             "(an unsubscribe footer, or {{unsubscribe_url}} in each step).\n"
+             "(an unsubscribe footer, or {{unsubscribe_url}} in each step), and so is a\n"
+             "tracked sequence (track:) whose pool sends from a domain without its own\n"
+             "tracking_domain (tracking.domains in the configuration).\n"
              "\n"
              "Exit status: 0 when there is no error (warnings allowed), 1 when any file has\n"
              "an error or cannot be read, 2 on a usage error.\n",

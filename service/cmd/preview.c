@@ -193,7 +193,8 @@ static int run(struct cli *cli, const struct cli_args *args)
     if (failed)
         goto out;
     const char *from = acct ? acct->email : "sender@example.invalid";
-    struct preview_input in = {seq, step, v.keys, v.values, v.n, fields, acct, time(NULL)};
+    struct preview_input in = {seq, step, v.keys, v.values, v.n, fields, acct, time(NULL),
+                               cli->config_path || getenv("RELANCE_CONFIG") ? cli_config(cli) : NULL};
     struct compose_result res;
     char err[300];
     int c = preview_compose(&in, &res, err, sizeof err);

@@ -4,8 +4,11 @@
 #include "compose.h"
 
 #include "buf.h"
+#include "linkrewrite.h"
+#include "linktoken.h"
 #include "message.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +205,143 @@ done:
     return rc;
 }
 
+/* ---- tracking ------------------------------------------------------------ */
+
+/* The distinct destinations a message tracks: the first pass collects
+ * them (their number goes into every click token, for botcheck's "every
+ * link clicked"), the second writes the tracked URLs. */
+struct track {
+    const struct compose_input *in;
+    char id[LINKTOKEN_ID_MAX + 1]; /* the Message-ID without <> */
+    char **urls;
+    size_t n_urls, cap;
+    int counting;                  /* the first pass: collect, write nothing */
+};
+
+static int track_seen(struct track *t, const char *url)
+{
+    for (size_t i = 0; i < t->n_urls; i++)
+        if (strcmp(t->urls[i], url) == 0)
+            return 1;
+    return 0;
+}
+
+static int on_link(void *ctx, const char *url, struct buf *tracked)
+{
+    struct track *t = ctx;
+    size_t n = strlen(url);
+    if (n + 1 > LINKTOKEN_DATA_MAX)
+        return 0; /* too long to sign in: left as it is */
+    if (t->counting) {
+        if (track_seen(t, url))
+            return 1;
+        if (t->n_urls == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 8;
+            char **grown = realloc(t->urls, cap * sizeof *grown);
+            if (!grown)
+                return -ENOMEM;
+            t->urls = grown;
+            t->cap = cap;
+        }
+        char *copy = strdup(url);
+        if (!copy)
+            return -ENOMEM;
+        t->urls[t->n_urls++] = copy;
+        return 1;
+    }
+    unsigned char data[LINKTOKEN_DATA_MAX];
+    data[0] = (unsigned char)(t->n_urls > 255 ? 255 : t->n_urls);
+    memcpy(data + 1, url, n);
+    char tok[LINKTOKEN_MAX];
+    int rc = linktoken_make(t->in->link_secret, LINKTOKEN_CLICK, t->id, data, n + 1, tok, sizeof tok);
+    if (rc < 0)
+        return rc;
+    buf_addf(tracked, "%s/c/%s", t->in->track_base, tok);
+    return tracked->oom ? -ENOMEM : 1;
+}
+
+/* Rewrites one part through on_link into *part. */
+static int track_part(struct track *t, char **part, int html, int *count)
+{
+    struct buf b = {0};
+    struct linkrewrite_opts o = {on_link, t, t->in->unsubscribe_url};
+    size_t len = strlen(*part);
+    int rc = html ? linkrewrite_html(*part, len, &o, &b, count) : linkrewrite_text(*part, len, &o, &b, count);
+    if (rc == 0)
+        buf_add(&b, "", 1);
+    if (rc == 0 && b.oom)
+        rc = -ENOMEM;
+    if (rc < 0 || t->counting) {
+        buf_free(&b);
+        return rc;
+    }
+    free(*part);
+    *part = b.p;
+    return 0;
+}
+
+/* The open image, last in the html (before </body> when there is one):
+ * 1x1 and empty alt, so that nothing shows where images are blocked. */
+static int add_pixel(struct track *t, char **html)
+{
+    char tok[LINKTOKEN_MAX];
+    int rc = linktoken_make(t->in->link_secret, LINKTOKEN_OPEN, t->id, NULL, 0, tok, sizeof tok);
+    if (rc < 0)
+        return rc;
+    const char *end = NULL;
+    for (const char *p = *html; (p = strcasestr(p, "</body")); p++)
+        end = p;
+    size_t head = end ? (size_t)(end - *html) : strlen(*html);
+    struct buf b = {0};
+    buf_add(&b, *html, head);
+    buf_addf(&b, "<img src=\"%s/o/%s.gif\" width=\"1\" height=\"1\" alt=\"\">", t->in->track_base, tok);
+    buf_adds(&b, *html + head);
+    buf_add(&b, "", 1);
+    if (b.oom) {
+        buf_free(&b);
+        return -ENOMEM;
+    }
+    free(*html);
+    *html = b.p;
+    return 0;
+}
+
+/* Applies the sequence's track: keys to the rendered parts. */
+static int track(const struct compose_input *in, char **body, char **html, struct compose_result *res)
+{
+    const struct sequence *seq = in->seq;
+    int clicks = seq->track_clicks && (*html || seq->track_text_links);
+    int opens = seq->track_opens && *html;
+    if (!in->track_base || !in->link_secret || !(clicks || opens))
+        return 0;
+    struct track t = {.in = in};
+    size_t idlen = strlen(in->message_id);
+    if (idlen < 3 || in->message_id[0] != '<' || idlen - 2 > LINKTOKEN_ID_MAX)
+        return -EINVAL;
+    memcpy(t.id, in->message_id + 1, idlen - 2);
+    t.id[idlen - 2] = '\0';
+    int rc = 0, n = 0;
+    for (t.counting = 1; clicks && t.counting >= 0 && rc == 0; t.counting--) {
+        res->tracked_links = 0;
+        if (*html) {
+            rc = track_part(&t, html, 1, &n);
+            res->tracked_links += n;
+        }
+        if (rc == 0 && seq->track_text_links) {
+            rc = track_part(&t, body, 0, &n);
+            res->tracked_links += n;
+        }
+    }
+    if (rc == 0 && opens) {
+        rc = add_pixel(&t, html);
+        res->open_pixel = rc == 0;
+    }
+    for (size_t i = 0; i < t.n_urls; i++)
+        free(t.urls[i]);
+    free(t.urls);
+    return rc;
+}
+
 int compose_message(const struct compose_input *in, struct compose_result *out, char *err, size_t errlen)
 {
     const struct sequence_step *step = &in->seq->steps[in->position];
@@ -250,6 +390,11 @@ int compose_message(const struct compose_input *in, struct compose_result *out, 
         rc = add_footer(in, seed, &body, &html, out, err, errlen);
         if (rc != COMPOSE_OK)
             goto fail;
+    }
+    if (track(in, &body, &html, out) < 0) {
+        snprintf(err, errlen, "tracking: out of memory or a Message-ID too long to sign");
+        rc = -1;
+        goto fail;
     }
     int one_click = in->seq->unsubscribe_header && in->unsubscribe_url;
     if (in->seq->unsubscribe_header &&

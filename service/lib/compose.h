@@ -18,6 +18,14 @@
  * sequence says unsubscribe: {header: false}, the message carries
  * List-Unsubscribe (the link and the mailto:) and, with a link,
  * List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058).
+ *
+ * Tracking (the sequence's track: keys, given a base and the link
+ * secret): the html's links, and with text_links the text's bare URLs,
+ * become BASE/c/TOKEN, each token binding its destination and the number
+ * of distinct tracked destinations of the message (one byte, then the
+ * URL); the unsubscribe link never; with opens, a 1x1 image BASE/o/TOKEN.gif
+ * closes the html (only an html part has one). Rewritten after the
+ * footer, so the message's final body is what DKIM later signs.
  * Pure: no I/O. */
 #ifndef RELANCE_COMPOSE_H
 #define RELANCE_COMPOSE_H
@@ -47,6 +55,10 @@ struct compose_input {
     size_t n_thread;
     const char *first_subject;       /* the first step's subject as sent, or NULL to render it */
     const char *unsubscribe_url;     /* "https://PUBLIC/u/TOKEN" for this message, or NULL (no public_url) */
+    /* Tracking: "https://TRACKING_DOMAIN" (or public_url) and the secret
+     * that signs its tokens; either NULL: nothing is tracked, whatever
+     * the sequence says. */
+    const char *track_base, *link_secret;
 };
 
 struct compose_result {
@@ -54,6 +66,7 @@ struct compose_result {
     size_t len;
     char *subject;                   /* the rendered subject; caller frees */
     int variant;                     /* index of the variant used, -1 without variants */
+    int tracked_links, open_pixel;   /* links rewritten (html and text); 1 when the open image was added */
     char missing[TEMPLATE_MAX_FIELD + 1]; /* on COMPOSE_MISSING_FIELD */
 };
 

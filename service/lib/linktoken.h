@@ -8,7 +8,9 @@
  * where kind says what the link does ('u', 'c', 'o'), the Message-ID is
  * the one of the message the link is in (messages.message_id, without
  * <>: it names the contact, enrollment and account), data is what the
- * kind binds in (a click's destination; empty otherwise), and tag is
+ * kind binds in (a click's: one byte counting the message's distinct
+ * tracked destinations, then the destination URL, compose.c; empty
+ * otherwise), and tag is
  * HMAC-SHA256 over everything before it, keyed with the deployment's
  * link secret, truncated to 128 bits. No address is in it, and no byte
  * of it can be changed without the tag failing. A second, previous
@@ -21,8 +23,8 @@
 
 enum linktoken_kind {
     LINKTOKEN_UNSUBSCRIBE = 'u',
-    LINKTOKEN_CLICK = 'c', /* reserved for click tracking: data is the destination */
-    LINKTOKEN_OPEN = 'o',  /* reserved for open tracking */
+    LINKTOKEN_CLICK = 'c', /* a tracked link: data is the links' count byte, then the destination */
+    LINKTOKEN_OPEN = 'o',  /* the open image */
 };
 
 #define LINKTOKEN_TAG_LEN 16

@@ -265,10 +265,12 @@ static void locate(struct ctx *c, const struct ynode *n, size_t off, int *line, 
 /* ---- key tables ---- */
 
 static const char *const top_keys[] = {"name",    "description", "sender_pool", "schedule", "stop_on",
-                                       "steps",   "unsubscribe", "language",    NULL};
-enum { K_NAME, K_DESCRIPTION, K_SENDER_POOL, K_SCHEDULE, K_STOP_ON, K_STEPS, K_UNSUBSCRIBE, K_LANGUAGE, K_TOP_N };
+                                       "steps",   "unsubscribe", "language",    "track",    NULL};
+enum { K_NAME, K_DESCRIPTION, K_SENDER_POOL, K_SCHEDULE, K_STOP_ON, K_STEPS, K_UNSUBSCRIBE, K_LANGUAGE, K_TRACK, K_TOP_N };
 static const char *const unsubscribe_keys[] = {"header", "footer", NULL};
 enum { K_U_HEADER, K_U_FOOTER, K_UNSUBSCRIBE_N };
+static const char *const track_keys[] = {"clicks", "opens", "text_links", NULL};
+enum { K_T_CLICKS, K_T_OPENS, K_T_TEXT_LINKS, K_TRACK_N };
 static const char *const schedule_keys[] = {"timezone", "fallback_timezone", "window", "days", "jitter", NULL};
 enum { K_TIMEZONE, K_FALLBACK, K_WINDOW, K_DAYS, K_JITTER, K_SCHEDULE_N };
 static const char *const step_keys[] = {"id", "wait", "subject", "body", "html", "thread", "variants", NULL};
@@ -276,7 +278,7 @@ enum { K_ID, K_WAIT, K_SUBJECT, K_BODY, K_HTML, K_THREAD, K_VARIANTS, K_STEP_N }
 static const char *const variant_keys[] = {"weight", "subject", "body", "html", NULL};
 enum { K_V_WEIGHT, K_V_SUBJECT, K_V_BODY, K_V_HTML, K_VARIANT_N };
 
-#define MAX_KEYS 8
+#define MAX_KEYS 9
 
 /* The keys of one mapping: value and key nodes by table index, and which
  * missing keys an unknown key already pointed at ("did you mean"). */
@@ -907,6 +909,26 @@ static void read_unsubscribe(struct ctx *c, const struct ynode *v, struct sequen
     }
 }
 
+/* track: {clicks, opens, text_links}, each true or false (default all
+ * off). What it turns on is only recorded: no stop, branch or score ever
+ * reads an open or a click. */
+static void read_track(struct ctx *c, const struct ynode *v, struct sequence *seq)
+{
+    if (v->type != YNODE_MAP) {
+        err_at(c, v, "'track' must be a mapping with 'clicks' and/or 'opens', not %s", ytree_type_name(v));
+        return;
+    }
+    struct keys k;
+    read_keys(c, v, track_keys, " in track", &k);
+    if (k.val[K_T_CLICKS])
+        (void)read_bool(c, k.val[K_T_CLICKS], "clicks", &seq->track_clicks);
+    if (k.val[K_T_OPENS])
+        (void)read_bool(c, k.val[K_T_OPENS], "opens", &seq->track_opens);
+    if (k.val[K_T_TEXT_LINKS] && read_bool(c, k.val[K_T_TEXT_LINKS], "text_links", &seq->track_text_links) == 0 &&
+        seq->track_text_links && !seq->track_clicks)
+        warn_at(c, k.val[K_T_TEXT_LINKS], "text_links does nothing without clicks: true");
+}
+
 /* language: a BCP 47 tag's shape ("fr", "en-GB"); the confirmation page
  * of a one-click unsubscribe speaks it where relance has it. */
 static void read_language(struct ctx *c, const struct ynode *v, struct sequence *seq)
@@ -1009,6 +1031,11 @@ static void read_top(struct ctx *c, const struct ynode *root, struct sequence *s
         read_unsubscribe(c, k.val[K_UNSUBSCRIBE], seq);
     if (k.val[K_LANGUAGE] && !ytree_is_null(k.val[K_LANGUAGE]))
         read_language(c, k.val[K_LANGUAGE], seq);
+    if (k.val[K_TRACK] && !ytree_is_null(k.val[K_TRACK])) {
+        seq->track_line = k.val[K_TRACK]->line;
+        seq->track_col = k.val[K_TRACK]->col;
+        read_track(c, k.val[K_TRACK], seq);
+    }
 
     const struct ynode *steps = k.val[K_STEPS];
     if (!steps)
@@ -1207,6 +1234,11 @@ char *sequence_to_json(const struct sequence *seq)
     if (seq->language) {
         jkey(&b, "language", 0);
         json_add_string(&b, seq->language);
+    }
+    if (seq->track_clicks || seq->track_opens || seq->track_text_links) {
+        jkey(&b, "track", 0);
+        buf_addf(&b, "{\"clicks\":%s,\"opens\":%s,\"text_links\":%s}", seq->track_clicks ? "true" : "false",
+                 seq->track_opens ? "true" : "false", seq->track_text_links ? "true" : "false");
     }
     jkey(&b, "steps", 0);
     buf_add(&b, "[", 1);

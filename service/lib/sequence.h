@@ -81,6 +81,12 @@ struct sequence {
     int unsubscribe_header;
     char *unsubscribe_footer;
     char *language;            /* "fr", "en-GB"...: what the prospect reads; NULL: not said */
+    /* track: {clicks, opens, text_links} (default all off): the html's
+     * links go through /c/ (and the text's bare URLs with text_links),
+     * an /o/ image ends the html. Recorded only: never read by a stop,
+     * a branch or a score. */
+    int track_clicks, track_opens, track_text_links;
+    int track_line, track_col; /* where track's value is, for lint's warnings */
     struct sequence_step *steps;
     size_t n_steps;            /* >= 1 */
     int name_line, name_col;   /* where name's value is, for cross-file messages */

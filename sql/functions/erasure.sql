@@ -11,6 +11,7 @@
 --   messages(recipient, subject, reply), inbound_messages(sender),
 --   events(data: the address, the external_id), suppressions(pattern, reason), api_idempotency(body):
 --     the address removed where it appears
+--   tracking_hits(user_agent, url): emptied, as retention does
 
 -- The text with every spelling of the address (any case) replaced.
 CREATE OR REPLACE FUNCTION relance_erase_text(p_text text, p_addr text, p_by text) RETURNS text
@@ -64,6 +65,9 @@ BEGIN
      WHERE enrollment_id = ANY (v_enrollments);
     UPDATE inbound_messages SET sender = relance_erase_text(sender, v_addr, v_by)
      WHERE enrollment_id = ANY (v_enrollments) OR lower(sender) LIKE '%' || v_addr || '%';
+    UPDATE tracking_hits h SET user_agent = NULL, url = NULL
+      FROM messages m
+     WHERE m.id = h.message_id AND m.enrollment_id = ANY (v_enrollments);
     UPDATE events SET data = relance_erase_text(data::text, v_addr, v_by)::jsonb
      WHERE strpos(lower(data::text), v_addr) > 0;
     -- nor the CRM's id (the contact has none any more)

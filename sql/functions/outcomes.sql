@@ -334,14 +334,11 @@ BEGIN
     RETURN n;
 END $$;
 
--- A replica's own rows whose claim answer was lost with the database
--- connection: claimed (state 'sending', claimed_by this replica) but never
--- seen by the process, so nothing will ever finish them. The replica
--- rescues them itself as soon as the connection is back, naming the rows
--- it does have in flight (p_keep), instead of leaving them 'sending' until
--- its next start. Same rule as relance_rescue_sending: a row whose body
--- had started is 'unknown' (never re-sent), else 'deferred'.
-CREATE OR REPLACE FUNCTION relance_rescue_own(p_now timestamptz, p_replica text, p_keep text[])
+-- A replica's own rows still 'sending', but those named in p_keep: a
+-- row whose body had started is 'unknown' (never re-sent), else
+-- 'deferred', due at once; p_why is the reply recorded. For
+-- relance_rescue_own and relance_rescue_stopping below.
+CREATE OR REPLACE FUNCTION relance_rescue_mine(p_now timestamptz, p_replica text, p_keep text[], p_why text)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     m record;
@@ -353,13 +350,35 @@ BEGIN
                 FOR UPDATE SKIP LOCKED
     LOOP
         IF m.body_started THEN
-            PERFORM relance_step_done(m.message_id, p_now, 'unknown', 'claim answer lost with the connection',
-                                      NULL, NULL, NULL);
+            PERFORM relance_step_done(m.message_id, p_now, 'unknown', p_why, NULL, NULL, NULL);
         ELSE
-            PERFORM relance_step_deferred(m.message_id, p_now, p_now, 'claim answer lost with the connection',
-                                          false);
+            PERFORM relance_step_deferred(m.message_id, p_now, p_now, p_why, false);
         END IF;
         n := n + 1;
     END LOOP;
     RETURN n;
 END $$;
+
+-- A replica's own rows whose claim answer was lost with the database
+-- connection: claimed (state 'sending', claimed_by this replica) but never
+-- seen by the process, so nothing will ever finish them. The replica
+-- rescues them itself as soon as the connection is back, naming the rows
+-- it does have in flight (p_keep), instead of leaving them 'sending' until
+-- its next start. Same rule as relance_rescue_sending: a row whose body
+-- had started is 'unknown' (never re-sent), else 'deferred'.
+CREATE OR REPLACE FUNCTION relance_rescue_own(p_now timestamptz, p_replica text, p_keep text[])
+RETURNS int LANGUAGE sql AS $$
+    SELECT relance_rescue_mine(p_now, p_replica, p_keep, 'claim answer lost with the connection')
+$$;
+
+-- The same for every row of a replica that is stopping (SIGTERM), once
+-- its sender has closed and its last outcomes are written: what it had
+-- claimed and not sent (queued, cut before the body, never composed) is
+-- due again at once for another replica, rather than left 'sending' until
+-- this replica's lease lapses and a rescue's next pass; a row whose body
+-- started and whose outcome was not written is 'unknown', as always.
+CREATE OR REPLACE FUNCTION relance_rescue_stopping(p_now timestamptz, p_replica text)
+RETURNS int LANGUAGE sql AS $$
+    SELECT relance_rescue_mine(p_now, p_replica, '{}', 'relance stopped before sending')
+$$;
+

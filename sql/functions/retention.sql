@@ -9,7 +9,9 @@
 --     times, enrollment, step, variant, its Message-ID, which relance made
 --     and which names no person but matches late bounces and replies);
 --     recipient becomes 'pruned@pruned.invalid', sender, subject and the
---     server's reply (it may quote the address) become NULL.
+--     server's reply (it may quote the address) become NULL; its tracking
+--     hits keep their kind, time and verdict (the stats) but lose the user
+--     agent and the URL (a personalised link may name the person).
 --   inbound_messages past retention.inbound: the row stays (kind, effect,
 --     what it matched); sender becomes 'pruned@pruned.invalid', its
 --     Message-ID (written by the prospect's mail client, it may carry
@@ -103,6 +105,9 @@ BEGIN
                                   pruned_at = p_now
               FROM doomed d WHERE m.id = d.id
             RETURNING 1
+        ), hits AS (
+            UPDATE tracking_hits h SET user_agent = NULL, url = NULL
+              FROM doomed d WHERE h.message_id = d.id AND (h.user_agent IS NOT NULL OR h.url IS NOT NULL)
         )
         SELECT count(*) INTO v_messages FROM done;
     END IF;

@@ -15,9 +15,16 @@
 -- those retention deleted, what it kept of them: stats_hits). p_since
 -- keeps the messages sent from then on; their replies count whenever
 -- they came. Raises no_data_found for an unknown sequence.
+--
+-- Opens and clicks (tracking.sql's hits) count messages too: opened and
+-- clicked, those with at least one hit not suspected of being a machine's
+-- (human); opened_raw and clicked_raw, those with any hit. Hits stay when
+-- their message is pruned (only their user agent and URL go), so these
+-- figures do not move with retention either.
 CREATE OR REPLACE FUNCTION relance_stats(p_sequence text, p_since timestamptz)
 RETURNS TABLE (step text, step_position int, variant int, sent bigint, replied bigint, auto_replied bigint,
-               bounced bigint, unsubscribed bigint)
+               bounced bigint, unsubscribed bigint, opened bigint, clicked bigint, opened_raw bigint,
+               clicked_raw bigint)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     PERFORM 1 FROM sequences WHERE name = p_sequence;
@@ -47,11 +54,18 @@ BEGIN
     )
     SELECT m.step_id, min(m.position), m.variant, count(*),
            count(*) FILTER (WHERE h.replied), count(*) FILTER (WHERE h.auto_replied),
-           count(*) FILTER (WHERE m.state = 'bounced' OR h.bounced), count(*) FILTER (WHERE h.unsubscribed)
+           count(*) FILTER (WHERE m.state = 'bounced' OR h.bounced), count(*) FILTER (WHERE h.unsubscribed),
+           count(*) FILTER (WHERE t.opened), count(*) FILTER (WHERE t.clicked),
+           count(*) FILTER (WHERE t.opened_raw), count(*) FILTER (WHERE t.clicked_raw)
       FROM messages m
       JOIN enrollments e ON e.id = m.enrollment_id
       JOIN sequences s ON s.id = e.sequence_id
       LEFT JOIN hit h ON h.message_id = m.message_id
+      LEFT JOIN LATERAL (
+          SELECT bool_or(k.kind = 'open' AND NOT k.bot_suspected) AS opened,
+                 bool_or(k.kind = 'click' AND NOT k.bot_suspected) AS clicked,
+                 bool_or(k.kind = 'open') AS opened_raw, bool_or(k.kind = 'click') AS clicked_raw
+            FROM tracking_hits k WHERE k.message_id = m.id) t ON true
      WHERE s.name = p_sequence AND m.state IN ('sent', 'unknown', 'bounced')
        AND (p_since IS NULL OR coalesce(m.sent_at, m.created_at) >= p_since)
      GROUP BY GROUPING SETS ((m.step_id, m.variant), ())
@@ -60,15 +74,21 @@ END $$;
 
 -- The same as one JSON document, for `relance stats --json`:
 -- {"sequence", "since", "steps": [{"step", "position", "variant", "sent",
--- "replied", "auto_replied", "bounced", "unsubscribed", "reply_rate"}],
--- "total": {...}}; reply_rate is replied / sent (null when nothing was sent).
+-- "replied", "auto_replied", "bounced", "unsubscribed", "reply_rate",
+-- "opened", "clicked", "opened_raw", "clicked_raw", "open_rate",
+-- "click_rate"}], "total": {...}}; each rate is over sent (null when
+-- nothing was sent), open and click rates on the human counts.
 CREATE OR REPLACE FUNCTION relance_stats_json(p_sequence text, p_since date) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH r AS (
         SELECT s.step, jsonb_build_object('step', s.step, 'position', s.step_position, 'variant', s.variant,
                                           'sent', s.sent, 'replied', s.replied, 'auto_replied', s.auto_replied,
                                           'bounced', s.bounced, 'unsubscribed', s.unsubscribed,
-                                          'reply_rate', round(s.replied::numeric / nullif(s.sent, 0), 4)) AS j,
+                                          'reply_rate', round(s.replied::numeric / nullif(s.sent, 0), 4),
+                                          'opened', s.opened, 'clicked', s.clicked, 'opened_raw', s.opened_raw,
+                                          'clicked_raw', s.clicked_raw,
+                                          'open_rate', round(s.opened::numeric / nullif(s.sent, 0), 4),
+                                          'click_rate', round(s.clicked::numeric / nullif(s.sent, 0), 4)) AS j,
                row_number() OVER () AS n
           FROM relance_stats(p_sequence, p_since::timestamp AT TIME ZONE 'UTC') s
     )

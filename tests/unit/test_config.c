@@ -373,6 +373,56 @@ static void test_retention(void **state)
     }
 }
 
+/* tracking: the bot window, each sending domain's tracking host, the
+ * base of its links (the host, else public_url, else none), and what is
+ * refused. */
+static void test_tracking(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml;
+        long bot_window;
+        const char *alice, *bob; /* the bases of alice@acme.example's and bob@beta.example's links */
+        const char *err;
+    } rows[] = {
+        {"log_level: info\n", 30, NULL, NULL, NULL},
+        {"http: {public_url: \"https://go.example.com\", link_secret_env: S}\n"
+         "tracking: {bot_window: 1m, domains: {acme.example: {tracking_domain: links.acme.example}}}\n",
+         60, "https://links.acme.example", "https://go.example.com", NULL},
+        {"http: {link_secret_env: S}\ntracking: {bot_window: 0s, domains: {ACME.example: {tracking_domain: t.acme.example}}}\n",
+         0, "https://t.acme.example", NULL, NULL},
+        {"tracking: {domains: {acme.example: {tracking_domain: t.acme.example}}}\n", 0, NULL, NULL,
+         "tracking.domains needs a secret to sign the tracked links"},
+        {"tracking: {domains: {acme.example: {tracking_domain: \"https://t.acme.example\"}}}\n", 0, NULL, NULL,
+         "f.yaml:1:36: tracking_domain 'https://t.acme.example' of acme.example must be a host name such as "
+         "links.acme.example (no scheme, no path)"},
+        {"tracking: {domains: {acme.example: {}}}\n", 0, NULL, NULL, "tracking for acme.example needs 'tracking_domain'"},
+        {"tracking: {domains: {acme.example: {tracking_host: x.acme.example}}}\n", 0, NULL, NULL,
+         "unknown key 'tracking_host' in acme.example"},
+        {"tracking: {bot_window: 2 days}\n", 0, NULL, NULL, "'bot_window' must be in seconds, minutes or hours"},
+        {"tracking: {domains: [a]}\n", 0, NULL, NULL, "'tracking.domains' must map sending domains"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char err[400] = "", a[300], b[300];
+        struct config *cfg = config_parse("f.yaml", rows[i].yaml, strlen(rows[i].yaml), err, sizeof err);
+        if (rows[i].err) {
+            if (cfg || !strstr(err, rows[i].err))
+                fail_msg("row %zu: got error '%s', want '%s'", i, err, rows[i].err);
+            config_free(cfg);
+            continue;
+        }
+        if (!cfg)
+            fail_msg("row %zu: %s", i, err);
+        const char *ga = config_tracking_base(cfg, "alice@acme.example", a, sizeof a);
+        const char *gb = config_tracking_base(cfg, "bob@beta.example", b, sizeof b);
+        if (cfg->bot_window != rows[i].bot_window || (ga == NULL) != (rows[i].alice == NULL) ||
+            (ga && strcmp(ga, rows[i].alice) != 0) || (gb == NULL) != (rows[i].bob == NULL) ||
+            (gb && strcmp(gb, rows[i].bob) != 0))
+            fail_msg("row %zu: got %ld '%s' '%s'", i, cfg->bot_window, ga ? ga : "(null)", gb ? gb : "(null)");
+        config_free(cfg);
+    }
+}
+
 int main(void)
 {
     clear_callers_settings();
@@ -385,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_conninfo_redact),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_tracking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

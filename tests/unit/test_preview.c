@@ -127,7 +127,7 @@ static void test_compose_and_view(void **state)
         {0, 1, "Re: Café, Zoé", "Again.\n", 0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        struct preview_input in = {seq, &seq->steps[rows[i].step], keys, values, rows[i].n_vars, fields, NULL, 0};
+        struct preview_input in = {seq, &seq->steps[rows[i].step], keys, values, rows[i].n_vars, fields, NULL, 0, NULL};
         struct compose_result res;
         char err[300];
         int rc = preview_compose(&in, &res, err, sizeof err);
@@ -160,7 +160,7 @@ static void test_compose_and_view(void **state)
         compose_result_free(&res);
     }
     /* a field with no value and no fallback */
-    struct preview_input in = {seq, &seq->steps[0], NULL, NULL, 0, "email\x1fp@x.example", NULL, 0};
+    struct preview_input in = {seq, &seq->steps[0], NULL, NULL, 0, "email\x1fp@x.example", NULL, 0, NULL};
     struct compose_result res;
     char err[300];
     assert_int_equal(preview_compose(&in, &res, err, sizeof err), COMPOSE_MISSING_FIELD);

@@ -6,6 +6,7 @@
  * enrollment as missing_field:sender.NAME. The rest of compose (threading,
  * variants, MIME) is covered by the integration tests against Postfix. */
 #include "compose.h"
+#include "linktoken.h"
 #include "sequence.h"
 
 #include <setjmp.h>
@@ -178,12 +179,147 @@ static void test_unsubscribe(void **state)
     }
 }
 
+/* The message's text with quoted-printable's soft breaks and =3D undone,
+ * enough to read the links back. */
+static char *unqp(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    for (; *s; s++) {
+        if (strncmp(s, "=\r\n", 3) == 0)
+            s += 2;
+        else if (strncmp(s, "=3D", 3) == 0)
+            *o++ = '=', s += 2;
+        else
+            *o++ = *s;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The token after the n-th (0-based) occurrence of prefix in s, opened
+ * with secret into t; -1 when there is none or it does not open. */
+static int token_at(const char *s, const char *prefix, int n, const char *secret, struct linktoken *t)
+{
+    const char *p = s;
+    for (int i = 0; i <= n; i++) {
+        p = strstr(p, prefix);
+        if (!p)
+            return -1;
+        p += strlen(prefix);
+    }
+    size_t len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    const char *secrets[1] = {secret};
+    return linktoken_open(secrets, 1, p, len, t) < 0 ? -1 : 0;
+}
+
+/* Tracking: each html link through /c/ with its own destination and the
+ * message's count of destinations signed in, the unsubscribe link and a
+ * mailto: untouched, the text part only with text_links, the open image
+ * last in the html's body; nothing without a base, a secret or the
+ * sequence's track keys. */
+static void test_tracking(void **state)
+{
+    (void)state;
+    static const char secret[] = "0123456789abcdef0123456789abcdef";
+    static const struct {
+        const char *track;       /* the sequence's track: value, or NULL */
+        const char *base;        /* the caller's track_base */
+        int links, pixel, text;  /* links rewritten, the image added, the text's URL rewritten */
+    } trows[] = {
+        {"{clicks: true, opens: true}", "https://links.acme.example", 3, 1, 0},
+        {"{clicks: true, text_links: true}", "https://links.acme.example", 4, 0, 1},
+        {"{opens: true}", "https://links.acme.example", 0, 1, 0},
+        {"{clicks: true, opens: true}", NULL, 0, 0, 0},
+        {NULL, "https://links.acme.example", 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof trows / sizeof trows[0]; i++) {
+        char src[900];
+        snprintf(src, sizeof src,
+                 "name: t\nsender_pool: p\nschedule:\n  timezone: UTC\n  window: \"09:00-17:00\"\n%s%s%s"
+                 "unsubscribe: {footer: \"Stop: {{unsubscribe_url}}\"}\n"
+                 "steps:\n  - id: a\n    subject: Hi\n    body: \"See https://acme.example/pricing today\"\n"
+                 "    html: \"<html><body><p><a href='https://acme.example/pricing?a=1&amp;b=2'>Pricing</a> "
+                 "<a href=https://acme.example/demo>Demo</a> <a href='https://acme.example/demo'>again</a> "
+                 "<a href='mailto:bob@acme.example'>Bob</a> <a href='{{unsubscribe_url}}'>Stop</a></p>"
+                 "</body></html>\"\n",
+                 trows[i].track ? "track: " : "", trows[i].track ? trows[i].track : "", trows[i].track ? "\n" : "");
+        struct sequence *seq = NULL;
+        struct sequence_diags d = {0};
+        const struct sequence_options opts = {NULL, NULL, NULL};
+        if (sequence_parse("t.yaml", src, strlen(src), &opts, &seq, &d) != 0)
+            fail_msg("row %zu: does not parse", i);
+        sequence_diags_free(&d);
+        struct compose_sender s = {"bob@acme.example", "Bob", NULL, NULL};
+        struct compose_input in = {
+            .seq = seq,
+            .to_addr = "ada@prospect.example",
+            .from_addr = s.email,
+            .from_name = s.name,
+            .sender = &s,
+            .message_id = "<m1@acme.example>",
+            .date = 1767225600,
+            .unsubscribe_url = "https://go.acme.example/u/dG9rZW4",
+            .track_base = trows[i].base,
+            .link_secret = secret,
+        };
+        struct compose_result res;
+        char err[300];
+        if (compose_message(&in, &res, err, sizeof err) != COMPOSE_OK)
+            fail_msg("row %zu: %s", i, err);
+        char *text = unqp(res.text);
+        if (res.tracked_links != trows[i].links || res.open_pixel != trows[i].pixel)
+            fail_msg("row %zu: %d links, pixel %d:\n%s", i, res.tracked_links, res.open_pixel, text);
+        /* never rewritten */
+        assert_non_null(strstr(text, "href='https://go.acme.example/u/dG9rZW4'"));
+        assert_non_null(strstr(text, "mailto:bob@acme.example'"));
+        /* nor the footer's link, in either part (text_links included) */
+        assert_non_null(strstr(text, "Stop: https://go.acme.example/u/dG9rZW4\r\n"));
+        assert_non_null(strstr(text, "<a href=\"https://go.acme.example/u/dG9rZW4\">"));
+        struct linktoken t;
+        if (trows[i].links >= 2) {
+            static const char *const want[] = {"https://acme.example/pricing?a=1&b=2", "https://acme.example/demo",
+                                               "https://acme.example/demo"};
+            for (int k = 0; k < 3; k++) {
+                if (token_at(text, "<a href=\"https://links.acme.example/c/", k, secret, &t) < 0)
+                    fail_msg("row %zu: link %d has no token:\n%s", i, k, text);
+                assert_int_equal(t.kind, 'c');
+                assert_string_equal(t.message_id, "m1@acme.example");
+                assert_int_equal(t.data[0], trows[i].text ? 3 : 2); /* distinct destinations, both parts */
+                assert_int_equal(t.data_len, strlen(want[k]) + 1);
+                assert_memory_equal(t.data + 1, want[k], strlen(want[k]));
+            }
+        } else {
+            assert_null(strstr(text, "/c/"));
+        }
+        if (trows[i].text) {
+            assert_int_equal(token_at(text, "See https://links.acme.example/c/", 0, secret, &t), 0);
+            assert_memory_equal(t.data + 1, "https://acme.example/pricing", 28);
+        } else {
+            assert_non_null(strstr(text, "See https://acme.example/pricing today"));
+        }
+        const char *img = strstr(text, "<img src=\"https://links.acme.example/o/");
+        if (trows[i].pixel) {
+            assert_non_null(img);
+            assert_int_equal(token_at(text, "<img src=\"https://links.acme.example/o/", 0, secret, &t), 0);
+            assert_int_equal(t.kind, 'o');
+            assert_int_equal(t.data_len, 0);
+            assert_non_null(strstr(img, ".gif\" width=\"1\" height=\"1\" alt=\"\"></body>"));
+        } else {
+            assert_null(img);
+        }
+        free(text);
+        compose_result_free(&res);
+        sequence_free(seq);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sender_fields),
         cmocka_unit_test(test_sender_from_only),
         cmocka_unit_test(test_unsubscribe),
+        cmocka_unit_test(test_tracking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,6 +114,12 @@ static const struct row rows[] = {
      "6:23: warning: the unsubscribe footer has no {{unsubscribe_url}}: the prospect sees no link to opt out"},
     {HEAD "unsubscribe: {footer: \"{{unsubscribe_url\"}\n" STEP1, 1, 0, NULL},
     {HEAD "language: french\n" STEP1, 1, 0, "6:11: language 'french' must be a language tag such as en, fr or en-GB"},
+    /* track */
+    {HEAD "track: {clicks: true, opens: false, text_links: true}\n" STEP1, 0, 0, NULL},
+    {HEAD "track: {clicks: sometimes}\n" STEP1, 1, 0, "6:17: 'clicks' must be true or false, not 'sometimes'"},
+    {HEAD "track: {open: true}\n" STEP1, 1, 0, "6:9: unknown key 'open' in track (did you mean 'opens'?)"},
+    {HEAD "track: true\n" STEP1, 1, 0, "6:8: 'track' must be a mapping with 'clicks' and/or 'opens', not a scalar"},
+    {HEAD "track: {text_links: true}\n" STEP1, 0, 1, "6:21: warning: text_links does nothing without clicks: true"},
 };
 
 static void check_row(size_t i, const struct row *r)
@@ -371,6 +377,28 @@ static void test_unsubscribe_model(void **state)
     assert_false(sequence_uses_unsubscribe_url(NULL));
 }
 
+/* Tracking is off unless asked for, and a file without track keeps its
+ * hash. */
+static void test_track_model(void **state)
+{
+    (void)state;
+    struct sequence *seq = load(HEAD STEP1);
+    assert_false(seq->track_clicks);
+    assert_false(seq->track_opens);
+    assert_false(seq->track_text_links);
+    char *plain = sequence_to_json(seq);
+    assert_null(strstr(plain, "track"));
+    free(plain);
+    sequence_free(seq);
+    seq = load(HEAD "track: {opens: true}\n" STEP1);
+    assert_false(seq->track_clicks);
+    assert_true(seq->track_opens);
+    char *set = sequence_to_json(seq);
+    assert_non_null(strstr(set, "\"track\":{\"clicks\":false,\"opens\":true,\"text_links\":false}"));
+    free(set);
+    sequence_free(seq);
+}
+
 static void test_too_large_and_too_many(void **state)
 {
     (void)state;
@@ -408,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_variant_choose),
         cmocka_unit_test(test_too_large_and_too_many),
         cmocka_unit_test(test_unsubscribe_model),
+        cmocka_unit_test(test_track_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
