@@ -608,14 +608,14 @@ static void healthz(struct api_call *c)
 static void readyz(struct api_call *c)
 {
     const struct ready *ready = c->api->ready;
-    if (ready_db(ready)) {
+    if (ready_db(ready) && !ready->stopping) {
         send_now(c, 200, "{\"status\":\"ready\"}", 18, NULL);
         call_free(c);
         return;
     }
     struct buf body = {0};
     buf_adds(&body, "{\"status\":\"not ready\",\"reason\":");
-    json_add_string(&body, ready->reason);
+    json_add_string(&body, ready->stopping ? "shutting down" : ready->reason);
     buf_addc(&body, '}');
     /* not a problem document: the probes' answers predate the API */
     const char *h[] = {"X-Request-Id", c->request_id, NULL};

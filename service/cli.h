@@ -71,5 +71,10 @@ extern const struct cli_command cmd_serve, cmd_migrate, cmd_config, cmd_version,
 extern const struct cli_command cmd_api_keys;
 extern const struct cli_command cmd_prune;
 extern const struct cli_command cmd_webhooks;
+extern const struct cli_command cmd_healthcheck;
+
+/* `relance apply PATH...`'s work on cli->conn (a migrated database), for
+ * serve's RELANCE_APPLY_SEQUENCES too; returns its exit code. */
+int apply_paths(struct cli *cli, int n, char **paths);
 
 #endif

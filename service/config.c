@@ -126,6 +126,7 @@ static const struct field top_fields[] = {
     {"imap_max_connections", F_INT, CFG(imap_max_connections), NULL},
     {"smtp_idle_timeout", F_SECONDS, CFG(smtp_idle_timeout), NULL},
     {"smtp_timeout", F_SECONDS, CFG(smtp_timeout), NULL},
+    {"shutdown_grace", F_SECONDS, CFG(shutdown_grace), NULL},
     {"retention", F_NEST, 0, retention_fields},
     {"tracking", F_NEST, 0, tracking_fields},
     {"pools", F_NEST, 0, NULL},
@@ -713,6 +714,35 @@ static int apply_env(struct config *cfg)
     return 0;
 }
 
+/* DATABASE_URL_FILE: the connection string (it holds a password) as the
+ * first line of a file, the containers' convention for a secret mounted
+ * as a file (Kubernetes' Secret volumes, podman's and Docker's secrets).
+ * It counts as the environment: DATABASE_URL itself wins over it, and it
+ * wins over the file's database_url. 0, or -1 with the reason in p. */
+static int database_url_file(struct parse *p, struct config *cfg)
+{
+    const char *path = getenv("DATABASE_URL_FILE");
+    const char *url = getenv("DATABASE_URL");
+    if (!path || !*path || (url && *url))
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail_at(p, NULL, "DATABASE_URL_FILE %s cannot be read: %s", path, strerror(errno));
+    char line[4096];
+    int got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[got ? strcspn(line, "\r\n") : 0] = '\0';
+    if (!*line)
+        return fail_at(p, NULL, "DATABASE_URL_FILE %s is empty: its first line is the connection string", path);
+    char *copy = strdup(line);
+    explicit_bzero(line, sizeof line);
+    if (!copy)
+        return fail_at(p, NULL, "out of memory");
+    free(cfg->database_url);
+    cfg->database_url = copy;
+    return 0;
+}
+
 /* The public links: an address mail clients can be sent to, and a
  * secret to sign them with. */
 static int check_public(struct parse *p, struct config *cfg)
@@ -784,6 +814,9 @@ static int check(struct parse *p, struct config *cfg)
         return fail_at(p, NULL, "smtp_idle_timeout must be at least 1s");
     if (cfg->smtp_timeout < 1)
         return fail_at(p, NULL, "smtp_timeout must be at least 1s");
+    /* below 2 s there is no time left for the leases' release */
+    if (cfg->shutdown_grace < 2 || cfg->shutdown_grace > 3600)
+        return fail_at(p, NULL, "shutdown_grace must be between 2s and 1h");
     return 0;
 }
 
@@ -803,6 +836,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
     cfg->api_rate_burst = 100;
     cfg->smtp_idle_timeout = 60;
     cfg->smtp_timeout = 60;
+    cfg->shutdown_grace = 20;
     cfg->retention_events = 30 * 86400L;
     cfg->retention_messages = 365 * 86400L;
     cfg->retention_inbound = 90 * 86400L;
@@ -842,7 +876,7 @@ struct config *config_parse(const char *name, const char *buf, size_t len, char 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (check(&p, cfg) < 0 || check_webhooks(&p, cfg) < 0)
+    if (database_url_file(&p, cfg) < 0 || check(&p, cfg) < 0 || check_webhooks(&p, cfg) < 0)
         goto fail;
     ytree_free(root);
     return cfg;

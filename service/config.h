@@ -100,6 +100,7 @@ struct config {
     long api_rate_burst;       /* and the burst above it (default 100) */
     long smtp_idle_timeout;    /* seconds an SMTP connection stays open unused (default 60) */
     long smtp_timeout;         /* seconds for each SMTP reply, and a stalled upload (default 60) */
+    long shutdown_grace;       /* seconds from SIGTERM to exit, drain included (default 20) */
     /* retention: seconds personal data is kept, 0 for forever (retention.c) */
     long retention_events;     /* events are deleted after this (default 30 days) */
     long retention_messages;   /* sent messages lose addresses and subject (default 365 days) */

@@ -65,6 +65,7 @@ static const struct command commands[] = {
     {&cmd_dkim_sign, 0},
     {&cmd_smtp_send, 0},
     {&cmd_imap_check, NEEDS_CONFIG},
+    {&cmd_healthcheck, NEEDS_CONFIG}, /* http.listen says where to ask */
     {&cmd_help, 0},
 };
 

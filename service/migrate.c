@@ -289,6 +289,13 @@ fail:;
     return -1;
 }
 
+int migrate_lock(PGconn *conn, int hold, char *err, size_t errlen)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_%slock(%lld)", hold ? "" : "un", (long long)MIGRATE_LOCK_KEY);
+    return exec_ok(conn, sql, err, errlen);
+}
+
 int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 {
     char lock[128];

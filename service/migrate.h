@@ -39,6 +39,12 @@ void migrate_checksum(const struct migration *m, char out[65]);
  * file to out (may be NULL). Returns 0, or -1 with a message in err. */
 int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* Takes (hold set) or gives back the lock migrate_run holds, a session
+ * advisory lock on conn: what must not run beside a migration, nor twice
+ * at once (the sequences several replicas apply as they start), takes it
+ * too. Returns 0, or -1 with a message in err. */
+int migrate_lock(PGconn *conn, int hold, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* Checks that every embedded migration is recorded with its checksum and
  * that the function files are this release's (or a newer release's).
  * Returns 1 (up to date), 0 (some migration missing, or never migrated),

@@ -18,6 +18,8 @@ struct ready {
     struct db *pnr;      /* the points of no return's own connection (below); NULL likewise */
     struct db *api[READY_API_DBS]; /* the HTTP API's own connections (below); NULL likewise */
     int migrated;        /* the schema and functions are up to date */
+    int stopping;        /* SIGTERM came: not ready, whatever the database (the
+                          * orchestrator sends no new traffic while we drain) */
     char reason[300];    /* why not, for /readyz and the logs */
 };
 

@@ -37,9 +37,6 @@
 #define IDLE_RECHECK_MS 60000
 #define RACE_CHECK_S 5.0 /* a mailbox read longer ago than this is read again before a follow-up */
 
-/* scheduler_close's bound covers the sender's drain and a moment for the release */
-_Static_assert(SCHEDULER_CLOSE_MS >= SENDER_DRAIN_MS + 1000, "SCHEDULER_CLOSE_MS too short for the drain");
-
 struct job {
     char *message_id, *step_id, *email, *fields, *thread_ids, *first_subject;
     const struct held *account; /* the sending account, or NULL (capture without accounts) */

@@ -36,22 +36,19 @@ void scheduler_set_metrics(struct scheduler *s, struct metrics *m);
 void scheduler_db_up(struct scheduler *s);
 /* Something may have become due. */
 void scheduler_wake(struct scheduler *s);
-/* How long a stop may need the database: the sender's drain
- * (SENDER_DRAIN_MS) and then the answer to the lease release. */
-#define SCHEDULER_CLOSE_MS 12000
 /* The first half of a stop: nothing new is claimed and no body starts;
  * the outcomes of those on the wire are still written. Then close the
  * sender (its drain: see sender_close), then scheduler_close. */
 void scheduler_stop(struct scheduler *s);
 /* Once the sender has closed: what this replica claimed and did not
  * send is given back (relance_rescue_stopping), then its account leases
- * are given up through the database in one statement, the scheduler's last:
- * another replica takes them at its next renewal instead of after their
+ * are given up through the database in one statement, the scheduler's
+ * last: another replica takes them at its next renewal instead of after their
  * expiry. So the database must stay open until on_closed fires; once it
  * has, no query of the scheduler is pending. Should the answer not come,
- * closing the database (after SCHEDULER_CLOSE_MS) fails it and the close
- * goes on: the leases then expire. on_closed fires once its handles are
- * closed and it is freed. */
+ * closing the database (the server does so as its shutdown_grace runs
+ * out) fails it and the close goes on: the leases then expire. on_closed
+ * fires once its handles are closed and it is freed. */
 void scheduler_close(struct scheduler *s, void (*on_closed)(void *arg), void *arg);
 
 /* The messages' public links, signed with secret: one-click unsubscribe

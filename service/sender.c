@@ -786,8 +786,8 @@ static void on_drain_timeout(uv_timer_t *t)
  * a transfer before its point of no return is cut at once (the server
  * is not in DATA, so nothing can be delivered); a held body is given up
  * (the channel's thread aborts it); a body on the wire is let finish, for at most
- * SENDER_DRAIN_MS, so that no prospect gets half a message. */
-void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
+ * drain_ms, so that no prospect gets half a message. */
+void sender_close(struct sender *s, uint64_t drain_ms, void (*on_closed)(void *arg), void *arg)
 {
     s->closing = 1;
     s->on_closed = on_closed;
@@ -814,5 +814,5 @@ void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg)
         close_now(s);
         return;
     }
-    uv_timer_start(&s->drain_timer, on_drain_timeout, SENDER_DRAIN_MS, 0);
+    uv_timer_start(&s->drain_timer, on_drain_timeout, drain_ms, 0);
 }

@@ -23,9 +23,8 @@
 #include "smtp.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
-
-#define SENDER_DRAIN_MS 10000 /* closing: how long a body on the wire may take to finish */
 
 struct sender;
 
@@ -100,9 +99,9 @@ size_t sender_pending(const struct sender *s);
 /* Closes in two phases. What is queued is deferred at once, a transfer
  * before its body is cut (deferred), a held body is given up (deferred);
  * a body on the wire finishes first (its real outcome), for at most
- * SENDER_DRAIN_MS, else it is cut (unknown). Every callback fires once,
- * some from inside this call. Then connections and handles close,
- * on_closed fires and s is freed. */
-void sender_close(struct sender *s, void (*on_closed)(void *arg), void *arg);
+ * drain_ms (what the server's shutdown_grace leaves), else it is cut
+ * (unknown). Every callback fires once, some from inside this call. Then
+ * connections and handles close, on_closed fires and s is freed. */
+void sender_close(struct sender *s, uint64_t drain_ms, void (*on_closed)(void *arg), void *arg);
 
 #endif

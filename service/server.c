@@ -4,17 +4,20 @@
  * store, sender, watcher, scheduler, webhook deliveries, HTTP listener —
  * handing each what it works with, keeps readiness true to the database
  * (/readyz), and on SIGINT/SIGTERM stops them in the one order that loses
- * nothing:
+ * nothing, within shutdown_grace of the signal (an orchestrator's stop:
+ * Kubernetes kills the pod when its own grace runs out):
  *
- *   watcher (gives its mailbox leases up)
- *   -> scheduler_stop (no new claim, no body starts)
+ *   /readyz answers 503 and scheduler_stop (no new claim, no body starts)
+ *   -> watcher (gives its mailbox leases up)
  *   -> sender (bodies on the wire finish, the rest is deferred), and
  *      beside it the webhook deliveries (requests end, claims given back)
  *   -> scheduler_close (gives its account leases up)
- *   -> OAuth2 store, HTTPS pool, database, HTTP listener
+ *   -> HTTP listeners, OAuth2 store, HTTPS pool, database
  *
- * so that uv_loop_close returns 0. The database stays open until the
- * scheduler's last query, bounded by SCHEDULER_CLOSE_MS. */
+ * so that uv_loop_close returns 0 and the process exits 0. The listeners
+ * stay open to the end, so that the probes see the drain (503) rather
+ * than a refused connection; the database stays open until the
+ * scheduler's last query, closed under it when the grace runs out. */
 #include "server.h"
 
 #include "api.h"
@@ -70,6 +73,7 @@ struct server {
     int told_not_migrated;     /* logged once */
     int stopping;
     int stopping_rest;         /* the parts after the watcher are closing */
+    uint64_t stop_deadline;    /* loop time (ms) by which the stop must be over: the signal + shutdown_grace */
     int api_failed;            /* a listener beside the API's could not start: neither does it */
     int pending_closes;
 };
@@ -89,6 +93,18 @@ static void on_part_closed(void *arg)
 }
 
 #define STOP_WATCHER_DEADLINE_MS 3000
+/* What the grace keeps back after the sender's drain: the lease release's
+ * round trip and the closes; and, of that, what the database's forced
+ * close (when the release does not answer) still leaves before exit. */
+#define STOP_RELEASE_MS 2000
+#define STOP_CLOSE_MS 500
+
+/* Milliseconds left of the grace, less keep (0 when none). */
+static uint64_t stop_left(const struct server *srv, uint64_t keep)
+{
+    uint64_t now = uv_now(srv->loop);
+    return srv->stop_deadline > now + keep ? srv->stop_deadline - now - keep : 0;
+}
 
 /* The database (pending queries fail, their callbacks see that), and the
  * tick that bounded the wait for it. Those callbacks may end the
@@ -97,6 +113,22 @@ static void close_api(struct server *srv);
 
 static void close_db(struct server *srv)
 {
+    /* the listeners first: a request arriving now would find no API */
+    if (srv->http) {
+        srv->pending_closes++;
+        http_close(srv->http, on_part_closed, srv);
+        srv->http = NULL;
+    }
+    if (srv->metrics_http) {
+        srv->pending_closes++;
+        http_close(srv->metrics_http, on_part_closed, srv);
+        srv->metrics_http = NULL;
+    }
+    if (srv->public_http) {
+        srv->pending_closes++;
+        http_close(srv->public_http, on_part_closed, srv);
+        srv->public_http = NULL;
+    }
     close_api(srv);
     struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api[0], srv->ready.api[1]};
     _Static_assert(READY_API_DBS == 2, "close every API connection");
@@ -157,7 +189,7 @@ static void on_sender_closed(void *arg)
 }
 
 /* Everything but the watcher: own handles, the scheduler and sender, the
- * token store, the database, the HTTP listener. */
+ * token store, the database, the HTTP listeners. */
 static void server_stop_rest(struct server *srv)
 {
     if (srv->stopping_rest)
@@ -168,13 +200,12 @@ static void server_stop_rest(struct server *srv)
         srv->pending_closes++;
         uv_close(own[i], on_closed);
     }
-    /* The scheduler stops claiming and writing, the sender drains, the
+    /* The scheduler has stopped claiming and writing (server_stop); the
+     * sender drains for what the grace leaves after the release, then the
      * scheduler gives its account leases up through the database, which
-     * stays open until then, for at most SCHEDULER_CLOSE_MS (the tick then
-     * closes it). Then the rest. */
-    uv_timer_start(&srv->tick, on_close_deadline, SCHEDULER_CLOSE_MS, 0);
-    if (srv->scheduler)
-        scheduler_stop(srv->scheduler);
+     * stays open until then, or until just before the grace runs out (the
+     * tick then closes it). Then the rest. */
+    uv_timer_start(&srv->tick, on_close_deadline, stop_left(srv, STOP_CLOSE_MS), 0);
     if (srv->retention) {
         srv->pending_closes++;
         retention_close(srv->retention, on_part_closed, srv);
@@ -182,26 +213,11 @@ static void server_stop_rest(struct server *srv)
     }
     if (srv->sender) {
         srv->pending_closes++;
-        sender_close(srv->sender, on_sender_closed, srv);
+        sender_close(srv->sender, stop_left(srv, STOP_RELEASE_MS), on_sender_closed, srv);
         srv->sender = NULL;
     } else {
         srv->pending_closes++;
         on_sender_closed(srv);
-    }
-    if (srv->http) {
-        srv->pending_closes++;
-        http_close(srv->http, on_part_closed, srv);
-        srv->http = NULL;
-    }
-    if (srv->metrics_http) {
-        srv->pending_closes++;
-        http_close(srv->metrics_http, on_part_closed, srv);
-        srv->metrics_http = NULL;
-    }
-    if (srv->public_http) {
-        srv->pending_closes++;
-        http_close(srv->public_http, on_part_closed, srv);
-        srv->public_http = NULL;
     }
     /* beside the sender: its requests end, the claims of the cut ones are
      * given back while the database is open */
@@ -237,20 +253,31 @@ static void on_stop_deadline(uv_timer_t *t)
     server_stop_rest(t->data); /* the database's close, once the scheduler's is done, ends the watcher's last query */
 }
 
-/* The watcher first: it gives its mailbox leases up through the database,
- * which stays open until it is done (at most STOP_WATCHER_DEADLINE_MS);
- * then the rest. */
+/* At once: /readyz answers 503 (an orchestrator sends no new traffic)
+ * and nothing new is claimed. Then the watcher: it gives its mailbox
+ * leases up through the database, which stays open until it is done (at
+ * most STOP_WATCHER_DEADLINE_MS, or a quarter of the grace); then the
+ * rest. */
 static void server_stop(struct server *srv, const char *why)
 {
     if (srv->stopping)
         return;
     srv->stopping = 1;
-    log_event(LOG_INFO, "serve", "stopping", "reason", why, NULL);
+    srv->ready.stopping = 1;
+    srv->stop_deadline = uv_now(srv->loop) + (uint64_t)srv->cfg->shutdown_grace * 1000;
+    char grace[24];
+    snprintf(grace, sizeof grace, "%lds", srv->cfg->shutdown_grace);
+    log_event(LOG_INFO, "serve", "stopping", "reason", why, "shutdown_grace", grace, NULL);
+    if (srv->scheduler)
+        scheduler_stop(srv->scheduler);
     if (srv->watcher) {
         struct watcher *w = srv->watcher;
         srv->watcher = NULL;
         srv->pending_closes++;
-        uv_timer_start(&srv->tick, on_stop_deadline, STOP_WATCHER_DEADLINE_MS, 0);
+        uint64_t wait = (uint64_t)srv->cfg->shutdown_grace * 1000 / 4;
+        if (wait > STOP_WATCHER_DEADLINE_MS)
+            wait = STOP_WATCHER_DEADLINE_MS;
+        uv_timer_start(&srv->tick, on_stop_deadline, wait, 0);
         watcher_close(w, on_watcher_closed, srv);
         return;
     }

@@ -82,11 +82,11 @@ static void warn_unknown_pools(const struct cli *cli, const struct lint_files *f
     }
 }
 
-static int run(struct cli *cli, const struct cli_args *args)
+int apply_paths(struct cli *cli, int n, char **paths)
 {
     struct lint_files files = {0};
     /* An unknown sender_pool is not an error here: accounts may come later. */
-    if (lint_collect(args->n_operands, args->operands, NULL, &files) != 0) {
+    if (lint_collect(n, paths, NULL, &files) != 0) {
         lint_files_free(&files);
         fprintf(stderr, "relance: nothing applied: fix the errors above first\n");
         return CLI_ERROR;
@@ -114,6 +114,11 @@ rollback:
 out:
     lint_files_free(&files);
     return rc;
+}
+
+static int run(struct cli *cli, const struct cli_args *args)
+{
+    return apply_paths(cli, args->n_operands, args->operands);
 }
 
 const struct cli_command cmd_apply = {

@@ -68,6 +68,7 @@ static int run(struct cli *cli, const struct cli_args *args)
     printf("http.api_rate_limit: %ld requests a second a key, bursts of %ld (per replica)\n", cfg->api_rate_limit,
            cfg->api_rate_burst);
     printf("transport: %s\n", cfg->transport);
+    printf("shutdown_grace: %lds (SIGTERM to exit)\n", cfg->shutdown_grace);
     char ev[64], msg[64], in[64];
     keep_format(cfg->retention_events, ev, sizeof ev);
     keep_format(cfg->retention_messages, msg, sizeof msg);

@@ -24,8 +24,8 @@ after it.)
 - replica C takes the leases; SIGKILL leaves them held (they expire as
   before: nothing can give them up).
 - a database that does not answer (the leases table locked) does not hang
-  the stop: it ends within SCHEDULER_CLOSE_MS and the leases are left to
-  expire; nor does a database that is down.
+  the stop: it ends within shutdown_grace (12 s here) and the leases are
+  left to expire; nor does a database that is down.
 - a stop while an outcome's write waits on the database (the messages
   table locked) ends as cleanly: what still waits for that answer is kept
   until it comes or the database is closed under it."""
@@ -45,7 +45,7 @@ import pgcluster
 from harness import relance
 
 HOLD = 3.0  # seconds the scripted server stops reading a body
-CLOSE_S = 12  # SCHEDULER_CLOSE_MS: how long a stop waits for the database
+CLOSE_S = 12  # shutdown_grace here: how long a stop may wait for the database
 FAST = "sender@acme.example"
 SLOW = "slow@acme.example"
 # ~84 KB of text that goes out quoted-printable (~250 KB): far more than
@@ -137,6 +137,10 @@ class World:
     def __init__(self, ms, slow, db, tmp, serve):
         self.serve = serve
         cfg = harness.pool_config(tmp, {"main": [harness.account(ms, FAST, "PW")]})
+        with open(cfg) as f:
+            pools = f.read()
+        with open(cfg, "w") as f:
+            f.write(f"shutdown_grace: {CLOSE_S}s\n{pools}")
         with open(cfg, "a") as f:
             f.write(f"""  slow:
     accounts:
