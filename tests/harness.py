@@ -297,6 +297,23 @@ def _fill(path, values):
     return string.Template("".join(lines)).substitute(values)
 
 
+def dkim_key(directory, domain, alg="RSA", selector="s1"):
+    """A new DKIM key for domain (openssl genpkey: RSA-2048 or ED25519) in
+    directory, and its DNS record as `relance dkim-sign --print-dns` prints
+    it, read back as the TXT value a resolver gives python3-dkim:
+    (key path, record bytes)."""
+    key = os.path.join(directory, f"{domain}.pem")
+    args = ["openssl", "genpkey", "-algorithm", alg, "-out", key]
+    if alg.upper() == "RSA":
+        args += ["-pkeyopt", "rsa_keygen_bits:2048"]
+    subprocess.run(args, check=True, capture_output=True)
+    r = relance("dkim-sign", "--print-dns", "--key", key, "--domain", domain, "--selector", selector)
+    assert r.returncode == 0, f"dkim record for {domain}: {r.stderr}"
+    # 's1._domainkey.D IN TXT "v=DKIM1; ..." "..."' -> the TXT value
+    record = "".join(r.stdout.split("TXT", 1)[1].replace('"', " ").split()).replace("v=DKIM1;", "v=DKIM1; ")
+    return key, record.encode()
+
+
 def sequence(directory, fixture="two_step", name="s", pool="main", wait="1h", steps="", extra=""):
     """Writes tests/fixtures/sequences/<fixture>.yaml as sequence name of
     pool into directory; returns its path. For custom_steps, steps are the

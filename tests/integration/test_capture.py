@@ -8,7 +8,6 @@ read as files."""
 import email
 import email.policy
 import os
-import subprocess
 
 import dkim  # Debian's python3-dkim: the independent verifier
 
@@ -21,11 +20,7 @@ N = 6
 
 
 def test_capture_uses_each_enrollments_account_and_signs(db, tmp):
-    key = os.path.join(tmp, "acme.pem")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
-    r = relance("dkim-sign", "--print-dns", "--key", key, "--domain", "acme.example", "--selector", "s1")
-    assert r.returncode == 0, r.stderr
-    record = "".join(r.stdout.split("TXT", 1)[1].replace('"', " ").split()).replace("v=DKIM1;", "v=DKIM1; ")
+    key, record = harness.dkim_key(tmp, "acme.example", "ED25519")
     cfg = os.path.join(tmp, "relance.yaml")
     with open(cfg, "w") as f:
         f.write("transport: capture\npools:\n  main:\n    accounts:\n")
@@ -62,7 +57,7 @@ def test_capture_uses_each_enrollments_account_and_signs(db, tmp):
     for name in os.listdir(new):
         with open(os.path.join(new, name), "rb") as f:
             raw = f.read()
-        if not dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode()):
+        if not dkim.verify(raw, dnsfunc=lambda n, timeout=5: record):
             bad_sig.append(name)
         m = email.message_from_bytes(raw, policy=email.policy.default)
         by_contact.setdefault(m["To"].addresses[0].addr_spec, []).append(m)

@@ -11,7 +11,6 @@ import email
 import email.policy
 import os
 import re
-import subprocess
 import time
 
 import dkim  # Debian's python3-dkim: the independent verifier
@@ -37,16 +36,7 @@ def run(mail, module_db, module_tmp):
     ms, db, tmp = mail, module_db, module_tmp
     keys = {}
     for domain, alg in (("acme.example", "RSA"), ("beta.example", "ED25519")):
-        key = os.path.join(tmp, f"{domain}.pem")
-        args = ["openssl", "genpkey", "-algorithm", alg, "-out", key]
-        if alg == "RSA":
-            args += ["-pkeyopt", "rsa_keygen_bits:2048"]
-        subprocess.run(args, check=True, capture_output=True)
-        r = relance("dkim-sign", "--print-dns", "--key", key, "--domain", domain, "--selector", "s1")
-        assert r.returncode == 0, f"dkim record for {domain}"
-        # 's1._domainkey.D IN TXT "v=DKIM1; ..." "..."' -> the TXT value
-        keys[f"s1._domainkey.{domain}."] = "".join(r.stdout.split("TXT", 1)[1].replace('"', " ").split()).replace(
-            "v=DKIM1;", "v=DKIM1; ").encode()
+        key, keys[f"s1._domainkey.{domain}."] = harness.dkim_key(tmp, domain, alg)
         keys[domain] = key
     cfg = os.path.join(tmp, "relance.yaml")
     with open(cfg, "w") as f:

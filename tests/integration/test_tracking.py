@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import time
 import urllib.parse
 
@@ -60,12 +59,7 @@ STEPS = """  - id: one
 @pytest.fixture(scope="module")
 def run(mail, module_db, module_tmp):
     ms, db, tmp = mail, module_db, module_tmp
-    key = os.path.join(tmp, "acme.pem")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
-                   check=True, capture_output=True)
-    r = relance("dkim-sign", "--print-dns", "--key", key, "--domain", "acme.example", "--selector", "s1")
-    assert r.returncode == 0, "dkim record"
-    record = "".join(r.stdout.split("TXT", 1)[1].replace('"', " ").split()).replace("v=DKIM1;", "v=DKIM1; ")
+    key, record = harness.dkim_key(tmp, "acme.example")
     port = harness.free_port()
     public = f"http://127.0.0.1:{port}"
     account = "".join(f"      {ln}" for ln in harness.account(ms, SENDER[0], "PW").splitlines(keepends=True)
@@ -99,7 +93,7 @@ def run(mail, module_db, module_tmp):
     raw = {c: ms.wait_for(c, 1, timeout=30)[0] for c in CONTACTS}
     delivered = time.monotonic()
     yield {"env": env, "db": db, "serve": s, "public": public, "raw": raw, "delivered": delivered, "seq": seq,
-           "lint_warned": lint_warned, "dns": {b"s1._domainkey.acme.example.": record.encode()}}
+           "lint_warned": lint_warned, "dns": {b"s1._domainkey.acme.example.": record}}
     rc = s.stop()
     assert rc == 0 and not s.sanitizer_report(), f"serve stops cleanly: {rc}\n{s.output()[-3000:]}"
 

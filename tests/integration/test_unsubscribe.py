@@ -55,12 +55,7 @@ TWO_STEPS = """  - {id: one, subject: "Hello", body: "Hi {{first_name | there}}.
 @pytest.fixture(scope="module")
 def run(mail, module_db, module_tmp):
     ms, db, tmp = mail, module_db, module_tmp
-    key = os.path.join(tmp, "acme.pem")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
-                   check=True, capture_output=True)
-    r = relance("dkim-sign", "--print-dns", "--key", key, "--domain", "acme.example", "--selector", "s1")
-    assert r.returncode == 0, "dkim record"
-    record = "".join(r.stdout.split("TXT", 1)[1].replace('"', " ").split()).replace("v=DKIM1;", "v=DKIM1; ")
+    key, record = harness.dkim_key(tmp, "acme.example")
     port = harness.free_port()
     public = f"http://127.0.0.1:{port}"
     cfg = os.path.join(tmp, "relance.yaml")
@@ -96,7 +91,7 @@ def run(mail, module_db, module_tmp):
         raw = ms.wait_for(c, len(seqs), timeout=1)
         got[c + ":raw"] = raw
     yield {"env": env, "db": db, "serve": s, "public": public, "got": got, "lint": lint, "tmp": tmp,
-           "dns": {b"s1._domainkey.acme.example.": record.encode()}}
+           "dns": {b"s1._domainkey.acme.example.": record}}
     # a clean stop: every request's state freed (the sanitizers would say)
     rc = s.stop()
     assert rc == 0 and not s.sanitizer_report(), f"serve stops cleanly: {rc}\n{s.output()[-3000:]}"
