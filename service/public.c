@@ -16,7 +16,6 @@
 #include "clock.h"
 #include "linktoken.h"
 #include "log.h"
-#include "sequence.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -329,14 +328,10 @@ static void on_message(struct db *db, const PGresult *res, void *arg)
     struct pctx *x = arg;
     int suppressed = 0;
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        struct sequence *seq = NULL;
-        struct sequence_diags d;
-        const char *src = PQgetvalue(res, 0, 1);
-        if (sequence_parse(PQgetvalue(res, 0, 0), src, strlen(src), NULL, &seq, &d) == 0 && seq->language)
-            (void)lang_find(seq->language, strlen(seq->language), &x->lang);
-        sequence_free(seq);
-        sequence_diags_free(&d);
-        suppressed = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        /* from the stored model: a public GET parses no YAML */
+        if (!PQgetisnull(res, 0, 0))
+            (void)lang_find(PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)), &x->lang);
+        suppressed = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
     }
     /* the database gone, or the message pruned: the page all the same */
     page(x->req, 200, x->lang, suppressed ? PAGE_DONE : PAGE_ASK);
@@ -384,7 +379,7 @@ static void unsubscribe(struct public *pub, struct http_request *req, const stru
     if (!post) {
         /* a GET (a person, or a scanner prefetching) changes nothing */
         struct db *db = ready_api_db(pub->ready);
-        if (!db || db_query(db, "SELECT * FROM relance_public_message($1)", 1, p, on_message, x) < 0) {
+        if (!db || db_query(db, "SELECT * FROM relance_public_page($1)", 1, p, on_message, x) < 0) {
             page(req, 200, x->lang, PAGE_ASK);
             free(x);
         }
@@ -430,22 +425,24 @@ static void hit_free(struct hit *h)
     free(h);
 }
 
-static void on_recorded(struct db *db, const PGresult *res, void *arg)
+static void on_judged(struct db *db, const PGresult *res, void *arg)
 {
     (void)db;
     struct hit *h = arg;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
-        log_event(LOG_WARN, "public", h->kind == BOTCHECK_CLICK ? "click not recorded" : "open not recorded",
-                  "message_id", h->message_id, NULL);
+        log_event(LOG_WARN, "public", "tracking verdict not recorded (the hit stays 'not judged')", "message_id",
+                  h->message_id, NULL);
     hit_free(h);
 }
 
-static void on_facts(struct db *db, const PGresult *res, void *arg)
+/* The hit is written (relance_tracking_hit, with what botcheck needs):
+ * judged here, the verdict and the event written. */
+static void on_written(struct db *db, const PGresult *res, void *arg)
 {
     struct hit *h = arg;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        /* the message is not there (a row only when it is), or the
-         * database went: nothing to record it against */
+        /* the message is not there, or its person was erased (no row):
+         * nothing to record it against; or the database went */
         if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
             log_event(LOG_WARN, "public", "tracking hit not recorded", "message_id", h->message_id, NULL);
         hit_free(h);
@@ -455,17 +452,17 @@ static void on_facts(struct db *db, const PGresult *res, void *arg)
         .kind = h->kind,
         .method = h->method,
         .user_agent = h->user_agent,
-        .since_delivery = PQgetisnull(res, 0, 0) ? -1 : (int64_t)strtod(PQgetvalue(res, 0, 0), NULL),
+        .since_delivery = PQgetisnull(res, 0, 1) ? -1 : (int64_t)strtod(PQgetvalue(res, 0, 1), NULL),
         .bot_window = h->bot_window,
-        .links_clicked_recently = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10),
+        .links_clicked_recently = (int)strtol(PQgetvalue(res, 0, 2), NULL, 10),
         .links_total = h->links_total,
     };
     struct botcheck_verdict v;
     botcheck_judge(&bh, &v);
-    const char *p[8] = {h->message_id, h->kind == BOTCHECK_CLICK ? "click" : "open", h->url, h->at, h->user_agent,
-                        v.bot_suspected ? "t" : "f", v.reason, v.proxy ? "t" : "f"};
-    if (db_query(db, "SELECT relance_tracking_record($1, $2, $3, $4, $5, $6, $7, $8)", 8, p, on_recorded, h) < 0) {
-        log_event(LOG_WARN, "public", "tracking hit not recorded", "message_id", h->message_id, NULL);
+    const char *p[4] = {PQgetvalue(res, 0, 0), v.bot_suspected ? "t" : "f", v.reason, v.proxy ? "t" : "f"};
+    if (db_query(db, "SELECT relance_tracking_judged($1, $2, $3, $4)", 4, p, on_judged, h) < 0) {
+        log_event(LOG_WARN, "public", "tracking verdict not recorded (the hit stays 'not judged')", "message_id",
+                  h->message_id, NULL);
         hit_free(h);
     }
 }
@@ -494,10 +491,14 @@ static void hit_record(struct public *pub, struct http_request *req, const struc
     }
     char burst[16];
     snprintf(burst, sizeof burst, "%d", BOTCHECK_BURST_SECONDS);
-    const char *p[4] = {h->message_id, h->url, h->at, burst};
+    const char *p[6] = {h->message_id, h->kind == BOTCHECK_CLICK ? "click" : "open", h->url, h->at, h->user_agent,
+                        burst};
     struct db *db = ready_api_db(pub->ready);
-    if (!db || db_query(db, "SELECT * FROM relance_tracking_facts($1, $2, $3, $4)", 4, p, on_facts, h) < 0)
+    if (!db || db_query(db, "SELECT * FROM relance_tracking_hit($1, $2, $3, $4, $5, $6)", 6, p, on_written, h) < 0) {
+        log_event(LOG_WARN, "public", "tracking hit not recorded (the database is away)", "message_id",
+                  h->message_id, NULL);
         hit_free(h);
+    }
 }
 
 /* GET and HEAD only: a scanner's HEAD is answered and recorded as one. */

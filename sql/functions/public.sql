@@ -8,13 +8,14 @@
 -- enrollments in enrollments.sql, events in events.sql; sql/schema.sql
 -- holds every constraint and index.
 
--- What the confirmation page needs of a message: its sequence's source
--- (the page speaks the sequence's language), and whether its address is
--- already suppressed. No row for a message that is not there.
-CREATE OR REPLACE FUNCTION relance_public_message(p_message_id text)
-RETURNS TABLE (source_file text, source text, suppressed boolean)
+-- What the confirmation page needs of a message: its sequence's language
+-- (the page speaks it; NULL when the sequence names none), read from the
+-- stored model, and whether its address is already suppressed. No row
+-- for a message that is not there.
+CREATE OR REPLACE FUNCTION relance_public_page(p_message_id text)
+RETURNS TABLE (language text, suppressed boolean)
 LANGUAGE sql STABLE AS $$
-    SELECT v.source_file, v.source, relance_suppression_of(c.email) IS NOT NULL
+    SELECT v.model->>'language', relance_suppression_of(c.email) IS NOT NULL
       FROM messages m
       JOIN enrollments e ON e.id = m.enrollment_id
       JOIN contacts c ON c.id = e.contact_id

@@ -18,49 +18,69 @@
 --     proxy         boolean     NOT NULL DEFAULT false
 -- )
 
--- What botcheck needs to know of a hit beside its request: seconds since
--- the message was delivered (its SMTP acceptance; NULL when not known),
--- and for a click the distinct destinations of the message clicked in
--- the last p_burst seconds, this one included. No row: the message is
--- not there (nothing is recorded then).
-CREATE OR REPLACE FUNCTION relance_tracking_facts(p_message_id text, p_url text, p_now timestamptz,
-                                                  p_burst int)
-RETURNS TABLE (since_delivery double precision, links_clicked_recently int)
-LANGUAGE sql STABLE AS $$
-    SELECT extract(epoch FROM p_now - m.sent_at)::double precision,
-           CASE WHEN p_url IS NULL THEN 0
-                ELSE (SELECT count(DISTINCT u)::int
-                        FROM (SELECT h.url AS u FROM tracking_hits h
-                               WHERE h.message_id = m.id AND h.kind = 'click'
-                                 AND h.at > p_now - make_interval(secs => p_burst) AND h.url IS NOT NULL
-                              UNION ALL SELECT p_url) x) END
-      FROM messages m
-     WHERE m.message_id = p_message_id
-$$;
-
--- Records one hit and writes its event (message.opened or link.clicked,
--- with bot_suspected, bot_reason, proxy and for a click its url) in one
--- transaction. p_kind is 'open' or 'click'; the user agent is cut to 256
--- characters. Returns false when the message is not there.
-CREATE OR REPLACE FUNCTION relance_tracking_record(p_message_id text, p_kind text, p_url text, p_at timestamptz,
-                                                   p_user_agent text, p_bot boolean, p_reason text,
-                                                   p_proxy boolean)
-RETURNS boolean
+-- A hit, in two steps around botcheck's verdict (service/public.c).
+--
+-- relance_tracking_hit writes it first, as not yet judged (bot_suspected
+-- true, reason 'not judged': should the verdict never come, it counts as
+-- machine traffic, not as a person), and answers what botcheck needs:
+-- the row, seconds since the message was delivered (its SMTP acceptance;
+-- NULL when not known) and, for a click, the distinct destinations of
+-- the message clicked in the last p_burst seconds, this one included.
+-- The hits of one message are written one at a time (a transaction lock
+-- on the message), so a scanner fetching every link at once sees each
+-- earlier one: counted before it was written, each saw only itself. No
+-- row, and nothing written, when the message is not there or its person
+-- was erased.
+CREATE OR REPLACE FUNCTION relance_tracking_hit(p_message_id text, p_kind text, p_url text, p_at timestamptz,
+                                                p_user_agent text, p_burst int)
+RETURNS TABLE (hit_id bigint, since_delivery double precision, links_clicked_recently int)
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     m record;
+    v_id bigint;
+    v_clicked int := 0;
 BEGIN
-    SELECT id, message_id, position INTO m FROM messages WHERE message_id = p_message_id;
+    SELECT x.id, x.sent_at INTO m
+      FROM messages x
+      JOIN enrollments e ON e.id = x.enrollment_id
+      JOIN contacts c ON c.id = e.contact_id
+     WHERE x.message_id = p_message_id AND c.erased_at IS NULL;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN;
     END IF;
-    INSERT INTO tracking_hits (message_id, kind, url, at, user_agent, bot_suspected, bot_reason, proxy)
-    VALUES (m.id, p_kind, CASE WHEN p_kind = 'click' THEN p_url END, p_at, left(p_user_agent, 256), p_bot,
-            p_reason, p_proxy);
-    PERFORM relance_event(CASE p_kind WHEN 'open' THEN 'message.opened' ELSE 'link.clicked' END, p_at, NULL, NULL,
-                          m.id,
+    PERFORM pg_advisory_xact_lock(hashtext('relance_tracking_hits'), hashint8(m.id));
+    INSERT INTO tracking_hits (message_id, kind, url, at, user_agent, bot_suspected, bot_reason)
+    VALUES (m.id, p_kind, CASE WHEN p_kind = 'click' THEN p_url END, p_at, left(p_user_agent, 256), true,
+            'not judged')
+    RETURNING id INTO v_id;
+    IF p_kind = 'click' THEN
+        SELECT count(DISTINCT h.url)::int INTO v_clicked
+          FROM tracking_hits h
+         WHERE h.message_id = m.id AND h.kind = 'click' AND h.url IS NOT NULL
+           AND h.at > p_at - make_interval(secs => p_burst);
+    END IF;
+    RETURN QUERY SELECT v_id, extract(epoch FROM p_at - m.sent_at)::double precision, v_clicked;
+END $$;
+
+-- botcheck's verdict on hit p_hit, and its event (message.opened or
+-- link.clicked) with the message's subject.
+CREATE OR REPLACE FUNCTION relance_tracking_judged(p_hit bigint, p_bot boolean, p_reason text, p_proxy boolean)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    h tracking_hits;
+    m record;
+BEGIN
+    UPDATE tracking_hits SET bot_suspected = p_bot, bot_reason = p_reason, proxy = p_proxy WHERE id = p_hit
+    RETURNING * INTO h;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT message_id, position INTO m FROM messages WHERE id = h.message_id;
+    PERFORM relance_event(CASE h.kind WHEN 'open' THEN 'message.opened' ELSE 'link.clicked' END, h.at, NULL, NULL,
+                          h.message_id,
                           jsonb_build_object('message_id', m.message_id, 'position', m.position,
                                              'bot_suspected', p_bot, 'bot_reason', p_reason, 'proxy', p_proxy)
-                          || CASE WHEN p_kind = 'click' THEN jsonb_build_object('url', p_url) ELSE '{}' END);
-    RETURN true;
+                          || CASE WHEN h.kind = 'click' THEN jsonb_build_object('url', h.url) ELSE '{}' END);
 END $$;

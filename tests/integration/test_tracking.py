@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import threading
 import time
 import urllib.parse
 
@@ -132,14 +133,15 @@ def hit(run, method, link, ua):
 
 def hits(db, contact, n, timeout=10):
     """The contact's recorded hits (kind, url, user agent, bot_suspected,
-    bot_reason), oldest first, once there are n (recorded after the
-    answer)."""
+    bot_reason), oldest first, once there are n, each judged (a hit is
+    written, then judged, after the answer)."""
     deadline = time.monotonic() + timeout
     while True:
         rows = db.psql("SELECT h.kind, coalesce(h.url, ''), coalesce(h.user_agent, ''), h.bot_suspected, "
                        "coalesce(h.bot_reason, '') FROM tracking_hits h JOIN messages m ON m.id = h.message_id "
                        f"WHERE m.recipient = '{contact}' ORDER BY h.id")
-        if len(rows) >= n or time.monotonic() > deadline:
+        judged = all(why != "not judged" for *_, why in rows)
+        if (len(rows) >= n and judged) or time.monotonic() > deadline:
             return [(k, u, a, b == "t", why) for k, u, a, b, why in rows]
         time.sleep(0.05)
 
@@ -359,3 +361,47 @@ def test_a_preview_shows_the_links_as_sent_and_mints_none_that_work(run):
         status = conn.getresponse().status
         conn.close()
         assert status == 404, f"a preview's link opens nothing: {path} answered {status}"
+
+
+def test_links_fetched_at_once_see_each_other_and_an_erased_person_is_not_recorded(run, check):
+    """A scanner fetches every link of a message at the same instant: the
+    hits are written one at a time per message, so the last sees the
+    others (counted before they were written, each saw only itself).
+    Then the person is erased: their old links still answer, and nothing
+    more is recorded about them."""
+    db, c = run["db"], "dan@prospects.example"
+    # by Message-ID: an earlier case's retention may have pruned the address
+    mid = email.message_from_bytes(run["raw"][c], policy=email.policy.default)["Message-ID"].strip("<>")
+    # long after delivery: only the burst can flag these
+    db.psql(f"UPDATE messages SET sent_at = sent_at - interval '3600 seconds' WHERE message_id = '{mid}'")
+    links = clicks_of(run["raw"][c])
+    assert len(links) == 2, "dan's message has two tracked links"
+    start = threading.Barrier(len(links))
+
+    def fetch(link):
+        start.wait()
+        hit(run, "GET", link, CHROME)
+
+    threads = [threading.Thread(target=fetch, args=(link,)) for link in links]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    why = lambda: sorted(r[0] for r in db.psql(  # noqa: E731
+        "SELECT coalesce(h.bot_reason, 'a person') FROM tracking_hits h JOIN messages m ON m.id = h.message_id "
+        f"WHERE m.message_id = '{mid}'"))
+    harness.wait_until(lambda: len(why()) == 2 and "not judged" not in why(), 10, 0.05)
+    got = why()
+    check.eq(got, ["a person", "every link clicked within seconds"],
+             "of two links fetched at once, the second written sees the first and is flagged")
+    # the erasure DELETE /v1/contacts/{id} runs
+    st = db.psql(f"SELECT status FROM relance_contact_erase('email:{c}', now())")[0][0]
+    check.eq(st, "200", "the person is erased")
+    status, _, _ = hit(run, "GET", links[0], CHROME)
+    check.eq(status, 302, "an erased person's old link still redirects")
+    hit(run, "GET", pixel_of(run["raw"][c]), CHROME)
+    time.sleep(0.5)
+    n = db.psql("SELECT count(*) FROM tracking_hits h JOIN messages m ON m.id = h.message_id "
+                "JOIN enrollments e ON e.id = m.enrollment_id JOIN contacts p ON p.id = e.contact_id "
+                "WHERE p.erased_at IS NOT NULL")[0][0]
+    check.eq(n, "2", "nothing more is recorded of an erased person: their two earlier hits only")
