@@ -168,12 +168,15 @@ BEGIN
                claimed_by = NULL,
                claimed_until = NULL
           FROM o
-         WHERE d.id = o.id AND o.status >= 0
+         -- the claim tested again here, not only in o: a row another
+         -- replica claimed meanwhile (its claim lapsed) is re-read under
+         -- the UPDATE's own conditions, and must be left to it
+         WHERE d.id = o.id AND o.status >= 0 AND d.claimed_by = p_replica AND d.state NOT IN ('delivered', 'failed')
         RETURNING d.webhook_id, o.status
     ), untried AS (
         UPDATE webhook_deliveries d SET claimed_by = NULL, claimed_until = NULL
           FROM o
-         WHERE d.id = o.id AND o.status < 0
+         WHERE d.id = o.id AND o.status < 0 AND d.claimed_by = p_replica AND d.state NOT IN ('delivered', 'failed')
     ), per AS (
         SELECT upd.webhook_id,
                bool_or(upd.status BETWEEN 200 AND 299) AS ok,
