@@ -495,7 +495,11 @@ static void on_sent(const struct sender_report *rep, void *arg)
 {
     struct sending *x = arg;
     struct delivery *d = x->d;
-    if (!rep->r) {
+    if (rep->not_sent) {
+        /* nothing went out, the sender is closing: nothing recorded, the
+         * row stays 'sending' and the stop gives it back due at once
+         * (relance_rescue_stopping), not after a deferral's backoff */
+    } else if (!rep->r) {
         delivery_hold(d, x->message_id, x->enrollment_id, x->step_id, rep->held);
     } else {
         const struct smtp_result *r = rep->r;

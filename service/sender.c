@@ -278,6 +278,7 @@ fail:
 
 static void close_now(struct sender *s);
 static void outgoing_report(struct outgoing *o, const struct smtp_result *r, const char *held);
+static void outgoing_not_sent(struct outgoing *o);
 static void on_token(int status, const char *token, const char *reason, void *arg);
 
 /* One signature on its way through the thread pool. The worker reads
@@ -329,12 +330,8 @@ static void sign_done(uv_work_t *req, int status)
     struct outgoing *o = j->o;
     s->signing--;
     if (status < 0 || s->closing) {
-        /* nothing went out: the row stays 'sending' and is rescued as deferred */
-        struct smtp_result r = {0};
-        r.outcome = SMTP_DEFERRED;
-        snprintf(r.text, sizeof r.text, "relance stopped before sending");
         s->pending--;
-        outgoing_report(o, &r, NULL);
+        outgoing_not_sent(o); /* the row stays 'sending': the stop gives it back */
     } else if (j->rc != 0) {
         s->pending--;
         outgoing_report(o, NULL, j->err); /* cannot be signed: held, never sent unsigned */
@@ -481,7 +478,18 @@ static void outgoing_free(struct outgoing *o)
 /* Reports o's end to its owner and frees o. */
 static void outgoing_report(struct outgoing *o, const struct smtp_result *r, const char *held)
 {
-    struct sender_report rep = {r, held, o->msg, o->len};
+    struct sender_report rep = {r, held, o->msg, o->len, 0};
+    o->cb(&rep, o->arg);
+    outgoing_free(o);
+}
+
+/* The sender closes before o reached SMTP: reported as never sent. */
+static void outgoing_not_sent(struct outgoing *o)
+{
+    struct smtp_result r = {0};
+    r.outcome = SMTP_DEFERRED;
+    snprintf(r.text, sizeof r.text, "relance stopped before sending");
+    struct sender_report rep = {&r, NULL, o->msg, o->len, 1};
     o->cb(&rep, o->arg);
     outgoing_free(o);
 }
@@ -723,17 +731,14 @@ static void on_timer_closed(uv_handle_t *h)
     on_part_closed(h->data);
 }
 
-/* Reports what still waits for its turn on c as deferred. */
+/* Reports what still waits for its turn on c as never sent. */
 static void channel_flush_queue(struct sender *s, struct channel *c, struct outgoing **from)
 {
     while (*from) {
         struct outgoing *o = *from;
         *from = o->next;
-        struct smtp_result r = {0};
-        r.outcome = SMTP_DEFERRED;
-        snprintf(r.text, sizeof r.text, "relance stopped before sending");
         s->pending--;
-        outgoing_report(o, &r, NULL);
+        outgoing_not_sent(o);
     }
     c->tail = c->head;
 }

@@ -32,12 +32,16 @@ struct sender;
  * the text "captured"); or r is NULL and held says why the message could
  * not be made ready to go (its DKIM signature failed, the capture folder
  * cannot be written): nothing went out, and the step is to be held. msg
- * is the message as it went out (signed), valid during the call only. */
+ * is the message as it went out (signed), valid during the call only.
+ * not_sent: the sender was closing and the message never reached SMTP
+ * (still queued, or not yet signed); r says deferred, and nothing of it
+ * is to be recorded: the stop gives the row back, due at once. */
 struct sender_report {
     const struct smtp_result *r;
     const char *held;
     const char *msg;
     size_t len;
+    int not_sent;
 };
 typedef void (*sender_cb)(const struct sender_report *rep, void *arg);
 /* Called when the account's message body is about to go out (libcurl

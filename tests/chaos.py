@@ -274,6 +274,13 @@ class Chaos:
                       "claimed messages not yet handed to the sender, and those the sender defers, stay 'sending' "
                       "until the replica's lease runs out and another rescues them (30 to 60 s later), and any that "
                       "went out end 'unknown'")
+        # What it had claimed and not sent is due again at once for
+        # another replica, not after a deferral's 10-minute backoff.
+        late = self.pg.psql("SELECT count(*) FROM events WHERE kind = 'message.deferred' "
+                            "AND data->>'reply' = 'relance stopped before sending' "
+                            "AND (data->>'retry_at')::timestamptz > occurred_at")[0][0]
+        self.check.eq(late, "0", "the messages a SIGTERM'd replica had claimed and not sent are due again at "
+                      "once (message.deferred with a later retry_at: a deferral's backoff)")
         self.launch().wait_status("/readyz", 200, timeout=30)
         self.faults["sigterm"] = (t, time.time())
         self.stopped["sigterm"] = victim.proc.pid
