@@ -509,7 +509,16 @@ int linkrewrite_text(const char *text, size_t len, const struct linkrewrite_opts
     int rc = 0;
     *count = 0;
     size_t i = 0, copied = 0;
+    size_t ulen = o->unsubscribe_url ? strlen(o->unsubscribe_url) : 0;
     while (i < len) {
+        /* the unsubscribe URL as written, whole: its token may end in a
+         * character url_end takes for punctuation ('_'), and cut short it
+         * would no longer be known as the unsubscribe URL */
+        if (ulen && len - i >= ulen && memcmp(text + i, o->unsubscribe_url, ulen) == 0 &&
+            (i == 0 || !is_alnum((unsigned char)text[i - 1]))) {
+            i += ulen;
+            continue;
+        }
         if (lower((unsigned char)text[i]) != 'h' || (i > 0 && is_alnum((unsigned char)text[i - 1])) ||
             !(starts_with(text + i, len - i, "http://") || starts_with(text + i, len - i, "https://"))) {
             i++;

@@ -259,6 +259,26 @@ static void test_text(void **state)
     }
 }
 
+/* An unsubscribe URL whose token ends in '_' (a base64url token does,
+ * one time in 64): a bare-URL reader would cut the '_' as punctuation;
+ * the text part must still leave the whole URL as written. */
+static void test_text_unsubscribe_ending_in_underscore(void **state)
+{
+    (void)state;
+    static const char unsub[] = "https://p.example/u/AbCd_";
+    static const char text[] = "Stop: https://p.example/u/AbCd_ and https://a.example/x";
+    struct tracker t = tracker_new();
+    struct linkrewrite_opts o = {.track = track, .ctx = &t, .unsubscribe_url = unsub};
+    struct buf out = {0};
+    int count = -1;
+    assert_int_equal(linkrewrite_text(text, strlen(text), &o, &out, &count), 0);
+    assert_string_equal(out.p, "Stop: https://p.example/u/AbCd_ and " TT1);
+    assert_int_equal(count, 1);
+    assert_string_equal(t.seen.p, "https://a.example/x");
+    buf_free(&out);
+    buf_free(&t.seen);
+}
+
 static size_t count_byte(const char *s, size_t n, char c)
 {
     size_t k = 0;
@@ -386,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_callback_error),
         cmocka_unit_test(test_text),
+        cmocka_unit_test(test_text_unsubscribe_ending_in_underscore),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_random),
     };
