@@ -136,15 +136,22 @@ static char *text_with_footer(const char *body, const char *footer)
     return out;
 }
 
+/* Where what is added last goes in an html body: before its last
+ * </body>, else at the end. */
+static size_t body_end(const char *html)
+{
+    const char *end = NULL;
+    for (const char *p = html; (p = strcasestr(p, "</body")); p++)
+        end = p;
+    return end ? (size_t)(end - html) : strlen(html);
+}
+
 /* The html body with the footer as a last paragraph (before </body> when
  * there is one), its link mark made a link to url. */
 static char *html_with_footer(const char *html, const char *footer, const char *url)
 {
     struct buf b = {0};
-    const char *end = NULL;
-    for (const char *p = html; (p = strcasestr(p, "</body")); p++)
-        end = p;
-    size_t head = end ? (size_t)(end - html) : strlen(html);
+    size_t head = body_end(html);
     buf_add(&b, html, head);
     buf_adds(&b, "<p>");
     for (const char *p = footer;;) {
@@ -288,10 +295,7 @@ static int add_pixel(struct track *t, char **html)
     int rc = linktoken_make(t->in->link_secret, LINKTOKEN_OPEN, t->id, NULL, 0, tok, sizeof tok);
     if (rc < 0)
         return rc;
-    const char *end = NULL;
-    for (const char *p = *html; (p = strcasestr(p, "</body")); p++)
-        end = p;
-    size_t head = end ? (size_t)(end - *html) : strlen(*html);
+    size_t head = body_end(*html);
     struct buf b = {0};
     buf_add(&b, *html, head);
     buf_addf(&b, "<img src=\"%s/o/%s.gif\" width=\"1\" height=\"1\" alt=\"\">", t->in->track_base, tok);
