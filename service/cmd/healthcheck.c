@@ -61,10 +61,12 @@ static int run(struct cli *cli, const struct cli_args *args)
         if (!*timeout || *end || secs < 1 || secs > 300)
             return cli_fail(CLI_USAGE, "healthcheck: --timeout takes seconds from 1 to 300, not '%s'", timeout);
     }
-    char url[600];
-    if (base_url(cli->config->http_listen, url, sizeof url - strlen(path)) < 0)
+    char base[300], url[900];
+    if (base_url(cli->config->http_listen, base, sizeof base) < 0)
         return cli_fail(CLI_ERROR, "healthcheck: http.listen '%s' is not host:port", cli->config->http_listen);
-    strcat(url, path);
+    int n = snprintf(url, sizeof url, "%s%s", base, path);
+    if (n < 0 || (size_t)n >= sizeof url)
+        return cli_fail(CLI_USAGE, "healthcheck: --path is too long");
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return cli_fail(CLI_ERROR, "healthcheck: cannot initialise libcurl");
     CURL *h = curl_easy_init();

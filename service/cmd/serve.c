@@ -26,12 +26,15 @@ static int apply_at_start(struct cli *cli)
     char path[4096];
     snprintf(path, sizeof path, "%s", dir && *dir ? dir : SEQUENCES_DIR);
     char *paths[] = {path};
-    PGconn *conn = cli_db_connect(cli, 1);
+    PGconn *conn = cli_db_connect(cli, 1); /* says why when it cannot */
     if (!conn)
-        return cli_fail(CLI_ERROR, "serve: RELANCE_APPLY_SEQUENCES=1 needs a migrated database: run 'relance migrate'");
+        return cli_fail(CLI_ERROR, "serve: the sequences of %s were not applied (RELANCE_APPLY_SEQUENCES=1)", path);
     char err[300];
-    if (migrate_lock(conn, 1, err, sizeof err) < 0)
+    if (migrate_lock(conn, 1, err, sizeof err) < 0) {
+        PQfinish(conn);
+        cli->conn = NULL;
         return cli_fail(CLI_ERROR, "serve: %s", err);
+    }
     int rc = apply_paths(cli, 1, paths);
     fflush(stdout); /* its lines before the service's log, not at exit */
     if (migrate_lock(conn, 0, err, sizeof err) < 0 && rc == CLI_OK)
