@@ -86,6 +86,7 @@ struct db {
     void (*on_closed)(void *arg);
     void *closed_arg;
     int pending_closes;
+    unsigned session;          /* connections made so far (db_session) */
     char reason[256];
 };
 
@@ -404,6 +405,7 @@ static void on_checked(struct db *db, const PGresult *res, void *arg)
         return;
     }
     uv_timer_stop(&db->timer); /* the connect timeout */
+    db->session++;
     state_set(db, DB_READY);
     db->backoff_ms = BACKOFF_MIN_MS;
     db->reason[0] = '\0';
@@ -555,6 +557,11 @@ int db_start(struct db *db)
 int db_connected(const struct db *db)
 {
     return db->state == DB_READY;
+}
+
+unsigned db_session(const struct db *db)
+{
+    return db->session;
 }
 
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb, void *arg)

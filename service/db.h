@@ -50,6 +50,10 @@ void db_set_role(struct db *db, const char *role);
 /* Starts connecting. Returns 0 or a negative error. */
 int db_start(struct db *db) __attribute__((warn_unused_result));
 int db_connected(const struct db *db);
+/* Which connection this is: 1 for the first made, one more for each made
+ * since. What lives as long as a connection (a session advisory lock, a
+ * LISTEN) was lost when it changed. */
+unsigned db_session(const struct db *db);
 
 /* Queues a query with text parameters (params may be NULL for none). The
  * strings are copied. Returns 0, or -1 when the connection is down (the

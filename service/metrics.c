@@ -348,7 +348,8 @@ static void add_family(struct buf *b, const struct metrics_family *f)
 static void add_process(struct buf *b, const struct metrics *m)
 {
     const struct ready *r = m->ready;
-    const struct db *dbs[] = {r ? r->db : NULL, r ? r->pnr : NULL, r ? r->api[0] : NULL, r ? r->api[1] : NULL};
+    const struct db *dbs[] = {r ? r->db : NULL, r ? r->pnr : NULL, r ? r->api[0] : NULL, r ? r->api[1] : NULL,
+                              r ? r->background : NULL};
     _Static_assert(READY_API_DBS == 2, "every API connection is counted");
     int up = 0, down = 0;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)

@@ -17,6 +17,7 @@ struct ready {
     struct db *db;       /* NULL once the server has begun closing it */
     struct db *pnr;      /* the points of no return's own connection (below); NULL likewise */
     struct db *api[READY_API_DBS]; /* the HTTP API's own connections (below); NULL likewise */
+    struct db *background; /* webhook delivery's and retention's own connection (below); NULL likewise */
     int migrated;        /* the schema and functions are up to date */
     int stopping;        /* SIGTERM came: not ready, whatever the database (the
                           * orchestrator sends no new traffic while we drain) */
@@ -51,6 +52,16 @@ static inline struct db *ready_api_db(const struct ready *r)
         if (r->api[i] && db_connected(r->api[i]) && (!best || db_queued(r->api[i]) < db_queued(best)))
             best = r->api[i];
     return best ? best : db;
+}
+
+/* The connection of the work in the background (webhook delivery,
+ * retention): its own, so that it never holds up an API request nor
+ * the scheduler. No fallback: webhook delivery holds session advisory
+ * locks on it (webhooks.c), which must be taken and given back on one
+ * connection. NULL while it is down, or the database may not be used. */
+static inline struct db *ready_background_db(const struct ready *r)
+{
+    return ready_db(r) && r->background && db_connected(r->background) ? r->background : NULL;
 }
 
 #endif

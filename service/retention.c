@@ -113,9 +113,10 @@ static void on_batch(struct db *db, const PGresult *res, void *arg)
 static void on_timer(uv_timer_t *t)
 {
     struct retention *r = t->data;
-    /* an API connection, never the scheduler's: a batch waiting on a lock
-     * must not hold up a claim or an outcome behind it */
-    struct db *db = ready_api_db(r->ready);
+    /* the background's connection, never the scheduler's nor the API's: a
+     * batch waiting on a lock must not hold up a claim, an outcome or a
+     * request behind it */
+    struct db *db = ready_background_db(r->ready);
     if (!db) {
         /* not ready yet (or any more): soon again, not a round later */
         uv_timer_start(&r->timer, on_timer, RETENTION_FIRST_MS, 0);

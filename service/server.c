@@ -130,9 +130,9 @@ static void close_db(struct server *srv)
         srv->public_http = NULL;
     }
     close_api(srv);
-    struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api[0], srv->ready.api[1]};
+    struct db *dbs[] = {srv->ready.db, srv->ready.pnr, srv->ready.api[0], srv->ready.api[1], srv->ready.background};
     _Static_assert(READY_API_DBS == 2, "close every API connection");
-    srv->ready.db = srv->ready.pnr = srv->ready.api[0] = srv->ready.api[1] = NULL;
+    srv->ready.db = srv->ready.pnr = srv->ready.api[0] = srv->ready.api[1] = srv->ready.background = NULL;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
         if (dbs[i]) {
             srv->pending_closes++;
@@ -374,9 +374,10 @@ static void on_tick(uv_timer_t *t)
 /* Up: readiness is checked at once (the schema). Down or read-only: not
  * ready until the database is back, and /readyz says why; a read-only
  * server is a lost primary, which db keeps reconnecting to find again. */
-/* The points of no return's and the API's connections: nothing to do
- * when one comes or goes (db.c logs it and reconnects; ready_pnr_db and
- * ready_api_db fall back to the main connection meanwhile). */
+/* The points of no return's, the API's and the background's connections:
+ * nothing to do when one comes or goes (db.c logs it and reconnects;
+ * ready_pnr_db and ready_api_db fall back to the main connection
+ * meanwhile, and the background work waits for its own). */
 static void on_pnr_state(struct db *db, enum db_link link, const char *reason, void *arg)
 {
     (void)db;
@@ -480,6 +481,12 @@ static int parts_new(struct server *srv, char *err, size_t errlen)
         }
         db_set_role(srv->ready.api[i], api_roles[i]);
     }
+    srv->ready.background = db_new(srv->loop, cfg->database_url, on_pnr_state, srv);
+    if (!srv->ready.background) {
+        snprintf(err, errlen, "cannot set up the database connection");
+        return -1;
+    }
+    db_set_role(srv->ready.background, "background");
     srv->https = curl_uv_new(srv->loop);
     if (!srv->https) {
         snprintf(err, errlen, "out of memory");
@@ -645,7 +652,8 @@ int server_run(struct config *cfg, char *err, size_t errlen)
         rc = -1;
         server_stop(&srv, "startup failed");
     } else if (parts_new(&srv, err, errlen) < 0 || db_start(srv.ready.db) < 0 || db_start(srv.ready.pnr) < 0 ||
-               db_start(srv.ready.api[0]) < 0 || db_start(srv.ready.api[1]) < 0) {
+               db_start(srv.ready.api[0]) < 0 || db_start(srv.ready.api[1]) < 0 ||
+               db_start(srv.ready.background) < 0) {
         if (srv.ready.db && srv.scheduler)
             snprintf(err, errlen, "cannot set up the database connection");
         rc = -1;

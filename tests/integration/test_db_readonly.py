@@ -25,7 +25,7 @@ from harness import relance
 # point of no return, so only the first meets the read-only session here
 # and is replaced; the other would be at its first write (db.c drops a
 # connection whose statement fails with 25006).
-BACKENDS = 4
+BACKENDS = 5  # main, points of no return, the API's two, background
 
 class World:
     """Sequence 'ro' applied, three contacts, and `relance serve`
@@ -53,7 +53,7 @@ class World:
         check.ok(harness.wait_until(lambda: self.captured("a@one.example"), 20),
                  "sends while the database is writable", self.s.output())
         check.eq(len(self.app_pids()), BACKENDS,
-                 "relance's backends: the main one, the points of no return's and the API's two")
+                 "relance's backends: the main one, the points of no return's, the API's two and the background's")
 
     def enroll(self, email, extra=None):
         r = relance("enroll", "--sequence", "ro", "--contact", email, env={**self.env, **(extra or {})})

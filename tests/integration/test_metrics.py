@@ -147,7 +147,7 @@ def test_the_scrape_counts_what_happened(run, check):
     check.eq(sum(v for k, v in m.items() if k.startswith("relance_imap_mailboxes{")), 1.0,
              "the one watched mailbox, in one state")
     check.eq(m.get("relance_imap_mailboxes_leased"), 1.0, "and this replica holds its lease")
-    check.eq(m.get('relance_db_connections{state="up"}'), 4.0, "every database connection is up")
+    check.eq(m.get('relance_db_connections{state="up"}'), 5.0, "every database connection is up (five)")
     check.eq(m.get("relance_db_up"), 1.0, "the database is up")
     check.ok(any(k.startswith("relance_build_info{version=") and v == 1 for k, v in m.items()), "build info")
     check.ok(m.get("process_start_time_seconds", 0) > time.time() - 600, "process start time")
