@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/params.h>
+#include <pthread.h>
 #include <string.h>
 
 #define PREFIX "whsec_"
@@ -59,6 +60,16 @@ int whsig_secret_valid(const char *s)
     return n > 0;
 }
 
+/* HMAC's implementation, fetched once: a fetch looks it up in OpenSSL's
+ * store under a lock, which cost more than the signing of a small body. */
+static EVP_MAC *hmac_impl;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_fetch(void)
+{
+    hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
 int whsig_sign(const char *secret, const char *id, const char *timestamp, const char *body, size_t body_len,
                char *out, size_t outlen)
 {
@@ -67,8 +78,8 @@ int whsig_sign(const char *secret, const char *id, const char *timestamp, const 
     int n = secret_key(secret, key);
     if (n < 0 || outlen < WHSIG_SIGNATURE_MAX)
         return -1;
-    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    pthread_once(&hmac_once, hmac_fetch);
+    EVP_MAC_CTX *ctx = hmac_impl ? EVP_MAC_CTX_new(hmac_impl) : NULL;
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_END};
     size_t got = 0;
     int ok = ctx && EVP_MAC_init(ctx, key, (size_t)n, params) == 1 &&
@@ -79,7 +90,6 @@ int whsig_sign(const char *secret, const char *id, const char *timestamp, const 
              EVP_MAC_update(ctx, (const unsigned char *)body, body_len) == 1 &&
              EVP_MAC_final(ctx, mac, &got, sizeof mac) == 1;
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(hmac);
     OPENSSL_cleanse(key, sizeof key);
     mac_len = (unsigned int)got;
     if (!ok || mac_len != 32)
