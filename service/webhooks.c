@@ -3,14 +3,27 @@
  * per-endpoint counts of this replica, the outcomes not yet recorded, and
  * the configuration endpoints' secrets (read once, wiped at close).
  *
- * One statement at a time, relance_webhooks_cycle: the outcomes gathered
- * since the last one go in, the claims come out, with when the next
- * pending delivery is due. While it runs, ended requests gather for the
- * next one; a cycle lost with its connection puts its outcomes back. The
- * loop wakes on NOTIFY relance_webhooks (an event committed), on a
+ * One statement at a time, relance_webhooks_cycle, on the background
+ * connection: the outcomes gathered since the last one go in, the claims
+ * come out, with when the next pending delivery is due. While it runs,
+ * ended requests gather for the next one; a cycle lost with its
+ * connection puts its outcomes back.
+ *
+ * A claim is a session advisory lock of that connection (see
+ * sql/functions/webhooks.sql), so this side keeps the books of its locks:
+ * every claimed delivery carries the lock generation it was taken in
+ * (lock_gen: one more each time the connection is made again, or the
+ * locks are given up after a failed cycle). Those of the current
+ * generation are held: passed as p_held so that no claim locks one
+ * twice, and given back by the cycle after the one that recorded their
+ * outcome (p_unlock). Those of an older one were lost with their
+ * connection: their outcomes are still recorded (if nobody claimed them
+ * since), never given back.
+ *
+ * The loop wakes on NOTIFY relance_webhooks (an event committed), on a
  * request ending, on the next delivery's due time and, idle, every
- * IDLE_POLL_MS: claims of a replica that died lapse without telling
- * anyone.
+ * IDLE_POLL_MS: the claims of a replica that died are given back by
+ * PostgreSQL without telling anyone.
  *
  * Safety (webhook_url.h): the URL is checked before each request, and
  * the address a name resolves to is checked when libcurl opens the
@@ -51,12 +64,18 @@
 #define HOLD_MAX 64
 #define SPARE_MAX 64      /* easy handles kept for reuse */
 #define OUTCOME_MS 20     /* an outcome waits at most this for a cycle to record it */
+/* Claims (advisory locks) a replica holds at most, shared between the
+ * enabled endpoints, each getting at least webhook_max_in_flight: a
+ * bound on its share of PostgreSQL's lock table (max_locks_per_transaction
+ * x max_connections entries for all sessions). */
+#define HOLD_TOTAL 256
 
 /* A claimed delivery waiting for one of its endpoint's request slots. */
 struct queued {
     struct queued *next;
     long long delivery_id;
-    char *url, *secret, *previous, *event_id, *body;
+    unsigned lock;        /* the lock generation of its claim */
+    char *event_id, *body;
 };
 
 struct endpoint {
@@ -68,6 +87,11 @@ struct endpoint {
     unsigned gone_cycle;  /* the cycle that records it */
     char *url_ok;         /* the last URL webhook_url_check passed, and */
     int url_listed;       /* whether its host is listed */
+    /* where and how to send, as the last cycle that claimed here said
+     * (once a cycle, not once a delivery): the secrets are the current
+     * one and, while a rotation lasts, the previous one */
+    char *url, *secret, *previous;
+    unsigned seen_cycle;  /* that cycle: its claims here are sent */
     int asked, got;       /* the last cycle: deliveries it could claim here, and did */
     int dry;              /* it got fewer than it asked: nothing more is due here */
 };
@@ -76,6 +100,15 @@ struct outcome {
     long long delivery_id;
     int status;           /* HTTP status, 0 none, -1 never sent */
     char *error;
+    unsigned lock;        /* the lock generation of its claim */
+};
+
+/* Claims to give back: recorded (or never sent), each with its lock
+ * generation. */
+struct claims {
+    long long *id;
+    unsigned *lock;
+    size_t n, cap;
 };
 
 struct outcomes {
@@ -89,6 +122,7 @@ struct transfer {
     struct curl_slist *headers;
     char *body;
     long long delivery_id; /* 0: a test request */
+    unsigned lock;         /* the lock generation of its claim */
     struct endpoint *ep;   /* NULL for a test request */
     int listed, blocked;
     size_t got;
@@ -105,13 +139,17 @@ struct webhooks {
     const struct ready *ready;
     struct curl_uv *cu;
     uv_timer_t timer;
-    char replica[96];
     char **secrets;            /* cfg->webhooks[i]'s */
     struct endpoint **eps;
     size_t n_eps, cap_eps;
     struct transfer *transfers;
     struct outcomes waiting;   /* ended, not recorded yet */
     struct outcomes recording; /* in the cycle in flight */
+    struct claims unlock;      /* recorded: given back by the next cycle */
+    struct claims unlocking;   /* in the cycle in flight */
+    unsigned lock_gen;         /* the generation of the locks held now (above) */
+    unsigned lock_session;     /* the background connection's db_session it is of */
+    int hold;                  /* each endpoint's share of claims, as the last cycle said */
     unsigned cycle_no;
     int cycling, again, synced, closing, final_sent, closed_parts;
     int pending;               /* statements in flight whose callback reads wh */
@@ -143,12 +181,12 @@ static struct endpoint *endpoint(struct webhooks *wh, long long id)
     if (!ep)
         return NULL;
     ep->id = id;
-    ep->asked = HOLD_MAX; /* new to this replica: the cycle that found it asked that much */
+    ep->asked = wh->hold; /* new to this replica: the cycle that found it asked that much */
     wh->eps[wh->n_eps++] = ep;
     return ep;
 }
 
-static void outcomes_add(struct outcomes *o, long long id, int status, const char *error)
+static void outcomes_add(struct outcomes *o, long long id, unsigned lock, int status, const char *error)
 {
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 64;
@@ -162,7 +200,7 @@ static void outcomes_add(struct outcomes *o, long long id, int status, const cha
         o->v = v;
         o->cap = cap;
     }
-    o->v[o->n++] = (struct outcome){id, status, error ? strdup(error) : NULL};
+    o->v[o->n++] = (struct outcome){id, status, error ? strdup(error) : NULL, lock};
 }
 
 static void outcomes_clear(struct outcomes *o)
@@ -172,6 +210,47 @@ static void outcomes_clear(struct outcomes *o)
     o->n = 0;
 }
 
+static void claims_add(struct claims *c, long long id, unsigned lock)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        long long *v = realloc(c->id, cap * sizeof *v);
+        if (v)
+            c->id = v;
+        unsigned *l = v ? realloc(c->lock, cap * sizeof *l) : NULL;
+        if (!l) {
+            /* kept until the connection ends: only this replica is kept
+             * off the row meanwhile, and it sends it again if due */
+            log_event(LOG_ERROR, "webhooks", "out of memory: a claim is kept until the connection ends", NULL);
+            return;
+        }
+        c->lock = l;
+        c->cap = cap;
+    }
+    c->id[c->n] = id;
+    c->lock[c->n++] = lock;
+}
+
+static void claims_free(struct claims *c)
+{
+    free(c->id);
+    free(c->lock);
+    *c = (struct claims){0};
+}
+
+/* The generation of the locks the background connection db holds now:
+ * a new one when the connection was made again (the old locks went with
+ * the old one). */
+static unsigned locks_now(struct webhooks *wh, const struct db *db)
+{
+    unsigned session = db_session(db);
+    if (session != wh->lock_session) {
+        wh->lock_session = session;
+        wh->lock_gen++;
+    }
+    return wh->lock_gen;
+}
+
 /* The outcomes of a cycle that failed go back in front of those that
  * came since. */
 static void outcomes_restore(struct webhooks *wh)
@@ -179,7 +258,7 @@ static void outcomes_restore(struct webhooks *wh)
     struct outcomes *from = &wh->recording;
     for (size_t i = 0; i < wh->waiting.n; i++) {
         struct outcome *w = &wh->waiting.v[i];
-        outcomes_add(from, w->delivery_id, w->status, w->error);
+        outcomes_add(from, w->delivery_id, w->lock, w->status, w->error);
         free(w->error);
     }
     wh->waiting.n = 0;
@@ -207,7 +286,7 @@ static void outcome_arrays(const struct outcomes *o, struct buf b[3], const char
 
 static struct db *cycle_db(const struct webhooks *wh)
 {
-    return ready_api_db(wh->ready);
+    return ready_background_db(wh->ready);
 }
 
 /* ---- the requests ------------------------------------------------------------ */
@@ -258,7 +337,7 @@ static void pump(struct webhooks *wh, struct endpoint *ep);
 static void arm(struct webhooks *wh, double ms);
 
 /* Whether a cycle now would claim for some endpoint: one that is not
- * dry holds half of HOLD_MAX or less (or as many outcomes wait as all
+ * dry holds half of its share or less (or as many outcomes wait as all
  * endpoints may hold). A cycle run whenever a request ended claimed
  * nothing every other time (the endpoints were still full from the last
  * claim) and, under load, made a small cycle every few milliseconds; an
@@ -268,7 +347,7 @@ static int worth_cycling(const struct webhooks *wh)
     if (wh->waiting.n >= HOLD_MAX * (wh->n_eps ? wh->n_eps : 1))
         return 1;
     for (size_t i = 0; i < wh->n_eps; i++)
-        if (!wh->eps[i]->gone && !wh->eps[i]->dry && wh->eps[i]->busy + wh->eps[i]->queued <= HOLD_MAX / 2)
+        if (!wh->eps[i]->gone && !wh->eps[i]->dry && wh->eps[i]->busy + wh->eps[i]->queued <= wh->hold / 2)
             return 1;
     return 0;
 }
@@ -344,7 +423,7 @@ static void on_request_done(struct curl_uv *cu, CURL *easy, CURLcode result, voi
             log_event(LOG_DEBUG, "webhooks", "request failed", "delivery", id, "webhook", ep, "status", st, "error",
                       error, NULL);
         }
-        outcomes_add(&wh->waiting, t->delivery_id, status, error[0] ? error : NULL);
+        outcomes_add(&wh->waiting, t->delivery_id, t->lock, status, error[0] ? error : NULL);
     }
     struct endpoint *ep = t->ep;
     transfer_free(t);
@@ -454,9 +533,6 @@ static const char *config_secret(const struct webhooks *wh, const char *name)
 
 static void queued_free(struct queued *q)
 {
-    free(q->url);
-    secret_free(q->secret);
-    secret_free(q->previous);
     free(q->event_id);
     free(q->body);
     free(q);
@@ -477,13 +553,14 @@ static void pump(struct webhooks *wh, struct endpoint *ep)
         if (!t) {
             /* answered 410 since this was claimed (or out of memory): not
              * sent, the claim given back */
-            outcomes_add(&wh->waiting, q->delivery_id, -1, NULL);
+            outcomes_add(&wh->waiting, q->delivery_id, q->lock, -1, NULL);
         } else {
             t->delivery_id = q->delivery_id;
+            t->lock = q->lock;
             t->ep = ep;
             ep->busy++;
-            if (request_start(wh, t, q->url, q->event_id, q->secret, q->previous, why, sizeof why) < 0) {
-                outcomes_add(&wh->waiting, q->delivery_id, 0, why);
+            if (request_start(wh, t, ep->url, q->event_id, ep->secret, ep->previous, why, sizeof why) < 0) {
+                outcomes_add(&wh->waiting, q->delivery_id, q->lock, 0, why);
                 transfer_free(t);
             }
         }
@@ -491,23 +568,52 @@ static void pump(struct webhooks *wh, struct endpoint *ep)
     }
 }
 
+/* An endpoint's row r (where and how to send what this cycle claimed
+ * there): kept on the endpoint. An endpoint this cycle had no row of
+ * was disabled meanwhile: what was claimed there is given back. */
+static void endpoint_row(struct webhooks *wh, const PGresult *res, int r)
+{
+    struct endpoint *ep = endpoint(wh, strtoll(PQgetvalue(res, r, 1), NULL, 10));
+    if (!ep)
+        return;
+    const char *name = PQgetisnull(res, r, 2) ? NULL : PQgetvalue(res, r, 2);
+    const char *secret = PQgetisnull(res, r, 4) ? config_secret(wh, name) : PQgetvalue(res, r, 4);
+    const char *previous = PQgetisnull(res, r, 5) ? NULL : PQgetvalue(res, r, 5);
+    const char *url = PQgetvalue(res, r, 3);
+    if (!ep->url || strcmp(ep->url, url) != 0) {
+        free(ep->url);
+        ep->url = strdup(url);
+    }
+    if (!secret || !ep->secret || strcmp(ep->secret, secret) != 0) {
+        secret_free(ep->secret);
+        ep->secret = secret ? strdup(secret) : NULL;
+    }
+    if (!previous || !ep->previous || strcmp(ep->previous, previous) != 0) {
+        secret_free(ep->previous);
+        ep->previous = previous ? strdup(previous) : NULL;
+    }
+    if (ep->url && (!secret || ep->secret) && (!previous || ep->previous))
+        ep->seen_cycle = wh->cycle_no; /* else out of memory: its claims are given back */
+}
+
 /* One claimed delivery of row r: queued on its endpoint. */
 static void deliver(struct webhooks *wh, const PGresult *res, int r)
 {
     long long delivery_id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-    const char *name = PQgetisnull(res, r, 2) ? NULL : PQgetvalue(res, r, 2);
-    const char *secret = PQgetisnull(res, r, 4) ? config_secret(wh, name) : PQgetvalue(res, r, 4);
     struct endpoint *ep = endpoint(wh, strtoll(PQgetvalue(res, r, 1), NULL, 10));
+    if (ep && ep->seen_cycle != wh->cycle_no) {
+        claims_add(&wh->unlock, delivery_id, wh->lock_gen); /* disabled meanwhile */
+        return;
+    }
     struct queued *q = ep ? calloc(1, sizeof *q) : NULL;
-    if (!q || !(q->url = strdup(PQgetvalue(res, r, 3))) || !(q->event_id = strdup(PQgetvalue(res, r, 6))) ||
-        !(q->body = strdup(PQgetvalue(res, r, 8))) || (secret && !(q->secret = strdup(secret))) ||
-        (!PQgetisnull(res, r, 5) && !(q->previous = strdup(PQgetvalue(res, r, 5))))) {
+    if (!q || !(q->event_id = strdup(PQgetvalue(res, r, 6))) || !(q->body = strdup(PQgetvalue(res, r, 8)))) {
         if (q)
             queued_free(q);
-        outcomes_add(&wh->waiting, delivery_id, -1, NULL);
+        outcomes_add(&wh->waiting, delivery_id, wh->lock_gen, -1, NULL);
         return;
     }
     q->delivery_id = delivery_id;
+    q->lock = wh->lock_gen;
     ep->got++;
     if (ep->tail)
         ep->tail->next = q;
@@ -546,23 +652,50 @@ static size_t in_flight(const struct webhooks *wh)
 }
 
 static void close_step(struct webhooks *wh);
+static void on_ignore(struct db *db, const PGresult *res, void *arg);
+
+/* The claims a cycle was to give back wait for the next one. */
+static void unlocking_restore(struct webhooks *wh)
+{
+    for (size_t i = 0; i < wh->unlock.n; i++)
+        claims_add(&wh->unlocking, wh->unlock.id[i], wh->unlock.lock[i]);
+    struct claims t = wh->unlock;
+    wh->unlock = wh->unlocking;
+    wh->unlocking = t;
+    wh->unlocking.n = 0;
+}
 
 static void on_cycle(struct db *db, const PGresult *res, void *arg)
 {
-    (void)db;
     struct webhooks *wh = arg;
     wh->cycling = 0;
     wh->pending--;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (res)
-            log_event(LOG_ERROR, "webhooks", "delivery cycle failed", "error", PQresultErrorMessage(res), NULL);
         outcomes_restore(wh);
+        unlocking_restore(wh);
+        if (res) {
+            log_event(LOG_ERROR, "webhooks", "delivery cycle failed", "error", PQresultErrorMessage(res), NULL);
+            /* Its claims were locked and never came back (an advisory lock
+             * outlives the statement that failed): every lock is given up,
+             * and what this replica still holds is held no more (its
+             * outcomes are still recorded, if nobody claimed it since). */
+            if (db_query(db, "SELECT pg_advisory_unlock_all()", 0, NULL, on_ignore, NULL) == 0) {
+                wh->lock_gen++;
+                wh->unlock.n = 0;
+            }
+        }
         if (wh->closing)
             close_step(wh);
         else
             arm(wh, RETRY_MS);
         return;
     }
+    /* recorded and committed: the next cycle gives their claims back */
+    unsigned gen = locks_now(wh, db);
+    for (size_t i = 0; i < wh->recording.n; i++)
+        if (wh->recording.v[i].lock == gen)
+            claims_add(&wh->unlock, wh->recording.v[i].delivery_id, gen);
+    wh->unlocking.n = 0;
     outcomes_clear(&wh->recording);
     for (size_t i = 0; i < wh->n_eps; i++)
         if (wh->eps[i]->gone && wh->eps[i]->gone_cycle == wh->cycle_no)
@@ -572,18 +705,27 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
         /* claimed as the close began: given back by the final record */
         for (int r = 0; r < rows; r++)
             if (!PQgetisnull(res, r, 0))
-                outcomes_add(&wh->waiting, strtoll(PQgetvalue(res, r, 0), NULL, 10), -1, NULL);
+                outcomes_add(&wh->waiting, strtoll(PQgetvalue(res, r, 0), NULL, 10), wh->lock_gen, -1, NULL);
         close_step(wh);
         return;
     }
     double next = NAN;
     for (int r = 0; r < rows; r++) {
+        if (PQgetisnull(res, r, 0) && !PQgetisnull(res, r, 1)) {
+            endpoint_row(wh, res, r);
+            continue;
+        }
         if (PQgetisnull(res, r, 0)) {
             if (!PQgetisnull(res, r, 9))
                 next = strtod(PQgetvalue(res, r, 9), NULL);
+            if (!PQgetisnull(res, r, 10))
+                wh->hold = atoi(PQgetvalue(res, r, 10));
             continue;
         }
-        deliver(wh, res, r);
+        if (PQgetisnull(res, r, 8)) /* locked, but owed no more */
+            claims_add(&wh->unlock, strtoll(PQgetvalue(res, r, 0), NULL, 10), gen);
+        else
+            deliver(wh, res, r);
     }
     for (size_t i = 0; i < wh->n_eps; i++) {
         wh->eps[i]->dry = wh->eps[i]->got < wh->eps[i]->asked;
@@ -594,7 +736,7 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
         cycle(wh);
         return;
     }
-    if (wh->waiting.n) {
+    if (wh->waiting.n || wh->unlock.n) {
         arm(wh, OUTCOME_MS);
         return;
     }
@@ -609,31 +751,69 @@ static void on_cycle(struct db *db, const PGresult *res, void *arg)
     arm(wh, ms);
 }
 
+/* id into the array b when its claim is of generation gen. */
+static void claim_add(struct buf *b, long long id, unsigned lock, unsigned gen)
+{
+    char n[32];
+    if (lock != gen)
+        return;
+    snprintf(n, sizeof n, "%lld", id);
+    pgarray_add(b, n);
+}
+
+/* id as a key of the JSON object b when its claim is of generation gen. */
+static void held_key(struct buf *b, long long id, unsigned lock, unsigned gen)
+{
+    if (lock == gen)
+        buf_addf(b, "%s\"%lld\":0", b->len ? "," : "{", id);
+}
+
 static void cycle(struct webhooks *wh)
 {
     struct db *db = cycle_db(wh);
-    if (!db || !wh->synced || wh->closing)
+    if (!wh->synced || wh->closing)
         return;
+    if (!db) { /* the background connection is down: db.c makes it again */
+        if (!wh->cycling)
+            arm(wh, RETRY_MS);
+        return;
+    }
     if (wh->cycling) {
         wh->again = 1;
         return;
     }
-    /* what ended goes into this cycle */
+    unsigned gen = locks_now(wh, db);
+    /* what ended goes into this cycle, and what it recorded the last time
+     * is given back */
     struct outcomes t = wh->recording;
     wh->recording = wh->waiting;
     wh->waiting = t;
+    struct claims u = wh->unlocking;
+    wh->unlocking = wh->unlock;
+    wh->unlock = u;
+    wh->unlock.n = 0;
     wh->cycle_no++;
     for (size_t i = 0; i < wh->n_eps; i++)
         if (wh->eps[i]->gone && wh->eps[i]->gone_cycle == 0)
             wh->eps[i]->gone_cycle = wh->cycle_no;
-    struct buf arrays[3] = {{0}}, busy_ids = {0}, busy = {0};
+    struct buf arrays[3] = {{0}}, busy_ids = {0}, busy = {0}, unlock = {0}, held = {0};
     const char *rec[3];
     outcome_arrays(&wh->recording, arrays, rec);
     char n[32];
+    for (size_t i = 0; i < wh->unlocking.n; i++)
+        claim_add(&unlock, wh->unlocking.id[i], wh->unlocking.lock[i], gen);
+    /* the claims held: queued, in flight, ended */
+    for (size_t i = 0; i < wh->recording.n; i++)
+        held_key(&held, wh->recording.v[i].delivery_id, wh->recording.v[i].lock, gen);
+    for (struct transfer *x = wh->transfers; x; x = x->next)
+        if (x->delivery_id)
+            held_key(&held, x->delivery_id, x->lock, gen);
     for (size_t i = 0; i < wh->n_eps; i++) {
+        for (struct queued *q = wh->eps[i]->head; q; q = q->next)
+            held_key(&held, q->delivery_id, q->lock, gen);
         /* an endpoint answered 410 and not yet recorded: none claimed */
-        int taken = wh->eps[i]->gone ? HOLD_MAX : wh->eps[i]->busy + wh->eps[i]->queued;
-        wh->eps[i]->asked = HOLD_MAX - taken;
+        int taken = wh->eps[i]->gone ? 1 << 20 : wh->eps[i]->busy + wh->eps[i]->queued;
+        wh->eps[i]->asked = wh->hold - taken;
         wh->eps[i]->got = 0;
         if (!taken)
             continue;
@@ -642,33 +822,36 @@ static void cycle(struct webhooks *wh)
         snprintf(n, sizeof n, "%d", taken);
         pgarray_add(&busy, n);
     }
-    char now[64], per[16], lease[32];
+    char now[64], per[16], total[16], min[16];
     clock_format(clock_now(), now, sizeof now);
     snprintf(per, sizeof per, "%d", HOLD_MAX);
-    /* a claim outlives its request's timeout twice over: only a replica
-     * that died leaves one to lapse */
-    snprintf(lease, sizeof lease, "%ld seconds", 2 * wh->cfg->webhook_timeout + 5);
-    const char *p[9] = {wh->replica, now, rec[0], rec[1], rec[2], pgarray_end(&busy_ids), pgarray_end(&busy), per,
-                        lease};
+    snprintf(total, sizeof total, "%d", HOLD_TOTAL);
+    snprintf(min, sizeof min, "%ld", (long)wh->cfg->webhook_max_in_flight);
+    const char *p[11] = {now, pgarray_end(&unlock), rec[0], rec[1], rec[2],
+                         pgarray_end(&held) /* closes a JSON object as an array: with "}" */,
+                         pgarray_end(&busy_ids), pgarray_end(&busy), per, total, min};
     int ok = 1;
-    for (size_t i = 0; i < 9; i++)
+    for (size_t i = 0; i < 11; i++)
         ok = ok && p[i];
     if (ok && db_query(db,
                        "SELECT delivery_id, webhook_id, name, url, secret, previous_secret, event_id, attempts, body,"
-                       " extract(epoch FROM next_at)"
-                       " FROM relance_webhooks_cycle($1, $2, $3::bigint[], $4::int[], $5::text[], $6::bigint[],"
-                       " $7::int[], $8::int, $9::interval)",
-                       9, p, on_cycle, wh) == 0) {
+                       " extract(epoch FROM next_at), hold"
+                       " FROM relance_webhooks_cycle($1, $2::bigint[], $3::bigint[], $4::int[], $5::text[],"
+                       " $6::jsonb, $7::bigint[], $8::int[], $9::int, $10::int, $11::int)",
+                       11, p, on_cycle, wh) == 0) {
         wh->cycling = 1;
         wh->pending++;
     } else {
         outcomes_restore(wh);
+        unlocking_restore(wh);
         arm(wh, RETRY_MS);
     }
     for (size_t i = 0; i < 3; i++)
         buf_free(&arrays[i]);
     buf_free(&busy_ids);
     buf_free(&busy);
+    buf_free(&unlock);
+    buf_free(&held);
 }
 
 /* ---- set-up, sync, wake ------------------------------------------------------------ */
@@ -685,6 +868,7 @@ struct webhooks *webhooks_new(uv_loop_t *loop, const struct config *cfg, const s
     wh->loop = loop;
     wh->cfg = cfg;
     wh->ready = ready;
+    wh->hold = HOLD_MAX;
     for (size_t i = 0; i < cfg->n_webhooks; i++)
         if (secret_webhook(&cfg->webhooks[i], &wh->secrets[i], err, errlen) < 0)
             goto fail;
@@ -693,9 +877,6 @@ struct webhooks *webhooks_new(uv_loop_t *loop, const struct config *cfg, const s
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    char host[64] = "relance";
-    gethostname(host, sizeof host - 1);
-    snprintf(wh->replica, sizeof wh->replica, "%s-%ld-%lx", host, (long)getpid(), (unsigned long)random());
     uv_timer_init(loop, &wh->timer);
     wh->timer.data = wh;
     return wh;
@@ -847,7 +1028,7 @@ static void on_final(struct db *db, const PGresult *res, void *arg)
     struct webhooks *wh = arg;
     wh->pending--;
     if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
-        log_event(LOG_WARN, "webhooks", "cannot record the last outcomes: their claims lapse instead", "error",
+        log_event(LOG_WARN, "webhooks", "cannot record the last outcomes: they are sent again", "error",
                   PQresultErrorMessage(res), NULL);
     wh->final_sent = 2;
     close_step(wh);
@@ -869,10 +1050,10 @@ static void close_step(struct webhooks *wh)
         char now[64];
         outcome_arrays(&wh->recording, arrays, rec);
         clock_format(clock_now(), now, sizeof now);
-        const char *p[5] = {wh->replica, now, rec[0], rec[1], rec[2]};
-        if (p[2] && p[3] && p[4] &&
-            db_query(cycle_db(wh), "SELECT relance_webhooks_record($1, $2, $3::bigint[], $4::int[], $5::text[])", 5,
-                     p, on_final, wh) == 0) {
+        const char *p[4] = {now, rec[0], rec[1], rec[2]};
+        if (p[1] && p[2] && p[3] &&
+            db_query(cycle_db(wh), "SELECT relance_webhooks_record($1, $2::bigint[], $3::int[], $4::text[])", 4, p,
+                     on_final, wh) == 0) {
             wh->final_sent = 1;
             wh->pending++;
         }
@@ -887,11 +1068,16 @@ static void close_step(struct webhooks *wh)
     outcomes_clear(&wh->recording);
     free(wh->waiting.v);
     free(wh->recording.v);
+    claims_free(&wh->unlock);
+    claims_free(&wh->unlocking);
     for (size_t i = 0; i < wh->cfg->n_webhooks; i++)
         secret_free(wh->secrets[i]);
     free(wh->secrets);
     for (size_t i = 0; i < wh->n_eps; i++) {
         free(wh->eps[i]->url_ok);
+        free(wh->eps[i]->url);
+        secret_free(wh->eps[i]->secret);
+        secret_free(wh->eps[i]->previous);
         free(wh->eps[i]);
     }
     free(wh->eps);
@@ -915,7 +1101,7 @@ void webhooks_close(struct webhooks *wh, void (*on_closed)(void *arg), void *arg
             if (t->cb)
                 t->cb(t->cb_arg, 0, "relance is stopping", clock_now() - t->started);
             else
-                outcomes_add(&wh->waiting, t->delivery_id, -1, NULL);
+                outcomes_add(&wh->waiting, t->delivery_id, t->lock, -1, NULL);
         }
         transfer_free(t);
     }

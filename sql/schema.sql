@@ -398,6 +398,16 @@ CREATE SEQUENCE public.tracking_hits_id_seq
 
 ALTER SEQUENCE public.tracking_hits_id_seq OWNED BY public.tracking_hits.id;
 
+CREATE TABLE public.webhook_delivered (
+    webhook_id bigint NOT NULL,
+    delivered_at timestamp with time zone NOT NULL,
+    last_id bigint NOT NULL,
+    ids bigint[] NOT NULL,
+    event_ids bigint[] NOT NULL,
+    attempts integer[] NOT NULL,
+    statuses integer[] NOT NULL
+);
+
 CREATE TABLE public.webhook_deliveries (
     id bigint NOT NULL,
     webhook_id bigint NOT NULL,
@@ -405,8 +415,6 @@ CREATE TABLE public.webhook_deliveries (
     state text DEFAULT 'pending'::text NOT NULL,
     attempts integer DEFAULT 0 NOT NULL,
     next_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
-    claimed_by text,
-    claimed_until timestamp with time zone,
     last_status integer,
     last_error text,
     last_at timestamp with time zone,
@@ -599,6 +607,10 @@ CREATE INDEX messages_state ON public.messages USING btree (state) WHERE (state 
 CREATE INDEX messages_unpruned ON public.messages USING btree (created_at) WHERE (pruned_at IS NULL);
 
 CREATE INDEX tracking_hits_message ON public.tracking_hits USING btree (message_id, kind, at);
+
+CREATE INDEX webhook_delivered_at ON public.webhook_delivered USING btree (delivered_at);
+
+CREATE INDEX webhook_delivered_webhook ON public.webhook_delivered USING btree (webhook_id, last_id);
 
 CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (webhook_id, next_at, id) WHERE (state = 'pending'::text);
 

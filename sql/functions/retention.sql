@@ -59,6 +59,7 @@ DECLARE
     v_events int := 0;
     v_messages int := 0;
     v_inbound int := 0;
+    v_noted int := 0;
 BEGIN
     -- one pruner at a time across replicas: the others skip this round
     IF NOT pg_try_advisory_xact_lock(hashtext('relance_retention_prune')) THEN
@@ -89,6 +90,13 @@ BEGIN
                    bounced = h.bounced OR excluded.bounced, unsubscribed = h.unsubscribed OR excluded.unsubscribed
         )
         SELECT count(*) INTO v_events FROM gone;
+        -- the delivered webhooks' notes, which have no foreign key to go
+        -- with their event: by their own time, which is never before it
+        DELETE FROM webhook_delivered l
+         WHERE l.ctid = ANY (ARRAY(SELECT x.ctid FROM webhook_delivered x
+                                    WHERE x.delivered_at < p_now - make_interval(secs => p_events)
+                                    ORDER BY x.delivered_at LIMIT p_limit));
+        GET DIAGNOSTICS v_noted = ROW_COUNT;
     END IF;
     IF p_messages > 0 THEN
         WITH doomed AS (
@@ -128,5 +136,6 @@ BEGIN
         SELECT count(*) INTO v_inbound FROM done;
     END IF;
     RETURN QUERY SELECT v_events, v_messages, v_inbound,
-                        v_events >= p_limit OR v_messages >= p_limit OR v_inbound >= p_limit, false;
+                        v_events >= p_limit OR v_noted >= p_limit OR v_messages >= p_limit OR v_inbound >= p_limit,
+                        false;
 END $$;

@@ -7,21 +7,34 @@
 --            config), previous_secret, previous_until, failing_since,
 --            disabled_at, disabled_reason, created_at, updated_at)
 --   webhook_deliveries(id, webhook_id, event_id, state 'pending'|
---            'delivered'|'failed', attempts, next_at, claimed_by,
---            claimed_until, last_status, last_error, last_at,
---            delivered_at)
+--            'delivered'|'failed', attempts, next_at, last_status,
+--            last_error, last_at, delivered_at)
+--   webhook_delivered(webhook_id, delivered_at, last_id, ids[], event_ids[],
+--            attempts[], statuses[]): per endpoint and cycle, what it
+--            delivered there
 --
 -- The outbox: the events' statement trigger below writes one delivery
 -- per event and enabled endpoint that wants its type, in the transaction
 -- that wrote the event, and wakes the replicas (NOTIFY relance_webhooks,
--- sent at commit). A delivery is claimed by one replica at a time
--- (FOR UPDATE SKIP LOCKED, then claimed_until: a replica that dies leaves
--- its claims to the others once that passes), sent, and its outcome
--- recorded: at least once, never lost.
+-- sent at commit). A delivery is claimed by one replica at a time, sent,
+-- and its outcome recorded: at least once, never lost.
 --
--- Two clocks. next_at, failing_since and the rotation's previous_until
--- are relance's (p_now: the test clock moves them), claimed_until is the
--- database's real one (a claim is about the transfer's real time).
+-- A claim is a session advisory lock on the delivery's key
+-- (relance_webhook_lock_key), taken with pg_try_advisory_lock on the
+-- replica's background connection: it writes nothing, other replicas
+-- skip what they cannot lock, and PostgreSQL gives it back the moment
+-- that connection ends, so a replica that dies (or loses its connection)
+-- leaves nothing to lapse. It is given back by the cycle after the one
+-- that recorded its outcome, never in the same statement: the outcome
+-- must be committed before another replica can lock the row, or it
+-- could read it still pending and send it again. A delivered one is
+-- deleted and noted in webhook_delivered, in one row per endpoint and
+-- cycle (a delete touches no index; the update it replaces went into
+-- every one); a failed attempt updates its row with the next attempt's
+-- time.
+--
+-- next_at, failing_since and the rotation's previous_until are relance's
+-- clock (p_now: the test clock moves them).
 
 -- The retry schedule after the 1st, 2nd, ... failed attempt (about:
 -- each is spread by +-10 % so endpoints that fail together do not come
@@ -54,79 +67,130 @@ CREATE OR REPLACE TRIGGER events_webhooks AFTER INSERT ON events
 
 -- ---- delivery (service/webhooks.c) -----------------------------------------
 
--- One round trip of the delivery loop: records the outcomes of the
--- transfers that ended (p_done: delivery ids; p_status: the HTTP status,
--- 0 when none came, -1 when the request was never made; p_error: why, or
--- NULL), then claims what is due for
--- this replica: per enabled endpoint, up to p_per_endpoint less what it
--- still has in flight there (p_busy_ids / p_busy: endpoint ids and their
--- counts). Each claimed row comes with what its request needs: the URL,
--- the secrets (the previous one too while a rotation lasts; a config
--- endpoint's are the replica's own, by name), and the body: the event as
--- the feed shows it. Then a row with delivery_id NULL and next_at: when
--- the earliest pending delivery of an enabled endpoint is due (NULL:
--- none), for the loop's timer.
-CREATE OR REPLACE FUNCTION relance_webhooks_cycle(p_replica text, p_now timestamptz, p_done bigint[],
-                                                  p_status int[], p_error text[], p_busy_ids bigint[],
-                                                  p_busy int[], p_per_endpoint int, p_lease interval)
+-- The advisory lock key of a delivery's claim; the top bits keep it
+-- apart from relance's other advisory locks (small constants and
+-- hashtext values).
+CREATE OR REPLACE FUNCTION relance_webhook_lock_key(p_id bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (1::bigint << 62) | p_id
+$$;
+
+-- One round trip of the delivery loop, on the replica's background
+-- connection (the claims are its session's locks):
+-- 1. gives back the claims of p_unlock (outcomes the last cycle recorded,
+--    committed since, or claims never sent);
+-- 2. records the outcomes of the transfers that ended (p_done: delivery
+--    ids; p_status: the HTTP status, 0 when none came, -1 when the
+--    request was never made; p_error: why, or NULL);
+-- 3. claims what is due: per enabled endpoint, up to its share less what
+--    this replica still holds there (p_busy_ids / p_busy: endpoint ids
+--    and their counts), skipping p_held (claims this session holds
+--    already: a second lock would outlive the one unlock; a JSON object
+--    whose keys are their ids, so that each row is looked up in it by a
+--    binary search rather than compared with each). The share is
+--    p_per_endpoint, less when p_total would not cover every enabled
+--    endpoint, and never under p_min: it bounds the locks a replica holds.
+-- The rows, in this order:
+-- - per endpoint claimed at (still enabled): delivery_id NULL, and what
+--   its requests need: the URL, the secrets (the previous one too while a
+--   rotation lasts; a config endpoint's are the replica's own, by name);
+-- - per claim: delivery_id, webhook_id, event_id, attempts and the body,
+--   the event as the feed shows it. A claim whose body is NULL, or whose
+--   endpoint has no row above, was locked but is no longer owed (another
+--   replica delivered it meanwhile, or its endpoint went): give it back;
+-- - delivery_id and webhook_id NULL: next_at (when the earliest pending
+--   delivery of an enabled endpoint is due, NULL: none; claimed ones
+--   count; looked up only when some endpoint got less than it wanted,
+--   else NULL: its requests ending bring the next cycle) and hold (the
+--   share used).
+CREATE OR REPLACE FUNCTION relance_webhooks_cycle(p_now timestamptz, p_unlock bigint[], p_done bigint[],
+                                                  p_status int[], p_error text[], p_held jsonb,
+                                                  p_busy_ids bigint[], p_busy int[], p_per_endpoint int, p_total int,
+                                                  p_min int)
 RETURNS TABLE (delivery_id bigint, webhook_id bigint, name text, url text, secret text, previous_secret text,
-               event_id bigint, attempts int, body text, next_at timestamptz)
+               event_id bigint, attempts int, body text, next_at timestamptz, hold int)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_ids bigint[];
+    v_eps bigint[];
+    v_wants int[];
+    v_share int;
 BEGIN
-    IF cardinality(p_done) > 0 THEN
-        PERFORM relance_webhooks_record(p_replica, p_now, p_done, p_status, p_error);
+    IF cardinality(p_unlock) > 0 THEN
+        PERFORM pg_advisory_unlock(relance_webhook_lock_key(u.id)) FROM unnest(p_unlock) u(id);
     END IF;
-    -- in steps, each on a primary key: as one statement the planner could
-    -- not tell how many rows the LATERAL would give, and joined the queue
-    -- and the events by scanning both
-    SELECT array_agg(d.id) INTO v_ids
-      FROM webhooks w
+    IF cardinality(p_done) > 0 THEN
+        PERFORM relance_webhooks_record(p_now, p_done, p_status, p_error);
+    END IF;
+    SELECT greatest(p_min, least(p_per_endpoint, p_total / greatest(count(*), 1)))::int INTO v_share
+      FROM webhooks wh WHERE wh.enabled;
+    -- what each enabled endpoint wants: its share less what it holds
+    SELECT coalesce(array_agg(wh.id), '{}'),
+           coalesce(array_agg(greatest(0, v_share - coalesce((SELECT b.n FROM unnest(p_busy_ids, p_busy) b(id, n)
+                                                               WHERE b.id = wh.id), 0))), '{}')
+      INTO v_eps, v_wants
+      FROM webhooks wh WHERE wh.enabled;
+    -- Claimed in each endpoint's order, on its index of due deliveries.
+    -- A lock taken is a claim, so it must only be tried on rows this
+    -- replica will send: the lock is the filter of a subquery that reads
+    -- the candidates one by one, and the LIMIT above it stops reading (and
+    -- locking) at the endpoint's want; rows other replicas hold fail the
+    -- lock and are passed over, at most p_total of them. (A volatile
+    -- filter is never pushed into a subquery, and one with a LIMIT is
+    -- never merged into its query.)
+    SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(DISTINCT w.id), '{}') INTO v_ids, v_eps
+      FROM unnest(v_eps, v_wants) w(id, want)
       CROSS JOIN LATERAL (
-            SELECT d.id
-              FROM webhook_deliveries d
-             WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_at <= p_now
-               AND (d.claimed_until IS NULL OR d.claimed_until < now())
-             ORDER BY d.next_at, d.id
-             LIMIT greatest(0, p_per_endpoint - coalesce(
-                       (SELECT b.n FROM unnest(p_busy_ids, p_busy) b(id, n) WHERE b.id = w.id), 0))
-               FOR UPDATE OF d SKIP LOCKED) d
-     WHERE w.enabled;
-    -- claimed and read back in one pass over the rows
+            SELECT s.id
+              FROM (SELECT d.id FROM webhook_deliveries d
+                     WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_at <= p_now
+                       AND NOT p_held ? d.id::text
+                     ORDER BY d.next_at, d.id
+                     LIMIT w.want + p_total) s
+             WHERE pg_try_advisory_lock(relance_webhook_lock_key(s.id))
+             LIMIT w.want) c
+     WHERE w.want > 0;
     RETURN QUERY
-    WITH c AS (
-        UPDATE webhook_deliveries d
-           SET claimed_by = p_replica, claimed_until = now() + p_lease
-          FROM unnest(v_ids) u(id)
-         WHERE d.id = u.id
-        RETURNING d.id, d.webhook_id, d.event_id, d.attempts)
-    SELECT c.id, w.id, w.name, w.url, w.secret,
+    SELECT NULL::bigint, w.id, w.name, w.url, w.secret,
            CASE WHEN w.previous_until > p_now THEN w.previous_secret END,
-           e.id, c.attempts,
-           relance_api_event_json(e.id, e.kind, e.occurred_at, e.data, e.seq)::text,
-           NULL::timestamptz
-      FROM c
-      JOIN webhooks w ON w.id = c.webhook_id
-      JOIN events e ON e.id = c.event_id
-    UNION ALL
-    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           (SELECT min(n.next_at)
-              FROM webhooks w
-              CROSS JOIN LATERAL (SELECT d.next_at FROM webhook_deliveries d
-                                   WHERE d.webhook_id = w.id AND d.state = 'pending'
-                                     AND (d.claimed_until IS NULL OR d.claimed_until < now())
-                                   ORDER BY d.next_at LIMIT 1) n
-             WHERE w.enabled);
+           NULL::bigint, NULL::int, NULL::text, NULL::timestamptz, NULL::int
+      FROM webhooks w
+     WHERE w.id = ANY (v_eps) AND w.enabled;
+    -- Read back with this statement's snapshot, newer than the one the
+    -- candidates were read with: a row another replica recorded and gave
+    -- back in between is seen as it now is, and given back here.
+    RETURN QUERY
+    SELECT u.id, d.webhook_id, NULL::text, NULL::text, NULL::text, NULL::text, d.event_id, d.attempts,
+           CASE WHEN d.state = 'pending' AND d.next_at <= p_now
+                THEN relance_api_event_json(e.id, e.kind, e.occurred_at, e.data, e.seq)::text END,
+           NULL::timestamptz, NULL::int
+      FROM unnest(v_ids) u(id)
+      LEFT JOIN webhook_deliveries d ON d.id = u.id
+      LEFT JOIN events e ON e.id = d.event_id;
+    RETURN QUERY
+    SELECT NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::int,
+           NULL::text,
+           CASE WHEN cardinality(v_ids) < (SELECT sum(x) FROM unnest(v_wants) x) THEN
+               (SELECT min(n.next_at)
+                  FROM webhooks w
+                  CROSS JOIN LATERAL (SELECT d.next_at FROM webhook_deliveries d
+                                       WHERE d.webhook_id = w.id AND d.state = 'pending'
+                                       ORDER BY d.next_at LIMIT 1) n
+                 WHERE w.enabled) END,
+           v_share;
 END $$;
 
 -- The outcomes of ended transfers (see relance_webhooks_cycle). Only
--- what this replica still holds the claim of: a transfer that outlived
--- its claim belongs to whoever claimed it since.
+-- those whose claim this replica still holds, or nobody does: the
+-- transaction's own advisory lock on the key is granted when this
+-- session holds the session lock, or nobody holds it (a claim lost with
+-- an earlier connection that nobody took since); a delivery another
+-- replica claimed since is its to record.
 --   -1:  never sent (the replica learnt the endpoint was gone, or it
---        was stopping): the claim is given back, the attempt not counted.
---   2xx: delivered; the endpoint is healthy again.
+--        was stopping): nothing written, the claim is given back.
+--   2xx: delivered: the row leaves the queue for webhook_delivered; the
+--        endpoint is healthy again.
 --   410: the endpoint asked to be forgotten: disabled now (the delivery
 --        stays pending: enabling it again resumes there).
 --   else (another status, or none: timeout, refused, TLS...): the next
@@ -134,58 +198,67 @@ END $$;
 --        last; an endpoint failing for 5 days on end is disabled.
 -- A disabled endpoint gets its webhook.disabled event, which goes to the
 -- others.
-CREATE OR REPLACE FUNCTION relance_webhooks_record(p_replica text, p_now timestamptz, p_done bigint[],
-                                                   p_status int[], p_error text[])
+CREATE OR REPLACE FUNCTION relance_webhooks_record(p_now timestamptz, p_done bigint[], p_status int[],
+                                                   p_error text[])
 RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_ok bigint[];
 BEGIN
-    -- The outcomes (C sends each delivery once), each row read through
-    -- the primary key from them: the unnest drives a nested loop of index
-    -- probes. (array_position per row, as before, was quadratic: a tenth
-    -- of a 500-row cycle.) Only the rows still claimed here: "state NOT IN
+    -- Delivered, the common case: out of the queue and into the notes,
+    -- each row reached once through the primary key from the outcomes
+    -- (the unnest drives a nested loop of index probes). "state NOT IN
     -- ('delivered', 'failed')" is "state = 'pending'" under the table's
     -- CHECK, written so that the planner does not take the partial index
     -- of due deliveries, which it would read whole for the ids.
-    WITH o AS (
-        SELECT d.id, u.status, u.error
+    WITH delivered AS (
+        DELETE FROM webhook_deliveries d
+         USING unnest(p_done, p_status) AS u(id, status)
+         WHERE d.id = u.id AND u.status BETWEEN 200 AND 299 AND d.state NOT IN ('delivered', 'failed')
+           AND pg_try_advisory_xact_lock(relance_webhook_lock_key(d.id))
+        RETURNING d.id, d.webhook_id, d.event_id, d.attempts, u.status
+    ), noted AS (
+        INSERT INTO webhook_delivered (webhook_id, delivered_at, last_id, ids, event_ids, attempts, statuses)
+        SELECT x.webhook_id, p_now, max(x.id), array_agg(x.id), array_agg(x.event_id), array_agg(x.attempts + 1),
+               array_agg(x.status)
+          FROM delivered x GROUP BY x.webhook_id
+        RETURNING webhook_id
+    )
+    SELECT array_agg(n.webhook_id) INTO v_ok FROM noted n;
+    -- an endpoint is healthy again (its row changes only then)
+    UPDATE webhooks w SET failing_since = NULL, updated_at = p_now
+     WHERE w.id = ANY (v_ok) AND w.failing_since IS NOT NULL;
+
+    IF NOT EXISTS (SELECT 1 FROM unnest(p_status) s WHERE s >= 0 AND NOT s BETWEEN 200 AND 299) THEN
+        RETURN;
+    END IF;
+    -- The failures and the 410s.
+    WITH o AS MATERIALIZED (
+        SELECT d.id, d.webhook_id, u.status, u.error
           FROM unnest(p_done, p_status, p_error) AS u(id, status, error)
           JOIN webhook_deliveries d ON d.id = u.id
-         WHERE d.claimed_by = p_replica AND d.state NOT IN ('delivered', 'failed')
-    ), upd AS (
+         WHERE u.status >= 0 AND NOT u.status BETWEEN 200 AND 299 AND d.state NOT IN ('delivered', 'failed')
+           AND pg_try_advisory_xact_lock(relance_webhook_lock_key(d.id))
+    ), retried AS (
         UPDATE webhook_deliveries d
-           SET state = CASE WHEN o.status BETWEEN 200 AND 299 THEN 'delivered'
-                            WHEN o.status = 410 THEN 'pending'
+           SET state = CASE WHEN o.status = 410 THEN 'pending'
                             WHEN relance_webhook_retry_after(d.attempts + 1) IS NULL THEN 'failed'
                             ELSE 'pending' END,
                attempts = d.attempts + 1,
-               next_at = CASE WHEN o.status BETWEEN 200 AND 299 OR o.status = 410 THEN d.next_at
+               next_at = CASE WHEN o.status = 410 THEN d.next_at
                               ELSE p_now + coalesce(relance_webhook_retry_after(d.attempts + 1), '0')
                                            * (0.9 + 0.2 * random()) END,
-               delivered_at = CASE WHEN o.status BETWEEN 200 AND 299 THEN p_now END,
                last_status = nullif(o.status, 0),
                last_error = left(o.error, 300),
-               last_at = p_now,
-               claimed_by = NULL,
-               claimed_until = NULL
+               last_at = p_now
           FROM o
-         -- the claim tested again here, not only in o: a row another
-         -- replica claimed meanwhile (its claim lapsed) is re-read under
-         -- the UPDATE's own conditions, and must be left to it
-         WHERE d.id = o.id AND o.status >= 0 AND d.claimed_by = p_replica AND d.state NOT IN ('delivered', 'failed')
-        RETURNING d.webhook_id, o.status
-    ), untried AS (
-        UPDATE webhook_deliveries d SET claimed_by = NULL, claimed_until = NULL
-          FROM o
-         WHERE d.id = o.id AND o.status < 0 AND d.claimed_by = p_replica AND d.state NOT IN ('delivered', 'failed')
+         WHERE d.id = o.id
     ), per AS (
-        SELECT upd.webhook_id,
-               bool_or(upd.status BETWEEN 200 AND 299) AS ok,
-               bool_or(upd.status = 410) AS gone,
-               bool_or(NOT (upd.status BETWEEN 200 AND 299)) AS failed
-          FROM upd GROUP BY upd.webhook_id
+        SELECT o.webhook_id, bool_or(o.status = 410) AS gone FROM o GROUP BY o.webhook_id
     )
     UPDATE webhooks w
-       SET failing_since = CASE WHEN per.ok THEN NULL ELSE coalesce(w.failing_since, p_now) END,
+       SET failing_since = CASE WHEN w.id = ANY (coalesce(v_ok, '{}')) THEN NULL
+                                ELSE coalesce(w.failing_since, p_now) END,
            enabled = w.enabled AND NOT per.gone,
            disabled_at = CASE WHEN per.gone AND w.enabled THEN p_now ELSE w.disabled_at END,
            disabled_reason = CASE WHEN per.gone AND w.enabled THEN 'the endpoint answered 410 Gone'
@@ -201,6 +274,9 @@ BEGIN
      WHERE w.enabled AND w.failing_since <= p_now - interval '5 days'
        AND w.id IN (SELECT d.webhook_id FROM webhook_deliveries d WHERE d.id = ANY (p_done));
 
+    IF NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.disabled_at = p_now AND NOT w.enabled) THEN
+        RETURN; -- and the events' statement triggers do not run for nothing
+    END IF;
     INSERT INTO events (kind, occurred_at, data)
     SELECT 'webhook.disabled', p_now,
            jsonb_build_object('webhook', jsonb_build_object('id', w.id::text, 'url', w.url, 'name', w.name),
@@ -209,18 +285,6 @@ BEGIN
      WHERE w.disabled_at = p_now AND NOT w.enabled
        AND w.id IN (SELECT d.webhook_id FROM webhook_deliveries d WHERE d.id = ANY (p_done));
 END $$;
-
--- At a replica's start: the claims its previous process left (same
--- replica name only when a test fixes it; a claim's lease frees the rest)
--- are given back at once.
-CREATE OR REPLACE FUNCTION relance_webhooks_release(p_replica text) RETURNS int
-LANGUAGE sql AS $$
-    WITH r AS (
-        UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL
-         WHERE claimed_by = p_replica AND state = 'pending'
-        RETURNING 1)
-    SELECT count(*)::int FROM r
-$$;
 
 -- The endpoints the configuration declares (p_names, p_urls, p_types:
 -- each a comma-separated list, '' for all, p_descriptions), made to match
@@ -404,7 +468,8 @@ BEGIN
                                                      format('webhook %s is declared by the configuration (%s): remove it there',
                                                             p_id, w.name));
     ELSE
-        DELETE FROM webhooks WHERE id = p_id;
+        DELETE FROM webhooks WHERE id = p_id; -- its deliveries owed go with it (foreign key)
+        DELETE FROM webhook_delivered d WHERE d.webhook_id = p_id;
         RETURN QUERY SELECT 200, relance_api_webhook_json(w)::text;
     END IF;
 END $$;
@@ -467,16 +532,31 @@ BEGIN
 END $$;
 
 -- `relance webhooks deliveries ID` and GET /v1/webhooks/{id}/deliveries:
--- the latest deliveries first.
+-- the latest deliveries first, those owed and those delivered (while
+-- their event is kept).
 CREATE OR REPLACE FUNCTION relance_webhook_deliveries(p_id bigint, p_limit int)
 RETURNS TABLE (id bigint, event_id bigint, type text, state text, attempts int, last_status int,
                last_error text, last_at timestamptz, next_at timestamptz, delivered_at timestamptz)
 LANGUAGE sql STABLE AS $$
-    SELECT d.id, d.event_id, e.kind, d.state, d.attempts, d.last_status, d.last_error, d.last_at,
-           CASE WHEN d.state = 'pending' THEN d.next_at END, d.delivered_at
-      FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
-     WHERE d.webhook_id = p_id
-     ORDER BY d.id DESC LIMIT p_limit
+    SELECT x.id, x.event_id, e.kind, x.state, x.attempts, x.last_status, x.last_error, x.last_at, x.next_at,
+           x.delivered_at
+      FROM (SELECT * FROM (
+                SELECT d.id, d.event_id, d.state, d.attempts, d.last_status, d.last_error, d.last_at,
+                       CASE WHEN d.state = 'pending' THEN d.next_at END AS next_at, d.delivered_at
+                  FROM webhook_deliveries d WHERE d.webhook_id = p_id
+                 ORDER BY d.id DESC LIMIT p_limit) owed
+            UNION ALL
+            -- the p_limit rows of greatest last_id hold the p_limit
+            -- greatest ids: a row left out has every id under each of
+            -- their last_ids
+            SELECT u.id, u.event_id, 'delivered', u.attempts, u.status, NULL::text, l.delivered_at,
+                   NULL::timestamptz, l.delivered_at
+              FROM (SELECT * FROM webhook_delivered l WHERE l.webhook_id = p_id
+                     ORDER BY l.last_id DESC LIMIT p_limit) l
+             CROSS JOIN LATERAL unnest(l.ids, l.event_ids, l.attempts, l.statuses) u(id, event_id, attempts, status)
+             ORDER BY id DESC LIMIT p_limit) x
+      JOIN events e ON e.id = x.event_id
+     ORDER BY x.id DESC
 $$;
 
 -- GET /v1/webhooks/{id}/deliveries: the latest p_limit, as

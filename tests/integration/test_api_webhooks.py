@@ -179,6 +179,15 @@ def events(w, *kinds):
     return [r[0] for r in w.db.psql(f"INSERT INTO events (kind, occurred_at, data) VALUES {values} RETURNING id")]
 
 
+def deliver(world, where):
+    """Marks the deliveries matching where delivered, as a cycle of the
+    delivery loop records them: out of the queue, noted in one row per
+    endpoint."""
+    world.db.psql(f"WITH d AS (DELETE FROM webhook_deliveries WHERE {where} RETURNING id, webhook_id, event_id) "
+                  f"INSERT INTO webhook_delivered SELECT webhook_id, now(), max(id), array_agg(id), "
+                  f"array_agg(event_id), array_agg(1), array_agg(200) FROM d GROUP BY webhook_id")
+
+
 def test_events_are_owed_listed_and_replayed(world, check):
     made = create(world, types=["reply.received", "message.bounced"])
     path = f"/v1/webhooks/{made['id']}"
@@ -202,9 +211,16 @@ def test_events_are_owed_listed_and_replayed(world, check):
     r = relance("webhooks", "deliveries", "999999", env=world.env)
     check.ok(r.returncode == 1 and "no webhook 999999" in r.stderr, "the CLI: an unknown id exits 1", r.stderr)
 
+    # delivered: the row leaves the queue for webhook_delivered, and is listed from there
+    deliver(world, f"webhook_id = {made['id']}")
+    st, _, got, _ = world.api.call("GET", f"{path}/deliveries")
+    check.eq([(d["event_id"], d["type"], d["state"], d["attempts"], d["last_status"]) for d in got["data"]],
+             [(i, t, "delivered", 1, 200) for i, t in ((ids[3], "reply.received"), (ids[2], "message.bounced"),
+                                                       (ids[0], "reply.received"))],
+             "the delivered ones are listed as delivered, latest first")
+    check.ok(all(d["delivered_at"] and d["next_at"] is None for d in got["data"]), "with when", got["data"])
+
     # what was delivered is owed again, and due at once
-    world.db.psql(f"UPDATE webhook_deliveries SET state = 'delivered', attempts = 1, delivered_at = now() "
-                  f"WHERE webhook_id = {made['id']}")
     st, _, got, _ = world.api.call("POST", f"{path}/replay", {"since": "2000-01-01T00:00:00Z"})
     total = int(world.db.psql("SELECT count(*) FROM events WHERE kind IN ('reply.received', 'message.bounced')")[0][0])
     check.eq((st, got), (202, {"queued": total}), "every event of its types since then is queued")
@@ -220,16 +236,17 @@ def test_events_are_owed_listed_and_replayed(world, check):
 
 def test_delete_removes_the_endpoint_and_what_it_was_owed(world, check):
     made = create(world)
-    events(world, "contact.created")
-    check.eq(world.db.psql(f"SELECT count(*) FROM webhook_deliveries WHERE webhook_id = {made['id']}"), [["1"]],
-             "an event owed to it")
+    events(world, "contact.created", "contact.created")
+    deliver(world, f"id = (SELECT min(id) FROM webhook_deliveries WHERE webhook_id = {made['id']})")
+    counts = (f"SELECT (SELECT count(*) FROM webhook_deliveries WHERE webhook_id = {made['id']}), "
+              f"(SELECT count(*) FROM webhook_delivered, unnest(ids) WHERE webhook_id = {made['id']})")
+    check.eq(world.db.psql(counts), [["1", "1"]], "an event owed to it, and one delivered")
     st, _, got, raw = world.api.call("DELETE", f"/v1/webhooks/{made['id']}")
     check.eq((st, got["id"]), (200, made["id"]), "deleted: the endpoint as it was")
     check.ok(b"whsec_" not in raw, "DELETE shows no secret")
     problem(check, world.api.call("GET", f"/v1/webhooks/{made['id']}"), 404, "not-found", "gone")
     problem(check, world.api.call("DELETE", f"/v1/webhooks/{made['id']}"), 404, "not-found", "deleted twice")
-    check.eq(world.db.psql(f"SELECT count(*) FROM webhook_deliveries WHERE webhook_id = {made['id']}"), [["0"]],
-             "its deliveries went with it")
+    check.eq(world.db.psql(counts), [["0", "0"]], "its deliveries went with it, owed and delivered")
 
 
 def test_a_key_without_webhooks_write_is_refused(world, check):

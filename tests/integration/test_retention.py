@@ -227,6 +227,20 @@ def test_prune_works_in_batches_of_at_most_a_thousand(db):
     assert r.stdout.startswith("pruned in 1 batch: 0 events deleted;"), r.stdout
 
 
+def test_delivered_webhooks_notes_go_with_the_events_retention(db):
+    """webhook_delivered has no foreign key to its events: it is pruned by
+    its own time, under the events' retention, in batches."""
+    rows = [(OLD, 1200), (NEW, 3)]
+    for at, n in rows:
+        db.psql(f"INSERT INTO webhook_delivered SELECT 1, {lit(at)}, g, ARRAY[g], ARRAY[g], ARRAY[1], ARRAY[200] "
+                f"FROM generate_series(1, {n}) g")
+    r = relance("prune", env={"DATABASE_URL": db.url(), "RELANCE_TEST_CLOCK": NOW})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("pruned in 2 batches:"), f"a second batch for the rest: {r.stdout}"
+    left = db.psql("SELECT delivered_at = " + lit(NEW) + ", count(*) FROM webhook_delivered GROUP BY 1")
+    assert left == [["t", "3"]], f"the old notes went, the recent ones stay: {left}"
+
+
 def test_forever_keeps_everything(db, tmp):
     old_events(db, 5)
     config = f"{tmp}/relance.yaml"
