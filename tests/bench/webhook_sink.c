@@ -2,10 +2,13 @@
  * that answers 200 at once to every POST, on libmicrohttpd's own threads,
  * and notes when each request arrived.
  *
- *   relance-webhook-sink PORT OUT
+ *   relance-webhook-sink PORT OUT [EXPECT]
  *
- * prints "ready" once listening; on SIGTERM or SIGINT writes one line per
- * request to OUT, "<webhook-id> <Unix time, microseconds>", and exits.
+ * prints "ready" once listening, and "received EXPECT" once that many
+ * requests came (so that the benchmark waits on a pipe rather than
+ * polling the database, which would take CPU from the side it measures);
+ * on SIGTERM or SIGINT writes one line per request to OUT, "<webhook-id>
+ * <Unix time, microseconds>", and exits.
  * Not part of relance: built beside it for the benchmark only. */
 #include <microhttpd.h>
 #include <pthread.h>
@@ -26,6 +29,7 @@ static size_t n_hits, cap_hits;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t stop;
 static int marker;
+static size_t expect;
 
 static double wall(void)
 {
@@ -61,6 +65,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     snprintf(hits[n_hits].id, sizeof hits[n_hits].id, "%s", id ? id : "-");
     hits[n_hits++].at = at;
+    if (n_hits == expect) {
+        printf("received %zu\n", expect);
+        fflush(stdout);
+    }
     pthread_mutex_unlock(&lock);
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ok = MHD_queue_response(conn, 200, r);
@@ -76,10 +84,12 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s PORT OUT\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s PORT OUT [EXPECT]\n", argv[0]);
         return 2;
     }
+    if (argc == 4)
+        expect = (size_t)strtoul(argv[3], NULL, 10);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)atoi(argv[1]),
