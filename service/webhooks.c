@@ -69,6 +69,10 @@
  * bound on its share of PostgreSQL's lock table (max_locks_per_transaction
  * x max_connections entries for all sessions). */
 #define HOLD_TOTAL 256
+/* Every this many cycles an endpoint's claim starts from its first due
+ * delivery, not after its own (p_after): a fresh one another replica
+ * gave back behind them waits at most that long. */
+#define RESCAN_CYCLES 32
 
 /* A claimed delivery waiting for one of its endpoint's request slots. */
 struct queued {
@@ -93,6 +97,7 @@ struct endpoint {
     char *url, *secret, *previous;
     unsigned seen_cycle;  /* that cycle: its claims here are sent */
     int asked, got;       /* the last cycle: deliveries it could claim here, and did */
+    long long after;      /* the greatest fresh delivery claimed here (p_after), 0: none */
     int dry;              /* it got fewer than it asked: nothing more is due here */
 };
 
@@ -614,6 +619,8 @@ static void deliver(struct webhooks *wh, const PGresult *res, int r)
     }
     q->delivery_id = delivery_id;
     q->lock = wh->lock_gen;
+    if (PQgetvalue(res, r, 11)[0] == 't' && delivery_id > ep->after)
+        ep->after = delivery_id;
     ep->got++;
     if (ep->tail)
         ep->tail->next = q;
@@ -796,7 +803,7 @@ static void cycle(struct webhooks *wh)
     for (size_t i = 0; i < wh->n_eps; i++)
         if (wh->eps[i]->gone && wh->eps[i]->gone_cycle == 0)
             wh->eps[i]->gone_cycle = wh->cycle_no;
-    struct buf arrays[3] = {{0}}, busy_ids = {0}, busy = {0}, unlock = {0}, held = {0};
+    struct buf arrays[3] = {{0}}, busy_ids = {0}, busy = {0}, after = {0}, unlock = {0}, held = {0};
     const char *rec[3];
     outcome_arrays(&wh->recording, arrays, rec);
     char n[32];
@@ -813,6 +820,10 @@ static void cycle(struct webhooks *wh)
             held_key(&held, q->delivery_id, q->lock, gen);
         /* an endpoint answered 410 and not yet recorded: none claimed */
         int taken = wh->eps[i]->gone ? 1 << 20 : wh->eps[i]->busy + wh->eps[i]->queued;
+        /* from the start when it holds nothing here, found less than it
+         * asked, or now and then */
+        if (!taken || wh->eps[i]->dry || wh->cycle_no % RESCAN_CYCLES == 0)
+            wh->eps[i]->after = 0;
         wh->eps[i]->asked = wh->hold - taken;
         wh->eps[i]->got = 0;
         if (!taken)
@@ -821,24 +832,26 @@ static void cycle(struct webhooks *wh)
         pgarray_add(&busy_ids, n);
         snprintf(n, sizeof n, "%d", taken);
         pgarray_add(&busy, n);
+        snprintf(n, sizeof n, "%lld", wh->eps[i]->after);
+        pgarray_add(&after, n);
     }
     char now[64], per[16], total[16], min[16];
     clock_format(clock_now(), now, sizeof now);
     snprintf(per, sizeof per, "%d", HOLD_MAX);
     snprintf(total, sizeof total, "%d", HOLD_TOTAL);
     snprintf(min, sizeof min, "%ld", (long)wh->cfg->webhook_max_in_flight);
-    const char *p[11] = {now, pgarray_end(&unlock), rec[0], rec[1], rec[2],
+    const char *p[12] = {now, pgarray_end(&unlock), rec[0], rec[1], rec[2],
                          pgarray_end(&held) /* closes a JSON object as an array: with "}" */,
-                         pgarray_end(&busy_ids), pgarray_end(&busy), per, total, min};
+                         pgarray_end(&busy_ids), pgarray_end(&busy), pgarray_end(&after), per, total, min};
     int ok = 1;
-    for (size_t i = 0; i < 11; i++)
+    for (size_t i = 0; i < 12; i++)
         ok = ok && p[i];
     if (ok && db_query(db,
                        "SELECT delivery_id, webhook_id, name, url, secret, previous_secret, event_id, attempts, body,"
-                       " extract(epoch FROM next_at), hold"
+                       " extract(epoch FROM next_at), hold, fresh"
                        " FROM relance_webhooks_cycle($1, $2::bigint[], $3::bigint[], $4::int[], $5::text[],"
-                       " $6::jsonb, $7::bigint[], $8::int[], $9::int, $10::int, $11::int)",
-                       11, p, on_cycle, wh) == 0) {
+                       " $6::jsonb, $7::bigint[], $8::int[], $9::bigint[], $10::int, $11::int, $12::int)",
+                       12, p, on_cycle, wh) == 0) {
         wh->cycling = 1;
         wh->pending++;
     } else {
@@ -850,6 +863,7 @@ static void cycle(struct webhooks *wh)
         buf_free(&arrays[i]);
     buf_free(&busy_ids);
     buf_free(&busy);
+    buf_free(&after);
     buf_free(&unlock);
     buf_free(&held);
 }

@@ -84,7 +84,9 @@ $$;
 --    request was never made; p_error: why, or NULL);
 -- 3. claims what is due: per enabled endpoint, up to its share less what
 --    this replica still holds there (p_busy_ids / p_busy: endpoint ids
---    and their counts), skipping p_held (claims this session holds
+--    and their counts), from p_after there on (the greatest id it
+--    claimed among deliveries never tried, due since '-infinity'; 0:
+--    from the start), skipping p_held (claims this session holds
 --    already: a second lock would outlive the one unlock; a JSON object
 --    whose keys are their ids, so that each row is looked up in it by a
 --    binary search rather than compared with each). The share is
@@ -95,7 +97,8 @@ $$;
 --   its requests need: the URL, the secrets (the previous one too while a
 --   rotation lasts; a config endpoint's are the replica's own, by name);
 -- - per claim: delivery_id, webhook_id, event_id, attempts and the body,
---   the event as the feed shows it. A claim whose body is NULL, or whose
+--   the event as the feed shows it, and fresh (never tried: due since
+--   '-infinity', so p_after may skip it). A claim whose body is NULL, or whose
 --   endpoint has no row above, was locked but is no longer owed (another
 --   replica delivered it meanwhile, or its endpoint went): give it back;
 -- - delivery_id and webhook_id NULL: next_at (when the earliest pending
@@ -105,16 +108,17 @@ $$;
 --   share used).
 CREATE OR REPLACE FUNCTION relance_webhooks_cycle(p_now timestamptz, p_unlock bigint[], p_done bigint[],
                                                   p_status int[], p_error text[], p_held jsonb,
-                                                  p_busy_ids bigint[], p_busy int[], p_per_endpoint int, p_total int,
-                                                  p_min int)
+                                                  p_busy_ids bigint[], p_busy int[], p_after bigint[],
+                                                  p_per_endpoint int, p_total int, p_min int)
 RETURNS TABLE (delivery_id bigint, webhook_id bigint, name text, url text, secret text, previous_secret text,
-               event_id bigint, attempts int, body text, next_at timestamptz, hold int)
+               event_id bigint, attempts int, body text, next_at timestamptz, hold int, fresh boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_ids bigint[];
     v_eps bigint[];
     v_wants int[];
+    v_after bigint[];
     v_share int;
 BEGIN
     IF cardinality(p_unlock) > 0 THEN
@@ -125,14 +129,20 @@ BEGIN
     END IF;
     SELECT greatest(p_min, least(p_per_endpoint, p_total / greatest(count(*), 1)))::int INTO v_share
       FROM webhooks wh WHERE wh.enabled;
-    -- what each enabled endpoint wants: its share less what it holds
-    SELECT coalesce(array_agg(wh.id), '{}'),
-           coalesce(array_agg(greatest(0, v_share - coalesce((SELECT b.n FROM unnest(p_busy_ids, p_busy) b(id, n)
-                                                               WHERE b.id = wh.id), 0))), '{}')
-      INTO v_eps, v_wants
-      FROM webhooks wh WHERE wh.enabled;
-    -- Claimed in each endpoint's order, on its index of due deliveries.
-    -- A lock taken is a claim, so it must only be tried on rows this
+    -- what each enabled endpoint wants (its share less what it holds),
+    -- and where its claims start
+    SELECT coalesce(array_agg(wh.id), '{}'), coalesce(array_agg(greatest(0, v_share - coalesce(b.n, 0))), '{}'),
+           coalesce(array_agg(coalesce(b.after, 0)), '{}')
+      INTO v_eps, v_wants, v_after
+      FROM webhooks wh
+      LEFT JOIN unnest(p_busy_ids, p_busy, p_after) b(id, n, after) ON b.id = wh.id
+     WHERE wh.enabled;
+    -- Claimed in each endpoint's order, on its index of due deliveries,
+    -- after the fresh ones this replica claimed there already (which it
+    -- holds, mostly: reading past them cost as much as the claim). A
+    -- fresh one behind them that it does not hold (another replica gave
+    -- it back) waits for a claim from the start, which webhooks.c makes
+    -- often. A lock taken is a claim, so it must only be tried on rows this
     -- replica will send: the lock is the filter of a subquery that reads
     -- the candidates one by one, and the LIMIT above it stops reading (and
     -- locking) at the endpoint's want; rows other replicas hold fail the
@@ -140,11 +150,12 @@ BEGIN
     -- filter is never pushed into a subquery, and one with a LIMIT is
     -- never merged into its query.)
     SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(DISTINCT w.id), '{}') INTO v_ids, v_eps
-      FROM unnest(v_eps, v_wants) w(id, want)
+      FROM unnest(v_eps, v_wants, v_after) w(id, want, after)
       CROSS JOIN LATERAL (
             SELECT s.id
               FROM (SELECT d.id FROM webhook_deliveries d
                      WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_at <= p_now
+                       AND (d.next_at, d.id) > ('-infinity'::timestamptz, w.after)
                        AND NOT p_held ? d.id::text
                      ORDER BY d.next_at, d.id
                      LIMIT w.want + p_total) s
@@ -154,7 +165,7 @@ BEGIN
     RETURN QUERY
     SELECT NULL::bigint, w.id, w.name, w.url, w.secret,
            CASE WHEN w.previous_until > p_now THEN w.previous_secret END,
-           NULL::bigint, NULL::int, NULL::text, NULL::timestamptz, NULL::int
+           NULL::bigint, NULL::int, NULL::text, NULL::timestamptz, NULL::int, NULL::boolean
       FROM webhooks w
      WHERE w.id = ANY (v_eps) AND w.enabled;
     -- Read back with this statement's snapshot, newer than the one the
@@ -164,7 +175,7 @@ BEGIN
     SELECT u.id, d.webhook_id, NULL::text, NULL::text, NULL::text, NULL::text, d.event_id, d.attempts,
            CASE WHEN d.state = 'pending' AND d.next_at <= p_now
                 THEN relance_api_event_json(e.id, e.kind, e.occurred_at, e.data, e.seq)::text END,
-           NULL::timestamptz, NULL::int
+           NULL::timestamptz, NULL::int, d.next_at = '-infinity'
       FROM unnest(v_ids) u(id)
       LEFT JOIN webhook_deliveries d ON d.id = u.id
       LEFT JOIN events e ON e.id = d.event_id;
@@ -178,7 +189,7 @@ BEGIN
                                        WHERE d.webhook_id = w.id AND d.state = 'pending'
                                        ORDER BY d.next_at LIMIT 1) n
                  WHERE w.enabled) END,
-           v_share;
+           v_share, NULL::boolean;
 END $$;
 
 -- The outcomes of ended transfers (see relance_webhooks_cycle). Only
