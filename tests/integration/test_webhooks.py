@@ -435,3 +435,34 @@ def test_a_test_request_is_signed_and_says_what_the_endpoint_answered(db, tmp, s
     check.eq(verify_all(tmp, signed, {"ok": ok["secret"]}), (2, []), "each verifies with the old secret")
     check.eq(verify_all(tmp, signed, {"ok": rot["secret"]}), (2, []), "and with the new one")
     assert s.stop() == 0
+
+
+def test_an_outcome_is_recorded_only_by_the_claims_holder_or_when_nobody_holds_it(db, check):
+    """relance_webhooks_record takes the claim's lock for its transaction:
+    granted to the session holding the claim, or when nobody does (a claim
+    lost with an earlier connection). An outcome of a replica whose claim
+    another replica took since is that other's to record."""
+    db.psql("INSERT INTO webhooks (source, url, secret, created_at, updated_at) "
+            "VALUES ('api', 'https://crm.example/hook', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', now(), now())")
+    db.psql("INSERT INTO events (kind, occurred_at, data) "
+            "SELECT 'reply.received', now(), '{}' FROM generate_series(1, 2)")
+    first, second = (r[0] for r in db.psql("SELECT id FROM webhook_deliveries ORDER BY id"))
+    # another replica: a session holding the first delivery's claim
+    holder = subprocess.Popen(["psql", "-X", "-q", "-t", "-A", db.url()], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    holder.stdin.write(f"SELECT 'held' FROM (SELECT pg_advisory_lock(relance_webhook_lock_key({first}))) x;\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "held", "the other session holds the claim"
+    try:
+        db.psql(f"SELECT relance_webhooks_record(now(), ARRAY[{first}, {second}]::bigint[], ARRAY[200, 500], "
+                "ARRAY[NULL, 'HTTP 500'])")
+        owed = db.psql("SELECT id, attempts, last_status FROM webhook_deliveries ORDER BY id")
+        check.eq(owed, [[first, "0", ""], [second, "1", "500"]],
+                 "the claim held elsewhere is left as it was; the one nobody holds is recorded")
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    db.psql(f"SELECT relance_webhooks_record(now(), ARRAY[{first}]::bigint[], ARRAY[200], ARRAY[NULL]::text[])")
+    check.eq(db.psql("SELECT id FROM webhook_deliveries ORDER BY id"), [[second]],
+             "once its holder's connection ended, the delivery is recorded: delivered, out of the queue")
+    check.eq(db.psql("SELECT ids FROM webhook_delivered"), [["{" + first + "}"]], "and noted delivered")
