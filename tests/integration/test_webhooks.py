@@ -466,3 +466,49 @@ def test_an_outcome_is_recorded_only_by_the_claims_holder_or_when_nobody_holds_i
     check.eq(db.psql("SELECT id FROM webhook_deliveries ORDER BY id"), [[second]],
              "once its holder's connection ended, the delivery is recorded: delivered, out of the queue")
     check.eq(db.psql("SELECT ids FROM webhook_delivered"), [["{" + first + "}"]], "and noted delivered")
+
+
+def test_a_cycle_claims_each_endpoints_share_after_what_it_holds(db, check):
+    """relance_webhooks_cycle's claim, statement by statement (each psql
+    session's locks end with it): an endpoint's share less what it holds,
+    never a claim this session holds (p_held), from after its own fresh
+    claims (p_after) or from the start (0), the endpoint rows first, the
+    share in the trailer."""
+    for name in ("a", "b"):
+        db.psql("INSERT INTO webhooks (source, url, secret, created_at, updated_at) "
+                f"VALUES ('api', 'https://crm.example/{name}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', now(), now())")
+    db.psql("INSERT INTO events (kind, occurred_at, data) "
+            "SELECT 'reply.received', now(), jsonb_build_object('n', g) FROM generate_series(1, 5) g")
+    hooks = [r[0] for r in db.psql("SELECT id FROM webhooks ORDER BY id")]
+    owed = {h: [r[0] for r in db.psql(f"SELECT id FROM webhook_deliveries WHERE webhook_id = {h} ORDER BY id")]
+            for h in hooks}
+    a, b = hooks
+
+    def cycle(held=(), busy=(), per=2):
+        """Runs one cycle as a replica holding held, with busy [(endpoint,
+        count, after)]; returns (endpoint rows, claims by endpoint, trailer)."""
+        keys = "{" + ",".join(f'"{i}":0' for i in held) + "}"
+        ids = "{" + ",".join(str(x[0]) for x in busy) + "}"
+        counts = "{" + ",".join(str(x[1]) for x in busy) + "}"
+        after = "{" + ",".join(str(x[2]) for x in busy) + "}"
+        out = db.psql("SELECT delivery_id, webhook_id, url, body IS NOT NULL, hold, fresh "
+                      "FROM relance_webhooks_cycle(now(), '{}', '{}', '{}', '{}', "
+                      f"'{keys}', '{ids}', '{counts}', '{after}', {per}, 100, 1)")
+        eps = [r[1] for r in out if not r[0] and r[1]]
+        claims = {}
+        for r in out:
+            if r[0]:
+                claims.setdefault(r[1], []).append(r[0])
+                check.eq((r[3], r[5]), ("t", "t"), f"claim {r[0]} comes with its body, fresh")
+        check.ok(all(not r[0] for r in out[:len(eps)]), "the endpoint rows come first", out)
+        return eps, claims, out[-1][4]
+
+    eps, claims, hold = cycle()
+    check.eq((sorted(eps), claims, hold), (hooks, {a: owed[a][:2], b: owed[b][:2]}, "2"),
+             "each endpoint's share (2), its first due deliveries")
+    eps, claims, _ = cycle(held=owed[a][:2], busy=[(a, 1, 0)])
+    check.eq(claims.get(a), owed[a][2:3], "held claims are passed over; the share less what it holds (1)")
+    _, claims, _ = cycle(busy=[(a, 1, owed[a][1])])
+    check.eq(claims.get(a), owed[a][2:3], "from after its own fresh claims (p_after), even past a free one")
+    _, claims, _ = cycle(busy=[(a, 2, 0), (b, 1, 0)])
+    check.eq((claims.get(a), claims.get(b)), (None, owed[b][:1]), "nothing for a full endpoint")
