@@ -65,9 +65,10 @@
 #define SPARE_MAX 64      /* easy handles kept for reuse */
 #define OUTCOME_MS 20     /* an outcome waits at most this for a cycle to record it */
 /* Claims (advisory locks) a replica holds at most, shared between the
- * enabled endpoints, each getting at least webhook_max_in_flight: a
- * bound on its share of PostgreSQL's lock table (max_locks_per_transaction
- * x max_connections entries for all sessions). */
+ * enabled endpoints, each getting at least webhook_max_in_flight (in a
+ * random order when they would not all fit): a bound on its share of
+ * PostgreSQL's lock table (max_locks_per_transaction x max_connections
+ * entries for all sessions). */
 #define HOLD_TOTAL 256
 /* Every this many cycles an endpoint's claim starts from its first due
  * delivery, not after its own (p_after): a fresh one another replica

@@ -91,7 +91,10 @@ $$;
 --    whose keys are their ids, so that each row is looked up in it by a
 --    binary search rather than compared with each). The share is
 --    p_per_endpoint, less when p_total would not cover every enabled
---    endpoint, and never under p_min: it bounds the locks a replica holds.
+--    endpoint, and never under p_min; whatever the shares, the claims a
+--    replica holds (p_busy) stay within p_total, the endpoints taken in a
+--    random order when they would not: it bounds the locks a replica
+--    holds, which PostgreSQL's lock table must find room for.
 -- The rows, in this order:
 -- - per endpoint claimed at (still enabled): delivery_id NULL, and what
 --   its requests need: the URL, the secrets (the previous one too while a
@@ -120,6 +123,7 @@ DECLARE
     v_wants int[];
     v_after bigint[];
     v_share int;
+    v_room int;
 BEGIN
     IF cardinality(p_unlock) > 0 THEN
         PERFORM pg_advisory_unlock(relance_webhook_lock_key(u.id)) FROM unnest(p_unlock) u(id);
@@ -130,13 +134,19 @@ BEGIN
     SELECT greatest(p_min, least(p_per_endpoint, p_total / greatest(count(*), 1)))::int INTO v_share
       FROM webhooks wh WHERE wh.enabled;
     -- what each enabled endpoint wants (its share less what it holds),
-    -- and where its claims start
-    SELECT coalesce(array_agg(wh.id), '{}'), coalesce(array_agg(greatest(0, v_share - coalesce(b.n, 0))), '{}'),
-           coalesce(array_agg(coalesce(b.after, 0)), '{}')
+    -- and where its claims start, in a random order
+    SELECT coalesce(array_agg(x.id ORDER BY x.r), '{}'), coalesce(array_agg(x.want ORDER BY x.r), '{}'),
+           coalesce(array_agg(x.after ORDER BY x.r), '{}')
       INTO v_eps, v_wants, v_after
-      FROM webhooks wh
-      LEFT JOIN unnest(p_busy_ids, p_busy, p_after) b(id, n, after) ON b.id = wh.id
-     WHERE wh.enabled;
+      FROM (SELECT wh.id, greatest(0, v_share - coalesce(b.n, 0)) AS want, coalesce(b.after, 0) AS after,
+                   random() AS r
+              FROM webhooks wh
+              LEFT JOIN unnest(p_busy_ids, p_busy, p_after) b(id, n, after) ON b.id = wh.id
+             WHERE wh.enabled) x;
+    -- (an endpoint that answered 410 and is not recorded yet counts as
+    -- full, with a huge p_busy: only its share is counted here)
+    SELECT greatest(0, p_total - coalesce(sum(least(b.n, v_share)), 0))::int INTO v_room
+      FROM unnest(p_busy) b(n);
     -- Claimed in each endpoint's order, on its index of due deliveries,
     -- after the fresh ones this replica claimed there already (which it
     -- holds, mostly: reading past them cost as much as the claim). A
@@ -149,7 +159,9 @@ BEGIN
     -- lock and are passed over, at most p_total of them. (A volatile
     -- filter is never pushed into a subquery, and one with a LIMIT is
     -- never merged into its query.)
-    SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(DISTINCT w.id), '{}') INTO v_ids, v_eps
+    SELECT coalesce(array_agg(x.id), '{}'), coalesce(array_agg(DISTINCT x.webhook_id), '{}') INTO v_ids, v_eps
+      FROM (
+    SELECT c.id, w.id AS webhook_id
       FROM unnest(v_eps, v_wants, v_after) w(id, want, after)
       CROSS JOIN LATERAL (
             SELECT s.id
@@ -161,7 +173,8 @@ BEGIN
                      LIMIT w.want + p_total) s
              WHERE pg_try_advisory_lock(relance_webhook_lock_key(s.id))
              LIMIT w.want) c
-     WHERE w.want > 0;
+     WHERE w.want > 0
+     LIMIT v_room) x;
     RETURN QUERY
     SELECT NULL::bigint, w.id, w.name, w.url, w.secret,
            CASE WHEN w.previous_until > p_now THEN w.previous_secret END,

@@ -484,7 +484,7 @@ def test_a_cycle_claims_each_endpoints_share_after_what_it_holds(db, check):
             for h in hooks}
     a, b = hooks
 
-    def cycle(held=(), busy=(), per=2):
+    def cycle(held=(), busy=(), per=2, total=100, minimum=1):
         """Runs one cycle as a replica holding held, with busy [(endpoint,
         count, after)]; returns (endpoint rows, claims by endpoint, trailer)."""
         keys = "{" + ",".join(f'"{i}":0' for i in held) + "}"
@@ -493,7 +493,7 @@ def test_a_cycle_claims_each_endpoints_share_after_what_it_holds(db, check):
         after = "{" + ",".join(str(x[2]) for x in busy) + "}"
         out = db.psql("SELECT delivery_id, webhook_id, url, body IS NOT NULL, hold, fresh "
                       "FROM relance_webhooks_cycle(now(), '{}', '{}', '{}', '{}', "
-                      f"'{keys}', '{ids}', '{counts}', '{after}', {per}, 100, 1)")
+                      f"'{keys}', '{ids}', '{counts}', '{after}', {per}, {total}, {minimum})")
         eps = [r[1] for r in out if not r[0] and r[1]]
         claims = {}
         for r in out:
@@ -512,3 +512,8 @@ def test_a_cycle_claims_each_endpoints_share_after_what_it_holds(db, check):
     check.eq(claims.get(a), owed[a][2:3], "from after its own fresh claims (p_after), even past a free one")
     _, claims, _ = cycle(busy=[(a, 2, 0), (b, 1, 0)])
     check.eq((claims.get(a), claims.get(b)), (None, owed[b][:1]), "nothing for a full endpoint")
+    _, claims, hold = cycle(per=2, total=3, minimum=2)
+    check.eq((hold, sum(len(c) for c in claims.values())), ("2", 3),
+             "shares of at least 2 (p_min), but no more claims in all than p_total (3)")
+    _, claims, _ = cycle(busy=[(a, 1, 0)], per=2, total=3, minimum=2)
+    check.eq(sum(len(c) for c in claims.values()), 2, "what a replica holds counts against p_total")
