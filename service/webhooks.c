@@ -350,7 +350,7 @@ static void arm(struct webhooks *wh, double ms);
  * endpoint with nothing more due would do the same for the others. */
 static int worth_cycling(const struct webhooks *wh)
 {
-    if (wh->waiting.n >= HOLD_MAX * (wh->n_eps ? wh->n_eps : 1))
+    if (wh->waiting.n >= wh->hold * (wh->n_eps ? wh->n_eps : 1))
         return 1;
     for (size_t i = 0; i < wh->n_eps; i++)
         if (!wh->eps[i]->gone && !wh->eps[i]->dry && wh->eps[i]->busy + wh->eps[i]->queued <= wh->hold / 2)
