@@ -157,16 +157,19 @@ static struct tracker tracker_new(void)
     return t;
 }
 
-static void test_html(void **state)
+typedef int (*rewrite_fn)(const char *, size_t, const struct linkrewrite_opts *, struct buf *, int *);
+
+/* Each row through rewrite: its output (the input when out is NULL), how
+ * many links it tracked, and the URLs the callback saw. */
+static void run_rows(const struct html_row *rows, size_t n, rewrite_fn rewrite)
 {
-    (void)state;
-    for (size_t i = 0; i < sizeof html_rows / sizeof html_rows[0]; i++) {
-        const struct html_row *r = &html_rows[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct html_row *r = &rows[i];
         struct tracker t = tracker_new();
         struct linkrewrite_opts o = {.track = track, .ctx = &t, .unsubscribe_url = UNSUB};
         struct buf out = {0};
         int count = -1;
-        int rc = linkrewrite_html(r->in, strlen(r->in), &o, &out, &count);
+        int rc = rewrite(r->in, strlen(r->in), &o, &out, &count);
         const char *want = r->out ? r->out : r->in;
         if (rc != 0 || strcmp(out.p, want) != 0 || count != r->count || strcmp(t.seen.p, r->seen) != 0)
             fail_msg("row %zu: %s\n  rc %d count %d (want %d)\n  got  %s\n  want %s\n  seen %s\n  want %s", i,
@@ -174,6 +177,12 @@ static void test_html(void **state)
         buf_free(&out);
         buf_free(&t.seen);
     }
+}
+
+static void test_html(void **state)
+{
+    (void)state;
+    run_rows(html_rows, sizeof html_rows / sizeof html_rows[0], linkrewrite_html);
 }
 
 /* The tracked URL is escaped for a double-quoted attribute, whatever the
@@ -243,20 +252,7 @@ static const struct html_row text_rows[] = {
 static void test_text(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof text_rows / sizeof text_rows[0]; i++) {
-        const struct html_row *r = &text_rows[i];
-        struct tracker t = tracker_new();
-        struct linkrewrite_opts o = {.track = track, .ctx = &t, .unsubscribe_url = UNSUB};
-        struct buf out = {0};
-        int count = -1;
-        int rc = linkrewrite_text(r->in, strlen(r->in), &o, &out, &count);
-        const char *want = r->out ? r->out : r->in;
-        if (rc != 0 || strcmp(out.p, want) != 0 || count != r->count || strcmp(t.seen.p, r->seen) != 0)
-            fail_msg("row %zu: %s\n  rc %d count %d (want %d)\n  got  %s\n  want %s\n  seen %s\n  want %s", i,
-                     r->in, rc, count, r->count, out.p, want, t.seen.p, r->seen);
-        buf_free(&out);
-        buf_free(&t.seen);
-    }
+    run_rows(text_rows, sizeof text_rows / sizeof text_rows[0], linkrewrite_text);
 }
 
 /* An unsubscribe URL whose token ends in '_' (a base64url token does,
