@@ -49,14 +49,22 @@ static const struct row rows[] = {
     {{"bob@acme.example", NULL, NULL, "S"}, NULL, NULL, "sender.first_name"},
 };
 
-static void test_sender_fields(void **state)
+/* The sequence of the YAML src; the test fails when it does not parse. */
+static struct sequence *parsed(const char *src)
 {
-    (void)state;
     struct sequence *seq = NULL;
     struct sequence_diags d = {0};
     const struct sequence_options opts = {NULL, NULL, NULL};
-    assert_int_equal(sequence_parse("t.yaml", yaml, strlen(yaml), &opts, &seq, &d), 0);
+    if (sequence_parse("t.yaml", src, strlen(src), &opts, &seq, &d) != 0)
+        fail_msg("does not parse: %s", src);
     sequence_diags_free(&d);
+    return seq;
+}
+
+static void test_sender_fields(void **state)
+{
+    (void)state;
+    struct sequence *seq = parsed(yaml);
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const struct row *r = &rows[i];
         struct compose_input in = {
@@ -143,12 +151,7 @@ static void test_unsubscribe(void **state)
                  "    html: \"<html><body><p>Hi</p></body></html>\"\n",
                  r->unsubscribe ? "unsubscribe: " : "", r->unsubscribe ? r->unsubscribe : "",
                  r->unsubscribe ? "\n" : "");
-        struct sequence *seq = NULL;
-        struct sequence_diags d = {0};
-        const struct sequence_options opts = {NULL, NULL, NULL};
-        if (sequence_parse("t.yaml", src, strlen(src), &opts, &seq, &d) != 0)
-            fail_msg("row %zu: does not parse", i);
-        sequence_diags_free(&d);
+        struct sequence *seq = parsed(src);
         struct compose_sender s = {"bob@acme.example", "Bob", NULL, NULL};
         struct compose_input in = {
             .seq = seq,
@@ -243,12 +246,7 @@ static void test_tracking(void **state)
                  "<a href='mailto:bob@acme.example'>Bob</a> <a href='{{unsubscribe_url}}'>Stop</a></p>"
                  "</body></html>\"\n",
                  trows[i].track ? "track: " : "", trows[i].track ? trows[i].track : "", trows[i].track ? "\n" : "");
-        struct sequence *seq = NULL;
-        struct sequence_diags d = {0};
-        const struct sequence_options opts = {NULL, NULL, NULL};
-        if (sequence_parse("t.yaml", src, strlen(src), &opts, &seq, &d) != 0)
-            fail_msg("row %zu: does not parse", i);
-        sequence_diags_free(&d);
+        struct sequence *seq = parsed(src);
         struct compose_sender s = {"bob@acme.example", "Bob", NULL, NULL};
         struct compose_input in = {
             .seq = seq,
